@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way: CLI → Registry → (UploadPath, Catalog, S3, BlobStore) → ModelStore.
+// Only CLI knows which implementations are plugged in.
+let package = Package(
+    name: "modelfs",
+    products: [
+        .executable(name: "modelfs", targets: ["modelfs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C libraries from Debian, each wrapped in a system-library target with a small shim.
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl"),
+        .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
+
+        // The domain: names, formats, statuses, rules, errors, the object-store protocol, hashing.
+        .target(name: "ModelStore", dependencies: ["CCrypto"]),
+        // Object stores that are not S3: the local directory store and an in-memory one for tests.
+        .target(name: "BlobStore", dependencies: ["ModelStore"]),
+        // S3 over libcurl with SigV4 signing.
+        .target(name: "S3", dependencies: [
+            "ModelStore", "CCurl", "CCrypto",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // SQLite catalog: schema, migrations, queries.
+        .target(name: "Catalog", dependencies: ["ModelStore", "CSQLite"]),
+        // Streaming multipart uploads: parts, parallelism, sha256, abort.
+        .target(name: "UploadPath", dependencies: [
+            "ModelStore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The store's operations with their rules, shared by the CLI and the mount.
+        .target(name: "Registry", dependencies: [
+            "ModelStore", "Catalog", "UploadPath",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Commands and the composition root.
+        .target(name: "CLI", dependencies: [
+            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "modelfs", dependencies: ["CLI"]),
+
+        .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore"]),
+        .testTarget(name: "BlobStoreTests", dependencies: ["ModelStore", "BlobStore", "S3"]),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "ModelStore"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ModelStore"]),
+        .testTarget(name: "UploadPathTests", dependencies: ["UploadPath", "BlobStore", "ModelStore"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),
+    ]
+)

@@ -1,0 +1,4 @@
+import ArgumentParser
+public struct ModelFSCommand: AsyncParsableCommand {
+    public init() {}
+}

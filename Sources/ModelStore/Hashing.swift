@@ -1,0 +1,89 @@
+import CCrypto
+
+/// Streaming SHA-256 over libcrypto's EVP interface.
+public struct SHA256Hasher: ~Copyable {
+    private let ctx: OpaquePointer
+
+    public init() {
+        ctx = EVP_MD_CTX_new()
+        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public mutating func update(_ buffer: UnsafeRawBufferPointer) {
+        if buffer.count > 0 { EVP_DigestUpdate(ctx, buffer.baseAddress, buffer.count) }
+    }
+
+    public mutating func update(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { update($0) }
+    }
+
+    public mutating func update<S: StringProtocol>(_ s: S) {
+        var copy = String(s)
+        copy.withUTF8 { update(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The digest; the hasher is used up.
+    public consuming func finalize() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        return out
+    }
+}
+
+public enum Digest {
+    public static func sha256(_ buffer: UnsafeRawBufferPointer) -> [UInt8] {
+        var h = SHA256Hasher()
+        h.update(buffer)
+        return h.finalize()
+    }
+
+    public static func sha256(_ bytes: [UInt8]) -> [UInt8] { bytes.withUnsafeBytes { sha256($0) } }
+
+    public static func sha256<S: StringProtocol>(_ s: S) -> [UInt8] {
+        var h = SHA256Hasher()
+        h.update(s)
+        return h.finalize()
+    }
+
+    /// MD5, for checking an S3 ETag of a part or a single-PUT object against local bytes.
+    public static func md5(_ buffer: UnsafeRawBufferPointer) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 16)
+        var len: UInt32 = 0
+        let ctx = EVP_MD_CTX_new()
+        defer { EVP_MD_CTX_free(ctx) }
+        EVP_DigestInit_ex(ctx, EVP_md5(), nil)
+        if buffer.count > 0 { EVP_DigestUpdate(ctx, buffer.baseAddress, buffer.count) }
+        out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        return out
+    }
+
+    public static func md5(_ bytes: [UInt8]) -> [UInt8] { bytes.withUnsafeBytes { md5($0) } }
+
+    public static func hmacSHA256(key: [UInt8], _ message: String) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        var msg = message
+        msg.withUTF8 { m in
+            key.withUnsafeBytes { k in
+                out.withUnsafeMutableBufferPointer { o in
+                    _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), m.baseAddress, m.count, o.baseAddress, &len)
+                }
+            }
+        }
+        return out
+    }
+
+    public static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,36 @@
+/// Rules for model, version and dataset names, shared by the mount and the CLI.
+public enum Names {
+    public static let maxBytes = 200
+
+    /// Checks a model, version or dataset name: 1 to 200 bytes of UTF-8, no `/`, no NUL, no
+    /// control characters, not starting with `.`.
+    public static func validate(_ name: String, what: String = "name") throws(StoreError) {
+        let bytes = Array(name.utf8)
+        if bytes.isEmpty { throw .invalid("\(what) is empty") }
+        if bytes.count > maxBytes { throw .invalid("\(what) is \(bytes.count) bytes; at most \(maxBytes) are allowed") }
+        if bytes[0] == UInt8(ascii: ".") { throw .invalid("\(what) '\(printable(name))' starts with '.'") }
+        for scalar in name.unicodeScalars {
+            if scalar == "/" { throw .invalid("\(what) '\(printable(name))' contains '/'") }
+            if scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value) {
+                throw .invalid("\(what) '\(printable(name))' contains a control character")
+            }
+        }
+    }
+
+    /// Validates raw bytes from the kernel, which may not be UTF-8 at all.
+    public static func decode(_ bytes: [UInt8], what: String = "name") throws(StoreError) -> String {
+        guard let s = String(validating: bytes, as: UTF8.self) else { throw .invalid("\(what) is not valid UTF-8") }
+        try validate(s, what: what)
+        return s
+    }
+
+    /// The name with control characters escaped, safe to put in a message.
+    public static func printable(_ name: String) -> String {
+        var out = ""
+        for scalar in name.unicodeScalars {
+            if scalar.value < 0x20 || scalar.value == 0x7F { out += "\\x" + String(scalar.value, radix: 16) }
+            else { out.unicodeScalars.append(scalar) }
+        }
+        return out
+    }
+}

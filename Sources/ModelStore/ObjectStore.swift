@@ -1,0 +1,103 @@
+import Foundation
+
+/// An object's facts from a HEAD or a listing.
+public struct ObjectInfo: Sendable, Equatable {
+    public var key: String
+    public var size: Int64
+    /// Without quotes.
+    public var etag: String
+    public var lastModified: Date?
+
+    public init(key: String, size: Int64, etag: String, lastModified: Date? = nil) {
+        self.key = key; self.size = size; self.etag = etag; self.lastModified = lastModified
+    }
+}
+
+/// One uploaded part of a multipart upload.
+public struct UploadedPart: Sendable, Equatable, Codable {
+    public var number: Int
+    /// Without quotes.
+    public var etag: String
+    public var size: Int64
+
+    public init(number: Int, etag: String, size: Int64) {
+        self.number = number; self.etag = etag; self.size = size
+    }
+}
+
+/// A multipart upload that was started and neither completed nor aborted.
+public struct PendingUpload: Sendable, Equatable {
+    public var key: String
+    public var uploadID: String
+    public var initiated: Date?
+
+    public init(key: String, uploadID: String, initiated: Date? = nil) {
+        self.key = key; self.uploadID = uploadID; self.initiated = initiated
+    }
+}
+
+/// Why an object-store call failed.
+public enum ObjectStoreError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// The key (or upload) does not exist.
+    case notFound(key: String)
+    /// The server answered with an error that retrying did not cure.
+    case server(status: Int, code: String, message: String)
+    /// The server could not be reached, or stayed silent, within the time allowed.
+    case unreachable(String)
+    /// The local disk backing a store is full.
+    case noSpace(String)
+    /// Anything else: a local I/O error, a malformed answer.
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let key): return "no such object: \(key)"
+        case .server(let status, let code, let message): return "object storage answered \(status) \(code)\(message.isEmpty ? "" : ": " + message)"
+        case .unreachable(let why): return "object storage unreachable: \(why)"
+        case .noSpace(let why): return "no space left: \(why)"
+        case .other(let why): return why
+        }
+    }
+
+    /// The store error this becomes at the domain boundary.
+    public var storeError: StoreError {
+        switch self {
+        case .notFound: return StoreError(.notFound, description)
+        case .noSpace: return StoreError(.noSpace, description)
+        default: return StoreError(.io, description)
+        }
+    }
+}
+
+/// Object storage: S3, a local directory, or memory. All calls block; every implementation is
+/// safe to call from many threads at once. Keys are raw UTF-8 strings; encoding is the store's job.
+public protocol ObjectStore: Sendable {
+    /// Reads the whole object, or `range` of it (clamped to the object's end).
+    func get(_ key: String, range: Range<Int64>?) throws(ObjectStoreError) -> [UInt8]
+    /// The object's facts, or nil when it does not exist.
+    func head(_ key: String) throws(ObjectStoreError) -> ObjectInfo?
+    /// Writes a whole object in one request; returns its ETag.
+    @discardableResult
+    func put(_ key: String, _ bytes: [UInt8]) throws(ObjectStoreError) -> String
+    /// Deletes the object; deleting a missing key succeeds.
+    func delete(_ key: String) throws(ObjectStoreError)
+    /// Every object under `prefix`, in key order, following pagination.
+    func list(prefix: String) throws(ObjectStoreError) -> [ObjectInfo]
+
+    /// Starts a multipart upload; returns its upload id.
+    func createMultipartUpload(_ key: String) throws(ObjectStoreError) -> String
+    /// Uploads part `number` (1...10000); returns its ETag.
+    func uploadPart(_ key: String, uploadID: String, number: Int, _ bytes: [UInt8]) throws(ObjectStoreError) -> String
+    /// Joins the parts, in order, into the object; returns its ETag.
+    @discardableResult
+    func completeMultipartUpload(_ key: String, uploadID: String, parts: [UploadedPart]) throws(ObjectStoreError) -> String
+    /// Discards the upload and its parts; aborting a missing upload succeeds.
+    func abortMultipartUpload(_ key: String, uploadID: String) throws(ObjectStoreError)
+    /// The parts uploaded so far, in part order.
+    func listParts(_ key: String, uploadID: String) throws(ObjectStoreError) -> [UploadedPart]
+    /// Multipart uploads in progress under `prefix`.
+    func listMultipartUploads(prefix: String) throws(ObjectStoreError) -> [PendingUpload]
+
+    /// Where the store is, for logs: a URL or a path, never a credential.
+    var location: String { get }
+}

@@ -1,0 +1,41 @@
+/// The one error type of the store. Every refused operation carries a ``Code`` that the FUSE edge
+/// maps to an errno in exactly one place, and a message a person can act on.
+public struct StoreError: Error, Equatable, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable, CaseIterable {
+        /// A bad name, an unsupported format, a malformed request. The corresponding C error is `EINVAL`.
+        case invalidArgument
+        /// The model, version or dataset already exists. `EEXIST`.
+        case alreadyExists
+        /// The model, version, dataset or object does not exist. `ENOENT`.
+        case notFound
+        /// The operation is not allowed, such as deleting the last ready version. `EPERM`.
+        case notPermitted
+        /// The thing is in use, such as a version a running job reads. `EBUSY`.
+        case busy
+        /// The version is still uploading; try again later. `EAGAIN`.
+        case notReady
+        /// A rename across models. `EXDEV`.
+        case crossDevice
+        /// Versions never change once written. `EROFS`.
+        case readOnly
+        /// Object storage failed or stayed unreachable after retries. `EIO`.
+        case io
+        /// The local disk is full. `ENOSPC`.
+        case noSpace
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    public static func invalid(_ message: String) -> StoreError { StoreError(.invalidArgument, message) }
+    public static func exists(_ message: String) -> StoreError { StoreError(.alreadyExists, message) }
+    public static func notFound(_ message: String) -> StoreError { StoreError(.notFound, message) }
+    public static func io(_ message: String) -> StoreError { StoreError(.io, message) }
+}

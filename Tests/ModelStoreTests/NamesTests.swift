@@ -1,0 +1,4 @@
+import Testing
+@testable import ModelStore
+
+@Test func placeholder() {}
