@@ -1,7 +1,7 @@
 import CCrypto
 
-/// Streaming SHA-256 over libcrypto's EVP interface.
-public struct SHA256Hasher: ~Copyable {
+/// Streaming SHA-256 over libcrypto's EVP interface. Used by one thread at a time.
+public final class SHA256Hasher {
     private let ctx: OpaquePointer
 
     public init() {
@@ -11,21 +11,21 @@ public struct SHA256Hasher: ~Copyable {
 
     deinit { EVP_MD_CTX_free(ctx) }
 
-    public mutating func update(_ buffer: UnsafeRawBufferPointer) {
+    public func update(_ buffer: UnsafeRawBufferPointer) {
         if buffer.count > 0 { EVP_DigestUpdate(ctx, buffer.baseAddress, buffer.count) }
     }
 
-    public mutating func update(_ bytes: [UInt8]) {
+    public func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
-    public mutating func update<S: StringProtocol>(_ s: S) {
+    public func update<S: StringProtocol>(_ s: S) {
         var copy = String(s)
         copy.withUTF8 { update(UnsafeRawBufferPointer($0)) }
     }
 
-    /// The digest; the hasher is used up.
-    public consuming func finalize() -> [UInt8] {
+    /// The digest; call once.
+    public func finalize() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
         out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
@@ -35,7 +35,7 @@ public struct SHA256Hasher: ~Copyable {
 
 public enum Digest {
     public static func sha256(_ buffer: UnsafeRawBufferPointer) -> [UInt8] {
-        var h = SHA256Hasher()
+        let h = SHA256Hasher()
         h.update(buffer)
         return h.finalize()
     }
@@ -43,7 +43,7 @@ public enum Digest {
     public static func sha256(_ bytes: [UInt8]) -> [UInt8] { bytes.withUnsafeBytes { sha256($0) } }
 
     public static func sha256<S: StringProtocol>(_ s: S) -> [UInt8] {
-        var h = SHA256Hasher()
+        let h = SHA256Hasher()
         h.update(s)
         return h.finalize()
     }

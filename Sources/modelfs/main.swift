@@ -1,3 +1,3 @@
 import CLI
 
-await ModelFSCommand.main()
+ModelFSCommand.main()

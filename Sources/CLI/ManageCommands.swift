@@ -1,0 +1,153 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import ModelStore
+import Registry
+
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "model", abstract: "Create, change, rename or delete a model.",
+                                                    subcommands: [Create.self, Set.self, Rename.self, Remove.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a model.")
+        @Argument(help: "The model's name.") var name: String
+        @Option(help: "text, image or general.") var type: String = "general"
+        @Option(help: "A note.") var note: String = ""
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting {
+                let registry = try store.openRegistry()
+                try registry.createModel(name, type: try ModelType(parsing: type), note: note)
+                print("created model \(name)")
+            }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Change a model's type or note.")
+        @Argument(help: "The model.") var name: String
+        @Option(help: "text, image or general.") var type: String?
+        @Option(help: "A note.") var note: String?
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting {
+                let registry = try store.openRegistry()
+                let t = try type.map { (t) throws(StoreError) in try ModelType(parsing: t) }
+                try registry.setModel(name, type: t, note: note)
+            }
+        }
+    }
+
+    struct Rename: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rename", abstract: "Rename a model (metadata only).")
+        @Argument(help: "The model.") var name: String
+        @Argument(help: "Its new name.") var newName: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting { try store.openRegistry().renameModel(name, to: newName) }
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Delete a model with all its versions.")
+        @Argument(help: "The model.") var name: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting {
+                try store.openRegistry().deleteModel(name)
+                print("deleted model \(name)")
+            }
+        }
+    }
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Delete, rename or annotate a version.",
+                                                    subcommands: [Remove.self, Rename.self, Note.self, Next.self])
+
+    static func name(_ s: String) -> String { (try? Formats.splitVersion(s).name) ?? s }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Delete a version (never the last ready one).")
+        @Argument(help: "The model.") var model: String
+        @Argument(help: "The version (v1 or v1.zip).") var version: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting {
+                try store.openRegistry().deleteVersion(model, VersionCommand.name(version))
+                print("deleted \(model)/\(version)")
+            }
+        }
+    }
+
+    struct Rename: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rename", abstract: "Rename a version within its model (metadata only).")
+        @Argument(help: "The model.") var model: String
+        @Argument(help: "The version.") var version: String
+        @Argument(help: "Its new name.") var newName: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting { try store.openRegistry().renameVersion(model, VersionCommand.name(version), to: VersionCommand.name(newName)) }
+        }
+    }
+
+    struct Note: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "note", abstract: "Set a version's note.")
+        @Argument(help: "The model.") var model: String
+        @Argument(help: "The version.") var version: String
+        @Argument(help: "The note.") var note: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting { try store.openRegistry().setVersionNote(model, VersionCommand.name(version), note: note) }
+        }
+    }
+
+    struct Next: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "next", abstract: "Print the suggested next version name.")
+        @Argument(help: "The model.") var model: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting { print(try store.openRegistry().nextVersionName(of: model)) }
+        }
+    }
+}
+
+struct GCCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc",
+        abstract: "Abort multipart uploads nothing will finish and rewrite manifests object storage missed.")
+
+    @Option(help: "Also abort multipart uploads the catalog does not know that are older than this many minutes.")
+    var olderThan: Int = 60
+
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        try reporting {
+            let registry = try store.openRegistry()
+            let aborted = try registry.retryAbandonedUploads()
+            try registry.retryPending()
+            let known = Swift.Set(try registry.catalog.uploads().map(\.uploadID))
+            var orphans = 0
+            let cutoff = Date().addingTimeInterval(-Double(olderThan) * 60)
+            do {
+                for upload in try registry.objects.listMultipartUploads(prefix: "") where !known.contains(upload.uploadID) {
+                    guard (upload.initiated ?? .distantPast) < cutoff else { continue }
+                    try registry.objects.abortMultipartUpload(upload.key, uploadID: upload.uploadID)
+                    orphans += 1
+                }
+            } catch let e as ObjectStoreError {
+                throw e.storeError
+            }
+            print("aborted \(aborted) failed upload(s) and \(orphans) unknown multipart upload(s)")
+        }
+    }
+}

@@ -1,4 +1,0 @@
-import ArgumentParser
-public struct ModelFSCommand: AsyncParsableCommand {
-    public init() {}
-}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import BlobStore
+import Catalog
+import Foundation
+import Logging
+import ModelStore
+import Registry
+import S3
+
+/// Where the store is: the flags every command shares, with `MODELFS_*` environment defaults.
+/// This is the composition root: the only place that picks the object store.
+struct StoreOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Directory for the SQLite catalog and the local blob store (env MODELFS_DATA_DIR).", valueName: "dir"))
+    var dataDir: String?
+
+    @Option(help: ArgumentHelp("SQLite catalog file (env MODELFS_DB); default <data-dir>/catalog.db, or <data-dir>/<bucket>.db with S3.", valueName: "file"))
+    var db: String?
+
+    @Option(help: ArgumentHelp("S3 bucket; without one, bytes stay in <data-dir>/blobs (env MODELFS_BUCKET).", valueName: "name"))
+    var bucket: String?
+
+    @Option(help: ArgumentHelp("S3 endpoint URL, e.g. http://127.0.0.1:9000 (env MODELFS_ENDPOINT, AWS_ENDPOINT_URL).", valueName: "url"))
+    var endpoint: String?
+
+    @Option(help: ArgumentHelp("S3 region (env MODELFS_REGION, AWS_REGION).", valueName: "region"))
+    var region: String?
+
+    @Option(help: ArgumentHelp("Profile in ~/.aws/credentials and ~/.aws/config (env MODELFS_PROFILE, AWS_PROFILE).", valueName: "name"))
+    var profile: String?
+
+    @Flag(name: .shortAndLong, help: "Log what happens, to stderr.")
+    var verbose = false
+
+    private var env: [String: String] { ProcessInfo.processInfo.environment }
+
+    private func setting(_ flag: String?, _ variable: String) -> String? {
+        if let flag, !flag.isEmpty { return flag }
+        if let v = env[variable], !v.isEmpty { return v }
+        return nil
+    }
+
+    var resolvedDataDir: String {
+        if let dir = setting(dataDir, "MODELFS_DATA_DIR") { return dir }
+        if let xdg = env["XDG_DATA_HOME"], !xdg.isEmpty { return xdg + "/modelfs" }
+        return (env["HOME"] ?? NSHomeDirectory()) + "/.local/share/modelfs"
+    }
+
+    var resolvedBucket: String? { setting(bucket, "MODELFS_BUCKET") }
+
+    /// Opens the catalog and the object store this configuration names.
+    func openRegistry() throws -> Registry {
+        Log.setup(verbose: verbose)
+        let dir = resolvedDataDir
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let objects: any ObjectStore
+        let defaultDB: String
+        if let bucket = resolvedBucket {
+            do {
+                let config = try S3Config.resolve(bucket: bucket, endpoint: setting(endpoint, "MODELFS_ENDPOINT"),
+                                                  region: setting(region, "MODELFS_REGION"), profile: setting(profile, "MODELFS_PROFILE"))
+                objects = try S3ObjectStore(config: config)
+            } catch {
+                throw CLIError("\(error)")
+            }
+            defaultDB = dir + "/" + bucket + ".db"
+        } else {
+            do { objects = try LocalObjectStore(root: dir + "/blobs") } catch { throw CLIError("\(error)") }
+            defaultDB = dir + "/catalog.db"
+        }
+        let catalog = try Catalog(path: setting(db, "MODELFS_DB") ?? defaultDB)
+        Log.logger.info("store: catalog \(catalog.database.path), bytes in \(objects.location)")
+        return Registry(catalog: catalog, objects: objects, logger: Log.logger)
+    }
+}
+
+/// A refusal worth one line on stderr and a non-zero exit.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
+
+enum Log {
+    nonisolated(unsafe) static var logger = Logger(label: "modelfs")
+    nonisolated(unsafe) private static var done = false
+
+    static func setup(verbose: Bool) {
+        guard !done else { return }
+        done = true
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = verbose ? .debug : .warning
+            return handler
+        }
+        logger = Logger(label: "modelfs")
+    }
+}
+
+/// Runs a command body, turning store errors into one line on stderr and exit status 1.
+func reporting<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as StoreError {
+        FileHandle.standardError.write(Data("modelfs: \(e.message)\n".utf8))
+        throw ExitCode(1)
+    } catch let e as CLIError {
+        FileHandle.standardError.write(Data("modelfs: \(e.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}

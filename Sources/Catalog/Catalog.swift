@@ -1,0 +1,388 @@
+import Foundation
+import ModelStore
+
+/// A multipart upload in flight, remembered so that an interrupted import can resume.
+public struct UploadRecord: Sendable, Equatable {
+    public var id: Int64
+    public var objectKey: String
+    public var uploadID: String
+    public var partSize: Int64
+    public var versionID: Int64?
+    public var datasetID: Int64?
+    public var sourcePath: String?
+    public var sourceSize: Int64?
+    public var created: Date
+}
+
+/// Counts for `.stats` and `modelfs stats`.
+public struct CatalogStats: Sendable, Equatable, Codable {
+    public var models = 0
+    public var modelsByType: [String: Int] = [:]
+    public var versions = 0
+    public var readyVersions = 0
+    public var bytes: Int64 = 0
+    public var datasets = 0
+    public var datasetBytes: Int64 = 0
+}
+
+/// The facts about models, versions, datasets and uploads, in SQLite. Enforces uniqueness; the
+/// rules of what may happen live in ``Registry``.
+public final class Catalog: Sendable {
+    public let database: Database
+
+    public init(path: String) throws(StoreError) {
+        database = try Database(path: path)
+        try migrate()
+    }
+
+    private func migrate() throws(StoreError) {
+        try database.write { db in
+            let current = try db.first("PRAGMA user_version") { Int($0.int(0)) } ?? 0
+            guard current <= Migrations.all.count else {
+                throw StoreError(.io, "catalog \(database.path) has schema \(current), newer than this modelfs knows (\(Migrations.all.count))")
+            }
+            for index in current..<Migrations.all.count {
+                try db.executeScript(Migrations.all[index])
+            }
+            try db.execute("PRAGMA user_version = \(Migrations.all.count)")
+        }
+    }
+
+    public var schemaVersion: Int {
+        get throws(StoreError) { try database.read { try $0.first("PRAGMA user_version") { Int($0.int(0)) } ?? 0 } }
+    }
+
+    // MARK: Models
+
+    static let modelColumns = "id, name, type, note, created, modified"
+    static func model(_ r: Row) -> Model {
+        Model(id: r.int(0), name: r.text(1), type: ModelType(rawValue: r.text(2)) ?? .general, note: r.text(3),
+              created: r.date(4), modified: r.date(5))
+    }
+
+    public func createModel(name: String, type: ModelType = .general, note: String = "") throws(StoreError) -> Model {
+        try database.write { db in
+            try Catalog.insertModel(db, name: name, type: type, note: note)
+        }
+    }
+
+    static func insertModel(_ db: Connection, name: String, type: ModelType, note: String) throws -> Model {
+        let now = Date()
+        do {
+            try db.execute("INSERT INTO models (name, type, note, created, modified) VALUES (?, ?, ?, ?, ?)",
+                           [.text(name), .text(type.rawValue), .text(note), .date(now), .date(now)])
+        } catch let e as SQLiteError where e.isConstraint {
+            throw StoreError.exists("model \(name) already exists")
+        }
+        return Model(id: db.lastInsertRowID, name: name, type: type, note: note, created: now, modified: now)
+    }
+
+    public func model(named name: String) throws(StoreError) -> Model? {
+        try database.read { try $0.first("SELECT \(Catalog.modelColumns) FROM models WHERE name = ?", [.text(name)], Catalog.model) }
+    }
+
+    public func model(id: Int64) throws(StoreError) -> Model? {
+        try database.read { try $0.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(id)], Catalog.model) }
+    }
+
+    /// Models in name order, optionally of one type and whose name contains `search` (case-insensitive).
+    public func models(type: ModelType? = nil, search: String? = nil) throws(StoreError) -> [Model] {
+        var sql = "SELECT \(Catalog.modelColumns) FROM models WHERE 1"
+        var args: [SQLValue] = []
+        if let type { sql += " AND type = ?"; args.append(.text(type.rawValue)) }
+        if let search, !search.isEmpty {
+            sql += " AND instr(lower(name), lower(?)) > 0"
+            args.append(.text(search))
+        }
+        sql += " ORDER BY name"
+        return try database.read { try $0.query(sql, args, Catalog.model) }
+    }
+
+    public func updateModel(id: Int64, name: String? = nil, type: ModelType? = nil, note: String? = nil) throws(StoreError) {
+        try database.write { db in
+            guard let current = try db.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(id)], Catalog.model) else {
+                throw StoreError.notFound("no such model")
+            }
+            do {
+                try db.execute("UPDATE models SET name = ?, type = ?, note = ?, modified = ? WHERE id = ?",
+                               [.text(name ?? current.name), .text((type ?? current.type).rawValue), .text(note ?? current.note),
+                                .date(Date()), .int(id)])
+            } catch let e as SQLiteError where e.isConstraint {
+                throw StoreError.exists("model \(name ?? "") already exists")
+            }
+        }
+    }
+
+    /// Deletes the model row with its versions and upload records.
+    public func deleteModel(id: Int64) throws(StoreError) {
+        try database.write { db in _ = try db.execute("DELETE FROM models WHERE id = ?", [.int(id)]) }
+    }
+
+    // MARK: Versions
+
+    static let versionColumns = """
+        id, model_id, name, format, object_key, size, sha256, status, error, note, parent_version, dataset, job_id, created, modified
+        """
+    static func version(_ r: Row) -> Version {
+        Version(id: r.int(0), modelID: r.int(1), name: r.text(2), format: r.text(3), objectKey: r.text(4), size: r.int(5),
+                sha256: r.optionalText(6), status: UploadStatus(rawValue: r.text(7)) ?? .failed, error: r.optionalText(8),
+                note: r.text(9), lineage: Lineage(parentVersion: r.optionalText(10), dataset: r.optionalText(11), job: r.optionalText(12)),
+                created: r.date(13), modified: r.date(14))
+    }
+
+    public func versions(modelID: Int64) throws(StoreError) -> [Version] {
+        try database.read {
+            try $0.query("SELECT \(Catalog.versionColumns) FROM versions WHERE model_id = ? ORDER BY name", [.int(modelID)], Catalog.version)
+        }
+    }
+
+    public func version(modelID: Int64, name: String) throws(StoreError) -> Version? {
+        try database.read {
+            try $0.first("SELECT \(Catalog.versionColumns) FROM versions WHERE model_id = ? AND name = ?",
+                         [.int(modelID), .text(name)], Catalog.version)
+        }
+    }
+
+    public func version(id: Int64) throws(StoreError) -> Version? {
+        try database.read { try $0.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version) }
+    }
+
+    /// Versions in a given status across all models (stale uploads, `verify`).
+    public func versions(status: UploadStatus) throws(StoreError) -> [Version] {
+        try database.read {
+            try $0.query("SELECT \(Catalog.versionColumns) FROM versions WHERE status = ? ORDER BY id", [.text(status.rawValue)], Catalog.version)
+        }
+    }
+
+    /// Whether any version or dataset already owns `key` (a renamed version keeps its old key).
+    public func objectKeyInUse(_ key: String) throws(StoreError) -> Bool {
+        try database.read { db in
+            try db.first("""
+                SELECT 1 FROM versions WHERE object_key = ?1 UNION ALL SELECT 1 FROM datasets WHERE object_key = ?1
+                UNION ALL SELECT 1 FROM uploads WHERE object_key = ?1
+                """, [.text(key)]) { _ in true } ?? false
+        }
+    }
+
+    /// Adds a version in status `uploading`. Refused with `EEXIST` when the model has a version of
+    /// that name under any extension.
+    public func insertVersion(modelID: Int64, name: String, format: String, objectKey: String, note: String = "",
+                              lineage: Lineage = Lineage()) throws(StoreError) -> Version {
+        try database.write { db in
+            try Catalog.insertVersion(db, modelID: modelID, name: name, format: format, objectKey: objectKey, note: note, lineage: lineage)
+        }
+    }
+
+    static func insertVersion(_ db: Connection, modelID: Int64, name: String, format: String, objectKey: String, note: String,
+                              lineage: Lineage) throws -> Version {
+        let now = Date()
+        if let existing = try db.first("SELECT format FROM versions WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], { $0.text(0) }) {
+            throw StoreError.exists("version \(name) already exists (as \(name).\(existing))")
+        }
+        do {
+            try db.execute("""
+                INSERT INTO versions (model_id, name, format, object_key, status, note, parent_version, dataset, job_id, created, modified)
+                VALUES (?, ?, ?, ?, 'uploading', ?, ?, ?, ?, ?, ?)
+                """, [.int(modelID), .text(name), .text(format), .text(objectKey), .text(note), .optional(lineage.parentVersion),
+                      .optional(lineage.dataset), .optional(lineage.job), .date(now), .date(now)])
+        } catch let e as SQLiteError where e.isConstraint {
+            throw StoreError.exists("version \(name) or its object key \(objectKey) already exists")
+        }
+        return Version(id: db.lastInsertRowID, modelID: modelID, name: name, format: format, objectKey: objectKey, size: 0, sha256: nil,
+                       status: .uploading, error: nil, note: note, lineage: lineage, created: now, modified: now)
+    }
+
+    /// Marks an upload finished: `ready` with its size and sha256; drops its upload record.
+    public func markVersionReady(id: Int64, size: Int64, sha256: String) throws(StoreError) {
+        try database.write { db in
+            try db.execute("UPDATE versions SET status = 'ready', size = ?, sha256 = ?, error = NULL, modified = ? WHERE id = ?",
+                           [.int(size), .text(sha256), .date(Date()), .int(id)])
+            try db.execute("DELETE FROM uploads WHERE version_id = ?", [.int(id)])
+        }
+    }
+
+    /// Marks an upload failed with its reason. Its upload record is dropped when the multipart
+    /// upload was aborted, and kept (to abort later) when `uploadStillOpen`.
+    public func markVersionFailed(id: Int64, error: String, size: Int64 = 0, uploadStillOpen: Bool = false) throws(StoreError) {
+        try database.write { db in
+            try db.execute("UPDATE versions SET status = 'failed', error = ?, size = ?, modified = ? WHERE id = ?",
+                           [.text(error), .int(size), .date(Date()), .int(id)])
+            if !uploadStillOpen { try db.execute("DELETE FROM uploads WHERE version_id = ?", [.int(id)]) }
+        }
+    }
+
+    /// Restarts a failed or interrupted version's upload.
+    public func markVersionUploading(id: Int64) throws(StoreError) {
+        try database.write { db in
+            try db.execute("UPDATE versions SET status = 'uploading', error = NULL, modified = ? WHERE id = ?", [.date(Date()), .int(id)])
+        }
+    }
+
+    /// Uploads whose version failed or vanished: multipart uploads that still need an abort.
+    public func abandonedUploads() throws(StoreError) -> [UploadRecord] {
+        let sql = "SELECT " + Catalog.uploadColumns + """
+             FROM uploads WHERE (version_id IS NULL AND dataset_id IS NULL)
+              OR version_id IN (SELECT id FROM versions WHERE status = 'failed')
+              OR dataset_id IN (SELECT id FROM datasets WHERE status = 'failed')
+            ORDER BY id
+            """
+        return try database.read { try $0.query(sql, [], Catalog.upload) }
+    }
+
+    /// Models whose manifest in the bucket is behind the catalog.
+    public func dirtyManifestModels() throws(StoreError) -> [Model] {
+        try database.read { try $0.query("SELECT \(Catalog.modelColumns) FROM models WHERE manifest_dirty = 1", [], Catalog.model) }
+    }
+
+    public func setManifestDirty(modelID: Int64, _ dirty: Bool) throws(StoreError) {
+        try database.write { db in
+            _ = try db.execute("UPDATE models SET manifest_dirty = ? WHERE id = ?", [.int(dirty ? 1 : 0), .int(modelID)])
+        }
+    }
+
+    public func updateVersion(id: Int64, name: String? = nil, note: String? = nil) throws(StoreError) {
+        try database.write { db in
+            guard let v = try db.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version) else {
+                throw StoreError.notFound("no such version")
+            }
+            if let name, name != v.name,
+               let other = try db.first("SELECT format FROM versions WHERE model_id = ? AND name = ?", [.int(v.modelID), .text(name)], { $0.text(0) }) {
+                throw StoreError.exists("version \(name) already exists (as \(name).\(other))")
+            }
+            try db.execute("UPDATE versions SET name = ?, note = ?, modified = ? WHERE id = ?",
+                           [.text(name ?? v.name), .text(note ?? v.note), .date(Date()), .int(id)])
+        }
+    }
+
+    public func deleteVersion(id: Int64) throws(StoreError) {
+        try database.write { db in _ = try db.execute("DELETE FROM versions WHERE id = ?", [.int(id)]) }
+    }
+
+    // MARK: Datasets
+
+    static let datasetColumns = "id, name, format, object_key, size, records, sha256, status, error, note, created, modified"
+    static func dataset(_ r: Row) -> Dataset {
+        Dataset(id: r.int(0), name: r.text(1), format: r.text(2), objectKey: r.text(3), size: r.int(4), records: r.optionalInt(5),
+                sha256: r.optionalText(6), status: UploadStatus(rawValue: r.text(7)) ?? .failed, error: r.optionalText(8),
+                note: r.text(9), created: r.date(10), modified: r.date(11))
+    }
+
+    public func datasets() throws(StoreError) -> [Dataset] {
+        try database.read { try $0.query("SELECT \(Catalog.datasetColumns) FROM datasets ORDER BY name", [], Catalog.dataset) }
+    }
+
+    public func dataset(named name: String) throws(StoreError) -> Dataset? {
+        try database.read { try $0.first("SELECT \(Catalog.datasetColumns) FROM datasets WHERE name = ?", [.text(name)], Catalog.dataset) }
+    }
+
+    public func insertDataset(name: String, format: String, objectKey: String, note: String = "") throws(StoreError) -> Dataset {
+        try database.write { db in
+            let now = Date()
+            if let existing = try db.first("SELECT format FROM datasets WHERE name = ?", [.text(name)], { $0.text(0) }) {
+                throw StoreError.exists("dataset \(name) already exists (as \(name).\(existing))")
+            }
+            do {
+                try db.execute("""
+                    INSERT INTO datasets (name, format, object_key, status, note, created, modified) VALUES (?, ?, ?, 'uploading', ?, ?, ?)
+                    """, [.text(name), .text(format), .text(objectKey), .text(note), .date(now), .date(now)])
+            } catch let e as SQLiteError where e.isConstraint {
+                throw StoreError.exists("dataset \(name) or its object key already exists")
+            }
+            return Dataset(id: db.lastInsertRowID, name: name, format: format, objectKey: objectKey, size: 0, records: nil, sha256: nil,
+                           status: .uploading, error: nil, note: note, created: now, modified: now)
+        }
+    }
+
+    public func markDatasetReady(id: Int64, size: Int64, sha256: String, records: Int64?) throws(StoreError) {
+        try database.write { db in
+            try db.execute("UPDATE datasets SET status = 'ready', size = ?, sha256 = ?, records = ?, error = NULL, modified = ? WHERE id = ?",
+                           [.int(size), .text(sha256), .optional(records), .date(Date()), .int(id)])
+            try db.execute("DELETE FROM uploads WHERE dataset_id = ?", [.int(id)])
+        }
+    }
+
+    public func markDatasetFailed(id: Int64, error: String) throws(StoreError) {
+        try database.write { db in
+            try db.execute("UPDATE datasets SET status = 'failed', error = ?, modified = ? WHERE id = ?", [.text(error), .date(Date()), .int(id)])
+            try db.execute("DELETE FROM uploads WHERE dataset_id = ?", [.int(id)])
+        }
+    }
+
+    public func deleteDataset(id: Int64) throws(StoreError) {
+        try database.write { db in _ = try db.execute("DELETE FROM datasets WHERE id = ?", [.int(id)]) }
+    }
+
+    // MARK: Uploads in flight
+
+    static let uploadColumns = "id, object_key, upload_id, part_size, version_id, dataset_id, source_path, source_size, created"
+    static func upload(_ r: Row) -> UploadRecord {
+        UploadRecord(id: r.int(0), objectKey: r.text(1), uploadID: r.text(2), partSize: r.int(3), versionID: r.optionalInt(4),
+                     datasetID: r.optionalInt(5), sourcePath: r.optionalText(6), sourceSize: r.optionalInt(7), created: r.date(8))
+    }
+
+    public func recordUpload(objectKey: String, uploadID: String, partSize: Int64, versionID: Int64?, datasetID: Int64?,
+                             sourcePath: String?, sourceSize: Int64?) throws(StoreError) -> UploadRecord {
+        try database.write { db in
+            let now = Date()
+            try db.execute("""
+                INSERT OR REPLACE INTO uploads (object_key, upload_id, part_size, version_id, dataset_id, source_path, source_size, created)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, [.text(objectKey), .text(uploadID), .int(partSize), .optional(versionID), .optional(datasetID),
+                      .optional(sourcePath), .optional(sourceSize), .date(now)])
+            return UploadRecord(id: db.lastInsertRowID, objectKey: objectKey, uploadID: uploadID, partSize: partSize, versionID: versionID,
+                                datasetID: datasetID, sourcePath: sourcePath, sourceSize: sourceSize, created: now)
+        }
+    }
+
+    public func upload(versionID: Int64) throws(StoreError) -> UploadRecord? {
+        try database.read { try $0.first("SELECT \(Catalog.uploadColumns) FROM uploads WHERE version_id = ?", [.int(versionID)], Catalog.upload) }
+    }
+
+    public func uploads() throws(StoreError) -> [UploadRecord] {
+        try database.read { try $0.query("SELECT \(Catalog.uploadColumns) FROM uploads ORDER BY id", [], Catalog.upload) }
+    }
+
+    public func deleteUpload(id: Int64) throws(StoreError) {
+        try database.write { db in _ = try db.execute("DELETE FROM uploads WHERE id = ?", [.int(id)]) }
+    }
+
+    public func recordPart(upload: Int64, _ part: UploadedPart) throws(StoreError) {
+        try database.write { db in
+            try db.execute("INSERT OR REPLACE INTO upload_parts (upload, number, etag, size) VALUES (?, ?, ?, ?)",
+                           [.int(upload), .int(Int64(part.number)), .text(part.etag), .int(part.size)])
+        }
+    }
+
+    public func parts(upload: Int64) throws(StoreError) -> [UploadedPart] {
+        try database.read {
+            try $0.query("SELECT number, etag, size FROM upload_parts WHERE upload = ? ORDER BY number", [.int(upload)]) {
+                UploadedPart(number: Int($0.int(0)), etag: $0.text(1), size: $0.int(2))
+            }
+        }
+    }
+
+    // MARK: Stats
+
+    public func stats() throws(StoreError) -> CatalogStats {
+        try database.read { db in
+            var s = CatalogStats()
+            for (type, count) in try db.query("SELECT type, count(*) FROM models GROUP BY type", [], { ($0.text(0), Int($0.int(1))) }) {
+                s.modelsByType[type] = count
+                s.models += count
+            }
+            for t in ModelType.allCases where s.modelsByType[t.rawValue] == nil { s.modelsByType[t.rawValue] = 0 }
+            if let row = try db.first("SELECT count(*), coalesce(sum(status = 'ready'), 0), coalesce(sum(CASE WHEN status = 'ready' THEN size END), 0) FROM versions", [], { ($0.int(0), $0.int(1), $0.int(2)) }) {
+                s.versions = Int(row.0); s.readyVersions = Int(row.1); s.bytes = row.2
+            }
+            if let row = try db.first("SELECT count(*), coalesce(sum(size), 0) FROM datasets", [], { ($0.int(0), $0.int(1)) }) {
+                s.datasets = Int(row.0); s.datasetBytes = row.1
+            }
+            return s
+        }
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    public func integrityCheck() throws(StoreError) -> String {
+        try database.read { try $0.query("PRAGMA integrity_check", []) { $0.text(0) }.joined(separator: "\n") }
+    }
+}

@@ -1,0 +1,84 @@
+/// The catalog's schema, one script per version; `PRAGMA user_version` says how many have run.
+/// Append new migrations; never edit one that has shipped.
+enum Migrations {
+    static let all: [String] = [
+        // 1: models, versions, datasets, jobs, in-flight uploads.
+        """
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL DEFAULT 'general' CHECK (type IN ('text', 'image', 'general')),
+            note TEXT NOT NULL DEFAULT '',
+            -- 1 while the manifest in the bucket is behind this row (object storage was down).
+            manifest_dirty INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL,
+            modified REAL NOT NULL
+        );
+        CREATE TABLE versions (
+            id INTEGER PRIMARY KEY,
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            format TEXT NOT NULL,
+            object_key TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL DEFAULT 0,
+            sha256 TEXT,
+            status TEXT NOT NULL CHECK (status IN ('uploading', 'ready', 'failed')),
+            error TEXT,
+            note TEXT NOT NULL DEFAULT '',
+            parent_version TEXT,
+            dataset TEXT,
+            job_id TEXT,
+            created REAL NOT NULL,
+            modified REAL NOT NULL,
+            UNIQUE (model_id, name)
+        );
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            format TEXT NOT NULL,
+            object_key TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL DEFAULT 0,
+            records INTEGER,
+            sha256 TEXT,
+            status TEXT NOT NULL CHECK (status IN ('uploading', 'ready', 'failed')),
+            error TEXT,
+            note TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            modified REAL NOT NULL
+        );
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            version TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            params TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL,
+            executor TEXT NOT NULL,
+            executor_id TEXT,
+            error TEXT,
+            created REAL NOT NULL,
+            started REAL,
+            finished REAL
+        );
+        CREATE TABLE uploads (
+            id INTEGER PRIMARY KEY,
+            object_key TEXT NOT NULL UNIQUE,
+            upload_id TEXT NOT NULL,
+            part_size INTEGER NOT NULL,
+            version_id INTEGER REFERENCES versions(id) ON DELETE CASCADE,
+            dataset_id INTEGER REFERENCES datasets(id) ON DELETE CASCADE,
+            source_path TEXT,
+            source_size INTEGER,
+            created REAL NOT NULL
+        );
+        CREATE TABLE upload_parts (
+            upload INTEGER NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            etag TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            PRIMARY KEY (upload, number)
+        );
+        CREATE INDEX versions_by_model ON versions(model_id);
+        """,
+    ]
+}

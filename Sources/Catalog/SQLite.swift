@@ -1,0 +1,199 @@
+import CSQLite
+import Foundation
+import ModelStore
+
+/// A value bound to, or read from, an SQL statement.
+public enum SQLValue: Sendable, Equatable {
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case null
+
+    static func optional(_ s: String?) -> SQLValue { s.map(SQLValue.text) ?? .null }
+    static func optional(_ i: Int64?) -> SQLValue { i.map(SQLValue.int) ?? .null }
+    static func date(_ d: Date) -> SQLValue { .double(d.timeIntervalSince1970) }
+}
+
+/// One row of a result, read by column index.
+public struct Row {
+    fileprivate let statement: OpaquePointer
+
+    public func int(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
+    public func double(_ i: Int32) -> Double { sqlite3_column_double(statement, i) }
+    public func isNull(_ i: Int32) -> Bool { sqlite3_column_type(statement, i) == SQLITE_NULL }
+    public func text(_ i: Int32) -> String { optionalText(i) ?? "" }
+    public func optionalText(_ i: Int32) -> String? {
+        guard let p = sqlite3_column_text(statement, i) else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(statement, i))), as: UTF8.self)
+    }
+    public func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
+    public func date(_ i: Int32) -> Date { Date(timeIntervalSince1970: double(i)) }
+}
+
+/// Why an SQL call failed; `isConstraint` tells a UNIQUE clash from a real failure.
+public struct SQLiteError: Error, CustomStringConvertible {
+    public let code: Int32
+    public let message: String
+    public var isConstraint: Bool { code & 0xFF == SQLITE_CONSTRAINT }
+    public var description: String { "SQLite: \(message)" }
+
+    var storeError: StoreError {
+        switch code & 0xFF {
+        case SQLITE_FULL: return StoreError(.noSpace, "catalog: disk full")
+        case SQLITE_BUSY, SQLITE_LOCKED: return StoreError(.busy, "catalog is busy: \(message)")
+        default: return StoreError(.io, "catalog: \(message)")
+        }
+    }
+}
+
+/// One SQLite connection, used by one thread at a time (``Database`` holds the lock).
+public final class Connection {
+    fileprivate let handle: OpaquePointer
+    private var statements: [String: OpaquePointer] = [:]
+
+    init(path: String) throws {
+        var h: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let h else {
+            let message = h.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close(h)
+            throw SQLiteError(code: rc, message: "\(path): \(message)")
+        }
+        handle = h
+        sqlite3_extended_result_codes(h, 1)
+    }
+
+    deinit {
+        for s in statements.values { sqlite3_finalize(s) }
+        sqlite3_close(handle)
+    }
+
+    private func error(_ rc: Int32) -> SQLiteError {
+        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)))
+    }
+
+    /// A cached prepared statement for `sql`, reset and bound to `args`.
+    private func prepare(_ sql: String, _ args: [SQLValue]) throws -> OpaquePointer {
+        let statement: OpaquePointer
+        if let cached = statements[sql] {
+            statement = cached
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        } else {
+            var s: OpaquePointer?
+            let rc = sqlite3_prepare_v2(handle, sql, -1, &s, nil)
+            guard rc == SQLITE_OK, let s else { throw error(rc) }
+            statements[sql] = s
+            statement = s
+        }
+        for (index, value) in args.enumerated() {
+            let i = Int32(index + 1)
+            let rc: Int32
+            switch value {
+            case .int(let v): rc = sqlite3_bind_int64(statement, i, v)
+            case .double(let v): rc = sqlite3_bind_double(statement, i, v)
+            case .text(let v): rc = sqlite3_bind_text(statement, i, v, -1, sqlite_transient())
+            case .null: rc = sqlite3_bind_null(statement, i)
+            }
+            guard rc == SQLITE_OK else { throw error(rc) }
+        }
+        return statement
+    }
+
+    /// Runs a statement that returns no rows; returns the number of rows changed.
+    @discardableResult
+    public func execute(_ sql: String, _ args: [SQLValue] = []) throws -> Int {
+        let statement = try prepare(sql, args)
+        defer { sqlite3_reset(statement) }
+        var rc = sqlite3_step(statement)
+        while rc == SQLITE_ROW { rc = sqlite3_step(statement) }
+        guard rc == SQLITE_DONE else { throw error(rc) }
+        return Int(sqlite3_changes(handle))
+    }
+
+    /// Runs several `;`-separated statements without arguments (migrations).
+    public func executeScript(_ sql: String) throws {
+        var message: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &message)
+        if rc != SQLITE_OK {
+            let text = message.map { String(cString: $0) } ?? "error \(rc)"
+            sqlite3_free(message)
+            throw SQLiteError(code: rc, message: text)
+        }
+    }
+
+    public func query<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (Row) -> T) throws -> [T] {
+        let statement = try prepare(sql, args)
+        defer { sqlite3_reset(statement) }
+        var out: [T] = []
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { return out }
+            guard rc == SQLITE_ROW else { throw error(rc) }
+            out.append(read(Row(statement: statement)))
+        }
+    }
+
+    public func first<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (Row) -> T) throws -> T? {
+        try query(sql, args, read).first
+    }
+
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+}
+
+/// A SQLite database in WAL mode behind a lock: one connection per process is plenty for a
+/// catalog whose queries take microseconds, and the lock keeps the connection single-threaded.
+/// Other processes (the CLI next to a mount) share the file through WAL and a busy timeout.
+public final class Database: @unchecked Sendable {
+    private let lock = NSLock()
+    private let connection: Connection
+    public let path: String
+
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        do {
+            connection = try Connection(path: path)
+            try connection.executeScript("""
+                PRAGMA busy_timeout = 10000;
+                PRAGMA journal_mode = WAL;
+                PRAGMA synchronous = NORMAL;
+                PRAGMA foreign_keys = ON;
+                """)
+        } catch {
+            throw Database.storeError(error)
+        }
+    }
+
+    /// Runs `body` with the connection, outside a transaction.
+    public func read<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        do { return try body(connection) } catch { throw Database.storeError(error) }
+    }
+
+    static func storeError(_ error: any Error) -> StoreError {
+        if let e = error as? StoreError { return e }
+        if let e = error as? SQLiteError { return e.storeError }
+        return StoreError(.io, "catalog: \(error)")
+    }
+
+    /// Runs `body` in an immediate transaction: all of it lands, or none of it. `body` may throw a
+    /// ``StoreError`` to refuse an operation; that rolls back too.
+    public func write<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+        } catch {
+            throw Database.storeError(error)
+        }
+        do {
+            let result = try body(connection)
+            try connection.execute("COMMIT")
+            return result
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw Database.storeError(error)
+        }
+    }
+}

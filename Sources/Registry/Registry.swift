@@ -1,0 +1,240 @@
+import Foundation
+import Logging
+import ModelStore
+import Catalog
+import UploadPath
+
+/// The store's operations with their rules: the catalog and the object store kept consistent.
+/// Shared by the CLI and the mount; knows nothing of either.
+public final class Registry: Sendable {
+    public let catalog: Catalog
+    public let objects: any ObjectStore
+    let logger: Logger
+    /// Parts uploaded in parallel by each upload.
+    public let uploadConcurrency: Int
+
+    public init(catalog: Catalog, objects: any ObjectStore, uploadConcurrency: Int = 4,
+                logger: Logger = Logger(label: "modelfs.registry")) {
+        self.catalog = catalog
+        self.objects = objects
+        self.uploadConcurrency = uploadConcurrency
+        self.logger = logger
+    }
+
+    // MARK: Models
+
+    public func model(_ name: String) throws(StoreError) -> Model {
+        guard let m = try catalog.model(named: name) else { throw .notFound("no model named \(Names.printable(name))") }
+        return m
+    }
+
+    @discardableResult
+    public func createModel(_ name: String, type: ModelType = .general, note: String = "") throws(StoreError) -> Model {
+        try Names.validate(name, what: "model name")
+        let m = try catalog.createModel(name: name, type: type, note: note)
+        publishManifest(m.id)
+        return m
+    }
+
+    public func setModel(_ name: String, type: ModelType? = nil, note: String? = nil) throws(StoreError) {
+        let m = try model(name)
+        try catalog.updateModel(id: m.id, type: type, note: note)
+        publishManifest(m.id)
+    }
+
+    /// Renames a model: metadata only, its versions keep their object keys.
+    public func renameModel(_ from: String, to: String) throws(StoreError) {
+        try Names.validate(to, what: "model name")
+        let m = try model(from)
+        if from == to { return }
+        try catalog.updateModel(id: m.id, name: to)
+        publishManifest(m.id)
+        do { try objects.delete(Rules.manifestKey(model: from)) } catch {
+            logger.warning("could not delete the old manifest of \(from): \(error)")
+        }
+    }
+
+    /// Deletes a model with all its versions: bytes first, then rows, so a failure halfway leaves
+    /// only versions whose bytes still exist.
+    public func deleteModel(_ name: String) throws(StoreError) {
+        let m = try model(name)
+        for v in try catalog.versions(modelID: m.id) {
+            try removeBytes(of: v)
+            try catalog.deleteVersion(id: v.id)
+        }
+        do { try objects.delete(Rules.manifestKey(model: m.name)) } catch { throw error.storeError }
+        try catalog.deleteModel(id: m.id)
+    }
+
+    // MARK: Versions
+
+    public func versions(of modelName: String) throws(StoreError) -> [Version] {
+        try catalog.versions(modelID: try model(modelName).id)
+    }
+
+    public func version(_ modelName: String, _ versionName: String) throws(StoreError) -> (Model, Version) {
+        let m = try model(modelName)
+        guard let v = try catalog.version(modelID: m.id, name: versionName) else {
+            throw .notFound("model \(Names.printable(modelName)) has no version \(Names.printable(versionName))")
+        }
+        return (m, v)
+    }
+
+    public func nextVersionName(of modelName: String) throws(StoreError) -> String {
+        Rules.nextVersion(after: try versions(of: modelName).map(\.name))
+    }
+
+    /// Deletes a version's bytes and row; refused for the last ready version of its model.
+    public func deleteVersion(_ modelName: String, _ versionName: String) throws(StoreError) {
+        let (m, v) = try version(modelName, versionName)
+        try Rules.checkDeletable(version: v, siblings: try catalog.versions(modelID: m.id), modelName: m.name)
+        try removeBytes(of: v)
+        try catalog.deleteVersion(id: v.id)
+        publishManifest(m.id)
+    }
+
+    private func removeBytes(of v: Version) throws(StoreError) {
+        do {
+            if let upload = try catalog.upload(versionID: v.id) {
+                try objects.abortMultipartUpload(upload.objectKey, uploadID: upload.uploadID)
+            }
+            try objects.delete(v.objectKey)
+        } catch let e as ObjectStoreError {
+            throw e.storeError
+        } catch {
+            throw error as? StoreError ?? .io("\(error)")
+        }
+    }
+
+    /// Renames a version within its model: metadata only.
+    public func renameVersion(_ modelName: String, _ from: String, to: String) throws(StoreError) {
+        try Names.validate(to, what: "version name")
+        let (m, v) = try version(modelName, from)
+        if from == to { return }
+        try catalog.updateVersion(id: v.id, name: to)
+        publishManifest(m.id)
+    }
+
+    public func setVersionNote(_ modelName: String, _ versionName: String, note: String) throws(StoreError) {
+        let (m, v) = try version(modelName, versionName)
+        try catalog.updateVersion(id: v.id, note: note)
+        publishManifest(m.id)
+    }
+
+    // MARK: Uploads
+
+    /// Starts a new version from a file name such as `v2.1.tar.gz`; the model must exist.
+    public func beginVersion(model modelName: String, fileName: String, note: String = "", lineage: Lineage = Lineage(),
+                             source: (path: String, size: Int64)? = nil) throws(StoreError) -> VersionUpload {
+        let (name, format) = try Formats.splitVersion(fileName)
+        let m = try model(modelName)
+        let key = try freshKey(Rules.versionKey(model: m.name, fileName: fileName), name: "\(m.name)/\(name)", format: format)
+        let v = try catalog.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
+        publishManifest(m.id)
+        return VersionUpload(registry: self, model: m, version: v, resume: nil, source: source)
+    }
+
+    /// Continues an interrupted upload of a version from the parts the bucket already holds, or
+    /// starts a failed one again. The source must be the same file (same size).
+    public func resumeVersion(model modelName: String, version versionName: String,
+                              source: (path: String, size: Int64)) throws(StoreError) -> VersionUpload {
+        let (m, v) = try version(modelName, versionName)
+        switch v.status {
+        case .ready:
+            throw .exists("\(m.name)/\(v.fileName) is already complete")
+        case .failed:
+            try retryAbandonedUploads()
+            try catalog.markVersionUploading(id: v.id)
+            return VersionUpload(registry: self, model: m, version: v, resume: nil, source: source)
+        case .uploading:
+            guard let record = try catalog.upload(versionID: v.id) else {
+                // Interrupted before its first part: nothing to keep.
+                return VersionUpload(registry: self, model: m, version: v, resume: nil, source: source)
+            }
+            if let size = record.sourceSize, size != source.size {
+                throw .invalid("\(source.path) is \(source.size) bytes but the interrupted upload was of \(size) bytes; import it as a new version")
+            }
+            let parts: [UploadedPart]
+            do { parts = try objects.listParts(record.objectKey, uploadID: record.uploadID) } catch {
+                if case .notFound = error {
+                    try catalog.deleteUpload(id: record.id)
+                    return VersionUpload(registry: self, model: m, version: v, resume: nil, source: source)
+                }
+                throw error.storeError
+            }
+            let point = ResumePoint(uploadID: record.uploadID, sizing: PartSizing(base: Int(record.partSize)), parts: parts)
+            return VersionUpload(registry: self, model: m, version: v, resume: (point, record.id), source: source)
+        }
+    }
+
+    /// The uploading version of `model` that was interrupted while importing `path`, if any.
+    public func interruptedVersion(model modelName: String, sourcePath: String) throws(StoreError) -> Version? {
+        let m = try model(modelName)
+        for v in try catalog.versions(modelID: m.id) where v.status == .uploading {
+            if let record = try catalog.upload(versionID: v.id), record.sourcePath == sourcePath { return v }
+        }
+        return nil
+    }
+
+    /// `base` unless a renamed version or dataset already owns it; then a unique variant.
+    func freshKey(_ base: String, name: String, format: String) throws(StoreError) -> String {
+        if try !catalog.objectKeyInUse(base) { return base }
+        while true {
+            let candidate = name + "~" + String(UInt32.random(in: 0...UInt32.max), radix: 16) + "." + format
+            if try !catalog.objectKeyInUse(candidate) { return candidate }
+        }
+    }
+
+    // MARK: Manifests and housekeeping
+
+    /// Rewrites the model's manifest in the bucket. When object storage is down the model is
+    /// marked dirty and the manifest is written by a later ``retryPending()``; metadata
+    /// operations still succeed from SQLite.
+    func publishManifest(_ modelID: Int64) {
+        do {
+            guard let m = try catalog.model(id: modelID) else { return }
+            let manifest = Manifest(model: m, versions: try catalog.versions(modelID: m.id))
+            do {
+                try objects.put(Rules.manifestKey(model: m.name), manifest.encoded())
+                try catalog.setManifestDirty(modelID: modelID, false)
+            } catch {
+                logger.warning("manifest of \(m.name) not written, will retry: \(error)")
+                try catalog.setManifestDirty(modelID: modelID, true)
+            }
+        } catch {
+            logger.warning("manifest of model \(modelID) not written: \(error)")
+        }
+    }
+
+    public func manifest(of modelName: String) throws(StoreError) -> Manifest {
+        let m = try model(modelName)
+        return Manifest(model: m, versions: try catalog.versions(modelID: m.id))
+    }
+
+    /// Aborts multipart uploads that failed to abort earlier (object storage was down).
+    /// Returns how many it aborted.
+    @discardableResult
+    public func retryAbandonedUploads() throws(StoreError) -> Int {
+        var aborted = 0
+        for record in try catalog.abandonedUploads() {
+            do {
+                try objects.abortMultipartUpload(record.objectKey, uploadID: record.uploadID)
+                try catalog.deleteUpload(id: record.id)
+                aborted += 1
+            } catch let e as ObjectStoreError {
+                throw e.storeError
+            } catch {
+                throw error as? StoreError ?? .io("\(error)")
+            }
+        }
+        return aborted
+    }
+
+    /// Catches up on work object storage refused earlier: aborts and manifests.
+    public func retryPending() throws(StoreError) {
+        try retryAbandonedUploads()
+        for m in try catalog.dirtyManifestModels() { publishManifest(m.id) }
+    }
+
+    public func stats() throws(StoreError) -> CatalogStats { try catalog.stats() }
+}

@@ -1,0 +1,265 @@
+import CCurl
+import Foundation
+import Synchronization
+
+/// One HTTP exchange to perform. Headers are sent exactly as given (curl adds no Accept,
+/// Content-Type or Expect of its own).
+struct HTTPRequest: Sendable {
+    var method: String
+    var url: String
+    var headers: [(String, String)]
+    /// The body of a PUT or POST.
+    var body: [UInt8]
+    /// How many body bytes the answer will likely have, to allocate once.
+    var expectedResponseSize: Int?
+
+    init(method: String, url: String, headers: [(String, String)], body: [UInt8] = [], expectedResponseSize: Int? = nil) {
+        self.method = method; self.url = url; self.headers = headers; self.body = body
+        self.expectedResponseSize = expectedResponseSize
+    }
+}
+
+struct HTTPResponse: Sendable {
+    var status: Int
+    /// Names lower-cased, values trimmed, in arrival order.
+    var headers: [(String, String)]
+    var body: [UInt8]
+
+    func header(_ name: String) -> String? {
+        let lower = name.lowercased()
+        return headers.first { $0.0 == lower }?.1
+    }
+}
+
+/// A failure below HTTP: no connection, a reset, a timeout, a short body.
+struct TransportError: Error, Sendable, CustomStringConvertible {
+    /// The CURLcode, or ``truncatedCode`` for a body shorter than its Content-Length.
+    var code: Int
+    var message: String
+    var retryable: Bool { RetryPolicy.isRetryable(curlCode: code) }
+
+    static let truncatedCode = -1
+
+    var description: String { message }
+}
+
+/// A libcurl easy handle with its error buffer. Only one thread uses it at a time: the pool
+/// hands it out and takes it back.
+final class CurlHandle: @unchecked Sendable {
+    let easy: UnsafeMutableRawPointer
+    let errorBuffer: UnsafeMutablePointer<CChar>
+
+    init?() {
+        CurlTransport.globalInit()
+        guard let easy = curl_easy_init() else { return nil }
+        self.easy = easy
+        errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+    }
+
+    deinit {
+        curl_easy_cleanup(easy)
+        errorBuffer.deallocate()
+    }
+}
+
+/// The state of one transfer that curl's C callbacks reach through their user-data pointer.
+private final class Exchange {
+    var body: [UInt8] = []
+    var headers: [(String, String)] = []
+    let wantBody: Bool
+    let upload: UnsafeRawBufferPointer
+    var uploadOffset = 0
+
+    init(wantBody: Bool, upload: UnsafeRawBufferPointer) {
+        self.wantBody = wantBody
+        self.upload = upload
+    }
+}
+
+/// HTTP over libcurl easy handles kept in a pool, so connections (and TLS sessions) are reused
+/// across requests and threads. Thread-safe.
+final class CurlTransport: Sendable {
+    struct Settings: Sendable {
+        var connectTimeout: Duration = .seconds(3)
+        var lowSpeedLimit: Int = 1024
+        var lowSpeedTime: Duration = .seconds(10)
+        var maxIdle: Int = 64
+    }
+
+    let settings: Settings
+    private let idle = Mutex<[CurlHandle]>([])
+
+    init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    private static let initOnce: Bool = {
+        curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK
+    }()
+
+    static func globalInit() { _ = initOnce }
+
+    private func checkout() -> CurlHandle? {
+        if let handle = idle.withLock({ $0.popLast() }) { return handle }
+        return CurlHandle()
+    }
+
+    private func checkin(_ handle: CurlHandle) {
+        let extra: CurlHandle? = idle.withLock { handles in
+            if handles.count < settings.maxIdle { handles.append(handle); return nil }
+            return handle
+        }
+        _ = extra  // cleaned up here, outside the lock
+    }
+
+    /// How many idle handles the pool holds (for tests).
+    var idleCount: Int { idle.withLock { $0.count } }
+
+    /// Performs `request`, giving up after `timeout` (the whole transfer).
+    func perform(_ request: HTTPRequest, timeout: Duration) throws(TransportError) -> HTTPResponse {
+        guard let handle = checkout() else {
+            throw TransportError(code: Int(CURLE_FAILED_INIT.rawValue), message: "curl_easy_init failed")
+        }
+        defer { checkin(handle) }
+        let result = request.body.withUnsafeBytes { upload in
+            Result { () throws(TransportError) -> HTTPResponse in try perform(request, upload: upload, timeout: timeout, on: handle) }
+        }
+        return try result.get()
+    }
+
+    private func perform(_ request: HTTPRequest, upload: UnsafeRawBufferPointer, timeout: Duration,
+                         on handle: CurlHandle) throws(TransportError) -> HTTPResponse {
+        let h = handle.easy
+        curl_easy_reset(h)
+        handle.errorBuffer[0] = 0
+
+        let method = request.method.uppercased()
+        let exchange = Exchange(wantBody: method != "HEAD", upload: upload)
+        if let size = request.expectedResponseSize, size > 0 { exchange.body.reserveCapacity(size) }
+        let context = Unmanaged.passUnretained(exchange).toOpaque()
+
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        // Suppress curl's own headers: 100-continue waits, an unsigned Accept, a form Content-Type.
+        let hasContentType = request.headers.contains { $0.0.lowercased() == "content-type" }
+        var lines = ["Expect:", "Accept:"]
+        if !hasContentType { lines.append("Content-Type:") }
+        for (name, value) in request.headers {
+            lines.append(value.isEmpty ? name + ";" : name + ": " + value)
+        }
+        for line in lines { headerList = curl_slist_append(headerList, line) }
+        defer { curl_slist_free_all(headerList) }
+
+        curl_setopt_string(h, CURLOPT_URL, request.url)
+        curl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+        curl_setopt_long(h, CURLOPT_PATH_AS_IS, 1)
+        curl_setopt_long(h, CURLOPT_FOLLOWLOCATION, 0)
+        curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, max(1, Self.milliseconds(min(settings.connectTimeout, timeout))))
+        curl_setopt_long(h, CURLOPT_TIMEOUT_MS, max(1, Self.milliseconds(timeout)))
+        curl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, settings.lowSpeedLimit)
+        curl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, max(1, Self.milliseconds(settings.lowSpeedTime) / 1000))
+        curl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
+        curl_setopt_long(h, CURLOPT_TCP_KEEPIDLE, 15)
+        curl_setopt_long(h, CURLOPT_TCP_KEEPINTVL, 5)
+        curl_setopt_long(h, CURLOPT_TCP_NODELAY, 1)
+        curl_setopt_long(h, CURLOPT_BUFFERSIZE, 512 * 1024)
+        curl_setopt_pointer(h, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(handle.errorBuffer))
+        curl_setopt_slist(h, CURLOPT_HTTPHEADER, headerList)
+
+        curl_setopt_header_function(h) { ptr, size, count, userdata in
+            let n = size * count
+            guard let ptr, let userdata else { return n }
+            let exchange = Unmanaged<Exchange>.fromOpaque(userdata).takeUnretainedValue()
+            let line = UnsafeRawBufferPointer(start: ptr, count: n)
+            if line.starts(with: "HTTP/".utf8) {
+                exchange.headers.removeAll(keepingCapacity: true)  // a new response block (after 1xx)
+                return n
+            }
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return n }
+            let name = String(decoding: line[..<colon], as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
+            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            exchange.headers.append((name, value))
+            if name == "content-length", exchange.wantBody, let length = Int(value), length > exchange.body.capacity,
+               length <= 1 << 33 {
+                exchange.body.reserveCapacity(length)
+            }
+            return n
+        }
+        curl_setopt_pointer(h, CURLOPT_HEADERDATA, context)
+
+        curl_setopt_write_function(h) { ptr, size, count, userdata in
+            let n = size * count
+            guard let ptr, let userdata else { return n }
+            let exchange = Unmanaged<Exchange>.fromOpaque(userdata).takeUnretainedValue()
+            ptr.withMemoryRebound(to: UInt8.self, capacity: n) { bytes in
+                exchange.body.append(contentsOf: UnsafeBufferPointer(start: bytes, count: n))
+            }
+            return n
+        }
+        curl_setopt_pointer(h, CURLOPT_WRITEDATA, context)
+
+        let hasBody = method == "PUT" || method == "POST"
+        if hasBody {
+            curl_setopt_read_function(h) { ptr, size, count, userdata in
+                guard let ptr, let userdata else { return 0 }
+                let exchange = Unmanaged<Exchange>.fromOpaque(userdata).takeUnretainedValue()
+                let n = min(size * count, exchange.upload.count - exchange.uploadOffset)
+                if n > 0, let base = exchange.upload.baseAddress {
+                    UnsafeMutableRawPointer(ptr).copyMemory(from: base + exchange.uploadOffset, byteCount: n)
+                    exchange.uploadOffset += n
+                }
+                return n
+            }
+            curl_setopt_pointer(h, CURLOPT_READDATA, context)
+            // Lets curl resend the body itself when a reused connection turns out dead.
+            curl_setopt_seek_function(h) { userdata, offset, origin in
+                guard let userdata, origin == SEEK_SET else { return 2 }  // CURL_SEEKFUNC_CANTSEEK
+                let exchange = Unmanaged<Exchange>.fromOpaque(userdata).takeUnretainedValue()
+                guard offset >= 0, Int(offset) <= exchange.upload.count else { return 1 }  // CURL_SEEKFUNC_FAIL
+                exchange.uploadOffset = Int(offset)
+                return 0
+            }
+            curl_setopt_pointer(h, CURLOPT_SEEKDATA, context)
+        }
+
+        switch method {
+        case "GET":
+            curl_setopt_long(h, CURLOPT_HTTPGET, 1)
+        case "HEAD":
+            curl_setopt_long(h, CURLOPT_NOBODY, 1)
+        case "PUT":
+            curl_setopt_long(h, CURLOPT_UPLOAD, 1)
+            curl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(upload.count))
+            curl_setopt_long(h, CURLOPT_UPLOAD_BUFFERSIZE, 1024 * 1024)
+        case "POST":
+            curl_setopt_long(h, CURLOPT_POST, 1)
+            curl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(upload.count))
+        default:
+            curl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)
+        }
+
+        let rc = withExtendedLifetime(exchange) { curl_easy_perform(h) }
+        if rc != CURLE_OK {
+            let detail = String(cString: handle.errorBuffer)
+            let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+            throw TransportError(code: Int(rc.rawValue), message: "\(method) failed: \(text) (curl \(rc.rawValue))")
+        }
+        var status = 0
+        curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        let response = HTTPResponse(status: status, headers: exchange.headers, body: exchange.body)
+
+        // Never hand back a short body as data.
+        if exchange.wantBody, let lengthText = response.header("content-length"), let length = Int(lengthText),
+           length != response.body.count {
+            throw TransportError(code: TransportError.truncatedCode,
+                                 message: "\(method) answered \(response.body.count) of \(length) bytes (Content-Length)")
+        }
+        return response
+    }
+
+    static func milliseconds(_ d: Duration) -> Int {
+        let c = d.components
+        let ms = c.seconds * 1000 + c.attoseconds / 1_000_000_000_000_000
+        return Int(clamping: ms)
+    }
+}

@@ -1,0 +1,419 @@
+import Foundation
+import Logging
+import ModelStore
+
+/// An S3 bucket as an ``ObjectStore``: libcurl for transport, SigV4 header signing, retries with
+/// full-jitter backoff inside a bounded time per operation. Thread-safe; calls block.
+public final class S3ObjectStore: ObjectStore {
+    public let config: S3Config
+    let signer: SigV4Signer
+    let transport: CurlTransport
+    let retry: RetryPolicy
+    let logger: Logger
+    let target: Target
+
+    /// Where requests go: `scheme://authority` plus a raw path prefix (`/bucket` for path-style).
+    struct Target: Sendable, Equatable {
+        var scheme: String
+        var authority: String
+        var pathPrefix: String
+
+        /// The raw (unencoded) path of `key`, or of the bucket itself.
+        func path(_ key: String?) -> String {
+            guard let key else { return pathPrefix.isEmpty ? "/" : pathPrefix }
+            return pathPrefix + "/" + key
+        }
+    }
+
+    public init(config: S3Config, logger: Logger = Logger(label: "modelfs.s3")) throws(S3ConfigError) {
+        try S3Config.validateBucket(config.bucket)
+        self.config = config
+        self.signer = SigV4Signer(credentials: config.credentials, region: config.region)
+        self.transport = CurlTransport(settings: .init(connectTimeout: config.connectTimeout, lowSpeedLimit: config.lowSpeedLimit,
+                                                       lowSpeedTime: config.lowSpeedTime, maxIdle: config.maxIdleConnections))
+        self.retry = RetryPolicy(base: config.retryBase, cap: config.retryCap, maxAttempts: max(1, config.maxAttempts))
+        self.logger = logger
+        self.target = try Self.target(for: config)
+    }
+
+    static func target(for config: S3Config) throws(S3ConfigError) -> Target {
+        let bucket = config.bucket
+        if let raw = config.endpoint {
+            let ep = try S3Endpoint.parse(raw)
+            if config.addressing == .virtualHosted {
+                return Target(scheme: ep.scheme, authority: bucket.lowercased() + "." + ep.authority, pathPrefix: ep.basePath)
+            }
+            return Target(scheme: ep.scheme, authority: ep.authority, pathPrefix: ep.basePath + "/" + bucket)
+        }
+        let host = "s3.\(config.region).amazonaws.com" + (config.region.hasPrefix("cn-") ? ".cn" : "")
+        // A dotted bucket breaks the wildcard TLS certificate of virtual-hosted names.
+        let pathStyle = config.addressing == .path || (config.addressing == .auto && bucket.contains("."))
+        if pathStyle { return Target(scheme: "https", authority: host, pathPrefix: "/" + bucket) }
+        return Target(scheme: "https", authority: bucket + "." + host, pathPrefix: "")
+    }
+
+    public var location: String {
+        "s3://\(config.bucket) at \(target.scheme)://\(target.authority)\(config.endpoint == nil ? "" : (try? S3Endpoint.parse(config.endpoint!).basePath) ?? "")"
+    }
+
+    // MARK: - Objects
+
+    public func get(_ key: String, range: Range<Int64>?) throws(ObjectStoreError) -> [UInt8] {
+        guard let range else {
+            return try send(Operation(name: "GET", method: "GET", key: key)).body
+        }
+        let lower = max(range.lowerBound, 0)
+        guard range.upperBound > lower else { return [] }
+        let wanted = range.upperBound - lower
+        var op = Operation(name: "GET", method: "GET", key: key)
+        op.headers = [("Range", "bytes=\(lower)-\(range.upperBound - 1)")]
+        op.expectedResponseSize = Int(min(wanted, 1 << 31))
+        op.acceptedStatuses = [416]
+        let response = try send(op)
+        switch response.status {
+        case 416:
+            return []  // the range starts at or past the end
+        case 200:
+            // The server ignored Range and sent the whole object: cut the range out.
+            let count = Int64(response.body.count)
+            guard lower < count else { return [] }
+            return Array(response.body[Int(lower)..<Int(min(range.upperBound, count))])
+        default:
+            guard Int64(response.body.count) <= wanted else {
+                throw .other("GET \(key) range \(lower)..<\(range.upperBound) answered \(response.body.count) bytes")
+            }
+            return response.body
+        }
+    }
+
+    public func head(_ key: String) throws(ObjectStoreError) -> ObjectInfo? {
+        let response: HTTPResponse
+        do {
+            response = try send(Operation(name: "HEAD", method: "HEAD", key: key))
+        } catch .notFound {
+            return nil
+        }
+        return ObjectInfo(key: key, size: Int64(response.header("content-length") ?? "") ?? 0,
+                          etag: S3XML.unquote(response.header("etag") ?? ""),
+                          lastModified: response.header("last-modified").flatMap(S3Dates.parseHTTP))
+    }
+
+    @discardableResult
+    public func put(_ key: String, _ bytes: [UInt8]) throws(ObjectStoreError) -> String {
+        var op = Operation(name: "PUT", method: "PUT", key: key)
+        op.body = bytes
+        let response = try send(op)
+        return S3XML.unquote(response.header("etag") ?? "")
+    }
+
+    public func delete(_ key: String) throws(ObjectStoreError) {
+        do {
+            _ = try send(Operation(name: "DELETE", method: "DELETE", key: key))
+        } catch .notFound {
+            return
+        }
+    }
+
+    public func list(prefix: String) throws(ObjectStoreError) -> [ObjectInfo] {
+        try list(prefix: prefix, pageSize: config.listPageSize)
+    }
+
+    /// ``list(prefix:)`` with `pageSize` keys per ListObjectsV2 request (1...1000).
+    public func list(prefix: String, pageSize: Int) throws(ObjectStoreError) -> [ObjectInfo] {
+        var all: [ObjectInfo] = []
+        var token: String?
+        repeat {
+            var op = Operation(name: "LIST", method: "GET", key: nil)
+            op.query = [("list-type", "2"), ("max-keys", String(min(max(pageSize, 1), 1000)))]
+            if !prefix.isEmpty { op.query.append(("prefix", prefix)) }
+            if let token { op.query.append(("continuation-token", token)) }
+            op.notFoundKey = prefix
+            let page = try S3XML.parseListObjectsV2(send(op).body)
+            all += page.objects
+            guard page.isTruncated else { break }
+            guard let next = page.nextContinuationToken, next != token else {
+                throw .other("ListObjectsV2 of '\(prefix)' is truncated but gives no new continuation token")
+            }
+            token = next
+        } while true
+        return all
+    }
+
+    // MARK: - Multipart uploads
+
+    public func createMultipartUpload(_ key: String) throws(ObjectStoreError) -> String {
+        var op = Operation(name: "CREATE-MULTIPART", method: "POST", key: key)
+        op.query = [("uploads", "")]
+        return try S3XML.parseInitiateMultipartUpload(send(op).body)
+    }
+
+    public func uploadPart(_ key: String, uploadID: String, number: Int, _ bytes: [UInt8]) throws(ObjectStoreError) -> String {
+        guard (1...10000).contains(number) else { throw .other("part number \(number) is outside 1...10000") }
+        var op = Operation(name: "UPLOAD-PART \(number)", method: "PUT", key: key)
+        op.query = [("partNumber", String(number)), ("uploadId", uploadID)]
+        op.body = bytes
+        let response = try send(op)
+        guard let etag = response.header("etag") else { throw .other("UploadPart \(number) of \(key) answered no ETag") }
+        return S3XML.unquote(etag)
+    }
+
+    @discardableResult
+    public func completeMultipartUpload(_ key: String, uploadID: String, parts: [UploadedPart]) throws(ObjectStoreError) -> String {
+        var op = Operation(name: "COMPLETE-MULTIPART", method: "POST", key: key)
+        op.query = [("uploadId", uploadID)]
+        op.body = S3XML.completeMultipartUploadBody(parts.sorted { $0.number < $1.number })
+        op.errorIn200 = true
+        var attempts = 0
+        do {
+            return try S3XML.parseCompleteMultipartUpload(send(op, attempts: &attempts).body)
+        } catch .notFound(let missing) {
+            // A retried Complete whose first answer was lost finds the upload gone: if the object
+            // now exists as a multipart object of this many parts, the first attempt did it.
+            if attempts > 1, let info = try head(key), info.etag.hasSuffix("-\(parts.count)") {
+                logger.info("CompleteMultipartUpload was retried and had already succeeded", metadata: ["key": "\(key)"])
+                return info.etag
+            }
+            throw .notFound(key: missing)
+        }
+    }
+
+    public func abortMultipartUpload(_ key: String, uploadID: String) throws(ObjectStoreError) {
+        var op = Operation(name: "ABORT-MULTIPART", method: "DELETE", key: key)
+        op.query = [("uploadId", uploadID)]
+        do {
+            _ = try send(op)
+        } catch .notFound {
+            return
+        }
+    }
+
+    public func listParts(_ key: String, uploadID: String) throws(ObjectStoreError) -> [UploadedPart] {
+        try listParts(key, uploadID: uploadID, pageSize: 1000)
+    }
+
+    /// ``listParts(_:uploadID:)`` with `pageSize` parts per request.
+    public func listParts(_ key: String, uploadID: String, pageSize: Int) throws(ObjectStoreError) -> [UploadedPart] {
+        var all: [UploadedPart] = []
+        var marker: Int?
+        repeat {
+            var op = Operation(name: "LIST-PARTS", method: "GET", key: key)
+            op.query = [("uploadId", uploadID), ("max-parts", String(min(max(pageSize, 1), 1000)))]
+            if let marker { op.query.append(("part-number-marker", String(marker))) }
+            let page = try S3XML.parseListParts(send(op).body)
+            all += page.parts
+            guard page.isTruncated else { break }
+            guard let next = page.nextPartNumberMarker ?? page.parts.last?.number, next != marker else {
+                throw .other("ListParts of \(key) is truncated but gives no new part-number marker")
+            }
+            marker = next
+        } while true
+        return all.sorted { $0.number < $1.number }
+    }
+
+    public func listMultipartUploads(prefix: String) throws(ObjectStoreError) -> [PendingUpload] {
+        try listMultipartUploads(prefix: prefix, pageSize: 1000)
+    }
+
+    /// ``listMultipartUploads(prefix:)`` with `pageSize` uploads per request.
+    public func listMultipartUploads(prefix: String, pageSize: Int) throws(ObjectStoreError) -> [PendingUpload] {
+        var all: [PendingUpload] = []
+        var keyMarker: String?
+        var idMarker: String?
+        repeat {
+            var op = Operation(name: "LIST-MULTIPART", method: "GET", key: nil)
+            op.query = [("uploads", ""), ("max-uploads", String(min(max(pageSize, 1), 1000)))]
+            if !prefix.isEmpty { op.query.append(("prefix", prefix)) }
+            if let keyMarker { op.query.append(("key-marker", keyMarker)) }
+            if let idMarker { op.query.append(("upload-id-marker", idMarker)) }
+            op.notFoundKey = prefix
+            let page = try S3XML.parseListMultipartUploads(send(op).body)
+            all += page.uploads
+            guard page.isTruncated else { break }
+            let nextKey = page.nextKeyMarker ?? page.uploads.last?.key
+            let nextID = page.nextUploadIDMarker ?? page.uploads.last?.uploadID
+            guard let nextKey, nextKey != keyMarker || nextID != idMarker else {
+                throw .other("ListMultipartUploads of '\(prefix)' is truncated but gives no new marker")
+            }
+            keyMarker = nextKey
+            idMarker = nextID
+        } while true
+        return all
+    }
+
+    // MARK: - Sending with retries
+
+    struct Operation: Sendable {
+        /// For logs and messages.
+        var name: String
+        var method: String
+        /// Nil for bucket-level requests.
+        var key: String?
+        var query: [(String, String)] = []
+        var headers: [(String, String)] = []
+        var body: [UInt8] = []
+        var expectedResponseSize: Int?
+        /// Non-2xx statuses handed back as answers rather than errors.
+        var acceptedStatuses: Set<Int> = []
+        /// A 200 may carry an `<Error>` body (CompleteMultipartUpload).
+        var errorIn200 = false
+        /// The key named by `.notFound` for bucket-level requests.
+        var notFoundKey: String?
+
+        init(name: String, method: String, key: String?) {
+            self.name = name; self.method = method; self.key = key
+        }
+
+        var subject: String { key ?? notFoundKey ?? "" }
+    }
+
+    func send(_ op: Operation) throws(ObjectStoreError) -> HTTPResponse {
+        var attempts = 0
+        return try send(op, attempts: &attempts)
+    }
+
+    /// The URL and the payload hash of `op`; both are the same for every attempt.
+    func prepare(_ op: Operation) -> (url: String, path: String, payloadHash: String) {
+        let path = target.path(op.key)
+        var url = target.scheme + "://" + target.authority + S3URIEncoding.encodePath(path)
+        if !op.query.isEmpty { url += "?" + S3URIEncoding.canonicalQuery(op.query) }
+        let payloadHash: String
+        if op.body.isEmpty {
+            payloadHash = SigV4Signer.emptyPayloadHash
+        } else if config.payloadSigning == .unsignedOverHTTPS && target.scheme == "https" {
+            payloadHash = SigV4Signer.unsignedPayload
+        } else {
+            payloadHash = Digest.hex(Digest.sha256(op.body))
+        }
+        return (url, path, payloadHash)
+    }
+
+    /// Sends `op` until it succeeds, fails for good, or its time is up. Signs each attempt anew
+    /// (the payload hash once). `attempts` tells how many requests were made.
+    func send(_ op: Operation, attempts: inout Int) throws(ObjectStoreError) -> HTTPResponse {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + config.operationTimeout
+        let (url, path, payloadHash) = prepare(op)
+        var headers = [("Host", target.authority)]
+        headers += op.headers
+        var lastFailure: ObjectStoreError = .unreachable("\(op.name) \(op.subject): no attempt made")
+        attempts = 0
+
+        while true {
+            let remaining = deadline - clock.now
+            if remaining <= .zero { break }
+            attempts += 1
+            let signed = signer.sign(SigV4Signer.Request(method: op.method, path: path, query: op.query, headers: headers,
+                                                         payloadHash: payloadHash), date: Date())
+            let request = HTTPRequest(method: op.method, url: url, headers: signed.headers, body: op.body,
+                                      expectedResponseSize: op.expectedResponseSize)
+            let reason: String
+            let response: HTTPResponse
+            do {
+                response = try transport.perform(request, timeout: remaining)
+            } catch {
+                let elapsed = clock.now - start
+                lastFailure = .unreachable("\(op.name) \(op.subject) to \(target.scheme)://\(target.authority): \(error.message) after \(attempts) attempt\(attempts == 1 ? "" : "s") in \(Self.seconds(elapsed))")
+                guard error.retryable else { throw lastFailure }
+                reason = error.message
+                if let next = backoff(op, attempts: attempts, deadline: deadline, reason: reason) {
+                    Thread.sleep(forTimeInterval: next)
+                    continue
+                }
+                break
+            }
+            switch classify(response, op) {
+            case .success:
+                return response
+            case .fatal(let error):
+                throw error
+            case .retryable(let error, let why):
+                lastFailure = error
+                reason = why
+            }
+
+            guard let next = backoff(op, attempts: attempts, deadline: deadline, reason: reason) else { break }
+            Thread.sleep(forTimeInterval: next)
+        }
+
+        logger.warning("S3 request failed; giving up", metadata: [
+            "op": "\(op.name)", "key": "\(op.subject)", "attempts": "\(attempts)",
+            "elapsed": "\(Self.seconds(clock.now - start))", "error": "\(lastFailure)",
+        ])
+        if case .unreachable = lastFailure { throw lastFailure }
+        if case .server = lastFailure { throw lastFailure }
+        throw .unreachable("\(op.name) \(op.subject): \(lastFailure)")
+    }
+
+    /// The seconds to wait before the next attempt, or nil when attempts or time are used up.
+    private func backoff(_ op: Operation, attempts: Int, deadline: ContinuousClock.Instant, reason: String) -> Double? {
+        if attempts >= retry.maxAttempts { return nil }
+        let delay = retry.delay(afterAttempt: attempts)
+        if ContinuousClock.now + delay >= deadline { return nil }
+        let level: Logger.Level = attempts >= 3 ? .warning : .debug
+        logger.log(level: level, "S3 request failed; retrying", metadata: [
+            "op": "\(op.name)", "key": "\(op.subject)", "attempt": "\(attempts)",
+            "delay_ms": "\(CurlTransport.milliseconds(delay))", "reason": "\(reason)",
+        ])
+        return Double(CurlTransport.milliseconds(delay)) / 1000
+    }
+
+    enum Outcome {
+        case success
+        case retryable(ObjectStoreError, String)
+        case fatal(ObjectStoreError)
+    }
+
+    /// Sorts an answer into success, an error worth retrying, or a final error.
+    func classify(_ response: HTTPResponse, _ op: Operation) -> Outcome {
+        let status = response.status
+        if (200..<300).contains(status) {
+            guard op.errorIn200, let error = S3XML.parseError(response.body) else { return .success }
+            let failure = ObjectStoreError.server(status: status, code: error.code, message: error.message)
+            if RetryPolicy.isRetryable(status: status, code: error.code) {
+                return .retryable(failure, "\(status) \(error.code) in a 200 answer")
+            }
+            return error.code == "NoSuchUpload" || error.code == "NoSuchKey" ? .fatal(.notFound(key: op.subject)) : .fatal(failure)
+        }
+        if op.acceptedStatuses.contains(status) { return .success }
+
+        let parsed = S3XML.parseError(response.body)
+        let code = parsed?.code.isEmpty == false ? parsed!.code : Self.defaultCode(status)
+        let message = parsed?.message ?? ""
+        let failure = ObjectStoreError.server(status: status, code: code, message: message)
+        if RetryPolicy.isRetryable(status: status, code: code) {
+            return .retryable(failure, "\(status) \(code)")
+        }
+        if status == 404 && code != "NoSuchBucket" {
+            return .fatal(.notFound(key: op.subject))
+        }
+        if code == "NoSuchKey" || code == "NoSuchUpload" {
+            return .fatal(.notFound(key: op.subject))
+        }
+        return .fatal(failure)
+    }
+
+    static func defaultCode(_ status: Int) -> String {
+        switch status {
+        case 400: return "BadRequest"
+        case 403: return "Forbidden"
+        case 404: return "NotFound"
+        case 405: return "MethodNotAllowed"
+        case 409: return "Conflict"
+        case 411: return "MissingContentLength"
+        case 412: return "PreconditionFailed"
+        case 416: return "InvalidRange"
+        case 429: return "TooManyRequests"
+        case 500: return "InternalError"
+        case 502: return "BadGateway"
+        case 503: return "ServiceUnavailable"
+        case 504: return "GatewayTimeout"
+        default: return "HTTP\(status)"
+        }
+    }
+
+    static func seconds(_ d: Duration) -> String {
+        let ms = CurlTransport.milliseconds(d)
+        return "\(ms / 1000).\(String(ms % 1000 / 100)) s"
+    }
+}

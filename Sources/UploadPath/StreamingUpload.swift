@@ -1,0 +1,222 @@
+import Dispatch
+import Foundation
+import Logging
+import ModelStore
+
+/// The outcome of a finished upload.
+public struct UploadResult: Sendable, Equatable {
+    public var size: Int64
+    public var sha256: String
+    public var etag: String
+    public var parts: Int
+}
+
+/// Callbacks that let the caller remember an upload in flight, so it can be resumed or aborted later.
+public struct UploadHooks: Sendable {
+    /// The multipart upload was created (after the first part filled).
+    public var created: @Sendable (_ uploadID: String, _ sizing: PartSizing) throws(StoreError) -> Void
+    /// A part was stored.
+    public var partDone: @Sendable (_ part: UploadedPart) -> Void
+
+    public init(created: @escaping @Sendable (String, PartSizing) throws(StoreError) -> Void = { _, _ in },
+                partDone: @escaping @Sendable (UploadedPart) -> Void = { _ in }) {
+        self.created = created
+        self.partDone = partDone
+    }
+}
+
+/// What an interrupted upload had already stored, from ListParts.
+public struct ResumePoint: Sendable {
+    public var uploadID: String
+    public var sizing: PartSizing
+    public var parts: [Int: UploadedPart]
+
+    public init(uploadID: String, sizing: PartSizing, parts: [UploadedPart]) {
+        self.uploadID = uploadID
+        self.sizing = sizing
+        self.parts = Dictionary(parts.map { ($0.number, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+}
+
+/// Streams bytes of unknown length into one object: cuts parts, uploads several in parallel
+/// while the writer keeps writing, hashes everything with SHA-256 on the way, and completes or
+/// aborts. Memory is bounded by `concurrency + 1` parts. A stream that ends before its first
+/// part fills is stored with a single PUT.
+///
+/// `write` and `finish` are called from one thread at a time (the writer); parts upload on others.
+public final class StreamingUpload: @unchecked Sendable {
+    public let key: String
+    private let store: any ObjectStore
+    private let sizing: PartSizing
+    private let hooks: UploadHooks
+    private let logger: Logger
+    private let slots: DispatchSemaphore
+    private let inFlight = DispatchGroup()
+    private let queue = DispatchQueue(label: "modelfs.upload", attributes: .concurrent)
+
+    // Writer-side state.
+    private var hasher = SHA256Hasher()
+    private var buffer: [UInt8] = []
+    private var nextPart = 1
+    private var total: Int64 = 0
+    private var uploadID: String?
+    private var resume: ResumePoint?
+    private var finished = false
+
+    // Shared with part uploads.
+    private let lock = NSLock()
+    private var done: [Int: UploadedPart] = [:]
+    private var failure: StoreError?
+
+    public init(store: any ObjectStore, key: String, sizing: PartSizing = .standard, concurrency: Int = 4,
+                hooks: UploadHooks = UploadHooks(), resume: ResumePoint? = nil,
+                logger: Logger = Logger(label: "modelfs.upload")) {
+        self.store = store
+        self.key = key
+        self.sizing = resume?.sizing ?? sizing
+        self.hooks = hooks
+        self.resume = resume
+        self.uploadID = resume?.uploadID
+        self.logger = logger
+        self.slots = DispatchSemaphore(value: max(1, concurrency))
+        buffer.reserveCapacity(self.sizing.size(ofPart: 1))
+    }
+
+    /// Bytes accepted so far.
+    public var bytesWritten: Int64 { total }
+
+    /// The first failure of a part upload, if any; `write` throws it too.
+    public var error: StoreError? { lock.withLock { failure } }
+
+    /// Appends bytes to the stream. Blocks while `concurrency` parts are in flight.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
+        if let error { throw error }
+        precondition(!finished, "write after finish")
+        hasher.update(bytes)
+        total += Int64(bytes.count)
+        var offset = 0
+        while offset < bytes.count {
+            let want = sizing.size(ofPart: nextPart) - buffer.count
+            let take = min(want, bytes.count - offset)
+            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
+            offset += take
+            if buffer.count == sizing.size(ofPart: nextPart) {
+                try flushPart()
+            }
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws(StoreError) {
+        try bytes.withUnsafeBytes { b in Result { () throws(StoreError) in try write(b) } }.get()
+    }
+
+    /// Hands the full buffer to a part upload. Parts are only cut when more data follows or at
+    /// finish, so the last part may be short and the first one decides PUT vs multipart.
+    private func flushPart() throws(StoreError) {
+        if uploadID == nil {
+            do {
+                let id = try store.createMultipartUpload(key)
+                uploadID = id
+                try hooks.created(id, sizing)
+            } catch let e as ObjectStoreError {
+                throw record(e.storeError)
+            } catch {
+                throw record(error as? StoreError ?? StoreError(.io, "\(error)"))
+            }
+        }
+        let number = nextPart
+        let bytes = buffer
+        nextPart += 1
+        buffer = []
+        buffer.reserveCapacity(sizing.size(ofPart: nextPart))
+        if let existing = resume?.parts[number], existing.size == Int64(bytes.count),
+           existing.etag == Digest.hex(Digest.md5(bytes)) {
+            lock.withLock { done[number] = existing }
+            return
+        }
+        slots.wait()
+        if let error { slots.signal(); throw error }
+        inFlight.enter()
+        queue.async { [self] in
+            defer { slots.signal(); inFlight.leave() }
+            guard error == nil, let uploadID else { return }
+            do throws(ObjectStoreError) {
+                let etag = try store.uploadPart(key, uploadID: uploadID, number: number, bytes)
+                let part = UploadedPart(number: number, etag: etag, size: Int64(bytes.count))
+                lock.withLock { done[number] = part }
+                hooks.partDone(part)
+            } catch {
+                logger.warning("part \(number) of \(key) failed: \(error)")
+                record(error.storeError)
+            }
+        }
+    }
+
+    @discardableResult
+    private func record(_ error: StoreError) -> StoreError {
+        lock.withLock {
+            if failure == nil { failure = error }
+            return failure!
+        }
+    }
+
+    /// Ends the stream: uploads the last part and completes the object (or PUTs a small one).
+    /// On failure the multipart upload is aborted and the error thrown.
+    public func finish() throws(StoreError) -> UploadResult {
+        precondition(!finished, "finish twice")
+        finished = true
+        let digest = Digest.hex(hasher.finalize())
+        do throws(StoreError) {
+            if uploadID == nil && resume == nil {
+                let etag: String
+                do { etag = try store.put(key, buffer) } catch { throw error.storeError }
+                buffer = []
+                return UploadResult(size: total, sha256: digest, etag: etag, parts: 0)
+            }
+            // A resumed upload may have nothing left but the last part, or nothing at all.
+            if !buffer.isEmpty || nextPart == 1 { try flushPart() }
+            inFlight.wait()
+            if let error { throw error }
+            let parts = lock.withLock { done.values.sorted { $0.number < $1.number } }
+            guard parts.count == nextPart - 1 else {
+                throw StoreError(.io, "upload of \(key) lost parts: have \(parts.count) of \(nextPart - 1)")
+            }
+            let etag: String
+            do { etag = try store.completeMultipartUpload(key, uploadID: uploadID!, parts: parts) } catch { throw error.storeError }
+            return UploadResult(size: total, sha256: digest, etag: etag, parts: parts.count)
+        } catch {
+            abortQuietly()
+            throw error
+        }
+    }
+
+    /// Gives up: waits for parts in flight and aborts the multipart upload. Returns false when the
+    /// abort itself failed, so the caller can remember to retry it.
+    @discardableResult
+    public func abort() -> Bool {
+        finished = true
+        record(StoreError(.io, "upload of \(key) aborted"))
+        return abortQuietly()
+    }
+
+    @discardableResult
+    private func abortQuietly() -> Bool {
+        inFlight.wait()
+        buffer = []
+        guard let uploadID else { return true }
+        do {
+            try store.abortMultipartUpload(key, uploadID: uploadID)
+            return true
+        } catch {
+            logger.warning("could not abort upload \(uploadID) of \(key): \(error)")
+            abortFailed = true
+            return false
+        }
+    }
+
+    /// True when the multipart upload could not be aborted and is still in the bucket.
+    public private(set) var abortFailed = false
+
+    /// The multipart upload id, once one was created.
+    public var multipartUploadID: String? { uploadID }
+}
