@@ -28,6 +28,9 @@ struct StoreOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Profile in ~/.aws/credentials and ~/.aws/config (env MODELFS_PROFILE, AWS_PROFILE).", valueName: "name"))
     var profile: String?
 
+    @Option(help: ArgumentHelp("Seconds an S3 operation may take, retries included, before it fails (env MODELFS_S3_TIMEOUT; default 30).", valueName: "s"))
+    var s3Timeout: Int?
+
     @Flag(name: .shortAndLong, help: "Log what happens, to stderr.")
     var verbose = false
 
@@ -56,8 +59,11 @@ struct StoreOptions: ParsableArguments {
         let defaultDB: String
         if let bucket = resolvedBucket {
             do {
-                let config = try S3Config.resolve(bucket: bucket, endpoint: setting(endpoint, "MODELFS_ENDPOINT"),
+                var config = try S3Config.resolve(bucket: bucket, endpoint: setting(endpoint, "MODELFS_ENDPOINT"),
                                                   region: setting(region, "MODELFS_REGION"), profile: setting(profile, "MODELFS_PROFILE"))
+                if let seconds = s3Timeout ?? setting(nil, "MODELFS_S3_TIMEOUT").flatMap(Int.init) {
+                    config.operationTimeout = .seconds(seconds)
+                }
                 objects = try S3ObjectStore(config: config)
             } catch {
                 throw CLIError("\(error)")

@@ -1,0 +1,210 @@
+"""End-to-end fixtures: the built modelfs binary, a fresh data dir per test, both stores
+(the embedded local store and the real S3 test server that scripts/test starts), and a TCP
+relay that a test can cut to play an S3 outage."""
+import hashlib
+import os
+import socket
+import subprocess
+import threading
+import uuid
+
+import pytest
+
+MODELFS = os.environ.get("MODELFS_BIN") or os.path.join(os.path.dirname(__file__), "../../.build/debug/modelfs")
+S3_ENDPOINT = os.environ.get("MODELFS_TEST_S3_ENDPOINT")
+BUCKET = os.environ.get("MODELFS_TEST_S3_BUCKET", "models")
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_file(path, size, seed=0):
+    """A file of `size` pseudo-random bytes (fast: repeats a 1 MiB random block with a counter)."""
+    block = hashlib.sha256(str(seed).encode()).digest() * (1 << 15)  # 1 MiB
+    with open(path, "wb") as f:
+        written, i = 0, 0
+        while written < size:
+            chunk = (i.to_bytes(8, "little") + block)[: min(len(block), size - written)]
+            f.write(chunk)
+            written += len(chunk)
+            i += 1
+    return path
+
+
+class Store:
+    """One store under test: runs the CLI against it and looks at its bucket directly."""
+
+    def __init__(self, kind, data_dir, endpoint=None):
+        self.kind = kind
+        self.data_dir = data_dir
+        self.endpoint = endpoint
+
+    def env(self, **extra):
+        env = dict(os.environ)
+        env["MODELFS_DATA_DIR"] = self.data_dir
+        env.pop("MODELFS_BUCKET", None)
+        if self.kind == "s3":
+            env["MODELFS_BUCKET"] = BUCKET
+            env["MODELFS_ENDPOINT"] = self.endpoint
+        env.update(extra)
+        return env
+
+    def run(self, *args, check=True, timeout=600, env=None, **kwargs):
+        p = subprocess.run([MODELFS, *args], capture_output=True, text=True, timeout=timeout,
+                           env=env or self.env(), **kwargs)
+        if check and p.returncode != 0:
+            raise AssertionError(f"modelfs {' '.join(args)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+        return p
+
+    def popen(self, *args, env=None, **kwargs):
+        return subprocess.Popen([MODELFS, *args], env=env or self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **kwargs)
+
+    def versions(self, model):
+        import json
+        return {v["name"]: v for v in json.loads(self.run("versions", model, "--json").stdout)}
+
+    # The bucket as it is, seen without modelfs.
+    def keys(self, prefix=""):
+        if self.kind == "local":
+            root = os.path.join(self.data_dir, "blobs", "objects")
+            out = []
+            for d, _, files in os.walk(root):
+                for f in files:
+                    key = os.path.relpath(os.path.join(d, f), root)
+                    if key.startswith(prefix):
+                        out.append(key)
+            return sorted(out)
+        s3 = s3_client()
+        out = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            out += [o["Key"] for o in page.get("Contents", [])]
+        return out
+
+    def multipart_uploads(self, prefix=""):
+        if self.kind == "local":
+            root = os.path.join(self.data_dir, "blobs", "multipart")
+            return [open(os.path.join(root, d, "key")).read() for d in os.listdir(root)] if os.path.isdir(root) else []
+        r = s3_client().list_multipart_uploads(Bucket=BUCKET, Prefix=prefix)
+        return [u["Key"] for u in r.get("Uploads", [])]
+
+
+def s3_client(endpoint=None):
+    import boto3
+    from botocore.config import Config
+    return boto3.client("s3", endpoint_url=endpoint or S3_ENDPOINT,
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "s3" and not S3_ENDPOINT:
+        if os.environ.get("MODELFS_REQUIRE_S3") == "1":
+            pytest.fail("MODELFS_TEST_S3_ENDPOINT is not set")
+        pytest.skip("no S3 test server (run scripts/test)")
+    return Store(request.param, str(tmp_path / "data"), S3_ENDPOINT)
+
+
+@pytest.fixture
+def s3store(tmp_path):
+    if not S3_ENDPOINT:
+        if os.environ.get("MODELFS_REQUIRE_S3") == "1":
+            pytest.fail("MODELFS_TEST_S3_ENDPOINT is not set")
+        pytest.skip("no S3 test server (run scripts/test)")
+    return Store("s3", str(tmp_path / "data"), S3_ENDPOINT)
+
+
+@pytest.fixture
+def name():
+    """A model name no other test uses (they share one bucket)."""
+    return lambda base="model": f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 in front of the S3 server; `cut()` closes every connection and
+    refuses new ones (the server is gone), `restore()` brings it back on the same port."""
+
+    def __init__(self, target_host, target_port):
+        self.target = (target_host, target_port)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.listener = None
+        self.conns = []
+        self.lock = threading.Lock()
+        self.restore()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self):
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(64)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        # shutdown() wakes the thread blocked in accept(); close() alone would leave it listening.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                    c.close()
+                except OSError:
+                    pass
+            self.conns = []
+
+
+@pytest.fixture
+def relay():
+    from urllib.parse import urlparse
+    u = urlparse(S3_ENDPOINT)
+    r = Relay(u.hostname, u.port)
+    yield r
+    r.cut()
