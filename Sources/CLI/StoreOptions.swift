@@ -75,7 +75,8 @@ struct StoreOptions: ParsableArguments {
         }
         let catalog = try Catalog(path: setting(db, "MODELFS_DB") ?? defaultDB)
         Log.logger.info("store: catalog \(catalog.database.path), bytes in \(objects.location)")
-        return Registry(catalog: catalog, objects: objects, logger: Log.logger)
+        let parallel = setting(nil, "MODELFS_UPLOAD_PARALLEL").flatMap(Int.init) ?? 4
+        return Registry(catalog: catalog, objects: objects, uploadConcurrency: max(1, parallel), logger: Log.logger)
     }
 }
 
