@@ -49,7 +49,7 @@ let package = Package(
 
         .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore"]),
         .testTarget(name: "BlobStoreTests", dependencies: ["ModelStore", "BlobStore", "S3"]),
-        .testTarget(name: "S3Tests", dependencies: ["S3", "ModelStore"]),
+        .testTarget(name: "S3Tests", dependencies: ["S3", "ModelStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ModelStore"]),
         .testTarget(name: "UploadPathTests", dependencies: ["UploadPath", "BlobStore", "ModelStore"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),

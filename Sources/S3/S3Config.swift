@@ -204,7 +204,8 @@ struct INIFile: Sendable {
     /// Nil when the file does not exist; an error when it exists but cannot be read.
     static func load(_ path: String) throws(S3ConfigError) -> INIFile? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        // FileHandle rather than FileManager.contents, which refuses /dev/null and other devices.
+        guard let handle = FileHandle(forReadingAtPath: path), let data = try? handle.readToEnd() ?? Data() else {
             throw S3ConfigError("cannot read \(path)")
         }
         return parse(String(decoding: data, as: UTF8.self))

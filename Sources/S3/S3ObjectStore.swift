@@ -52,8 +52,10 @@ public final class S3ObjectStore: ObjectStore {
         return Target(scheme: "https", authority: bucket + "." + host, pathPrefix: "")
     }
 
+    /// `s3://bucket at scheme://host[:port]`: never a credential.
     public var location: String {
-        "s3://\(config.bucket) at \(target.scheme)://\(target.authority)\(config.endpoint == nil ? "" : (try? S3Endpoint.parse(config.endpoint!).basePath) ?? "")"
+        let base = target.pathPrefix.hasSuffix("/" + config.bucket) ? String(target.pathPrefix.dropLast(config.bucket.count + 1)) : target.pathPrefix
+        return "s3://\(config.bucket) at \(target.scheme)://\(target.authority)\(base)"
     }
 
     // MARK: - Objects
@@ -161,7 +163,8 @@ public final class S3ObjectStore: ObjectStore {
     public func completeMultipartUpload(_ key: String, uploadID: String, parts: [UploadedPart]) throws(ObjectStoreError) -> String {
         var op = Operation(name: "COMPLETE-MULTIPART", method: "POST", key: key)
         op.query = [("uploadId", uploadID)]
-        op.body = S3XML.completeMultipartUploadBody(parts.sorted { $0.number < $1.number })
+        // Sent as given: parts out of order are the caller's mistake and S3 refuses them (InvalidPartOrder).
+        op.body = S3XML.completeMultipartUploadBody(parts)
         op.errorIn200 = true
         var attempts = 0
         do {
@@ -322,6 +325,10 @@ public final class S3ObjectStore: ObjectStore {
                 }
                 break
             }
+            logger.trace("S3 request", metadata: [
+                "op": "\(op.name)", "key": "\(op.subject)", "status": "\(response.status)", "attempt": "\(attempts)",
+                "bytes_in": "\(response.body.count)", "bytes_out": "\(op.body.count)",
+            ])
             switch classify(response, op) {
             case .success:
                 return response

@@ -1,0 +1,309 @@
+import CCurl
+import Foundation
+import Logging
+import ModelStore
+import Synchronization
+import Testing
+@testable import S3
+
+@Suite struct RetryClassificationTests {
+    @Test func httpAnswers() {
+        for (status, code) in [(500, "InternalError"), (503, "SlowDown"), (503, "ServiceUnavailable"), (502, "BadGateway"),
+                               (504, "GatewayTimeout"), (429, "TooManyRequests"), (400, "RequestTimeout"),
+                               (200, "InternalError"), (200, "SlowDown"), (408, "HTTP408")] {
+            #expect(RetryPolicy.isRetryable(status: status, code: code), "\(status) \(code)")
+        }
+        for (status, code) in [(400, "InvalidArgument"), (403, "AccessDenied"), (403, "SignatureDoesNotMatch"),
+                               (404, "NoSuchKey"), (404, "NoSuchUpload"), (409, "Conflict"), (416, "InvalidRange"),
+                               (501, "NotImplemented"), (400, "EntityTooSmall"), (400, "InvalidPart"), (200, "InvalidPart")] {
+            #expect(!RetryPolicy.isRetryable(status: status, code: code), "\(status) \(code)")
+        }
+    }
+
+    @Test func transportFailures() {
+        for code in [CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT, CURLE_PARTIAL_FILE, CURLE_GOT_NOTHING,
+                     CURLE_SEND_ERROR, CURLE_RECV_ERROR, CURLE_COULDNT_RESOLVE_HOST] {
+            #expect(RetryPolicy.isRetryable(curlCode: Int(code.rawValue)), "\(code)")
+        }
+        #expect(RetryPolicy.isRetryable(curlCode: TransportError.truncatedCode))
+        for code in [CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL, CURLE_PEER_FAILED_VERIFICATION, CURLE_ABORTED_BY_CALLBACK] {
+            #expect(!RetryPolicy.isRetryable(curlCode: Int(code.rawValue)), "\(code)")
+        }
+    }
+
+    @Test func fullJitterBackoff() {
+        let policy = RetryPolicy(base: .milliseconds(100), cap: .seconds(2))
+        #expect(policy.delay(afterAttempt: 1, random: 1) == .milliseconds(100))
+        #expect(policy.delay(afterAttempt: 2, random: 1) == .milliseconds(200))
+        #expect(policy.delay(afterAttempt: 5, random: 1) == .milliseconds(1600))
+        #expect(policy.delay(afterAttempt: 6, random: 1) == .seconds(2))
+        #expect(policy.delay(afterAttempt: 60, random: 1) == .seconds(2))
+        #expect(policy.delay(afterAttempt: 3, random: 0) == .zero)
+        #expect(policy.delay(afterAttempt: 3, random: 0.5) == .milliseconds(200))
+        for _ in 0..<100 {
+            let d = policy.delay(afterAttempt: 4)
+            #expect(d >= .zero && d <= .milliseconds(800))
+        }
+    }
+}
+
+let quiet = Logger(label: "modelfs.s3.test") { _ in SwiftLogNoOpLogHandler() }
+
+/// Captures every log line and its metadata, to check that nothing secret is logged.
+final class CapturingLog: @unchecked Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    var logger: Logger {
+        var logger = Logger(label: "modelfs.s3.test") { _ in Handler(sink: self) }
+        logger.logLevel = .trace
+        return logger
+    }
+
+    struct Handler: LogHandler {
+        let sink: CapturingLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            sink.append("\(event.level) \(event.message) \(event.metadata ?? [:])")
+        }
+    }
+}
+
+/// The store against a scripted local server: retries, truncation, time limits, reuse.
+@Suite(.serialized) struct FakeServerTests {
+    static let secret = "fake-Secret/Key+9"
+
+    static func store(_ server: FakeHTTPServer, timeout: Duration = .seconds(5), log: CapturingLog? = nil,
+                      maxAttempts: Int = 10) throws -> S3ObjectStore {
+        var config = S3Config(bucket: "models", endpoint: server.endpoint,
+                              credentials: S3Credentials(accessKeyID: "AKIDTEST", secretAccessKey: secret, sessionToken: "tok-SECRET-1"))
+        config.operationTimeout = timeout
+        config.retryBase = .milliseconds(10)
+        config.retryCap = .milliseconds(50)
+        config.maxAttempts = maxAttempts
+        return try S3ObjectStore(config: config, logger: log?.logger ?? quiet)
+    }
+
+    static func errorXML(_ code: String, _ message: String = "msg") -> [UInt8] {
+        Array("<?xml version=\"1.0\"?><Error><Code>\(code)</Code><Message>\(message)</Message></Error>".utf8)
+    }
+
+    @Test func retriesSlowDownThenSucceeds() throws {
+        let log = CapturingLog()
+        let server = try FakeHTTPServer { _, i in
+            i < 2 ? .respond(status: 503, body: Self.errorXML("SlowDown", "Please reduce your request rate."))
+                  : .respond(status: 200, headers: [("ETag", "\"abc\"")], body: Array("hello".utf8))
+        }
+        defer { server.stop() }
+        let store = try Self.store(server, log: log)
+        #expect(try store.get("k", range: nil) == Array("hello".utf8))
+        #expect(server.requests.count == 3)
+        #expect(log.all.filter { $0.contains("retrying") }.count == 2)
+        for line in log.all {
+            #expect(!line.contains(Self.secret))
+            #expect(!line.contains("tok-SECRET-1"))
+            #expect(!line.contains("Signature="))
+        }
+    }
+
+    @Test func truncatedBodyIsRetriedNeverReturned() throws {
+        let server = try FakeHTTPServer { _, i in
+            i == 0 ? .raw(Array("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".utf8))
+                   : .respond(status: 200, body: Array("0123456789".utf8))
+        }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        #expect(try store.get("k", range: nil) == Array("0123456789".utf8))
+        #expect(server.requests.count == 2)
+    }
+
+    @Test func alwaysTruncatedEndsUnreachable() throws {
+        let server = try FakeHTTPServer { _, _ in .raw(Array("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".utf8)) }
+        defer { server.stop() }
+        let store = try Self.store(server, maxAttempts: 3)
+        #expect {
+            _ = try store.get("k", range: nil)
+        } throws: { error in
+            guard case .unreachable = error as? ObjectStoreError else { return false }
+            return true
+        }
+        #expect(server.requests.count == 3)
+    }
+
+    @Test func clientErrorsAreNotRetried() throws {
+        let server = try FakeHTTPServer { request, _ in
+            if request.method == "HEAD" { return .respond(status: 403) }
+            if request.target.contains("missing") {
+                return .respond(status: 404, body: Self.errorXML("NoSuchKey", "The specified key does not exist."))
+            }
+            return .respond(status: 403, body: Self.errorXML("AccessDenied", "Access Denied"))
+        }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        #expect(throws: ObjectStoreError.server(status: 403, code: "AccessDenied", message: "Access Denied")) {
+            try store.get("k", range: nil)
+        }
+        #expect(server.requests.count == 1)
+        #expect(throws: ObjectStoreError.notFound(key: "missing")) { try store.get("missing", range: nil) }
+        #expect(throws: ObjectStoreError.server(status: 403, code: "Forbidden", message: "")) { try store.head("k") }
+        #expect(server.requests.count == 3)
+    }
+
+    @Test func notFoundSemantics() throws {
+        let server = try FakeHTTPServer { request, _ in
+            switch request.method {
+            case "HEAD": return .respond(status: 404)
+            case "DELETE" where request.target.contains("uploadId"):
+                return .respond(status: 404, body: Self.errorXML("NoSuchUpload"))
+            case "DELETE": return .respond(status: 204)
+            case "PUT": return .respond(status: 404, body: Self.errorXML("NoSuchUpload"))
+            default: return .respond(status: 404, body: Self.errorXML("NoSuchBucket", "The specified bucket does not exist"))
+            }
+        }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        #expect(try store.head("gone") == nil)
+        try store.delete("gone")
+        try store.abortMultipartUpload("gone", uploadID: "u1")
+        #expect(throws: ObjectStoreError.notFound(key: "k")) { try store.uploadPart("k", uploadID: "u", number: 1, [1]) }
+        #expect(throws: ObjectStoreError.server(status: 404, code: "NoSuchBucket", message: "The specified bucket does not exist")) {
+            try store.list(prefix: "")
+        }
+    }
+
+    @Test func deadServerIsUnreachableWithinTheTimeLimit() throws {
+        let server = try FakeHTTPServer { _, _ in .close }
+        let port = server.port
+        server.stop()
+        var config = S3Config(bucket: "models", endpoint: "http://127.0.0.1:\(port)",
+                              credentials: S3Credentials(accessKeyID: "a", secretAccessKey: Self.secret))
+        config.operationTimeout = .milliseconds(1500)
+        config.maxAttempts = 1000
+        let store = try S3ObjectStore(config: config, logger: quiet)
+        let start = ContinuousClock.now
+        #expect {
+            _ = try store.get("k", range: nil)
+        } throws: { error in
+            guard case .unreachable(let why) = error as? ObjectStoreError else { return false }
+            return !why.contains(Self.secret)
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .milliseconds(2500))
+    }
+
+    @Test func stalledServerEndsWithinTheTimeLimit() throws {
+        let server = try FakeHTTPServer { _, _ in .stall(seconds: 4) }
+        defer { server.stop() }
+        let store = try Self.store(server, timeout: .seconds(1))
+        let start = ContinuousClock.now
+        #expect {
+            _ = try store.head("k")
+        } throws: { error in
+            guard case .unreachable = error as? ObjectStoreError else { return false }
+            return true
+        }
+        #expect(ContinuousClock.now - start < .milliseconds(2000))
+    }
+
+    @Test func connectionsAreReused() throws {
+        let server = try FakeHTTPServer { _, _ in .respond(status: 200, headers: [("ETag", "\"e\"")], body: [1, 2, 3]) }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        for _ in 0..<5 { _ = try store.get("k", range: nil) }
+        _ = try store.put("k", Array(repeating: 7, count: 100_000))
+        _ = try store.head("k")
+        #expect(server.requests.count == 7)
+        #expect(server.connections == 1)
+        #expect(store.transport.idleCount == 1)
+    }
+
+    @Test func concurrentCallsUseSeveralHandles() throws {
+        let server = try FakeHTTPServer { _, _ in .respond(status: 200, body: Array(repeating: 9, count: 1000)) }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        let failures = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 40) { i in
+            do {
+                let bytes = try store.get("k\(i)", range: nil)
+                if bytes.count != 1000 { failures.withLock { $0 += 1 } }
+            } catch {
+                failures.withLock { $0 += 1 }
+            }
+        }
+        #expect(failures.withLock { $0 } == 0)
+        #expect(server.requests.count == 40)
+        #expect(server.connections <= store.transport.idleCount + 40)
+    }
+
+    @Test func requestsAreSignedAndEncoded() throws {
+        let server = try FakeHTTPServer { _, _ in .respond(status: 200, headers: [("ETag", "\"0a1b\"")]) }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        let body = Array("Welcome to Amazon S3.".utf8)
+        #expect(try store.put("dir/a+b%c?d#e&f g 千.zip", body) == "0a1b")
+        let request = try #require(server.requests.first)
+        #expect(request.method == "PUT")
+        #expect(request.target == "/models/dir/a%2Bb%25c%3Fd%23e%26f%20g%20%E5%8D%83.zip")
+        #expect(request.body == body)
+        #expect(request.headers["x-amz-content-sha256"] == "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072")
+        #expect(request.headers["host"] == "127.0.0.1:\(server.port)")
+        #expect(request.headers["x-amz-security-token"] == "tok-SECRET-1")
+        #expect(request.headers["expect"] == nil)
+        #expect(request.headers["content-length"] == "21")
+        let auth = try #require(request.headers["authorization"])
+        #expect(auth.hasPrefix("AWS4-HMAC-SHA256 Credential=AKIDTEST/"))
+        #expect(auth.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,"))
+    }
+
+    @Test func rangesAreClampedAndHandled() throws {
+        let object = Array(UInt8(0)..<UInt8(100))
+        let server = try FakeHTTPServer { request, _ in
+            if request.target.contains("ignores") { return .respond(status: 200, body: object) }
+            guard let range = request.headers["range"] else { return .respond(status: 200, body: object) }
+            let parts = range.dropFirst("bytes=".count).split(separator: "-").map { Int($0)! }
+            if parts[0] >= object.count { return .respond(status: 416, body: Self.errorXML("InvalidRange")) }
+            let end = min(parts[1], object.count - 1)
+            return .respond(status: 206, headers: [("Content-Range", "bytes \(parts[0])-\(end)/100")],
+                            body: Array(object[parts[0]...end]))
+        }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        #expect(try store.get("k", range: 10..<20) == Array(object[10..<20]))
+        #expect(try store.get("k", range: 90..<200) == Array(object[90..<100]))
+        #expect(try store.get("k", range: 100..<200) == [])
+        #expect(try store.get("k", range: 5..<5) == [])
+        #expect(try store.get("ignores", range: 95..<105) == Array(object[95..<100]))
+        #expect(try store.get("ignores", range: 150..<160) == [])
+        #expect(server.requests.first?.headers["range"] == "bytes=10-19")
+        #expect(server.requests.count == 5)  // the empty range asked nothing
+    }
+
+    @Test func errorInside200IsAnError() throws {
+        let server = try FakeHTTPServer { request, i in
+            if i == 0 { return .respond(status: 200, body: Self.errorXML("InternalError", "We encountered an internal error.")) }
+            if request.target.contains("bad") { return .respond(status: 200, body: Self.errorXML("InvalidPart", "One or more parts")) }
+            return .respond(status: 200, body: Array("""
+                <CompleteMultipartUploadResult><ETag>"abc-2"</ETag></CompleteMultipartUploadResult>
+                """.utf8))
+        }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        let parts = [UploadedPart(number: 1, etag: "a", size: 5), UploadedPart(number: 2, etag: "b", size: 1)]
+        #expect(try store.completeMultipartUpload("k", uploadID: "u", parts: parts) == "abc-2")
+        #expect(server.requests.count == 2)
+        #expect(server.requests[0].body == server.requests[1].body)
+        let sent = String(decoding: server.requests[1].body, as: UTF8.self)
+        #expect(sent.range(of: "<PartNumber>1</PartNumber>")!.lowerBound < sent.range(of: "<PartNumber>2</PartNumber>")!.lowerBound)
+        #expect(server.requests[1].target == "/models/k?uploadId=u")
+        #expect(server.requests[1].headers["content-type"] == nil)
+        #expect(throws: ObjectStoreError.server(status: 200, code: "InvalidPart", message: "One or more parts")) {
+            try store.completeMultipartUpload("bad", uploadID: "u", parts: parts)
+        }
+    }
+}
