@@ -77,19 +77,6 @@ enum FileIO {
         return path
     }
 
-    /// Appends the whole of `from` to `to`.
-    static func copyAll(from: Int32, to: Int32) throws(ObjectStoreError) {
-        var buffer = [UInt8](repeating: 0, count: 4 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(from, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw error("read") }
-            if n == 0 { return }
-            try buffer.withUnsafeBytes { b in
-                Result { () throws(ObjectStoreError) in try writeAll(to, UnsafeRawBufferPointer(rebasing: b[0..<n])) }
-            }.get()
-        }
-    }
-
     static func makeDirectories(_ path: String) throws(ObjectStoreError) {
         var current = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
@@ -128,13 +115,5 @@ enum FileIO {
     static func randomHex(_ bytes: Int) -> String {
         var g = SystemRandomNumberGenerator()
         return Digest.hex((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) })
-    }
-
-    static func unhex(_ s: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var it = s.utf8.makeIterator()
-        func nibble(_ c: UInt8) -> UInt8 { c <= 57 ? c - 48 : (c | 0x20) - 87 }
-        while let a = it.next(), let b = it.next() { out.append(nibble(a) << 4 | nibble(b)) }
-        return out
     }
 }

@@ -109,6 +109,9 @@ public final class MemoryObjectStore: ObjectStore {
         try enter(.complete, key)
         return try state.withLock { (s) throws(ObjectStoreError) -> String in
             guard let upload = s.uploads[uploadID], upload.key == key else { throw .notFound(key: key) }
+            guard !parts.isEmpty, zip(parts, parts.dropFirst()).allSatisfy({ $0.number < $1.number }) else {
+                throw .server(status: 400, code: "InvalidPartOrder", message: "parts must be given in ascending order")
+            }
             var bytes: [UInt8] = []
             for (index, part) in parts.enumerated() {
                 guard let data = upload.parts[part.number], Digest.hex(Digest.md5(data)) == part.etag else {
@@ -121,18 +124,22 @@ public final class MemoryObjectStore: ObjectStore {
             }
             s.objects[key] = bytes
             s.uploads[uploadID] = nil
-            return Digest.hex(Digest.md5(parts.flatMap { _ in [UInt8]() })) + "-\(parts.count)"
+            return Digest.hex(Digest.md5(parts.flatMap { Digest.unhex($0.etag) })) + "-\(parts.count)"
         }
     }
 
     public func abortMultipartUpload(_ key: String, uploadID: String) throws(ObjectStoreError) {
         try enter(.abort, key)
-        _ = state.withLock { $0.uploads.removeValue(forKey: uploadID) }
+        state.withLock { s in
+            if s.uploads[uploadID]?.key == key { s.uploads[uploadID] = nil }
+        }
     }
 
     public func listParts(_ key: String, uploadID: String) throws(ObjectStoreError) -> [UploadedPart] {
         try enter(.listParts, key)
-        guard let parts = state.withLock({ $0.uploads[uploadID]?.parts }) else { throw .notFound(key: key) }
+        guard let parts = state.withLock({ s in s.uploads[uploadID].flatMap { $0.key == key ? $0.parts : nil } }) else {
+            throw .notFound(key: key)
+        }
         return parts.map { UploadedPart(number: $0.key, etag: Digest.hex(Digest.md5($0.value)), size: Int64($0.value.count)) }
             .sorted { $0.number < $1.number }
     }

@@ -30,6 +30,9 @@ public struct CatalogStats: Sendable, Equatable, Codable {
 public final class Catalog: Sendable {
     public let database: Database
 
+    /// The current time, rounded the way SQLite's REAL stores it, so rows compare equal when read back.
+    static func now() -> Date { Date(timeIntervalSince1970: Date().timeIntervalSince1970) }
+
     public init(path: String) throws(StoreError) {
         database = try Database(path: path)
         try migrate()
@@ -67,7 +70,7 @@ public final class Catalog: Sendable {
     }
 
     static func insertModel(_ db: Connection, name: String, type: ModelType, note: String) throws -> Model {
-        let now = Date()
+        let now = Catalog.now()
         do {
             try db.execute("INSERT INTO models (name, type, note, created, modified) VALUES (?, ?, ?, ?, ?)",
                            [.text(name), .text(type.rawValue), .text(note), .date(now), .date(now)])
@@ -90,12 +93,12 @@ public final class Catalog: Sendable {
         var sql = "SELECT \(Catalog.modelColumns) FROM models WHERE 1"
         var args: [SQLValue] = []
         if let type { sql += " AND type = ?"; args.append(.text(type.rawValue)) }
-        if let search, !search.isEmpty {
-            sql += " AND instr(lower(name), lower(?)) > 0"
-            args.append(.text(search))
-        }
         sql += " ORDER BY name"
-        return try database.read { try $0.query(sql, args, Catalog.model) }
+        let all = try database.read { try $0.query(sql, args, Catalog.model) }
+        // Filtered here rather than in SQL: SQLite's lower() folds ASCII only.
+        guard let search, !search.isEmpty else { return all }
+        let needle = search.lowercased()
+        return all.filter { $0.name.lowercased().contains(needle) }
     }
 
     public func updateModel(id: Int64, name: String? = nil, type: ModelType? = nil, note: String? = nil) throws(StoreError) {
@@ -175,7 +178,7 @@ public final class Catalog: Sendable {
 
     static func insertVersion(_ db: Connection, modelID: Int64, name: String, format: String, objectKey: String, note: String,
                               lineage: Lineage) throws -> Version {
-        let now = Date()
+        let now = Catalog.now()
         if let existing = try db.first("SELECT format FROM versions WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], { $0.text(0) }) {
             throw StoreError.exists("version \(name) already exists (as \(name).\(existing))")
         }
@@ -195,8 +198,9 @@ public final class Catalog: Sendable {
     /// Marks an upload finished: `ready` with its size and sha256; drops its upload record.
     public func markVersionReady(id: Int64, size: Int64, sha256: String) throws(StoreError) {
         try database.write { db in
-            try db.execute("UPDATE versions SET status = 'ready', size = ?, sha256 = ?, error = NULL, modified = ? WHERE id = ?",
-                           [.int(size), .text(sha256), .date(Date()), .int(id)])
+            let changed = try db.execute("UPDATE versions SET status = 'ready', size = ?, sha256 = ?, error = NULL, modified = ? WHERE id = ?",
+                                         [.int(size), .text(sha256), .date(Date()), .int(id)])
+            if changed == 0 { throw StoreError.notFound("the version was deleted while it uploaded") }
             try db.execute("DELETE FROM uploads WHERE version_id = ?", [.int(id)])
         }
     }
@@ -277,7 +281,7 @@ public final class Catalog: Sendable {
 
     public func insertDataset(name: String, format: String, objectKey: String, note: String = "") throws(StoreError) -> Dataset {
         try database.write { db in
-            let now = Date()
+            let now = Catalog.now()
             if let existing = try db.first("SELECT format FROM datasets WHERE name = ?", [.text(name)], { $0.text(0) }) {
                 throw StoreError.exists("dataset \(name) already exists (as \(name).\(existing))")
             }
@@ -323,7 +327,7 @@ public final class Catalog: Sendable {
     public func recordUpload(objectKey: String, uploadID: String, partSize: Int64, versionID: Int64?, datasetID: Int64?,
                              sourcePath: String?, sourceSize: Int64?) throws(StoreError) -> UploadRecord {
         try database.write { db in
-            let now = Date()
+            let now = Catalog.now()
             try db.execute("""
                 INSERT OR REPLACE INTO uploads (object_key, upload_id, part_size, version_id, dataset_id, source_path, source_size, created)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)

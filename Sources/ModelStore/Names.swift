@@ -11,7 +11,7 @@ public enum Names {
         if bytes[0] == UInt8(ascii: ".") { throw .invalid("\(what) '\(printable(name))' starts with '.'") }
         for scalar in name.unicodeScalars {
             if scalar == "/" { throw .invalid("\(what) '\(printable(name))' contains '/'") }
-            if scalar.value < 0x20 || scalar.value == 0x7F || (0x80...0x9F).contains(scalar.value) {
+            if isControl(scalar) {
                 throw .invalid("\(what) '\(printable(name))' contains a control character")
             }
         }
@@ -24,11 +24,15 @@ public enum Names {
         return s
     }
 
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+    }
+
     /// The name with control characters escaped, safe to put in a message.
     public static func printable(_ name: String) -> String {
         var out = ""
         for scalar in name.unicodeScalars {
-            if scalar.value < 0x20 || scalar.value == 0x7F { out += "\\x" + String(scalar.value, radix: 16) }
+            if isControl(scalar) { out += "\\u{" + String(scalar.value, radix: 16) + "}" }
             else { out.unicodeScalars.append(scalar) }
         }
         return out

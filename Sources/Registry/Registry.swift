@@ -87,6 +87,9 @@ public final class Registry: Sendable {
     /// Deletes a version's bytes and row; refused for the last ready version of its model.
     public func deleteVersion(_ modelName: String, _ versionName: String) throws(StoreError) {
         let (m, v) = try version(modelName, versionName)
+        if v.status == .uploading {
+            throw StoreError(.busy, "\(m.name)/\(v.fileName) is still uploading")
+        }
         try Rules.checkDeletable(version: v, siblings: try catalog.versions(modelID: m.id), modelName: m.name)
         try removeBytes(of: v)
         try catalog.deleteVersion(id: v.id)

@@ -13,6 +13,7 @@ public final class VersionUpload: @unchecked Sendable {
     private let registry: Registry
     private let upload: StreamingUpload
     private var ended = false
+    private var failure: StoreError?
 
     init(registry: Registry, model: Model, version: Version, resume: (ResumePoint, Int64)?, source: (path: String, size: Int64)?) {
         self.registry = registry
@@ -49,7 +50,7 @@ public final class VersionUpload: @unchecked Sendable {
     /// Completes the upload: the version becomes `ready`.
     @discardableResult
     public func finish() throws(StoreError) -> Version {
-        precondition(!ended)
+        if ended { throw failure ?? StoreError(.io, "\(version.fileName) is already complete") }
         let result: UploadResult
         do { result = try upload.finish() } catch {
             fail(error)
@@ -65,6 +66,7 @@ public final class VersionUpload: @unchecked Sendable {
             throw error
         }
         version.status = .ready
+        version.error = nil
         version.size = result.size
         version.sha256 = result.sha256
         registry.publishManifest(model.id)
@@ -79,6 +81,7 @@ public final class VersionUpload: @unchecked Sendable {
     private func fail(_ error: StoreError) {
         guard !ended else { return }
         ended = true
+        failure = error
         let aborted = upload.abort()
         version.status = .failed
         version.error = error.message

@@ -1,12 +1,13 @@
 /// How big each part of a multipart upload is, for a stream whose length is not known up front.
 ///
-/// Parts start at `base` (8 MiB: S3's minimum is 5 MiB) and double every 1,000 parts, so 10,000
-/// parts hold 8 TiB — more than S3's 5 TiB object limit — while files under 8 GiB use 8 MiB
-/// parts throughout. The schedule is a pure function of `base`, so a resumed upload cuts the
+/// Parts start at `base` (8 MiB: S3's minimum is 5 MiB) and double every 900 parts, never above
+/// S3's 5 GiB part limit, so 10,000 parts hold more than S3's 5 TiB object limit for any base of
+/// 5 MiB or more, while files under 7 GiB use 8 MiB parts throughout. The schedule is a pure function of `base`, so a resumed upload cuts the
 /// same parts as the run it continues.
 public struct PartSizing: Sendable, Equatable {
     public static let minimumPart = 5 << 20
     public static let maximumParts = 10_000
+    public static let maximumPart = 5 << 30
     public static let standard = PartSizing(base: 8 << 20)
 
     public let base: Int
@@ -18,7 +19,7 @@ public struct PartSizing: Sendable, Equatable {
 
     /// The size of part `number` (1-based).
     public func size(ofPart number: Int) -> Int {
-        base << min((number - 1) / 1000, 9)
+        min(base << min((number - 1) / 900, 10), max(base, PartSizing.maximumPart))
     }
 
     /// The largest stream this schedule fits into 10,000 parts.

@@ -96,13 +96,11 @@ public final class StreamingUpload: @unchecked Sendable {
         total += Int64(bytes.count)
         var offset = 0
         while offset < bytes.count {
-            let want = sizing.size(ofPart: nextPart) - buffer.count
-            let take = min(want, bytes.count - offset)
+            // A full part is cut only once more data follows, so a stream of exactly one part is one PUT.
+            if buffer.count == sizing.size(ofPart: nextPart) { try flushPart() }
+            let take = min(sizing.size(ofPart: nextPart) - buffer.count, bytes.count - offset)
             buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
             offset += take
-            if buffer.count == sizing.size(ofPart: nextPart) {
-                try flushPart()
-            }
         }
     }
 
@@ -110,8 +108,7 @@ public final class StreamingUpload: @unchecked Sendable {
         try bytes.withUnsafeBytes { b in Result { () throws(StoreError) in try write(b) } }.get()
     }
 
-    /// Hands the full buffer to a part upload. Parts are only cut when more data follows or at
-    /// finish, so the last part may be short and the first one decides PUT vs multipart.
+    /// Hands the buffer to a part upload, creating the multipart upload with the first part.
     private func flushPart() throws(StoreError) {
         if uploadID == nil {
             do {
@@ -167,6 +164,8 @@ public final class StreamingUpload: @unchecked Sendable {
         finished = true
         let digest = Digest.hex(hasher.finalize())
         do throws(StoreError) {
+            // A write already failed: the bytes held here are not the whole stream.
+            if let error { throw error }
             if uploadID == nil && resume == nil {
                 let etag: String
                 do { etag = try store.put(key, buffer) } catch { throw error.storeError }

@@ -1,0 +1,407 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Catalog
+import ModelStore
+
+func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
+                         sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) {
+    let error = #expect(throws: StoreError.self, comment, sourceLocation: sourceLocation) { _ = try body() }
+    if let error { #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation) }
+}
+
+/// Every test gets its own SQLite file in a temporary directory.
+@Suite final class CatalogTests: @unchecked Sendable {
+    let dir: String
+    let path: String
+    let catalog: Catalog
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        path = dir + "/catalog.sqlite"
+        catalog = try Catalog(path: path)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// A model with one version per name, in `status`.
+    @discardableResult
+    func model(_ name: String, type: ModelType = .general, versions: [String] = []) throws -> (Model, [Version]) {
+        let m = try catalog.createModel(name: name, type: type)
+        let vs = try versions.map { try catalog.insertVersion(modelID: m.id, name: $0, format: "zip", objectKey: "\(name)/\($0).zip") }
+        return (m, vs)
+    }
+
+    // MARK: Schema
+
+    @Test func migrationsSetUserVersionAndReopeningIsANoOp() throws {
+        #expect(try catalog.schemaVersion == Migrations.all.count)
+        #expect(Migrations.all.count >= 1)
+        try model("kept", versions: ["v1"])
+
+        let again = try Catalog(path: path)
+        #expect(try again.schemaVersion == Migrations.all.count)
+        #expect(try again.models().map(\.name) == ["kept"])
+        let third = try Catalog(path: path)
+        #expect(try third.versions(modelID: try #require(try third.model(named: "kept")).id).map(\.name) == ["v1"])
+        #expect(try third.integrityCheck() == "ok")
+    }
+
+    @Test func refusesACatalogFromANewerModelfs() throws {
+        _ = try catalog.database.write { try $0.execute("PRAGMA user_version = \(Migrations.all.count + 1)") }
+        expectStoreError(.io) { try Catalog(path: path) }
+    }
+
+    @Test func usesWALAndForeignKeys() throws {
+        #expect(try catalog.database.read { try $0.first("PRAGMA journal_mode") { $0.text(0) } } == "wal")
+        #expect(try catalog.database.read { try $0.first("PRAGMA foreign_keys") { $0.int(0) } } == 1)
+    }
+
+    @Test func integrityCheckIsOK() throws {
+        try model("m", versions: ["v1", "v2"])
+        #expect(try catalog.integrityCheck() == "ok")
+    }
+
+    // MARK: Models
+
+    @Test func createModelAndDuplicate() throws {
+        let m = try catalog.createModel(name: "BERT-Base-Chinese", type: .text, note: "seed")
+        #expect(m.name == "BERT-Base-Chinese" && m.type == .text && m.note == "seed")
+        let stored = try #require(try catalog.model(named: "BERT-Base-Chinese"))
+        #expect(stored.id == m.id && stored.name == m.name && stored.type == m.type && stored.note == m.note)
+        #expect(try catalog.model(id: m.id)?.name == "BERT-Base-Chinese")
+        expectStoreError(.alreadyExists) { try catalog.createModel(name: "BERT-Base-Chinese") }
+        expectStoreError(.alreadyExists) { try catalog.createModel(name: "BERT-Base-Chinese", type: .image) }
+        #expect(try catalog.models().count == 1)
+        // Names are compared exactly: another case is another model.
+        _ = try catalog.createModel(name: "bert-base-chinese")
+        #expect(try catalog.models().count == 2)
+    }
+
+    /// What an insert returns is what a later read gives, dates included: callers compare and
+    /// cache these values (FUSE attributes, manifests).
+    @Test func insertedRowsEqualTheirStoredRows() throws {
+        // Twenty of each, so that a date that loses precision on the way through SQLite cannot
+        // pass by luck.
+        var mismatches: [String] = []
+        for i in 0..<20 {
+            let m = try catalog.createModel(name: "m\(i)", type: .image, note: "n")
+            let v = try catalog.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "m\(i)/v1.zip")
+            let u = try catalog.recordUpload(objectKey: "m\(i)/v1.zip", uploadID: "u\(i)", partSize: 5 << 20, versionID: v.id,
+                                             datasetID: nil, sourcePath: nil, sourceSize: nil)
+            if try catalog.model(id: m.id) != m { mismatches.append("model \(i)") }
+            if try catalog.version(id: v.id) != v { mismatches.append("version \(i)") }
+            if try catalog.upload(versionID: v.id) != u { mismatches.append("upload \(i)") }
+        }
+        do {
+            #expect(mismatches.isEmpty, "returned and stored rows differ (created/modified dates): \(mismatches.count) of 60")
+        }
+    }
+
+    @Test func modelsFilteredByTypeAndSearch() throws {
+        try model("BERT-Base-Chinese", type: .text)
+        try model("bert-large", type: .text)
+        try model("千问-7B", type: .text)
+        try model("千问-VL", type: .image)
+        try model("ResNet50", type: .image)
+        try model("100%-model", type: .general)
+        try model("plain", type: .general)
+
+        #expect(try catalog.models().map(\.name) == ["100%-model", "BERT-Base-Chinese", "ResNet50", "bert-large", "plain", "千问-7B", "千问-VL"])
+        #expect(try catalog.models(type: .text).map(\.name) == ["BERT-Base-Chinese", "bert-large", "千问-7B"])
+        #expect(try catalog.models(type: .image).map(\.name) == ["ResNet50", "千问-VL"])
+        #expect(try catalog.models(search: "BERT").map(\.name) == ["BERT-Base-Chinese", "bert-large"])
+        #expect(try catalog.models(search: "bErT").map(\.name) == ["BERT-Base-Chinese", "bert-large"])
+        #expect(try catalog.models(search: "chinese").map(\.name) == ["BERT-Base-Chinese"])
+        #expect(try catalog.models(search: "千问").map(\.name) == ["千问-7B", "千问-VL"])
+        #expect(try catalog.models(search: "问-v").map(\.name) == ["千问-VL"])
+        #expect(try catalog.models(type: .image, search: "千问").map(\.name) == ["千问-VL"])
+        #expect(try catalog.models(type: .general, search: "bert").isEmpty)
+        // The search is a literal substring: no LIKE wildcards.
+        #expect(try catalog.models(search: "%").map(\.name) == ["100%-model"])
+        #expect(try catalog.models(search: "_").isEmpty)
+        #expect(try catalog.models(search: "").count == 7)
+        #expect(try catalog.models(search: "nothing").isEmpty)
+    }
+
+    @Test func searchFoldsCaseBeyondASCII() throws {
+        try model("Émile-LLM")
+        try model("ΑΛΦΑ-vision")
+        let latin = try catalog.models(search: "émile").map(\.name)
+        let greek = try catalog.models(search: "αλφα").map(\.name)
+        do {
+            #expect(latin == ["Émile-LLM"])
+            #expect(greek == ["ΑΛΦΑ-vision"])
+        }
+        #expect(try catalog.models(search: "Émile").map(\.name) == ["Émile-LLM"], "the exact case always matches")
+    }
+
+    @Test func updateModelRenameTypeNoteAndClash() throws {
+        let (a, _) = try model("a")
+        try model("b")
+        try catalog.updateModel(id: a.id, type: .image, note: "n")
+        #expect(try catalog.model(id: a.id)?.type == .image)
+        #expect(try catalog.model(id: a.id)?.note == "n")
+        try catalog.updateModel(id: a.id, name: "a2")
+        #expect(try catalog.model(named: "a") == nil)
+        #expect(try catalog.model(named: "a2")?.type == .image, "a rename keeps the other fields")
+
+        expectStoreError(.alreadyExists) { try catalog.updateModel(id: a.id, name: "b") }
+        #expect(try catalog.model(id: a.id)?.name == "a2")
+        expectStoreError(.notFound) { try catalog.updateModel(id: 9999, name: "z") }
+    }
+
+    @Test func deleteModelCascadesToVersionsUploadsAndParts() throws {
+        let (m, vs) = try model("gone", versions: ["v1", "v2"])
+        let (other, otherVersions) = try model("stays", versions: ["v1"])
+        let upload = try catalog.recordUpload(objectKey: vs[1].objectKey, uploadID: "u1", partSize: 8 << 20, versionID: vs[1].id,
+                                              datasetID: nil, sourcePath: "/src", sourceSize: 100)
+        try catalog.recordPart(upload: upload.id, UploadedPart(number: 1, etag: "e1", size: 8 << 20))
+        let otherUpload = try catalog.recordUpload(objectKey: otherVersions[0].objectKey, uploadID: "u2", partSize: 8 << 20,
+                                                   versionID: otherVersions[0].id, datasetID: nil, sourcePath: nil, sourceSize: nil)
+
+        try catalog.deleteModel(id: m.id)
+        #expect(try catalog.model(named: "gone") == nil)
+        #expect(try catalog.versions(modelID: m.id).isEmpty)
+        #expect(try catalog.version(id: vs[0].id) == nil)
+        #expect(try catalog.upload(versionID: vs[1].id) == nil)
+        #expect(try catalog.parts(upload: upload.id).isEmpty)
+        #expect(try catalog.uploads().map(\.id) == [otherUpload.id])
+        #expect(try catalog.versions(modelID: other.id).count == 1)
+        #expect(try catalog.objectKeyInUse(vs[0].objectKey) == false, "a deleted version's key is free again")
+        #expect(try catalog.integrityCheck() == "ok")
+    }
+
+    // MARK: Versions
+
+    @Test func insertVersionDuplicateNameUnderAnyExtension() throws {
+        let (m, _) = try model("m", versions: ["v1"])
+        expectStoreError(.alreadyExists) {
+            try catalog.insertVersion(modelID: m.id, name: "v1", format: "tar.gz", objectKey: "m/v1.tar.gz")
+        }
+        expectStoreError(.alreadyExists) {
+            try catalog.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "m/v1-other.zip")
+        }
+        #expect(try catalog.versions(modelID: m.id).map(\.fileName) == ["v1.zip"])
+        // The same version name in another model is fine.
+        let (n, _) = try model("n")
+        let v = try catalog.insertVersion(modelID: n.id, name: "v1", format: "pth", objectKey: "n/v1.pth",
+                                          note: "note", lineage: Lineage(parentVersion: "v0", dataset: "qa", job: "j1"))
+        #expect(v.status == .uploading && v.size == 0 && v.sha256 == nil)
+        let stored = try #require(try catalog.version(modelID: n.id, name: "v1"))
+        #expect(stored.id == v.id && stored.objectKey == "n/v1.pth" && stored.note == "note")
+        #expect(stored.lineage == Lineage(parentVersion: "v0", dataset: "qa", job: "j1"))
+    }
+
+    @Test func objectKeysAreUnique() throws {
+        let (m, vs) = try model("m", versions: ["v1"])
+        let (n, _) = try model("n")
+        expectStoreError(.alreadyExists) { try catalog.insertVersion(modelID: m.id, name: "v2", format: "zip", objectKey: vs[0].objectKey) }
+        expectStoreError(.alreadyExists) { try catalog.insertVersion(modelID: n.id, name: "v9", format: "zip", objectKey: vs[0].objectKey) }
+        #expect(try catalog.versions(modelID: m.id).count == 1)
+        #expect(try catalog.versions(modelID: n.id).isEmpty)
+
+        #expect(try catalog.objectKeyInUse("m/v1.zip"))
+        #expect(try !catalog.objectKeyInUse("m/v2.zip"))
+        _ = try catalog.insertDataset(name: "qa", format: "jsonl", objectKey: ".datasets/qa.jsonl")
+        #expect(try catalog.objectKeyInUse(".datasets/qa.jsonl"))
+        _ = try catalog.recordUpload(objectKey: "orphan/key.zip", uploadID: "u", partSize: 5 << 20, versionID: nil, datasetID: nil,
+                                     sourcePath: nil, sourceSize: nil)
+        #expect(try catalog.objectKeyInUse("orphan/key.zip"))
+    }
+
+    @Test func markVersionReadyDropsTheUploadRecord() throws {
+        let (_, vs) = try model("m", versions: ["v1"])
+        let v = vs[0]
+        let up = try catalog.recordUpload(objectKey: v.objectKey, uploadID: "u", partSize: 8 << 20, versionID: v.id, datasetID: nil,
+                                          sourcePath: "/tmp/src.zip", sourceSize: 123)
+        #expect(try catalog.upload(versionID: v.id)?.id == up.id)
+        try catalog.markVersionFailed(id: v.id, error: "earlier failure", uploadStillOpen: true)
+        try catalog.markVersionUploading(id: v.id)
+        #expect(try catalog.version(id: v.id)?.error == nil)
+        try catalog.markVersionReady(id: v.id, size: 123, sha256: "abc")
+
+        let ready = try #require(try catalog.version(id: v.id))
+        #expect(ready.status == .ready && ready.size == 123 && ready.sha256 == "abc" && ready.error == nil)
+        #expect(ready.modified >= v.modified)
+        #expect(try catalog.upload(versionID: v.id) == nil)
+        #expect(try catalog.uploads().isEmpty)
+        #expect(try catalog.versions(status: .ready).map(\.id) == [v.id])
+    }
+
+    @Test func markVersionFailedAbortedOrStillOpen() throws {
+        let (_, vs) = try model("m", versions: ["aborted", "open", "uploading"])
+        var records: [Int64: UploadRecord] = [:]
+        for v in vs {
+            records[v.id] = try catalog.recordUpload(objectKey: v.objectKey, uploadID: "id-\(v.name)", partSize: 5 << 20, versionID: v.id,
+                                                     datasetID: nil, sourcePath: nil, sourceSize: nil)
+        }
+        try catalog.markVersionFailed(id: vs[0].id, error: "S3 said no", size: 10)
+        try catalog.markVersionFailed(id: vs[1].id, error: "S3 said no, and abort failed", size: 20, uploadStillOpen: true)
+
+        let aborted = try #require(try catalog.version(id: vs[0].id))
+        #expect(aborted.status == .failed && aborted.error == "S3 said no" && aborted.size == 10)
+        #expect(try catalog.upload(versionID: vs[0].id) == nil, "aborted: nothing left to abort")
+
+        let open = try #require(try catalog.version(id: vs[1].id))
+        #expect(open.status == .failed && open.error == "S3 said no, and abort failed")
+        #expect(try catalog.upload(versionID: vs[1].id)?.uploadID == "id-open")
+
+        // Abandoned: the still-open upload of the failed version; not the one still uploading.
+        #expect(try catalog.abandonedUploads().map(\.uploadID) == ["id-open"])
+        #expect(try catalog.versions(status: .failed).map(\.name) == ["aborted", "open"])
+        #expect(try catalog.versions(status: .uploading).map(\.name) == ["uploading"])
+
+        // An upload whose version and dataset are gone is abandoned too.
+        _ = try catalog.recordUpload(objectKey: "x/orphan.zip", uploadID: "orphan", partSize: 5 << 20, versionID: nil, datasetID: nil,
+                                     sourcePath: nil, sourceSize: nil)
+        #expect(try catalog.abandonedUploads().map(\.uploadID) == ["id-open", "orphan"])
+    }
+
+    @Test func recordUploadAndParts() throws {
+        let (_, vs) = try model("m", versions: ["v1"])
+        let up = try catalog.recordUpload(objectKey: vs[0].objectKey, uploadID: "upload-1", partSize: 8 << 20, versionID: vs[0].id,
+                                          datasetID: nil, sourcePath: "/data/千问 v1.zip", sourceSize: 20 << 20)
+        #expect(up.objectKey == "m/v1.zip" && up.partSize == 8 << 20 && up.sourcePath == "/data/千问 v1.zip" && up.sourceSize == 20 << 20)
+        let stored = try #require(try catalog.upload(versionID: vs[0].id))
+        #expect(stored.id == up.id && stored.uploadID == "upload-1" && stored.versionID == vs[0].id && stored.datasetID == nil)
+        #expect(stored.sourcePath == up.sourcePath && stored.sourceSize == up.sourceSize && stored.partSize == up.partSize)
+        #expect(try catalog.uploads().map(\.id) == [up.id])
+
+        try catalog.recordPart(upload: up.id, UploadedPart(number: 2, etag: "e2", size: 8 << 20))
+        try catalog.recordPart(upload: up.id, UploadedPart(number: 1, etag: "e1", size: 8 << 20))
+        try catalog.recordPart(upload: up.id, UploadedPart(number: 3, etag: "e3", size: 4 << 20))
+        try catalog.recordPart(upload: up.id, UploadedPart(number: 2, etag: "e2b", size: 8 << 20))   // re-uploaded
+        #expect(try catalog.parts(upload: up.id) == [
+            UploadedPart(number: 1, etag: "e1", size: 8 << 20),
+            UploadedPart(number: 2, etag: "e2b", size: 8 << 20),
+            UploadedPart(number: 3, etag: "e3", size: 4 << 20),
+        ])
+        try catalog.deleteUpload(id: up.id)
+        #expect(try catalog.upload(versionID: vs[0].id) == nil)
+        #expect(try catalog.parts(upload: up.id).isEmpty, "parts go with their upload")
+    }
+
+    @Test func updateVersionRenameNoteAndClash() throws {
+        let (m, vs) = try model("m", versions: ["v1", "v2"])
+        try catalog.updateVersion(id: vs[0].id, name: "v1.1", note: "renamed")
+        let renamed = try #require(try catalog.version(id: vs[0].id))
+        #expect(renamed.name == "v1.1" && renamed.note == "renamed")
+        #expect(renamed.objectKey == "m/v1.zip", "a rename keeps the object key")
+        #expect(try catalog.version(modelID: m.id, name: "v1") == nil)
+
+        expectStoreError(.alreadyExists) { try catalog.updateVersion(id: vs[0].id, name: "v2") }
+        #expect(try catalog.version(id: vs[0].id)?.name == "v1.1")
+        // Renaming to its own name, or only changing the note, is fine.
+        try catalog.updateVersion(id: vs[1].id, name: "v2", note: "same name")
+        #expect(try catalog.version(id: vs[1].id)?.note == "same name")
+        expectStoreError(.notFound) { try catalog.updateVersion(id: 9999, name: "x") }
+        // The old name is free again, for a version with a new key.
+        let v1 = try catalog.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "m/v1~1.zip")
+        #expect(try catalog.versions(modelID: m.id).map(\.name) == ["v1", "v1.1", "v2"])
+        try catalog.deleteVersion(id: v1.id)
+        #expect(try catalog.version(id: v1.id) == nil)
+    }
+
+    @Test func manifestDirtyFlag() throws {
+        let (a, _) = try model("a")
+        try model("b")
+        #expect(try catalog.dirtyManifestModels().isEmpty)
+        try catalog.setManifestDirty(modelID: a.id, true)
+        #expect(try catalog.dirtyManifestModels().map(\.name) == ["a"])
+        try catalog.setManifestDirty(modelID: a.id, false)
+        #expect(try catalog.dirtyManifestModels().isEmpty)
+    }
+
+    // MARK: Stats
+
+    @Test func statsCountByTypeAndReadyBytesOnly() throws {
+        let empty = try catalog.stats()
+        #expect(empty.models == 0 && empty.versions == 0 && empty.bytes == 0)
+        #expect(empty.modelsByType == ["text": 0, "image": 0, "general": 0])
+
+        let (_, t) = try model("t1", type: .text, versions: ["v1", "v2", "v3"])
+        try model("t2", type: .text)
+        let (_, i) = try model("i1", type: .image, versions: ["v1"])
+        try catalog.markVersionReady(id: t[0].id, size: 1000, sha256: "a")
+        try catalog.markVersionReady(id: t[1].id, size: 234, sha256: "b")
+        try catalog.markVersionFailed(id: t[2].id, error: "x", size: 5000)      // failed bytes do not count
+        _ = i                                                                      // i1/v1 stays uploading
+        let ds = try catalog.insertDataset(name: "qa", format: "jsonl", objectKey: ".datasets/qa.jsonl")
+        try catalog.markDatasetReady(id: ds.id, size: 77, sha256: "d", records: 3)
+
+        let s = try catalog.stats()
+        #expect(s.models == 3)
+        #expect(s.modelsByType == ["text": 2, "image": 1, "general": 0])
+        #expect(s.versions == 4)
+        #expect(s.readyVersions == 2)
+        #expect(s.bytes == 1234)
+        #expect(s.datasets == 1)
+        #expect(s.datasetBytes == 77)
+    }
+
+    // MARK: Sharing the file
+
+    @Test func twoCatalogsOnOneFileSeeEachOthersWrites() throws {
+        let other = try Catalog(path: path)       // the CLI beside a mount
+        let m = try catalog.createModel(name: "shared")
+        #expect(try other.model(named: "shared")?.id == m.id)
+        let v = try other.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "shared/v1.zip")
+        #expect(try catalog.version(modelID: m.id, name: "v1")?.id == v.id)
+        try catalog.markVersionReady(id: v.id, size: 5, sha256: "s")
+        #expect(try other.version(id: v.id)?.status == .ready)
+        expectStoreError(.alreadyExists) { try other.createModel(name: "shared") }
+        try other.deleteModel(id: m.id)
+        #expect(try catalog.models().isEmpty)
+    }
+
+    @Test func concurrentWritesThroughOneCatalog() throws {
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { thread in
+            for i in 0..<25 {
+                do {
+                    let m = try catalog.createModel(name: "t\(thread)-m\(i)")
+                    _ = try catalog.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "t\(thread)-m\(i)/v1.zip")
+                } catch {
+                    failures.withLock { $0.append("\(thread)/\(i): \(error)") }
+                }
+            }
+        }
+        #expect(failures.withLock { $0 } == [])
+        #expect(try catalog.models().count == 200)
+        #expect(try catalog.stats().versions == 200)
+    }
+
+    @Test func concurrentWritesFromEightConnections() throws {
+        let failures = Mutex<[String]>([])
+        let path = self.path
+        DispatchQueue.concurrentPerform(iterations: 8) { thread in
+            do {
+                let own = try Catalog(path: path)     // one connection per thread, like separate processes
+                for i in 0..<25 {
+                    let m = try own.createModel(name: "c\(thread)-m\(i)")
+                    _ = try own.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "c\(thread)-m\(i)/v1.zip")
+                    try own.updateModel(id: m.id, note: "written by \(thread)")
+                }
+            } catch {
+                failures.withLock { $0.append("\(thread): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 } == [], "no busy errors")
+        #expect(try catalog.models().count == 200)
+        #expect(try catalog.models().allSatisfy { $0.note.hasPrefix("written by ") })
+        #expect(try catalog.integrityCheck() == "ok")
+    }
+
+    @Test func failedWriteRollsBackWholly() throws {
+        let (m, _) = try model("m", versions: ["v1"])
+        expectStoreError(.alreadyExists) {
+            try catalog.database.write { db in
+                _ = try Catalog.insertVersion(db, modelID: m.id, name: "v2", format: "zip", objectKey: "m/v2.zip", note: "", lineage: Lineage())
+                _ = try Catalog.insertVersion(db, modelID: m.id, name: "v1", format: "zip", objectKey: "m/v1b.zip", note: "", lineage: Lineage())
+            }
+        }
+        #expect(try catalog.versions(modelID: m.id).map(\.name) == ["v1"], "v2 was rolled back with the refused v1")
+    }
+}
