@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way: CLI → Registry → (UploadPath, Catalog, S3, BlobStore) → ModelStore.
+// Dependencies point one way: CLI → FUSEAdapter → ModelFS → (Registry, ReadPath) → (UploadPath, Catalog) → ModelStore ← (S3, BlobStore).
 // Only CLI knows which implementations are plugged in.
 let package = Package(
     name: "modelfs",
@@ -17,6 +17,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl"),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
+        .systemLibrary(name: "CFuse", path: "CFuse", pkgConfig: "fuse3"),
 
         // The domain: names, formats, statuses, rules, errors, the object-store protocol, hashing.
         .target(name: "ModelStore", dependencies: ["CCrypto"]),
@@ -39,9 +40,21 @@ let package = Package(
             "ModelStore", "Catalog", "UploadPath",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
+        .target(name: "ReadPath", dependencies: ["ModelStore"]),
+        // The mounted namespace as plain operations: no FUSE types, testable without a mount.
+        .target(name: "ModelFS", dependencies: [
+            "ModelStore", "Catalog", "Registry", "ReadPath",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // libfuse's low-level callbacks over ModelFS; the only importer of CFuse.
+        .target(name: "FUSEAdapter", dependencies: [
+            "CFuse", "ModelFS", "ModelStore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Commands and the composition root.
         .target(name: "CLI", dependencies: [
-            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry",
+            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "ModelFS", "FUSEAdapter",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -52,6 +65,9 @@ let package = Package(
         .testTarget(name: "S3Tests", dependencies: ["S3", "ModelStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ModelStore"]),
         .testTarget(name: "UploadPathTests", dependencies: ["UploadPath", "BlobStore", "ModelStore"]),
+        .testTarget(name: "ReadPathTests", dependencies: ["ReadPath", "ModelStore"]),
+        .testTarget(name: "ModelFSTests", dependencies: ["ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
+        .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),
     ]
 )

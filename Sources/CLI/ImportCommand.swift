@@ -48,7 +48,7 @@ struct ImportCommand: ParsableCommand {
             // Work object storage refused earlier (aborts, manifests) is retried first.
             try? registry.retryPending()
 
-            let upload: VersionUpload
+            let upload: ItemUpload
             if resume {
                 let name: String
                 if let version { name = version } else {
@@ -69,7 +69,7 @@ struct ImportCommand: ParsableCommand {
                 upload = try registry.beginVersion(model: model, fileName: name + "." + format, note: note, source: (path, size))
             }
 
-            let progress = Progress(label: "\(model)/\(upload.version.fileName)", total: size, quiet: quiet)
+            let progress = Progress(label: upload.item.displayName, total: size, quiet: quiet)
             let chunk = 1 << 20
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
             defer { buffer.deallocate() }
@@ -91,7 +91,7 @@ struct ImportCommand: ParsableCommand {
                 upload.abort(reason: "\(file) changed size while it was read")
                 throw CLIError("\(file) changed size while it was read")
             }
-            let v = try upload.finish()
+            let v = try upload.finishVersion()
             progress.finish(done)
             print("\(model)/\(v.fileName) ready: \(v.size) bytes, sha256 \(v.sha256 ?? "")")
         }

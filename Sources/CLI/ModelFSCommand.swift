@@ -6,7 +6,7 @@ public struct ModelFSCommand: ParsableCommand {
         commandName: "modelfs",
         abstract: "A model store: versions of AI models as files, bytes in object storage, facts in SQLite.",
         subcommands: [
-            ImportCommand.self, DownloadCommand.self,
+            MountCommand.self, ImportCommand.self, DownloadCommand.self,
             ModelsCommand.self, VersionsCommand.self, StatsCommand.self,
             ModelCommand.self, VersionCommand.self, GCCommand.self,
         ])

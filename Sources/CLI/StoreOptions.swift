@@ -90,12 +90,12 @@ enum Log {
     nonisolated(unsafe) static var logger = Logger(label: "modelfs")
     nonisolated(unsafe) private static var done = false
 
-    static func setup(verbose: Bool) {
+    static func setup(verbose: Bool, level: Logger.Level = .warning) {
         guard !done else { return }
         done = true
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = verbose ? .debug : .warning
+            handler.logLevel = verbose ? .debug : level
             return handler
         }
         logger = Logger(label: "modelfs")

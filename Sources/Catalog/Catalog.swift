@@ -312,6 +312,19 @@ public final class Catalog: Sendable {
         }
     }
 
+    public func renameDataset(id: Int64, to name: String) throws(StoreError) {
+        try database.write { db in
+            if try db.first("SELECT 1 FROM datasets WHERE name = ? AND id != ?", [.text(name), .int(id)], { _ in true }) != nil {
+                throw StoreError.exists("dataset \(name) already exists")
+            }
+            try db.execute("UPDATE datasets SET name = ?, modified = ? WHERE id = ?", [.text(name), .date(Date()), .int(id)])
+        }
+    }
+
+    public func dataset(id: Int64) throws(StoreError) -> Dataset? {
+        try database.read { try $0.first("SELECT \(Catalog.datasetColumns) FROM datasets WHERE id = ?", [.int(id)], Catalog.dataset) }
+    }
+
     public func deleteDataset(id: Int64) throws(StoreError) {
         try database.write { db in _ = try db.execute("DELETE FROM datasets WHERE id = ?", [.int(id)]) }
     }

@@ -22,6 +22,10 @@ public struct StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case io
         /// The local disk is full. `ENOSPC`.
         case noSpace
+        /// The operation is not supported here, such as setting an unknown extended attribute. `ENOTSUP`.
+        case notSupported
+        /// The file has no such extended attribute. `ENODATA`.
+        case noAttribute
     }
 
     public let code: Code

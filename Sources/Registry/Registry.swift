@@ -128,19 +128,19 @@ public final class Registry: Sendable {
 
     /// Starts a new version from a file name such as `v2.1.tar.gz`; the model must exist.
     public func beginVersion(model modelName: String, fileName: String, note: String = "", lineage: Lineage = Lineage(),
-                             source: (path: String, size: Int64)? = nil) throws(StoreError) -> VersionUpload {
+                             source: (path: String, size: Int64)? = nil) throws(StoreError) -> ItemUpload {
         let (name, format) = try Formats.splitVersion(fileName)
         let m = try model(modelName)
         let key = try freshKey(Rules.versionKey(model: m.name, fileName: fileName), name: "\(m.name)/\(name)", format: format)
         let v = try catalog.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
         publishManifest(m.id)
-        return VersionUpload(registry: self, model: m, version: v, resume: nil, source: source)
+        return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
     }
 
     /// Continues an interrupted upload of a version from the parts the bucket already holds, or
     /// starts a failed one again. The source must be the same file (same size).
     public func resumeVersion(model modelName: String, version versionName: String,
-                              source: (path: String, size: Int64)) throws(StoreError) -> VersionUpload {
+                              source: (path: String, size: Int64)) throws(StoreError) -> ItemUpload {
         let (m, v) = try version(modelName, versionName)
         switch v.status {
         case .ready:
@@ -148,11 +148,11 @@ public final class Registry: Sendable {
         case .failed:
             try retryAbandonedUploads()
             try catalog.markVersionUploading(id: v.id)
-            return VersionUpload(registry: self, model: m, version: v, resume: nil, source: source)
+            return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
         case .uploading:
             guard let record = try catalog.upload(versionID: v.id) else {
                 // Interrupted before its first part: nothing to keep.
-                return VersionUpload(registry: self, model: m, version: v, resume: nil, source: source)
+                return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
             }
             if let size = record.sourceSize, size != source.size {
                 throw .invalid("\(source.path) is \(source.size) bytes but the interrupted upload was of \(size) bytes; import it as a new version")
@@ -161,13 +161,42 @@ public final class Registry: Sendable {
             do { parts = try objects.listParts(record.objectKey, uploadID: record.uploadID) } catch {
                 if case .notFound = error {
                     try catalog.deleteUpload(id: record.id)
-                    return VersionUpload(registry: self, model: m, version: v, resume: nil, source: source)
+                    return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
                 }
                 throw error.storeError
             }
             let point = ResumePoint(uploadID: record.uploadID, sizing: PartSizing(base: Int(record.partSize)), parts: parts)
-            return VersionUpload(registry: self, model: m, version: v, resume: (point, record.id), source: source)
+            return ItemUpload(registry: self, item: .version(m, v), resume: (point, record.id), source: source)
         }
+    }
+
+    // MARK: Datasets
+
+    public func dataset(_ name: String) throws(StoreError) -> Dataset {
+        guard let d = try catalog.dataset(named: name) else { throw .notFound("no dataset named \(Names.printable(name))") }
+        return d
+    }
+
+    /// Starts a new dataset from a file name such as `finance-qa.jsonl`.
+    public func beginDataset(fileName: String, note: String = "") throws(StoreError) -> ItemUpload {
+        let (name, format) = try Formats.splitDataset(fileName)
+        let key = try freshKey(Rules.datasetKey(fileName: fileName), name: ".datasets/" + name, format: format)
+        let d = try catalog.insertDataset(name: name, format: format, objectKey: key, note: note)
+        return ItemUpload(registry: self, item: .dataset(d), resume: nil, source: nil)
+    }
+
+    public func deleteDataset(_ name: String) throws(StoreError) {
+        let d = try dataset(name)
+        if d.status == .uploading { throw StoreError(.busy, "datasets/\(d.fileName) is still uploading") }
+        do { try objects.delete(d.objectKey) } catch { throw error.storeError }
+        try catalog.deleteDataset(id: d.id)
+    }
+
+    public func renameDataset(_ from: String, to: String) throws(StoreError) {
+        try Names.validate(to, what: "dataset name")
+        let d = try dataset(from)
+        if from == to { return }
+        try catalog.renameDataset(id: d.id, to: to)
     }
 
     /// The uploading version of `model` that was interrupted while importing `path`, if any.

@@ -76,12 +76,14 @@ import Testing
         case .readOnly: "EROFS"
         case .io: "EIO"
         case .noSpace: "ENOSPC"
+        case .notSupported: "ENOTSUP"
+        case .noAttribute: "ENODATA"
         }
     }
 
     @Test func everyCodeIsListedWithDistinctRawValueAndErrno() {
         let all = StoreError.Code.allCases
-        #expect(all.count == 10, "a new StoreError.Code needs an errno mapping and tests")
+        #expect(all.count == 12, "a new StoreError.Code needs an errno mapping and tests")
         #expect(Set(all.map(\.rawValue)).count == all.count)
         #expect(Set(all.map(Self.errno)).count == all.count)
         for code in all { #expect(StoreError.Code(rawValue: code.rawValue) == code) }

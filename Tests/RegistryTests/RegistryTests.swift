@@ -91,7 +91,7 @@ import UploadPath
         let open = try env.registry.beginVersion(model: "gone", fileName: "v3.pt")
         try env.feed(open, randomBytes(partSize + 1))
         #expect(try env.pendingUploads() == 1)
-        let record = try #require(try env.catalog.upload(versionID: open.version.id))
+        let record = try #require(try env.catalog.upload(versionID: open.version!.id))
         #expect(try eventually { try env.catalog.parts(upload: record.id).count == 1 })
 
         try env.registry.deleteModel("gone")
@@ -112,11 +112,11 @@ import UploadPath
         try env.registry.createModel("BERT-Base-Chinese", type: .text)
         let data = randomBytes(3 * MiB + 17)
         let upload = try env.registry.beginVersion(model: "BERT-Base-Chinese", fileName: "v 1+%?#&.zip", note: "first")
-        #expect(upload.version.status == .uploading)
+        #expect(upload.version!.status == .uploading)
         #expect(try env.storedManifest("BERT-Base-Chinese").versions.map(\.status) == [.uploading])
         try env.feed(upload, data)
         #expect(upload.bytesWritten == Int64(data.count))
-        let v = try upload.finish()
+        let v = try upload.finishVersion()
 
         #expect(v.status == .ready && v.size == Int64(data.count) && v.sha256 == sha256Hex(data))
         #expect(v.name == "v 1+%?#&" && v.format == "zip" && v.objectKey == "BERT-Base-Chinese/v 1+%?#&.zip")
@@ -180,14 +180,14 @@ import UploadPath
         let upload = try env.registry.beginVersion(model: "m", fileName: "v1.zip")
         let error = #expect(throws: StoreError.self) {
             try env.feed(upload, randomBytes(2 * partSize + 1))
-            try upload.finish()
+            try upload.finishVersion()
         }
         #expect(error?.code == .io)
 
         let (_, v) = try env.registry.version("m", "v1")
         #expect(v.status == .failed)
         #expect(v.error?.contains("500") == true, "the reason is kept: \(v.error ?? "nil")")
-        #expect(upload.version.status == .failed)
+        #expect(upload.version!.status == .failed)
         #expect(try !env.hasObject(v.objectKey), "no half object")
         #expect(env.memory.pendingUploadCount == 0, "no multipart upload left open")
         #expect(try env.catalog.upload(versionID: v.id) == nil)
@@ -204,7 +204,7 @@ import UploadPath
         let upload = try env.registry.beginVersion(model: "m", fileName: "v1.zip")
         #expect(throws: StoreError.self) {
             try env.feed(upload, randomBytes(2 * partSize + 1))
-            try upload.finish()
+            try upload.finishVersion()
         }
         let (_, v) = try env.registry.version("m", "v1")
         #expect(v.status == .failed)
@@ -275,7 +275,7 @@ import UploadPath
         if deleted {
             do {
                 do {
-                    let v = try upload.finish()
+                    let v = try upload.finishVersion()
                     Issue.record("the upload of a deleted version completed: \(v.status), \(v.size) bytes at \(v.objectKey)")
                 } catch {}
                 let orphan = try env.hasObject("m/v1.zip")
@@ -284,7 +284,7 @@ import UploadPath
             #expect(try env.registry.versions(of: "m").map(\.name) == ["v0"])
             #expect(env.memory.pendingUploadCount == 0)
         } else {
-            #expect(try upload.finish().status == .ready)
+            #expect(try upload.finishVersion().status == .ready)
         }
     }
 
@@ -296,7 +296,7 @@ import UploadPath
         }
         let upload = try env.registry.beginVersion(model: "m", fileName: "v1.zip")
         _ = try? env.feed(upload, randomBytes(2 * partSize + 1))
-        _ = try? upload.finish()
+        _ = try? upload.finishVersion()
         #expect(env.memory.pendingUploadCount == 1)
         env.memory.injectFaults(nil)
         try env.registry.deleteVersion("m", "v1")
@@ -387,7 +387,7 @@ import UploadPath
     func interruptedImport(_ env: Env, _ data: [UInt8], written: Int, parts: Int, source: String) throws {
         let upload = try env.registry.beginVersion(model: "m", fileName: "v1.zip", source: (source, Int64(data.count)))
         try env.feed(upload, Array(data[0..<written]))
-        let versionID = upload.version.id
+        let versionID = upload.version!.id
         let record = try #require(try env.catalog.upload(versionID: versionID))
         #expect(record.sourcePath == source && record.sourceSize == Int64(data.count) && record.partSize == Int64(partSize))
         #expect(try eventually { try env.objects.listParts(record.objectKey, uploadID: record.uploadID).count == parts })
@@ -408,7 +408,7 @@ import UploadPath
         let partsBefore = backend == .memory ? env.memory.calls(.uploadPart) : 0
         let resumed = try env.registry.resumeVersion(model: "m", version: "v1", source: ("/data/v1.zip", Int64(data.count)))
         try env.feed(resumed, data, chunk: 3 * MiB + 1)
-        let v = try resumed.finish()
+        let v = try resumed.finishVersion()
         if backend == .memory {
             #expect(env.memory.calls(.uploadPart) - partsBefore == 1, "only the last part was uploaded again")
             #expect(env.memory.calls(.create) == 1)
@@ -447,7 +447,7 @@ import UploadPath
         let first = try env.registry.beginVersion(model: "m", fileName: "v1.zip", source: ("/data/v1.zip", Int64(data.count)))
         #expect(throws: StoreError.self) {
             try env.feed(first, data)
-            try first.finish()
+            try first.finishVersion()
         }
         #expect(try env.registry.version("m", "v1").1.status == .failed)
         expectStoreError(.io, "the abandoned upload cannot be aborted yet") {
@@ -457,7 +457,7 @@ import UploadPath
         env.memory.injectFaults(nil)
         let again = try env.registry.resumeVersion(model: "m", version: "v1", source: ("/data/v1.zip", Int64(data.count)))
         try env.feed(again, data)
-        let v = try again.finish()
+        let v = try again.finishVersion()
         #expect(v.status == .ready && v.sha256 == sha256Hex(data))
         #expect(try env.registry.version("m", "v1").1.error == nil, "the catalog forgets the old failure")
         do {
@@ -486,7 +486,7 @@ import UploadPath
             do { try env.feed(upload, randomBytes(3 * partSize)) } catch { writeFailed = true }
             guard writeFailed else { exit(2) }
             do {
-                _ = try upload.finish()
+                _ = try upload.finishVersion()
                 exit(3)
             } catch {
                 exit(0)

@@ -85,7 +85,7 @@ final class Env: @unchecked Sendable {
     var memory: MemoryObjectStore { objects as! MemoryObjectStore }
 
     /// Writes `data` to `upload` in chunks.
-    func feed(_ upload: VersionUpload, _ data: [UInt8], chunk: Int = MiB + 3) throws {
+    func feed(_ upload: ItemUpload, _ data: [UInt8], chunk: Int = MiB + 3) throws {
         var offset = 0
         while offset < data.count {
             let n = min(chunk, data.count - offset)
@@ -99,7 +99,7 @@ final class Env: @unchecked Sendable {
     func put(_ model: String, _ fileName: String, _ data: [UInt8]) throws -> Version {
         let upload = try registry.beginVersion(model: model, fileName: fileName)
         try feed(upload, data)
-        return try upload.finish()
+        return try upload.finishVersion()
     }
 
     /// The manifest as stored in the bucket.

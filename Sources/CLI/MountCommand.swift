@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import FUSEAdapter
+import Glibc
+import Logging
+import ModelFS
+import ModelStore
+import ReadPath
+
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount the store: models/<model>/<version>.<ext>, datasets/, jobs/, .stats.",
+        discussion: "Runs in the background unless --foreground; unmount with `fusermount3 -u DIR` (or SIGINT/SIGTERM in the foreground).")
+
+    @Argument(help: "The directory to mount on (created if missing).")
+    var directory: String
+
+    @Flag(help: "Stay in the foreground, logging to stderr.")
+    var foreground = false
+
+    @Flag(help: "Let other users see the mount (turns on permission checks by the kernel).")
+    var allowOther = false
+
+    @Option(help: "Memory for cached and prefetched bytes, shared by all readers (MiB).")
+    var cacheMemory = 256
+
+    @Option(help: "Kernel readahead for the mount (KiB).")
+    var readAheadKb = 4096
+
+    @Option(help: "Where the background mount logs; default <data-dir>/mount.log.")
+    var logFile: String?
+
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let mountpoint = URL(fileURLWithPath: directory).standardizedFileURL.path
+        try? FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        if foreground {
+            try serve(mountpoint)
+        } else {
+            try daemonize(mountpoint)
+        }
+    }
+
+    private func serve(_ mountpoint: String) throws {
+        try reporting {
+            Log.setup(verbose: store.verbose, level: .notice)
+            let registry = try store.openRegistry()
+            try? registry.retryPending()
+            let cache = BlockCache(budget: max(cacheMemory, 16) << 20)
+            let fs = FileSystem(registry: registry, cache: cache, logger: Log.logger)
+            let adapter = FUSEAdapter(fs: fs, logger: Log.logger)
+            var options = FUSEAdapter.MountOptions()
+            options.allowOther = allowOther
+            options.readAheadKB = readAheadKb
+            let where_ = "catalog \(registry.catalog.database.path), bytes in \(registry.objects.location)"
+            let logger = Log.logger
+            try adapter.run(mountpoint: mountpoint, options: options) {
+                logger.notice("mounted at \(mountpoint): \(where_)")
+            }
+            Log.logger.notice("unmounted \(mountpoint)")
+        }
+    }
+
+    /// Starts `modelfs mount --foreground` in its own session with output to the log file, and
+    /// returns once the mount is live (or says why it is not).
+    private func daemonize(_ mountpoint: String) throws {
+        let log = logFile ?? store.resolvedDataDir + "/mount.log"
+        try? FileManager.default.createDirectory(atPath: (log as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        var arguments = CommandLine.arguments
+        arguments.insert("--foreground", at: min(2, arguments.count))
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, 0x80)  // POSIX_SPAWN_SETSID: glibc hides it behind _GNU_SOURCE
+
+        var pid: pid_t = 0
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw CLIError("cannot start the mount: \(String(cString: strerror(rc)))") }
+
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if MountCommand.isMounted(mountpoint) {
+                print("modelfs mounted at \(mountpoint) (pid \(pid), log \(log)); unmount with: fusermount3 -u \(mountpoint)")
+                return
+            }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
+                throw CLIError("the mount exited before it was ready; \(log) says:\n\(tail)")
+            }
+            usleep(50_000)
+        }
+        throw CLIError("the mount did not become ready within 60 s; see \(log)")
+    }
+
+    static func isMounted(_ mountpoint: String) -> Bool {
+        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
+        let escaped = mountpoint.replacingOccurrences(of: " ", with: "\\040")
+        return mounts.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 2 && fields[1] == escaped && fields[2].hasPrefix("fuse")
+        }
+    }
+}

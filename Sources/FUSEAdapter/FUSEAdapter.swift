@@ -1,0 +1,315 @@
+import CFuse
+import Foundation
+import Glibc
+import Logging
+import ModelFS
+import ModelStore
+
+/// The libfuse low-level callbacks: each translates its arguments, calls the ``FileSystem``,
+/// and replies exactly once — with the result, or with the errno of the ``StoreError``.
+public final class FUSEAdapter: @unchecked Sendable {
+    public let fs: FileSystem
+    let logger: Logger
+    private let lock = NSLock()
+    private var directories: [UInt64: [DirectoryEntry]] = [:]
+    private var nextDirectory: UInt64 = 1
+    /// Bytes per request the kernel may send, both ways.
+    let maxIO: UInt32 = 1 << 20
+
+    public init(fs: FileSystem, logger: Logger = Logger(label: "modelfs.fuse")) {
+        self.fs = fs
+        self.logger = logger
+    }
+
+    static func from(_ req: fuse_req_t?) -> FUSEAdapter {
+        Unmanaged<FUSEAdapter>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    }
+
+    // MARK: Replies
+
+    static func reply(_ req: fuse_req_t?, _ error: any Error) {
+        fuse_reply_err(req, (error as? StoreError).map { errnoValue(for: $0.code) } ?? EIO)
+    }
+
+    /// From linux/fs.h, which Glibc does not export.
+    static let renameExchange: UInt32 = 2
+
+    static func stat(_ a: Attributes) -> stat {
+        var st = Glibc.stat()
+        st.st_ino = UInt(a.inode)
+        st.st_mode = (a.isDirectory ? S_IFDIR : S_IFREG) | mode_t(a.permissions)
+        st.st_nlink = nlink_t(a.links)
+        st.st_size = off_t(a.size)
+        st.st_blocks = blkcnt_t((a.size + 511) / 512)
+        st.st_blksize = 1 << 20
+        st.st_uid = a.uid
+        st.st_gid = a.gid
+        let m = timespec(tv_sec: Int(a.modified), tv_nsec: Int((a.modified - a.modified.rounded(.down)) * 1e9))
+        let c = timespec(tv_sec: Int(a.changed), tv_nsec: Int((a.changed - a.changed.rounded(.down)) * 1e9))
+        st.st_mtim = m
+        st.st_atim = m
+        st.st_ctim = c
+        return st
+    }
+
+    static func entry(_ a: Attributes) -> fuse_entry_param {
+        var e = fuse_entry_param()
+        e.ino = a.inode
+        e.generation = 1
+        e.attr = stat(a)
+        e.attr_timeout = a.cacheSeconds
+        e.entry_timeout = a.isDirectory ? 1 : (a.cacheSeconds > 1 ? 1 : a.cacheSeconds)
+        return e
+    }
+
+    static func replyEntry(_ req: fuse_req_t?, _ a: Attributes) {
+        var e = entry(a)
+        fuse_reply_entry(req, &e)
+    }
+
+    static func bytes(_ name: UnsafePointer<CChar>?) -> [UInt8] {
+        guard let name else { return [] }
+        return Array(UnsafeRawBufferPointer(start: name, count: strlen(name)))
+    }
+
+    // MARK: The operations table
+
+    static func operations() -> fuse_lowlevel_ops {
+        var ops = fuse_lowlevel_ops()
+        ops.`init` = { userdata, conn in
+            guard let userdata, let conn else { return }
+            let adapter = Unmanaged<FUSEAdapter>.fromOpaque(userdata).takeUnretainedValue()
+            cfuse_tune(conn, adapter.maxIO, adapter.maxIO)
+        }
+        ops.lookup = { req, parent, name in
+            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.lookup(parent: parent, name: FUSEAdapter.bytes(name))) } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.forget = { req, _, _ in fuse_reply_none(req) }  // inodes are derived from ids: nothing to forget
+        ops.forget_multi = { req, _, _ in fuse_reply_none(req) }
+        ops.getattr = { req, ino, _ in
+            do {
+                let a = try FUSEAdapter.from(req).fs.getattr(ino)
+                var st = FUSEAdapter.stat(a)
+                fuse_reply_attr(req, &st, a.cacheSeconds)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.setattr = { req, ino, attr, toSet, _ in
+            do {
+                let size: Int64? = toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(attr!.pointee.st_size) : nil
+                let mode: UInt32? = toSet & FUSE_SET_ATTR_MODE != 0 ? UInt32(attr!.pointee.st_mode) : nil
+                let owner = toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0
+                let a = try FUSEAdapter.from(req).fs.setattr(ino, size: size, mode: mode, owner: owner)
+                var st = FUSEAdapter.stat(a)
+                fuse_reply_attr(req, &st, a.cacheSeconds)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.mkdir = { req, parent, name, _ in
+            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.mkdir(parent: parent, name: FUSEAdapter.bytes(name))) } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.rmdir = { req, parent, name in
+            do { try FUSEAdapter.from(req).fs.rmdir(parent: parent, name: FUSEAdapter.bytes(name)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.unlink = { req, parent, name in
+            do { try FUSEAdapter.from(req).fs.unlink(parent: parent, name: FUSEAdapter.bytes(name)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.rename = { req, parent, name, newParent, newName, flags in
+            if flags & FUSEAdapter.renameExchange != 0 { fuse_reply_err(req, EINVAL); return }
+            do {
+                try FUSEAdapter.from(req).fs.rename(parent: parent, name: FUSEAdapter.bytes(name), newParent: newParent, newName: FUSEAdapter.bytes(newName))
+                fuse_reply_err(req, 0)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        // Links, symlinks and device files have no place in a model store.
+        ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.open = { req, ino, fi in
+            do {
+                let r = try FUSEAdapter.from(req).fs.open(ino, flags: OpenFlags(fi!.pointee.flags))
+                cfuse_fi_set_open(fi, r.handle, r.keepCache ? 1 : 0, r.directIO ? 1 : 0)
+                fuse_reply_open(req, fi)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.create = { req, parent, name, _, fi in
+            do {
+                let (a, r) = try FUSEAdapter.from(req).fs.create(parent: parent, name: FUSEAdapter.bytes(name), flags: OpenFlags(fi!.pointee.flags),
+                                                     pid: cfuse_req_pid(req))
+                cfuse_fi_set_open(fi, r.handle, 0, 0)
+                var e = FUSEAdapter.entry(a)
+                fuse_reply_create(req, &e, fi)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.read = { req, _, size, offset, fi in
+            do {
+                let data = try FUSEAdapter.from(req).fs.read(fi!.pointee.fh, offset: Int64(offset), size: size)
+                data.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.write = { req, _, buf, size, offset, fi in
+            // The buffer belongs to this worker thread: the upload copies it before we return.
+            do {
+                let n = try FUSEAdapter.from(req).fs.write(fi!.pointee.fh, offset: Int64(offset), bytes: UnsafeRawBufferPointer(start: buf, count: size))
+                fuse_reply_write(req, n)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.flush = { req, _, fi in
+            do { try FUSEAdapter.from(req).fs.flush(fi!.pointee.fh, pid: cfuse_req_pid(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.release = { req, _, fi in
+            do { try FUSEAdapter.from(req).fs.release(fi!.pointee.fh); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.fsync = { req, _, _, _ in fuse_reply_err(req, 0) }
+        ops.opendir = { req, ino, fi in
+            do {
+                let adapter = FUSEAdapter.from(req)
+                let entries = try adapter.fs.readdir(ino)
+                let handle = adapter.lock.withLock { () -> UInt64 in
+                    let h = adapter.nextDirectory
+                    adapter.nextDirectory += 1
+                    adapter.directories[h] = entries
+                    return h
+                }
+                cfuse_fi_set_open(fi, handle, 0, 0)
+                fuse_reply_open(req, fi)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.readdir = { req, _, size, offset, fi in FUSEAdapter.from(req).readdir(req, size: size, offset: offset, handle: fi!.pointee.fh, plus: false) }
+        ops.readdirplus = { req, _, size, offset, fi in FUSEAdapter.from(req).readdir(req, size: size, offset: offset, handle: fi!.pointee.fh, plus: true) }
+        ops.releasedir = { req, _, fi in
+            let adapter = FUSEAdapter.from(req)
+            _ = adapter.lock.withLock { adapter.directories.removeValue(forKey: fi!.pointee.fh) }
+            fuse_reply_err(req, 0)
+        }
+        ops.statfs = { req, _ in
+            do {
+                let usage = try FUSEAdapter.from(req).fs.statfs()
+                var st = statvfs()
+                st.f_bsize = 1 << 20
+                st.f_frsize = 4096
+                let total: UInt = 1 << 40  // object storage has no fixed size: report 4 PiB
+                st.f_blocks = total
+                st.f_bfree = total - UInt(min(usage.bytes / 4096, Int64(total - 1)))
+                st.f_bavail = st.f_bfree
+                st.f_files = 1 << 32
+                st.f_ffree = st.f_files - UInt(usage.files)
+                st.f_favail = st.f_ffree
+                st.f_namemax = 255
+                fuse_reply_statfs(req, &st)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.getxattr = { req, ino, name, size in
+            do {
+                let value = try FUSEAdapter.from(req).fs.getxattr(ino, name: String(cString: name!))
+                FUSEAdapter.replyXattr(req, value, size)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.listxattr = { req, ino, size in
+            do {
+                let names = try FUSEAdapter.from(req).fs.listxattr(ino)
+                FUSEAdapter.replyXattr(req, names.flatMap { Array($0.utf8) + [0] }, size)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.setxattr = { req, ino, name, value, size, _ in
+            do {
+                let bytes = Array(UnsafeRawBufferPointer(start: value, count: size))
+                try FUSEAdapter.from(req).fs.setxattr(ino, name: String(cString: name!), value: bytes)
+                fuse_reply_err(req, 0)
+            } catch { FUSEAdapter.reply(req, error) }
+        }
+        ops.removexattr = { req, _, _ in fuse_reply_err(req, EPERM) }
+        return ops
+    }
+
+    /// The size-probe protocol of getxattr/listxattr: size 0 asks for the length.
+    static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], _ size: Int) {
+        if size == 0 {
+            fuse_reply_xattr(req, value.count)
+        } else if value.count > size {
+            fuse_reply_err(req, ERANGE)
+        } else {
+            value.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        }
+    }
+
+    /// Fills one reply buffer with entries from `offset` on; each entry's offset is its index + 1.
+    func readdir(_ req: fuse_req_t?, size: Int, offset: off_t, handle: UInt64, plus: Bool) {
+        guard let entries = lock.withLock({ directories[handle] }) else { fuse_reply_err(req, EBADF); return }
+        var buffer = [CChar](repeating: 0, count: size)
+        var used = 0
+        var index = Int(offset)
+        while index < entries.count {
+            let e = entries[index]
+            let needed: Int = buffer.withUnsafeMutableBufferPointer { b in
+                e.name.withCString { name in
+                    if plus {
+                        var param = FUSEAdapter.entry(e.attributes)
+                        if e.name == "." || e.name == ".." { param.ino = 0 }  // no dentry for these
+                        return fuse_add_direntry_plus(req, b.baseAddress! + used, size - used, name, &param, off_t(index + 1))
+                    }
+                    var st = FUSEAdapter.stat(e.attributes)
+                    return fuse_add_direntry(req, b.baseAddress! + used, size - used, name, &st, off_t(index + 1))
+                }
+            }
+            if needed > size - used { break }
+            used += needed
+            index += 1
+        }
+        buffer.withUnsafeBufferPointer { _ = fuse_reply_buf(req, $0.baseAddress, used) }
+    }
+
+    // MARK: Mounting
+
+    public struct MountOptions: Sendable {
+        public var allowOther = false
+        public var threads: UInt32 = 16
+        /// Kernel readahead for the mount, KiB; `conn.max_readahead` above 128 KiB is ignored, so
+        /// it is written to the mount's backing device info after mounting.
+        public var readAheadKB = 4096
+        public init() {}
+    }
+
+    /// Mounts at `mountpoint` and serves requests until unmounted (`fusermount3 -u`, SIGINT,
+    /// SIGTERM). `ready` runs once the mount is live.
+    public func run(mountpoint: String, options: MountOptions, ready: @escaping @Sendable () -> Void) throws(StoreError) {
+        var arguments = ["modelfs", "-o", "fsname=modelfs,subtype=modelfs"]
+        if options.allowOther { arguments += ["-o", "allow_other,default_permissions"] }
+        var args = fuse_args()
+        for a in arguments { _ = a.withCString { fuse_opt_add_arg(&args, $0) } }
+        defer { fuse_opt_free_args(&args) }
+
+        var ops = FUSEAdapter.operations()
+        let me = Unmanaged.passRetained(self)
+        defer { me.release() }
+        guard let session = cfuse_session_new(&args, &ops, me.toOpaque()) else {
+            throw StoreError(.io, "cannot start a FUSE session")
+        }
+        defer { fuse_session_destroy(session) }
+        guard fuse_set_signal_handlers(session) == 0 else { throw StoreError(.io, "cannot install signal handlers") }
+        defer { fuse_remove_signal_handlers(session) }
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            throw StoreError(.io, "cannot mount at \(mountpoint) (is /dev/fuse there, and the directory empty and not mounted?)")
+        }
+        defer { fuse_session_unmount(session) }
+
+        let readAhead = options.readAheadKB
+        Thread.detachNewThread {
+            FUSEAdapter.setReadAhead(mountpoint: mountpoint, kb: readAhead)
+            ready()
+        }
+        let rc = cfuse_loop_mt(session, options.threads)
+        if rc != 0 && rc != -EINTR && rc != SIGINT && rc != SIGTERM {
+            logger.warning("FUSE loop ended with \(rc)")
+        }
+    }
+
+    /// The kernel caps `max_readahead` negotiated in init at 128 KiB; the per-mount value lives
+    /// in `/sys/class/bdi/<major>:<minor>/read_ahead_kb`.
+    static func setReadAhead(mountpoint: String, kb: Int) {
+        var st = Glibc.stat()
+        guard lstat(mountpoint, &st) == 0 else { return }
+        let major = (st.st_dev >> 8) & 0xFFF | ((st.st_dev >> 32) & ~0xFFF)
+        let minor = (st.st_dev & 0xFF) | ((st.st_dev >> 12) & ~0xFF)
+        let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"
+        try? "\(kb)\n".write(toFile: path, atomically: false, encoding: .utf8)
+    }
+}

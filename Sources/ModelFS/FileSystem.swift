@@ -1,0 +1,553 @@
+import Catalog
+import Foundation
+import Glibc
+import Logging
+import ModelStore
+import ReadPath
+import Registry
+
+/// Flags of `open(2)` that matter here, without FUSE types.
+public struct OpenFlags: Sendable {
+    public var raw: Int32
+    public init(_ raw: Int32) { self.raw = raw }
+    public var wantsWrite: Bool { raw & O_ACCMODE != O_RDONLY }
+    public var truncates: Bool { raw & O_TRUNC != 0 }
+    public var appends: Bool { raw & O_APPEND != 0 }
+}
+
+/// What `open` or `create` gives back.
+public struct OpenResult: Sendable {
+    public var handle: UInt64
+    /// The kernel may keep cached pages across opens: the bytes never change.
+    public var keepCache: Bool
+    /// Reads bypass the page cache: generated files (`.stats`, `.next`) whose size may change.
+    public var directIO: Bool
+}
+
+/// The mounted namespace on top of the registry: `models/<model>/<version>.<ext>`,
+/// `datasets/<name>.<ext>`, `jobs/`, `.stats`. Knows nothing of FUSE: every operation takes
+/// and returns plain values and throws ``StoreError``, so it is tested without a mount.
+public final class FileSystem: @unchecked Sendable {
+    public let registry: Registry
+    public let cache: BlockCache
+    let logger: Logger
+    let uid: UInt32
+    let gid: UInt32
+    let mountTime = Date().timeIntervalSince1970
+
+    /// Immutable ready files: the kernel may keep their attributes for long.
+    static let readyAttributeSeconds = 3600.0
+    /// Directories and anything still changing.
+    static let shortAttributeSeconds = 1.0
+
+    private let lock = NSLock()
+    private var handles: [UInt64: OpenFile] = [:]
+    private var nextHandle: UInt64 = 1
+    /// The writer of each uploading inode, for `truncate` by path.
+    private var writers: [UInt64: Writer] = [:]
+
+    public init(registry: Registry, cache: BlockCache, logger: Logger = Logger(label: "modelfs.fs")) {
+        self.registry = registry
+        self.cache = cache
+        self.logger = logger
+        uid = getuid()
+        gid = getgid()
+    }
+
+    var catalog: Catalog { registry.catalog }
+
+    // MARK: Names → nodes
+
+    private func decode(_ name: [UInt8]) throws(StoreError) -> String {
+        guard let s = String(validating: name, as: UTF8.self) else { throw .notFound("not a name this store has") }
+        return s
+    }
+
+    public func lookup(parent: UInt64, name rawName: [UInt8]) throws(StoreError) -> Attributes {
+        let name = try decode(rawName)
+        return try attributes(of: try child(of: try node(parent), named: name))
+    }
+
+    func child(of parent: Node, named name: String) throws(StoreError) -> Node {
+        let missing = StoreError.notFound("no such file: \(Names.printable(name))")
+        switch parent {
+        case .root:
+            switch name {
+            case "models": return .modelsDir
+            case "datasets": return .datasetsDir
+            case "jobs": return .jobsDir
+            case ".stats": return .stats
+            default: throw missing
+            }
+        case .modelsDir:
+            guard let m = try catalog.model(named: name) else { throw missing }
+            return .model(m.id)
+        case .model(let modelID):
+            if name == ".next" { return .next(modelID) }
+            guard let (versionName, format) = try? Formats.splitVersion(name),
+                  let v = try catalog.version(modelID: modelID, name: versionName), v.format == format else { throw missing }
+            return .version(v.id)
+        case .datasetsDir:
+            guard let (datasetName, format) = try? Formats.splitDataset(name),
+                  let d = try catalog.dataset(named: datasetName), d.format == format else { throw missing }
+            return .dataset(d.id)
+        default:
+            throw missing
+        }
+    }
+
+    func node(_ inode: UInt64) throws(StoreError) -> Node {
+        guard let n = Node(inode: inode) else { throw .notFound("no inode \(inode)") }
+        return n
+    }
+
+    // MARK: Attributes
+
+    public func getattr(_ inode: UInt64) throws(StoreError) -> Attributes {
+        try attributes(of: try node(inode))
+    }
+
+    func attributes(of node: Node) throws(StoreError) -> Attributes {
+        func dir(_ modified: Double = mountTime, links: UInt32 = 2) -> Attributes {
+            Attributes(inode: node.inode, isDirectory: true, size: 4096, permissions: 0o755, links: links, modified: modified,
+                       changed: modified, uid: uid, gid: gid, cacheSeconds: FileSystem.shortAttributeSeconds)
+        }
+        func file(size: Int64, modified: Double, ready: Bool, writable: Bool = false) -> Attributes {
+            Attributes(inode: node.inode, isDirectory: false, size: size, permissions: writable ? 0o644 : 0o444, links: 1,
+                       modified: modified, changed: modified, uid: uid, gid: gid,
+                       cacheSeconds: ready ? FileSystem.readyAttributeSeconds : 0)
+        }
+        switch node {
+        case .root: return dir(links: 5)
+        case .modelsDir, .datasetsDir, .jobsDir: return dir()
+        case .stats:
+            return file(size: Int64(try statsContent().count), modified: Date().timeIntervalSince1970, ready: false)
+        case .model(let id):
+            guard let m = try catalog.model(id: id) else { throw .notFound("model \(id) is gone") }
+            return dir(m.modified.timeIntervalSince1970)
+        case .next(let modelID):
+            return file(size: Int64(try nextContent(modelID).count), modified: Date().timeIntervalSince1970, ready: false)
+        case .version(let id):
+            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            let size = v.status == .uploading ? (writer(for: node.inode)?.upload.bytesWritten ?? v.size) : v.size
+            return file(size: size, modified: v.modified.timeIntervalSince1970, ready: v.status == .ready, writable: v.status == .uploading)
+        case .dataset(let id):
+            guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
+            let size = d.status == .uploading ? (writer(for: node.inode)?.upload.bytesWritten ?? d.size) : d.size
+            return file(size: size, modified: d.modified.timeIntervalSince1970, ready: d.status == .ready, writable: d.status == .uploading)
+        }
+    }
+
+    // MARK: Directories
+
+    public func readdir(_ inode: UInt64) throws(StoreError) -> [DirectoryEntry] {
+        let n = try node(inode)
+        var entries = [DirectoryEntry(name: ".", attributes: try attributes(of: n))]
+        entries.append(DirectoryEntry(name: "..", attributes: try attributes(of: n == .root ? .root : parentOf(n))))
+        switch n {
+        case .root:
+            for (name, child) in [("models", Node.modelsDir), ("datasets", .datasetsDir), ("jobs", .jobsDir), (".stats", .stats)] {
+                entries.append(DirectoryEntry(name: name, attributes: try attributes(of: child)))
+            }
+        case .modelsDir:
+            for m in try catalog.models() {
+                entries.append(DirectoryEntry(name: m.name, attributes: try attributes(of: .model(m.id))))
+            }
+        case .model(let id):
+            // One query for the whole listing: `ls -l` of 1,000 versions stays one SQLite read.
+            for v in try catalog.versions(modelID: id) {
+                var a = try attributes(of: .version(v.id))
+                if v.status != .uploading { a.size = v.size }
+                entries.append(DirectoryEntry(name: v.fileName, attributes: a))
+            }
+        case .datasetsDir:
+            for d in try catalog.datasets() {
+                entries.append(DirectoryEntry(name: d.fileName, attributes: try attributes(of: .dataset(d.id))))
+            }
+        case .jobsDir:
+            break
+        default:
+            throw StoreError(.invalidArgument, "not a directory")
+        }
+        return entries
+    }
+
+    func parentOf(_ n: Node) throws(StoreError) -> Node {
+        switch n {
+        case .modelsDir, .datasetsDir, .jobsDir, .stats, .root: return .root
+        case .model: return .modelsDir
+        case .dataset: return .datasetsDir
+        case .version(let id):
+            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            return .model(v.modelID)
+        case .next(let modelID): return .model(modelID)
+        }
+    }
+
+    // MARK: Generated files
+
+    func statsContent() throws(StoreError) -> [UInt8] {
+        let s = try registry.stats()
+        let c = cache.counters
+        let lines = [
+            "models: \(s.models)",
+            "models.text: \(s.modelsByType["text"] ?? 0)",
+            "models.image: \(s.modelsByType["image"] ?? 0)",
+            "models.general: \(s.modelsByType["general"] ?? 0)",
+            "versions: \(s.versions)",
+            "versions.ready: \(s.readyVersions)",
+            "bytes: \(s.bytes)",
+            "datasets: \(s.datasets)",
+            "datasets.bytes: \(s.datasetBytes)",
+            "s3.bytes_fetched: \(c.bytesFetched)",
+            "s3.get_requests: \(c.requests)",
+            "cache.bytes: \(c.bytesCached)",
+            "cache.block_hits: \(c.blockHits)",
+            "cache.block_misses: \(c.blockMisses)",
+        ]
+        return Array((lines.joined(separator: "\n") + "\n").utf8)
+    }
+
+    func nextContent(_ modelID: Int64) throws(StoreError) -> [UInt8] {
+        Array((Rules.nextVersion(after: try catalog.versions(modelID: modelID).map(\.name)) + "\n").utf8)
+    }
+
+    // MARK: Open files
+
+    enum OpenFile {
+        case reader(Reader)
+        case writer(Writer)
+        case content([UInt8])
+    }
+
+    final class Reader: @unchecked Sendable {
+        let object: UInt64
+        let key: String
+        let size: Int64
+        let lock = NSLock()
+        var prefetcher = Prefetcher()
+        init(object: UInt64, key: String, size: Int64) { self.object = object; self.key = key; self.size = size }
+    }
+
+    final class Writer: @unchecked Sendable {
+        let inode: UInt64
+        let upload: ItemUpload
+        let opener: Int32
+        let lock = NSLock()
+        init(inode: UInt64, upload: ItemUpload, opener: Int32) { self.inode = inode; self.upload = upload; self.opener = opener }
+    }
+
+    private func register(_ file: OpenFile) -> UInt64 {
+        lock.withLock {
+            let h = nextHandle
+            nextHandle += 1
+            handles[h] = file
+            if case .writer(let w) = file { writers[w.inode] = w }
+            return h
+        }
+    }
+
+    private func openFile(_ handle: UInt64) throws(StoreError) -> OpenFile {
+        guard let f = lock.withLock({ handles[handle] }) else { throw StoreError(.invalidArgument, "bad file handle") }
+        return f
+    }
+
+    private func writer(for inode: UInt64) -> Writer? { lock.withLock { writers[inode] } }
+
+    public func open(_ inode: UInt64, flags: OpenFlags) throws(StoreError) -> OpenResult {
+        let n = try node(inode)
+        switch n {
+        case .stats, .next:
+            if flags.wantsWrite { throw StoreError(.notPermitted, "generated files are read-only") }
+            let content = n == .stats ? try statsContent() : try nextContent({ if case .next(let id) = n { return id }; return 0 }())
+            return OpenResult(handle: register(.content(content)), keepCache: false, directIO: true)
+        case .version(let id):
+            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            try checkReadable(status: v.status, error: v.error, name: v.fileName, flags: flags)
+            return OpenResult(handle: register(.reader(Reader(object: inode, key: v.objectKey, size: v.size))), keepCache: true, directIO: false)
+        case .dataset(let id):
+            guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
+            try checkReadable(status: d.status, error: d.error, name: d.fileName, flags: flags)
+            return OpenResult(handle: register(.reader(Reader(object: inode, key: d.objectKey, size: d.size))), keepCache: true, directIO: false)
+        default:
+            throw StoreError(.invalidArgument, "is a directory")
+        }
+    }
+
+    /// Only ready files open, and only for reading: versions never change once written.
+    private func checkReadable(status: UploadStatus, error: String?, name: String, flags: OpenFlags) throws(StoreError) {
+        if flags.wantsWrite {
+            if flags.truncates { throw StoreError(.alreadyExists, "\(name) exists; versions never change: write a new version") }
+            throw StoreError(.notPermitted, "\(name) cannot be opened for writing: versions never change")
+        }
+        switch status {
+        case .ready: return
+        case .uploading: throw StoreError(.notReady, "\(name) is still uploading")
+        case .failed: throw StoreError(.io, "\(name) failed to upload: \(error ?? "unknown error")")
+        }
+    }
+
+    /// Creates a version (in a model directory) or a dataset (in `datasets/`) and opens it for writing.
+    public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
+        let fileName = try Names.decode(rawName, what: "file name")
+        let upload: ItemUpload
+        let inode: UInt64
+        switch try node(parent) {
+        case .model(let modelID):
+            guard let m = try catalog.model(id: modelID) else { throw .notFound("model is gone") }
+            if fileName == ".next" { throw StoreError(.notPermitted, ".next is generated") }
+            upload = try registry.beginVersion(model: m.name, fileName: fileName)
+            inode = Node.version(upload.version!.id).inode
+        case .datasetsDir:
+            upload = try registry.beginDataset(fileName: fileName)
+            guard case .dataset(let d) = upload.item else { preconditionFailure() }
+            inode = Node.dataset(d.id).inode
+        case .modelsDir:
+            throw StoreError(.notPermitted, "models/ holds model directories: mkdir models/\(Names.printable(fileName)) first")
+        default:
+            throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/")
+        }
+        let handle = register(.writer(Writer(inode: inode, upload: upload, opener: pid)))
+        return (try attributes(of: try node(inode)), OpenResult(handle: handle, keepCache: false, directIO: false))
+    }
+
+    public func read(_ handle: UInt64, offset: Int64, size: Int) throws(StoreError) -> [UInt8] {
+        switch try openFile(handle) {
+        case .content(let bytes):
+            let lower = Int(min(max(offset, 0), Int64(bytes.count)))
+            return Array(bytes[lower..<min(lower + size, bytes.count)])
+        case .writer:
+            throw StoreError(.notReady, "the file is still being written")
+        case .reader(let r):
+            let ahead = r.lock.withLock { r.prefetcher.plan(offset: offset, length: size, size: r.size) }
+            let objects = registry.objects
+            let key = r.key
+            return try cache.read(object: r.object, size: r.size, range: offset..<(offset + Int64(size)), ahead: ahead) {
+                (range) throws(StoreError) -> [UInt8] in
+                do throws(ObjectStoreError) { return try objects.get(key, range: range) } catch { throw error.storeError }
+            }
+        }
+    }
+
+    /// Appends to a file being created. Anything but the next byte after what was written aborts
+    /// the upload (the version becomes `failed`) and is refused with `EINVAL`.
+    public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer) throws(StoreError) -> Int {
+        guard case .writer(let w) = try openFile(handle) else { throw StoreError(.notPermitted, "not open for writing") }
+        return try locked(w.lock) { () throws(StoreError) -> Int in
+            if w.upload.isEnded {
+                throw StoreError(.invalidArgument, "\(w.upload.item.displayName) is already complete")
+            }
+            let expected = w.upload.bytesWritten
+            guard offset == expected else {
+                let reason = "write at offset \(offset) where \(expected) was expected: versions are written from start to end"
+                w.upload.abort(reason: reason, code: .invalidArgument)
+                throw StoreError(.invalidArgument, reason)
+            }
+            try w.upload.write(bytes)
+            return bytes.count
+        }
+    }
+
+    /// `close()` of one file descriptor. The close by the process that created the file, once it
+    /// wrote something, completes the upload and reports its outcome; other closes (a shell's
+    /// copy of a redirected descriptor) leave it to `release`.
+    public func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {
+        guard case .writer(let w) = try openFile(handle) else { return }
+        try locked(w.lock) { () throws(StoreError) in
+            guard w.upload.bytesWritten > 0, pid == w.opener || w.opener == 0 else { return }
+            try finish(w)
+        }
+    }
+
+    /// The last close of an open file.
+    public func release(_ handle: UInt64) throws(StoreError) {
+        guard let file = lock.withLock({ handles.removeValue(forKey: handle) }) else { return }
+        guard case .writer(let w) = file else { return }
+        defer { lock.withLock { if writers[w.inode] === w { writers[w.inode] = nil } } }
+        try locked(w.lock) { () throws(StoreError) in try finish(w) }
+    }
+
+    private func finish(_ w: Writer) throws(StoreError) {
+        do { try w.upload.finish() } catch {
+            logger.warning("\(w.upload.item.displayName): \(error.message)")
+            throw error
+        }
+    }
+
+    // MARK: Changing the namespace
+
+    public func mkdir(parent: UInt64, name rawName: [UInt8]) throws(StoreError) -> Attributes {
+        let name = try Names.decode(rawName, what: "model name")
+        guard try node(parent) == .modelsDir else {
+            throw StoreError(.notPermitted, "directories can only be created in models/ (one per model)")
+        }
+        let m = try registry.createModel(name)
+        return try attributes(of: .model(m.id))
+    }
+
+    public func rmdir(parent: UInt64, name rawName: [UInt8]) throws(StoreError) {
+        let name = try decode(rawName)
+        let parentNode = try node(parent)
+        guard parentNode == .modelsDir else {
+            _ = try child(of: parentNode, named: name)
+            throw StoreError(.notPermitted, "\(Names.printable(name)) is part of the mount's layout")
+        }
+        guard let m = try catalog.model(named: name) else { throw .notFound("no model named \(Names.printable(name))") }
+        let versions = try catalog.versions(modelID: m.id)
+        try registry.deleteModel(name)
+        for v in versions { cache.forget(object: Node.version(v.id).inode) }
+    }
+
+    public func unlink(parent: UInt64, name rawName: [UInt8]) throws(StoreError) {
+        let name = try decode(rawName)
+        let target = try child(of: try node(parent), named: name)
+        switch target {
+        case .version(let id):
+            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            try registry.deleteVersion(m.name, v.name)
+            cache.forget(object: target.inode)
+        case .dataset(let id):
+            guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
+            try registry.deleteDataset(d.name)
+            cache.forget(object: target.inode)
+        default:
+            throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be removed")
+        }
+    }
+
+    /// Renames a model, a version within its model, or a dataset: metadata only. An existing
+    /// target is refused (`EEXIST`), never replaced; a version cannot move to another model (`EXDEV`).
+    public func rename(parent: UInt64, name rawName: [UInt8], newParent: UInt64, newName rawNewName: [UInt8]) throws(StoreError) {
+        let name = try decode(rawName)
+        let newName = try Names.decode(rawNewName, what: "new name")
+        let from = try node(parent)
+        let to = try node(newParent)
+        let source = try child(of: from, named: name)
+        switch (source, from, to) {
+        case (.model(let id), .modelsDir, .modelsDir):
+            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            try registry.renameModel(m.name, to: newName)
+        case (.version(let id), .model(let fromModel), .model(let toModel)):
+            guard fromModel == toModel else { throw StoreError(.crossDevice, "a version cannot move to another model") }
+            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            let (newVersion, format) = try Formats.splitVersion(newName)
+            guard format == v.format else {
+                throw StoreError(.invalidArgument, "a version keeps its format: \(v.fileName) cannot become \(Names.printable(newName))")
+            }
+            try registry.renameVersion(m.name, v.name, to: newVersion)
+        case (.dataset(let id), .datasetsDir, .datasetsDir):
+            guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
+            let (newDataset, format) = try Formats.splitDataset(newName)
+            guard format == d.format else { throw StoreError(.invalidArgument, "a dataset keeps its format") }
+            try registry.renameDataset(d.name, to: newDataset)
+        case (.version, _, _), (.dataset, _, _), (.model, _, _):
+            throw StoreError(.crossDevice, "\(Names.printable(name)) cannot move there")
+        default:
+            throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be renamed")
+        }
+    }
+
+    /// `truncate`, `chmod`, `chown`, `utimens`. Times are accepted and ignored (so `cp -p` and
+    /// `touch` work); modes, owners and sizes never change, except a size equal to what an open
+    /// writer has written. Any other size on a file being written aborts it.
+    public func setattr(_ inode: UInt64, size: Int64?, mode: UInt32?, owner: Bool) throws(StoreError) -> Attributes {
+        let n = try node(inode)
+        if mode != nil || owner { throw StoreError(.notPermitted, "modes and owners are fixed") }
+        if let size {
+            guard let w = writer(for: inode) else {
+                throw StoreError(.notPermitted, "versions never change once written")
+            }
+            try locked(w.lock) { () throws(StoreError) in
+                guard size == w.upload.bytesWritten, !w.upload.isEnded else {
+                    let reason = "truncate to \(size) bytes while writing: versions are written from start to end"
+                    w.upload.abort(reason: reason, code: .invalidArgument)
+                    throw StoreError(.invalidArgument, reason)
+                }
+            }
+        }
+        return try attributes(of: n)
+    }
+
+    // MARK: Extended attributes
+
+    static let prefix = "user.modelfs."
+
+    public func listxattr(_ inode: UInt64) throws(StoreError) -> [String] {
+        try xattrs(try node(inode)).map { $0.0 }
+    }
+
+    public func getxattr(_ inode: UInt64, name: String) throws(StoreError) -> [UInt8] {
+        guard let value = try xattrs(try node(inode)).first(where: { $0.0 == name })?.1 else {
+            throw StoreError(.noAttribute, "no attribute \(name)")
+        }
+        return Array(value.utf8)
+    }
+
+    private func xattrs(_ n: Node) throws(StoreError) -> [(String, String)] {
+        let iso = ISO8601DateFormatter()
+        switch n {
+        case .model(let id):
+            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            return [("type", m.type.rawValue), ("note", m.note), ("created", iso.string(from: m.created)),
+                    ("versions", "\(try catalog.versions(modelID: id).count)")].map { (FileSystem.prefix + $0.0, $0.1) }
+        case .version(let id):
+            guard let v = try catalog.version(id: id) else { throw .notFound("gone") }
+            var out = [("status", v.status.rawValue), ("size", "\(v.size)"), ("created", iso.string(from: v.created)),
+                       ("note", v.note), ("format", v.format)]
+            if let sha = v.sha256 { out.append(("sha256", sha)) }
+            if let e = v.error { out.append(("error", e)) }
+            if let p = v.lineage.parentVersion { out.append(("parent_version", p)) }
+            if let d = v.lineage.dataset { out.append(("dataset", d)) }
+            if let j = v.lineage.job { out.append(("job", j)) }
+            return out.map { (FileSystem.prefix + $0.0, $0.1) }
+        case .dataset(let id):
+            guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
+            var out = [("status", d.status.rawValue), ("size", "\(d.size)"), ("created", iso.string(from: d.created)),
+                       ("note", d.note), ("format", d.format)]
+            if let r = d.records { out.append(("records", "\(r)")) }
+            if let sha = d.sha256 { out.append(("sha256", sha)) }
+            if let e = d.error { out.append(("error", e)) }
+            return out.map { (FileSystem.prefix + $0.0, $0.1) }
+        default:
+            return []
+        }
+    }
+
+    /// Sets `user.modelfs.type` (models) or `user.modelfs.note` (models, versions).
+    public func setxattr(_ inode: UInt64, name: String, value: [UInt8]) throws(StoreError) {
+        guard let text = String(validating: value, as: UTF8.self) else { throw StoreError(.invalidArgument, "values are UTF-8 text") }
+        let n = try node(inode)
+        switch (n, name) {
+        case (.model(let id), FileSystem.prefix + "type"):
+            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            try registry.setModel(m.name, type: try ModelType(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        case (.model(let id), FileSystem.prefix + "note"):
+            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            try registry.setModel(m.name, note: text)
+        case (.version(let id), FileSystem.prefix + "note"):
+            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            try registry.setVersionNote(m.name, v.name, note: text)
+        default:
+            if try xattrs(n).contains(where: { $0.0 == name }) {
+                throw StoreError(.notPermitted, "\(name) is read-only")
+            }
+            throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
+        }
+    }
+
+    // MARK: The file system as a whole
+
+    public struct Usage: Sendable { public var bytes: Int64; public var files: Int64 }
+
+    public func statfs() throws(StoreError) -> Usage {
+        let s = try registry.stats()
+        return Usage(bytes: s.bytes + s.datasetBytes, files: Int64(s.versions + s.datasets + s.models))
+    }
+}
+
+/// `NSLock.withLock` with typed throws.
+func locked<T>(_ lock: NSLock, _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+    lock.lock()
+    defer { lock.unlock() }
+    return try body()
+}

@@ -1,0 +1,76 @@
+import Glibc
+import ModelStore
+
+/// What an inode names. Inode numbers are derived from catalog ids, so they are stable across
+/// remounts and need no table: `kind << 56 | id`.
+public enum Node: Equatable, Sendable {
+    case root, modelsDir, datasetsDir, jobsDir, stats
+    case model(Int64)
+    case version(Int64)
+    case next(Int64)
+    case dataset(Int64)
+
+    private static let shift: UInt64 = 56
+
+    public init?(inode: UInt64) {
+        switch inode {
+        case 1: self = .root
+        case 2: self = .modelsDir
+        case 3: self = .datasetsDir
+        case 4: self = .jobsDir
+        case 5: self = .stats
+        default:
+            let id = Int64(inode & ((1 << Node.shift) - 1))
+            switch inode >> Node.shift {
+            case 1: self = .model(id)
+            case 2: self = .version(id)
+            case 3: self = .next(id)
+            case 4: self = .dataset(id)
+            default: return nil
+            }
+        }
+    }
+
+    public var inode: UInt64 {
+        switch self {
+        case .root: return 1
+        case .modelsDir: return 2
+        case .datasetsDir: return 3
+        case .jobsDir: return 4
+        case .stats: return 5
+        case .model(let id): return 1 << Node.shift | UInt64(id)
+        case .version(let id): return 2 << Node.shift | UInt64(id)
+        case .next(let id): return 3 << Node.shift | UInt64(id)
+        case .dataset(let id): return 4 << Node.shift | UInt64(id)
+        }
+    }
+
+    public var isDirectory: Bool {
+        switch self {
+        case .root, .modelsDir, .datasetsDir, .jobsDir, .model: return true
+        default: return false
+        }
+    }
+}
+
+/// A file's attributes as `stat` shows them, without FUSE types.
+public struct Attributes: Equatable, Sendable {
+    public var inode: UInt64
+    public var isDirectory: Bool
+    public var size: Int64
+    /// Permission bits only.
+    public var permissions: UInt32
+    public var links: UInt32
+    public var modified: Double
+    public var changed: Double
+    public var uid: UInt32
+    public var gid: UInt32
+    /// How long the kernel may cache these attributes, in seconds.
+    public var cacheSeconds: Double
+}
+
+/// A directory entry.
+public struct DirectoryEntry: Equatable, Sendable {
+    public var name: String
+    public var attributes: Attributes
+}

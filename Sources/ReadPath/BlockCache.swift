@@ -1,0 +1,248 @@
+import Dispatch
+import Foundation
+import ModelStore
+
+/// Fetches a byte range of one object: a ranged GET, or `pread` on the local store.
+public typealias RangeFetcher = @Sendable (_ range: Range<Int64>) throws(StoreError) -> [UInt8]
+
+/// The node-wide cache of object bytes, shared by every open file, with one memory budget.
+///
+/// Bytes live in fixed blocks keyed by (object id, block index). A block is fetched once even when
+/// many readers want it at the same time (single flight): eight training ranks reading one
+/// version fetch it from object storage once. Objects never change once ready, so entries never
+/// need invalidation; least recently used blocks are dropped when the budget is exceeded.
+public final class BlockCache: @unchecked Sendable {
+    public let blockSize: Int
+    public let budget: Int
+    /// The largest single ranged GET; longer runs of missing blocks are split and fetched in parallel.
+    public let maxRequest: Int
+
+    private struct Key: Hashable { var object: UInt64; var block: Int64 }
+
+    /// One ranged GET in flight; waiters block on `done` and read the result from here, so a
+    /// block evicted right after it landed is still served.
+    private final class Flight: @unchecked Sendable {
+        let firstBlock: Int64
+        let blocks: Int
+        var bytes: [UInt8] = []
+        var error: StoreError?
+        let done = DispatchSemaphore(value: 0)
+        private var waiters = 0
+        init(firstBlock: Int64, blocks: Int) { self.firstBlock = firstBlock; self.blocks = blocks }
+    }
+
+    private final class Node {
+        let key: Key
+        let bytes: ArraySlice<UInt8>
+        var prev: Node?
+        var next: Node?
+        init(key: Key, bytes: ArraySlice<UInt8>) { self.key = key; self.bytes = bytes }
+    }
+
+    private let lock = NSLock()
+    private var entries: [Key: Node] = [:]
+    private var flights: [Key: Flight] = [:]
+    private var head: Node?   // most recently used
+    private var tail: Node?   // least recently used
+    private var used = 0
+    private let fetchSlots: DispatchSemaphore
+    private let queue = DispatchQueue(label: "modelfs.fetch", attributes: .concurrent)
+
+    // Counters for `.stats`.
+    private var fetchedBytes: Int64 = 0
+    private var fetchRequests: Int64 = 0
+    private var hitBlocks: Int64 = 0
+    private var missBlocks: Int64 = 0
+
+    public init(budget: Int = 256 << 20, blockSize: Int = 64 << 10, maxRequest: Int = 8 << 20, maxConcurrentFetches: Int = 16) {
+        self.budget = budget
+        self.blockSize = blockSize
+        self.maxRequest = max(maxRequest, blockSize)
+        self.fetchSlots = DispatchSemaphore(value: maxConcurrentFetches)
+    }
+
+    public struct Counters: Sendable, Equatable, Codable {
+        public var bytesFetched: Int64
+        public var requests: Int64
+        public var blockHits: Int64
+        public var blockMisses: Int64
+        public var bytesCached: Int
+    }
+
+    public var counters: Counters {
+        lock.withLock {
+            Counters(bytesFetched: fetchedBytes, requests: fetchRequests, blockHits: hitBlocks, blockMisses: missBlocks, bytesCached: used)
+        }
+    }
+
+    /// Reads `range` of object `object` (of `size` bytes), fetching what is missing with `fetch`,
+    /// and starts fetching `ahead` in the background.
+    public func read(object: UInt64, size: Int64, range: Range<Int64>, ahead: Range<Int64>? = nil,
+                     fetch: @escaping RangeFetcher) throws(StoreError) -> [UInt8] {
+        let wanted = range.clamped(to: 0..<size)
+        guard !wanted.isEmpty else { return [] }
+        let bs = Int64(blockSize)
+        let neededBlocks = (wanted.lowerBound / bs)...((wanted.upperBound - 1) / bs)
+        var aheadBlocks: ClosedRange<Int64>?
+        if let ahead = ahead?.clamped(to: 0..<size), !ahead.isEmpty {
+            let first = max(ahead.lowerBound / bs, neededBlocks.upperBound + 1)
+            let last = (ahead.upperBound - 1) / bs
+            if first <= last { aheadBlocks = first...last }
+        }
+
+        // Under the lock: take what is cached, join flights in the air, plan fetches for the rest.
+        var have: [Int64: ArraySlice<UInt8>] = [:]
+        var waitOn: [Int64: Flight] = [:]
+        var toStart: [Flight] = []
+        lock.withLock {
+            var run: [Int64] = []
+            func flushRun() {
+                guard !run.isEmpty else { return }
+                let perRequest = max(1, maxRequest / blockSize)
+                var i = 0
+                while i < run.count {
+                    let n = min(perRequest, run.count - i)
+                    let flight = Flight(firstBlock: run[i], blocks: n)
+                    for b in run[i..<(i + n)] {
+                        flights[Key(object: object, block: b)] = flight
+                        if neededBlocks.contains(b) { waitOn[b] = flight }
+                    }
+                    toStart.append(flight)
+                    i += n
+                }
+                run = []
+            }
+            let all = aheadBlocks.map { neededBlocks.lowerBound...$0.upperBound } ?? neededBlocks
+            for b in all {
+                let key = Key(object: object, block: b)
+                let needed = neededBlocks.contains(b)
+                if let node = entries[key] {
+                    flushRun()
+                    if needed {
+                        have[b] = node.bytes
+                        touch(node)
+                        hitBlocks += 1
+                    }
+                } else if let flight = flights[key] {
+                    flushRun()
+                    if needed { waitOn[b] = flight }
+                } else {
+                    if needed { missBlocks += 1 }
+                    run.append(b)
+                }
+            }
+            flushRun()
+        }
+
+        for flight in toStart { start(flight, object: object, size: size, fetch: fetch) }
+
+        var out = [UInt8]()
+        out.reserveCapacity(wanted.count)
+        for b in neededBlocks {
+            let bytes: ArraySlice<UInt8>
+            if let cached = have[b] {
+                bytes = cached
+            } else if let flight = waitOn[b] {
+                flight.done.wait()
+                flight.done.signal()  // let the next waiter through
+                if let error = flight.error { throw error }
+                let offset = Int(b - flight.firstBlock) * blockSize
+                bytes = flight.bytes[min(offset, flight.bytes.count)..<min(offset + blockSize, flight.bytes.count)]
+            } else {
+                preconditionFailure("block \(b) neither cached nor in flight")
+            }
+            let blockStart = b * bs
+            let lower = Int(max(wanted.lowerBound, blockStart) - blockStart)
+            let upper = Int(min(wanted.upperBound, blockStart + Int64(bytes.count)) - blockStart)
+            guard lower <= upper else { throw StoreError(.io, "object \(object) is shorter than its recorded size") }
+            out.append(contentsOf: bytes[(bytes.startIndex + lower)..<(bytes.startIndex + upper)])
+        }
+        guard out.count == wanted.count else {
+            throw StoreError(.io, "object \(object): read \(out.count) of \(wanted.count) bytes")
+        }
+        return out
+    }
+
+    private func start(_ flight: Flight, object: UInt64, size: Int64, fetch: @escaping RangeFetcher) {
+        let bs = Int64(blockSize)
+        let range = flight.firstBlock * bs..<min((flight.firstBlock + Int64(flight.blocks)) * bs, size)
+        queue.async { [self] in
+            fetchSlots.wait()
+            defer { fetchSlots.signal() }
+            do {
+                let bytes = try fetch(range)
+                guard bytes.count == range.count else {
+                    throw StoreError(.io, "short read: \(bytes.count) of \(range.count) bytes at \(range.lowerBound)")
+                }
+                flight.bytes = bytes
+            } catch let e as StoreError {
+                flight.error = e
+            } catch {
+                flight.error = StoreError(.io, "\(error)")
+            }
+            lock.withLock {
+                fetchRequests += 1
+                if flight.error == nil { fetchedBytes += Int64(flight.bytes.count) }
+                for i in 0..<flight.blocks {
+                    let key = Key(object: object, block: flight.firstBlock + Int64(i))
+                    flights[key] = nil
+                    guard flight.error == nil else { continue }
+                    let lower = min(i * blockSize, flight.bytes.count)
+                    let upper = min(lower + blockSize, flight.bytes.count)
+                    insert(Node(key: key, bytes: flight.bytes[lower..<upper]))
+                }
+                evictOverBudget()
+            }
+            flight.done.signal()
+        }
+    }
+
+    // MARK: LRU list (under the lock)
+
+    private func insert(_ node: Node) {
+        if let old = entries[node.key] { unlink(old); used -= old.bytes.count }
+        entries[node.key] = node
+        used += node.bytes.count
+        node.next = head
+        head?.prev = node
+        head = node
+        if tail == nil { tail = node }
+    }
+
+    private func touch(_ node: Node) {
+        guard head !== node else { return }
+        unlink(node)
+        node.next = head
+        head?.prev = node
+        head = node
+        if tail == nil { tail = node }
+    }
+
+    private func unlink(_ node: Node) {
+        node.prev?.next = node.next
+        node.next?.prev = node.prev
+        if head === node { head = node.next }
+        if tail === node { tail = node.prev }
+        node.prev = nil
+        node.next = nil
+    }
+
+    private func evictOverBudget() {
+        while used > budget, let victim = tail {
+            unlink(victim)
+            entries[victim.key] = nil
+            used -= victim.bytes.count
+        }
+    }
+
+    /// Drops every block of `object` (its version was deleted).
+    public func forget(object: UInt64) {
+        lock.withLock {
+            for (key, node) in entries where key.object == object {
+                unlink(node)
+                entries[key] = nil
+                used -= node.bytes.count
+            }
+        }
+    }
+}

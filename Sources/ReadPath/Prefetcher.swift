@@ -1,0 +1,30 @@
+/// Decides, for one open file, how far to read ahead: a small first window that doubles while
+/// reads stay sequential, and nothing ahead after a seek, so random reads fetch little.
+public struct Prefetcher: Sendable {
+    public let initialWindow: Int64
+    public let maxWindow: Int64
+    public private(set) var window: Int64
+    private var nextOffset: Int64 = 0
+
+    public init(initialWindow: Int64 = 256 << 10, maxWindow: Int64 = 32 << 20) {
+        self.initialWindow = initialWindow
+        self.maxWindow = maxWindow
+        window = initialWindow
+    }
+
+    /// The range to fetch ahead of a read of `length` bytes at `offset`, or nil on random access.
+    public mutating func plan(offset: Int64, length: Int, size: Int64) -> Range<Int64>? {
+        let end = offset + Int64(length)
+        // The kernel issues readahead asynchronously and may reorder nearby requests: a read that
+        // lands within the current window of where the last one ended still counts as sequential.
+        let sequential = offset == nextOffset || (offset > nextOffset - maxWindow && offset <= nextOffset + window)
+        if sequential {
+            if offset >= nextOffset { window = min(window * 2, maxWindow) }
+        } else {
+            window = initialWindow
+        }
+        nextOffset = max(end, sequential ? nextOffset : end)
+        guard sequential, end < size else { return nil }
+        return end..<min(end + window, size)
+    }
+}
