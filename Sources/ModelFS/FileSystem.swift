@@ -1,4 +1,5 @@
 import Catalog
+import Dispatch
 import Foundation
 import Glibc
 import Logging
@@ -234,6 +235,11 @@ public final class FileSystem: @unchecked Sendable {
         let upload: ItemUpload
         let opener: Int32
         let lock = NSLock()
+        /// The creating process closed its descriptor before writing anything: the upload ends at
+        /// `release`, which the kernel sends just after that `close()` returns.
+        var closedEmpty = false
+        /// Signalled once the upload ended, for readers that arrive in between.
+        let ended = DispatchSemaphore(value: 0)
         init(inode: UInt64, upload: ItemUpload, opener: Int32) { self.inode = inode; self.upload = upload; self.opener = opener }
     }
 
@@ -262,16 +268,26 @@ public final class FileSystem: @unchecked Sendable {
             let content = n == .stats ? try statsContent() : try nextContent({ if case .next(let id) = n { return id }; return 0 }())
             return OpenResult(handle: register(.content(content)), keepCache: false, directIO: true)
         case .version(let id):
+            waitForEmptyClose(inode, flags: flags)
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
             try checkReadable(status: v.status, error: v.error, name: v.fileName, flags: flags)
             return OpenResult(handle: register(.reader(Reader(object: inode, key: v.objectKey, size: v.size))), keepCache: true, directIO: false)
         case .dataset(let id):
+            waitForEmptyClose(inode, flags: flags)
             guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
             try checkReadable(status: d.status, error: d.error, name: d.fileName, flags: flags)
             return OpenResult(handle: register(.reader(Reader(object: inode, key: d.objectKey, size: d.size))), keepCache: true, directIO: false)
         default:
             throw StoreError(.invalidArgument, "is a directory")
         }
+    }
+
+    /// `cp` of an empty file returns before the kernel's asynchronous `release` completes the
+    /// upload; a reader right behind it waits a moment for that instead of getting `EAGAIN`.
+    private func waitForEmptyClose(_ inode: UInt64, flags: OpenFlags) {
+        guard !flags.wantsWrite, let w = writer(for: inode), w.lock.withLock({ w.closedEmpty }) else { return }
+        _ = w.ended.wait(timeout: .now() + 5)
+        w.ended.signal()
     }
 
     /// Only ready files open, and only for reading: versions never change once written.
@@ -354,7 +370,8 @@ public final class FileSystem: @unchecked Sendable {
     public func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {
         guard case .writer(let w) = try openFile(handle) else { return }
         try locked(w.lock) { () throws(StoreError) in
-            guard w.upload.bytesWritten > 0, pid == w.opener || w.opener == 0 else { return }
+            guard pid == w.opener || w.opener == 0 else { return }
+            guard w.upload.bytesWritten > 0 else { w.closedEmpty = true; return }
             try finish(w)
         }
     }
@@ -368,6 +385,7 @@ public final class FileSystem: @unchecked Sendable {
     }
 
     private func finish(_ w: Writer) throws(StoreError) {
+        defer { if w.upload.isEnded { w.ended.signal() } }
         do { try w.upload.finish() } catch {
             logger.warning("\(w.upload.item.displayName): \(error.message)")
             throw error

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -208,3 +209,52 @@ def relay():
     r = Relay(u.hostname, u.port)
     yield r
     r.cut()
+
+
+class Mount:
+    """A real mount of one store, driven with the tools users use."""
+
+    def __init__(self, store, path):
+        self.store = store
+        self.path = str(path)
+
+    def p(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    def stats(self):
+        out = {}
+        with open(self.p(".stats")) as f:
+            for line in f:
+                k, v = line.split(":", 1)
+                out[k.strip()] = int(v)
+        return out
+
+
+def sh(*cmd, check=True, **kwargs):
+    """Runs a shell tool; returns the CompletedProcess (text)."""
+    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=600, **kwargs)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def is_mounted(path):
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+@pytest.fixture
+def mount(store, tmp_path):
+    path = str(tmp_path / "mnt")
+    store.run("mount", path)
+    assert is_mounted(path)
+    m = Mount(store, path)
+    try:
+        yield m
+    finally:
+        # Leave no mount behind, even when the test failed.
+        if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
+            subprocess.run(["fusermount3", "-uz", path])
+        deadline = time.time() + 10
+        while is_mounted(path) and time.time() < deadline:
+            time.sleep(0.05)

@@ -1,0 +1,260 @@
+"""The mount end to end, on the embedded local store and on a real S3 server, driven with cp, ls,
+rm, mkdir, mv, dd, getfattr, setfattr, sha256sum and Python's zipfile and safetensors."""
+import errno
+import json
+import os
+import subprocess
+import zipfile
+
+import pytest
+
+from conftest import make_file, sha256_file, sh
+
+MiB = 1 << 20
+
+
+def xattrs(path):
+    out = sh("getfattr", "-d", "-e", "text", "--absolute-names", path).stdout
+    attrs = {}
+    for line in out.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            attrs[k] = v.strip('"')
+    return attrs
+
+
+def errno_of(fn, *args):
+    try:
+        fn(*args)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def test_layout_and_generated_files(mount, name):
+    assert sorted(os.listdir(mount.path)) == [".stats", "datasets", "jobs", "models"]
+    model = name()
+    sh("mkdir", mount.p("models", model))
+    assert open(mount.p("models", model, ".next")).read() == "v1\n"
+    stats = mount.stats()
+    assert stats["models"] == 1 and stats["versions"] == 0
+
+
+@pytest.mark.parametrize("size", [0, 5 * MiB + 1, 300 * MiB], ids=["0B", "5MiB+1", "300MiB"])
+def test_cp_in_and_read_back(mount, name, tmp_path, size):
+    model = name()
+    src = make_file(tmp_path / "w.bin", size, seed=size)
+    sh("mkdir", mount.p("models", model))
+    sh("cp", str(src), mount.p("models", model, "v1.safetensors"))
+    ls = sh("ls", "-l", mount.p("models", model)).stdout
+    assert f" {size} " in ls and "v1.safetensors" in ls
+    got = sh("sha256sum", mount.p("models", model, "v1.safetensors")).stdout.split()[0]
+    assert got == sha256_file(src)
+    a = xattrs(mount.p("models", model, "v1.safetensors"))
+    assert a["user.modelfs.status"] == "ready"
+    assert a["user.modelfs.sha256"] == got
+    assert a["user.modelfs.size"] == str(size)
+    # The CLI sees the same store.
+    assert mount.store.versions(model)["v1"]["sha256"] == got
+
+
+def test_xattrs_type_and_note(mount, name, tmp_path):
+    model = name()
+    d = mount.p("models", model)
+    sh("mkdir", d)
+    sh("cp", str(make_file(tmp_path / "a.zip", 1000)), os.path.join(d, "v1.zip"))
+    sh("setfattr", "-n", "user.modelfs.type", "-v", "text", d)
+    sh("setfattr", "-n", "user.modelfs.note", "-v", "fine-tuned on 金融 QA", os.path.join(d, "v1.zip"))
+    assert xattrs(d)["user.modelfs.type"] == "text"
+    assert xattrs(os.path.join(d, "v1.zip"))["user.modelfs.note"] == "fine-tuned on 金融 QA"
+    bad = sh("setfattr", "-n", "user.modelfs.type", "-v", "audio", d, check=False)
+    assert bad.returncode != 0 and "Invalid argument" in bad.stderr
+    assert xattrs(d)["user.modelfs.type"] == "text"
+    assert json.loads(mount.store.run("models", "--type", "text", "--json").stdout)[0]["name"] == model
+
+
+def test_rm_rules_and_rmdir(mount, name, tmp_path):
+    model = name()
+    d = mount.p("models", model)
+    sh("mkdir", d)
+    src = make_file(tmp_path / "a.pt", 4096)
+    sh("cp", str(src), os.path.join(d, "v1.pt"))
+    sh("cp", str(src), os.path.join(d, "v2.pt"))
+    sh("rm", os.path.join(d, "v1.pt"))
+    assert os.listdir(d) == ["v2.pt"]
+    last = sh("rm", os.path.join(d, "v2.pt"), check=False)
+    assert last.returncode != 0 and "Operation not permitted" in last.stderr
+    assert errno_of(os.unlink, os.path.join(d, "v2.pt")) == errno.EPERM
+    assert sha256_file(os.path.join(d, "v2.pt")) == sha256_file(src)
+    sh("rmdir", d)  # a model goes with all its versions
+    assert model not in os.listdir(mount.p("models"))
+    assert mount.store.keys(model + "/") == []
+    assert errno_of(os.rmdir, mount.p("models")) == errno.EPERM
+
+
+def test_mv_version_and_model(mount, name, tmp_path):
+    a, b = name("a"), name("b")
+    sh("mkdir", mount.p("models", a))
+    sh("mkdir", mount.p("models", b))
+    src = make_file(tmp_path / "x.zip", 3 * MiB)
+    sh("cp", str(src), mount.p("models", a, "v2.zip"))
+    sh("cp", str(src), mount.p("models", a, "v3.zip"))
+    sh("mv", mount.p("models", a, "v2.zip"), mount.p("models", a, "v2.1.zip"))
+    assert sorted(os.listdir(mount.p("models", a))) == ["v2.1.zip", "v3.zip"]
+    assert sha256_file(mount.p("models", a, "v2.1.zip")) == sha256_file(src)
+    assert errno_of(os.rename, mount.p("models", a, "v3.zip"), mount.p("models", b, "v3.zip")) == errno.EXDEV
+    assert errno_of(os.rename, mount.p("models", a, "v3.zip"), mount.p("models", a, "v2.1.zip")) == errno.EEXIST
+    assert errno_of(os.rename, mount.p("models", a), mount.p("models", b)) == errno.EEXIST
+    c = name("c")
+    sh("mv", mount.p("models", a), mount.p("models", c))
+    assert sorted(os.listdir(mount.p("models", c))) == ["v2.1.zip", "v3.zip"]
+    assert sha256_file(mount.p("models", c, "v3.zip")) == sha256_file(src)
+
+
+def test_refusals(mount, name, tmp_path):
+    model = name()
+    d = mount.p("models", model)
+    sh("mkdir", d)
+    src = make_file(tmp_path / "a.zip", 100)
+    sh("cp", str(src), os.path.join(d, "v1.zip"))
+    dup = sh("cp", str(src), os.path.join(d, "v1.zip"), check=False)
+    assert dup.returncode != 0 and "File exists" in dup.stderr
+    assert errno_of(os.open, os.path.join(d, "v1.pth"), os.O_WRONLY | os.O_CREAT) == errno.EEXIST
+    assert errno_of(os.open, os.path.join(d, "v9.exe"), os.O_WRONLY | os.O_CREAT) == errno.EINVAL
+    assert errno_of(os.open, os.path.join(d, "v1.zip"), os.O_WRONLY | os.O_APPEND) == errno.EPERM
+    assert errno_of(os.truncate, os.path.join(d, "v1.zip"), 0) == errno.EPERM
+    assert errno_of(os.chmod, os.path.join(d, "v1.zip"), 0o777) == errno.EPERM
+    assert errno_of(os.link, os.path.join(d, "v1.zip"), os.path.join(d, "v2.zip")) == errno.EPERM
+    assert errno_of(os.symlink, "v1.zip", os.path.join(d, "v3.zip")) == errno.EPERM
+    assert errno_of(os.mkdir, mount.p("models", ".hidden")) == errno.EINVAL
+    assert errno_of(os.mkdir, mount.p("models", model)) == errno.EEXIST
+    assert sorted(os.listdir(d)) == ["v1.zip"]
+    assert sha256_file(os.path.join(d, "v1.zip")) == sha256_file(src)
+
+
+def test_non_sequential_write_fails_the_version(mount, name):
+    model = name()
+    sh("mkdir", mount.p("models", model))
+    target = mount.p("models", model, "v1.zip")
+    dd = sh("dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=2", "seek=3", check=False)
+    assert dd.returncode != 0
+    assert xattrs(target)["user.modelfs.status"] == "failed"
+    assert errno_of(lambda: open(target, "rb").read()) == errno.EIO
+    # A write that skips ahead inside one open file is refused the same way.
+    fd = os.open(mount.p("models", model, "v2.zip"), os.O_WRONLY | os.O_CREAT)
+    os.write(fd, b"x" * 100)
+    assert errno_of(os.pwrite, fd, b"y", 5000) == errno.EINVAL
+    assert errno_of(os.close, fd) == errno.EINVAL  # close() reports the failed upload too
+    assert xattrs(mount.p("models", model, "v2.zip"))["user.modelfs.status"] == "failed"
+    assert mount.store.multipart_uploads(model + "/") == []
+
+
+def test_reading_an_uploading_version_is_refused(mount, name):
+    model = name()
+    sh("mkdir", mount.p("models", model))
+    target = mount.p("models", model, "v1.pt")
+    with open(target, "wb") as f:
+        f.write(b"a" * MiB)
+        f.flush()
+        assert xattrs(target)["user.modelfs.status"] == "uploading"
+        assert errno_of(os.open, target, os.O_RDONLY) == errno.EAGAIN
+    assert xattrs(target)["user.modelfs.status"] == "ready"
+    assert open(target, "rb").read() == b"a" * MiB
+
+
+def test_shell_redirection_and_python_copy(mount, name, tmp_path):
+    model = name()
+    sh("mkdir", mount.p("models", model))
+    src = make_file(tmp_path / "w.ckpt", 9 * MiB + 3)
+    sh("bash", "-c", f'cat "{src}" > "{mount.p("models", model, "v1.ckpt")}"')
+    import shutil
+    shutil.copyfile(src, mount.p("models", model, "v2.ckpt"))
+    for v in ("v1.ckpt", "v2.ckpt"):
+        assert sha256_file(mount.p("models", model, v)) == sha256_file(src)
+    assert open(mount.p("models", model, ".next")).read() == "v3\n"
+
+
+def test_chinese_and_space_names(mount, name, tmp_path):
+    model = name("千问-7B 中文 +%#&")
+    src = make_file(tmp_path / "a.zip", 2 * MiB)
+    sh("mkdir", mount.p("models", model))
+    sh("cp", str(src), mount.p("models", model, "v1 最终版.zip"))
+    assert os.listdir(mount.p("models", model)) == ["v1 最终版.zip"]
+    assert sha256_file(mount.p("models", model, "v1 最终版.zip")) == sha256_file(src)
+    assert f"{model}/v1 最终版.zip" in mount.store.keys(model)
+
+
+def test_zipfile_lists_and_extracts_one_member(mount, name, tmp_path):
+    model = name()
+    src = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_STORED) as z:
+        for i in range(20):
+            z.writestr(f"layer{i}.bin", os.urandom(MiB))
+        z.writestr("config.json", json.dumps({"hidden": 768}))
+    sh("mkdir", mount.p("models", model))
+    sh("cp", str(src), mount.p("models", model, "v1.zip"))
+    with zipfile.ZipFile(mount.p("models", model, "v1.zip")) as z:
+        assert len(z.namelist()) == 21
+        assert json.loads(z.read("config.json")) == {"hidden": 768}
+        with zipfile.ZipFile(src) as local:
+            assert z.read("layer7.bin") == local.read("layer7.bin")
+
+
+def test_safetensors_reads_one_tensor_of_a_large_file(mount, name, tmp_path):
+    np = pytest.importorskip("numpy")
+    from safetensors.numpy import save_file
+    from safetensors import safe_open
+    model = name()
+    rng = np.random.default_rng(1)
+    tensors = {f"layer{i}.weight": rng.standard_normal((1024, 1024), dtype=np.float32) for i in range(28)}  # 112 MiB
+    src = tmp_path / "model.safetensors"
+    save_file(tensors, str(src))
+    sh("mkdir", mount.p("models", model))
+    sh("cp", str(src), mount.p("models", model, "v1.safetensors"))
+    before = mount.stats()["s3.bytes_fetched"]
+    with safe_open(mount.p("models", model, "v1.safetensors"), framework="numpy") as f:
+        assert len(list(f.keys())) == 28
+        t = f.get_tensor("layer13.weight")
+    assert np.array_equal(t, tensors["layer13.weight"])
+    # mmap reads what it needs, not the whole file (the kernel's readahead adds a little).
+    assert mount.stats()["s3.bytes_fetched"] - before < os.path.getsize(src) // 2
+
+
+def test_eight_readers_fetch_the_version_once(mount, name, tmp_path):
+    model = name()
+    size = 64 * MiB
+    src = make_file(tmp_path / "w.pth", size, seed=3)
+    sh("mkdir", mount.p("models", model))
+    sh("cp", str(src), mount.p("models", model, "v1.pth"))
+    before = mount.stats()["s3.bytes_fetched"]
+    target = mount.p("models", model, "v1.pth")
+    procs = [subprocess.Popen(["sha256sum", target], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    sums = {p.communicate(timeout=600)[0].split()[0] for p in procs}
+    assert sums == {sha256_file(src)}
+    fetched = mount.stats()["s3.bytes_fetched"] - before
+    assert size <= fetched <= 1.1 * size, fetched
+
+
+def test_datasets_copy_in_with_records(mount, tmp_path, name):
+    ds = name("qa")
+    src = tmp_path / "qa.jsonl"
+    src.write_text("".join(json.dumps({"q": i}) + "\n" for i in range(999)) + '{"q": 999}')
+    sh("cp", str(src), mount.p("datasets", ds + ".jsonl"))
+    a = xattrs(mount.p("datasets", ds + ".jsonl"))
+    assert a["user.modelfs.status"] == "ready" and a["user.modelfs.records"] == "1000"
+    assert sha256_file(mount.p("datasets", ds + ".jsonl")) == sha256_file(src)
+    assert errno_of(os.open, mount.p("datasets", ds + ".exe"), os.O_WRONLY | os.O_CREAT) == errno.EINVAL
+
+
+def test_unmount_with_fusermount_ends_the_process(store, tmp_path):
+    path = str(tmp_path / "m")
+    out = store.run("mount", path).stdout
+    pid = int(out.split("(pid ")[1].split(",")[0])
+    sh("fusermount3", "-u", path)
+    for _ in range(200):
+        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+            break
+        import time
+        time.sleep(0.05)
+    else:
+        pytest.fail("the mount process outlived its unmount")
