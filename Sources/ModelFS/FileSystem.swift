@@ -495,6 +495,8 @@ public final class FileSystem: @unchecked Sendable {
     }
 
     public func getxattr(_ inode: UInt64, name: String) throws(StoreError) -> [UInt8] {
+        // `ls -l` asks every file for security.* and system.* attributes: answer without the catalog.
+        guard name.hasPrefix(FileSystem.prefix) else { throw StoreError(.noAttribute, "no attribute \(name)") }
         guard let value = try xattrs(try node(inode)).first(where: { $0.0 == name })?.1 else {
             throw StoreError(.noAttribute, "no attribute \(name)")
         }
@@ -502,15 +504,14 @@ public final class FileSystem: @unchecked Sendable {
     }
 
     private func xattrs(_ n: Node) throws(StoreError) -> [(String, String)] {
-        let iso = ISO8601DateFormatter()
         switch n {
         case .model(let id):
             guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
-            return [("type", m.type.rawValue), ("note", m.note), ("created", iso.string(from: m.created)),
+            return [("type", m.type.rawValue), ("note", m.note), ("created", m.created.formatted(.iso8601)),
                     ("versions", "\(try catalog.versions(modelID: id).count)")].map { (FileSystem.prefix + $0.0, $0.1) }
         case .version(let id):
             guard let v = try catalog.version(id: id) else { throw .notFound("gone") }
-            var out = [("status", v.status.rawValue), ("size", "\(v.size)"), ("created", iso.string(from: v.created)),
+            var out = [("status", v.status.rawValue), ("size", "\(v.size)"), ("created", v.created.formatted(.iso8601)),
                        ("note", v.note), ("format", v.format)]
             if let sha = v.sha256 { out.append(("sha256", sha)) }
             if let e = v.error { out.append(("error", e)) }
@@ -520,7 +521,7 @@ public final class FileSystem: @unchecked Sendable {
             return out.map { (FileSystem.prefix + $0.0, $0.1) }
         case .dataset(let id):
             guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
-            var out = [("status", d.status.rawValue), ("size", "\(d.size)"), ("created", iso.string(from: d.created)),
+            var out = [("status", d.status.rawValue), ("size", "\(d.size)"), ("created", d.created.formatted(.iso8601)),
                        ("note", d.note), ("format", d.format)]
             if let r = d.records { out.append(("records", "\(r)")) }
             if let sha = d.sha256 { out.append(("sha256", sha)) }

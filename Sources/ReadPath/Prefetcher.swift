@@ -6,9 +6,13 @@ public struct Prefetcher: Sendable {
     public private(set) var window: Int64
     private var nextOffset: Int64 = 0
 
-    public init(initialWindow: Int64 = 256 << 10, maxWindow: Int64 = 32 << 20) {
+    /// The size of one prefetch GET once the window is that large.
+    public let requestSize: Int64
+
+    public init(initialWindow: Int64 = 256 << 10, maxWindow: Int64 = 32 << 20, requestSize: Int64 = 8 << 20) {
         self.initialWindow = initialWindow
         self.maxWindow = maxWindow
+        self.requestSize = requestSize
         window = initialWindow
     }
 
@@ -25,6 +29,10 @@ public struct Prefetcher: Sendable {
         }
         nextOffset = max(end, sequential ? nextOffset : end)
         guard sequential, end < size else { return nil }
-        return end..<min(end + window, size)
+        // The far end moves in whole granules, so each new fetch is one large ranged GET rather
+        // than a sliver the size of the last read.
+        let granule = min(window, requestSize)
+        let far = (end + window + granule - 1) / granule * granule
+        return end..<min(far, size)
     }
 }
