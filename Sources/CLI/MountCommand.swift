@@ -25,6 +25,12 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Memory for cached and prefetched bytes, shared by all readers (MiB).")
     var cacheMemory = 256
 
+    @Option(help: "A directory for an on-disk cache of fetched bytes (emptied at mount).")
+    var cacheDir: String?
+
+    @Option(help: "Size cap of the on-disk cache (MiB).")
+    var cacheSize = 10240
+
     @Option(help: "Kernel readahead for the mount (KiB).")
     var readAheadKb = 4096
 
@@ -48,7 +54,10 @@ struct MountCommand: ParsableCommand {
             Log.setup(verbose: store.verbose, level: .notice)
             let registry = try store.openRegistry()
             try? registry.retryPending()
-            let cache = BlockCache(budget: max(cacheMemory, 16) << 20)
+            let disk = try cacheDir.map { (dir) throws(StoreError) in
+                try DiskCache(directory: dir, capacity: Int64(max(cacheSize, 1)) << 20, blockSize: 64 << 10)
+            }
+            let cache = BlockCache(budget: max(cacheMemory, 16) << 20, blockSize: 64 << 10, disk: disk)
             let fs = FileSystem(registry: registry, cache: cache, logger: Log.logger)
             let adapter = FUSEAdapter(fs: fs, logger: Log.logger)
             var options = FUSEAdapter.MountOptions()

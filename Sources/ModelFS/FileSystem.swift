@@ -205,6 +205,8 @@ public final class FileSystem: @unchecked Sendable {
             "cache.bytes: \(c.bytesCached)",
             "cache.block_hits: \(c.blockHits)",
             "cache.block_misses: \(c.blockMisses)",
+            "disk_cache.bytes: \(c.diskBytesUsed)",
+            "disk_cache.bytes_served: \(c.diskBytesServed)",
         ]
         return Array((lines.joined(separator: "\n") + "\n").utf8)
     }
@@ -470,7 +472,14 @@ public final class FileSystem: @unchecked Sendable {
     /// writer has written. Any other size on a file being written aborts it.
     public func setattr(_ inode: UInt64, size: Int64?, mode: UInt32?, owner: Bool) throws(StoreError) -> Attributes {
         let n = try node(inode)
-        if mode != nil || owner { throw StoreError(.notPermitted, "modes and owners are fixed") }
+        // A file still being written takes a chmod or chown as a no-op; a written one accepts
+        // only the mode it already has (rsync sets it after writing), and refuses any change.
+        if (mode != nil || owner) && writer(for: inode) == nil {
+            let current = try attributes(of: n)
+            if owner || mode.map({ $0 & 0o7777 != current.permissions }) ?? false {
+                throw StoreError(.notPermitted, "modes and owners are fixed")
+            }
+        }
         if let size {
             guard let w = writer(for: inode) else {
                 throw StoreError(.notPermitted, "versions never change once written")

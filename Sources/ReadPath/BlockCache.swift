@@ -54,7 +54,12 @@ public final class BlockCache: @unchecked Sendable {
     private var hitBlocks: Int64 = 0
     private var missBlocks: Int64 = 0
 
-    public init(budget: Int = 256 << 20, blockSize: Int = 64 << 10, maxRequest: Int = 8 << 20, maxConcurrentFetches: Int = 16) {
+    /// Where fetched bytes also go, when the mount has `--cache-dir`.
+    public let disk: DiskCache?
+
+    public init(budget: Int = 256 << 20, blockSize: Int = 64 << 10, maxRequest: Int = 8 << 20, maxConcurrentFetches: Int = 16,
+                disk: DiskCache? = nil) {
+        self.disk = disk
         self.budget = budget
         self.blockSize = blockSize
         self.maxRequest = max(maxRequest, blockSize)
@@ -67,11 +72,14 @@ public final class BlockCache: @unchecked Sendable {
         public var blockHits: Int64
         public var blockMisses: Int64
         public var bytesCached: Int
+        public var diskBytesServed: Int64
+        public var diskBytesUsed: Int64
     }
 
     public var counters: Counters {
         lock.withLock {
-            Counters(bytesFetched: fetchedBytes, requests: fetchRequests, blockHits: hitBlocks, blockMisses: missBlocks, bytesCached: used)
+            Counters(bytesFetched: fetchedBytes, requests: fetchRequests, blockHits: hitBlocks, blockMisses: missBlocks, bytesCached: used,
+                     diskBytesServed: disk?.bytesServed ?? 0, diskBytesUsed: disk?.bytesUsed ?? 0)
         }
     }
 
@@ -169,20 +177,29 @@ public final class BlockCache: @unchecked Sendable {
         queue.async { [self] in
             fetchSlots.wait()
             defer { fetchSlots.signal() }
+            var fromDisk = false
             do {
-                let bytes = try fetch(range)
-                guard bytes.count == range.count else {
-                    throw StoreError(.io, "short read: \(bytes.count) of \(range.count) bytes at \(range.lowerBound)")
+                if let cached = disk?.read(object: object, range: range) {
+                    flight.bytes = cached
+                    fromDisk = true
+                } else {
+                    let bytes = try fetch(range)
+                    guard bytes.count == range.count else {
+                        throw StoreError(.io, "short read: \(bytes.count) of \(range.count) bytes at \(range.lowerBound)")
+                    }
+                    flight.bytes = bytes
+                    disk?.write(object: object, range: range, bytes: bytes)
                 }
-                flight.bytes = bytes
             } catch let e as StoreError {
                 flight.error = e
             } catch {
                 flight.error = StoreError(.io, "\(error)")
             }
             lock.withLock {
-                fetchRequests += 1
-                if flight.error == nil { fetchedBytes += Int64(flight.bytes.count) }
+                if !fromDisk {
+                    fetchRequests += 1
+                    if flight.error == nil { fetchedBytes += Int64(flight.bytes.count) }
+                }
                 for i in 0..<flight.blocks {
                     let key = Key(object: object, block: flight.firstBlock + Int64(i))
                     flights[key] = nil
@@ -237,6 +254,7 @@ public final class BlockCache: @unchecked Sendable {
 
     /// Drops every block of `object` (its version was deleted).
     public func forget(object: UInt64) {
+        disk?.forget(object: object)
         lock.withLock {
             for (key, node) in entries where key.object == object {
                 unlink(node)

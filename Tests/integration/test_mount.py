@@ -258,3 +258,60 @@ def test_unmount_with_fusermount_ends_the_process(store, tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("the mount process outlived its unmount")
+
+
+def test_dup_descriptors_and_rsync_inplace(mount, name, tmp_path):
+    model = name()
+    sh("mkdir", mount.p("models", model))
+    # A duplicated descriptor: the first close after data completes the version, later closes are fine.
+    fd = os.open(mount.p("models", model, "v1.pt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    dup = os.dup(fd)
+    os.write(fd, b"weights")
+    os.close(dup)
+    os.close(fd)
+    assert open(mount.p("models", model, "v1.pt"), "rb").read() == b"weights"
+    assert xattrs(mount.p("models", model, "v1.pt"))["user.modelfs.status"] == "ready"
+    if shutil_which("rsync"):
+        src = make_file(tmp_path / "w.ckpt", 7 * MiB + 5)
+        # rsync reopens the finished file to chmod it: a ready version accepts only its own mode.
+        sh("rsync", "--inplace", "--chmod=F444", str(src), mount.p("models", model, "v2.ckpt"))
+        assert sha256_file(mount.p("models", model, "v2.ckpt")) == sha256_file(src)
+
+
+def shutil_which(cmd):
+    import shutil
+    return shutil.which(cmd)
+
+
+def drop_page_cache():
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def test_disk_cache_serves_re_reads_beyond_the_memory_budget(store, name, tmp_path):
+    path = str(tmp_path / "m")
+    store.run("mount", path, "--cache-memory", "16", "--cache-dir", str(tmp_path / "cache"), "--cache-size", "512")
+    try:
+        from conftest import Mount
+        m = Mount(store, path)
+        model = name()
+        size = 48 * MiB
+        src = make_file(tmp_path / "w.pth", size, seed=11)
+        sh("mkdir", m.p("models", model))
+        sh("cp", str(src), m.p("models", model, "v1.pth"))
+        assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
+        first = m.stats()
+        assert first["s3.bytes_fetched"] >= size and first["disk_cache.bytes"] >= size
+        if not drop_page_cache():
+            pytest.skip("cannot drop the page cache here")
+        assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
+        second = m.stats()
+        # 48 MiB does not fit in 16 MiB of memory: the re-read came from disk, not object storage.
+        assert second["s3.bytes_fetched"] == first["s3.bytes_fetched"]
+        assert second["disk_cache.bytes_served"] - first["disk_cache.bytes_served"] >= size
+    finally:
+        subprocess.run(["fusermount3", "-u", path])

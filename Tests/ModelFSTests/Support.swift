@@ -1,0 +1,175 @@
+import Foundation
+import Glibc
+import Testing
+import ModelStore
+import BlobStore
+import Catalog
+import Registry
+import ReadPath
+import ModelFS
+
+let KiB = 1 << 10
+let MiB = 1 << 20
+let rootInode: UInt64 = 1
+
+func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
+                         sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) {
+    let error = #expect(throws: StoreError.self, comment, sourceLocation: sourceLocation) { _ = try body() }
+    if let error { #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation) }
+}
+
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// `count` pseudo-random bytes from `seed`, quickly even in a debug build.
+func pattern(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        var rng = SplitMix64(seed: seed)
+        let raw = UnsafeMutableRawBufferPointer(buffer)
+        var i = 0
+        while i + 8 <= count { raw.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self); i += 8 }
+        while i < count { raw[i] = UInt8(truncatingIfNeeded: rng.next()); i += 1 }
+        initialized = count
+    }
+}
+
+func same<A: ContiguousBytes, B: ContiguousBytes>(_ a: A, _ b: B) -> Bool {
+    a.withUnsafeBytes { x in
+        b.withUnsafeBytes { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }
+    }
+}
+
+/// Expects equal bytes; on a mismatch says where, instead of printing megabytes.
+func expectSame<A: ContiguousBytes, B: ContiguousBytes>(_ a: A, _ b: B, _ comment: Comment? = nil,
+                                                          sourceLocation: SourceLocation = #_sourceLocation) {
+    guard !same(a, b) else { return }
+    let detail: String = a.withUnsafeBytes { x in
+        b.withUnsafeBytes { y in
+            let first = zip(x, y).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+            return "\(x.count) bytes vs \(y.count) expected; first difference at \(first.map(String.init) ?? "the end")"
+        }
+    }
+    Issue.record("bytes differ: \(detail)\(comment.map { " (\($0))" } ?? "")", sourceLocation: sourceLocation)
+}
+
+func sha256Hex(_ bytes: [UInt8]) -> String { Digest.hex(Digest.sha256(bytes)) }
+
+func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// Results gathered from several threads.
+final class Collected<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [T] = []
+    func append(_ item: T) { lock.withLock { items.append(item) } }
+    var all: [T] { lock.withLock { items } }
+}
+
+/// A ``FileSystem`` over a registry with a catalog in a temporary SQLite file, a memory object
+/// store (fault injection, counters) and a block cache; no mount.
+final class FSEnv: @unchecked Sendable {
+    let dir: String
+    let catalog: Catalog
+    let store = MemoryObjectStore()
+    let registry: Registry
+    let cache: BlockCache
+    let fs: FileSystem
+    /// The pid of the process that writes files in these tests.
+    static let writerPid: Int32 = 4242
+
+    init(cache: BlockCache = BlockCache()) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-fs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        catalog = try Catalog(path: dir + "/catalog.sqlite")
+        registry = Registry(catalog: catalog, objects: store, uploadConcurrency: 2)
+        self.cache = cache
+        fs = FileSystem(registry: registry, cache: cache)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// The inode of `path` (relative to the mount), walking lookups from the root.
+    func inode(_ path: String) throws -> UInt64 {
+        var inode = rootInode
+        for component in path.split(separator: "/") {
+            inode = try fs.lookup(parent: inode, name: bytes(String(component))).inode
+        }
+        return inode
+    }
+
+    /// The parent's inode and the last component of `path`.
+    func split(_ path: String) throws -> (UInt64, [UInt8]) {
+        let parts = path.split(separator: "/")
+        let parent = try inode(parts.dropLast().joined(separator: "/"))
+        return (parent, bytes(String(parts.last!)))
+    }
+
+    @discardableResult
+    func mkdir(_ model: String) throws -> Attributes {
+        try fs.mkdir(parent: try inode("models"), name: bytes(model))
+    }
+
+    /// Creates `path` for writing by `pid`; returns its inode and handle.
+    func create(_ path: String, pid: Int32 = FSEnv.writerPid) throws -> (inode: UInt64, handle: UInt64) {
+        let (parent, name) = try split(path)
+        let (attributes, opened) = try fs.create(parent: parent, name: name, flags: OpenFlags(O_WRONLY | O_CREAT | O_TRUNC), pid: pid)
+        return (attributes.inode, opened.handle)
+    }
+
+    @discardableResult
+    func write(_ handle: UInt64, at offset: Int64, _ data: ArraySlice<UInt8>) throws(StoreError) -> Int {
+        try data.withUnsafeBytes { b in Result { () throws(StoreError) in try fs.write(handle, offset: offset, bytes: b) } }.get()
+    }
+
+    /// Writes all of `data` in chunks, from the start.
+    func writeAll(_ handle: UInt64, _ data: [UInt8], chunk: Int = 100_000) throws(StoreError) {
+        var offset = 0
+        while offset < data.count {
+            let n = min(chunk, data.count - offset)
+            let written = try write(handle, at: Int64(offset), data[offset..<(offset + n)])
+            precondition(written == n)
+            offset += n
+        }
+    }
+
+    /// `cp`: create, write, close (flush by the writer, then release). Returns the inode.
+    @discardableResult
+    func put(_ path: String, _ data: [UInt8], chunk: Int = 100_000) throws -> UInt64 {
+        let (inode, handle) = try create(path)
+        try writeAll(handle, data, chunk: chunk)
+        try fs.flush(handle, pid: FSEnv.writerPid)
+        try fs.release(handle)
+        return inode
+    }
+
+    /// `cat`: open, read in `chunk`s until a short read, release.
+    func readAll(_ inode: UInt64, chunk: Int = 128 * KiB) throws -> [UInt8] {
+        let handle = try fs.open(inode, flags: OpenFlags(O_RDONLY)).handle
+        defer { try? fs.release(handle) }
+        var out: [UInt8] = []
+        while true {
+            let got = try fs.read(handle, offset: Int64(out.count), size: chunk)
+            out += got
+            if got.count < chunk { return out }
+        }
+    }
+
+    func xattr(_ inode: UInt64, _ name: String) throws -> String {
+        String(decoding: try fs.getxattr(inode, name: "user.modelfs." + name), as: UTF8.self)
+    }
+
+    func names(_ inode: UInt64) throws -> [String] { try fs.readdir(inode).map(\.name) }
+
+    /// A generated file's content (`.stats`, `.next`).
+    func content(_ path: String) throws -> String {
+        String(decoding: try readAll(try inode(path), chunk: 64 * KiB), as: UTF8.self)
+    }
+}

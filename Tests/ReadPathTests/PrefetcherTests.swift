@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+import ModelStore
+import ReadPath
+
+@Suite struct PrefetcherTests {
+    let big = Int64(1) << 40
+
+    @Test func theWindowStartsSmallAndDoublesWhileReadsAreSequential() {
+        var p = Prefetcher(initialWindow: Int64(64 * KiB), maxWindow: Int64(1 * MiB), requestSize: Int64(256 * KiB))
+        #expect(p.window == Int64(64 * KiB))
+        let length = 16 * KiB
+        var offset: Int64 = 0
+        var windows: [Int64] = []
+        var aheads: [Range<Int64>] = []
+        for _ in 0..<10 {
+            guard let ahead = p.plan(offset: offset, length: length, size: big) else {
+                Issue.record("a sequential read at \(offset) planned nothing ahead")
+                return
+            }
+            let end = offset + Int64(length)
+            let granule = min(p.window, p.requestSize)
+            #expect(ahead.lowerBound == end, "the window starts where the read ends")
+            #expect(ahead.upperBound >= end + p.window, "at least the window is ahead: \(ahead)")
+            #expect(ahead.upperBound < end + p.window + granule, "at most one granule more: \(ahead)")
+            #expect(ahead.upperBound % granule == 0, "the far end moves in whole granules: \(ahead)")
+            windows.append(p.window)
+            aheads.append(ahead)
+            offset = end
+        }
+        #expect(windows[0] <= 2 * p.initialWindow, "a small first window: \(windows)")
+        #expect(aheads[0].count < 4 * Int(p.initialWindow), "a small first request: \(aheads[0])")
+        for (a, b) in zip(windows, windows.dropFirst()) {
+            #expect(b == min(2 * a, p.maxWindow), "doubling up to the maximum: \(windows)")
+        }
+        #expect(windows.last == p.maxWindow)
+        #expect(aheads.allSatisfy { Int64($0.count) < p.maxWindow + p.requestSize }, "never more than the maximum window and a request")
+    }
+
+    @Test func aSeekPlansNothingAndResetsTheWindow() throws {
+        var p = Prefetcher(initialWindow: Int64(64 * KiB), maxWindow: Int64(1 * MiB))
+        var offset: Int64 = 0
+        for _ in 0..<6 {
+            #expect(p.plan(offset: offset, length: 16 * KiB, size: big) != nil)
+            offset += Int64(16 * KiB)
+        }
+        #expect(p.window > p.initialWindow)
+        // Forward far beyond the window.
+        #expect(p.plan(offset: 500 * Int64(MiB), length: 16 * KiB, size: big) == nil)
+        #expect(p.window == p.initialWindow)
+        // Sequential again from the new place: a small window that grows again.
+        let planned = p.plan(offset: 500 * Int64(MiB) + Int64(16 * KiB), length: 16 * KiB, size: big)
+        let again = try #require(planned)
+        #expect(p.window == 2 * p.initialWindow)
+        #expect(again.count < 4 * Int(p.initialWindow), "small again: \(again)")
+        // Backward far beyond the window.
+        #expect(p.plan(offset: 100 * Int64(MiB), length: 16 * KiB, size: big) == nil)
+        #expect(p.window == p.initialWindow)
+    }
+
+    /// With the default windows (256 KiB … 32 MiB), jumping back 20 MiB is a seek, not reordering.
+    @Test func aBackwardSeekWithTheDefaultWindowsPlansNothing() {
+        withKnownIssue("bug: Prefetcher counts any read up to maxWindow (32 MiB) behind the last one as sequential") {
+            var p = Prefetcher()
+            var offset = 40 * Int64(MiB)
+            _ = p.plan(offset: offset, length: 128 * KiB, size: big)   // the first read after open is a seek anyway
+            offset += Int64(128 * KiB)
+            #expect(p.plan(offset: offset, length: 128 * KiB, size: big) != nil)
+            #expect(p.plan(offset: 20 * Int64(MiB), length: 128 * KiB, size: big) == nil, "a 20 MiB jump backwards is random access")
+            #expect(p.window == p.initialWindow)
+        }
+    }
+
+    @Test func readsSlightlyOutOfOrderStillCountAsSequential() {
+        // The kernel's async readahead may deliver nearby requests out of order.
+        var p = Prefetcher()
+        let r = 128 * KiB
+        #expect(p.plan(offset: 0, length: r, size: big) != nil)
+        #expect(p.plan(offset: Int64(2 * r), length: r, size: big) != nil, "a little ahead of the last read")
+        #expect(p.plan(offset: Int64(r), length: r, size: big) != nil, "the gap filled in afterwards")
+        #expect(p.plan(offset: Int64(3 * r), length: r, size: big) != nil)
+        #expect(p.window > p.initialWindow, "reordering is not a seek")
+    }
+
+    @Test func nothingAheadAtTheEndOfTheFile() throws {
+        var p = Prefetcher(initialWindow: Int64(64 * KiB), maxWindow: Int64(1 * MiB))
+        let size = Int64(200 * KiB)
+        let first = p.plan(offset: 0, length: 64 * KiB, size: size)
+        let a = try #require(first)
+        #expect(a.upperBound <= size)
+        let second = p.plan(offset: Int64(64 * KiB), length: 64 * KiB, size: size)
+        let b = try #require(second)
+        #expect(b.upperBound == size, "clamped to the end: \(b)")
+        #expect(p.plan(offset: Int64(128 * KiB), length: 72 * KiB, size: size) == nil, "the read reaches the end")
+        #expect(p.plan(offset: Int64(200 * KiB), length: 64 * KiB, size: size) == nil, "a read at the end")
+        var q = Prefetcher()
+        #expect(q.plan(offset: 0, length: 4096, size: 4096) == nil)
+        #expect(q.plan(offset: 0, length: 4096, size: 0) == nil)
+    }
+}
+
+@Suite struct ReadAmplificationTests {
+    /// Random 64 KiB reads through one prefetcher (as one open file) must fetch little beyond what they read.
+    @Test func randomReadsFetchLittleMoreThanTheyRead() throws {
+        let size = 64 * MiB
+        let source = Source(pattern(size, seed: 42))
+        let cache = BlockCache()
+        var prefetcher = Prefetcher()
+        var rng = SplitMix64(seed: 2024)
+        let length = 64 * KiB
+        let reads = 200
+        var wrong = 0
+        for _ in 0..<reads {
+            let offset = Int64(Int.random(in: 0..<(size / length), using: &rng) * length)
+            let ahead = prefetcher.plan(offset: offset, length: length, size: source.size)
+            let range = offset..<(offset + Int64(length))
+            let got = try cache.read(object: 1, size: source.size, range: range, ahead: ahead, fetch: source.fetch)
+            if !same(got, expected(source.bytes, range)) { wrong += 1 }
+        }
+        #expect(wrong == 0)
+        #expect(source.settle(cache), "background fetches end")
+        let ratio = Double(cache.counters.bytesFetched) / Double(reads * length)
+        #expect(source.bytesFetched == cache.counters.bytesFetched)
+        withKnownIssue("bug: random reads within 32 MiB behind the last read count as sequential and prefetch a window") {
+            #expect(ratio <= 2, "fetched \(cache.counters.bytesFetched) bytes for \(reads * length) read: \(ratio)×")
+        }
+    }
+
+    /// Sequential reads through the same path fetch each byte once.
+    @Test func sequentialReadsFetchEachByteOnce() throws {
+        let size = 8 * MiB + 1234
+        let source = Source(pattern(size, seed: 43))
+        let cache = BlockCache()
+        var prefetcher = Prefetcher()
+        var offset: Int64 = 0
+        let length = 128 * KiB
+        var planned = 0
+        while offset < source.size {
+            let ahead = prefetcher.plan(offset: offset, length: length, size: source.size)
+            if ahead != nil { planned += 1 }
+            let range = offset..<(offset + Int64(length))
+            expectSame(try cache.read(object: 1, size: source.size, range: range, ahead: ahead, fetch: source.fetch),
+                         expected(source.bytes, range))
+            offset += Int64(length)
+        }
+        #expect(source.settle(cache))
+        #expect(planned > 0)
+        #expect(cache.counters.bytesFetched == source.size)
+        #expect(source.callCount < size / length, "prefetching makes fewer, larger requests than reads")
+    }
+}
