@@ -42,9 +42,14 @@ let package = Package(
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
         .target(name: "ReadPath", dependencies: ["ModelStore"]),
+        // Training jobs: requests, executors (local, Slurm), checkpoints into versions.
+        .target(name: "Jobs", dependencies: [
+            "ModelStore", "Catalog", "Registry",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The mounted namespace as plain operations: no FUSE types, testable without a mount.
         .target(name: "ModelFS", dependencies: [
-            "ModelStore", "Catalog", "Registry", "ReadPath",
+            "ModelStore", "Catalog", "Registry", "ReadPath", "Jobs",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // libfuse's low-level callbacks over ModelFS; the only importer of CFuse.
@@ -54,7 +59,7 @@ let package = Package(
         ]),
         // Commands and the composition root.
         .target(name: "CLI", dependencies: [
-            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "ModelFS", "FUSEAdapter",
+            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -65,6 +70,7 @@ let package = Package(
         .testTarget(name: "S3Tests", dependencies: ["S3", "ModelStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ModelStore"]),
         .testTarget(name: "UploadPathTests", dependencies: ["UploadPath", "BlobStore", "ModelStore"]),
+        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
         .testTarget(name: "ReadPathTests", dependencies: ["ReadPath", "ModelStore"]),
         .testTarget(name: "ModelFSTests", dependencies: ["ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),

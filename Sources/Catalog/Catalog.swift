@@ -378,6 +378,88 @@ public final class Catalog: Sendable {
         }
     }
 
+    // MARK: Jobs
+
+    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished"
+    static func job(_ r: Row) -> Job {
+        let params = (try? JSONDecoder().decode([String: String].self, from: Data(r.text(4).utf8))) ?? [:]
+        let outputs = (try? JSONDecoder().decode([String].self, from: Data(r.text(10).utf8))) ?? []
+        return Job(id: r.text(0), model: r.text(1), version: r.text(2), dataset: r.text(3), params: params,
+                   status: JobStatus(rawValue: r.text(5)) ?? .failed, executor: r.text(6), executorID: r.optionalText(7),
+                   error: r.optionalText(8), exitCode: r.optionalInt(9).map(Int.init), outputs: outputs, created: r.date(11),
+                   started: r.isNull(12) ? nil : r.date(12), finished: r.isNull(13) ? nil : r.date(13))
+    }
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// Adds a queued job; refused with `EEXIST` when the id is taken.
+    public func insertJob(_ job: Job) throws(StoreError) {
+        try database.write { db in
+            do {
+                try db.execute("INSERT INTO jobs (id, model, version, dataset, params, status, executor, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               [.text(job.id), .text(job.model), .text(job.version), .text(job.dataset), .text(Catalog.json(job.params)),
+                                .text(job.status.rawValue), .text(job.executor), .date(job.created)])
+            } catch let e as SQLiteError where e.isConstraint {
+                throw StoreError.exists("job \(job.id) already exists")
+            }
+        }
+    }
+
+    /// The first free id of the form `<prefix><n>`, n from 1.
+    public func freeJobID(prefix: String) throws(StoreError) -> String {
+        let taken = Set(try jobs().map(\.id).filter { $0.hasPrefix(prefix) })
+        var n = 1
+        while taken.contains(prefix + "\(n)") { n += 1 }
+        return prefix + "\(n)"
+    }
+
+    public func job(id: String) throws(StoreError) -> Job? {
+        try database.read { try $0.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE id = ?", [.text(id)], Catalog.job) }
+    }
+
+    public func jobs(status: JobStatus? = nil) throws(StoreError) -> [Job] {
+        try database.read { db in
+            if let status {
+                return try db.query("SELECT \(Catalog.jobColumns) FROM jobs WHERE status = ? ORDER BY created, id", [.text(status.rawValue)], Catalog.job)
+            }
+            return try db.query("SELECT \(Catalog.jobColumns) FROM jobs ORDER BY created, id", [], Catalog.job)
+        }
+    }
+
+    /// Jobs queued or running that use `model` (and `version`, when given).
+    public func activeJobs(model: String, version: String? = nil) throws(StoreError) -> [Job] {
+        try database.read { db in
+            try db.query("SELECT \(Catalog.jobColumns) FROM jobs WHERE status IN ('queued', 'running') AND model = ?1 AND (?2 IS NULL OR version = ?2)",
+                         [.text(model), .optional(version)], Catalog.job)
+        }
+    }
+
+    /// Moves a job from one status to another, only if it is still in one of `from` (so two
+    /// runners never both start it). Returns whether it moved.
+    @discardableResult
+    public func transitionJob(id: String, from: [JobStatus], to: JobStatus, executorID: String? = nil, error: String? = nil,
+                              exitCode: Int? = nil, outputs: [String]? = nil) throws(StoreError) -> Bool {
+        try database.write { db in
+            guard let current = try db.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE id = ?", [.text(id)], Catalog.job),
+                  from.contains(current.status) else { return false }
+            let now = SQLValue.date(Date())
+            let finishing = [JobStatus.succeeded, .failed, .cancelled].contains(to)
+            try db.execute("""
+                UPDATE jobs SET status = ?, executor_id = coalesce(?, executor_id), error = coalesce(?, error),
+                  exit_code = coalesce(?, exit_code), outputs = coalesce(?, outputs),
+                  started = coalesce(started, ?), finished = ?
+                WHERE id = ?
+                """, [.text(to.rawValue), .optional(executorID), .optional(error), .optional(exitCode.map(Int64.init)),
+                      outputs.map { SQLValue.text(Catalog.json($0)) } ?? .null,
+                      to == .running ? now : .null, finishing ? now : .null, .text(id)])
+            return true
+        }
+    }
+
     // MARK: Stats
 
     public func stats() throws(StoreError) -> CatalogStats {

@@ -4,8 +4,9 @@ enum Migrations {
     static let all: [String] = [
         // 1: models, versions, datasets, jobs, in-flight uploads.
         """
+        -- AUTOINCREMENT: ids become inode numbers and cache keys, so a deleted row's id is never reused.
         CREATE TABLE models (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             name TEXT NOT NULL UNIQUE,
             type TEXT NOT NULL DEFAULT 'general' CHECK (type IN ('text', 'image', 'general')),
             note TEXT NOT NULL DEFAULT '',
@@ -15,7 +16,7 @@ enum Migrations {
             modified REAL NOT NULL
         );
         CREATE TABLE versions (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
             name TEXT NOT NULL,
             format TEXT NOT NULL,
@@ -33,7 +34,7 @@ enum Migrations {
             UNIQUE (model_id, name)
         );
         CREATE TABLE datasets (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             name TEXT NOT NULL UNIQUE,
             format TEXT NOT NULL,
             object_key TEXT NOT NULL UNIQUE,
@@ -79,6 +80,12 @@ enum Migrations {
             PRIMARY KEY (upload, number)
         );
         CREATE INDEX versions_by_model ON versions(model_id);
+        """,
+        // 2: what a job needs to be followed and reconciled after a restart.
+        """
+        ALTER TABLE jobs ADD COLUMN exit_code INTEGER;
+        ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
+        CREATE INDEX jobs_by_status ON jobs(status);
         """,
     ]
 }

@@ -84,7 +84,10 @@ public final class FileSystem: @unchecked Sendable {
             guard let m = try catalog.model(named: name) else { throw missing }
             return .model(m.id)
         case .model(let modelID):
-            if name == ".next" { return .next(modelID) }
+            if name == ".next" {
+                guard try catalog.model(id: modelID) != nil else { throw missing }
+                return .next(modelID)
+            }
             guard let (versionName, format) = try? Formats.splitVersion(name),
                   let v = try catalog.version(modelID: modelID, name: versionName), v.format == format else { throw missing }
             return .version(v.id)
@@ -127,6 +130,7 @@ public final class FileSystem: @unchecked Sendable {
             guard let m = try catalog.model(id: id) else { throw .notFound("model \(id) is gone") }
             return dir(m.modified.timeIntervalSince1970)
         case .next(let modelID):
+            guard try catalog.model(id: modelID) != nil else { throw .notFound("model \(modelID) is gone") }
             return file(size: Int64(try nextContent(modelID).count), modified: Date().timeIntervalSince1970, ready: false)
         case .version(let id):
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
@@ -212,7 +216,8 @@ public final class FileSystem: @unchecked Sendable {
     }
 
     func nextContent(_ modelID: Int64) throws(StoreError) -> [UInt8] {
-        Array((Rules.nextVersion(after: try catalog.versions(modelID: modelID).map(\.name)) + "\n").utf8)
+        guard try catalog.model(id: modelID) != nil else { throw .notFound("model \(modelID) is gone") }
+        return Array((Rules.nextVersion(after: try catalog.versions(modelID: modelID).map(\.name)) + "\n").utf8)
     }
 
     // MARK: Open files
@@ -307,6 +312,7 @@ public final class FileSystem: @unchecked Sendable {
 
     /// Creates a version (in a model directory) or a dataset (in `datasets/`) and opens it for writing.
     public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
+        if rawName == Array(".next".utf8) { throw StoreError(.notPermitted, ".next is generated") }
         let fileName = try Names.decode(rawName, what: "file name")
         let upload: ItemUpload
         let inode: UInt64

@@ -202,6 +202,9 @@ public final class BlockCache: @unchecked Sendable {
                 }
                 for i in 0..<flight.blocks {
                     let key = Key(object: object, block: flight.firstBlock + Int64(i))
+                    // A flight no longer registered was forgotten (its version deleted): its bytes
+                    // go to the readers already waiting, never into the cache.
+                    guard flights[key] === flight else { continue }
                     flights[key] = nil
                     guard flight.error == nil else { continue }
                     let lower = min(i * blockSize, flight.bytes.count)
@@ -256,6 +259,7 @@ public final class BlockCache: @unchecked Sendable {
     public func forget(object: UInt64) {
         disk?.forget(object: object)
         lock.withLock {
+            for key in flights.keys where key.object == object { flights[key] = nil }
             for (key, node) in entries where key.object == object {
                 unlink(node)
                 entries[key] = nil

@@ -20,8 +20,10 @@ public struct Prefetcher: Sendable {
     public mutating func plan(offset: Int64, length: Int, size: Int64) -> Range<Int64>? {
         let end = offset + Int64(length)
         // The kernel issues readahead asynchronously and may reorder nearby requests: a read that
-        // lands within the current window of where the last one ended still counts as sequential.
-        let sequential = offset == nextOffset || (offset > nextOffset - maxWindow && offset <= nextOffset + window)
+        // lands within the current window of where the last one ended still counts as sequential
+        // (backwards by at most 4 MiB, so random access is not mistaken for it).
+        let slack = min(window, 4 << 20)
+        let sequential = offset == nextOffset || (offset >= nextOffset - slack && offset <= nextOffset + window)
         if sequential {
             if offset >= nextOffset { window = min(window * 2, maxWindow) }
         } else {

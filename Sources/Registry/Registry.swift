@@ -58,6 +58,9 @@ public final class Registry: Sendable {
     /// only versions whose bytes still exist.
     public func deleteModel(_ name: String) throws(StoreError) {
         let m = try model(name)
+        if let job = try catalog.activeJobs(model: m.name).first {
+            throw StoreError(.busy, "model \(m.name) is used by job \(job.id), which is \(job.status.rawValue)")
+        }
         for v in try catalog.versions(modelID: m.id) {
             try removeBytes(of: v)
             try catalog.deleteVersion(id: v.id)
@@ -89,6 +92,9 @@ public final class Registry: Sendable {
         let (m, v) = try version(modelName, versionName)
         if v.status == .uploading {
             throw StoreError(.busy, "\(m.name)/\(v.fileName) is still uploading")
+        }
+        if let job = try catalog.activeJobs(model: m.name, version: v.name).first {
+            throw StoreError(.busy, "\(m.name)/\(v.fileName) is used by job \(job.id), which is \(job.status.rawValue)")
         }
         try Rules.checkDeletable(version: v, siblings: try catalog.versions(modelID: m.id), modelName: m.name)
         try removeBytes(of: v)

@@ -164,6 +164,7 @@ import ModelFS
         let listing = try env.fs.readdir(try env.inode("datasets"))
         #expect(listing.map(\.name) == [".", "..", "qa.jsonl"])
         #expect(listing[2].attributes.size == Int64(data.count))
+        #expect(try env.content(".stats").contains("datasets: 1\n"))
     }
 
     @Test func aParquetDatasetHasNoRecordCount() throws {

@@ -60,7 +60,7 @@ import ReadPath
 
     /// With the default windows (256 KiB … 32 MiB), jumping back 20 MiB is a seek, not reordering.
     @Test func aBackwardSeekWithTheDefaultWindowsPlansNothing() {
-        withKnownIssue("bug: Prefetcher counts any read up to maxWindow (32 MiB) behind the last one as sequential") {
+        do {
             var p = Prefetcher()
             var offset = 40 * Int64(MiB)
             _ = p.plan(offset: offset, length: 128 * KiB, size: big)   // the first read after open is a seek anyway
@@ -121,7 +121,7 @@ import ReadPath
         #expect(source.settle(cache), "background fetches end")
         let ratio = Double(cache.counters.bytesFetched) / Double(reads * length)
         #expect(source.bytesFetched == cache.counters.bytesFetched)
-        withKnownIssue("bug: random reads within 32 MiB behind the last read count as sequential and prefetch a window") {
+        do {
             #expect(ratio <= 2, "fetched \(cache.counters.bytesFetched) bytes for \(reads * length) read: \(ratio)×")
         }
     }

@@ -1,0 +1,137 @@
+import Foundation
+import Glibc
+import ModelStore
+
+/// What an executor says about a job it started.
+public enum ExecutorState: Equatable, Sendable {
+    case queued
+    case running
+    case exited(Int)
+    case cancelled
+    /// The executor no longer knows the job and it left no exit code.
+    case lost
+}
+
+/// Runs a job's `run.sh` somewhere: a child process here, or a Slurm batch job.
+public protocol JobExecutor: Sendable {
+    var name: String { get }
+    /// Starts `script` in `directory` with `environment`; output goes to `log`. Returns an id to follow it by.
+    func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String
+    func state(of id: String, directory: String) -> ExecutorState
+    func cancel(_ id: String)
+}
+
+/// The exit code `run.sh` leaves behind, whoever ran it.
+func exitCode(in directory: String) -> Int? {
+    guard let text = try? String(contentsOfFile: directory + "/exit_code", encoding: .utf8) else { return nil }
+    return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+}
+
+/// Runs a program without a shell; returns its exit status and output.
+func runProgram(_ argv: [String], environment: [String: String]? = nil) -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = argv
+    if let environment { p.environment = environment }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    do { try p.run() } catch { return (127, "\(error)") }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Child processes of this machine, each in its own session so a cancel reaches all it started.
+public final class LocalExecutor: JobExecutor, @unchecked Sendable {
+    public let name = "local"
+    public init() {}
+
+    public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, 0x80)  // POSIX_SPAWN_SETSID
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup(script), nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
+        guard rc == 0 else { throw StoreError(.io, "cannot start job \(jobID): \(String(cString: strerror(rc)))") }
+        return String(pid)
+    }
+
+    public func state(of id: String, directory: String) -> ExecutorState {
+        guard let pid = pid_t(id) else { return .lost }
+        var status: Int32 = 0
+        let reaped = waitpid(pid, &status, WNOHANG) == pid  // our child: reap it
+        if let code = exitCode(in: directory) { return .exited(code) }
+        if !reaped && kill(pid, 0) == 0 && !isZombie(pid) { return .running }
+        return .lost
+    }
+
+    private func isZombie(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+    }
+
+    public func cancel(_ id: String) {
+        guard let pid = pid_t(id) else { return }
+        kill(-pid, SIGTERM)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 5) { kill(-pid, SIGKILL) }
+    }
+}
+
+/// Slurm: `sbatch` the job's script, follow it with `squeue` (and `sacct -c` once it is gone),
+/// cancel with `scancel`.
+public final class SlurmExecutor: JobExecutor, @unchecked Sendable {
+    public let name = "slurm"
+    public let partition: String?
+    public init(partition: String? = nil) { self.partition = partition }
+
+    public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
+        var argv = ["sbatch", "--parsable", "--job-name=modelfs-\(jobID)", "--output=\(log)", "--open-mode=append",
+                    "--chdir=\(directory)", "--export=ALL"]
+        if let partition { argv.append("--partition=\(partition)") }
+        argv.append(script)
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { _, new in new }
+        let (status, output) = runProgram(argv, environment: env)
+        let id = output.split(separator: "\n").last.map { String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces) } ?? ""
+        guard status == 0, !id.isEmpty, id.allSatisfy(\.isNumber) else {
+            throw StoreError(.io, "sbatch refused job \(jobID): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return id
+    }
+
+    public func state(of id: String, directory: String) -> ExecutorState {
+        if let code = exitCode(in: directory) { return .exited(code) }
+        let (status, output) = runProgram(["squeue", "-h", "-j", id, "-o", "%T"])
+        let state = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        if status == 0 && !state.isEmpty {
+            switch state {
+            case "PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED": return .queued
+            case "CANCELLED": return .cancelled
+            default: return .running
+            }
+        }
+        // Gone from the queue: the accounting file has the final word.
+        let (_, acct) = runProgram(["sacct", "-c", "-n", "-P", "-j", id, "-o", "State"])
+        if acct.contains("CANCELLED") { return .cancelled }
+        if let code = exitCode(in: directory) { return .exited(code) }
+        if acct.contains("COMPLETED") { return .exited(0) }
+        if acct.contains("FAILED") || acct.contains("TIMEOUT") || acct.contains("NODE_FAIL") { return .exited(1) }
+        return status == 0 ? .lost : .running  // squeue itself failed: ask again later
+    }
+
+    public func cancel(_ id: String) {
+        _ = runProgram(["scancel", id])
+    }
+}

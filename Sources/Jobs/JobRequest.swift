@@ -1,0 +1,83 @@
+import Foundation
+import ModelStore
+
+/// What a write to `jobs/submit` (or `modelfs train`) asks for: `key=value` pairs separated by
+/// spaces or newlines, or one JSON object. `model`, `version` and `dataset` are required, `name`
+/// is optional, every other key is a free hyper-parameter.
+public struct JobRequest: Sendable, Equatable {
+    public static let maxBytes = 64 << 10
+
+    public var model: String
+    public var version: String
+    public var dataset: String
+    public var name: String?
+    public var params: [String: String]
+
+    public init(model: String, version: String, dataset: String, name: String? = nil, params: [String: String] = [:]) {
+        self.model = model; self.version = version; self.dataset = dataset; self.name = name; self.params = params
+    }
+
+    /// Parses a request; every refusal is `EINVAL` with a reason a person can act on.
+    public static func parse(_ bytes: [UInt8]) throws(StoreError) -> JobRequest {
+        guard bytes.count <= maxBytes else { throw .invalid("the request is \(bytes.count) bytes; at most \(maxBytes) are allowed") }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw .invalid("the request is not UTF-8 text") }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw .invalid("the request is empty; write e.g. model=NAME version=v1 dataset=NAME epochs=3") }
+        var fields: [String: String] = [:]
+        if trimmed.hasPrefix("{") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
+                throw .invalid("the request is not a complete JSON object")
+            }
+            for (key, value) in object {
+                switch value {
+                case let s as String: fields[key] = s
+                case let n as NSNumber: fields[key] = n.stringValue
+                default: throw .invalid("the value of \(key) must be a string or a number")
+                }
+            }
+        } else {
+            for token in try tokens(trimmed) {
+                guard let eq = token.firstIndex(of: "="), eq != token.startIndex else {
+                    throw .invalid("'\(Names.printable(token))' is not key=value")
+                }
+                let key = String(token[..<eq])
+                if fields[key] != nil { throw .invalid("\(key) is given twice") }
+                fields[key] = String(token[token.index(after: eq)...])
+            }
+        }
+        for key in fields.keys where key.isEmpty || !key.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" || $0 == ".") }) {
+            throw .invalid("'\(Names.printable(key))' is not a valid parameter name (letters, digits, _ - .)")
+        }
+        func take(_ key: String) throws(StoreError) -> String {
+            guard let v = fields.removeValue(forKey: key), !v.isEmpty else { throw .invalid("the request names no \(key)") }
+            return v
+        }
+        let model = try take("model")
+        let version = try take("version")
+        let dataset = try take("dataset")
+        let name = fields.removeValue(forKey: "name")
+        if let name { try Names.validate(name, what: "job name") }
+        return JobRequest(model: model, version: version, dataset: dataset, name: name, params: fields)
+    }
+
+    /// Splits on whitespace, honouring double quotes: `note="two words"`.
+    static func tokens(_ text: String) throws(StoreError) -> [String] {
+        var out: [String] = []
+        var current = ""
+        var quoted = false
+        var any = false
+        for ch in text {
+            if ch == "\"" { quoted.toggle(); any = true; continue }
+            if !quoted && ch.isWhitespace {
+                if any || !current.isEmpty { out.append(current) }
+                current = ""
+                any = false
+                continue
+            }
+            current.append(ch)
+        }
+        if quoted { throw .invalid("a quote is not closed") }
+        if any || !current.isEmpty { out.append(current) }
+        return out
+    }
+}

@@ -1,0 +1,289 @@
+import Catalog
+import Foundation
+import Glibc
+import Logging
+import ModelStore
+import Registry
+
+/// Fine-tuning jobs: checks and records requests, starts them on an executor with bounded
+/// concurrency, follows them, and turns the checkpoints of a job that succeeded into new versions.
+///
+/// The command that trains is the mount's (`--train-command`), never the request's: request values
+/// reach it only as `MODELFS_*` environment variables and a params file.
+public final class JobService: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// Shell command line run for every job; nil refuses submissions.
+        public var trainCommand: String?
+        /// Jobs running at once (local executor).
+        public var maxRunning = 1
+        /// Where job directories live: `<dir>/<job-id>/` with spec.json, params.json, log, output/.
+        public var directory: String
+        /// When the store is mounted here, jobs read their inputs through the mount.
+        public var mountpoint: String?
+        public var pollInterval = 0.5
+
+        public init(directory: String, trainCommand: String?) {
+            self.directory = directory
+            self.trainCommand = trainCommand
+        }
+    }
+
+    public let registry: Registry
+    public let executor: any JobExecutor
+    public let configuration: Configuration
+    let logger: Logger
+    private let lock = NSLock()
+    private var stopped = false
+    private let wake = DispatchSemaphore(value: 0)
+
+    public init(registry: Registry, executor: any JobExecutor, configuration: Configuration,
+                logger: Logger = Logger(label: "modelfs.jobs")) {
+        self.registry = registry
+        self.executor = executor
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    var catalog: Catalog { registry.catalog }
+
+    public func directory(of id: String) -> String { configuration.directory + "/" + id }
+    public func logPath(of id: String) -> String { directory(of: id) + "/log" }
+
+    // MARK: Submitting
+
+    /// Checks a request against the store and queues it. `ENOENT` for an unknown model, version or
+    /// dataset, `EBUSY` when the version or dataset is not ready, `EINVAL` for anything else wrong.
+    public func submit(_ request: JobRequest) throws(StoreError) -> Job {
+        guard configuration.trainCommand != nil else {
+            throw StoreError(.invalidArgument, "this store has no training command: mount it with --train-command")
+        }
+        guard let m = try catalog.model(named: request.model) else {
+            throw .notFound("no model named \(Names.printable(request.model))")
+        }
+        let versionName = (try? Formats.splitVersion(request.version).name) ?? request.version
+        guard let v = try catalog.version(modelID: m.id, name: versionName) else {
+            throw .notFound("model \(m.name) has no version \(Names.printable(request.version))")
+        }
+        guard v.status == .ready else {
+            throw StoreError(.busy, "\(m.name)/\(v.fileName) is \(v.status.rawValue), not ready")
+        }
+        let datasetName = (try? Formats.splitDataset(request.dataset).name) ?? request.dataset
+        guard let d = try catalog.dataset(named: datasetName) else {
+            throw .notFound("no dataset named \(Names.printable(request.dataset))")
+        }
+        guard d.status == .ready else {
+            throw StoreError(.busy, "dataset \(d.fileName) is \(d.status.rawValue), not ready")
+        }
+        let id: String
+        if let name = request.name { id = name } else { id = try catalog.freeJobID(prefix: "\(m.name)-\(v.name)-ft-") }
+        try Names.validate(id, what: "job name")
+        let job = Job(id: id, model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
+                      executor: executor.name, created: Date(timeIntervalSince1970: Date().timeIntervalSince1970))
+        try catalog.insertJob(job)
+        do throws(StoreError) {
+            try prepareDirectory(job, version: v, dataset: d)
+        } catch {
+            try? catalog.transitionJob(id: id, from: [.queued], to: .failed, error: error.message)
+            throw error
+        }
+        wake.signal()
+        return job
+    }
+
+    private func prepareDirectory(_ job: Job, version v: Version, dataset d: Dataset) throws(StoreError) {
+        let dir = directory(of: job.id)
+        do {
+            try FileManager.default.createDirectory(atPath: dir + "/output", withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            encoder.dateEncodingStrategy = .iso8601
+            try encoder.encode(job.params).write(to: URL(fileURLWithPath: dir + "/params.json"))
+            try encoder.encode(JobSpec(job: job, versionFile: v.fileName, datasetFile: d.fileName))
+                .write(to: URL(fileURLWithPath: dir + "/spec.json"))
+            FileManager.default.createFile(atPath: dir + "/log", contents: nil)
+            // The trainer is the mount's command line; request values stay in the environment.
+            let script = """
+                #!/bin/sh
+                # Written by modelfs for one job. Request values arrive only as MODELFS_* variables.
+                cd "$MODELFS_JOB_DIR" || exit 97
+                \(configuration.trainCommand ?? "exit 96")
+                code=$?
+                echo "$code" > exit_code.tmp && mv exit_code.tmp exit_code
+                exit "$code"
+
+                """
+            try script.write(toFile: dir + "/run.sh", atomically: true, encoding: .utf8)
+        } catch {
+            throw StoreError(.io, "cannot prepare \(dir): \(error.localizedDescription)")
+        }
+    }
+
+    /// What `spec.json` says.
+    public struct JobSpec: Codable, Sendable {
+        public var id: String
+        public var model: String
+        public var version: String
+        public var dataset: String
+        public var params: [String: String]
+        public var executor: String
+        public var created: Date
+        init(job: Job, versionFile: String, datasetFile: String) {
+            id = job.id; model = job.model; version = versionFile; dataset = datasetFile; params = job.params
+            executor = job.executor; created = job.created
+        }
+    }
+
+    /// Asks the executor to stop a job; it becomes `cancelled`.
+    public func cancel(_ id: String) throws(StoreError) {
+        guard let job = try catalog.job(id: id) else { throw .notFound("no job \(id)") }
+        guard job.status.isActive else { throw StoreError(.invalidArgument, "job \(id) is already \(job.status.rawValue)") }
+        if try catalog.transitionJob(id: id, from: [.queued, .running], to: .cancelled, error: "cancelled") {
+            if let eid = job.executorID { executor.cancel(eid) }
+        }
+        wake.signal()
+    }
+
+    // MARK: Running
+
+    /// Follows jobs until `stop()`: starts queued ones, notices finished ones. Jobs left running
+    /// by an earlier process are picked up where they are (reconciled with the executor).
+    public func start() {
+        let thread = Thread { [self] in
+            while !lock.withLock({ stopped }) {
+                do { try tick() } catch { logger.warning("jobs: \(error)") }
+                _ = wake.wait(timeout: .now() + configuration.pollInterval)
+            }
+        }
+        thread.name = "modelfs-jobs"
+        thread.start()
+    }
+
+    public func stop() {
+        lock.withLock { stopped = true }
+        wake.signal()
+    }
+
+    /// One pass over active jobs. Public so that `modelfs train` can drive one job in the foreground.
+    public func tick() throws(StoreError) {
+        var running = 0
+        for job in try catalog.jobs(status: .running) {
+            guard let eid = job.executorID else { continue }
+            switch executor.state(of: eid, directory: directory(of: job.id)) {
+            case .queued, .running: running += 1
+            case .exited(let code): try finish(job, exitCode: code)
+            case .cancelled: try catalog.transitionJob(id: job.id, from: [.running], to: .cancelled, error: "cancelled")
+            case .lost: try catalog.transitionJob(id: job.id, from: [.running], to: .failed,
+                                                  error: "the job ended without an exit code (machine or executor restarted?)")
+            }
+        }
+        for job in try catalog.jobs(status: .queued) where running < max(1, configuration.maxRunning) || executor.name == "slurm" {
+            if try launch(job) { running += 1 }
+        }
+    }
+
+    private func launch(_ job: Job) throws(StoreError) -> Bool {
+        guard try catalog.transitionJob(id: job.id, from: [.queued], to: .running) else { return false }
+        let dir = directory(of: job.id)
+        do throws(StoreError) {
+            let env = try environment(for: job)
+            let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: logPath(of: job.id), jobID: job.id)
+            try catalog.transitionJob(id: job.id, from: [.running], to: .running, executorID: eid)
+            logger.info("job \(job.id) started on \(executor.name) as \(eid)")
+            return true
+        } catch {
+            try catalog.transitionJob(id: job.id, from: [.running], to: .failed, error: error.message)
+            return false
+        }
+    }
+
+    /// `MODELFS_*` variables: where the inputs are, where to write, the params file, names.
+    func environment(for job: Job) throws(StoreError) -> [String: String] {
+        let (m, v) = try registry.version(job.model, job.version)
+        let d = try registry.dataset(job.dataset)
+        let dir = directory(of: job.id)
+        let modelPath: String
+        let datasetPath: String
+        if let mnt = configuration.mountpoint {
+            modelPath = "\(mnt)/models/\(m.name)/\(v.fileName)"
+            datasetPath = "\(mnt)/datasets/\(d.fileName)"
+        } else {
+            // Without a mount, inputs are fetched into the job's directory.
+            modelPath = dir + "/inputs/" + v.fileName
+            datasetPath = dir + "/inputs/" + d.fileName
+            try fetch(v.objectKey, size: v.size, to: modelPath)
+            try fetch(d.objectKey, size: d.size, to: datasetPath)
+        }
+        var env: [String: String] = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
+            "HOME": ProcessInfo.processInfo.environment["HOME"] ?? "/",
+            "MODELFS_JOB_ID": job.id, "MODELFS_JOB_DIR": dir,
+            "MODELFS_MODEL": m.name, "MODELFS_VERSION": v.name, "MODELFS_DATASET": d.name,
+            "MODELFS_MODEL_PATH": modelPath, "MODELFS_DATASET_PATH": datasetPath,
+            "MODELFS_OUTPUT_DIR": dir + "/output", "MODELFS_PARAMS": dir + "/params.json",
+        ]
+        for (key, value) in job.params {
+            let safe = key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }
+            env["MODELFS_PARAM_" + String(safe)] = value
+        }
+        return env
+    }
+
+    private func fetch(_ key: String, size: Int64, to path: String) throws(StoreError) {
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw StoreError(.io, "cannot write \(path)")
+        }
+        defer { try? handle.close() }
+        var offset: Int64 = 0
+        let chunk: Int64 = 8 << 20
+        while offset < size {
+            let bytes: [UInt8]
+            do { bytes = try registry.objects.get(key, range: offset..<min(offset + chunk, size)) } catch { throw error.storeError }
+            handle.write(Data(bytes))
+            offset += Int64(bytes.count)
+            if bytes.isEmpty { break }
+        }
+    }
+
+    /// A job ended: on success its checkpoints become the model's next versions, with lineage.
+    private func finish(_ job: Job, exitCode code: Int) throws(StoreError) {
+        guard code == 0 else {
+            try catalog.transitionJob(id: job.id, from: [.running], to: .failed, error: "the training command exited with \(code)", exitCode: code)
+            return
+        }
+        do throws(StoreError) {
+            let outputs = try ingest(job)
+            try catalog.transitionJob(id: job.id, from: [.running], to: .succeeded, exitCode: 0, outputs: outputs)
+            logger.info("job \(job.id) succeeded: \(outputs.joined(separator: ", "))")
+        } catch {
+            try catalog.transitionJob(id: job.id, from: [.running], to: .failed, error: "checkpoints not stored: \(error.message)", exitCode: 0)
+        }
+    }
+
+    func ingest(_ job: Job) throws(StoreError) -> [String] {
+        let out = directory(of: job.id) + "/output"
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).sorted()
+        var made: [String] = []
+        for file in files {
+            guard let (_, format) = try? Formats.splitVersion(file) else { continue }
+            let path = out + "/" + file
+            let next = try registry.nextVersionName(of: job.model)
+            let upload = try registry.beginVersion(
+                model: job.model, fileName: next + "." + format,
+                note: "fine-tuned from \(job.version) on \(job.dataset) by job \(job.id)",
+                lineage: Lineage(parentVersion: job.version, dataset: job.dataset, job: job.id))
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                upload.abort(reason: "cannot read \(path)")
+                throw StoreError(.io, "cannot read \(path)")
+            }
+            defer { try? handle.close() }
+            while true {
+                let data = handle.readData(ofLength: 1 << 20)
+                if data.isEmpty { break }
+                try data.withUnsafeBytes { b in Result { () throws(StoreError) in try upload.write(b) } }.get()
+            }
+            made.append(try upload.finishVersion().fileName)
+        }
+        return made
+    }
+}

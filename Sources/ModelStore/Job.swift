@@ -1,0 +1,38 @@
+import Foundation
+
+/// Where a training job is: queued → running → succeeded | failed | cancelled.
+public enum JobStatus: String, Sendable, Codable, CaseIterable {
+    case queued, running, succeeded, failed, cancelled
+
+    public var isActive: Bool { self == .queued || self == .running }
+}
+
+/// A fine-tuning job: a model version, a dataset, free hyper-parameters, and what became of it.
+public struct Job: Sendable, Equatable, Codable {
+    /// Also its name and its directory under `jobs/`.
+    public var id: String
+    public var model: String
+    public var version: String
+    public var dataset: String
+    public var params: [String: String]
+    public var status: JobStatus
+    /// `local` or `slurm`.
+    public var executor: String
+    /// The process id (local) or Slurm job id, once started.
+    public var executorID: String?
+    public var error: String?
+    public var exitCode: Int?
+    /// Versions the job's checkpoints became.
+    public var outputs: [String]
+    public var created: Date
+    public var started: Date?
+    public var finished: Date?
+
+    public init(id: String, model: String, version: String, dataset: String, params: [String: String], status: JobStatus,
+                executor: String, executorID: String? = nil, error: String? = nil, exitCode: Int? = nil, outputs: [String] = [],
+                created: Date, started: Date? = nil, finished: Date? = nil) {
+        self.id = id; self.model = model; self.version = version; self.dataset = dataset; self.params = params
+        self.status = status; self.executor = executor; self.executorID = executorID; self.error = error
+        self.exitCode = exitCode; self.outputs = outputs; self.created = created; self.started = started; self.finished = finished
+    }
+}
