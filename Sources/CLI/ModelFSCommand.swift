@@ -8,7 +8,8 @@ public struct ModelFSCommand: ParsableCommand {
         subcommands: [
             MountCommand.self, ImportCommand.self, DownloadCommand.self,
             ModelsCommand.self, VersionsCommand.self, StatsCommand.self,
-            ModelCommand.self, VersionCommand.self, GCCommand.self,
+            ModelCommand.self, VersionCommand.self, DatasetsCommand.self, DatasetCommand.self,
+            TrainCommand.self, JobsCommand.self, GCCommand.self,
         ])
 
     public init() {}

@@ -37,6 +37,7 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Where the background mount logs; default <data-dir>/mount.log.")
     var logFile: String?
 
+    @OptionGroup var jobOptions: JobOptions
     @OptionGroup var store: StoreOptions
 
     func run() throws {
@@ -58,7 +59,8 @@ struct MountCommand: ParsableCommand {
                 try DiskCache(directory: dir, capacity: Int64(max(cacheSize, 1)) << 20, blockSize: 64 << 10)
             }
             let cache = BlockCache(budget: max(cacheMemory, 16) << 20, blockSize: 64 << 10, disk: disk)
-            let fs = FileSystem(registry: registry, cache: cache, logger: Log.logger)
+            let jobs = try jobOptions.service(registry, dataDir: store.resolvedDataDir, mountpoint: mountpoint)
+            let fs = FileSystem(registry: registry, cache: cache, jobs: jobs, logger: Log.logger)
             let adapter = FUSEAdapter(fs: fs, logger: Log.logger)
             var options = FUSEAdapter.MountOptions()
             options.allowOther = allowOther
@@ -66,8 +68,12 @@ struct MountCommand: ParsableCommand {
             let where_ = "catalog \(registry.catalog.database.path), bytes in \(registry.objects.location)"
             let logger = Log.logger
             try adapter.run(mountpoint: mountpoint, options: options) {
-                logger.notice("mounted at \(mountpoint): \(where_)")
+                logger.notice("mounted at \(mountpoint): \(where_); jobs run \(jobs.executor.name)\(jobs.configuration.trainCommand == nil ? " (no --train-command: submissions refused)" : "")")
+                // Jobs read their inputs through the mount: follow them once it is live, picking
+                // up where an earlier mount left off.
+                jobs.start()
             }
+            jobs.stop()
             Log.logger.notice("unmounted \(mountpoint)")
         }
     }

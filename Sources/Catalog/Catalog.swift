@@ -380,14 +380,16 @@ public final class Catalog: Sendable {
 
     // MARK: Jobs
 
-    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished"
+    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished, rowid"
     static func job(_ r: Row) -> Job {
         let params = (try? JSONDecoder().decode([String: String].self, from: Data(r.text(4).utf8))) ?? [:]
         let outputs = (try? JSONDecoder().decode([String].self, from: Data(r.text(10).utf8))) ?? []
-        return Job(id: r.text(0), model: r.text(1), version: r.text(2), dataset: r.text(3), params: params,
-                   status: JobStatus(rawValue: r.text(5)) ?? .failed, executor: r.text(6), executorID: r.optionalText(7),
-                   error: r.optionalText(8), exitCode: r.optionalInt(9).map(Int.init), outputs: outputs, created: r.date(11),
-                   started: r.isNull(12) ? nil : r.date(12), finished: r.isNull(13) ? nil : r.date(13))
+        var job = Job(id: r.text(0), model: r.text(1), version: r.text(2), dataset: r.text(3), params: params,
+                      status: JobStatus(rawValue: r.text(5)) ?? .failed, executor: r.text(6), executorID: r.optionalText(7),
+                      error: r.optionalText(8), exitCode: r.optionalInt(9).map(Int.init), outputs: outputs, created: r.date(11),
+                      started: r.isNull(12) ? nil : r.date(12), finished: r.isNull(13) ? nil : r.date(13))
+        job.number = r.int(14)
+        return job
     }
 
     static func json<T: Encodable>(_ value: T) -> String {
@@ -415,6 +417,10 @@ public final class Catalog: Sendable {
         var n = 1
         while taken.contains(prefix + "\(n)") { n += 1 }
         return prefix + "\(n)"
+    }
+
+    public func job(number: Int64) throws(StoreError) -> Job? {
+        try database.read { try $0.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE rowid = ?", [.int(number)], Catalog.job) }
     }
 
     public func job(id: String) throws(StoreError) -> Job? {

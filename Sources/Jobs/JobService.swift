@@ -139,6 +139,7 @@ public final class JobService: @unchecked Sendable {
         guard job.status.isActive else { throw StoreError(.invalidArgument, "job \(id) is already \(job.status.rawValue)") }
         if try catalog.transitionJob(id: id, from: [.queued, .running], to: .cancelled, error: "cancelled") {
             if let eid = job.executorID { executor.cancel(eid) }
+            note(id, "job cancelled")
         }
         wake.signal()
     }
@@ -171,9 +172,13 @@ public final class JobService: @unchecked Sendable {
             switch executor.state(of: eid, directory: directory(of: job.id)) {
             case .queued, .running: running += 1
             case .exited(let code): try finish(job, exitCode: code)
-            case .cancelled: try catalog.transitionJob(id: job.id, from: [.running], to: .cancelled, error: "cancelled")
-            case .lost: try catalog.transitionJob(id: job.id, from: [.running], to: .failed,
-                                                  error: "the job ended without an exit code (machine or executor restarted?)")
+            case .cancelled:
+                try catalog.transitionJob(id: job.id, from: [.running], to: .cancelled, error: "cancelled")
+                note(job.id, "job cancelled")
+            case .lost:
+                try catalog.transitionJob(id: job.id, from: [.running], to: .failed,
+                                          error: "the job ended without an exit code (machine or executor restarted?)")
+                note(job.id, "job failed: it ended without an exit code")
             }
         }
         for job in try catalog.jobs(status: .queued) where running < max(1, configuration.maxRunning) || executor.name == "slurm" {
@@ -189,9 +194,11 @@ public final class JobService: @unchecked Sendable {
             let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: logPath(of: job.id), jobID: job.id)
             try catalog.transitionJob(id: job.id, from: [.running], to: .running, executorID: eid)
             logger.info("job \(job.id) started on \(executor.name) as \(eid)")
+            note(job.id, "job started on \(executor.name) as \(eid)")
             return true
         } catch {
             try catalog.transitionJob(id: job.id, from: [.running], to: .failed, error: error.message)
+            note(job.id, "job failed: \(error.message)")
             return false
         }
     }
@@ -245,8 +252,17 @@ public final class JobService: @unchecked Sendable {
         }
     }
 
+    /// Appends a line of modelfs's own to the job's log, so `cat log` tells the whole story.
+    func note(_ id: String, _ line: String) {
+        guard let handle = FileHandle(forWritingAtPath: logPath(of: id)) else { return }
+        defer { try? handle.close() }
+        _ = try? handle.seekToEnd()
+        handle.write(Data("modelfs: \(line)\n".utf8))
+    }
+
     /// A job ended: on success its checkpoints become the model's next versions, with lineage.
     private func finish(_ job: Job, exitCode code: Int) throws(StoreError) {
+        defer { if let now = try? catalog.job(id: job.id) { note(job.id, "job \(now.status.rawValue)\(now.error.map { ": " + $0 } ?? "")") } }
         guard code == 0 else {
             try catalog.transitionJob(id: job.id, from: [.running], to: .failed, error: "the training command exited with \(code)", exitCode: code)
             return

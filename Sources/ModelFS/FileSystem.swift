@@ -2,6 +2,7 @@ import Catalog
 import Dispatch
 import Foundation
 import Glibc
+import Jobs
 import Logging
 import ModelStore
 import ReadPath
@@ -47,7 +48,11 @@ public final class FileSystem: @unchecked Sendable {
     /// The writer of each uploading inode, for `truncate` by path.
     private var writers: [UInt64: Writer] = [:]
 
-    public init(registry: Registry, cache: BlockCache, logger: Logger = Logger(label: "modelfs.fs")) {
+    /// Training jobs behind `jobs/`; nil when the mount runs none.
+    public let jobs: JobService?
+
+    public init(registry: Registry, cache: BlockCache, jobs: JobService? = nil, logger: Logger = Logger(label: "modelfs.fs")) {
+        self.jobs = jobs
         self.registry = registry
         self.cache = cache
         self.logger = logger
@@ -91,6 +96,13 @@ public final class FileSystem: @unchecked Sendable {
             guard let (versionName, format) = try? Formats.splitVersion(name),
                   let v = try catalog.version(modelID: modelID, name: versionName), v.format == format else { throw missing }
             return .version(v.id)
+        case .jobsDir:
+            if name == "submit" { return .submit }
+            guard let job = try catalog.job(id: name) else { throw missing }
+            return .job(job.number)
+        case .job(let number):
+            guard let file = JobFile(rawValue: name), try catalog.job(number: number) != nil else { throw missing }
+            return .jobFile(number, file)
         case .datasetsDir:
             guard let (datasetName, format) = try? Formats.splitDataset(name),
                   let d = try catalog.dataset(named: datasetName), d.format == format else { throw missing }
@@ -136,6 +148,26 @@ public final class FileSystem: @unchecked Sendable {
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
             let size = v.status == .uploading ? (writer(for: node.inode)?.upload.bytesWritten ?? v.size) : v.size
             return file(size: size, modified: v.modified.timeIntervalSince1970, ready: v.status == .ready, writable: v.status == .uploading)
+        case .submit:
+            var a = file(size: 0, modified: mountTime, ready: false, writable: true)
+            a.permissions = 0o666
+            return a
+        case .job(let number):
+            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            return dir(job.created.timeIntervalSince1970)
+        case .jobFile(let number, let which):
+            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            let modified = (job.finished ?? job.started ?? job.created).timeIntervalSince1970
+            switch which {
+            case .control:
+                var a = file(size: 0, modified: modified, ready: false, writable: true)
+                a.permissions = 0o200
+                return a
+            case .log:
+                return file(size: fileSize(jobs?.logPath(of: job.id)), modified: Date().timeIntervalSince1970, ready: false)
+            case .spec, .status:
+                return file(size: Int64(try jobContent(job, which).count), modified: modified, ready: false)
+            }
         case .dataset(let id):
             guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
             let size = d.status == .uploading ? (writer(for: node.inode)?.upload.bytesWritten ?? d.size) : d.size
@@ -170,7 +202,14 @@ public final class FileSystem: @unchecked Sendable {
                 entries.append(DirectoryEntry(name: d.fileName, attributes: try attributes(of: .dataset(d.id))))
             }
         case .jobsDir:
-            break
+            entries.append(DirectoryEntry(name: "submit", attributes: try attributes(of: .submit)))
+            for job in try catalog.jobs() {
+                entries.append(DirectoryEntry(name: job.id, attributes: try attributes(of: .job(job.number))))
+            }
+        case .job(let number):
+            for file in JobFile.allCases {
+                entries.append(DirectoryEntry(name: file.rawValue, attributes: try attributes(of: .jobFile(number, file))))
+            }
         default:
             throw StoreError(.invalidArgument, "not a directory")
         }
@@ -186,6 +225,8 @@ public final class FileSystem: @unchecked Sendable {
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
             return .model(v.modelID)
         case .next(let modelID): return .model(modelID)
+        case .submit, .job: return .jobsDir
+        case .jobFile(let number, _): return .job(number)
         }
     }
 
@@ -220,12 +261,43 @@ public final class FileSystem: @unchecked Sendable {
         return Array((Rules.nextVersion(after: try catalog.versions(modelID: modelID).map(\.name)) + "\n").utf8)
     }
 
+    func fileSize(_ path: String?) -> Int64 {
+        var st = stat()
+        guard let path, lstat(path, &st) == 0 else { return 0 }
+        return Int64(st.st_size)
+    }
+
+    func jobContent(_ job: Job, _ which: JobFile) throws(StoreError) -> [UInt8] {
+        switch which {
+        case .status:
+            return Array((job.status.rawValue + "\n").utf8)
+        case .spec:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            encoder.dateEncodingStrategy = .iso8601
+            return Array((try? encoder.encode(job)) ?? Data()) + [0x0A]
+        default:
+            return []
+        }
+    }
+
     // MARK: Open files
 
     enum OpenFile {
         case reader(Reader)
         case writer(Writer)
         case content([UInt8])
+        case submission(Submission)
+        case log(String)
+        case control(String)
+    }
+
+    /// One open of `jobs/submit`: the request as it arrives, and the answer a read returns.
+    final class Submission: @unchecked Sendable {
+        let lock = NSLock()
+        var request: [UInt8] = []
+        var answer: [UInt8] = []
+        var done = false
     }
 
     final class Reader: @unchecked Sendable {
@@ -274,6 +346,22 @@ public final class FileSystem: @unchecked Sendable {
             if flags.wantsWrite { throw StoreError(.notPermitted, "generated files are read-only") }
             let content = n == .stats ? try statsContent() : try nextContent({ if case .next(let id) = n { return id }; return 0 }())
             return OpenResult(handle: register(.content(content)), keepCache: false, directIO: true)
+        case .submit:
+            guard jobs != nil else { throw StoreError(.notSupported, "this mount runs no jobs: mount with --train-command") }
+            return OpenResult(handle: register(.submission(Submission())), keepCache: false, directIO: true)
+        case .jobFile(let number, let which):
+            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            switch which {
+            case .control:
+                guard flags.wantsWrite else { throw StoreError(.notPermitted, "control is written to: echo cancel > control") }
+                return OpenResult(handle: register(.control(job.id)), keepCache: false, directIO: true)
+            case .log:
+                if flags.wantsWrite { throw StoreError(.notPermitted, "the log is written by the job") }
+                return OpenResult(handle: register(.log(jobs?.logPath(of: job.id) ?? "/dev/null")), keepCache: false, directIO: true)
+            case .spec, .status:
+                if flags.wantsWrite { throw StoreError(.notPermitted, "\(which.rawValue) is read-only") }
+                return OpenResult(handle: register(.content(try jobContent(job, which))), keepCache: false, directIO: true)
+            }
         case .version(let id):
             waitForEmptyClose(inode, flags: flags)
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
@@ -342,6 +430,14 @@ public final class FileSystem: @unchecked Sendable {
             return Array(bytes[lower..<min(lower + size, bytes.count)])
         case .writer:
             throw StoreError(.notReady, "the file is still being written")
+        case .submission(let sub):
+            let answer = sub.lock.withLock { sub.answer }
+            let lower = Int(min(max(offset, 0), Int64(answer.count)))
+            return Array(answer[lower..<min(lower + size, answer.count)])
+        case .log(let path):
+            return readFile(path, offset: offset, size: size)
+        case .control:
+            return []
         case .reader(let r):
             let ahead = r.lock.withLock { r.prefetcher.plan(offset: offset, length: size, size: r.size) }
             let objects = registry.objects
@@ -356,7 +452,15 @@ public final class FileSystem: @unchecked Sendable {
     /// Appends to a file being created. Anything but the next byte after what was written aborts
     /// the upload (the version becomes `failed`) and is refused with `EINVAL`.
     public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer) throws(StoreError) -> Int {
-        guard case .writer(let w) = try openFile(handle) else { throw StoreError(.notPermitted, "not open for writing") }
+        let file = try openFile(handle)
+        if case .submission(let sub) = file { return try submit(sub, bytes) }
+        if case .control(let id) = file {
+            let word = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard word == "cancel" else { throw StoreError(.invalidArgument, "write cancel to control") }
+            try jobs?.cancel(id)
+            return bytes.count
+        }
+        guard case .writer(let w) = file else { throw StoreError(.notPermitted, "not open for writing") }
         return try locked(w.lock) { () throws(StoreError) -> Int in
             if w.upload.isEnded {
                 throw StoreError(.invalidArgument, "\(w.upload.item.displayName) is already complete")
@@ -376,7 +480,15 @@ public final class FileSystem: @unchecked Sendable {
     /// wrote something, completes the upload and reports its outcome; other closes (a shell's
     /// copy of a redirected descriptor) leave it to `release`.
     public func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {
-        guard case .writer(let w) = try openFile(handle) else { return }
+        let file = try openFile(handle)
+        if case .submission(let sub) = file {
+            // A request without a final newline is taken when the file is closed.
+            try locked(sub.lock) { () throws(StoreError) in
+                if !sub.done && !sub.request.isEmpty { try process(sub) }
+            }
+            return
+        }
+        guard case .writer(let w) = file else { return }
         try locked(w.lock) { () throws(StoreError) in
             guard pid == w.opener || w.opener == 0 else { return }
             guard w.upload.bytesWritten > 0 else { w.closedEmpty = true; return }
@@ -398,6 +510,48 @@ public final class FileSystem: @unchecked Sendable {
             logger.warning("\(w.upload.item.displayName): \(error.message)")
             throw error
         }
+    }
+
+    /// Appends to a request; a complete one (ending in a newline, or a whole JSON object) is
+    /// submitted at once, so a bad request fails this very `write()`.
+    private func submit(_ sub: Submission, _ bytes: UnsafeRawBufferPointer) throws(StoreError) -> Int {
+        try locked(sub.lock) { () throws(StoreError) -> Int in
+            guard !sub.done else { throw StoreError(.invalidArgument, "one request per open: open jobs/submit again") }
+            sub.request.append(contentsOf: bytes)
+            if sub.request.count > JobRequest.maxBytes {
+                sub.done = true
+                let error = StoreError(.invalidArgument, "the request is over \(JobRequest.maxBytes) bytes")
+                sub.answer = Array("error: \(error.message)\n".utf8)
+                throw error
+            }
+            let text = String(decoding: sub.request, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let complete = sub.request.last == 0x0A
+                || (text.hasPrefix("{") && (try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil)
+            if complete { try process(sub) }
+            return bytes.count
+        }
+    }
+
+    private func process(_ sub: Submission) throws(StoreError) {
+        sub.done = true
+        do throws(StoreError) {
+            guard let jobs else { throw StoreError(.notSupported, "this mount runs no jobs") }
+            let job = try jobs.submit(try JobRequest.parse(sub.request))
+            sub.answer = Array((job.id + "\n").utf8)
+        } catch {
+            sub.answer = Array("error: \(error.message)\n".utf8)
+            logger.info("job request refused: \(error.message)")
+            throw error
+        }
+    }
+
+    private func readFile(_ path: String, offset: Int64, size: Int) -> [UInt8] {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: size)
+        let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, off_t(offset)) }
+        return n > 0 ? Array(out[0..<n]) : []
     }
 
     // MARK: Changing the namespace

@@ -4,8 +4,11 @@ import ModelStore
 /// What an inode names. Inode numbers are derived from catalog ids, so they are stable across
 /// remounts and need no table: `kind << 56 | id`.
 public enum Node: Equatable, Sendable {
-    case root, modelsDir, datasetsDir, jobsDir, stats
+    case root, modelsDir, datasetsDir, jobsDir, stats, submit
     case model(Int64)
+    /// `jobs/<id>/`, by the job's number.
+    case job(Int64)
+    case jobFile(Int64, JobFile)
     case version(Int64)
     case next(Int64)
     case dataset(Int64)
@@ -19,6 +22,7 @@ public enum Node: Equatable, Sendable {
         case 3: self = .datasetsDir
         case 4: self = .jobsDir
         case 5: self = .stats
+        case 6: self = .submit
         default:
             let id = Int64(inode & ((1 << Node.shift) - 1))
             switch inode >> Node.shift {
@@ -26,6 +30,8 @@ public enum Node: Equatable, Sendable {
             case 2: self = .version(id)
             case 3: self = .next(id)
             case 4: self = .dataset(id)
+            case 5: self = .job(id)
+            case 6...9: self = .jobFile(id, JobFile.allCases[Int(inode >> Node.shift) - 6])
             default: return nil
             }
         }
@@ -38,6 +44,9 @@ public enum Node: Equatable, Sendable {
         case .datasetsDir: return 3
         case .jobsDir: return 4
         case .stats: return 5
+        case .submit: return 6
+        case .job(let id): return 5 << Node.shift | UInt64(id)
+        case .jobFile(let id, let file): return UInt64(6 + JobFile.allCases.firstIndex(of: file)!) << Node.shift | UInt64(id)
         case .model(let id): return 1 << Node.shift | UInt64(id)
         case .version(let id): return 2 << Node.shift | UInt64(id)
         case .next(let id): return 3 << Node.shift | UInt64(id)
@@ -47,10 +56,15 @@ public enum Node: Equatable, Sendable {
 
     public var isDirectory: Bool {
         switch self {
-        case .root, .modelsDir, .datasetsDir, .jobsDir, .model: return true
+        case .root, .modelsDir, .datasetsDir, .jobsDir, .model, .job: return true
         default: return false
         }
     }
+}
+
+/// The files of a job's directory.
+public enum JobFile: String, CaseIterable, Sendable {
+    case spec = "spec.json", status, log, control
 }
 
 /// A file's attributes as `stat` shows them, without FUSE types.

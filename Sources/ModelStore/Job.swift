@@ -11,6 +11,8 @@ public enum JobStatus: String, Sendable, Codable, CaseIterable {
 public struct Job: Sendable, Equatable, Codable {
     /// Also its name and its directory under `jobs/`.
     public var id: String
+    /// A stable number for the job (its inode), never reused.
+    public var number: Int64 = 0
     public var model: String
     public var version: String
     public var dataset: String
