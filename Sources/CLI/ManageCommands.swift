@@ -128,6 +128,9 @@ struct GCCommand: ParsableCommand {
     @Option(help: "Also abort multipart uploads the catalog does not know that are older than this many minutes.")
     var olderThan: Int = 60
 
+    @Flag(help: "Delete objects no version, dataset or manifest owns (older than --older-than); without it they are listed.")
+    var deleteOrphans = false
+
     @OptionGroup var store: StoreOptions
 
     func run() throws {
@@ -148,6 +151,29 @@ struct GCCommand: ParsableCommand {
                 throw e.storeError
             }
             print("aborted \(aborted) failed upload(s) and \(orphans) unknown multipart upload(s)")
+            // Objects nothing owns: left by a crash between an object's write and its row.
+            var owned = Swift.Set<String>()
+            for m in try registry.catalog.models() {
+                owned.insert(Rules.manifestKey(model: m.name))
+                for v in try registry.catalog.versions(modelID: m.id) { owned.insert(v.objectKey) }
+            }
+            for d in try registry.catalog.datasets() { owned.insert(d.objectKey) }
+            var found = 0
+            do {
+                for object in try registry.objects.list(prefix: "") where !owned.contains(object.key) {
+                    guard (object.lastModified ?? .distantPast) <= cutoff else { continue }
+                    found += 1
+                    if deleteOrphans {
+                        try registry.objects.delete(object.key)
+                        print("deleted orphan \(object.key) (\(object.size) bytes)")
+                    } else {
+                        print("orphan \(object.key) (\(object.size) bytes)")
+                    }
+                }
+            } catch let e as ObjectStoreError {
+                throw e.storeError
+            }
+            print("\(found) orphan object(s)\(deleteOrphans ? " deleted" : "; --delete-orphans removes them")")
         }
     }
 }

@@ -55,6 +55,10 @@ struct MountCommand: ParsableCommand {
             Log.setup(verbose: store.verbose, level: .notice)
             let registry = try store.openRegistry()
             try? registry.retryPending()
+            // Uploads a crashed mount left half-done become failed, their multipart uploads aborted.
+            if let failed = try? registry.failInterruptedUploads(), failed > 0 {
+                Log.logger.notice("marked \(failed) interrupted upload(s) failed")
+            }
             let disk = try cacheDir.map { (dir) throws(StoreError) in
                 try DiskCache(directory: dir, capacity: Int64(max(cacheSize, 1)) << 20, blockSize: 64 << 10)
             }

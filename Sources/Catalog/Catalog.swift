@@ -195,6 +195,19 @@ public final class Catalog: Sendable {
                        status: .uploading, error: nil, note: note, lineage: lineage, created: now, modified: now)
     }
 
+    /// Inserts a version as a manifest describes it (recovery).
+    public func restoreVersion(modelID: Int64, name: String, format: String, objectKey: String, size: Int64, sha256: String?,
+                               status: UploadStatus, error: String?, note: String, lineage: Lineage, created: Date, modified: Date) throws(StoreError) {
+        try database.write { db in
+            try db.execute("""
+                INSERT INTO versions (model_id, name, format, object_key, size, sha256, status, error, note, parent_version, dataset, job_id, created, modified)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, [.int(modelID), .text(name), .text(format), .text(objectKey), .int(size), .optional(sha256), .text(status.rawValue),
+                      .optional(error), .text(note), .optional(lineage.parentVersion), .optional(lineage.dataset), .optional(lineage.job),
+                      .date(created), .date(modified)])
+        }
+    }
+
     /// Marks an upload finished: `ready` with its size and sha256; drops its upload record.
     public func markVersionReady(id: Int64, size: Int64, sha256: String) throws(StoreError) {
         try database.write { db in

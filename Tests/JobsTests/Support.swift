@@ -1,0 +1,172 @@
+import Foundation
+import Glibc
+import Testing
+import ModelStore
+import BlobStore
+import Catalog
+import Registry
+import Jobs
+
+func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
+                         sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) {
+    let error = #expect(throws: StoreError.self, comment, sourceLocation: sourceLocation) { _ = try body() }
+    if let error { #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation) }
+}
+
+/// The error `body` throws, or nil (and an issue) when it throws none.
+func storeError<R>(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) -> StoreError? {
+    #expect(throws: StoreError.self, sourceLocation: sourceLocation) { _ = try body() }
+}
+
+func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// Polls `condition` until it holds or a generous deadline passes (a safety net, not a measurement).
+func eventually(seconds: Int = 60, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return try condition()
+}
+
+/// Processes of process group `pgid` that are alive (zombies excluded), from /proc.
+func liveMembers(ofGroup pgid: pid_t) -> [pid_t] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { entry -> pid_t? in
+        guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // state, ppid, pgrp
+        guard fields.count > 2, fields[0] != "Z", pid_t(fields[2]) == pgid else { return nil }
+        return pid
+    }
+}
+
+/// Live processes whose environment holds `MODELFS_JOB_DIR=<jobsDir>/…` (any job of one test's
+/// service), or exactly `MODELFS_JOB_DIR=<jobsDir>/<id>` when `id` is given.
+func liveJobProcesses(jobsDir: String, id: String? = nil) -> [pid_t] {
+    let prefix = Array("MODELFS_JOB_DIR=\(jobsDir)/\(id ?? "")".utf8)
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { entry -> pid_t? in
+        guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")"), !stat[stat.index(after: close)...].hasPrefix(" Z"),
+              let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { return nil }
+        return environ.split(separator: 0).contains { id == nil ? Array($0).starts(with: prefix) : Array($0) == prefix } ? pid : nil
+    }
+}
+
+/// A registry over a catalog in a temporary SQLite file and a memory (or local) object store,
+/// with model `m` (ready `v1.safetensors`) and dataset `qa.jsonl` (ready); jobs live in `dir/jobs`.
+final class JobsEnv: @unchecked Sendable {
+    let dir: String
+    let catalog: Catalog
+    let objects: any ObjectStore
+    let registry: Registry
+    var jobsDir: String { dir + "/jobs" }
+    static let modelBytes = bytes("base weights \u{1}\u{2}\u{3}")
+    static let datasetBytes = bytes("{\"text\": \"good\", \"label\": 1}\n{\"text\": \"bad\", \"label\": 0}\n")
+
+    init(local: Bool = false, seed: Bool = true) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-jobs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        catalog = try Catalog(path: dir + "/catalog.sqlite")
+        objects = local ? try LocalObjectStore(root: dir + "/blobs") : MemoryObjectStore()
+        registry = Registry(catalog: catalog, objects: objects, uploadConcurrency: 2)
+        if seed {
+            try registry.createModel("m")
+            try putVersion("m", "v1.safetensors", JobsEnv.modelBytes)
+            try putDataset("qa.jsonl", JobsEnv.datasetBytes)
+        }
+    }
+
+    deinit {
+        // Nothing a test started may outlive it.
+        for pid in liveJobProcesses(jobsDir: jobsDir) { kill(-pid, SIGKILL); kill(pid, SIGKILL) }
+        for job in (try? catalog.jobs()) ?? [] {
+            if let eid = job.executorID, let pid = pid_t(eid), pid > 0 { var status: Int32 = 0; _ = waitpid(pid, &status, WNOHANG) }
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    var memory: MemoryObjectStore { objects as! MemoryObjectStore }
+
+    func feed(_ upload: ItemUpload, _ data: [UInt8]) throws {
+        try data.withUnsafeBytes { try upload.write($0) }
+    }
+
+    @discardableResult
+    func putVersion(_ model: String, _ fileName: String, _ data: [UInt8]) throws -> Version {
+        let upload = try registry.beginVersion(model: model, fileName: fileName)
+        try feed(upload, data)
+        return try upload.finishVersion()
+    }
+
+    func putDataset(_ fileName: String, _ data: [UInt8]) throws {
+        let upload = try registry.beginDataset(fileName: fileName)
+        try feed(upload, data)
+        _ = try upload.finish()
+    }
+
+    func service(_ command: String?, maxRunning: Int = 1, executor: any JobExecutor = LocalExecutor()) -> JobService {
+        var configuration = JobService.Configuration(directory: jobsDir, trainCommand: command)
+        configuration.maxRunning = maxRunning
+        return JobService(registry: registry, executor: executor, configuration: configuration)
+    }
+
+    func job(_ id: String) throws -> Job {
+        guard let job = try catalog.job(id: id) else { throw StoreError.notFound("no job \(id) in the test catalog") }
+        return job
+    }
+
+    /// Ticks `service` until job `id` satisfies `condition` (bounded); returns the job as it is then.
+    @discardableResult
+    func drive(_ service: JobService, _ id: String, until condition: (Job) -> Bool) throws -> Job {
+        _ = try eventually {
+            try service.tick()
+            return condition(try job(id))
+        }
+        let now = try job(id)
+        #expect(condition(now), "job \(id) is \(now.status.rawValue) (\(now.error ?? "no error"))")
+        return now
+    }
+
+    /// Ticks until the job ended.
+    @discardableResult
+    func finish(_ service: JobService, _ id: String) throws -> Job {
+        try drive(service, id) { !$0.status.isActive }
+    }
+
+    /// Ticks until the job runs under a known process.
+    @discardableResult
+    func running(_ service: JobService, _ id: String) throws -> (Job, pid_t) {
+        let job = try drive(service, id) { $0.status == .running && $0.executorID != nil }
+        return (job, pid_t(job.executorID ?? "") ?? 0)
+    }
+
+    func submit(_ service: JobService, name: String? = nil, version: String = "v1", params: [String: String] = [:]) throws -> Job {
+        try service.submit(JobRequest(model: "m", version: version, dataset: "qa", name: name, params: params))
+    }
+
+    func versionNames(_ model: String = "m") throws -> [String] {
+        try registry.versions(of: model).map(\.fileName).sorted()
+    }
+
+    func read(_ path: String) -> [UInt8]? { FileManager.default.contents(atPath: path).map { Array($0) } }
+
+    func text(_ path: String) -> String { String(decoding: read(path) ?? [], as: UTF8.self) }
+}
+
+final class LockedList<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [T] = []
+    func append(_ item: T) { lock.withLock { items.append(item) } }
+    var all: [T] { lock.withLock { items } }
+}
+
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    /// True the first time only.
+    func once() -> Bool { lock.withLock { defer { value = true }; return !value } }
+}

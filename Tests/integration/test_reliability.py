@@ -1,0 +1,207 @@
+"""Crashes, operator tools, bad input and secrets, on both stores."""
+import errno
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import MODELFS, is_mounted, make_file, sha256_file, sh
+
+MiB = 1 << 20
+
+
+def db_path(store):
+    return os.path.join(store.data_dir, "models.db" if store.kind == "s3" else "catalog.db")
+
+
+def mount_pid(out):
+    return int(out.split("(pid ")[1].split(",")[0])
+
+
+def cleanup_mount(path):
+    if is_mounted(path):
+        if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
+            subprocess.run(["fusermount3", "-uz", path])
+
+
+def test_mount_killed_during_copy_in_loses_nothing(store, name, tmp_path):
+    path = str(tmp_path / "m")
+    model = name()
+    ready_src = make_file(tmp_path / "ready.pt", 3 * MiB + 1, seed=1)
+    big = make_file(tmp_path / "big.pt", 300 * MiB, seed=2)
+    pid = mount_pid(store.run("mount", path).stdout)
+    try:
+        sh("mkdir", os.path.join(path, "models", model))
+        sh("cp", str(ready_src), os.path.join(path, "models", model, "v1.pt"))
+        cp = subprocess.Popen(["cp", str(big), os.path.join(path, "models", model, "v2.pt")], stderr=subprocess.PIPE)
+        # Kill the mount once some parts of v2 are stored.
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with sqlite3.connect(db_path(store), timeout=5) as c:
+                if c.execute("SELECT count(*) FROM upload_parts").fetchone()[0] >= 2:
+                    break
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        cp.wait(timeout=60)
+        assert cp.returncode != 0
+    finally:
+        subprocess.run(["fusermount3", "-uz", path])
+    with sqlite3.connect(db_path(store)) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert c.execute("SELECT status FROM versions WHERE name = 'v2'").fetchone()[0] == "uploading"
+    # A new mount fails the interrupted version and aborts its multipart upload; v1 is intact.
+    store.run("mount", path)
+    try:
+        d = os.path.join(path, "models", model)
+        status = sh("getfattr", "-n", "user.modelfs.status", "--only-values", os.path.join(d, "v2.pt")).stdout
+        assert status == "failed"
+        assert sha256_file(os.path.join(d, "v1.pt")) == sha256_file(ready_src)
+        assert store.multipart_uploads(model + "/") == []
+        assert f"{model}/v2.pt" not in store.keys(model + "/")
+    finally:
+        cleanup_mount(path)
+
+
+def test_verify_finds_a_corrupted_object(store, name, tmp_path):
+    model = name()
+    src = make_file(tmp_path / "a.zip", 2 * MiB)
+    store.run("import", str(src), "--model", model, "--quiet")
+    store.run("import", str(src), "--model", model, "--quiet")
+    out = store.run("verify", model).stdout
+    assert "2 verified, 0 bad" in out
+    # Corrupt v1's bytes behind modelfs's back.
+    if store.kind == "local":
+        with open(os.path.join(store.data_dir, "blobs", "objects", model, "v1.zip"), "r+b") as f:
+            f.write(b"XXXX")
+    else:
+        from conftest import s3_client, BUCKET
+        s3_client().put_object(Bucket=BUCKET, Key=f"{model}/v1.zip", Body=b"not the weights")
+    bad = store.run("verify", model, check=False)
+    assert bad.returncode != 0
+    assert "BAD  " + model + "/v1.zip" in bad.stdout and "ok   " + model + "/v2.zip" in bad.stdout
+
+
+def test_recover_rebuilds_the_catalog_from_manifests(s3store, name, tmp_path):
+    model = name()
+    src = make_file(tmp_path / "a.safetensors", 6 * MiB)
+    s3store.run("import", str(src), "--model", model, "--type", "image", "--note", "n1", "--quiet")
+    s3store.run("import", str(src), "--model", model, "--version", "v1.5", "--quiet")
+    fresh = dict(s3store.env(), MODELFS_DATA_DIR=str(tmp_path / "fresh"))
+    out = s3store.run("recover", env=fresh).stdout
+    assert "recovered" in out
+    versions = {v["name"]: v for v in json.loads(s3store.run("versions", model, "--json", env=fresh).stdout)}
+    assert set(versions) == {"v1", "v1.5"}
+    assert versions["v1"]["sha256"] == sha256_file(src) and versions["v1"]["status"] == "ready"
+    assert versions["v1"]["note"] == "n1"
+    assert [m for m in json.loads(s3store.run("models", "--json", env=fresh).stdout) if m["name"] == model][0]["type"] == "image"
+    back = tmp_path / "back"
+    s3store.run("download", model, "v1.5", "-o", str(back), "--quiet", env=fresh)
+    assert sha256_file(back) == sha256_file(src)
+    # Recovering into a catalog that has models is refused.
+    again = s3store.run("recover", env=fresh, check=False)
+    assert again.returncode != 0 and "empty catalog" in again.stderr
+
+
+BAD_NAMES = ["", ".", "..", ".hidden", "x" * 201, "tab\there", "nl\nx", "del\x7f"]
+
+
+def test_bad_input_is_refused_and_changes_nothing(store, name, tmp_path):
+    path = str(tmp_path / "m")
+    store.run("mount", path)
+    try:
+        model = name()
+        d = os.path.join(path, "models", model)
+        os.mkdir(d)
+        src = make_file(tmp_path / "a.zip", 1000)
+        sh("cp", str(src), os.path.join(d, "v1.zip"))
+        other = name("other")
+        os.mkdir(os.path.join(path, "models", other))
+
+        def code(fn, *args):
+            try:
+                fn(*args)
+            except OSError as e:
+                return e.errno
+            return 0
+
+        cases = []
+        for bad in BAD_NAMES:
+            if bad in ("", ".", ".."):
+                continue  # the kernel answers these itself
+            cases.append((f"mkdir {bad!r}", code(os.mkdir, os.path.join(path, "models", bad)), errno.EINVAL))
+            cases.append((f"create {bad!r}.zip", code(os.open, os.path.join(d, bad + ".zip"), os.O_WRONLY | os.O_CREAT), errno.EINVAL))
+        cases += [
+            ("invalid UTF-8", code(os.mkdir, os.path.join(path, "models", "\udcff-x").encode("utf-8", "surrogateescape")), errno.EINVAL),
+            ("unsupported extension", code(os.open, os.path.join(d, "v2.exe"), os.O_WRONLY | os.O_CREAT), errno.EINVAL),
+            ("clash under another extension", code(os.open, os.path.join(d, "v1.pth"), os.O_WRONLY | os.O_CREAT), errno.EEXIST),
+            ("overwrite a ready version", code(os.open, os.path.join(d, "v1.zip"), os.O_WRONLY | os.O_TRUNC), errno.EEXIST),
+            ("O_APPEND to a ready version", code(os.open, os.path.join(d, "v1.zip"), os.O_WRONLY | os.O_APPEND), errno.EPERM),
+            ("truncate a ready version", code(os.truncate, os.path.join(d, "v1.zip"), 10), errno.EPERM),
+            ("hard link", code(os.link, os.path.join(d, "v1.zip"), os.path.join(d, "v9.zip")), errno.EPERM),
+            ("symlink", code(os.symlink, "v1.zip", os.path.join(d, "v8.zip")), errno.EPERM),
+            ("chmod", code(os.chmod, os.path.join(d, "v1.zip"), 0o777), errno.EPERM),
+            ("chown", code(os.chown, os.path.join(d, "v1.zip"), 1, 1), errno.EPERM),
+            ("unknown type", code(os.setxattr, d, "user.modelfs.type", b"audio"), errno.EINVAL),
+            ("model path inside datasets/", code(os.mkdir, os.path.join(path, "datasets", "m")), errno.EPERM),
+            ("version file in datasets/", code(os.open, os.path.join(path, "datasets", "v1.safetensors"), os.O_WRONLY | os.O_CREAT), errno.EINVAL),
+            ("rmdir models", code(os.rmdir, os.path.join(path, "models")), errno.EPERM),
+            ("rename across models", code(os.rename, os.path.join(d, "v1.zip"), os.path.join(path, "models", other, "v1.zip")), errno.EXDEV),
+            ("file in models/", code(os.open, os.path.join(path, "models", "x.zip"), os.O_WRONLY | os.O_CREAT), errno.EPERM),
+        ]
+        wrong = [(what, got, want) for what, got, want in cases if got != want]
+        assert not wrong, wrong
+        # Nothing changed.
+        assert sorted(os.listdir(os.path.join(path, "models"))) == sorted([model, other])
+        assert os.listdir(d) == ["v1.zip"] and sha256_file(os.path.join(d, "v1.zip")) == sha256_file(src)
+        assert os.listdir(os.path.join(path, "datasets")) == []
+    finally:
+        cleanup_mount(path)
+
+
+def test_secrets_never_leak(s3store, name, tmp_path):
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    path = str(tmp_path / "m")
+    env = s3store.env(MODELFS_S3_TIMEOUT="3")
+    pid = mount_pid(s3store.run("mount", path, "--verbose", env=env).stdout)
+    try:
+        model = name()
+        os.mkdir(os.path.join(path, "models", model))
+        sh("cp", str(make_file(tmp_path / "a.zip", 6 * MiB)), os.path.join(path, "models", model, "v1.zip"))
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        assert secret not in cmdline
+        attrs = sh("getfattr", "-d", "-m", "-", os.path.join(path, "models", model, "v1.zip")).stdout
+        assert secret not in attrs
+        from conftest import s3_client, BUCKET
+        manifest = s3_client().get_object(Bucket=BUCKET, Key=f".catalog/{model}.json")["Body"].read().decode()
+        assert secret not in manifest and "AWS" not in manifest
+    finally:
+        cleanup_mount(path)
+    log = open(os.path.join(s3store.data_dir, "mount.log")).read()
+    assert "PUT" in log or "GET" in log or "mounted" in log  # the verbose log did say things
+    assert secret not in log
+    # A wrong secret's error names neither secret.
+    bad = s3store.run("models", "--json", env=s3store.env(AWS_SECRET_ACCESS_KEY="wrong-secret-zz9"), check=False)
+    assert "wrong-secret-zz9" not in bad.stdout + bad.stderr
+
+
+def test_gc_lists_and_removes_orphans(store, name, tmp_path):
+    model = name()
+    store.run("import", str(make_file(tmp_path / "a.zip", 100)), "--model", model, "--quiet")
+    # An object nothing owns, as a crash between an object's write and its row would leave.
+    if store.kind == "local":
+        os.makedirs(os.path.join(store.data_dir, "blobs", "objects", model), exist_ok=True)
+        with open(os.path.join(store.data_dir, "blobs", "objects", model, "stray.zip"), "wb") as f:
+            f.write(b"x")
+    else:
+        from conftest import s3_client, BUCKET
+        s3_client().put_object(Bucket=BUCKET, Key=f"{model}/stray.zip", Body=b"x")
+    listed = store.run("gc", "--older-than", "0").stdout
+    assert f"orphan {model}/stray.zip" in listed
+    assert f"{model}/stray.zip" in store.keys(model + "/")
+    if store.kind == "local":
+        store.run("gc", "--older-than", "0", "--delete-orphans")
+        assert store.keys(model + "/") == [f"{model}/v1.zip"]
