@@ -125,7 +125,7 @@ struct GCCommand: ParsableCommand {
         commandName: "gc",
         abstract: "Abort multipart uploads nothing will finish and rewrite manifests object storage missed.")
 
-    @Option(help: "Also abort multipart uploads the catalog does not know that are older than this many minutes.")
+    @Option(help: "Also abort multipart uploads the catalog does not know that are older than this many minutes (0: all).")
     var olderThan: Int = 60
 
     @Flag(help: "Delete objects no version, dataset or manifest owns (older than --older-than); without it they are listed.")
@@ -143,7 +143,7 @@ struct GCCommand: ParsableCommand {
             let cutoff = Date().addingTimeInterval(-Double(olderThan) * 60)
             do {
                 for upload in try registry.objects.listMultipartUploads(prefix: "") where !known.contains(upload.uploadID) {
-                    guard (upload.initiated ?? .distantPast) < cutoff else { continue }
+                    guard olderThan == 0 || (upload.initiated ?? .distantPast) < cutoff else { continue }
                     try registry.objects.abortMultipartUpload(upload.key, uploadID: upload.uploadID)
                     orphans += 1
                 }
@@ -161,7 +161,7 @@ struct GCCommand: ParsableCommand {
             var found = 0
             do {
                 for object in try registry.objects.list(prefix: "") where !owned.contains(object.key) {
-                    guard (object.lastModified ?? .distantPast) <= cutoff else { continue }
+                    guard olderThan == 0 || (object.lastModified ?? .distantPast) < cutoff else { continue }
                     found += 1
                     if deleteOrphans {
                         try registry.objects.delete(object.key)
