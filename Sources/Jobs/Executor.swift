@@ -113,22 +113,24 @@ public final class SlurmExecutor: JobExecutor, @unchecked Sendable {
 
     public func state(of id: String, directory: String) -> ExecutorState {
         if let code = exitCode(in: directory) { return .exited(code) }
-        let (status, output) = runProgram(["squeue", "-h", "-j", id, "-o", "%T"])
-        let state = output.trimmingCharacters(in: .whitespacesAndNewlines)
-        if status == 0 && !state.isEmpty {
-            switch state {
-            case "PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED": return .queued
-            case "CANCELLED": return .cancelled
-            default: return .running
-            }
+        // `-t all`: without it a finished job prints nothing. After MinJobAge the controller
+        // forgets the job (squeue exits 1) and the accounting file has the final word.
+        let (status, output) = runProgram(["squeue", "-h", "-t", "all", "-j", id, "-o", "%T"])
+        var state = output.trimmingCharacters(in: .whitespacesAndNewlines)
+        if status != 0 || state.isEmpty {
+            let (acctStatus, acct) = runProgram(["sacct", "-c", "-n", "-P", "-j", id, "-o", "State"])
+            state = acct.split(separator: "\n").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? ""
+            if acctStatus != 0 || state.isEmpty { return status == 0 ? .lost : .running }  // ask again later
         }
-        // Gone from the queue: the accounting file has the final word.
-        let (_, acct) = runProgram(["sacct", "-c", "-n", "-P", "-j", id, "-o", "State"])
-        if acct.contains("CANCELLED") { return .cancelled }
-        if let code = exitCode(in: directory) { return .exited(code) }
-        if acct.contains("COMPLETED") { return .exited(0) }
-        if acct.contains("FAILED") || acct.contains("TIMEOUT") || acct.contains("NODE_FAIL") { return .exited(1) }
-        return status == 0 ? .lost : .running  // squeue itself failed: ask again later
+        switch state {
+        case "PENDING", "CONFIGURING", "REQUEUED", "SUSPENDED", "RESV_DEL_HOLD", "REQUEUE_HOLD": return .queued
+        case "RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING": return .running
+        case _ where state.hasPrefix("CANCELLED"): return .cancelled
+        default:
+            // COMPLETED, FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY…: the script's exit code if it got that far.
+            if let code = exitCode(in: directory) { return .exited(code) }
+            return state == "COMPLETED" ? .exited(0) : .exited(1)
+        }
     }
 
     public func cancel(_ id: String) {

@@ -148,6 +148,11 @@ final class JobsEnv: @unchecked Sendable {
         try service.submit(JobRequest(model: "m", version: version, dataset: "qa", name: name, params: params))
     }
 
+    /// Opens the gate of a ``gated(_:)`` command.
+    func go(_ service: JobService, _ id: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(FileManager.default.createFile(atPath: service.directory(of: id) + "/go", contents: nil), sourceLocation: sourceLocation)
+    }
+
     func versionNames(_ model: String = "m") throws -> [String] {
         try registry.versions(of: model).map(\.fileName).sorted()
     }

@@ -237,3 +237,59 @@ def test_train_from_the_cli_without_a_mount(store, tmp_path, name):
     v2 = store.versions(model)["v2"]
     assert v2["status"] == "ready" and v2["lineage"]["parentVersion"] == "v1"
     assert json.loads(store.run("datasets", "--json").stdout)[0]["records"] == 50
+
+
+SLURM = os.environ.get("SLURM_CONF")
+
+
+@pytest.fixture
+def slurm_jobs(s3store, tmp_path):
+    if not SLURM:
+        if os.environ.get("MODELFS_REQUIRE_SLURM") == "1":
+            pytest.fail("SLURM_CONF is not set")
+        pytest.skip("no Slurm test cluster (run scripts/test)")
+    m = JobMount(s3store, tmp_path, executor="slurm")
+    m.mount()
+    try:
+        yield m
+    finally:
+        m.unmount()
+
+
+def test_a_slurm_job_makes_a_new_version(slurm_jobs, name):
+    model, dataset = name("tiny"), name("qa")
+    slurm_jobs.seed(model, dataset)
+    err, job = slurm_jobs.submit(f"model={model} version=v1 dataset={dataset} epochs=2\n")
+    assert err == 0
+    assert wait_status(slurm_jobs.p(), job, {"succeeded", "failed", "cancelled"}) == "succeeded"
+    spec = json.load(open(slurm_jobs.p("jobs", job, "spec.json")))
+    assert spec["executor"] == "slurm" and spec["executorID"].isdigit()
+    a = xattrs(slurm_jobs.p("models", model, "v2.safetensors"))
+    assert a["user.modelfs.job"] == job and a["user.modelfs.status"] == "ready"
+    assert "epoch 2/2" in open(slurm_jobs.p("jobs", job, "log")).read()
+
+
+def test_a_slurm_job_is_cancelled_with_scancel(slurm_jobs, name):
+    model, dataset = name("tiny"), name("qa")
+    slurm_jobs.seed(model, dataset)
+    err, job = slurm_jobs.submit(f"model={model} version=v1 dataset={dataset} epochs=100 sleep=1\n")
+    assert err == 0
+    wait_status(slurm_jobs.p(), job, {"running"})
+    deadline = time.time() + 60
+    while "epoch 1/" not in open(slurm_jobs.p("jobs", job, "log")).read() and time.time() < deadline:
+        time.sleep(0.2)
+    eid = json.load(open(slurm_jobs.p("jobs", job, "spec.json")))["executorID"]
+    with open(slurm_jobs.p("jobs", job, "control"), "w") as f:
+        f.write("cancel")
+    assert wait_status(slurm_jobs.p(), job, {"cancelled", "failed", "succeeded"}) == "cancelled"
+    # Slurm agrees.
+    deadline = time.time() + 60
+    state = ""
+    while time.time() < deadline:
+        state = subprocess.run(["squeue", "-h", "-t", "all", "-j", eid, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        if state.startswith("CANCELLED") or state == "":
+            break
+        time.sleep(0.5)
+    assert state.startswith("CANCELLED") or "CANCELLED" in subprocess.run(
+        ["sacct", "-c", "-n", "-P", "-j", eid, "-o", "State"], capture_output=True, text=True).stdout
+    assert os.listdir(slurm_jobs.p("models", model)) == ["v1.safetensors"]

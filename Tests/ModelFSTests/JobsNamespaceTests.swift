@@ -1,0 +1,331 @@
+import Foundation
+import Glibc
+import Testing
+import ModelStore
+import BlobStore
+import Catalog
+import Registry
+import ReadPath
+import Jobs
+import ModelFS
+
+/// Polls `condition` until it holds or a generous deadline passes (a safety net, not a measurement).
+private func jobsEventually(_ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return try condition()
+}
+
+/// A ``FileSystem`` with a ``JobService`` on the local executor (driven by `tick()`, no thread),
+/// over model `m` (ready `v1.safetensors`) and dataset `qa.jsonl` (ready).
+private final class JobsFSEnv: @unchecked Sendable {
+    let dir: String
+    let catalog: Catalog
+    let registry: Registry
+    let jobs: JobService
+    let fs: FileSystem
+    static let submitInode: UInt64 = 6
+
+    init(command: String? = "true") throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-fsjobs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        catalog = try Catalog(path: dir + "/catalog.sqlite")
+        registry = Registry(catalog: catalog, objects: MemoryObjectStore(), uploadConcurrency: 2)
+        jobs = JobService(registry: registry, executor: LocalExecutor(),
+                          configuration: JobService.Configuration(directory: dir + "/jobs", trainCommand: command))
+        fs = FileSystem(registry: registry, cache: BlockCache(), jobs: jobs)
+        try registry.createModel("m")
+        let v = try registry.beginVersion(model: "m", fileName: "v1.safetensors")
+        try [UInt8](repeating: 7, count: 100).withUnsafeBytes { try v.write($0) }
+        _ = try v.finishVersion()
+        let d = try registry.beginDataset(fileName: "qa.jsonl")
+        try bytes("{\"text\": \"a\"}\n").withUnsafeBytes { try d.write($0) }
+        _ = try d.finish()
+    }
+
+    deinit {
+        for job in (try? catalog.jobs()) ?? [] where job.status.isActive {
+            if let eid = job.executorID, let pid = pid_t(eid), pid > 0 { kill(-pid, SIGKILL) }
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func inode(_ path: String) throws -> UInt64 {
+        var inode = rootInode
+        for component in path.split(separator: "/") {
+            inode = try fs.lookup(parent: inode, name: bytes(String(component))).inode
+        }
+        return inode
+    }
+
+    func openSubmit() throws -> UInt64 { try fs.open(JobsFSEnv.submitInode, flags: OpenFlags(O_WRONLY)).handle }
+
+    func write(_ handle: UInt64, _ text: String, at offset: Int64 = 0) throws(StoreError) -> Int {
+        try bytes(text).withUnsafeBytes { b in Result { () throws(StoreError) in try fs.write(handle, offset: offset, bytes: b) } }.get()
+    }
+
+    func readText(_ handle: UInt64) throws -> String {
+        var out: [UInt8] = []
+        while true {
+            let got = try fs.read(handle, offset: Int64(out.count), size: 4096)
+            out += got
+            if got.count < 4096 { return String(decoding: out, as: UTF8.self) }
+        }
+    }
+
+    /// `cat path`.
+    func cat(_ path: String) throws -> String {
+        let handle = try fs.open(try inode(path), flags: OpenFlags(O_RDONLY)).handle
+        defer { try? fs.release(handle) }
+        return try readText(handle)
+    }
+
+    /// One whole submission as a shell does it: open, write, close; returns the answer read back.
+    func submit(_ request: String) throws -> String {
+        let handle = try openSubmit()
+        defer { try? fs.release(handle) }
+        _ = try write(handle, request)
+        try fs.flush(handle, pid: 1)
+        return try readText(handle)
+    }
+
+    func job(_ id: String) throws -> Job { try #require(try catalog.job(id: id)) }
+
+    @discardableResult
+    func drive(_ id: String, until condition: (Job) -> Bool) throws -> Job {
+        _ = try jobsEventually {
+            try jobs.tick()
+            return condition(try job(id))
+        }
+        let now = try job(id)
+        #expect(condition(now), "job \(id) is \(now.status.rawValue)")
+        return now
+    }
+}
+
+@Suite("ModelFS: jobs/")
+struct JobsNamespaceTests {
+    @Test func jobsListsSubmitAndJobIds() throws {
+        let env = try JobsFSEnv()
+        let jobsDir = try env.inode("jobs")
+        #expect(try env.fs.readdir(jobsDir).map(\.name) == [".", "..", "submit"])
+        #expect(try env.inode("jobs/submit") == JobsFSEnv.submitInode)
+        #expect(try env.submit("model=m version=v1 dataset=qa\n") == "m-v1-ft-1\n")
+        #expect(try env.submit(#"{"model": "m", "version": "v1", "dataset": "qa", "name": "named"}"#) == "named\n")
+        let entries = try env.fs.readdir(jobsDir)
+        #expect(entries.map(\.name) == [".", "..", "submit", "m-v1-ft-1", "named"])
+        #expect(entries.dropFirst(3).allSatisfy { $0.attributes.isDirectory })
+        #expect(try env.fs.lookup(parent: jobsDir, name: bytes("named")).isDirectory)
+        let missing = #expect(throws: StoreError.self) { try env.fs.lookup(parent: jobsDir, name: bytes("no-such-job")) }
+        #expect(missing?.code == .notFound)
+    }
+
+    @Test func aGoodRequestAnswersItsId() throws {
+        let env = try JobsFSEnv()
+        let handle = try env.openSubmit()
+        let request = "model=m version=v1 dataset=qa epochs=3 note=\"two words\"\n"
+        #expect(try env.write(handle, request) == request.utf8.count)
+        #expect(try env.readText(handle) == "m-v1-ft-1\n")
+        let job = try env.job("m-v1-ft-1")
+        #expect(job.status == .queued && job.params == ["epochs": "3", "note": "two words"])
+        // Closing does not submit it again.
+        try env.fs.flush(handle, pid: 1)
+        try env.fs.release(handle)
+        #expect(try env.catalog.jobs().count == 1)
+    }
+
+    @Test func aRequestMayArriveInSeveralWrites() throws {
+        let env = try JobsFSEnv()
+        let handle = try env.openSubmit()
+        defer { try? env.fs.release(handle) }
+        // A shell's close of the descriptor it duplicated comes before any write: nothing happens.
+        try env.fs.flush(handle, pid: 1)
+        #expect(try env.write(handle, "model=m ") == 8)
+        #expect(try env.readText(handle) == "")
+        #expect(try env.catalog.jobs().isEmpty)
+        #expect(try env.write(handle, "version=v1 dataset=qa\n", at: 8) == 22)
+        #expect(try env.readText(handle) == "m-v1-ft-1\n")
+    }
+
+    @Test func aJSONObjectIsTakenAsSoonAsItIsComplete() throws {
+        let env = try JobsFSEnv()
+        let handle = try env.openSubmit()
+        defer { try? env.fs.release(handle) }
+        _ = try env.write(handle, #"{"model": "m", "version": "v1", "#)
+        #expect(try env.readText(handle) == "")
+        _ = try env.write(handle, #""dataset": "qa", "epochs": 2}"#, at: 31)
+        #expect(try env.readText(handle) == "m-v1-ft-1\n")
+        #expect(try env.job("m-v1-ft-1").params == ["epochs": "2"])
+    }
+
+    @Test(arguments: [
+        ("model=nope version=v1 dataset=qa\n", StoreError.Code.notFound, "nope"),
+        ("model=m version=v7 dataset=qa\n", .notFound, "v7"),
+        ("model=m version=v1 dataset=gone\n", .notFound, "gone"),
+        ("model=m version=v1 dataset=wip\n", .busy, "wip"),
+        ("model=m version=v1\n", .invalidArgument, "dataset"),
+        ("model=m version=v1 dataset=qa bad$key=1\n", .invalidArgument, "bad$key"),
+        ("model=m version=v1 dataset=qa name=.x\n", .invalidArgument, "job name"),
+        (#"{"model": "m", "version": "v1", "dataset": "qa", "x": [1]}"#, .invalidArgument, "x"),
+    ])
+    func aBadRequestFailsTheWriteAndExplainsOnRead(_ request: String, _ code: StoreError.Code, _ named: String) throws {
+        let env = try JobsFSEnv()
+        let wip = try env.registry.beginDataset(fileName: "wip.csv")
+        try bytes("a,b\n").withUnsafeBytes { try wip.write($0) }
+        let handle = try env.openSubmit()
+        defer { try? env.fs.release(handle) }
+        let error = #expect(throws: StoreError.self) { try env.write(handle, request) }
+        #expect(error?.code == code, "\(error?.message ?? "")")
+        let answer = try env.readText(handle)
+        #expect(answer.hasPrefix("error: ") && answer.hasSuffix("\n"), "\(answer)")
+        #expect(answer.contains(named), "\(answer)")
+        #expect(answer == "error: \(error?.message ?? "")\n")
+        #expect(try env.catalog.jobs().isEmpty)
+        // The close reports nothing more, and submits nothing.
+        try env.fs.flush(handle, pid: 1)
+        #expect(try env.catalog.jobs().isEmpty)
+    }
+
+    @Test func aRequestWithoutAFinalNewlineIsTakenAtClose() throws {
+        let env = try JobsFSEnv()
+        let handle = try env.openSubmit()
+        defer { try? env.fs.release(handle) }
+        #expect(try env.write(handle, "model=m version=v1 dataset=qa") == 29)
+        #expect(try env.readText(handle) == "")
+        #expect(try env.catalog.jobs().isEmpty)
+        try env.fs.flush(handle, pid: 1)
+        #expect(try env.readText(handle) == "m-v1-ft-1\n")
+        #expect(try env.job("m-v1-ft-1").status == .queued)
+    }
+
+    @Test func aBadRequestWithoutAFinalNewlineFailsTheClose() throws {
+        let env = try JobsFSEnv()
+        let handle = try env.openSubmit()
+        defer { try? env.fs.release(handle) }
+        #expect(try env.write(handle, "model=m version=v1 dataset=nope") == 31)
+        let error = #expect(throws: StoreError.self) { try env.fs.flush(handle, pid: 1) }
+        #expect(error?.code == .notFound)
+        #expect(try env.readText(handle).hasPrefix("error: "))
+        #expect(try env.catalog.jobs().isEmpty)
+    }
+
+    @Test func oneRequestPerOpen() throws {
+        let env = try JobsFSEnv()
+        let handle = try env.openSubmit()
+        defer { try? env.fs.release(handle) }
+        _ = try env.write(handle, "model=m version=v1 dataset=qa\n")
+        let error = #expect(throws: StoreError.self) { try env.write(handle, "model=m version=v1 dataset=qa\n", at: 30) }
+        #expect(error?.code == .invalidArgument)
+        #expect(try env.readText(handle) == "m-v1-ft-1\n", "the answer is still the first request's")
+        #expect(try env.catalog.jobs().map(\.id) == ["m-v1-ft-1"])
+        // Same after a refused request.
+        let other = try env.openSubmit()
+        defer { try? env.fs.release(other) }
+        #expect(throws: StoreError.self) { try env.write(other, "model=nope version=v1 dataset=qa\n") }
+        let again = #expect(throws: StoreError.self) { try env.write(other, "model=m version=v1 dataset=qa\n", at: 33) }
+        #expect(again?.code == .invalidArgument)
+        #expect(try env.catalog.jobs().count == 1)
+    }
+
+    @Test func anOversizedRequestIsRefused() throws {
+        let env = try JobsFSEnv()
+        let handle = try env.openSubmit()
+        defer { try? env.fs.release(handle) }
+        let chunk = "model=m version=v1 dataset=qa note=" + String(repeating: "x", count: 40_000)
+        _ = try env.write(handle, chunk)
+        let error = #expect(throws: StoreError.self) { try env.write(handle, String(repeating: "y", count: 40_000) + "\n", at: Int64(chunk.utf8.count)) }
+        #expect(error?.code == .invalidArgument)
+        #expect(try env.readText(handle).hasPrefix("error: "))
+        #expect(try env.catalog.jobs().isEmpty)
+    }
+
+    @Test func withoutAJobServiceSubmitIsNotSupported() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-fsjobs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let registry = Registry(catalog: try Catalog(path: dir + "/catalog.sqlite"), objects: MemoryObjectStore())
+        let fs = FileSystem(registry: registry, cache: BlockCache())
+        let error = #expect(throws: StoreError.self) { try fs.open(JobsFSEnv.submitInode, flags: OpenFlags(O_WRONLY)) }
+        #expect(error?.code == .notSupported)
+    }
+
+    @Test func aJobDirectoryHasSpecStatusLogAndControl() throws {
+        let env = try JobsFSEnv(command: #"printf x > "$MODELFS_OUTPUT_DIR/c.safetensors""#)
+        let id = try env.submit("model=m version=v1 dataset=qa epochs=3\n").trimmingCharacters(in: .newlines)
+        let dirInode = try env.inode("jobs/" + id)
+        #expect(try env.fs.readdir(dirInode).map(\.name) == [".", "..", "spec.json", "status", "log", "control"])
+        #expect(try env.cat("jobs/\(id)/status") == "queued\n")
+        let specText = try env.cat("jobs/\(id)/spec.json")
+        let spec = try #require(try JSONSerialization.jsonObject(with: Data(specText.utf8)) as? [String: Any])
+        #expect(spec["id"] as? String == id && spec["model"] as? String == "m" && spec["dataset"] as? String == "qa")
+        #expect(spec["params"] as? [String: String] == ["epochs": "3"])
+        #expect(try env.fs.getattr(try env.inode("jobs/\(id)/status")).size == 7)
+        // Status follows the job.
+        let job = try env.drive(id) { !$0.status.isActive }
+        #expect(job.status == .succeeded)
+        #expect(try env.cat("jobs/\(id)/status") == job.status.rawValue + "\n")
+        #expect(try env.fs.getattr(try env.inode("jobs/\(id)/status")).size == Int64(job.status.rawValue.utf8.count + 1))
+        #expect(try env.cat("jobs/\(id)/spec.json").contains("v2.safetensors"), "spec.json shows the outputs")
+        // The job's files are read-only, except control, which is write-only.
+        for name in ["status", "spec.json", "log"] {
+            let refused = #expect(throws: StoreError.self) { try env.fs.open(try env.inode("jobs/\(id)/\(name)"), flags: OpenFlags(O_WRONLY)) }
+            #expect(refused?.code == .notPermitted, "\(name)")
+        }
+        let readControl = #expect(throws: StoreError.self) { try env.fs.open(try env.inode("jobs/\(id)/control"), flags: OpenFlags(O_RDONLY)) }
+        #expect(readControl?.code == .notPermitted)
+    }
+
+    @Test func writingCancelToControlCancels() throws {
+        let env = try JobsFSEnv(command: "sleep 30")
+        let id = try env.submit("model=m version=v1 dataset=qa\n").trimmingCharacters(in: .newlines)
+        let job = try env.drive(id) { $0.status == .running && $0.executorID != nil }
+        #expect(try env.cat("jobs/\(id)/status") == "running\n")
+        let control = try env.fs.open(try env.inode("jobs/\(id)/control"), flags: OpenFlags(O_WRONLY | O_TRUNC))
+        defer { try? env.fs.release(control.handle) }
+        // Anything but cancel is refused and changes nothing.
+        for word in ["stop\n", "cancel now\n", "CANCEL\n", ""] {
+            let error = #expect(throws: StoreError.self) { try env.write(control.handle, word) }
+            #expect(error?.code == .invalidArgument, "\(word)")
+        }
+        #expect(try env.job(id).status == .running)
+        #expect(try env.write(control.handle, "cancel\n") == 7)
+        #expect(try env.job(id).status == .cancelled)
+        #expect(try env.cat("jobs/\(id)/status") == "cancelled\n")
+        if let pid = pid_t(job.executorID ?? "") {
+            #expect(jobsEventually { kill(-pid, 0) == -1 || (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") Z") ?? true },
+                    "the job's process is stopped")
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, WNOHANG)
+        }
+        // A second cancel: the job is no longer active.
+        let again = #expect(throws: StoreError.self) { try env.write(control.handle, "cancel") }
+        #expect(again?.code == .invalidArgument)
+    }
+
+    @Test func theLogIsReadableAndGrows() throws {
+        let env = try JobsFSEnv(command: #"echo first line; while [ ! -e "$MODELFS_JOB_DIR/go" ]; do sleep 0.05; done; echo second line"#)
+        let id = try env.submit("model=m version=v1 dataset=qa\n").trimmingCharacters(in: .newlines)
+        #expect(try env.cat("jobs/\(id)/log") == "", "an empty log before the job starts")
+        try env.drive(id) { $0.status == .running }
+        #expect(try jobsEventually { try env.cat("jobs/\(id)/log").contains("first line\n") })
+        let early = try env.cat("jobs/\(id)/log")
+        #expect(early.contains("modelfs: job started"))
+        #expect(!early.contains("second line"))
+        #expect(try env.fs.getattr(try env.inode("jobs/\(id)/log")).size == Int64(early.utf8.count))
+        // One open handle sees the log grow.
+        let handle = try env.fs.open(try env.inode("jobs/\(id)/log"), flags: OpenFlags(O_RDONLY)).handle
+        defer { try? env.fs.release(handle) }
+        #expect(try env.readText(handle) == early)
+        #expect(FileManager.default.createFile(atPath: env.jobs.directory(of: id) + "/go", contents: nil))
+        #expect(try env.drive(id) { !$0.status.isActive }.status == .succeeded)
+        let late = try env.readText(handle)
+        #expect(late.hasPrefix(early) && late.count > early.count)
+        #expect(late.contains("second line\n") && late.contains("modelfs: job succeeded"), "\(late)")
+        #expect(try env.fs.getattr(try env.inode("jobs/\(id)/log")).size == Int64(late.utf8.count))
+        let tail = try env.fs.read(handle, offset: Int64(early.utf8.count), size: 4096)
+        #expect(String(decoding: tail, as: UTF8.self) == String(late.dropFirst(early.count)))
+    }
+}
