@@ -243,7 +243,10 @@ public final class FUSEAdapter: @unchecked Sendable {
                 e.name.withCString { name in
                     if plus {
                         var param = FUSEAdapter.entry(e.attributes)
-                        if e.name == "." || e.name == ".." { param.ino = 0 }  // no dentry for these
+                        // No dentry for "." and "..". Nor attributes for files still changing: the
+                        // listing was taken at opendir, and a size from then, applied after a newer
+                        // lookup, would cut short a file that completed in between.
+                        if e.name == "." || e.name == ".." || e.attributes.cacheSeconds == 0 { param.ino = 0 }
                         return fuse_add_direntry_plus(req, b.baseAddress! + used, size - used, name, &param, off_t(index + 1))
                     }
                     var st = FUSEAdapter.stat(e.attributes)
