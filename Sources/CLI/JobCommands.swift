@@ -49,13 +49,16 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         try reporting {
             let registry = try store.openRegistry()
-            var text = "model=\"\(model)\" version=\"\(version)\" dataset=\"\(dataset)\""
-            if let name { text += " name=\"\(name)\"" }
-            var request = try JobRequest.parse(Array(text.utf8))
+            // The same checks as the control file: the request goes through JobRequest.parse as JSON.
+            var fields = ["model": model, "version": version, "dataset": dataset]
+            if let name { fields["name"] = name }
             for p in params {
                 guard let eq = p.firstIndex(of: "="), eq != p.startIndex else { throw CLIError("'\(p)' is not KEY=VALUE") }
-                request.params[String(p[..<eq])] = String(p[p.index(after: eq)...])
+                let key = String(p[..<eq])
+                guard fields[key] == nil else { throw CLIError("\(key) is given twice") }
+                fields[key] = String(p[p.index(after: eq)...])
             }
+            let request = try JobRequest.parse(Array(try JSONSerialization.data(withJSONObject: fields)))
             let service = try jobOptions.service(registry, dataDir: store.resolvedDataDir, mountpoint: nil)
             let job = try service.submit(request)
             print("job \(job.id) queued")

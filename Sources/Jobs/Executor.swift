@@ -57,7 +57,16 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, 0x80)  // POSIX_SPAWN_SETSID
+        // Its own session (a cancel reaches everything it starts), no blocked signals and default
+        // dispositions: FUSE and dispatch threads block or ignore some, and a job must not inherit that.
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(0x80 | 0x08 | 0x04))  // SETSID | SETSIGMASK | SETSIGDEF
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup(script), nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
@@ -85,7 +94,19 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
     public func cancel(_ id: String) {
         guard let pid = pid_t(id) else { return }
         kill(-pid, SIGTERM)
-        DispatchQueue.global().asyncAfter(deadline: .now() + 5) { kill(-pid, SIGKILL) }
+        // Reap it (it is our child unless an earlier mount started it), and SIGKILL the group if
+        // it is still there after 5 s — only while the leader is unreaped, so the pid is still its.
+        Thread.detachNewThread {
+            for _ in 0..<50 {
+                var status: Int32 = 0
+                let r = waitpid(pid, &status, WNOHANG)
+                if r == pid || (r < 0 && kill(pid, 0) != 0) { return }
+                usleep(100_000)
+            }
+            kill(-pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
     }
 }
 

@@ -74,12 +74,27 @@ public final class JobService: @unchecked Sendable {
         guard d.status == .ready else {
             throw StoreError(.busy, "dataset \(d.fileName) is \(d.status.rawValue), not ready")
         }
-        let id: String
-        if let name = request.name { id = name } else { id = try catalog.freeJobID(prefix: "\(m.name)-\(v.name)-ft-") }
-        try Names.validate(id, what: "job name")
-        let job = Job(id: id, model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
+        var job = Job(id: "", model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
                       executor: executor.name, created: Date(timeIntervalSince1970: Date().timeIntervalSince1970))
-        try catalog.insertJob(job)
+        if let name = request.name {
+            try Names.validate(name, what: "job name")
+            job.id = name
+            try catalog.insertJob(job)
+        } else {
+            // Two submissions may pick the same free id at once: the insert decides, the loser picks again.
+            var attempts = 0
+            while true {
+                job.id = try catalog.freeJobID(prefix: "\(m.name)-\(v.name)-ft-")
+                do throws(StoreError) {
+                    try catalog.insertJob(job)
+                    break
+                } catch where error.code == .alreadyExists && attempts < 20 {
+                    attempts += 1
+                }
+            }
+        }
+        let id = job.id
+        job = try catalog.job(id: id) ?? job
         do throws(StoreError) {
             try prepareDirectory(job, version: v, dataset: d)
         } catch {
@@ -106,9 +121,12 @@ public final class JobService: @unchecked Sendable {
                 #!/bin/sh
                 # Written by modelfs for one job. Request values arrive only as MODELFS_* variables.
                 cd "$MODELFS_JOB_DIR" || exit 97
+                # A subshell, so that exit, exec, set -e or cd in the command cannot skip the exit code.
+                (
                 \(configuration.trainCommand ?? "exit 96")
+                )
                 code=$?
-                echo "$code" > exit_code.tmp && mv exit_code.tmp exit_code
+                echo "$code" > "$MODELFS_JOB_DIR/exit_code.tmp" && mv "$MODELFS_JOB_DIR/exit_code.tmp" "$MODELFS_JOB_DIR/exit_code"
                 exit "$code"
 
                 """
@@ -191,8 +209,13 @@ public final class JobService: @unchecked Sendable {
         let dir = directory(of: job.id)
         do throws(StoreError) {
             let env = try environment(for: job)
+            // A cancel may land while inputs are fetched: look again before and after starting.
+            guard try catalog.job(id: job.id)?.status == .running else { return false }
             let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: logPath(of: job.id), jobID: job.id)
-            try catalog.transitionJob(id: job.id, from: [.running], to: .running, executorID: eid)
+            guard try catalog.transitionJob(id: job.id, from: [.running], to: .running, executorID: eid) else {
+                executor.cancel(eid)
+                return false
+            }
             logger.info("job \(job.id) started on \(executor.name) as \(eid)")
             note(job.id, "job started on \(executor.name) as \(eid)")
             return true
@@ -283,6 +306,9 @@ public final class JobService: @unchecked Sendable {
         for file in files {
             guard let (_, format) = try? Formats.splitVersion(file) else { continue }
             let path = out + "/" + file
+            // Regular files only: not a directory named like a checkpoint, a FIFO or a symlink.
+            var st = stat()
+            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
             let next = try registry.nextVersionName(of: job.model)
             let upload = try registry.beginVersion(
                 model: job.model, fileName: next + "." + format,
@@ -294,7 +320,11 @@ public final class JobService: @unchecked Sendable {
             }
             defer { try? handle.close() }
             while true {
-                let data = handle.readData(ofLength: 1 << 20)
+                let data: Data
+                do { data = try handle.read(upToCount: 1 << 20) ?? Data() } catch {
+                    upload.abort(reason: "cannot read \(path): \(error.localizedDescription)")
+                    throw StoreError(.io, "cannot read \(path): \(error.localizedDescription)")
+                }
                 if data.isEmpty { break }
                 try data.withUnsafeBytes { b in Result { () throws(StoreError) in try upload.write(b) } }.get()
             }

@@ -43,9 +43,20 @@ public final class Registry: Sendable {
     }
 
     /// Renames a model: metadata only, its versions keep their object keys.
+    /// Jobs name their inputs: renaming what a queued or running job uses is refused.
+    func checkNoActiveJob(model: String, version: String? = nil, dataset: String? = nil) throws(StoreError) {
+        let active = try catalog.jobs().filter(\.status.isActive)
+        if let job = active.first(where: { j in
+            (dataset != nil && j.dataset == dataset) || (dataset == nil && j.model == model && (version == nil || j.version == version))
+        }) {
+            throw StoreError(.busy, "job \(job.id) uses it and is \(job.status.rawValue)")
+        }
+    }
+
     public func renameModel(_ from: String, to: String) throws(StoreError) {
         try Names.validate(to, what: "model name")
         let m = try model(from)
+        try checkNoActiveJob(model: m.name)
         if from == to { return }
         try catalog.updateModel(id: m.id, name: to)
         publishManifest(m.id)
@@ -120,6 +131,7 @@ public final class Registry: Sendable {
         try Names.validate(to, what: "version name")
         let (m, v) = try version(modelName, from)
         if from == to { return }
+        try checkNoActiveJob(model: m.name, version: v.name)
         try catalog.updateVersion(id: v.id, name: to)
         publishManifest(m.id)
     }
@@ -193,6 +205,9 @@ public final class Registry: Sendable {
 
     public func deleteDataset(_ name: String) throws(StoreError) {
         let d = try dataset(name)
+        if let job = try catalog.jobs().first(where: { $0.status.isActive && $0.dataset == d.name }) {
+            throw StoreError(.busy, "dataset \(d.fileName) is used by job \(job.id), which is \(job.status.rawValue)")
+        }
         if d.status == .uploading { throw StoreError(.busy, "datasets/\(d.fileName) is still uploading") }
         do { try objects.delete(d.objectKey) } catch { throw error.storeError }
         try catalog.deleteDataset(id: d.id)
@@ -202,6 +217,7 @@ public final class Registry: Sendable {
         try Names.validate(to, what: "dataset name")
         let d = try dataset(from)
         if from == to { return }
+        try checkNoActiveJob(model: "", dataset: d.name)
         try catalog.renameDataset(id: d.id, to: to)
     }
 

@@ -30,29 +30,41 @@ func eventually(seconds: Int = 60, _ condition: () throws -> Bool) rethrows -> B
     return try condition()
 }
 
-/// Processes of process group `pgid` that are alive (zombies excluded), from /proc.
-func liveMembers(ofGroup pgid: pid_t) -> [pid_t] {
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { entry -> pid_t? in
-        guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // state, ppid, pgrp
-        guard fields.count > 2, fields[0] != "Z", pid_t(fields[2]) == pgid else { return nil }
-        return pid
+/// The numeric entries of /proc, read with readdir (an error is not taken for "no processes").
+func procPids() -> [pid_t] {
+    guard let d = opendir("/proc") else { preconditionFailure("cannot list /proc") }
+    defer { closedir(d) }
+    var out: [pid_t] = []
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if let pid = pid_t(name) { out.append(pid) }
     }
+    precondition(!out.isEmpty, "/proc lists no process")
+    return out
+}
+
+/// The state letter and process group of `pid`, from /proc/<pid>/stat; nil when it is gone.
+func procStat(_ pid: pid_t) -> (state: Substring, pgrp: pid_t)? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 2, let pgrp = pid_t(fields[2]) else { return nil }
+    return (fields[0], pgrp)
+}
+
+/// Processes of process group `pgid` that are alive (zombies excluded).
+func liveMembers(ofGroup pgid: pid_t) -> [pid_t] {
+    procPids().filter { pid in procStat(pid).map { $0.state != "Z" && $0.pgrp == pgid } ?? false }
 }
 
 /// Live processes whose environment holds `MODELFS_JOB_DIR=<jobsDir>/…` (any job of one test's
 /// service), or exactly `MODELFS_JOB_DIR=<jobsDir>/<id>` when `id` is given.
 func liveJobProcesses(jobsDir: String, id: String? = nil) -> [pid_t] {
     let prefix = Array("MODELFS_JOB_DIR=\(jobsDir)/\(id ?? "")".utf8)
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { entry -> pid_t? in
-        guard let pid = pid_t(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")"), !stat[stat.index(after: close)...].hasPrefix(" Z"),
-              let environ = FileManager.default.contents(atPath: "/proc/\(entry)/environ") else { return nil }
-        return environ.split(separator: 0).contains { id == nil ? Array($0).starts(with: prefix) : Array($0) == prefix } ? pid : nil
+    return procPids().filter { pid in
+        guard let stat = procStat(pid), stat.state != "Z",
+              let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+        return environ.split(separator: 0).contains { id == nil ? Array($0).starts(with: prefix) : Array($0) == prefix }
     }
 }
 
@@ -68,7 +80,7 @@ final class JobsEnv: @unchecked Sendable {
     static let datasetBytes = bytes("{\"text\": \"good\", \"label\": 1}\n{\"text\": \"bad\", \"label\": 0}\n")
 
     init(local: Bool = false, seed: Bool = true) throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-jobs-\(UUID().uuidString)").path
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-jobs-\(Test.current?.name.prefix(40) ?? "")-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         catalog = try Catalog(path: dir + "/catalog.sqlite")
         objects = local ? try LocalObjectStore(root: dir + "/blobs") : MemoryObjectStore()
@@ -83,6 +95,7 @@ final class JobsEnv: @unchecked Sendable {
     deinit {
         // Nothing a test started may outlive it.
         for pid in liveJobProcesses(jobsDir: jobsDir) { kill(-pid, SIGKILL); kill(pid, SIGKILL) }
+        _ = eventually { liveJobProcesses(jobsDir: jobsDir).isEmpty }
         for job in (try? catalog.jobs()) ?? [] {
             if let eid = job.executorID, let pid = pid_t(eid), pid > 0 { var status: Int32 = 0; _ = waitpid(pid, &status, WNOHANG) }
         }
@@ -119,11 +132,17 @@ final class JobsEnv: @unchecked Sendable {
         return job
     }
 
+    /// One `tick()` with SIGTERM unblocked on this thread: a test runner's worker threads block it,
+    /// and a job started from such a thread would inherit the block (see ExecutorTests).
+    func tick(_ service: JobService) throws {
+        try withSIGTERMUnblocked { try service.tick() }
+    }
+
     /// Ticks `service` until job `id` satisfies `condition` (bounded); returns the job as it is then.
     @discardableResult
     func drive(_ service: JobService, _ id: String, until condition: (Job) -> Bool) throws -> Job {
         _ = try eventually {
-            try service.tick()
+            try tick(service)
             return condition(try job(id))
         }
         let now = try job(id)
@@ -160,6 +179,15 @@ final class JobsEnv: @unchecked Sendable {
     func read(_ path: String) -> [UInt8]? { FileManager.default.contents(atPath: path).map { Array($0) } }
 
     func text(_ path: String) -> String { String(decoding: read(path) ?? [], as: UTF8.self) }
+}
+
+func withSIGTERMUnblocked<R>(_ body: () throws -> R) rethrows -> R {
+    var term = sigset_t(), old = sigset_t()
+    sigemptyset(&term)
+    sigaddset(&term, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &term, &old)
+    defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
+    return try body()
 }
 
 final class LockedList<T>: @unchecked Sendable {

@@ -47,8 +47,12 @@ private final class JobsFSEnv: @unchecked Sendable {
     }
 
     deinit {
-        for job in (try? catalog.jobs()) ?? [] where job.status.isActive {
-            if let eid = job.executorID, let pid = pid_t(eid), pid > 0 { kill(-pid, SIGKILL) }
+        for job in (try? catalog.jobs()) ?? [] {
+            if let eid = job.executorID, let pid = pid_t(eid), pid > 0, job.status == .running || job.status == .cancelled {
+                kill(-pid, SIGKILL)
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, 0)
+            }
         }
         try? FileManager.default.removeItem(atPath: dir)
     }
@@ -97,6 +101,12 @@ private final class JobsFSEnv: @unchecked Sendable {
     @discardableResult
     func drive(_ id: String, until condition: (Job) -> Bool) throws -> Job {
         _ = try jobsEventually {
+            // A test runner's worker threads block SIGTERM; jobs started here would inherit that.
+            var term = sigset_t(), old = sigset_t()
+            sigemptyset(&term)
+            sigaddset(&term, SIGTERM)
+            pthread_sigmask(SIG_UNBLOCK, &term, &old)
+            defer { pthread_sigmask(SIG_SETMASK, &old, nil) }
             try jobs.tick()
             return condition(try job(id))
         }

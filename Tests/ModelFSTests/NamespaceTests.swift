@@ -24,17 +24,19 @@ import ModelFS
         #expect(try env.fs.getattr(rootInode).isDirectory)
         expectStoreError(.notFound) { try env.fs.lookup(parent: rootInode, name: bytes("nope")) }
         expectStoreError(.notFound) { try env.fs.lookup(parent: rootInode, name: [0xff]) }
-        expectStoreError(.notFound) { try env.fs.getattr(6) }
+        expectStoreError(.notFound) { try env.fs.getattr(7) }
     }
 
     @Test func inodeNumbersRoundTrip() {
-        let nodes: [Node] = [.root, .modelsDir, .datasetsDir, .jobsDir, .stats]
-            + [1, 2, 42, 1 << 40, (1 << 56) - 1].flatMap { id -> [Node] in [.model(id), .version(id), .next(id), .dataset(id)] }
+        let nodes: [Node] = [.root, .modelsDir, .datasetsDir, .jobsDir, .stats, .submit]
+            + [1, 2, 42, 1 << 40, (1 << 56) - 1].flatMap { id -> [Node] in
+                [.model(id), .version(id), .next(id), .dataset(id), .job(id)] + JobFile.allCases.map { Node.jobFile(id, $0) }
+            }
         for node in nodes {
             #expect(Node(inode: node.inode) == node, "\(node)")
         }
         #expect(Set(nodes.map(\.inode)).count == nodes.count, "every node has its own inode")
-        for bogus: UInt64 in [0, 6, 99, 5 << 56, UInt64.max] {
+        for bogus: UInt64 in [0, 7, 99, 10 << 56, UInt64.max] {
             #expect(Node(inode: bogus) == nil, "\(bogus)")
         }
         #expect(Node.model(1).isDirectory && Node.root.isDirectory && !Node.version(1).isDirectory && !Node.stats.isDirectory)

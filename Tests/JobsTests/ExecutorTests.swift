@@ -1,0 +1,85 @@
+import Foundation
+import Glibc
+import Testing
+import ModelStore
+import Jobs
+
+/// LocalExecutor on its own: a script in a directory, no service.
+@Suite("LocalExecutor")
+final class LocalExecutorTests {
+    let dir: String
+    let executor = LocalExecutor()
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-exec-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+    func run(_ script: String, environment: [String: String] = [:]) throws -> String {
+        // The executor does not change directory: run.sh does, as JobService's does.
+        try ("cd '\(dir)' || exit 97\n" + script).write(toFile: dir + "/run.sh", atomically: true, encoding: .utf8)
+        return try withSIGTERMUnblocked {
+            try executor.start(script: dir + "/run.sh", directory: dir, environment: environment, log: dir + "/log", jobID: "t")
+        }
+    }
+
+    func ended(_ id: String) -> ExecutorState {
+        _ = eventually { ![.running, .queued].contains(executor.state(of: id, directory: dir)) }
+        return executor.state(of: id, directory: dir)
+    }
+
+    var log: String { (try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? "" }
+
+    @Test func theExitCodeFileIsTheOutcome() throws {
+        let id = try run("echo out; echo err >&2; echo 5 > exit_code.tmp && mv exit_code.tmp exit_code; exit 5\n")
+        #expect(ended(id) == .exited(5))
+        #expect(log == "out\nerr\n")
+    }
+
+    @Test func aProcessGoneWithoutAnExitCodeIsLost() throws {
+        let id = try run("exit 0\n")
+        #expect(ended(id) == .lost)
+        #expect(executor.state(of: "not-a-pid", directory: dir) == .lost)
+    }
+
+    @Test func theJobGetsOnlyItsEnvironmentAndNoStdin() throws {
+        // The mount's own environment (object-store credentials, say) is not the job's.
+        let id = try run("cat > stdin.txt; env > env.txt; echo 0 > exit_code\n", environment: ["ONLY": "this", "PATH": "/usr/bin:/bin"])
+        #expect(ended(id) == .exited(0))
+        let env = ((try? String(contentsOfFile: dir + "/env.txt", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        #expect(env.contains("ONLY=this"))
+        let names = Set(env.compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
+        #expect(names.subtracting(["ONLY", "PATH", "PWD", "OLDPWD", "SHLVL", "_"]).isEmpty, "\(names)")
+        #expect(FileManager.default.contents(atPath: dir + "/stdin.txt") == Data())
+    }
+
+    @Test func theJobRunsInItsOwnSessionAndCancelEndsIt() throws {
+        let id = try run("sleep 30 & sleep 30\n")
+        let pid = try #require(pid_t(id))
+        #expect(eventually { liveMembers(ofGroup: pid).count >= 2 })
+        #expect(getsid(pid) == pid && getpgid(pid) == pid)
+        #expect(executor.state(of: id, directory: dir) == .running)
+        executor.cancel(id)
+        #expect(eventually { liveMembers(ofGroup: pid).isEmpty })
+        #expect(ended(id) == .lost, "killed: no exit code")
+    }
+
+    @Test func theJobDoesNotInheritTheCallersBlockedSignals() throws {
+        // A libfuse worker or a dispatch thread blocks signals; a job started from one must not
+        // start with SIGTERM blocked, or a cancel does not reach a trainer the command execs.
+        try "exec grep SigBlk /proc/self/status\n".write(toFile: dir + "/run.sh", atomically: true, encoding: .utf8)
+        var block = sigset_t(), old = sigset_t()
+        sigemptyset(&block)
+        sigaddset(&block, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &block, &old)
+        let id = try executor.start(script: dir + "/run.sh", directory: dir, environment: [:], log: dir + "/log", jobID: "t")
+        pthread_sigmask(SIG_SETMASK, &old, nil)
+        _ = ended(id)
+        #expect(log.hasPrefix("SigBlk:"))
+        do {
+            #expect(log == "SigBlk:\t0000000000000000\n")
+        }
+    }
+}
