@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from conftest import is_mounted, make_file, s3_client, sha256_file, sh, BUCKET, S3_ENDPOINT
+from conftest import is_mounted, make_file, sha256_file, sh, BUCKET, S3_ENDPOINT
 from faultproxy import DEFAULT_KINDS, FaultProxy
 
 MiB = 1 << 20
@@ -327,8 +327,26 @@ LOST = {
 }
 
 
-@pytest.mark.parametrize("which", sorted(LOST))
-@pytest.mark.parametrize("kind", ["lost", "truncate", "truncate_head"])
+# Known misbehaviour, found with these tests (xfail strict: the mark goes once it is fixed).
+ORPHAN_ON_RETRIED_CREATE = (
+    "modelfs bug: when the answer to CreateMultipartUpload is lost, the retry creates a second "
+    "upload and the first, unknown to the catalog, stays open in the bucket (until gc --older-than)")
+CUT_HEAD_ACCEPTED = (
+    "modelfs bug: an answer whose connection ends inside its headers is taken by libcurl (7.88) as "
+    "complete (CURLE_OK, status 200, no body); CurlTransport accepts it and S3ObjectStore fails for "
+    "good on it (malformed XML / no ETag) instead of retrying")
+KNOWN = {
+    ("lost", "create"): ORPHAN_ON_RETRIED_CREATE,
+    ("truncate", "create"): ORPHAN_ON_RETRIED_CREATE,
+    ("truncate_head", "create"): CUT_HEAD_ACCEPTED + "; the version fails and the upload it opened is orphaned",
+    ("truncate_head", "part"): CUT_HEAD_ACCEPTED + "; the version fails on one cut answer",
+    ("truncate_head", "complete"): CUT_HEAD_ACCEPTED + "; the version is failed although its object exists",
+}
+
+
+@pytest.mark.parametrize("kind,which", [
+    pytest.param(k, w, id=f"{k}-{w}", marks=[pytest.mark.xfail(strict=True, reason=KNOWN[k, w])] if (k, w) in KNOWN else [])
+    for k in ("lost", "truncate", "truncate_head") for w in sorted(LOST)])
 def test_answer_lost_after_the_server_acted(s3store, proxy, name, tmp_path, figures, which, kind):
     """The server does the request but its answer never arrives whole (reset; cut in its body; cut
     in its head, which libcurl reports as a success with the headers it got and an empty body):
@@ -339,19 +357,21 @@ def test_answer_lost_after_the_server_acted(s3store, proxy, name, tmp_path, figu
     env = proxy_env(s3store, proxy)
     with mounted(s3store, tmp_path / "mnt", env) as mnt:
         sh("mkdir", os.path.join(mnt, "models", model))
-        proxy.configure(rate=1.0, kinds=(kind,), methods="all", predicate=_first(LOST[which]))
+        proxy.configure(rate=1.0, kinds=(kind,), methods="all", predicate=_first(LOST[which]),
+                        truncate_fraction=0.0 if kind == "truncate_head" else None)  # right after the status line
         target = os.path.join(mnt, "models", model, "v1.ckpt")
         cp, seconds = timed(["cp", str(src), target])
         status = xattr(target, "status")
-        c = proxy.counters()
-        figures.update(which=which, kind=kind, cp_exit=cp.returncode, cp_stderr=cp.stderr.strip(), status=status,
-                       cp_seconds=seconds, faults=c["faults"], fault_details=c["fault_details"])
-        assert c["faults"].get(kind) == 1, "the request was not faulted"
-        assert cp.returncode == 0, f"{cp.stderr}\n{mount_log(s3store)}"
-        assert status == "ready"
-        assert sha256_file(target) == sha256_file(src)
+        error = xattr(target, "error") if status == "failed" else ""
+        right = cp.returncode == 0 and sha256_file(target) == sha256_file(src)
+        log = mount_log(s3store, 10)
+    c = proxy.counters()
     keys, uploads = s3_state(s3store, model)
-    figures["uploads_left"] = uploads
+    figures.update(which=which, kind=kind, cp_exit=cp.returncode, status=status, error=error, cp_seconds=seconds,
+                   fault_details=c["fault_details"], objects_left=keys, uploads_left=uploads)
+    assert c["faults"].get(kind) == 1, "the request was not faulted"
+    assert cp.returncode == 0, f"{cp.stderr}\nversion {status}: {error}\nobjects {keys}, uploads {uploads}\n{log}"
+    assert status == "ready" and right
     assert keys == [f"{model}/v1.ckpt"]
     assert uploads == [], "an orphaned multipart upload is left behind"
     figures["bytes_verified"] = 20 * MiB + 7
@@ -382,3 +402,60 @@ def test_read_with_answer_heads_cut_never_returns_wrong_bytes(s3store, proxy, na
     if err == 0:
         assert got == want, f"wrong bytes: read {count} of {size} bytes, sha256 {got} != {want}"
         figures["bytes_verified"] = size
+
+
+STALLED = {
+    "create": LOST["create"],
+    "part": LOST["part"],
+    "complete": LOST["complete"],
+    "get": lambda m, t: m == "GET" and "uploadId" not in t and "?" not in t,
+}
+
+
+@pytest.mark.parametrize("which", sorted(STALLED))
+def test_a_stalled_request_is_abandoned_and_retried(s3store, proxy, name, tmp_path, figures, which):
+    """One request gets no answer at all (the connection stays open, silent, for 60 s): the client
+    gives up on it (curl's low-speed limit, 10 s) and retries within the 30 s operation budget, so
+    the copy in, or the read, still succeeds. How long the client held on is a figure."""
+    model = name("faults-stall")
+    src = make_file(tmp_path / "w.ckpt", 20 * MiB + 7, seed=19)
+    want = sha256_file(src)
+    env = proxy_env(s3store, proxy)
+    if which == "get":
+        s3store.run("import", str(src), "--model", model, "--version", "v1", "--quiet")
+    with mounted(s3store, tmp_path / "mnt", env) as mnt:
+        target = os.path.join(mnt, "models", model, "v1.ckpt")
+        proxy.configure(rate=1.0, kinds=("stall",), methods="all", predicate=_first(STALLED[which]), stall_seconds=60)
+        if which == "get":
+            err, got, seconds = read_in_child(target)
+            ok = err == 0 and got == want
+        else:
+            sh("mkdir", os.path.join(mnt, "models", model))
+            cp, seconds = timed(["cp", str(src), target])
+            ok = cp.returncode == 0 and xattr(target, "status") == "ready" and sha256_file(target) == want
+    c = proxy.counters()
+    figures.update(which=which, seconds=seconds, fault_details=c["fault_details"])
+    assert c["faults"].get("stall") == 1
+    assert ok, mount_log(s3store)
+    figures["bytes_verified"] = 20 * MiB + 7
+
+
+@pytest.mark.xfail(strict=True, reason=CUT_HEAD_ACCEPTED + "; S3ObjectStore.get hands back 0 bytes of a 206 as data "
+                   "and download stops with 'short read' instead of retrying")
+def test_download_survives_one_answer_cut_after_its_status_line(s3store, proxy, name, tmp_path, figures):
+    """`modelfs download` (ranged GETs, no kernel in between) when one GET answer ends right after
+    its status line: it retries and writes the right file (or at least never a wrong one)."""
+    model = name("faults-dl")
+    src = make_file(tmp_path / "w.ckpt", 20 * MiB, seed=23)
+    s3store.run("import", str(src), "--model", model, "--version", "v1", "--quiet")
+    proxy.configure(rate=1.0, kinds=("truncate_head",), methods=("GET",), truncate_fraction=0.0,
+                    predicate=_first(lambda m, t: "?" not in t))
+    out = tmp_path / "out.ckpt"
+    p = s3store.run("download", model, "v1", "-o", str(out), check=False, env=proxy_env(s3store, proxy), timeout=HANG_GUARD)
+    figures.update(exit=p.returncode, stderr=p.stderr.strip().splitlines()[-1:], fault_details=proxy.counters()["fault_details"])
+    assert proxy.counters()["faults"].get("truncate_head") == 1
+    if p.returncode != 0:
+        assert not out.exists()  # never a wrong file
+    assert p.returncode == 0, p.stderr
+    assert sha256_file(out) == sha256_file(src)
+    figures["bytes_verified"] = 20 * MiB
