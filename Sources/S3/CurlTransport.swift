@@ -67,6 +67,9 @@ final class CurlHandle: @unchecked Sendable {
 private final class Exchange {
     var body: [UInt8] = []
     var headers: [(String, String)] = []
+    /// The blank line that ends a header block arrived: a connection closed inside the headers
+    /// is a truncated answer, although curl 7.88 reports it as a success.
+    var headersComplete = false
     let wantBody: Bool
     let upload: UnsafeRawBufferPointer
     var uploadOffset = 0
@@ -173,6 +176,11 @@ final class CurlTransport: Sendable {
             let line = UnsafeRawBufferPointer(start: ptr, count: n)
             if line.starts(with: "HTTP/".utf8) {
                 exchange.headers.removeAll(keepingCapacity: true)  // a new response block (after 1xx)
+                exchange.headersComplete = false
+                return n
+            }
+            if line.allSatisfy({ $0 == 0x0D || $0 == 0x0A }) {
+                exchange.headersComplete = true
                 return n
             }
             guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return n }
@@ -246,6 +254,9 @@ final class CurlTransport: Sendable {
         }
         var status = 0
         curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        guard exchange.headersComplete else {
+            throw TransportError(code: TransportError.truncatedCode, message: "\(method) answer ended inside its headers")
+        }
         let response = HTTPResponse(status: status, headers: exchange.headers, body: exchange.body)
 
         // Never hand back a short body as data.

@@ -182,6 +182,7 @@ public final class StreamingUpload: @unchecked Sendable {
             }
             let etag: String
             do { etag = try store.completeMultipartUpload(key, uploadID: uploadID!, parts: parts) } catch { throw error.storeError }
+            abortStrays()
             return UploadResult(size: total, sha256: digest, etag: etag, parts: parts.count)
         } catch {
             abortQuietly()
@@ -205,11 +206,21 @@ public final class StreamingUpload: @unchecked Sendable {
         guard let uploadID else { return true }
         do {
             try store.abortMultipartUpload(key, uploadID: uploadID)
+            abortStrays()
             return true
         } catch {
             logger.warning("could not abort upload \(uploadID) of \(key): \(error)")
             abortFailed = true
             return false
+        }
+    }
+
+    /// A CreateMultipartUpload whose answer was lost and retried leaves a second upload open on
+    /// the server under this key; nothing else writes this key, so any other upload is a stray.
+    private func abortStrays() {
+        guard let pending = try? store.listMultipartUploads(prefix: key) else { return }
+        for stray in pending where stray.key == key && stray.uploadID != uploadID {
+            try? store.abortMultipartUpload(key, uploadID: stray.uploadID)
         }
     }
 

@@ -335,13 +335,8 @@ CUT_HEAD_ACCEPTED = (
     "modelfs bug: an answer whose connection ends inside its headers is taken by libcurl (7.88) as "
     "complete (CURLE_OK, status 200, no body); CurlTransport accepts it and S3ObjectStore fails for "
     "good on it (malformed XML / no ETag) instead of retrying")
-KNOWN = {
-    ("lost", "create"): ORPHAN_ON_RETRIED_CREATE,
-    ("truncate", "create"): ORPHAN_ON_RETRIED_CREATE,
-    ("truncate_head", "create"): CUT_HEAD_ACCEPTED + "; the version fails and the upload it opened is orphaned",
-    ("truncate_head", "part"): CUT_HEAD_ACCEPTED + "; the version fails on one cut answer",
-    ("truncate_head", "complete"): CUT_HEAD_ACCEPTED + "; the version is failed although its object exists",
-}
+# Both are fixed; kept for the record of what these tests found.
+KNOWN = {}
 
 
 @pytest.mark.parametrize("kind,which", [
@@ -440,8 +435,6 @@ def test_a_stalled_request_is_abandoned_and_retried(s3store, proxy, name, tmp_pa
     figures["bytes_verified"] = 20 * MiB + 7
 
 
-@pytest.mark.xfail(strict=True, reason=CUT_HEAD_ACCEPTED + "; S3ObjectStore.get hands back 0 bytes of a 206 as data "
-                   "and download stops with 'short read' instead of retrying")
 def test_download_survives_one_answer_cut_after_its_status_line(s3store, proxy, name, tmp_path, figures):
     """`modelfs download` (ranged GETs, no kernel in between) when one GET answer ends right after
     its status line: it retries and writes the right file (or at least never a wrong one)."""
