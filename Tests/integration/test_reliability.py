@@ -205,3 +205,55 @@ def test_gc_lists_and_removes_orphans(store, name, tmp_path):
     if store.kind == "local":
         store.run("gc", "--older-than", "0", "--delete-orphans")
         assert store.keys(model + "/") == [f"{model}/v1.zip"]
+
+
+def test_mount_killed_during_reads_and_during_a_job(store, name, tmp_path):
+    """kill -9 of the mount while a version is read and a job runs: the next mount serves the
+    same bytes, the catalog is sound, and the job is reconciled (it finishes, its checkpoint lands)."""
+    import sys
+    trainer = os.path.join(os.path.dirname(__file__), "../../scripts/train_example.py")
+    command = f"{sys.executable} {os.path.abspath(trainer)}"
+    path = str(tmp_path / "m")
+    model, dataset = name("tiny"), name("qa")
+    big = make_file(tmp_path / "w.pt", 64 * MiB, seed=5)
+    base, data = tmp_path / "base.safetensors", tmp_path / "qa.jsonl"
+    sh(sys.executable, trainer, "--init", str(base))
+    sh(sys.executable, trainer, "--make-dataset", str(data), "--records", "60")
+    pid = mount_pid(store.run("mount", path, "--train-command", command).stdout)
+    try:
+        d = os.path.join(path, "models", model)
+        os.mkdir(d)
+        sh("cp", str(big), os.path.join(d, "w.pt"))
+        sh("cp", str(base), os.path.join(d, "v1.safetensors"))
+        sh("cp", str(data), os.path.join(path, "datasets", dataset + ".jsonl"))
+        fd = os.open(os.path.join(path, "jobs", "submit"), os.O_RDWR)
+        os.write(fd, f"model={model} version=v1 dataset={dataset} epochs=4 sleep=1\n".encode())
+        job = os.pread(fd, 4096, 0).decode().strip()
+        os.close(fd)
+        log = os.path.join(store.data_dir, "jobs", job, "log")
+        deadline = time.time() + 60
+        while time.time() < deadline and "epoch 1/" not in (open(log).read() if os.path.exists(log) else ""):
+            time.sleep(0.1)
+        reader = subprocess.Popen(["dd", f"if={os.path.join(d, 'w.pt')}", "of=/dev/null", "bs=64k"], stderr=subprocess.DEVNULL)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        reader.wait(timeout=60)
+    finally:
+        subprocess.run(["fusermount3", "-uz", path])
+    with sqlite3.connect(db_path(store)) as c:
+        assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.run("mount", path, "--train-command", command)
+    try:
+        d = os.path.join(path, "models", model)
+        assert sha256_file(os.path.join(d, "w.pt")) == sha256_file(big)
+        deadline = time.time() + 120
+        status = ""
+        while time.time() < deadline:
+            status = open(os.path.join(path, "jobs", job, "status")).read().strip()
+            if status not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        assert status == "succeeded", open(os.path.join(path, "jobs", job, "log")).read()
+        assert "v2.safetensors" in os.listdir(d)
+    finally:
+        cleanup_mount(path)
