@@ -151,7 +151,8 @@ public final class Registry: Sendable {
         let m = try model(modelName)
         let key = try freshKey(Rules.versionKey(model: m.name, fileName: fileName), name: "\(m.name)/\(name)", format: format)
         let v = try catalog.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
-        publishManifest(m.id)
+        // The manifest follows when the upload ends (ready or failed): an uploading version means
+        // nothing to another node or to recovery, and each rewrite costs a PUT of the whole manifest.
         return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
     }
 
