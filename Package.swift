@@ -65,15 +65,17 @@ let package = Package(
         ]),
         .executableTarget(name: "modelfs", dependencies: ["CLI"]),
 
+        // Helpers every test target shares.
+        .target(name: "TestSupport", dependencies: ["ModelStore"], path: "Tests/TestSupport"),
         .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore"]),
-        .testTarget(name: "BlobStoreTests", dependencies: ["ModelStore", "BlobStore", "S3"]),
+        .testTarget(name: "BlobStoreTests", dependencies: ["TestSupport", "ModelStore", "BlobStore", "S3"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "ModelStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ModelStore"]),
-        .testTarget(name: "UploadPathTests", dependencies: ["UploadPath", "BlobStore", "ModelStore"]),
-        .testTarget(name: "JobsTests", dependencies: ["Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
-        .testTarget(name: "ReadPathTests", dependencies: ["ReadPath", "ModelStore"]),
-        .testTarget(name: "ModelFSTests", dependencies: ["ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
+        .testTarget(name: "UploadPathTests", dependencies: ["TestSupport", "UploadPath", "BlobStore", "ModelStore"]),
+        .testTarget(name: "JobsTests", dependencies: ["TestSupport", "Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
+        .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore"]),
+        .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
-        .testTarget(name: "RegistryTests", dependencies: ["Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),
+        .testTarget(name: "RegistryTests", dependencies: ["TestSupport", "Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),
     ]
 )

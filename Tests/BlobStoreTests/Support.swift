@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@_exported import TestSupport
 import ModelStore
 import BlobStore
 import S3
@@ -25,41 +26,6 @@ enum S3TestEnvironment {
 
 func randomHex(_ bytes: Int) -> String {
     Digest.hex((0..<bytes).map { _ in UInt8.random(in: 0...255) })
-}
-
-/// `count` random bytes, quickly even in a debug build (SplitMix64 from a random seed: one
-/// system call per buffer, not one per word).
-func randomBytes(_ count: Int) -> [UInt8] {
-    var out = [UInt8](repeating: 0, count: count)
-    var state = UInt64.random(in: 0...UInt64.max)
-    out.withUnsafeMutableBytes { raw in
-        var i = 0
-        while i < raw.count {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            if i + 8 <= raw.count {
-                raw.storeBytes(of: z, toByteOffset: i, as: UInt64.self)
-                i += 8
-            } else {
-                while i < raw.count { raw[i] = UInt8(truncatingIfNeeded: z); z >>= 8; i += 1 }
-            }
-        }
-    }
-    return out
-}
-
-/// Byte-wise equality at memcmp speed (a debug build compares arrays element by element).
-func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    a.count == b.count && a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
-}
-
-func temporaryDirectory(_ label: String) throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
 }
 
 /// A fresh store of `kind` with a unique key prefix; everything under the prefix is removed after `body`.

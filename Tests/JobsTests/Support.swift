@@ -1,33 +1,16 @@
 import Foundation
 import Glibc
 import Testing
+@_exported import TestSupport
 import ModelStore
 import BlobStore
 import Catalog
 import Registry
 import Jobs
 
-func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
-                         sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) {
-    let error = #expect(throws: StoreError.self, comment, sourceLocation: sourceLocation) { _ = try body() }
-    if let error { #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation) }
-}
-
 /// The error `body` throws, or nil (and an issue) when it throws none.
 func storeError<R>(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) -> StoreError? {
     #expect(throws: StoreError.self, sourceLocation: sourceLocation) { _ = try body() }
-}
-
-func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
-
-/// Polls `condition` until it holds or a generous deadline passes (a safety net, not a measurement).
-func eventually(seconds: Int = 60, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        Thread.sleep(forTimeInterval: 0.02)
-    }
-    return try condition()
 }
 
 /// The numeric entries of /proc, read with readdir (an error is not taken for "no processes").

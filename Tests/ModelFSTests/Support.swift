@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@_exported import TestSupport
 import ModelStore
 import BlobStore
 import Catalog
@@ -8,62 +9,7 @@ import Registry
 import ReadPath
 import ModelFS
 
-let KiB = 1 << 10
-let MiB = 1 << 20
 let rootInode: UInt64 = 1
-
-func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
-                         sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) {
-    let error = #expect(throws: StoreError.self, comment, sourceLocation: sourceLocation) { _ = try body() }
-    if let error { #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation) }
-}
-
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// `count` pseudo-random bytes from `seed`, quickly even in a debug build.
-func pattern(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
-    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-        var rng = SplitMix64(seed: seed)
-        let raw = UnsafeMutableRawBufferPointer(buffer)
-        var i = 0
-        while i + 8 <= count { raw.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self); i += 8 }
-        while i < count { raw[i] = UInt8(truncatingIfNeeded: rng.next()); i += 1 }
-        initialized = count
-    }
-}
-
-func same<A: ContiguousBytes, B: ContiguousBytes>(_ a: A, _ b: B) -> Bool {
-    a.withUnsafeBytes { x in
-        b.withUnsafeBytes { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }
-    }
-}
-
-/// Expects equal bytes; on a mismatch says where, instead of printing megabytes.
-func expectSame<A: ContiguousBytes, B: ContiguousBytes>(_ a: A, _ b: B, _ comment: Comment? = nil,
-                                                          sourceLocation: SourceLocation = #_sourceLocation) {
-    guard !same(a, b) else { return }
-    let detail: String = a.withUnsafeBytes { x in
-        b.withUnsafeBytes { y in
-            let first = zip(x, y).enumerated().first { $0.element.0 != $0.element.1 }?.offset
-            return "\(x.count) bytes vs \(y.count) expected; first difference at \(first.map(String.init) ?? "the end")"
-        }
-    }
-    Issue.record("bytes differ: \(detail)\(comment.map { " (\($0))" } ?? "")", sourceLocation: sourceLocation)
-}
-
-func sha256Hex(_ bytes: [UInt8]) -> String { Digest.hex(Digest.sha256(bytes)) }
-
-func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
 /// Results gathered from several threads.
 final class Collected<T>: @unchecked Sendable {
