@@ -16,6 +16,7 @@ Child programs (timing inside the child, interpreter start excluded), each print
 """
 import json
 import os
+import shlex
 import random
 import shutil
 import signal
@@ -161,7 +162,9 @@ class ModelfsMount(_Managed):
 
     def start(self):
         os.makedirs(self.path, exist_ok=True)
-        out = run([self.modelfs, "mount", self.path, *self.args], env=self.env, timeout=60).stdout
+        # MODELFS_BENCH_MOUNT_ARGS: extra `modelfs mount` flags, to compare settings.
+        extra = shlex.split(os.environ.get("MODELFS_BENCH_MOUNT_ARGS", ""))
+        out = run([self.modelfs, "mount", self.path, *self.args, *extra], env=self.env, timeout=60).stdout
         self.pid = int(out.split("(pid ")[1].split(",")[0])
 
     def _stop(self):

@@ -839,7 +839,7 @@ def main():
     ap.add_argument("--versions", type=int, default=1000)
     ap.add_argument("--models", type=int, default=1000)
     ap.add_argument("--stats", type=int, default=10000)
-    ap.add_argument("--cache-memory", type=int, default=256, help="the mount's --cache-memory default, for the bound")
+    ap.add_argument("--cache-memory", type=int, default=128, help="the mount's --cache-memory default, for the bound")
     ap.add_argument("--bucket", default="models")
     ap.add_argument("--work-dir", default=None, help="where the temp files go (default $TMPDIR or /tmp)")
     ap.add_argument("--markdown", help="also write the markdown table to this file")

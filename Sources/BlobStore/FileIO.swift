@@ -28,17 +28,24 @@ enum FileIO {
     static func read(_ fd: Int32, offset: Int64, count: Int) throws(ObjectStoreError) -> [UInt8] {
         var failure: ObjectStoreError?
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            var done = 0
-            while done < count {
-                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 { if errno == EINTR { continue }; failure = error("read"); break }
-                if n == 0 { break }
-                done += n
-            }
-            initialized = done
+            do throws(ObjectStoreError) {
+                initialized = try read(fd, offset: offset, into: UnsafeMutableRawBufferPointer(buffer))
+            } catch { failure = error; initialized = 0 }
         }
         if let failure { throw failure }
         return bytes
+    }
+
+    /// Fills `buffer` from `offset`, stopping early only at the end of the file.
+    static func read(_ fd: Int32, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(ObjectStoreError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 { if errno == EINTR { continue }; throw error("read") }
+            if n == 0 { break }
+            done += n
+        }
+        return done
     }
 
     static func readAll(_ path: String) throws(ObjectStoreError) -> [UInt8] {

@@ -42,6 +42,18 @@ public final class LocalObjectStore: ObjectStore {
         return try FileIO.read(file, offset: lower, count: Int(upper - lower))
     }
 
+    public func get(_ key: String, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer) throws(ObjectStoreError) -> Int {
+        let file = try FileIO.open(try path(for: key), O_RDONLY, key: key)
+        defer { close(file) }
+        let lower = max(range.lowerBound, 0)
+        let count = min(Int(clamping: range.upperBound - lower), buffer.count)
+        guard count > 0 else { return 0 }
+        return try FileIO.read(file, offset: lower, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<count]))
+    }
+
+    /// Objects are plain files here, written once by rename and never modified.
+    public func localFile(_ key: String) -> String? { try? path(for: key) }
+
     public func head(_ key: String) throws(ObjectStoreError) -> ObjectInfo? {
         var st = stat()
         guard stat(try path(for: key), &st) == 0 else {

@@ -23,7 +23,7 @@ struct MountCommand: ParsableCommand {
     var allowOther = false
 
     @Option(help: "Memory for cached and prefetched bytes, shared by all readers (MiB).")
-    var cacheMemory = 256
+    var cacheMemory = 128
 
     @Option(help: "A directory for an on-disk cache of fetched bytes (emptied at mount).")
     var cacheDir: String?
@@ -32,7 +32,7 @@ struct MountCommand: ParsableCommand {
     var cacheSize = 10240
 
     @Option(help: "Kernel readahead for the mount (KiB).")
-    var readAheadKb = 4096
+    var readAheadKb = 512
 
     @Option(help: "Where the background mount logs; default <data-dir>/mount.log.")
     var logFile: String?

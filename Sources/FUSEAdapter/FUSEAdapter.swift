@@ -141,8 +141,18 @@ public final class FUSEAdapter: @unchecked Sendable {
         }
         ops.read = { req, _, size, offset, fi in
             do {
-                let data = try FUSEAdapter.from(req).fs.read(fi!.pointee.fh, offset: Int64(offset), size: size)
-                data.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+                switch try FUSEAdapter.from(req).fs.readReply(fi!.pointee.fh, offset: Int64(offset), size: size) {
+                case .bytes(let data):
+                    data.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+                case .cached(let cached):
+                    // Straight from the cache's memory: one copy, into the kernel.
+                    cached.withBuffers { buffers in
+                        let iov = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+                        _ = fuse_reply_iov(req, iov, Int32(iov.count))
+                    }
+                case .file(let fd, let offset, let count):
+                    _ = cfuse_reply_file(req, fd, off_t(offset), count)
+                }
             } catch { FUSEAdapter.reply(req, error) }
         }
         ops.write = { req, _, buf, size, offset, fi in
@@ -267,13 +277,14 @@ public final class FUSEAdapter: @unchecked Sendable {
         public var threads: UInt32 = 16
         /// Kernel readahead for the mount, KiB; `conn.max_readahead` above 128 KiB is ignored, so
         /// it is written to the mount's backing device info after mounting.
-        public var readAheadKB = 4096
+        public var readAheadKB = 512
         public init() {}
     }
 
     /// Mounts at `mountpoint` and serves requests until unmounted (`fusermount3 -u`, SIGINT,
     /// SIGTERM). `ready` runs once the mount is live.
     public func run(mountpoint: String, options: MountOptions, ready: @escaping @Sendable () -> Void) throws(StoreError) {
+        cfuse_tune_allocator()  // before the worker threads exist
         var arguments = ["modelfs", "-o", "fsname=modelfs,subtype=modelfs"]
         if options.allowOther { arguments += ["-o", "allow_other,default_permissions"] }
         var args = fuse_args()

@@ -74,6 +74,13 @@ public enum ObjectStoreError: Error, Equatable, CustomStringConvertible, Sendabl
 public protocol ObjectStore: Sendable {
     /// Reads the whole object, or `range` of it (clamped to the object's end).
     func get(_ key: String, range: Range<Int64>?) throws(ObjectStoreError) -> [UInt8]
+    /// Reads `range` (clamped to the object's end) into `buffer`, which has room for all of it;
+    /// returns how many bytes were read. Readers that keep bytes in their own memory use this to
+    /// avoid a buffer per request.
+    func get(_ key: String, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer) throws(ObjectStoreError) -> Int
+    /// The path of a local file holding exactly the object's bytes, when the store keeps objects
+    /// as files (the local directory store): reads can then be served from it directly.
+    func localFile(_ key: String) -> String?
     /// The object's facts, or nil when it does not exist.
     func head(_ key: String) throws(ObjectStoreError) -> ObjectInfo?
     /// Writes a whole object in one request; returns its ETag.
@@ -100,4 +107,15 @@ public protocol ObjectStore: Sendable {
 
     /// Where the store is, for logs: a URL or a path, never a credential.
     var location: String { get }
+}
+
+extension ObjectStore {
+    public func get(_ key: String, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer) throws(ObjectStoreError) -> Int {
+        let bytes = try get(key, range: range)
+        let n = min(bytes.count, buffer.count)
+        bytes.withUnsafeBytes { buffer.baseAddress?.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        return n
+    }
+
+    public func localFile(_ key: String) -> String? { nil }
 }

@@ -4,6 +4,9 @@ import ModelStore
 
 /// Fetches a byte range of one object: a ranged GET, or `pread` on the local store.
 public typealias RangeFetcher = @Sendable (_ range: Range<Int64>) throws(StoreError) -> [UInt8]
+/// Reads a byte range of one object into the given memory (room for all of it); returns how many
+/// bytes it read.
+public typealias RangeReader = @Sendable (_ range: Range<Int64>, _ into: UnsafeMutableRawBufferPointer) throws(StoreError) -> Int
 
 /// The node-wide cache of object bytes, shared by every open file, with one memory budget.
 ///
@@ -24,19 +27,26 @@ public final class BlockCache: @unchecked Sendable {
     private final class Flight: @unchecked Sendable {
         let firstBlock: Int64
         let blocks: Int
-        var bytes: [UInt8] = []
+        var chunk: Chunk?
+        var count = 0
         var error: StoreError?
         let done = DispatchSemaphore(value: 0)
         private var waiters = 0
         init(firstBlock: Int64, blocks: Int) { self.firstBlock = firstBlock; self.blocks = blocks }
+
+        /// Block `index` of this flight's bytes (only once it landed without error).
+        func piece(_ index: Int64, blockSize: Int) -> CachedBytes.Piece {
+            let lower = min(Int(index) * blockSize, count)
+            return CachedBytes.Piece(chunk: chunk!, offset: lower, count: min(lower + blockSize, count) - lower)
+        }
     }
 
     private final class Node {
         let key: Key
-        let bytes: ArraySlice<UInt8>
+        let piece: CachedBytes.Piece
         var prev: Node?
         var next: Node?
-        init(key: Key, bytes: ArraySlice<UInt8>) { self.key = key; self.bytes = bytes }
+        init(key: Key, piece: CachedBytes.Piece) { self.key = key; self.piece = piece }
     }
 
     private let lock = NSLock()
@@ -56,14 +66,17 @@ public final class BlockCache: @unchecked Sendable {
 
     /// Where fetched bytes also go, when the mount has `--cache-dir`.
     public let disk: DiskCache?
+    /// Memory for fetches, reused.
+    public let chunks: ChunkPool
 
-    public init(budget: Int = 256 << 20, blockSize: Int = 64 << 10, maxRequest: Int = 8 << 20, maxConcurrentFetches: Int = 16,
+    public init(budget: Int = 128 << 20, blockSize: Int = 64 << 10, maxRequest: Int = 16 << 20, maxConcurrentFetches: Int = 16,
                 disk: DiskCache? = nil) {
         self.disk = disk
         self.budget = budget
         self.blockSize = blockSize
         self.maxRequest = max(maxRequest, blockSize)
         self.fetchSlots = DispatchSemaphore(value: maxConcurrentFetches)
+        chunks = ChunkPool(chunkSize: self.maxRequest, maxFree: 2)
     }
 
     public struct Counters: Sendable, Equatable, Codable {
@@ -83,12 +96,32 @@ public final class BlockCache: @unchecked Sendable {
         }
     }
 
-    /// Reads `range` of object `object` (of `size` bytes), fetching what is missing with `fetch`,
-    /// and starts fetching `ahead` in the background.
+    /// Counts bytes a reader took from the store without the cache (the local store's files), so
+    /// `.stats` tells what was read from the store whichever path served it.
+    public func countDirect(bytes: Int) {
+        lock.withLock {
+            fetchRequests += 1
+            fetchedBytes += Int64(bytes)
+        }
+    }
+
+    /// Reads `range` of object `object` (of `size` bytes) into an array, fetching with `fetch`.
     public func read(object: UInt64, size: Int64, range: Range<Int64>, ahead: Range<Int64>? = nil,
                      fetch: @escaping RangeFetcher) throws(StoreError) -> [UInt8] {
+        try read(object: object, size: size, range: range, ahead: ahead, reader: { (range, buffer) throws(StoreError) -> Int in
+            let bytes = try fetch(range)
+            let n = min(bytes.count, buffer.count)
+            bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+            return bytes.count  // a longer answer than asked for is an error the caller reports
+        }).bytes
+    }
+
+    /// Reads `range` of object `object` (of `size` bytes), fetching what is missing with `reader`,
+    /// and starts fetching `ahead` in the background. The bytes stay in the cache's memory.
+    public func read(object: UInt64, size: Int64, range: Range<Int64>, ahead: Range<Int64>? = nil,
+                     reader: @escaping RangeReader) throws(StoreError) -> CachedBytes {
         let wanted = range.clamped(to: 0..<size)
-        guard !wanted.isEmpty else { return [] }
+        guard !wanted.isEmpty else { return CachedBytes([]) }
         let bs = Int64(blockSize)
         let neededBlocks = (wanted.lowerBound / bs)...((wanted.upperBound - 1) / bs)
         var aheadBlocks: ClosedRange<Int64>?
@@ -99,7 +132,7 @@ public final class BlockCache: @unchecked Sendable {
         }
 
         // Under the lock: take what is cached, join flights in the air, plan fetches for the rest.
-        var have: [Int64: ArraySlice<UInt8>] = [:]
+        var have: [Int64: CachedBytes.Piece] = [:]
         var waitOn: [Int64: Flight] = [:]
         var toStart: [Flight] = []
         lock.withLock {
@@ -127,7 +160,7 @@ public final class BlockCache: @unchecked Sendable {
                 if let node = entries[key] {
                     flushRun()
                     if needed {
-                        have[b] = node.bytes
+                        have[b] = node.piece
                         touch(node)
                         hitBlocks += 1
                     }
@@ -142,63 +175,66 @@ public final class BlockCache: @unchecked Sendable {
             flushRun()
         }
 
-        for flight in toStart { start(flight, object: object, size: size, fetch: fetch) }
+        for flight in toStart { start(flight, object: object, size: size, reader: reader) }
 
-        var out = [UInt8]()
-        out.reserveCapacity(wanted.count)
+        var pieces: [CachedBytes.Piece] = []
+        pieces.reserveCapacity(neededBlocks.count)
+        var total = 0
         for b in neededBlocks {
-            let bytes: ArraySlice<UInt8>
+            let block: CachedBytes.Piece
             if let cached = have[b] {
-                bytes = cached
+                block = cached
             } else if let flight = waitOn[b] {
                 flight.done.wait()
                 flight.done.signal()  // let the next waiter through
                 if let error = flight.error { throw error }
-                let offset = Int(b - flight.firstBlock) * blockSize
-                bytes = flight.bytes[min(offset, flight.bytes.count)..<min(offset + blockSize, flight.bytes.count)]
+                block = flight.piece(b - flight.firstBlock, blockSize: blockSize)
             } else {
                 preconditionFailure("block \(b) neither cached nor in flight")
             }
             let blockStart = b * bs
             let lower = Int(max(wanted.lowerBound, blockStart) - blockStart)
-            let upper = Int(min(wanted.upperBound, blockStart + Int64(bytes.count)) - blockStart)
+            let upper = Int(min(wanted.upperBound, blockStart + Int64(block.count)) - blockStart)
             guard lower <= upper else { throw StoreError(.io, "object \(object) is shorter than its recorded size") }
-            out.append(contentsOf: bytes[(bytes.startIndex + lower)..<(bytes.startIndex + upper)])
+            if upper > lower {
+                pieces.append(CachedBytes.Piece(chunk: block.chunk, offset: block.offset + lower, count: upper - lower))
+                total += upper - lower
+            }
         }
-        guard out.count == wanted.count else {
-            throw StoreError(.io, "object \(object): read \(out.count) of \(wanted.count) bytes")
+        guard total == wanted.count else {
+            throw StoreError(.io, "object \(object): read \(total) of \(wanted.count) bytes")
         }
-        return out
+        return CachedBytes(pieces)
     }
 
-    private func start(_ flight: Flight, object: UInt64, size: Int64, fetch: @escaping RangeFetcher) {
+    private func start(_ flight: Flight, object: UInt64, size: Int64, reader: @escaping RangeReader) {
         let bs = Int64(blockSize)
         let range = flight.firstBlock * bs..<min((flight.firstBlock + Int64(flight.blocks)) * bs, size)
         queue.async { [self] in
             fetchSlots.wait()
             defer { fetchSlots.signal() }
             var fromDisk = false
-            do {
-                if let cached = disk?.read(object: object, range: range) {
-                    flight.bytes = cached
+            let chunk = chunks.take(Int(range.count))
+            let target = UnsafeMutableRawBufferPointer(rebasing: chunk.buffer[..<Int(range.count)])
+            do throws(StoreError) {
+                if disk?.read(object: object, range: range, into: target) == true {
                     fromDisk = true
                 } else {
-                    let bytes = try fetch(range)
-                    guard bytes.count == range.count else {
-                        throw StoreError(.io, "short read: \(bytes.count) of \(range.count) bytes at \(range.lowerBound)")
+                    let n = try reader(range, target)
+                    guard n == range.count else {
+                        throw StoreError(.io, "short read: \(n) of \(range.count) bytes at \(range.lowerBound)")
                     }
-                    flight.bytes = bytes
-                    disk?.write(object: object, range: range, bytes: bytes)
+                    disk?.write(object: object, range: range, bytes: UnsafeRawBufferPointer(target))
                 }
-            } catch let e as StoreError {
-                flight.error = e
+                flight.chunk = chunk
+                flight.count = Int(range.count)
             } catch {
-                flight.error = StoreError(.io, "\(error)")
+                flight.error = error
             }
             lock.withLock {
                 if !fromDisk {
                     fetchRequests += 1
-                    if flight.error == nil { fetchedBytes += Int64(flight.bytes.count) }
+                    if flight.error == nil { fetchedBytes += Int64(flight.count) }
                 }
                 for i in 0..<flight.blocks {
                     let key = Key(object: object, block: flight.firstBlock + Int64(i))
@@ -207,9 +243,7 @@ public final class BlockCache: @unchecked Sendable {
                     guard flights[key] === flight else { continue }
                     flights[key] = nil
                     guard flight.error == nil else { continue }
-                    let lower = min(i * blockSize, flight.bytes.count)
-                    let upper = min(lower + blockSize, flight.bytes.count)
-                    insert(Node(key: key, bytes: flight.bytes[lower..<upper]))
+                    insert(Node(key: key, piece: flight.piece(Int64(i), blockSize: blockSize)))
                 }
                 evictOverBudget()
             }
@@ -220,9 +254,9 @@ public final class BlockCache: @unchecked Sendable {
     // MARK: LRU list (under the lock)
 
     private func insert(_ node: Node) {
-        if let old = entries[node.key] { unlink(old); used -= old.bytes.count }
+        if let old = entries[node.key] { unlink(old); used -= old.piece.count }
         entries[node.key] = node
-        used += node.bytes.count
+        used += node.piece.count
         node.next = head
         head?.prev = node
         head = node
@@ -251,7 +285,7 @@ public final class BlockCache: @unchecked Sendable {
         while used > budget, let victim = tail {
             unlink(victim)
             entries[victim.key] = nil
-            used -= victim.bytes.count
+            used -= victim.piece.count
         }
     }
 
@@ -263,7 +297,7 @@ public final class BlockCache: @unchecked Sendable {
             for (key, node) in entries where key.object == object {
                 unlink(node)
                 entries[key] = nil
-                used -= node.bytes.count
+                used -= node.piece.count
             }
         }
     }

@@ -46,9 +46,9 @@ public final class DiskCache: @unchecked Sendable {
         (range.lowerBound / blockSize)...((range.upperBound - 1) / blockSize)
     }
 
-    /// The bytes of `range` when every block of it is on disk.
-    public func read(object: UInt64, range: Range<Int64>) -> [UInt8]? {
-        guard !range.isEmpty else { return [] }
+    /// Fills `buffer` with `range` when every block of it is on disk; false otherwise.
+    public func read(object: UInt64, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        guard !range.isEmpty else { return true }
         let present = lock.withLock { () -> Bool in
             guard var e = entries[object], blocks(range).allSatisfy({ e.blocks.contains($0) }) else { return false }
             clock += 1
@@ -56,33 +56,28 @@ public final class DiskCache: @unchecked Sendable {
             entries[object] = e
             return true
         }
-        guard present else { return nil }
+        guard present else { return false }
         let fd = open(path(object), O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
-        let count = Int(range.count)
-        var ok = true
-        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            var done = 0
-            while done < count {
-                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(range.lowerBound) + off_t(done))
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { ok = false; break }
-                done += n
-            }
-            initialized = done
+        let count = min(Int(range.count), buffer.count)
+        var done = 0
+        while done < count {
+            let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(range.lowerBound) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            done += n
         }
-        guard ok else { return nil }
         lock.withLock { hitBytes += Int64(count) }
-        return bytes
+        return true
     }
 
     /// Keeps `bytes`, which start on a block boundary and end on one or at the object's end.
-    public func write(object: UInt64, range: Range<Int64>, bytes: [UInt8]) {
+    public func write(object: UInt64, range: Range<Int64>, bytes: UnsafeRawBufferPointer) {
         guard !range.isEmpty, bytes.count == range.count else { return }
         let fd = open(path(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
-        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(range.lowerBound)) }
+        let written = pwrite(fd, bytes.baseAddress, bytes.count, off_t(range.lowerBound))
         close(fd)
         guard written == bytes.count else { return }  // a full disk just means less cache
         var victims: [UInt64] = []

@@ -1,16 +1,26 @@
-/// Decides, for one open file, how far to read ahead: a small first window that doubles while
-/// reads stay sequential, and nothing ahead after a seek, so random reads fetch little.
+/// Decides, for one open file, how far to read ahead. Short runs get nothing beyond the kernel's
+/// own readahead; past `startAfter` bytes, the distance ahead is half what the current sequential
+/// run has already read (up to a maximum), and the far end moves in granules of that size. So a run that stops, such as one tensor of a safetensors
+/// file or one member of a zip, has fetched at most about twice what it read, while a long scan
+/// soon reads far ahead in large requests. A seek starts a new run.
 public struct Prefetcher: Sendable {
+    /// The distance ahead at the start of a run.
     public let initialWindow: Int64
+    /// A run reads this much before anything is fetched ahead of the kernel's requests.
+    public let startAfter: Int64
     public let maxWindow: Int64
-    public private(set) var window: Int64
-    private var nextOffset: Int64 = 0
-
     /// The size of one prefetch GET once the window is that large.
     public let requestSize: Int64
+    /// How far ahead of the last read the next plan reaches.
+    public private(set) var window: Int64
+    /// Bytes read by the current sequential run.
+    public private(set) var runBytes: Int64 = 0
+    private var nextOffset: Int64 = 0
 
-    public init(initialWindow: Int64 = 256 << 10, maxWindow: Int64 = 32 << 20, requestSize: Int64 = 8 << 20) {
+    public init(initialWindow: Int64 = 128 << 10, maxWindow: Int64 = 64 << 20, requestSize: Int64 = 16 << 20,
+                startAfter: Int64 = 0) {
         self.initialWindow = initialWindow
+        self.startAfter = startAfter
         self.maxWindow = maxWindow
         self.requestSize = requestSize
         window = initialWindow
@@ -20,20 +30,23 @@ public struct Prefetcher: Sendable {
     public mutating func plan(offset: Int64, length: Int, size: Int64) -> Range<Int64>? {
         let end = offset + Int64(length)
         // The kernel issues readahead asynchronously and may reorder nearby requests: a read that
-        // lands within the current window of where the last one ended still counts as sequential
+        // lands within the window of where the last one ended still counts as sequential
         // (backwards by at most 4 MiB, so random access is not mistaken for it).
-        let slack = min(window, 4 << 20)
-        let sequential = offset == nextOffset || (offset >= nextOffset - slack && offset <= nextOffset + window)
+        let reach = max(window, 4 * Int64(length))
+        let slack = min(reach, 4 << 20)
+        let sequential = offset == nextOffset || (runBytes > 0 && offset >= nextOffset - slack && offset <= nextOffset + reach)
         if sequential {
-            if offset >= nextOffset { window = min(window * 2, maxWindow) }
+            runBytes += max(0, end - max(offset, nextOffset))
+            nextOffset = max(end, nextOffset)
         } else {
-            window = initialWindow
+            runBytes = Int64(length)
+            nextOffset = end
         }
-        nextOffset = max(end, sequential ? nextOffset : end)
-        guard sequential, end < size else { return nil }
+        window = sequential ? min(max(runBytes / 2, initialWindow), maxWindow) : initialWindow
+        guard sequential, end < size, runBytes >= startAfter else { return nil }
         // The far end moves in whole granules, so each new fetch is one large ranged GET rather
-        // than a sliver the size of the last read.
-        let granule = min(window, requestSize)
+        // than a sliver the size of the last read; window + granule stays within what was read.
+        let granule = min(Int64(1) << (63 - window.leadingZeroBitCount), requestSize)  // a power of two: stable
         let far = (end + window + granule - 1) / granule * granule
         return end..<min(far, size)
     }

@@ -12,11 +12,21 @@ struct HTTPRequest: Sendable {
     var body: [UInt8]
     /// How many body bytes the answer will likely have, to allocate once.
     var expectedResponseSize: Int?
+    /// Where a successful answer's body goes instead of `HTTPResponse.body`, when it fits.
+    var sink: ResponseSink?
 
-    init(method: String, url: String, headers: [(String, String)], body: [UInt8] = [], expectedResponseSize: Int? = nil) {
+    init(method: String, url: String, headers: [(String, String)], body: [UInt8] = [], expectedResponseSize: Int? = nil,
+         sink: ResponseSink? = nil) {
         self.method = method; self.url = url; self.headers = headers; self.body = body
         self.expectedResponseSize = expectedResponseSize
+        self.sink = sink
     }
+}
+
+/// Caller-owned memory that a 2xx body is written into directly, saving a buffer and a copy per
+/// GET. The caller keeps it alive and unshared for the duration of the request.
+struct ResponseSink: @unchecked Sendable {
+    var buffer: UnsafeMutableRawBufferPointer
 }
 
 struct HTTPResponse: Sendable {
@@ -24,6 +34,8 @@ struct HTTPResponse: Sendable {
     /// Names lower-cased, values trimmed, in arrival order.
     var headers: [(String, String)]
     var body: [UInt8]
+    /// How many body bytes went to the request's sink rather than `body`.
+    var sinkCount = 0
 
     func header(_ name: String) -> String? {
         let lower = name.lowercased()
@@ -67,6 +79,10 @@ final class CurlHandle: @unchecked Sendable {
 private final class Exchange {
     var body: [UInt8] = []
     var headers: [(String, String)] = []
+    /// The status of the block of headers being read, from its status line.
+    var status = 0
+    let sink: UnsafeMutableRawBufferPointer?
+    var sinkCount = 0
     /// The blank line that ends a header block arrived: a connection closed inside the headers
     /// is a truncated answer, although curl 7.88 reports it as a success.
     var headersComplete = false
@@ -74,9 +90,24 @@ private final class Exchange {
     let upload: UnsafeRawBufferPointer
     var uploadOffset = 0
 
-    init(wantBody: Bool, upload: UnsafeRawBufferPointer) {
+    init(wantBody: Bool, upload: UnsafeRawBufferPointer, sink: UnsafeMutableRawBufferPointer?) {
         self.wantBody = wantBody
         self.upload = upload
+        self.sink = sink
+    }
+
+    /// Success bodies go to the sink while they fit; error bodies (and anything larger) to `body`.
+    func receive(_ bytes: UnsafeRawBufferPointer) {
+        if let sink, (200..<300).contains(status), body.isEmpty, sinkCount + bytes.count <= sink.count {
+            sink.baseAddress!.advanced(by: sinkCount).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            sinkCount += bytes.count
+            return
+        }
+        if sinkCount > 0 {  // it did not fit after all: move what the sink holds into the body
+            body.append(contentsOf: UnsafeRawBufferPointer(rebasing: sink![..<sinkCount]))
+            sinkCount = 0
+        }
+        body.append(contentsOf: bytes)
     }
 }
 
@@ -138,7 +169,7 @@ final class CurlTransport: Sendable {
         handle.errorBuffer[0] = 0
 
         let method = request.method.uppercased()
-        let exchange = Exchange(wantBody: method != "HEAD", upload: upload)
+        let exchange = Exchange(wantBody: method != "HEAD", upload: upload, sink: request.sink?.buffer)
         if let size = request.expectedResponseSize, size > 0 { exchange.body.reserveCapacity(size) }
         let context = Unmanaged.passUnretained(exchange).toOpaque()
 
@@ -177,6 +208,8 @@ final class CurlTransport: Sendable {
             if line.starts(with: "HTTP/".utf8) {
                 exchange.headers.removeAll(keepingCapacity: true)  // a new response block (after 1xx)
                 exchange.headersComplete = false
+                let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 2)
+                exchange.status = fields.count > 1 ? Int(String(decoding: fields[1], as: UTF8.self)) ?? 0 : 0
                 return n
             }
             if line.allSatisfy({ $0 == 0x0D || $0 == 0x0A }) {
@@ -188,7 +221,7 @@ final class CurlTransport: Sendable {
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             exchange.headers.append((name, value))
             if name == "content-length", exchange.wantBody, let length = Int(value), length > exchange.body.capacity,
-               length <= 1 << 33 {
+               length <= 1 << 33, !(exchange.sink != nil && (200..<300).contains(exchange.status) && length <= exchange.sink!.count) {
                 exchange.body.reserveCapacity(length)
             }
             return n
@@ -199,9 +232,7 @@ final class CurlTransport: Sendable {
             let n = size * count
             guard let ptr, let userdata else { return n }
             let exchange = Unmanaged<Exchange>.fromOpaque(userdata).takeUnretainedValue()
-            ptr.withMemoryRebound(to: UInt8.self, capacity: n) { bytes in
-                exchange.body.append(contentsOf: UnsafeBufferPointer(start: bytes, count: n))
-            }
+            exchange.receive(UnsafeRawBufferPointer(start: ptr, count: n))
             return n
         }
         curl_setopt_pointer(h, CURLOPT_WRITEDATA, context)
@@ -257,13 +288,14 @@ final class CurlTransport: Sendable {
         guard exchange.headersComplete else {
             throw TransportError(code: TransportError.truncatedCode, message: "\(method) answer ended inside its headers")
         }
-        let response = HTTPResponse(status: status, headers: exchange.headers, body: exchange.body)
+        let response = HTTPResponse(status: status, headers: exchange.headers, body: exchange.body, sinkCount: exchange.sinkCount)
 
         // Never hand back a short body as data.
+        let received = response.body.count + response.sinkCount
         if exchange.wantBody, let lengthText = response.header("content-length"), let length = Int(lengthText),
-           length != response.body.count {
+           length != received {
             throw TransportError(code: TransportError.truncatedCode,
-                                 message: "\(method) answered \(response.body.count) of \(length) bytes (Content-Length)")
+                                 message: "\(method) answered \(received) of \(length) bytes (Content-Length)")
         }
         return response
     }

@@ -88,6 +88,40 @@ public final class S3ObjectStore: ObjectStore {
         }
     }
 
+    public func get(_ key: String, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer) throws(ObjectStoreError) -> Int {
+        let lower = max(range.lowerBound, 0)
+        let wanted = min(range.upperBound - lower, Int64(buffer.count))
+        guard wanted > 0 else { return 0 }
+        var op = Operation(name: "GET", method: "GET", key: key)
+        op.headers = [("Range", "bytes=\(lower)-\(lower + wanted - 1)")]
+        op.acceptedStatuses = [416]
+        op.sink = ResponseSink(buffer: UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(wanted)]))
+        let response = try send(op)
+        switch response.status {
+        case 416:
+            return 0
+        case 200:
+            // The server ignored Range and sent the whole object: keep the range of it.
+            if response.sinkCount > 0 {
+                let count = Int64(response.sinkCount)
+                guard lower < count else { return 0 }
+                let n = Int(min(lower + wanted, count) - lower)
+                buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + Int(lower), byteCount: n)  // memmove
+                return n
+            }
+            let count = Int64(response.body.count)
+            guard lower < count else { return 0 }
+            let n = Int(min(lower + wanted, count) - lower)
+            response.body.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(lower), byteCount: n) }
+            return n
+        default:
+            guard response.body.isEmpty else {
+                throw .other("GET \(key) range \(lower)..<\(lower + wanted) answered \(response.body.count) bytes")
+            }
+            return response.sinkCount
+        }
+    }
+
     public func head(_ key: String) throws(ObjectStoreError) -> ObjectInfo? {
         let response: HTTPResponse
         do {
@@ -255,6 +289,8 @@ public final class S3ObjectStore: ObjectStore {
         var headers: [(String, String)] = []
         var body: [UInt8] = []
         var expectedResponseSize: Int?
+        /// Where the body of a 2xx answer goes.
+        var sink: ResponseSink?
         /// Non-2xx statuses handed back as answers rather than errors.
         var acceptedStatuses: Set<Int> = []
         /// A 200 may carry an `<Error>` body (CompleteMultipartUpload).
@@ -309,7 +345,7 @@ public final class S3ObjectStore: ObjectStore {
             let signed = signer.sign(SigV4Signer.Request(method: op.method, path: path, query: op.query, headers: headers,
                                                          payloadHash: payloadHash), date: Date())
             let request = HTTPRequest(method: op.method, url: url, headers: signed.headers, body: op.body,
-                                      expectedResponseSize: op.expectedResponseSize)
+                                      expectedResponseSize: op.expectedResponseSize, sink: op.sink)
             let reason: String
             let response: HTTPResponse
             do {
@@ -327,7 +363,7 @@ public final class S3ObjectStore: ObjectStore {
             }
             logger.trace("S3 request", metadata: [
                 "op": "\(op.name)", "key": "\(op.subject)", "status": "\(response.status)", "attempt": "\(attempts)",
-                "bytes_in": "\(response.body.count)", "bytes_out": "\(op.body.count)",
+                "bytes_in": "\(response.body.count + response.sinkCount)", "bytes_out": "\(op.body.count)",
             ])
             switch classify(response, op) {
             case .success:

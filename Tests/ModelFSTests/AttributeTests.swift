@@ -73,7 +73,8 @@ import ModelFS
         #expect(ISO8601DateFormatter().date(from: try env.xattr(v1, "created")) != nil)
         expectStoreError(.noAttribute) { try env.fs.getxattr(v1, name: "user.modelfs.error") }
         expectStoreError(.noAttribute) { try env.fs.getxattr(v1, name: "user.modelfs.nope") }
-        expectStoreError(.noAttribute) { try env.fs.getxattr(v1, name: "security.selinux") }
+        expectStoreError(.notSupported) { try env.fs.getxattr(v1, name: "security.selinux") }  // ls stops asking per file
+        expectStoreError(.notSupported) { try env.fs.getxattr(v1, name: "system.posix_acl_access") }
         expectStoreError(.noAttribute) { try env.fs.getxattr(rootInode, name: "user.modelfs.status") }
         #expect(try env.fs.listxattr(rootInode).isEmpty)
         let model = try env.inode("models/X")

@@ -235,6 +235,29 @@ def test_eight_readers_fetch_the_version_once(mount, name, tmp_path):
     assert size <= fetched <= 1.1 * size, fetched
 
 
+def test_the_local_store_is_read_straight_from_its_files(tmp_path, name):
+    from conftest import Mount, Store
+    store = Store("local", str(tmp_path / "data"), None)
+    path = str(tmp_path / "m")
+    store.run("mount", path)
+    try:
+        m = Mount(store, path)
+        model = name()
+        size = 24 * MiB + 5
+        src = make_file(tmp_path / "w.pth", size, seed=5)
+        sh("mkdir", m.p("models", model))
+        sh("cp", str(src), m.p("models", model, "v1.pth"))
+        assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
+        with open(m.p("models", model, "v1.pth"), "rb") as f:
+            assert os.pread(f.fileno(), 100, size - 50) == open(src, "rb").read()[-50:]
+        stats = m.stats()
+        # Served from the object's file (spliced), never copied into the block cache.
+        assert stats["cache.bytes"] == 0
+        assert size <= stats["s3.bytes_fetched"] <= 1.1 * size
+    finally:
+        subprocess.run(["fusermount3", "-u", path])
+
+
 def test_datasets_copy_in_with_records(mount, tmp_path, name):
     ds = name("qa")
     src = tmp_path / "qa.jsonl"
@@ -292,7 +315,9 @@ def drop_page_cache():
         return False
 
 
-def test_disk_cache_serves_re_reads_beyond_the_memory_budget(store, name, tmp_path):
+def test_disk_cache_serves_re_reads_beyond_the_memory_budget(s3store, name, tmp_path):
+    # The disk cache is for remote object storage; the local store reads its own files.
+    store = s3store
     path = str(tmp_path / "m")
     store.run("mount", path, "--cache-memory", "16", "--cache-dir", str(tmp_path / "cache"), "--cache-size", "512")
     try:
