@@ -76,7 +76,7 @@ public final class BlockCache: @unchecked Sendable {
         self.blockSize = blockSize
         self.maxRequest = max(maxRequest, blockSize)
         self.fetchSlots = DispatchSemaphore(value: maxConcurrentFetches)
-        chunks = ChunkPool(chunkSize: self.maxRequest, maxFree: 2)
+        chunks = ChunkPool(chunkSize: self.maxRequest, maxFree: 4)
     }
 
     public struct Counters: Sendable, Equatable, Codable {
@@ -153,8 +153,14 @@ public final class BlockCache: @unchecked Sendable {
                 }
                 run = []
             }
-            let all = aheadBlocks.map { neededBlocks.lowerBound...$0.upperBound } ?? neededBlocks
+            // The blocks read, then those ahead (which may start further on: a flight covers
+            // contiguous blocks only, so a gap ends the run).
+            var all = Array(neededBlocks)
+            if let aheadBlocks { all += aheadBlocks }
+            var previous: Int64?
             for b in all {
+                if let previous, b != previous + 1 { flushRun() }
+                previous = b
                 let key = Key(object: object, block: b)
                 let needed = neededBlocks.contains(b)
                 if let node = entries[key] {

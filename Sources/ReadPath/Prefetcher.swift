@@ -16,6 +16,9 @@ public struct Prefetcher: Sendable {
     /// Bytes read by the current sequential run.
     public private(set) var runBytes: Int64 = 0
     private var nextOffset: Int64 = 0
+    /// Where what this run already asked for ahead ends: each plan hands out only what lies beyond,
+    /// so the cache is not asked about the same blocks on every read.
+    private var plannedEnd: Int64 = 0
 
     public init(initialWindow: Int64 = 128 << 10, maxWindow: Int64 = 64 << 20, requestSize: Int64 = 16 << 20,
                 startAfter: Int64 = 0) {
@@ -26,7 +29,8 @@ public struct Prefetcher: Sendable {
         window = initialWindow
     }
 
-    /// The range to fetch ahead of a read of `length` bytes at `offset`, or nil on random access.
+    /// The range to fetch ahead of a read of `length` bytes at `offset` that was not planned
+    /// before, or nil when there is none (random access, or the far end has not moved).
     public mutating func plan(offset: Int64, length: Int, size: Int64) -> Range<Int64>? {
         let end = offset + Int64(length)
         // The kernel issues readahead asynchronously and may reorder nearby requests: a read that
@@ -41,13 +45,17 @@ public struct Prefetcher: Sendable {
         } else {
             runBytes = Int64(length)
             nextOffset = end
+            plannedEnd = 0
         }
         window = sequential ? min(max(runBytes / 2, initialWindow), maxWindow) : initialWindow
         guard sequential, end < size, runBytes >= startAfter else { return nil }
         // The far end moves in whole granules, so each new fetch is one large ranged GET rather
         // than a sliver the size of the last read; window + granule stays within what was read.
         let granule = min(Int64(1) << (63 - window.leadingZeroBitCount), requestSize)  // a power of two: stable
-        let far = (end + window + granule - 1) / granule * granule
-        return end..<min(far, size)
+        let far = min((end + window + granule - 1) / granule * granule, size)
+        let start = max(end, plannedEnd)
+        guard far > start else { return nil }
+        plannedEnd = far
+        return start..<far
     }
 }

@@ -67,6 +67,29 @@ import BlobStore
         }
     }
 
+    /// The read path's form: bytes written into the caller's memory (a GET's body straight into
+    /// the block cache on S3, `pread` on the local store).
+    @Test(arguments: StoreKind.available)
+    func rangedGetsIntoMemory(_ kind: StoreKind) throws {
+        try withStore(kind) { store, prefix in
+            let data = randomBytes(1000)
+            try store.put(prefix + "ranged", data)
+            for c in Self.rangeCases {
+                var buffer = [UInt8](repeating: 0xEE, count: c.range.count + 7)
+                let n = try buffer.withUnsafeMutableBytes { raw in
+                    try store.get(prefix + "ranged", range: c.range, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<c.range.count]))
+                }
+                #expect(n == c.expected.count, "range \(c.range)")
+                #expect(Array(buffer[..<n]) == Array(data[c.expected]), "range \(c.range)")
+                #expect(buffer[c.range.count...].allSatisfy { $0 == 0xEE }, "nothing written past the buffer")
+            }
+            #expect(throws: ObjectStoreError.self) {
+                var buffer = [UInt8](repeating: 0, count: 10)
+                _ = try buffer.withUnsafeMutableBytes { try store.get(prefix + "missing", range: 0..<10, into: $0) }
+            }
+        }
+    }
+
     @Test(arguments: StoreKind.available)
     func headExistingAndMissing(_ kind: StoreKind) throws {
         try withStore(kind) { store, prefix in

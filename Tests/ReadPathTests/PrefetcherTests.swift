@@ -12,25 +12,31 @@ import ReadPath
         let length = 16 * KiB
         var offset: Int64 = 0
         var windows: [Int64] = []
+        var far: Int64 = 0
+        var plans = 0
         for _ in 0..<200 {
-            guard let ahead = p.plan(offset: offset, length: length, size: big) else {
-                Issue.record("a sequential read at \(offset) planned nothing ahead")
-                return
-            }
+            let ahead = p.plan(offset: offset, length: length, size: big)
             let end = offset + Int64(length)
             #expect(p.runBytes == end, "the run is everything read so far")
             #expect(p.window == min(max(p.runBytes / 2, p.initialWindow), p.maxWindow))
-            #expect(ahead.lowerBound == end, "the window starts where the read ends")
             let granule = min(Int64(1) << (63 - p.window.leadingZeroBitCount), p.requestSize)
             #expect(granule <= p.window && 2 * granule > min(p.window, p.requestSize), "a power of two")
-            #expect(ahead.upperBound >= end + p.window && ahead.upperBound < end + p.window + granule, "\(ahead)")
-            #expect(ahead.upperBound % granule == 0, "the far end moves in whole granules: \(ahead)")
+            let expectedFar = (end + p.window + granule - 1) / granule * granule
+            if expectedFar > max(end, far) {
+                #expect(ahead == max(end, far)..<expectedFar, "only what was not planned before")
+                far = expectedFar
+                plans += 1
+            } else {
+                #expect(ahead == nil, "the far end did not move: nothing new")
+            }
+            #expect(far >= end + p.window && far % granule == 0, "the far end moves in whole granules")
             windows.append(p.window)
             offset = end
         }
         #expect(windows.first == p.initialWindow, "a small first window: \(windows)")
         #expect(windows == windows.sorted(), "the window only grows while the run goes on")
         #expect(windows.last == p.maxWindow)
+        #expect(plans < 200 / 4, "\(plans) fetches planned for 200 reads")
     }
 
     /// A training script reads one tensor (or one zip member) and stops: what was planned ahead is
@@ -60,7 +66,7 @@ import ReadPath
             planned.append(p.plan(offset: offset, length: 1 * MiB, size: big) != nil)
             offset += Int64(MiB)
         }
-        #expect(planned == [false, false, false, true, true, true, true, true], "from the 4th MiB of the run on")
+        #expect(planned.prefix(4) == [false, false, false, true], "from the 4th MiB of the run on: \(planned)")
         #expect(p.plan(offset: 0, length: 1 * MiB, size: big) == nil, "a seek starts a new run")
     }
 
@@ -68,7 +74,7 @@ import ReadPath
         var p = Prefetcher(initialWindow: Int64(64 * KiB), maxWindow: Int64(1 * MiB))
         var offset: Int64 = 0
         for _ in 0..<12 {
-            #expect(p.plan(offset: offset, length: 16 * KiB, size: big) != nil)
+            _ = p.plan(offset: offset, length: 16 * KiB, size: big)
             offset += Int64(16 * KiB)
         }
         #expect(p.window > p.initialWindow)
@@ -103,9 +109,10 @@ import ReadPath
         var p = Prefetcher()
         let r = 128 * KiB
         #expect(p.plan(offset: 0, length: r, size: big) != nil)
-        #expect(p.plan(offset: Int64(2 * r), length: r, size: big) != nil, "a little ahead of the last read")
-        #expect(p.plan(offset: Int64(r), length: r, size: big) != nil, "the gap filled in afterwards")
-        #expect(p.plan(offset: Int64(3 * r), length: r, size: big) != nil)
+        _ = p.plan(offset: Int64(2 * r), length: r, size: big)  // a little ahead of the last read
+        _ = p.plan(offset: Int64(r), length: r, size: big)      // the gap filled in afterwards
+        _ = p.plan(offset: Int64(3 * r), length: r, size: big)
+        #expect(p.runBytes >= Int64(3 * r), "one run, not a seek (the gap filled in later adds nothing)")
         #expect(p.window > p.initialWindow, "reordering is not a seek")
     }
 

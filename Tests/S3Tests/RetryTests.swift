@@ -284,6 +284,39 @@ final class CapturingLog: @unchecked Sendable {
         #expect(server.requests.count == 5)  // the empty range asked nothing
     }
 
+    /// GETs into caller memory: a server that ignores Range, and an error body, never land in the
+    /// buffer as data.
+    @Test func rangedGetsIntoMemoryHandleEveryAnswer() throws {
+        let object = Array(UInt8(0)..<UInt8(100))
+        let flakyAnswered = Mutex(false)
+        let server = try FakeHTTPServer { request, _ in
+            if request.target.contains("ignores") { return .respond(status: 200, body: object) }
+            if request.target.contains("flaky"), !flakyAnswered.withLock({ done in defer { done = true }; return done }) {
+                return .respond(status: 503, body: Self.errorXML("SlowDown", "Reduce your request rate."))
+            }
+            guard let range = request.headers["range"] else { return .respond(status: 200, body: object) }
+            let parts = range.dropFirst("bytes=".count).split(separator: "-").map { Int($0)! }
+            if parts[0] >= object.count { return .respond(status: 416, body: Self.errorXML("InvalidRange")) }
+            let end = min(parts[1], object.count - 1)
+            return .respond(status: 206, headers: [("Content-Range", "bytes \(parts[0])-\(end)/100")],
+                            body: Array(object[parts[0]...end]))
+        }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        func get(_ key: String, _ range: Range<Int64>) throws -> [UInt8] {
+            var buffer = [UInt8](repeating: 0xEE, count: range.count)
+            let n = try buffer.withUnsafeMutableBytes { try store.get(key, range: range, into: $0) }
+            return Array(buffer[..<n])
+        }
+        #expect(try get("k", 10..<20) == Array(object[10..<20]))
+        #expect(try get("k", 90..<200) == Array(object[90..<100]))
+        #expect(try get("k", 100..<200) == [])
+        #expect(try get("flaky", 10..<20) == Array(object[10..<20]), "the 503's body is not data")
+        #expect(try get("ignores", 95..<105) == Array(object[95..<100]), "the whole object did not fit: cut from it")
+        #expect(try get("ignores", 5..<205) == Array(object[5..<100]), "the whole object fit: moved to the start")
+        #expect(try get("ignores", 150..<160) == [])
+    }
+
     @Test func errorInside200IsAnError() throws {
         let server = try FakeHTTPServer { request, i in
             if i == 0 { return .respond(status: 200, body: Self.errorXML("InternalError", "We encountered an internal error.")) }
