@@ -67,6 +67,12 @@ public final class StreamingUpload: @unchecked Sendable {
     private let lock = NSLock()
     private var done: [Int: UploadedPart] = [:]
     private var failure: StoreError?
+    /// Buffers of uploaded parts, kept for the next parts: a fresh multi-megabyte buffer is a
+    /// fresh mapping the kernel zero-fills page by page.
+    private var spares: [[UInt8]] = []
+
+    /// A part's bytes, owned by its upload alone, so the buffer can be recycled afterwards.
+    private final class PartBuffer: @unchecked Sendable { var bytes: [UInt8] = [] }
 
     public init(store: any ObjectStore, key: String, sizing: PartSizing = .standard, concurrency: Int = 4,
                 hooks: UploadHooks = UploadHooks(), resume: ResumePoint? = nil,
@@ -122,12 +128,13 @@ public final class StreamingUpload: @unchecked Sendable {
             }
         }
         let number = nextPart
-        let bytes = buffer
+        let part = PartBuffer()
+        swap(&part.bytes, &buffer)
         nextPart += 1
-        buffer = []
+        buffer = lock.withLock { spares.popLast() } ?? []
         buffer.reserveCapacity(sizing.size(ofPart: nextPart))
-        if let existing = resume?.parts[number], existing.size == Int64(bytes.count),
-           existing.etag == Digest.hex(Digest.md5(bytes)) {
+        if let existing = resume?.parts[number], existing.size == Int64(part.bytes.count),
+           existing.etag == Digest.hex(Digest.md5(part.bytes)) {
             lock.withLock { done[number] = existing }
             return
         }
@@ -137,11 +144,15 @@ public final class StreamingUpload: @unchecked Sendable {
         queue.async { [self] in
             defer { slots.signal(); inFlight.leave() }
             guard error == nil, let uploadID else { return }
+            defer {
+                part.bytes.removeAll(keepingCapacity: true)  // the only reference again: kept
+                lock.withLock { if spares.count < 2 { spares.append(part.bytes) } }
+            }
             do throws(ObjectStoreError) {
-                let etag = try store.uploadPart(key, uploadID: uploadID, number: number, bytes)
-                let part = UploadedPart(number: number, etag: etag, size: Int64(bytes.count))
-                lock.withLock { done[number] = part }
-                hooks.partDone(part)
+                let etag = try store.uploadPart(key, uploadID: uploadID, number: number, part.bytes)
+                let uploaded = UploadedPart(number: number, etag: etag, size: Int64(part.bytes.count))
+                lock.withLock { done[number] = uploaded }
+                hooks.partDone(uploaded)
             } catch {
                 logger.warning("part \(number) of \(key) failed: \(error)")
                 record(error.storeError)
