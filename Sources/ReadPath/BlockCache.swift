@@ -56,6 +56,9 @@ public final class BlockCache: @unchecked Sendable {
     private var tail: Node?   // least recently used
     private var used = 0
     private let fetchSlots: DispatchSemaphore
+    /// Bytes of fetches in the air, bounded: eight readers each planning their own window would
+    /// otherwise have sixteen 16 MiB GETs (256 MiB) landing at once on top of the cache.
+    private let inFlight: ByteBudget
     private let queue = DispatchQueue(label: "modelfs.fetch", attributes: .concurrent)
 
     // Counters for `.stats`.
@@ -70,13 +73,14 @@ public final class BlockCache: @unchecked Sendable {
     public let chunks: ChunkPool
 
     public init(budget: Int = 128 << 20, blockSize: Int = 64 << 10, maxRequest: Int = 16 << 20, maxConcurrentFetches: Int = 16,
-                disk: DiskCache? = nil) {
+                maxBytesInFlight: Int = 64 << 20, disk: DiskCache? = nil) {
         self.disk = disk
         self.budget = budget
         self.blockSize = blockSize
         self.maxRequest = max(maxRequest, blockSize)
         self.fetchSlots = DispatchSemaphore(value: maxConcurrentFetches)
-        chunks = ChunkPool(chunkSize: self.maxRequest, maxFree: 4)
+        chunks = ChunkPool(chunkSize: self.maxRequest, maxFree: 2)
+        inFlight = ByteBudget(limit: max(maxBytesInFlight, self.maxRequest))
     }
 
     public struct Counters: Sendable, Equatable, Codable {
@@ -219,6 +223,8 @@ public final class BlockCache: @unchecked Sendable {
         queue.async { [self] in
             fetchSlots.wait()
             defer { fetchSlots.signal() }
+            inFlight.acquire(Int(range.count))
+            defer { inFlight.release(Int(range.count)) }
             var fromDisk = false
             let chunk = chunks.take(Int(range.count))
             let target = UnsafeMutableRawBufferPointer(rebasing: chunk.buffer[..<Int(range.count)])
@@ -306,5 +312,29 @@ public final class BlockCache: @unchecked Sendable {
                 used -= node.piece.count
             }
         }
+    }
+}
+
+/// A counting limit on bytes, for memory in the air: `acquire` waits until the bytes fit (one
+/// request larger than the limit still goes alone).
+final class ByteBudget: @unchecked Sendable {
+    let limit: Int
+    private var used = 0
+    private let condition = NSCondition()
+
+    init(limit: Int) { self.limit = limit }
+
+    func acquire(_ bytes: Int) {
+        condition.lock()
+        while used > 0 && used + bytes > limit { condition.wait() }
+        used += bytes
+        condition.unlock()
+    }
+
+    func release(_ bytes: Int) {
+        condition.lock()
+        used -= bytes
+        condition.broadcast()
+        condition.unlock()
     }
 }

@@ -36,11 +36,15 @@ public struct Prefetcher: Sendable {
         // The kernel issues readahead asynchronously and may reorder nearby requests: a read that
         // lands within the window of where the last one ended still counts as sequential
         // (backwards by at most 4 MiB, so random access is not mistaken for it).
-        let reach = max(window, 4 * Int64(length))
-        let slack = min(reach, 4 << 20)
+        // Forward, a gap no longer than the run so far (up to 16 MiB) is still the same run:
+        // readers of one file share its page cache, so each one's requests skip what the others
+        // already brought in. Random reads have no run to speak of, so their jumps stay jumps.
+        let near = max(window, 4 * Int64(length))
+        let slack = min(near, 4 << 20)
+        let reach = max(near, min(runBytes, 16 << 20))
         let sequential = offset == nextOffset || (runBytes > 0 && offset >= nextOffset - slack && offset <= nextOffset + reach)
         if sequential {
-            runBytes += max(0, end - max(offset, nextOffset))
+            runBytes += max(0, end - nextOffset)
             nextOffset = max(end, nextOffset)
         } else {
             runBytes = Int64(length)

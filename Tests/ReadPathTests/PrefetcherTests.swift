@@ -116,6 +116,21 @@ import ReadPath
         #expect(p.window > p.initialWindow, "reordering is not a seek")
     }
 
+    /// Eight ranks reading one checkpoint share its page cache: each handle's requests skip the
+    /// pages another rank brought in, and must still count as one sequential run.
+    @Test func aReaderWhoseRequestsSkipWhatOthersReadIsStillSequential() {
+        var p = Prefetcher(startAfter: 4 * Int64(MiB))
+        var planned = 0
+        var offset: Int64 = 0
+        for i in 0..<64 {
+            if p.plan(offset: offset, length: 512 * KiB, size: big) != nil { planned += 1 }
+            offset += Int64(512 * KiB) + Int64((i % 3) * MiB)  // gaps of 0, 1 and 2 MiB
+        }
+        #expect(planned > 0)
+        #expect(p.runBytes == offset - Int64((63 % 3) * MiB), "the run spans the gaps")
+        #expect(p.window == p.maxWindow || p.window == p.runBytes / 2)
+    }
+
     @Test func nothingAheadAtTheEndOfTheFile() throws {
         var p = Prefetcher(initialWindow: Int64(64 * KiB), maxWindow: Int64(1 * MiB))
         let size = Int64(160 * KiB)
