@@ -496,11 +496,6 @@ public final class FileSystem: @unchecked Sendable {
             return .bytes([])
         case .reader(let r):
             if r.localFile >= 0 {
-                // The prefetcher's plan becomes a readahead hint on the object file: the disk
-                // works ahead while the kernel's 512 KiB requests come one or two at a time.
-                if let ahead = r.lock.withLock({ r.prefetcher.plan(offset: offset, length: size, size: r.size) }) {
-                    _ = posix_fadvise(r.localFile, off_t(ahead.lowerBound), off_t(ahead.count), POSIX_FADV_WILLNEED)
-                }
                 let lower = min(max(offset, 0), r.size)
                 let count = Int(min(Int64(size), r.size - lower))
                 cache.countDirect(bytes: count)
