@@ -261,17 +261,27 @@ final class CapturingLog: @unchecked Sendable {
         #expect(auth.contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token,"))
     }
 
-    @Test func rangesAreClampedAndHandled() throws {
-        let object = Array(UInt8(0)..<UInt8(100))
-        let server = try FakeHTTPServer { request, _ in
+    /// Serves `object` for any key, honouring Range; keys naming "ignores" get the whole object
+    /// (Range ignored), keys naming "flaky" a 503 the first time.
+    static func rangeServer(_ object: [UInt8]) throws -> FakeHTTPServer {
+        let flakyAnswered = Mutex(false)
+        return try FakeHTTPServer { request, _ in
             if request.target.contains("ignores") { return .respond(status: 200, body: object) }
+            if request.target.contains("flaky"), !flakyAnswered.withLock({ done in defer { done = true }; return done }) {
+                return .respond(status: 503, body: Self.errorXML("SlowDown", "Reduce your request rate."))
+            }
             guard let range = request.headers["range"] else { return .respond(status: 200, body: object) }
             let parts = range.dropFirst("bytes=".count).split(separator: "-").map { Int($0)! }
             if parts[0] >= object.count { return .respond(status: 416, body: Self.errorXML("InvalidRange")) }
             let end = min(parts[1], object.count - 1)
-            return .respond(status: 206, headers: [("Content-Range", "bytes \(parts[0])-\(end)/100")],
+            return .respond(status: 206, headers: [("Content-Range", "bytes \(parts[0])-\(end)/\(object.count)")],
                             body: Array(object[parts[0]...end]))
         }
+    }
+
+    @Test func rangesAreClampedAndHandled() throws {
+        let object = Array(UInt8(0)..<UInt8(100))
+        let server = try Self.rangeServer(object)
         defer { server.stop() }
         let store = try Self.store(server)
         #expect(try store.get("k", range: 10..<20) == Array(object[10..<20]))
@@ -288,19 +298,7 @@ final class CapturingLog: @unchecked Sendable {
     /// buffer as data.
     @Test func rangedGetsIntoMemoryHandleEveryAnswer() throws {
         let object = Array(UInt8(0)..<UInt8(100))
-        let flakyAnswered = Mutex(false)
-        let server = try FakeHTTPServer { request, _ in
-            if request.target.contains("ignores") { return .respond(status: 200, body: object) }
-            if request.target.contains("flaky"), !flakyAnswered.withLock({ done in defer { done = true }; return done }) {
-                return .respond(status: 503, body: Self.errorXML("SlowDown", "Reduce your request rate."))
-            }
-            guard let range = request.headers["range"] else { return .respond(status: 200, body: object) }
-            let parts = range.dropFirst("bytes=".count).split(separator: "-").map { Int($0)! }
-            if parts[0] >= object.count { return .respond(status: 416, body: Self.errorXML("InvalidRange")) }
-            let end = min(parts[1], object.count - 1)
-            return .respond(status: 206, headers: [("Content-Range", "bytes \(parts[0])-\(end)/100")],
-                            body: Array(object[parts[0]...end]))
-        }
+        let server = try Self.rangeServer(object)
         defer { server.stop() }
         let store = try Self.store(server)
         func get(_ key: String, _ range: Range<Int64>) throws -> [UInt8] {
