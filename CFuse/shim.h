@@ -52,6 +52,8 @@ static inline void cfuse_fi_set_open(struct fuse_file_info *fi, uint64_t fh, int
 }
 
 static inline int cfuse_req_pid(fuse_req_t req) { return (int)fuse_req_ctx(req)->pid; }
+static inline unsigned cfuse_req_uid(fuse_req_t req) { return (unsigned)fuse_req_ctx(req)->uid; }
+static inline unsigned cfuse_req_gid(fuse_req_t req) { return (unsigned)fuse_req_ctx(req)->gid; }
 
 /// glibc's allocator, tuned for a long-lived mount: allocations over 1 MiB are always their own
 /// mapping, returned to the kernel when freed (by default the threshold climbs to 32 MiB and freed

@@ -4,6 +4,7 @@ import FUSEAdapter
 import Glibc
 import Logging
 import ModelFS
+import Registry
 import ModelStore
 import ReadPath
 
@@ -30,6 +31,12 @@ struct MountCommand: ParsableCommand {
 
     @Option(help: "Size cap of the on-disk cache (MiB).")
     var cacheSize = 10240
+
+    @Option(help: "Where files whose writer seeks back (zipfile, torch.save) are held until closed; default <data-dir>/spool.")
+    var spoolDir: String?
+
+    @Option(help: "Size cap of the spool (MiB); a write past it fails with ENOSPC.")
+    var spoolSize = 20480
 
     @Option(help: "Kernel readahead for the mount (KiB).")
     var readAheadKb = 512
@@ -64,7 +71,8 @@ struct MountCommand: ParsableCommand {
             }
             let cache = BlockCache(budget: max(cacheMemory, 16) << 20, blockSize: 64 << 10, disk: disk)
             let jobs = try jobOptions.service(registry, dataDir: store.resolvedDataDir, mountpoint: mountpoint)
-            let fs = FileSystem(registry: registry, cache: cache, jobs: jobs, logger: Log.logger)
+            let spool = try SpoolSpace(directory: spoolDir ?? store.resolvedDataDir + "/spool", capacity: Int64(max(spoolSize, 1)) << 20)
+            let fs = FileSystem(registry: registry, cache: cache, jobs: jobs, spool: spool, logger: Log.logger)
             let adapter = FUSEAdapter(fs: fs, logger: Log.logger)
             var options = FUSEAdapter.MountOptions()
             options.allowOther = allowOther

@@ -209,21 +209,24 @@ public final class Catalog: Sendable {
     }
 
     /// Marks an upload finished: `ready` with its size and sha256; drops its upload record.
-    public func markVersionReady(id: Int64, size: Int64, sha256: String) throws(StoreError) {
+    /// With a `token`, only the upload that claimed the row (``claimUpload(version:token:)``) may.
+    public func markVersionReady(id: Int64, size: Int64, sha256: String, token: String? = nil) throws(StoreError) {
         try database.write { db in
-            let changed = try db.execute("UPDATE versions SET status = 'ready', size = ?, sha256 = ?, error = NULL, modified = ? WHERE id = ?",
-                                         [.int(size), .text(sha256), .date(Date()), .int(id)])
-            if changed == 0 { throw StoreError.notFound("the version was deleted while it uploaded") }
+            let changed = try db.execute("UPDATE versions SET status = 'ready', size = ?, sha256 = ?, error = NULL, modified = ? WHERE id = ?"
+                                         + Catalog.claimed(token), [.int(size), .text(sha256), .date(Date()), .int(id)] + Catalog.claim(token))
+            if changed == 0 { throw StoreError.notFound("the version was deleted or replaced while it uploaded") }
             try db.execute("DELETE FROM uploads WHERE version_id = ?", [.int(id)])
         }
     }
 
     /// Marks an upload failed with its reason. Its upload record is dropped when the multipart
     /// upload was aborted, and kept (to abort later) when `uploadStillOpen`.
-    public func markVersionFailed(id: Int64, error: String, size: Int64 = 0, uploadStillOpen: Bool = false) throws(StoreError) {
+    /// With a `token`, a row that another upload claimed since is left alone.
+    public func markVersionFailed(id: Int64, error: String, size: Int64 = 0, uploadStillOpen: Bool = false, token: String? = nil) throws(StoreError) {
         try database.write { db in
-            try db.execute("UPDATE versions SET status = 'failed', error = ?, size = ?, modified = ? WHERE id = ?",
-                           [.text(error), .int(size), .date(Date()), .int(id)])
+            let changed = try db.execute("UPDATE versions SET status = 'failed', error = ?, size = ?, modified = ? WHERE id = ?" + Catalog.claimed(token),
+                                         [.text(error), .int(size), .date(Date()), .int(id)] + Catalog.claim(token))
+            if changed == 0 && token != nil { return }
             if !uploadStillOpen { try db.execute("DELETE FROM uploads WHERE version_id = ?", [.int(id)]) }
         }
     }
@@ -310,17 +313,20 @@ public final class Catalog: Sendable {
         }
     }
 
-    public func markDatasetReady(id: Int64, size: Int64, sha256: String, records: Int64?) throws(StoreError) {
+    public func markDatasetReady(id: Int64, size: Int64, sha256: String, records: Int64?, token: String? = nil) throws(StoreError) {
         try database.write { db in
-            try db.execute("UPDATE datasets SET status = 'ready', size = ?, sha256 = ?, records = ?, error = NULL, modified = ? WHERE id = ?",
-                           [.int(size), .text(sha256), .optional(records), .date(Date()), .int(id)])
+            let changed = try db.execute("UPDATE datasets SET status = 'ready', size = ?, sha256 = ?, records = ?, error = NULL, modified = ? WHERE id = ?"
+                                         + Catalog.claimed(token), [.int(size), .text(sha256), .optional(records), .date(Date()), .int(id)] + Catalog.claim(token))
+            if changed == 0 { throw StoreError.notFound("the dataset was deleted or replaced while it uploaded") }
             try db.execute("DELETE FROM uploads WHERE dataset_id = ?", [.int(id)])
         }
     }
 
-    public func markDatasetFailed(id: Int64, error: String) throws(StoreError) {
+    public func markDatasetFailed(id: Int64, error: String, token: String? = nil) throws(StoreError) {
         try database.write { db in
-            try db.execute("UPDATE datasets SET status = 'failed', error = ?, modified = ? WHERE id = ?", [.text(error), .date(Date()), .int(id)])
+            let changed = try db.execute("UPDATE datasets SET status = 'failed', error = ?, modified = ? WHERE id = ?" + Catalog.claimed(token),
+                                         [.text(error), .date(Date()), .int(id)] + Catalog.claim(token))
+            if changed == 0 && token != nil { return }
             try db.execute("DELETE FROM uploads WHERE dataset_id = ?", [.int(id)])
         }
     }

@@ -87,5 +87,11 @@ enum Migrations {
         ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
         CREATE INDEX jobs_by_status ON jobs(status);
         """,
+        // 3: which upload owns a row being written, so a stale handle never completes, fails or
+        // deletes what a newer upload of the same row (or a row that replaced it) holds.
+        """
+        ALTER TABLE versions ADD COLUMN upload_token TEXT;
+        ALTER TABLE datasets ADD COLUMN upload_token TEXT;
+        """,
     ]
 }

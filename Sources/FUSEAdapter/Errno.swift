@@ -16,5 +16,6 @@ public func errnoValue(for code: StoreError.Code) -> Int32 {
     case .noSpace: return ENOSPC
     case .notSupported: return ENOTSUP
     case .noAttribute: return ENODATA
+    case .accessDenied: return EACCES
     }
 }

@@ -25,6 +25,11 @@ public final class FUSEAdapter: @unchecked Sendable {
         Unmanaged<FUSEAdapter>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
     }
 
+    /// Who asks, as the kernel tells it.
+    static func context(_ req: fuse_req_t?) -> RequestContext {
+        RequestContext(uid: UInt32(cfuse_req_uid(req)), gid: UInt32(cfuse_req_gid(req)), pid: Int32(cfuse_req_pid(req)))
+    }
+
     // MARK: Replies
 
     static func reply(_ req: fuse_req_t?, _ error: any Error) {
@@ -98,24 +103,24 @@ public final class FUSEAdapter: @unchecked Sendable {
                 let size: Int64? = toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(attr!.pointee.st_size) : nil
                 let mode: UInt32? = toSet & FUSE_SET_ATTR_MODE != 0 ? UInt32(attr!.pointee.st_mode) : nil
                 let owner = toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0
-                let a = try FUSEAdapter.from(req).fs.setattr(ino, size: size, mode: mode, owner: owner)
+                let a = try FUSEAdapter.from(req).fs.setattr(ino, size: size, mode: mode, owner: owner, FUSEAdapter.context(req))
                 var st = FUSEAdapter.stat(a)
                 fuse_reply_attr(req, &st, a.cacheSeconds)
             } catch { FUSEAdapter.reply(req, error) }
         }
         ops.mkdir = { req, parent, name, _ in
-            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.mkdir(parent: parent, name: FUSEAdapter.bytes(name))) } catch { FUSEAdapter.reply(req, error) }
+            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.mkdir(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req))) } catch { FUSEAdapter.reply(req, error) }
         }
         ops.rmdir = { req, parent, name in
-            do { try FUSEAdapter.from(req).fs.rmdir(parent: parent, name: FUSEAdapter.bytes(name)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+            do { try FUSEAdapter.from(req).fs.rmdir(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
         }
         ops.unlink = { req, parent, name in
-            do { try FUSEAdapter.from(req).fs.unlink(parent: parent, name: FUSEAdapter.bytes(name)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+            do { try FUSEAdapter.from(req).fs.unlink(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
         }
         ops.rename = { req, parent, name, newParent, newName, flags in
             if flags & FUSEAdapter.renameExchange != 0 { fuse_reply_err(req, EINVAL); return }
             do {
-                try FUSEAdapter.from(req).fs.rename(parent: parent, name: FUSEAdapter.bytes(name), newParent: newParent, newName: FUSEAdapter.bytes(newName))
+                try FUSEAdapter.from(req).fs.rename(parent: parent, name: FUSEAdapter.bytes(name), newParent: newParent, newName: FUSEAdapter.bytes(newName), FUSEAdapter.context(req))
                 fuse_reply_err(req, 0)
             } catch { FUSEAdapter.reply(req, error) }
         }
@@ -125,7 +130,7 @@ public final class FUSEAdapter: @unchecked Sendable {
         ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
         ops.open = { req, ino, fi in
             do {
-                let r = try FUSEAdapter.from(req).fs.open(ino, flags: OpenFlags(fi!.pointee.flags))
+                let r = try FUSEAdapter.from(req).fs.open(ino, flags: OpenFlags(fi!.pointee.flags), FUSEAdapter.context(req))
                 cfuse_fi_set_open(fi, r.handle, r.keepCache ? 1 : 0, r.directIO ? 1 : 0)
                 fuse_reply_open(req, fi)
             } catch { FUSEAdapter.reply(req, error) }
@@ -133,7 +138,7 @@ public final class FUSEAdapter: @unchecked Sendable {
         ops.create = { req, parent, name, _, fi in
             do {
                 let (a, r) = try FUSEAdapter.from(req).fs.create(parent: parent, name: FUSEAdapter.bytes(name), flags: OpenFlags(fi!.pointee.flags),
-                                                     pid: cfuse_req_pid(req))
+                                                     FUSEAdapter.context(req))
                 cfuse_fi_set_open(fi, r.handle, 0, 0)
                 var e = FUSEAdapter.entry(a)
                 fuse_reply_create(req, &e, fi)
@@ -158,12 +163,13 @@ public final class FUSEAdapter: @unchecked Sendable {
         ops.write = { req, _, buf, size, offset, fi in
             // The buffer belongs to this worker thread: the upload copies it before we return.
             do {
-                let n = try FUSEAdapter.from(req).fs.write(fi!.pointee.fh, offset: Int64(offset), bytes: UnsafeRawBufferPointer(start: buf, count: size))
+                let n = try FUSEAdapter.from(req).fs.write(fi!.pointee.fh, offset: Int64(offset), bytes: UnsafeRawBufferPointer(start: buf, count: size),
+                                                            FUSEAdapter.context(req))
                 fuse_reply_write(req, n)
             } catch { FUSEAdapter.reply(req, error) }
         }
         ops.flush = { req, _, fi in
-            do { try FUSEAdapter.from(req).fs.flush(fi!.pointee.fh, pid: cfuse_req_pid(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+            do { try FUSEAdapter.from(req).fs.flush(fi!.pointee.fh, FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
         }
         ops.release = { req, _, fi in
             do { try FUSEAdapter.from(req).fs.release(fi!.pointee.fh); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
@@ -222,7 +228,7 @@ public final class FUSEAdapter: @unchecked Sendable {
         ops.setxattr = { req, ino, name, value, size, _ in
             do {
                 let bytes = Array(UnsafeRawBufferPointer(start: value, count: size))
-                try FUSEAdapter.from(req).fs.setxattr(ino, name: String(cString: name!), value: bytes)
+                try FUSEAdapter.from(req).fs.setxattr(ino, name: String(cString: name!), value: bytes, FUSEAdapter.context(req))
                 fuse_reply_err(req, 0)
             } catch { FUSEAdapter.reply(req, error) }
         }
@@ -314,14 +320,17 @@ public final class FUSEAdapter: @unchecked Sendable {
         defer { fuse_session_unmount(session) }
 
         let readAhead = options.readAheadKB
+        let fs = self.fs
         Thread.detachNewThread {
             FUSEAdapter.setReadAhead(mountpoint: mountpoint, kb: readAhead)
+            fs.mounted(at: mountpoint)
             ready()
         }
         let rc = cfuse_loop_mt(session, options.threads)
         if rc != 0 && rc != -EINTR && rc != SIGINT && rc != SIGTERM {
             logger.warning("FUSE loop ended with \(rc)")
         }
+        fs.abortOpenUploads(reason: "the mount stopped while the file was being written")
     }
 
     /// The kernel caps `max_readahead` negotiated in init at 128 KiB; the per-mount value lives

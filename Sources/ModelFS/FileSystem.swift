@@ -50,9 +50,26 @@ public final class FileSystem: @unchecked Sendable {
 
     /// Training jobs behind `jobs/`; nil when the mount runs none.
     public let jobs: JobService?
+    /// Tells who still holds a file being written, and whether a closing task is dying.
+    private var probe: any WriterProbe = BlindWriterProbe()
+    var writerProbe: any WriterProbe {
+        get { lock.withLock { probe } }
+        set { lock.withLock { probe = newValue } }
+    }
 
-    public init(registry: Registry, cache: BlockCache, jobs: JobService? = nil, logger: Logger = Logger(label: "modelfs.fs")) {
+    /// Called once the mount is live, when `/proc` can tell which descriptors refer to it.
+    public func mounted(at mountpoint: String) {
+        if let real = ProcWriterProbe(mountpoint: mountpoint) { writerProbe = real }
+        else { logger.warning("cannot find \(mountpoint) in /proc/self/mountinfo: uploads complete at the creating process's close") }
+    }
+
+    /// Where files whose writer seeks back are held until closed; nil refuses such writes.
+    let spool: SpoolSpace?
+
+    public init(registry: Registry, cache: BlockCache, jobs: JobService? = nil, spool: SpoolSpace? = nil,
+                logger: Logger = Logger(label: "modelfs.fs")) {
         self.jobs = jobs
+        self.spool = spool
         self.registry = registry
         self.cache = cache
         self.logger = logger
@@ -128,8 +145,10 @@ public final class FileSystem: @unchecked Sendable {
             Attributes(inode: node.inode, isDirectory: true, size: 4096, permissions: 0o755, links: links, modified: modified,
                        changed: modified, uid: uid, gid: gid, cacheSeconds: FileSystem.shortAttributeSeconds)
         }
-        func file(size: Int64, modified: Double, ready: Bool, writable: Bool = false) -> Attributes {
-            Attributes(inode: node.inode, isDirectory: false, size: size, permissions: writable ? 0o644 : 0o444, links: 1,
+        // A failed file shows no permission at all (`----------`): it is there to be looked at
+        // with getfattr, replaced by a new copy or removed, never read.
+        func file(size: Int64, modified: Double, ready: Bool, writable: Bool = false, failed: Bool = false) -> Attributes {
+            Attributes(inode: node.inode, isDirectory: false, size: size, permissions: failed ? 0 : writable ? 0o644 : 0o444, links: 1,
                        modified: modified, changed: modified, uid: uid, gid: gid,
                        cacheSeconds: ready ? FileSystem.readyAttributeSeconds : 0)
         }
@@ -147,7 +166,8 @@ public final class FileSystem: @unchecked Sendable {
         case .version(let id):
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
             let size = v.status == .uploading ? (writer(for: node.inode)?.upload.bytesWritten ?? v.size) : v.size
-            return file(size: size, modified: v.modified.timeIntervalSince1970, ready: v.status == .ready, writable: v.status == .uploading)
+            return file(size: size, modified: v.modified.timeIntervalSince1970, ready: v.status == .ready, writable: v.status == .uploading,
+                        failed: v.status == .failed)
         case .submit:
             var a = file(size: 0, modified: mountTime, ready: false, writable: true)
             a.permissions = 0o666
@@ -171,7 +191,8 @@ public final class FileSystem: @unchecked Sendable {
         case .dataset(let id):
             guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
             let size = d.status == .uploading ? (writer(for: node.inode)?.upload.bytesWritten ?? d.size) : d.size
-            return file(size: size, modified: d.modified.timeIntervalSince1970, ready: d.status == .ready, writable: d.status == .uploading)
+            return file(size: size, modified: d.modified.timeIntervalSince1970, ready: d.status == .ready, writable: d.status == .uploading,
+                        failed: d.status == .failed)
         }
     }
 
@@ -333,10 +354,15 @@ public final class FileSystem: @unchecked Sendable {
     final class Writer: @unchecked Sendable {
         let inode: UInt64
         let upload: ItemUpload
+        /// The process (thread group) that created the file: its threads are one writer.
         let opener: Int32
+        /// When the file was created, in boot clock ticks: only processes started since can have
+        /// inherited its descriptor.
+        let created = bootTicksNow()
         let lock = NSLock()
-        /// The creating process closed its descriptor before writing anything: the upload ends at
-        /// `release`, which the kernel sends just after that `close()` returns.
+        /// The creating process closed its descriptor before writing anything and nobody could tell
+        /// who else holds it: the upload ends at `release`, which the kernel sends just after that
+        /// `close()` returns.
         var closedEmpty = false
         /// Signalled once the upload ended, for readers that arrive in between.
         let ended = DispatchSemaphore(value: 0)
@@ -360,7 +386,7 @@ public final class FileSystem: @unchecked Sendable {
 
     private func writer(for inode: UInt64) -> Writer? { lock.withLock { writers[inode] } }
 
-    public func open(_ inode: UInt64, flags: OpenFlags) throws(StoreError) -> OpenResult {
+    public func open(_ inode: UInt64, flags: OpenFlags, _ ctx: RequestContext = .mountOwner) throws(StoreError) -> OpenResult {
         let n = try node(inode)
         switch n {
         case .stats, .next:
@@ -369,6 +395,12 @@ public final class FileSystem: @unchecked Sendable {
             return OpenResult(handle: register(.content(content)), keepCache: false, directIO: true)
         case .submit:
             guard jobs != nil else { throw StoreError(.notSupported, "this mount runs no jobs: mount with --train-command") }
+            // Jobs run as the mount's user: until they run as the one who asks, only that user
+            // (or root) may start one.
+            guard ctx.uid == uid || ctx.uid == 0 else {
+                logger.warning("job request from uid \(ctx.uid) (pid \(ctx.pid)) refused: jobs run as uid \(uid)")
+                throw StoreError(.accessDenied, "jobs run as the mount's user (uid \(uid)); uid \(ctx.uid) may not submit them")
+            }
             return OpenResult(handle: register(.submission(Submission())), keepCache: false, directIO: true)
         case .jobFile(let number, let which):
             guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
@@ -386,18 +418,30 @@ public final class FileSystem: @unchecked Sendable {
         case .version(let id):
             waitForEmptyClose(inode, flags: flags)
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            if v.status == .failed && flags.wantsWrite && flags.truncates {
+                return try reopenForWriting(inode, try registry.restartFailedVersion(id: id), ctx)
+            }
             try checkReadable(status: v.status, error: v.error, name: v.fileName, flags: flags)
             return OpenResult(handle: register(.reader(Reader(object: inode, key: v.objectKey, size: v.size,
                                                                   localPath: registry.objects.localFile(v.objectKey)))), keepCache: true, directIO: false)
         case .dataset(let id):
             waitForEmptyClose(inode, flags: flags)
             guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
+            if d.status == .failed && flags.wantsWrite && flags.truncates {
+                return try reopenForWriting(inode, try registry.restartFailedDataset(id: id), ctx)
+            }
             try checkReadable(status: d.status, error: d.error, name: d.fileName, flags: flags)
             return OpenResult(handle: register(.reader(Reader(object: inode, key: d.objectKey, size: d.size,
                                                                   localPath: registry.objects.localFile(d.objectKey)))), keepCache: true, directIO: false)
         default:
             throw StoreError(.invalidArgument, "is a directory")
         }
+    }
+
+    /// `cp` onto a failed version or dataset writes it again (same name, same inode).
+    private func reopenForWriting(_ inode: UInt64, _ upload: ItemUpload, _ ctx: RequestContext) throws(StoreError) -> OpenResult {
+        let opener = writerProbe.task(ctx.pid)?.process ?? ctx.pid
+        return OpenResult(handle: register(.writer(Writer(inode: inode, upload: upload, opener: opener))), keepCache: false, directIO: false)
     }
 
     /// `cp` of an empty file returns before the kernel's asynchronous `release` completes the
@@ -423,6 +467,10 @@ public final class FileSystem: @unchecked Sendable {
 
     /// Creates a version (in a model directory) or a dataset (in `datasets/`) and opens it for writing.
     public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
+        try create(parent: parent, name: rawName, flags: flags, RequestContext(uid: uid, gid: gid, pid: pid))
+    }
+
+    public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Attributes, OpenResult) {
         if rawName == Array(".next".utf8) { throw StoreError(.notPermitted, ".next is generated") }
         let fileName = try Names.decode(rawName, what: "file name")
         let upload: ItemUpload
@@ -442,7 +490,7 @@ public final class FileSystem: @unchecked Sendable {
         default:
             throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/")
         }
-        let handle = register(.writer(Writer(inode: inode, upload: upload, opener: pid)))
+        let handle = register(.writer(Writer(inode: inode, upload: upload, opener: writerProbe.task(ctx.pid)?.process ?? ctx.pid)))
         return (try attributes(of: try node(inode)), OpenResult(handle: handle, keepCache: false, directIO: false))
     }
 
@@ -513,7 +561,7 @@ public final class FileSystem: @unchecked Sendable {
 
     /// Appends to a file being created. Anything but the next byte after what was written aborts
     /// the upload (the version becomes `failed`) and is refused with `EINVAL`.
-    public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer) throws(StoreError) -> Int {
+    public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Int {
         let file = try openFile(handle)
         if case .submission(let sub) = file { return try submit(sub, bytes) }
         if case .control(let id) = file {
@@ -527,21 +575,17 @@ public final class FileSystem: @unchecked Sendable {
             if w.upload.isEnded {
                 throw StoreError(.invalidArgument, "\(w.upload.item.displayName) is already complete")
             }
-            let expected = w.upload.bytesWritten
-            guard offset == expected else {
-                let reason = "write at offset \(offset) where \(expected) was expected: versions are written from start to end"
-                w.upload.abort(reason: reason, code: .invalidArgument)
-                throw StoreError(.invalidArgument, reason)
-            }
-            try w.upload.write(bytes)
+            try w.upload.write(bytes, at: offset, spool: spool)
             return bytes.count
         }
     }
 
-    /// `close()` of one file descriptor. The close by the process that created the file, once it
-    /// wrote something, completes the upload and reports its outcome; other closes (a shell's
-    /// copy of a redirected descriptor) leave it to `release`.
-    public func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {
+    /// `close()` of one file descriptor (also the kernel closing the files of a process that
+    /// exits). The upload completes at the close of the last descriptor that refers to the file,
+    /// so a descriptor shared with a child never completes it early; a close that comes from a
+    /// process dying of a signal fails it instead, since what it wrote is not what it meant to.
+    /// Every close after the upload failed reports the failure, on whichever thread it comes.
+    public func flush(_ handle: UInt64, _ ctx: RequestContext) throws(StoreError) {
         let file = try openFile(handle)
         if case .submission(let sub) = file {
             // A request without a final newline is taken when the file is closed.
@@ -551,19 +595,57 @@ public final class FileSystem: @unchecked Sendable {
             return
         }
         guard case .writer(let w) = file else { return }
+        let probe = writerProbe
         try locked(w.lock) { () throws(StoreError) in
-            guard pid == w.opener || w.opener == 0 else { return }
-            guard w.upload.bytesWritten > 0 else { w.closedEmpty = true; return }
+            if let failure = w.upload.failure { throw failure }
+            if w.upload.isEnded { return }
+            let closer = probe.task(ctx.pid)
+            let process = closer?.process ?? ctx.pid
+            switch probe.holders(of: w.inode, among: [w.opener, process], startedSince: w.created) {
+            case .some(let others) where others > 0:
+                return
+            case .some:
+                break
+            case .none:
+                // Nobody can tell who else holds it: the creating process's close completes, once
+                // it wrote something (a shell's copy of a redirected descriptor writes nothing).
+                guard process == w.opener else { return }
+                guard w.upload.bytesWritten > 0 else { w.closedEmpty = true; return }
+            }
+            if let signal = closer?.killedBy {
+                let reason = "the writer (pid \(process)) was killed by signal \(signal) after \(w.upload.bytesWritten) bytes: the file is incomplete"
+                logger.warning("\(w.upload.item.displayName): \(reason)")
+                w.upload.abort(reason: reason, code: .io)
+                throw StoreError(.io, reason)
+            }
             try finish(w)
         }
     }
 
-    /// The last close of an open file.
+    public func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {
+        try flush(handle, RequestContext(uid: uid, gid: gid, pid: pid))
+    }
+
+    /// The last close of an open file: completes an upload no close could (the last reference was
+    /// a mapping or a descriptor in flight), where an error can only be logged.
     public func release(_ handle: UInt64) throws(StoreError) {
         guard let file = lock.withLock({ handles.removeValue(forKey: handle) }) else { return }
         guard case .writer(let w) = file else { return }
         defer { lock.withLock { if writers[w.inode] === w { writers[w.inode] = nil } } }
         try locked(w.lock) { () throws(StoreError) in try finish(w) }
+    }
+
+    /// Unmount or SIGTERM of the mount: uploads still open can never complete, so they fail now
+    /// (their multipart uploads aborted) rather than stay `uploading`.
+    public func abortOpenUploads(reason: String) {
+        let open = lock.withLock { Array(writers.values) }
+        for w in open {
+            w.lock.withLock {
+                guard !w.upload.isEnded else { return }
+                logger.warning("\(w.upload.item.displayName): \(reason)")
+                w.upload.abort(reason: reason, code: .io)
+            }
+        }
     }
 
     private func finish(_ w: Writer) throws(StoreError) {
@@ -618,7 +700,7 @@ public final class FileSystem: @unchecked Sendable {
 
     // MARK: Changing the namespace
 
-    public func mkdir(parent: UInt64, name rawName: [UInt8]) throws(StoreError) -> Attributes {
+    public func mkdir(parent: UInt64, name rawName: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Attributes {
         let name = try Names.decode(rawName, what: "model name")
         guard try node(parent) == .modelsDir else {
             throw StoreError(.notPermitted, "directories can only be created in models/ (one per model)")
@@ -627,7 +709,7 @@ public final class FileSystem: @unchecked Sendable {
         return try attributes(of: .model(m.id))
     }
 
-    public func rmdir(parent: UInt64, name rawName: [UInt8]) throws(StoreError) {
+    public func rmdir(parent: UInt64, name rawName: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) {
         let name = try decode(rawName)
         let parentNode = try node(parent)
         guard parentNode == .modelsDir else {
@@ -640,7 +722,7 @@ public final class FileSystem: @unchecked Sendable {
         for v in versions { cache.forget(object: Node.version(v.id).inode) }
     }
 
-    public func unlink(parent: UInt64, name rawName: [UInt8]) throws(StoreError) {
+    public func unlink(parent: UInt64, name rawName: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) {
         let name = try decode(rawName)
         let target = try child(of: try node(parent), named: name)
         switch target {
@@ -659,7 +741,8 @@ public final class FileSystem: @unchecked Sendable {
 
     /// Renames a model, a version within its model, or a dataset: metadata only. An existing
     /// target is refused (`EEXIST`), never replaced; a version cannot move to another model (`EXDEV`).
-    public func rename(parent: UInt64, name rawName: [UInt8], newParent: UInt64, newName rawNewName: [UInt8]) throws(StoreError) {
+    public func rename(parent: UInt64, name rawName: [UInt8], newParent: UInt64, newName rawNewName: [UInt8],
+                       _ ctx: RequestContext = .mountOwner) throws(StoreError) {
         let name = try decode(rawName)
         let newName = try Names.decode(rawNewName, what: "new name")
         let from = try node(parent)
@@ -692,7 +775,7 @@ public final class FileSystem: @unchecked Sendable {
     /// `truncate`, `chmod`, `chown`, `utimens`. Times are accepted and ignored (so `cp -p` and
     /// `touch` work); modes, owners and sizes never change, except a size equal to what an open
     /// writer has written. Any other size on a file being written aborts it.
-    public func setattr(_ inode: UInt64, size: Int64?, mode: UInt32?, owner: Bool) throws(StoreError) -> Attributes {
+    public func setattr(_ inode: UInt64, size: Int64?, mode: UInt32?, owner: Bool, _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Attributes {
         let n = try node(inode)
         // A file still being written takes a chmod or chown as a no-op; a written one accepts
         // only the mode it already has (rsync sets it after writing), and refuses any change.
@@ -767,7 +850,7 @@ public final class FileSystem: @unchecked Sendable {
     }
 
     /// Sets `user.modelfs.type` (models) or `user.modelfs.note` (models, versions).
-    public func setxattr(_ inode: UInt64, name: String, value: [UInt8]) throws(StoreError) {
+    public func setxattr(_ inode: UInt64, name: String, value: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) {
         guard let text = String(validating: value, as: UTF8.self) else { throw StoreError(.invalidArgument, "values are UTF-8 text") }
         let n = try node(inode)
         switch (n, name) {

@@ -22,8 +22,9 @@ public enum Rules {
     /// A version may be deleted unless it is the last ready version of its model; a model is
     /// deleted with `rmdir` (all its versions) instead.
     public static func checkDeletable(version: Version, siblings: [Version], modelName: String) throws(StoreError) {
-        guard version.status == .ready else { return }
-        let otherReady = siblings.contains { $0.id != version.id && $0.status == .ready }
+        // An empty version (`touch`) holds nothing worth keeping: it never counts as the last one.
+        guard version.status == .ready, version.size > 0 else { return }
+        let otherReady = siblings.contains { $0.id != version.id && $0.status == .ready && $0.size > 0 }
         if !otherReady {
             throw StoreError(.notPermitted, "\(version.fileName) is the last ready version of \(modelName); delete the model instead")
         }

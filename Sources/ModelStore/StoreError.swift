@@ -26,6 +26,8 @@ public struct StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case notSupported
         /// The file has no such extended attribute. `ENODATA`.
         case noAttribute
+        /// The one who asks may not do this, such as another user submitting a job. `EACCES`.
+        case accessDenied
     }
 
     public let code: Code

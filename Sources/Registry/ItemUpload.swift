@@ -32,10 +32,19 @@ public enum UploadItem: Sendable, Equatable {
 public final class ItemUpload: @unchecked Sendable {
     public private(set) var item: UploadItem
     private let registry: Registry
-    private let upload: StreamingUpload
-    private var lines: LineCounter?
+    private var upload: StreamingUpload
+    private let hooks: UploadHooks
+    private let recordID: LockedBox<Int64?>
+    private let lines: LineCounterBox?
+    /// Set once a writer sought back into bytes already uploaded: the file is written here and
+    /// uploaded whole at `finish`.
+    private var spool: SpoolFile?
     private var ended = false
-    private var failure: StoreError?
+    /// Why the upload failed, once it did.
+    public private(set) var failure: StoreError?
+    /// This upload's claim on its row: only it may complete or fail the row, and a row taken
+    /// from it (deleted, replaced) makes it abort without touching the key.
+    let token = UUID().uuidString
 
     init(registry: Registry, item: UploadItem, resume: (ResumePoint, Int64)?, source: (path: String, size: Int64)?) {
         self.registry = registry
@@ -44,13 +53,18 @@ public final class ItemUpload: @unchecked Sendable {
         let key = item.objectKey
         var versionID: Int64?
         var datasetID: Int64?
+        var lines: LineCounterBox?
         switch item {
         case .version(_, let v): versionID = v.id
         case .dataset(let d):
             datasetID = d.id
-            if Formats.lineRecords.contains(d.format) { lines = LineCounter() }
+            if Formats.lineRecords.contains(d.format) { lines = LineCounterBox() }
         }
+        self.lines = lines
         let recordID = LockedBox<Int64?>(resume?.1)
+        self.recordID = recordID
+        let token = self.token
+        _ = try? catalog.claimUpload(versionID: versionID, datasetID: datasetID, token: token)
         let hooks = UploadHooks(
             created: { [versionID, datasetID] (uploadID, sizing) throws(StoreError) in
                 let record = try catalog.recordUpload(objectKey: key, uploadID: uploadID, partSize: Int64(sizing.base),
@@ -60,13 +74,32 @@ public final class ItemUpload: @unchecked Sendable {
             partDone: { part in
                 guard let id = recordID.value else { return }
                 try? catalog.recordPart(upload: id, part)
+            },
+            completing: { [versionID, datasetID] () throws(StoreError) in
+                guard try catalog.ownsUpload(versionID: versionID, datasetID: datasetID, token: token) else {
+                    throw StoreError(.io, "\(item.displayName) was deleted or replaced while it was written")
+                }
             })
-        upload = StreamingUpload(store: registry.objects, key: key, concurrency: registry.uploadConcurrency, hooks: hooks,
-                                 resume: resume?.0, logger: registry.logger)
+        self.hooks = hooks
+        upload = ItemUpload.stream(registry, key: key, hooks: hooks, resume: resume?.0, lines: lines)
     }
 
-    public var bytesWritten: Int64 { upload.bytesWritten }
+    private static func stream(_ registry: Registry, key: String, hooks: UploadHooks, resume: ResumePoint?,
+                               lines: LineCounterBox?) -> StreamingUpload {
+        let upload = StreamingUpload(store: registry.objects, key: key, concurrency: registry.uploadConcurrency, hooks: hooks,
+                                     resume: resume, logger: registry.logger)
+        lines?.counter = LineCounter()
+        if let lines { upload.sealed = { lines.counter.count($0) } }
+        return upload
+    }
+
+    public var bytesWritten: Int64 { spool?.size ?? upload.bytesWritten }
     public var isEnded: Bool { ended }
+
+    private var datasetID: Int64? {
+        if case .dataset(let d) = item { return d.id }
+        return nil
+    }
 
     /// The version being written (nil for a dataset).
     public var version: Version? {
@@ -77,10 +110,64 @@ public final class ItemUpload: @unchecked Sendable {
     /// Appends bytes; on failure the item is already `failed` when this throws.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
         if ended { throw failure ?? StoreError(.invalidArgument, "\(item.displayName) is already complete") }
-        lines?.count(bytes)
         do { try upload.write(bytes) } catch {
             fail(error)
             throw error
+        }
+    }
+
+    /// Writes at any offset: in order it streams; a hole is zero-filled; a seek back into the
+    /// part not yet sent patches it; a seek back further moves the file to `spool` (without one,
+    /// refused with `EINVAL`). A failure fails the upload.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, spool space: SpoolSpace?) throws(StoreError) {
+        if ended { throw failure ?? StoreError(.invalidArgument, "\(item.displayName) is already complete") }
+        do throws(StoreError) {
+            if spool == nil, try upload.write(bytes, at: offset) { return }
+            if spool == nil { try moveToSpool(space, seekingTo: offset) }
+            try spool!.write(bytes, at: offset)
+        } catch {
+            fail(error)
+            throw error
+        }
+    }
+
+    /// Stores what was streamed so far, reads it back into a spool file and goes on there.
+    private func moveToSpool(_ space: SpoolSpace?, seekingTo offset: Int64) throws(StoreError) {
+        guard let space else {
+            throw StoreError(.invalidArgument, "write at offset \(offset) after \(upload.bytesWritten) bytes were sent: this mount has no spool for writers that seek back")
+        }
+        let file = try space.create()
+        spool = file
+        let result = try upload.finish()
+        if let id = recordID.value { try? registry.catalog.deleteUpload(id: id); recordID.value = nil }
+        var buffer = [UInt8](repeating: 0, count: 8 << 20)
+        var at: Int64 = 0
+        while at < result.size {
+            let n = Int(min(Int64(buffer.count), result.size - at))
+            let objects = registry.objects
+            let key = item.objectKey
+            let got = try buffer.withUnsafeMutableBytes { b in
+                Result { () throws(ObjectStoreError) in
+                    try objects.get(key, range: at..<(at + Int64(n)), into: UnsafeMutableRawBufferPointer(rebasing: b[0..<n]))
+                }
+            }.mapError(\.storeError).get()
+            guard got == n else { throw StoreError(.io, "reading back \(item.displayName) for the spool: \(got) of \(n) bytes") }
+            try buffer.withUnsafeBytes { b in Result { () throws(StoreError) in try file.write(UnsafeRawBufferPointer(rebasing: b[0..<n]), at: at) } }.get()
+            at += Int64(n)
+        }
+        registry.logger.info("\(item.displayName): the writer sought back to \(offset); spooled \(result.size) bytes to \(space.directory)")
+    }
+
+    /// Uploads the spool file from its start, replacing what was streamed before the seek.
+    private func uploadSpool(_ file: SpoolFile) throws(StoreError) {
+        upload = ItemUpload.stream(registry, key: item.objectKey, hooks: hooks, resume: nil, lines: lines)
+        var buffer = [UInt8](repeating: 0, count: 8 << 20)
+        var at: Int64 = 0
+        while at < file.size {
+            let n = file.read(at: at, into: &buffer)
+            guard n > 0 else { throw StoreError(.io, "reading the spool file of \(item.displayName)") }
+            try buffer.withUnsafeBytes { b in Result { () throws(StoreError) in try upload.write(UnsafeRawBufferPointer(rebasing: b[0..<n])) } }.get()
+            at += Int64(n)
         }
     }
 
@@ -92,28 +179,34 @@ public final class ItemUpload: @unchecked Sendable {
             return item
         }
         let result: UploadResult
-        do { result = try upload.finish() } catch {
+        do {
+            if let spool { try uploadSpool(spool) }
+            result = try upload.finish()
+        } catch {
             fail(error)
             throw error
         }
         ended = true
+        spool?.close()
         do {
             switch item {
             case .version(let m, var v):
-                try registry.catalog.markVersionReady(id: v.id, size: result.size, sha256: result.sha256)
+                try registry.catalog.markVersionReady(id: v.id, size: result.size, sha256: result.sha256, token: token)
                 v.status = .ready; v.error = nil; v.size = result.size; v.sha256 = result.sha256
                 item = .version(m, v)
                 registry.publishManifest(m.id)
             case .dataset(var d):
-                let records = lines?.records
-                try registry.catalog.markDatasetReady(id: d.id, size: result.size, sha256: result.sha256, records: records)
+                let records = lines?.counter.records
+                try registry.catalog.markDatasetReady(id: d.id, size: result.size, sha256: result.sha256, records: records, token: token)
                 d.status = .ready; d.error = nil; d.size = result.size; d.sha256 = result.sha256; d.records = records
                 item = .dataset(d)
             }
         } catch {
             // The bytes are complete but the catalog could not say so: remove them rather than
-            // leave an object no row vouches for.
-            try? registry.objects.delete(item.objectKey)
+            // leave an object no row vouches for — unless the row was taken from this upload and
+            // another row owns the key by now.
+            let taken = error.code == .notFound && (try? registry.catalog.objectKeyInUse(item.objectKey)) != false
+            if !taken { try? registry.objects.delete(item.objectKey) }
             failure = error
             throw error
         }
@@ -137,15 +230,22 @@ public final class ItemUpload: @unchecked Sendable {
         ended = true
         failure = error
         let aborted = upload.abort()
+        if let spool {
+            // What was streamed before the seek was stored at the key: nothing may stay there.
+            spool.close()
+            if (try? registry.catalog.ownsUpload(versionID: version?.id, datasetID: datasetID, token: token)) == true {
+                try? registry.objects.delete(item.objectKey)
+            }
+        }
         do {
             switch item {
             case .version(let m, var v):
-                try registry.catalog.markVersionFailed(id: v.id, error: error.message, size: upload.bytesWritten, uploadStillOpen: !aborted)
+                try registry.catalog.markVersionFailed(id: v.id, error: error.message, size: upload.bytesWritten, uploadStillOpen: !aborted, token: token)
                 v.status = .failed; v.error = error.message
                 item = .version(m, v)
                 registry.publishManifest(m.id)
             case .dataset(var d):
-                try registry.catalog.markDatasetFailed(id: d.id, error: error.message)
+                try registry.catalog.markDatasetFailed(id: d.id, error: error.message, token: token)
                 d.status = .failed; d.error = error.message
                 item = .dataset(d)
             }
@@ -174,6 +274,11 @@ struct LineCounter {
     }
 
     var records: Int64 { newlines + (last != nil && last != 0x0A ? 1 : 0) }
+}
+
+/// The record count, fed from the stream's sealed bytes.
+final class LineCounterBox: @unchecked Sendable {
+    var counter = LineCounter()
 }
 
 /// A value shared between the upload's threads.

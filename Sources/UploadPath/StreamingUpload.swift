@@ -17,11 +17,16 @@ public struct UploadHooks: Sendable {
     public var created: @Sendable (_ uploadID: String, _ sizing: PartSizing) throws(StoreError) -> Void
     /// A part was stored.
     public var partDone: @Sendable (_ part: UploadedPart) -> Void
+    /// Just before the object appears (CompleteMultipartUpload or the single PUT): a throw
+    /// aborts instead, so an upload whose row was taken from it never writes the key.
+    public var completing: @Sendable () throws(StoreError) -> Void
 
     public init(created: @escaping @Sendable (String, PartSizing) throws(StoreError) -> Void = { _, _ in },
-                partDone: @escaping @Sendable (UploadedPart) -> Void = { _ in }) {
+                partDone: @escaping @Sendable (UploadedPart) -> Void = { _ in },
+                completing: @escaping @Sendable () throws(StoreError) -> Void = {}) {
         self.created = created
         self.partDone = partDone
+        self.completing = completing
     }
 }
 
@@ -88,8 +93,12 @@ public final class StreamingUpload: @unchecked Sendable {
         buffer.reserveCapacity(self.sizing.size(ofPart: 1))
     }
 
-    /// Bytes accepted so far.
-    public var bytesWritten: Int64 { total }
+    /// Bytes accepted so far (read from other threads: `stat` of a file being written).
+    public var bytesWritten: Int64 { lock.withLock { total } }
+
+    /// Called with the stream's bytes, in order, once they can no longer change (as parts are
+    /// cut): hashing and record counting see the final bytes even when a writer patched some.
+    public var sealed: ((UnsafeRawBufferPointer) -> Void)?
 
     /// The first failure of a part upload, if any; `write` throws it too.
     public var error: StoreError? { lock.withLock { failure } }
@@ -98,8 +107,7 @@ public final class StreamingUpload: @unchecked Sendable {
     public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
         if let error { throw error }
         precondition(!finished, "write after finish")
-        hasher.update(bytes)
-        total += Int64(bytes.count)
+        lock.withLock { total += Int64(bytes.count) }
         var offset = 0
         while offset < bytes.count {
             // A full part is cut only once more data follows, so a stream of exactly one part is one PUT.
@@ -107,6 +115,45 @@ public final class StreamingUpload: @unchecked Sendable {
             let take = min(sizing.size(ofPart: nextPart) - buffer.count, bytes.count - offset)
             buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
             offset += take
+        }
+    }
+
+    /// Writes at `offset`: past the end, the hole is zero-filled into the stream (a sparse `cp`);
+    /// before it, the bytes still held in the current part are patched in place (a zip writer
+    /// rewriting a member's header). Returns false, writing nothing, when `offset` lies in a part
+    /// already handed to object storage.
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StoreError) -> Bool {
+        let end = bytesWritten
+        if offset > end {
+            let zeros = [UInt8](repeating: 0, count: 1 << 20)
+            var gap = offset - end
+            while gap > 0 {
+                let n = Int(min(gap, Int64(zeros.count)))
+                try zeros.withUnsafeBytes { z in Result { () throws(StoreError) in try write(UnsafeRawBufferPointer(rebasing: z[0..<n])) } }.get()
+                gap -= Int64(n)
+            }
+        }
+        if offset >= end || bytes.isEmpty {
+            try write(bytes)
+            return true
+        }
+        let bufferStart = end - Int64(buffer.count)
+        guard offset >= bufferStart else { return false }
+        if let error { throw error }
+        let inside = Int(min(Int64(bytes.count), end - offset))
+        let at = Int(offset - bufferStart)
+        buffer.withUnsafeMutableBytes { b in
+            UnsafeMutableRawBufferPointer(rebasing: b[at..<(at + inside)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<inside]))
+        }
+        if inside < bytes.count { try write(UnsafeRawBufferPointer(rebasing: bytes[inside...])) }
+        return true
+    }
+
+    /// Hashes bytes that are final.
+    private func seal(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { b in
+            hasher.update(b)
+            sealed?(b)
         }
     }
 
@@ -128,6 +175,7 @@ public final class StreamingUpload: @unchecked Sendable {
             }
         }
         let number = nextPart
+        seal(buffer)
         let part = PartBuffer()
         swap(&part.bytes, &buffer)
         nextPart += 1
@@ -173,11 +221,14 @@ public final class StreamingUpload: @unchecked Sendable {
     public func finish() throws(StoreError) -> UploadResult {
         precondition(!finished, "finish twice")
         finished = true
-        let digest = Digest.hex(hasher.finalize())
+        let total = bytesWritten
         do throws(StoreError) {
             // A write already failed: the bytes held here are not the whole stream.
             if let error { throw error }
             if uploadID == nil && resume == nil {
+                seal(buffer)
+                let digest = Digest.hex(hasher.finalize())
+                try hooks.completing()
                 let etag: String
                 do { etag = try store.put(key, buffer) } catch { throw error.storeError }
                 buffer = []
@@ -185,12 +236,14 @@ public final class StreamingUpload: @unchecked Sendable {
             }
             // A resumed upload may have nothing left but the last part, or nothing at all.
             if !buffer.isEmpty || nextPart == 1 { try flushPart() }
+            let digest = Digest.hex(hasher.finalize())
             inFlight.wait()
             if let error { throw error }
             let parts = lock.withLock { done.values.sorted { $0.number < $1.number } }
             guard parts.count == nextPart - 1 else {
                 throw StoreError(.io, "upload of \(key) lost parts: have \(parts.count) of \(nextPart - 1)")
             }
+            try hooks.completing()
             let etag: String
             do { etag = try store.completeMultipartUpload(key, uploadID: uploadID!, parts: parts) } catch { throw error.storeError }
             abortStrays()

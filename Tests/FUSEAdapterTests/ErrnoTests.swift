@@ -7,7 +7,7 @@ import ModelStore
 @Test(arguments: [
     (StoreError.Code.invalidArgument, EINVAL), (.alreadyExists, EEXIST), (.notFound, ENOENT), (.notPermitted, EPERM),
     (.busy, EBUSY), (.notReady, EAGAIN), (.crossDevice, EXDEV), (.readOnly, EROFS), (.io, EIO), (.noSpace, ENOSPC),
-    (.notSupported, ENOTSUP), (.noAttribute, ENODATA),
+    (.notSupported, ENOTSUP), (.noAttribute, ENODATA), (.accessDenied, EACCES),
 ])
 func errnoOf(_ code: StoreError.Code, _ expected: Int32) {
     #expect(errnoValue(for: code) == expected)

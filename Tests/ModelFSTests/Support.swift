@@ -31,13 +31,15 @@ final class FSEnv: @unchecked Sendable {
     /// The pid of the process that writes files in these tests.
     static let writerPid: Int32 = 4242
 
-    init(cache: BlockCache = BlockCache()) throws {
+    init(cache: BlockCache = BlockCache(), spoolBytes: Int64? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-fs-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         catalog = try Catalog(path: dir + "/catalog.sqlite")
         registry = Registry(catalog: catalog, objects: store, uploadConcurrency: 2)
         self.cache = cache
-        fs = FileSystem(registry: registry, cache: cache)
+        let spoolDir = dir + "/spool"
+        let spool = try spoolBytes.map { (cap) throws(StoreError) in try SpoolSpace(directory: spoolDir, capacity: cap) }
+        fs = FileSystem(registry: registry, cache: cache, spool: spool)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: dir) }

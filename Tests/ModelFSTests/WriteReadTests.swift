@@ -102,13 +102,13 @@ import ModelFS
         #expect(env.store.keys.contains("X/empty.pt"))
     }
 
-    @Test func aWriteAtTheWrongOffsetFailsTheVersion() throws {
+    @Test func aTruncateToAnotherSizeFailsTheVersion() throws {
         let env = try FSEnv()
         try env.mkdir("X")
         let data = pattern(3000)
         let (inode, handle) = try env.create("models/X/v1.zip")
         try env.writeAll(handle, Array(data[0..<1000]))
-        expectStoreError(.invalidArgument) { try env.write(handle, at: 2000, data[2000..<3000]) }
+        expectStoreError(.invalidArgument) { _ = try env.fs.setattr(inode, size: 10, mode: nil, owner: false) }
         #expect(try env.xattr(inode, "status") == "failed")
         #expect(try !env.xattr(inode, "error").isEmpty)
         // Later writes, even at the right offset, are refused.
@@ -121,14 +121,81 @@ import ModelFS
         expectStoreError(.io) { try env.fs.open(inode, flags: OpenFlags(O_RDONLY)) }
     }
 
-    @Test func aBackwardWriteFailsTheVersion() throws {
+    /// `cp` of a sparse file seeks over its holes: they are zeros in the version.
+    @Test func aWritePastTheEndZeroFillsTheHole() throws {
+        let env = try FSEnv()
+        try env.mkdir("X")
+        let (inode, handle) = try env.create("models/X/v1.zip")
+        try env.writeAll(handle, pattern(1000))
+        _ = try env.write(handle, at: 3_000_000, pattern(500)[...])
+        try env.fs.flush(handle, pid: FSEnv.writerPid)
+        try env.fs.release(handle)
+        let expected = pattern(1000) + [UInt8](repeating: 0, count: 3_000_000 - 1000) + pattern(500)
+        #expect(try env.xattr(inode, "status") == "ready")
+        #expect(try env.xattr(inode, "sha256") == sha256Hex(expected))
+        expectSame(try env.readAll(inode), expected)
+    }
+
+    /// A zip writer rewrites a member's header once the member is written: while those bytes are
+    /// still in the part being filled, they are patched in place (and hashed as patched).
+    @Test func aSeekBackIntoTheCurrentPartPatchesIt() throws {
         let env = try FSEnv()
         try env.mkdir("X")
         let (inode, handle) = try env.create("models/X/v1.zip")
         try env.writeAll(handle, pattern(2000))
-        expectStoreError(.invalidArgument) { try env.write(handle, at: 0, pattern(10)[...]) }
+        _ = try env.write(handle, at: 10, [UInt8](repeating: 7, count: 20)[...])
+        _ = try env.write(handle, at: 1990, [UInt8](repeating: 9, count: 30)[...])  // over the end
+        try env.fs.flush(handle, pid: FSEnv.writerPid)
+        try env.fs.release(handle)
+        var expected = pattern(2000)
+        expected.replaceSubrange(10..<30, with: [UInt8](repeating: 7, count: 20))
+        expected.replaceSubrange(1990..<2000, with: [UInt8](repeating: 9, count: 10))
+        expected += [UInt8](repeating: 9, count: 20)
+        #expect(try env.xattr(inode, "sha256") == sha256Hex(expected))
+        expectSame(try env.readAll(inode), expected)
+    }
+
+    /// Further back than the part being filled, the file moves to the spool and is uploaded at
+    /// close; without a spool the write is refused.
+    @Test(arguments: [true, false])
+    func aSeekBackIntoSentPartsUsesTheSpool(_ spool: Bool) throws {
+        let env = try FSEnv(spoolBytes: spool ? 64 << 20 : nil)
+        try env.mkdir("X")
+        let (inode, handle) = try env.create("models/X/v1.zip")
+        let size = 12 << 20
+        try env.writeAll(handle, pattern(size))
+        guard spool else {
+            expectStoreError(.invalidArgument) { try env.write(handle, at: 5, [1, 2, 3][...]) }
+            #expect(try env.xattr(inode, "status") == "failed")
+            try? env.fs.release(handle)
+            #expect(env.store.pendingUploadCount == 0)
+            #expect(!env.store.keys.contains("X/v1.zip"), "nothing stays under the key")
+            return
+        }
+        _ = try env.write(handle, at: 5, [1, 2, 3][...])
+        _ = try env.write(handle, at: Int64(size), [4][...])
+        try env.fs.flush(handle, pid: FSEnv.writerPid)
+        try env.fs.release(handle)
+        var expected = pattern(size)
+        expected.replaceSubrange(5..<8, with: [1, 2, 3])
+        expected.append(4)
+        #expect(try env.xattr(inode, "status") == "ready")
+        #expect(try env.xattr(inode, "sha256") == sha256Hex(expected))
+        expectSame(try env.readAll(inode), expected)
+        #expect(env.store.pendingUploadCount == 0)
+    }
+
+    /// The spool's cap: a seek back that needs more is `ENOSPC`, and the version fails cleanly.
+    @Test func aFullSpoolIsNoSpace() throws {
+        let env = try FSEnv(spoolBytes: 4 << 20)
+        try env.mkdir("X")
+        let (inode, handle) = try env.create("models/X/v1.zip")
+        try env.writeAll(handle, pattern(12 << 20))
+        expectStoreError(.noSpace) { try env.write(handle, at: 0, [1][...]) }
         #expect(try env.xattr(inode, "status") == "failed")
         try? env.fs.release(handle)
+        #expect(env.store.pendingUploadCount == 0)
+        #expect(!env.store.keys.contains("X/v1.zip"))
     }
 }
 
@@ -221,7 +288,7 @@ import ModelFS
 
         let (failed, bad) = try env.create("models/X/v2.zip")
         try env.writeAll(bad, pattern(10))
-        _ = try? env.write(bad, at: 99, pattern(1)[...])
+        _ = try? env.fs.setattr(failed, size: 99, mode: nil, owner: false)
         expectStoreError(.io) { try env.fs.open(failed, flags: OpenFlags(O_RDONLY)) }
         try? env.fs.release(bad)
         try env.fs.release(handle)

@@ -78,12 +78,13 @@ import Testing
         case .noSpace: "ENOSPC"
         case .notSupported: "ENOTSUP"
         case .noAttribute: "ENODATA"
+        case .accessDenied: "EACCES"
         }
     }
 
     @Test func everyCodeIsListedWithDistinctRawValueAndErrno() {
         let all = StoreError.Code.allCases
-        #expect(all.count == 12, "a new StoreError.Code needs an errno mapping and tests")
+        #expect(all.count == 13, "a new StoreError.Code needs an errno mapping and tests")
         #expect(Set(all.map(\.rawValue)).count == all.count)
         #expect(Set(all.map(Self.errno)).count == all.count)
         for code in all { #expect(StoreError.Code(rawValue: code.rawValue) == code) }

@@ -1,0 +1,38 @@
+import Foundation
+import ModelStore
+
+/// Each upload claims the row it writes with a token of its own; completing or failing the row
+/// is conditioned on it. A handle left over from a deleted or replaced row thus changes nothing.
+extension Catalog {
+    static func claimed(_ token: String?) -> String { token == nil ? "" : " AND status = 'uploading' AND upload_token = ?" }
+    static func claim(_ token: String?) -> [SQLValue] { token.map { [.text($0)] } ?? [] }
+
+    /// Makes `token` the owner of an uploading version or dataset; false when the row is gone or
+    /// not uploading.
+    public func claimUpload(versionID: Int64? = nil, datasetID: Int64? = nil, token: String) throws(StoreError) -> Bool {
+        let (table, id) = versionID.map { ("versions", $0) } ?? ("datasets", datasetID ?? -1)
+        return try database.write { db in
+            try db.execute("UPDATE \(table) SET upload_token = ? WHERE id = ? AND status = 'uploading'", [.text(token), .int(id)]) == 1
+        }
+    }
+
+    /// Whether `token` still owns the row (checked before an object is completed at its key).
+    public func ownsUpload(versionID: Int64? = nil, datasetID: Int64? = nil, token: String) throws(StoreError) -> Bool {
+        let (table, id) = versionID.map { ("versions", $0) } ?? ("datasets", datasetID ?? -1)
+        return try database.read { db in
+            try db.first("SELECT 1 FROM \(table) WHERE id = ? AND status = 'uploading' AND upload_token = ?", [.int(id), .text(token)]) { _ in true } ?? false
+        }
+    }
+}
+
+extension Catalog {
+    /// A failed version or dataset becomes `uploading` again, for one writer only: of two racing
+    /// copies onto it, one gets true.
+    public func restartFailedUpload(versionID: Int64? = nil, datasetID: Int64? = nil) throws(StoreError) -> Bool {
+        let (table, id) = versionID.map { ("versions", $0) } ?? ("datasets", datasetID ?? -1)
+        return try database.write { db in
+            try db.execute("UPDATE \(table) SET status = 'uploading', error = NULL, sha256 = NULL, size = 0, modified = ? WHERE id = ? AND status = 'failed'",
+                           [.date(Date()), .int(id)]) == 1
+        }
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Glibc
+
+/// Who asks: the uid, gid and pid (a thread id, as the kernel reports it) of the FUSE request.
+/// Every operation of ``FileSystem`` takes one, so nothing runs as the mount's user on behalf
+/// of someone else.
+public struct RequestContext: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var pid: Int32
+
+    public init(uid: UInt32, gid: UInt32, pid: Int32) {
+        self.uid = uid; self.gid = gid; self.pid = pid
+    }
+
+    /// The mount's own user (tests, internal calls).
+    public static var mountOwner: RequestContext { RequestContext(uid: getuid(), gid: getgid(), pid: getpid()) }
+}
+
+/// A task as `/proc` shows it at the moment a request arrives.
+public struct TaskState: Sendable, Equatable {
+    /// The process (thread group) the thread belongs to.
+    public var process: Int32
+    /// The signal the task is dying of, when it is exiting because of one (SIGKILL, SIGINT…).
+    public var killedBy: Int32?
+    /// When the process started, in clock ticks since boot.
+    public var started: UInt64
+
+    public init(process: Int32, killedBy: Int32? = nil, started: UInt64 = 0) {
+        self.process = process; self.killedBy = killedBy; self.started = started
+    }
+}
+
+/// What the write path needs to know about the processes that hold a file being written.
+/// The real one reads `/proc`; unit tests script one.
+public protocol WriterProbe: Sendable {
+    /// The state of the task behind a request, nil when it cannot be told.
+    func task(_ pid: Int32) -> TaskState?
+    /// How many open descriptors other than the one being closed still refer to `inode` of this
+    /// mount, looking at the processes that could hold one (those named, and those started at or
+    /// after `since`); nil when the kernel does not say (no `ino:` in fdinfo).
+    func holders(of inode: UInt64, among processes: Set<Int32>, startedSince since: UInt64) -> Int?
+}
+
+/// Reads `/proc`. A task that is exiting has `PF_EXITING` in its flags, and its exit code (field
+/// 52 of `stat`) holds the signal that killed it: a close that comes from such a task is the kernel
+/// closing a dead writer's files, not the writer saying it is done.
+public final class ProcWriterProbe: WriterProbe {
+    /// The mount's id in `/proc/self/mountinfo`, to match descriptors (`mnt_id:` in fdinfo).
+    private let mountID: Int
+    private let mountpoint: String
+
+    public init?(mountpoint: String) {
+        guard let id = ProcWriterProbe.mountID(of: mountpoint) else { return nil }
+        self.mountID = id
+        self.mountpoint = mountpoint
+    }
+
+    static func mountID(of mountpoint: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
+        let escaped = mountpoint.replacingOccurrences(of: " ", with: "\\040")
+        // The last matching line is the mount on top.
+        var found: Int?
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4] == escaped, line.contains(" - fuse") else { continue }
+            found = Int(fields[0])
+        }
+        return found
+    }
+
+    private static let exiting: UInt64 = 0x4  // PF_EXITING
+
+    public func task(_ pid: Int32) -> TaskState? {
+        guard pid > 0, let stat = ProcWriterProbe.read("/proc/\(pid)/stat"),
+              let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        // Fields after the command name, which may hold spaces and parentheses: field 3 is first.
+        let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+        func field(_ n: Int) -> UInt64? { n - 3 < fields.count ? UInt64(fields[n - 3].trimmingCharacters(in: .whitespacesAndNewlines)) : nil }
+        var state = TaskState(process: pid, started: field(22) ?? 0)
+        if let status = ProcWriterProbe.read("/proc/\(pid)/status"),
+           let line = String(decoding: status, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("Tgid:") }),
+           let tgid = Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) {
+            state.process = tgid
+        }
+        if let flags = field(9), flags & ProcWriterProbe.exiting != 0, let code = field(52), code & 0x7f != 0 {
+            state.killedBy = Int32(code & 0x7f)
+        }
+        return state
+    }
+
+    public func holders(of inode: UInt64, among processes: Set<Int32>, startedSince since: UInt64) -> Int? {
+        guard ProcWriterProbe.kernelReportsInodes,
+              let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        let prefix = mountpoint.hasSuffix("/") ? mountpoint : mountpoint + "/"
+        let ourNamespace = link("/proc/self/ns/mnt")
+        var count = 0
+        for entry in pids {
+            guard let pid = Int32(entry) else { continue }
+            // Only a process named, or one forked after the file was created, can hold it (a
+            // descriptor passed over a socket is the exception, and then `release` completes).
+            if !processes.contains(pid) {
+                guard let stat = ProcWriterProbe.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else { continue }
+                let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " "))
+                guard fields.count > 19, let started = UInt64(String(decoding: fields[19], as: UTF8.self)), started + 1 >= since else { continue }
+            }
+            let sameNamespace = link("/proc/\(pid)/ns/mnt") == ourNamespace
+            guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
+            for fd in fds {
+                // A path outside the mount cannot be ours; another mount namespace shows other paths.
+                if sameNamespace { guard let target = link("/proc/\(pid)/fd/\(fd)"), target.hasPrefix(prefix) else { continue } }
+                guard let info = ProcWriterProbe.read("/proc/\(pid)/fdinfo/\(fd)") else { continue }
+                var mnt: Int?
+                var ino: UInt64?
+                for line in String(decoding: info, as: UTF8.self).split(separator: "\n") {
+                    if line.hasPrefix("mnt_id:") { mnt = Int(line.dropFirst(7).trimmingCharacters(in: .whitespaces)) }
+                    if line.hasPrefix("ino:") { ino = UInt64(line.dropFirst(4).trimmingCharacters(in: .whitespaces)) }
+                }
+                if mnt == mountID && ino == inode { count += 1 }
+            }
+        }
+        return count
+    }
+
+    /// Whether fdinfo carries `ino:` (Linux 5.14 and later), checked once on our own descriptor.
+    static let kernelReportsInodes: Bool = {
+        let fd = Glibc.open("/proc/self/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        guard let info = read("/proc/self/fdinfo/\(fd)") else { return false }
+        return String(decoding: info, as: UTF8.self).contains("\nino:")
+    }()
+
+    private func link(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func read(_ path: String) -> [UInt8]? {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 4096) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
+    }
+}
+
+/// Without a mount (unit tests) or without `/proc`: nothing can be told, and the old rule holds
+/// (the creating process's close completes).
+public struct BlindWriterProbe: WriterProbe {
+    public init() {}
+    public func task(_ pid: Int32) -> TaskState? { nil }
+    public func holders(of inode: UInt64, among processes: Set<Int32>, startedSince since: UInt64) -> Int? { nil }
+}
+
+/// Now, in the clock ticks `/proc/<pid>/stat` counts process start times in (since boot).
+func bootTicksNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_BOOTTIME, &ts)
+    let hz = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+    return UInt64(ts.tv_sec) * hz + UInt64(ts.tv_nsec) * hz / 1_000_000_000
+}
