@@ -110,6 +110,10 @@ public final class FileSystem: @unchecked Sendable {
                 guard try catalog.model(id: modelID) != nil else { throw missing }
                 return .next(modelID)
             }
+            if Names.isScratch(name) {
+                guard let v = try catalog.version(modelID: modelID, name: name), v.isScratch else { throw missing }
+                return .version(v.id)
+            }
             guard let (versionName, format) = try? Formats.splitVersion(name),
                   let v = try catalog.version(modelID: modelID, name: versionName), v.format == format else { throw missing }
             return .version(v.id)
@@ -472,6 +476,14 @@ public final class FileSystem: @unchecked Sendable {
 
     public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Attributes, OpenResult) {
         if rawName == Array(".next".utf8) { throw StoreError(.notPermitted, ".next is generated") }
+        if case .model(let modelID) = try node(parent), let scratch = String(validating: rawName, as: UTF8.self), Names.isScratch(scratch) {
+            guard let m = try catalog.model(id: modelID) else { throw .notFound("model is gone") }
+            let upload = try registry.beginScratchVersion(model: m.name, fileName: scratch)
+            let inode = Node.version(upload.version!.id).inode
+            let opener = writerProbe.task(ctx.pid)?.process ?? ctx.pid
+            let handle = register(.writer(Writer(inode: inode, upload: upload, opener: opener)))
+            return (try attributes(of: try node(inode)), OpenResult(handle: handle, keepCache: false, directIO: false))
+        }
         let fileName = try Names.decode(rawName, what: "file name")
         let upload: ItemUpload
         let inode: UInt64
@@ -756,6 +768,11 @@ public final class FileSystem: @unchecked Sendable {
             guard fromModel == toModel else { throw StoreError(.crossDevice, "a version cannot move to another model") }
             guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
             let (newVersion, format) = try Formats.splitVersion(newName)
+            if v.isScratch {
+                // An atomic writer's temporary file renamed onto the name it meant: now a version.
+                try registry.adoptScratch(m.name, v.name, as: newVersion, format: format)
+                return
+            }
             guard format == v.format else {
                 throw StoreError(.invalidArgument, "a version keeps its format: \(v.fileName) cannot become \(Names.printable(newName))")
             }
@@ -789,13 +806,7 @@ public final class FileSystem: @unchecked Sendable {
             guard let w = writer(for: inode) else {
                 throw StoreError(.notPermitted, "versions never change once written")
             }
-            try locked(w.lock) { () throws(StoreError) in
-                guard size == w.upload.bytesWritten, !w.upload.isEnded else {
-                    let reason = "truncate to \(size) bytes while writing: versions are written from start to end"
-                    w.upload.abort(reason: reason, code: .invalidArgument)
-                    throw StoreError(.invalidArgument, reason)
-                }
-            }
+            try locked(w.lock) { () throws(StoreError) in try w.upload.resize(to: size, spool: spool) }
         }
         return try attributes(of: n)
     }

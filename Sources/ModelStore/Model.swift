@@ -67,7 +67,10 @@ public struct Version: Sendable, Equatable, Codable {
         self.lineage = lineage; self.created = created; self.modified = modified
     }
 
-    public var fileName: String { name + "." + format }
+    /// A writer's temporary file (no format yet): see ``Names/isScratch(_:)``.
+    public var isScratch: Bool { format.isEmpty }
+
+    public var fileName: String { isScratch ? name : name + "." + format }
 }
 
 public struct Dataset: Sendable, Equatable, Codable {

@@ -17,6 +17,14 @@ public enum Names {
         }
     }
 
+    /// A writer's temporary file in a model directory (`.tmpXYZ`, as `safetensors.save_file` and
+    /// other atomic writers make before renaming it onto the real name): stored like a version,
+    /// with no format until it is renamed to a version's name.
+    public static func isScratch(_ name: String) -> Bool {
+        guard name.hasPrefix("."), name.utf8.count > 1, name.utf8.count <= maxBytes, name != ".next", name != ".." else { return false }
+        return name.unicodeScalars.allSatisfy { $0 != "/" && !isControl($0) }
+    }
+
     /// Validates raw bytes from the kernel, which may not be UTF-8 at all.
     public static func decode(_ bytes: [UInt8], what: String = "name") throws(StoreError) -> String {
         guard let s = String(validating: bytes, as: UTF8.self) else { throw .invalid("\(what) is not valid UTF-8") }

@@ -23,8 +23,9 @@ public enum Rules {
     /// deleted with `rmdir` (all its versions) instead.
     public static func checkDeletable(version: Version, siblings: [Version], modelName: String) throws(StoreError) {
         // An empty version (`touch`) holds nothing worth keeping: it never counts as the last one.
-        guard version.status == .ready, version.size > 0 else { return }
-        let otherReady = siblings.contains { $0.id != version.id && $0.status == .ready && $0.size > 0 }
+        // Nor does a writer's temporary file.
+        guard version.status == .ready, version.size > 0, !version.isScratch else { return }
+        let otherReady = siblings.contains { $0.id != version.id && $0.status == .ready && $0.size > 0 && !$0.isScratch }
         if !otherReady {
             throw StoreError(.notPermitted, "\(version.fileName) is the last ready version of \(modelName); delete the model instead")
         }

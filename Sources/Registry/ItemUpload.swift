@@ -131,6 +131,36 @@ public final class ItemUpload: @unchecked Sendable {
         }
     }
 
+    /// `ftruncate` while writing. The same size changes nothing. Longer (a writer that sizes its
+    /// file first, as `safetensors` does, or `cp` of a sparse file ending in a hole): a short
+    /// extension is zeros in the stream, a long one moves the file to the spool, where the hole
+    /// costs nothing until written. Shorter is possible only in the spool; otherwise it fails the
+    /// upload (`EINVAL`).
+    public func resize(to size: Int64, spool space: SpoolSpace?) throws(StoreError) {
+        if ended { throw failure ?? StoreError(.invalidArgument, "\(item.displayName) is already complete") }
+        let written = bytesWritten
+        if size == written { return }
+        do throws(StoreError) {
+            if spool == nil && size > written && (size - written <= ItemUpload.zeroFillLimit || space == nil) {
+                _ = try upload.write(UnsafeRawBufferPointer(start: nil, count: 0), at: size)
+                return
+            }
+            if spool == nil {
+                guard size > written else {
+                    throw StoreError(.invalidArgument, "truncate to \(size) bytes after \(written) were written: versions are written from start to end")
+                }
+                try moveToSpool(space, seekingTo: size)
+            }
+            try spool!.resize(to: size)
+        } catch {
+            fail(error)
+            throw error
+        }
+    }
+
+    /// How long a hole may be to go into the stream as zeros rather than move the file to the spool.
+    static let zeroFillLimit: Int64 = 64 << 20
+
     /// Stores what was streamed so far, reads it back into a spool file and goes on there.
     private func moveToSpool(_ space: SpoolSpace?, seekingTo offset: Int64) throws(StoreError) {
         guard let space else {

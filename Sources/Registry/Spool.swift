@@ -72,6 +72,16 @@ final class SpoolFile {
         }
     }
 
+    func resize(to newSize: Int64) throws(StoreError) {
+        if newSize > size { try space.reserve(newSize - size) } else { space.release(size - newSize) }
+        guard ftruncate(fd, off_t(newSize)) == 0 else {
+            let e = errno
+            if newSize > size { space.release(newSize - size) } else { try? space.reserve(size - newSize) }
+            throw StoreError(e == ENOSPC ? .noSpace : .io, "resizing the spool file: \(String(cString: strerror(e)))")
+        }
+        size = newSize
+    }
+
     func read(at offset: Int64, into buffer: inout [UInt8]) -> Int {
         buffer.withUnsafeMutableBytes { b in
             var done = 0
