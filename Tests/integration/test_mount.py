@@ -132,20 +132,27 @@ def test_refusals(mount, name, tmp_path):
     assert sha256_file(os.path.join(d, "v1.zip")) == sha256_file(src)
 
 
-def test_non_sequential_write_fails_the_version(mount, name):
+def test_skipping_ahead_writes_zeros_and_shrinking_fails_the_version(mount, name):
     model = name()
     sh("mkdir", mount.p("models", model))
     target = mount.p("models", model, "v1.zip")
-    dd = sh("dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=2", "seek=3", check=False)
-    assert dd.returncode != 0
-    assert xattrs(target)["user.modelfs.status"] == "failed"
-    assert errno_of(lambda: open(target, "rb").read()) == errno.EIO
-    # A write that skips ahead inside one open file is refused the same way.
+    sh("dd", "if=/dev/urandom", f"of={target}", "bs=1M", "count=2", "seek=3")
+    assert xattrs(target)["user.modelfs.status"] == "ready"
+    data = open(target, "rb").read()
+    assert len(data) == 5 * MiB and data[:3 * MiB] == bytes(3 * MiB)
+    # A pwrite ahead inside one open file is a hole too.
     fd = os.open(mount.p("models", model, "v2.zip"), os.O_WRONLY | os.O_CREAT)
     os.write(fd, b"x" * 100)
-    assert errno_of(os.pwrite, fd, b"y", 5000) == errno.EINVAL
+    os.pwrite(fd, b"y", 5000)
+    os.close(fd)
+    assert open(mount.p("models", model, "v2.zip"), "rb").read() == b"x" * 100 + bytes(4900) + b"y"
+    # Shrinking what was streamed cannot be done: the version fails, and every close says so.
+    fd = os.open(mount.p("models", model, "v3.zip"), os.O_WRONLY | os.O_CREAT)
+    os.write(fd, b"x" * 100)
+    assert errno_of(os.ftruncate, fd, 10) == errno.EINVAL
     assert errno_of(os.close, fd) == errno.EINVAL  # close() reports the failed upload too
-    assert xattrs(mount.p("models", model, "v2.zip"))["user.modelfs.status"] == "failed"
+    assert xattrs(mount.p("models", model, "v3.zip"))["user.modelfs.status"] == "failed"
+    assert errno_of(lambda: open(mount.p("models", model, "v3.zip"), "rb").read()) == errno.EIO
     assert mount.store.multipart_uploads(model + "/") == []
 
 
