@@ -360,9 +360,9 @@ public final class FileSystem: @unchecked Sendable {
         let upload: ItemUpload
         /// The process (thread group) that created the file: its threads are one writer.
         let opener: Int32
-        /// When the file was created, in boot clock ticks: only processes started since can have
+        /// The last process id when the file was created: only processes created since can have
         /// inherited its descriptor.
-        let created = bootTicksNow()
+        let created: Int32
         let lock = NSLock()
         /// The creating process closed its descriptor before writing anything and nobody could tell
         /// who else holds it: the upload ends at `release`, which the kernel sends just after that
@@ -370,7 +370,9 @@ public final class FileSystem: @unchecked Sendable {
         var closedEmpty = false
         /// Signalled once the upload ended, for readers that arrive in between.
         let ended = DispatchSemaphore(value: 0)
-        init(inode: UInt64, upload: ItemUpload, opener: Int32) { self.inode = inode; self.upload = upload; self.opener = opener }
+        init(inode: UInt64, upload: ItemUpload, opener: Int32, created: Int32) {
+            self.inode = inode; self.upload = upload; self.opener = opener; self.created = created
+        }
     }
 
     private func register(_ file: OpenFile) -> UInt64 {
@@ -442,10 +444,14 @@ public final class FileSystem: @unchecked Sendable {
         }
     }
 
+    private func newWriter(_ inode: UInt64, _ upload: ItemUpload, _ ctx: RequestContext) -> Writer {
+        let probe = writerProbe
+        return Writer(inode: inode, upload: upload, opener: probe.task(ctx.pid)?.process ?? ctx.pid, created: probe.lastProcessID())
+    }
+
     /// `cp` onto a failed version or dataset writes it again (same name, same inode).
     private func reopenForWriting(_ inode: UInt64, _ upload: ItemUpload, _ ctx: RequestContext) throws(StoreError) -> OpenResult {
-        let opener = writerProbe.task(ctx.pid)?.process ?? ctx.pid
-        return OpenResult(handle: register(.writer(Writer(inode: inode, upload: upload, opener: opener))), keepCache: false, directIO: false)
+        OpenResult(handle: register(.writer(newWriter(inode, upload, ctx))), keepCache: false, directIO: false)
     }
 
     /// `cp` of an empty file returns before the kernel's asynchronous `release` completes the
@@ -480,8 +486,7 @@ public final class FileSystem: @unchecked Sendable {
             guard let m = try catalog.model(id: modelID) else { throw .notFound("model is gone") }
             let upload = try registry.beginScratchVersion(model: m.name, fileName: scratch)
             let inode = Node.version(upload.version!.id).inode
-            let opener = writerProbe.task(ctx.pid)?.process ?? ctx.pid
-            let handle = register(.writer(Writer(inode: inode, upload: upload, opener: opener)))
+            let handle = register(.writer(newWriter(inode, upload, ctx)))
             return (try attributes(of: try node(inode)), OpenResult(handle: handle, keepCache: false, directIO: false))
         }
         let fileName = try Names.decode(rawName, what: "file name")
@@ -502,7 +507,7 @@ public final class FileSystem: @unchecked Sendable {
         default:
             throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/")
         }
-        let handle = register(.writer(Writer(inode: inode, upload: upload, opener: writerProbe.task(ctx.pid)?.process ?? ctx.pid)))
+        let handle = register(.writer(newWriter(inode, upload, ctx)))
         return (try attributes(of: try node(inode)), OpenResult(handle: handle, keepCache: false, directIO: false))
     }
 
@@ -613,7 +618,7 @@ public final class FileSystem: @unchecked Sendable {
             if w.upload.isEnded { return }
             let closer = probe.task(ctx.pid)
             let process = closer?.process ?? ctx.pid
-            switch probe.holders(of: w.inode, among: [w.opener, process], startedSince: w.created) {
+            switch probe.holders(of: w.inode, among: [w.opener, process], createdAfter: w.created) {
             case .some(let others) where others > 0:
                 return
             case .some:

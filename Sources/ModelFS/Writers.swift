@@ -36,10 +36,12 @@ public struct TaskState: Sendable, Equatable {
 public protocol WriterProbe: Sendable {
     /// The state of the task behind a request, nil when it cannot be told.
     func task(_ pid: Int32) -> TaskState?
+    /// The last process id handed out: processes created later have ids after it.
+    func lastProcessID() -> Int32
     /// How many open descriptors other than the one being closed still refer to `inode` of this
-    /// mount, looking at the processes that could hold one (those named, and those started at or
-    /// after `since`); nil when the kernel does not say (no `ino:` in fdinfo).
-    func holders(of inode: UInt64, among processes: Set<Int32>, startedSince since: UInt64) -> Int?
+    /// mount, looking at the processes that could hold one (those named, and those created after
+    /// `lastProcessID` was `since`); nil when the kernel does not say (no `ino:` in fdinfo).
+    func holders(of inode: UInt64, among processes: Set<Int32>, createdAfter since: Int32) -> Int?
 }
 
 /// Reads `/proc`. A task that is exiting has `PF_EXITING` in its flags, and its exit code (field
@@ -89,9 +91,20 @@ public final class ProcWriterProbe: WriterProbe {
         return state
     }
 
-    public func holders(of inode: UInt64, among processes: Set<Int32>, startedSince since: UInt64) -> Int? {
+    /// The last field of `/proc/loadavg`.
+    public func lastProcessID() -> Int32 {
+        guard let text = ProcWriterProbe.read("/proc/loadavg"),
+              let last = String(decoding: text, as: UTF8.self).split(separator: " ").last else { return 0 }
+        return Int32(last.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    public func holders(of inode: UInt64, among processes: Set<Int32>, createdAfter since: Int32) -> Int? {
         guard ProcWriterProbe.kernelReportsInodes,
               let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        // Ids are handed out in increasing order, wrapping at pid_max: those after `since` up to
+        // the last one are the processes created since. No per-process read to tell.
+        let now = lastProcessID()
+        func createdSince(_ pid: Int32) -> Bool { now >= since ? (pid > since && pid <= now) : (pid > since || pid <= now) }
         let prefix = mountpoint.hasSuffix("/") ? mountpoint : mountpoint + "/"
         let ourNamespace = link("/proc/self/ns/mnt")
         var count = 0
@@ -99,11 +112,7 @@ public final class ProcWriterProbe: WriterProbe {
             guard let pid = Int32(entry) else { continue }
             // Only a process named, or one forked after the file was created, can hold it (a
             // descriptor passed over a socket is the exception, and then `release` completes).
-            if !processes.contains(pid) {
-                guard let stat = ProcWriterProbe.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else { continue }
-                let fields = stat[(close + 2)...].split(separator: UInt8(ascii: " "))
-                guard fields.count > 19, let started = UInt64(String(decoding: fields[19], as: UTF8.self)), started + 1 >= since else { continue }
-            }
+            guard processes.contains(pid) || createdSince(pid) else { continue }
             let sameNamespace = link("/proc/\(pid)/ns/mnt") == ourNamespace
             guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
             for fd in fds {
@@ -159,13 +168,6 @@ public final class ProcWriterProbe: WriterProbe {
 public struct BlindWriterProbe: WriterProbe {
     public init() {}
     public func task(_ pid: Int32) -> TaskState? { nil }
-    public func holders(of inode: UInt64, among processes: Set<Int32>, startedSince since: UInt64) -> Int? { nil }
-}
-
-/// Now, in the clock ticks `/proc/<pid>/stat` counts process start times in (since boot).
-func bootTicksNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_BOOTTIME, &ts)
-    let hz = UInt64(max(sysconf(Int32(_SC_CLK_TCK)), 1))
-    return UInt64(ts.tv_sec) * hz + UInt64(ts.tv_nsec) * hz / 1_000_000_000
+    public func lastProcessID() -> Int32 { 0 }
+    public func holders(of inode: UInt64, among processes: Set<Int32>, createdAfter since: Int32) -> Int? { nil }
 }
