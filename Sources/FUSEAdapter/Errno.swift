@@ -17,5 +17,11 @@ public func errnoValue(for code: StoreError.Code) -> Int32 {
     case .notSupported: return ENOTSUP
     case .noAttribute: return ENODATA
     case .accessDenied: return EACCES
+    case .isDirectory: return EISDIR
+    case .notDirectory: return ENOTDIR
+    case .badDescriptor: return EBADF
+    case .nameTooLong: return ENAMETOOLONG
+    case .fileTooBig: return EFBIG
+    case .stale: return ESTALE
     }
 }

@@ -32,8 +32,23 @@ public final class FUSEAdapter: @unchecked Sendable {
 
     // MARK: Replies
 
-    static func reply(_ req: fuse_req_t?, _ error: any Error) {
-        fuse_reply_err(req, (error as? StoreError).map { errnoValue(for: $0.code) } ?? EIO)
+    /// Replies with the error's errno and logs one line for a refusal a person may wonder about:
+    /// the operation, the path, the errno and the reason. Lookups of names that are not there,
+    /// and probes for attributes that are not there, are the everyday business of shells and `ls`.
+    static func reply(_ req: fuse_req_t?, _ error: any Error, _ op: String, _ inode: UInt64, _ name: UnsafePointer<CChar>?) {
+        let storeError = error as? StoreError ?? StoreError(.io, "\(error)")
+        let code = errnoValue(for: storeError.code)
+        defer { fuse_reply_err(req, code) }  // last: the reply frees the request
+        switch (op, storeError.code) {
+        case (_, .notFound) where op == "lookup" || op == "getattr", (_, .noAttribute), (_, .notSupported) where op.hasSuffix("xattr"):
+            return
+        default:
+            let adapter = FUSEAdapter.from(req)
+            var path = inode == 0 ? "" : adapter.fs.describe(inode)
+            if let name { path += (path.isEmpty ? "" : op.hasSuffix("xattr") ? " " : "/") + Names.printable(String(cString: name)) }
+            let who = context(req)
+            adapter.logger.notice("\(op) \(path.isEmpty ? "-" : path): \(String(cString: strerror(code))) (\(storeError.code.rawValue)): \(storeError.message) [uid \(who.uid) pid \(who.pid)]")
+        }
     }
 
     /// From linux/fs.h, which Glibc does not export.
@@ -87,7 +102,7 @@ public final class FUSEAdapter: @unchecked Sendable {
             cfuse_tune(conn, adapter.maxIO, adapter.maxIO)
         }
         ops.lookup = { req, parent, name in
-            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.lookup(parent: parent, name: FUSEAdapter.bytes(name))) } catch { FUSEAdapter.reply(req, error) }
+            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.lookup(parent: parent, name: FUSEAdapter.bytes(name))) } catch { FUSEAdapter.reply(req, error, "lookup", parent, name) }
         }
         ops.forget = { req, _, _ in fuse_reply_none(req) }  // inodes are derived from ids: nothing to forget
         ops.forget_multi = { req, _, _ in fuse_reply_none(req) }
@@ -96,7 +111,7 @@ public final class FUSEAdapter: @unchecked Sendable {
                 let a = try FUSEAdapter.from(req).fs.getattr(ino)
                 var st = FUSEAdapter.stat(a)
                 fuse_reply_attr(req, &st, a.cacheSeconds)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "getattr", ino, nil) }
         }
         ops.setattr = { req, ino, attr, toSet, _ in
             do {
@@ -106,23 +121,23 @@ public final class FUSEAdapter: @unchecked Sendable {
                 let a = try FUSEAdapter.from(req).fs.setattr(ino, size: size, mode: mode, owner: owner, FUSEAdapter.context(req))
                 var st = FUSEAdapter.stat(a)
                 fuse_reply_attr(req, &st, a.cacheSeconds)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "setattr", ino, nil) }
         }
         ops.mkdir = { req, parent, name, _ in
-            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.mkdir(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req))) } catch { FUSEAdapter.reply(req, error) }
+            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.mkdir(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req))) } catch { FUSEAdapter.reply(req, error, "mkdir", parent, name) }
         }
         ops.rmdir = { req, parent, name in
-            do { try FUSEAdapter.from(req).fs.rmdir(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+            do { try FUSEAdapter.from(req).fs.rmdir(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error, "rmdir", parent, name) }
         }
         ops.unlink = { req, parent, name in
-            do { try FUSEAdapter.from(req).fs.unlink(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+            do { try FUSEAdapter.from(req).fs.unlink(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error, "unlink", parent, name) }
         }
         ops.rename = { req, parent, name, newParent, newName, flags in
             if flags & FUSEAdapter.renameExchange != 0 { fuse_reply_err(req, EINVAL); return }
             do {
                 try FUSEAdapter.from(req).fs.rename(parent: parent, name: FUSEAdapter.bytes(name), newParent: newParent, newName: FUSEAdapter.bytes(newName), FUSEAdapter.context(req))
                 fuse_reply_err(req, 0)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "rename", parent, name) }
         }
         // Links, symlinks and device files have no place in a model store.
         ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
@@ -133,7 +148,7 @@ public final class FUSEAdapter: @unchecked Sendable {
                 let r = try FUSEAdapter.from(req).fs.open(ino, flags: OpenFlags(fi!.pointee.flags), FUSEAdapter.context(req))
                 cfuse_fi_set_open(fi, r.handle, r.keepCache ? 1 : 0, r.directIO ? 1 : 0)
                 fuse_reply_open(req, fi)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "open", ino, nil) }
         }
         ops.create = { req, parent, name, _, fi in
             do {
@@ -142,9 +157,9 @@ public final class FUSEAdapter: @unchecked Sendable {
                 cfuse_fi_set_open(fi, r.handle, 0, 0)
                 var e = FUSEAdapter.entry(a)
                 fuse_reply_create(req, &e, fi)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "create", parent, name) }
         }
-        ops.read = { req, _, size, offset, fi in
+        ops.read = { req, ino, size, offset, fi in
             do {
                 switch try FUSEAdapter.from(req).fs.readReply(fi!.pointee.fh, offset: Int64(offset), size: size) {
                 case .bytes(let data):
@@ -158,21 +173,21 @@ public final class FUSEAdapter: @unchecked Sendable {
                 case .file(let fd, let offset, let count):
                     _ = cfuse_reply_file(req, fd, off_t(offset), count)
                 }
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "read", ino, nil) }
         }
-        ops.write = { req, _, buf, size, offset, fi in
+        ops.write = { req, ino, buf, size, offset, fi in
             // The buffer belongs to this worker thread: the upload copies it before we return.
             do {
                 let n = try FUSEAdapter.from(req).fs.write(fi!.pointee.fh, offset: Int64(offset), bytes: UnsafeRawBufferPointer(start: buf, count: size),
                                                             FUSEAdapter.context(req))
                 fuse_reply_write(req, n)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "write", ino, nil) }
         }
-        ops.flush = { req, _, fi in
-            do { try FUSEAdapter.from(req).fs.flush(fi!.pointee.fh, FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+        ops.flush = { req, ino, fi in
+            do { try FUSEAdapter.from(req).fs.flush(fi!.pointee.fh, FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error, "flush", ino, nil) }
         }
-        ops.release = { req, _, fi in
-            do { try FUSEAdapter.from(req).fs.release(fi!.pointee.fh); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error) }
+        ops.release = { req, ino, fi in
+            do { try FUSEAdapter.from(req).fs.release(fi!.pointee.fh); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error, "release", ino, nil) }
         }
         ops.fsync = { req, _, _, _ in fuse_reply_err(req, 0) }
         ops.opendir = { req, ino, fi in
@@ -187,7 +202,7 @@ public final class FUSEAdapter: @unchecked Sendable {
                 }
                 cfuse_fi_set_open(fi, handle, 0, 0)
                 fuse_reply_open(req, fi)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "opendir", ino, nil) }
         }
         ops.readdir = { req, _, size, offset, fi in FUSEAdapter.from(req).readdir(req, size: size, offset: offset, handle: fi!.pointee.fh, plus: false) }
         ops.readdirplus = { req, _, size, offset, fi in FUSEAdapter.from(req).readdir(req, size: size, offset: offset, handle: fi!.pointee.fh, plus: true) }
@@ -211,26 +226,26 @@ public final class FUSEAdapter: @unchecked Sendable {
                 st.f_favail = st.f_ffree
                 st.f_namemax = 255
                 fuse_reply_statfs(req, &st)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "statfs", 0, nil) }
         }
         ops.getxattr = { req, ino, name, size in
             do {
                 let value = try FUSEAdapter.from(req).fs.getxattr(ino, name: String(cString: name!))
                 FUSEAdapter.replyXattr(req, value, size)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "getxattr", ino, name) }
         }
         ops.listxattr = { req, ino, size in
             do {
                 let names = try FUSEAdapter.from(req).fs.listxattr(ino)
                 FUSEAdapter.replyXattr(req, names.flatMap { Array($0.utf8) + [0] }, size)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "listxattr", ino, nil) }
         }
         ops.setxattr = { req, ino, name, value, size, _ in
             do {
                 let bytes = Array(UnsafeRawBufferPointer(start: value, count: size))
                 try FUSEAdapter.from(req).fs.setxattr(ino, name: String(cString: name!), value: bytes, FUSEAdapter.context(req))
                 fuse_reply_err(req, 0)
-            } catch { FUSEAdapter.reply(req, error) }
+            } catch { FUSEAdapter.reply(req, error, "setxattr", ino, name) }
         }
         ops.removexattr = { req, _, _ in fuse_reply_err(req, EPERM) }
         return ops

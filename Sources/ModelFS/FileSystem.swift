@@ -129,6 +129,7 @@ public final class FileSystem: @unchecked Sendable {
                   let d = try catalog.dataset(named: datasetName), d.format == format else { throw missing }
             return .dataset(d.id)
         default:
+            if !parent.isDirectory { throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory") }
             throw missing
         }
     }
@@ -136,6 +137,27 @@ public final class FileSystem: @unchecked Sendable {
     func node(_ inode: UInt64) throws(StoreError) -> Node {
         guard let n = Node(inode: inode) else { throw .notFound("no inode \(inode)") }
         return n
+    }
+
+    /// The path of an inode inside the mount, for log lines; best effort.
+    public func describe(_ inode: UInt64) -> String {
+        guard let n = Node(inode: inode) else { return "inode \(inode)" }
+        switch n {
+        case .root: return "."
+        case .modelsDir: return "models"
+        case .datasetsDir: return "datasets"
+        case .jobsDir: return "jobs"
+        case .stats: return ".stats"
+        case .submit: return "jobs/submit"
+        case .model(let id): return "models/" + (((try? catalog.model(id: id)) ?? nil).map { Names.printable($0.name) } ?? "?")
+        case .next(let id): return describe(Node.model(id).inode) + "/.next"
+        case .version(let id):
+            guard let v = (try? catalog.version(id: id)) ?? nil else { return "models/?/version \(id)" }
+            return describe(Node.model(v.modelID).inode) + "/" + Names.printable(v.fileName)
+        case .dataset(let id): return "datasets/" + (((try? catalog.dataset(id: id)) ?? nil).map { Names.printable($0.fileName) } ?? "?")
+        case .job(let number): return "jobs/" + (((try? catalog.job(number: number)) ?? nil)?.id ?? "\(number)")
+        case .jobFile(let number, let file): return describe(Node.job(number).inode) + "/" + file.rawValue
+        }
     }
 
     // MARK: Attributes
@@ -236,7 +258,7 @@ public final class FileSystem: @unchecked Sendable {
                 entries.append(DirectoryEntry(name: file.rawValue, attributes: try attributes(of: .jobFile(number, file))))
             }
         default:
-            throw StoreError(.invalidArgument, "not a directory")
+            throw StoreError(.notDirectory, "not a directory")
         }
         return entries
     }
@@ -386,7 +408,7 @@ public final class FileSystem: @unchecked Sendable {
     }
 
     private func openFile(_ handle: UInt64) throws(StoreError) -> OpenFile {
-        guard let f = lock.withLock({ handles[handle] }) else { throw StoreError(.invalidArgument, "bad file handle") }
+        guard let f = lock.withLock({ handles[handle] }) else { throw StoreError(.badDescriptor, "no open file \(handle)") }
         return f
     }
 
@@ -440,7 +462,7 @@ public final class FileSystem: @unchecked Sendable {
             return OpenResult(handle: register(.reader(Reader(object: inode, key: d.objectKey, size: d.size,
                                                                   localPath: registry.objects.localFile(d.objectKey)))), keepCache: true, directIO: false)
         default:
-            throw StoreError(.invalidArgument, "is a directory")
+            throw StoreError(.isDirectory, "is a directory")
         }
     }
 
@@ -571,7 +593,11 @@ public final class FileSystem: @unchecked Sendable {
             let key = r.key
             return .cached(try cache.read(object: r.object, size: r.size, range: offset..<(offset + Int64(size)), ahead: ahead) {
                 (range, buffer) throws(StoreError) -> Int in
-                do throws(ObjectStoreError) { return try objects.get(key, range: range, into: buffer) } catch { throw error.storeError }
+                do throws(ObjectStoreError) { return try objects.get(key, range: range, into: buffer) } catch {
+                    // The version was deleted (by the CLI, another mount) while this file was open.
+                    if case .notFound = error { throw StoreError(.stale, "\(key) was deleted while it was open") }
+                    throw error.storeError
+                }
             })
         }
     }
@@ -587,10 +613,11 @@ public final class FileSystem: @unchecked Sendable {
             try jobs?.cancel(id)
             return bytes.count
         }
-        guard case .writer(let w) = file else { throw StoreError(.notPermitted, "not open for writing") }
+        guard case .writer(let w) = file else { throw StoreError(.badDescriptor, "not open for writing") }
         return try locked(w.lock) { () throws(StoreError) -> Int in
             if w.upload.isEnded {
-                throw StoreError(.invalidArgument, "\(w.upload.item.displayName) is already complete")
+                if let failure = w.upload.failure { throw failure }
+                throw StoreError(.badDescriptor, "\(w.upload.item.displayName) is already complete: its last close completed it")
             }
             try w.upload.write(bytes, at: offset, spool: spool)
             return bytes.count

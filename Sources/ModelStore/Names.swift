@@ -7,7 +7,7 @@ public enum Names {
     public static func validate(_ name: String, what: String = "name") throws(StoreError) {
         let bytes = Array(name.utf8)
         if bytes.isEmpty { throw .invalid("\(what) is empty") }
-        if bytes.count > maxBytes { throw .invalid("\(what) is \(bytes.count) bytes; at most \(maxBytes) are allowed") }
+        if bytes.count > maxBytes { throw StoreError(.nameTooLong, "\(what) is \(bytes.count) bytes; at most \(maxBytes) are allowed") }
         if bytes[0] == UInt8(ascii: ".") { throw .invalid("\(what) '\(printable(name))' starts with '.'") }
         for scalar in name.unicodeScalars {
             if scalar == "/" { throw .invalid("\(what) '\(printable(name))' contains '/'") }

@@ -28,6 +28,18 @@ public struct StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         case noAttribute
         /// The one who asks may not do this, such as another user submitting a job. `EACCES`.
         case accessDenied
+        /// A file operation on a directory, such as `cat` of a model. `EISDIR`.
+        case isDirectory
+        /// A path through something that is not a directory, such as `models/X/v1.zip/a`. `ENOTDIR`.
+        case notDirectory
+        /// A file handle that is not open, or not open for this. `EBADF`.
+        case badDescriptor
+        /// A name longer than names may be. `ENAMETOOLONG`.
+        case nameTooLong
+        /// A file past what object storage holds (5 TiB). `EFBIG`.
+        case fileTooBig
+        /// The version was deleted while a reader had it open. `ESTALE`.
+        case stale
     }
 
     public let code: Code

@@ -109,7 +109,7 @@ public final class ItemUpload: @unchecked Sendable {
 
     /// Appends bytes; on failure the item is already `failed` when this throws.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
-        if ended { throw failure ?? StoreError(.invalidArgument, "\(item.displayName) is already complete") }
+        if ended { throw failure ?? StoreError(.badDescriptor, "\(item.displayName) is already complete: its last close completed it") }
         do { try upload.write(bytes) } catch {
             fail(error)
             throw error
@@ -120,7 +120,7 @@ public final class ItemUpload: @unchecked Sendable {
     /// part not yet sent patches it; a seek back further moves the file to `spool` (without one,
     /// refused with `EINVAL`). A failure fails the upload.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, spool space: SpoolSpace?) throws(StoreError) {
-        if ended { throw failure ?? StoreError(.invalidArgument, "\(item.displayName) is already complete") }
+        if ended { throw failure ?? StoreError(.badDescriptor, "\(item.displayName) is already complete: its last close completed it") }
         do throws(StoreError) {
             if spool == nil, try upload.write(bytes, at: offset) { return }
             if spool == nil { try moveToSpool(space, seekingTo: offset) }
@@ -137,7 +137,7 @@ public final class ItemUpload: @unchecked Sendable {
     /// costs nothing until written. Shorter is possible only in the spool; otherwise it fails the
     /// upload (`EINVAL`).
     public func resize(to size: Int64, spool space: SpoolSpace?) throws(StoreError) {
-        if ended { throw failure ?? StoreError(.invalidArgument, "\(item.displayName) is already complete") }
+        if ended { throw failure ?? StoreError(.badDescriptor, "\(item.displayName) is already complete: its last close completed it") }
         let written = bytesWritten
         if size == written { return }
         do throws(StoreError) {

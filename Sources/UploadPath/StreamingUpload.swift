@@ -93,6 +93,9 @@ public final class StreamingUpload: @unchecked Sendable {
         buffer.reserveCapacity(self.sizing.size(ofPart: 1))
     }
 
+    /// S3's limit for one object.
+    public static let maximumObject: Int64 = 5 << 40
+
     /// Bytes accepted so far (read from other threads: `stat` of a file being written).
     public var bytesWritten: Int64 { lock.withLock { total } }
 
@@ -107,6 +110,9 @@ public final class StreamingUpload: @unchecked Sendable {
     public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
         if let error { throw error }
         precondition(!finished, "write after finish")
+        if bytesWritten + Int64(bytes.count) > StreamingUpload.maximumObject {
+            throw record(StoreError(.fileTooBig, "\(key) would pass object storage's 5 TiB limit for one object"))
+        }
         lock.withLock { total += Int64(bytes.count) }
         var offset = 0
         while offset < bytes.count {

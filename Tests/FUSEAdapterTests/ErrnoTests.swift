@@ -8,6 +8,8 @@ import ModelStore
     (StoreError.Code.invalidArgument, EINVAL), (.alreadyExists, EEXIST), (.notFound, ENOENT), (.notPermitted, EPERM),
     (.busy, EBUSY), (.notReady, EAGAIN), (.crossDevice, EXDEV), (.readOnly, EROFS), (.io, EIO), (.noSpace, ENOSPC),
     (.notSupported, ENOTSUP), (.noAttribute, ENODATA), (.accessDenied, EACCES),
+    (.isDirectory, EISDIR), (.notDirectory, ENOTDIR), (.badDescriptor, EBADF), (.nameTooLong, ENAMETOOLONG), (.fileTooBig, EFBIG),
+    (.stale, ESTALE),
 ])
 func errnoOf(_ code: StoreError.Code, _ expected: Int32) {
     #expect(errnoValue(for: code) == expected)

@@ -11,7 +11,8 @@ struct JobRequestTests {
     @discardableResult
     func refused(_ raw: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) -> String {
         let error = storeError(sourceLocation: sourceLocation) { try JobRequest.parse(raw) }
-        #expect(error?.code == .invalidArgument, "\(error?.message ?? "")", sourceLocation: sourceLocation)
+        // A name too long is ENAMETOOLONG; every other bad request EINVAL.
+        #expect(error?.code == .invalidArgument || error?.code == .nameTooLong, "\(error?.message ?? "")", sourceLocation: sourceLocation)
         return error?.message ?? ""
     }
 

@@ -80,7 +80,7 @@ import ModelFS
                       bytes(""), bytes(String(repeating: "x", count: 201))])
     func mkdirRefusesBadNames(_ name: [UInt8]) throws {
         let env = try FSEnv()
-        expectStoreError(.invalidArgument) { try env.fs.mkdir(parent: try env.inode("models"), name: name) }
+        expectStoreError(name.count > Names.maxBytes ? .nameTooLong : .invalidArgument) { try env.fs.mkdir(parent: try env.inode("models"), name: name) }
         #expect(try env.catalog.models().isEmpty)
     }
 

@@ -311,7 +311,10 @@ import ModelFS
         try? env.fs.release(bad)
         try env.fs.release(handle)
         #expect(try env.fs.open(uploading, flags: OpenFlags(O_RDONLY)).keepCache)
-        expectStoreError(.invalidArgument) { try env.fs.open(try env.inode("models/X"), flags: OpenFlags(O_RDONLY)) }
+        expectStoreError(.isDirectory) { try env.fs.open(try env.inode("models/X"), flags: OpenFlags(O_RDONLY)) }
+        expectStoreError(.notDirectory) { try env.fs.lookup(parent: uploading, name: bytes("a")) }
+        expectStoreError(.notDirectory) { try env.fs.readdir(uploading) }
+        expectStoreError(.badDescriptor) { try env.fs.read(987_654, offset: 0, size: 1) }
     }
 }
 

@@ -79,12 +79,18 @@ import Testing
         case .notSupported: "ENOTSUP"
         case .noAttribute: "ENODATA"
         case .accessDenied: "EACCES"
+        case .isDirectory: "EISDIR"
+        case .notDirectory: "ENOTDIR"
+        case .badDescriptor: "EBADF"
+        case .nameTooLong: "ENAMETOOLONG"
+        case .fileTooBig: "EFBIG"
+        case .stale: "ESTALE"
         }
     }
 
     @Test func everyCodeIsListedWithDistinctRawValueAndErrno() {
         let all = StoreError.Code.allCases
-        #expect(all.count == 13, "a new StoreError.Code needs an errno mapping and tests")
+        #expect(all.count == 19, "a new StoreError.Code needs an errno mapping and tests")
         #expect(Set(all.map(\.rawValue)).count == all.count)
         #expect(Set(all.map(Self.errno)).count == all.count)
         for code in all { #expect(StoreError.Code(rawValue: code.rawValue) == code) }

@@ -45,8 +45,9 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
 
     @Test(arguments: invalid)
     func refusesInvalidNames(_ name: String) {
-        expectStoreError(.invalidArgument) { try Names.validate(name) }
-        expectStoreError(.invalidArgument) { try Names.decode(Array(name.utf8)) }
+        let code: StoreError.Code = name.utf8.count > Names.maxBytes ? .nameTooLong : .invalidArgument
+        expectStoreError(code) { try Names.validate(name) }
+        expectStoreError(code) { try Names.decode(Array(name.utf8)) }
     }
 
     @Test func messageNamesWhatWasChecked() {

@@ -10,7 +10,7 @@ import UploadPath
     @Test(arguments: ["", ".hidden", ".", "..", "a/b", "a\u{0}b", "tab\tname", String(repeating: "x", count: 201)])
     func createModelValidatesNames(_ name: String) throws {
         let env = try Env()
-        expectStoreError(.invalidArgument) { try env.registry.createModel(name) }
+        expectStoreError(name.utf8.count > Names.maxBytes ? .nameTooLong : .invalidArgument) { try env.registry.createModel(name) }
         #expect(try env.catalog.models().isEmpty)
         #expect(env.memory.keys.isEmpty, "no manifest for a refused model")
     }

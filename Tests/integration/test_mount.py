@@ -347,3 +347,51 @@ def test_disk_cache_serves_re_reads_beyond_the_memory_budget(s3store, name, tmp_
         assert second["disk_cache.bytes_served"] - first["disk_cache.bytes_served"] >= size
     finally:
         subprocess.run(["fusermount3", "-u", path])
+
+
+def test_refusals_say_what_posix_tools_expect_and_are_logged(store, name, tmp_path):
+    """`cat` of a model is EISDIR, a path under a version ENOTDIR (the kernel answers both), a
+    201-byte name ENAMETOOLONG; each refusal that reaches the mount is one line in its log with the
+    operation, the path, the errno and the reason."""
+    path = str(tmp_path / "m")
+    log = str(tmp_path / "mount.log")
+    store.run("mount", path, "--log-file", log)
+    try:
+        model = name()
+        d = os.path.join(path, "models", model)
+        os.mkdir(d)
+        sh("cp", make_file(str(tmp_path / "w.zip"), 1000), os.path.join(d, "v1.zip"))
+        r = sh("cat", d, check=False)
+        assert r.returncode != 0 and "Is a directory" in r.stderr, r.stderr
+        assert errno_of(os.stat, os.path.join(d, "v1.zip", "inside")) == errno.ENOTDIR
+        assert errno_of(os.mkdir, os.path.join(path, "models", "x" * 201)) == errno.ENAMETOOLONG
+        r = sh("cp", os.path.join(d, "v1.zip"), os.path.join(d, "v2.exe"), check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr
+        text = open(log).read()
+        assert f"create models/{model}/v2.exe: Invalid argument" in text and "unsupported" in text, text
+        assert "mkdir models/" + "x" * 201 + ": File name too long" in text, text
+    finally:
+        subprocess.run(["fusermount3", "-u", path])
+
+
+def test_a_version_deleted_under_an_open_reader_is_stale(s3store, name, tmp_path):
+    """`modelfs version rm` from the CLI while the mount reads the version: the next read that
+    needs object storage says ESTALE, not ENOENT."""
+    path = str(tmp_path / "m")
+    s3store.run("mount", path, "--cache-memory", "16")
+    try:
+        model = name()
+        d = os.path.join(path, "models", model)
+        os.mkdir(d)
+        src = make_file(str(tmp_path / "w.zip"), 40 * MiB)
+        sh("cp", src, os.path.join(d, "v1.zip"))
+        sh("cp", src, os.path.join(d, "v2.zip"))
+        fd = os.open(os.path.join(d, "v1.zip"), os.O_RDONLY)
+        try:
+            os.pread(fd, 4096, 0)
+            s3store.run("version", "rm", model, "v1")
+            assert errno_of(os.pread, fd, 1 << 20, 30 * MiB) == errno.ESTALE
+        finally:
+            os.close(fd)
+    finally:
+        subprocess.run(["fusermount3", "-u", path])
