@@ -26,11 +26,11 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Memory for cached and prefetched bytes, shared by all readers (MiB).")
     var cacheMemory = 128
 
-    @Option(help: "A directory for an on-disk cache of fetched bytes (emptied at mount).")
+    @Option(help: "On-disk cache of fetched blocks, reused across remounts and shareable by every mount of the node; default <data-dir>/cache with S3, none for the local store; 'none' turns it off.")
     var cacheDir: String?
 
-    @Option(help: "Size cap of the on-disk cache (MiB).")
-    var cacheSize = 10240
+    @Option(help: "Size cap of the on-disk cache (MiB); default a tenth of the disk it is on.")
+    var cacheSize: Int?
 
     @Option(help: "Where files whose writer seeks back (zipfile, torch.save) are held until closed; default <data-dir>/spool.")
     var spoolDir: String?
@@ -66,8 +66,10 @@ struct MountCommand: ParsableCommand {
             if let failed = try? registry.failInterruptedUploads(), failed > 0 {
                 Log.logger.notice("marked \(failed) interrupted upload(s) failed")
             }
-            let disk = try cacheDir.map { (dir) throws(StoreError) in
-                try DiskCache(directory: dir, capacity: Int64(max(cacheSize, 1)) << 20, blockSize: 64 << 10)
+            // With S3 the node keeps what it fetched: a remount or a restart reads it from local disk.
+            let diskDir = cacheDir == "none" ? nil : cacheDir ?? (store.resolvedBucket != nil ? store.resolvedDataDir + "/cache" : nil)
+            let disk = try diskDir.map { (dir) throws(StoreError) in
+                try DiskCache(directory: dir, capacity: cacheSize.map { Int64(max($0, 1)) << 20 } ?? MountCommand.tenthOfDisk(dir), blockSize: 64 << 10)
             }
             let cache = BlockCache(budget: max(cacheMemory, 16) << 20, blockSize: 64 << 10, disk: disk)
             let jobs = try jobOptions.service(registry, dataDir: store.resolvedDataDir, mountpoint: mountpoint)
@@ -130,6 +132,14 @@ struct MountCommand: ParsableCommand {
             usleep(50_000)
         }
         throw CLIError("the mount did not become ready within 60 s; see \(log)")
+    }
+
+    /// A tenth of the file system `dir` is on (1 GiB when it cannot be told).
+    static func tenthOfDisk(_ dir: String) -> Int64 {
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var st = statvfs()
+        guard statvfs(dir, &st) == 0 else { return 1 << 30 }
+        return Int64(st.f_blocks) * Int64(st.f_frsize) / 10
     }
 
     static func isMounted(_ mountpoint: String) -> Bool {

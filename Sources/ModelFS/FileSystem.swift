@@ -299,6 +299,7 @@ public final class FileSystem: @unchecked Sendable {
             "cache.block_misses: \(c.blockMisses)",
             "disk_cache.bytes: \(c.diskBytesUsed)",
             "disk_cache.bytes_served: \(c.diskBytesServed)",
+            "disk_cache.blocks_dropped: \(c.diskBlocksDropped)",
         ]
         return Array((lines.joined(separator: "\n") + "\n").utf8)
     }
@@ -450,7 +451,7 @@ public final class FileSystem: @unchecked Sendable {
                 return try reopenForWriting(inode, try registry.restartFailedVersion(id: id), ctx)
             }
             try checkReadable(status: v.status, error: v.error, name: v.fileName, flags: flags)
-            return OpenResult(handle: register(.reader(Reader(object: inode, key: v.objectKey, size: v.size,
+            return OpenResult(handle: register(.reader(Reader(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size), key: v.objectKey, size: v.size,
                                                                   localPath: registry.objects.localFile(v.objectKey)))), keepCache: true, directIO: false)
         case .dataset(let id):
             waitForEmptyClose(inode, flags: flags)
@@ -459,7 +460,7 @@ public final class FileSystem: @unchecked Sendable {
                 return try reopenForWriting(inode, try registry.restartFailedDataset(id: id), ctx)
             }
             try checkReadable(status: d.status, error: d.error, name: d.fileName, flags: flags)
-            return OpenResult(handle: register(.reader(Reader(object: inode, key: d.objectKey, size: d.size,
+            return OpenResult(handle: register(.reader(Reader(object: ObjectIdentity.id(sha256: d.sha256 ?? d.objectKey, size: d.size), key: d.objectKey, size: d.size,
                                                                   localPath: registry.objects.localFile(d.objectKey)))), keepCache: true, directIO: false)
         default:
             throw StoreError(.isDirectory, "is a directory")
@@ -763,7 +764,7 @@ public final class FileSystem: @unchecked Sendable {
         guard let m = try catalog.model(named: name) else { throw .notFound("no model named \(Names.printable(name))") }
         let versions = try catalog.versions(modelID: m.id)
         try registry.deleteModel(name)
-        for v in versions { cache.forget(object: Node.version(v.id).inode) }
+        for v in versions { cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size)) }
     }
 
     public func unlink(parent: UInt64, name rawName: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) {
@@ -773,11 +774,11 @@ public final class FileSystem: @unchecked Sendable {
         case .version(let id):
             guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
             try registry.deleteVersion(m.name, v.name)
-            cache.forget(object: target.inode)
+            cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
         case .dataset(let id):
             guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
             try registry.deleteDataset(d.name)
-            cache.forget(object: target.inode)
+            cache.forget(object: ObjectIdentity.id(sha256: d.sha256 ?? d.objectKey, size: d.size))
         default:
             throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be removed")
         }

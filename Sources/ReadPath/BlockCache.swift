@@ -91,12 +91,14 @@ public final class BlockCache: @unchecked Sendable {
         public var bytesCached: Int
         public var diskBytesServed: Int64
         public var diskBytesUsed: Int64
+        public var diskBlocksDropped: Int64
     }
 
     public var counters: Counters {
         lock.withLock {
             Counters(bytesFetched: fetchedBytes, requests: fetchRequests, blockHits: hitBlocks, blockMisses: missBlocks, bytesCached: used,
-                     diskBytesServed: disk?.bytesServed ?? 0, diskBytesUsed: disk?.bytesUsed ?? 0)
+                     diskBytesServed: disk?.bytesServed ?? 0, diskBytesUsed: disk?.bytesUsed ?? 0,
+                     diskBlocksDropped: disk?.blocksDropped ?? 0)
         }
     }
 

@@ -2,19 +2,27 @@ import Foundation
 import Glibc
 import ModelStore
 
-/// An optional second level under the memory cache: fetched bytes also land in one sparse file
-/// per object under a directory, up to a size cap, so re-reads larger than the memory budget come
-/// from local disk. The directory is emptied when the mount starts: object ids are only
-/// meaningful to the catalog that made them, and a crash must never serve stale blocks.
+/// The second level under the memory cache: fetched bytes also land on local disk, one sparse
+/// data file per object, up to a size cap (least recently used objects go first), so re-reads
+/// larger than the memory budget — and re-reads after a remount or a restart — come from disk.
+///
+/// Objects are named by what they hold (``ObjectIdentity``: the ready version's sha256 and size),
+/// never by inode or catalog id, so the directory stays valid across mounts and may be shared by
+/// every mount on the node that names it: same name, same bytes, whichever catalog or bucket they
+/// came from. Each block's checksum is kept beside the data (`<id>.idx`, appended under `flock`), and
+/// a block that is missing, truncated or not what its checksum says is dropped and fetched again,
+/// never served.
 public final class DiskCache: @unchecked Sendable {
     public let directory: String
     public let capacity: Int64
     let blockSize: Int64
 
     private struct Entry {
-        var blocks: Set<Int64> = []
+        /// Block index → checksum of its bytes.
+        var blocks: [Int64: UInt64] = [:]
         var bytes: Int64 = 0
         var lastUse: UInt64 = 0
+        var loaded = false
     }
 
     private let lock = NSLock()
@@ -22,90 +30,190 @@ public final class DiskCache: @unchecked Sendable {
     private var used: Int64 = 0
     private var clock: UInt64 = 0
     private var hitBytes: Int64 = 0
+    private var dropped: Int64 = 0
 
     public init(directory: String, capacity: Int64, blockSize: Int) throws(StoreError) {
-        self.directory = directory + "/blocks"
+        self.directory = directory + "/objects"
         self.capacity = capacity
         self.blockSize = Int64(blockSize)
         do {
-            if FileManager.default.fileExists(atPath: self.directory) {
-                try FileManager.default.removeItem(atPath: self.directory)
-            }
-            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
         } catch {
             throw StoreError(.io, "cache directory \(directory): \(error.localizedDescription)")
         }
+        // What earlier mounts left: known by size and age; their blocks are read on first use.
+        var found: [(UInt64, Int64, Double)] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: self.directory)) ?? [] where name.hasSuffix(".data") {
+            guard let id = UInt64(name.dropLast(5), radix: 16) else { continue }
+            var st = stat()
+            guard stat(self.directory + "/" + name, &st) == 0 else { continue }
+            found.append((id, Int64(st.st_blocks) * 512, Double(st.st_mtim.tv_sec)))
+        }
+        for (id, bytes, _) in found.sorted(by: { $0.2 < $1.2 }) {
+            clock += 1
+            entries[id] = Entry(bytes: bytes, lastUse: clock)
+            used += bytes
+        }
+        evict(keeping: nil)
     }
 
     public var bytesUsed: Int64 { lock.withLock { used } }
     public var bytesServed: Int64 { lock.withLock { hitBytes } }
+    /// Blocks found truncated or corrupt, dropped and fetched again.
+    public var blocksDropped: Int64 { lock.withLock { dropped } }
 
-    private func path(_ object: UInt64) -> String { directory + "/" + String(object, radix: 16) }
+    private func dataPath(_ object: UInt64) -> String { directory + "/" + String(object, radix: 16) + ".data" }
+    private func indexPath(_ object: UInt64) -> String { directory + "/" + String(object, radix: 16) + ".idx" }
 
     private func blocks(_ range: Range<Int64>) -> ClosedRange<Int64> {
         (range.lowerBound / blockSize)...((range.upperBound - 1) / blockSize)
     }
 
-    /// Fills `buffer` with `range` when every block of it is on disk; false otherwise.
+    static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        Digest.sha256(bytes).prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Reads the object's index file (blocks written by this or another mount).
+    private func loadIndex(_ object: UInt64) -> [Int64: UInt64] {
+        guard let data = FileManager.default.contents(atPath: indexPath(object)) else { return [:] }
+        var blocks: [Int64: UInt64] = [:]
+        data.withUnsafeBytes { raw in
+            var at = 0
+            while at + 16 <= raw.count {
+                let block = raw.loadUnaligned(fromByteOffset: at, as: Int64.self)
+                let sum = raw.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)
+                blocks[block] = sum
+                at += 16
+            }
+        }
+        return blocks
+    }
+
+    /// The entry of `object`, its index loaded; nil when nothing of it is cached.
+    private func entry(_ object: UInt64) -> Entry? {
+        if let e = lock.withLock({ entries[object] }), e.loaded { return e }
+        let blocks = loadIndex(object)
+        return lock.withLock {
+            var e = entries[object] ?? Entry()
+            for (b, sum) in blocks where e.blocks[b] == nil { e.blocks[b] = sum }
+            e.loaded = true
+            guard !e.blocks.isEmpty else { return nil }
+            entries[object] = e
+            return e
+        }
+    }
+
+    /// Fills `buffer` with `range` when every block of it is on disk and checks out; false
+    /// otherwise (a bad block is forgotten, so it is fetched again).
     public func read(object: UInt64, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
         guard !range.isEmpty else { return true }
-        let present = lock.withLock { () -> Bool in
-            guard var e = entries[object], blocks(range).allSatisfy({ e.blocks.contains($0) }) else { return false }
-            clock += 1
-            e.lastUse = clock
-            entries[object] = e
-            return true
-        }
-        guard present else { return false }
-        let fd = open(path(object), O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
+        guard let e = entry(object), blocks(range).allSatisfy({ e.blocks[$0] != nil }) else { return false }
+        let fd = open(dataPath(object), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { forget(object: object); return false }
         defer { close(fd) }
         let count = min(Int(range.count), buffer.count)
         var done = 0
         while done < count {
             let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(range.lowerBound) + off_t(done))
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
+            if n <= 0 { break }
             done += n
         }
-        lock.withLock { hitBytes += Int64(count) }
+        // Every block must be what its checksum says: a truncated file or a flipped byte is a miss.
+        for b in blocks(range) {
+            let start = Int(b * blockSize - range.lowerBound)
+            let end = min(start + Int(blockSize), count)
+            guard end <= done, Self.checksum(UnsafeRawBufferPointer(rebasing: buffer[start..<end])) == e.blocks[b] else {
+                lock.withLock {
+                    entries[object]?.blocks[b] = nil
+                    dropped += 1
+                }
+                return false
+            }
+        }
+        lock.withLock {
+            clock += 1
+            entries[object]?.lastUse = clock
+            hitBytes += Int64(count)
+        }
         return true
     }
 
     /// Keeps `bytes`, which start on a block boundary and end on one or at the object's end.
     public func write(object: UInt64, range: Range<Int64>, bytes: UnsafeRawBufferPointer) {
         guard !range.isEmpty, bytes.count == range.count else { return }
-        let fd = open(path(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        var records: [UInt8] = []
+        var sums: [(Int64, UInt64)] = []
+        for b in blocks(range) {
+            let start = Int(b * blockSize - range.lowerBound)
+            let end = min(start + Int(blockSize), bytes.count)
+            let sum = Self.checksum(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+            sums.append((b, sum))
+            withUnsafeBytes(of: b) { records += $0 }
+            withUnsafeBytes(of: sum) { records += $0 }
+        }
+        let index = open(indexPath(object), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard index >= 0 else { return }
+        defer { close(index) }
+        // One writer at a time per object, across mounts: data first, then the records that vouch for it.
+        flock(index, LOCK_EX)
+        defer { flock(index, LOCK_UN) }
+        let fd = open(dataPath(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
         let written = pwrite(fd, bytes.baseAddress, bytes.count, off_t(range.lowerBound))
         close(fd)
         guard written == bytes.count else { return }  // a full disk just means less cache
-        var victims: [UInt64] = []
+        guard records.withUnsafeBytes({ Glibc.write(index, $0.baseAddress, $0.count) }) == records.count else { return }
         lock.withLock {
             var e = entries[object] ?? Entry()
-            for b in blocks(range) where !e.blocks.contains(b) { e.blocks.insert(b) }
+            for (b, sum) in sums { e.blocks[b] = sum }
             let before = e.bytes
             e.bytes = max(e.bytes, Int64(e.blocks.count) * blockSize)
             clock += 1
             e.lastUse = clock
             entries[object] = e
             used += e.bytes - before
-            while used > capacity, let (victim, entry) = entries.filter({ $0.key != object }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
+        }
+        evict(keeping: object)
+    }
+
+    private func evict(keeping: UInt64?) {
+        var victims: [UInt64] = []
+        lock.withLock {
+            while used > capacity, let (victim, entry) = entries.filter({ $0.key != keeping }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 entries[victim] = nil
                 used -= entry.bytes
                 victims.append(victim)
             }
         }
-        for v in victims { unlink(path(v)) }
+        for v in victims { remove(v) }
     }
 
-    /// Drops an object (its version was deleted).
+    private func remove(_ object: UInt64) {
+        // Under the object's lock, so another mount's write does not land between the two unlinks.
+        let index = open(indexPath(object), O_WRONLY | O_CLOEXEC)
+        if index >= 0 { flock(index, LOCK_EX) }
+        unlink(dataPath(object))
+        unlink(indexPath(object))
+        if index >= 0 { flock(index, LOCK_UN); close(index) }
+    }
+
+    /// Drops an object.
     public func forget(object: UInt64) {
-        let known = lock.withLock { () -> Bool in
-            guard let e = entries.removeValue(forKey: object) else { return false }
-            used -= e.bytes
-            return true
+        lock.withLock {
+            if let e = entries.removeValue(forKey: object) { used -= e.bytes }
         }
-        if known { unlink(path(object)) }
+        remove(object)
+    }
+}
+
+/// What a cached object is named by: its content (sha256) and size, so the same name always means
+/// the same bytes, whichever mount, catalog or bucket they were read from.
+public enum ObjectIdentity {
+    public static func id(sha256: String, size: Int64) -> UInt64 {
+        let digest = Digest.sha256("modelfs-object\0\(sha256)\0\(size)")
+        // The top bit stays clear: ids never collide with the inode-like numbers of generated files.
+        return digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } & ~(1 << 63)
     }
 }

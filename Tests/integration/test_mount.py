@@ -395,3 +395,61 @@ def test_a_version_deleted_under_an_open_reader_is_stale(s3store, name, tmp_path
             os.close(fd)
     finally:
         subprocess.run(["fusermount3", "-u", path])
+
+
+def _read_through_a_mount(store, path, model, cache_dir, env=None):
+    """Mounts, reads models/<model>/v1.pth whole, unmounts; returns (sha256, .stats)."""
+    from conftest import Mount
+    store.run("mount", path, "--cache-memory", "16", "--cache-dir", cache_dir, env=env or store.env())
+    try:
+        m = Mount(store, path)
+        digest = sha256_file(m.p("models", model, "v1.pth"))
+        return digest, m.stats()
+    finally:
+        subprocess.run(["fusermount3", "-u", path])
+
+
+def test_the_disk_cache_is_reused_after_a_remount_and_never_serves_a_bad_block(s3store, name, tmp_path):
+    store = s3store
+    model = name()
+    size = 40 * MiB
+    src = make_file(tmp_path / "w.pth", size, seed=5)
+    store.run("import", str(src), "--model", model, "--version", "v1", "--quiet")
+    cache = str(tmp_path / "cache")
+    digest, first = _read_through_a_mount(store, str(tmp_path / "m"), model, cache)
+    assert digest == sha256_file(src) and first["s3.bytes_fetched"] >= size
+    # A remount (or a restart of the node) reads it from the cache: under 10% from object storage.
+    digest, second = _read_through_a_mount(store, str(tmp_path / "m"), model, cache)
+    assert digest == sha256_file(src)
+    assert second["s3.bytes_fetched"] < size // 10, second
+    # A byte flipped in the cached copy: that block is dropped and fetched again, never served.
+    data = [os.path.join(cache, "objects", f) for f in os.listdir(os.path.join(cache, "objects")) if f.endswith(".data")]
+    assert len(data) == 1
+    with open(data[0], "r+b") as f:
+        f.seek(7 * MiB + 3)
+        b = f.read(1)
+        f.seek(7 * MiB + 3)
+        f.write(bytes([b[0] ^ 0xFF]))
+    digest, third = _read_through_a_mount(store, str(tmp_path / "m"), model, cache)
+    assert digest == sha256_file(src)
+    assert third["disk_cache.blocks_dropped"] >= 1 and 0 < third["s3.bytes_fetched"] < size // 10, third
+
+
+def test_two_catalogs_sharing_a_cache_dir_each_read_their_own_bytes(s3store, name, tmp_path):
+    """Two stores (own data dir, own bucket) with the same model and version names and different
+    bytes, one node-wide cache dir: a re-read of each returns its own weights."""
+    from conftest import Store, s3_client
+    first = s3store
+    bucket = name("bucket")
+    s3_client().create_bucket(Bucket=bucket)
+    second = Store("s3", str(tmp_path / "data2"), first.endpoint)
+    second_env = second.env(MODELFS_BUCKET=bucket)
+    model = name()
+    a = make_file(tmp_path / "a.pth", 12 * MiB, seed=1)
+    b = make_file(tmp_path / "b.pth", 12 * MiB, seed=2)
+    first.run("import", str(a), "--model", model, "--version", "v1", "--quiet")
+    second.run("import", str(b), "--model", model, "--version", "v1", "--quiet", env=second_env)
+    cache = str(tmp_path / "cache")
+    for _ in range(2):
+        assert _read_through_a_mount(first, str(tmp_path / "m1"), model, cache)[0] == sha256_file(a)
+        assert _read_through_a_mount(second, str(tmp_path / "m2"), model, cache, env=second_env)[0] == sha256_file(b)
