@@ -2,7 +2,9 @@ import Glibc
 import ModelStore
 
 /// What an inode names. Inode numbers are derived from catalog ids, so they are stable across
-/// remounts and need no table: `kind << 56 | id`.
+/// remounts and need no table: `kind << 56 | id`. Eight bits of kind leave room for 246 more kinds
+/// than today's ten; a kind whose nodes are named by two ids (an archive member: a version id and
+/// a member index) splits the 56 low bits (32 + 24) the same way.
 public enum Node: Equatable, Sendable {
     case root, modelsDir, datasetsDir, jobsDir, stats, submit
     case model(Int64)

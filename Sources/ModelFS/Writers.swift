@@ -1,5 +1,9 @@
 import Foundation
+import Dispatch
 import Glibc
+import ModelStore
+import Registry
+import ReadPath
 
 /// Who asks: the uid, gid and pid (a thread id, as the kernel reports it) of the FUSE request.
 /// Every operation of ``FileSystem`` takes one, so nothing runs as the mount's user on behalf
@@ -170,4 +174,117 @@ public struct BlindWriterProbe: WriterProbe {
     public func task(_ pid: Int32) -> TaskState? { nil }
     public func lastProcessID() -> Int32 { 0 }
     public func holders(of inode: UInt64, among processes: Set<Int32>, createdAfter since: Int32) -> Int? { nil }
+}
+
+/// A version or dataset being written. It completes at the close of the last descriptor that
+/// refers to it, so a descriptor shared with a child never completes it early; a close that comes
+/// from a process dying of a signal fails it instead, since what it wrote is not what it meant to;
+/// every close after the upload failed reports the failure, on whichever thread it comes.
+final class WriterFile: OpenFile, @unchecked Sendable {
+    unowned let namespace: Namespace
+    let inode: UInt64
+    let upload: ItemUpload
+    /// The process (thread group) that created the file: its threads are one writer.
+    let opener: Int32
+    /// The last process id when the file was created: only processes created since can have
+    /// inherited its descriptor.
+    let created: Int32
+    let lock = NSLock()
+    /// The creating process closed its descriptor before writing anything and nobody could tell
+    /// who else holds it: the upload ends at `release`, which the kernel sends just after that
+    /// `close()` returns.
+    private var closedEmpty = false
+    /// Signalled once the upload ended, for readers that arrive in between.
+    private let ended = DispatchSemaphore(value: 0)
+
+    init(namespace: Namespace, inode: UInt64, upload: ItemUpload, opener: Int32, created: Int32) {
+        self.namespace = namespace; self.inode = inode; self.upload = upload; self.opener = opener; self.created = created
+    }
+
+    func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
+        throw StoreError(.notReady, "the file is still being written")
+    }
+
+    /// In order it streams; holes are zeros; seeks back are patched or spooled (``ItemUpload``).
+    func write(offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext) throws(StoreError) -> Int {
+        try locked(lock) { () throws(StoreError) -> Int in
+            if upload.isEnded {
+                if let failure = upload.failure { throw failure }
+                throw StoreError(.badDescriptor, "\(upload.item.displayName) is already complete: its last close completed it")
+            }
+            try upload.write(bytes, at: offset, spool: namespace.spool)
+            return bytes.count
+        }
+    }
+
+    func resize(to size: Int64) throws(StoreError) {
+        try locked(lock) { () throws(StoreError) in try upload.resize(to: size, spool: namespace.spool) }
+    }
+
+    func flush(_ ctx: RequestContext) throws(StoreError) {
+        let probe = namespace.writerProbe
+        try locked(lock) { () throws(StoreError) in
+            if let failure = upload.failure { throw failure }
+            if upload.isEnded { return }
+            let closer = probe.task(ctx.pid)
+            let process = closer?.process ?? ctx.pid
+            switch probe.holders(of: inode, among: [opener, process], createdAfter: created) {
+            case .some(let others) where others > 0:
+                return
+            case .some:
+                break
+            case .none:
+                // Nobody can tell who else holds it: the creating process's close completes, once
+                // it wrote something (a shell's copy of a redirected descriptor writes nothing).
+                guard process == opener else { return }
+                guard upload.bytesWritten > 0 else { closedEmpty = true; return }
+            }
+            if let signal = closer?.killedBy {
+                let reason = "the writer (pid \(process)) was killed by signal \(signal) after \(upload.bytesWritten) bytes: the file is incomplete"
+                namespace.logger.warning("\(upload.item.displayName): \(reason)")
+                upload.abort(reason: reason, code: .io)
+                throw StoreError(.io, reason)
+            }
+            try finish()
+        }
+    }
+
+    /// The last close: completes an upload no close could (the last reference was a mapping or a
+    /// descriptor in flight), where an error can only be logged.
+    func release() throws(StoreError) {
+        defer { namespace.untrack(self) }
+        try locked(lock) { () throws(StoreError) in try finish() }
+    }
+
+    /// Unmount or SIGTERM of the mount: the upload can never complete.
+    func abort(reason: String) {
+        lock.withLock {
+            guard !upload.isEnded else { return }
+            namespace.logger.warning("\(upload.item.displayName): \(reason)")
+            upload.abort(reason: reason, code: .io)
+        }
+    }
+
+    /// `cp` of an empty file returns before the kernel's asynchronous `release` completes the
+    /// upload; a reader right behind it waits a moment for that instead of getting `EAGAIN`.
+    func waitIfClosedEmpty() {
+        guard lock.withLock({ closedEmpty }) else { return }
+        _ = ended.wait(timeout: .now() + 5)
+        ended.signal()
+    }
+
+    private func finish() throws(StoreError) {
+        defer { if upload.isEnded { ended.signal() } }
+        do { try upload.finish() } catch {
+            namespace.logger.warning("\(upload.item.displayName): \(error.message)")
+            throw error
+        }
+    }
+}
+
+/// `NSLock.withLock` with typed throws.
+func locked<T>(_ lock: NSLock, _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+    lock.lock()
+    defer { lock.unlock() }
+    return try body()
 }

@@ -1,0 +1,100 @@
+import Catalog
+import Foundation
+import ModelStore
+import ReadPath
+import Registry
+
+/// `datasets/`: one file per dataset, written and read like versions.
+final class DatasetsProvider: NamespaceProvider, @unchecked Sendable {
+    unowned let namespace: Namespace
+    let parts: Set<TreePart> = [.datasets]
+
+    init(namespace: Namespace) { self.namespace = namespace }
+
+    private var catalog: Catalog { namespace.catalog }
+    private var registry: Registry { namespace.registry }
+
+    func child(of parent: Node, named name: String) throws(StoreError) -> Node {
+        guard parent == .datasetsDir else { throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory") }
+        guard let (datasetName, format) = try? Formats.splitDataset(name),
+              let d = try catalog.dataset(named: datasetName), d.format == format else {
+            throw .notFound("no such file: \(Names.printable(name))")
+        }
+        return .dataset(d.id)
+    }
+
+    func attributes(of node: Node) throws(StoreError) -> Attributes {
+        guard case .dataset(let id) = node else { return namespace.directory(node) }
+        guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
+        return namespace.uploadedFile(node, status: d.status, size: d.size, modified: d.modified)
+    }
+
+    func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
+        guard node == .datasetsDir else { throw StoreError(.notDirectory, "not a directory") }
+        return try catalog.datasets().map { d in
+            DirectoryEntry(name: d.fileName, attributes: namespace.uploadedFile(.dataset(d.id), status: d.status, size: d.size, modified: d.modified))
+        }
+    }
+
+    func parent(of node: Node) throws(StoreError) -> Node { node == .datasetsDir ? .root : .datasetsDir }
+
+    func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
+        guard case .dataset(let id) = node else { throw StoreError(.isDirectory, "is a directory") }
+        if !flags.wantsWrite { namespace.writer(for: node.inode)?.waitIfClosedEmpty() }
+        guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
+        return try namespace.openUploaded(node, status: d.status, error: d.error, name: d.fileName, key: d.objectKey, size: d.size,
+                                          sha256: d.sha256, flags: flags, ctx) { () throws(StoreError) in
+            try registry.restartFailedDataset(id: id)
+        }
+    }
+
+    func create(in parent: Node, name rawName: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Node, Opened) {
+        guard parent == .datasetsDir else { throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/") }
+        let upload = try registry.beginDataset(fileName: try Names.decode(rawName, what: "file name"))
+        guard case .dataset(let d) = upload.item else { preconditionFailure("a dataset upload") }
+        let node = Node.dataset(d.id)
+        return (node, namespace.newWriter(node.inode, upload, ctx))
+    }
+
+    func remove(_ node: Node, named name: String, in parent: Node, directory: Bool, _ ctx: RequestContext) throws(StoreError) {
+        guard case .dataset(let id) = node else { throw StoreError(.notPermitted, "\(Names.printable(name)) is part of the mount's layout") }
+        if directory { throw StoreError(.notDirectory, "\(Names.printable(name)) is a file") }
+        guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
+        try registry.deleteDataset(d.name)
+        namespace.cache.forget(object: ObjectIdentity.id(sha256: d.sha256 ?? d.objectKey, size: d.size))
+    }
+
+    func rename(_ node: Node, from: Node, to: Node, newName: String, _ ctx: RequestContext) throws(StoreError) {
+        guard case .dataset(let id) = node else { throw StoreError(.notPermitted, "datasets/ cannot be renamed") }
+        guard to == .datasetsDir else { throw StoreError(.crossDevice, "\(describe(node)) cannot move there") }
+        guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
+        let (newDataset, format) = try Formats.splitDataset(newName)
+        guard format == d.format else { throw StoreError(.invalidArgument, "a dataset keeps its format") }
+        try registry.renameDataset(d.name, to: newDataset)
+    }
+
+    func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError) {
+        try namespace.truncateUpload(node, to: size)
+    }
+
+    func xattrs(of node: Node) throws(StoreError) -> [(String, String)] {
+        guard case .dataset(let id) = node else { return [] }
+        guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
+        var out = [("status", d.status.rawValue), ("size", "\(d.size)"), ("created", d.created.formatted(.iso8601)),
+                   ("note", d.note), ("format", d.format)]
+        if let r = d.records { out.append(("records", "\(r)")) }
+        if let sha = d.sha256 { out.append(("sha256", sha)) }
+        if let e = d.error { out.append(("error", e)) }
+        return namespace.common(out)
+    }
+
+    func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError) {
+        if try xattrs(of: node).contains(where: { $0.0 == name }) { throw StoreError(.notPermitted, "\(name) is read-only") }
+        throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
+    }
+
+    func describe(_ node: Node) -> String {
+        guard case .dataset(let id) = node else { return "datasets" }
+        return "datasets/" + (((try? catalog.dataset(id: id)) ?? nil).map { Names.printable($0.fileName) } ?? "?")
+    }
+}

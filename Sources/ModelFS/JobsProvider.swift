@@ -1,0 +1,226 @@
+import Catalog
+import Foundation
+import Glibc
+import Jobs
+import ModelStore
+import ReadPath
+
+/// `jobs/`: the `submit` control file and one directory per job (spec.json, status, log, control).
+/// The protocol of requests is here and nowhere else: see docs/JOBS.md.
+final class JobsProvider: NamespaceProvider, @unchecked Sendable {
+    unowned let namespace: Namespace
+    let parts: Set<TreePart> = [.jobs]
+
+    init(namespace: Namespace) { self.namespace = namespace }
+
+    private var catalog: Catalog { namespace.catalog }
+
+    func child(of parent: Node, named name: String) throws(StoreError) -> Node {
+        let missing = StoreError.notFound("no such file: \(Names.printable(name))")
+        switch parent {
+        case .jobsDir:
+            if name == "submit" { return .submit }
+            guard let job = try catalog.job(id: name) else { throw missing }
+            return .job(job.number)
+        case .job(let number):
+            guard let file = JobFile(rawValue: name), try catalog.job(number: number) != nil else { throw missing }
+            return .jobFile(number, file)
+        default:
+            throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory")
+        }
+    }
+
+    func attributes(of node: Node) throws(StoreError) -> Attributes {
+        switch node {
+        case .submit:
+            return namespace.file(node, size: 0, modified: namespace.mountTime, permissions: 0o666)
+        case .job(let number):
+            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            return namespace.directory(node, modified: job.created.timeIntervalSince1970)
+        case .jobFile(let number, let which):
+            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            let modified = (job.finished ?? job.started ?? job.created).timeIntervalSince1970
+            switch which {
+            case .control: return namespace.file(node, size: 0, modified: modified, permissions: 0o200)
+            case .log: return namespace.file(node, size: fileSize(namespace.jobs?.logPath(of: job.id)), modified: Date().timeIntervalSince1970)
+            case .spec, .status: return namespace.file(node, size: Int64(content(job, which).count), modified: modified)
+            }
+        default:
+            return namespace.directory(node)
+        }
+    }
+
+    func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
+        switch node {
+        case .jobsDir:
+            var out = [DirectoryEntry(name: "submit", attributes: try attributes(of: .submit))]
+            for job in try catalog.jobs() {
+                out.append(DirectoryEntry(name: job.id, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970)))
+            }
+            return out
+        case .job(let number):
+            var out: [DirectoryEntry] = []
+            for file in JobFile.allCases { out.append(DirectoryEntry(name: file.rawValue, attributes: try attributes(of: .jobFile(number, file)))) }
+            return out
+        default:
+            throw StoreError(.notDirectory, "not a directory")
+        }
+    }
+
+    func parent(of node: Node) throws(StoreError) -> Node {
+        switch node {
+        case .jobsDir: return .root
+        case .jobFile(let number, _): return .job(number)
+        default: return .jobsDir
+        }
+    }
+
+    func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
+        switch node {
+        case .submit:
+            guard namespace.jobs != nil else { throw StoreError(.notSupported, "this mount runs no jobs: mount with --train-command") }
+            // Jobs run as the mount's user: until they run as the one who asks, only that user
+            // (or root) may start one.
+            guard ctx.uid == namespace.uid || ctx.uid == 0 else {
+                namespace.logger.warning("job request from uid \(ctx.uid) (pid \(ctx.pid)) refused: jobs run as uid \(namespace.uid)")
+                throw StoreError(.accessDenied, "jobs run as the mount's user (uid \(namespace.uid)); uid \(ctx.uid) may not submit them")
+            }
+            return Opened(file: SubmissionFile(provider: self), directIO: true)
+        case .jobFile(let number, let which):
+            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            switch which {
+            case .control:
+                guard flags.wantsWrite else { throw StoreError(.notPermitted, "control is written to: echo cancel > control") }
+                return Opened(file: ControlFile(provider: self, job: job.id), directIO: true)
+            case .log:
+                if flags.wantsWrite { throw StoreError(.notPermitted, "the log is written by the job") }
+                return Opened(file: LogFile(path: namespace.jobs?.logPath(of: job.id) ?? "/dev/null"), directIO: true)
+            case .spec, .status:
+                if flags.wantsWrite { throw StoreError(.notPermitted, "\(which.rawValue) is read-only") }
+                return Opened(file: ContentFile(content(job, which)), directIO: true)
+            }
+        default:
+            throw StoreError(.isDirectory, "is a directory")
+        }
+    }
+
+    func describe(_ node: Node) -> String {
+        switch node {
+        case .submit: return "jobs/submit"
+        case .job(let number): return "jobs/" + (((try? catalog.job(number: number)) ?? nil)?.id ?? "\(number)")
+        case .jobFile(let number, let file): return describe(.job(number)) + "/" + file.rawValue
+        default: return "jobs"
+        }
+    }
+
+    func content(_ job: Job, _ which: JobFile) -> [UInt8] {
+        switch which {
+        case .status:
+            return Array((job.status.rawValue + "\n").utf8)
+        case .spec:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            encoder.dateEncodingStrategy = .iso8601
+            return Array((try? encoder.encode(job)) ?? Data()) + [0x0A]
+        default:
+            return []
+        }
+    }
+
+    func fileSize(_ path: String?) -> Int64 {
+        var st = stat()
+        guard let path, lstat(path, &st) == 0 else { return 0 }
+        return Int64(st.st_size)
+    }
+
+    /// Submits a whole request; its answer (the job's id, or the reason) is what a read returns.
+    func submit(_ request: [UInt8]) throws(StoreError) -> String {
+        guard let jobs = namespace.jobs else { throw StoreError(.notSupported, "this mount runs no jobs") }
+        return try jobs.submit(try JobRequest.parse(request)).id
+    }
+
+    func cancel(_ job: String) throws(StoreError) { try namespace.jobs?.cancel(job) }
+}
+
+/// One open of `jobs/submit`: the request as it arrives, and the answer a read returns. A
+/// complete request (ending in a newline, or a whole JSON object) is submitted at once, so a bad
+/// one fails this very `write()`; one without a final newline is taken when the file is closed.
+final class SubmissionFile: OpenFile, @unchecked Sendable {
+    unowned let provider: JobsProvider
+    private let lock = NSLock()
+    private var request: [UInt8] = []
+    private var answer: [UInt8] = []
+    private var done = false
+
+    init(provider: JobsProvider) { self.provider = provider }
+
+    func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
+        .bytes(ContentFile.slice(lock.withLock { answer }, offset, size))
+    }
+
+    func write(offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext) throws(StoreError) -> Int {
+        try locked(lock) { () throws(StoreError) -> Int in
+            guard !done else { throw StoreError(.invalidArgument, "one request per open: open jobs/submit again") }
+            request.append(contentsOf: bytes)
+            if request.count > JobRequest.maxBytes {
+                done = true
+                let error = StoreError(.invalidArgument, "the request is over \(JobRequest.maxBytes) bytes")
+                answer = Array("error: \(error.message)\n".utf8)
+                throw error
+            }
+            let text = String(decoding: request, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let complete = request.last == 0x0A
+                || (text.hasPrefix("{") && (try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil)
+            if complete { try process() }
+            return bytes.count
+        }
+    }
+
+    func flush(_ ctx: RequestContext) throws(StoreError) {
+        try locked(lock) { () throws(StoreError) in
+            if !done && !request.isEmpty { try process() }
+        }
+    }
+
+    private func process() throws(StoreError) {
+        done = true
+        do throws(StoreError) {
+            answer = Array((try provider.submit(request) + "\n").utf8)
+        } catch {
+            answer = Array("error: \(error.message)\n".utf8)
+            provider.namespace.logger.info("job request refused: \(error.message)")
+            throw error
+        }
+    }
+}
+
+/// `jobs/<id>/control`: `echo cancel > control`.
+final class ControlFile: OpenFile, @unchecked Sendable {
+    unowned let provider: JobsProvider
+    let job: String
+    init(provider: JobsProvider, job: String) { self.provider = provider; self.job = job }
+
+    func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply { .bytes([]) }
+
+    func write(offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext) throws(StoreError) -> Int {
+        let word = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard word == "cancel" else { throw StoreError(.invalidArgument, "write cancel to control") }
+        try provider.cancel(job)
+        return bytes.count
+    }
+}
+
+/// `jobs/<id>/log`, read live as the job writes it.
+final class LogFile: OpenFile {
+    let path: String
+    init(path: String) { self.path = path }
+
+    func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .bytes([]) }
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: size)
+        let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, off_t(offset)) }
+        return .bytes(n > 0 ? Array(out[0..<n]) : [])
+    }
+}

@@ -1,0 +1,232 @@
+import Catalog
+import Foundation
+import ModelStore
+import ReadPath
+import Registry
+
+/// `models/`: one directory per model, one file per version, `.next`, and atomic writers'
+/// temporary files (`.tmpXYZ`) until they are renamed onto a version's name.
+final class ModelsProvider: NamespaceProvider, @unchecked Sendable {
+    unowned let namespace: Namespace
+    let parts: Set<TreePart> = [.models]
+
+    init(namespace: Namespace) { self.namespace = namespace }
+
+    private var catalog: Catalog { namespace.catalog }
+    private var registry: Registry { namespace.registry }
+
+    func child(of parent: Node, named name: String) throws(StoreError) -> Node {
+        let missing = StoreError.notFound("no such file: \(Names.printable(name))")
+        switch parent {
+        case .modelsDir:
+            guard let m = try catalog.model(named: name) else { throw missing }
+            return .model(m.id)
+        case .model(let modelID):
+            if name == ".next" {
+                guard try catalog.model(id: modelID) != nil else { throw missing }
+                return .next(modelID)
+            }
+            if Names.isScratch(name) {
+                guard let v = try catalog.version(modelID: modelID, name: name), v.isScratch else { throw missing }
+                return .version(v.id)
+            }
+            guard let (versionName, format) = try? Formats.splitVersion(name),
+                  let v = try catalog.version(modelID: modelID, name: versionName), v.format == format else { throw missing }
+            return .version(v.id)
+        default:
+            throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory")
+        }
+    }
+
+    func attributes(of node: Node) throws(StoreError) -> Attributes {
+        switch node {
+        case .model(let id):
+            guard let m = try catalog.model(id: id) else { throw .notFound("model \(id) is gone") }
+            return namespace.directory(node, modified: m.modified.timeIntervalSince1970)
+        case .next(let modelID):
+            return namespace.file(node, size: Int64(try nextContent(modelID).count), modified: Date().timeIntervalSince1970)
+        case .version(let id):
+            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified)
+        default:
+            return namespace.directory(node)
+        }
+    }
+
+    func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
+        switch node {
+        case .modelsDir:
+            return try catalog.models().map { m in
+                DirectoryEntry(name: m.name, attributes: namespace.directory(.model(m.id), modified: m.modified.timeIntervalSince1970))
+            }
+        case .model(let id):
+            // One query for the whole listing: `ls -l` of 1,000 versions stays one SQLite read.
+            return try catalog.versions(modelID: id).map { v in
+                var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified)
+                if v.status != .uploading { a.size = v.size }
+                return DirectoryEntry(name: v.fileName, attributes: a)
+            }
+        default:
+            throw StoreError(.notDirectory, "not a directory")
+        }
+    }
+
+    func parent(of node: Node) throws(StoreError) -> Node {
+        switch node {
+        case .modelsDir: return .root
+        case .model: return .modelsDir
+        case .next(let modelID): return .model(modelID)
+        case .version(let id):
+            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            return .model(v.modelID)
+        default: return .root
+        }
+    }
+
+    func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
+        switch node {
+        case .next(let modelID):
+            if flags.wantsWrite { throw StoreError(.notPermitted, "generated files are read-only") }
+            return Opened(file: ContentFile(try nextContent(modelID)), directIO: true)
+        case .version(let id):
+            if !flags.wantsWrite { namespace.writer(for: node.inode)?.waitIfClosedEmpty() }
+            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            return try namespace.openUploaded(node, status: v.status, error: v.error, name: v.fileName, key: v.objectKey, size: v.size,
+                                              sha256: v.sha256, flags: flags, ctx) { () throws(StoreError) in
+                try registry.restartFailedVersion(id: id)
+            }
+        default:
+            throw StoreError(.isDirectory, "is a directory")
+        }
+    }
+
+    /// A version (a temporary file when the name starts with `.`) in a model directory.
+    func create(in parent: Node, name rawName: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Node, Opened) {
+        guard case .model(let modelID) = parent else {
+            if parent == .modelsDir {
+                let shown = Names.printable(String(decoding: rawName, as: UTF8.self))
+                throw StoreError(.notPermitted, "models/ holds model directories: mkdir models/\(shown) first")
+            }
+            throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/")
+        }
+        if rawName == Array(".next".utf8) { throw StoreError(.notPermitted, ".next is generated") }
+        guard let m = try catalog.model(id: modelID) else { throw .notFound("model is gone") }
+        let upload: ItemUpload
+        if let scratch = String(validating: rawName, as: UTF8.self), Names.isScratch(scratch) {
+            upload = try registry.beginScratchVersion(model: m.name, fileName: scratch)
+        } else {
+            upload = try registry.beginVersion(model: m.name, fileName: try Names.decode(rawName, what: "file name"))
+        }
+        let node = Node.version(upload.version!.id)
+        return (node, namespace.newWriter(node.inode, upload, ctx))
+    }
+
+    func mkdir(in parent: Node, name: String, _ ctx: RequestContext) throws(StoreError) -> Node {
+        guard parent == .modelsDir else { throw StoreError(.notPermitted, "directories can only be created in models/ (one per model)") }
+        try Names.validate(name, what: "model name")
+        return .model(try registry.createModel(name).id)
+    }
+
+    func remove(_ node: Node, named name: String, in parent: Node, directory: Bool, _ ctx: RequestContext) throws(StoreError) {
+        switch (node, directory) {
+        case (.model(let id), true):
+            guard let m = try catalog.model(id: id) else { throw .notFound("no model named \(Names.printable(name))") }
+            let versions = try catalog.versions(modelID: m.id)
+            try registry.deleteModel(m.name)
+            for v in versions { namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size)) }
+        case (.version(let id), false):
+            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            try registry.deleteVersion(m.name, v.name)
+            namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
+        case (.model, false): throw StoreError(.isDirectory, "\(Names.printable(name)) is a model directory: rmdir it")
+        case (.version, true), (.next, true): throw StoreError(.notDirectory, "\(Names.printable(name)) is a file")
+        default: throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be removed")
+        }
+    }
+
+    /// A model, or a version within its model: metadata only. An existing target is refused
+    /// (`EEXIST`), never replaced; a version cannot move to another model (`EXDEV`).
+    func rename(_ node: Node, from: Node, to: Node, newName: String, _ ctx: RequestContext) throws(StoreError) {
+        switch (node, from, to) {
+        case (.model(let id), .modelsDir, .modelsDir):
+            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            try registry.renameModel(m.name, to: newName)
+        case (.version(let id), .model(let fromModel), .model(let toModel)):
+            guard fromModel == toModel else { throw StoreError(.crossDevice, "a version cannot move to another model") }
+            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            let (newVersion, format) = try Formats.splitVersion(newName)
+            if v.isScratch {
+                // An atomic writer's temporary file renamed onto the name it meant: now a version.
+                try registry.adoptScratch(m.name, v.name, as: newVersion, format: format)
+                return
+            }
+            guard format == v.format else {
+                throw StoreError(.invalidArgument, "a version keeps its format: \(v.fileName) cannot become \(Names.printable(newName))")
+            }
+            try registry.renameVersion(m.name, v.name, to: newVersion)
+        case (.version, _, _), (.model, _, _):
+            throw StoreError(.crossDevice, "\(describe(node)) cannot move there")
+        default:
+            throw StoreError(.notPermitted, "\(describe(node)) cannot be renamed")
+        }
+    }
+
+    func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError) {
+        try namespace.truncateUpload(node, to: size)
+    }
+
+    func xattrs(of node: Node) throws(StoreError) -> [(String, String)] {
+        switch node {
+        case .model(let id):
+            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            return namespace.common([("type", m.type.rawValue), ("note", m.note), ("created", m.created.formatted(.iso8601)),
+                                     ("versions", "\(try catalog.versions(modelID: id).count)")])
+        case .version(let id):
+            guard let v = try catalog.version(id: id) else { throw .notFound("gone") }
+            var out = [("status", v.status.rawValue), ("size", "\(v.size)"), ("created", v.created.formatted(.iso8601)),
+                       ("note", v.note), ("format", v.format)]
+            if let sha = v.sha256 { out.append(("sha256", sha)) }
+            if let e = v.error { out.append(("error", e)) }
+            if let p = v.lineage.parentVersion { out.append(("parent_version", p)) }
+            if let d = v.lineage.dataset { out.append(("dataset", d)) }
+            if let j = v.lineage.job { out.append(("job", j)) }
+            return namespace.common(out)
+        default:
+            return []
+        }
+    }
+
+    /// `user.modelfs.type` of a model, `user.modelfs.note` of a model or a version.
+    func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError) {
+        switch (node, name) {
+        case (.model(let id), Namespace.xattrPrefix + "type"):
+            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            try registry.setModel(m.name, type: try ModelType(parsing: value.trimmingCharacters(in: .whitespacesAndNewlines)))
+        case (.model(let id), Namespace.xattrPrefix + "note"):
+            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            try registry.setModel(m.name, note: value)
+        case (.version(let id), Namespace.xattrPrefix + "note"):
+            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            try registry.setVersionNote(m.name, v.name, note: value)
+        default:
+            if try xattrs(of: node).contains(where: { $0.0 == name }) { throw StoreError(.notPermitted, "\(name) is read-only") }
+            throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
+        }
+    }
+
+    func describe(_ node: Node) -> String {
+        switch node {
+        case .model(let id): return "models/" + (((try? catalog.model(id: id)) ?? nil).map { Names.printable($0.name) } ?? "?")
+        case .next(let id): return describe(.model(id)) + "/.next"
+        case .version(let id):
+            guard let v = (try? catalog.version(id: id)) ?? nil else { return "models/?/version \(id)" }
+            return describe(.model(v.modelID)) + "/" + Names.printable(v.fileName)
+        default: return "models"
+        }
+    }
+
+    func nextContent(_ modelID: Int64) throws(StoreError) -> [UInt8] {
+        guard try catalog.model(id: modelID) != nil else { throw .notFound("model \(modelID) is gone") }
+        return Array((Rules.nextVersion(after: try catalog.versions(modelID: modelID).map(\.name)) + "\n").utf8)
+    }
+}

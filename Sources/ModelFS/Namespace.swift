@@ -1,0 +1,186 @@
+import Catalog
+import Foundation
+import Glibc
+import Jobs
+import Logging
+import ModelStore
+import ReadPath
+import Registry
+
+/// One part of the tree (the root, `models/`, `datasets/`, `jobs/`): the nodes it owns, what
+/// they look like and what may be done to them. ``FileSystem`` routes each operation to the
+/// provider of the node it is about; a new kind of node is a new provider (or new cases in one),
+/// never a new case in every operation. What a provider does not support is refused as the
+/// defaults below say.
+protocol NamespaceProvider: AnyObject, Sendable {
+    /// The parts of the tree this provider owns.
+    var parts: Set<TreePart> { get }
+    func child(of parent: Node, named name: String) throws(StoreError) -> Node
+    func attributes(of node: Node) throws(StoreError) -> Attributes
+    /// A directory's entries other than `.` and `..`.
+    func entries(of node: Node) throws(StoreError) -> [DirectoryEntry]
+    func parent(of node: Node) throws(StoreError) -> Node
+    func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened
+    func create(in parent: Node, name: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Node, Opened)
+    func mkdir(in parent: Node, name: String, _ ctx: RequestContext) throws(StoreError) -> Node
+    func remove(_ node: Node, named name: String, in parent: Node, directory: Bool, _ ctx: RequestContext) throws(StoreError)
+    func rename(_ node: Node, from: Node, to: Node, newName: String, _ ctx: RequestContext) throws(StoreError)
+    func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError)
+    func xattrs(of node: Node) throws(StoreError) -> [(String, String)]
+    func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError)
+    func describe(_ node: Node) -> String
+}
+
+extension NamespaceProvider {
+    func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] { throw StoreError(.notDirectory, "not a directory") }
+    func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
+        throw StoreError(.isDirectory, "is a directory")
+    }
+    func create(in parent: Node, name: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Node, Opened) {
+        throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/")
+    }
+    func mkdir(in parent: Node, name: String, _ ctx: RequestContext) throws(StoreError) -> Node {
+        throw StoreError(.notPermitted, "directories can only be created in models/ (one per model)")
+    }
+    func remove(_ node: Node, named name: String, in parent: Node, directory: Bool, _ ctx: RequestContext) throws(StoreError) {
+        throw StoreError(.notPermitted, "\(Names.printable(name)) is part of the mount's layout")
+    }
+    func rename(_ node: Node, from: Node, to: Node, newName: String, _ ctx: RequestContext) throws(StoreError) {
+        throw StoreError(.notPermitted, "this cannot be renamed")
+    }
+    func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError) {
+        throw StoreError(.notPermitted, "versions never change once written")
+    }
+    func xattrs(of node: Node) throws(StoreError) -> [(String, String)] { [] }
+    func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError) {
+        throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
+    }
+}
+
+/// The parts of the tree, each owned by one provider.
+enum TreePart: Hashable, Sendable { case root, models, datasets, jobs }
+
+extension Node {
+    var part: TreePart {
+        switch self {
+        case .root, .stats: return .root
+        case .modelsDir, .model, .version, .next: return .models
+        case .datasetsDir, .dataset: return .datasets
+        case .jobsDir, .submit, .job, .jobFile: return .jobs
+        }
+    }
+}
+
+/// A file just opened, and how the kernel may cache it.
+struct Opened {
+    var file: any OpenFile
+    /// The kernel may keep cached pages across opens: the bytes never change.
+    var keepCache = false
+    /// Reads bypass the page cache: generated files whose size may change.
+    var directIO = false
+}
+
+/// What the providers share: the store, the cache, the mount's user, the files being written.
+final class Namespace: @unchecked Sendable {
+    let registry: Registry
+    let cache: BlockCache
+    let jobs: JobService?
+    let spool: SpoolSpace?
+    let logger: Logger
+    let uid = getuid()
+    let gid = getgid()
+    let mountTime = Date().timeIntervalSince1970
+
+    /// Immutable ready files: the kernel may keep their attributes for long.
+    static let readyAttributeSeconds = 3600.0
+    /// Directories and anything still changing.
+    static let shortAttributeSeconds = 1.0
+    static let xattrPrefix = "user.modelfs."
+
+    private let lock = NSLock()
+    /// The writer of each uploading inode: its size for `stat`, `truncate` by path, unmount.
+    private var writers: [UInt64: WriterFile] = [:]
+    private var probe: any WriterProbe = BlindWriterProbe()
+
+    init(registry: Registry, cache: BlockCache, jobs: JobService?, spool: SpoolSpace?, logger: Logger) {
+        self.registry = registry; self.cache = cache; self.jobs = jobs; self.spool = spool; self.logger = logger
+    }
+
+    var catalog: Catalog { registry.catalog }
+
+    var writerProbe: any WriterProbe {
+        get { lock.withLock { probe } }
+        set { lock.withLock { probe = newValue } }
+    }
+
+    func writer(for inode: UInt64) -> WriterFile? { lock.withLock { writers[inode] } }
+    var openWriters: [WriterFile] { lock.withLock { Array(writers.values) } }
+    func track(_ w: WriterFile) { lock.withLock { writers[w.inode] = w } }
+    func untrack(_ w: WriterFile) { lock.withLock { if writers[w.inode] === w { writers[w.inode] = nil } } }
+
+    /// A writer for an upload that has begun, owned by whoever asked.
+    func newWriter(_ inode: UInt64, _ upload: ItemUpload, _ ctx: RequestContext) -> Opened {
+        let probe = writerProbe
+        let w = WriterFile(namespace: self, inode: inode, upload: upload, opener: probe.task(ctx.pid)?.process ?? ctx.pid,
+                           created: probe.lastProcessID())
+        track(w)
+        return Opened(file: w)
+    }
+
+    // MARK: Attributes
+
+    func directory(_ node: Node, modified: Double? = nil, links: UInt32 = 2) -> Attributes {
+        let modified = modified ?? mountTime
+        return Attributes(inode: node.inode, isDirectory: true, size: 4096, permissions: 0o755, links: links, modified: modified,
+                          changed: modified, uid: uid, gid: gid, cacheSeconds: Namespace.shortAttributeSeconds)
+    }
+
+    func file(_ node: Node, size: Int64, modified: Double, ready: Bool = false, writable: Bool = false, permissions: UInt32? = nil) -> Attributes {
+        Attributes(inode: node.inode, isDirectory: false, size: size, permissions: permissions ?? (writable ? 0o644 : 0o444), links: 1,
+                   modified: modified, changed: modified, uid: uid, gid: gid,
+                   cacheSeconds: ready ? Namespace.readyAttributeSeconds : 0)
+    }
+
+    /// A version or dataset: ready files `0444` and cached long, files being written `0644` with
+    /// the size written so far, failed ones no permission at all (`----------`): there to be
+    /// looked at with getfattr, replaced by a new copy or removed, never read.
+    func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date) -> Attributes {
+        switch status {
+        case .ready: return file(node, size: size, modified: modified.timeIntervalSince1970, ready: true)
+        case .uploading:
+            return file(node, size: writer(for: node.inode)?.upload.bytesWritten ?? size, modified: modified.timeIntervalSince1970, writable: true)
+        case .failed: return file(node, size: size, modified: modified.timeIntervalSince1970, permissions: 0)
+        }
+    }
+
+    // MARK: Versions and datasets alike
+
+    /// Opens a version or dataset: for reading when ready; a copy onto a failed one (`O_TRUNC`)
+    /// writes it again; anything else for writing is refused, as versions never change.
+    func openUploaded(_ node: Node, status: UploadStatus, error: String?, name: String, key: String, size: Int64, sha256: String?,
+                      flags: OpenFlags, _ ctx: RequestContext, restart: () throws(StoreError) -> ItemUpload) throws(StoreError) -> Opened {
+        if status == .failed && flags.wantsWrite && flags.truncates {
+            return newWriter(node.inode, try restart(), ctx)
+        }
+        if flags.wantsWrite {
+            if flags.truncates { throw StoreError(.alreadyExists, "\(name) exists; versions never change: write a new version") }
+            throw StoreError(.notPermitted, "\(name) cannot be opened for writing: versions never change")
+        }
+        switch status {
+        case .ready: break
+        case .uploading: throw StoreError(.notReady, "\(name) is still uploading")
+        case .failed: throw StoreError(.io, "\(name) failed to upload: \(error ?? "unknown error")")
+        }
+        let reader = ObjectReaders.open(store: registry.objects, cache: cache, key: key, size: size,
+                                        id: ObjectIdentity.id(sha256: sha256 ?? key, size: size))
+        return Opened(file: ReaderFile(reader), keepCache: true)
+    }
+
+    /// `ftruncate` of a file being written (its writer decides); anything else never changes.
+    func truncateUpload(_ node: Node, to size: Int64) throws(StoreError) {
+        guard let w = writer(for: node.inode) else { throw StoreError(.notPermitted, "versions never change once written") }
+        try w.resize(to: size)
+    }
+
+    func common(_ pairs: [(String, String)]) -> [(String, String)] { pairs.map { (Namespace.xattrPrefix + $0.0, $0.1) } }
+}

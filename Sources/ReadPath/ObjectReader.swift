@@ -1,0 +1,107 @@
+import Foundation
+import Glibc
+import ModelStore
+
+/// What a read returns, in the form that costs the fewest copies to reply with.
+public enum ReadReply: Sendable {
+    case bytes([UInt8])
+    /// Straight from the block cache's memory.
+    case cached(CachedBytes)
+    /// `count` bytes of an open file at `offset` (the local store's object file), which the FUSE
+    /// layer can splice to the kernel.
+    case file(descriptor: Int32, offset: Int64, count: Int)
+
+    /// The bytes in one array (tests and callers that want them).
+    public var bytes: [UInt8] {
+        switch self {
+        case .bytes(let b): return b
+        case .cached(let c): return c.bytes
+        case .file(let fd, let offset, let count):
+            return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                var done = 0
+                while done < count {
+                    let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    done += n
+                }
+                initialized = done
+            }
+        }
+    }
+}
+
+/// One open file's reads of one immutable object. The read path picks the reader; the
+/// filesystem only asks it for ranges.
+public protocol ObjectReader: Sendable {
+    func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply
+}
+
+public enum ObjectReaders {
+    /// The object's own file when the store keeps one whole and of the recorded size (the local
+    /// store): its page cache is the only cache. Otherwise ranged reads through the node's block
+    /// cache, with sequential prefetch.
+    public static func open(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64) -> any ObjectReader {
+        if let path = store.localFile(key), let local = LocalFileReader(path: path, size: size, cache: cache) { return local }
+        return CachedObjectReader(store: store, cache: cache, key: key, size: size, id: id)
+    }
+}
+
+/// Ranged GETs through the block cache; prefetch once a run is long enough.
+public final class CachedObjectReader: ObjectReader, @unchecked Sendable {
+    let store: any ObjectStore
+    let cache: BlockCache
+    let key: String
+    let size: Int64
+    let id: UInt64
+    private let lock = NSLock()
+    /// Nothing ahead of the kernel's readahead for the first 4 MiB of a run: one tensor or one zip
+    /// member costs what the kernel asks for, not a window more.
+    private var prefetcher = Prefetcher(startAfter: 4 << 20)
+
+    init(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64) {
+        self.store = store; self.cache = cache; self.key = key; self.size = size; self.id = id
+    }
+
+    public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
+        let ahead = lock.withLock { prefetcher.plan(offset: offset, length: length, size: size) }
+        let store = self.store
+        let key = self.key
+        return .cached(try cache.read(object: id, size: size, range: offset..<(offset + Int64(length)), ahead: ahead) {
+            (range, buffer) throws(StoreError) -> Int in
+            do throws(ObjectStoreError) { return try store.get(key, range: range, into: buffer) } catch {
+                // The version was deleted (by the CLI, another mount) while this file was open.
+                if case .notFound = error { throw StoreError(.stale, "\(key) was deleted while it was open") }
+                throw error.storeError
+            }
+        })
+    }
+}
+
+/// The object's own local file, spliced to the kernel.
+final class LocalFileReader: ObjectReader, @unchecked Sendable {
+    let fd: Int32
+    let size: Int64
+    let cache: BlockCache
+
+    /// Nil when the file is not there or not the recorded size: the checked path says why.
+    init?(path: String, size: Int64, cache: BlockCache) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0, Int64(st.st_size) == size else { close(fd); return nil }
+        // FUSE hands reads over out of order across threads; a wider readahead on the object
+        // file keeps the disk ahead of them.
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        self.fd = fd; self.size = size; self.cache = cache
+    }
+
+    deinit { close(fd) }
+
+    func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
+        let lower = min(max(offset, 0), size)
+        let count = Int(min(Int64(length), size - lower))
+        cache.countDirect(bytes: count)
+        return .file(descriptor: fd, offset: lower, count: count)
+    }
+}
