@@ -5,7 +5,7 @@ import ReadPath
 import Registry
 
 /// `datasets/`: one file per dataset, written and read like versions.
-final class DatasetsProvider: NamespaceProvider, @unchecked Sendable {
+final class DatasetsProvider: NamespaceProvider {
     unowned let namespace: Namespace
     let parts: Set<TreePart> = [.datasets]
 

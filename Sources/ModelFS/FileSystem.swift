@@ -6,6 +6,7 @@ import Logging
 import ModelStore
 import ReadPath
 import Registry
+import Synchronization
 
 /// Flags of `open(2)` that matter here, without FUSE types.
 public struct OpenFlags: Sendable {
@@ -32,17 +33,16 @@ public struct OpenResult: Sendable {
 /// It only dispatches: each node belongs to one provider (``RootProvider``, ``ModelsProvider``,
 /// ``DatasetsProvider``, ``JobsProvider``), and each open file is one ``OpenFile`` kept under a
 /// handle until its last close.
-public final class FileSystem: @unchecked Sendable {
+public final class FileSystem: Sendable {
     public let registry: Registry
     public let cache: BlockCache
     /// Training jobs behind `jobs/`; nil when the mount runs none.
     public let jobs: JobService?
     let namespace: Namespace
-    private var providers: [TreePart: any NamespaceProvider] = [:]
+    private let providers: [TreePart: any NamespaceProvider]
 
-    private let lock = NSLock()
-    private var handles: [UInt64: any OpenFile] = [:]
-    private var nextHandle: UInt64 = 1
+    private struct Handles { var open: [UInt64: any OpenFile] = [:]; var next: UInt64 = 1 }
+    private let handles = Mutex(Handles())
 
     public typealias ReadReply = ReadPath.ReadReply
 
@@ -51,14 +51,18 @@ public final class FileSystem: @unchecked Sendable {
         self.registry = registry
         self.cache = cache
         self.jobs = jobs
-        namespace = Namespace(registry: registry, cache: cache, jobs: jobs, spool: spool, logger: logger)
-        let root = RootProvider(namespace: namespace) { [unowned self] (node) throws(StoreError) -> Attributes in
-            try self.provider(node).attributes(of: node)
+        let namespace = Namespace(registry: registry, cache: cache, jobs: jobs, spool: spool, logger: logger)
+        self.namespace = namespace
+        let others: [any NamespaceProvider] = [ModelsProvider(namespace: namespace), DatasetsProvider(namespace: namespace),
+                                               JobsProvider(namespace: namespace)]
+        // The root lists the other parts' top directories, with their providers' attributes.
+        let root = RootProvider(namespace: namespace) { (node) throws(StoreError) -> Attributes in
+            guard let p = others.first(where: { $0.parts.contains(node.part) }) else { throw .notFound("no provider") }
+            return try p.attributes(of: node)
         }
-        for p in [root, ModelsProvider(namespace: namespace), DatasetsProvider(namespace: namespace), JobsProvider(namespace: namespace)]
-            as [any NamespaceProvider] {
-            for part in p.parts { providers[part] = p }
-        }
+        var byPart: [TreePart: any NamespaceProvider] = [:]
+        for p in [root] + others { for part in p.parts { byPart[part] = p } }
+        providers = byPart
     }
 
     /// Called once the mount is live, when `/proc` can tell which descriptors refer to it.
@@ -112,16 +116,16 @@ public final class FileSystem: @unchecked Sendable {
     // MARK: Open files
 
     private func register(_ opened: Opened) -> OpenResult {
-        lock.withLock {
-            let h = nextHandle
-            nextHandle += 1
-            handles[h] = opened.file
+        handles.withLock {
+            let h = $0.next
+            $0.next += 1
+            $0.open[h] = opened.file
             return OpenResult(handle: h, keepCache: opened.keepCache, directIO: opened.directIO)
         }
     }
 
     private func openFile(_ handle: UInt64) throws(StoreError) -> any OpenFile {
-        guard let f = lock.withLock({ handles[handle] }) else { throw StoreError(.badDescriptor, "no open file \(handle)") }
+        guard let f = handles.withLock({ $0.open[handle] }) else { throw StoreError(.badDescriptor, "no open file \(handle)") }
         return f
     }
 
@@ -165,7 +169,7 @@ public final class FileSystem: @unchecked Sendable {
 
     /// The last close of an open file.
     public func release(_ handle: UInt64) throws(StoreError) {
-        guard let file = lock.withLock({ handles.removeValue(forKey: handle) }) else { return }
+        guard let file = handles.withLock({ $0.open.removeValue(forKey: handle) }) else { return }
         try file.release()
     }
 

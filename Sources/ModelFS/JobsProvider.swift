@@ -1,13 +1,14 @@
 import Catalog
 import Foundation
 import Glibc
+import Synchronization
 import Jobs
 import ModelStore
 import ReadPath
 
 /// `jobs/`: the `submit` control file and one directory per job (spec.json, status, log, control).
 /// The protocol of requests is here and nowhere else: see docs/JOBS.md.
-final class JobsProvider: NamespaceProvider, @unchecked Sendable {
+final class JobsProvider: NamespaceProvider {
     unowned let namespace: Namespace
     let parts: Set<TreePart> = [.jobs]
 
@@ -145,49 +146,47 @@ final class JobsProvider: NamespaceProvider, @unchecked Sendable {
 /// One open of `jobs/submit`: the request as it arrives, and the answer a read returns. A
 /// complete request (ending in a newline, or a whole JSON object) is submitted at once, so a bad
 /// one fails this very `write()`; one without a final newline is taken when the file is closed.
-final class SubmissionFile: OpenFile, @unchecked Sendable {
+final class SubmissionFile: OpenFile {
     unowned let provider: JobsProvider
-    private let lock = NSLock()
-    private var request: [UInt8] = []
-    private var answer: [UInt8] = []
-    private var done = false
+    private struct State { var request: [UInt8] = []; var answer: [UInt8] = []; var done = false }
+    private let state = Mutex(State())
 
     init(provider: JobsProvider) { self.provider = provider }
 
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
-        .bytes(ContentFile.slice(lock.withLock { answer }, offset, size))
+        .bytes(ContentFile.slice(state.withLock { $0.answer }, offset, size))
     }
 
     func write(offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext) throws(StoreError) -> Int {
-        try locked(lock) { () throws(StoreError) -> Int in
-            guard !done else { throw StoreError(.invalidArgument, "one request per open: open jobs/submit again") }
-            request.append(contentsOf: bytes)
-            if request.count > JobRequest.maxBytes {
-                done = true
+        try state.withLock { (s) throws(StoreError) -> Int in
+            guard !s.done else { throw StoreError(.invalidArgument, "one request per open: open jobs/submit again") }
+            s.request.append(contentsOf: bytes)
+            if s.request.count > JobRequest.maxBytes {
+                s.done = true
                 let error = StoreError(.invalidArgument, "the request is over \(JobRequest.maxBytes) bytes")
-                answer = Array("error: \(error.message)\n".utf8)
+                s.answer = Array("error: \(error.message)\n".utf8)
                 throw error
             }
-            let text = String(decoding: request, as: UTF8.self).trimmingCharacters(in: .whitespaces)
-            let complete = request.last == 0x0A
+            let text = String(decoding: s.request, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let complete = s.request.last == 0x0A
                 || (text.hasPrefix("{") && (try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil)
-            if complete { try process() }
+            if complete { try process(&s) }
             return bytes.count
         }
     }
 
     func flush(_ ctx: RequestContext) throws(StoreError) {
-        try locked(lock) { () throws(StoreError) in
-            if !done && !request.isEmpty { try process() }
+        try state.withLock { (s) throws(StoreError) in
+            if !s.done && !s.request.isEmpty { try process(&s) }
         }
     }
 
-    private func process() throws(StoreError) {
-        done = true
+    private func process(_ s: inout State) throws(StoreError) {
+        s.done = true
         do throws(StoreError) {
-            answer = Array((try provider.submit(request) + "\n").utf8)
+            s.answer = Array((try provider.submit(s.request) + "\n").utf8)
         } catch {
-            answer = Array("error: \(error.message)\n".utf8)
+            s.answer = Array("error: \(error.message)\n".utf8)
             provider.namespace.logger.info("job request refused: \(error.message)")
             throw error
         }
@@ -195,7 +194,7 @@ final class SubmissionFile: OpenFile, @unchecked Sendable {
 }
 
 /// `jobs/<id>/control`: `echo cancel > control`.
-final class ControlFile: OpenFile, @unchecked Sendable {
+final class ControlFile: OpenFile {
     unowned let provider: JobsProvider
     let job: String
     init(provider: JobsProvider, job: String) { self.provider = provider; self.job = job }

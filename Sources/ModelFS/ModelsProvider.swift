@@ -6,7 +6,7 @@ import Registry
 
 /// `models/`: one directory per model, one file per version, `.next`, and atomic writers'
 /// temporary files (`.tmpXYZ`) until they are renamed onto a version's name.
-final class ModelsProvider: NamespaceProvider, @unchecked Sendable {
+final class ModelsProvider: NamespaceProvider {
     unowned let namespace: Namespace
     let parts: Set<TreePart> = [.models]
 

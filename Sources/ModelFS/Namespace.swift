@@ -6,6 +6,7 @@ import Logging
 import ModelStore
 import ReadPath
 import Registry
+import Synchronization
 
 /// One part of the tree (the root, `models/`, `datasets/`, `jobs/`): the nodes it owns, what
 /// they look like and what may be done to them. ``FileSystem`` routes each operation to the
@@ -81,7 +82,7 @@ struct Opened {
 }
 
 /// What the providers share: the store, the cache, the mount's user, the files being written.
-final class Namespace: @unchecked Sendable {
+final class Namespace: Sendable {
     let registry: Registry
     let cache: BlockCache
     let jobs: JobService?
@@ -97,10 +98,9 @@ final class Namespace: @unchecked Sendable {
     static let shortAttributeSeconds = 1.0
     static let xattrPrefix = "user.modelfs."
 
-    private let lock = NSLock()
     /// The writer of each uploading inode: its size for `stat`, `truncate` by path, unmount.
-    private var writers: [UInt64: WriterFile] = [:]
-    private var probe: any WriterProbe = BlindWriterProbe()
+    private let writers = Mutex<[UInt64: WriterFile]>([:])
+    private let probe = Mutex<any WriterProbe>(BlindWriterProbe())
 
     init(registry: Registry, cache: BlockCache, jobs: JobService?, spool: SpoolSpace?, logger: Logger) {
         self.registry = registry; self.cache = cache; self.jobs = jobs; self.spool = spool; self.logger = logger
@@ -109,14 +109,14 @@ final class Namespace: @unchecked Sendable {
     var catalog: Catalog { registry.catalog }
 
     var writerProbe: any WriterProbe {
-        get { lock.withLock { probe } }
-        set { lock.withLock { probe = newValue } }
+        get { probe.withLock { $0 } }
+        set { probe.withLock { $0 = newValue } }
     }
 
-    func writer(for inode: UInt64) -> WriterFile? { lock.withLock { writers[inode] } }
-    var openWriters: [WriterFile] { lock.withLock { Array(writers.values) } }
-    func track(_ w: WriterFile) { lock.withLock { writers[w.inode] = w } }
-    func untrack(_ w: WriterFile) { lock.withLock { if writers[w.inode] === w { writers[w.inode] = nil } } }
+    func writer(for inode: UInt64) -> WriterFile? { writers.withLock { $0[inode] } }
+    var openWriters: [WriterFile] { writers.withLock { Array($0.values) } }
+    func track(_ w: WriterFile) { writers.withLock { $0[w.inode] = w } }
+    func untrack(_ w: WriterFile) { writers.withLock { if $0[w.inode] === w { $0[w.inode] = nil } } }
 
     /// A writer for an upload that has begun, owned by whoever asked.
     func newWriter(_ inode: UInt64, _ upload: ItemUpload, _ ctx: RequestContext) -> Opened {

@@ -2,7 +2,7 @@ import Foundation
 import ModelStore
 
 /// The root (`models`, `datasets`, `jobs`, `.stats`) and `.stats`.
-final class RootProvider: NamespaceProvider, @unchecked Sendable {
+final class RootProvider: NamespaceProvider {
     unowned let namespace: Namespace
     /// Asks the other providers for the attributes of the root's children.
     let attributes: @Sendable (Node) throws(StoreError) -> Attributes
@@ -31,7 +31,9 @@ final class RootProvider: NamespaceProvider, @unchecked Sendable {
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
         guard node == .root else { throw StoreError(.notDirectory, "not a directory") }
         var out: [DirectoryEntry] = []
-        for (name, child) in RootProvider.children { out.append(DirectoryEntry(name: name, attributes: try attributes(child))) }
+        for (name, child) in RootProvider.children {
+            out.append(DirectoryEntry(name: name, attributes: child.part == .root ? try attributes(of: child) : try attributes(child)))
+        }
         return out
     }
 

@@ -4,6 +4,7 @@ import Glibc
 import ModelStore
 import Registry
 import ReadPath
+import Synchronization
 
 /// Who asks: the uid, gid and pid (a thread id, as the kernel reports it) of the FUSE request.
 /// Every operation of ``FileSystem`` takes one, so nothing runs as the mount's user on behalf
@@ -180,7 +181,7 @@ public struct BlindWriterProbe: WriterProbe {
 /// refers to it, so a descriptor shared with a child never completes it early; a close that comes
 /// from a process dying of a signal fails it instead, since what it wrote is not what it meant to;
 /// every close after the upload failed reports the failure, on whichever thread it comes.
-final class WriterFile: OpenFile, @unchecked Sendable {
+final class WriterFile: OpenFile {
     unowned let namespace: Namespace
     let inode: UInt64
     let upload: ItemUpload
@@ -193,7 +194,7 @@ final class WriterFile: OpenFile, @unchecked Sendable {
     /// The creating process closed its descriptor before writing anything and nobody could tell
     /// who else holds it: the upload ends at `release`, which the kernel sends just after that
     /// `close()` returns.
-    private var closedEmpty = false
+    private let closedEmpty = Atomic<Bool>(false)
     /// Signalled once the upload ended, for readers that arrive in between.
     private let ended = DispatchSemaphore(value: 0)
 
@@ -237,7 +238,7 @@ final class WriterFile: OpenFile, @unchecked Sendable {
                 // Nobody can tell who else holds it: the creating process's close completes, once
                 // it wrote something (a shell's copy of a redirected descriptor writes nothing).
                 guard process == opener else { return }
-                guard upload.bytesWritten > 0 else { closedEmpty = true; return }
+                guard upload.bytesWritten > 0 else { closedEmpty.store(true, ordering: .relaxed); return }
             }
             if let signal = closer?.killedBy {
                 let reason = "the writer (pid \(process)) was killed by signal \(signal) after \(upload.bytesWritten) bytes: the file is incomplete"
@@ -268,7 +269,7 @@ final class WriterFile: OpenFile, @unchecked Sendable {
     /// `cp` of an empty file returns before the kernel's asynchronous `release` completes the
     /// upload; a reader right behind it waits a moment for that instead of getting `EAGAIN`.
     func waitIfClosedEmpty() {
-        guard lock.withLock({ closedEmpty }) else { return }
+        guard closedEmpty.load(ordering: .relaxed) else { return }
         _ = ended.wait(timeout: .now() + 5)
         ended.signal()
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import ModelStore
+import Synchronization
 
 /// What a read returns, in the form that costs the fewest copies to reply with.
 public enum ReadReply: Sendable {
@@ -48,23 +49,22 @@ public enum ObjectReaders {
 }
 
 /// Ranged GETs through the block cache; prefetch once a run is long enough.
-public final class CachedObjectReader: ObjectReader, @unchecked Sendable {
+public final class CachedObjectReader: ObjectReader {
     let store: any ObjectStore
     let cache: BlockCache
     let key: String
     let size: Int64
     let id: UInt64
-    private let lock = NSLock()
     /// Nothing ahead of the kernel's readahead for the first 4 MiB of a run: one tensor or one zip
     /// member costs what the kernel asks for, not a window more.
-    private var prefetcher = Prefetcher(startAfter: 4 << 20)
+    private let prefetcher = Mutex(Prefetcher(startAfter: 4 << 20))
 
     init(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64) {
         self.store = store; self.cache = cache; self.key = key; self.size = size; self.id = id
     }
 
     public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
-        let ahead = lock.withLock { prefetcher.plan(offset: offset, length: length, size: size) }
+        let ahead = prefetcher.withLock { $0.plan(offset: offset, length: length, size: size) }
         let store = self.store
         let key = self.key
         return .cached(try cache.read(object: id, size: size, range: offset..<(offset + Int64(length)), ahead: ahead) {
@@ -79,7 +79,7 @@ public final class CachedObjectReader: ObjectReader, @unchecked Sendable {
 }
 
 /// The object's own local file, spliced to the kernel.
-final class LocalFileReader: ObjectReader, @unchecked Sendable {
+final class LocalFileReader: ObjectReader {
     let fd: Int32
     let size: Int64
     let cache: BlockCache

@@ -3,6 +3,7 @@ import Logging
 import ModelStore
 import Catalog
 import UploadPath
+import Synchronization
 
 /// What an ``ItemUpload`` writes: a model's version or a dataset.
 public enum UploadItem: Sendable, Equatable {
@@ -88,8 +89,8 @@ public final class ItemUpload: @unchecked Sendable {
                                lines: LineCounterBox?) -> StreamingUpload {
         let upload = StreamingUpload(store: registry.objects, key: key, concurrency: registry.uploadConcurrency, hooks: hooks,
                                      resume: resume, logger: registry.logger)
-        lines?.counter = LineCounter()
-        if let lines { upload.sealed = { lines.counter.count($0) } }
+        lines?.counter.withLock { $0 = LineCounter() }
+        if let lines { upload.sealed = { b in lines.counter.withLock { $0.count(b) } } }
         return upload
     }
 
@@ -226,7 +227,7 @@ public final class ItemUpload: @unchecked Sendable {
                 item = .version(m, v)
                 registry.publishManifest(m.id)
             case .dataset(var d):
-                let records = lines?.counter.records
+                let records = lines?.records
                 try registry.catalog.markDatasetReady(id: d.id, size: result.size, sha256: result.sha256, records: records, token: token)
                 d.status = .ready; d.error = nil; d.size = result.size; d.sha256 = result.sha256; d.records = records
                 item = .dataset(d)
@@ -307,17 +308,17 @@ struct LineCounter {
 }
 
 /// The record count, fed from the stream's sealed bytes.
-final class LineCounterBox: @unchecked Sendable {
-    var counter = LineCounter()
+final class LineCounterBox: Sendable {
+    let counter = Mutex(LineCounter())
+    var records: Int64 { counter.withLock { $0.records } }
 }
 
 /// A value shared between the upload's threads.
-final class LockedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: T
-    init(_ value: T) { stored = value }
+final class LockedBox<T: Sendable>: Sendable {
+    private let stored: Mutex<T>
+    init(_ value: T) { stored = Mutex(value) }
     var value: T {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
+        get { stored.withLock { $0 } }
+        set { stored.withLock { $0 = newValue } }
     }
 }

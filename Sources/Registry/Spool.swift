@@ -1,15 +1,15 @@
 import Foundation
 import Glibc
 import ModelStore
+import Synchronization
 
 /// Local disk for files whose writer seeks back into bytes already sent to object storage
 /// (`zipfile`, `torch.save`, `numpy.save` rewrite headers): such a file moves to a spool file and
 /// is uploaded whole when it is closed. One budget for every spooled file of the mount.
-public final class SpoolSpace: @unchecked Sendable {
+public final class SpoolSpace: Sendable {
     public let directory: String
     public let capacity: Int64
-    private let lock = NSLock()
-    private var used: Int64 = 0
+    private let used = Mutex<Int64>(0)
 
     public init(directory: String, capacity: Int64) throws(StoreError) {
         self.directory = directory
@@ -34,17 +34,18 @@ public final class SpoolSpace: @unchecked Sendable {
     }
 
     func reserve(_ bytes: Int64) throws(StoreError) {
-        lock.lock()
-        defer { lock.unlock() }
-        guard used + bytes <= capacity else {
-            throw StoreError(.noSpace, "the spool (\(directory), \(capacity >> 20) MiB) is full: files written out of order are held there until closed")
+        let capacity = self.capacity, directory = self.directory
+        try used.withLock { (used) throws(StoreError) in
+            guard used + bytes <= capacity else {
+                throw StoreError(.noSpace, "the spool (\(directory), \(capacity >> 20) MiB) is full: files written out of order are held there until closed")
+            }
+            used += bytes
         }
-        used += bytes
     }
 
-    func release(_ bytes: Int64) { lock.withLock { used -= bytes } }
+    func release(_ bytes: Int64) { used.withLock { $0 -= bytes } }
 
-    public var bytesUsed: Int64 { lock.withLock { used } }
+    public var bytesUsed: Int64 { used.withLock { $0 } }
 }
 
 /// One spooled file: random writes, then read back in order for the upload.
