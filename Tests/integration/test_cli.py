@@ -59,11 +59,7 @@ def test_manifest_in_the_bucket_follows_every_change(store, name, tmp_path):
 
 
 def read_object(store, key):
-    if store.kind == "local":
-        with open(os.path.join(store.data_dir, "blobs", "objects", key), "rb") as f:
-            return f.read()
-    from conftest import s3_client
-    return s3_client().get_object(Bucket=store.bucket, Key=key)["Body"].read()
+    return store.get_object(key)
 
 
 def test_duplicate_version_is_refused_under_any_extension(store, name, tmp_path):
