@@ -175,6 +175,9 @@ public final class Registry: Sendable {
             try catalog.setWriter(versionID: v.id, Writer.current)
             return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
         case .uploading:
+            // This process writes it from now on (the one that began it is gone, or its upload is
+            // refused below and this one exits, gone too).
+            try catalog.setWriter(versionID: v.id, Writer.current)
             guard let record = try catalog.upload(versionID: v.id) else {
                 // Interrupted before its first part: nothing to keep.
                 return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
@@ -182,7 +185,6 @@ public final class Registry: Sendable {
             if let size = record.sourceSize, size != source.size {
                 throw .invalid("\(source.path) is \(source.size) bytes but the interrupted upload was of \(size) bytes; import it as a new version")
             }
-            try catalog.setWriter(versionID: v.id, Writer.current)
             let parts: [UploadedPart]
             do { parts = try objects.listParts(record.objectKey, uploadID: record.uploadID) } catch {
                 if case .notFound = error {
