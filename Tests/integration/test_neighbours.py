@@ -221,3 +221,37 @@ def test_sixteen_parallel_copies_and_datasets_then_recover_loses_nothing(s3store
     assert "0 orphan object(s) deleted" in gc, gc
     assert s3store.keys() == keys
     assert owner(s3store) == claim
+
+
+def test_a_mount_starting_spares_an_upload_whose_writer_still_runs(store, tmp_path):
+    """`modelfs dataset add` reading a pipe beside the store, for what looks like an hour (its row
+    made older by hand): a mount starting meanwhile sweeps interrupted uploads, and must leave this
+    one alone; the writer then finishes and the dataset is ready with its sha256."""
+    fifo = str(tmp_path / "qa.jsonl")
+    os.mkfifo(fifo)
+    adder = store.popen("dataset", "add", fifo, "--name", "slow")
+    path = str(tmp_path / "m")
+    pid = None
+    try:
+        lines = b"".join(b'{"q": %d}\n' % i for i in range(200_000))
+        with open(fifo, "wb") as pipe:
+            pipe.write(lines[: len(lines) // 2])
+            pipe.flush()
+            deadline = time.time() + 60
+            status = lambda: {d["name"]: d["status"] for d in json.loads(store.run("datasets", "--json").stdout)}.get("slow")
+            while time.time() < deadline and status() != "uploading":
+                time.sleep(0.05)
+            assert status() == "uploading"
+            with sqlite3.connect(store.db) as c:
+                c.execute("UPDATE datasets SET modified = modified - 3600 WHERE name = 'slow'")
+            pid = mount_pid(store.run("mount", path).stdout)
+            assert xattr(os.path.join(path, "datasets", "slow.jsonl"), "status") == "uploading"
+            pipe.write(lines[len(lines) // 2:])
+        out, err = adder.communicate(timeout=120)
+        assert adder.returncode == 0, err
+        assert xattr(os.path.join(path, "datasets", "slow.jsonl"), "status") == "ready"
+        assert xattr(os.path.join(path, "datasets", "slow.jsonl"), "sha256") == hashlib.sha256(lines).hexdigest()
+    finally:
+        if adder.poll() is None:
+            adder.kill()
+        unmount(path, pid)
