@@ -247,10 +247,13 @@ public final class Registry: Sendable {
     /// there (put by anything else); then a unique variant. A new version never overwrites bytes.
     /// When object storage cannot say (down), a variant too: the upload will tell.
     func freshKey(_ base: String, name: String, format: String) throws(StoreError) -> String {
-        if try isFree(base) == true { return base }
+        let free = try isFree(base)
+        if free == true { return base }
         while true {
             let candidate = name + "~" + String(UInt32.random(in: 0...UInt32.max), radix: 16) + "." + format
-            if try isFree(candidate) != false { return candidate }
+            // Object storage that could not answer for `base` is not asked again (each try waits
+            // out --s3-timeout): a random variant no row owns is taken.
+            if free == nil ? try !catalog.objectKeyInUse(candidate) : try isFree(candidate) != false { return candidate }
         }
     }
 

@@ -31,8 +31,10 @@ import Catalog
         let env = try Env()
         try env.registry.createModel("m")
         env.memory.injectFaults { op, _, _ in op == .head ? .unreachable("down") : nil }
+        let heads = env.memory.calls(.head)
         let upload = try env.registry.beginVersion(model: "m", fileName: "v1.zip")
         #expect(upload.item.objectKey.hasPrefix("m/v1~"))
+        #expect(env.memory.calls(.head) == heads + 1, "storage that could not answer is not asked again")
     }
 
     @Test func aBucketBelongsToOneCatalog() throws {
