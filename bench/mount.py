@@ -68,7 +68,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--bucket", default="models")
+    # Its own bucket (bench/run makes it): a bucket belongs to one catalog, and each benchmark makes a new one.
+    ap.add_argument("--bucket", default="bench-mount")
     ap.add_argument("--versions", type=int, default=1000)
     args = ap.parse_args()
 

@@ -169,6 +169,8 @@ struct DatasetCommand: ParsableCommand {
                 let base = (file as NSString).lastPathComponent
                 let (fileName, format) = try Formats.splitDataset(base)
                 let upload = try registry.beginDataset(fileName: (name ?? fileName) + "." + format)
+                // Ready or failed, the datasets manifest in the bucket follows.
+                defer { registry.publishDatasetsManifestIfBehind() }
                 guard let handle = FileHandle(forReadingAtPath: file) else {
                     upload.abort(reason: "cannot read \(file)")
                     throw CLIError("cannot read \(file)")

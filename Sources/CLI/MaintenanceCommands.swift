@@ -35,11 +35,16 @@ struct RecoverCommand: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let registry = try store.openRegistry()
-            let (models, versions, problems) = try registry.recoverFromManifests()
+            let lock = try DataDirLock.acquire(dataDir: store.resolvedDataDir, holder: "recover", refused: { holder in
+                "recover is refused while \(holder) uses the data dir \(store.resolvedDataDir): unmount it first"
+            })
+            defer { withExtendedLifetime(lock) {} }
+            // An empty catalog takes over the id the bucket records: it is the same store.
+            let registry = try store.openRegistry(adopt: true)
+            let (models, versions, datasets, problems) = try registry.recoverFromManifests()
             for p in problems { print("problem: \(p)") }
             let stats = try registry.stats()
-            print("recovered \(models) models and \(versions) versions (\(stats.readyVersions) ready, \(stats.bytes) bytes) into \(registry.catalog.database.path)")
+            print("recovered \(models) models, \(versions) versions (\(stats.readyVersions) ready, \(stats.bytes) bytes) and \(datasets) datasets into \(registry.catalog.database.path)")
         }
     }
 }

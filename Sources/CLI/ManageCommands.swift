@@ -135,7 +135,18 @@ struct GCCommand: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let registry = try store.openRegistry()
+            // Deleting objects, or aborting multipart uploads however young, could take a live
+            // mount's upload for garbage: refused while a mount holds the data dir.
+            let destructive = deleteOrphans || olderThan == 0
+            let what = deleteOrphans ? "gc --delete-orphans" : "gc --older-than 0"
+            let lock = destructive ? try DataDirLock.acquire(dataDir: store.resolvedDataDir, holder: "gc", refused: { holder in
+                "\(what) is refused while \(holder) uses the data dir \(store.resolvedDataDir): it could take a live upload for garbage; unmount first"
+            }) : nil
+            defer { withExtendedLifetime(lock) {} }
+            let (registry, claim) = try store.openStore()
+            if deleteOrphans && claim == .claimed {
+                throw CLIError("the bucket belonged to no catalog until now (it is this one's from now on): --delete-orphans deletes only in a bucket this catalog already owned; check what `modelfs gc` lists, then run it again")
+            }
             let aborted = try registry.retryAbandonedUploads()
             try registry.retryPending()
             let known = Swift.Set(try registry.catalog.uploads().map(\.uploadID))
@@ -158,6 +169,13 @@ struct GCCommand: ParsableCommand {
                 for v in try registry.catalog.versions(modelID: m.id) { owned.insert(v.objectKey) }
             }
             for d in try registry.catalog.datasets() { owned.insert(d.objectKey) }
+            owned.formUnion([Rules.datasetsManifestKey, Rules.ownerKey])
+            if deleteOrphans {
+                // Checked again just before deleting: never in a bucket another catalog owns.
+                guard try registry.bucketOwner()?.catalog == registry.catalog.catalogID() else {
+                    throw CLIError("the bucket no longer records this catalog as its owner: nothing deleted")
+                }
+            }
             var found = 0
             do {
                 for object in try registry.objects.list(prefix: "") where !owned.contains(object.key) {

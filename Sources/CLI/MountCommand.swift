@@ -7,6 +7,7 @@ import ModelFS
 import Registry
 import ModelStore
 import ReadPath
+import Registry
 
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,9 +50,22 @@ struct MountCommand: ParsableCommand {
 
     func run() throws {
         let mountpoint = URL(fileURLWithPath: directory).standardizedFileURL.path
+        // Refusals come before anything changes: no directory made, no upload touched.
+        let lock = try reporting { () throws -> DataDirLock? in
+            try MountChecks.check(mountpoint: mountpoint, dataDir: store.resolvedDataDir, db: store.resolvedDB)
+            let refused = { (holder: String) in
+                "the data dir \(store.resolvedDataDir) is in use by \(holder): one data dir has one mount; unmount it first"
+            }
+            if foreground {
+                return try DataDirLock.acquire(dataDir: store.resolvedDataDir, holder: "mount", mountpoint: mountpoint, refused: refused)
+            }
+            // The background mount takes the lock itself; this only says no early, in the user's terminal.
+            try DataDirLock.check(dataDir: store.resolvedDataDir, refused: refused)
+            return nil
+        }
         try? FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
-        if foreground {
-            try serve(mountpoint)
+        if let lock {
+            try withExtendedLifetime(lock) { try serve(mountpoint) }
         } else {
             try daemonize(mountpoint)
         }
@@ -62,7 +76,8 @@ struct MountCommand: ParsableCommand {
             Log.setup(verbose: store.verbose, level: .notice)
             let registry = try store.openRegistry()
             try? registry.retryPending()
-            // Uploads a crashed mount left half-done become failed, their multipart uploads aborted.
+            // Uploads a crashed mount left half-done become failed, their multipart uploads aborted;
+            // those whose writer still runs (an import beside this mount) are left alone.
             if let failed = try? registry.failInterruptedUploads(), failed > 0 {
                 Log.logger.notice("marked \(failed) interrupted upload(s) failed")
             }
@@ -81,13 +96,17 @@ struct MountCommand: ParsableCommand {
             options.readAheadKB = readAheadKb
             let where_ = "catalog \(registry.catalog.database.path), bytes in \(registry.objects.location)"
             let logger = Log.logger
+            let flusher = DatasetsManifestFlusher(registry: registry)
             try adapter.run(mountpoint: mountpoint, options: options) {
                 logger.notice("mounted at \(mountpoint): \(where_); jobs run \(jobs.executor.name)\(jobs.configuration.trainCommand == nil ? " (no --train-command: submissions refused)" : "")")
                 // Jobs read their inputs through the mount: follow them once it is live, picking
                 // up where an earlier mount left off.
                 jobs.start()
             }
+            flusher.stop()
             jobs.stop()
+            // Dataset changes of the last moments reach the bucket before the process ends.
+            registry.publishDatasetsManifestIfBehind()
             Log.logger.notice("unmounted \(mountpoint)")
         }
     }
@@ -149,5 +168,39 @@ struct MountCommand: ParsableCommand {
             let fields = line.split(separator: " ")
             return fields.count > 2 && fields[1] == escaped && fields[2].hasPrefix("fuse")
         }
+    }
+}
+
+/// Dataset changes made through the mount (a copy into datasets/ completing or failing) reach
+/// the datasets manifest in the bucket within a second: every change to a dataset row moves the
+/// manifest's generation in the catalog, and this thread writes the manifest when it is behind.
+final class DatasetsManifestFlusher: @unchecked Sendable {
+    private let registry: Registry
+    private let condition = NSCondition()
+    private var stopped = false
+    private var thread: Thread?
+
+    init(registry: Registry, every interval: TimeInterval = 1) {
+        self.registry = registry
+        let t = Thread { [self] in
+            condition.lock()
+            while !stopped {
+                condition.unlock()
+                registry.publishDatasetsManifestIfBehind()
+                condition.lock()
+                if !stopped { _ = condition.wait(until: Date().addingTimeInterval(interval)) }
+            }
+            condition.unlock()
+        }
+        t.name = "datasets-manifest"
+        thread = t
+        t.start()
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.signal()
+        condition.unlock()
     }
 }

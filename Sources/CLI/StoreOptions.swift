@@ -50,13 +50,22 @@ struct StoreOptions: ParsableArguments {
 
     var resolvedBucket: String? { setting(bucket, "MODELFS_BUCKET") }
 
-    /// Opens the catalog and the object store this configuration names.
-    func openRegistry() throws -> Registry {
+    /// The SQLite catalog file.
+    var resolvedDB: String {
+        setting(db, "MODELFS_DB") ?? resolvedDataDir + "/" + (resolvedBucket.map { $0 + ".db" } ?? "catalog.db")
+    }
+
+    /// Opens the catalog and the object store this configuration names, and checks that the
+    /// bucket (or the local store) belongs to this catalog, claiming it if it belongs to none.
+    func openRegistry(adopt: Bool = false) throws -> Registry { try openStore(adopt: adopt).registry }
+
+    /// ``openRegistry(adopt:)``, saying whether the bucket was this catalog's before.
+    func openStore(adopt: Bool = false) throws -> (registry: Registry, claim: Registry.Claim) {
         Log.setup(verbose: verbose)
         let dir = resolvedDataDir
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let objects: any ObjectStore
-        let defaultDB: String
+        let what: String
         if let bucket = resolvedBucket {
             do {
                 var config = try S3Config.resolve(bucket: bucket, endpoint: setting(endpoint, "MODELFS_ENDPOINT"),
@@ -68,15 +77,18 @@ struct StoreOptions: ParsableArguments {
             } catch {
                 throw CLIError("\(error)")
             }
-            defaultDB = dir + "/" + bucket + ".db"
+            what = "bucket \(bucket)"
         } else {
             do { objects = try LocalObjectStore(root: dir + "/blobs") } catch { throw CLIError("\(error)") }
-            defaultDB = dir + "/catalog.db"
+            what = "the local store \(dir)/blobs"
         }
-        let catalog = try Catalog(path: setting(db, "MODELFS_DB") ?? defaultDB)
+        let catalog = try Catalog(path: resolvedDB)
         Log.logger.info("store: catalog \(catalog.database.path), bytes in \(objects.location)")
         let parallel = setting(nil, "MODELFS_UPLOAD_PARALLEL").flatMap(Int.init) ?? 4
-        return Registry(catalog: catalog, objects: objects, uploadConcurrency: max(1, parallel), logger: Log.logger)
+        let registry = Registry(catalog: catalog, objects: objects, uploadConcurrency: max(1, parallel), logger: Log.logger)
+        let claim = try registry.claimBucket(what, adopt: adopt)
+        if claim == .claimed, let id = try? registry.catalog.catalogID() { Log.logger.notice("\(what) now belongs to catalog \(id)") }
+        return (registry, claim)
     }
 }
 

@@ -87,7 +87,29 @@ enum Migrations {
         ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
         CREATE INDEX jobs_by_status ON jobs(status);
         """,
-        // 3: which upload owns a row being written, so a stale handle never completes, fails or
+        // 3: neighbours — the catalog's id (claimed in the bucket), who writes each upload (so a
+        // mount's sweep fails only uploads whose writer is gone), and manifest generations (so an
+        // older manifest never replaces a newer one). Every change to a dataset row bumps the
+        // datasets manifest's generation, whichever code made it.
+        """
+        CREATE TABLE catalog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        ALTER TABLE versions ADD COLUMN writer TEXT;
+        ALTER TABLE datasets ADD COLUMN writer TEXT;
+        ALTER TABLE models ADD COLUMN manifest_generation INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE manifest_state (
+            name TEXT PRIMARY KEY,
+            generation INTEGER NOT NULL DEFAULT 0,
+            published INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO manifest_state (name, generation) VALUES ('datasets', (SELECT count(*) > 0 FROM datasets));
+        CREATE TRIGGER datasets_manifest_insert AFTER INSERT ON datasets
+            BEGIN UPDATE manifest_state SET generation = generation + 1 WHERE name = 'datasets'; END;
+        CREATE TRIGGER datasets_manifest_update AFTER UPDATE ON datasets
+            BEGIN UPDATE manifest_state SET generation = generation + 1 WHERE name = 'datasets'; END;
+        CREATE TRIGGER datasets_manifest_delete AFTER DELETE ON datasets
+            BEGIN UPDATE manifest_state SET generation = generation + 1 WHERE name = 'datasets'; END;
+        """,
+        // 4: which upload owns a row being written, so a stale handle never completes, fails or
         // deletes what a newer upload of the same row (or a row that replaced it) holds.
         """
         ALTER TABLE versions ADD COLUMN upload_token TEXT;

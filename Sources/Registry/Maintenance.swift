@@ -4,32 +4,50 @@ import ModelStore
 
 /// Operator tools over the store: recover from interruptions, verify bytes, rebuild the catalog.
 extension Registry {
-    /// Uploads a previous process left half-done: versions and datasets being written through a
-    /// mount that stopped (their multipart upload is aborted, they become `failed`), and, after
-    /// `staleAfter` seconds, uploads with no multipart upload yet. Uploads by `modelfs import`
-    /// stay `uploading`, resumable with `--resume`. Returns how many were failed.
+    /// Uploads whose writer is gone: versions and datasets being written by a process that
+    /// stopped (a killed mount) become `failed` and their multipart uploads are aborted. Uploads
+    /// whose writer still runs on this host (a `modelfs import` beside the mount) are left alone,
+    /// and so are those of a writer on another host, which nothing here can tell. Uploads by
+    /// `modelfs import` stay `uploading` even when it is gone, resumable with `--resume`.
+    /// Rows from before writers were recorded fall back to age: after `staleAfter` seconds, those
+    /// with no multipart upload yet. Returns how many were failed.
     @discardableResult
     public func failInterruptedUploads(staleAfter: TimeInterval = 600) throws(StoreError) -> Int {
         var failed = 0
         let cutoff = Date().addingTimeInterval(-staleAfter)
+        let reason = "interrupted: the process writing it stopped before the upload completed"
         for v in try catalog.versions(status: .uploading) {
             let record = try catalog.upload(versionID: v.id)
-            if let record, record.sourcePath != nil { continue }  // an import: resumable
-            if record == nil && v.modified > cutoff { continue }  // maybe a live import's first part
-            var stillOpen = false
-            if let record {
-                do { try objects.abortMultipartUpload(record.objectKey, uploadID: record.uploadID) } catch { stillOpen = true }
+            if let writer = try catalog.writer(versionID: v.id) {
+                if Writer.liveness(writer) != .gone { continue }
+            } else if record == nil && v.modified > cutoff {
+                continue  // maybe a live import's first part
             }
-            try catalog.markVersionFailed(id: v.id, error: "interrupted: the process writing it stopped before the upload completed",
-                                          uploadStillOpen: stillOpen)
+            if let record, record.sourcePath != nil { continue }  // an import: resumable
+            let stillOpen = !abort(record)
+            try catalog.markVersionFailed(id: v.id, error: reason, uploadStillOpen: stillOpen)
             publishManifest(v.modelID)
             failed += 1
         }
-        for d in try catalog.datasets() where d.status == .uploading && d.modified <= cutoff {
-            try catalog.markDatasetFailed(id: d.id, error: "interrupted: the process writing it stopped before the upload completed")
+        for d in try catalog.datasets() where d.status == .uploading {
+            if let writer = try catalog.writer(datasetID: d.id) {
+                if Writer.liveness(writer) != .gone { continue }
+            } else if d.modified > cutoff {
+                continue
+            }
+            _ = abort(try catalog.upload(datasetID: d.id))
+            try catalog.markDatasetFailed(id: d.id, error: reason)
             failed += 1
         }
+        if failed > 0 { publishDatasetsManifestIfBehind() }
         return failed
+    }
+
+    /// Aborts an upload's multipart upload; false when object storage refused.
+    private func abort(_ record: UploadRecord?) -> Bool {
+        guard let record else { return true }
+        do { try objects.abortMultipartUpload(record.objectKey, uploadID: record.uploadID) } catch { return false }
+        return true
     }
 
     /// One verified object.
@@ -49,47 +67,55 @@ extension Registry {
             for v in try catalog.versions(modelID: m.id) where v.status == .ready && (versionName == nil || v.name == versionName) {
                 let name = m.name + "/" + v.fileName
                 progress(name)
-                let hasher = SHA256Hasher()
-                var offset: Int64 = 0
-                var failure: String?
-                while offset < v.size {
-                    do {
-                        let bytes = try objects.get(v.objectKey, range: offset..<min(offset + (8 << 20), v.size))
-                        if bytes.isEmpty { break }
-                        hasher.update(bytes)
-                        offset += Int64(bytes.count)
-                    } catch {
-                        failure = error.description
-                        break
-                    }
-                }
-                let digest = Digest.hex(hasher.finalize())
-                if let failure {
-                    out.append(Verification(name: name, ok: false, detail: failure))
-                } else if offset != v.size {
-                    out.append(Verification(name: name, ok: false, detail: "object has \(offset) bytes, catalog says \(v.size)"))
-                } else if digest != v.sha256 {
-                    out.append(Verification(name: name, ok: false, detail: "sha256 \(digest), catalog says \(v.sha256 ?? "none")"))
-                } else {
-                    out.append(Verification(name: name, ok: true, detail: "\(v.size) bytes, sha256 ok"))
-                }
+                out.append(verifyObject(name: name, key: v.objectKey, size: v.size, sha256: v.sha256))
+            }
+        }
+        // Datasets too, when no model is named.
+        if modelName == nil {
+            for d in try catalog.datasets() where d.status == .ready {
+                let name = "datasets/" + d.fileName
+                progress(name)
+                out.append(verifyObject(name: name, key: d.objectKey, size: d.size, sha256: d.sha256))
             }
         }
         return out
     }
 
-    /// Rebuilds models and versions from the manifests in the bucket, into this (empty) catalog.
-    /// A version the manifest calls ready whose object is missing or of another size is restored
-    /// as `failed`. Returns (models, versions) restored.
-    public func recoverFromManifests() throws(StoreError) -> (models: Int, versions: Int, problems: [String]) {
-        guard try catalog.models().isEmpty else {
+    private func verifyObject(name: String, key: String, size: Int64, sha256: String?) -> Verification {
+        let hasher = SHA256Hasher()
+        var offset: Int64 = 0
+        var failure: String?
+        while offset < size {
+            do {
+                let bytes = try objects.get(key, range: offset..<min(offset + (8 << 20), size))
+                if bytes.isEmpty { break }
+                hasher.update(bytes)
+                offset += Int64(bytes.count)
+            } catch {
+                failure = error.description
+                break
+            }
+        }
+        let digest = Digest.hex(hasher.finalize())
+        if let failure { return Verification(name: name, ok: false, detail: failure) }
+        if offset != size { return Verification(name: name, ok: false, detail: "object has \(offset) bytes, catalog says \(size)") }
+        if digest != sha256 { return Verification(name: name, ok: false, detail: "sha256 \(digest), catalog says \(sha256 ?? "none")") }
+        return Verification(name: name, ok: true, detail: "\(size) bytes, sha256 ok")
+    }
+
+    /// Rebuilds models, versions and datasets from the manifests in the bucket, into this
+    /// (empty) catalog. A version or dataset the manifest calls ready whose object is missing or
+    /// of another size is restored as `failed`; one the manifest calls uploading is `failed`.
+    public func recoverFromManifests() throws(StoreError) -> (models: Int, versions: Int, datasets: Int, problems: [String]) {
+        guard try catalog.isEmpty() else {
             throw StoreError(.invalidArgument, "recover writes into an empty catalog: use a new --data-dir (or --db)")
         }
         let manifests: [ObjectInfo]
         do { manifests = try objects.list(prefix: Rules.manifestPrefix) } catch { throw error.storeError }
-        var models = 0, versions = 0
+        var models = 0, versions = 0, datasets = 0
         var problems: [String] = []
-        for info in manifests where info.key.hasSuffix(".json") {
+        // `.catalog/.<name>.json` are the datasets and the owner, not models.
+        for info in manifests where info.key.hasSuffix(".json") && !info.key.hasPrefix(Rules.manifestPrefix + ".") {
             let manifest: Manifest
             do {
                 manifest = try Manifest.decode(try objects.get(info.key, range: nil))
@@ -100,26 +126,63 @@ extension Registry {
             let m = try catalog.createModel(name: manifest.model, type: manifest.type, note: manifest.note)
             models += 1
             for e in manifest.versions {
-                var status = e.status
-                var error = e.error
-                if status == .ready {
-                    let head: ObjectInfo?
-                    do { head = try objects.head(e.key) } catch { throw error.storeError }
-                    if head?.size != e.size {
-                        status = .failed
-                        error = head == nil ? "object missing at recovery" : "object size \(head!.size) differs from the manifest's \(e.size)"
-                        problems.append("\(manifest.model)/\(e.name).\(e.format): \(error!)")
-                    }
-                } else if status == .uploading {
-                    status = .failed
-                    error = "interrupted before recovery"
-                }
+                let (status, error) = try recoveredStatus(e.status, e.error, key: e.key, size: e.size,
+                                                          name: "\(manifest.model)/\(e.name).\(e.format)", problems: &problems)
                 try catalog.restoreVersion(modelID: m.id, name: e.name, format: e.format, objectKey: e.key, size: e.size,
                                            sha256: e.sha256, status: status, error: error, note: e.note,
                                            lineage: e.lineage ?? Lineage(), created: e.created, modified: e.modified)
                 versions += 1
             }
         }
-        return (models, versions, problems)
+        if let bytes = try optionalObject(Rules.datasetsManifestKey) {
+            do {
+                for e in try DatasetsManifest.decode(bytes).datasets {
+                    let (status, error) = try recoveredStatus(e.status, e.error, key: e.key, size: e.size,
+                                                              name: "datasets/\(e.name).\(e.format)", problems: &problems)
+                    try catalog.restoreDataset(name: e.name, format: e.format, objectKey: e.key, size: e.size, records: e.records,
+                                               sha256: e.sha256, status: status, error: error, note: e.note,
+                                               created: e.created, modified: e.modified)
+                    datasets += 1
+                }
+            } catch let e as StoreError {
+                throw e
+            } catch {
+                problems.append("\(Rules.datasetsManifestKey): unreadable manifest (\(error))")
+            }
+        }
+        return (models, versions, datasets, problems)
+    }
+
+    /// The status a recovered version or dataset gets: ready only when its object is there with
+    /// the manifest's size.
+    private func recoveredStatus(_ status: UploadStatus, _ error: String?, key: String, size: Int64, name: String,
+                                 problems: inout [String]) throws(StoreError) -> (UploadStatus, String?) {
+        switch status {
+        case .ready:
+            let head: ObjectInfo?
+            do { head = try objects.head(key) } catch { throw error.storeError }
+            guard let head else {
+                problems.append("\(name): object missing at recovery")
+                return (.failed, "object missing at recovery")
+            }
+            guard head.size == size else {
+                let why = "object size \(head.size) differs from the manifest's \(size)"
+                problems.append("\(name): \(why)")
+                return (.failed, why)
+            }
+            return (.ready, error)
+        case .uploading:
+            return (.failed, "interrupted before recovery")
+        case .failed:
+            return (.failed, error)
+        }
+    }
+
+    /// The object's bytes, or nil when there is none.
+    func optionalObject(_ key: String) throws(StoreError) -> [UInt8]? {
+        do { return try objects.get(key, range: nil) } catch {
+            if case .notFound = error { return nil }
+            throw error.storeError
+        }
     }
 }

@@ -19,6 +19,9 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     public var formatVersion = 1
+    /// The catalog's manifest generation of this model when it was written: a later write of
+    /// the same model carries a higher one.
+    public var generation: Int64?
     public var model: String
     public var type: ModelType
     public var note: String
@@ -38,16 +41,56 @@ public struct Manifest: Codable, Equatable, Sendable {
         }
     }
 
-    public func encoded() -> [UInt8] {
+    public func encoded() -> [UInt8] { ManifestCoding.encode(self) }
+
+    public static func decode(_ bytes: [UInt8]) throws -> Manifest { try ManifestCoding.decode(bytes) }
+}
+
+/// The datasets' JSON document in the bucket (`.catalog/.datasets.json`): every dataset, so that
+/// `modelfs recover` brings them back.
+public struct DatasetsManifest: Codable, Equatable, Sendable {
+    public struct Entry: Codable, Equatable, Sendable {
+        public var name: String
+        public var format: String
+        public var key: String
+        public var size: Int64
+        public var records: Int64?
+        public var sha256: String?
+        public var status: UploadStatus
+        public var error: String?
+        public var note: String
+        public var created: Date
+        public var modified: Date
+    }
+
+    public var formatVersion = 1
+    public var generation: Int64
+    public var datasets: [Entry]
+
+    public init(datasets: [Dataset], generation: Int64) {
+        self.generation = generation
+        self.datasets = datasets.map {
+            Entry(name: $0.name, format: $0.format, key: $0.objectKey, size: $0.size, records: $0.records, sha256: $0.sha256,
+                  status: $0.status, error: $0.error, note: $0.note, created: $0.created, modified: $0.modified)
+        }
+    }
+
+    public func encoded() -> [UInt8] { ManifestCoding.encode(self) }
+
+    public static func decode(_ bytes: [UInt8]) throws -> DatasetsManifest { try ManifestCoding.decode(bytes) }
+}
+
+enum ManifestCoding {
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
-        return Array((try? encoder.encode(self)) ?? Data())
+        return Array((try? encoder.encode(value)) ?? Data())
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> Manifest {
+    static func decode<T: Decodable>(_ bytes: [UInt8]) throws -> T {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode(Manifest.self, from: Data(bytes))
+        return try decoder.decode(T.self, from: Data(bytes))
     }
 }

@@ -12,6 +12,8 @@ public final class Registry: Sendable {
     let logger: Logger
     /// Parts uploaded in parallel by each upload.
     public let uploadConcurrency: Int
+    /// Orders manifest writes per model (and for the datasets manifest) within this process.
+    let manifestLocks = KeyedLocks()
 
     public init(catalog: Catalog, objects: any ObjectStore, uploadConcurrency: Int = 4,
                 logger: Logger = Logger(label: "modelfs.registry")) {
@@ -76,8 +78,10 @@ public final class Registry: Sendable {
             try removeBytes(of: v)
             try catalog.deleteVersion(id: v.id)
         }
-        do { try objects.delete(Rules.manifestKey(model: m.name)) } catch { throw error.storeError }
-        try catalog.deleteModel(id: m.id)
+        try manifestLocks.withLock("model \(m.id)") { () throws(StoreError) in
+            do throws(ObjectStoreError) { try objects.delete(Rules.manifestKey(model: m.name)) } catch { throw error.storeError }
+            try catalog.deleteModel(id: m.id)
+        }
     }
 
     // MARK: Versions
@@ -151,6 +155,7 @@ public final class Registry: Sendable {
         let m = try model(modelName)
         let key = try freshKey(Rules.versionKey(model: m.name, fileName: fileName), name: "\(m.name)/\(name)", format: format)
         let v = try catalog.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
+        try catalog.setWriter(versionID: v.id, Writer.current)
         // The manifest follows when the upload ends (ready or failed): an uploading version means
         // nothing to another node or to recovery, and each rewrite costs a PUT of the whole manifest.
         return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
@@ -167,8 +172,12 @@ public final class Registry: Sendable {
         case .failed:
             try retryAbandonedUploads()
             try catalog.markVersionUploading(id: v.id)
+            try catalog.setWriter(versionID: v.id, Writer.current)
             return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
         case .uploading:
+            // This process writes it from now on (the one that began it is gone, or its upload is
+            // refused below and this one exits, gone too).
+            try catalog.setWriter(versionID: v.id, Writer.current)
             guard let record = try catalog.upload(versionID: v.id) else {
                 // Interrupted before its first part: nothing to keep.
                 return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
@@ -201,6 +210,7 @@ public final class Registry: Sendable {
         let (name, format) = try Formats.splitDataset(fileName)
         let key = try freshKey(Rules.datasetKey(fileName: fileName), name: ".datasets/" + name, format: format)
         let d = try catalog.insertDataset(name: name, format: format, objectKey: key, note: note)
+        try catalog.setWriter(datasetID: d.id, Writer.current)
         return ItemUpload(registry: self, item: .dataset(d), resume: nil, source: nil)
     }
 
@@ -212,6 +222,7 @@ public final class Registry: Sendable {
         if d.status == .uploading { throw StoreError(.busy, "datasets/\(d.fileName) is still uploading") }
         do { try objects.delete(d.objectKey) } catch { throw error.storeError }
         try catalog.deleteDataset(id: d.id)
+        publishDatasetsManifest()
     }
 
     public func renameDataset(_ from: String, to: String) throws(StoreError) {
@@ -220,6 +231,7 @@ public final class Registry: Sendable {
         if from == to { return }
         try checkNoActiveJob(model: "", dataset: d.name)
         try catalog.renameDataset(id: d.id, to: to)
+        publishDatasetsManifest()
     }
 
     /// The uploading version of `model` that was interrupted while importing `path`, if any.
@@ -231,35 +243,30 @@ public final class Registry: Sendable {
         return nil
     }
 
-    /// `base` unless a renamed version or dataset already owns it; then a unique variant.
+    /// `base` unless a renamed version or dataset already owns it, or an object is already
+    /// there (put by anything else); then a unique variant. A new version never overwrites bytes.
+    /// When object storage cannot say (down), a variant too: the upload will tell.
     func freshKey(_ base: String, name: String, format: String) throws(StoreError) -> String {
-        if try !catalog.objectKeyInUse(base) { return base }
+        let free = try isFree(base)
+        if free == true { return base }
         while true {
             let candidate = name + "~" + String(UInt32.random(in: 0...UInt32.max), radix: 16) + "." + format
-            if try !catalog.objectKeyInUse(candidate) { return candidate }
+            // Object storage that could not answer for `base` is not asked again (each try waits
+            // out --s3-timeout): a random variant no row owns is taken.
+            if free == nil ? try !catalog.objectKeyInUse(candidate) : try isFree(candidate) != false { return candidate }
+        }
+    }
+
+    /// Whether nothing owns `key` and no object is there; nil when object storage cannot say.
+    private func isFree(_ key: String) throws(StoreError) -> Bool? {
+        if try catalog.objectKeyInUse(key) { return false }
+        do { return try objects.head(key) == nil } catch {
+            logger.warning("could not check \(key) in object storage: \(error)")
+            return nil
         }
     }
 
     // MARK: Manifests and housekeeping
-
-    /// Rewrites the model's manifest in the bucket. When object storage is down the model is
-    /// marked dirty and the manifest is written by a later ``retryPending()``; metadata
-    /// operations still succeed from SQLite.
-    func publishManifest(_ modelID: Int64) {
-        do {
-            guard let m = try catalog.model(id: modelID) else { return }
-            let manifest = Manifest(model: m, versions: try catalog.versions(modelID: m.id))
-            do {
-                try objects.put(Rules.manifestKey(model: m.name), manifest.encoded())
-                try catalog.setManifestDirty(modelID: modelID, false)
-            } catch {
-                logger.warning("manifest of \(m.name) not written, will retry: \(error)")
-                try catalog.setManifestDirty(modelID: modelID, true)
-            }
-        } catch {
-            logger.warning("manifest of model \(modelID) not written: \(error)")
-        }
-    }
 
     public func manifest(of modelName: String) throws(StoreError) -> Manifest {
         let m = try model(modelName)
@@ -289,6 +296,7 @@ public final class Registry: Sendable {
     public func retryPending() throws(StoreError) {
         try retryAbandonedUploads()
         for m in try catalog.dirtyManifestModels() { publishManifest(m.id) }
+        publishDatasetsManifestIfBehind()
     }
 
     public func stats() throws(StoreError) -> CatalogStats { try catalog.stats() }

@@ -37,20 +37,39 @@ def make_file(path, size, seed=0):
     return path
 
 
-class Store:
-    """One store under test: runs the CLI against it and looks at its bucket directly."""
+def new_bucket():
+    """A fresh bucket on the S3 test server: a bucket belongs to one catalog, and every test's
+    data dir is a new catalog, so every S3 store gets its own bucket."""
+    b = f"t-{uuid.uuid4().hex[:16]}"
+    s3_client().create_bucket(Bucket=b)
+    return b
 
-    def __init__(self, kind, data_dir, endpoint=None):
+
+class Store:
+    """One store under test: runs the CLI against it and looks at its bucket directly.
+    S3 stores get a bucket of their own (`bucket`) unless one is given."""
+
+    def __init__(self, kind, data_dir, endpoint=None, bucket=None):
         self.kind = kind
         self.data_dir = data_dir
         self.endpoint = endpoint
+        self.bucket = bucket or (new_bucket() if kind == "s3" else None)
+
+    @property
+    def db_file(self):
+        """The catalog's file name in the data dir."""
+        return f"{self.bucket}.db" if self.kind == "s3" else "catalog.db"
+
+    @property
+    def db(self):
+        return os.path.join(self.data_dir, self.db_file)
 
     def env(self, **extra):
         env = dict(os.environ)
         env["MODELFS_DATA_DIR"] = self.data_dir
         env.pop("MODELFS_BUCKET", None)
         if self.kind == "s3":
-            env["MODELFS_BUCKET"] = BUCKET
+            env["MODELFS_BUCKET"] = self.bucket
             env["MODELFS_ENDPOINT"] = self.endpoint
         env.update(extra)
         return env
@@ -83,15 +102,31 @@ class Store:
             return sorted(out)
         s3 = s3_client()
         out = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             out += [o["Key"] for o in page.get("Contents", [])]
         return out
+
+    def put_object(self, key, body):
+        """Puts an object behind modelfs's back."""
+        if self.kind == "local":
+            path = os.path.join(self.data_dir, "blobs", "objects", key)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(body)
+        else:
+            s3_client().put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def get_object(self, key):
+        if self.kind == "local":
+            with open(os.path.join(self.data_dir, "blobs", "objects", key), "rb") as f:
+                return f.read()
+        return s3_client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def multipart_uploads(self, prefix=""):
         if self.kind == "local":
             root = os.path.join(self.data_dir, "blobs", "multipart")
             return [open(os.path.join(root, d, "key")).read() for d in os.listdir(root)] if os.path.isdir(root) else []
-        r = s3_client().list_multipart_uploads(Bucket=BUCKET, Prefix=prefix)
+        r = s3_client().list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
         return [u["Key"] for u in r.get("Uploads", [])]
 
 

@@ -59,11 +59,7 @@ def test_manifest_in_the_bucket_follows_every_change(store, name, tmp_path):
 
 
 def read_object(store, key):
-    if store.kind == "local":
-        with open(os.path.join(store.data_dir, "blobs", "objects", key), "rb") as f:
-            return f.read()
-    from conftest import s3_client, BUCKET
-    return s3_client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return store.get_object(key)
 
 
 def test_duplicate_version_is_refused_under_any_extension(store, name, tmp_path):
@@ -137,7 +133,7 @@ def wait_for_parts(data_dir, db, at_least, proc, timeout=120):
 def test_killed_import_resumes_from_uploaded_parts(store, name, tmp_path):
     model = name()
     src = make_file(tmp_path / "big.ckpt", 200 * MiB, seed=7)
-    db = "models.db" if store.kind == "s3" else "catalog.db"
+    db = store.db_file
     proc = store.popen("import", str(src), "--model", model, "--quiet")
     try:
         wait_for_parts(store.data_dir, db, 2, proc)
@@ -163,7 +159,7 @@ def test_killed_import_resumes_from_uploaded_parts(store, name, tmp_path):
 def test_resume_refuses_a_different_file(store, name, tmp_path):
     model = name()
     src = make_file(tmp_path / "big.ckpt", 60 * MiB)
-    db = "models.db" if store.kind == "s3" else "catalog.db"
+    db = store.db_file
     proc = store.popen("import", str(src), "--model", model, "--quiet")
     try:
         wait_for_parts(store.data_dir, db, 1, proc)
@@ -184,7 +180,7 @@ def test_s3_outage_mid_upload_fails_cleanly_and_leaves_no_orphan(s3store, relay,
     env = s3store.env(MODELFS_ENDPOINT=relay.endpoint, MODELFS_S3_TIMEOUT="5")
     proc = s3store.popen("import", str(src), "--model", model, "--quiet", env=env)
     try:
-        wait_for_parts(s3store.data_dir, "models.db", 1, proc)
+        wait_for_parts(s3store.data_dir, s3store.db_file, 1, proc)
         relay.cut()
         # A hang guard, not a performance threshold: the operation timeout is 5 s.
         _, err = proc.communicate(timeout=120)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from conftest import is_mounted, make_file, sha256_file, sh, BUCKET, S3_ENDPOINT
+from conftest import is_mounted, make_file, sha256_file, sh, S3_ENDPOINT
 from faultproxy import DEFAULT_KINDS, FaultProxy
 
 MiB = 1 << 20
@@ -52,7 +52,7 @@ def figures(capsys, request):
 
 
 def proxy_env(store, proxy, timeout=None):
-    extra = {"MODELFS_BUCKET": BUCKET, "MODELFS_ENDPOINT": proxy.endpoint}
+    extra = {"MODELFS_BUCKET": store.bucket, "MODELFS_ENDPOINT": proxy.endpoint}
     if timeout is not None:
         extra["MODELFS_S3_TIMEOUT"] = str(timeout)
     return store.env(**extra)
@@ -127,13 +127,13 @@ def s3_state(store, model):
     return store.keys(model + "/"), store.multipart_uploads(model + "/")
 
 
-def wait_for_parts(data_dir, at_least, proc, timeout=HANG_GUARD):
+def wait_for_parts(store, at_least, proc, timeout=HANG_GUARD):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the copy ended before the outage: {proc.communicate()}")
         try:
-            with sqlite3.connect(os.path.join(data_dir, "models.db"), timeout=5) as c:
+            with sqlite3.connect(store.db, timeout=5) as c:
                 if c.execute("SELECT count(*) FROM upload_parts").fetchone()[0] >= at_least:
                     return
         except sqlite3.OperationalError:
@@ -285,7 +285,7 @@ def test_s3_down_mid_copy_fails_cleanly_and_gc_aborts_the_upload(s3store, proxy,
         start = time.monotonic()
         cp = subprocess.Popen(["cp", str(src), target], stderr=subprocess.PIPE, text=True)
         try:
-            wait_for_parts(s3store.data_dir, 1, cp)
+            wait_for_parts(s3store, 1, cp)
             proxy.down(mode)
             down_at = time.monotonic()
             _, err = cp.communicate(timeout=HANG_GUARD)

@@ -15,7 +15,7 @@ MiB = 1 << 20
 
 
 def db_path(store):
-    return os.path.join(store.data_dir, "models.db" if store.kind == "s3" else "catalog.db")
+    return store.db
 
 
 def mount_pid(out):
@@ -78,8 +78,8 @@ def test_verify_finds_a_corrupted_object(store, name, tmp_path):
         with open(os.path.join(store.data_dir, "blobs", "objects", model, "v1.zip"), "r+b") as f:
             f.write(b"XXXX")
     else:
-        from conftest import s3_client, BUCKET
-        s3_client().put_object(Bucket=BUCKET, Key=f"{model}/v1.zip", Body=b"not the weights")
+        from conftest import s3_client
+        s3_client().put_object(Bucket=store.bucket, Key=f"{model}/v1.zip", Body=b"not the weights")
     bad = store.run("verify", model, check=False)
     assert bad.returncode != 0
     assert "BAD  " + model + "/v1.zip" in bad.stdout and "ok   " + model + "/v2.zip" in bad.stdout
@@ -177,8 +177,8 @@ def test_secrets_never_leak(s3store, name, tmp_path):
         assert secret not in cmdline
         attrs = sh("getfattr", "-d", "-m", "-", os.path.join(path, "models", model, "v1.zip")).stdout
         assert secret not in attrs
-        from conftest import s3_client, BUCKET
-        manifest = s3_client().get_object(Bucket=BUCKET, Key=f".catalog/{model}.json")["Body"].read().decode()
+        from conftest import s3_client
+        manifest = s3_client().get_object(Bucket=s3store.bucket, Key=f".catalog/{model}.json")["Body"].read().decode()
         assert secret not in manifest and "AWS" not in manifest
     finally:
         cleanup_mount(path)
@@ -194,13 +194,7 @@ def test_gc_lists_and_removes_orphans(store, name, tmp_path):
     model = name()
     store.run("import", str(make_file(tmp_path / "a.zip", 100)), "--model", model, "--quiet")
     # An object nothing owns, as a crash between an object's write and its row would leave.
-    if store.kind == "local":
-        os.makedirs(os.path.join(store.data_dir, "blobs", "objects", model), exist_ok=True)
-        with open(os.path.join(store.data_dir, "blobs", "objects", model, "stray.zip"), "wb") as f:
-            f.write(b"x")
-    else:
-        from conftest import s3_client, BUCKET
-        s3_client().put_object(Bucket=BUCKET, Key=f"{model}/stray.zip", Body=b"x")
+    store.put_object(f"{model}/stray.zip", b"x")
     listed = store.run("gc", "--older-than", "0").stdout
     assert f"orphan {model}/stray.zip" in listed
     assert f"{model}/stray.zip" in store.keys(model + "/")

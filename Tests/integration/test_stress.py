@@ -126,7 +126,7 @@ def test_sixteen_writers_sixteen_readers_and_listings_for_a_while(store, name, t
     finally:
         if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
             subprocess.run(["fusermount3", "-uz", path])
-    db = os.path.join(store.data_dir, "models.db" if store.kind == "s3" else "catalog.db")
+    db = store.db
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert c.execute("SELECT count(*) FROM versions WHERE status != 'ready'").fetchone()[0] == 0

@@ -1,0 +1,185 @@
+import Foundation
+import Testing
+import ModelStore
+import BlobStore
+import Catalog
+@testable import Registry
+
+/// One bucket, one catalog; keys never overwrite; the sweep spares live writers; manifests in
+/// order; datasets recovered.
+@Suite struct NeighbourTests {
+    @Test(arguments: Backend.allCases)
+    func anObjectAtTheNaturalKeyIsNotOverwritten(_ backend: Backend) throws {
+        let env = try Env(backend)
+        try env.registry.createModel("m")
+        let theirs = randomBytes(100)
+        try env.objects.put("m/v1.zip", theirs)
+        try env.objects.put(".datasets/qa.jsonl", theirs)
+        let v = try env.put("m", "v1.zip", randomBytes(200))
+        #expect(v.objectKey != "m/v1.zip" && v.objectKey.hasPrefix("m/v1~") && v.objectKey.hasSuffix(".zip"))
+        let d = try env.registry.beginDataset(fileName: "qa.jsonl")
+        try env.feed(d, Array("a\n".utf8))
+        let ready = try d.finish()
+        #expect(ready.objectKey != ".datasets/qa.jsonl")
+        #expect(same(try env.objects.get("m/v1.zip", range: nil), theirs))
+        #expect(same(try env.objects.get(".datasets/qa.jsonl", range: nil), theirs))
+        // A free natural key is still used as it is.
+        #expect(try env.put("m", "v2.zip", [1]).objectKey == "m/v2.zip")
+    }
+
+    @Test func keysWhenObjectStorageCannotSayAreFreshVariants() throws {
+        let env = try Env()
+        try env.registry.createModel("m")
+        env.memory.injectFaults { op, _, _ in op == .head ? .unreachable("down") : nil }
+        let heads = env.memory.calls(.head)
+        let upload = try env.registry.beginVersion(model: "m", fileName: "v1.zip")
+        #expect(upload.item.objectKey.hasPrefix("m/v1~"))
+        #expect(env.memory.calls(.head) == heads + 1, "storage that could not answer is not asked again")
+    }
+
+    @Test func aBucketBelongsToOneCatalog() throws {
+        let env = try Env()
+        #expect(try env.registry.claimBucket("bucket b") == .claimed)
+        #expect(try env.registry.claimBucket("bucket b") == .owned)
+        let owner = try #require(try env.registry.bucketOwner())
+        #expect(owner.catalog == (try env.catalog.catalogID()))
+
+        // A second catalog on the same bucket is refused, naming the owner.
+        let other = try Catalog(path: env.dir + "/other.sqlite")
+        let second = Registry(catalog: other, objects: env.objects)
+        let refusal = #expect(throws: StoreError.self) { try second.claimBucket("bucket b") }
+        #expect(refusal?.code == .notPermitted)
+        #expect(refusal?.message.contains("bucket b belongs to catalog \(owner.catalog)") == true)
+        #expect(try env.registry.bucketOwner() == owner, "a refused claim changes nothing")
+
+        // Recovery into an empty catalog takes the bucket's id over; a non-empty one may not.
+        #expect(try second.claimBucket("bucket b", adopt: true) == .adopted)
+        #expect(try other.catalogID() == owner.catalog)
+        let third = Registry(catalog: try Catalog(path: env.dir + "/third.sqlite"), objects: env.objects)
+        try third.createModel("x")
+        expectStoreError(.notPermitted) { try third.claimBucket("bucket b", adopt: true) }
+    }
+
+    @Test func aBucketCheckedBeforeStaysUsableWhileObjectStorageIsDown() throws {
+        let env = try Env()
+        try env.registry.claimBucket("bucket b")
+        let fresh = Registry(catalog: try Catalog(path: env.dir + "/fresh.sqlite"), objects: env.objects)
+        env.memory.injectFaults { _, _, _ in .unreachable("down") }
+        #expect(try env.registry.claimBucket("bucket b") == .owned)
+        expectStoreError(.io) { try fresh.claimBucket("bucket b") }
+    }
+
+    // MARK: The sweep spares live writers
+
+    @Test func theSweepFailsOnlyUploadsWhoseWriterIsGone() throws {
+        let env = try Env()
+        try env.registry.createModel("m")
+        let live = try env.registry.beginVersion(model: "m", fileName: "live.zip")
+        try env.feed(live, randomBytes(partSize + 10))  // a multipart upload in flight
+        let dead = try env.registry.beginVersion(model: "m", fileName: "dead.zip")
+        try env.feed(dead, randomBytes(partSize + 10))
+        let elsewhere = try env.registry.beginVersion(model: "m", fileName: "elsewhere.zip")
+        let liveSet = try env.registry.beginDataset(fileName: "live.jsonl")
+        let deadSet = try env.registry.beginDataset(fileName: "dead.jsonl")
+        #expect(try env.catalog.writer(versionID: live.version!.id) == Writer.current)
+        // A writer that stopped: pid 1's start time is not this; a writer on another host.
+        let pid1Gone = "\(Writer.hostname()) 1 999999999999"
+        try env.catalog.setWriter(versionID: dead.version!.id, pid1Gone)
+        try env.catalog.setWriter(versionID: elsewhere.version!.id, "other-host 1 1")
+        guard case .dataset(let deadRow) = deadSet.item else { Issue.record("not a dataset"); return }
+        try env.catalog.setWriter(datasetID: deadRow.id, pid1Gone)
+
+        #expect(try env.registry.failInterruptedUploads() == 2)
+        let status = Dictionary(uniqueKeysWithValues: try env.registry.versions(of: "m").map { ($0.name, $0.status) })
+        #expect(status == ["live": .uploading, "dead": .failed, "elsewhere": .uploading])
+        #expect(try env.catalog.dataset(named: "live")?.status == .uploading)
+        #expect(try env.catalog.dataset(named: "dead")?.status == .failed)
+        #expect(try env.pendingUploads() == 1, "the dead writer's multipart upload is aborted, the live one's is not")
+
+        // The live writer finishes as if nothing happened.
+        #expect(try live.finishVersion().status == .ready)
+        try env.feed(liveSet, Array("x\n".utf8))
+        _ = try liveSet.finish()
+        #expect(try env.catalog.dataset(named: "live")?.status == .ready)
+    }
+
+    @Test func writerLiveness() {
+        #expect(Writer.liveness(Writer.current) == .alive)
+        #expect(Writer.liveness("\(Writer.hostname()) \(getpid()) 1") == .gone, "a recycled pid is another process")
+        #expect(Writer.liveness("\(Writer.hostname()) 2147483646 1") == .gone)
+        #expect(Writer.liveness("other-host \(getpid()) 1") == .unknown)
+        #expect(Writer.liveness("garbage") == .unknown)
+    }
+
+    // MARK: Manifests in order
+
+    /// Two registries on one catalog file and one bucket (a mount and a CLI beside it), 16
+    /// uploads of one model completing at once, manifest PUTs delayed at random so that they
+    /// land out of order: the manifest left in the bucket lists all 16 ready.
+    @Test func sixteenParallelCompletionsLeaveTheNewestManifest() throws {
+        let env = try Env()
+        try env.registry.createModel("m")
+        let other = Registry(catalog: try Catalog(path: env.catalog.database.path), objects: env.objects, uploadConcurrency: 2)
+        env.memory.injectFaults { op, key, _ in
+            if op == .put && key.hasPrefix(".catalog/") { usleep(UInt32.random(in: 0...20_000)) }
+            return nil
+        }
+        let uploads = try (0..<16).map { i in
+            try (i % 2 == 0 ? env.registry : other).beginVersion(model: "m", fileName: "v\(i).zip")
+        }
+        for u in uploads { try env.feed(u, randomBytes(1000 + Int.random(in: 0..<1000))) }
+        DispatchQueue.concurrentPerform(iterations: 16) { i in _ = try? uploads[i].finishVersion() }
+        let manifest = try env.storedManifest("m")
+        #expect(manifest.versions.count == 16)
+        #expect(manifest.versions.allSatisfy { $0.status == .ready }, "\(manifest.versions.map { "\($0.name) \($0.status)" })")
+        #expect(try env.catalog.dirtyManifestModels().isEmpty)
+        let generation = try #require(manifest.generation)
+        #expect(generation >= 16)
+    }
+
+    // MARK: Datasets in the manifests, recovered, verified
+
+    @Test func datasetsAreInTheManifestsAndRecovered() throws {
+        let env = try Env()
+        try env.registry.createModel("m")
+        let weights = randomBytes(3000)
+        let v1 = try env.put("m", "v1.zip", weights)
+        let lines = Array("a\nb\nc\n".utf8)
+        for name in ["qa.jsonl", "old.csv", "gone.txt"] {
+            let d = try env.registry.beginDataset(fileName: name)
+            try env.feed(d, lines)
+            _ = try d.finish()
+        }
+        // Every dataset change moves the manifest's generation, whichever code made it.
+        #expect(try env.catalog.datasetsManifestBehind())
+        env.registry.publishDatasetsManifestIfBehind()
+        #expect(try !env.catalog.datasetsManifestBehind())
+        try env.registry.renameDataset("old", to: "new")
+        try env.registry.deleteDataset("gone")
+        let stored = try DatasetsManifest.decode(env.objects.get(Rules.datasetsManifestKey, range: nil))
+        #expect(stored.datasets.map(\.name) == ["new", "qa"])
+        #expect(stored.datasets.allSatisfy { $0.status == .ready && $0.records == 3 && $0.sha256 == sha256Hex(lines) })
+
+        // A new catalog on the same bucket gets every ready version and dataset back, ready.
+        let fresh = Registry(catalog: try Catalog(path: env.dir + "/recovered.sqlite"), objects: env.objects)
+        #expect(try fresh.claimBucket("bucket b", adopt: true) == .claimed)
+        let result = try fresh.recoverFromManifests()
+        #expect(result.models == 1 && result.versions == 1 && result.datasets == 2 && result.problems.isEmpty)
+        let (_, back) = try fresh.version("m", "v1")
+        #expect(back.status == .ready && back.sha256 == v1.sha256 && back.objectKey == v1.objectKey)
+        let datasets = try fresh.catalog.datasets()
+        #expect(datasets.map(\.name) == ["new", "qa"] && datasets.allSatisfy { $0.status == .ready && $0.records == 3 })
+        #expect(try fresh.verify().allSatisfy(\.ok))
+    }
+
+    @Test func verifyChecksDatasetsToo() throws {
+        let env = try Env()
+        let d = try env.registry.beginDataset(fileName: "qa.jsonl")
+        try env.feed(d, Array("a\n".utf8))
+        let ready = try d.finish()
+        #expect(try env.registry.verify().map(\.name) == ["datasets/qa.jsonl"])
+        try env.objects.put(ready.objectKey, Array("b\n".utf8))
+        let results = try env.registry.verify()
+        #expect(results.count == 1 && !results[0].ok && results[0].detail.contains("sha256"))
+    }
+}
