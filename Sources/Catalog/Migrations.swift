@@ -87,5 +87,13 @@ enum Migrations {
         ALTER TABLE jobs ADD COLUMN outputs TEXT NOT NULL DEFAULT '[]';
         CREATE INDEX jobs_by_status ON jobs(status);
         """,
+        // 3: objects whose rows are deleted but whose bytes may still be in the bucket (a delete is
+        // committed first, the object removed after): their keys stay reserved until they are gone.
+        """
+        CREATE TABLE pending_deletes (
+            object_key TEXT PRIMARY KEY,
+            created REAL NOT NULL
+        );
+        """,
     ]
 }
