@@ -54,7 +54,9 @@ struct StoreOptions: ParsableArguments {
     func openRegistry() throws -> Registry {
         Log.setup(verbose: verbose)
         let dir = resolvedDataDir
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // The embedded store is private to the user who makes it: the data dir and the blobs
+        // dir are created 0700 (the catalog's files 0600, by Catalog). Existing ones keep their mode.
+        try StoreOptions.makePrivateDirectory(dir)
         let objects: any ObjectStore
         let defaultDB: String
         if let bucket = resolvedBucket {
@@ -70,6 +72,7 @@ struct StoreOptions: ParsableArguments {
             }
             defaultDB = dir + "/" + bucket + ".db"
         } else {
+            try StoreOptions.makePrivateDirectory(dir + "/blobs")
             do { objects = try LocalObjectStore(root: dir + "/blobs") } catch { throw CLIError("\(error)") }
             defaultDB = dir + "/catalog.db"
         }
@@ -77,6 +80,15 @@ struct StoreOptions: ParsableArguments {
         Log.logger.info("store: catalog \(catalog.database.path), bytes in \(objects.location)")
         let parallel = setting(nil, "MODELFS_UPLOAD_PARALLEL").flatMap(Int.init) ?? 4
         return Registry(catalog: catalog, objects: objects, uploadConcurrency: max(1, parallel), logger: Log.logger)
+    }
+}
+
+extension StoreOptions {
+    /// Creates `path` with mode 0700 if it is missing (its parents the usual way).
+    static func makePrivateDirectory(_ path: String) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw CLIError("cannot create \(path): \(String(cString: strerror(errno)))") }
     }
 }
 
