@@ -54,8 +54,8 @@ struct StoreOptions: ParsableArguments {
     func openRegistry() throws -> Registry {
         Log.setup(verbose: verbose)
         let dir = resolvedDataDir
-        // The embedded store is private to the user who makes it: the data dir and the blobs
-        // dir are created 0700 (the catalog's files 0600, by Catalog). Existing ones keep their mode.
+        // The embedded store is private to the user who owns it: the data dir and the blobs dir
+        // are 0700 (the catalog's files 0600, by Catalog).
         try StoreOptions.makePrivateDirectory(dir)
         let objects: any ObjectStore
         let defaultDB: String
@@ -84,11 +84,15 @@ struct StoreOptions: ParsableArguments {
 }
 
 extension StoreOptions {
-    /// Creates `path` with mode 0700 if it is missing (its parents the usual way).
+    /// Creates `path` with mode 0700 if it is missing (its parents the usual way); one that
+    /// exists and is this user's loses its group and other bits (a data dir made by an older
+    /// modelfs, or by the mount's log before the store was opened).
     static func makePrivateDirectory(_ path: String) throws {
         let parent = (path as NSString).deletingLastPathComponent
         if !parent.isEmpty { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
         if mkdir(path, 0o700) != 0 && errno != EEXIST { throw CLIError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        if stat(path, &st) == 0, st.st_uid == geteuid(), st.st_mode & 0o077 != 0 { chmod(path, st.st_mode & 0o700) }
     }
 }
 
