@@ -111,3 +111,23 @@ def test_rmdir_of_a_model_with_an_upload_in_flight_is_ebusy(mount, name):
     assert v["status"] == "ready" and v["size"] == 100_100
     os.rmdir(d)
     assert mount.store.keys(model + "/") == []
+
+
+def test_version_rm_while_object_storage_is_down_keeps_the_old_key_reserved(s3store, relay, name, tmp_path):
+    """Rows go first, objects after: with the server gone the delete is committed and its object
+    waits, and a new version of the same name can never be given the old object's key."""
+    model = name()
+    src = make_file(tmp_path / "w.pt", 5000)
+    s3store.run("import", str(src), "--model", model, "--version", "v1", "--quiet")
+    s3store.run("import", str(src), "--model", model, "--version", "v2", "--quiet")
+    relay.cut()
+    down = s3store.env(MODELFS_ENDPOINT=relay.endpoint, MODELFS_S3_TIMEOUT="3")
+    p = s3store.run("version", "rm", model, "v1", env=down, check=False)
+    assert p.returncode == 0 and "not deleted yet" in p.stderr, p.stderr
+    assert os.environ.get("AWS_SECRET_ACCESS_KEY", "unset") not in p.stderr
+    relay.restore()
+    assert sorted(s3store.versions(model)) == ["v2"]
+    assert f"{model}/v1.pt" in s3store.keys(model + "/"), "the object waits for a later delete"
+    s3store.run("import", str(make_file(tmp_path / "new.pt", 777, seed=7)), "--model", model, "--version", "v1", "--quiet")
+    again = s3store.versions(model)["v1"]
+    assert again["key"] != f"{model}/v1.pt" and again["size"] == 777
