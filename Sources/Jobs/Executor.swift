@@ -118,11 +118,12 @@ public final class SlurmExecutor: JobExecutor, @unchecked Sendable {
     public init(partition: String? = nil) { self.partition = partition }
 
     public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
-        // The job gets the variables it is given (MODELFS_*, PATH, HOME) and those Slurm sets
-        // (SLURM_*), never the mount's environment: its AWS_* credentials and whatever else it
-        // holds stay here. `--export=NAME,…` names them (their values come from sbatch's own
-        // environment, so a value with a comma cannot break the list), and sbatch itself runs with
-        // only those plus the Slurm client's settings.
+        // The job gets the variables it is given (MODELFS_*, PATH, HOME) and what Slurm adds on
+        // the node (SLURM_*, and for any --export but ALL the user's login environment, under
+        // ours), never the mount's environment: its AWS_* credentials and whatever else it holds
+        // stay here. `--export=NAME,…` names them (their values come from sbatch's own
+        // environment, so a value with a comma cannot break the list), and sbatch itself runs
+        // with only those plus the Slurm client's settings.
         let argv = SlurmExecutor.sbatchArguments(jobID: jobID, log: log, directory: directory, partition: partition,
                                                  exporting: environment.keys.sorted(), script: script)
         let (status, output) = runProgram(argv, environment: SlurmExecutor.sbatchEnvironment(environment))
