@@ -61,12 +61,14 @@ struct ImportCommand: ParsableCommand {
             } else {
                 let (_, format) = try Formats.splitVersion((path as NSString).lastPathComponent)
                 if try registry.catalog.model(named: model) == nil {
-                    try registry.createModel(model, type: modelType ?? .general)
+                    // Another import may create it meanwhile: that is the model this one wanted.
+                    do { try registry.createModel(model, type: modelType ?? .general) } catch {
+                        guard (error as? StoreError)?.code == .alreadyExists else { throw error }
+                    }
                 } else if let modelType {
                     try registry.setModel(model, type: modelType)
                 }
-                let name = try version ?? registry.nextVersionName(of: model)
-                upload = try registry.beginVersion(model: model, fileName: name + "." + format, note: note, source: (path, size))
+                upload = try beginVersion(registry, format: format, source: (path, size))
             }
 
             let progress = Progress(label: upload.item.displayName, total: size, quiet: quiet)
@@ -94,6 +96,21 @@ struct ImportCommand: ParsableCommand {
             let v = try upload.finishVersion()
             progress.finish(done)
             print("\(model)/\(v.fileName) ready: \(v.size) bytes, sha256 \(v.sha256 ?? "")")
+        }
+    }
+
+    /// The version named by --version (refused if taken), or the model's next one: when another
+    /// import takes that name first, the one after it.
+    private func beginVersion(_ registry: Registry, format: String, source: (path: String, size: Int64)) throws(StoreError) -> ItemUpload {
+        var attempts = 0
+        while true {
+            let name: String
+            if let version { name = version } else { name = try registry.nextVersionName(of: model) }
+            do throws(StoreError) {
+                return try registry.beginVersion(model: model, fileName: name + "." + format, note: note, source: source)
+            } catch where error.code == .alreadyExists && version == nil && attempts < 20 {
+                attempts += 1
+            }
         }
     }
 }

@@ -125,9 +125,9 @@ struct JobsCommand: ParsableCommand {
             }
             if follow { return try Jobs_follow(id, catalog: catalog, logPath: logPath(id)) }
             if json { return try printJSON(job) }
-            print("job \(job.id): \(job.status.rawValue)\(job.error.map { " (" + $0 + ")" } ?? "")")
+            print("job \(job.id): \(job.status.rawValue)\(job.error.map { " (" + Names.printable($0) + ")" } ?? "")")
             print("  \(job.model)/\(job.version) on \(job.dataset), \(job.executor)\(job.executorID.map { " " + $0 } ?? "")")
-            if !job.params.isEmpty { print("  params: " + job.params.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) }
+            if !job.params.isEmpty { print("  params: " + job.params.sorted { $0.key < $1.key }.map { "\($0.key)=\(Names.printable($0.value))" }.joined(separator: " ")) }
             if !job.outputs.isEmpty { print("  outputs: " + job.outputs.joined(separator: ", ")) }
             print("  log: \(logPath(id))")
         }

@@ -54,7 +54,7 @@ struct ModelsCommand: ParsableCommand {
             }
             if json { return try printJSON(rows) }
             printTable(["NAME", "TYPE", "VERSIONS", "SIZE", "MODIFIED", "NOTE"],
-                       rows.map { [$0.name, $0.type.rawValue, "\($0.versions)", Progress.bytes($0.bytes), dateFormat.string(from: $0.modified), $0.note] })
+                       rows.map { [$0.name, $0.type.rawValue, "\($0.versions)", Progress.bytes($0.bytes), dateFormat.string(from: $0.modified), Names.printable($0.note)] })
         }
     }
 }
@@ -81,7 +81,7 @@ struct VersionsCommand: ParsableCommand {
             if json { return try printJSON(rows) }
             printTable(["FILE", "STATUS", "SIZE", "CREATED", "SHA256", "NOTE"],
                        rows.map { [$0.file, $0.status.rawValue, "\($0.size)", dateFormat.string(from: $0.created),
-                                   String(($0.sha256 ?? "-").prefix(16)), $0.error.map { "error: " + $0 } ?? $0.note] })
+                                   String(($0.sha256 ?? "-").prefix(16)), Names.printable($0.error.map { "error: " + $0 } ?? $0.note)] })
         }
     }
 }

@@ -63,7 +63,9 @@ struct StoreOptions: ParsableArguments {
     func openStore(adopt: Bool = false) throws -> (registry: Registry, claim: Registry.Claim) {
         Log.setup(verbose: verbose)
         let dir = resolvedDataDir
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // The embedded store is private to the user who owns it: the data dir and the blobs dir
+        // are 0700 (the catalog's files 0600, by Catalog).
+        try StoreOptions.makePrivateDirectory(dir)
         let objects: any ObjectStore
         let what: String
         if let bucket = resolvedBucket {
@@ -79,6 +81,7 @@ struct StoreOptions: ParsableArguments {
             }
             what = "bucket \(bucket)"
         } else {
+            try StoreOptions.makePrivateDirectory(dir + "/blobs")
             do { objects = try LocalObjectStore(root: dir + "/blobs") } catch { throw CLIError("\(error)") }
             what = "the local store \(dir)/blobs"
         }
@@ -89,6 +92,19 @@ struct StoreOptions: ParsableArguments {
         let claim = try registry.claimBucket(what, adopt: adopt)
         if claim == .claimed, let id = try? registry.catalog.catalogID() { Log.logger.notice("\(what) now belongs to catalog \(id)") }
         return (registry, claim)
+    }
+}
+
+extension StoreOptions {
+    /// Creates `path` with mode 0700 if it is missing (its parents the usual way); one that
+    /// exists and is this user's loses its group and other bits (a data dir made by an older
+    /// modelfs, or by the mount's log before the store was opened).
+    static func makePrivateDirectory(_ path: String) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw CLIError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        if stat(path, &st) == 0, st.st_uid == geteuid(), st.st_mode & 0o077 != 0 { chmod(path, st.st_mode & 0o700) }
     }
 }
 

@@ -102,18 +102,7 @@ public final class Catalog: Sendable {
     }
 
     public func updateModel(id: Int64, name: String? = nil, type: ModelType? = nil, note: String? = nil) throws(StoreError) {
-        try database.write { db in
-            guard let current = try db.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(id)], Catalog.model) else {
-                throw StoreError.notFound("no such model")
-            }
-            do {
-                try db.execute("UPDATE models SET name = ?, type = ?, note = ?, modified = ? WHERE id = ?",
-                               [.text(name ?? current.name), .text((type ?? current.type).rawValue), .text(note ?? current.note),
-                                .date(Date()), .int(id)])
-            } catch let e as SQLiteError where e.isConstraint {
-                throw StoreError.exists("model \(name ?? "") already exists")
-            }
-        }
+        try transaction { try $0.updateModel(id: id, name: name, type: type, note: note) }
     }
 
     /// Deletes the model row with its versions and upload records.
@@ -157,14 +146,10 @@ public final class Catalog: Sendable {
         }
     }
 
-    /// Whether any version or dataset already owns `key` (a renamed version keeps its old key).
+    /// Whether any version, dataset, open upload or pending delete already owns `key` (a renamed
+    /// version keeps its old key; a deleted one's key waits until its object is gone).
     public func objectKeyInUse(_ key: String) throws(StoreError) -> Bool {
-        try database.read { db in
-            try db.first("""
-                SELECT 1 FROM versions WHERE object_key = ?1 UNION ALL SELECT 1 FROM datasets WHERE object_key = ?1
-                UNION ALL SELECT 1 FROM uploads WHERE object_key = ?1
-                """, [.text(key)]) { _ in true } ?? false
-        }
+        try database.read { try CatalogTransaction(db: $0).objectKeyInUse(key) }
     }
 
     /// Adds a version in status `uploading`. Refused with `EEXIST` when the model has a version of
@@ -261,17 +246,7 @@ public final class Catalog: Sendable {
     }
 
     public func updateVersion(id: Int64, name: String? = nil, note: String? = nil) throws(StoreError) {
-        try database.write { db in
-            guard let v = try db.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version) else {
-                throw StoreError.notFound("no such version")
-            }
-            if let name, name != v.name,
-               let other = try db.first("SELECT format FROM versions WHERE model_id = ? AND name = ?", [.int(v.modelID), .text(name)], { $0.text(0) }) {
-                throw StoreError.exists("version \(name) already exists (as \(name).\(other))")
-            }
-            try db.execute("UPDATE versions SET name = ?, note = ?, modified = ? WHERE id = ?",
-                           [.text(name ?? v.name), .text(note ?? v.note), .date(Date()), .int(id)])
-        }
+        try transaction { try $0.updateVersion(id: id, name: name, note: note) }
     }
 
     public func deleteVersion(id: Int64) throws(StoreError) {
@@ -296,21 +271,7 @@ public final class Catalog: Sendable {
     }
 
     public func insertDataset(name: String, format: String, objectKey: String, note: String = "") throws(StoreError) -> Dataset {
-        try database.write { db in
-            let now = Catalog.now()
-            if let existing = try db.first("SELECT format FROM datasets WHERE name = ?", [.text(name)], { $0.text(0) }) {
-                throw StoreError.exists("dataset \(name) already exists (as \(name).\(existing))")
-            }
-            do {
-                try db.execute("""
-                    INSERT INTO datasets (name, format, object_key, status, note, created, modified) VALUES (?, ?, ?, 'uploading', ?, ?, ?)
-                    """, [.text(name), .text(format), .text(objectKey), .text(note), .date(now), .date(now)])
-            } catch let e as SQLiteError where e.isConstraint {
-                throw StoreError.exists("dataset \(name) or its object key already exists")
-            }
-            return Dataset(id: db.lastInsertRowID, name: name, format: format, objectKey: objectKey, size: 0, records: nil, sha256: nil,
-                           status: .uploading, error: nil, note: note, created: now, modified: now)
-        }
+        try transaction { try $0.insertDataset(name: name, format: format, objectKey: objectKey, note: note) }
     }
 
     public func markDatasetReady(id: Int64, size: Int64, sha256: String, records: Int64?, token: String? = nil) throws(StoreError) {
@@ -332,12 +293,7 @@ public final class Catalog: Sendable {
     }
 
     public func renameDataset(id: Int64, to name: String) throws(StoreError) {
-        try database.write { db in
-            if try db.first("SELECT 1 FROM datasets WHERE name = ? AND id != ?", [.text(name), .int(id)], { _ in true }) != nil {
-                throw StoreError.exists("dataset \(name) already exists")
-            }
-            try db.execute("UPDATE datasets SET name = ?, modified = ? WHERE id = ?", [.text(name), .date(Date()), .int(id)])
-        }
+        try transaction { try $0.renameDataset(id: id, to: name) }
     }
 
     public func dataset(id: Int64) throws(StoreError) -> Dataset? {
@@ -419,23 +375,12 @@ public final class Catalog: Sendable {
 
     /// Adds a queued job; refused with `EEXIST` when the id is taken.
     public func insertJob(_ job: Job) throws(StoreError) {
-        try database.write { db in
-            do {
-                try db.execute("INSERT INTO jobs (id, model, version, dataset, params, status, executor, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               [.text(job.id), .text(job.model), .text(job.version), .text(job.dataset), .text(Catalog.json(job.params)),
-                                .text(job.status.rawValue), .text(job.executor), .date(job.created)])
-            } catch let e as SQLiteError where e.isConstraint {
-                throw StoreError.exists("job \(job.id) already exists")
-            }
-        }
+        try transaction { try $0.insertJob(job) }
     }
 
     /// The first free id of the form `<prefix><n>`, n from 1.
     public func freeJobID(prefix: String) throws(StoreError) -> String {
-        let taken = Set(try jobs().map(\.id).filter { $0.hasPrefix(prefix) })
-        var n = 1
-        while taken.contains(prefix + "\(n)") { n += 1 }
-        return prefix + "\(n)"
+        try database.read { try CatalogTransaction(db: $0).freeJobID(prefix: prefix) }
     }
 
     public func job(number: Int64) throws(StoreError) -> Job? {
@@ -457,10 +402,7 @@ public final class Catalog: Sendable {
 
     /// Jobs queued or running that use `model` (and `version`, when given).
     public func activeJobs(model: String, version: String? = nil) throws(StoreError) -> [Job] {
-        try database.read { db in
-            try db.query("SELECT \(Catalog.jobColumns) FROM jobs WHERE status IN ('queued', 'running') AND model = ?1 AND (?2 IS NULL OR version = ?2)",
-                         [.text(model), .optional(version)], Catalog.job)
-        }
+        try database.read { try CatalogTransaction(db: $0).activeJobs(model: model, version: version) }
     }
 
     /// Moves a job from one status to another, only if it is still in one of `from` (so two

@@ -115,5 +115,13 @@ enum Migrations {
         ALTER TABLE versions ADD COLUMN upload_token TEXT;
         ALTER TABLE datasets ADD COLUMN upload_token TEXT;
         """,
+        // 5: objects whose rows are deleted but whose bytes may still be in the bucket (a delete is
+        // committed first, the object removed after): their keys stay reserved until they are gone.
+        """
+        CREATE TABLE pending_deletes (
+            object_key TEXT PRIMARY KEY,
+            created REAL NOT NULL
+        );
+        """,
     ]
 }

@@ -151,6 +151,12 @@ public final class Database: @unchecked Sendable {
 
     public init(path: String) throws(StoreError) {
         self.path = path
+        // Private to the user who creates it: SQLite gives the -wal and -shm files the mode of
+        // the database file, so creating that one 0600 makes all three so.
+        if !path.isEmpty && path != ":memory:" && !path.hasPrefix("file:") {
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            if fd >= 0 { close(fd) }
+        }
         do {
             connection = try Connection(path: path)
             try connection.executeScript("""

@@ -52,7 +52,7 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -118,18 +118,39 @@ public final class SlurmExecutor: JobExecutor, @unchecked Sendable {
     public init(partition: String? = nil) { self.partition = partition }
 
     public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
-        var argv = ["sbatch", "--parsable", "--job-name=modelfs-\(jobID)", "--output=\(log)", "--open-mode=append",
-                    "--chdir=\(directory)", "--export=ALL"]
-        if let partition { argv.append("--partition=\(partition)") }
-        argv.append(script)
-        var env = ProcessInfo.processInfo.environment
-        env.merge(environment) { _, new in new }
-        let (status, output) = runProgram(argv, environment: env)
+        // The job gets the variables it is given (MODELFS_*, PATH, HOME) and what Slurm adds on
+        // the node (SLURM_*, and for any --export but ALL the user's login environment, under
+        // ours), never the mount's environment: its AWS_* credentials and whatever else it holds
+        // stay here. `--export=NAME,…` names them (their values come from sbatch's own
+        // environment, so a value with a comma cannot break the list), and sbatch itself runs
+        // with only those plus the Slurm client's settings.
+        let argv = SlurmExecutor.sbatchArguments(jobID: jobID, log: log, directory: directory, partition: partition,
+                                                 exporting: environment.keys.sorted(), script: script)
+        let (status, output) = runProgram(argv, environment: SlurmExecutor.sbatchEnvironment(environment))
         let id = output.split(separator: "\n").last.map { String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces) } ?? ""
         guard status == 0, !id.isEmpty, id.allSatisfy(\.isNumber) else {
             throw StoreError(.io, "sbatch refused job \(jobID): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         return id
+    }
+
+    static func sbatchArguments(jobID: String, log: String, directory: String, partition: String?, exporting names: [String],
+                                script: String) -> [String] {
+        var argv = ["sbatch", "--parsable", "--job-name=modelfs-\(jobID)", "--output=\(log)", "--open-mode=append",
+                    "--chdir=\(directory)", "--export=" + names.joined(separator: ",")]
+        if let partition { argv.append("--partition=\(partition)") }
+        argv.append(script)
+        return argv
+    }
+
+    /// What sbatch runs with: the job's variables, and the mount's `SLURM_*`/`SBATCH_*` settings
+    /// that tell the client where the cluster is (`SLURM_CONF`…) — nothing else of the mount's.
+    static func sbatchEnvironment(_ job: [String: String], mount: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        var env = mount.filter { $0.key.hasPrefix("SLURM_") || $0.key.hasPrefix("SBATCH_") }
+        // An SBATCH_EXPORT of the mount's must not widen what the job gets.
+        env["SBATCH_EXPORT"] = nil
+        env.merge(job) { _, new in new }
+        return env
     }
 
     public func state(of id: String, directory: String) -> ExecutorState {

@@ -48,6 +48,11 @@ public struct JobRequest: Sendable, Equatable {
         for key in fields.keys where key.isEmpty || !key.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" || $0 == ".") }) {
             throw .invalid("'\(Names.printable(key))' is not a valid parameter name (letters, digits, _ - .)")
         }
+        // A value reaches the trainer's environment, spec.json and listings: NUL would cut it
+        // short in the environment, and newlines or escapes would forge lines in a log or a table.
+        for (key, value) in fields where key != "name" && Names.hasControlCharacter(value) {  // name: see validateName
+            throw .invalid("the value of \(key) contains a control character: '\(Names.printable(value))'")
+        }
         func take(_ key: String) throws(StoreError) -> String {
             guard let v = fields.removeValue(forKey: key), !v.isEmpty else { throw .invalid("the request names no \(key)") }
             return v
@@ -56,8 +61,20 @@ public struct JobRequest: Sendable, Equatable {
         let version = try take("version")
         let dataset = try take("dataset")
         let name = fields.removeValue(forKey: "name")
-        if let name { try Names.validate(name, what: "job name") }
+        if let name { try validateName(name) }
         return JobRequest(model: model, version: version, dataset: dataset, name: name, params: fields)
+    }
+
+    /// Names a job cannot take: the files next to job directories in `jobs/` (`submit`) and in
+    /// a job's directory (`spec.json status log control`), so that no job shadows one of them.
+    public static let reservedNames: Set<String> = ["submit", "spec.json", "status", "log", "control"]
+
+    /// A job's name is its directory under `jobs/`: a valid name, and not a control file's.
+    public static func validateName(_ name: String) throws(StoreError) {
+        try Names.validate(name, what: "job name")
+        if reservedNames.contains(name) {
+            throw .invalid("job name '\(name)' is taken by a control file in jobs/; choose another name")
+        }
     }
 
     /// Splits on whitespace, honouring double quotes: `note="two words"`.

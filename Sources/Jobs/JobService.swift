@@ -57,48 +57,30 @@ public final class JobService: @unchecked Sendable {
         guard configuration.trainCommand != nil else {
             throw StoreError(.invalidArgument, "this store has no training command: mount it with --train-command")
         }
-        guard let m = try catalog.model(named: request.model) else {
-            throw .notFound("no model named \(Names.printable(request.model))")
-        }
+        if let name = request.name { try JobRequest.validateName(name) }
         let versionName = (try? Formats.splitVersion(request.version).name) ?? request.version
-        guard let v = try catalog.version(modelID: m.id, name: versionName) else {
-            throw .notFound("model \(m.name) has no version \(Names.printable(request.version))")
-        }
-        guard v.status == .ready else {
-            throw StoreError(.busy, "\(m.name)/\(v.fileName) is \(v.status.rawValue), not ready")
-        }
         let datasetName = (try? Formats.splitDataset(request.dataset).name) ?? request.dataset
-        guard let d = try catalog.dataset(named: datasetName) else {
-            throw .notFound("no dataset named \(Names.printable(request.dataset))")
-        }
-        guard d.status == .ready else {
-            throw StoreError(.busy, "dataset \(d.fileName) is \(d.status.rawValue), not ready")
-        }
-        var job = Job(id: "", model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
-                      executor: executor.name, created: Date(timeIntervalSince1970: Date().timeIntervalSince1970))
-        if let name = request.name {
-            try Names.validate(name, what: "job name")
-            job.id = name
-            try catalog.insertJob(job)
-        } else {
-            // Two submissions may pick the same free id at once: the insert decides, the loser picks again.
-            var attempts = 0
-            while true {
-                job.id = try catalog.freeJobID(prefix: "\(m.name)-\(v.name)-ft-")
-                do throws(StoreError) {
-                    try catalog.insertJob(job)
-                    break
-                } catch where error.code == .alreadyExists && attempts < 20 {
-                    attempts += 1
-                }
+        // The checks and the insert in one transaction: a version or dataset deleted (or renamed)
+        // by another process cannot slip between them, and two submissions cannot take one id.
+        let (job, v, d) = try catalog.transaction { tx in
+            let (m, v) = try Registry.version(tx, request.model, versionName)
+            guard v.status == .ready else {
+                throw StoreError(.busy, "\(m.name)/\(v.fileName) is \(v.status.rawValue), not ready")
             }
+            let d = try Registry.dataset(tx, datasetName)
+            guard d.status == .ready else {
+                throw StoreError(.busy, "dataset \(d.fileName) is \(d.status.rawValue), not ready")
+            }
+            var job = Job(id: "", model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
+                          executor: executor.name, created: Date(timeIntervalSince1970: Date().timeIntervalSince1970))
+            job.id = try request.name ?? tx.freeJobID(prefix: "\(m.name)-\(v.name)-ft-")
+            try tx.insertJob(job)
+            return (try tx.job(id: job.id) ?? job, v, d)
         }
-        let id = job.id
-        job = try catalog.job(id: id) ?? job
         do throws(StoreError) {
             try prepareDirectory(job, version: v, dataset: d)
         } catch {
-            try? catalog.transitionJob(id: id, from: [.queued], to: .failed, error: error.message)
+            try? catalog.transitionJob(id: job.id, from: [.queued], to: .failed, error: error.message)
             throw error
         }
         wake.signal()
@@ -108,14 +90,14 @@ public final class JobService: @unchecked Sendable {
     private func prepareDirectory(_ job: Job, version v: Version, dataset d: Dataset) throws(StoreError) {
         let dir = directory(of: job.id)
         do {
-            try FileManager.default.createDirectory(atPath: dir + "/output", withIntermediateDirectories: true)
+            // Private to the mount's user: a job's inputs, parameters and log are nobody else's.
+            try JobService.makePrivateDirectories([configuration.directory, dir, dir + "/output"])
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             encoder.dateEncodingStrategy = .iso8601
-            try encoder.encode(job.params).write(to: URL(fileURLWithPath: dir + "/params.json"))
-            try encoder.encode(JobSpec(job: job, versionFile: v.fileName, datasetFile: d.fileName))
-                .write(to: URL(fileURLWithPath: dir + "/spec.json"))
-            FileManager.default.createFile(atPath: dir + "/log", contents: nil)
+            try JobService.writePrivate(dir + "/params.json", encoder.encode(job.params))
+            try JobService.writePrivate(dir + "/spec.json", encoder.encode(JobSpec(job: job, versionFile: v.fileName, datasetFile: d.fileName)))
+            try JobService.writePrivate(dir + "/log", Data())
             // The trainer is the mount's command line; request values stay in the environment.
             let script = """
                 #!/bin/sh
@@ -130,9 +112,26 @@ public final class JobService: @unchecked Sendable {
                 exit "$code"
 
                 """
-            try script.write(toFile: dir + "/run.sh", atomically: true, encoding: .utf8)
+            try JobService.writePrivate(dir + "/run.sh", Data(script.utf8))
         } catch {
             throw StoreError(.io, "cannot prepare \(dir): \(error.localizedDescription)")
+        }
+    }
+
+    /// Creates each directory (and missing parents of the first) with mode 0700.
+    static func makePrivateDirectories(_ paths: [String]) throws {
+        if let first = paths.first {
+            try FileManager.default.createDirectory(atPath: (first as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        }
+        for path in paths where mkdir(path, 0o700) != 0 && errno != EEXIST {
+            throw StoreError(.io, "cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Writes a file readable and writable by this user only (mode 0600).
+    static func writePrivate(_ path: String, _ data: Data) throws {
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw StoreError(.io, "cannot write \(path)")
         }
     }
 
@@ -152,13 +151,17 @@ public final class JobService: @unchecked Sendable {
     }
 
     /// Asks the executor to stop a job; it becomes `cancelled`.
+    /// A job that already ended is refused with `EINVAL` and what became of it ("job X already
+    /// succeeded"), also when it ends while the cancel is on its way.
     public func cancel(_ id: String) throws(StoreError) {
         guard let job = try catalog.job(id: id) else { throw .notFound("no job \(id)") }
-        guard job.status.isActive else { throw StoreError(.invalidArgument, "job \(id) is already \(job.status.rawValue)") }
-        if try catalog.transitionJob(id: id, from: [.queued, .running], to: .cancelled, error: "cancelled") {
-            if let eid = job.executorID { executor.cancel(eid) }
-            note(id, "job cancelled")
+        guard try catalog.transitionJob(id: id, from: [.queued, .running], to: .cancelled, error: "cancelled") else {
+            let now = try catalog.job(id: id)?.status ?? job.status
+            throw StoreError(.invalidArgument, "job \(id) already \(now.rawValue)")
         }
+        // The executor id as it is now: the job may have started since it was read.
+        if let eid = try catalog.job(id: id)?.executorID ?? job.executorID { executor.cancel(eid) }
+        note(id, "job cancelled")
         wake.signal()
     }
 
@@ -259,8 +262,8 @@ public final class JobService: @unchecked Sendable {
     }
 
     private func fetch(_ key: String, size: Int64, to path: String) throws(StoreError) {
-        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+        try? JobService.makePrivateDirectories([(path as NSString).deletingLastPathComponent])
+        guard (try? JobService.writePrivate(path, Data())) != nil, let handle = FileHandle(forWritingAtPath: path) else {
             throw StoreError(.io, "cannot write \(path)")
         }
         defer { try? handle.close() }

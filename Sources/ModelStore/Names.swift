@@ -36,6 +36,11 @@ public enum Names {
         scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
     }
 
+    /// Whether `text` holds NUL or another control character (C0, DEL, C1).
+    public static func hasControlCharacter(_ text: String) -> Bool {
+        text.unicodeScalars.contains(where: isControl)
+    }
+
     /// The name with control characters escaped, safe to put in a message.
     public static func printable(_ name: String) -> String {
         var out = ""

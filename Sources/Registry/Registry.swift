@@ -26,8 +26,37 @@ public final class Registry: Sendable {
     // MARK: Models
 
     public func model(_ name: String) throws(StoreError) -> Model {
-        guard let m = try catalog.model(named: name) else { throw .notFound("no model named \(Names.printable(name))") }
+        guard let m = try catalog.model(named: name) else { throw Registry.noModel(name) }
         return m
+    }
+
+    static func noModel(_ name: String) -> StoreError { .notFound("no model named \(Names.printable(name))") }
+    static func noVersion(_ model: String, _ version: String) -> StoreError {
+        .notFound("model \(Names.printable(model)) has no version \(Names.printable(version))")
+    }
+    static func noDataset(_ name: String) -> StoreError { .notFound("no dataset named \(Names.printable(name))") }
+
+    // The same look-ups inside a transaction (``Catalog/transaction(_:)``), where every rule is
+    // checked together with the change it guards.
+    public static func model(_ tx: CatalogTransaction, _ name: String) throws -> Model {
+        guard let m = try tx.model(named: name) else { throw noModel(name) }
+        return m
+    }
+
+    public static func version(_ tx: CatalogTransaction, _ modelName: String, _ versionName: String) throws -> (Model, Version) {
+        let m = try model(tx, modelName)
+        guard let v = try tx.version(modelID: m.id, name: versionName) else { throw noVersion(modelName, versionName) }
+        return (m, v)
+    }
+
+    public static func dataset(_ tx: CatalogTransaction, _ name: String) throws -> Dataset {
+        guard let d = try tx.dataset(named: name) else { throw noDataset(name) }
+        return d
+    }
+
+    /// Jobs name their inputs: what a queued or running job uses is neither deleted nor renamed (`EBUSY`).
+    static func refuseIfUsed(_ jobs: [Job], _ what: String) throws {
+        if let job = jobs.first { throw StoreError(.busy, "\(what) is used by job \(job.id), which is \(job.status.rawValue)") }
     }
 
     @discardableResult
@@ -44,44 +73,51 @@ public final class Registry: Sendable {
         publishManifest(m.id)
     }
 
-    /// Renames a model: metadata only, its versions keep their object keys.
-    /// Jobs name their inputs: renaming what a queued or running job uses is refused.
-    func checkNoActiveJob(model: String, version: String? = nil, dataset: String? = nil) throws(StoreError) {
-        let active = try catalog.jobs().filter(\.status.isActive)
-        if let job = active.first(where: { j in
-            (dataset != nil && j.dataset == dataset) || (dataset == nil && j.model == model && (version == nil || j.version == version))
-        }) {
-            throw StoreError(.busy, "job \(job.id) uses it and is \(job.status.rawValue)")
-        }
-    }
-
+    /// Renames a model: metadata only, its versions keep their object keys. Refused while a job
+    /// uses it; the check and the rename are one transaction.
     public func renameModel(_ from: String, to: String) throws(StoreError) {
         try Names.validate(to, what: "model name")
-        let m = try model(from)
-        try checkNoActiveJob(model: m.name)
-        if from == to { return }
-        try catalog.updateModel(id: m.id, name: to)
+        let renamed: Model? = try catalog.transaction { tx in
+            let m = try Registry.model(tx, from)
+            try Registry.refuseIfUsed(try tx.activeJobs(model: m.name), "model \(m.name)")
+            if from == to { return nil }
+            try tx.updateModel(id: m.id, name: to)
+            return m
+        }
+        guard let m = renamed else { return }
         publishManifest(m.id)
         do { try objects.delete(Rules.manifestKey(model: from)) } catch {
             logger.warning("could not delete the old manifest of \(from): \(error)")
         }
     }
 
-    /// Deletes a model with all its versions: bytes first, then rows, so a failure halfway leaves
-    /// only versions whose bytes still exist.
+    /// Deletes a model with all its versions. Refused while a job uses it or one of its versions
+    /// is still uploading (its writer would complete into a model that is gone).
+    ///
+    /// Order, for the bytes' sake: the rules and the rows go in one transaction, and the objects
+    /// after it commits. A failure after the commit leaves objects no row owns, whose keys stay
+    /// reserved (`pending_deletes`) until ``retryPending()`` or `gc` removes them; the other way
+    /// round a failure would leave rows whose bytes are gone, which nothing can repair.
     public func deleteModel(_ name: String) throws(StoreError) {
-        let m = try model(name)
-        if let job = try catalog.activeJobs(model: m.name).first {
-            throw StoreError(.busy, "model \(m.name) is used by job \(job.id), which is \(job.status.rawValue)")
+        let (m, removal) = try catalog.transaction { tx in
+            let m = try Registry.model(tx, name)
+            try Registry.refuseIfUsed(try tx.activeJobs(model: m.name), "model \(m.name)")
+            let versions = try tx.versions(modelID: m.id)
+            if let uploading = versions.first(where: { $0.status == .uploading }) {
+                throw StoreError(.busy, "\(m.name)/\(uploading.fileName) is still uploading: wait for it to end (or finish it with import --resume)")
+            }
+            return (m, try tx.deleteModel(m, versions: versions))
         }
-        for v in try catalog.versions(modelID: m.id) {
-            try removeBytes(of: v)
-            try catalog.deleteVersion(id: v.id)
+        remove(removal)
+        let manifest = Rules.manifestKey(model: m.name)
+        // Under the model's manifest lock: a publish in flight cannot put the manifest back.
+        manifestLocks.withLock("model \(m.id)") {
+            do { try objects.delete(manifest) } catch {
+                logger.warning("could not delete the manifest of \(m.name) (gc --delete-orphans removes it): \(error)")
+            }
         }
-        try manifestLocks.withLock("model \(m.id)") { () throws(StoreError) in
-            do throws(ObjectStoreError) { try objects.delete(Rules.manifestKey(model: m.name)) } catch { throw error.storeError }
-            try catalog.deleteModel(id: m.id)
-        }
+        // A model of the same name made meanwhile keeps its manifest.
+        if let again = try catalog.model(named: m.name) { publishManifest(again.id) }
     }
 
     // MARK: Versions
@@ -92,9 +128,7 @@ public final class Registry: Sendable {
 
     public func version(_ modelName: String, _ versionName: String) throws(StoreError) -> (Model, Version) {
         let m = try model(modelName)
-        guard let v = try catalog.version(modelID: m.id, name: versionName) else {
-            throw .notFound("model \(Names.printable(modelName)) has no version \(Names.printable(versionName))")
-        }
+        guard let v = try catalog.version(modelID: m.id, name: versionName) else { throw Registry.noVersion(modelName, versionName) }
         return (m, v)
     }
 
@@ -102,42 +136,57 @@ public final class Registry: Sendable {
         Rules.nextVersion(after: try versions(of: modelName).map(\.name))
     }
 
-    /// Deletes a version's bytes and row; refused for the last ready version of its model.
+    /// Deletes a version's row and bytes; refused for the last ready version of its model, for
+    /// a version still uploading, and for one a job uses. The rules and the row's delete are one
+    /// transaction, so two deletes racing for a model's last two ready versions cannot both pass;
+    /// the object goes after the commit (see ``deleteModel(_:)`` for why in that order).
     public func deleteVersion(_ modelName: String, _ versionName: String) throws(StoreError) {
-        let (m, v) = try version(modelName, versionName)
-        if v.status == .uploading {
-            throw StoreError(.busy, "\(m.name)/\(v.fileName) is still uploading")
+        let (m, removal) = try catalog.transaction { tx in
+            let (m, v) = try Registry.version(tx, modelName, versionName)
+            let what = "\(m.name)/\(v.fileName)"
+            if v.status == .uploading { throw StoreError(.busy, "\(what) is still uploading") }
+            try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), what)
+            try Rules.checkDeletable(version: v, siblings: try tx.versions(modelID: m.id), modelName: m.name)
+            return (m, try tx.deleteVersion(v))
         }
-        if let job = try catalog.activeJobs(model: m.name, version: v.name).first {
-            throw StoreError(.busy, "\(m.name)/\(v.fileName) is used by job \(job.id), which is \(job.status.rawValue)")
-        }
-        try Rules.checkDeletable(version: v, siblings: try catalog.versions(modelID: m.id), modelName: m.name)
-        try removeBytes(of: v)
-        try catalog.deleteVersion(id: v.id)
+        remove(removal)
         publishManifest(m.id)
     }
 
-    private func removeBytes(of v: Version) throws(StoreError) {
-        do {
-            if let upload = try catalog.upload(versionID: v.id) {
+    /// Removes from object storage what a committed delete left: the multipart uploads still
+    /// open, then the objects. What object storage refuses now stays recorded (an abandoned
+    /// upload, a pending delete) for ``retryPending()``: gc, the next import, the next mount.
+    func remove(_ removal: Removal) {
+        for upload in removal.uploads {
+            do {
                 try objects.abortMultipartUpload(upload.objectKey, uploadID: upload.uploadID)
+                try catalog.deleteUpload(id: upload.id)
+            } catch {
+                logger.warning("multipart upload of \(upload.objectKey) not aborted yet (gc will): \(error)")
             }
-            try objects.delete(v.objectKey)
-        } catch let e as ObjectStoreError {
-            throw e.storeError
-        } catch {
-            throw error as? StoreError ?? .io("\(error)")
+        }
+        for key in removal.keys {
+            do {
+                try objects.delete(key)
+                try catalog.objectDeleted(key)
+            } catch {
+                logger.warning("\(key) not deleted yet (gc will): \(error)")
+            }
         }
     }
 
-    /// Renames a version within its model: metadata only.
+    /// Renames a version within its model: metadata only. Refused while a job uses it; the
+    /// check, the name's uniqueness and the rename are one transaction.
     public func renameVersion(_ modelName: String, _ from: String, to: String) throws(StoreError) {
         try Names.validate(to, what: "version name")
-        let (m, v) = try version(modelName, from)
-        if from == to { return }
-        try checkNoActiveJob(model: m.name, version: v.name)
-        try catalog.updateVersion(id: v.id, name: to)
-        publishManifest(m.id)
+        let renamed: Model? = try catalog.transaction { tx in
+            let (m, v) = try Registry.version(tx, modelName, from)
+            if from == to { return nil }
+            try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), "\(m.name)/\(v.fileName)")
+            try tx.updateVersion(id: v.id, name: to)
+            return m
+        }
+        if let m = renamed { publishManifest(m.id) }
     }
 
     public func setVersionNote(_ modelName: String, _ versionName: String, note: String) throws(StoreError) {
@@ -152,9 +201,15 @@ public final class Registry: Sendable {
     public func beginVersion(model modelName: String, fileName: String, note: String = "", lineage: Lineage = Lineage(),
                              source: (path: String, size: Int64)? = nil) throws(StoreError) -> ItemUpload {
         let (name, format) = try Formats.splitVersion(fileName)
-        let m = try model(modelName)
-        let key = try freshKey(Rules.versionKey(model: m.name, fileName: fileName), name: "\(m.name)/\(name)", format: format)
-        let v = try catalog.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
+        // A key no row owns and no object occupies (asked of object storage outside the
+        // transaction); then the model, the name's uniqueness (any extension) and the key,
+        // checked with the insert.
+        let preferred = try freshObjectKey(Rules.versionKey(model: modelName, fileName: fileName), name: "\(modelName)/\(name)", format: format)
+        let (m, v) = try catalog.transaction { tx in
+            let m = try Registry.model(tx, modelName)
+            let key = try Registry.freshKey(tx, preferred, name: "\(m.name)/\(name)", format: format)
+            return (m, try tx.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage))
+        }
         try catalog.setWriter(versionID: v.id, Writer.current)
         // The manifest follows when the upload ends (ready or failed): an uploading version means
         // nothing to another node or to recovery, and each rewrite costs a PUT of the whole manifest.
@@ -201,37 +256,44 @@ public final class Registry: Sendable {
     // MARK: Datasets
 
     public func dataset(_ name: String) throws(StoreError) -> Dataset {
-        guard let d = try catalog.dataset(named: name) else { throw .notFound("no dataset named \(Names.printable(name))") }
+        guard let d = try catalog.dataset(named: name) else { throw Registry.noDataset(name) }
         return d
     }
 
     /// Starts a new dataset from a file name such as `finance-qa.jsonl`.
     public func beginDataset(fileName: String, note: String = "") throws(StoreError) -> ItemUpload {
         let (name, format) = try Formats.splitDataset(fileName)
-        let key = try freshKey(Rules.datasetKey(fileName: fileName), name: ".datasets/" + name, format: format)
-        let d = try catalog.insertDataset(name: name, format: format, objectKey: key, note: note)
+        let preferred = try freshObjectKey(Rules.datasetKey(fileName: fileName), name: ".datasets/" + name, format: format)
+        let d = try catalog.transaction { tx in
+            let key = try Registry.freshKey(tx, preferred, name: ".datasets/" + name, format: format)
+            return try tx.insertDataset(name: name, format: format, objectKey: key, note: note)
+        }
         try catalog.setWriter(datasetID: d.id, Writer.current)
         return ItemUpload(registry: self, item: .dataset(d), resume: nil, source: nil)
     }
 
+    /// Deletes a dataset; refused while it uploads or a job uses it (one transaction with the delete).
     public func deleteDataset(_ name: String) throws(StoreError) {
-        let d = try dataset(name)
-        if let job = try catalog.jobs().first(where: { $0.status.isActive && $0.dataset == d.name }) {
-            throw StoreError(.busy, "dataset \(d.fileName) is used by job \(job.id), which is \(job.status.rawValue)")
+        let removal = try catalog.transaction { tx in
+            let d = try Registry.dataset(tx, name)
+            try Registry.refuseIfUsed(try tx.activeJobs(dataset: d.name), "dataset \(d.fileName)")
+            if d.status == .uploading { throw StoreError(.busy, "datasets/\(d.fileName) is still uploading") }
+            return try tx.deleteDataset(d)
         }
-        if d.status == .uploading { throw StoreError(.busy, "datasets/\(d.fileName) is still uploading") }
-        do { try objects.delete(d.objectKey) } catch { throw error.storeError }
-        try catalog.deleteDataset(id: d.id)
+        remove(removal)
         publishDatasetsManifest()
     }
 
     public func renameDataset(_ from: String, to: String) throws(StoreError) {
         try Names.validate(to, what: "dataset name")
-        let d = try dataset(from)
-        if from == to { return }
-        try checkNoActiveJob(model: "", dataset: d.name)
-        try catalog.renameDataset(id: d.id, to: to)
-        publishDatasetsManifest()
+        let renamed: Bool = try catalog.transaction { tx in
+            let d = try Registry.dataset(tx, from)
+            if from == to { return false }
+            try Registry.refuseIfUsed(try tx.activeJobs(dataset: d.name), "dataset \(d.fileName)")
+            try tx.renameDataset(id: d.id, to: to)
+            return true
+        }
+        if renamed { publishDatasetsManifest() }
     }
 
     /// The uploading version of `model` that was interrupted while importing `path`, if any.
@@ -246,7 +308,7 @@ public final class Registry: Sendable {
     /// `base` unless a renamed version or dataset already owns it, or an object is already
     /// there (put by anything else); then a unique variant. A new version never overwrites bytes.
     /// When object storage cannot say (down), a variant too: the upload will tell.
-    func freshKey(_ base: String, name: String, format: String) throws(StoreError) -> String {
+    func freshObjectKey(_ base: String, name: String, format: String) throws(StoreError) -> String {
         let free = try isFree(base)
         if free == true { return base }
         while true {
@@ -263,6 +325,16 @@ public final class Registry: Sendable {
         do { return try objects.head(key) == nil } catch {
             logger.warning("could not check \(key) in object storage: \(error)")
             return nil
+        }
+    }
+
+    /// `base` unless a renamed version or dataset (or one whose object is still being deleted)
+    /// owns it; then a unique variant.
+    static func freshKey(_ tx: CatalogTransaction, _ base: String, name: String, format: String) throws -> String {
+        if try !tx.objectKeyInUse(base) { return base }
+        while true {
+            let candidate = name + "~" + String(UInt32.random(in: 0...UInt32.max), radix: 16) + "." + format
+            if try !tx.objectKeyInUse(candidate) { return candidate }
         }
     }
 
@@ -292,9 +364,25 @@ public final class Registry: Sendable {
         return aborted
     }
 
-    /// Catches up on work object storage refused earlier: aborts and manifests.
+    /// Deletes the objects of deleted rows that object storage refused to delete earlier (or a
+    /// crash interrupted), once they are `olderThan` seconds old: younger ones may still be being
+    /// deleted by the process that deleted their rows, and a key freed early could be given to a
+    /// new version whose object that process would then delete. Returns how many it deleted.
+    @discardableResult
+    public func retryPendingDeletes(olderThan age: TimeInterval = 600) throws(StoreError) -> Int {
+        var deleted = 0
+        for key in try catalog.pendingDeletes(before: Date().addingTimeInterval(-age)) {
+            do { try objects.delete(key) } catch { throw error.storeError }
+            try catalog.objectDeleted(key)
+            deleted += 1
+        }
+        return deleted
+    }
+
+    /// Catches up on work object storage refused earlier: aborts, deletes and manifests.
     public func retryPending() throws(StoreError) {
         try retryAbandonedUploads()
+        try retryPendingDeletes()
         for m in try catalog.dirtyManifestModels() { publishManifest(m.id) }
         publishDatasetsManifestIfBehind()
     }

@@ -6,7 +6,7 @@ extension Registry {
     public func beginScratchVersion(model modelName: String, fileName: String) throws(StoreError) -> ItemUpload {
         guard Names.isScratch(fileName) else { throw .invalid("\(Names.printable(fileName)) is not a temporary file name") }
         let m = try model(modelName)
-        let key = try freshKey(Rules.versionKey(model: m.name, fileName: fileName), name: "\(m.name)/\(fileName)", format: "tmp")
+        let key = try freshObjectKey(Rules.versionKey(model: m.name, fileName: fileName), name: "\(m.name)/\(fileName)", format: "tmp")
         let v = try catalog.insertVersion(modelID: m.id, name: fileName, format: "", objectKey: key)
         return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: nil)
     }

@@ -404,4 +404,76 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         }
         #expect(try catalog.versions(modelID: m.id).map(\.name) == ["v1"], "v2 was rolled back with the refused v1")
     }
+
+    // MARK: Rules in one transaction
+
+    /// Two connections (two processes) each check "is a ready version left besides mine?" and
+    /// delete theirs: one must wait for the other's commit and then see that it is the last one.
+    /// With a deferred transaction both would read the same snapshot and both delete.
+    @Test func aCheckAndItsChangeCannotInterleaveWithAnotherConnections() throws {
+        let path = self.path
+        for round in 0..<10 {
+            let (m, vs) = try model("race\(round)", versions: ["v1", "v2"])
+            for v in vs { try catalog.markVersionReady(id: v.id, size: 1, sha256: "s") }
+            let deleted = Mutex<[String]>([])
+            let refused = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 2) { i in
+                do {
+                    let own = try Catalog(path: path)
+                    _ = try own.transaction { tx in
+                        guard let mine = try tx.version(modelID: m.id, name: vs[i].name) else { throw StoreError.notFound("gone") }
+                        try Rules.checkDeletable(version: mine, siblings: try tx.versions(modelID: m.id), modelName: m.name)
+                        usleep(20_000)  // widen the window between the check and the change
+                        return try tx.deleteVersion(mine)
+                    }
+                    deleted.withLock { $0.append(vs[i].name) }
+                } catch {
+                    refused.withLock { $0.append("\(error)") }
+                }
+            }
+            #expect(deleted.withLock { $0.count } == 1, "round \(round): deleted \(deleted.withLock { $0 }), refused \(refused.withLock { $0 })")
+            #expect(refused.withLock { $0 }.allSatisfy { $0.contains("last ready version") }, "\(refused.withLock { $0 })")
+            #expect(try catalog.versions(modelID: m.id).filter { $0.status == .ready }.count == 1)
+        }
+    }
+
+    @Test func aDeletedRowsKeyStaysReservedUntilItsObjectIsGone() throws {
+        let (m, vs) = try model("m", versions: ["v1", "v2"])
+        _ = try catalog.recordUpload(objectKey: "m/v2.zip", uploadID: "up-2", partSize: 8, versionID: vs[1].id, datasetID: nil,
+                                     sourcePath: nil, sourceSize: nil)
+        let removal = try catalog.transaction { try $0.deleteModel(m, versions: try $0.versions(modelID: m.id)) }
+        #expect(removal.keys.sorted() == ["m/v1.zip", "m/v2.zip"])
+        #expect(removal.uploads.map(\.uploadID) == ["up-2"])
+        #expect(try catalog.model(named: "m") == nil && catalog.version(id: vs[0].id) == nil)
+        // The keys are still owned: a new model m's v1.zip gets another one.
+        #expect(try catalog.pendingDeletes().sorted() == ["m/v1.zip", "m/v2.zip"])
+        #expect(try catalog.objectKeyInUse("m/v1.zip"))
+        // The open multipart upload outlives its row, detached, for an abort.
+        #expect(try catalog.abandonedUploads().map(\.uploadID) == ["up-2"])
+        try catalog.objectDeleted("m/v1.zip")
+        #expect(try !catalog.objectKeyInUse("m/v1.zip"))
+        #expect(try catalog.pendingDeletes() == ["m/v2.zip"])
+        #expect(try catalog.pendingDeletes(before: Date.distantPast).isEmpty)
+    }
+
+    @Test func aRefusedTransactionChangesNothing() throws {
+        let (m, vs) = try model("m", versions: ["v1"])
+        expectStoreError(.notPermitted) {
+            try catalog.transaction { tx in
+                _ = try tx.deleteVersion(vs[0])
+                throw StoreError(.notPermitted, "refused after the change")
+            }
+        }
+        #expect(try catalog.versions(modelID: m.id).map(\.name) == ["v1"])
+        #expect(try catalog.pendingDeletes().isEmpty)
+    }
+
+    @Test func theCatalogFilesArePrivate() throws {
+        try model("m", versions: ["v1"])
+        for suffix in ["", "-wal", "-shm"] {
+            var st = stat()
+            #expect(stat(path + suffix, &st) == 0, "\(path + suffix) exists")
+            #expect(st.st_mode & 0o777 == 0o600, "\(suffix): \(String(st.st_mode & 0o777, radix: 8))")
+        }
+    }
 }

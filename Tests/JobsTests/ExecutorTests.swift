@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import ModelStore
-import Jobs
+@testable import Jobs
 
 /// LocalExecutor on its own: a script in a directory, no service.
 @Suite("LocalExecutor")
@@ -81,5 +81,23 @@ final class LocalExecutorTests {
         do {
             #expect(log == "SigBlk:\t0000000000000000\n")
         }
+    }
+}
+
+@Suite("SlurmExecutor: what a job gets")
+struct SlurmEnvironmentTests {
+    @Test func sbatchExportsOnlyTheJobsVariables() {
+        let job = ["PATH": "/usr/bin:/bin", "HOME": "/home/u", "MODELFS_JOB_ID": "j,1", "MODELFS_PARAM_NOTE": "a,b=c"]
+        let mount = ["AWS_SECRET_ACCESS_KEY": "secret", "AWS_ACCESS_KEY_ID": "id", "CANARY": "x", "PATH": "/mount/bin",
+                     "SLURM_CONF": "/etc/slurm/test.conf", "SBATCH_PARTITION": "debug", "SBATCH_EXPORT": "ALL", "MODELFS_BUCKET": "b"]
+        let env = SlurmExecutor.sbatchEnvironment(job, mount: mount)
+        #expect(env == ["PATH": "/usr/bin:/bin", "HOME": "/home/u", "MODELFS_JOB_ID": "j,1", "MODELFS_PARAM_NOTE": "a,b=c",
+                        "SLURM_CONF": "/etc/slurm/test.conf", "SBATCH_PARTITION": "debug"])
+        let argv = SlurmExecutor.sbatchArguments(jobID: "j", log: "/d/log", directory: "/d", partition: nil,
+                                                 exporting: job.keys.sorted(), script: "/d/run.sh")
+        // Names only: values come from sbatch's environment, so commas in them cannot split the list.
+        #expect(argv.contains("--export=HOME,MODELFS_JOB_ID,MODELFS_PARAM_NOTE,PATH"))
+        #expect(!argv.contains { $0.hasPrefix("--export=ALL") || $0.contains("secret") })
+        #expect(argv.last == "/d/run.sh")
     }
 }

@@ -132,4 +132,31 @@ struct JobRequestTests {
         #expect(j.name == "x; rm -rf ~ && `id` | $HOME")
         #expect(j.params.isEmpty)
     }
+
+    @Test(arguments: JobRequest.reservedNames.sorted())
+    func aControlFilesNameIsNoJobName(_ name: String) {
+        let message = refused("model=m version=v1 dataset=d name=\(name)")
+        #expect(message.contains("job name") && message.contains("control file"), "\(message)")
+        #expect(refused(#"{"model": "m", "version": "v1", "dataset": "d", "name": "\#(name)"}"#).contains("control file"))
+    }
+
+    @Test func namesThatOnlyResembleControlFilesAreFine() throws {
+        #expect(try parse("model=m version=v1 dataset=d name=submit-2").name == "submit-2")
+        #expect(try parse("model=m version=v1 dataset=d name=Submit").name == "Submit")
+    }
+
+    /// NUL, escapes and newlines in a value would cut it short in the trainer's environment or
+    /// forge lines in a log or a listing.
+    @Test(arguments: [
+        bytes("model=m version=v1 dataset=d note=a") + [0] + bytes("b\n"),
+        bytes("model=m\u{1}x version=v1 dataset=d\n"),
+        bytes("model=m version=v1 dataset=d note=\"red \u{1B}[31m\"\n"),
+        bytes("model=m version=v1 dataset=d note=\"two\nlines\"\n"),
+        bytes(#"{"model": "m", "version": "v1", "dataset": "d", "note": "a\u0000b"}"#),
+        bytes(#"{"model": "m", "version": "v1\n", "dataset": "d"}"#),
+        bytes(#"{"model": "m", "version": "v1", "dataset": "d\u0085"}"#),
+    ])
+    func controlCharactersInValuesAreRefused(_ raw: [UInt8]) {
+        #expect(refused(raw).contains("control character"))
+    }
 }

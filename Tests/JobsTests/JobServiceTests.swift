@@ -81,6 +81,7 @@ struct JobSubmitTests {
         expectStoreError(.alreadyExists) { try env.submit(s, name: "mine") }
         expectStoreError(.alreadyExists) { try env.submit(s, name: "m-v1-ft-1", params: ["epochs": "9"]) }
         expectStoreError(.invalidArgument) { try env.submit(s, name: ".hidden") }
+        expectStoreError(.invalidArgument) { try env.submit(s, name: "submit") }
         expectStoreError(.invalidArgument) { try env.submit(s, name: "a/b") }
         #expect(try env.catalog.jobs().map(\.id).sorted() == ["m-v1-ft-1", "m-v1-ft-2", "m-v1-ft-3", "m-v1-ft-4", "mine"])
         // The refused duplicate left the first job's directory alone.
@@ -231,6 +232,17 @@ struct JobRunTests {
         expectStoreError(.notFound) { try s.cancel("no-such-job") }
     }
 
+    @Test func cancellingAFinishedJobIsRefusedWithWhatBecameOfIt() throws {
+        let env = try JobsEnv()
+        let s = env.service("true")
+        let id = try env.submit(s).id
+        #expect(try env.finish(s, id).status == .succeeded)
+        let e = storeError { try s.cancel(id) }
+        #expect(e?.code == .invalidArgument && e?.message == "job \(id) already succeeded", "\(e?.message ?? "")")
+        #expect(try env.job(id).status == .succeeded)
+        #expect(!env.text(s.logPath(of: id)).contains("job cancelled"))
+    }
+
     @Test func aCancelledJobsProcessIsReaped() throws {
         let env = try JobsEnv()
         let s = env.service("sleep 30")
@@ -342,6 +354,28 @@ struct JobRunTests {
                           "MODELFS_MODEL_PATH", "MODELFS_DATASET_PATH", "MODELFS_OUTPUT_DIR", "MODELFS_PARAMS",
                           "MODELFS_PARAM_EPOCHS", "MODELFS_PARAM_LR", "MODELFS_PARAM_WARM_UP"]
         #expect(Set(vars.keys.filter { $0.hasPrefix("MODELFS_") }) == known)
+        // And nothing else of the mount's environment (its AWS_* credentials, say): PATH, HOME
+        // and what the shell sets itself.
+        #expect(Set(vars.keys.filter { !$0.hasPrefix("MODELFS_") }).subtracting(["PATH", "HOME", "PWD", "OLDPWD", "SHLVL", "_"]).isEmpty,
+                "\(vars.keys.sorted())")
+        #expect(vars["PATH"] == ProcessInfo.processInfo.environment["PATH"])
+    }
+
+    @Test func jobDirectoriesAndLogsArePrivate() throws {
+        let env = try JobsEnv()
+        let s = env.service(writeCheckpoint + "; echo trained")
+        let id = try env.submit(s).id
+        #expect(try env.finish(s, id).status == .succeeded)
+        func mode(_ path: String) -> mode_t {
+            var st = stat()
+            return stat(path, &st) == 0 ? st.st_mode & 0o777 : 0o7777
+        }
+        let dir = s.directory(of: id)
+        for path in [env.jobsDir, dir, dir + "/output", dir + "/inputs"] { #expect(mode(path) == 0o700, "\(path)") }
+        for path in [s.logPath(of: id), dir + "/spec.json", dir + "/params.json", dir + "/run.sh", dir + "/inputs/v1.safetensors"] {
+            #expect(mode(path) == 0o600, "\(path): \(String(mode(path), radix: 8))")
+        }
+        #expect(env.text(s.logPath(of: id)).contains("trained"))
     }
 
     @Test func withAMountInputsAreReadThroughItAndNotFetched() throws {
@@ -483,6 +517,43 @@ struct JobConcurrencyTests {
 
 @Suite("JobService: what jobs protect")
 struct JobProtectionTests {
+    /// A submission and a delete of its version race (each with its own connection, as two
+    /// processes): either the job is queued and the version stays, or the version is gone and
+    /// the submission is refused — never a job whose version is gone.
+    @Test func aSubmissionRacingADeleteOfItsVersionNeverQueuesAJobWithoutIt() throws {
+        let env = try JobsEnv()
+        let other = Registry(catalog: try Catalog(path: env.dir + "/catalog.sqlite"), objects: env.objects)
+        let s = env.service("true")
+        for round in 0..<20 {
+            try env.putVersion("m", "r\(round).safetensors", bytes("weights \(round)"))
+            let submitted = LockedList<Result<Job, StoreError>>()
+            let deleted = LockedList<StoreError?>()
+            DispatchQueue.concurrentPerform(iterations: 2) { i in
+                do throws(StoreError) {
+                    if i == 0 {
+                        submitted.append(.success(try s.submit(JobRequest(model: "m", version: "r\(round)", dataset: "qa"))))
+                    } else {
+                        try other.deleteVersion("m", "r\(round)")
+                        deleted.append(nil)
+                    }
+                } catch {
+                    if i == 0 { submitted.append(.failure(error)) } else { deleted.append(error) }
+                }
+            }
+            let job = try? submitted.all.first?.get()
+            let deleteError = deleted.all.first ?? nil
+            let version = try env.catalog.version(modelID: try env.registry.model("m").id, name: "r\(round)")
+            if let job {
+                #expect(version != nil && deleteError?.code == .busy, "round \(round): job \(job.id) queued, delete: \(deleteError?.message ?? "done")")
+                try env.finish(s, job.id)
+            } else {
+                let refusal = submitted.all.first.flatMap { if case .failure(let e) = $0 { return e } else { return nil } }
+                #expect(version == nil && deleteError == nil && refusal?.code == .notFound,
+                        "round \(round): submit \(refusal?.message ?? "?"), delete \(deleteError?.message ?? "done")")
+            }
+        }
+    }
+
     @Test func versionAndModelInUseCannotBeDeleted() throws {
         let env = try JobsEnv()
         try env.putVersion("m", "base.safetensors", bytes("other"))

@@ -87,13 +87,19 @@ import UploadPath
         try env.put("gone", "v1.zip", randomBytes(100))
         try env.put("gone", "v2.safetensors", randomBytes(partSize + 10))      // a multipart object
         try env.put("stays", "v1.zip", [7])
-        // An upload still open (a multipart upload with a part out) is aborted too.
+        // While a version is still uploading the model cannot go: its writer would complete
+        // into a model that is gone (or, after a new mkdir, into someone else's).
         let open = try env.registry.beginVersion(model: "gone", fileName: "v3.pt")
         try env.feed(open, randomBytes(partSize + 1))
         #expect(try env.pendingUploads() == 1)
         let record = try #require(try env.catalog.upload(versionID: open.version!.id))
         #expect(try eventually { try env.catalog.parts(upload: record.id).count == 1 })
+        expectStoreError(.busy, "uploading") { try env.registry.deleteModel("gone") }
+        #expect(try env.registry.versions(of: "gone").count == 3 && env.hasObject(Rules.manifestKey(model: "gone")))
 
+        // Once it failed with its multipart upload still open (the abort was refused), the
+        // delete aborts that upload too.
+        try env.catalog.markVersionFailed(id: open.version!.id, error: "given up", uploadStillOpen: true)
         try env.registry.deleteModel("gone")
         #expect(try env.objects.list(prefix: "gone/").isEmpty)
         #expect(try !env.hasObject(Rules.manifestKey(model: "gone")))
@@ -495,4 +501,129 @@ import UploadPath
           }
         }
     }
+}
+
+/// Every rule is checked in the transaction that makes its change: racing callers (threads here,
+/// each with its own connection as separate processes have) cannot both pass a rule.
+@Suite struct RegistryRaceTests {
+    /// Two registries on one catalog file and one bucket: a mount and the CLI beside it.
+    static func twoRegistries(_ env: Env) throws -> [Registry] {
+        [env.registry, Registry(catalog: try Catalog(path: env.dir + "/catalog.sqlite"), objects: env.objects)]
+    }
+
+    /// Runs `body(0)` and `body(1)` at once; returns how they ended.
+    static func race(_ body: @Sendable (Int) throws(StoreError) -> Void) -> LockedResults {
+        let outcomes = LockedResults()
+        DispatchQueue.concurrentPerform(iterations: 2) { i in outcomes.record { () throws(StoreError) in try body(i) } }
+        return outcomes
+    }
+
+    /// 20 rounds, each with a new model `m<round>`.
+    static func rounds(_ body: (Env, [Registry], _ model: String, _ round: Int) throws -> Void) throws {
+        let env = try Env()
+        let registries = try twoRegistries(env)
+        for round in 0..<20 {
+            try env.registry.createModel("m\(round)")
+            try body(env, registries, "m\(round)", round)
+        }
+    }
+
+    @Test func twoDeletesOfTheLastTwoReadyVersionsLeaveOne() throws {
+        try RegistryRaceTests.rounds { env, registries, model, round in
+            try env.put(model, "v1.zip", [1])
+            try env.put(model, "v2.zip", [2])
+            let outcomes = RegistryRaceTests.race { i throws(StoreError) in try registries[i].deleteVersion(model, "v\(i + 1)") }
+            #expect(outcomes.successes == 1, "round \(round): \(outcomes.errors)")
+            #expect(outcomes.errors.allSatisfy { $0.code == .notPermitted }, "\(outcomes.errors)")
+            let left = try env.registry.versions(of: model)
+            #expect(left.count == 1 && left[0].status == .ready)
+            #expect(try env.hasObject(left[0].objectKey), "the version left has its bytes")
+        }
+    }
+
+    @Test func twoCreatesOfOneVersionNameMakeOne() throws {
+        let env = try Env()
+        let registries = try RegistryRaceTests.twoRegistries(env)
+        try env.registry.createModel("m")
+        for round in 0..<20 {
+            let outcomes = RegistryRaceTests.race { i throws(StoreError) in
+                _ = try registries[i].beginVersion(model: "m", fileName: "v\(round).\(i == 0 ? "zip" : "pt")")
+            }
+            #expect(outcomes.successes == 1, "round \(round): \(outcomes.errors)")
+            #expect(outcomes.errors.allSatisfy { $0.code == .alreadyExists && $0.message.contains("already exists") })
+        }
+        #expect(try env.registry.versions(of: "m").count == 20)
+    }
+
+    @Test func rmdirRacingACopyInNeverLeavesAVersionWithoutItsModel() throws {
+        try RegistryRaceTests.rounds { env, registries, model, round in
+            let created = LockedBox<ItemUpload?>(nil)
+            let outcomes = RegistryRaceTests.race { i throws(StoreError) in
+                if i == 0 { try registries[0].deleteModel(model) } else {
+                    created.value = try registries[1].beginVersion(model: model, fileName: "v1.zip")
+                }
+            }
+            #expect(outcomes.successes == 1, "round \(round): \(outcomes.errors)")
+            if let upload = created.value {
+                // The copy won: the model stays (rmdir was EBUSY) and the version completes.
+                #expect(outcomes.errors.map(\.code) == [.busy])
+                try env.feed(upload, [1, 2, 3])
+                #expect(try upload.finishVersion().status == .ready)
+                #expect(try env.registry.versions(of: model).map(\.name) == ["v1"])
+            } else {
+                #expect(outcomes.errors.map(\.code) == [.notFound])
+                #expect(try env.catalog.model(named: model) == nil)
+            }
+        }
+    }
+
+    @Test func aDeleteThatObjectStorageRefusesKeepsTheKeyUntilRetried() throws {
+        let env = try Env()
+        try env.registry.createModel("m")
+        try env.put("m", "v1.zip", [1])
+        let v2 = try env.put("m", "v2.zip", [2, 2])
+        env.memory.injectFaults { op, key, _ in op == .delete && key == "m/v2.zip" ? .unreachable("injected") : nil }
+        // The delete is committed; the bytes wait for object storage.
+        try env.registry.deleteVersion("m", "v2")
+        #expect(try env.registry.versions(of: "m").map(\.name) == ["v1"])
+        #expect(try env.hasObject(v2.objectKey))
+        #expect(try env.catalog.pendingDeletes() == ["m/v2.zip"])
+        // Meanwhile a new v2.zip must not get that key: the old object's delete would take its bytes.
+        env.memory.injectFaults(nil)
+        let again = try env.put("m", "v2.zip", [9, 9, 9])
+        #expect(again.objectKey != v2.objectKey)
+        // Too young to retry (its deleter may still be at it), then retried.
+        #expect(try env.registry.retryPendingDeletes() == 0)
+        #expect(try env.registry.retryPendingDeletes(olderThan: 0) == 1)
+        #expect(try !env.hasObject(v2.objectKey))
+        #expect(try env.catalog.pendingDeletes().isEmpty)
+        #expect(same(try env.objects.get(again.objectKey, range: nil), [9, 9, 9]))
+    }
+
+    @Test func renamesCheckJobsAndNamesInTheirTransaction() throws {
+        let env = try Env()
+        try env.registry.createModel("m")
+        try env.put("m", "v1.zip", [1])
+        try env.put("m", "v2.zip", [2])
+        let job = Job(id: "j", model: "m", version: "v1", dataset: "d", params: [:], status: .running, executor: "local", created: Date())
+        try env.catalog.insertJob(job)
+        expectStoreError(.busy) { try env.registry.renameVersion("m", "v1", to: "v1b") }
+        expectStoreError(.busy) { try env.registry.renameModel("m", to: "m2") }
+        expectStoreError(.busy) { try env.registry.deleteModel("m") }
+        try env.registry.renameVersion("m", "v2", to: "v3")
+        expectStoreError(.alreadyExists) { try env.registry.renameVersion("m", "v3", to: "v1") }
+        #expect(try env.registry.versions(of: "m").map(\.name) == ["v1", "v3"])
+    }
+}
+
+/// Outcomes of racing calls.
+final class LockedResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ok = 0
+    private var failures: [StoreError] = []
+    func record(_ body: () throws(StoreError) -> Void) {
+        do throws(StoreError) { try body(); lock.withLock { ok += 1 } } catch { lock.withLock { failures.append(error) } }
+    }
+    var successes: Int { lock.withLock { ok } }
+    var errors: [StoreError] { lock.withLock { failures } }
 }

@@ -206,3 +206,16 @@ def test_wrong_secret_is_a_clear_error(s3store, name, tmp_path):
     assert p.returncode != 0
     assert "SignatureDoesNotMatch" in p.stderr or "403" in p.stderr
     assert "not-the-secret-x9" not in p.stderr + p.stdout
+
+
+def test_notes_print_escaped_in_listings(store, name, tmp_path):
+    model = name()
+    src = make_file(tmp_path / "a.pt", 100)
+    note = "fine\x1b[2J\x1b[31mforged line\nv9.pt  ready"
+    store.run("import", str(src), "--model", model, "--note", note, "--quiet")
+    store.run("model", "set", model, "--note", note)
+    for listing in (store.run("versions", model).stdout, store.run("models", "--search", model).stdout):
+        assert "\x1b" not in listing and "forged line\n" not in listing, repr(listing)
+        assert "fine\\u{1b}[2J\\u{1b}[31mforged line\\u{a}v9.pt" in listing, repr(listing)
+    # JSON keeps the note as it is (escaped the JSON way).
+    assert store.versions(model)["v1"]["note"] == note

@@ -3,6 +3,7 @@ executor and on a real one-node Slurm cluster."""
 import errno
 import json
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -35,13 +36,14 @@ def wait_status(mnt, job, wanted, timeout=120):
 
 
 class JobMount:
-    def __init__(self, store, tmp_path, executor="local", env=None):
+    def __init__(self, store, tmp_path, executor="local", env=None, train_command=TRAIN_COMMAND):
         self.store, self.path, self.executor = store, str(tmp_path / "mnt"), executor
         self.env = store.env(**(env or {}))
         self.inputs = tmp_path
+        self.train_command = train_command
 
     def mount(self):
-        self.store.run("mount", self.path, "--train-command", TRAIN_COMMAND, "--executor", self.executor, env=self.env)
+        self.store.run("mount", self.path, "--train-command", self.train_command, "--executor", self.executor, env=self.env)
         assert is_mounted(self.path)
 
     def unmount(self):
@@ -125,6 +127,12 @@ def test_bad_requests_fail_the_write_with_a_reason(jobs, name):
         (f"model={model} version=v1 dataset=nope\n", errno.ENOENT, "no dataset"),
         ('{"model": "%s", "version": "v1"' % model + "\n", errno.EINVAL, ""),
         ("x" * (65 << 10), errno.EINVAL, "bytes"),
+        # A job may not take a control file's name, and values carry no control characters.
+        (f"model={model} version=v1 dataset={dataset} name=submit\n", errno.EINVAL, "control file"),
+        (f"model={model} version=v1 dataset={dataset} name=control\n", errno.EINVAL, "control file"),
+        (f"model={model} version=v1 dataset={dataset} note=a\x00b\n", errno.EINVAL, "control character"),
+        (f'model={model} version=v1 dataset={dataset} note="\x1b[2Jgotcha"\n', errno.EINVAL, "control character"),
+        (json.dumps({"model": model, "version": "v1", "dataset": dataset, "note": "two\nlines"}), errno.EINVAL, "control character"),
     ]
     for request, code, reason in cases:
         err, answer = jobs.submit(request)
@@ -177,6 +185,84 @@ def test_cancel_and_busy_while_running(jobs, name):
         raise AssertionError("control accepted a bad word")
     except OSError as e:
         assert e.errno == errno.EINVAL
+
+
+def one_successful_job(m, name, epochs=1):
+    """Seeds a model and a dataset, runs one job to its end; returns the model and the job's id."""
+    model, dataset = name("tiny"), name("qa")
+    m.seed(model, dataset)
+    err, job = m.submit(f"model={model} version=v1 dataset={dataset} epochs={epochs}\n")
+    assert err == 0
+    assert wait_status(m.p(), job, {"succeeded", "failed", "cancelled"}) == "succeeded"
+    return model, job
+
+
+def test_cancel_of_a_finished_job_says_what_became_of_it(jobs, name):
+    _, job = one_successful_job(jobs, name)
+    try:
+        with open(jobs.p("jobs", job, "control"), "w") as f:
+            f.write("cancel\n")
+        raise AssertionError("cancel of a finished job was accepted")
+    except OSError as e:
+        assert e.errno == errno.EINVAL, e
+    p = jobs.store.run("jobs", job, "--cancel", env=jobs.env, check=False)
+    assert p.returncode == 1 and f"job {job} already succeeded" in p.stderr, p.stderr
+    assert open(jobs.p("jobs", job, "status")).read().strip() == "succeeded"
+
+
+# A variable of the mount's own environment that no job may see (not MODELFS_-prefixed, so that
+# no allow-listing by prefix could let it through).
+CANARY = "ZZ_MOUNT_ONLY_CANARY"
+ENV_COMMAND = "python3 -c 'import json, os; print(\"ENV \" + json.dumps(dict(os.environ)))'"
+
+
+def job_environment(mnt, job):
+    """The environment the trainer saw, from the ENV line it printed into its log."""
+    log = open(os.path.join(mnt, "jobs", job, "log")).read()
+    lines = [l for l in log.splitlines() if l.startswith("ENV ")]
+    assert len(lines) == 1, log
+    return json.loads(lines[0][4:])
+
+
+def assert_private_job_files(store, job):
+    """The job's log and directory, the data dir and the catalog: private to the mount's user."""
+    def mode(path):
+        return oct(os.stat(path).st_mode & 0o777)
+    job_dir = os.path.join(store.data_dir, "jobs", job)
+    assert mode(os.path.join(job_dir, "log")) == "0o600"
+    assert mode(os.path.join(job_dir, "spec.json")) == "0o600"
+    assert mode(job_dir) == "0o700" and mode(os.path.join(store.data_dir, "jobs")) == "0o700"
+    assert mode(store.data_dir) == "0o700"
+    db = [f for f in os.listdir(store.data_dir) if f.endswith(".db")]
+    assert db and all(mode(os.path.join(store.data_dir, f)) == "0o600" for f in os.listdir(store.data_dir) if ".db" in f), db
+    if store.kind == "local":
+        assert mode(os.path.join(store.data_dir, "blobs")) == "0o700"
+
+
+def assert_only_job_variables(env, job, mount_env, allowed=()):
+    assert env["MODELFS_JOB_ID"] == job and os.path.isfile(env["MODELFS_PARAMS"])
+    assert not [k for k in env if k.startswith("AWS_")], sorted(env)
+    assert CANARY not in env
+    assert env["PATH"] == mount_env["PATH"]
+    assert {k for k in env if k.startswith("MODELFS_")} == {
+        "MODELFS_JOB_ID", "MODELFS_JOB_DIR", "MODELFS_MODEL", "MODELFS_VERSION", "MODELFS_DATASET", "MODELFS_MODEL_PATH",
+        "MODELFS_DATASET_PATH", "MODELFS_OUTPUT_DIR", "MODELFS_PARAMS", "MODELFS_PARAM_EPOCHS"}
+    # What /bin/sh and python3 set themselves (LC_CTYPE: Python's C-locale coercion).
+    own = {"PATH", "HOME", "PWD", "OLDPWD", "SHLVL", "_", "LC_CTYPE"}
+    extra = {k for k in env if not k.startswith("MODELFS_")} - own - set(allowed)
+    assert not extra, sorted(extra)
+
+
+def test_a_local_job_gets_only_its_environment_and_private_files(store, tmp_path, name):
+    m = JobMount(store, tmp_path, env={CANARY: "leaked", "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "x")},
+                 train_command=ENV_COMMAND)
+    m.mount()
+    try:
+        _, job = one_successful_job(m, name)
+        assert_only_job_variables(job_environment(m.p(), job), job, m.env)
+        assert_private_job_files(store, job)
+    finally:
+        m.unmount()
 
 
 def test_a_failing_job_creates_nothing(jobs, name):
@@ -257,11 +343,7 @@ def slurm_jobs(s3store, tmp_path):
 
 
 def test_a_slurm_job_makes_a_new_version(slurm_jobs, name):
-    model, dataset = name("tiny"), name("qa")
-    slurm_jobs.seed(model, dataset)
-    err, job = slurm_jobs.submit(f"model={model} version=v1 dataset={dataset} epochs=2\n")
-    assert err == 0
-    assert wait_status(slurm_jobs.p(), job, {"succeeded", "failed", "cancelled"}) == "succeeded"
+    model, job = one_successful_job(slurm_jobs, name, epochs=2)
     spec = json.load(open(slurm_jobs.p("jobs", job, "spec.json")))
     assert spec["executor"] == "slurm" and spec["executorID"].isdigit()
     a = xattrs(slurm_jobs.p("models", model, "v2.safetensors"))
@@ -293,3 +375,26 @@ def test_a_slurm_job_is_cancelled_with_scancel(slurm_jobs, name):
     assert state.startswith("CANCELLED") or "CANCELLED" in subprocess.run(
         ["sacct", "-c", "-n", "-P", "-j", eid, "-o", "State"], capture_output=True, text=True).stdout
     assert os.listdir(slurm_jobs.p("models", model)) == ["v1.safetensors"]
+
+
+def test_a_slurm_job_gets_only_its_environment_and_private_files(s3store, tmp_path, name):
+    if not SLURM:
+        if os.environ.get("MODELFS_REQUIRE_SLURM") == "1":
+            pytest.fail("SLURM_CONF is not set")
+        pytest.skip("no Slurm test cluster (run scripts/test)")
+    assert os.environ.get("AWS_SECRET_ACCESS_KEY"), "the S3 mount has credentials in its environment"
+    m = JobMount(s3store, tmp_path, executor="slurm", env={CANARY: "leaked"}, train_command=ENV_COMMAND)
+    m.mount()
+    try:
+        _, job = one_successful_job(m, name)  # it found python3 through the PATH it was given
+        env = job_environment(m.p(), job)
+        assert env["SLURM_JOB_ID"] == json.load(open(m.p("jobs", job, "spec.json")))["executorID"]
+        # Slurm adds its SLURM_* variables, a few of its own and (22.05, for any --export but ALL)
+        # the user's login environment on the node, as `su - USER` gives it: nothing of the mount's.
+        login = subprocess.run(["su", "-", pwd.getpwuid(os.getuid()).pw_name, "-c", "env"], capture_output=True, text=True).stdout
+        slurm = {k for k in env if k.startswith("SLURM")} | {"ENVIRONMENT", "HOSTNAME", "TMPDIR"}
+        assert_only_job_variables(env, job, m.env, allowed=slurm | {l.split("=", 1)[0] for l in login.splitlines() if "=" in l})
+        assert env["SLURM_EXPORT_ENV"].split(",") == sorted(k for k in env if k.startswith("MODELFS_") or k in ("PATH", "HOME"))
+        assert_private_job_files(s3store, job)
+    finally:
+        m.unmount()
