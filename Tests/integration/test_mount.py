@@ -438,12 +438,10 @@ def test_the_disk_cache_is_reused_after_a_remount_and_never_serves_a_bad_block(s
 def test_two_catalogs_sharing_a_cache_dir_each_read_their_own_bytes(s3store, name, tmp_path):
     """Two stores (own data dir, own bucket) with the same model and version names and different
     bytes, one node-wide cache dir: a re-read of each returns its own weights."""
-    from conftest import Store, s3_client
+    from conftest import Store
     first = s3store
-    bucket = name("bucket")
-    s3_client().create_bucket(Bucket=bucket)
-    second = Store("s3", str(tmp_path / "data2"), first.endpoint)
-    second_env = second.env(MODELFS_BUCKET=bucket)
+    second = Store("s3", str(tmp_path / "data2"), first.endpoint)  # a bucket of its own
+    second_env = second.env()
     model = name()
     a = make_file(tmp_path / "a.pth", 12 * MiB, seed=1)
     b = make_file(tmp_path / "b.pth", 12 * MiB, seed=2)
