@@ -68,9 +68,10 @@ def unmount(path):
 
 @contextmanager
 def mounted(store, path, env):
-    """A fresh mount (so an empty block cache and no kernel pages) at `path`."""
+    """A fresh mount (so an empty block cache and no kernel pages) at `path`; no disk cache
+    either, so every read goes to object storage, where the faults are."""
     path = str(path)
-    store.run("mount", path, env=env, timeout=HANG_GUARD)
+    store.run("mount", path, "--cache-dir", "none", env=env, timeout=HANG_GUARD)
     assert is_mounted(path)
     try:
         yield path
