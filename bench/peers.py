@@ -164,7 +164,9 @@ class ModelfsMount(_Managed):
         os.makedirs(self.path, exist_ok=True)
         # MODELFS_BENCH_MOUNT_ARGS: extra `modelfs mount` flags, to compare settings.
         extra = shlex.split(os.environ.get("MODELFS_BENCH_MOUNT_ARGS", ""))
-        out = run([self.modelfs, "mount", self.path, *self.args, *extra], env=self.env, timeout=60).stdout
+        # No disk cache unless a scenario asks for one: the peers are measured without theirs.
+        cache = [] if any(a.startswith("--cache-dir") for a in self.args + extra) else ["--cache-dir", "none"]
+        out = run([self.modelfs, "mount", self.path, *self.args, *cache, *extra], env=self.env, timeout=60).stdout
         self.pid = int(out.split("(pid ")[1].split(",")[0])
 
     def _stop(self):
