@@ -1,6 +1,5 @@
 import Foundation
 import ModelStore
-import Synchronization
 
 /// Objects in memory, with fault injection and request counters: a test double for the upload
 /// and read paths. Never the only test of a path: the same tests run against real stores too.
@@ -22,8 +21,8 @@ public final class MemoryObjectStore: ObjectStore {
         var nextID = 1
     }
 
-    private let state = Mutex(State())
-    private let fault: Mutex<FaultRule?> = Mutex(nil)
+    private let state = Locked(State())
+    private let fault: Locked<FaultRule?> = Locked(nil)
 
     public init() {}
 

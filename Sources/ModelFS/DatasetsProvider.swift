@@ -11,9 +11,6 @@ final class DatasetsProvider: NamespaceProvider {
 
     init(namespace: Namespace) { self.namespace = namespace }
 
-    private var catalog: Catalog { namespace.catalog }
-    private var registry: Registry { namespace.registry }
-
     func child(of parent: Node, named name: String) throws(StoreError) -> Node {
         guard parent == .datasetsDir else { throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory") }
         guard let (datasetName, format) = try? Formats.splitDataset(name),

@@ -6,7 +6,6 @@ import Logging
 import ModelStore
 import ReadPath
 import Registry
-import Synchronization
 
 /// Flags of `open(2)` that matter here, without FUSE types.
 public struct OpenFlags: Sendable {
@@ -42,7 +41,7 @@ public final class FileSystem: Sendable {
     private let providers: [TreePart: any NamespaceProvider]
 
     private struct Handles { var open: [UInt64: any OpenFile] = [:]; var next: UInt64 = 1 }
-    private let handles = Mutex(Handles())
+    private let handles = Locked(Handles())
 
     public typealias ReadReply = ReadPath.ReadReply
 

@@ -1,7 +1,6 @@
 import Catalog
 import Foundation
 import Glibc
-import Synchronization
 import Jobs
 import ModelStore
 import ReadPath
@@ -13,8 +12,6 @@ final class JobsProvider: NamespaceProvider {
     let parts: Set<TreePart> = [.jobs]
 
     init(namespace: Namespace) { self.namespace = namespace }
-
-    private var catalog: Catalog { namespace.catalog }
 
     func child(of parent: Node, named name: String) throws(StoreError) -> Node {
         let missing = StoreError.notFound("no such file: \(Names.printable(name))")
@@ -149,7 +146,7 @@ final class JobsProvider: NamespaceProvider {
 final class SubmissionFile: OpenFile {
     unowned let provider: JobsProvider
     private struct State { var request: [UInt8] = []; var answer: [UInt8] = []; var done = false }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(provider: JobsProvider) { self.provider = provider }
 

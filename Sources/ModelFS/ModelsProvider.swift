@@ -12,9 +12,6 @@ final class ModelsProvider: NamespaceProvider {
 
     init(namespace: Namespace) { self.namespace = namespace }
 
-    private var catalog: Catalog { namespace.catalog }
-    private var registry: Registry { namespace.registry }
-
     func child(of parent: Node, named name: String) throws(StoreError) -> Node {
         let missing = StoreError.notFound("no such file: \(Names.printable(name))")
         switch parent {

@@ -6,7 +6,6 @@ import Logging
 import ModelStore
 import ReadPath
 import Registry
-import Synchronization
 
 /// One part of the tree (the root, `models/`, `datasets/`, `jobs/`): the nodes it owns, what
 /// they look like and what may be done to them. ``FileSystem`` routes each operation to the
@@ -14,6 +13,8 @@ import Synchronization
 /// never a new case in every operation. What a provider does not support is refused as the
 /// defaults below say.
 protocol NamespaceProvider: AnyObject, Sendable {
+    /// What every provider works with.
+    var namespace: Namespace { get }
     /// The parts of the tree this provider owns.
     var parts: Set<TreePart> { get }
     func child(of parent: Node, named name: String) throws(StoreError) -> Node
@@ -33,6 +34,9 @@ protocol NamespaceProvider: AnyObject, Sendable {
 }
 
 extension NamespaceProvider {
+    var catalog: Catalog { namespace.catalog }
+    var registry: Registry { namespace.registry }
+
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] { throw StoreError(.notDirectory, "not a directory") }
     func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
         throw StoreError(.isDirectory, "is a directory")
@@ -99,8 +103,8 @@ final class Namespace: Sendable {
     static let xattrPrefix = "user.modelfs."
 
     /// The writer of each uploading inode: its size for `stat`, `truncate` by path, unmount.
-    private let writers = Mutex<[UInt64: WriterFile]>([:])
-    private let probe = Mutex<any WriterProbe>(BlindWriterProbe())
+    private let writers = Locked<[UInt64: WriterFile]>([:])
+    private let probe = Locked<any WriterProbe>(BlindWriterProbe())
 
     init(registry: Registry, cache: BlockCache, jobs: JobService?, spool: SpoolSpace?, logger: Logger) {
         self.registry = registry; self.cache = cache; self.jobs = jobs; self.spool = spool; self.logger = logger

@@ -4,7 +4,6 @@ import Glibc
 import ModelStore
 import Registry
 import ReadPath
-import Synchronization
 
 /// Who asks: the uid, gid and pid (a thread id, as the kernel reports it) of the FUSE request.
 /// Every operation of ``FileSystem`` takes one, so nothing runs as the mount's user on behalf
@@ -194,7 +193,7 @@ final class WriterFile: OpenFile {
     /// The creating process closed its descriptor before writing anything and nobody could tell
     /// who else holds it: the upload ends at `release`, which the kernel sends just after that
     /// `close()` returns.
-    private let closedEmpty = Atomic<Bool>(false)
+    private let closedEmpty = Locked(false)
     /// Signalled once the upload ended, for readers that arrive in between.
     private let ended = DispatchSemaphore(value: 0)
 
@@ -238,7 +237,7 @@ final class WriterFile: OpenFile {
                 // Nobody can tell who else holds it: the creating process's close completes, once
                 // it wrote something (a shell's copy of a redirected descriptor writes nothing).
                 guard process == opener else { return }
-                guard upload.bytesWritten > 0 else { closedEmpty.store(true, ordering: .relaxed); return }
+                guard upload.bytesWritten > 0 else { closedEmpty.withLock { $0 = true }; return }
             }
             if let signal = closer?.killedBy {
                 let reason = "the writer (pid \(process)) was killed by signal \(signal) after \(upload.bytesWritten) bytes: the file is incomplete"
@@ -269,7 +268,7 @@ final class WriterFile: OpenFile {
     /// `cp` of an empty file returns before the kernel's asynchronous `release` completes the
     /// upload; a reader right behind it waits a moment for that instead of getting `EAGAIN`.
     func waitIfClosedEmpty() {
-        guard closedEmpty.load(ordering: .relaxed) else { return }
+        guard closedEmpty.withLock({ $0 }) else { return }
         _ = ended.wait(timeout: .now() + 5)
         ended.signal()
     }

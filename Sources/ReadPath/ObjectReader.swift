@@ -1,7 +1,6 @@
 import Foundation
 import Glibc
 import ModelStore
-import Synchronization
 
 /// What a read returns, in the form that costs the fewest copies to reply with.
 public enum ReadReply: Sendable {
@@ -57,24 +56,39 @@ public final class CachedObjectReader: ObjectReader {
     let id: UInt64
     /// Nothing ahead of the kernel's readahead for the first 4 MiB of a run: one tensor or one zip
     /// member costs what the kernel asks for, not a window more.
-    private let prefetcher = Mutex(Prefetcher(startAfter: 4 << 20))
+    private let prefetcher = Locked(Prefetcher(startAfter: 4 << 20))
 
     init(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64) {
         self.store = store; self.cache = cache; self.key = key; self.size = size; self.id = id
     }
 
+    /// When object storage last stayed unreachable for this file, and what it said.
+    private let lastFailure = Locked<(at: ContinuousClock.Instant, error: StoreError)?>(nil)
+    /// A read failing with `EIO` is followed at once by the kernel's own retry of the same pages
+    /// (readahead, then the read itself): within this window it gets the same answer instead of
+    /// waiting out another `--s3-timeout`, so a reader sees `EIO` within one timeout.
+    static let failFastWindow: Duration = .seconds(2)
+
     public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
+        if let recent = lastFailure.withLock({ $0 }), ContinuousClock.now - recent.at < CachedObjectReader.failFastWindow {
+            throw recent.error
+        }
         let ahead = prefetcher.withLock { $0.plan(offset: offset, length: length, size: size) }
         let store = self.store
         let key = self.key
-        return .cached(try cache.read(object: id, size: size, range: offset..<(offset + Int64(length)), ahead: ahead) {
-            (range, buffer) throws(StoreError) -> Int in
-            do throws(ObjectStoreError) { return try store.get(key, range: range, into: buffer) } catch {
-                // The version was deleted (by the CLI, another mount) while this file was open.
-                if case .notFound = error { throw StoreError(.stale, "\(key) was deleted while it was open") }
-                throw error.storeError
-            }
-        })
+        do throws(StoreError) {
+            return .cached(try cache.read(object: id, size: size, range: offset..<(offset + Int64(length)), ahead: ahead) {
+                (range, buffer) throws(StoreError) -> Int in
+                do throws(ObjectStoreError) { return try store.get(key, range: range, into: buffer) } catch {
+                    // The version was deleted (by the CLI, another mount) while this file was open.
+                    if case .notFound = error { throw StoreError(.stale, "\(key) was deleted while it was open") }
+                    throw error.storeError
+                }
+            })
+        } catch {
+            if error.code == .io { lastFailure.withLock { $0 = (ContinuousClock.now, error) } }
+            throw error
+        }
     }
 }
 

@@ -3,7 +3,6 @@ import Logging
 import ModelStore
 import Catalog
 import UploadPath
-import Synchronization
 
 /// What an ``ItemUpload`` writes: a model's version or a dataset.
 public enum UploadItem: Sendable, Equatable {
@@ -309,14 +308,14 @@ struct LineCounter {
 
 /// The record count, fed from the stream's sealed bytes.
 final class LineCounterBox: Sendable {
-    let counter = Mutex(LineCounter())
+    let counter = Locked(LineCounter())
     var records: Int64 { counter.withLock { $0.records } }
 }
 
 /// A value shared between the upload's threads.
 final class LockedBox<T: Sendable>: Sendable {
-    private let stored: Mutex<T>
-    init(_ value: T) { stored = Mutex(value) }
+    private let stored: Locked<T>
+    init(_ value: T) { stored = Locked(value) }
     var value: T {
         get { stored.withLock { $0 } }
         set { stored.withLock { $0 = newValue } }

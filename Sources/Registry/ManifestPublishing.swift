@@ -1,7 +1,6 @@
 import Foundation
 import ModelStore
 import Catalog
-import Synchronization
 
 extension Rules {
     /// The datasets' manifest: `.catalog/.datasets.json` (no model name starts with a dot).
@@ -12,7 +11,7 @@ extension Rules {
 
 /// One lock per key, made on first use: manifest writes of one model go out one at a time.
 final class KeyedLocks: Sendable {
-    private let locks = Mutex<[String: NSLock]>([:])
+    private let locks = Locked<[String: NSLock]>([:])
 
     func withLock<T, E: Error>(_ key: String, _ body: () throws(E) -> T) throws(E) -> T {
         let lock = locks.withLock { all in

@@ -1,7 +1,6 @@
 import Foundation
 import Glibc
 import ModelStore
-import Synchronization
 
 /// Local disk for files whose writer seeks back into bytes already sent to object storage
 /// (`zipfile`, `torch.save`, `numpy.save` rewrite headers): such a file moves to a spool file and
@@ -9,7 +8,7 @@ import Synchronization
 public final class SpoolSpace: Sendable {
     public let directory: String
     public let capacity: Int64
-    private let used = Mutex<Int64>(0)
+    private let used = Locked<Int64>(0)
 
     public init(directory: String, capacity: Int64) throws(StoreError) {
         self.directory = directory

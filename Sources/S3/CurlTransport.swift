@@ -1,6 +1,6 @@
 import CCurl
 import Foundation
-import Synchronization
+import ModelStore
 
 /// One HTTP exchange to perform. Headers are sent exactly as given (curl adds no Accept,
 /// Content-Type or Expect of its own).
@@ -122,7 +122,7 @@ final class CurlTransport: Sendable {
     }
 
     let settings: Settings
-    private let idle = Mutex<[CurlHandle]>([])
+    private let idle = Locked<[CurlHandle]>([])
 
     init(settings: Settings = Settings()) {
         self.settings = settings

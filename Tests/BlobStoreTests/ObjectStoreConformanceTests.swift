@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 import ModelStore
 import BlobStore
@@ -192,7 +191,7 @@ import BlobStore
     @Test(arguments: StoreKind.available)
     func concurrentPutsAndGets(_ kind: StoreKind) throws {
         try withStore(kind) { store, prefix in
-            let failures = Mutex<[String]>([])
+            let failures = Locked<[String]>([])
             DispatchQueue.concurrentPerform(iterations: 16) { i in
                 let data = [UInt8](repeating: UInt8(i), count: 1000 + i)
                 do {

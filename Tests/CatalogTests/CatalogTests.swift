@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 @testable import Catalog
 import ModelStore
@@ -357,7 +356,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
     }
 
     @Test func concurrentWritesThroughOneCatalog() throws {
-        let failures = Mutex<[String]>([])
+        let failures = Locked<[String]>([])
         DispatchQueue.concurrentPerform(iterations: 8) { thread in
             for i in 0..<25 {
                 do {
@@ -374,7 +373,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
     }
 
     @Test func concurrentWritesFromEightConnections() throws {
-        let failures = Mutex<[String]>([])
+        let failures = Locked<[String]>([])
         let path = self.path
         DispatchQueue.concurrentPerform(iterations: 8) { thread in
             do {
@@ -415,8 +414,8 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         for round in 0..<10 {
             let (m, vs) = try model("race\(round)", versions: ["v1", "v2"])
             for v in vs { try catalog.markVersionReady(id: v.id, size: 1, sha256: "s") }
-            let deleted = Mutex<[String]>([])
-            let refused = Mutex<[String]>([])
+            let deleted = Locked<[String]>([])
+            let refused = Locked<[String]>([])
             DispatchQueue.concurrentPerform(iterations: 2) { i in
                 do {
                     let own = try Catalog(path: path)

@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 import ModelStore
 import Testing
 @testable import S3
@@ -246,7 +245,7 @@ struct LiveS3Tests {
         let bytes = (0..<(2 * 1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         try store.put(key, bytes)
         let chunk = 64 * 1024
-        let bad = Mutex(0)
+        let bad = Locked(0)
         DispatchQueue.concurrentPerform(iterations: 32) { i in
             let lower = Int64(i * chunk)
             let got = try? store.get(key, range: lower..<(lower + Int64(chunk)))

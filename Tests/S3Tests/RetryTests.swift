@@ -2,7 +2,6 @@ import CCurl
 import Foundation
 import Logging
 import ModelStore
-import Synchronization
 import Testing
 @testable import S3
 
@@ -51,7 +50,7 @@ let quiet = Logger(label: "modelfs.s3.test") { _ in SwiftLogNoOpLogHandler() }
 
 /// Captures every log line and its metadata, to check that nothing secret is logged.
 final class CapturingLog: @unchecked Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = Locked<[String]>([])
     var all: [String] { lines.withLock { $0 } }
     func append(_ line: String) { lines.withLock { $0.append(line) } }
 
@@ -227,7 +226,7 @@ final class CapturingLog: @unchecked Sendable {
         let server = try FakeHTTPServer { _, _ in .respond(status: 200, body: Array(repeating: 9, count: 1000)) }
         defer { server.stop() }
         let store = try Self.store(server)
-        let failures = Mutex(0)
+        let failures = Locked(0)
         DispatchQueue.concurrentPerform(iterations: 40) { i in
             do {
                 let bytes = try store.get("k\(i)", range: nil)
@@ -264,7 +263,7 @@ final class CapturingLog: @unchecked Sendable {
     /// Serves `object` for any key, honouring Range; keys naming "ignores" get the whole object
     /// (Range ignored), keys naming "flaky" a 503 the first time.
     static func rangeServer(_ object: [UInt8]) throws -> FakeHTTPServer {
-        let flakyAnswered = Mutex(false)
+        let flakyAnswered = Locked(false)
         return try FakeHTTPServer { request, _ in
             if request.target.contains("ignores") { return .respond(status: 200, body: object) }
             if request.target.contains("flaky"), !flakyAnswered.withLock({ done in defer { done = true }; return done }) {
