@@ -9,6 +9,9 @@ import pytest
 
 from conftest import make_file, sha256_file
 
+# Every CLI test runs on both S3 implementations (s3api and moto), beside the local store.
+pytestmark = pytest.mark.moto
+
 MiB = 1 << 20
 
 
@@ -62,8 +65,8 @@ def read_object(store, key):
     if store.kind == "local":
         with open(os.path.join(store.data_dir, "blobs", "objects", key), "rb") as f:
             return f.read()
-    from conftest import s3_client, BUCKET
-    return s3_client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    from conftest import BUCKET
+    return store.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
 def test_duplicate_version_is_refused_under_any_extension(store, name, tmp_path):

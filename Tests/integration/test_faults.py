@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from conftest import is_mounted, make_file, sha256_file, sh, BUCKET, S3_ENDPOINT
+from conftest import is_mounted, make_file, sha256_file, sh, BUCKET
 from faultproxy import DEFAULT_KINDS, FaultProxy
 
 MiB = 1 << 20
@@ -29,7 +29,7 @@ HANG_GUARD = 120  # seconds: a guard against hangs, never a performance threshol
 
 @pytest.fixture
 def proxy(s3store):
-    p = FaultProxy(S3_ENDPOINT, seed=20240601).start()
+    p = FaultProxy(s3store.endpoint, seed=20240601).start()
     try:
         yield p
     finally:
