@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ModelStore
+import Synchronization
 
 /// An S3 bucket as an ``ObjectStore``: libcurl for transport, SigV4 header signing, retries with
 /// full-jitter backoff inside a bounded time per operation. Thread-safe; calls block.
@@ -164,6 +165,7 @@ public final class S3ObjectStore: ObjectStore {
             if !prefix.isEmpty { op.query.append(("prefix", prefix)) }
             if let token { op.query.append(("continuation-token", token)) }
             op.notFoundKey = prefix
+            op.errorIn200 = true
             let page = try S3XML.parseListObjectsV2(send(op).body)
             all += page.objects
             guard page.isTruncated else { break }
@@ -180,6 +182,7 @@ public final class S3ObjectStore: ObjectStore {
     public func createMultipartUpload(_ key: String) throws(ObjectStoreError) -> String {
         var op = Operation(name: "CREATE-MULTIPART", method: "POST", key: key)
         op.query = [("uploads", "")]
+        op.errorIn200 = true
         return try S3XML.parseInitiateMultipartUpload(send(op).body)
     }
 
@@ -193,6 +196,13 @@ public final class S3ObjectStore: ObjectStore {
         return S3XML.unquote(etag)
     }
 
+    /// Joins the parts into the object. When the answer does not say it happened (lost, timed
+    /// out, unreadable, an error — also `<Error>` in a 200), the bucket is asked before deciding:
+    /// an object under `key` of the parts' total size and with the ETag these parts make (the MD5
+    /// of their MD5s, `-<count>`) means it completed; an upload that ListParts still answers for
+    /// is open — the complete is sent once more if the failure was a transient one, otherwise the
+    /// error is thrown so the caller aborts. Never returns unless the object exists; never throws
+    /// while it knows the object exists.
     @discardableResult
     public func completeMultipartUpload(_ key: String, uploadID: String, parts: [UploadedPart]) throws(ObjectStoreError) -> String {
         var op = Operation(name: "COMPLETE-MULTIPART", method: "POST", key: key)
@@ -200,27 +210,133 @@ public final class S3ObjectStore: ObjectStore {
         // Sent as given: parts out of order are the caller's mistake and S3 refuses them (InvalidPartOrder).
         op.body = S3XML.completeMultipartUploadBody(parts)
         op.errorIn200 = true
-        var attempts = 0
-        do {
-            return try S3XML.parseCompleteMultipartUpload(send(op, attempts: &attempts).body)
-        } catch .notFound(let missing) {
-            // A retried Complete whose first answer was lost finds the upload gone: if the object
-            // now exists as a multipart object of this many parts, the first attempt did it.
-            if attempts > 1, let info = try head(key), info.etag.hasSuffix("-\(parts.count)") {
-                logger.info("CompleteMultipartUpload was retried and had already succeeded", metadata: ["key": "\(key)"])
-                return info.etag
+        let expected = Completion(key: key, etag: S3XML.multipartETag(parts), size: parts.reduce(0) { $0 + $1.size }, parts: parts.count)
+        var round = 0
+        while true {
+            round += 1
+            let failure: ObjectStoreError
+            do {
+                let etag = try S3XML.parseCompleteMultipartUpload(send(op).body)
+                forgetCompletion(uploadID)
+                return etag
+            } catch {
+                failure = error
             }
-            throw .notFound(key: missing)
+            logger.warning("CompleteMultipartUpload gave no clear answer; asking the bucket what happened",
+                           metadata: ["key": "\(key)", "upload": "\(uploadID)", "error": "\(failure)"])
+            switch settle(expected, uploadID: uploadID) {
+            case .completed(let etag):
+                logger.info("CompleteMultipartUpload had completed the object", metadata: ["key": "\(key)", "etag": "\(etag)"])
+                forgetCompletion(uploadID)
+                return etag
+            case .open where round == 1 && Self.isTransient(failure):
+                logger.info("the multipart upload is still open; completing it once more", metadata: ["key": "\(key)"])
+                continue
+            case .open, .unknown:
+                // The caller aborts next; an abort that meets NoSuchUpload checks this record.
+                rememberCompletion(expected, uploadID: uploadID)
+                throw failure
+            case .gone:
+                throw failure
+            }
         }
     }
 
+    /// What a completion should have made.
+    struct Completion: Sendable, Equatable {
+        var key: String
+        /// Nil when the parts' ETags are not MD5s: then any `-<parts>` ETag of the right size is taken.
+        var etag: String?
+        var size: Int64
+        var parts: Int
+
+        func isMadeBy(_ info: ObjectInfo) -> Bool {
+            guard info.size == size else { return false }
+            if let etag { return info.etag == etag }
+            return info.etag.hasSuffix("-\(parts)")
+        }
+    }
+
+    enum Settlement: Equatable {
+        /// The object is there, made by these parts.
+        case completed(etag: String)
+        /// The upload still exists: the object was not made.
+        case open
+        /// Neither: no such object (or another one) and no such upload.
+        case gone
+        /// The bucket could not be asked.
+        case unknown
+    }
+
+    /// Finds out whether a completion whose answer was not clear happened.
+    func settle(_ expected: Completion, uploadID: String) -> Settlement {
+        do {
+            if let info = try head(expected.key), expected.isMadeBy(info) { return .completed(etag: info.etag) }
+        } catch {
+            logger.warning("HeadObject after an unclear completion failed", metadata: ["key": "\(expected.key)", "error": "\(error)"])
+            return .unknown
+        }
+        var op = Operation(name: "LIST-PARTS", method: "GET", key: expected.key)
+        op.query = [("uploadId", uploadID), ("max-parts", "1")]
+        op.errorIn200 = true
+        do {
+            _ = try S3XML.parseListParts(send(op).body)
+            return .open
+        } catch .notFound {
+            // Gone: completed meanwhile (look once more) or aborted.
+            if let info = try? head(expected.key), expected.isMadeBy(info) { return .completed(etag: info.etag) }
+            return .gone
+        } catch {
+            logger.warning("ListParts after an unclear completion failed", metadata: ["key": "\(expected.key)", "error": "\(error)"])
+            return .unknown
+        }
+    }
+
+    /// Failures after which the same complete may well succeed.
+    static func isTransient(_ error: ObjectStoreError) -> Bool {
+        switch error {
+        case .unreachable, .other: return true
+        case .server(let status, let code, _): return RetryPolicy.isRetryable(status: status, code: code)
+        case .notFound, .noSpace: return false
+        }
+    }
+
+    /// Completions reported failed, by upload id, until their upload is aborted: an abort that
+    /// finds the upload gone looks here to tell "never completed" from "completed late".
+    private let unsettled = Mutex<[String: Completion]>([:])
+
+    private func rememberCompletion(_ completion: Completion, uploadID: String) {
+        unsettled.withLock { records in
+            if records.count >= 1024 { records.removeAll() }  // bounded; a lost record only loses the late check
+            records[uploadID] = completion
+        }
+    }
+
+    @discardableResult
+    private func forgetCompletion(_ uploadID: String) -> Completion? {
+        unsettled.withLock { $0.removeValue(forKey: uploadID) }
+    }
+
+    /// Discards the upload. `NoSuchUpload` is a question, not an answer: if this store reported
+    /// the upload's completion failed and the object its parts make now exists under the key,
+    /// the completion happened after all (late, or its answer lost): the object is deleted, so a
+    /// version counted failed never leaves its object behind. Otherwise the upload was already
+    /// gone, which is what an abort wants.
     public func abortMultipartUpload(_ key: String, uploadID: String) throws(ObjectStoreError) {
         var op = Operation(name: "ABORT-MULTIPART", method: "DELETE", key: key)
         op.query = [("uploadId", uploadID)]
         do {
             _ = try send(op)
+            forgetCompletion(uploadID)
         } catch .notFound {
-            return
+            guard let completion = unsettled.withLock({ $0[uploadID] }), completion.key == key else { return }
+            guard let info = try head(key) else { forgetCompletion(uploadID); return }
+            if completion.isMadeBy(info) {
+                logger.warning("the multipart upload being aborted had completed after all; deleting its object",
+                               metadata: ["key": "\(key)", "upload": "\(uploadID)", "etag": "\(info.etag)"])
+                try delete(key)
+            }
+            forgetCompletion(uploadID)
         }
     }
 
@@ -236,6 +352,7 @@ public final class S3ObjectStore: ObjectStore {
             var op = Operation(name: "LIST-PARTS", method: "GET", key: key)
             op.query = [("uploadId", uploadID), ("max-parts", String(min(max(pageSize, 1), 1000)))]
             if let marker { op.query.append(("part-number-marker", String(marker))) }
+            op.errorIn200 = true
             let page = try S3XML.parseListParts(send(op).body)
             all += page.parts
             guard page.isTruncated else { break }
@@ -263,6 +380,7 @@ public final class S3ObjectStore: ObjectStore {
             if let keyMarker { op.query.append(("key-marker", keyMarker)) }
             if let idMarker { op.query.append(("upload-id-marker", idMarker)) }
             op.notFoundKey = prefix
+            op.errorIn200 = true
             let page = try S3XML.parseListMultipartUploads(send(op).body)
             all += page.uploads
             guard page.isTruncated else { break }
@@ -293,7 +411,8 @@ public final class S3ObjectStore: ObjectStore {
         var sink: ResponseSink?
         /// Non-2xx statuses handed back as answers rather than errors.
         var acceptedStatuses: Set<Int> = []
-        /// A 200 may carry an `<Error>` body (CompleteMultipartUpload).
+        /// A 2xx may carry an `<Error>` body (CompleteMultipartUpload on AWS; set for every
+        /// operation whose answer is XML, never for object bytes, which may be anything).
         var errorIn200 = false
         /// The key named by `.notFound` for bucket-level requests.
         var notFoundKey: String?

@@ -47,12 +47,44 @@ enum S3XML {
         return out
     }
 
-    /// An ETag without its quotes (S3 sends `"…"`, in XML as `&quot;…&quot;`).
+    /// An ETag without its quotes (S3 sends `"…"`, in XML as `&quot;…&quot;`; some servers send
+    /// it bare). An MD5-style ETag (`<hex>` or `<hex>-<parts>`) is lower-cased, so it compares
+    /// with a locally computed digest whatever case the server chose.
     static func unquote(_ etag: String) -> String {
         var s = Substring(etag.trimmingCharacters(in: .whitespaces))
         if s.hasPrefix("W/") { s = s.dropFirst(2) }
         if s.count >= 2, s.hasPrefix("\""), s.hasSuffix("\"") { s = s.dropFirst().dropLast() }
-        return String(s)
+        let text = String(s)
+        return isDigestETag(text) ? text.lowercased() : text
+    }
+
+    /// `<32 hex digits>` or `<32 hex digits>-<digits>`.
+    static func isDigestETag(_ etag: String) -> Bool {
+        let utf8 = Array(etag.utf8)
+        guard utf8.count >= 32, utf8[..<32].allSatisfy(isHex) else { return false }
+        if utf8.count == 32 { return true }
+        return utf8.count > 33 && utf8[32] == UInt8(ascii: "-") && utf8[33...].allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+
+    private static func isHex(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46)
+    }
+
+    /// The ETag S3 gives the object a multipart upload of `parts` makes: the MD5 of the parts'
+    /// binary MD5s, then `-<part count>`. Nil when a part's ETag is not an MD5 (SSE-KMS, SSE-C):
+    /// then only the `-<count>` suffix can be checked.
+    static func multipartETag(_ parts: [UploadedPart]) -> String? {
+        var joined: [UInt8] = []
+        joined.reserveCapacity(parts.count * 16)
+        for part in parts {
+            let hex = Array(unquote(part.etag).utf8)
+            guard hex.count == 32, hex.allSatisfy(isHex) else { return nil }
+            for i in stride(from: 0, to: 32, by: 2) {
+                guard let byte = UInt8(String(decoding: hex[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+                joined.append(byte)
+            }
+        }
+        return Digest.hex(Digest.md5(joined)) + "-\(parts.count)"
     }
 
     // MARK: - S3 answers
@@ -62,7 +94,8 @@ enum S3XML {
         var message: String
     }
 
-    /// The `<Error><Code/><Message/></Error>` of a failed request, if the body is one.
+    /// The `<Error><Code/><Message/></Error>` of a failed request, if the body is one (with or
+    /// without a namespace, as every element name is matched by its local part).
     static func parseError(_ bytes: [UInt8]) -> ErrorBody? {
         guard let root = parse(bytes), root.name == "Error" else { return nil }
         return ErrorBody(code: root["Code"] ?? "", message: root["Message"] ?? "")
@@ -137,7 +170,9 @@ enum S3XML {
 
     static func parseCompleteMultipartUpload(_ bytes: [UInt8]) throws(ObjectStoreError) -> String {
         let root = try document(bytes, expecting: "CompleteMultipartUploadResult")
-        return unquote(root["ETag"] ?? "")
+        let etag = unquote(root["ETag"] ?? "")
+        guard !etag.isEmpty else { throw .other("CompleteMultipartUpload answer (\(root.name)) has no ETag") }
+        return etag
     }
 
     static func completeMultipartUploadBody(_ parts: [UploadedPart]) -> [UInt8] {
@@ -149,9 +184,17 @@ enum S3XML {
         return Array(xml.utf8)
     }
 
+    /// The root of an answer, as leniently as boto3 and the AWS SDKs take it: any root element
+    /// name will do (AWS documents `…Result`; moto 5.2 sends `ListPartsResponse`, and
+    /// `CompleteMultipartUploadResponse` in 5.2.0–5.2.1), with or without a namespace, except
+    /// `<Error>`, which is the error it names even in a 200 answer. `name` is for messages only.
     private static func document(_ bytes: [UInt8], expecting name: String) throws(ObjectStoreError) -> S3XMLNode {
         guard let root = parse(bytes) else { throw .other("malformed XML in the answer to \(name)") }
-        guard root.name == name else { throw .other("expected \(name) in the answer, got \(root.name)") }
+        if root.name == "Error" {
+            let code = root["Code"] ?? ""
+            if code == "NoSuchUpload" || code == "NoSuchKey" { throw .notFound(key: root["Key"] ?? "") }
+            throw .server(status: 200, code: code.isEmpty ? "Error" : code, message: root["Message"] ?? "")
+        }
         return root
     }
 

@@ -337,3 +337,190 @@ final class CapturingLog: @unchecked Sendable {
         }
     }
 }
+
+/// CompleteMultipartUpload whose answer does not say what happened, against a fake server that
+/// keeps a little S3 state (one upload, maybe one object): the store asks HeadObject and ListParts
+/// before deciding, and never reports failed an upload whose object exists, nor success one whose
+/// object does not.
+@Suite(.serialized) struct UnclearCompletionTests {
+    /// A 5 MiB part of "x" and a 10-byte part of "y": the object these make has this ETag.
+    static let parts = [UploadedPart(number: 1, etag: "4f08eef4096726bff1125e1b1b734644", size: 5_242_880),
+                        UploadedPart(number: 2, etag: "0bbc18cdea1c4aaa17777d441214774a", size: 10)]
+    static let objectETag = "298c9a5c8205ea8eeef29652993678aa-2"
+    static let objectSize = 5_242_890
+
+    /// What the fake bucket holds, and what it does with a complete.
+    final class Bucket: @unchecked Sendable {
+        enum OnComplete { case complete, completeAndDropAnswer, error200(String), answer500, noSuchUpload }
+        let lock = NSLock()
+        var uploadOpen = true
+        var object: (etag: String, size: Int)?
+        var onComplete: OnComplete
+        /// A complete that the server carries out a while after it reported failure.
+        var completesLateOnAbort = false
+        var counts: [String: Int] = [:]
+
+        init(_ onComplete: OnComplete, object: (etag: String, size: Int)? = nil) {
+            self.onComplete = onComplete
+            self.object = object
+        }
+
+        func count(_ what: String) -> Int { lock.withLock { counts[what, default: 0] } }
+
+        func handle(_ request: FakeHTTPServer.Request) -> FakeHTTPServer.Action {
+            lock.withLock {
+                let upload = request.target.contains("uploadId=")
+                switch (request.method, upload) {
+                case ("POST", true):
+                    counts["complete", default: 0] += 1
+                    guard uploadOpen else { return .respond(status: 404, body: FakeServerTests.errorXML("NoSuchUpload")) }
+                    switch onComplete {
+                    case .complete:
+                        uploadOpen = false
+                        object = (UnclearCompletionTests.objectETag, UnclearCompletionTests.objectSize)
+                        return .respond(status: 200, body: Array("<CompleteMultipartUploadResponse><ETag>\"\(UnclearCompletionTests.objectETag)\"</ETag></CompleteMultipartUploadResponse>".utf8))
+                    case .completeAndDropAnswer:
+                        uploadOpen = false
+                        object = (UnclearCompletionTests.objectETag, UnclearCompletionTests.objectSize)
+                        return .close
+                    case .error200(let code):
+                        return .respond(status: 200, body: FakeServerTests.errorXML(code, "We encountered an internal error. Please try again."))
+                    case .answer500:
+                        return .respond(status: 500, body: FakeServerTests.errorXML("InternalError"))
+                    case .noSuchUpload:
+                        return .respond(status: 404, body: FakeServerTests.errorXML("NoSuchUpload"))
+                    }
+                case ("GET", true):
+                    counts["listParts", default: 0] += 1
+                    guard uploadOpen else { return .respond(status: 404, body: FakeServerTests.errorXML("NoSuchUpload")) }
+                    return .respond(status: 200, body: Array("<ListPartsResponse><IsTruncated>false</IsTruncated></ListPartsResponse>".utf8))
+                case ("DELETE", true):
+                    counts["abort", default: 0] += 1
+                    if completesLateOnAbort && uploadOpen {
+                        uploadOpen = false
+                        object = (UnclearCompletionTests.objectETag, UnclearCompletionTests.objectSize)
+                    }
+                    guard uploadOpen else { return .respond(status: 404, body: FakeServerTests.errorXML("NoSuchUpload")) }
+                    uploadOpen = false
+                    return .respond(status: 204)
+                case ("HEAD", _):
+                    counts["head", default: 0] += 1
+                    guard let object else { return .respond(status: 404) }
+                    return .respond(status: 200, headers: [("ETag", "\"\(object.etag)\""), ("Content-Length", "\(object.size)")])
+                case ("DELETE", false):
+                    counts["delete", default: 0] += 1
+                    object = nil
+                    return .respond(status: 204)
+                default:
+                    return .respond(status: 400, body: FakeServerTests.errorXML("InvalidRequest"))
+                }
+            }
+        }
+    }
+
+    static func serve(_ bucket: Bucket) throws -> FakeHTTPServer {
+        try FakeHTTPServer { request, _ in bucket.handle(request) }
+    }
+
+    @Test func aLostAnswerOfACompletionThatHappenedIsSuccess() throws {
+        let bucket = Bucket(.completeAndDropAnswer)
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server, maxAttempts: 3)
+        #expect(try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts) == Self.objectETag)
+        #expect(bucket.count("complete") == 2, "the retry met NoSuchUpload")
+        #expect(bucket.count("head") >= 1)
+        #expect(bucket.object?.etag == Self.objectETag)
+    }
+
+    @Test func noSuchUploadWhenTheObjectIsThereIsSuccess() throws {
+        let bucket = Bucket(.noSuchUpload, object: (Self.objectETag, Self.objectSize))
+        bucket.uploadOpen = false
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server)
+        #expect(try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts) == Self.objectETag)
+        #expect(bucket.count("complete") == 1)
+    }
+
+    @Test func noSuchUploadWithAnotherObjectUnderTheKeyIsFailure() throws {
+        // An older object of another size and ETag (a copy that failed earlier) is not this upload's.
+        let bucket = Bucket(.noSuchUpload, object: ("0123456789abcdef0123456789abcdef", 7))
+        bucket.uploadOpen = false
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server)
+        #expect(throws: ObjectStoreError.notFound(key: "k")) {
+            try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts)
+        }
+        #expect(bucket.count("listParts") == 1)
+    }
+
+    @Test func an200WithAnErrorBodyIsAnErrorAndTheAbortLeavesNothing() throws {
+        let bucket = Bucket(.error200("InternalError"))
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server, maxAttempts: 2)
+        #expect(throws: ObjectStoreError.server(status: 200, code: "InternalError", message: "We encountered an internal error. Please try again.")) {
+            try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts)
+        }
+        #expect(bucket.count("complete") == 4, "two attempts, then once more after ListParts found the upload open")
+        #expect(bucket.count("listParts") == 2)
+        #expect(bucket.object == nil)
+        try store.abortMultipartUpload("k", uploadID: "u")
+        #expect(!bucket.uploadOpen && bucket.object == nil)
+    }
+
+    @Test func aRefusedCompletionIsNotSentAgain() throws {
+        let bucket = Bucket(.error200("InvalidPart"))
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server)
+        #expect(throws: ObjectStoreError.server(status: 200, code: "InvalidPart", message: "We encountered an internal error. Please try again.")) {
+            try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts)
+        }
+        #expect(bucket.count("complete") == 1)
+        #expect(bucket.count("head") == 1 && bucket.count("listParts") == 1)
+    }
+
+    @Test func aCompletionCarriedOutAfterItWasReportedFailedIsUndoneByTheAbort() throws {
+        let bucket = Bucket(.answer500)
+        bucket.completesLateOnAbort = true
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server, maxAttempts: 2)
+        #expect(throws: ObjectStoreError.self) { try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts) }
+        #expect(bucket.object == nil)
+        // The abort meets NoSuchUpload because the completion went through meanwhile: a question,
+        // answered by HeadObject; the caller counts the version failed, so its object must go.
+        try store.abortMultipartUpload("k", uploadID: "u")
+        #expect(bucket.count("abort") == 1)
+        #expect(bucket.count("delete") == 1)
+        #expect(bucket.object == nil)
+    }
+
+    @Test func anAbortOfAnUploadNeverCompletedDeletesNothing() throws {
+        // NoSuchUpload on abort, an object under the key, but no completion of this upload was
+        // reported failed by this store: the object is someone else's and stays.
+        let bucket = Bucket(.complete, object: (Self.objectETag, Self.objectSize))
+        bucket.uploadOpen = false
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server)
+        try store.abortMultipartUpload("k", uploadID: "u")
+        #expect(bucket.count("delete") == 0 && bucket.object != nil)
+    }
+
+    @Test func listPartsAnsweredAsMotoDoes() throws {
+        let server = try FakeHTTPServer { _, _ in
+            .respond(status: 200, body: Array("""
+                <?xml version="1.0" encoding="UTF-8"?><ListPartsResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+                <IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber><ETag>"4f08eef4096726bff1125e1b1b734644"</ETag>
+                <Size>5242880</Size></Part></ListPartsResponse>
+                """.utf8))
+        }
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server)
+        #expect(try store.listParts("k", uploadID: "u") == [Self.parts[0]])
+    }
+}

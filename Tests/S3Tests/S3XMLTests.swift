@@ -54,7 +54,9 @@ import Testing
 
     @Test func malformedOrUnexpected() {
         #expect(throws: ObjectStoreError.self) { try S3XML.parseListObjectsV2(Self.bytes("<ListBucketResult><Contents>")) }
-        #expect(throws: ObjectStoreError.self) { try S3XML.parseListObjectsV2(Self.bytes("<Error><Code>X</Code></Error>")) }
+        #expect(throws: ObjectStoreError.server(status: 200, code: "X", message: "")) {
+            try S3XML.parseListObjectsV2(Self.bytes("<Error><Code>X</Code></Error>"))
+        }
         #expect(throws: ObjectStoreError.self) { try S3XML.parseListObjectsV2([]) }
         #expect(S3XML.parse(Self.bytes("not xml")) == nil)
     }
@@ -136,7 +138,61 @@ import Testing
         #expect(parsed.all("Part").map { $0["ETag"] } == ["\"abc\"", "\"d&e\""])
     }
 
+    /// moto 5.2 names answers `…Response`; other servers leave out the namespace or prefix every
+    /// element. Any root but `<Error>` is taken, as boto3 and the AWS SDKs take it.
+    @Test func anyRootElementButErrorIsAnAnswer() throws {
+        let parts = try S3XML.parseListParts(Self.bytes("""
+            <?xml version="1.0" encoding="UTF-8"?>
+            <ListPartsResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>models</Bucket><Key>k</Key>
+            <UploadId>u</UploadId><IsTruncated>false</IsTruncated>
+            <Part><PartNumber>1</PartNumber><ETag>4F08EEF4096726BFF1125E1B1B734644</ETag><Size>5242880</Size></Part></ListPartsResponse>
+            """))
+        #expect(parts.parts == [UploadedPart(number: 1, etag: "4f08eef4096726bff1125e1b1b734644", size: 5_242_880)])
+        #expect(!parts.isTruncated)
+        #expect(try S3XML.parseCompleteMultipartUpload(Self.bytes("""
+            <CompleteMultipartUploadResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><Key>k</Key>
+            <ETag>&quot;298c9a5c8205ea8eeef29652993678aa-2&quot;</ETag></CompleteMultipartUploadResponse>
+            """)) == "298c9a5c8205ea8eeef29652993678aa-2")
+        #expect(try S3XML.parseInitiateMultipartUpload(Self.bytes("""
+            <s3:InitiateMultipartUploadResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/"><s3:UploadId>id-1</s3:UploadId></s3:InitiateMultipartUploadResult>
+            """)) == "id-1")
+        let listing = try S3XML.parseListObjectsV2(Self.bytes("<ListObjectsV2Output><Contents><Key>a</Key><ETag>abc</ETag></Contents></ListObjectsV2Output>"))
+        #expect(listing.objects.map(\.etag) == ["abc"])
+        let uploads = try S3XML.parseListMultipartUploads(Self.bytes("<ListMultipartUploadsResponse><Upload><Key>a</Key><UploadId>u</UploadId></Upload></ListMultipartUploadsResponse>"))
+        #expect(uploads.uploads.map(\.uploadID) == ["u"])
+    }
+
+    @Test func errorRootIsTheErrorItNames() {
+        let error = Self.bytes("<Error xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>")
+        #expect(throws: ObjectStoreError.server(status: 200, code: "InternalError", message: "We encountered an internal error.")) {
+            try S3XML.parseCompleteMultipartUpload(error)
+        }
+        #expect(throws: ObjectStoreError.server(status: 200, code: "InternalError", message: "We encountered an internal error.")) {
+            try S3XML.parseListParts(error)
+        }
+        #expect(throws: ObjectStoreError.notFound(key: "")) {
+            try S3XML.parseListParts(Self.bytes("<Error><Code>NoSuchUpload</Code></Error>"))
+        }
+        #expect(S3XML.parseError(error)?.code == "InternalError", "a namespaced <Error> is still one")
+        // A completion answer without an ETag says nothing about the object.
+        #expect(throws: ObjectStoreError.self) {
+            try S3XML.parseCompleteMultipartUpload(Self.bytes("<CompleteMultipartUploadResult><Key>k</Key></CompleteMultipartUploadResult>"))
+        }
+    }
+
+    /// The numbers are moto's for a 5 MiB part of "x" and a 10-byte part of "y", which AWS gives too.
+    @Test func multipartETagIsTheMD5OfThePartMD5s() {
+        let parts = [UploadedPart(number: 1, etag: "\"4f08eef4096726bff1125e1b1b734644\"", size: 5_242_880),
+                     UploadedPart(number: 2, etag: "0BBC18CDEA1C4AAA17777D441214774A", size: 10)]
+        #expect(S3XML.multipartETag(parts) == "298c9a5c8205ea8eeef29652993678aa-2")
+        #expect(S3XML.multipartETag([UploadedPart(number: 1, etag: "kms-opaque-etag", size: 1)]) == nil)
+    }
+
     @Test func etagUnquoting() {
+        #expect(S3XML.unquote("4F08EEF4096726BFF1125E1B1B734644") == "4f08eef4096726bff1125e1b1b734644")
+        #expect(S3XML.unquote("\"298C9A5C8205EA8EEEF29652993678AA-2\"") == "298c9a5c8205ea8eeef29652993678aa-2")
+        #expect(S3XML.unquote("Opaque-Tag") == "Opaque-Tag", "an ETag that is not a digest keeps its case")
+
         #expect(S3XML.unquote("\"abc\"") == "abc")
         #expect(S3XML.unquote("abc") == "abc")
         #expect(S3XML.unquote("W/\"abc-2\"") == "abc-2")

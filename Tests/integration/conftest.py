@@ -1,6 +1,12 @@
 """End-to-end fixtures: the built modelfs binary, a fresh data dir per test, both stores
 (the embedded local store and the real S3 test server that scripts/test starts), and a TCP
-relay that a test can cut to play an S3 outage."""
+relay that a test can cut to play an S3 outage.
+
+S3 comes in two implementations: "s3" is the s3api server (MODELFS_TEST_S3_ENDPOINT, the AWS_*
+credentials), "moto" is moto's server (MODELFS_TEST_S3_ENDPOINT_2 and its own credentials,
+MODELFS_TEST_S3_ACCESS_KEY_ID_2 / MODELFS_TEST_S3_SECRET_ACCESS_KEY_2). The `store` and `s3store`
+fixtures run a test on moto too only when it is marked `moto` (a test, or a module's
+`pytestmark`); the other moto cases are deselected, to keep the run short."""
 import hashlib
 import os
 import socket
@@ -14,6 +20,14 @@ import pytest
 MODELFS = os.environ.get("MODELFS_BIN") or os.path.join(os.path.dirname(__file__), "../../.build/debug/modelfs")
 S3_ENDPOINT = os.environ.get("MODELFS_TEST_S3_ENDPOINT")
 BUCKET = os.environ.get("MODELFS_TEST_S3_BUCKET", "models")
+S3_ENDPOINT_2 = os.environ.get("MODELFS_TEST_S3_ENDPOINT_2")
+
+
+def s3_credentials(impl):
+    """(access key id, secret) for one S3 implementation; None: the environment's AWS_* ones."""
+    if impl == "moto":
+        return (os.environ.get("MODELFS_TEST_S3_ACCESS_KEY_ID_2"), os.environ.get("MODELFS_TEST_S3_SECRET_ACCESS_KEY_2"))
+    return None
 
 
 def sha256_file(path):
@@ -37,23 +51,30 @@ def make_file(path, size, seed=0):
     return path
 
 
-def new_bucket():
-    """A fresh bucket on the S3 test server: a bucket belongs to one catalog, and every test's
+def new_bucket(client=None):
+    """A fresh bucket on an S3 test server: a bucket belongs to one catalog, and every test's
     data dir is a new catalog, so every S3 store gets its own bucket."""
     b = f"t-{uuid.uuid4().hex[:16]}"
-    s3_client().create_bucket(Bucket=b)
+    (client or s3_client()).create_bucket(Bucket=b)
     return b
 
 
 class Store:
     """One store under test: runs the CLI against it and looks at its bucket directly.
-    S3 stores get a bucket of their own (`bucket`) unless one is given."""
+    S3 stores get a bucket of their own (`bucket`) unless one is given, on their own server
+    (`impl`: "s3" for s3api, or "moto"), with that server's credentials."""
 
-    def __init__(self, kind, data_dir, endpoint=None, bucket=None):
-        self.kind = kind
+    def __init__(self, kind, data_dir, endpoint=None, impl=None, bucket=None):
+        self.kind = kind  # "local" or "s3", whichever S3 implementation
         self.data_dir = data_dir
         self.endpoint = endpoint
-        self.bucket = bucket or (new_bucket() if kind == "s3" else None)
+        self.impl = impl or ("s3" if kind == "s3" else None)  # "s3" (s3api) or "moto"
+        self.credentials = s3_credentials(self.impl)
+        self.bucket = bucket or (new_bucket(self.client()) if kind == "s3" else None)
+
+    def client(self):
+        """boto3 on this store's S3 server, with its credentials."""
+        return s3_client(self.endpoint, self.credentials)
 
     @property
     def db_file(self):
@@ -71,6 +92,9 @@ class Store:
         if self.kind == "s3":
             env["MODELFS_BUCKET"] = self.bucket
             env["MODELFS_ENDPOINT"] = self.endpoint
+            if self.credentials:
+                env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = self.credentials
+                env.pop("AWS_SESSION_TOKEN", None)
         env.update(extra)
         return env
 
@@ -100,7 +124,7 @@ class Store:
                     if key.startswith(prefix):
                         out.append(key)
             return sorted(out)
-        s3 = s3_client()
+        s3 = self.client()
         out = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             out += [o["Key"] for o in page.get("Contents", [])]
@@ -114,45 +138,65 @@ class Store:
             with open(path, "wb") as f:
                 f.write(body)
         else:
-            s3_client().put_object(Bucket=self.bucket, Key=key, Body=body)
+            self.client().put_object(Bucket=self.bucket, Key=key, Body=body)
 
     def get_object(self, key):
         if self.kind == "local":
             with open(os.path.join(self.data_dir, "blobs", "objects", key), "rb") as f:
                 return f.read()
-        return s3_client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def multipart_uploads(self, prefix=""):
         if self.kind == "local":
             root = os.path.join(self.data_dir, "blobs", "multipart")
             return [open(os.path.join(root, d, "key")).read() for d in os.listdir(root)] if os.path.isdir(root) else []
-        r = s3_client().list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+        r = self.client().list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
         return [u["Key"] for u in r.get("Uploads", [])]
 
 
-def s3_client(endpoint=None):
+def s3_client(endpoint=None, credentials=None):
     import boto3
     from botocore.config import Config
-    return boto3.client("s3", endpoint_url=endpoint or S3_ENDPOINT,
+    keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]} if credentials else {}
+    return boto3.client("s3", endpoint_url=endpoint or S3_ENDPOINT, **keys,
                         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
 
 
-@pytest.fixture(params=["local", "s3"])
+def _s3_store(impl, tmp_path):
+    endpoint, variable = (S3_ENDPOINT_2, "MODELFS_TEST_S3_ENDPOINT_2") if impl == "moto" else (S3_ENDPOINT, "MODELFS_TEST_S3_ENDPOINT")
+    if not endpoint:
+        if os.environ.get("MODELFS_REQUIRE_S3") == "1":
+            pytest.fail(f"{variable} is not set")
+        pytest.skip(f"no {impl} S3 test server (run scripts/test)")
+    return Store("s3", str(tmp_path / "data"), endpoint, impl=impl)
+
+
+@pytest.fixture(params=["local", "s3", "moto"])
 def store(request, tmp_path):
-    if request.param == "s3" and not S3_ENDPOINT:
-        if os.environ.get("MODELFS_REQUIRE_S3") == "1":
-            pytest.fail("MODELFS_TEST_S3_ENDPOINT is not set")
-        pytest.skip("no S3 test server (run scripts/test)")
-    return Store(request.param, str(tmp_path / "data"), S3_ENDPOINT)
+    if request.param == "local":
+        return Store("local", str(tmp_path / "data"))
+    return _s3_store(request.param, tmp_path)
 
 
-@pytest.fixture
-def s3store(tmp_path):
-    if not S3_ENDPOINT:
-        if os.environ.get("MODELFS_REQUIRE_S3") == "1":
-            pytest.fail("MODELFS_TEST_S3_ENDPOINT is not set")
-        pytest.skip("no S3 test server (run scripts/test)")
-    return Store("s3", str(tmp_path / "data"), S3_ENDPOINT)
+@pytest.fixture(params=["s3", "moto"])
+def s3store(request, tmp_path):
+    return _s3_store(request.param, tmp_path)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "moto: also run on moto's S3 server (the store/s3store fixtures' moto case)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Drops the moto cases of tests not marked `moto`."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        moto = params.get("store") == "moto" or params.get("s3store") == "moto"
+        (drop if moto and item.get_closest_marker("moto") is None else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
@@ -238,9 +282,9 @@ class Relay:
 
 
 @pytest.fixture
-def relay():
+def relay(s3store):
     from urllib.parse import urlparse
-    u = urlparse(S3_ENDPOINT)
+    u = urlparse(s3store.endpoint)
     r = Relay(u.hostname, u.port)
     yield r
     r.cut()

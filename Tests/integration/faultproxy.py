@@ -34,6 +34,9 @@ Faults (one per faulted request, chosen from `kinds`):
                 close (FIN): the client never sees the blank line, Content-Length, ETag…
     "lost"      forward the request and let the server do it, then reset instead of answering (the
                 answer is lost; the client must retry something that already happened)
+    "error200"  answer 200 OK with an S3 `<Error>` body (InternalError); the server never sees the
+                request. AWS answers a CompleteMultipartUpload that fails after it sent its status
+                line this way: the 200 is no success
 
 Which requests are faulted: those whose method is in `methods` (None = all) and for which
 `predicate(method, target, headers)` (if given) is true are eligible; of those, a fraction `rate`
@@ -63,7 +66,7 @@ import uuid
 from urllib.parse import urlparse
 from xml.sax.saxutils import escape
 
-ALL_KINDS = ("500", "503", "reset", "stall", "truncate", "truncate_head", "lost")
+ALL_KINDS = ("500", "503", "reset", "stall", "truncate", "truncate_head", "lost", "error200")
 DEFAULT_KINDS = ("500", "503", "reset", "stall", "truncate")
 DOWN_MODES = ("refuse", "reset", "blackhole")
 
@@ -505,6 +508,11 @@ class FaultProxy:
         if kind == "500":
             client.sendall(_s3_error(500, "Internal Server Error", "InternalError",
                                      "We encountered an internal error. Please try again.", method, resource))
+            self._note(method, target, kind, "answered")
+            return True
+        if kind == "error200":
+            client.sendall(_s3_error(200, "OK", "InternalError", "We encountered an internal error. Please try again.",
+                                     method, resource))
             self._note(method, target, kind, "answered")
             return True
         if kind == "503":

@@ -9,6 +9,9 @@ import pytest
 
 from conftest import make_file, sha256_file
 
+# Every CLI test runs on both S3 implementations (s3api and moto), beside the local store.
+pytestmark = pytest.mark.moto
+
 MiB = 1 << 20
 
 

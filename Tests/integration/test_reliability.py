@@ -66,6 +66,7 @@ def test_mount_killed_during_copy_in_loses_nothing(store, name, tmp_path):
         cleanup_mount(path)
 
 
+@pytest.mark.moto
 def test_verify_finds_a_corrupted_object(store, name, tmp_path):
     model = name()
     src = make_file(tmp_path / "a.zip", 2 * MiB)
@@ -78,13 +79,13 @@ def test_verify_finds_a_corrupted_object(store, name, tmp_path):
         with open(os.path.join(store.data_dir, "blobs", "objects", model, "v1.zip"), "r+b") as f:
             f.write(b"XXXX")
     else:
-        from conftest import s3_client
-        s3_client().put_object(Bucket=store.bucket, Key=f"{model}/v1.zip", Body=b"not the weights")
+                store.client().put_object(Bucket=store.bucket, Key=f"{model}/v1.zip", Body=b"not the weights")
     bad = store.run("verify", model, check=False)
     assert bad.returncode != 0
     assert "BAD  " + model + "/v1.zip" in bad.stdout and "ok   " + model + "/v2.zip" in bad.stdout
 
 
+@pytest.mark.moto
 def test_recover_rebuilds_the_catalog_from_manifests(s3store, name, tmp_path):
     model = name()
     src = make_file(tmp_path / "a.safetensors", 6 * MiB)
@@ -177,8 +178,7 @@ def test_secrets_never_leak(s3store, name, tmp_path):
         assert secret not in cmdline
         attrs = sh("getfattr", "-d", "-m", "-", os.path.join(path, "models", model, "v1.zip")).stdout
         assert secret not in attrs
-        from conftest import s3_client
-        manifest = s3_client().get_object(Bucket=s3store.bucket, Key=f".catalog/{model}.json")["Body"].read().decode()
+                manifest = s3store.client().get_object(Bucket=s3store.bucket, Key=f".catalog/{model}.json")["Body"].read().decode()
         assert secret not in manifest and "AWS" not in manifest
     finally:
         cleanup_mount(path)
@@ -190,6 +190,7 @@ def test_secrets_never_leak(s3store, name, tmp_path):
     assert "wrong-secret-zz9" not in bad.stdout + bad.stderr
 
 
+@pytest.mark.moto
 def test_gc_lists_and_removes_orphans(store, name, tmp_path):
     model = name()
     store.run("import", str(make_file(tmp_path / "a.zip", 100)), "--model", model, "--quiet")
