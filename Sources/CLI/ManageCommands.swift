@@ -162,13 +162,15 @@ struct GCCommand: ParsableCommand {
                 throw e.storeError
             }
             print("aborted \(aborted) failed upload(s) and \(orphans) unknown multipart upload(s)")
-            // Objects nothing owns: left by a crash between an object's write and its row.
+            // Objects nothing owns: left by a crash between an object's write and its row. A failed
+            // version or dataset vouches for no bytes, so an object under its key (a completion
+            // that landed after it was counted failed) is garbage too.
             var owned = Swift.Set<String>()
             for m in try registry.catalog.models() {
                 owned.insert(Rules.manifestKey(model: m.name))
-                for v in try registry.catalog.versions(modelID: m.id) { owned.insert(v.objectKey) }
+                for v in try registry.catalog.versions(modelID: m.id) where v.status != .failed { owned.insert(v.objectKey) }
             }
-            for d in try registry.catalog.datasets() { owned.insert(d.objectKey) }
+            for d in try registry.catalog.datasets() where d.status != .failed { owned.insert(d.objectKey) }
             owned.formUnion([Rules.datasetsManifestKey, Rules.ownerKey])
             if deleteOrphans {
                 // Checked again just before deleting: never in a bucket another catalog owns.

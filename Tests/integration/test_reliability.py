@@ -79,7 +79,7 @@ def test_verify_finds_a_corrupted_object(store, name, tmp_path):
         with open(os.path.join(store.data_dir, "blobs", "objects", model, "v1.zip"), "r+b") as f:
             f.write(b"XXXX")
     else:
-                store.client().put_object(Bucket=store.bucket, Key=f"{model}/v1.zip", Body=b"not the weights")
+        store.client().put_object(Bucket=store.bucket, Key=f"{model}/v1.zip", Body=b"not the weights")
     bad = store.run("verify", model, check=False)
     assert bad.returncode != 0
     assert "BAD  " + model + "/v1.zip" in bad.stdout and "ok   " + model + "/v2.zip" in bad.stdout
@@ -178,7 +178,7 @@ def test_secrets_never_leak(s3store, name, tmp_path):
         assert secret not in cmdline
         attrs = sh("getfattr", "-d", "-m", "-", os.path.join(path, "models", model, "v1.zip")).stdout
         assert secret not in attrs
-                manifest = s3store.client().get_object(Bucket=s3store.bucket, Key=f".catalog/{model}.json")["Body"].read().decode()
+        manifest = s3store.client().get_object(Bucket=s3store.bucket, Key=f".catalog/{model}.json")["Body"].read().decode()
         assert secret not in manifest and "AWS" not in manifest
     finally:
         cleanup_mount(path)
@@ -202,6 +202,23 @@ def test_gc_lists_and_removes_orphans(store, name, tmp_path):
     if store.kind == "local":
         store.run("gc", "--older-than", "0", "--delete-orphans")
         assert store.keys(model + "/") == [f"{model}/v1.zip"]
+
+
+@pytest.mark.moto
+def test_gc_removes_the_object_of_a_failed_version(store, name, tmp_path):
+    """A completion whose answer was lost, counted failed while its object landed: the failed
+    version vouches for no bytes, so gc lists the object and --delete-orphans removes it."""
+    import sqlite3
+    model = name()
+    src = make_file(tmp_path / "a.zip", 100)
+    store.run("import", str(src), "--model", model, "--quiet")
+    store.run("import", str(src), "--model", model, "--quiet")
+    with sqlite3.connect(store.db) as c:
+        c.execute("UPDATE versions SET status = 'failed', error = 'lost answer' WHERE name = 'v2'")
+    assert f"orphan {model}/v2.zip" in store.run("gc", "--older-than", "0").stdout
+    store.run("gc", "--older-than", "0", "--delete-orphans")
+    assert store.keys(model + "/") == [f"{model}/v1.zip"]
+    assert store.versions(model)["v2"]["status"] == "failed"
 
 
 def test_mount_killed_during_reads_and_during_a_job(store, name, tmp_path):
