@@ -42,9 +42,11 @@ let package = Package(
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
         .target(name: "ReadPath", dependencies: ["ModelStore"]),
+        // The one place processes are started: jobs, the background mount, short commands.
+        .target(name: "Spawn"),
         // Training jobs: requests, executors (local, Slurm), checkpoints into versions.
         .target(name: "Jobs", dependencies: [
-            "ModelStore", "Catalog", "Registry",
+            "ModelStore", "Catalog", "Registry", "Spawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The mounted namespace as plain operations: no FUSE types, testable without a mount.
@@ -59,7 +61,7 @@ let package = Package(
         ]),
         // Commands and the composition root.
         .target(name: "CLI", dependencies: [
-            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter",
+            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter", "Spawn",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

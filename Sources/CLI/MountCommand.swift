@@ -5,6 +5,7 @@ import Glibc
 import Logging
 import ModelFS
 import Registry
+import Spawn
 import ModelStore
 import ReadPath
 import Registry
@@ -120,22 +121,11 @@ struct MountCommand: ParsableCommand {
         arguments.insert("--foreground", at: min(2, arguments.count))
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, 0x80)  // POSIX_SPAWN_SETSID: glibc hides it behind _GNU_SOURCE
-
-        var pid: pid_t = 0
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw CLIError("cannot start the mount: \(String(cString: strerror(rc)))") }
+        let pid: pid_t
+        switch Spawn.detached(executable, arguments, environment: nil, log: log) {
+        case .success(let p): pid = p
+        case .failure(let e): throw CLIError("cannot start the mount: \(e.message)")
+        }
 
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {

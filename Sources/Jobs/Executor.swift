@@ -1,4 +1,5 @@
 import Foundation
+import Spawn
 import Glibc
 import ModelStore
 
@@ -29,17 +30,7 @@ func exitCode(in directory: String) -> Int? {
 
 /// Runs a program without a shell; returns its exit status and output.
 func runProgram(_ argv: [String], environment: [String: String]? = nil) -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = argv
-    if let environment { p.environment = environment }
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = pipe
-    do { try p.run() } catch { return (127, "\(error)") }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    Spawn.run(argv, environment: environment)
 }
 
 /// Child processes of this machine, each in its own session so a cancel reaches all it started.
@@ -48,32 +39,11 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
     public init() {}
 
     public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Its own session (a cancel reaches everything it starts), no blocked signals and default
-        // dispositions: FUSE and dispatch threads block or ignore some, and a job must not inherit that.
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(0x80 | 0x08 | 0x04))  // SETSID | SETSIGMASK | SETSIGDEF
-        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup(script), nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
-        guard rc == 0 else { throw StoreError(.io, "cannot start job \(jobID): \(String(cString: strerror(rc)))") }
-        return String(pid)
+        // Its own session, so a cancel reaches everything it starts.
+        switch Spawn.detached("/bin/sh", ["/bin/sh", script], environment: environment, log: log) {
+        case .success(let pid): return String(pid)
+        case .failure(let e): throw StoreError(.io, "cannot start job \(jobID): \(e.message)")
+        }
     }
 
     public func state(of id: String, directory: String) -> ExecutorState {
