@@ -158,17 +158,25 @@ public final class LocalObjectStore: ObjectStore {
             throw .server(status: 400, code: "InvalidPartOrder", message: "parts must be given in ascending order")
         }
         let target = try path(for: key)
+        // Refuse what S3 refuses, before anything changes: unknown or changed parts, small parts
+        // before the last.
+        for (index, part) in parts.enumerated() {
+            guard let bytes = try? FileIO.readAll(dir + "/\(part.number)"), Digest.hex(Digest.md5(bytes)) == part.etag else {
+                throw .server(status: 400, code: "InvalidPart", message: "part \(part.number)")
+            }
+            if index < parts.count - 1 && bytes.count < 5 << 20 {
+                throw .server(status: 400, code: "EntityTooSmall", message: "part \(part.number) is \(bytes.count) bytes")
+            }
+        }
         let out = try FileIO.createTemp(in: tmp)
         do throws(ObjectStoreError) {
-            for (index, part) in parts.enumerated() {
-                // Refuse what S3 refuses: unknown or changed parts, small parts before the last.
-                guard let bytes = try? FileIO.readAll(dir + "/\(part.number)"), Digest.hex(Digest.md5(bytes)) == part.etag else {
-                    throw .server(status: 400, code: "InvalidPart", message: "part \(part.number)")
-                }
-                if index < parts.count - 1 && bytes.count < 5 << 20 {
-                    throw .server(status: 400, code: "EntityTooSmall", message: "part \(part.number) is \(bytes.count) bytes")
-                }
+            for part in parts {
+                let bytes = try FileIO.readAll(dir + "/\(part.number)")
                 try bytes.withUnsafeBytes { b in Result { () throws(ObjectStoreError) in try FileIO.writeAll(out.fd, b) } }.get()
+                // Each part goes as soon as it is in the object: completing needs the object's
+                // size free plus one part, not twice the object (a completion that fails after
+                // this is aborted; a resumed import uploads again what is gone).
+                unlink(dir + "/\(part.number)")
             }
             guard fsync(out.fd) == 0 else { throw FileIO.error("fsync") }
             close(out.fd)
