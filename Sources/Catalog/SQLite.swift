@@ -159,9 +159,21 @@ public final class Database: @unchecked Sendable {
         }
         do {
             connection = try Connection(path: path)
+            try connection.executeScript("PRAGMA busy_timeout = 10000;")
+            // Two processes creating the catalog at once (racing first imports): switching a new
+            // file to WAL needs it alone for a moment, and the loser is told "locked" at once
+            // rather than waiting; it waits here instead.
+            var attempt = 0
+            while true {
+                do {
+                    try connection.executeScript("PRAGMA journal_mode = WAL;")
+                    break
+                } catch let e as SQLiteError where e.code & 0xFF == SQLITE_BUSY && attempt < 200 {
+                    attempt += 1
+                    usleep(50_000)
+                }
+            }
             try connection.executeScript("""
-                PRAGMA busy_timeout = 10000;
-                PRAGMA journal_mode = WAL;
                 PRAGMA synchronous = NORMAL;
                 PRAGMA foreign_keys = ON;
                 """)

@@ -36,7 +36,7 @@ def test_a_40mib_import_is_ready_and_byte_identical(s3store, name, tmp_path):
     s3store.run("import", str(src), "--model", model, "--quiet")
     v = s3store.versions(model)["v1"]
     assert v["status"] == "ready" and v["size"] == SIZE and v["sha256"] == sha256_file(src)
-    head = s3store.client().head_object(Bucket="models", Key=f"{model}/v1.safetensors")
+    head = s3store.client().head_object(Bucket=s3store.bucket, Key=f"{model}/v1.safetensors")
     assert head["ETag"].strip('"').endswith("-6"), head["ETag"]  # a multipart object of six parts
     back = tmp_path / "back"
     s3store.run("download", model, "v1", "-o", str(back), "--quiet")
@@ -49,7 +49,7 @@ def test_an_interrupted_import_finishes_with_resume_even_after_a_failed_resume(s
     src = make_file(tmp_path / "w.ckpt", SIZE, seed=4)
     proc = s3store.popen("import", str(src), "--model", model, "--quiet")
     try:
-        wait_for_parts(s3store.data_dir, "models.db", 2, proc)
+        wait_for_parts(s3store.data_dir, s3store.db_file, 2, proc)
     finally:
         proc.kill()
         proc.wait()

@@ -33,6 +33,11 @@ def wait_for(predicate, timeout=60, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def default_signals():
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def settled_status(path, timeout=60):
     """The status once it is no longer `uploading` (a close's outcome lands as the kernel releases)."""
     wait_for(lambda: xattr(path, "status") != "uploading", timeout, f"{path} to settle")
@@ -47,7 +52,8 @@ def test_killed_writer_never_leaves_a_short_ready_version(mount, store, name):
     cases = [(signal.SIGKILL, 1 * MiB), (signal.SIGINT, 20 * MiB), (signal.SIGTERM, 9 * MiB), (signal.SIGKILL, 20 * MiB)]
     for i, (sig, offset) in enumerate(cases):
         dst = mount.p("models", model, f"v{i + 1}.zip")
-        cp = subprocess.Popen(["cp", "/dev/stdin", dst], stdin=subprocess.PIPE)
+        # Default dispositions: a runner started in the background ignores SIGINT, and so would cp.
+        cp = subprocess.Popen(["cp", "/dev/stdin", dst], stdin=subprocess.PIPE, preexec_fn=default_signals)
         block = os.urandom(MiB)
         for _ in range(offset // MiB):
             cp.stdin.write(block)
