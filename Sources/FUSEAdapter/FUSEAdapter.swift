@@ -346,6 +346,7 @@ public final class FUSEAdapter: @unchecked Sendable {
             logger.warning("FUSE loop ended with \(rc)")
         }
         fs.abortOpenUploads(reason: "the mount stopped while the file was being written")
+        fs.cache.drainDisk()
     }
 
     /// The kernel caps `max_readahead` negotiated in init at 128 KiB; the per-mount value lives

@@ -53,6 +53,7 @@ final class RootProvider: NamespaceProvider {
 
     func statsContent() throws(StoreError) -> [UInt8] {
         let s = try namespace.registry.stats()
+        namespace.cache.drainDisk()  // the disk cache's figures include what is on its way there
         let c = namespace.cache.counters
         let lines = [
             "models: \(s.models)",

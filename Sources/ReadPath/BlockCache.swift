@@ -60,6 +60,11 @@ public final class BlockCache: @unchecked Sendable {
     /// otherwise have sixteen 16 MiB GETs (256 MiB) landing at once on top of the cache.
     private let inFlight: ByteBudget
     private let queue = DispatchQueue(label: "modelfs.fetch", attributes: .concurrent)
+    /// Copies to the disk cache happen behind the readers: at most `diskBacklog` fetched ranges
+    /// wait for the disk (their chunks kept alive); only a disk slower than the network holds a
+    /// fetch back.
+    private let diskQueue = DispatchQueue(label: "modelfs.disk-cache")
+    private let diskBacklog = DispatchSemaphore(value: 4)
 
     // Counters for `.stats`.
     private var fetchedBytes: Int64 = 0
@@ -238,7 +243,14 @@ public final class BlockCache: @unchecked Sendable {
                     guard n == range.count else {
                         throw StoreError(.io, "short read: \(n) of \(range.count) bytes at \(range.lowerBound)")
                     }
-                    disk?.write(object: object, range: range, bytes: UnsafeRawBufferPointer(target))
+                    if let disk {
+                        diskBacklog.wait()
+                        // The chunk is captured: its memory stays until the copy is written.
+                        diskQueue.async { [chunk, diskBacklog] in
+                            disk.write(object: object, range: range, bytes: UnsafeRawBufferPointer(start: chunk.base, count: Int(range.count)))
+                            diskBacklog.signal()
+                        }
+                    }
                 }
                 flight.chunk = chunk
                 flight.count = Int(range.count)
@@ -302,6 +314,9 @@ public final class BlockCache: @unchecked Sendable {
             used -= victim.piece.count
         }
     }
+
+    /// Waits until every fetched range bound for the disk cache is written (unmount, tests).
+    public func drainDisk() { diskQueue.sync {} }
 
     /// Drops every block of `object` (its version was deleted).
     public func forget(object: UInt64) {
