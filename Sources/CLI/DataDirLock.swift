@@ -26,8 +26,17 @@ final class DataDirLock {
         let file = path(dataDir)
         let fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CLIError("cannot open \(file): \(String(cString: strerror(errno)))") }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        // A mount that was just unmounted still holds the lock while it winds down (failing open
+        // uploads, writing the disk cache's last blocks): `fusermount3 -u D && modelfs mount D`
+        // waits for it, up to 10 s, rather than being refused.
+        var waited = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let why = errno
+            if why == EWOULDBLOCK && waited < 200 && holderIsWindingDown(file) {
+                waited += 1
+                usleep(50_000)
+                continue
+            }
             close(fd)
             guard why == EWOULDBLOCK else { throw CLIError("cannot lock \(file): \(String(cString: strerror(why)))") }
             throw CLIError(refused(describeHolder(file)))
@@ -36,6 +45,13 @@ final class DataDirLock {
         _ = ftruncate(fd, 0)
         _ = text.withCString { pwrite(fd, $0, strlen($0), 0) }
         return DataDirLock(fd: fd)
+    }
+
+    /// The holder is a mount whose mountpoint is no longer mounted: it is exiting.
+    private static func holderIsWindingDown(_ file: String) -> Bool {
+        let lines = ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count >= 3, lines[1] == "mount", !lines[2].isEmpty else { return false }
+        return !MountCommand.isMounted(String(lines[2]))
     }
 
     /// Refuses (throws) when another process holds the lock, without keeping it.
