@@ -17,6 +17,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl", pkgConfig: "libcurl"),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
+        .systemLibrary(name: "CPostgres", path: "Sources/CPostgres", pkgConfig: "libpq"),
         .systemLibrary(name: "CFuse", path: "CFuse", pkgConfig: "fuse3"),
 
         // The domain: names, formats, statuses, rules, errors, the object-store protocol, hashing.
@@ -28,8 +29,8 @@ let package = Package(
             "ModelStore", "CCurl", "CCrypto",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // SQLite catalog: schema, migrations, queries.
-        .target(name: "Catalog", dependencies: ["ModelStore", "CSQLite"]),
+        // The catalog: schema, migrations and queries, on SQLite (one node) or PostgreSQL (many).
+        .target(name: "Catalog", dependencies: ["ModelStore", "CSQLite", "CPostgres"]),
         // Streaming multipart uploads: parts, parallelism, sha256, abort.
         .target(name: "UploadPath", dependencies: [
             "ModelStore",

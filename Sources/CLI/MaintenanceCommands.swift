@@ -44,7 +44,7 @@ struct RecoverCommand: ParsableCommand {
             let (models, versions, datasets, problems) = try registry.recoverFromManifests()
             for p in problems { print("problem: \(p)") }
             let stats = try registry.stats()
-            print("recovered \(models) models, \(versions) versions (\(stats.readyVersions) ready, \(stats.bytes) bytes) and \(datasets) datasets into \(registry.catalog.database.path)")
+            print("recovered \(models) models, \(versions) versions (\(stats.readyVersions) ready, \(stats.bytes) bytes) and \(datasets) datasets into \(registry.catalog.location)")
         }
     }
 }

@@ -95,7 +95,7 @@ struct MountCommand: ParsableCommand {
             var options = FUSEAdapter.MountOptions()
             options.allowOther = allowOther
             options.readAheadKB = readAheadKb
-            let where_ = "catalog \(registry.catalog.database.path), bytes in \(registry.objects.location)"
+            let where_ = "catalog \(registry.catalog.location), bytes in \(registry.objects.location)"
             let logger = Log.logger
             let flusher = DatasetsManifestFlusher(registry: registry)
             try adapter.run(mountpoint: mountpoint, options: options) {

@@ -86,7 +86,7 @@ struct StoreOptions: ParsableArguments {
             what = "the local store \(dir)/blobs"
         }
         let catalog = try Catalog(path: resolvedDB)
-        Log.logger.info("store: catalog \(catalog.database.path), bytes in \(objects.location)")
+        Log.logger.info("store: catalog \(catalog.location), bytes in \(objects.location)")
         let parallel = setting(nil, "MODELFS_UPLOAD_PARALLEL").flatMap(Int.init) ?? 4
         let registry = Registry(catalog: catalog, objects: objects, uploadConcurrency: max(1, parallel), logger: Log.logger)
         let claim = try registry.claimBucket(what, adopt: adopt)

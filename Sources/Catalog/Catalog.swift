@@ -25,34 +25,54 @@ public struct CatalogStats: Sendable, Equatable, Codable {
     public var datasetBytes: Int64 = 0
 }
 
-/// The facts about models, versions, datasets and uploads, in SQLite. Enforces uniqueness; the
-/// rules of what may happen live in ``Registry``.
+/// The facts about models, versions, datasets and uploads, in SQLite (one node) or PostgreSQL
+/// (many). Enforces uniqueness; the rules of what may happen live in ``Registry``.
 public final class Catalog: Sendable {
-    public let database: Database
+    public let database: any CatalogEngine
 
     /// The current time, rounded the way SQLite's REAL stores it, so rows compare equal when read back.
     static func now() -> Date { Date(timeIntervalSince1970: Date().timeIntervalSince1970) }
 
-    public init(path: String) throws(StoreError) {
-        database = try Database(path: path)
+    /// The SQLite catalog in the file at `path`.
+    public convenience init(path: String) throws(StoreError) {
+        try self.init(engine: try SQLiteEngine(path: path))
+    }
+
+    /// A catalog on `engine`, its schema brought up to date.
+    public init(engine: any CatalogEngine) throws(StoreError) {
+        database = engine
         try migrate()
     }
 
+    /// The catalog a `--catalog` value names: a `postgresql://` URL, or a SQLite file path.
+    public static func open(_ location: String) throws(StoreError) -> Catalog {
+        if let url = PostgresURL(location) { return try Catalog(engine: try PostgresEngine(url: url)) }
+        return try Catalog(path: location)
+    }
+
+    /// Where the catalog is, for messages (a URL's password left out).
+    public var location: String { database.location }
+
     private func migrate() throws(StoreError) {
+        let engine = database
         try database.write { db in
-            let current = try db.first("PRAGMA user_version") { Int($0.int(0)) } ?? 0
+            let current = try engine.schemaVersion(db)
             guard current <= Migrations.all.count else {
-                throw StoreError(.io, "catalog \(database.path) has schema \(current), newer than this modelfs knows (\(Migrations.all.count))")
+                throw StoreError(.io, "catalog \(engine.location) has schema \(current), newer than this modelfs knows (\(Migrations.all.count))")
             }
+            guard current < Migrations.all.count else { return }
             for index in current..<Migrations.all.count {
-                try db.executeScript(Migrations.all[index])
+                try db.executeScript(Migrations.script(index, for: engine.dialect))
             }
-            try db.execute("PRAGMA user_version = \(Migrations.all.count)")
+            try engine.setSchemaVersion(db, Migrations.all.count)
         }
     }
 
     public var schemaVersion: Int {
-        get throws(StoreError) { try database.read { try $0.first("PRAGMA user_version") { Int($0.int(0)) } ?? 0 } }
+        get throws(StoreError) {
+            let engine = database
+            return try database.read { try engine.schemaVersion($0) }
+        }
     }
 
     // MARK: Models
@@ -71,13 +91,14 @@ public final class Catalog: Sendable {
 
     static func insertModel(_ db: Connection, name: String, type: ModelType, note: String) throws -> Model {
         let now = Catalog.now()
+        let id: Int64?
         do {
-            try db.execute("INSERT INTO models (name, type, note, created, modified) VALUES (?, ?, ?, ?, ?)",
-                           [.text(name), .text(type.rawValue), .text(note), .date(now), .date(now)])
-        } catch let e as SQLiteError where e.isConstraint {
+            id = try db.first("INSERT INTO models (name, type, note, created, modified) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                              [.text(name), .text(type.rawValue), .text(note), .date(now), .date(now)]) { $0.int(0) }
+        } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("model \(name) already exists")
         }
-        return Model(id: db.lastInsertRowID, name: name, type: type, note: note, created: now, modified: now)
+        return Model(id: id ?? 0, name: name, type: type, note: note, created: now, modified: now)
     }
 
     public func model(named name: String) throws(StoreError) -> Model? {
@@ -90,7 +111,7 @@ public final class Catalog: Sendable {
 
     /// Models in name order, optionally of one type and whose name contains `search` (case-insensitive).
     public func models(type: ModelType? = nil, search: String? = nil) throws(StoreError) -> [Model] {
-        var sql = "SELECT \(Catalog.modelColumns) FROM models WHERE 1"
+        var sql = "SELECT \(Catalog.modelColumns) FROM models WHERE 1 = 1"
         var args: [SQLValue] = []
         if let type { sql += " AND type = ?"; args.append(.text(type.rawValue)) }
         sql += " ORDER BY name"
@@ -167,16 +188,17 @@ public final class Catalog: Sendable {
         if let existing = try db.first("SELECT format FROM versions WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], { $0.text(0) }) {
             throw StoreError.exists("version \(name) already exists (as \(name).\(existing))")
         }
+        let id: Int64?
         do {
-            try db.execute("""
+            id = try db.first("""
                 INSERT INTO versions (model_id, name, format, object_key, status, note, parent_version, dataset, job_id, created, modified)
-                VALUES (?, ?, ?, ?, 'uploading', ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, 'uploading', ?, ?, ?, ?, ?, ?) RETURNING id
                 """, [.int(modelID), .text(name), .text(format), .text(objectKey), .text(note), .optional(lineage.parentVersion),
-                      .optional(lineage.dataset), .optional(lineage.job), .date(now), .date(now)])
-        } catch let e as SQLiteError where e.isConstraint {
+                      .optional(lineage.dataset), .optional(lineage.job), .date(now), .date(now)]) { $0.int(0) }
+        } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("version \(name) or its object key \(objectKey) already exists")
         }
-        return Version(id: db.lastInsertRowID, modelID: modelID, name: name, format: format, objectKey: objectKey, size: 0, sha256: nil,
+        return Version(id: id ?? 0, modelID: modelID, name: name, format: format, objectKey: objectKey, size: 0, sha256: nil,
                        status: .uploading, error: nil, note: note, lineage: lineage, created: now, modified: now)
     }
 
@@ -316,12 +338,14 @@ public final class Catalog: Sendable {
                              sourcePath: String?, sourceSize: Int64?) throws(StoreError) -> UploadRecord {
         try database.write { db in
             let now = Catalog.now()
-            try db.execute("""
-                INSERT OR REPLACE INTO uploads (object_key, upload_id, part_size, version_id, dataset_id, source_path, source_size, created)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            // A new upload at a key replaces the record (and the parts) of an older one.
+            try db.execute("DELETE FROM uploads WHERE object_key = ?", [.text(objectKey)])
+            let id = try db.first("""
+                INSERT INTO uploads (object_key, upload_id, part_size, version_id, dataset_id, source_path, source_size, created)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
                 """, [.text(objectKey), .text(uploadID), .int(partSize), .optional(versionID), .optional(datasetID),
-                      .optional(sourcePath), .optional(sourceSize), .date(now)])
-            return UploadRecord(id: db.lastInsertRowID, objectKey: objectKey, uploadID: uploadID, partSize: partSize, versionID: versionID,
+                      .optional(sourcePath), .optional(sourceSize), .date(now)]) { $0.int(0) }
+            return UploadRecord(id: id ?? 0, objectKey: objectKey, uploadID: uploadID, partSize: partSize, versionID: versionID,
                                 datasetID: datasetID, sourcePath: sourcePath, sourceSize: sourceSize, created: now)
         }
     }
@@ -340,7 +364,10 @@ public final class Catalog: Sendable {
 
     public func recordPart(upload: Int64, _ part: UploadedPart) throws(StoreError) {
         try database.write { db in
-            try db.execute("INSERT OR REPLACE INTO upload_parts (upload, number, etag, size) VALUES (?, ?, ?, ?)",
+            try db.execute("""
+                INSERT INTO upload_parts (upload, number, etag, size) VALUES (?, ?, ?, ?)
+                ON CONFLICT (upload, number) DO UPDATE SET etag = excluded.etag, size = excluded.size
+                """,
                            [.int(upload), .int(Int64(part.number)), .text(part.etag), .int(part.size)])
         }
     }
@@ -437,7 +464,7 @@ public final class Catalog: Sendable {
                 s.models += count
             }
             for t in ModelType.allCases where s.modelsByType[t.rawValue] == nil { s.modelsByType[t.rawValue] = 0 }
-            if let row = try db.first("SELECT count(*), coalesce(sum(status = 'ready'), 0), coalesce(sum(CASE WHEN status = 'ready' THEN size END), 0) FROM versions", [], { ($0.int(0), $0.int(1), $0.int(2)) }) {
+            if let row = try db.first("SELECT count(*), coalesce(sum(CASE WHEN status = 'ready' THEN 1 ELSE 0 END), 0), coalesce(sum(CASE WHEN status = 'ready' THEN size END), 0) FROM versions", [], { ($0.int(0), $0.int(1), $0.int(2)) }) {
                 s.versions = Int(row.0); s.readyVersions = Int(row.1); s.bytes = row.2
             }
             if let row = try db.first("SELECT count(*), coalesce(sum(size), 0) FROM datasets", [], { ($0.int(0), $0.int(1)) }) {
@@ -447,8 +474,6 @@ public final class Catalog: Sendable {
         }
     }
 
-    /// `PRAGMA integrity_check`: "ok" when the file is sound.
-    public func integrityCheck() throws(StoreError) -> String {
-        try database.read { try $0.query("PRAGMA integrity_check", []) { $0.text(0) }.joined(separator: "\n") }
-    }
+    /// "ok" when the database is sound (SQLite's `PRAGMA integrity_check`).
+    public func integrityCheck() throws(StoreError) -> String { try database.integrityCheck() }
 }

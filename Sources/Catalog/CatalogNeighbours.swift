@@ -39,7 +39,8 @@ extension Catalog {
 
     public func setMeta(_ key: String, _ value: String) throws(StoreError) {
         try database.write { db in
-            try db.execute("INSERT OR REPLACE INTO catalog_meta (key, value) VALUES (?, ?)", [.text(key), .text(value)])
+            try db.execute("INSERT INTO catalog_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                           [.text(key), .text(value)])
         }
     }
 
@@ -111,7 +112,7 @@ extension Catalog {
     /// Whether the datasets manifest in the bucket is behind the catalog.
     public func datasetsManifestBehind() throws(StoreError) -> Bool {
         try database.read { db in
-            try db.first("SELECT generation > published FROM manifest_state WHERE name = 'datasets'", [], { $0.int(0) != 0 }) ?? false
+            try db.first("SELECT CASE WHEN generation > published THEN 1 ELSE 0 END FROM manifest_state WHERE name = 'datasets'", [], { $0.int(0) != 0 }) ?? false
         }
     }
 
@@ -119,7 +120,7 @@ extension Catalog {
     /// datasets changed since (it must be written again).
     public func markDatasetsManifestWritten(generation: Int64) throws(StoreError) -> Bool {
         try database.write { db in
-            try db.execute("UPDATE manifest_state SET published = max(published, ?1) WHERE name = 'datasets'", [.int(generation)])
+            try db.execute("UPDATE manifest_state SET published = CASE WHEN published > ?1 THEN published ELSE ?1 END WHERE name = 'datasets'", [.int(generation)])
             return try db.first("SELECT generation FROM manifest_state WHERE name = 'datasets'", [], { $0.int(0) }) == generation
         }
     }

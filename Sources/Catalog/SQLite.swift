@@ -1,43 +1,16 @@
 import CSQLite
+import Glibc
 import Foundation
 import ModelStore
 
-/// A value bound to, or read from, an SQL statement.
-public enum SQLValue: Sendable, Equatable {
-    case int(Int64)
-    case double(Double)
-    case text(String)
-    case null
-
-    static func optional(_ s: String?) -> SQLValue { s.map(SQLValue.text) ?? .null }
-    static func optional(_ i: Int64?) -> SQLValue { i.map(SQLValue.int) ?? .null }
-    static func date(_ d: Date) -> SQLValue { .double(d.timeIntervalSince1970) }
-}
-
-/// One row of a result, read by column index.
-public struct Row {
-    fileprivate let statement: OpaquePointer
-
-    public func int(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
-    public func double(_ i: Int32) -> Double { sqlite3_column_double(statement, i) }
-    public func isNull(_ i: Int32) -> Bool { sqlite3_column_type(statement, i) == SQLITE_NULL }
-    public func text(_ i: Int32) -> String { optionalText(i) ?? "" }
-    public func optionalText(_ i: Int32) -> String? {
-        guard let p = sqlite3_column_text(statement, i) else { return nil }
-        return String(decoding: UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(statement, i))), as: UTF8.self)
-    }
-    public func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
-    public func date(_ i: Int32) -> Date { Date(timeIntervalSince1970: double(i)) }
-}
-
-/// Why an SQL call failed; `isConstraint` tells a UNIQUE clash from a real failure.
-public struct SQLiteError: Error, CustomStringConvertible {
+/// Why an SQLite call failed.
+public struct SQLiteError: SQLFailure {
     public let code: Int32
     public let message: String
     public var isConstraint: Bool { code & 0xFF == SQLITE_CONSTRAINT }
     public var description: String { "SQLite: \(message)" }
 
-    var storeError: StoreError {
+    public var storeError: StoreError {
         switch code & 0xFF {
         case SQLITE_FULL: return StoreError(.noSpace, "catalog: disk full")
         case SQLITE_BUSY, SQLITE_LOCKED: return StoreError(.busy, "catalog is busy: \(message)")
@@ -46,9 +19,22 @@ public struct SQLiteError: Error, CustomStringConvertible {
     }
 }
 
-/// One SQLite connection, used by one thread at a time (``Database`` holds the lock).
-public final class Connection {
-    fileprivate let handle: OpaquePointer
+/// The current row of an SQLite statement.
+private struct SQLiteCells: RowCells {
+    let statement: OpaquePointer
+
+    func int(_ i: Int32) -> Int64 { sqlite3_column_int64(statement, i) }
+    func double(_ i: Int32) -> Double { sqlite3_column_double(statement, i) }
+    func isNull(_ i: Int32) -> Bool { sqlite3_column_type(statement, i) == SQLITE_NULL }
+    func optionalText(_ i: Int32) -> String? {
+        guard let p = sqlite3_column_text(statement, i) else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(statement, i))), as: UTF8.self)
+    }
+}
+
+/// One SQLite connection, used by one thread at a time (``SQLiteEngine`` holds the lock).
+final class SQLiteConnection: SQLConnection {
+    private let handle: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
 
     init(path: String) throws {
@@ -100,9 +86,8 @@ public final class Connection {
         return statement
     }
 
-    /// Runs a statement that returns no rows; returns the number of rows changed.
     @discardableResult
-    public func execute(_ sql: String, _ args: [SQLValue] = []) throws -> Int {
+    func execute(_ sql: String, _ args: [SQLValue]) throws -> Int {
         let statement = try prepare(sql, args)
         defer { sqlite3_reset(statement) }
         var rc = sqlite3_step(statement)
@@ -111,8 +96,7 @@ public final class Connection {
         return Int(sqlite3_changes(handle))
     }
 
-    /// Runs several `;`-separated statements without arguments (migrations).
-    public func executeScript(_ sql: String) throws {
+    func executeScript(_ sql: String) throws {
         var message: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &message)
         if rc != SQLITE_OK {
@@ -122,32 +106,31 @@ public final class Connection {
         }
     }
 
-    public func query<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (Row) -> T) throws -> [T] {
+    func query<T>(_ sql: String, _ args: [SQLValue], _ read: (Row) -> T) throws -> [T] {
         let statement = try prepare(sql, args)
         defer { sqlite3_reset(statement) }
         var out: [T] = []
+        let row = Row(cells: SQLiteCells(statement: statement))
         while true {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { return out }
             guard rc == SQLITE_ROW else { throw error(rc) }
-            out.append(read(Row(statement: statement)))
+            out.append(read(row))
         }
     }
-
-    public func first<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (Row) -> T) throws -> T? {
-        try query(sql, args, read).first
-    }
-
-    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 }
 
 /// A SQLite database in WAL mode behind a lock: one connection per process is plenty for a
 /// catalog whose queries take microseconds, and the lock keeps the connection single-threaded.
-/// Other processes (the CLI next to a mount) share the file through WAL and a busy timeout.
-public final class Database: @unchecked Sendable {
+/// Other processes (the CLI next to a mount) share the file through WAL and a busy timeout;
+/// `BEGIN IMMEDIATE` lets one writer in at a time.
+public final class SQLiteEngine: CatalogEngine, @unchecked Sendable {
     private let lock = NSLock()
-    private let connection: Connection
+    private let connection: SQLiteConnection
     public let path: String
+    public var location: String { path }
+    public var dialect: SQLDialect { .sqlite }
+    public var isShared: Bool { false }
 
     public init(path: String) throws(StoreError) {
         self.path = path
@@ -155,10 +138,10 @@ public final class Database: @unchecked Sendable {
         // the database file, so creating that one 0600 makes all three so.
         if !path.isEmpty && path != ":memory:" && !path.hasPrefix("file:") {
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-            if fd >= 0 { close(fd) }
+            if fd >= 0 { Glibc.close(fd) }
         }
         do {
-            connection = try Connection(path: path)
+            connection = try SQLiteConnection(path: path)
             try connection.executeScript("PRAGMA busy_timeout = 10000;")
             // Two processes creating the catalog at once (racing first imports): switching a new
             // file to WAL needs it alone for a moment, and the loser is told "locked" at once
@@ -178,40 +161,53 @@ public final class Database: @unchecked Sendable {
                 PRAGMA foreign_keys = ON;
                 """)
         } catch {
-            throw Database.storeError(error)
+            throw storeError(error)
         }
     }
 
-    /// Runs `body` with the connection, outside a transaction.
+    @discardableResult
+
     public func read<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
         lock.lock()
         defer { lock.unlock() }
-        do { return try body(connection) } catch { throw Database.storeError(error) }
+        do { return try body(connection) } catch { throw storeError(error) }
     }
 
-    static func storeError(_ error: any Error) -> StoreError {
-        if let e = error as? StoreError { return e }
-        if let e = error as? SQLiteError { return e.storeError }
-        return StoreError(.io, "catalog: \(error)")
-    }
+    @discardableResult
 
-    /// Runs `body` in an immediate transaction: all of it lands, or none of it. `body` may throw a
-    /// ``StoreError`` to refuse an operation; that rolls back too.
     public func write<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
         lock.lock()
         defer { lock.unlock() }
         do {
             try connection.execute("BEGIN IMMEDIATE")
         } catch {
-            throw Database.storeError(error)
+            throw storeError(error)
         }
         do {
             let result = try body(connection)
             try connection.execute("COMMIT")
             return result
         } catch {
-            try? connection.execute("ROLLBACK")
-            throw Database.storeError(error)
+            _ = try? connection.execute("ROLLBACK")
+            throw storeError(error)
         }
     }
+
+    public func schemaVersion(_ db: Connection) throws -> Int {
+        try db.first("PRAGMA user_version") { Int($0.int(0)) } ?? 0
+    }
+
+    public func setSchemaVersion(_ db: Connection, _ version: Int) throws {
+        try db.execute("PRAGMA user_version = \(version)")
+    }
+
+    public func integrityCheck() throws(StoreError) -> String {
+        try read { try $0.query("PRAGMA integrity_check") { $0.text(0) }.joined(separator: "\n") }
+    }
+
+    /// One file is one node's: the CLI beside a mount changes it, and the mount's short
+    /// attribute times cover that.
+    public func watchChanges(_ handler: @escaping @Sendable (String) -> Void) {}
+
+    public func close() {}
 }

@@ -1,9 +1,9 @@
 import Foundation
 import ModelStore
 
-/// The catalog seen from inside one `BEGIN IMMEDIATE` transaction (``Catalog/transaction(_:)``).
-/// SQLite lets one writer in at a time (other processes on the same file wait, up to the busy
-/// timeout), so what a rule reads here cannot change before its change commits: every rule of the
+/// The catalog seen from inside one write transaction (``Catalog/transaction(_:)``). Both engines
+/// let one writer in at a time (SQLite's `BEGIN IMMEDIATE`; PostgreSQL's advisory lock, across
+/// every node), so what a rule reads here cannot change before its change commits: every rule of the
 /// store (the last ready version stays, names are unique, nothing a queued or running job uses
 /// goes away or changes name, nothing still uploading goes away) checks and changes through one
 /// of these. The rules themselves live in ``Rules`` and in the Registry and JobService.
@@ -71,14 +71,15 @@ public struct CatalogTransaction {
         if let existing = try db.first("SELECT format FROM datasets WHERE name = ?", [.text(name)], { $0.text(0) }) {
             throw StoreError.exists("dataset \(name) already exists (as \(name).\(existing))")
         }
+        let id: Int64?
         do {
-            try db.execute("""
-                INSERT INTO datasets (name, format, object_key, status, note, created, modified) VALUES (?, ?, ?, 'uploading', ?, ?, ?)
-                """, [.text(name), .text(format), .text(objectKey), .text(note), .date(now), .date(now)])
-        } catch let e as SQLiteError where e.isConstraint {
+            id = try db.first("""
+                INSERT INTO datasets (name, format, object_key, status, note, created, modified) VALUES (?, ?, ?, 'uploading', ?, ?, ?) RETURNING id
+                """, [.text(name), .text(format), .text(objectKey), .text(note), .date(now), .date(now)]) { $0.int(0) }
+        } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("dataset \(name) or its object key already exists")
         }
-        return Dataset(id: db.lastInsertRowID, name: name, format: format, objectKey: objectKey, size: 0, records: nil, sha256: nil,
+        return Dataset(id: id ?? 0, name: name, format: format, objectKey: objectKey, size: 0, records: nil, sha256: nil,
                        status: .uploading, error: nil, note: note, created: now, modified: now)
     }
 
@@ -91,7 +92,7 @@ public struct CatalogTransaction {
             try db.execute("UPDATE models SET name = ?, type = ?, note = ?, modified = ? WHERE id = ?",
                            [.text(name ?? current.name), .text((type ?? current.type).rawValue), .text(note ?? current.note),
                             .date(Date()), .int(id)])
-        } catch let e as SQLiteError where e.isConstraint {
+        } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("model \(name ?? "") already exists")
         }
     }
@@ -123,7 +124,7 @@ public struct CatalogTransaction {
             try db.execute("INSERT INTO jobs (id, model, version, dataset, params, status, executor, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            [.text(job.id), .text(job.model), .text(job.version), .text(job.dataset), .text(Catalog.json(job.params)),
                             .text(job.status.rawValue), .text(job.executor), .date(job.created)])
-        } catch let e as SQLiteError where e.isConstraint {
+        } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("job \(job.id) already exists")
         }
     }
@@ -141,7 +142,8 @@ public struct CatalogTransaction {
         func keep(_ key: String, uploadsOf column: String, _ id: Int64) throws {
             removal.uploads += try db.query("SELECT \(Catalog.uploadColumns) FROM uploads WHERE \(column) = ?", [.int(id)], Catalog.upload)
             try db.execute("UPDATE uploads SET \(column) = NULL WHERE \(column) = ?", [.int(id)])
-            try db.execute("INSERT OR REPLACE INTO pending_deletes (object_key, created) VALUES (?, ?)", [.text(key), .date(Date())])
+            try db.execute("INSERT INTO pending_deletes (object_key, created) VALUES (?, ?) ON CONFLICT (object_key) DO UPDATE SET created = excluded.created",
+                           [.text(key), .date(Date())])
             removal.keys.append(key)
         }
         for v in versions {
@@ -172,7 +174,7 @@ public struct Removal: Sendable, Equatable {
 }
 
 extension Catalog {
-    /// Runs `body` in one `BEGIN IMMEDIATE` transaction: its checks and its changes land together
+    /// Runs `body` in one write transaction (``CatalogEngine/write(_:)``): its checks and its changes land together
     /// or not at all, and no other writer (thread or process) comes in between. A ``StoreError``
     /// thrown by `body` refuses the operation and rolls everything back.
     public func transaction<T>(_ body: (CatalogTransaction) throws -> T) throws(StoreError) -> T {

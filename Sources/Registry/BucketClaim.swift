@@ -58,7 +58,7 @@ extension Registry {
             }
             throw foreign(what, owner: owner, id: id)
         }
-        let owner = BucketOwner(catalog: id, host: Writer.hostname(), db: catalog.database.path, claimed: Date())
+        let owner = BucketOwner(catalog: id, host: Writer.hostname(), db: catalog.location, claimed: Date())
         do { try objects.put(Rules.ownerKey, ManifestCoding.encode(owner)) } catch { throw error.storeError }
         // Two catalogs claiming at once: the one whose claim landed last keeps the bucket, the
         // other reads that claim back and is refused (object storage has no create-if-absent
@@ -71,7 +71,7 @@ extension Registry {
     private func foreign(_ what: String, owner: BucketOwner, id: String) -> StoreError {
         StoreError(.notPermitted, """
             \(what) belongs to catalog \(owner.catalog) (\(owner.db) on \(owner.host)), not to this catalog \(id) \
-            (\(catalog.database.path)): a bucket belongs to one catalog; use another bucket, or recover into \
+            (\(catalog.location)): a bucket belongs to one catalog; use another bucket, or recover into \
             an empty data dir (modelfs recover) to take this one over
             """)
     }

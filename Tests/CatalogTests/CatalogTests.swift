@@ -9,20 +9,18 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
     if let error { #expect(error.code == code, "\(error.message)", sourceLocation: sourceLocation) }
 }
 
-/// Every test gets its own SQLite file in a temporary directory.
-@Suite final class CatalogTests: @unchecked Sendable {
-    let dir: String
-    let path: String
+/// The catalog's cases, each run on every engine by ``CatalogConformance`` with a catalog of
+/// its own (a new SQLite file, or a new PostgreSQL database).
+final class CatalogCases: @unchecked Sendable {
+    let place: CatalogPlace
     let catalog: Catalog
+    /// The SQLite file (SQLite-only cases).
+    var path: String { place.location }
 
-    init() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        path = dir + "/catalog.sqlite"
-        catalog = try Catalog(path: path)
+    init(_ backend: Backend) throws {
+        place = try CatalogPlace(backend)
+        catalog = try place.open()
     }
-
-    deinit { try? FileManager.default.removeItem(atPath: dir) }
 
     /// A model with one version per name, in `status`.
     @discardableResult
@@ -34,37 +32,38 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
 
     // MARK: Schema
 
-    @Test func migrationsSetUserVersionAndReopeningIsANoOp() throws {
+    func migrationsSetUserVersionAndReopeningIsANoOp() throws {
         #expect(try catalog.schemaVersion == Migrations.all.count)
         #expect(Migrations.all.count >= 1)
         try model("kept", versions: ["v1"])
 
-        let again = try Catalog(path: path)
+        let again = try place.open()
         #expect(try again.schemaVersion == Migrations.all.count)
         #expect(try again.models().map(\.name) == ["kept"])
-        let third = try Catalog(path: path)
+        let third = try place.open()
         #expect(try third.versions(modelID: try #require(try third.model(named: "kept")).id).map(\.name) == ["v1"])
         #expect(try third.integrityCheck() == "ok")
     }
 
-    @Test func refusesACatalogFromANewerModelfs() throws {
-        _ = try catalog.database.write { try $0.execute("PRAGMA user_version = \(Migrations.all.count + 1)") }
-        expectStoreError(.io) { try Catalog(path: path) }
+    func refusesACatalogFromANewerModelfs() throws {
+        let engine = catalog.database
+        try engine.write { try engine.setSchemaVersion($0, Migrations.all.count + 1) }
+        expectStoreError(.io) { try place.open() }
     }
 
-    @Test func usesWALAndForeignKeys() throws {
+    func usesWALAndForeignKeys() throws {
         #expect(try catalog.database.read { try $0.first("PRAGMA journal_mode") { $0.text(0) } } == "wal")
         #expect(try catalog.database.read { try $0.first("PRAGMA foreign_keys") { $0.int(0) } } == 1)
     }
 
-    @Test func integrityCheckIsOK() throws {
+    func integrityCheckIsOK() throws {
         try model("m", versions: ["v1", "v2"])
         #expect(try catalog.integrityCheck() == "ok")
     }
 
     // MARK: Models
 
-    @Test func createModelAndDuplicate() throws {
+    func createModelAndDuplicate() throws {
         let m = try catalog.createModel(name: "BERT-Base-Chinese", type: .text, note: "seed")
         #expect(m.name == "BERT-Base-Chinese" && m.type == .text && m.note == "seed")
         let stored = try #require(try catalog.model(named: "BERT-Base-Chinese"))
@@ -80,7 +79,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
 
     /// What an insert returns is what a later read gives, dates included: callers compare and
     /// cache these values (FUSE attributes, manifests).
-    @Test func insertedRowsEqualTheirStoredRows() throws {
+    func insertedRowsEqualTheirStoredRows() throws {
         // Twenty of each, so that a date that loses precision on the way through SQLite cannot
         // pass by luck.
         var mismatches: [String] = []
@@ -98,7 +97,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         }
     }
 
-    @Test func modelsFilteredByTypeAndSearch() throws {
+    func modelsFilteredByTypeAndSearch() throws {
         try model("BERT-Base-Chinese", type: .text)
         try model("bert-large", type: .text)
         try model("千问-7B", type: .text)
@@ -124,7 +123,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.models(search: "nothing").isEmpty)
     }
 
-    @Test func searchFoldsCaseBeyondASCII() throws {
+    func searchFoldsCaseBeyondASCII() throws {
         try model("Émile-LLM")
         try model("ΑΛΦΑ-vision")
         let latin = try catalog.models(search: "émile").map(\.name)
@@ -136,7 +135,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.models(search: "Émile").map(\.name) == ["Émile-LLM"], "the exact case always matches")
     }
 
-    @Test func updateModelRenameTypeNoteAndClash() throws {
+    func updateModelRenameTypeNoteAndClash() throws {
         let (a, _) = try model("a")
         try model("b")
         try catalog.updateModel(id: a.id, type: .image, note: "n")
@@ -151,7 +150,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         expectStoreError(.notFound) { try catalog.updateModel(id: 9999, name: "z") }
     }
 
-    @Test func deleteModelCascadesToVersionsUploadsAndParts() throws {
+    func deleteModelCascadesToVersionsUploadsAndParts() throws {
         let (m, vs) = try model("gone", versions: ["v1", "v2"])
         let (other, otherVersions) = try model("stays", versions: ["v1"])
         let upload = try catalog.recordUpload(objectKey: vs[1].objectKey, uploadID: "u1", partSize: 8 << 20, versionID: vs[1].id,
@@ -174,7 +173,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
 
     // MARK: Versions
 
-    @Test func insertVersionDuplicateNameUnderAnyExtension() throws {
+    func insertVersionDuplicateNameUnderAnyExtension() throws {
         let (m, _) = try model("m", versions: ["v1"])
         expectStoreError(.alreadyExists) {
             try catalog.insertVersion(modelID: m.id, name: "v1", format: "tar.gz", objectKey: "m/v1.tar.gz")
@@ -193,7 +192,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(stored.lineage == Lineage(parentVersion: "v0", dataset: "qa", job: "j1"))
     }
 
-    @Test func objectKeysAreUnique() throws {
+    func objectKeysAreUnique() throws {
         let (m, vs) = try model("m", versions: ["v1"])
         let (n, _) = try model("n")
         expectStoreError(.alreadyExists) { try catalog.insertVersion(modelID: m.id, name: "v2", format: "zip", objectKey: vs[0].objectKey) }
@@ -210,7 +209,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.objectKeyInUse("orphan/key.zip"))
     }
 
-    @Test func markVersionReadyDropsTheUploadRecord() throws {
+    func markVersionReadyDropsTheUploadRecord() throws {
         let (_, vs) = try model("m", versions: ["v1"])
         let v = vs[0]
         let up = try catalog.recordUpload(objectKey: v.objectKey, uploadID: "u", partSize: 8 << 20, versionID: v.id, datasetID: nil,
@@ -229,7 +228,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.versions(status: .ready).map(\.id) == [v.id])
     }
 
-    @Test func markVersionFailedAbortedOrStillOpen() throws {
+    func markVersionFailedAbortedOrStillOpen() throws {
         let (_, vs) = try model("m", versions: ["aborted", "open", "uploading"])
         var records: [Int64: UploadRecord] = [:]
         for v in vs {
@@ -258,7 +257,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.abandonedUploads().map(\.uploadID) == ["id-open", "orphan"])
     }
 
-    @Test func recordUploadAndParts() throws {
+    func recordUploadAndParts() throws {
         let (_, vs) = try model("m", versions: ["v1"])
         let up = try catalog.recordUpload(objectKey: vs[0].objectKey, uploadID: "upload-1", partSize: 8 << 20, versionID: vs[0].id,
                                           datasetID: nil, sourcePath: "/data/千问 v1.zip", sourceSize: 20 << 20)
@@ -282,7 +281,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.parts(upload: up.id).isEmpty, "parts go with their upload")
     }
 
-    @Test func updateVersionRenameNoteAndClash() throws {
+    func updateVersionRenameNoteAndClash() throws {
         let (m, vs) = try model("m", versions: ["v1", "v2"])
         try catalog.updateVersion(id: vs[0].id, name: "v1.1", note: "renamed")
         let renamed = try #require(try catalog.version(id: vs[0].id))
@@ -303,7 +302,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.version(id: v1.id) == nil)
     }
 
-    @Test func manifestDirtyFlag() throws {
+    func manifestDirtyFlag() throws {
         let (a, _) = try model("a")
         try model("b")
         #expect(try catalog.dirtyManifestModels().isEmpty)
@@ -315,7 +314,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
 
     // MARK: Stats
 
-    @Test func statsCountByTypeAndReadyBytesOnly() throws {
+    func statsCountByTypeAndReadyBytesOnly() throws {
         let empty = try catalog.stats()
         #expect(empty.models == 0 && empty.versions == 0 && empty.bytes == 0)
         #expect(empty.modelsByType == ["text": 0, "image": 0, "general": 0])
@@ -342,8 +341,8 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
 
     // MARK: Sharing the file
 
-    @Test func twoCatalogsOnOneFileSeeEachOthersWrites() throws {
-        let other = try Catalog(path: path)       // the CLI beside a mount
+    func twoCatalogsOnOneFileSeeEachOthersWrites() throws {
+        let other = try place.open()       // the CLI beside a mount
         let m = try catalog.createModel(name: "shared")
         #expect(try other.model(named: "shared")?.id == m.id)
         let v = try other.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "shared/v1.zip")
@@ -355,7 +354,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.models().isEmpty)
     }
 
-    @Test func concurrentWritesThroughOneCatalog() throws {
+    func concurrentWritesThroughOneCatalog() throws {
         let failures = Locked<[String]>([])
         DispatchQueue.concurrentPerform(iterations: 8) { thread in
             for i in 0..<25 {
@@ -372,12 +371,12 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.stats().versions == 200)
     }
 
-    @Test func concurrentWritesFromEightConnections() throws {
+    func concurrentWritesFromEightConnections() throws {
         let failures = Locked<[String]>([])
-        let path = self.path
+        let place = self.place
         DispatchQueue.concurrentPerform(iterations: 8) { thread in
             do {
-                let own = try Catalog(path: path)     // one connection per thread, like separate processes
+                let own = try place.open()     // one connection per thread, like separate processes
                 for i in 0..<25 {
                     let m = try own.createModel(name: "c\(thread)-m\(i)")
                     _ = try own.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "c\(thread)-m\(i)/v1.zip")
@@ -393,7 +392,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.integrityCheck() == "ok")
     }
 
-    @Test func failedWriteRollsBackWholly() throws {
+    func failedWriteRollsBackWholly() throws {
         let (m, _) = try model("m", versions: ["v1"])
         expectStoreError(.alreadyExists) {
             try catalog.database.write { db in
@@ -409,8 +408,8 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
     /// Two connections (two processes) each check "is a ready version left besides mine?" and
     /// delete theirs: one must wait for the other's commit and then see that it is the last one.
     /// With a deferred transaction both would read the same snapshot and both delete.
-    @Test func aCheckAndItsChangeCannotInterleaveWithAnotherConnections() throws {
-        let path = self.path
+    func aCheckAndItsChangeCannotInterleaveWithAnotherConnections() throws {
+        let place = self.place
         for round in 0..<10 {
             let (m, vs) = try model("race\(round)", versions: ["v1", "v2"])
             for v in vs { try catalog.markVersionReady(id: v.id, size: 1, sha256: "s") }
@@ -418,7 +417,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
             let refused = Locked<[String]>([])
             DispatchQueue.concurrentPerform(iterations: 2) { i in
                 do {
-                    let own = try Catalog(path: path)
+                    let own = try place.open()
                     _ = try own.transaction { tx in
                         guard let mine = try tx.version(modelID: m.id, name: vs[i].name) else { throw StoreError.notFound("gone") }
                         try Rules.checkDeletable(version: mine, siblings: try tx.versions(modelID: m.id), modelName: m.name)
@@ -436,7 +435,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         }
     }
 
-    @Test func aDeletedRowsKeyStaysReservedUntilItsObjectIsGone() throws {
+    func aDeletedRowsKeyStaysReservedUntilItsObjectIsGone() throws {
         let (m, vs) = try model("m", versions: ["v1", "v2"])
         _ = try catalog.recordUpload(objectKey: "m/v2.zip", uploadID: "up-2", partSize: 8, versionID: vs[1].id, datasetID: nil,
                                      sourcePath: nil, sourceSize: nil)
@@ -455,7 +454,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.pendingDeletes(before: Date.distantPast).isEmpty)
     }
 
-    @Test func aRefusedTransactionChangesNothing() throws {
+    func aRefusedTransactionChangesNothing() throws {
         let (m, vs) = try model("m", versions: ["v1"])
         expectStoreError(.notPermitted) {
             try catalog.transaction { tx in
@@ -467,7 +466,7 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
         #expect(try catalog.pendingDeletes().isEmpty)
     }
 
-    @Test func theCatalogFilesArePrivate() throws {
+    func theCatalogFilesArePrivate() throws {
         try model("m", versions: ["v1"])
         for suffix in ["", "-wal", "-shm"] {
             var st = stat()
@@ -475,4 +474,34 @@ func expectStoreError<R>(_ code: StoreError.Code, _ comment: Comment? = nil,
             #expect(st.st_mode & 0o777 == 0o600, "\(suffix): \(String(st.st_mode & 0o777, radix: 8))")
         }
     }
+}
+
+/// Every case of ``CatalogCases`` on every engine: the catalog conformance suite.
+@Suite struct CatalogConformance {
+    @Test(arguments: Backend.all) func migrationsSetUserVersionAndReopeningIsANoOp(_ backend: Backend) throws { try CatalogCases(backend).migrationsSetUserVersionAndReopeningIsANoOp() }
+    @Test(arguments: Backend.all) func refusesACatalogFromANewerModelfs(_ backend: Backend) throws { try CatalogCases(backend).refusesACatalogFromANewerModelfs() }
+    @Test(arguments: [Backend.sqlite]) func usesWALAndForeignKeys(_ backend: Backend) throws { try CatalogCases(backend).usesWALAndForeignKeys() }
+    @Test(arguments: Backend.all) func integrityCheckIsOK(_ backend: Backend) throws { try CatalogCases(backend).integrityCheckIsOK() }
+    @Test(arguments: Backend.all) func createModelAndDuplicate(_ backend: Backend) throws { try CatalogCases(backend).createModelAndDuplicate() }
+    @Test(arguments: Backend.all) func insertedRowsEqualTheirStoredRows(_ backend: Backend) throws { try CatalogCases(backend).insertedRowsEqualTheirStoredRows() }
+    @Test(arguments: Backend.all) func modelsFilteredByTypeAndSearch(_ backend: Backend) throws { try CatalogCases(backend).modelsFilteredByTypeAndSearch() }
+    @Test(arguments: Backend.all) func searchFoldsCaseBeyondASCII(_ backend: Backend) throws { try CatalogCases(backend).searchFoldsCaseBeyondASCII() }
+    @Test(arguments: Backend.all) func updateModelRenameTypeNoteAndClash(_ backend: Backend) throws { try CatalogCases(backend).updateModelRenameTypeNoteAndClash() }
+    @Test(arguments: Backend.all) func deleteModelCascadesToVersionsUploadsAndParts(_ backend: Backend) throws { try CatalogCases(backend).deleteModelCascadesToVersionsUploadsAndParts() }
+    @Test(arguments: Backend.all) func insertVersionDuplicateNameUnderAnyExtension(_ backend: Backend) throws { try CatalogCases(backend).insertVersionDuplicateNameUnderAnyExtension() }
+    @Test(arguments: Backend.all) func objectKeysAreUnique(_ backend: Backend) throws { try CatalogCases(backend).objectKeysAreUnique() }
+    @Test(arguments: Backend.all) func markVersionReadyDropsTheUploadRecord(_ backend: Backend) throws { try CatalogCases(backend).markVersionReadyDropsTheUploadRecord() }
+    @Test(arguments: Backend.all) func markVersionFailedAbortedOrStillOpen(_ backend: Backend) throws { try CatalogCases(backend).markVersionFailedAbortedOrStillOpen() }
+    @Test(arguments: Backend.all) func recordUploadAndParts(_ backend: Backend) throws { try CatalogCases(backend).recordUploadAndParts() }
+    @Test(arguments: Backend.all) func updateVersionRenameNoteAndClash(_ backend: Backend) throws { try CatalogCases(backend).updateVersionRenameNoteAndClash() }
+    @Test(arguments: Backend.all) func manifestDirtyFlag(_ backend: Backend) throws { try CatalogCases(backend).manifestDirtyFlag() }
+    @Test(arguments: Backend.all) func statsCountByTypeAndReadyBytesOnly(_ backend: Backend) throws { try CatalogCases(backend).statsCountByTypeAndReadyBytesOnly() }
+    @Test(arguments: Backend.all) func twoCatalogsOnOneFileSeeEachOthersWrites(_ backend: Backend) throws { try CatalogCases(backend).twoCatalogsOnOneFileSeeEachOthersWrites() }
+    @Test(arguments: Backend.all) func concurrentWritesThroughOneCatalog(_ backend: Backend) throws { try CatalogCases(backend).concurrentWritesThroughOneCatalog() }
+    @Test(arguments: Backend.all) func concurrentWritesFromEightConnections(_ backend: Backend) throws { try CatalogCases(backend).concurrentWritesFromEightConnections() }
+    @Test(arguments: Backend.all) func failedWriteRollsBackWholly(_ backend: Backend) throws { try CatalogCases(backend).failedWriteRollsBackWholly() }
+    @Test(arguments: Backend.all) func aCheckAndItsChangeCannotInterleaveWithAnotherConnections(_ backend: Backend) throws { try CatalogCases(backend).aCheckAndItsChangeCannotInterleaveWithAnotherConnections() }
+    @Test(arguments: Backend.all) func aDeletedRowsKeyStaysReservedUntilItsObjectIsGone(_ backend: Backend) throws { try CatalogCases(backend).aDeletedRowsKeyStaysReservedUntilItsObjectIsGone() }
+    @Test(arguments: Backend.all) func aRefusedTransactionChangesNothing(_ backend: Backend) throws { try CatalogCases(backend).aRefusedTransactionChangesNothing() }
+    @Test(arguments: [Backend.sqlite]) func theCatalogFilesArePrivate(_ backend: Backend) throws { try CatalogCases(backend).theCatalogFilesArePrivate() }
 }

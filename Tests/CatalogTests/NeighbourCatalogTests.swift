@@ -4,15 +4,16 @@ import Testing
 import ModelStore
 
 /// The catalog's id, writers, and manifest generations (migration 3).
-@Suite struct NeighbourCatalogTests {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("catalog-\(UUID().uuidString)").path
+final class NeighbourCases: @unchecked Sendable {
+    let place: CatalogPlace
+    var dir: String { (place.location as NSString).deletingLastPathComponent }
 
-    func open(_ name: String = "catalog.sqlite") throws -> Catalog {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return try Catalog(path: dir + "/" + name)
-    }
+    init(_ backend: Backend) throws { place = try CatalogPlace(backend) }
 
-    @Test func theCatalogIDIsMadeOnceAndKept() throws {
+    func open() throws -> Catalog { try place.open() }
+    func open(_ name: String) throws -> Catalog { try place.other(name) }
+
+    func theCatalogIDIsMadeOnceAndKept() throws {
         let catalog = try open()
         let id = try catalog.catalogID()
         #expect(UUID(uuidString: id) != nil)
@@ -23,7 +24,7 @@ import ModelStore
         #expect(try catalog.catalogID() == "0f1e2d3c-0000-4000-8000-000000000000")
     }
 
-    @Test func everyDatasetChangeMovesTheDatasetsManifestGeneration() throws {
+    func everyDatasetChangeMovesTheDatasetsManifestGeneration() throws {
         let catalog = try open()
         #expect(try !catalog.datasetsManifestBehind())
         let d = try catalog.insertDataset(name: "qa", format: "jsonl", objectKey: ".datasets/qa.jsonl")
@@ -46,7 +47,7 @@ import ModelStore
         }
     }
 
-    @Test func aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty() throws {
+    func aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty() throws {
         let catalog = try open()
         let m = try catalog.createModel(name: "m")
         _ = try catalog.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "m/v1.zip")
@@ -61,7 +62,7 @@ import ModelStore
         #expect(try catalog.modelSnapshot(id: 999) == nil)
     }
 
-    @Test func writersAreRecordedPerRow() throws {
+    func writersAreRecordedPerRow() throws {
         let catalog = try open()
         let m = try catalog.createModel(name: "m")
         let v = try catalog.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "m/v1.zip")
@@ -72,10 +73,10 @@ import ModelStore
         #expect(try catalog.writer(versionID: v.id) == "host 1 2" && catalog.writer(datasetID: d.id) == "host 3 4")
     }
 
-    @Test func aCatalogFromBeforeWithDatasetsHasItsDatasetsManifestBehind() throws {
+    func aCatalogFromBeforeWithDatasetsHasItsDatasetsManifestBehind() throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let path = dir + "/old.sqlite"
-        let old = try Database(path: path)
+        let old = try SQLiteEngine(path: path)
         try old.write { db in
             for script in Migrations.all.prefix(2) { try db.executeScript(script) }
             try db.execute("PRAGMA user_version = 2")
@@ -87,4 +88,12 @@ import ModelStore
         #expect(try catalog.schemaVersion == Migrations.all.count)
         #expect(try catalog.datasetsManifestBehind(), "the first mount or gc writes the datasets manifest")
     }
+}
+
+@Suite struct NeighbourCatalogConformance {
+    @Test(arguments: Backend.all) func theCatalogIDIsMadeOnceAndKept(_ backend: Backend) throws { try NeighbourCases(backend).theCatalogIDIsMadeOnceAndKept() }
+    @Test(arguments: Backend.all) func everyDatasetChangeMovesTheDatasetsManifestGeneration(_ backend: Backend) throws { try NeighbourCases(backend).everyDatasetChangeMovesTheDatasetsManifestGeneration() }
+    @Test(arguments: Backend.all) func aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty(_ backend: Backend) throws { try NeighbourCases(backend).aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty() }
+    @Test(arguments: Backend.all) func writersAreRecordedPerRow(_ backend: Backend) throws { try NeighbourCases(backend).writersAreRecordedPerRow() }
+    @Test(arguments: [Backend.sqlite]) func aCatalogFromBeforeWithDatasetsHasItsDatasetsManifestBehind(_ backend: Backend) throws { try NeighbourCases(backend).aCatalogFromBeforeWithDatasetsHasItsDatasetsManifestBehind() }
 }

@@ -119,7 +119,7 @@ import Catalog
     @Test func sixteenParallelCompletionsLeaveTheNewestManifest() throws {
         let env = try Env()
         try env.registry.createModel("m")
-        let other = Registry(catalog: try Catalog(path: env.catalog.database.path), objects: env.objects, uploadConcurrency: 2)
+        let other = Registry(catalog: try Catalog(path: env.catalog.location), objects: env.objects, uploadConcurrency: 2)
         env.memory.injectFaults { op, key, _ in
             if op == .put && key.hasPrefix(".catalog/") { usleep(UInt32.random(in: 0...20_000)) }
             return nil

@@ -1,0 +1,102 @@
+import Foundation
+import ModelStore
+
+/// A value bound to, or read from, an SQL statement.
+public enum SQLValue: Sendable, Equatable {
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case null
+
+    static func optional(_ s: String?) -> SQLValue { s.map(SQLValue.text) ?? .null }
+    static func optional(_ i: Int64?) -> SQLValue { i.map(SQLValue.int) ?? .null }
+    static func date(_ d: Date) -> SQLValue { .double(d.timeIntervalSince1970) }
+}
+
+/// How an engine hands out the columns of the current row.
+protocol RowCells {
+    func int(_ i: Int32) -> Int64
+    func double(_ i: Int32) -> Double
+    func isNull(_ i: Int32) -> Bool
+    func optionalText(_ i: Int32) -> String?
+}
+
+/// One row of a result, read by column index, whichever engine produced it.
+public struct Row {
+    let cells: any RowCells
+
+    public func int(_ i: Int32) -> Int64 { cells.int(i) }
+    public func double(_ i: Int32) -> Double { cells.double(i) }
+    public func isNull(_ i: Int32) -> Bool { cells.isNull(i) }
+    public func text(_ i: Int32) -> String { cells.optionalText(i) ?? "" }
+    public func optionalText(_ i: Int32) -> String? { cells.optionalText(i) }
+    public func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
+    public func date(_ i: Int32) -> Date { Date(timeIntervalSince1970: double(i)) }
+}
+
+/// Why an SQL call failed, in terms every engine can answer: `isConstraint` tells a UNIQUE (or
+/// other constraint) clash from a real failure, `storeError` is what the store reports.
+public protocol SQLFailure: Error, CustomStringConvertible {
+    var isConstraint: Bool { get }
+    var storeError: StoreError { get }
+}
+
+/// One connection to a catalog database, used by one thread at a time. SQL is written once, in
+/// the subset both engines speak (`?` and `?N` placeholders, `ON CONFLICT … DO UPDATE`,
+/// `RETURNING`, `CASE` instead of engine-only functions); an engine translates what it must.
+public protocol SQLConnection: AnyObject {
+    /// Runs a statement that returns no rows; returns the number of rows changed.
+    @discardableResult
+    func execute(_ sql: String, _ args: [SQLValue]) throws -> Int
+    func query<T>(_ sql: String, _ args: [SQLValue], _ read: (Row) -> T) throws -> [T]
+    /// Runs several statements without arguments (migrations).
+    func executeScript(_ sql: String) throws
+}
+
+extension SQLConnection {
+    @discardableResult
+    public func execute(_ sql: String) throws -> Int { try execute(sql, []) }
+    public func query<T>(_ sql: String, _ read: (Row) -> T) throws -> [T] { try query(sql, [], read) }
+    public func first<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (Row) -> T) throws -> T? {
+        try query(sql, args, read).first
+    }
+}
+
+public typealias Connection = any SQLConnection
+
+/// The SQL dialect a migration is written in for each engine.
+public enum SQLDialect: Sendable { case sqlite, postgres }
+
+/// A catalog database: where it is, how to run reads and write transactions on it, and what its
+/// schema version is. SQLite (one node, a file in the data dir) and PostgreSQL (many nodes) are
+/// the two; everything above speaks to this protocol only.
+public protocol CatalogEngine: AnyObject, Sendable {
+    /// Where the catalog is, for messages: a file path, or a URL without its password.
+    var location: String { get }
+    var dialect: SQLDialect { get }
+    /// Whether mounts on other nodes may share this catalog (their changes arrive by ``changes``).
+    var isShared: Bool { get }
+    /// Runs `body` with a connection, outside a transaction.
+    @discardableResult
+    func read<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T
+    /// Runs `body` in a write transaction that no other writer (thread, process or node) comes
+    /// between: all of it lands, or none of it. A thrown ``StoreError`` refuses and rolls back.
+    @discardableResult
+    func write<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T
+    /// The schema version recorded in the database (read inside a write transaction).
+    func schemaVersion(_ db: Connection) throws -> Int
+    func setSchemaVersion(_ db: Connection, _ version: Int) throws
+    /// "ok" when the database is sound.
+    func integrityCheck() throws(StoreError) -> String
+    /// Starts delivering change notices made by other connections (other nodes): each a
+    /// table name and, for versions, the model id (`versions:12`), or `*` after a reconnect
+    /// (anything may have changed). Engines that are not shared never call `handler`.
+    func watchChanges(_ handler: @escaping @Sendable (String) -> Void)
+    func close()
+}
+
+func storeError(_ error: any Error) -> StoreError {
+    if let e = error as? StoreError { return e }
+    if let e = error as? any SQLFailure { return e.storeError }
+    return StoreError(.io, "catalog: \(error)")
+}
