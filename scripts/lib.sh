@@ -6,8 +6,8 @@ export PATH="/opt/swift/usr/bin:$PATH"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-# Debian packages the build and the mount need.
-BUILD_PACKAGES=(libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev libssl-dev pkg-config attr)
+# Debian packages the build and the mount need (libpq-dev: the build links libpq, pkg-config libpq).
+BUILD_PACKAGES=(libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev libssl-dev libpq-dev pkg-config attr)
 
 apt_install() {
     local missing=() pkg status
@@ -20,10 +20,19 @@ apt_install() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     export DEBIAN_FRONTEND=noninteractive
-    if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-        $sudo apt-get update -qq
-        $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # apt must not start the services it installs (postgresql-15 would start Debian's own cluster
+    # on port 5432): a policy-rc.d that exits 101 forbids that. Removed afterwards if it is ours.
+    local policy=/usr/sbin/policy-rc.d ours=0 rc=0
+    if [ ! -e $policy ]; then
+        printf '#!/bin/sh\n# temporary, from modelfs scripts/lib.sh\nexit 101\n' | $sudo tee $policy >/dev/null
+        $sudo chmod 755 $policy
+        ours=1
     fi
+    if ! $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+        { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+    fi
+    [ $ours -eq 0 ] || $sudo rm -f $policy
+    return $rc
 }
 
 require_swift() {
