@@ -75,7 +75,7 @@ struct MountCommand: ParsableCommand {
     private func serve(_ mountpoint: String) throws {
         try reporting {
             Log.setup(verbose: store.verbose, level: .notice)
-            let registry = try store.openRegistry()
+            let registry = try store.openRegistry(role: "mount")
             try? registry.retryPending()
             // Uploads a crashed mount left half-done become failed, their multipart uploads aborted;
             // those whose writer still runs (an import beside this mount) are left alone.

@@ -16,6 +16,12 @@ struct StoreOptions: ParsableArguments {
     @Option(help: ArgumentHelp("SQLite catalog file (env MODELFS_DB); default <data-dir>/catalog.db, or <data-dir>/<bucket>.db with S3.", valueName: "file"))
     var db: String?
 
+    @Option(help: ArgumentHelp("""
+        The catalog: a postgresql://user@host:port/db URL shared by every node, or a SQLite file (env MODELFS_CATALOG); \
+        default SQLite in the data dir. Give the password in PGPASSWORD or ~/.pgpass, not in the URL.
+        """, valueName: "url"))
+    var catalog: String?
+
     @Option(help: ArgumentHelp("S3 bucket; without one, bytes stay in <data-dir>/blobs (env MODELFS_BUCKET).", valueName: "name"))
     var bucket: String?
 
@@ -55,12 +61,42 @@ struct StoreOptions: ParsableArguments {
         setting(db, "MODELFS_DB") ?? resolvedDataDir + "/" + (resolvedBucket.map { $0 + ".db" } ?? "catalog.db")
     }
 
+    /// The catalog's location: `--catalog`, `MODELFS_CATALOG`, or the SQLite file.
+    var resolvedCatalog: String { setting(catalog, "MODELFS_CATALOG") ?? resolvedDB }
+
+    /// Whether the catalog is shared by many nodes (PostgreSQL).
+    var sharedCatalog: Bool { PostgresURL(resolvedCatalog) != nil }
+
+    /// Seconds a node's lease lasts without a renewal (env MODELFS_NODE_LEASE; default 30).
+    var nodeLeaseSeconds: Double { setting(nil, "MODELFS_NODE_LEASE").flatMap(Double.init).map { max($0, 1) } ?? 30 }
+
+    /// This node's id in a shared catalog: made once per data dir and kept in `<data-dir>/node-id`,
+    /// so a restarted mount knows the uploads its earlier self left.
+    func nodeID() throws -> String {
+        let file = resolvedDataDir + "/node-id"
+        if let id = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !id.isEmpty {
+            return id
+        }
+        let id = Writer.hostname() + "-" + String(UUID().uuidString.lowercased().prefix(8))
+        let temp = file + ".\(getpid())"
+        do {
+            try id.write(toFile: temp, atomically: false, encoding: .utf8)
+            // Two processes making it at once: the first link wins, and both use what it says.
+            if link(temp, file) != 0 && errno != EEXIST { throw CLIError("cannot create \(file): \(String(cString: strerror(errno)))") }
+            unlink(temp)
+        } catch let e as CLIError { throw e } catch { throw CLIError("cannot create \(file): \(error)") }
+        return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The lease this process keeps for its node while it runs (a shared catalog only).
+    nonisolated(unsafe) static var heartbeat: NodeHeartbeat?
+
     /// Opens the catalog and the object store this configuration names, and checks that the
     /// bucket (or the local store) belongs to this catalog, claiming it if it belongs to none.
-    func openRegistry(adopt: Bool = false) throws -> Registry { try openStore(adopt: adopt).registry }
+    func openRegistry(adopt: Bool = false, role: String = "cli") throws -> Registry { try openStore(adopt: adopt, role: role).registry }
 
     /// ``openRegistry(adopt:)``, saying whether the bucket was this catalog's before.
-    func openStore(adopt: Bool = false) throws -> (registry: Registry, claim: Registry.Claim) {
+    func openStore(adopt: Bool = false, role: String = "cli") throws -> (registry: Registry, claim: Registry.Claim) {
         Log.setup(verbose: verbose)
         let dir = resolvedDataDir
         // The embedded store is private to the user who owns it: the data dir and the blobs dir
@@ -85,10 +121,14 @@ struct StoreOptions: ParsableArguments {
             do { objects = try LocalObjectStore(root: dir + "/blobs") } catch { throw CLIError("\(error)") }
             what = "the local store \(dir)/blobs"
         }
-        let catalog = try Catalog(path: resolvedDB)
+        let catalog = try Catalog.open(resolvedCatalog)
         Log.logger.info("store: catalog \(catalog.location), bytes in \(objects.location)")
         let parallel = setting(nil, "MODELFS_UPLOAD_PARALLEL").flatMap(Int.init) ?? 4
-        let registry = Registry(catalog: catalog, objects: objects, uploadConcurrency: max(1, parallel), logger: Log.logger)
+        let node = catalog.database.isShared ? try nodeID() : nil
+        let registry = Registry(catalog: catalog, objects: objects, uploadConcurrency: max(1, parallel), node: node, logger: Log.logger)
+        if let node, StoreOptions.heartbeat == nil {
+            StoreOptions.heartbeat = try NodeHeartbeat(registry: registry, node: node, role: role, seconds: nodeLeaseSeconds, sweeps: role == "mount")
+        }
         let claim = try registry.claimBucket(what, adopt: adopt)
         if claim == .claimed, let id = try? registry.catalog.catalogID() { Log.logger.notice("\(what) now belongs to catalog \(id)") }
         return (registry, claim)

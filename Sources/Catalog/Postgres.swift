@@ -250,6 +250,7 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
     public var location: String { url.redacted }
     public var dialect: SQLDialect { .postgres }
     public var isShared: Bool { true }
+    public var clockSQL: String { "extract(epoch from clock_timestamp())::double precision" }
     public static let channel = "modelfs_changes"
     /// The advisory lock every write transaction takes ("modelfs" in ASCII).
     static let writeLock: Int64 = 0x6d6f_6465_6c66_73

@@ -76,6 +76,9 @@ public protocol CatalogEngine: AnyObject, Sendable {
     var dialect: SQLDialect { get }
     /// Whether mounts on other nodes may share this catalog (their changes arrive by ``changes``).
     var isShared: Bool { get }
+    /// An SQL expression for the database's clock, in seconds since 1970: leases are judged by
+    /// one clock, not by each node's.
+    var clockSQL: String { get }
     /// Runs `body` with a connection, outside a transaction.
     @discardableResult
     func read<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T

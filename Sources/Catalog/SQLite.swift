@@ -131,6 +131,7 @@ public final class SQLiteEngine: CatalogEngine, @unchecked Sendable {
     public var location: String { path }
     public var dialect: SQLDialect { .sqlite }
     public var isShared: Bool { false }
+    public var clockSQL: String { "((julianday('now') - 2440587.5) * 86400.0)" }
 
     public init(path: String) throws(StoreError) {
         self.path = path

@@ -336,6 +336,17 @@ public final class FUSEAdapter: @unchecked Sendable {
 
         let readAhead = options.readAheadKB
         let fs = self.fs
+        // Changes other nodes make to a shared catalog: the kernel forgets what they touched.
+        let notifier = Notifier(session: session)
+        let log = logger
+        fs.registry.catalog.database.watchChanges { notice in
+            let changes = fs.catalogChanged(notice)
+            for change in changes {
+                let rc = notifier.invalidate(change)
+                log.debug("catalog change \(notice): \(change) -> \(rc)")
+            }
+        }
+        defer { notifier.stop() }
         Thread.detachNewThread {
             FUSEAdapter.setReadAhead(mountpoint: mountpoint, kb: readAhead)
             fs.mounted(at: mountpoint)
@@ -358,5 +369,35 @@ public final class FUSEAdapter: @unchecked Sendable {
         let minor = (st.st_dev & 0xFF) | ((st.st_dev >> 12) & ~0xFF)
         let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"
         try? "\(kb)\n".write(toFile: path, atomically: false, encoding: .utf8)
+    }
+}
+
+/// Tells the kernel what to forget, from the catalog's change thread (never from a request
+/// handler, where an invalidation of the directory being served could deadlock). Stops before
+/// the session is destroyed.
+final class Notifier: @unchecked Sendable {
+    private let lock = NSLock()
+    private var session: OpaquePointer?
+
+    init(session: OpaquePointer) { self.session = session }
+
+    /// libfuse's answer: 0, or -ENOENT when the kernel did not hold it anyway.
+    @discardableResult
+    func invalidate(_ change: Invalidation) -> Int32 {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let session else { return 0 }
+        switch change {
+        case .inode(let ino):
+            return fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(ino), 0, 0)
+        case .entry(let parent, let name):
+            return name.withCString { fuse_lowlevel_notify_inval_entry(session, fuse_ino_t(parent), $0, name.utf8.count) }
+        }
+    }
+
+    func stop() {
+        lock.lock()
+        session = nil
+        lock.unlock()
     }
 }

@@ -39,6 +39,8 @@ public final class FileSystem: Sendable {
     public let jobs: JobService?
     let namespace: Namespace
     private let providers: [TreePart: any NamespaceProvider]
+    /// What this mount showed, for invalidations after other nodes' changes.
+    let shownNames = ShownNames()
 
     private struct Handles { var open: [UInt64: any OpenFile] = [:]; var next: UInt64 = 1 }
     private let handles = Locked(Handles())
@@ -98,16 +100,26 @@ public final class FileSystem: Sendable {
     // MARK: Names, attributes, directories
 
     public func lookup(parent: UInt64, name rawName: [UInt8]) throws(StoreError) -> Attributes {
-        try attributes(of: try child(of: try node(parent), named: try decode(rawName)))
+        let name = try decode(rawName)
+        let found = try attributes(of: try child(of: try node(parent), named: name))
+        shownNames.record(parent, name: name, inode: found.inode)
+        return found
     }
 
     public func getattr(_ inode: UInt64) throws(StoreError) -> Attributes { try attributes(of: try node(inode)) }
+
+    /// What directory `inode` holds now, without `.` and `..`.
+    func listing(_ inode: UInt64) throws(StoreError) -> [DirectoryEntry] {
+        let n = try node(inode)
+        return try provider(n).entries(of: n)
+    }
 
     public func readdir(_ inode: UInt64) throws(StoreError) -> [DirectoryEntry] {
         let n = try node(inode)
         let p = provider(n)
         let listed = try p.entries(of: n)
         let up = n == .root ? Node.root : try p.parent(of: n)
+        shownNames.record(inode, listed)
         return [DirectoryEntry(name: ".", attributes: try p.attributes(of: n)), DirectoryEntry(name: "..", attributes: try attributes(of: up))]
             + listed
     }

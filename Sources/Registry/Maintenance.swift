@@ -7,7 +7,8 @@ extension Registry {
     /// Uploads whose writer is gone: versions and datasets being written by a process that
     /// stopped (a killed mount) become `failed` and their multipart uploads are aborted. Uploads
     /// whose writer still runs on this host (a `modelfs import` beside the mount) are left alone,
-    /// and so are those of a writer on another host, which nothing here can tell. Uploads by
+    /// and so are those of a writer on another host, which nothing here can tell — unless the
+    /// catalog is shared: then another node's writer is gone when its node's lease ran out. Uploads by
     /// `modelfs import` stay `uploading` even when it is gone, resumable with `--resume`.
     /// Rows from before writers were recorded fall back to age: after `staleAfter` seconds, those
     /// with no multipart upload yet. Returns how many were failed.
@@ -16,10 +17,14 @@ extension Registry {
         var failed = 0
         let cutoff = Date().addingTimeInterval(-staleAfter)
         let reason = "interrupted: the process writing it stopped before the upload completed"
-        for v in try catalog.versions(status: .uploading) {
+        let uploading = try catalog.versions(status: .uploading)
+        let datasets = try catalog.datasets().filter { $0.status == .uploading }
+        if uploading.isEmpty && datasets.isEmpty { return 0 }
+        let leases = Dictionary(try catalog.nodes().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for v in uploading {
             let record = try catalog.upload(versionID: v.id)
             if let writer = try catalog.writer(versionID: v.id) {
-                if Writer.liveness(writer) != .gone { continue }
+                if liveness(writer, leases) != .gone { continue }
             } else if record == nil && v.modified > cutoff {
                 continue  // maybe a live import's first part
             }
@@ -29,9 +34,9 @@ extension Registry {
             publishManifest(v.modelID)
             failed += 1
         }
-        for d in try catalog.datasets() where d.status == .uploading {
+        for d in datasets {
             if let writer = try catalog.writer(datasetID: d.id) {
-                if Writer.liveness(writer) != .gone { continue }
+                if liveness(writer, leases) != .gone { continue }
             } else if d.modified > cutoff {
                 continue
             }
@@ -41,6 +46,18 @@ extension Registry {
         }
         if failed > 0 { publishDatasetsManifestIfBehind() }
         return failed
+    }
+
+    /// Whether the writer of an upload runs. `<host> <pid> <start> <node>`: a writer of another
+    /// node lives as long as its node's lease; one of this node (this process, a killed mount
+    /// before a restart, an import beside it) is looked up among this host's processes.
+    func liveness(_ writer: String, _ leases: [String: NodeLease]) -> Writer.Liveness {
+        let fields = writer.split(separator: " ").map(String.init)
+        if fields.count == 4, fields[3] != node {
+            guard let lease = leases[fields[3]] else { return .gone }
+            return lease.expired ? .gone : .alive
+        }
+        return Writer.liveness(fields.prefix(3).joined(separator: " "))
     }
 
     /// Aborts an upload's multipart upload; false when object storage refused.

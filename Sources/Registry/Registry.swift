@@ -14,14 +14,21 @@ public final class Registry: Sendable {
     public let uploadConcurrency: Int
     /// Orders manifest writes per model (and for the datasets manifest) within this process.
     let manifestLocks = KeyedLocks()
+    /// This node's id in a shared catalog (its data dir's), recorded with each upload it writes;
+    /// nil on a catalog of one node.
+    public let node: String?
 
-    public init(catalog: Catalog, objects: any ObjectStore, uploadConcurrency: Int = 4,
+    public init(catalog: Catalog, objects: any ObjectStore, uploadConcurrency: Int = 4, node: String? = nil,
                 logger: Logger = Logger(label: "modelfs.registry")) {
         self.catalog = catalog
         self.objects = objects
         self.uploadConcurrency = uploadConcurrency
+        self.node = node
         self.logger = logger
     }
+
+    /// Who writes an upload begun here: this process, and on a shared catalog this node.
+    var writer: String { node.map { Writer.current + " " + $0 } ?? Writer.current }
 
     // MARK: Models
 
@@ -210,7 +217,7 @@ public final class Registry: Sendable {
             let key = try Registry.freshKey(tx, preferred, name: "\(m.name)/\(name)", format: format)
             return (m, try tx.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage))
         }
-        try catalog.setWriter(versionID: v.id, Writer.current)
+        try catalog.setWriter(versionID: v.id, writer)
         // The manifest follows when the upload ends (ready or failed): an uploading version means
         // nothing to another node or to recovery, and each rewrite costs a PUT of the whole manifest.
         return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
@@ -227,12 +234,12 @@ public final class Registry: Sendable {
         case .failed:
             try retryAbandonedUploads()
             try catalog.markVersionUploading(id: v.id)
-            try catalog.setWriter(versionID: v.id, Writer.current)
+            try catalog.setWriter(versionID: v.id, writer)
             return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
         case .uploading:
             // This process writes it from now on (the one that began it is gone, or its upload is
             // refused below and this one exits, gone too).
-            try catalog.setWriter(versionID: v.id, Writer.current)
+            try catalog.setWriter(versionID: v.id, writer)
             guard let record = try catalog.upload(versionID: v.id) else {
                 // Interrupted before its first part: nothing to keep.
                 return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
@@ -268,7 +275,7 @@ public final class Registry: Sendable {
             let key = try Registry.freshKey(tx, preferred, name: ".datasets/" + name, format: format)
             return try tx.insertDataset(name: name, format: format, objectKey: key, note: note)
         }
-        try catalog.setWriter(datasetID: d.id, Writer.current)
+        try catalog.setWriter(datasetID: d.id, writer)
         return ItemUpload(registry: self, item: .dataset(d), resume: nil, source: nil)
     }
 

@@ -20,7 +20,7 @@ public enum Writer {
         return now == start ? .alive : .gone
     }
 
-    static func hostname() -> String {
+    public static func hostname() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
         let name = String(cString: buffer)
