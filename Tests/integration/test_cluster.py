@@ -1,0 +1,244 @@
+"""Many nodes, one store: three mounts ("nodes", each with its own data dir and cache) of one
+bucket of the s3api server and one PostgreSQL catalog (scripts/pg-server)."""
+import errno
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import MODELFS, S3_ENDPOINT, Mount, Store, is_mounted, make_file, new_bucket, s3_client, sha256_file, sh
+
+PG_URL = os.environ.get("MODELFS_TEST_PG_URL")
+PG_SERVER = os.environ.get("MODELFS_TEST_PG_SERVER")
+PG_STATE = os.environ.get("MODELFS_TEST_PG_STATE")
+
+if not PG_URL or not S3_ENDPOINT:
+    if os.environ.get("MODELFS_REQUIRE_PG") == "1":
+        raise RuntimeError("MODELFS_REQUIRE_PG=1 but no MODELFS_TEST_PG_URL / S3 endpoint: scripts/test starts both")
+    pytest.skip("no PostgreSQL or S3 test server (scripts/test starts them)", allow_module_level=True)
+
+LEASE = 3  # seconds: short, so that a killed node's uploads are swept within the test
+
+
+def new_database():
+    name = "c_" + uuid.uuid4().hex[:16]
+    sh("psql", PG_URL, "-qc", f"CREATE DATABASE {name}")
+    base = PG_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+class Node(Mount):
+    def __init__(self, store, path):
+        super().__init__(store, path)
+        self.pid = None
+
+    def unmount(self):
+        if is_mounted(self.path):
+            if subprocess.run(["fusermount3", "-u", self.path]).returncode != 0:
+                subprocess.run(["fusermount3", "-uz", self.path])
+        deadline = time.time() + 10
+        while is_mounted(self.path) and time.time() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    url = new_database()
+    bucket = new_bucket(s3_client(S3_ENDPOINT))
+    nodes = []
+    try:
+        for i in range(3):
+            store = Store("s3", str(tmp_path / f"node{i + 1}"), S3_ENDPOINT, bucket=bucket)
+            store.env_extra = {"MODELFS_CATALOG": url, "MODELFS_NODE_LEASE": str(LEASE)}
+            env = store.env(**store.env_extra)
+            path = str(tmp_path / f"mnt{i + 1}")
+            out = store.run("mount", path, env=env).stdout
+            node = Node(store, path)
+            node.pid = int(out.split("(pid ")[1].split(",")[0])
+            nodes.append(node)
+        yield nodes
+    finally:
+        for n in nodes:
+            n.unmount()
+
+
+def cli(node, *args, check=True):
+    return node.store.run(*args, env=node.store.env(**node.store.env_extra), check=check)
+
+
+def eventually(predicate, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_a_version_copied_on_one_node_is_on_every_node(cluster, tmp_path):
+    n1, n2, n3 = cluster
+    src = make_file(tmp_path / "w.bin", 3 << 20, seed=1)
+    os.mkdir(n1.p("models", "bert"))
+    sh("cp", str(src), n1.p("models", "bert", "v1.pt"))
+    for n in (n2, n3):
+        assert eventually(lambda: "v1.pt" in os.listdir(n.p("models", "bert")))
+        assert sha256_file(n.p("models", "bert", "v1.pt")) == sha256_file(src)
+    sh("cp", str(src), n3.p("models", "bert", "v2.pt"))
+    # rm on node 2 makes it vanish on 1 and 3, from cached lookups too.
+    for n in (n1, n3):
+        os.stat(n.p("models", "bert", "v1.pt"))
+    sh("rm", n2.p("models", "bert", "v1.pt"))
+    for n in (n1, n3):
+        assert eventually(lambda: not os.path.exists(n.p("models", "bert", "v1.pt"))), n.path
+        assert os.listdir(n.p("models", "bert")) == ["v2.pt"]
+    # A rename on node 3 is seen on node 1.
+    os.stat(n1.p("models", "bert", "v2.pt"))
+    os.rename(n3.p("models", "bert", "v2.pt"), n3.p("models", "bert", "best.pt"))
+    assert eventually(lambda: not os.path.exists(n1.p("models", "bert", "v2.pt")))
+    assert sha256_file(n1.p("models", "bert", "best.pt")) == sha256_file(src)
+
+
+def test_two_nodes_creating_one_version_name_exactly_one_wins(cluster, tmp_path):
+    n1, n2, _ = cluster
+    os.mkdir(n1.p("models", "race"))
+    src = make_file(tmp_path / "w.bin", 1 << 20, seed=2)
+    for round in range(20):
+        name = f"v{round}.pt"
+        results = {}
+
+        def copy(node, tag):
+            results[tag] = subprocess.run(["cp", str(src), node.p("models", "race", name)], capture_output=True, text=True)
+
+        threads = [threading.Thread(target=copy, args=(n, t)) for n, t in ((n1, "a"), (n2, "b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(r.returncode for r in results.values())
+        assert codes[0] == 0, results
+        # The loser is refused (EEXIST, or the name already a ready version it may not replace).
+        assert codes[1] != 0, f"round {round}: both copies succeeded: {results}"
+    versions = cli(n1, "versions", "race", "--json").stdout
+    import json
+    rows = json.loads(versions)
+    assert sorted(v["name"] for v in rows) == sorted(f"v{i}" for i in range(20))
+    assert all(v["status"] == "ready" for v in rows)
+    store = n1.store
+    assert store.multipart_uploads() == []
+    objects = [k for k in store.keys() if not k.startswith(".catalog/")]
+    assert len(objects) == 20, objects
+
+
+def test_two_nodes_deleting_the_last_two_ready_versions_leave_one(cluster, tmp_path):
+    n1, n2, _ = cluster
+    src = make_file(tmp_path / "w.bin", 4096, seed=3)
+    for round in range(10):
+        model = f"last{round}"
+        os.mkdir(n1.p("models", model))
+        sh("cp", str(src), n1.p("models", model, "v1.pt"))
+        sh("cp", str(src), n1.p("models", model, "v2.pt"))
+        assert eventually(lambda: sorted(os.listdir(n2.p("models", model))) == ["v1.pt", "v2.pt"])
+        results = []
+        threads = [threading.Thread(target=lambda n=n, v=v: results.append(
+            subprocess.run(["rm", n.p("models", model, v)], capture_output=True, text=True).returncode))
+            for n, v in ((n1, "v1.pt"), (n2, "v2.pt"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [0, 1], results
+        assert len(os.listdir(n1.p("models", model))) == 1
+
+
+def test_a_node_killed_mid_copy_never_shows_ready_and_its_upload_is_swept(cluster, tmp_path):
+    n1, n2, n3 = cluster
+    os.mkdir(n1.p("models", "crash"))
+    writer = subprocess.Popen(["dd", "of=" + n1.p("models", "crash", "v1.pt"), "bs=1M"], stdin=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    chunk = os.urandom(1 << 20)
+    for _ in range(24):
+        writer.stdin.write(chunk)
+    writer.stdin.flush()
+    assert eventually(lambda: n1.store.multipart_uploads() != [], timeout=20), "the copy is under way"
+    os.kill(n1.pid, signal.SIGKILL)
+    try:
+        writer.kill()
+    except OSError:
+        pass
+    writer.wait()
+    n1.unmount()
+    rows = {v["name"]: v for v in __import__("json").loads(cli(n2, "versions", "crash", "--json").stdout)}
+    assert rows["v1"]["status"] == "uploading"
+    # Never ready on the others; failed and aborted once the node's lease ran out.
+    assert eventually(lambda: __import__("json").loads(cli(n3, "versions", "crash", "--json").stdout)[0]["status"] == "failed",
+                      timeout=LEASE * 6)
+    assert eventually(lambda: n2.store.multipart_uploads() == [], timeout=10)
+    assert not any(k.startswith("crash/") for k in n2.store.keys())
+
+
+def test_gc_on_another_node_deletes_nothing_of_a_copy_in_flight(cluster, tmp_path):
+    n1, _, _ = cluster
+    os.mkdir(n1.p("models", "busy"))
+    writer = subprocess.Popen(["dd", "of=" + n1.p("models", "busy", "v1.pt"), "bs=1M"], stdin=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    chunk = os.urandom(1 << 20)
+    for _ in range(20):
+        writer.stdin.write(chunk)
+    writer.stdin.flush()
+    assert eventually(lambda: n1.store.multipart_uploads() != [], timeout=20)
+    # gc from a fourth node (a data dir with no mount).
+    gc_store = Store("s3", str(tmp_path / "node4"), S3_ENDPOINT, bucket=n1.store.bucket)
+    gc = gc_store.run("gc", "--delete-orphans", env=gc_store.env(**n1.store.env_extra))
+    writer.stdin.write(chunk)
+    writer.stdin.close()
+    assert writer.wait() == 0
+    rows = __import__("json").loads(cli(n1, "versions", "busy", "--json").stdout)
+    assert rows[0]["status"] == "ready", (rows, gc.stdout, gc.stderr)
+    assert rows[0]["size"] == 21 << 20
+    assert n1.store.multipart_uploads() == []
+
+
+@pytest.mark.skipif(not PG_SERVER or not PG_STATE, reason="needs scripts/pg-server to stop and start PostgreSQL")
+def test_postgresql_down_gives_eio_open_files_keep_reading_and_the_mount_recovers(cluster, tmp_path):
+    n1, n2, _ = cluster
+    src = make_file(tmp_path / "w.bin", 8 << 20, seed=4)
+    os.mkdir(n1.p("models", "m"))
+    sh("cp", str(src), n1.p("models", "m", "v1.pt"))
+    f = open(n2.p("models", "m", "v1.pt"), "rb")
+    head = f.read(1 << 20)
+    sh(PG_SERVER, "pause", PG_STATE)
+    try:
+        started = time.time()
+        with pytest.raises(OSError) as e:
+            os.listdir(n1.p("models"))
+        assert e.value.errno == errno.EIO
+        assert time.time() - started < 60, "bounded, never a hang"
+        with pytest.raises(OSError) as e:
+            os.mkdir(n1.p("models", "new"))
+        assert e.value.errno == errno.EIO
+        rest = f.read()  # the open file reads on from object storage
+        assert hashlib_of(head + rest) == sha256_file(src)
+    finally:
+        sh(PG_SERVER, "resume", PG_STATE)
+        f.close()
+    # No remount: the next operations work again.
+    assert eventually(lambda: _lists(n1.p("models")) == ["m"], timeout=30)
+    os.mkdir(n1.p("models", "after"))
+    sh("cp", str(src), n1.p("models", "after", "v1.pt"))
+    assert eventually(lambda: _lists(n2.p("models", "after")) == ["v1.pt"], timeout=10)
+
+
+def _lists(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return None
+
+
+def hashlib_of(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
