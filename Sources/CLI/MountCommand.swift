@@ -112,6 +112,19 @@ struct MountCommand: ParsableCommand {
         }
     }
 
+    /// `arguments` without `option VALUE` and `option=VALUE`.
+    static func removing(option: String, from arguments: [String]) -> [String] {
+        var out: [String] = []
+        var skipNext = false
+        for a in arguments {
+            if skipNext { skipNext = false; continue }
+            if a == option { skipNext = true; continue }
+            if a.hasPrefix(option + "=") { continue }
+            out.append(a)
+        }
+        return out
+    }
+
     /// Starts `modelfs mount --foreground` in its own session with output to the log file, and
     /// returns once the mount is live (or says why it is not).
     private func daemonize(_ mountpoint: String) throws {
@@ -120,9 +133,18 @@ struct MountCommand: ParsableCommand {
         var arguments = CommandLine.arguments
         arguments.insert("--foreground", at: min(2, arguments.count))
         let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        // A catalog URL may hold a password: the long-lived mount gets it in its environment
+        // (readable by its user and root only), never in its command line, which `ps` shows to all.
+        var environment: [String: String]? = nil
+        if let catalog = store.catalog {
+            arguments = MountCommand.removing(option: "--catalog", from: arguments)
+            var env = ProcessInfo.processInfo.environment
+            env["MODELFS_CATALOG"] = catalog
+            environment = env
+        }
 
         let pid: pid_t
-        switch Spawn.detached(executable, arguments, environment: nil, log: log) {
+        switch Spawn.detached(executable, arguments, environment: environment, log: log) {
         case .success(let p): pid = p
         case .failure(let e): throw CLIError("cannot start the mount: \(e.message)")
         }

@@ -242,3 +242,31 @@ def _lists(path):
 def hashlib_of(data):
     import hashlib
     return hashlib.sha256(data).hexdigest()
+
+
+def test_a_password_in_the_catalog_url_reaches_no_command_line_and_no_log(tmp_path):
+    url = new_database()
+    secret = "pw-" + uuid.uuid4().hex[:12]
+    with_password = url.replace("://modelfs@", f"://modelfs:{secret}@")
+    store = Store("s3", str(tmp_path / "node"), S3_ENDPOINT)
+    path = str(tmp_path / "mnt")
+    out = store.run("mount", path, "--catalog", with_password).stdout
+    node = Node(store, path)
+    try:
+        pid = int(out.split("(pid ")[1].split(",")[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().decode()
+        assert secret not in cmdline and "--catalog" not in cmdline
+        os.mkdir(node.p("models", "m"))
+        assert os.listdir(node.p("models")) == ["m"]
+        ps = sh("ps", "axww", "-o", "args").stdout
+        assert secret not in ps
+    finally:
+        node.unmount()
+    with open(os.path.join(store.data_dir, "mount.log")) as f:
+        log = f.read()
+    assert "catalog postgresql://modelfs:***@" in log, log
+    assert secret not in log
+    # A refusal names the catalog without the password too.
+    bad = store.run("models", env=store.env(MODELFS_CATALOG=with_password.rsplit("/", 1)[0] + "/nosuchdb"), check=False)
+    assert bad.returncode != 0 and "***" in bad.stderr and secret not in bad.stderr, bad.stderr
