@@ -382,7 +382,7 @@ public final class Catalog: Sendable {
 
     // MARK: Jobs
 
-    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished, rowid"
+    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished, rowid, node"
     static func job(_ r: Row) -> Job {
         let params = (try? JSONDecoder().decode([String: String].self, from: Data(r.text(4).utf8))) ?? [:]
         let outputs = (try? JSONDecoder().decode([String].self, from: Data(r.text(10).utf8))) ?? []
@@ -391,6 +391,7 @@ public final class Catalog: Sendable {
                       error: r.optionalText(8), exitCode: r.optionalInt(9).map(Int.init), outputs: outputs, created: r.date(11),
                       started: r.isNull(12) ? nil : r.date(12), finished: r.isNull(13) ? nil : r.date(13))
         job.number = r.int(14)
+        job.node = r.optionalText(15)
         return job
     }
 
@@ -436,7 +437,7 @@ public final class Catalog: Sendable {
     /// runners never both start it). Returns whether it moved.
     @discardableResult
     public func transitionJob(id: String, from: [JobStatus], to: JobStatus, executorID: String? = nil, error: String? = nil,
-                              exitCode: Int? = nil, outputs: [String]? = nil) throws(StoreError) -> Bool {
+                              exitCode: Int? = nil, outputs: [String]? = nil, node: String? = nil) throws(StoreError) -> Bool {
         try database.write { db in
             guard let current = try db.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE id = ?", [.text(id)], Catalog.job),
                   from.contains(current.status) else { return false }
@@ -445,11 +446,11 @@ public final class Catalog: Sendable {
             try db.execute("""
                 UPDATE jobs SET status = ?, executor_id = coalesce(?, executor_id), error = coalesce(?, error),
                   exit_code = coalesce(?, exit_code), outputs = coalesce(?, outputs),
-                  started = coalesce(started, ?), finished = ?
+                  started = coalesce(started, ?), finished = ?, node = coalesce(?, node)
                 WHERE id = ?
                 """, [.text(to.rawValue), .optional(executorID), .optional(error), .optional(exitCode.map(Int64.init)),
                       outputs.map { SQLValue.text(Catalog.json($0)) } ?? .null,
-                      to == .running ? now : .null, finishing ? now : .null, .text(id)])
+                      to == .running ? now : .null, finishing ? now : .null, .optional(node), .text(id)])
             return true
         }
     }

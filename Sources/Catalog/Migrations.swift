@@ -211,5 +211,10 @@ enum Migrations {
             lease REAL NOT NULL
         );
         """,
+        // 7: which node follows a job: only the node that started it looks at its process and
+        // turns its checkpoints into versions, so that happens once however many mounts see it.
+        """
+        ALTER TABLE jobs ADD COLUMN node TEXT;
+        """,
     ]
 }

@@ -188,7 +188,17 @@ public final class JobService: @unchecked Sendable {
     /// One pass over active jobs. Public so that `modelfs train` can drive one job in the foreground.
     public func tick() throws(StoreError) {
         var running = 0
+        var leases: [String: NodeLease]? = nil
         for job in try catalog.jobs(status: .running) {
+            // Another node's job (a shared catalog) is that node's to follow, unless the node is gone.
+            if let owner = job.node, owner != registry.node {
+                if leases == nil { leases = Dictionary(try catalog.nodes().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
+                if leases?[owner]?.expired ?? true {
+                    try catalog.transitionJob(id: job.id, from: [.running], to: .failed,
+                                              error: "its node \(owner) stopped (lease ran out) while it ran")
+                }
+                continue
+            }
             guard let eid = job.executorID else { continue }
             switch executor.state(of: eid, directory: directory(of: job.id)) {
             case .queued, .running: running += 1
@@ -208,7 +218,7 @@ public final class JobService: @unchecked Sendable {
     }
 
     private func launch(_ job: Job) throws(StoreError) -> Bool {
-        guard try catalog.transitionJob(id: job.id, from: [.queued], to: .running) else { return false }
+        guard try catalog.transitionJob(id: job.id, from: [.queued], to: .running, node: registry.node) else { return false }
         let dir = directory(of: job.id)
         do throws(StoreError) {
             let env = try environment(for: job)

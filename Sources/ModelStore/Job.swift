@@ -13,6 +13,8 @@ public struct Job: Sendable, Equatable, Codable {
     public var id: String
     /// A stable number for the job (its inode), never reused.
     public var number: Int64 = 0
+    /// The node that started and follows it (a shared catalog); nil on one node or until it starts.
+    public var node: String? = nil
     public var model: String
     public var version: String
     public var dataset: String

@@ -270,3 +270,31 @@ def test_a_password_in_the_catalog_url_reaches_no_command_line_and_no_log(tmp_pa
     # A refusal names the catalog without the password too.
     bad = store.run("models", env=store.env(MODELFS_CATALOG=with_password.rsplit("/", 1)[0] + "/nosuchdb"), check=False)
     assert bad.returncode != 0 and "***" in bad.stderr and secret not in bad.stderr, bad.stderr
+
+
+def test_a_job_submitted_on_one_node_is_listed_on_another_and_makes_one_version(tmp_path):
+    from test_jobs import JobMount, wait_status
+    url = new_database()
+    bucket = new_bucket(s3_client(S3_ENDPOINT))
+    env = {"MODELFS_CATALOG": url, "MODELFS_NODE_LEASE": str(LEASE)}
+    nodes = []
+    try:
+        for i in (1, 2):
+            (tmp_path / f"n{i}").mkdir()
+            m = JobMount(Store("s3", str(tmp_path / f"n{i}" / "data"), S3_ENDPOINT, bucket=bucket), tmp_path / f"n{i}", env=env)
+            m.mount()
+            nodes.append(m)
+        a, b = nodes
+        a.seed("tiny", "qa")
+        err, job = a.submit("model=tiny version=v1 dataset=qa epochs=2\n")
+        assert err == 0, job
+        job = job.split()[0] if job else "tiny-v1-ft-1"
+        assert eventually(lambda: "tiny-v1-ft-1" in os.listdir(b.p("jobs")))
+        assert wait_status(b.p(), "tiny-v1-ft-1", {"succeeded", "failed"}) == "succeeded"
+        # Both mounts saw it finish; its checkpoint became exactly one version.
+        time.sleep(2 * LEASE / 3 + 1)
+        for n in nodes:
+            assert sorted(os.listdir(n.p("models", "tiny"))) == ["v1.safetensors", "v2.safetensors"]
+    finally:
+        for n in nodes:
+            n.unmount()
