@@ -298,3 +298,22 @@ def test_a_job_submitted_on_one_node_is_listed_on_another_and_makes_one_version(
     finally:
         for n in nodes:
             n.unmount()
+
+
+def test_recover_rebuilds_a_postgresql_catalog_from_the_bucket(cluster, tmp_path):
+    n1, n2, _ = cluster
+    src = make_file(tmp_path / "w.bin", 1 << 20, seed=5)
+    os.mkdir(n1.p("models", "kept"))
+    sh("cp", str(src), n1.p("models", "kept", "v1.pt"))
+    sh("cp", str(src), n2.p("models", "kept", "v2.pt"))
+    for n in cluster:
+        n.unmount()
+    fresh = new_database()
+    store = Store("s3", str(tmp_path / "recovery"), S3_ENDPOINT, bucket=n1.store.bucket)
+    env = store.env(MODELFS_CATALOG=fresh)
+    out = store.run("recover", env=env).stdout
+    assert "2 versions (2 ready" in out and "postgresql://" in out, out
+    import json
+    rows = {v["name"]: v for v in json.loads(store.run("versions", "kept", "--json", env=env).stdout)}
+    assert sorted(rows) == ["v1", "v2"] and all(r["status"] == "ready" for r in rows.values())
+    assert all(r["sha256"] == sha256_file(src) for r in rows.values())
