@@ -80,7 +80,7 @@ public final class JobService: @unchecked Sendable {
         do throws(StoreError) {
             try prepareDirectory(job, version: v, dataset: d)
         } catch {
-            try? catalog.transitionJob(id: job.id, from: [.queued], to: .failed, error: error.message)
+            _ = try? catalog.transitionJob(id: job.id, from: [.queued], to: .failed, error: error.message)
             throw error
         }
         wake.signal()
@@ -290,10 +290,13 @@ public final class JobService: @unchecked Sendable {
 
     /// Appends a line of modelfs's own to the job's log, so `cat log` tells the whole story.
     func note(_ id: String, _ line: String) {
-        guard let handle = FileHandle(forWritingAtPath: logPath(of: id)) else { return }
-        defer { try? handle.close() }
-        _ = try? handle.seekToEnd()
-        handle.write(Data("modelfs: \(line)\n".utf8))
+        // O_APPEND: the job writes to the same file, and a seek to the end followed by a write
+        // would overwrite whatever it wrote in between (its first lines, lost).
+        let fd = open(logPath(of: id), O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array("modelfs: \(line)\n".utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// A job ended: on success its checkpoints become the model's next versions, with lineage.
