@@ -41,6 +41,8 @@ public final class FileSystem: Sendable {
     private let providers: [TreePart: any NamespaceProvider]
     /// What this mount showed, for invalidations after other nodes' changes.
     let shownNames = ShownNames()
+    /// Only a shared catalog sends change notices; on one node nothing is recorded.
+    var watchesChanges: Bool { registry.catalog.database.isShared }
 
     private struct Handles { var open: [UInt64: any OpenFile] = [:]; var next: UInt64 = 1 }
     private let handles = Locked(Handles())
@@ -102,7 +104,7 @@ public final class FileSystem: Sendable {
     public func lookup(parent: UInt64, name rawName: [UInt8]) throws(StoreError) -> Attributes {
         let name = try decode(rawName)
         let found = try attributes(of: try child(of: try node(parent), named: name))
-        shownNames.record(parent, name: name, inode: found.inode)
+        if watchesChanges { shownNames.record(parent, name: name, inode: found.inode) }
         return found
     }
 
@@ -119,7 +121,7 @@ public final class FileSystem: Sendable {
         let p = provider(n)
         let listed = try p.entries(of: n)
         let up = n == .root ? Node.root : try p.parent(of: n)
-        shownNames.record(inode, listed)
+        if watchesChanges { shownNames.record(inode, listed) }
         return [DirectoryEntry(name: ".", attributes: try p.attributes(of: n)), DirectoryEntry(name: "..", attributes: try attributes(of: up))]
             + listed
     }
