@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Many nodes, one catalog: SQLite (one mount) against PostgreSQL (two mounts of one bucket),
 in the same run. Prints, per engine:
-  - creating N small versions by `cp` into the mount (versions/s),
+  - creating N small versions by `cp` into the mount (versions/s), and the rate of the last 100
+    against the first 100 (about 1.0 when a version costs the same however many the model has),
   - `ls -l` of the model's N versions (ms, median of 5),
   - change propagation: the delay from a `cp` returning on one mount until the version is listed
     on the other (median and p99 over --propagate versions). On SQLite "the other" is the same
@@ -61,10 +62,13 @@ def measure(tmp, label, catalog, n, propagate):
         with open(src, "wb") as f:
             f.write(os.urandom(1024))
         os.mkdir(f"{a_path}/models/m")
-        t = time.perf_counter()
+        stamps = [time.perf_counter()]
         for i in range(n):
             run("cp", src, f"{a_path}/models/m/v{i + 1}.pt")
-        create = n / (time.perf_counter() - t)
+            stamps.append(time.perf_counter())
+        create = n / (stamps[-1] - stamps[0])
+        k = min(100, n // 2)
+        late_vs_early = (stamps[k] - stamps[0]) / (stamps[-1] - stamps[-1 - k])
         ls = []
         for _ in range(5):
             t = time.perf_counter()
@@ -80,7 +84,7 @@ def measure(tmp, label, catalog, n, propagate):
                 time.sleep(0.0005)
             delays.append((time.perf_counter() - t) * 1000)
         delays.sort()
-        return {"create": create, "ls": statistics.median(ls), "p50": statistics.median(delays),
+        return {"create": create, "late_vs_early": late_vs_early, "ls": statistics.median(ls), "p50": statistics.median(delays),
                 "p99": delays[min(len(delays) - 1, int(len(delays) * 0.99))]}
     finally:
         unmount(a_path)
@@ -113,6 +117,7 @@ def main():
     print(f"| measure | SQLite (one mount) | PostgreSQL (two mounts) | PostgreSQL / SQLite |")
     print(f"|---|---|---|---|")
     print(f"| create {args.versions} small versions by cp (versions/s) | {s['create']:.1f} | {p['create']:.1f} | {p['create'] / s['create']:.2f}x |")
+    print(f"| rate of the last 100 / the first 100 versions | {s['late_vs_early']:.2f} | {p['late_vs_early']:.2f} | |")
     print(f"| ls -l of {args.versions} versions (ms, median of 5) | {s['ls']:.1f} | {p['ls']:.1f} | {p['ls'] / s['ls']:.2f}x |")
     print(f"| listed after cp returns, median (ms; SQLite: same mount) | {s['p50']:.2f} | {p['p50']:.2f} | {p['p50'] / max(s['p50'], 0.001):.1f}x |")
     print(f"| listed after cp returns, p99 (ms; SQLite: same mount) | {s['p99']:.2f} | {p['p99']:.2f} | {p['p99'] / max(s['p99'], 0.001):.1f}x |")

@@ -168,7 +168,10 @@ struct GCCommand: ParsableCommand {
             var owned = Swift.Set<String>()
             for m in try registry.catalog.models() {
                 owned.insert(Rules.manifestKey(model: m.name))
-                for v in try registry.catalog.versions(modelID: m.id) where v.status != .failed { owned.insert(v.objectKey) }
+                for v in try registry.catalog.versions(modelID: m.id) {
+                    owned.insert(Rules.versionEntryKey(objectKey: v.objectKey))
+                    if v.status != .failed { owned.insert(v.objectKey) }
+                }
             }
             for d in try registry.catalog.datasets() where d.status != .failed { owned.insert(d.objectKey) }
             owned.formUnion([Rules.datasetsManifestKey, Rules.ownerKey])

@@ -261,9 +261,12 @@ public final class Catalog: Sendable {
         try database.read { try $0.query("SELECT \(Catalog.modelColumns) FROM models WHERE manifest_dirty = 1", [], Catalog.model) }
     }
 
-    public func setManifestDirty(modelID: Int64, _ dirty: Bool) throws(StoreError) {
+    /// Marks the model's manifest and entries behind the catalog. The generation moves too, so a
+    /// publish already under way cannot mark them written.
+    public func setManifestDirty(modelID: Int64) throws(StoreError) {
         try database.write { db in
-            _ = try db.execute("UPDATE models SET manifest_dirty = ? WHERE id = ?", [.int(dirty ? 1 : 0), .int(modelID)])
+            _ = try db.execute("UPDATE models SET manifest_dirty = 1, manifest_generation = manifest_generation + 1 WHERE id = ?",
+                               [.int(modelID)])
         }
     }
 

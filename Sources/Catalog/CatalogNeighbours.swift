@@ -6,6 +6,17 @@ public struct ModelSnapshot: Sendable {
     public var model: Model
     public var versions: [Version]
     public var generation: Int64
+    /// The bucket may be behind on this model's version entries (a PUT that failed, a model
+    /// renamed, a manifest from before entries): the next publish rewrites them all.
+    public var dirty: Bool
+}
+
+/// One version as one transaction saw it, for its entry in the bucket, with the version's entry
+/// generation bumped in that same transaction: snapshots of one version are totally ordered.
+public struct VersionSnapshot: Sendable {
+    public var model: Model
+    public var version: Version
+    public var generation: Int64
 }
 
 /// A consistent view of every dataset for the datasets manifest, with the generation it reflects.
@@ -86,8 +97,26 @@ extension Catalog {
             else { return nil }
             let versions = try db.query("SELECT \(Catalog.versionColumns) FROM versions WHERE model_id = ? ORDER BY name",
                                         [.int(id)], Catalog.version)
-            return ModelSnapshot(model: m, versions: versions, generation: generation)
+            let dirty = try db.first("SELECT manifest_dirty FROM models WHERE id = ?", [.int(id)], { $0.int(0) }) ?? 0
+            return ModelSnapshot(model: m, versions: versions, generation: generation, dirty: dirty != 0)
         }
+    }
+
+    /// The version and its model, with the version's entry generation bumped; nil when it is gone.
+    public func versionSnapshot(id: Int64) throws(StoreError) -> VersionSnapshot? {
+        try database.write { db in
+            guard try db.execute("UPDATE versions SET manifest_generation = manifest_generation + 1 WHERE id = ?", [.int(id)]) == 1,
+                  let v = try db.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version),
+                  let m = try db.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(v.modelID)], Catalog.model),
+                  let generation = try db.first("SELECT manifest_generation FROM versions WHERE id = ?", [.int(id)], { $0.int(0) })
+            else { return nil }
+            return VersionSnapshot(model: m, version: v, generation: generation)
+        }
+    }
+
+    /// The version's latest entry generation, nil when the version is gone.
+    public func versionEntryGeneration(id: Int64) throws(StoreError) -> Int64? {
+        try database.read { try $0.first("SELECT manifest_generation FROM versions WHERE id = ?", [.int(id)], { $0.int(0) }) }
     }
 
     /// Marks the model's manifest written, if no snapshot was taken after `generation`; returns

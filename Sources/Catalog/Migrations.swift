@@ -216,5 +216,12 @@ enum Migrations {
         """
         ALTER TABLE jobs ADD COLUMN node TEXT;
         """,
+        // 8: each version has its own small entry in the bucket (`.catalog/.versions/<key>.json`),
+        // ordered by its own generation, so that writing a version costs the same however many
+        // the model has. Models from before get all their entries written on their next publish.
+        """
+        ALTER TABLE versions ADD COLUMN manifest_generation INTEGER NOT NULL DEFAULT 0;
+        UPDATE models SET manifest_dirty = 1;
+        """,
     ]
 }

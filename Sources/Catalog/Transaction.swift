@@ -92,6 +92,8 @@ public struct CatalogTransaction {
             try db.execute("UPDATE models SET name = ?, type = ?, note = ?, modified = ? WHERE id = ?",
                            [.text(name ?? current.name), .text((type ?? current.type).rawValue), .text(note ?? current.note),
                             .date(Date()), .int(id)])
+            // Every version entry in the bucket names its model: a rename rewrites them all.
+            if let name, name != current.name { try db.execute("UPDATE models SET manifest_dirty = 1, manifest_generation = manifest_generation + 1 WHERE id = ?", [.int(id)]) }
         } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("model \(name ?? "") already exists")
         }

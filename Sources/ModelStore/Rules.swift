@@ -38,4 +38,8 @@ public enum Rules {
     /// The S3 key of a model's manifest: `.catalog/<model>.json`.
     public static func manifestKey(model: String) -> String { ".catalog/" + model + ".json" }
     public static let manifestPrefix = ".catalog/"
+    /// Where the bucket keeps one small entry per version, named by the version's object key
+    /// (unique in the bucket and kept by a rename).
+    public static let versionEntryPrefix = ".catalog/.versions/"
+    public static func versionEntryKey(objectKey: String) -> String { versionEntryPrefix + objectKey + ".json" }
 }

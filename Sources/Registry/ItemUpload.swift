@@ -224,7 +224,7 @@ public final class ItemUpload: @unchecked Sendable {
                 try registry.catalog.markVersionReady(id: v.id, size: result.size, sha256: result.sha256, token: token)
                 v.status = .ready; v.error = nil; v.size = result.size; v.sha256 = result.sha256
                 item = .version(m, v)
-                registry.publishManifest(m.id)
+                registry.publishVersionEntry(v.id)
             case .dataset(var d):
                 let records = lines?.records
                 try registry.catalog.markDatasetReady(id: d.id, size: result.size, sha256: result.sha256, records: records, token: token)
@@ -273,7 +273,7 @@ public final class ItemUpload: @unchecked Sendable {
                 try registry.catalog.markVersionFailed(id: v.id, error: error.message, size: upload.bytesWritten, uploadStillOpen: !aborted, token: token)
                 v.status = .failed; v.error = error.message
                 item = .version(m, v)
-                registry.publishManifest(m.id)
+                registry.publishVersionEntry(v.id)
             case .dataset(var d):
                 try registry.catalog.markDatasetFailed(id: d.id, error: error.message, token: token)
                 d.status = .failed; d.error = error.message

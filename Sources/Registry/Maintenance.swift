@@ -31,7 +31,7 @@ extension Registry {
             if let record, record.sourcePath != nil { continue }  // an import: resumable
             let stillOpen = !abort(record)
             try catalog.markVersionFailed(id: v.id, error: reason, uploadStillOpen: stillOpen)
-            publishManifest(v.modelID)
+            publishVersionEntry(v.id)
             failed += 1
         }
         for d in datasets {
@@ -127,22 +127,52 @@ extension Registry {
         guard try catalog.isEmpty() else {
             throw StoreError(.invalidArgument, "recover writes into an empty catalog: use a new --data-dir (or --db)")
         }
-        let manifests: [ObjectInfo]
-        do { manifests = try objects.list(prefix: Rules.manifestPrefix) } catch { throw error.storeError }
+        let listing: [ObjectInfo]
+        do { listing = try objects.list(prefix: Rules.manifestPrefix) } catch { throw error.storeError }
         var models = 0, versions = 0, datasets = 0
         var problems: [String] = []
-        // `.catalog/.<name>.json` are the datasets and the owner, not models.
-        for info in manifests where info.key.hasSuffix(".json") && !info.key.hasPrefix(Rules.manifestPrefix + ".") {
-            let manifest: Manifest
+        // Each version's own entry, by model name; for a model whose manifest is of format 1,
+        // entries written after it are newer than the versions it lists.
+        var entries: [String: [Manifest.Entry]] = [:]
+        for info in listing where info.key.hasPrefix(Rules.versionEntryPrefix) && info.key.hasSuffix(".json") {
             do {
-                manifest = try Manifest.decode(try objects.get(info.key, range: nil))
+                let entry = try VersionEntry.decode(try objects.get(info.key, range: nil))
+                entries[entry.model, default: []].append(entry.version)
+            } catch {
+                problems.append("\(info.key): unreadable version entry (\(error))")
+            }
+        }
+        var manifests: [Manifest] = []
+        // `.catalog/.<name>.json` are the datasets and the owner, and `.catalog/.versions/` the entries, not models.
+        for info in listing where info.key.hasSuffix(".json") && !info.key.hasPrefix(Rules.manifestPrefix + ".") {
+            do {
+                manifests.append(try Manifest.decode(try objects.get(info.key, range: nil)))
             } catch {
                 problems.append("\(info.key): unreadable manifest (\(error))")
-                continue
             }
+        }
+        for name in Set(entries.keys).subtracting(manifests.map(\.model)).sorted() {
+            problems.append("\(name): version entries but no manifest; restored as a general model")
+            let now = Date()
+            manifests.append(Manifest(model: Model(id: 0, name: name, type: .general, note: "", created: now, modified: now)))
+        }
+        for manifest in manifests {
             let m = try catalog.createModel(name: manifest.model, type: manifest.type, note: manifest.note)
             models += 1
-            for e in manifest.versions {
+            var byKey: [String: Manifest.Entry] = [:]
+            for e in (manifest.versions ?? []) + (entries[manifest.model] ?? []) { byKey[e.key] = e }
+            // One name per model: an entry a failed delete left behind loses to the newer version of its name.
+            var byName: [String: Manifest.Entry] = [:]
+            for e in byKey.values {
+                if let other = byName[e.name] {
+                    let (kept, dropped) = other.modified >= e.modified ? (other, e) : (e, other)
+                    problems.append("\(manifest.model)/\(e.name): two entries (\(kept.key), \(dropped.key)); kept the newer")
+                    byName[e.name] = kept
+                } else {
+                    byName[e.name] = e
+                }
+            }
+            for e in byName.values.sorted(by: { $0.created < $1.created }) {
                 let (status, error) = try recoveredStatus(e.status, e.error, key: e.key, size: e.size,
                                                           name: "\(manifest.model)/\(e.name).\(e.format)", problems: &problems)
                 try catalog.restoreVersion(modelID: m.id, name: e.name, format: e.format, objectKey: e.key, size: e.size,

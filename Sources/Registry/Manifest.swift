@@ -1,8 +1,10 @@
 import Foundation
 import ModelStore
 
-/// The per-model JSON document in the bucket (`.catalog/<model>.json`): enough to rebuild the
-/// catalog from the bucket alone, and what other nodes will follow.
+/// The per-model JSON document in the bucket (`.catalog/<model>.json`) and its versions' entries
+/// (`.catalog/.versions/<object key>.json`, one ``VersionEntry`` each): enough to rebuild the
+/// catalog from the bucket alone. Format 1 listed the versions in the model's document, which
+/// made writing a version cost as much as the model had; `recover` still reads it.
 public struct Manifest: Codable, Equatable, Sendable {
     public struct Entry: Codable, Equatable, Sendable {
         public var name: String
@@ -18,7 +20,7 @@ public struct Manifest: Codable, Equatable, Sendable {
         public var modified: Date
     }
 
-    public var formatVersion = 1
+    public var formatVersion = 2
     /// The catalog's manifest generation of this model when it was written: a later write of
     /// the same model carries a higher one.
     public var generation: Int64?
@@ -27,23 +29,41 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var note: String
     public var created: Date
     public var modified: Date
-    public var versions: [Entry]
+    /// Format 1 only: the versions, now in their own entries.
+    public var versions: [Entry]?
 
-    public init(model: Model, versions: [Version]) {
+    public init(model: Model) {
         self.model = model.name
         type = model.type
         note = model.note
         created = model.created
         modified = model.modified
-        self.versions = versions.map {
-            Entry(name: $0.name, format: $0.format, key: $0.objectKey, size: $0.size, sha256: $0.sha256, status: $0.status,
-                  error: $0.error, note: $0.note, lineage: $0.lineage.isEmpty ? nil : $0.lineage, created: $0.created, modified: $0.modified)
-        }
     }
 
     public func encoded() -> [UInt8] { ManifestCoding.encode(self) }
 
     public static func decode(_ bytes: [UInt8]) throws -> Manifest { try ManifestCoding.decode(bytes) }
+}
+
+/// One version's JSON document in the bucket (`.catalog/.versions/<object key>.json`), written
+/// when the version changes; `generation` orders the writes of one version.
+public struct VersionEntry: Codable, Equatable, Sendable {
+    public var formatVersion = 2
+    public var generation: Int64
+    public var model: String
+    public var version: Manifest.Entry
+
+    public init(model: String, version v: Version, generation: Int64) {
+        self.model = model
+        self.generation = generation
+        version = Manifest.Entry(name: v.name, format: v.format, key: v.objectKey, size: v.size, sha256: v.sha256, status: v.status,
+                                 error: v.error, note: v.note, lineage: v.lineage.isEmpty ? nil : v.lineage,
+                                 created: v.created, modified: v.modified)
+    }
+
+    public func encoded() -> [UInt8] { ManifestCoding.encode(self) }
+
+    public static func decode(_ bytes: [UInt8]) throws -> VersionEntry { try ManifestCoding.decode(bytes) }
 }
 
 /// The datasets' JSON document in the bucket (`.catalog/.datasets.json`): every dataset, so that

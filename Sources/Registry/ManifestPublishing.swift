@@ -26,34 +26,89 @@ final class KeyedLocks: Sendable {
     }
 }
 
-/// Manifests are written in order: each write carries a generation the catalog bumps in the
-/// transaction that reads the rows it describes, writes of one model are serialized within the
-/// process, and a writer that finds, after its PUT, that a newer snapshot was taken (by another
-/// process, whose PUT may have landed first) writes again. So the last PUT to land is always the
-/// newest state, even with 16 uploads of one model completing at once.
+/// Manifests and version entries are written in order: each write carries a generation the
+/// catalog bumps in the transaction that reads the rows it describes, writes of one model (or one
+/// version) are serialized within the process, and a writer that finds, after its PUT, that a
+/// newer snapshot was taken (by another process, whose PUT may have landed first) writes again.
+/// So the last PUT to land is always the newest state, even with 16 uploads of one model
+/// completing at once on several nodes.
+///
+/// A change of a version writes only that version's entry: the cost of a version is the same
+/// whether its model has one version or ten thousand.
 extension Registry {
-    /// Rewrites the model's manifest in the bucket. When object storage is down the model is
-    /// marked dirty and the manifest is written by a later ``retryPending()``; metadata
-    /// operations still succeed from SQLite.
+    /// Rewrites the model's manifest in the bucket, and first all its versions' entries when the
+    /// catalog says the bucket is behind on them (a failed PUT, a rename, a model from before
+    /// entries). When object storage is down the model stays marked dirty and is written by a
+    /// later ``retryPending()``; metadata operations still succeed from the catalog.
     func publishManifest(_ modelID: Int64) {
         manifestLocks.withLock("model \(modelID)") {
             do {
                 for _ in 0..<20 {
                     guard let snapshot = try catalog.modelSnapshot(id: modelID) else { return }
-                    var manifest = Manifest(model: snapshot.model, versions: snapshot.versions)
+                    if snapshot.dirty {
+                        for v in snapshot.versions where !publishVersionEntry(v.id) { return }
+                    }
+                    var manifest = Manifest(model: snapshot.model)
                     manifest.generation = snapshot.generation
                     do {
                         try objects.put(Rules.manifestKey(model: snapshot.model.name), manifest.encoded())
                     } catch {
                         logger.warning("manifest of \(snapshot.model.name) not written, will retry: \(error)")
-                        try catalog.setManifestDirty(modelID: modelID, true)
+                        try catalog.setManifestDirty(modelID: modelID)
                         return
                     }
                     if try catalog.markManifestWritten(modelID: modelID, generation: snapshot.generation) { return }
                 }
-                try catalog.setManifestDirty(modelID: modelID, true)
+                try catalog.setManifestDirty(modelID: modelID)
             } catch {
                 logger.warning("manifest of model \(modelID) not written: \(error)")
+            }
+        }
+    }
+
+    /// Writes one version's entry (`.catalog/.versions/<object key>.json`). Returns false when
+    /// it could not be written; the model is then marked dirty, for ``retryPending()``.
+    @discardableResult
+    func publishVersionEntry(_ versionID: Int64) -> Bool {
+        manifestLocks.withLock("version \(versionID)") {
+            var modelID: Int64?
+            do {
+                for _ in 0..<20 {
+                    guard let snapshot = try catalog.versionSnapshot(id: versionID) else { return true }
+                    modelID = snapshot.model.id
+                    let key = Rules.versionEntryKey(objectKey: snapshot.version.objectKey)
+                    let entry = VersionEntry(model: snapshot.model.name, version: snapshot.version, generation: snapshot.generation)
+                    do {
+                        try objects.put(key, entry.encoded())
+                    } catch {
+                        logger.warning("entry of \(snapshot.model.name)/\(snapshot.version.fileName) not written, will retry: \(error)")
+                        try catalog.setManifestDirty(modelID: snapshot.model.id)
+                        return false
+                    }
+                    switch try catalog.versionEntryGeneration(id: versionID) {
+                    case snapshot.generation: return true
+                    case nil:
+                        // Deleted meanwhile: this PUT may have landed after the deleter removed the entry.
+                        try? objects.delete(key)
+                        return true
+                    default: continue
+                    }
+                }
+                if let modelID { try catalog.setManifestDirty(modelID: modelID) }
+            } catch {
+                logger.warning("entry of version \(versionID) not written: \(error)")
+                if let modelID { try? catalog.setManifestDirty(modelID: modelID) }
+            }
+            return false
+        }
+    }
+
+    /// Removes the entries of deleted versions, before their objects go: until then their keys
+    /// stay reserved, so no new version can have written an entry under the same name.
+    func removeVersionEntries(_ versions: [Version]) {
+        for v in versions {
+            do { try objects.delete(Rules.versionEntryKey(objectKey: v.objectKey)) } catch {
+                logger.warning("entry of \(v.fileName) not deleted yet (gc --delete-orphans removes it): \(error)")
             }
         }
     }

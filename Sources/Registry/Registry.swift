@@ -106,15 +106,16 @@ public final class Registry: Sendable {
     /// reserved (`pending_deletes`) until ``retryPending()`` or `gc` removes them; the other way
     /// round a failure would leave rows whose bytes are gone, which nothing can repair.
     public func deleteModel(_ name: String) throws(StoreError) {
-        let (m, removal) = try catalog.transaction { tx in
+        let (m, versions, removal) = try catalog.transaction { tx in
             let m = try Registry.model(tx, name)
             try Registry.refuseIfUsed(try tx.activeJobs(model: m.name), "model \(m.name)")
             let versions = try tx.versions(modelID: m.id)
             if let uploading = versions.first(where: { $0.status == .uploading }) {
                 throw StoreError(.busy, "\(m.name)/\(uploading.fileName) is still uploading: wait for it to end (or finish it with import --resume)")
             }
-            return (m, try tx.deleteModel(m, versions: versions))
+            return (m, versions, try tx.deleteModel(m, versions: versions))
         }
+        removeVersionEntries(versions)
         remove(removal)
         let manifest = Rules.manifestKey(model: m.name)
         // Under the model's manifest lock: a publish in flight cannot put the manifest back.
@@ -148,16 +149,16 @@ public final class Registry: Sendable {
     /// transaction, so two deletes racing for a model's last two ready versions cannot both pass;
     /// the object goes after the commit (see ``deleteModel(_:)`` for why in that order).
     public func deleteVersion(_ modelName: String, _ versionName: String) throws(StoreError) {
-        let (m, removal) = try catalog.transaction { tx in
+        let (v, removal) = try catalog.transaction { tx in
             let (m, v) = try Registry.version(tx, modelName, versionName)
             let what = "\(m.name)/\(v.fileName)"
             if v.status == .uploading { throw StoreError(.busy, "\(what) is still uploading") }
             try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), what)
             try Rules.checkDeletable(version: v, siblings: try tx.versions(modelID: m.id), modelName: m.name)
-            return (m, try tx.deleteVersion(v))
+            return (v, try tx.deleteVersion(v))
         }
+        removeVersionEntries([v])
         remove(removal)
-        publishManifest(m.id)
     }
 
     /// Removes from object storage what a committed delete left: the multipart uploads still
@@ -186,20 +187,20 @@ public final class Registry: Sendable {
     /// check, the name's uniqueness and the rename are one transaction.
     public func renameVersion(_ modelName: String, _ from: String, to: String) throws(StoreError) {
         try Names.validate(to, what: "version name")
-        let renamed: Model? = try catalog.transaction { tx in
+        let renamed: Version? = try catalog.transaction { tx in
             let (m, v) = try Registry.version(tx, modelName, from)
             if from == to { return nil }
             try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), "\(m.name)/\(v.fileName)")
             try tx.updateVersion(id: v.id, name: to)
-            return m
+            return v
         }
-        if let m = renamed { publishManifest(m.id) }
+        if let v = renamed { publishVersionEntry(v.id) }
     }
 
     public func setVersionNote(_ modelName: String, _ versionName: String, note: String) throws(StoreError) {
-        let (m, v) = try version(modelName, versionName)
+        let (_, v) = try version(modelName, versionName)
         try catalog.updateVersion(id: v.id, note: note)
-        publishManifest(m.id)
+        publishVersionEntry(v.id)
     }
 
     // MARK: Uploads
@@ -347,9 +348,10 @@ public final class Registry: Sendable {
 
     // MARK: Manifests and housekeeping
 
-    public func manifest(of modelName: String) throws(StoreError) -> Manifest {
+    /// The model's manifest and its versions' entries as they would be written now.
+    public func manifest(of modelName: String) throws(StoreError) -> (manifest: Manifest, versions: [VersionEntry]) {
         let m = try model(modelName)
-        return Manifest(model: m, versions: try catalog.versions(modelID: m.id))
+        return (Manifest(model: m), try catalog.versions(modelID: m.id).map { VersionEntry(model: m.name, version: $0, generation: 0) })
     }
 
     /// Aborts multipart uploads that failed to abort earlier (object storage was down).

@@ -15,9 +15,9 @@ extension Registry {
     /// has a version of that name already.
     public func adoptScratch(_ modelName: String, _ scratch: String, as name: String, format: String) throws(StoreError) {
         try Names.validate(name, what: "version name")
-        let (m, v) = try version(modelName, scratch)
+        let (_, v) = try version(modelName, scratch)
         guard v.isScratch else { throw .invalid("\(v.fileName) is not a temporary file") }
         try catalog.adoptScratch(id: v.id, name: name, format: format)
-        publishManifest(m.id)
+        publishVersionEntry(v.id)
     }
 }

@@ -306,10 +306,13 @@ final class CatalogCases: @unchecked Sendable {
         let (a, _) = try model("a")
         try model("b")
         #expect(try catalog.dirtyManifestModels().isEmpty)
-        try catalog.setManifestDirty(modelID: a.id, true)
+        try catalog.setManifestDirty(modelID: a.id)
         #expect(try catalog.dirtyManifestModels().map(\.name) == ["a"])
-        try catalog.setManifestDirty(modelID: a.id, false)
+        let snapshot = try #require(try catalog.modelSnapshot(id: a.id))
+        #expect(snapshot.dirty)
+        #expect(try catalog.markManifestWritten(modelID: a.id, generation: snapshot.generation))
         #expect(try catalog.dirtyManifestModels().isEmpty)
+        #expect(try catalog.modelSnapshot(id: a.id)?.dirty == false)
     }
 
     // MARK: Stats

@@ -54,12 +54,35 @@ final class NeighbourCases: @unchecked Sendable {
         let a = try #require(try catalog.modelSnapshot(id: m.id))
         let b = try #require(try catalog.modelSnapshot(id: m.id))
         #expect(b.generation == a.generation + 1 && b.versions.map(\.name) == ["v1"])
-        try catalog.setManifestDirty(modelID: m.id, true)
+        try catalog.setManifestDirty(modelID: m.id)
         #expect(try !catalog.markManifestWritten(modelID: m.id, generation: a.generation), "a newer snapshot was taken")
+        #expect(try !catalog.markManifestWritten(modelID: m.id, generation: b.generation), "marked dirty after the snapshot")
         #expect(try catalog.dirtyManifestModels().map(\.name) == ["m"])
-        #expect(try catalog.markManifestWritten(modelID: m.id, generation: b.generation))
+        let c = try #require(try catalog.modelSnapshot(id: m.id))
+        #expect(c.dirty && c.generation > b.generation)
+        #expect(try catalog.markManifestWritten(modelID: m.id, generation: c.generation))
         #expect(try catalog.dirtyManifestModels().isEmpty)
         #expect(try catalog.modelSnapshot(id: 999) == nil)
+        // A rename leaves every version entry behind (they name the model): the model is dirty.
+        try catalog.transaction { tx in try tx.updateModel(id: m.id, name: "m2") }
+        #expect(try catalog.dirtyManifestModels().map(\.name) == ["m2"])
+    }
+
+    func aVersionSnapshotTakesANewGenerationOfThatVersion() throws {
+        let catalog = try open()
+        let m = try catalog.createModel(name: "m")
+        let v1 = try catalog.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "m/v1.zip")
+        let v2 = try catalog.insertVersion(modelID: m.id, name: "v2", format: "zip", objectKey: "m/v2.zip")
+        let a = try #require(try catalog.versionSnapshot(id: v1.id))
+        #expect(a.model.name == "m" && a.version.objectKey == "m/v1.zip")
+        #expect(try catalog.versionEntryGeneration(id: v1.id) == a.generation)
+        _ = try catalog.versionSnapshot(id: v2.id)
+        #expect(try catalog.versionEntryGeneration(id: v1.id) == a.generation, "another version's snapshot leaves v1's alone")
+        let b = try #require(try catalog.versionSnapshot(id: v1.id))
+        #expect(b.generation == a.generation + 1)
+        try catalog.deleteVersion(id: v1.id)
+        #expect(try catalog.versionEntryGeneration(id: v1.id) == nil)
+        #expect(try catalog.versionSnapshot(id: v1.id) == nil)
     }
 
     func writersAreRecordedPerRow() throws {
@@ -94,6 +117,7 @@ final class NeighbourCases: @unchecked Sendable {
     @Test(arguments: Backend.all) func theCatalogIDIsMadeOnceAndKept(_ backend: Backend) throws { try NeighbourCases(backend).theCatalogIDIsMadeOnceAndKept() }
     @Test(arguments: Backend.all) func everyDatasetChangeMovesTheDatasetsManifestGeneration(_ backend: Backend) throws { try NeighbourCases(backend).everyDatasetChangeMovesTheDatasetsManifestGeneration() }
     @Test(arguments: Backend.all) func aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty(_ backend: Backend) throws { try NeighbourCases(backend).aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty() }
+    @Test(arguments: Backend.all) func aVersionSnapshotTakesANewGenerationOfThatVersion(_ backend: Backend) throws { try NeighbourCases(backend).aVersionSnapshotTakesANewGenerationOfThatVersion() }
     @Test(arguments: Backend.all) func writersAreRecordedPerRow(_ backend: Backend) throws { try NeighbourCases(backend).writersAreRecordedPerRow() }
     @Test(arguments: [Backend.sqlite]) func aCatalogFromBeforeWithDatasetsHasItsDatasetsManifestBehind(_ backend: Backend) throws { try NeighbourCases(backend).aCatalogFromBeforeWithDatasetsHasItsDatasetsManifestBehind() }
 }

@@ -20,7 +20,7 @@ import ModelFS
         }
         expectStoreError(.invalidArgument) { try env.fs.setxattr(model, name: "user.modelfs.type", value: [0xff]) }
         #expect(try env.xattr(model, "type") == "image")
-        #expect(try env.registry.manifest(of: "X").type == .image)
+        #expect(try env.registry.manifest(of: "X").manifest.type == .image)
         #expect(try env.content(".stats").contains("models.image: 1\n"))
     }
 

@@ -36,7 +36,7 @@ import ModelFS
         #expect(env.store.pendingUploadCount == 0, "the multipart upload was aborted")
         #expect(try env.catalog.uploads().isEmpty)
         expectStoreError(.io) { try env.fs.open(inode, flags: OpenFlags(O_RDONLY)) }
-        #expect(try env.registry.manifest(of: "X").versions.first?.status == .failed)
+        #expect(try env.registry.manifest(of: "X").versions.first?.version.status == .failed)
     }
 
     @Test func aFailedPutFailsTheCloseOfASmallFile() throws {

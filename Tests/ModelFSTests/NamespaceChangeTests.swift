@@ -101,7 +101,7 @@ import ModelFS
         #expect(try env.xattr(renamed, "sha256") == sha256Hex(data))
         #expect(env.store.keys.contains("X/v2.zip"), "metadata only: the key stays")
         #expect(try env.names(model).sorted() == [".", "..", "v1.zip", "v2.1.zip"])
-        #expect(try env.registry.manifest(of: "X").versions.contains { $0.name == "v2.1" })
+        #expect(try env.registry.manifest(of: "X").versions.contains { $0.version.name == "v2.1" })
     }
 
     @Test func aVersionRenameThatWouldReplaceOrChangeFormatIsRefused() throws {

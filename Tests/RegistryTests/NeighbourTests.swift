@@ -129,12 +129,47 @@ import Catalog
         }
         for u in uploads { try env.feed(u, randomBytes(1000 + Int.random(in: 0..<1000))) }
         DispatchQueue.concurrentPerform(iterations: 16) { i in _ = try? uploads[i].finishVersion() }
-        let manifest = try env.storedManifest("m")
-        #expect(manifest.versions.count == 16)
-        #expect(manifest.versions.allSatisfy { $0.status == .ready }, "\(manifest.versions.map { "\($0.name) \($0.status)" })")
+        let stored = try env.storedVersions("m")
+        #expect(stored.count == 16)
+        #expect(stored.allSatisfy { $0.status == .ready }, "\(stored.map { "\($0.name) \($0.status)" })")
         #expect(try env.catalog.dirtyManifestModels().isEmpty)
-        let generation = try #require(manifest.generation)
-        #expect(generation >= 16)
+    }
+
+    /// Two registries on one catalog change one version's note 32 times at once, entry PUTs
+    /// delayed at random so that they land out of order: the entry left in the bucket is the
+    /// catalog's last note.
+    @Test func racingChangesOfOneVersionLeaveItsNewestEntry() throws {
+        let env = try Env()
+        try env.registry.createModel("m")
+        try env.put("m", "v1.zip", [1, 2, 3])
+        let other = Registry(catalog: try Catalog(path: env.catalog.location), objects: env.objects, uploadConcurrency: 2)
+        env.memory.injectFaults { op, key, _ in
+            if op == .put && key.hasPrefix(Rules.versionEntryPrefix) { usleep(UInt32.random(in: 0...20_000)) }
+            return nil
+        }
+        DispatchQueue.concurrentPerform(iterations: 32) { i in
+            try? (i % 2 == 0 ? env.registry : other).setVersionNote("m", "v1", note: "note \(i)")
+        }
+        let note = try env.registry.version("m", "v1").1.note
+        #expect(try env.storedVersions("m").map(\.note) == [note])
+    }
+
+    /// Writing a version writes one small entry, never its model's manifest: the cost of the
+    /// 40th version is that of the first.
+    @Test func aNewVersionWritesOnlyItsOwnEntry() throws {
+        let env = try Env()
+        try env.registry.createModel("m")
+        let puts = Locked<[String]>([])
+        env.memory.injectFaults { op, key, _ in
+            if op == .put && key.hasPrefix(Rules.manifestPrefix) { puts.withLock { $0.append(key) } }
+            return nil
+        }
+        for i in 1...40 {
+            puts.withLock { $0.removeAll() }
+            let v = try env.put("m", "v\(i).zip", [UInt8(i)])
+            #expect(puts.withLock { $0 } == [Rules.versionEntryKey(objectKey: v.objectKey)])
+        }
+        #expect(try env.storedVersions("m").count == 40)
     }
 
     // MARK: Datasets in the manifests, recovered, verified
@@ -170,6 +205,43 @@ import Catalog
         let datasets = try fresh.catalog.datasets()
         #expect(datasets.map(\.name) == ["new", "qa"] && datasets.allSatisfy { $0.status == .ready && $0.records == 3 })
         #expect(try fresh.verify().allSatisfy(\.ok))
+    }
+
+    /// A bucket written before version entries (format 1: the versions in the model's manifest)
+    /// and after (entries): recover merges them, an entry winning over the old listing of its
+    /// key; a catalog from before writes every entry on its first publish.
+    @Test func recoverReadsFormatOneManifestsAndEntriesTogether() throws {
+        let env = try Env()
+        try env.registry.createModel("m", type: .text, note: "old")
+        let v1 = try env.put("m", "v1.zip", randomBytes(100))
+        let v2 = try env.put("m", "v2.zip", randomBytes(200))
+        // As an old modelfs left it: one format-1 manifest listing both (v2 still uploading), no entries.
+        var old = Manifest(model: try env.registry.model("m"))
+        old.formatVersion = 1
+        old.versions = try env.registry.manifest(of: "m").versions.map(\.version)
+        old.versions![1].status = .uploading
+        try env.objects.put(Rules.manifestKey(model: "m"), old.encoded())
+        for v in [v1, v2] { try env.objects.delete(Rules.versionEntryKey(objectKey: v.objectKey)) }
+        // v2's entry is newer than the old listing; so is v3.
+        try env.registry.setVersionNote("m", "v2", note: "entry wins")
+        let v3 = try env.put("m", "v3.zip", randomBytes(300))
+
+        let fresh = Registry(catalog: try Catalog(path: env.dir + "/recovered.sqlite"), objects: env.objects)
+        #expect(try fresh.claimBucket("bucket b", adopt: true) == .claimed)
+        let result = try fresh.recoverFromManifests()
+        #expect(result.models == 1 && result.versions == 3, "\(result)")
+        #expect(result.problems.isEmpty, "\(result.problems)")
+        let back = try fresh.versions(of: "m")
+        #expect(back.map(\.name) == ["v1", "v2", "v3"] && back.allSatisfy { $0.status == .ready })
+        #expect(back[1].note == "entry wins" && back[2].sha256 == v3.sha256)
+        #expect(try fresh.model("m").type == .text)
+
+        // The old catalog, marked dirty as migration 8 marks every model, writes all entries back.
+        try env.catalog.setManifestDirty(modelID: try env.registry.model("m").id)
+        for v in [v1, v2, v3] { try env.objects.delete(Rules.versionEntryKey(objectKey: v.objectKey)) }
+        try env.registry.retryPending()
+        #expect(try env.storedVersions("m").map(\.name) == ["v1", "v2", "v3"])
+        #expect(try env.storedManifest("m").versions == nil && env.catalog.dirtyManifestModels().isEmpty)
     }
 
     @Test func verifyChecksDatasetsToo() throws {

@@ -21,8 +21,9 @@ import UploadPath
         let m = try env.registry.createModel("千问-7B", type: .text, note: "通义")
         #expect(m.name == "千问-7B" && m.type == .text)
         let manifest = try env.storedManifest("千问-7B")
-        #expect(manifest.model == "千问-7B" && manifest.type == .text && manifest.note == "通义" && manifest.versions.isEmpty)
-        #expect(manifest.formatVersion == 1)
+        #expect(manifest.model == "千问-7B" && manifest.type == .text && manifest.note == "通义" && manifest.versions == nil)
+        #expect(manifest.formatVersion == 2)
+        #expect(try env.storedVersions("千问-7B").isEmpty)
         expectStoreError(.alreadyExists) { try env.registry.createModel("千问-7B") }
         expectStoreError(.notFound) { try env.registry.model("missing") }
     }
@@ -64,7 +65,8 @@ import UploadPath
         #expect(try !env.hasObject(Rules.manifestKey(model: "A")))
         let manifest = try env.storedManifest("B")
         #expect(manifest.model == "B")
-        #expect(manifest.versions.map(\.key) == ["A/v1.zip"])
+        #expect(try env.storedVersions("B").map(\.key) == ["A/v1.zip"], "entries name the model's new name")
+        #expect(try env.storedVersions("A").isEmpty)
         let (_, v) = try env.registry.version("B", "v1")
         #expect(v.objectKey == v1.objectKey)
         #expect(same(try env.objects.get(v.objectKey, range: nil), data))
@@ -106,7 +108,7 @@ import UploadPath
         #expect(try env.pendingUploads() == 0)
         #expect(try env.catalog.model(named: "gone") == nil)
         #expect(try env.catalog.uploads().isEmpty)
-        #expect(try env.objects.list(prefix: "").map(\.key).sorted() == [".catalog/stays.json", "stays/v1.zip"])
+        #expect(try env.objects.list(prefix: "").map(\.key).sorted() == [".catalog/.versions/stays/v1.zip.json", ".catalog/stays.json", "stays/v1.zip"])
         expectStoreError(.notFound) { try env.registry.deleteModel("gone") }
     }
 }
@@ -120,7 +122,7 @@ import UploadPath
         let upload = try env.registry.beginVersion(model: "BERT-Base-Chinese", fileName: "v 1+%?#&.zip", note: "first")
         #expect(upload.version!.status == .uploading)
         // The manifest follows when the upload ends, not when it starts.
-        #expect(try env.storedManifest("BERT-Base-Chinese").versions.isEmpty)
+        #expect(try env.storedVersions("BERT-Base-Chinese").isEmpty)
         try env.feed(upload, data)
         #expect(upload.bytesWritten == Int64(data.count))
         let v = try upload.finishVersion()
@@ -131,12 +133,13 @@ import UploadPath
         #expect(stored.status == .ready && stored.size == v.size && stored.sha256 == v.sha256 && stored.note == "first")
         #expect(same(try env.objects.get(v.objectKey, range: nil), data))
 
-        let manifest = try env.storedManifest("BERT-Base-Chinese")
-        let entry = try #require(manifest.versions.first)
-        #expect(manifest.versions.count == 1)
+        let entries = try env.storedVersions("BERT-Base-Chinese")
+        let entry = try #require(entries.first)
+        #expect(entries.count == 1)
+        #expect(try env.hasObject(Rules.versionEntryKey(objectKey: v.objectKey)))
         #expect(entry.name == "v 1+%?#&" && entry.format == "zip" && entry.key == v.objectKey)
         #expect(entry.size == v.size && entry.sha256 == v.sha256 && entry.status == .ready && entry.note == "first")
-        #expect(try env.registry.manifest(of: "BERT-Base-Chinese").versions.map(\.key) == [v.objectKey])
+        #expect(try env.registry.manifest(of: "BERT-Base-Chinese").versions.map(\.version.key) == [v.objectKey])
     }
 
     @Test(arguments: Backend.allCases)
@@ -198,7 +201,7 @@ import UploadPath
         #expect(try !env.hasObject(v.objectKey), "no half object")
         #expect(env.memory.pendingUploadCount == 0, "no multipart upload left open")
         #expect(try env.catalog.upload(versionID: v.id) == nil)
-        let entry = try #require(try env.storedManifest("m").versions.first)
+        let entry = try #require(try env.storedVersions("m").first)
         #expect(entry.status == .failed && entry.error == v.error)
     }
 
@@ -239,12 +242,12 @@ import UploadPath
         // A failed sibling does not make v1 deletable.
         let failing = try env.registry.beginVersion(model: "m", fileName: "v2.zip")
         failing.abort(reason: "given up")
-        let before = try env.storedManifest("m")
+        let before = try env.storedVersions("m")
 
         expectStoreError(.notPermitted) { try env.registry.deleteVersion("m", "v1") }
         #expect(same(try env.objects.get(v1.objectKey, range: nil), data), "the bytes are still there")
         #expect(try env.registry.version("m", "v1").1.status == .ready)
-        #expect(try env.storedManifest("m").versions.map(\.name) == before.versions.map(\.name))
+        #expect(try env.storedVersions("m").map(\.name) == before.map(\.name))
 
         // The failed one can go.
         try env.registry.deleteVersion("m", "v2")
@@ -262,7 +265,7 @@ import UploadPath
         try env.registry.deleteVersion("m", "v1")
         #expect(try !env.hasObject(v1.objectKey))
         #expect(try env.catalog.version(id: v1.id) == nil)
-        #expect(try env.storedManifest("m").versions.map(\.name) == ["v2"])
+        #expect(try env.storedVersions("m").map(\.name) == ["v2"])
         #expect(same(try env.objects.get(v2.objectKey, range: nil), v2Data))
         expectStoreError(.notPermitted) { try env.registry.deleteVersion("m", "v2") }
         expectStoreError(.notFound) { try env.registry.deleteVersion("m", "v1") }
@@ -322,7 +325,7 @@ import UploadPath
         let (_, renamed) = try env.registry.version("m", "v1.1")
         #expect(renamed.id == v1.id && renamed.objectKey == "m/v1.zip")
         expectStoreError(.notFound) { try env.registry.version("m", "v1") }
-        let entry = try #require(try env.storedManifest("m").versions.first)
+        let entry = try #require(try env.storedVersions("m").first)
         #expect(entry.name == "v1.1" && entry.key == "m/v1.zip")
 
         // v1 again: its bytes must not land on the renamed version's key.
@@ -334,7 +337,7 @@ import UploadPath
         #expect(same(try env.objects.get(v1Again.objectKey, range: nil), new))
         #expect(try env.registry.version("m", "v1.1").1.sha256 == sha256Hex(old))
         #expect(try env.registry.version("m", "v1").1.sha256 == sha256Hex(new))
-        #expect(try env.storedManifest("m").versions.map(\.name).sorted() == ["v1", "v1.1"])
+        #expect(try env.storedVersions("m").map(\.name).sorted() == ["v1", "v1.1"])
     }
 
     @Test func renameVersionRefusals() throws {
@@ -357,7 +360,7 @@ import UploadPath
         try env.put("m", "v1.zip", [1])
         try env.registry.setVersionNote("m", "v1", note: "best so far")
         #expect(try env.registry.version("m", "v1").1.note == "best so far")
-        #expect(try env.storedManifest("m").versions.first?.note == "best so far")
+        #expect(try env.storedVersions("m").first?.note == "best so far")
     }
 }
 
@@ -378,7 +381,7 @@ import UploadPath
 
         // Uploads still work: only the manifest puts are refused.
         try env.put("m", "v1.zip", [1])
-        #expect(try env.storedManifest("m").versions.isEmpty)
+        #expect(try env.storedVersions("m").isEmpty)
 
         env.memory.injectFaults(nil)
         try env.registry.retryPending()
@@ -386,7 +389,7 @@ import UploadPath
         #expect(try env.storedManifest("m").type == .text)
         #expect(try env.storedManifest("m").note == "offline edit")
         #expect(try env.storedManifest("n").model == "n")
-        #expect(try env.storedManifest("m").versions.map(\.name) == ["v1"])
+        #expect(try env.storedVersions("m").map(\.name) == ["v1"])
     }
 
     /// Starts v1.zip of model "m" from `source`, writes `written` bytes, waits until `parts` parts
@@ -424,7 +427,7 @@ import UploadPath
         #expect(same(try env.objects.get(v.objectKey, range: nil), data))
         #expect(try env.pendingUploads() == 0)
         #expect(try env.catalog.uploads().isEmpty)
-        #expect(try env.storedManifest("m").versions.first?.status == .ready)
+        #expect(try env.storedVersions("m").first?.status == .ready)
         expectStoreError(.alreadyExists, "a ready version has nothing to resume") {
             try env.registry.resumeVersion(model: "m", version: "v1", source: ("/data/v1.zip", Int64(data.count)))
         }

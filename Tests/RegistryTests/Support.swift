@@ -60,6 +60,13 @@ final class Env: @unchecked Sendable {
         try Manifest.decode(objects.get(Rules.manifestKey(model: model), range: nil))
     }
 
+    /// The entries of the model's versions as stored in the bucket, by name.
+    func storedVersions(_ model: String) throws -> [Manifest.Entry] {
+        try objects.list(prefix: Rules.versionEntryPrefix)
+            .map { try VersionEntry.decode(objects.get($0.key, range: nil)) }
+            .filter { $0.model == model }.map(\.version).sorted { $0.name < $1.name }
+    }
+
     func hasObject(_ key: String) throws -> Bool { try objects.head(key) != nil }
 
     func pendingUploads() throws -> Int { try objects.listMultipartUploads(prefix: "").count }

@@ -52,13 +52,20 @@ def test_manifest_in_the_bucket_follows_every_change(store, name, tmp_path):
     store.run("import", str(src), "--model", model, "--type", "text", "--note", "base weights", "--quiet")
     store.run("import", str(src), "--model", model, "--quiet")
     manifest = json.loads(read_object(store, f".catalog/{model}.json"))
-    assert manifest["type"] == "text"
-    assert [(v["name"], v["status"], v["note"]) for v in manifest["versions"]] == [("v1", "ready", "base weights"), ("v2", "ready", "")]
-    assert manifest["versions"][0]["sha256"] == sha256_file(src)
+    assert manifest["type"] == "text" and manifest["formatVersion"] == 2 and "versions" not in manifest
+    entries = version_entries(store, model)
+    assert [(e["name"], e["status"], e["note"]) for e in entries] == [("v1", "ready", "base weights"), ("v2", "ready", "")]
+    assert entries[0]["sha256"] == sha256_file(src)
 
     store.run("version", "rm", model, "v1")
-    manifest = json.loads(read_object(store, f".catalog/{model}.json"))
-    assert [v["name"] for v in manifest["versions"]] == ["v2"]
+    assert [e["name"] for e in version_entries(store, model)] == ["v2"]
+    assert store.keys(f".catalog/.versions/{model}/v1.pt.json") == []
+
+
+def version_entries(store, model):
+    """The bucket's entries of the model's versions (one small object each), by name."""
+    entries = [json.loads(read_object(store, k)) for k in store.keys(".catalog/.versions/")]
+    return sorted((e["version"] for e in entries if e["model"] == model), key=lambda v: v["name"])
 
 
 def read_object(store, key):
@@ -100,6 +107,7 @@ def test_last_ready_version_cannot_be_deleted(store, name, tmp_path):
     # The model goes with all its versions.
     store.run("model", "rm", model)
     assert store.keys(model + "/") == [] and store.keys(f".catalog/{model}.json") == []
+    assert store.keys(f".catalog/.versions/{model}/") == [], "the versions' entries go with the model"
 
 
 def test_next_version_and_listing_filters(store, name, tmp_path):
