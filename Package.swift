@@ -18,6 +18,7 @@ let package = Package(
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto", pkgConfig: "libcrypto"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
         .systemLibrary(name: "CPostgres", path: "Sources/CPostgres", pkgConfig: "libpq"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
         .systemLibrary(name: "CFuse", path: "CFuse", pkgConfig: "fuse3"),
 
         // The domain: names, formats, statuses, rules, errors, the object-store protocol, hashing.
@@ -42,7 +43,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
-        .target(name: "ReadPath", dependencies: ["ModelStore"]),
+        .target(name: "ReadPath", dependencies: ["ModelStore", "CZlib"]),
+        // Zip and tar indexes out of any ranged byte source; no I/O of its own.
+        .target(name: "Archive"),
         // The one place processes are started: jobs, the background mount, short commands.
         .target(name: "Spawn"),
         // Training jobs: requests, executors (local, Slurm), checkpoints into versions.
@@ -52,7 +55,7 @@ let package = Package(
         ]),
         // The mounted namespace as plain operations: no FUSE types, testable without a mount.
         .target(name: "ModelFS", dependencies: [
-            "ModelStore", "Catalog", "Registry", "ReadPath", "Jobs",
+            "ModelStore", "Catalog", "Registry", "ReadPath", "Jobs", "Archive",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // libfuse's low-level callbacks over ModelFS; the only importer of CFuse.
@@ -76,6 +79,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ModelStore"]),
         .testTarget(name: "UploadPathTests", dependencies: ["TestSupport", "UploadPath", "BlobStore", "ModelStore"]),
         .testTarget(name: "JobsTests", dependencies: ["TestSupport", "Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
+        .testTarget(name: "ArchiveTests", dependencies: ["Archive"]),
         .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore"]),
         .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),

@@ -223,5 +223,18 @@ enum Migrations {
         ALTER TABLE versions ADD COLUMN manifest_generation INTEGER NOT NULL DEFAULT 0;
         UPDATE models SET manifest_dirty = 1;
         """,
+        // 9: the index of each archive (zip, tar) a version or dataset is, by object key, so that
+        // its directory view is built once, on whichever node first opens it. The sha256 and size
+        // say which bytes it describes; the rows go with the version's or dataset's.
+        """
+        CREATE TABLE archive_indexes (
+            object_key TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            body TEXT,
+            error TEXT,
+            created REAL NOT NULL
+        );
+        """,
     ]
 }

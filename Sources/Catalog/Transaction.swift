@@ -147,6 +147,7 @@ public struct CatalogTransaction {
             try db.execute("INSERT INTO pending_deletes (object_key, created) VALUES (?, ?) ON CONFLICT (object_key) DO UPDATE SET created = excluded.created",
                            [.text(key), .date(Date())])
             removal.keys.append(key)
+            try db.execute("DELETE FROM archive_indexes WHERE object_key = ?", [.text(key)])
         }
         for v in versions {
             try keep(v.objectKey, uploadsOf: "version_id", v.id)

@@ -346,6 +346,10 @@ public final class FUSEAdapter: @unchecked Sendable {
                 log.debug("catalog change \(notice): \(change) -> \(rc)")
             }
         }
+        fs.onLocalInvalidation { change in
+            let rc = notifier.invalidate(change)
+            log.debug("local change: \(change) -> \(rc)")
+        }
         defer { notifier.stop() }
         Thread.detachNewThread {
             FUSEAdapter.setReadAhead(mountpoint: mountpoint, kb: readAhead)

@@ -13,11 +13,10 @@ final class DatasetsProvider: NamespaceProvider {
 
     func child(of parent: Node, named name: String) throws(StoreError) -> Node {
         guard parent == .datasetsDir else { throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory") }
-        guard let (datasetName, format) = try? Formats.splitDataset(name),
-              let d = try catalog.dataset(named: datasetName), d.format == format else {
-            throw .notFound("no such file: \(Names.printable(name))")
-        }
-        return .dataset(d.id)
+        if let (datasetName, format) = try? Formats.splitDataset(name),
+           let d = try catalog.dataset(named: datasetName), d.format == format { return .dataset(d.id) }
+        if let d = try catalog.dataset(named: name), d.hasArchiveView { return .archive(.dataset(d.id)) }
+        throw .notFound("no such file: \(Names.printable(name))")
     }
 
     func attributes(of node: Node) throws(StoreError) -> Attributes {
@@ -28,8 +27,13 @@ final class DatasetsProvider: NamespaceProvider {
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
         guard node == .datasetsDir else { throw StoreError(.notDirectory, "not a directory") }
-        return try catalog.datasets().map { d in
+        let datasets = try catalog.datasets()
+        let files = datasets.map { d in
             DirectoryEntry(name: d.fileName, attributes: namespace.uploadedFile(.dataset(d.id), status: d.status, size: d.size, modified: d.modified))
+        }
+        let taken = Set(files.map(\.name))
+        return files + datasets.filter { $0.hasArchiveView && !taken.contains($0.name) }.map { d in
+            DirectoryEntry(name: d.name, attributes: namespace.archiveView(.dataset(d.id), modified: d.modified))
         }
     }
 
@@ -58,6 +62,7 @@ final class DatasetsProvider: NamespaceProvider {
         if directory { throw StoreError(.notDirectory, "\(Names.printable(name)) is a file") }
         guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
         try registry.deleteDataset(d.name)
+        if d.hasArchiveView { namespace.forgetEntry(in: parent, d.name) }
         namespace.cache.forget(object: ObjectIdentity.id(sha256: d.sha256 ?? d.objectKey, size: d.size))
     }
 
@@ -68,6 +73,7 @@ final class DatasetsProvider: NamespaceProvider {
         let (newDataset, format) = try Formats.splitDataset(newName)
         guard format == d.format else { throw StoreError(.invalidArgument, "a dataset keeps its format") }
         try registry.renameDataset(d.name, to: newDataset)
+        if d.hasArchiveView { namespace.forgetEntry(in: .datasetsDir, d.name) }
     }
 
     func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError) {

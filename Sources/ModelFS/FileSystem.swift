@@ -57,7 +57,7 @@ public final class FileSystem: Sendable {
         let namespace = Namespace(registry: registry, cache: cache, jobs: jobs, spool: spool, logger: logger)
         self.namespace = namespace
         let others: [any NamespaceProvider] = [ModelsProvider(namespace: namespace), DatasetsProvider(namespace: namespace),
-                                               JobsProvider(namespace: namespace)]
+                                               JobsProvider(namespace: namespace), ArchivesProvider(namespace: namespace)]
         // The root lists the other parts' top directories, with their providers' attributes.
         let root = RootProvider(namespace: namespace) { (node) throws(StoreError) -> Attributes in
             guard let p = others.first(where: { $0.parts.contains(node.part) }) else { throw .notFound("no provider") }
@@ -67,6 +67,9 @@ public final class FileSystem: Sendable {
         for p in [root] + others { for part in p.parts { byPart[part] = p } }
         providers = byPart
     }
+
+    /// Where the mount's notifier takes names this mount's own operations made stale.
+    public func onLocalInvalidation(_ deliver: @escaping @Sendable (Invalidation) -> Void) { namespace.onForget(deliver) }
 
     /// Called once the mount is live, when `/proc` can tell which descriptors refer to it.
     public func mounted(at mountpoint: String) {

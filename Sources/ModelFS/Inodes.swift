@@ -1,10 +1,16 @@
 import Glibc
 import ModelStore
 
+/// The version or dataset whose archive a view shows.
+public enum ArchiveOwner: Hashable, Sendable {
+    case version(Int64)
+    case dataset(Int64)
+}
+
 /// What an inode names. Inode numbers are derived from catalog ids, so they are stable across
-/// remounts and need no table: `kind << 56 | id`. Eight bits of kind leave room for 246 more kinds
-/// than today's ten; a kind whose nodes are named by two ids (an archive member: a version id and
-/// a member index) splits the 56 low bits (32 + 24) the same way.
+/// remounts and need no table: `kind << 56 | id`. Eight bits of kind leave room for 242 more kinds
+/// than today's fourteen; an archive member is named by two ids, its version's (or dataset's) and
+/// its index in the archive, which split the 56 low bits 32 + 24.
 public enum Node: Equatable, Sendable {
     case root, modelsDir, datasetsDir, jobsDir, stats, submit
     case model(Int64)
@@ -14,8 +20,16 @@ public enum Node: Equatable, Sendable {
     case version(Int64)
     case next(Int64)
     case dataset(Int64)
+    /// `models/X/v1/` of `v1.zip` (or `datasets/D/` of `D.tar`): the archive's top directory.
+    case archive(ArchiveOwner)
+    /// A file or directory inside an archive's view, by its index in the archive's index.
+    case member(ArchiveOwner, Int)
 
     private static let shift: UInt64 = 56
+    private static let memberBits: UInt64 = 24
+    /// The largest owner id and member index a member's inode can hold.
+    public static let maxMemberOwner: Int64 = (1 << 32) - 1
+    public static let maxMemberIndex = (1 << 24) - 1
 
     public init?(inode: UInt64) {
         switch inode {
@@ -34,6 +48,11 @@ public enum Node: Equatable, Sendable {
             case 4: self = .dataset(id)
             case 5: self = .job(id)
             case 6...9: self = .jobFile(id, JobFile.allCases[Int(inode >> Node.shift) - 6])
+            case 10: self = .archive(.version(id))
+            case 11: self = .archive(.dataset(id))
+            case 12, 13:
+                let owner = id >> Int64(Node.memberBits), index = Int(id & ((1 << Int64(Node.memberBits)) - 1))
+                self = .member(inode >> Node.shift == 12 ? .version(owner) : .dataset(owner), index)
             default: return nil
             }
         }
@@ -53,12 +72,16 @@ public enum Node: Equatable, Sendable {
         case .version(let id): return 2 << Node.shift | UInt64(id)
         case .next(let id): return 3 << Node.shift | UInt64(id)
         case .dataset(let id): return 4 << Node.shift | UInt64(id)
+        case .archive(.version(let id)): return 10 << Node.shift | UInt64(id)
+        case .archive(.dataset(let id)): return 11 << Node.shift | UInt64(id)
+        case .member(.version(let id), let index): return 12 << Node.shift | UInt64(id) << Node.memberBits | UInt64(index)
+        case .member(.dataset(let id), let index): return 13 << Node.shift | UInt64(id) << Node.memberBits | UInt64(index)
         }
     }
 
     public var isDirectory: Bool {
         switch self {
-        case .root, .modelsDir, .datasetsDir, .jobsDir, .model, .job: return true
+        case .root, .modelsDir, .datasetsDir, .jobsDir, .model, .job, .archive: return true
         default: return false
         }
     }

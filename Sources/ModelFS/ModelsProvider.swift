@@ -27,9 +27,11 @@ final class ModelsProvider: NamespaceProvider {
                 guard let v = try catalog.version(modelID: modelID, name: name), v.isScratch else { throw missing }
                 return .version(v.id)
             }
-            guard let (versionName, format) = try? Formats.splitVersion(name),
-                  let v = try catalog.version(modelID: modelID, name: versionName), v.format == format else { throw missing }
-            return .version(v.id)
+            if let (versionName, format) = try? Formats.splitVersion(name),
+               let v = try catalog.version(modelID: modelID, name: versionName), v.format == format { return .version(v.id) }
+            // `v1/` beside `v1.zip`: the archive's view.
+            if let v = try catalog.version(modelID: modelID, name: name), v.hasArchiveView { return .archive(.version(v.id)) }
+            throw missing
         default:
             throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory")
         }
@@ -58,11 +60,17 @@ final class ModelsProvider: NamespaceProvider {
             }
         case .model(let id):
             // One query for the whole listing: `ls -l` of 1,000 versions stays one SQLite read.
-            return try catalog.versions(modelID: id).map { v in
+            let versions = try catalog.versions(modelID: id)
+            let files = versions.map { v in
                 var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified)
                 if v.status != .uploading { a.size = v.size }
                 return DirectoryEntry(name: v.fileName, attributes: a)
             }
+            let taken = Set(files.map(\.name))
+            let views = versions.filter { $0.hasArchiveView && !taken.contains($0.name) }.map { v in
+                DirectoryEntry(name: v.name, attributes: namespace.archiveView(.version(v.id), modified: v.modified))
+            }
+            return files + views
         default:
             throw StoreError(.notDirectory, "not a directory")
         }
@@ -135,6 +143,7 @@ final class ModelsProvider: NamespaceProvider {
             guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
             try registry.deleteVersion(m.name, v.name)
             namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
+            if v.hasArchiveView { namespace.forgetEntry(in: parent, v.name) }
         case (.model, false): throw StoreError(.isDirectory, "\(Names.printable(name)) is a model directory: rmdir it")
         case (.version, true), (.next, true): throw StoreError(.notDirectory, "\(Names.printable(name)) is a file")
         default: throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be removed")
@@ -161,6 +170,7 @@ final class ModelsProvider: NamespaceProvider {
                 throw StoreError(.invalidArgument, "a version keeps its format: \(v.fileName) cannot become \(Names.printable(newName))")
             }
             try registry.renameVersion(m.name, v.name, to: newVersion)
+            if v.hasArchiveView { namespace.forgetEntry(in: from, v.name) }
         case (.version, _, _), (.model, _, _):
             throw StoreError(.crossDevice, "\(describe(node)) cannot move there")
         default:

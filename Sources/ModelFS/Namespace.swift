@@ -63,7 +63,7 @@ extension NamespaceProvider {
 }
 
 /// The parts of the tree, each owned by one provider.
-enum TreePart: Hashable, Sendable { case root, models, datasets, jobs }
+enum TreePart: Hashable, Sendable { case root, models, datasets, jobs, archives }
 
 extension Node {
     var part: TreePart {
@@ -72,6 +72,7 @@ extension Node {
         case .modelsDir, .model, .version, .next: return .models
         case .datasetsDir, .dataset: return .datasets
         case .jobsDir, .submit, .job, .jobFile: return .jobs
+        case .archive, .member: return .archives
         }
     }
 }
@@ -101,6 +102,20 @@ final class Namespace: Sendable {
     /// Directories and anything still changing.
     static let shortAttributeSeconds = 1.0
     static let xattrPrefix = "user.modelfs."
+
+    /// Where names this mount made stale go (the FUSE layer's notifier); nil without a mount.
+    private let forgetting = Locked<(@Sendable (Invalidation) -> Void)?>(nil)
+
+    func onForget(_ deliver: @escaping @Sendable (Invalidation) -> Void) { forgetting.withLock { $0 = deliver } }
+
+    /// Tells the kernel to drop a name an operation made stale besides the one it was about (the
+    /// view `v1/` of a `v1.zip` deleted or renamed). From another thread, after the request: an
+    /// invalidation of the directory a request is changing would wait for that request.
+    func forgetEntry(in parent: Node, _ name: String) {
+        guard let deliver = forgetting.withLock({ $0 }) else { return }
+        let change = Invalidation.entry(parent: parent.inode, name: name)
+        DispatchQueue.global().async { deliver(change) }
+    }
 
     /// The writer of each uploading inode: its size for `stat`, `truncate` by path, unmount.
     private let writers = Locked<[UInt64: WriterFile]>([:])
@@ -137,6 +152,14 @@ final class Namespace: Sendable {
         let modified = modified ?? mountTime
         return Attributes(inode: node.inode, isDirectory: true, size: 4096, permissions: 0o755, links: links, modified: modified,
                           changed: modified, uid: uid, gid: gid, cacheSeconds: Namespace.shortAttributeSeconds)
+    }
+
+    /// The top of an archive's view: read-only, and as lasting as its version.
+    func archiveView(_ owner: ArchiveOwner, modified: Date) -> Attributes {
+        var a = directory(.archive(owner), modified: modified.timeIntervalSince1970)
+        a.permissions = 0o555
+        a.cacheSeconds = Namespace.readyAttributeSeconds
+        return a
     }
 
     func file(_ node: Node, size: Int64, modified: Double, ready: Bool = false, writable: Bool = false, permissions: UInt32? = nil) -> Attributes {

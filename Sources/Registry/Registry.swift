@@ -219,8 +219,8 @@ public final class Registry: Sendable {
             return (m, try tx.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage))
         }
         try catalog.setWriter(versionID: v.id, writer)
-        // The manifest follows when the upload ends (ready or failed): an uploading version means
-        // nothing to another node or to recovery, and each rewrite costs a PUT of the whole manifest.
+        // The version's entry in the bucket follows when the upload ends (ready or failed): an
+        // uploading version means nothing to recovery.
         return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
     }
 

@@ -39,7 +39,7 @@ import ModelFS
         let attributes = try env.fs.getattr(inode)
         #expect(attributes.size == Int64(size) && !attributes.isDirectory && attributes.permissions == 0o444)
         let listing = try env.fs.readdir(try env.inode("models/X"))
-        #expect(listing.map(\.name) == [".", "..", "v1.zip"])
+        #expect(listing.map(\.name) == [".", "..", "v1.zip", "v1"], "the version and its archive view")
         #expect(listing[2].attributes.size == Int64(size) && listing[2].attributes.inode == inode)
         #expect(env.store.keys.contains("X/v1.zip"))
         #expect(env.store.pendingUploadCount == 0)
@@ -341,7 +341,7 @@ import ModelFS
         for name in ["v1.pth", "v1.tar.gz", "v1.zip"] {
             expectStoreError(.alreadyExists, "\(name)") { try env.create("models/X/" + name) }
         }
-        #expect(try env.names(try env.inode("models/X")) == [".", "..", "v1.zip"])
+        #expect(try env.names(try env.inode("models/X")) == [".", "..", "v1.zip", "v1"])
         expectSame(try env.readAll(v1), data)
     }
 

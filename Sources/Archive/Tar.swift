@@ -1,0 +1,148 @@
+import Foundation
+
+/// The index of a tar archive in one pass over its headers (ustar, pax extended headers, GNU
+/// long names). Every member is a byte range of the archive.
+public enum TarReader {
+    static let block = 512
+    /// A pax header or GNU long name longer than this is damage, not a name.
+    static let maxExtendedHeader = 1 << 20
+
+    public static func index(_ source: some ByteSource) throws(ArchiveError) -> ArchiveIndex {
+        var members: [ArchiveMember] = []
+        var problems: [String] = []
+        var at: Int64 = 0
+        var longName: String?
+        var pax: [String: String] = [:]
+        let size = source.size
+        guard size >= Int64(block) else { throw ArchiveError("not a tar archive: \(size) bytes is shorter than one header") }
+        var ended = false
+        while !ended && at < size {
+            guard at + Int64(block) <= size else { problems.append("truncated: the header at \(at) is cut short"); break }
+            let header = try ZipReader.read(source, at, block)
+            guard header.count == block else { problems.append("truncated at \(at)"); break }
+            if header.allSatisfy({ $0 == 0 }) { ended = true; break }
+            guard checksumMatches(header) else {
+                if members.isEmpty && at == 0 { throw ArchiveError("not a tar archive: the first header's checksum is wrong") }
+                problems.append("a damaged header at \(at); the rest of the archive is left out")
+                break
+            }
+            guard let length = number(header, 124, 12), length >= 0, length <= size else {
+                problems.append("a header at \(at) with an impossible size; the rest is left out")
+                break
+            }
+            let dataStart = at + Int64(block)
+            let next = dataStart + (length + Int64(block) - 1) / Int64(block) * Int64(block)
+            let type = header[156]
+            if dataStart + length > size {
+                problems.append("truncated: the member at \(at) runs past the archive's end")
+                break
+            }
+            defer { at = next }
+            switch type {
+            case UInt8(ascii: "x"), UInt8(ascii: "L"):
+                guard length <= Int64(maxExtendedHeader) else {
+                    problems.append("an extended header of \(length) bytes at \(at), ignored")
+                    continue
+                }
+                let body = try ZipReader.read(source, dataStart, Int(length))
+                if type == UInt8(ascii: "L") {
+                    longName = String(decoding: body.prefix { $0 != 0 }, as: UTF8.self)
+                } else {
+                    pax = paxRecords(body)
+                }
+                continue
+            case UInt8(ascii: "g"), UInt8(ascii: "K"):
+                continue  // global pax headers and GNU long link names: nothing a view shows
+            default:
+                break
+            }
+            let ustarName = string(header, 0, 100)
+            let prefix = header[257..<262].elementsEqual("ustar".utf8) ? string(header, 345, 155) : ""
+            let raw = pax["path"] ?? longName ?? (prefix.isEmpty ? ustarName : prefix + "/" + ustarName)
+            let entryPax = pax
+            longName = nil
+            pax = [:]
+            let path: String
+            switch MemberPaths.normalize(raw) {
+            case .success(let p): path = p
+            case .failure(let e): problems.append(e.reason); continue
+            }
+            let mode = UInt32(number(header, 100, 8) ?? 0o644) & 0o777
+            let modified = entryPax["mtime"].flatMap(Double.init) ?? Double(number(header, 136, 12) ?? 0)
+            switch type {
+            case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
+                let memberSize = entryPax["size"].flatMap(Int64.init) ?? length
+                guard memberSize == length else { problems.append("\(path): sizes disagree, left out"); continue }
+                members.append(ArchiveMember(path: path, isDirectory: false, size: length, mode: mode == 0 ? 0o644 : mode,
+                                             modified: modified, dataOffset: dataStart, storedSize: length))
+            case UInt8(ascii: "5"):
+                members.append(ArchiveMember(path: path, isDirectory: true, size: 0, mode: mode == 0 ? 0o755 : mode,
+                                             modified: modified, dataOffset: nil, storedSize: 0))
+            case UInt8(ascii: "1"): problems.append("\(path): a hard link, left out")
+            case UInt8(ascii: "2"): problems.append("\(path): a symbolic link, left out")
+            case UInt8(ascii: "3"), UInt8(ascii: "4"): problems.append("\(path): a device, left out")
+            case UInt8(ascii: "6"): problems.append("\(path): a FIFO, left out")
+            default: problems.append("\(path): an entry of type \(Character(Unicode.Scalar(type))), left out")
+            }
+        }
+        return ArchiveIndex(kind: .tar, members: members, problems: problems)
+    }
+
+    /// The header's checksum: the sum of its bytes with the checksum field read as spaces
+    /// (signed sums, from old tars, accepted too).
+    static func checksumMatches(_ h: [UInt8]) -> Bool {
+        guard let stored = number(h, 148, 8) else { return false }
+        var unsigned = 0, signed = 0
+        for (i, b) in h.enumerated() {
+            let v = (148..<156).contains(i) ? 32 : Int(b)
+            unsigned += v
+            signed += (148..<156).contains(i) ? 32 : Int(Int8(bitPattern: b))
+        }
+        return Int64(unsigned) == stored || Int64(signed) == stored
+    }
+
+    /// An octal field (NUL or space terminated), or GNU's base-256 for large values.
+    static func number(_ h: [UInt8], _ at: Int, _ length: Int) -> Int64? {
+        let field = h[at..<(at + length)]
+        if let first = field.first, first & 0x80 != 0 {
+            guard first & 0x40 == 0 else { return nil }  // negative
+            var v: Int64 = Int64(first & 0x3f)
+            for b in field.dropFirst() {
+                guard v < Int64.max >> 8 else { return nil }
+                v = v << 8 | Int64(b)
+            }
+            return v
+        }
+        var v: Int64 = 0
+        var digits = 0
+        for b in field {
+            if b == 0 || b == 32 { if digits > 0 { break } else { continue } }
+            guard (48...55).contains(b), v < Int64.max >> 3 else { return nil }
+            v = v << 3 | Int64(b - 48)
+            digits += 1
+        }
+        return v
+    }
+
+    static func string(_ h: [UInt8], _ at: Int, _ length: Int) -> String {
+        String(decoding: h[at..<(at + length)].prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// `"<length> <key>=<value>\n"` records.
+    static func paxRecords(_ body: [UInt8]) -> [String: String] {
+        var out: [String: String] = [:]
+        var i = 0
+        while i < body.count {
+            guard let space = body[i...].firstIndex(of: 32),
+                  let length = Int(String(decoding: body[i..<space], as: UTF8.self)), length > space - i, i + length <= body.count
+            else { break }
+            let record = body[(space + 1)..<(i + length - 1)]  // without the newline
+            if let eq = record.firstIndex(of: UInt8(ascii: "=")) {
+                out[String(decoding: record[record.startIndex..<eq], as: UTF8.self)] =
+                    String(decoding: record[(eq + 1)...], as: UTF8.self)
+            }
+            i += length
+        }
+        return out
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import ModelStore
+
+/// An archive's index as the catalog keeps it: the encoded index, or why there is none.
+public struct StoredArchiveIndex: Sendable, Equatable {
+    public var sha256: String
+    public var size: Int64
+    public var body: String?
+    public var error: String?
+
+    public init(sha256: String, size: Int64, body: String?, error: String?) {
+        self.sha256 = sha256; self.size = size; self.body = body; self.error = error
+    }
+}
+
+extension Catalog {
+    /// The index stored for the object at `key`, if it describes these bytes (`sha256`, `size`).
+    public func archiveIndex(objectKey key: String, sha256: String, size: Int64) throws(StoreError) -> StoredArchiveIndex? {
+        let row = try database.read { db in
+            try db.first("SELECT sha256, size, body, error FROM archive_indexes WHERE object_key = ?", [.text(key)]) {
+                StoredArchiveIndex(sha256: $0.text(0), size: $0.int(1), body: $0.optionalText(2), error: $0.optionalText(3))
+            }
+        }
+        guard let row, row.sha256 == sha256, row.size == size else { return nil }
+        return row
+    }
+
+    /// Stores an archive's index (or the reason it has none), replacing any older one of the key,
+    /// unless the object's row is gone meanwhile.
+    public func storeArchiveIndex(objectKey key: String, _ index: StoredArchiveIndex) throws(StoreError) {
+        try database.write { db in
+            let owned = try db.first("SELECT 1 FROM versions WHERE object_key = ? UNION ALL SELECT 1 FROM datasets WHERE object_key = ?",
+                                     [.text(key), .text(key)], { _ in true }) ?? false
+            guard owned else { return }
+            try db.execute("""
+                INSERT INTO archive_indexes (object_key, sha256, size, body, error, created) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (object_key) DO UPDATE SET sha256 = excluded.sha256, size = excluded.size, body = excluded.body,
+                    error = excluded.error, created = excluded.created
+                """, [.text(key), .text(index.sha256), .int(index.size), index.body.map { .text($0) } ?? .null,
+                      index.error.map { .text($0) } ?? .null, .date(Date())])
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import Archive
+import Catalog
+import Foundation
+import ModelStore
+import ReadPath
+
+/// An archive's index as a view walks it: members by path and by directory.
+final class LoadedArchive: Sendable {
+    let owner: ArchiveOwner
+    let objectKey: String
+    let sha256: String
+    let size: Int64
+    let index: ArchiveIndex?
+    /// Why the archive has no view (it cannot be read as one), or what its view leaves out.
+    let error: String?
+    let byPath: [String: Int]
+    let children: [String: [Int]]
+    /// Zip members' data offsets, read from their local headers on first open.
+    let dataOffsets = Locked<[Int: Int64]>([:])
+
+    init(owner: ArchiveOwner, objectKey: String, sha256: String, size: Int64, index: ArchiveIndex?, error: String?) {
+        self.owner = owner; self.objectKey = objectKey; self.sha256 = sha256; self.size = size; self.index = index
+        var error = error
+        if let problems = index?.problems, !problems.isEmpty {
+            error = "\(problems.count) member(s) left out: " + problems.prefix(20).joined(separator: "; ")
+        }
+        self.error = error
+        var byPath: [String: Int] = [:]
+        var children: [String: [Int]] = [:]
+        for (i, m) in (index?.members ?? []).enumerated() where i <= Node.maxMemberIndex {
+            byPath[m.path] = i
+            children[m.parent, default: []].append(i)
+        }
+        self.byPath = byPath
+        self.children = children
+    }
+
+    func member(_ i: Int) -> ArchiveMember? {
+        guard let members = index?.members, i >= 0, i < members.count else { return nil }
+        return members[i]
+    }
+}
+
+/// The object bytes of a ready version or dataset that is an archive.
+struct ArchiveObject {
+    var owner: ArchiveOwner
+    var name: String
+    var kind: ArchiveKind
+    var key: String
+    var size: Int64
+    var sha256: String
+    var modified: Date
+}
+
+/// Reads through an object reader as a ``ByteSource``, a MiB at a time.
+struct ReaderSource: ByteSource {
+    let reader: any ObjectReader
+    let size: Int64
+
+    func read(at offset: Int64, count: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var at = max(0, offset)
+        let end = min(size, offset + Int64(count))
+        while at < end {
+            let piece = try reader.read(offset: at, size: Int(min(Int64(1 << 20), end - at))).bytes
+            if piece.isEmpty { break }
+            out += piece
+            at += Int64(piece.count)
+        }
+        return out
+    }
+}
+
+/// The indexes of the archives the mount shows as directories: from memory, else from the
+/// catalog, else built from the object's bytes (a ranged read of a zip's end; one pass over a
+/// tar's headers) and stored in the catalog for every node.
+final class ArchiveViews: Sendable {
+    unowned let namespace: Namespace
+    private let loaded = Locked<[ArchiveOwner: LoadedArchive]>([:])
+    /// One build at a time: eight ranks opening one new archive build its index once.
+    private let building = NSLock()
+    static let keep = 64
+
+    init(namespace: Namespace) { self.namespace = namespace }
+
+    /// The ready archive behind `owner`, or nil when it is not one (any more).
+    func object(_ owner: ArchiveOwner) throws(StoreError) -> ArchiveObject? {
+        let catalog = namespace.catalog
+        switch owner {
+        case .version(let id):
+            guard let v = try catalog.version(id: id), v.status == .ready, let kind = ArchiveKind(format: v.format) else { return nil }
+            return ArchiveObject(owner: owner, name: v.fileName, kind: kind, key: v.objectKey, size: v.size,
+                                 sha256: v.sha256 ?? v.objectKey, modified: v.modified)
+        case .dataset(let id):
+            guard let d = try catalog.dataset(id: id), d.status == .ready, let kind = ArchiveKind(format: d.format) else { return nil }
+            return ArchiveObject(owner: owner, name: d.fileName, kind: kind, key: d.objectKey, size: d.size,
+                                 sha256: d.sha256 ?? d.objectKey, modified: d.modified)
+        }
+    }
+
+    /// The archive's index, its view gone (`ENOENT`) once the version is.
+    func archive(_ owner: ArchiveOwner) throws(StoreError) -> (ArchiveObject, LoadedArchive) {
+        guard let object = try object(owner) else { throw .notFound("the archive is gone") }
+        if let hit = loaded.withLock({ $0[owner] }), hit.objectKey == object.key, hit.sha256 == object.sha256 { return (object, hit) }
+        building.lock()
+        defer { building.unlock() }
+        if let hit = loaded.withLock({ $0[owner] }), hit.objectKey == object.key, hit.sha256 == object.sha256 { return (object, hit) }
+        let archive = try load(object)
+        loaded.withLock { all in
+            if all.count >= ArchiveViews.keep, let victim = all.keys.first { all[victim] = nil }
+            all[owner] = archive
+        }
+        return (object, archive)
+    }
+
+    private func load(_ object: ArchiveObject) throws(StoreError) -> LoadedArchive {
+        let catalog = namespace.catalog
+        if let stored = try catalog.archiveIndex(objectKey: object.key, sha256: object.sha256, size: object.size) {
+            let index = stored.body.flatMap { try? ArchiveIndex.decode(Array($0.utf8)) }
+            if index != nil || stored.error != nil {
+                return LoadedArchive(owner: object.owner, objectKey: object.key, sha256: object.sha256, size: object.size,
+                                     index: index, error: stored.error)
+            }
+        }
+        let source = ReaderSource(reader: reader(object), size: object.size)
+        var index: ArchiveIndex?
+        var failure: String?
+        do { index = try ArchiveIndex.build(object.kind, source) } catch {
+            // Object storage down is no verdict on the archive: nothing is stored, the next open tries again.
+            if error.unreadable { throw StoreError(.io, "\(object.name): \(error.reason)") }
+            failure = error.reason
+        }
+        let body = index.map { String(decoding: $0.encoded(), as: UTF8.self) }
+        do {
+            try catalog.storeArchiveIndex(objectKey: object.key, StoredArchiveIndex(sha256: object.sha256, size: object.size, body: body, error: failure))
+        } catch {
+            namespace.logger.warning("index of \(object.name) not stored: \(error)")
+        }
+        if let failure { namespace.logger.info("\(object.name) is shown as a file only: \(failure)") }
+        return LoadedArchive(owner: object.owner, objectKey: object.key, sha256: object.sha256, size: object.size, index: index, error: failure)
+    }
+
+    /// The whole object's reader: members share its blocks.
+    func reader(_ object: ArchiveObject) -> any ObjectReader {
+        ObjectReaders.open(store: namespace.registry.objects, cache: namespace.cache, key: object.key, size: object.size,
+                           id: ObjectIdentity.id(sha256: object.sha256, size: object.size))
+    }
+
+    /// A reader of one member's bytes.
+    func open(_ object: ArchiveObject, _ archive: LoadedArchive, member i: Int) throws(StoreError) -> any ObjectReader {
+        guard let m = archive.member(i), !m.isDirectory else { throw StoreError(.isDirectory, "is a directory") }
+        let base = reader(object)
+        var start = m.dataOffset ?? archive.dataOffsets.withLock { $0[i] }
+        if start == nil {
+            do { start = try ZipReader.dataOffset(of: m, in: ReaderSource(reader: base, size: object.size)) } catch {
+                throw StoreError(.io, "\(object.name): \(m.path): \(error.reason)")
+            }
+            archive.dataOffsets.withLock { $0[i] = start }
+        }
+        switch m.method {
+        case .stored: return SliceReader(base, start: start!, size: m.size)
+        case .deflated: return InflatingReader(base, start: start!, storedSize: m.storedSize, size: m.size, name: "\(object.name): \(m.path)")
+        }
+    }
+}
+
+extension Version {
+    /// A ready zip or tar: shown as a directory too, named as the version.
+    var hasArchiveView: Bool { status == .ready && ArchiveKind(format: format) != nil }
+}
+
+extension Dataset {
+    var hasArchiveView: Bool { status == .ready && ArchiveKind(format: format) != nil }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import Testing
+@testable import Archive
+
+/// Bytes in memory as a byte source.
+struct Bytes: ByteSource {
+    let bytes: [UInt8]
+    var size: Int64 { Int64(bytes.count) }
+    func read(at offset: Int64, count: Int) throws -> [UInt8] {
+        let lower = Int(max(0, min(offset, size))), upper = Int(max(0, min(offset + Int64(count), size)))
+        return Array(bytes[lower..<upper])
+    }
+}
+
+func fixture(_ name: String) throws -> Bytes {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/" + name)
+    return Bytes(bytes: Array(try Data(contentsOf: url)))
+}
+
+/// The model directory every good fixture packs (Fixtures/make.py's FILES).
+let modelFiles: [String: [UInt8]] = [
+    "config.json": Array(#"{"model_type": "bert", "hidden_size": 8}"#.utf8) + [10],
+    "tokenizer.json": Array(String(repeating: #"{"version": "1.0", "vocab": {"a": 0, "b": 1}}"# + "\n", count: 40).utf8),
+    "model-00001-of-00002.safetensors": Array((0..<64).map { _ in (0...255).map { UInt8($0) } }.joined()),
+    "model-00002-of-00002.safetensors": Array((0..<32).map { _ in (0...255).reversed().map { UInt8($0) } }.joined()),
+    "nested/deeper/notes.txt": Array(String(repeating: "nested member\n", count: 100).utf8),
+]
+
+@Suite struct ZipIndexTests {
+    @Test(arguments: ["model.zip", "zip64.zip"])
+    func aModelZipListsEveryMemberWithSizesAndDirectories(_ name: String) throws {
+        let source = try fixture(name)
+        let index = try ArchiveIndex.build(.zip, source)
+        #expect(index.problems.isEmpty, "\(index.problems)")
+        let files = index.members.filter { !$0.isDirectory }
+        #expect(Set(files.map(\.path)) == Set(modelFiles.keys))
+        #expect(index.members.filter(\.isDirectory).map(\.path) == ["nested", "nested/deeper"], "listed and implied directories")
+        for m in files {
+            #expect(m.size == Int64(modelFiles[m.path]!.count), "\(m.path)")
+            let start = try ZipReader.dataOffset(of: m, in: source)
+            if m.method == .stored {
+                #expect(try source.read(at: start, count: Int(m.size)) == modelFiles[m.path]!, "\(m.path) is a byte range")
+            }
+        }
+        #expect(Set(files.map(\.method)) == [.stored, .deflated], "both methods are in the fixture")
+        let config = try #require(files.first { $0.path == "config.json" })
+        #expect(config.mode == 0o644)
+        #expect(config.modified == 1715949010, "2024-05-17 12:30:10 from the DOS time")
+    }
+
+    @Test func namesThatLeaveTheArchiveAndDuplicatesAreLeftOutWithAReason() throws {
+        let index = try ArchiveIndex.build(.zip, try fixture("traversal.zip"))
+        #expect(index.members.map(\.path) == ["dup.txt", "ok.txt"])
+        let problems = index.problems.joined(separator: "\n")
+        for expected in ["../evil.txt: leaves the archive", "/etc/passwd: an absolute path", "a/../../b.txt: leaves the archive",
+                         "dup.txt: a second member"] {
+            #expect(problems.contains(expected), "\(expected) in \(problems)")
+        }
+    }
+
+    @Test func encryptedUnsupportedAndLinkMembersAreLeftOut() throws {
+        let index = try ArchiveIndex.build(.zip, try fixture("odd.zip"))
+        #expect(index.members.map(\.path) == ["plain.txt"])
+        let problems = index.problems.joined(separator: "\n")
+        #expect(problems.contains("secret.bin: encrypted"))
+        #expect(problems.contains("bz.bin: compression method 12 is not supported"))
+        #expect(problems.contains("link: a symbolic link"))
+    }
+
+    @Test func damagedZipsAreRefusedWithAReason() throws {
+        for (name, reason) in [("truncated.zip", "end of central directory"), ("tail-only.zip", "outside the archive"),
+                               ("cd-outside.zip", "outside the archive"), ("not-an-archive.bin", "no end of central directory")] {
+            #expect(throws: ArchiveError.self, "\(name)") { try ArchiveIndex.build(.zip, try fixture(name)) }
+            do { _ = try ArchiveIndex.build(.zip, try fixture(name)) } catch let e as ArchiveError {
+                #expect(e.reason.contains(reason), "\(name): \(e.reason)")
+            }
+        }
+    }
+
+    @Test func aMemberWhoseDataLiesOutsideIsLeftOut() throws {
+        let index = try ArchiveIndex.build(.zip, try fixture("member-outside.zip"))
+        #expect(!index.members.contains { $0.path == "config.json" })
+        #expect(index.members.count == 6, "the others stay")
+        #expect(index.problems.count == 1 && index.problems[0].contains("lies outside the archive"), "\(index.problems)")
+    }
+
+    @Test func anIndexSurvivesItsEncoding() throws {
+        let index = try ArchiveIndex.build(.zip, try fixture("model.zip"))
+        #expect(try ArchiveIndex.decode(index.encoded()) == index)
+    }
+}
+
+@Suite struct TarIndexTests {
+    @Test(arguments: ["model.tar", "pax.tar", "gnu.tar"])
+    func aModelTarListsEveryMemberAsAByteRange(_ name: String) throws {
+        let source = try fixture(name)
+        let index = try ArchiveIndex.build(.tar, source)
+        #expect(index.problems.isEmpty, "\(index.problems)")
+        for (path, data) in modelFiles {
+            let m = try #require(index.members.first { $0.path == path }, "\(path)")
+            #expect(m.size == Int64(data.count) && m.method == .stored && m.mode == 0o644 && m.modified == 1715949010)
+            #expect(try source.read(at: m.dataOffset!, count: Int(m.size)) == data)
+        }
+        #expect(index.members.first { $0.path == "nested" }?.isDirectory == true)
+    }
+
+    @Test func paxAndGNULongNamesAreRead() throws {
+        let long = "long/" + String(repeating: "x", count: 150) + "/weights.bin"
+        let pax = try ArchiveIndex.build(.tar, try fixture("pax.tar"))
+        #expect(pax.members.contains { $0.path == long && $0.size == 14 })
+        #expect(pax.members.contains { $0.path == "ünï/çødé.txt" })
+        let gnu = try ArchiveIndex.build(.tar, try fixture("gnu.tar"))
+        #expect(gnu.members.contains { $0.path == long && $0.size == 14 })
+    }
+
+    @Test func linksDevicesAndEscapingNamesAreLeftOut() throws {
+        let index = try ArchiveIndex.build(.tar, try fixture("odd.tar"))
+        #expect(index.members.map(\.path) == ["ok.txt"])
+        let problems = index.problems.joined(separator: "\n")
+        for expected in ["link: a symbolic link", "dev: a device", "fifo: a FIFO", "hard: a hard link", "../evil.txt: leaves",
+                         "/abs.txt: an absolute path"] {
+            #expect(problems.contains(expected), "\(expected) in \(problems)")
+        }
+    }
+
+    @Test func aTruncatedTarKeepsWhatIsWhole() throws {
+        let index = try ArchiveIndex.build(.tar, try fixture("truncated.tar"))
+        #expect(index.members.map(\.path) == ["config.json", "nested"])
+        #expect(index.problems.contains { $0.contains("truncated") })
+        #expect(throws: ArchiveError.self) { try ArchiveIndex.build(.tar, try fixture("not-an-archive.bin")) }
+    }
+
+    @Test func numbersInOctalAndBase256() {
+        var h = [UInt8](repeating: 0, count: 512)
+        for (i, c) in "0000644 ".utf8.enumerated() { h[100 + i] = c }
+        #expect(TarReader.number(h, 100, 8) == 0o644)
+        h[124] = 0x80
+        h[134] = 1; h[135] = 2
+        #expect(TarReader.number(h, 124, 12) == 258)
+        h[124] = 0xff
+        #expect(TarReader.number(h, 124, 12) == nil, "negative base-256 sizes are refused")
+    }
+}
+
+@Suite struct MemberPathTests {
+    @Test func pathsAreNormalizedOrRefused() throws {
+        #expect(try MemberPaths.normalize("./a//b/./c.txt").get() == "a/b/c.txt")
+        for bad in ["../x", "/x", "a/../../x", "", ".", "a\u{1}b", "x/" + String(repeating: "y", count: 256)] {
+            #expect((try? MemberPaths.normalize(bad).get()) == nil, "\(bad)")
+        }
+    }
+
+    @Test func aFileUsedAsADirectoryIsLeftOut() {
+        let f = ArchiveMember(path: "a", isDirectory: false, size: 1, mode: 0o644, modified: 0, dataOffset: 0, storedSize: 1)
+        let g = ArchiveMember(path: "a/b", isDirectory: false, size: 1, mode: 0o644, modified: 0, dataOffset: 1, storedSize: 1)
+        let index = ArchiveIndex(kind: .tar, members: [f, g], problems: [])
+        #expect(index.members.map(\.path) == ["a", "a/b"] && index.members[0].isDirectory)
+        #expect(index.problems == ["a: both a file and a directory, the file left out"])
+    }
+}

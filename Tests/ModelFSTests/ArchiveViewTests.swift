@@ -1,0 +1,132 @@
+import Foundation
+import Glibc
+import Testing
+import Catalog
+import ModelStore
+import ReadPath
+import TestSupport
+@testable import ModelFS
+
+func archiveFixture(_ name: String) throws -> [UInt8] {
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../ArchiveTests/Fixtures/" + name).standardized
+    return Array(try Data(contentsOf: url))
+}
+
+/// `models/X/v1/` beside `v1.zip` and `v1.tar`: the members of the same model directory, packed
+/// both ways (Tests/ArchiveTests/Fixtures/make.py), read through the view without a mount.
+@Suite struct ArchiveViewTests {
+    let members = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "nested", "tokenizer.json"]
+
+    func modelEnv() throws -> FSEnv {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("model.zip"))
+        _ = try env.put("models/X/v2.tar", try archiveFixture("model.tar"))
+        return env
+    }
+
+    @Test func theViewListsTheArchiveBesideTheVersionFile() throws {
+        let env = try modelEnv()
+        #expect(try env.names(env.inode("models/X")).sorted() == [".", "..", "v1", "v1.zip", "v2", "v2.tar"])
+        for view in ["models/X/v1", "models/X/v2"] {
+            #expect(try env.names(env.inode(view)).sorted() == [".", ".."] + members, "\(view)")
+            #expect(try env.names(env.inode(view + "/nested/deeper")).sorted() == [".", "..", "notes.txt"])
+            let a = try env.fs.getattr(try env.inode(view))
+            #expect(a.isDirectory && a.permissions == 0o555)
+            let file = try env.fs.getattr(try env.inode(view + "/config.json"))
+            #expect(!file.isDirectory && file.size == 41 && file.permissions == 0o444)
+        }
+    }
+
+    @Test func everyMemberReadsTheSameFromTheZipAsFromTheTar() throws {
+        let env = try modelEnv()
+        for path in ["config.json", "tokenizer.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                     "nested/deeper/notes.txt"] {
+            let zipped = try env.readAll(try env.inode("models/X/v1/" + path), chunk: 4096)
+            let tarred = try env.readAll(try env.inode("models/X/v2/" + path), chunk: 4096)
+            #expect(!zipped.isEmpty && zipped == tarred, "\(path)")
+            #expect(Int64(zipped.count) == (try env.fs.getattr(try env.inode("models/X/v1/" + path))).size)
+        }
+        #expect(String(decoding: try env.readAll(try env.inode("models/X/v1/config.json")), as: UTF8.self)
+                == #"{"model_type": "bert", "hidden_size": 8}"# + "\n")
+    }
+
+    @Test func randomReadsOfADeflatedMemberMatchItsBytes() throws {
+        let env = try modelEnv()
+        let deflated = "models/X/v1/tokenizer.json"
+        #expect(try env.xattr(try env.inode(deflated), "compression") == "deflated")
+        let whole = try env.readAll(try env.inode("models/X/v2/tokenizer.json"))
+        let handle = try env.fs.open(try env.inode(deflated), flags: OpenFlags(O_RDONLY)).handle
+        defer { try? env.fs.release(handle) }
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let offset = Int.random(in: 0..<whole.count, using: &rng), size = Int.random(in: 1...300, using: &rng)
+            let got = try env.fs.read(handle, offset: Int64(offset), size: size)
+            #expect(got == Array(whole[offset..<min(whole.count, offset + size)]), "at \(offset)+\(size)")
+        }
+    }
+
+    @Test func theInsideIsReadOnly() throws {
+        let env = try modelEnv()
+        let view = try env.inode("models/X/v1")
+        expectStoreError(.readOnly) { try env.fs.create(parent: view, name: Array("new.txt".utf8), flags: OpenFlags(O_WRONLY | O_CREAT), pid: 1) }
+        expectStoreError(.readOnly) { try env.fs.mkdir(parent: view, name: Array("d".utf8)) }
+        expectStoreError(.readOnly) { try env.fs.unlink(parent: view, name: Array("config.json".utf8)) }
+        expectStoreError(.readOnly) { try env.fs.rmdir(parent: try env.inode("models/X"), name: Array("v1".utf8)) }
+        expectStoreError(.readOnly) {
+            try env.fs.rename(parent: view, name: Array("config.json".utf8), newParent: view, newName: Array("c.json".utf8))
+        }
+        expectStoreError(.readOnly) { try env.fs.open(try env.inode("models/X/v1/config.json"), flags: OpenFlags(O_WRONLY)) }
+        #expect(try env.names(view).count == members.count + 2, "nothing changed")
+    }
+
+    @Test func theViewFollowsItsVersionsRenameAndDelete() throws {
+        let env = try modelEnv()
+        let before = try env.inode("models/X/v1/config.json")
+        let model = try env.inode("models/X")
+        try env.fs.rename(parent: model, name: Array("v1.zip".utf8), newParent: model, newName: Array("v9.zip".utf8))
+        #expect(try env.names(model).sorted() == [".", "..", "v2", "v2.tar", "v9", "v9.zip"])
+        #expect(try env.inode("models/X/v9/config.json") == before, "the same member, the same inode")
+        try env.fs.unlink(parent: model, name: Array("v9.zip".utf8))
+        expectStoreError(.notFound) { try env.inode("models/X/v9") }
+        expectStoreError(.notFound) { try env.fs.getattr(before) }
+    }
+
+    @Test func theIndexIsBuiltOnceAndKeptInTheCatalog() throws {
+        let env = try modelEnv()
+        _ = try env.names(env.inode("models/X/v1"))
+        let (_, v) = try env.registry.version("X", "v1")
+        #expect(try env.catalog.archiveIndex(objectKey: v.objectKey, sha256: v.sha256!, size: v.size)?.body != nil)
+        // A second mount of the catalog lists the view without reading the archive.
+        let other = FileSystem(registry: env.registry, cache: BlockCache())
+        let gets = env.store.calls(.get)
+        var inode: UInt64 = 1
+        for name in ["models", "X", "v1"] { inode = try other.lookup(parent: inode, name: Array(name.utf8)).inode }
+        #expect(try other.readdir(inode).count == members.count + 2)
+        #expect(env.store.calls(.get) == gets, "the stored index is used")
+    }
+
+    @Test func aDamagedArchiveIsAFileWithAnEmptyViewThatSaysWhy() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        let bytes = try archiveFixture("truncated.zip")
+        _ = try env.put("models/X/v1.zip", bytes)
+        let view = try env.inode("models/X/v1")
+        #expect(try env.names(view) == [".", ".."])
+        #expect(try env.xattr(view, "archive_error").contains("end of central directory"))
+        #expect(try env.readAll(try env.inode("models/X/v1.zip")) == bytes, "the version stays a readable file")
+    }
+
+    @Test func hostileMembersAreLeftOutAndABombIsCutAtItsDeclaredSize() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("traversal.zip"))
+        _ = try env.put("models/X/v2.zip", try archiveFixture("bomb.zip"))
+        #expect(try env.names(env.inode("models/X/v1")).sorted() == [".", "..", "dup.txt", "ok.txt"])
+        #expect(try env.xattr(try env.inode("models/X/v1"), "archive_error").contains("../evil.txt: leaves the archive"))
+        let bomb = try env.readAll(try env.inode("models/X/v2/bomb.bin"))
+        #expect(bomb == [UInt8](repeating: 0, count: 100), "never more than the declared size")
+        expectStoreError(.io) { try env.readAll(try env.inode("models/X/v2/short.bin")) }
+    }
+}
