@@ -236,5 +236,19 @@ enum Migrations {
             created REAL NOT NULL
         );
         """,
+        // 10: the parsed header of each safetensors file, whole (member '') or inside an archive
+        // (the member's path), for its xattrs and for reads that fetch whole tensors.
+        """
+        CREATE TABLE tensor_headers (
+            object_key TEXT NOT NULL,
+            member TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            body TEXT,
+            error TEXT,
+            created REAL NOT NULL,
+            PRIMARY KEY (object_key, member)
+        );
+        """,
     ]
 }

@@ -148,6 +148,7 @@ public struct CatalogTransaction {
                            [.text(key), .date(Date())])
             removal.keys.append(key)
             try db.execute("DELETE FROM archive_indexes WHERE object_key = ?", [.text(key)])
+            try db.execute("DELETE FROM tensor_headers WHERE object_key = ?", [.text(key)])
         }
         for v in versions {
             try keep(v.objectKey, uploadsOf: "version_id", v.id)

@@ -78,7 +78,7 @@ public final class FUSEAdapter: @unchecked Sendable {
         e.generation = 1
         e.attr = stat(a)
         e.attr_timeout = a.cacheSeconds
-        e.entry_timeout = a.isDirectory ? 1 : (a.cacheSeconds > 1 ? 1 : a.cacheSeconds)
+        e.entry_timeout = a.nameCacheSeconds ?? (a.isDirectory ? 1 : (a.cacheSeconds > 1 ? 1 : a.cacheSeconds))
         return e
     }
 
@@ -345,10 +345,6 @@ public final class FUSEAdapter: @unchecked Sendable {
                 let rc = notifier.invalidate(change)
                 log.debug("catalog change \(notice): \(change) -> \(rc)")
             }
-        }
-        fs.onLocalInvalidation { change in
-            let rc = notifier.invalidate(change)
-            log.debug("local change: \(change) -> \(rc)")
         }
         defer { notifier.stop() }
         Thread.detachNewThread {

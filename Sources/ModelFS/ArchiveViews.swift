@@ -158,9 +158,32 @@ final class ArchiveViews: Sendable {
             archive.dataOffsets.withLock { $0[i] = start }
         }
         switch m.method {
+        case .stored where m.path.hasSuffix(".safetensors"):
+            // A stored safetensors member: its reads fetch whole tensors, at their place in the object.
+            let parsed = tensorHeader(object, m, start: start!, base: base)
+            let tensorReader = ObjectReaders.open(store: namespace.registry.objects, cache: namespace.cache, key: object.key, size: object.size,
+                                                  id: ObjectIdentity.id(sha256: object.sha256, size: object.size),
+                                                  layout: TensorHeaders.layout(parsed, start: start!))
+            return SliceReader(tensorReader, start: start!, size: m.size)
         case .stored: return SliceReader(base, start: start!, size: m.size)
         case .deflated: return InflatingReader(base, start: start!, storedSize: m.storedSize, size: m.size, name: "\(object.name): \(m.path)")
         }
+    }
+}
+
+extension ArchiveViews {
+    /// The header of a `*.safetensors` member starting at `start` of the object.
+    func tensorHeader(_ object: ArchiveObject, _ m: ArchiveMember, start: Int64, base: any ObjectReader) -> TensorHeaders.Parsed {
+        namespace.tensors.header(key: object.key, member: m.path, sha256: object.sha256, size: object.size,
+                                 source: ReaderSource(reader: SliceReader(base, start: start, size: m.size), size: m.size))
+    }
+
+    /// The same for a member of any method (a deflated one is inflated for its header).
+    func tensorHeader(_ object: ArchiveObject, _ archive: LoadedArchive, member i: Int) throws(StoreError) -> TensorHeaders.Parsed {
+        guard let m = archive.member(i) else { throw .notFound("no such member") }
+        let reader = try open(object, archive, member: i)
+        return namespace.tensors.header(key: object.key, member: m.path, sha256: object.sha256, size: object.size,
+                                        source: ReaderSource(reader: reader, size: m.size))
     }
 }
 

@@ -129,6 +129,10 @@ final class ArchivesProvider: NamespaceProvider {
             if !m.isDirectory {
                 out += [("size", "\(m.size)"), ("compression", m.method.rawValue), ("stored_size", "\(m.storedSize)")]
                 if let crc = m.crc32 { out.append(("crc32", String(format: "%08x", crc))) }
+                if m.path.hasSuffix(".safetensors") {
+                    let (object, _) = try views.archive(try owner(node))
+                    out += TensorHeaders.xattrs(try views.tensorHeader(object, archive, member: i))
+                }
             }
             return namespace.common(out)
         default:

@@ -44,7 +44,7 @@ final class DatasetsProvider: NamespaceProvider {
         if !flags.wantsWrite { namespace.writer(for: node.inode)?.waitIfClosedEmpty() }
         guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
         return try namespace.openUploaded(node, status: d.status, error: d.error, name: d.fileName, key: d.objectKey, size: d.size,
-                                          sha256: d.sha256, flags: flags, ctx) { () throws(StoreError) in
+                                          sha256: d.sha256, format: d.format, flags: flags, ctx) { () throws(StoreError) in
             try registry.restartFailedDataset(id: id)
         }
     }
@@ -62,7 +62,6 @@ final class DatasetsProvider: NamespaceProvider {
         if directory { throw StoreError(.notDirectory, "\(Names.printable(name)) is a file") }
         guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
         try registry.deleteDataset(d.name)
-        if d.hasArchiveView { namespace.forgetEntry(in: parent, d.name) }
         namespace.cache.forget(object: ObjectIdentity.id(sha256: d.sha256 ?? d.objectKey, size: d.size))
     }
 
@@ -73,7 +72,6 @@ final class DatasetsProvider: NamespaceProvider {
         let (newDataset, format) = try Formats.splitDataset(newName)
         guard format == d.format else { throw StoreError(.invalidArgument, "a dataset keeps its format") }
         try registry.renameDataset(d.name, to: newDataset)
-        if d.hasArchiveView { namespace.forgetEntry(in: .datasetsDir, d.name) }
     }
 
     func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError) {

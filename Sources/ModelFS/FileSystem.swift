@@ -68,9 +68,6 @@ public final class FileSystem: Sendable {
         providers = byPart
     }
 
-    /// Where the mount's notifier takes names this mount's own operations made stale.
-    public func onLocalInvalidation(_ deliver: @escaping @Sendable (Invalidation) -> Void) { namespace.onForget(deliver) }
-
     /// Called once the mount is live, when `/proc` can tell which descriptors refer to it.
     public func mounted(at mountpoint: String) {
         if let real = ProcWriterProbe(mountpoint: mountpoint) { namespace.writerProbe = real }

@@ -106,6 +106,8 @@ public struct Attributes: Equatable, Sendable {
     public var gid: UInt32
     /// How long the kernel may cache these attributes, in seconds.
     public var cacheSeconds: Double
+    /// How long the kernel may keep the name pointing at this inode; nil: the default for its kind.
+    public var nameCacheSeconds: Double? = nil
 }
 
 /// A directory entry.

@@ -97,7 +97,7 @@ final class ModelsProvider: NamespaceProvider {
             if !flags.wantsWrite { namespace.writer(for: node.inode)?.waitIfClosedEmpty() }
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
             return try namespace.openUploaded(node, status: v.status, error: v.error, name: v.fileName, key: v.objectKey, size: v.size,
-                                              sha256: v.sha256, flags: flags, ctx) { () throws(StoreError) in
+                                              sha256: v.sha256, format: v.format, flags: flags, ctx) { () throws(StoreError) in
                 try registry.restartFailedVersion(id: id)
             }
         default:
@@ -143,7 +143,6 @@ final class ModelsProvider: NamespaceProvider {
             guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
             try registry.deleteVersion(m.name, v.name)
             namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
-            if v.hasArchiveView { namespace.forgetEntry(in: parent, v.name) }
         case (.model, false): throw StoreError(.isDirectory, "\(Names.printable(name)) is a model directory: rmdir it")
         case (.version, true), (.next, true): throw StoreError(.notDirectory, "\(Names.printable(name)) is a file")
         default: throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be removed")
@@ -170,7 +169,6 @@ final class ModelsProvider: NamespaceProvider {
                 throw StoreError(.invalidArgument, "a version keeps its format: \(v.fileName) cannot become \(Names.printable(newName))")
             }
             try registry.renameVersion(m.name, v.name, to: newVersion)
-            if v.hasArchiveView { namespace.forgetEntry(in: from, v.name) }
         case (.version, _, _), (.model, _, _):
             throw StoreError(.crossDevice, "\(describe(node)) cannot move there")
         default:
@@ -197,6 +195,9 @@ final class ModelsProvider: NamespaceProvider {
             if let p = v.lineage.parentVersion { out.append(("parent_version", p)) }
             if let d = v.lineage.dataset { out.append(("dataset", d)) }
             if let j = v.lineage.job { out.append(("job", j)) }
+            if v.format == "safetensors" && v.status == .ready {
+                out += TensorHeaders.xattrs(namespace.tensorHeader(key: v.objectKey, size: v.size, sha256: v.sha256))
+            }
             return namespace.common(out)
         default:
             return []

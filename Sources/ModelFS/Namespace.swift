@@ -103,26 +103,23 @@ final class Namespace: Sendable {
     static let shortAttributeSeconds = 1.0
     static let xattrPrefix = "user.modelfs."
 
-    /// Where names this mount made stale go (the FUSE layer's notifier); nil without a mount.
-    private let forgetting = Locked<(@Sendable (Invalidation) -> Void)?>(nil)
-
-    func onForget(_ deliver: @escaping @Sendable (Invalidation) -> Void) { forgetting.withLock { $0 = deliver } }
-
-    /// Tells the kernel to drop a name an operation made stale besides the one it was about (the
-    /// view `v1/` of a `v1.zip` deleted or renamed). From another thread, after the request: an
-    /// invalidation of the directory a request is changing would wait for that request.
-    func forgetEntry(in parent: Node, _ name: String) {
-        guard let deliver = forgetting.withLock({ $0 }) else { return }
-        let change = Invalidation.entry(parent: parent.inode, name: name)
-        DispatchQueue.global().async { deliver(change) }
-    }
-
     /// The writer of each uploading inode: its size for `stat`, `truncate` by path, unmount.
     private let writers = Locked<[UInt64: WriterFile]>([:])
     private let probe = Locked<any WriterProbe>(BlindWriterProbe())
 
     init(registry: Registry, cache: BlockCache, jobs: JobService?, spool: SpoolSpace?, logger: Logger) {
         self.registry = registry; self.cache = cache; self.jobs = jobs; self.spool = spool; self.logger = logger
+    }
+
+    /// Safetensors headers, made on first use (they need the namespace).
+    private let tensorHeaders = Locked<TensorHeaders?>(nil)
+    var tensors: TensorHeaders {
+        tensorHeaders.withLock { t in
+            if let t { return t }
+            let made = TensorHeaders(namespace: self)
+            t = made
+            return made
+        }
     }
 
     var catalog: Catalog { registry.catalog }
@@ -159,6 +156,10 @@ final class Namespace: Sendable {
         var a = directory(.archive(owner), modified: modified.timeIntervalSince1970)
         a.permissions = 0o555
         a.cacheSeconds = Namespace.readyAttributeSeconds
+        // Its name is the version's name without the version's file: an `rm` or `mv` of
+        // `v1.zip` cannot tell the kernel about `v1` (an invalidation from inside the request
+        // would wait for it), so the kernel asks about the name each time.
+        a.nameCacheSeconds = 0
         return a
     }
 
@@ -185,7 +186,8 @@ final class Namespace: Sendable {
     /// Opens a version or dataset: for reading when ready; a copy onto a failed one (`O_TRUNC`)
     /// writes it again; anything else for writing is refused, as versions never change.
     func openUploaded(_ node: Node, status: UploadStatus, error: String?, name: String, key: String, size: Int64, sha256: String?,
-                      flags: OpenFlags, _ ctx: RequestContext, restart: () throws(StoreError) -> ItemUpload) throws(StoreError) -> Opened {
+                      format: String, flags: OpenFlags, _ ctx: RequestContext,
+                      restart: () throws(StoreError) -> ItemUpload) throws(StoreError) -> Opened {
         if status == .failed && flags.wantsWrite && flags.truncates {
             return newWriter(node.inode, try restart(), ctx)
         }
@@ -198,8 +200,10 @@ final class Namespace: Sendable {
         case .uploading: throw StoreError(.notReady, "\(name) is still uploading")
         case .failed: throw StoreError(.io, "\(name) failed to upload: \(error ?? "unknown error")")
         }
+        // A safetensors file's reads fetch whole tensors.
+        let layout = format == "safetensors" ? TensorHeaders.layout(tensorHeader(key: key, size: size, sha256: sha256)) : nil
         let reader = ObjectReaders.open(store: registry.objects, cache: cache, key: key, size: size,
-                                        id: ObjectIdentity.id(sha256: sha256 ?? key, size: size))
+                                        id: ObjectIdentity.id(sha256: sha256 ?? key, size: size), layout: layout)
         return Opened(file: ReaderFile(reader), keepCache: true)
     }
 

@@ -40,10 +40,59 @@ public protocol ObjectReader: Sendable {
 public enum ObjectReaders {
     /// The object's own file when the store keeps one whole and of the recorded size (the local
     /// store): its page cache is the only cache. Otherwise ranged reads through the node's block
-    /// cache, with sequential prefetch.
-    public static func open(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64) -> any ObjectReader {
+    /// cache, with sequential prefetch, or whole tensors where the object has them (`layout`).
+    public static func open(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64,
+                            layout: TensorLayout? = nil) -> any ObjectReader {
         if let path = store.localFile(key), let local = LocalFileReader(path: path, size: size, cache: cache) { return local }
-        return CachedObjectReader(store: store, cache: cache, key: key, size: size, id: id)
+        return CachedObjectReader(store: store, cache: cache, key: key, size: size, id: id, layout: layout)
+    }
+}
+
+/// Where an object's tensors lie (absolute byte ranges, in file order), so that a read touching
+/// a tensor fetches that tensor whole, in large parallel GETs, and nothing around it: mmap page
+/// faults look random to a FUSE daemon, but each lands in a tensor the reader will read entirely.
+public struct TensorLayout: Sendable {
+    public let tensors: [Range<Int64>]
+    /// A tensor larger than this is read as a sequential run instead (the memory budget).
+    public let maxWhole: Int64
+
+    public init(tensors: [Range<Int64>], maxWhole: Int64 = 64 << 20) {
+        self.tensors = tensors.filter { !$0.isEmpty }.sorted { $0.lowerBound < $1.lowerBound }
+        self.maxWhole = maxWhole
+    }
+
+    /// The index of the tensor holding `offset`.
+    func tensor(containing offset: Int64) -> Int? {
+        var lo = 0, hi = tensors.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if tensors[mid].upperBound <= offset { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < tensors.count && tensors[lo].contains(offset) ? lo : nil
+    }
+}
+
+/// Which tensors a reader already had fetched, and how many it has touched.
+struct TensorPlanner: Sendable {
+    let layout: TensorLayout
+    private var planned = Set<Int>()
+
+    init(_ layout: TensorLayout) { self.layout = layout }
+
+    /// What to fetch for a read at `offset`: its tensor, whole, the first time it is touched;
+    /// once a reader has touched two tensors (a loader, not one `get_tensor`), the next tensor in
+    /// file order too. Nil when `offset` is in no tensor small enough: the run prefetcher's turn.
+    mutating func plan(offset: Int64) -> Range<Int64>?? {
+        guard let i = layout.tensor(containing: offset), layout.tensors[i].count <= layout.maxWhole else { return nil }
+        var lower: Int64?, upper: Int64 = 0
+        for j in [i, i + 1] where j < layout.tensors.count && layout.tensors[j].count <= layout.maxWhole {
+            if j == i + 1 && planned.count < 2 { break }
+            if planned.insert(j).inserted {
+                lower = lower ?? layout.tensors[j].lowerBound
+                upper = layout.tensors[j].upperBound
+            }
+        }
+        return .some(lower.map { $0..<upper })
     }
 }
 
@@ -57,9 +106,17 @@ public final class CachedObjectReader: ObjectReader {
     /// Nothing ahead of the kernel's readahead for the first 4 MiB of a run: one tensor or one zip
     /// member costs what the kernel asks for, not a window more.
     private let prefetcher = Locked(Prefetcher(startAfter: 4 << 20))
+    private let tensors: Locked<TensorPlanner>?
 
-    init(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64) {
+    init(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64, layout: TensorLayout? = nil) {
         self.store = store; self.cache = cache; self.key = key; self.size = size; self.id = id
+        tensors = layout.map { Locked(TensorPlanner($0)) }
+    }
+
+    /// What to fetch ahead of a read: whole tensors inside the tensor region, runs elsewhere.
+    private func ahead(offset: Int64, length: Int) -> Range<Int64>? {
+        if let tensors, case .some(let whole) = tensors.withLock({ $0.plan(offset: offset) }) { return whole }
+        return prefetcher.withLock { $0.plan(offset: offset, length: length, size: size) }
     }
 
     /// When object storage last stayed unreachable for this file, and what it said.
@@ -73,7 +130,7 @@ public final class CachedObjectReader: ObjectReader {
         if let recent = lastFailure.withLock({ $0 }), ContinuousClock.now - recent.at < CachedObjectReader.failFastWindow {
             throw recent.error
         }
-        let ahead = prefetcher.withLock { $0.plan(offset: offset, length: length, size: size) }
+        let ahead = self.ahead(offset: offset, length: length)
         let store = self.store
         let key = self.key
         do throws(StoreError) {

@@ -178,3 +178,24 @@ def test_a_dataset_packed_as_a_tar_is_a_directory_too(mount, name, tmp_path):
     sh("cp", str(pack_tar(src, tmp_path / "d.tar")), mount.p("datasets", f"{d}.tar"))
     assert sorted(os.listdir(mount.p("datasets", d))) == ["test.jsonl", "train.jsonl"]
     assert sha256_file(mount.p("datasets", d, "train.jsonl")) == sha256_file(src / "train.jsonl")
+
+
+def xattr(path, name):
+    return sh("getfattr", "--only-values", "-n", f"user.modelfs.{name}", path).stdout
+
+
+def test_safetensors_headers_as_xattrs_on_files_and_members(mount, model, name, tmp_path):
+    m, src = model
+    shard = src / "model-00001-of-00002.safetensors"
+    sh("cp", str(shard), mount.p("models", m, "v3.safetensors"))
+    for path in [mount.p("models", m, "v3.safetensors"), mount.p("models", m, "v1", shard.name), mount.p("models", m, "v2", shard.name)]:
+        assert xattr(path, "tensors") == "2", path
+        assert xattr(path, "parameters") == str(512 * 64 + 64 * 64)
+        assert xattr(path, "dtypes") == "F32"
+        header = json.loads(xattr(path, "safetensors_header"))
+        assert header["embed.weight"]["shape"] == [512, 64]
+    # Not a safetensors file under that name: the reason, and the bytes still read.
+    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 64)
+    sh("cp", str(tmp_path / "bad.safetensors"), mount.p("models", m, "v4.safetensors"))
+    assert "not a safetensors file" in xattr(mount.p("models", m, "v4.safetensors"), "safetensors_error")
+    assert open(mount.p("models", m, "v4.safetensors"), "rb").read() == b"\xff" * 64
