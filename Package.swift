@@ -43,9 +43,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
-        .target(name: "ReadPath", dependencies: ["ModelStore", "CZlib"]),
-        // Zip and tar indexes out of any ranged byte source; no I/O of its own.
-        .target(name: "Archive"),
+        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive"]),
+        // What modelfs looks inside: zip, tar and tar.gz indexes (zlib), safetensors headers, out
+        // of any ranged byte source; no I/O of its own.
+        .target(name: "Archive", dependencies: ["CZlib"]),
         // The one place processes are started: jobs, the background mount, short commands.
         .target(name: "Spawn"),
         // Training jobs: requests, executors (local, Slurm), checkpoints into versions.

@@ -9,12 +9,13 @@ public protocol ByteSource: Sendable {
 
 /// An archive kind modelfs opens as a directory, from the version's format.
 public enum ArchiveKind: String, Codable, Sendable {
-    case zip, tar
+    case zip, tar, tgz
 
     public init?(format: String) {
         switch format.lowercased() {
         case "zip": self = .zip
         case "tar": self = .tar
+        case "tar.gz", "tgz": self = .tgz
         default: return nil
         }
     }
@@ -26,6 +27,8 @@ public enum MemberMethod: String, Codable, Sendable {
     case stored
     /// Raw deflate, inflated as it is read.
     case deflated
+    /// A range of the archive's inflated stream (a `.tar.gz` member), from the nearest access point.
+    case inflatedStream = "gzip"
 }
 
 /// One file or directory of an archive, as the view shows it.
@@ -73,6 +76,9 @@ public struct ArchiveIndex: Codable, Equatable, Sendable {
     public var members: [ArchiveMember]
     /// Members left out and why (`../x`: leaves the archive), and damage found.
     public var problems: [String]
+    /// A `.tar.gz`: where inflating can start again, and the inflated stream's length.
+    public var points: [AccessPoint]?
+    public var inflatedSize: Int64?
 
     public init(kind: ArchiveKind, members: [ArchiveMember], problems: [String]) {
         self.kind = kind
@@ -124,6 +130,7 @@ public struct ArchiveIndex: Codable, Equatable, Sendable {
         switch kind {
         case .zip: return try ZipReader.index(source)
         case .tar: return try TarReader.index(source)
+        case .tgz: return try GzipTarReader.index(source)
         }
     }
 }

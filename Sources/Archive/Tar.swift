@@ -74,7 +74,8 @@ public enum TarReader {
                 let memberSize = entryPax["size"].flatMap(Int64.init) ?? length
                 guard memberSize == length else { problems.append("\(path): sizes disagree, left out"); continue }
                 members.append(ArchiveMember(path: path, isDirectory: false, size: length, mode: mode == 0 ? 0o644 : mode,
-                                             modified: modified, dataOffset: dataStart, storedSize: length))
+                                             modified: modified, method: source is GzipStream ? .inflatedStream : .stored,
+                                             dataOffset: dataStart, storedSize: length))
             case UInt8(ascii: "5"):
                 members.append(ArchiveMember(path: path, isDirectory: true, size: 0, mode: mode == 0 ? 0o755 : mode,
                                              modified: modified, dataOffset: nil, storedSize: 0))

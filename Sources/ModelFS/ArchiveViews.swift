@@ -167,6 +167,9 @@ final class ArchiveViews: Sendable {
             return SliceReader(tensorReader, start: start!, size: m.size)
         case .stored: return SliceReader(base, start: start!, size: m.size)
         case .deflated: return InflatingReader(base, start: start!, storedSize: m.storedSize, size: m.size, name: "\(object.name): \(m.path)")
+        case .inflatedStream:
+            return InflatingReader(base, objectSize: object.size, points: archive.index?.points ?? [], origin: start!, size: m.size,
+                                   name: "\(object.name): \(m.path)")
         }
     }
 }

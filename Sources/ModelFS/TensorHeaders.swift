@@ -56,9 +56,12 @@ final class TensorHeaders: Sendable {
         return parsed
     }
 
+    /// Whole-tensor reads, unless `MODELFS_WHOLE_TENSORS=0` (for benchmarks: the read path without them).
+    static let wholeTensors = ProcessInfo.processInfo.environment["MODELFS_WHOLE_TENSORS"] != "0"
+
     /// Where the tensors lie in the object, the file starting at `start` in it.
     static func layout(_ parsed: Parsed, start: Int64 = 0) -> TensorLayout? {
-        guard let header = parsed.header, !header.tensors.isEmpty else { return nil }
+        guard wholeTensors, let header = parsed.header, !header.tensors.isEmpty else { return nil }
         return TensorLayout(tensors: header.tensors.map { (start + $0.begin)..<(start + $0.end) })
     }
 

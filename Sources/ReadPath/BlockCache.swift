@@ -165,12 +165,13 @@ public final class BlockCache: @unchecked Sendable {
                 run = []
             }
             // The blocks read, then those ahead (which may start further on: a flight covers
-            // contiguous blocks only, so a gap ends the run).
+            // contiguous blocks only, so a gap ends the run). The blocks read go in flights of
+            // their own: the reader waits for them, not for a large GET of what lies ahead.
             var all = Array(neededBlocks)
             if let aheadBlocks { all += aheadBlocks }
             var previous: Int64?
             for b in all {
-                if let previous, b != previous + 1 { flushRun() }
+                if let previous, b != previous + 1 || b == neededBlocks.upperBound + 1 { flushRun() }
                 previous = b
                 let key = Key(object: object, block: b)
                 let needed = neededBlocks.contains(b)

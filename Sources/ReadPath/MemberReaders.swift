@@ -1,4 +1,4 @@
-import CZlib
+import Archive
 import Foundation
 import ModelStore
 
@@ -24,14 +24,18 @@ public final class SliceReader: ObjectReader {
 /// A deflated member inflated as it is read. Sequential reads stream through one inflate; an
 /// access point (zlib's state, copied) is kept every `spacing` bytes of output, so a read far
 /// from the stream restarts from the nearest one rather than from the start (as zlib's `zran.c`
-/// does); the last `window` bytes inflated stay for reads that come slightly out of order, as
-/// the kernel's parallel readahead does. Never more than the declared size comes out: a member
-/// that inflates to more is cut there, one that inflates to less is an `EIO`.
+/// does); a `.tar.gz` member starts from the access points its index stored. The last `window`
+/// bytes inflated stay for reads that come slightly out of order, as the kernel's parallel
+/// readahead does. Never more than the declared size comes out: a member that inflates to more
+/// is cut there, one that inflates to less is an `EIO`.
 public final class InflatingReader: ObjectReader {
-    private let compressed: SliceReader
+    private let compressed: SliceReaderSource
+    /// Where the member starts in the inflated stream (0 for a zip member) and its length.
+    private let origin: Int64
     private let size: Int64
     private let name: String
     private let spacing: Int64
+    private let stored: [AccessPoint]
     private let state = Locked(State())
     static let window = 4 << 20
     /// At most this many access points per open member (each about 43 KiB of zlib state).
@@ -42,7 +46,7 @@ public final class InflatingReader: ObjectReader {
     private struct State {
         var stream: Inflate?
         var points: [Inflate] = []
-        /// The last bytes inflated, ending where `stream` stands.
+        /// The last bytes inflated, ending where `stream` stands (offsets in the inflated stream).
         var recent: [UInt8] = []
         var recentStart: Int64 = 0
 
@@ -52,8 +56,22 @@ public final class InflatingReader: ObjectReader {
         }
     }
 
+    /// A zip member's raw deflate data: `storedSize` bytes at `start` of the object.
     public init(_ base: any ObjectReader, start: Int64, storedSize: Int64, size: Int64, name: String) {
-        compressed = SliceReader(base, start: start, size: storedSize)
+        compressed = SliceReaderSource(SliceReader(base, start: start, size: storedSize))
+        origin = 0
+        stored = []
+        self.size = size
+        self.name = name
+        spacing = max(Int64(4 << 20), size / Int64(InflatingReader.maxPoints) + 1)
+    }
+
+    /// A member of a `.tar.gz` (`objectSize` bytes): `size` bytes at `origin` of its inflated
+    /// stream, reached from the nearest of `points`.
+    public init(_ base: any ObjectReader, objectSize: Int64, points: [AccessPoint], origin: Int64, size: Int64, name: String) {
+        compressed = SliceReaderSource(SliceReader(base, start: 0, size: objectSize))
+        self.origin = origin
+        stored = points.sorted { $0.uncompressed < $1.uncompressed }
         self.size = size
         self.name = name
         spacing = max(Int64(4 << 20), size / Int64(InflatingReader.maxPoints) + 1)
@@ -61,37 +79,53 @@ public final class InflatingReader: ObjectReader {
 
     public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
         guard offset >= 0, offset < size, length > 0 else { return .bytes([]) }
-        let end = min(size, offset + Int64(min(length, InflatingReader.maxRead)))
-        return try state.withLock { (s) throws(StoreError) -> ReadReply in
-            if let hit = s.slice(offset, end) { return .bytes(hit) }
-            try position(&s, for: offset)
-            while s.recentStart + Int64(s.recent.count) < end { try inflateMore(&s) }
-            return .bytes(s.slice(offset, end) ?? [])
+        let from = origin + offset
+        let end = origin + min(size, offset + Int64(min(length, InflatingReader.maxRead)))
+        do {
+            return try state.withLock { (s) throws(ArchiveError) -> ReadReply in
+                if let hit = s.slice(from, end) { return .bytes(hit) }
+                try position(&s, for: from)
+                while s.recentStart + Int64(s.recent.count) < end { try inflateMore(&s, until: end) }
+                return .bytes(s.slice(from, end) ?? [])
+            }
+        } catch {
+            if error.unreadable, let cause = compressed.lastFailure { throw cause }
+            throw StoreError(.io, "\(name): \(error.reason)")
         }
     }
 
     /// Puts the stream where it reaches `offset` by going forward: the current one when it is
-    /// before `offset` and no access point is nearer, else a copy of the nearest point before it.
-    private func position(_ s: inout State, for offset: Int64) throws(StoreError) {
-        let best = s.points.last { $0.produced <= offset }
+    /// before `offset` and no access point is nearer, else the nearest point before it (one
+    /// taken while reading, or one the archive's index stored).
+    private func position(_ s: inout State, for offset: Int64) throws(ArchiveError) {
+        let copy = s.points.last { $0.produced <= offset }
+        let point = stored.last { $0.uncompressed <= offset }
+        let bestStart = max(copy?.produced ?? -1, point?.uncompressed ?? -1, origin == 0 ? 0 : -1)
         if let current = s.stream, current.produced <= offset,
-           offset - current.produced < spacing || (best?.produced ?? 0) <= current.produced { return }
+           offset - current.produced < spacing || bestStart <= current.produced { return }
         let fresh: Inflate
-        if let best { fresh = try best.copy() } else { fresh = try Inflate(name: name) }
+        if let copy, copy.produced >= (point?.uncompressed ?? -1) {
+            fresh = try copy.copy()
+        } else if let point {
+            fresh = try Inflate(name: name, restoring: point, from: compressed)
+        } else {
+            fresh = try Inflate(name: name)
+        }
         s.stream = fresh
         s.recent = []
         s.recentStart = fresh.produced
     }
 
-    private func inflateMore(_ s: inout State) throws(StoreError) {
+    private func inflateMore(_ s: inout State, until end: Int64) throws(ArchiveError) {
         guard let stream = s.stream else { return }
-        let want = Int(min(Int64(InflatingReader.maxRead), size - stream.produced))
-        let out = try stream.inflate(upTo: want, from: compressed)
-        guard !out.isEmpty else {
-            throw StoreError(.io, "\(name): the member inflates to \(stream.produced) bytes, fewer than its declared \(size)")
+        let want = Int(min(Int64(InflatingReader.maxRead), origin + size - stream.produced))
+        let before = s.recent.count
+        try stream.inflate(upTo: want, from: compressed, appendingTo: &s.recent)
+        guard s.recent.count > before else {
+            throw ArchiveError("the member inflates to \(stream.produced - origin) bytes, fewer than its declared \(size)")
         }
-        s.recent += out
-        if s.recent.count > InflatingReader.window {
+        // Trimmed to the window only once it is twice as long: each byte is moved once.
+        if s.recent.count > 2 * InflatingReader.window {
             let drop = s.recent.count - InflatingReader.window
             s.recent.removeFirst(drop)
             s.recentStart += Int64(drop)
@@ -102,90 +136,21 @@ public final class InflatingReader: ObjectReader {
     }
 }
 
-/// One raw-deflate stream and where it is: `consumed` compressed bytes in, `produced` out.
-/// zlib keeps a pointer to its stream inside its state, so the stream lives at a fixed address.
-final class Inflate {
-    private let z: UnsafeMutablePointer<z_stream>
-    private(set) var consumed: Int64 = 0
-    private(set) var produced: Int64 = 0
-    private var ended = false
-    private var input: [UInt8] = []
-    private var used = 0
-    let name: String
+/// A slice of an object as the inflater's byte source; remembers the store's own error, so a
+/// read that failed because object storage did is reported as what it was.
+final class SliceReaderSource: ByteSource {
+    let reader: SliceReader
+    private let failure = Locked<StoreError?>(nil)
 
-    init(name: String) throws(StoreError) {
-        self.name = name
-        z = .allocate(capacity: 1)
-        z.initialize(to: z_stream())
-        guard modelfs_inflate_init_raw(z) == Z_OK else {
-            z.deallocate()
-            throw StoreError(.io, "\(name): inflate could not start")
+    init(_ reader: SliceReader) { self.reader = reader }
+
+    var size: Int64 { reader.size }
+    var lastFailure: StoreError? { failure.withLock { $0 } }
+
+    func read(at offset: Int64, count: Int) throws -> [UInt8] {
+        do { return try reader.read(offset: offset, size: count).bytes } catch {
+            failure.withLock { $0 = error }
+            throw error
         }
     }
-
-    private init(copying other: Inflate) throws(StoreError) {
-        name = other.name
-        z = .allocate(capacity: 1)
-        z.initialize(to: z_stream())
-        guard inflateCopy(z, other.z) == Z_OK else {
-            z.deallocate()
-            throw StoreError(.io, "\(name): no memory for an access point")
-        }
-        consumed = other.consumed
-        produced = other.produced
-        ended = other.ended
-    }
-
-    deinit {
-        inflateEnd(z)
-        z.deallocate()
-    }
-
-    /// A copy standing where this one stands; its input is read again from `consumed`.
-    func copy() throws(StoreError) -> Inflate { try Inflate(copying: self) }
-
-    /// Up to `count` more bytes; empty at the stream's end.
-    func inflate(upTo count: Int, from source: SliceReader) throws(StoreError) -> [UInt8] {
-        if ended || count == 0 { return [] }
-        var out = [UInt8](repeating: 0, count: count)
-        var filled = 0
-        while filled < count && !ended {
-            if used == input.count {
-                let next = try source.read(offset: consumed, size: Inflate.chunk).bytes
-                if next.isEmpty { throw StoreError(.io, "\(name): the member's compressed data ends before its stream does") }
-                input = next
-                used = 0
-            }
-            let before = input.count - used
-            let status: Int32 = input.withUnsafeMutableBufferPointer { inBuf in
-                out.withUnsafeMutableBufferPointer { outBuf in
-                    z.pointee.next_in = inBuf.baseAddress! + used
-                    z.pointee.avail_in = UInt32(before)
-                    z.pointee.next_out = outBuf.baseAddress! + filled
-                    z.pointee.avail_out = UInt32(count - filled)
-                    let status = CZlib.inflate(z, Z_NO_FLUSH)
-                    z.pointee.next_in = nil
-                    z.pointee.next_out = nil
-                    return status
-                }
-            }
-            let took = before - Int(z.pointee.avail_in)
-            let gave = (count - filled) - Int(z.pointee.avail_out)
-            used += took
-            consumed += Int64(took)
-            filled += gave
-            produced += Int64(gave)
-            switch status {
-            case Z_STREAM_END: ended = true
-            case Z_OK: break
-            case Z_BUF_ERROR where took == 0 && gave == 0:
-                throw StoreError(.io, "\(name): the deflate stream stalls (damaged)")
-            case Z_BUF_ERROR: break
-            default: throw StoreError(.io, "\(name): the member's deflate data is damaged (zlib \(status))")
-            }
-        }
-        return Array(out[0..<filled])
-    }
-
-    static let chunk = 256 << 10
 }

@@ -55,10 +55,13 @@ public struct TensorLayout: Sendable {
     public let tensors: [Range<Int64>]
     /// A tensor larger than this is read as a sequential run instead (the memory budget).
     public let maxWhole: Int64
+    /// How far past the tensor being read a loader's next tensors are fetched.
+    public let depth: Int64
 
-    public init(tensors: [Range<Int64>], maxWhole: Int64 = 64 << 20) {
+    public init(tensors: [Range<Int64>], maxWhole: Int64 = 64 << 20, depth: Int64 = 64 << 20) {
         self.tensors = tensors.filter { !$0.isEmpty }.sorted { $0.lowerBound < $1.lowerBound }
         self.maxWhole = maxWhole
+        self.depth = depth
     }
 
     /// The index of the tensor holding `offset`.
@@ -80,17 +83,25 @@ struct TensorPlanner: Sendable {
     init(_ layout: TensorLayout) { self.layout = layout }
 
     /// What to fetch for a read at `offset`: its tensor, whole, the first time it is touched;
-    /// once a reader has touched two tensors (a loader, not one `get_tensor`), the next tensor in
-    /// file order too. Nil when `offset` is in no tensor small enough: the run prefetcher's turn.
+    /// once a reader has touched two tensors (a loader, not one `get_tensor`), also the tensors
+    /// after it in file order, up to `depth` bytes of them. Nil when `offset` is in no tensor small
+    /// enough: the run prefetcher's turn.
     mutating func plan(offset: Int64) -> Range<Int64>?? {
         guard let i = layout.tensor(containing: offset), layout.tensors[i].count <= layout.maxWhole else { return nil }
         var lower: Int64?, upper: Int64 = 0
-        for j in [i, i + 1] where j < layout.tensors.count && layout.tensors[j].count <= layout.maxWhole {
-            if j == i + 1 && planned.count < 2 { break }
+        var j = i, reach: Int64 = 0
+        while j < layout.tensors.count, layout.tensors[j].count <= layout.maxWhole {
+            if j > i {
+                if planned.count < 2 || reach >= layout.depth { break }
+                reach += Int64(layout.tensors[j].count)
+            }
             if planned.insert(j).inserted {
+                // One contiguous range: a tensor already fetched in the middle is asked again of
+                // the cache, which skips what it holds.
                 lower = lower ?? layout.tensors[j].lowerBound
                 upper = layout.tensors[j].upperBound
             }
+            j += 1
         }
         return .some(lower.map { $0..<upper })
     }

@@ -158,3 +158,42 @@ let modelFiles: [String: [UInt8]] = [
         #expect(index.problems == ["a: both a file and a directory, the file left out"])
     }
 }
+
+@Suite struct GzipTarIndexTests {
+    @Test func aTarGzListsTheSameMembersAsItsTarAtTheirInflatedOffsets() throws {
+        let tgz = try ArchiveIndex.build(.tgz, try fixture("model.tar.gz"))
+        let tar = try ArchiveIndex.build(.tar, try fixture("model.tar"))
+        #expect(tgz.problems.isEmpty, "\(tgz.problems)")
+        #expect(tgz.kind == .tgz && tgz.members.map(\.path) == tar.members.map(\.path))
+        #expect(tgz.members.map(\.dataOffset) == tar.members.map(\.dataOffset), "offsets in the inflated stream are the tar's")
+        #expect(tgz.members.filter { !$0.isDirectory }.allSatisfy { $0.method == .inflatedStream })
+        #expect(tgz.inflatedSize == (try fixture("model.tar")).size)
+        #expect(tgz.points?.first?.uncompressed == 0, "a point where the deflate data begins")
+    }
+
+    @Test func accessPointsEveryFewMiBRestartInflatingThere() throws {
+        let source = try fixture("big.tar.gz")
+        let index = try ArchiveIndex.build(.tgz, source)
+        let points = try #require(index.points)
+        #expect(points.count >= 3, "24 MiB inflated, a point every 8 MiB: \(points.map(\.uncompressed))")
+        let big = try #require(index.members.first { $0.path == "big/text.txt" })
+        // From the last point, inflate 64 KiB and compare with the same bytes inflated from the start.
+        let last = points.last!
+        var fromPoint: [UInt8] = []
+        try Inflate(name: "t", restoring: last, from: source).inflate(upTo: 65536, from: source, appendingTo: &fromPoint)
+        var fromStart: [UInt8] = []
+        let whole = try Inflate(name: "t", framing: .gzip)
+        while Int64(fromStart.count) < last.uncompressed + 65536 {
+            try whole.inflate(upTo: 1 << 20, from: source, appendingTo: &fromStart)
+        }
+        #expect(fromPoint == Array(fromStart[Int(last.uncompressed)..<Int(last.uncompressed + 65536)]))
+        #expect(big.size == 24 * 1024 * 1024 / 28000 * 28000)
+    }
+
+    @Test func aTruncatedTarGzKeepsWhatTheStreamReached() throws {
+        let index = try ArchiveIndex.build(.tgz, try fixture("truncated.tar.gz"))
+        #expect(index.problems.contains { $0.contains("stops early") }, "\(index.problems)")
+        #expect(!index.members.isEmpty && index.members.count < 7)
+        #expect(throws: ArchiveError.self) { try ArchiveIndex.build(.tgz, try fixture("model.tar")) }
+    }
+}

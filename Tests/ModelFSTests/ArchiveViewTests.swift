@@ -23,13 +23,14 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         _ = try env.mkdir("X")
         _ = try env.put("models/X/v1.zip", try archiveFixture("model.zip"))
         _ = try env.put("models/X/v2.tar", try archiveFixture("model.tar"))
+        _ = try env.put("models/X/v3.tar.gz", try archiveFixture("model.tar.gz"))
         return env
     }
 
     @Test func theViewListsTheArchiveBesideTheVersionFile() throws {
         let env = try modelEnv()
-        #expect(try env.names(env.inode("models/X")).sorted() == [".", "..", "v1", "v1.zip", "v2", "v2.tar"])
-        for view in ["models/X/v1", "models/X/v2"] {
+        #expect(try env.names(env.inode("models/X")).sorted() == [".", "..", "v1", "v1.zip", "v2", "v2.tar", "v3", "v3.tar.gz"])
+        for view in ["models/X/v1", "models/X/v2", "models/X/v3"] {
             #expect(try env.names(env.inode(view)).sorted() == [".", ".."] + members, "\(view)")
             #expect(try env.names(env.inode(view + "/nested/deeper")).sorted() == [".", "..", "notes.txt"])
             let a = try env.fs.getattr(try env.inode(view))
@@ -45,7 +46,8 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
                      "nested/deeper/notes.txt"] {
             let zipped = try env.readAll(try env.inode("models/X/v1/" + path), chunk: 4096)
             let tarred = try env.readAll(try env.inode("models/X/v2/" + path), chunk: 4096)
-            #expect(!zipped.isEmpty && zipped == tarred, "\(path)")
+            let gzipped = try env.readAll(try env.inode("models/X/v3/" + path), chunk: 4096)
+            #expect(!zipped.isEmpty && zipped == tarred && gzipped == tarred, "\(path)")
             #expect(Int64(zipped.count) == (try env.fs.getattr(try env.inode("models/X/v1/" + path))).size)
         }
         #expect(String(decoding: try env.readAll(try env.inode("models/X/v1/config.json")), as: UTF8.self)
@@ -67,6 +69,24 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         }
     }
 
+    @Test func aLargeTarGzMemberIsReadAtRandomFromItsAccessPoints() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.tar.gz", try archiveFixture("big.tar.gz"))
+        let block = Array((0..<1000).map { String(format: "line %04d of the big member\n", $0) }.joined().utf8)
+        let member = try env.inode("models/X/v1/big/text.txt")
+        let size = Int(try env.fs.getattr(member).size)
+        #expect(size == block.count * (24 * 1024 * 1024 / block.count))
+        let handle = try env.fs.open(member, flags: OpenFlags(O_RDONLY)).handle
+        defer { try? env.fs.release(handle) }
+        for offset in [size - 5000, 17 << 20, 3, 9 << 20, size - 1, 20 << 20, 0] {
+            let got = try env.fs.read(handle, offset: Int64(offset), size: 4096)
+            let want = (offset..<min(size, offset + 4096)).map { block[$0 % block.count] }
+            #expect(got == want, "at \(offset)")
+        }
+        #expect(try env.xattr(try env.inode("models/X/v1/big/text.txt"), "compression") == "gzip")
+    }
+
     @Test func theInsideIsReadOnly() throws {
         let env = try modelEnv()
         let view = try env.inode("models/X/v1")
@@ -86,7 +106,7 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         let before = try env.inode("models/X/v1/config.json")
         let model = try env.inode("models/X")
         try env.fs.rename(parent: model, name: Array("v1.zip".utf8), newParent: model, newName: Array("v9.zip".utf8))
-        #expect(try env.names(model).sorted() == [".", "..", "v2", "v2.tar", "v9", "v9.zip"])
+        #expect(try env.names(model).sorted() == [".", "..", "v2", "v2.tar", "v3", "v3.tar.gz", "v9", "v9.zip"])
         #expect(try env.inode("models/X/v9/config.json") == before, "the same member, the same inode")
         try env.fs.unlink(parent: model, name: Array("v9.zip".utf8))
         expectStoreError(.notFound) { try env.inode("models/X/v9") }

@@ -1,4 +1,4 @@
-"""Archives as directories: `models/X/v1/` beside `v1.zip` (and `.tar`), read through a real
+"""Archives as directories: `models/X/v1/` beside `v1.zip` (and `.tar`, `.tar.gz`), read through a real
 mount with the tools training code uses: os.walk, open, mmap, safetensors.safe_open, sha256sum,
 8 readers at once. On every store (local directory, s3api, moto)."""
 import errno
@@ -51,8 +51,8 @@ def pack_zip(src, dest):
     return dest
 
 
-def pack_tar(src, dest):
-    with tarfile.open(dest, "w") as t:
+def pack_tar(src, dest, mode="w"):
+    with tarfile.open(dest, mode) as t:
         for rel, p in sorted(files_of(src).items()):
             t.add(p, rel)
     return dest
@@ -65,14 +65,15 @@ def model(mount, name, tmp_path):
     os.mkdir(mount.p("models", m))
     sh("cp", str(pack_zip(src, tmp_path / "m.zip")), mount.p("models", m, "v1.zip"))
     sh("cp", str(pack_tar(src, tmp_path / "m.tar")), mount.p("models", m, "v2.tar"))
+    sh("cp", str(pack_tar(src, tmp_path / "m.tar.gz", "w:gz")), mount.p("models", m, "v3.tar.gz"))
     return m, src
 
 
 def test_the_view_lists_the_archive_and_every_member_is_byte_identical(mount, model):
     m, src = model
-    assert sorted(os.listdir(mount.p("models", m))) == ["v1", "v1.zip", "v2", "v2.tar"]
+    assert sorted(os.listdir(mount.p("models", m))) == ["v1", "v1.zip", "v2", "v2.tar", "v3", "v3.tar.gz"]
     want = {rel: os.path.getsize(p) for rel, p in files_of(src).items()}
-    for view in ["v1", "v2"]:
+    for view in ["v1", "v2", "v3"]:
         root = mount.p("models", m, view)
         got = {rel: os.path.getsize(p) for rel, p in files_of(root).items()}
         assert got == want, view
@@ -87,7 +88,7 @@ def test_safetensors_and_mmap_on_members(mount, model):
     import numpy as np
     from safetensors import safe_open
     m, src = model
-    for view in ["v1", "v2"]:
+    for view in ["v1", "v2", "v3"]:
         member = mount.p("models", m, view, "model-00001-of-00002.safetensors")
         with safe_open(member, framework="numpy") as f, safe_open(str(src / "model-00001-of-00002.safetensors"), framework="numpy") as g:
             assert sorted(f.keys()) == ["embed.weight", "layer0.weight"]
@@ -141,11 +142,11 @@ def test_the_inside_is_read_only(mount, model):
 def test_the_view_follows_the_version(mount, model):
     m, _ = model
     sh("mv", mount.p("models", m, "v1.zip"), mount.p("models", m, "v7.zip"))
-    assert sorted(os.listdir(mount.p("models", m))) == ["v2", "v2.tar", "v7", "v7.zip"]
+    assert sorted(os.listdir(mount.p("models", m))) == ["v2", "v2.tar", "v3", "v3.tar.gz", "v7", "v7.zip"]
     assert json.load(open(mount.p("models", m, "v7", "config.json")))["model_type"] == "bert"
     sh("rm", mount.p("models", m, "v7.zip"))
     assert not os.path.exists(mount.p("models", m, "v7"))
-    assert sorted(os.listdir(mount.p("models", m))) == ["v2", "v2.tar"]
+    assert sorted(os.listdir(mount.p("models", m))) == ["v2", "v2.tar", "v3", "v3.tar.gz"]
 
 
 def test_hostile_archives_stay_files_and_say_why(mount, name, tmp_path):
@@ -187,8 +188,9 @@ def xattr(path, name):
 def test_safetensors_headers_as_xattrs_on_files_and_members(mount, model, name, tmp_path):
     m, src = model
     shard = src / "model-00001-of-00002.safetensors"
-    sh("cp", str(shard), mount.p("models", m, "v3.safetensors"))
-    for path in [mount.p("models", m, "v3.safetensors"), mount.p("models", m, "v1", shard.name), mount.p("models", m, "v2", shard.name)]:
+    sh("cp", str(shard), mount.p("models", m, "v4.safetensors"))
+    for path in [mount.p("models", m, "v4.safetensors"), mount.p("models", m, "v1", shard.name), mount.p("models", m, "v2", shard.name),
+                 mount.p("models", m, "v3", shard.name)]:
         assert xattr(path, "tensors") == "2", path
         assert xattr(path, "parameters") == str(512 * 64 + 64 * 64)
         assert xattr(path, "dtypes") == "F32"
@@ -196,6 +198,6 @@ def test_safetensors_headers_as_xattrs_on_files_and_members(mount, model, name, 
         assert header["embed.weight"]["shape"] == [512, 64]
     # Not a safetensors file under that name: the reason, and the bytes still read.
     (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 64)
-    sh("cp", str(tmp_path / "bad.safetensors"), mount.p("models", m, "v4.safetensors"))
-    assert "not a safetensors file" in xattr(mount.p("models", m, "v4.safetensors"), "safetensors_error")
-    assert open(mount.p("models", m, "v4.safetensors"), "rb").read() == b"\xff" * 64
+    sh("cp", str(tmp_path / "bad.safetensors"), mount.p("models", m, "v5.safetensors"))
+    assert "not a safetensors file" in xattr(mount.p("models", m, "v5.safetensors"), "safetensors_error")
+    assert open(mount.p("models", m, "v5.safetensors"), "rb").read() == b"\xff" * 64

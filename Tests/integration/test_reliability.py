@@ -159,7 +159,7 @@ def test_bad_input_is_refused_and_changes_nothing(store, name, tmp_path):
         assert not wrong, wrong
         # Nothing changed.
         assert sorted(os.listdir(os.path.join(path, "models"))) == sorted([model, other])
-        assert os.listdir(d) == ["v1.zip"] and sha256_file(os.path.join(d, "v1.zip")) == sha256_file(src)
+        assert sorted(os.listdir(d)) == ["v1", "v1.zip"] and sha256_file(os.path.join(d, "v1.zip")) == sha256_file(src)
         assert os.listdir(os.path.join(path, "datasets")) == []
     finally:
         cleanup_mount(path)

@@ -2,6 +2,7 @@
 """Makes the archive fixtures of Tests/ArchiveTests (and the fuzzers' seed corpus): good archives
 of a small Hugging Face-style model directory, and hostile ones. Deterministic: run it again
 and the files come out the same."""
+import gzip
 import io
 import os
 import struct
@@ -73,6 +74,14 @@ def main():
     write("model.tar", tar_bytes(tarfile.USTAR_FORMAT))
     write("pax.tar", tar_bytes(tarfile.PAX_FORMAT, [(long_name, b"pax long name\n"), ("ünï/çødé.txt", b"utf-8\n")]))
     write("gnu.tar", tar_bytes(tarfile.GNU_FORMAT, [(long_name, b"gnu long name\n")]))
+    # mtime 0 in the gzip header: the same bytes every time.
+    write("model.tar.gz", gzip.compress(tar_bytes(tarfile.USTAR_FORMAT), mtime=0))
+    # 24 MiB of text (a few KiB compressed) behind a small member: access points every 8 MiB.
+    block = b"".join(b"line %04d of the big member\n" % i for i in range(1000))
+    lines = block * (24 * 1024 * 1024 // len(block))
+    write("big.tar.gz", gzip.compress(tar_bytes(tarfile.USTAR_FORMAT, [("big/text.txt", lines)]), mtime=0))
+    whole = gzip.compress(tar_bytes(tarfile.USTAR_FORMAT), mtime=0)
+    write("truncated.tar.gz", whole[: len(whole) * 2 // 3])
 
     # Hostile zips.
     write("traversal.zip", zip_bytes([("../evil.txt", b"x", 0), ("/etc/passwd", b"y", 0), ("ok.txt", b"ok", 0),

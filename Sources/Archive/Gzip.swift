@@ -1,0 +1,107 @@
+import Foundation
+
+/// The index of a `.tar.gz`: one pass inflating the gzip stream, reading the tar headers from
+/// the bytes as they come out, and keeping an access point every `spacing` bytes of output (at
+/// the first deflate block boundary past it), so that a member can later be inflated from the
+/// nearest point before it instead of from the start.
+public enum GzipTarReader {
+    /// Output between access points; doubled (every other point dropped) past `maxPoints`.
+    public static let spacing: Int64 = 8 << 20
+    public static let maxPoints = 512
+
+    public static func index(_ source: some ByteSource) throws(ArchiveError) -> ArchiveIndex {
+        let stream = try GzipStream(source)
+        let index: ArchiveIndex
+        do { index = try TarReader.index(stream) } catch {
+            if let failure = stream.failure, stream.produced == 0 { throw ArchiveError("not a gzip stream: \(failure.reason)") }
+            throw error
+        }
+        return try finish(index, stream)
+    }
+
+    private static func finish(_ tar: ArchiveIndex, _ stream: GzipStream) throws(ArchiveError) -> ArchiveIndex {
+        if stream.produced == 0, let failure = stream.failure { throw ArchiveError("not a gzip stream: \(failure.reason)") }
+        var index = tar
+        // What a truncated stream cut off: members whose bytes the stream never reached.
+        try stream.drain()
+        if let failure = stream.failure { index.problems.append("the compressed stream stops early: \(failure.reason)") }
+        let total = stream.produced
+        index.members = index.members.filter { m in
+            guard let start = m.dataOffset, start + m.size > total else { return true }
+            index.problems.append("\(m.path): past the end of the compressed stream, left out")
+            return false
+        }
+        index.kind = .tgz
+        index.points = stream.points
+        index.inflatedSize = total
+        return index
+    }
+}
+
+/// The uncompressed bytes of a gzip stream, readable forward only (the tar reader never looks
+/// back), with access points taken along the way.
+final class GzipStream: ByteSource, @unchecked Sendable {
+    // @unchecked: used by one index build at a time, on one thread.
+    let source: any ByteSource
+    private let inflate: Inflate
+    private var buffer: [UInt8] = []
+    private var bufferStart: Int64 = 0
+    private(set) var points: [AccessPoint] = []
+    private var spacing = GzipTarReader.spacing
+
+    init(_ source: some ByteSource) throws(ArchiveError) {
+        self.source = source
+        inflate = try Inflate(name: "the gzip stream", framing: .gzip)
+    }
+
+    /// Unknown until the end: reads past it come back short.
+    var size: Int64 { Int64.max / 4 }
+    var produced: Int64 { inflate.produced }
+
+    func read(at offset: Int64, count: Int) throws -> [UInt8] {
+        guard offset >= bufferStart else { throw ArchiveError("the gzip stream is read forward only") }
+        // What lies before `offset` is never read again.
+        let drop = Int(min(Int64(buffer.count), offset - bufferStart))
+        if drop > 0 { buffer.removeFirst(drop); bufferStart += Int64(drop) }
+        while bufferStart + Int64(buffer.count) < offset + Int64(count), !inflate.ended, failure == nil {
+            try step()
+            let drop = Int(min(Int64(buffer.count), offset - bufferStart))
+            if drop > 0 { buffer.removeFirst(drop); bufferStart += Int64(drop) }
+        }
+        let from = Int(offset - bufferStart)
+        let to = min(buffer.count, from + count)
+        return from < to ? Array(buffer[from..<to]) : []
+    }
+
+    /// Why the stream stopped before its end, if it did.
+    private(set) var failure: ArchiveError?
+
+    /// Inflates the rest (to measure it and to find where it is damaged).
+    func drain() throws(ArchiveError) {
+        while !inflate.ended, failure == nil {
+            buffer.removeAll(keepingCapacity: true)
+            bufferStart = inflate.produced
+            try step()
+        }
+    }
+
+    /// Inflates a little more. A damaged or truncated stream is no error here: what came out so
+    /// far stands and the rest reads short (the tar reader says what that cut off); only object
+    /// storage failing is.
+    private func step() throws(ArchiveError) {
+        do {
+            try inflate.inflate(upTo: 1 << 20, from: source, appendingTo: &buffer, stopAtBlocks: true)
+        } catch {
+            if error.unreadable { throw error }
+            failure = error
+            return
+        }
+        if let last = points.last?.uncompressed, inflate.produced - last < spacing { return }
+        guard let point = inflate.accessPoint() else { return }
+        points.append(point)
+        if points.count > GzipTarReader.maxPoints {
+            points = stride(from: 0, to: points.count, by: 2).map { points[$0] }
+            spacing *= 2
+        }
+    }
+}
