@@ -39,7 +39,7 @@ let package = Package(
         ]),
         // The store's operations with their rules, shared by the CLI and the mount.
         .target(name: "Registry", dependencies: [
-            "ModelStore", "Catalog", "UploadPath",
+            "ModelStore", "Catalog", "UploadPath", "Archive",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.

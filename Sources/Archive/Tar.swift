@@ -19,6 +19,7 @@ public enum TarReader {
         while !ended && at < size {
             guard at + Int64(block) <= size else { problems.append("truncated: the header at \(at) is cut short"); break }
             let header = try ZipReader.read(source, at, block)
+            if header.isEmpty { break }  // the end of a stream whose size was not known ahead
             guard header.count == block else { problems.append("truncated at \(at)"); break }
             if header.allSatisfy({ $0 == 0 }) { ended = true; break }
             guard checksumMatches(header) else {

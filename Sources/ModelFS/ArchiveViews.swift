@@ -42,7 +42,7 @@ final class LoadedArchive: Sendable {
 }
 
 /// The object bytes of a ready version or dataset that is an archive.
-struct ArchiveObject {
+struct ArchiveObject: Sendable {
     var owner: ArchiveOwner
     var name: String
     var kind: ArchiveKind
@@ -98,9 +98,26 @@ final class ArchiveViews: Sendable {
         }
     }
 
-    /// The archive's index, its view gone (`ENOENT`) once the version is.
+    /// When each owner's row was last read: `ls -lR` of 10,000 members asks about the owner for
+    /// every one of them, and a second's staleness is what the rest of the tree has too.
+    private let checked = Locked<[ArchiveOwner: (object: ArchiveObject, at: ContinuousClock.Instant)]>([:])
+    static let recheckAfter: Duration = .seconds(1)
+
+    /// The archive's index, its view gone (`ENOENT`) once the version is (within a second).
     func archive(_ owner: ArchiveOwner) throws(StoreError) -> (ArchiveObject, LoadedArchive) {
-        guard let object = try object(owner) else { throw .notFound("the archive is gone") }
+        let now = ContinuousClock.now
+        if let recent = checked.withLock({ $0[owner] }), now - recent.at < ArchiveViews.recheckAfter,
+           let hit = loaded.withLock({ $0[owner] }), hit.objectKey == recent.object.key, hit.sha256 == recent.object.sha256 {
+            return (recent.object, hit)
+        }
+        guard let object = try object(owner) else {
+            checked.withLock { $0[owner] = nil }
+            throw .notFound("the archive is gone")
+        }
+        checked.withLock { all in
+            if all.count >= 4 * ArchiveViews.keep { all.removeAll() }
+            all[owner] = (object, now)
+        }
         if let hit = loaded.withLock({ $0[owner] }), hit.objectKey == object.key, hit.sha256 == object.sha256 { return (object, hit) }
         building.lock()
         defer { building.unlock() }
@@ -111,6 +128,12 @@ final class ArchiveViews: Sendable {
             all[owner] = archive
         }
         return (object, archive)
+    }
+
+    /// Forgets what this mount knows of an archive whose version or dataset it just deleted.
+    func forget(_ owner: ArchiveOwner) {
+        checked.withLock { $0[owner] = nil }
+        loaded.withLock { $0[owner] = nil }
     }
 
     private func load(_ object: ArchiveObject) throws(StoreError) -> LoadedArchive {

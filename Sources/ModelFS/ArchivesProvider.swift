@@ -9,12 +9,9 @@ import ReadPath
 final class ArchivesProvider: NamespaceProvider {
     unowned let namespace: Namespace
     let parts: Set<TreePart> = [.archives]
-    let views: ArchiveViews
+    var views: ArchiveViews { namespace.archives }
 
-    init(namespace: Namespace) {
-        self.namespace = namespace
-        views = ArchiveViews(namespace: namespace)
-    }
+    init(namespace: Namespace) { self.namespace = namespace }
 
     static let readOnly = StoreError(.readOnly, "the inside of an archive is read-only: it is a view of the version's bytes")
 

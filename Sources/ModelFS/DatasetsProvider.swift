@@ -62,6 +62,7 @@ final class DatasetsProvider: NamespaceProvider {
         if directory { throw StoreError(.notDirectory, "\(Names.printable(name)) is a file") }
         guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
         try registry.deleteDataset(d.name)
+        namespace.archives.forget(.dataset(d.id))
         namespace.cache.forget(object: ObjectIdentity.id(sha256: d.sha256 ?? d.objectKey, size: d.size))
     }
 

@@ -138,11 +138,15 @@ final class ModelsProvider: NamespaceProvider {
             guard let m = try catalog.model(id: id) else { throw .notFound("no model named \(Names.printable(name))") }
             let versions = try catalog.versions(modelID: m.id)
             try registry.deleteModel(m.name)
-            for v in versions { namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size)) }
+            for v in versions {
+                namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
+                namespace.archives.forget(.version(v.id))
+            }
         case (.version(let id), false):
             guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
             try registry.deleteVersion(m.name, v.name)
             namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
+            namespace.archives.forget(.version(v.id))
         case (.model, false): throw StoreError(.isDirectory, "\(Names.printable(name)) is a model directory: rmdir it")
         case (.version, true), (.next, true): throw StoreError(.notDirectory, "\(Names.printable(name)) is a file")
         default: throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be removed")

@@ -111,6 +111,17 @@ final class Namespace: Sendable {
         self.registry = registry; self.cache = cache; self.jobs = jobs; self.spool = spool; self.logger = logger
     }
 
+    /// Archive indexes, made on first use (they need the namespace).
+    private let archiveViews = Locked<ArchiveViews?>(nil)
+    var archives: ArchiveViews {
+        archiveViews.withLock { a in
+            if let a { return a }
+            let made = ArchiveViews(namespace: self)
+            a = made
+            return made
+        }
+    }
+
     /// Safetensors headers, made on first use (they need the namespace).
     private let tensorHeaders = Locked<TensorHeaders?>(nil)
     var tensors: TensorHeaders {

@@ -75,35 +75,49 @@ public struct TensorLayout: Sendable {
     }
 }
 
-/// Which tensors a reader already had fetched, and how many it has touched.
+/// Which tensors a reader is consuming, and what was fetched for them.
 struct TensorPlanner: Sendable {
     let layout: TensorLayout
+    /// Bytes read so far in each tensor touched.
+    private var read: [Int: Int64] = [:]
     private var planned = Set<Int>()
+    /// A reader has read this much of a tensor (or a quarter of a small one) before the rest is
+    /// fetched whole: the kernel's read-around and readahead spill a few hundred KiB into the
+    /// neighbours of the tensor it reads, which must not cost those neighbours whole.
+    static let consuming: Int64 = 1 << 20
 
     init(_ layout: TensorLayout) { self.layout = layout }
 
-    /// What to fetch for a read at `offset`: its tensor, whole, the first time it is touched;
-    /// once a reader has touched two tensors (a loader, not one `get_tensor`), also the tensors
-    /// after it in file order, up to `depth` bytes of them. Nil when `offset` is in no tensor small
-    /// enough: the run prefetcher's turn.
-    mutating func plan(offset: Int64) -> Range<Int64>?? {
-        guard let i = layout.tensor(containing: offset), layout.tensors[i].count <= layout.maxWhole else { return nil }
+    /// What to fetch for a read of `length` bytes at `offset`. Once the reader has read enough
+    /// of a tensor, the rest of it, whole; once it has done so for two tensors (a loader such
+    /// as `load_file`, not one `get_tensor`), also the tensors after it in file order, up to
+    /// `depth` bytes of them. `.some(nil)`: nothing to fetch, and no run prefetch either (the read
+    /// is in a tensor); nil when the read is in no tensor small enough: the run prefetcher's turn.
+    mutating func plan(offset: Int64, length: Int) -> Range<Int64>?? {
+        let end = offset + Int64(max(length, 1))
+        guard let first = layout.tensor(containing: offset) ?? layout.tensor(containing: end - 1) else { return nil }
+        var last = first
+        while last + 1 < layout.tensors.count, layout.tensors[last + 1].lowerBound < end { last += 1 }
+        guard layout.tensors[first...last].allSatisfy({ $0.count <= layout.maxWhole }) else { return nil }
         var lower: Int64?, upper: Int64 = 0
-        var j = i, reach: Int64 = 0
-        while j < layout.tensors.count, layout.tensors[j].count <= layout.maxWhole {
-            if j > i {
-                if planned.count < 2 || reach >= layout.depth { break }
+        for i in first...last {
+            let t = layout.tensors[i]
+            read[i, default: 0] += min(end, t.upperBound) - max(offset, t.lowerBound)
+            guard !planned.contains(i), read[i]! >= min(TensorPlanner.consuming, Int64(t.count) / 4) else { continue }
+            planned.insert(i)
+            lower = lower ?? max(end, t.lowerBound)
+            upper = t.upperBound
+            // A loader: the tensors after this one too, `depth` ahead of it.
+            guard planned.count >= 2 else { continue }
+            var j = i + 1, reach: Int64 = 0
+            while j < layout.tensors.count, layout.tensors[j].count <= layout.maxWhole, reach < layout.depth {
+                if planned.insert(j).inserted { upper = layout.tensors[j].upperBound }
                 reach += Int64(layout.tensors[j].count)
+                j += 1
             }
-            if planned.insert(j).inserted {
-                // One contiguous range: a tensor already fetched in the middle is asked again of
-                // the cache, which skips what it holds.
-                lower = lower ?? layout.tensors[j].lowerBound
-                upper = layout.tensors[j].upperBound
-            }
-            j += 1
         }
-        return .some(lower.map { $0..<upper })
+        guard let lower, lower < upper else { return .some(nil) }
+        return .some(lower..<upper)
     }
 }
 
@@ -126,7 +140,7 @@ public final class CachedObjectReader: ObjectReader {
 
     /// What to fetch ahead of a read: whole tensors inside the tensor region, runs elsewhere.
     private func ahead(offset: Int64, length: Int) -> Range<Int64>? {
-        if let tensors, case .some(let whole) = tensors.withLock({ $0.plan(offset: offset) }) { return whole }
+        if let tensors, case .some(let whole) = tensors.withLock({ $0.plan(offset: offset, length: length) }) { return whole }
         return prefetcher.withLock { $0.plan(offset: offset, length: length, size: size) }
     }
 

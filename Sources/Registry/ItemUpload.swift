@@ -3,6 +3,7 @@ import Logging
 import ModelStore
 import Catalog
 import UploadPath
+import Archive
 
 /// What an ``ItemUpload`` writes: a model's version or a dataset.
 public enum UploadItem: Sendable, Equatable {
@@ -36,6 +37,9 @@ public final class ItemUpload: @unchecked Sendable {
     private let hooks: UploadHooks
     private let recordID: LockedBox<Int64?>
     private let lines: LineCounterBox?
+    /// The archive's index, built from the bytes as they are sealed (nil for other formats, and
+    /// for a resumed upload, whose stream starts part way).
+    private let index: IndexBox?
     /// Set once a writer sought back into bytes already uploaded: the file is written here and
     /// uploaded whole at `finish`.
     private var spool: SpoolFile?
@@ -61,6 +65,12 @@ public final class ItemUpload: @unchecked Sendable {
             if Formats.lineRecords.contains(d.format) { lines = LineCounterBox() }
         }
         self.lines = lines
+        let format: String
+        switch item {
+        case .version(_, let v): format = v.format
+        case .dataset(let d): format = d.format
+        }
+        index = resume == nil && ArchiveKind(format: format) != nil ? IndexBox(format: format) : nil
         let recordID = LockedBox<Int64?>(resume?.1)
         self.recordID = recordID
         let token = self.token
@@ -81,15 +91,22 @@ public final class ItemUpload: @unchecked Sendable {
                 }
             })
         self.hooks = hooks
-        upload = ItemUpload.stream(registry, key: key, hooks: hooks, resume: resume?.0, lines: lines)
+        upload = ItemUpload.stream(registry, key: key, hooks: hooks, resume: resume?.0, lines: lines, index: index)
     }
 
     private static func stream(_ registry: Registry, key: String, hooks: UploadHooks, resume: ResumePoint?,
-                               lines: LineCounterBox?) -> StreamingUpload {
+                               lines: LineCounterBox?, index: IndexBox?) -> StreamingUpload {
         let upload = StreamingUpload(store: registry.objects, key: key, concurrency: registry.uploadConcurrency, hooks: hooks,
                                      resume: resume, logger: registry.logger)
         lines?.counter.withLock { $0 = LineCounter() }
-        if let lines { upload.sealed = { b in lines.counter.withLock { $0.count(b) } } }
+        // Each stream from its first byte: a restart (from the spool) starts a new index.
+        let indexer = index?.restart()
+        if lines != nil || indexer != nil {
+            upload.sealed = { b in
+                lines?.counter.withLock { $0.count(b) }
+                indexer?.feed(b)
+            }
+        }
         return upload
     }
 
@@ -190,7 +207,7 @@ public final class ItemUpload: @unchecked Sendable {
 
     /// Uploads the spool file from its start, replacing what was streamed before the seek.
     private func uploadSpool(_ file: SpoolFile) throws(StoreError) {
-        upload = ItemUpload.stream(registry, key: item.objectKey, hooks: hooks, resume: nil, lines: lines)
+        upload = ItemUpload.stream(registry, key: item.objectKey, hooks: hooks, resume: nil, lines: lines, index: index)
         var buffer = [UInt8](repeating: 0, count: 8 << 20)
         var at: Int64 = 0
         while at < file.size {
@@ -222,12 +239,14 @@ public final class ItemUpload: @unchecked Sendable {
             switch item {
             case .version(let m, var v):
                 try registry.catalog.markVersionReady(id: v.id, size: result.size, sha256: result.sha256, token: token)
+                storeIndex(result)
                 v.status = .ready; v.error = nil; v.size = result.size; v.sha256 = result.sha256
                 item = .version(m, v)
                 registry.publishVersionEntry(v.id)
             case .dataset(var d):
                 let records = lines?.records
                 try registry.catalog.markDatasetReady(id: d.id, size: result.size, sha256: result.sha256, records: records, token: token)
+                storeIndex(result)
                 d.status = .ready; d.error = nil; d.size = result.size; d.sha256 = result.sha256; d.records = records
                 item = .dataset(d)
             }
@@ -255,8 +274,21 @@ public final class ItemUpload: @unchecked Sendable {
         fail(StoreError(code, reason))
     }
 
+    /// The index built on the way, kept for the view (which builds it on first access otherwise).
+    private func storeIndex(_ result: UploadResult) {
+        guard let built = index?.current?.finish(size: result.size) else { return }
+        let body = String(decoding: built.encoded(), as: UTF8.self)
+        do {
+            try registry.catalog.storeArchiveIndex(objectKey: item.objectKey,
+                                                   StoredArchiveIndex(sha256: result.sha256, size: result.size, body: body, error: nil))
+        } catch {
+            registry.logger.warning("index of \(item.displayName) not stored (built on first access instead): \(error)")
+        }
+    }
+
     private func fail(_ error: StoreError) {
         guard !ended else { return }
+        index?.current?.abandon()
         ended = true
         failure = error
         let aborted = upload.abort()
@@ -304,6 +336,25 @@ struct LineCounter {
     }
 
     var records: Int64 { newlines + (last != nil && last != 0x0A ? 1 : 0) }
+}
+
+/// The archive index being built from the current stream's sealed bytes.
+final class IndexBox: Sendable {
+    let format: String
+    private let indexer = Locked<IngestIndex?>(nil)
+
+    init(format: String) { self.format = format }
+
+    /// A new index for a stream starting at byte 0; the previous one is abandoned.
+    func restart() -> IngestIndex? {
+        indexer.withLock { current in
+            current?.abandon()
+            current = IngestIndex(format: format)
+            return current
+        }
+    }
+
+    var current: IngestIndex? { indexer.withLock { $0 } }
 }
 
 /// The record count, fed from the stream's sealed bytes.

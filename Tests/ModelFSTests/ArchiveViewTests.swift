@@ -113,6 +113,20 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         expectStoreError(.notFound) { try env.fs.getattr(before) }
     }
 
+    @Test func theIndexIsBuiltWhileTheBytesStreamIn() throws {
+        let env = try modelEnv()
+        let gets = env.store.calls(.get)
+        for name in ["v1", "v2", "v3"] {
+            let (_, v) = try env.registry.version("X", name)
+            let stored = try #require(try env.catalog.archiveIndex(objectKey: v.objectKey, sha256: v.sha256!, size: v.size), "\(name)")
+            #expect(stored.body != nil && stored.error == nil)
+            #expect(try env.names(env.inode("models/X/\(name)")).sorted() == [".", ".."] + members)
+        }
+        #expect(env.store.calls(.get) == gets, "listing read nothing back from the store")
+        // A zip member's data offset comes from its local header, read at first open.
+        #expect(try env.readAll(try env.inode("models/X/v1/config.json")).count == 41)
+    }
+
     @Test func theIndexIsBuiltOnceAndKeptInTheCatalog() throws {
         let env = try modelEnv()
         _ = try env.names(env.inode("models/X/v1"))

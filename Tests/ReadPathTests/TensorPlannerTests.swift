@@ -2,25 +2,41 @@ import Testing
 @testable import ReadPath
 
 @Suite struct TensorPlannerTests {
-    let layout = TensorLayout(tensors: [100..<200, 200..<1000, 1000..<1100, 1100..<(1100 + (80 << 20))], maxWhole: 64 << 20)
+    static let MiB: Int64 = 1 << 20
+    /// Ten 4 MiB tensors after a 2,464-byte header (as safetensors lays them out), then one too large to fetch whole.
+    let layout = TensorLayout(tensors: (0..<10).map { 2464 + Int64($0) * 4 * MiB..<2464 + Int64($0 + 1) * 4 * MiB }
+                                + [2464 + 40 * MiB..<2464 + 120 * MiB], maxWhole: 64 << 20, depth: 12 * MiB)
 
-    @Test func aReadInATensorFetchesThatTensorWholeOnce() {
+    func start(_ i: Int64) -> Int64 { 2464 + i * 4 * TensorPlannerTests.MiB }
+
+    @Test func oneTensorReadSequentiallyIsFetchedWholeOnceItIsBeingConsumed() {
         var p = TensorPlanner(layout)
-        #expect(p.plan(offset: 250) == .some(200..<1000), "the tensor the read lands in")
-        #expect(p.plan(offset: 600) == .some(nil), "already fetched: nothing more, and no run prefetch either")
+        #expect(p.plan(offset: start(5), length: 512 << 10) == .some(nil), "not yet: this could be a spill")
+        #expect(p.plan(offset: start(5) + (512 << 10), length: 512 << 10) == .some((start(5) + TensorPlannerTests.MiB)..<start(6)),
+                "a MiB read: the rest of the tensor")
+        #expect(p.plan(offset: start(5) + 2 * TensorPlannerTests.MiB, length: 512 << 10) == .some(nil), "fetched already")
     }
 
-    @Test func aLoaderTouchingSeveralTensorsGetsTheNextInFileOrderToo() {
+    @Test func readAroundAndReadaheadSpillsCostTheNeighboursNothingWhole() {
         var p = TensorPlanner(layout)
-        #expect(p.plan(offset: 150) == .some(100..<200))
-        #expect(p.plan(offset: 300) == .some(200..<1100), "the second tensor, and the one after it")
-        #expect(p.plan(offset: 1050) == .some(nil))
+        // A fault at tensor 5's start: the read-around begins in tensor 4; the readahead past its end spills into 6.
+        #expect(p.plan(offset: start(5) - 264_608, length: 512 << 10) == .some(nil))
+        for k in 1..<8 { _ = p.plan(offset: start(5) - 264_608 + Int64(k) * (512 << 10), length: 512 << 10) }
+        #expect(p.plan(offset: start(6) - 250_000, length: 512 << 10) == .some(nil), "tensor 6: a spill of 262 KB")
+    }
+
+    @Test func aLoaderGetsTheTensorsAfterItTooDepthAhead() {
+        var p = TensorPlanner(layout)
+        _ = p.plan(offset: start(0), length: 1 << 20)
+        #expect(p.plan(offset: start(1), length: 1 << 20) == .some((start(1) + TensorPlannerTests.MiB)..<start(5)),
+                "the second tensor consumed: its rest and 12 MiB of tensors after it")
+        #expect(p.plan(offset: start(2), length: 1 << 20) == .some(nil))
     }
 
     @Test func outsideTensorsAndInHugeOnesTheRunPrefetcherDecides() {
         var p = TensorPlanner(layout)
-        #expect(p.plan(offset: 10) == nil, "the header")
-        #expect(p.plan(offset: 2000) == nil, "a tensor larger than the memory budget allows whole")
-        #expect(layout.tensor(containing: 999) == 1 && layout.tensor(containing: 1000) == 2 && layout.tensor(containing: 99) == nil)
+        #expect(p.plan(offset: 10, length: 100) == nil, "the header")
+        #expect(p.plan(offset: start(10) + 100, length: 1 << 20) == nil, "a tensor larger than the memory budget allows whole")
+        #expect(layout.tensor(containing: start(1) - 1) == 0 && layout.tensor(containing: start(1)) == 1 && layout.tensor(containing: 0) == nil)
     }
 }
