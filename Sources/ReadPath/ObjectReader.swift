@@ -107,11 +107,15 @@ struct TensorPlanner: Sendable {
             planned.insert(i)
             lower = lower ?? max(end, t.lowerBound)
             upper = t.upperBound
-            // A loader: the tensors after this one too, `depth` ahead of it.
-            guard planned.count >= 2 else { continue }
-            var j = i + 1, reach: Int64 = 0
+        }
+        // A loader: the tensors after the one being read too, kept `depth` ahead as it moves on.
+        if planned.count >= 2, planned.contains(last) {
+            var j = last + 1, reach: Int64 = 0
             while j < layout.tensors.count, layout.tensors[j].count <= layout.maxWhole, reach < layout.depth {
-                if planned.insert(j).inserted { upper = layout.tensors[j].upperBound }
+                if planned.insert(j).inserted {
+                    lower = lower ?? layout.tensors[j].lowerBound
+                    upper = layout.tensors[j].upperBound
+                }
                 reach += Int64(layout.tensors[j].count)
                 j += 1
             }
