@@ -51,6 +51,18 @@ enum Migrations {
         CREATE TRIGGER jobs_notify AFTER INSERT OR DELETE OR UPDATE ON jobs
             FOR EACH STATEMENT EXECUTE FUNCTION modelfs_notify();
         """,
+        10: """
+
+        -- An alias is listed in its model's directory: its changes are that model's.
+        CREATE FUNCTION modelfs_notify_alias() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP <> 'INSERT' THEN PERFORM pg_notify('modelfs_changes', 'versions:' || OLD.model_id); END IF;
+            IF TG_OP <> 'DELETE' THEN PERFORM pg_notify('modelfs_changes', 'versions:' || NEW.model_id); END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER aliases_notify AFTER INSERT OR DELETE OR UPDATE ON aliases
+            FOR EACH ROW EXECUTE FUNCTION modelfs_notify_alias();
+        """,
     ]
 
     /// Scripts PostgreSQL runs instead of the shared one (SQLite's trigger syntax).
@@ -248,6 +260,19 @@ enum Migrations {
             error TEXT,
             created REAL NOT NULL,
             PRIMARY KEY (object_key, member)
+        );
+        """,
+        // 11: aliases: names for versions of a model (`@production`), moved in one transaction.
+        // A version an alias points at is not deleted (the rule is the registry's; the key backs it).
+        """
+        CREATE TABLE aliases (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            version_id INTEGER NOT NULL REFERENCES versions(id),
+            created REAL NOT NULL,
+            modified REAL NOT NULL,
+            UNIQUE (model_id, name)
         );
         """,
     ]

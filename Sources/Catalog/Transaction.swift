@@ -150,6 +150,8 @@ public struct CatalogTransaction {
             try db.execute("DELETE FROM archive_indexes WHERE object_key = ?", [.text(key)])
             try db.execute("DELETE FROM tensor_headers WHERE object_key = ?", [.text(key)])
         }
+        // A model's aliases go with it (the registry refuses a version's delete while one points at it).
+        if let m = model { try db.execute("DELETE FROM aliases WHERE model_id = ?", [.int(m.id)]) }
         for v in versions {
             try keep(v.objectKey, uploadsOf: "version_id", v.id)
             try db.execute("DELETE FROM versions WHERE id = ?", [.int(v.id)])

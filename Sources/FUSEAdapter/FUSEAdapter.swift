@@ -57,7 +57,7 @@ public final class FUSEAdapter: @unchecked Sendable {
     static func stat(_ a: Attributes) -> stat {
         var st = Glibc.stat()
         st.st_ino = UInt(a.inode)
-        st.st_mode = (a.isDirectory ? S_IFDIR : S_IFREG) | mode_t(a.permissions)
+        st.st_mode = (a.isSymlink ? S_IFLNK : a.isDirectory ? S_IFDIR : S_IFREG) | mode_t(a.permissions)
         st.st_nlink = nlink_t(a.links)
         st.st_size = off_t(a.size)
         st.st_blocks = blkcnt_t((a.size + 511) / 512)
@@ -139,9 +139,21 @@ public final class FUSEAdapter: @unchecked Sendable {
                 fuse_reply_err(req, 0)
             } catch { FUSEAdapter.reply(req, error, "rename", parent, name) }
         }
-        // Links, symlinks and device files have no place in a model store.
+        // Hard links and device files have no place in a model store; symbolic links are aliases.
         ops.link = { req, _, _, _ in fuse_reply_err(req, EPERM) }
-        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EPERM) }
+        ops.symlink = { req, target, parent, name in
+            do {
+                let a = try FUSEAdapter.from(req).fs.symlink(parent: parent, name: FUSEAdapter.bytes(name), target: FUSEAdapter.bytes(target),
+                                                              FUSEAdapter.context(req))
+                FUSEAdapter.replyEntry(req, a)
+            } catch { FUSEAdapter.reply(req, error, "symlink", parent, name) }
+        }
+        ops.readlink = { req, ino in
+            do {
+                let target = try FUSEAdapter.from(req).fs.readlink(ino)
+                _ = target.withCString { fuse_reply_readlink(req, $0) }
+            } catch { FUSEAdapter.reply(req, error, "readlink", ino, nil) }
+        }
         ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
         ops.open = { req, ino, fi in
             do {

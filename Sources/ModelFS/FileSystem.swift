@@ -200,6 +200,21 @@ public final class FileSystem: Sendable {
         return try attributes(of: try provider(p).mkdir(in: p, name: name, ctx))
     }
 
+    /// `ln -s target name`: in a model directory, an alias of one of its versions.
+    public func symlink(parent: UInt64, name rawName: [UInt8], target: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Attributes {
+        let name = try Names.decode(rawName, what: "link name")
+        guard let target = String(validating: target, as: UTF8.self) else { throw .invalid("a link's target is a version's file name") }
+        let p = try node(parent)
+        let made = try provider(p).symlink(in: p, name: name, target: target, ctx)
+        if watchesChanges { shownNames.record(parent, name: name, inode: made.inode) }
+        return try attributes(of: made)
+    }
+
+    public func readlink(_ inode: UInt64) throws(StoreError) -> String {
+        let n = try node(inode)
+        return try provider(n).readlink(n)
+    }
+
     public func rmdir(parent: UInt64, name rawName: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) {
         try remove(parent: parent, name: rawName, directory: true, ctx)
     }

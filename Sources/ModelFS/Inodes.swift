@@ -8,8 +8,8 @@ public enum ArchiveOwner: Hashable, Sendable {
 }
 
 /// What an inode names. Inode numbers are derived from catalog ids, so they are stable across
-/// remounts and need no table: `kind << 56 | id`. Eight bits of kind leave room for 242 more kinds
-/// than today's fourteen; an archive member is named by two ids, its version's (or dataset's) and
+/// remounts and need no table: `kind << 56 | id`. Eight bits of kind leave room for 241 more kinds
+/// than today's fifteen; an archive member is named by two ids, its version's (or dataset's) and
 /// its index in the archive, which split the 56 low bits 32 + 24.
 public enum Node: Equatable, Sendable {
     case root, modelsDir, datasetsDir, jobsDir, stats, submit
@@ -24,6 +24,8 @@ public enum Node: Equatable, Sendable {
     case archive(ArchiveOwner)
     /// A file or directory inside an archive's view, by its index in the archive's index.
     case member(ArchiveOwner, Int)
+    /// `models/X/@production`: a symbolic link to the version it names.
+    case alias(Int64)
 
     private static let shift: UInt64 = 56
     private static let memberBits: UInt64 = 24
@@ -53,6 +55,7 @@ public enum Node: Equatable, Sendable {
             case 12, 13:
                 let owner = id >> Int64(Node.memberBits), index = Int(id & ((1 << Int64(Node.memberBits)) - 1))
                 self = .member(inode >> Node.shift == 12 ? .version(owner) : .dataset(owner), index)
+            case 14: self = .alias(id)
             default: return nil
             }
         }
@@ -76,6 +79,7 @@ public enum Node: Equatable, Sendable {
         case .archive(.dataset(let id)): return 11 << Node.shift | UInt64(id)
         case .member(.version(let id), let index): return 12 << Node.shift | UInt64(id) << Node.memberBits | UInt64(index)
         case .member(.dataset(let id), let index): return 13 << Node.shift | UInt64(id) << Node.memberBits | UInt64(index)
+        case .alias(let id): return 14 << Node.shift | UInt64(id)
         }
     }
 
@@ -108,6 +112,8 @@ public struct Attributes: Equatable, Sendable {
     public var cacheSeconds: Double
     /// How long the kernel may keep the name pointing at this inode; nil: the default for its kind.
     public var nameCacheSeconds: Double? = nil
+    /// A symbolic link (an alias): `size` is its target's length.
+    public var isSymlink = false
 }
 
 /// A directory entry.

@@ -29,6 +29,7 @@ final class ModelsProvider: NamespaceProvider {
             }
             if let (versionName, format) = try? Formats.splitVersion(name),
                let v = try catalog.version(modelID: modelID, name: versionName), v.format == format { return .version(v.id) }
+            if let a = try catalog.alias(modelID: modelID, name: name) { return .alias(a.id) }
             // `v1/` beside `v1.zip`: the archive's view.
             if let v = try catalog.version(modelID: modelID, name: name), v.hasArchiveView { return .archive(.version(v.id)) }
             throw missing
@@ -47,9 +48,51 @@ final class ModelsProvider: NamespaceProvider {
         case .version(let id):
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
             return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified)
+        case .alias(let id):
+            guard let a = try catalog.alias(id: id) else { throw .notFound("alias \(id) is gone") }
+            return link(a, target: try readlink(node))
         default:
             return namespace.directory(node)
         }
+    }
+
+    /// An alias as `ls -l` shows it: `@production -> v3.safetensors`. Its name is looked up each
+    /// time, so a moved alias is followed at once.
+    private func link(_ a: Alias, target: String) -> Attributes {
+        var attributes = namespace.file(.alias(a.id), size: Int64(target.utf8.count), modified: a.modified.timeIntervalSince1970,
+                                        permissions: 0o777)
+        attributes.isSymlink = true
+        attributes.cacheSeconds = 0
+        attributes.nameCacheSeconds = 0
+        return attributes
+    }
+
+    func readlink(_ node: Node) throws(StoreError) -> String {
+        guard case .alias(let id) = node else { throw StoreError(.invalidArgument, "not a symbolic link") }
+        guard let a = try catalog.alias(id: id), let v = try catalog.version(id: a.versionID) else { throw .notFound("alias \(id) is gone") }
+        return v.fileName
+    }
+
+    /// `ln -s v3.safetensors @production` in a model directory: alias `@production` of v3. The
+    /// target is a version's file name in the same directory (`./` allowed), or another alias.
+    func symlink(in parent: Node, name: String, target: String, _ ctx: RequestContext) throws(StoreError) -> Node {
+        guard case .model(let modelID) = parent else {
+            throw StoreError(.notPermitted, "links can only be made in a model directory, as aliases of its versions (ln -s v3.zip @production)")
+        }
+        let file = target.hasPrefix("./") ? String(target.dropFirst(2)) : target
+        let refused = StoreError(.invalidArgument, "an alias points at a version of its own model, by its file name: \(Names.printable(target)) is none")
+        var versionID: Int64?
+        if let (versionName, format) = try? Formats.splitVersion(file), let v = try catalog.version(modelID: modelID, name: versionName),
+           v.format == format {
+            versionID = v.id
+        } else if let a = try catalog.alias(modelID: modelID, name: file) {
+            versionID = a.versionID
+        }
+        guard let versionID else { throw refused }
+        if try catalog.version(modelID: modelID, name: name) != nil || (try? child(of: parent, named: name)) != nil {
+            throw StoreError.exists("\(Names.printable(name)) exists")
+        }
+        return .alias(try registry.linkAlias(modelID: modelID, name: name, versionID: versionID).id)
     }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
@@ -70,7 +113,11 @@ final class ModelsProvider: NamespaceProvider {
             let views = versions.filter { $0.hasArchiveView && !taken.contains($0.name) }.map { v in
                 DirectoryEntry(name: v.name, attributes: namespace.archiveView(.version(v.id), modified: v.modified))
             }
-            return files + views
+            let byID = Dictionary(versions.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            let links = try catalog.aliases(modelID: id).compactMap { a in
+                byID[a.versionID].map { DirectoryEntry(name: a.name, attributes: link(a, target: $0.fileName)) }
+            }
+            return files + views + links
         default:
             throw StoreError(.notDirectory, "not a directory")
         }
@@ -84,6 +131,9 @@ final class ModelsProvider: NamespaceProvider {
         case .version(let id):
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
             return .model(v.modelID)
+        case .alias(let id):
+            guard let a = try catalog.alias(id: id) else { throw .notFound("alias \(id) is gone") }
+            return .model(a.modelID)
         default: return .root
         }
     }
@@ -147,6 +197,9 @@ final class ModelsProvider: NamespaceProvider {
             try registry.deleteVersion(m.name, v.name)
             namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
             namespace.archives.forget(.version(v.id))
+        case (.alias(let id), false):
+            guard let a = try catalog.alias(id: id), let m = try catalog.model(id: a.modelID) else { throw .notFound("gone") }
+            try registry.removeAlias(m.name, a.name)
         case (.model, false): throw StoreError(.isDirectory, "\(Names.printable(name)) is a model directory: rmdir it")
         case (.version, true), (.next, true): throw StoreError(.notDirectory, "\(Names.printable(name)) is a file")
         default: throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be removed")
@@ -173,7 +226,12 @@ final class ModelsProvider: NamespaceProvider {
                 throw StoreError(.invalidArgument, "a version keeps its format: \(v.fileName) cannot become \(Names.printable(newName))")
             }
             try registry.renameVersion(m.name, v.name, to: newVersion)
-        case (.version, _, _), (.model, _, _):
+        case (.alias(let id), .model(let fromModel), .model(let toModel)):
+            guard fromModel == toModel else { throw StoreError(.crossDevice, "an alias cannot move to another model") }
+            guard let a = try catalog.alias(id: id) else { throw .notFound("gone") }
+            // Onto another alias: that one is replaced, in the same transaction (ln -sfn, mv link @name).
+            try registry.renameAlias(modelID: a.modelID, a.name, to: newName)
+        case (.version, _, _), (.model, _, _), (.alias, _, _):
             throw StoreError(.crossDevice, "\(describe(node)) cannot move there")
         default:
             throw StoreError(.notPermitted, "\(describe(node)) cannot be renamed")
@@ -234,6 +292,9 @@ final class ModelsProvider: NamespaceProvider {
         switch node {
         case .model(let id): return "models/" + (((try? catalog.model(id: id)) ?? nil).map { Names.printable($0.name) } ?? "?")
         case .next(let id): return describe(.model(id)) + "/.next"
+        case .alias(let id):
+            guard let a = (try? catalog.alias(id: id)) ?? nil else { return "models/?/alias \(id)" }
+            return describe(.model(a.modelID)) + "/" + Names.printable(a.name)
         case .version(let id):
             guard let v = (try? catalog.version(id: id)) ?? nil else { return "models/?/version \(id)" }
             return describe(.model(v.modelID)) + "/" + Names.printable(v.fileName)

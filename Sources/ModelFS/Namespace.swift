@@ -30,6 +30,9 @@ protocol NamespaceProvider: AnyObject, Sendable {
     func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError)
     func xattrs(of node: Node) throws(StoreError) -> [(String, String)]
     func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError)
+    /// `ln -s target name` in `parent`.
+    func symlink(in parent: Node, name: String, target: String, _ ctx: RequestContext) throws(StoreError) -> Node
+    func readlink(_ node: Node) throws(StoreError) -> String
     func describe(_ node: Node) -> String
 }
 
@@ -57,6 +60,10 @@ extension NamespaceProvider {
         throw StoreError(.notPermitted, "versions never change once written")
     }
     func xattrs(of node: Node) throws(StoreError) -> [(String, String)] { [] }
+    func symlink(in parent: Node, name: String, target: String, _ ctx: RequestContext) throws(StoreError) -> Node {
+        throw StoreError(.notPermitted, "links can only be made in a model directory, as aliases of its versions (ln -s v3.zip @production)")
+    }
+    func readlink(_ node: Node) throws(StoreError) -> String { throw StoreError(.invalidArgument, "not a symbolic link") }
     func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError) {
         throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
     }
@@ -69,7 +76,7 @@ extension Node {
     var part: TreePart {
         switch self {
         case .root, .stats: return .root
-        case .modelsDir, .model, .version, .next: return .models
+        case .modelsDir, .model, .version, .next, .alias: return .models
         case .datasetsDir, .dataset: return .datasets
         case .jobsDir, .submit, .job, .jobFile: return .jobs
         case .archive, .member: return .archives

@@ -19,7 +19,9 @@ public enum Formats {
     }
 
     public static func splitVersion(_ fileName: String) throws(StoreError) -> (name: String, format: String) {
-        try split(fileName: fileName, allowed: version, what: "version")
+        let split = try split(fileName: fileName, allowed: version, what: "version")
+        try Names.validateVersion(split.name)
+        return split
     }
 
     public static func splitDataset(_ fileName: String) throws(StoreError) -> (name: String, format: String) {

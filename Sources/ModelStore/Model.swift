@@ -97,3 +97,22 @@ public struct Dataset: Sendable, Equatable, Codable {
 
     public var fileName: String { name + "." + format }
 }
+
+/// A name for one version of a model (`models/X/@production`), moved from version to version.
+/// Its name starts with `@` — so it never collides with a version — except while `ln -sf`
+/// makes it under a temporary name and renames it into place.
+public struct Alias: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var modelID: Int64
+    public var name: String
+    public var versionID: Int64
+    public var created: Date
+    public var modified: Date
+
+    public init(id: Int64, modelID: Int64, name: String, versionID: Int64, created: Date, modified: Date) {
+        self.id = id; self.modelID = modelID; self.name = name; self.versionID = versionID; self.created = created; self.modified = modified
+    }
+
+    /// A real alias, not a link on its way to becoming one.
+    public var isNamed: Bool { name.hasPrefix("@") }
+}

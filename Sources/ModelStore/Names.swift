@@ -2,6 +2,19 @@
 public enum Names {
     public static let maxBytes = 200
 
+    /// Names starting with `@` are aliases' (`models/X/@production`): never a version's.
+    public static func validateVersion(_ name: String) throws(StoreError) {
+        if name.hasPrefix("@") { throw .invalid("version names cannot start with @: \(printable(name)) would look like an alias") }
+    }
+
+    /// `production` or `@production` as the alias's name, `@production`.
+    public static func alias(_ raw: String) throws(StoreError) -> String {
+        let bare = raw.hasPrefix("@") ? String(raw.dropFirst()) : raw
+        try validate(bare, what: "alias name")
+        if bare.hasPrefix("@") || bare.hasPrefix(".") { throw .invalid("an alias name is @ and a name: \(printable(raw))") }
+        return "@" + bare
+    }
+
     /// Checks a model, version or dataset name: 1 to 200 bytes of UTF-8, no `/`, no NUL, no
     /// control characters, not starting with `.`.
     public static func validate(_ name: String, what: String = "name") throws(StoreError) {

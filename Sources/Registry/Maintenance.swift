@@ -180,6 +180,16 @@ extension Registry {
                                            lineage: e.lineage ?? Lineage(), created: e.created, modified: e.modified)
                 versions += 1
             }
+            for (alias, key) in (manifest.aliases ?? [:]).sorted(by: { $0.key < $1.key }) {
+                guard let e = byName.values.first(where: { $0.key == key }) else {
+                    problems.append("\(manifest.model)/\(alias): points at \(key), which no version has")
+                    continue
+                }
+                try catalog.transaction { tx in
+                    guard let v = try tx.version(modelID: m.id, name: e.name) else { return }
+                    try tx.setAlias(modelID: m.id, name: alias, versionID: v.id)
+                }
+            }
         }
         if let bytes = try optionalObject(Rules.datasetsManifestKey) {
             do {

@@ -31,6 +31,8 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var modified: Date
     /// Format 1 only: the versions, now in their own entries.
     public var versions: [Entry]?
+    /// The model's aliases: each name (`@production`) and the object key of the version it points at.
+    public var aliases: [String: String]?
 
     public init(model: Model) {
         self.model = model.name

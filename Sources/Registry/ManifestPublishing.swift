@@ -50,6 +50,14 @@ extension Registry {
                     }
                     var manifest = Manifest(model: snapshot.model)
                     manifest.generation = snapshot.generation
+                    // Read after the snapshot: a newer alias than it, never an older one (an alias's
+                    // change publishes again, with a newer generation).
+                    let keys = Dictionary(snapshot.versions.map { ($0.id, $0.objectKey) }, uniquingKeysWith: { a, _ in a })
+                    let aliases = try catalog.aliases(modelID: modelID).filter(\.isNamed)
+                    if !aliases.isEmpty {
+                        manifest.aliases = Dictionary(aliases.compactMap { a in keys[a.versionID].map { (a.name, $0) } },
+                                                      uniquingKeysWith: { a, _ in a })
+                    }
                     do {
                         try objects.put(Rules.manifestKey(model: snapshot.model.name), manifest.encoded())
                     } catch {

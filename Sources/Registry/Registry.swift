@@ -50,8 +50,15 @@ public final class Registry: Sendable {
         return m
     }
 
+    /// A version by name, or by an alias (`@production`: the version it points at now).
     public static func version(_ tx: CatalogTransaction, _ modelName: String, _ versionName: String) throws -> (Model, Version) {
         let m = try model(tx, modelName)
+        if versionName.hasPrefix("@") {
+            guard let a = try tx.alias(modelID: m.id, name: versionName), let v = try tx.version(id: a.versionID) else {
+                throw StoreError.notFound("model \(m.name) has no alias \(versionName)")
+            }
+            return (m, v)
+        }
         guard let v = try tx.version(modelID: m.id, name: versionName) else { throw noVersion(modelName, versionName) }
         return (m, v)
     }
@@ -135,6 +142,7 @@ public final class Registry: Sendable {
     }
 
     public func version(_ modelName: String, _ versionName: String) throws(StoreError) -> (Model, Version) {
+        if versionName.hasPrefix("@") { return try catalog.transaction { tx in try Registry.version(tx, modelName, versionName) } }
         let m = try model(modelName)
         guard let v = try catalog.version(modelID: m.id, name: versionName) else { throw Registry.noVersion(modelName, versionName) }
         return (m, v)
@@ -155,6 +163,11 @@ public final class Registry: Sendable {
             if v.status == .uploading { throw StoreError(.busy, "\(what) is still uploading") }
             try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), what)
             try Rules.checkDeletable(version: v, siblings: try tx.versions(modelID: m.id), modelName: m.name)
+            let aliases = try tx.aliases(versionID: v.id)
+            if let named = aliases.first(where: \.isNamed) {
+                throw StoreError(.busy, "\(what) is what \(named.name) points at: move or remove the alias first")
+            }
+            for pending in aliases { try tx.deleteAlias(id: pending.id) }
             return (v, try tx.deleteVersion(v))
         }
         removeVersionEntries([v])
@@ -187,6 +200,7 @@ public final class Registry: Sendable {
     /// check, the name's uniqueness and the rename are one transaction.
     public func renameVersion(_ modelName: String, _ from: String, to: String) throws(StoreError) {
         try Names.validate(to, what: "version name")
+        try Names.validateVersion(to)
         let renamed: Version? = try catalog.transaction { tx in
             let (m, v) = try Registry.version(tx, modelName, from)
             if from == to { return nil }

@@ -302,6 +302,20 @@ final class CatalogCases: @unchecked Sendable {
         #expect(try catalog.version(id: v1.id) == nil)
     }
 
+    func aliasesMoveInOneStatementAndGoWithTheirModel() throws {
+        let (m, vs) = try model("m", versions: ["v1", "v2"])
+        let a = try catalog.transaction { tx in try tx.setAlias(modelID: m.id, name: "@prod", versionID: vs[0].id) }
+        let moved = try catalog.transaction { tx in try tx.setAlias(modelID: m.id, name: "@prod", versionID: vs[1].id) }
+        #expect(moved.id == a.id && moved.versionID == vs[1].id, "the same alias, pointing elsewhere")
+        let temp = try catalog.transaction { tx in try tx.setAlias(modelID: m.id, name: "CuTmp", versionID: vs[0].id) }
+        _ = try catalog.transaction { tx in try tx.renameAlias(temp, to: "@prod") }
+        #expect(try catalog.aliases(modelID: m.id).map { "\($0.name) \($0.versionID)" } == ["@prod \(vs[0].id)"], "replaced")
+        #expect(try catalog.transaction { tx in try tx.aliases(versionID: vs[0].id).map(\.name) } == ["@prod"])
+        let versions = try catalog.versions(modelID: m.id)
+        _ = try catalog.transaction { tx in try tx.deleteModel(m, versions: versions) }
+        #expect(try catalog.alias(id: temp.id) == nil)
+    }
+
     func manifestDirtyFlag() throws {
         let (a, _) = try model("a")
         try model("b")
@@ -498,6 +512,9 @@ final class CatalogCases: @unchecked Sendable {
     @Test(arguments: Backend.all) func recordUploadAndParts(_ backend: Backend) throws { try CatalogCases(backend).recordUploadAndParts() }
     @Test(arguments: Backend.all) func updateVersionRenameNoteAndClash(_ backend: Backend) throws { try CatalogCases(backend).updateVersionRenameNoteAndClash() }
     @Test(arguments: Backend.all) func manifestDirtyFlag(_ backend: Backend) throws { try CatalogCases(backend).manifestDirtyFlag() }
+    @Test(arguments: Backend.all) func aliasesMoveInOneStatementAndGoWithTheirModel(_ backend: Backend) throws {
+        try CatalogCases(backend).aliasesMoveInOneStatementAndGoWithTheirModel()
+    }
     @Test(arguments: Backend.all) func statsCountByTypeAndReadyBytesOnly(_ backend: Backend) throws { try CatalogCases(backend).statsCountByTypeAndReadyBytesOnly() }
     @Test(arguments: Backend.all) func twoCatalogsOnOneFileSeeEachOthersWrites(_ backend: Backend) throws { try CatalogCases(backend).twoCatalogsOnOneFileSeeEachOthersWrites() }
     @Test(arguments: Backend.all) func concurrentWritesThroughOneCatalog(_ backend: Backend) throws { try CatalogCases(backend).concurrentWritesThroughOneCatalog() }

@@ -30,7 +30,7 @@ import ModelFS
     @Test func inodeNumbersRoundTrip() {
         let nodes: [Node] = [.root, .modelsDir, .datasetsDir, .jobsDir, .stats, .submit]
             + [1, 2, 42, 1 << 40, (1 << 56) - 1].flatMap { id -> [Node] in
-                [.model(id), .version(id), .next(id), .dataset(id), .job(id), .archive(.version(id)), .archive(.dataset(id))]
+                [.model(id), .version(id), .next(id), .dataset(id), .job(id), .archive(.version(id)), .archive(.dataset(id)), .alias(id)]
                     + JobFile.allCases.map { Node.jobFile(id, $0) }
             }
             + [0, 1, 42, Node.maxMemberOwner].flatMap { id -> [Node] in
@@ -40,7 +40,7 @@ import ModelFS
             #expect(Node(inode: node.inode) == node, "\(node)")
         }
         #expect(Set(nodes.map(\.inode)).count == nodes.count, "every node has its own inode")
-        for bogus: UInt64 in [0, 7, 99, 14 << 56, UInt64.max] {
+        for bogus: UInt64 in [0, 7, 99, 15 << 56, UInt64.max] {
             #expect(Node(inode: bogus) == nil, "\(bogus)")
         }
         #expect(Node.model(1).isDirectory && Node.root.isDirectory && !Node.version(1).isDirectory && !Node.stats.isDirectory)

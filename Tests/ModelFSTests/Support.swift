@@ -116,6 +116,11 @@ final class FSEnv: @unchecked Sendable {
 
     func names(_ inode: UInt64) throws -> [String] { try fs.readdir(inode).map(\.name) }
 
+    /// The model's manifest as stored in the bucket.
+    func storedManifest(_ model: String) throws -> Manifest {
+        try Manifest.decode(store.get(Rules.manifestKey(model: model), range: nil))
+    }
+
     /// A generated file's content (`.stats`, `.next`).
     func content(_ path: String) throws -> String {
         String(decoding: try readAll(try inode(path), chunk: 64 * KiB), as: UTF8.self)

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import ModelStore
+import Registry
+
+/// `modelfs alias set|rm|list`: the same aliases as `ln -s v3.zip models/X/@production`.
+struct AliasCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "alias", abstract: "Name a version of a model (@production), move or remove the name.",
+                                                    subcommands: [Set.self, Remove.self, List.self])
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Point an alias at a ready version (making the alias if needed).")
+        @Argument(help: "The model.") var model: String
+        @Argument(help: "The alias (production or @production).") var alias: String
+        @Argument(help: "The version (v3, v3.zip, or another alias).") var version: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting {
+                let a = try store.openRegistry().setAlias(model, alias, to: version.hasPrefix("@") ? version : VersionCommand.name(version))
+                print("\(model)/\(a.name) -> \(VersionCommand.name(version))")
+            }
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove an alias (the version stays).")
+        @Argument(help: "The model.") var model: String
+        @Argument(help: "The alias.") var alias: String
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            try reporting { try store.openRegistry().removeAlias(model, alias) }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "A model's aliases and the versions they point at.")
+        @Argument(help: "The model.") var model: String
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var store: StoreOptions
+
+        struct Row: Codable { var alias: String; var version: String; var file: String; var modified: Date }
+
+        func run() throws {
+            try reporting {
+                let rows = try store.openRegistry().aliases(of: model).filter { $0.alias.isNamed }.map {
+                    Row(alias: $0.alias.name, version: $0.version.name, file: $0.version.fileName, modified: $0.alias.modified)
+                }
+                if json { try printJSON(rows) } else { for r in rows { print("\(r.alias) -> \(r.file)") } }
+            }
+        }
+    }
+}
