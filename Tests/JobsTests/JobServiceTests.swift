@@ -29,6 +29,16 @@ struct JobSubmitTests {
         #expect(!FileManager.default.fileExists(atPath: env.jobsDir + "/m-v1-ft-1"))
     }
 
+    @Test func aRequestMayNameTheVersionByAnAlias() throws {
+        let env = try JobsEnv()
+        let s = env.service("true")
+        try env.registry.setAlias("m", "production", to: "v1")
+        let job = try s.submit(JobRequest(model: "m", version: "@production", dataset: "qa"))
+        #expect(job.version == "v1", "the version the alias points at when the request is accepted")
+        let e = storeError { try s.submit(JobRequest(model: "m", version: "@staging", dataset: "qa")) }
+        #expect(e?.code == .notFound && e?.message.contains("@staging") == true, "\(e?.message ?? "")")
+    }
+
     @Test func versionOrDatasetNotReadyIsBusy() throws {
         let env = try JobsEnv()
         let s = env.service("true")
