@@ -130,6 +130,16 @@ final class ArchiveViews: Sendable {
         return (object, archive)
     }
 
+    /// The archive's index if memory or the catalog has it; never reads the archive (for xattrs of
+    /// the version's file, which must answer while object storage is down).
+    func known(_ owner: ArchiveOwner) throws(StoreError) -> LoadedArchive? {
+        guard let object = try object(owner) else { return nil }
+        if let hit = loaded.withLock({ $0[owner] }), hit.objectKey == object.key, hit.sha256 == object.sha256 { return hit }
+        guard let stored = try namespace.catalog.archiveIndex(objectKey: object.key, sha256: object.sha256, size: object.size) else { return nil }
+        let index = stored.body.flatMap { try? ArchiveIndex.decode(Array($0.utf8)) }
+        return LoadedArchive(owner: owner, objectKey: object.key, sha256: object.sha256, size: object.size, index: index, error: stored.error)
+    }
+
     /// Forgets what this mount knows of an archive whose version or dataset it just deleted.
     func forget(_ owner: ArchiveOwner) {
         checked.withLock { $0[owner] = nil }

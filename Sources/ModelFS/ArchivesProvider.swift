@@ -44,14 +44,15 @@ final class ArchivesProvider: NamespaceProvider {
     }
 
     func attributes(of node: Node) throws(StoreError) -> Attributes {
-        let (object, archive) = try views.archive(try owner(node))
-        switch node {
-        case .member(_, let i):
-            guard let m = archive.member(i) else { throw .notFound("no such member") }
-            return attributes(node, m)
-        default:
-            return namespace.archiveView(object.owner, modified: object.modified)
+        if case .archive(let o) = node {
+            // The top of the view is the version's row: `ls -l models/X` needs no index (nor
+            // object storage, which may be down).
+            guard let object = try views.object(o) else { throw .notFound("the archive is gone") }
+            return namespace.archiveView(o, modified: object.modified)
         }
+        let (_, archive) = try views.archive(try owner(node))
+        guard case .member(_, let i) = node, let m = archive.member(i) else { throw .notFound("no such member") }
+        return attributes(node, m)
     }
 
     private func attributes(_ node: Node, _ m: ArchiveMember) -> Attributes {

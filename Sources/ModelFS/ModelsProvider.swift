@@ -261,7 +261,7 @@ final class ModelsProvider: NamespaceProvider {
                 out += TensorHeaders.xattrs(namespace.tensorHeader(key: v.objectKey, size: v.size, sha256: v.sha256))
             }
             // What its view leaves out, or why it has none, on the file too.
-            if v.hasArchiveView, let (_, archive) = try? namespace.archives.archive(.version(v.id)), let e = archive.error {
+            if v.hasArchiveView, let archive = try? namespace.archives.known(.version(v.id)), let e = archive.error {
                 out.append(("archive_error", e))
             }
             return namespace.common(out)

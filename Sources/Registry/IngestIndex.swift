@@ -34,18 +34,22 @@ final class IngestIndex: Sendable {
     /// The next sealed bytes.
     func feed(_ bytes: UnsafeRawBufferPointer) { stream.append(bytes) }
 
-    /// The index once the upload's bytes are all sealed (`size` of them), or nil when it could
-    /// not be built on the way.
-    func finish(size: Int64) -> ArchiveIndex? {
+    /// The index once the upload's bytes are all sealed (`size` of them), or why the bytes are
+    /// no archive; nil when no verdict could be reached on the way (the first access decides).
+    func finish(size: Int64) -> Result<ArchiveIndex, ArchiveError>? {
         stream.close(size: size)
+        let outcome: Result<ArchiveIndex, ArchiveError>
         if kind == .zip {
-            guard let index = try? ArchiveIndex.build(.zip, stream) else { return nil }
-            // Local headers are still far behind: their offsets are resolved on first open.
-            return index
+            // Local headers are far behind by now: their offsets are read on a member's first open.
+            outcome = Result { () throws(ArchiveError) in try ArchiveIndex.build(.zip, stream) }
+        } else {
+            guard done.wait(timeout: .now() + 30) == .success, let result = result.withLock({ $0 }) else { return nil }
+            outcome = result
         }
-        guard done.wait(timeout: .now() + 30) == .success, case .success(let index) = result.withLock({ $0 }) else { return nil }
-        // A parser that read past what it was given built nothing it can trust.
-        return stream.overrun ? nil : index
+        // A parser that fell behind the window, or lost its bytes, reached no verdict.
+        if stream.overrun { return nil }
+        if case .failure(let e) = outcome, e.unreadable { return nil }
+        return outcome
     }
 
     /// The upload failed or restarted: the parser stops.

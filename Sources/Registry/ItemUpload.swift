@@ -277,10 +277,14 @@ public final class ItemUpload: @unchecked Sendable {
     /// The index built on the way, kept for the view (which builds it on first access otherwise).
     private func storeIndex(_ result: UploadResult) {
         guard let built = index?.current?.finish(size: result.size) else { return }
-        let body = String(decoding: built.encoded(), as: UTF8.self)
+        var body: String?, reason: String?
+        switch built {
+        case .success(let index): body = String(decoding: index.encoded(), as: UTF8.self)
+        case .failure(let e): reason = e.reason
+        }
         do {
             try registry.catalog.storeArchiveIndex(objectKey: item.objectKey,
-                                                   StoredArchiveIndex(sha256: result.sha256, size: result.size, body: body, error: nil))
+                                                   StoredArchiveIndex(sha256: result.sha256, size: result.size, body: body, error: reason))
         } catch {
             registry.logger.warning("index of \(item.displayName) not stored (built on first access instead): \(error)")
         }
@@ -344,6 +348,9 @@ final class IndexBox: Sendable {
     private let indexer = Locked<IngestIndex?>(nil)
 
     init(format: String) { self.format = format }
+
+    /// An upload dropped without an end: its parser stops rather than wait for bytes forever.
+    deinit { indexer.withLock { $0?.abandon() } }
 
     /// A new index for a stream starting at byte 0; the previous one is abandoned.
     func restart() -> IngestIndex? {

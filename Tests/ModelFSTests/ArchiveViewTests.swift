@@ -127,6 +127,20 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         #expect(try env.readAll(try env.inode("models/X/v1/config.json")).count == 41)
     }
 
+    @Test func listingAModelNeedsNoObjectStorageAndBadBytesGetTheirVerdictOnTheWay() throws {
+        let env = try modelEnv()
+        _ = try env.put("models/X/v4.zip", [UInt8](repeating: 7, count: 5000))
+        let (_, v4) = try env.registry.version("X", "v4")
+        #expect(try env.catalog.archiveIndex(objectKey: v4.objectKey, sha256: v4.sha256!, size: v4.size)?.error?.contains("end of central directory") == true,
+                "not a zip: said so at ingest, no read needed later")
+        env.store.injectFaults { _, _, _ in .unreachable("injected") }
+        defer { env.store.injectFaults(nil) }
+        #expect(try env.names(env.inode("models/X")).sorted() == [".", "..", "v1", "v1.zip", "v2", "v2.tar", "v3", "v3.tar.gz", "v4", "v4.zip"])
+        #expect(try env.fs.getattr(try env.inode("models/X/v1")).isDirectory)
+        #expect(try env.xattr(try env.inode("models/X/v4.zip"), "archive_error").contains("end of central directory"))
+        #expect(try env.names(env.inode("models/X/v2")).count == members.count + 2, "the index is the catalog's")
+    }
+
     @Test func theIndexIsBuiltOnceAndKeptInTheCatalog() throws {
         let env = try modelEnv()
         _ = try env.names(env.inode("models/X/v1"))
