@@ -79,6 +79,10 @@ final class ModelsProvider: NamespaceProvider {
         guard case .model(let modelID) = parent else {
             throw StoreError(.notPermitted, "links can only be made in a model directory, as aliases of its versions (ln -s v3.zip @production)")
         }
+        // Only aliases are links: a link named like a version's file would pass for one.
+        if !name.hasPrefix("@"), (try? Formats.splitVersion(name)) != nil {
+            throw StoreError(.notPermitted, "\(Names.printable(name)) would look like a version: links are aliases, named @something")
+        }
         let file = target.hasPrefix("./") ? String(target.dropFirst(2)) : target
         let refused = StoreError(.invalidArgument, "an alias points at a version of its own model, by its file name: \(Names.printable(target)) is none")
         var versionID: Int64?

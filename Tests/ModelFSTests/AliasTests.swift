@@ -40,7 +40,8 @@ import TestSupport
         expectStoreError(.invalidArgument) { try link(env, "@p", "../Y/v1.pt") }
         _ = try link(env, "@p", "./v2.pt")
         expectStoreError(.alreadyExists) { try link(env, "@p", "v1.pt") }
-        expectStoreError(.alreadyExists) { try link(env, "v1.pt", "v2.pt") }
+        expectStoreError(.notPermitted, "named like a version's file") { try link(env, "v1.pt", "v2.pt") }
+        expectStoreError(.notPermitted) { try link(env, "v7.zip", "v2.pt") }
         expectStoreError(.notPermitted) { try env.fs.symlink(parent: try env.inode("models"), name: Array("@p".utf8), target: Array("X".utf8)) }
     }
 
