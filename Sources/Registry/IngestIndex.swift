@@ -122,3 +122,26 @@ final class WindowedStream: ByteSource, Sendable {
         }
     }
 }
+
+/// The first bytes of a safetensors file as they are sealed, enough for its header (up to 16 MiB
+/// of them), so its xattrs need no read of the object later.
+final class HeaderCapture: Sendable {
+    private let bytes = Locked<[UInt8]>([])
+    static let limit = 16 << 20
+
+    func feed(_ b: UnsafeRawBufferPointer) {
+        bytes.withLock { have in
+            if have.count < HeaderCapture.limit { have.append(contentsOf: b.prefix(HeaderCapture.limit - have.count)) }
+        }
+    }
+
+    /// The header of the file of `size` bytes, why it has none, or nil when it is longer than
+    /// what was kept (its first reader parses it).
+    func header(size: Int64) -> Result<SafetensorsHeader, ArchiveError>? {
+        let first = bytes.withLock { $0 }
+        let length: Int64
+        do { length = try SafetensorsHeader.headerLength(Array(first.prefix(8)), fileSize: size) } catch { return .failure(error) }
+        guard 8 + Int(length) <= first.count else { return nil }
+        return Result { () throws(ArchiveError) in try SafetensorsHeader.parse(Array(first[8..<(8 + Int(length))]), fileSize: size) }
+    }
+}

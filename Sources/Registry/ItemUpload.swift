@@ -70,7 +70,7 @@ public final class ItemUpload: @unchecked Sendable {
         case .version(_, let v): format = v.format
         case .dataset(let d): format = d.format
         }
-        index = resume == nil && ArchiveKind(format: format) != nil ? IndexBox(format: format) : nil
+        index = resume == nil && (ArchiveKind(format: format) != nil || format == "safetensors") ? IndexBox(format: format) : nil
         let recordID = LockedBox<Int64?>(resume?.1)
         self.recordID = recordID
         let token = self.token
@@ -104,7 +104,7 @@ public final class ItemUpload: @unchecked Sendable {
         if lines != nil || indexer != nil {
             upload.sealed = { b in
                 lines?.counter.withLock { $0.count(b) }
-                indexer?.feed(b)
+                indexer?(b)
             }
         }
         return upload
@@ -274,8 +274,19 @@ public final class ItemUpload: @unchecked Sendable {
         fail(StoreError(code, reason))
     }
 
-    /// The index built on the way, kept for the view (which builds it on first access otherwise).
+    /// The index (or safetensors header) built on the way, kept for the view and the xattrs
+    /// (which read it on first access otherwise: not while object storage is down).
     private func storeIndex(_ result: UploadResult) {
+        if let capture = index?.capture, let header = capture.header(size: result.size) {
+            var body: String?, reason: String?
+            switch header {
+            case .success(let h): body = String(decoding: h.encoded(), as: UTF8.self)
+            case .failure(let e): reason = e.reason
+            }
+            try? registry.catalog.storeTensorHeader(objectKey: item.objectKey, member: "",
+                                                    StoredArchiveIndex(sha256: result.sha256, size: result.size, body: body, error: reason))
+            return
+        }
         guard let built = index?.current?.finish(size: result.size) else { return }
         var body: String?, reason: String?
         switch built {
@@ -352,16 +363,25 @@ final class IndexBox: Sendable {
     /// An upload dropped without an end: its parser stops rather than wait for bytes forever.
     deinit { indexer.withLock { $0?.abandon() } }
 
-    /// A new index for a stream starting at byte 0; the previous one is abandoned.
-    func restart() -> IngestIndex? {
-        indexer.withLock { current in
+    /// What takes a new stream's bytes from byte 0; the previous index is abandoned.
+    func restart() -> (@Sendable (UnsafeRawBufferPointer) -> Void)? {
+        if format == "safetensors" {
+            let c = HeaderCapture()
+            captured.withLock { $0 = c }
+            return { c.feed($0) }
+        }
+        let made: IngestIndex? = indexer.withLock { current in
             current?.abandon()
             current = IngestIndex(format: format)
             return current
         }
+        guard let made else { return nil }
+        return { made.feed($0) }
     }
 
     var current: IngestIndex? { indexer.withLock { $0 } }
+    private let captured = Locked<HeaderCapture?>(nil)
+    var capture: HeaderCapture? { captured.withLock { $0 } }
 }
 
 /// The record count, fed from the stream's sealed bytes.

@@ -141,6 +141,20 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         #expect(try env.names(env.inode("models/X/v2")).count == members.count + 2, "the index is the catalog's")
     }
 
+    @Test func aSafetensorsHeaderIsKeptAtIngestSoItsXattrsNeedNoObjectStorage() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        let json = #"{"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"F16","shape":[4],"data_offsets":[16,24]}}"#
+        var n = UInt64(json.utf8.count)
+        _ = try env.put("models/X/v1.safetensors", withUnsafeBytes(of: &n) { Array($0) } + Array(json.utf8) + [UInt8](repeating: 1, count: 24))
+        _ = try env.put("models/X/v2.safetensors", [UInt8](repeating: 0xff, count: 64))
+        env.store.injectFaults { _, _, _ in .unreachable("injected") }
+        defer { env.store.injectFaults(nil) }
+        let v1 = try env.inode("models/X/v1.safetensors")
+        #expect(try env.xattr(v1, "tensors") == "2" && env.xattr(v1, "parameters") == "8" && env.xattr(v1, "dtypes") == "F16,F32")
+        #expect(try env.xattr(try env.inode("models/X/v2.safetensors"), "safetensors_error").contains("not a safetensors file"))
+    }
+
     @Test func theIndexIsBuiltOnceAndKeptInTheCatalog() throws {
         let env = try modelEnv()
         _ = try env.names(env.inode("models/X/v1"))
