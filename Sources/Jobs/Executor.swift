@@ -50,9 +50,11 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
         guard let pid = pid_t(id) else { return .lost }
         var status: Int32 = 0
         let reaped = waitpid(pid, &status, WNOHANG) == pid  // our child: reap it
+        // The process first, its exit code second: a job that ends between the two looks is
+        // then seen as running (and as exited at the next look), never as gone without a code.
+        let alive = !reaped && kill(pid, 0) == 0 && !isZombie(pid)
         if let code = exitCode(in: directory) { return .exited(code) }
-        if !reaped && kill(pid, 0) == 0 && !isZombie(pid) { return .running }
-        return .lost
+        return alive ? .running : .lost
     }
 
     private func isZombie(_ pid: pid_t) -> Bool {

@@ -44,6 +44,18 @@ final class LocalExecutorTests {
         #expect(executor.state(of: "not-a-pid", directory: dir) == .lost)
     }
 
+    /// A job ending between the look for its exit code and the look at its process is not lost:
+    /// polled without pause while it ends (as the service's tick may), it is always `.exited`.
+    @Test func aJobEndingWhileItIsLookedAtIsNeverLost() throws {
+        for round in 0..<40 {
+            try? FileManager.default.removeItem(atPath: dir + "/exit_code")
+            let id = try run("echo 0 > exit_code.tmp && mv exit_code.tmp exit_code; exit 0\n")
+            var state = executor.state(of: id, directory: dir)
+            while state == .running { state = executor.state(of: id, directory: dir) }
+            #expect(state == .exited(0), "round \(round)")
+        }
+    }
+
     @Test func theJobGetsOnlyItsEnvironmentAndNoStdin() throws {
         // The mount's own environment (object-store credentials, say) is not the job's.
         let id = try run("cat > stdin.txt; env > env.txt; echo 0 > exit_code\n", environment: ["ONLY": "this", "PATH": "/usr/bin:/bin"])

@@ -166,7 +166,8 @@ def _s3_store(impl, tmp_path):
     endpoint, variable = (S3_ENDPOINT_2, "MODELFS_TEST_S3_ENDPOINT_2") if impl == "moto" else (S3_ENDPOINT, "MODELFS_TEST_S3_ENDPOINT")
     if not endpoint:
         if os.environ.get("MODELFS_REQUIRE_S3") == "1":
-            pytest.fail(f"{variable} is not set")
+            why = os.environ.get("MODELFS_MOTO_START_ERROR" if impl == "moto" else "MODELFS_S3_START_ERROR", "")
+            pytest.fail(f"{variable} is not set. {why}")
         pytest.skip(f"no {impl} S3 test server (run scripts/test)")
     return Store("s3", str(tmp_path / "data"), endpoint, impl=impl)
 

@@ -18,7 +18,8 @@ PG_STATE = os.environ.get("MODELFS_TEST_PG_STATE")
 
 if not PG_URL or not S3_ENDPOINT:
     if os.environ.get("MODELFS_REQUIRE_PG") == "1":
-        raise RuntimeError("MODELFS_REQUIRE_PG=1 but no MODELFS_TEST_PG_URL / S3 endpoint: scripts/test starts both")
+        raise RuntimeError("MODELFS_REQUIRE_PG=1 but no MODELFS_TEST_PG_URL / S3 endpoint: scripts/test starts both. "
+                           + os.environ.get("MODELFS_PG_START_ERROR", ""))
     pytest.skip("no PostgreSQL or S3 test server (scripts/test starts them)", allow_module_level=True)
 
 LEASE = 3  # seconds: short, so that a killed node's uploads are swept within the test
@@ -273,7 +274,7 @@ def test_a_password_in_the_catalog_url_reaches_no_command_line_and_no_log(tmp_pa
 
 
 def test_a_job_submitted_on_one_node_is_listed_on_another_and_makes_one_version(tmp_path):
-    from test_jobs import JobMount, wait_status
+    from test_jobs import JobMount, wait_status, wait_succeeded
     url = new_database()
     bucket = new_bucket(s3_client(S3_ENDPOINT))
     env = {"MODELFS_CATALOG": url, "MODELFS_NODE_LEASE": str(LEASE)}
@@ -290,7 +291,7 @@ def test_a_job_submitted_on_one_node_is_listed_on_another_and_makes_one_version(
         assert err == 0, job
         job = job.split()[0] if job else "tiny-v1-ft-1"
         assert eventually(lambda: "tiny-v1-ft-1" in os.listdir(b.p("jobs")))
-        assert wait_status(b.p(), "tiny-v1-ft-1", {"succeeded", "failed"}) == "succeeded"
+        wait_succeeded(b.p(), "tiny-v1-ft-1")
         # Both mounts saw it finish; its checkpoint became exactly one version.
         time.sleep(2 * LEASE / 3 + 1)
         for n in nodes:

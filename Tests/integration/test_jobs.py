@@ -35,6 +35,15 @@ def wait_status(mnt, job, wanted, timeout=120):
     raise AssertionError(f"job {job} is {status}, not {wanted}; log:\n{log}")
 
 
+def wait_succeeded(mnt, job, timeout=120):
+    """Waits for the job to end; one that failed fails the test with its log, which says why."""
+    status = wait_status(mnt, job, {"succeeded", "failed", "cancelled"}, timeout)
+    if status != "succeeded":
+        log = open(os.path.join(mnt, "jobs", job, "log")).read()
+        raise AssertionError(f"job {job} {status}; log:\n{log}")
+    return status
+
+
 class JobMount:
     def __init__(self, store, tmp_path, executor="local", env=None, train_command=TRAIN_COMMAND):
         self.store, self.path, self.executor = store, str(tmp_path / "mnt"), executor
@@ -103,7 +112,7 @@ def test_a_local_job_makes_a_new_version_with_lineage(jobs, name):
     assert sorted(os.listdir(jobs.p("jobs", job))) == ["control", "log", "spec.json", "status"]
     spec = json.load(open(jobs.p("jobs", job, "spec.json")))
     assert spec["model"] == model and spec["params"] == {"epochs": "4"}
-    assert wait_status(jobs.p(), job, {"succeeded", "failed"}) == "succeeded"
+    wait_succeeded(jobs.p(), job)
     log = open(jobs.p("jobs", job, "log")).read()
     assert "epoch 4/4" in log and "job succeeded" in log
     a = xattrs(jobs.p("models", model, "v2.safetensors"))
@@ -153,7 +162,7 @@ def test_json_request_and_a_name_with_shell_metacharacters(jobs, name, tmp_path)
     job = "x; touch PWNED $(touch PWNED2)"
     err, answer = jobs.submit(json.dumps({"model": model, "version": "v1", "dataset": dataset, "name": job, "epochs": 1}))
     assert err == 0 and answer == job
-    assert wait_status(jobs.p(), job, {"succeeded", "failed"}) == "succeeded"
+    wait_succeeded(jobs.p(), job)
     for d in (os.getcwd(), ROOT, str(tmp_path), os.path.join(jobs.store.data_dir, "jobs", job)):
         assert not os.path.exists(os.path.join(d, "PWNED")) and not os.path.exists(os.path.join(d, "PWNED2"))
 
@@ -193,7 +202,7 @@ def one_successful_job(m, name, epochs=1):
     m.seed(model, dataset)
     err, job = m.submit(f"model={model} version=v1 dataset={dataset} epochs={epochs}\n")
     assert err == 0
-    assert wait_status(m.p(), job, {"succeeded", "failed", "cancelled"}) == "succeeded"
+    wait_succeeded(m.p(), job)
     return model, job
 
 
@@ -287,7 +296,7 @@ def test_jobs_are_reconciled_after_a_remount(jobs, name):
         time.sleep(0.1)
     jobs.unmount()
     jobs.mount()
-    assert wait_status(jobs.p(), job, {"succeeded", "failed", "cancelled"}) == "succeeded"
+    wait_succeeded(jobs.p(), job)
     assert "v2.safetensors" in os.listdir(jobs.p("models", model))
 
 
@@ -332,7 +341,7 @@ SLURM = os.environ.get("SLURM_CONF")
 def slurm_jobs(s3store, tmp_path):
     if not SLURM:
         if os.environ.get("MODELFS_REQUIRE_SLURM") == "1":
-            pytest.fail("SLURM_CONF is not set")
+            pytest.fail("SLURM_CONF is not set. " + os.environ.get("MODELFS_SLURM_START_ERROR", ""))
         pytest.skip("no Slurm test cluster (run scripts/test)")
     m = JobMount(s3store, tmp_path, executor="slurm")
     m.mount()
@@ -380,7 +389,7 @@ def test_a_slurm_job_is_cancelled_with_scancel(slurm_jobs, name):
 def test_a_slurm_job_gets_only_its_environment_and_private_files(s3store, tmp_path, name):
     if not SLURM:
         if os.environ.get("MODELFS_REQUIRE_SLURM") == "1":
-            pytest.fail("SLURM_CONF is not set")
+            pytest.fail("SLURM_CONF is not set. " + os.environ.get("MODELFS_SLURM_START_ERROR", ""))
         pytest.skip("no Slurm test cluster (run scripts/test)")
     assert os.environ.get("AWS_SECRET_ACCESS_KEY"), "the S3 mount has credentials in its environment"
     m = JobMount(s3store, tmp_path, executor="slurm", env={CANARY: "leaked"}, train_command=ENV_COMMAND)
