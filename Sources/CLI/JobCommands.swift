@@ -5,10 +5,13 @@ import Jobs
 import ModelStore
 import Registry
 
-/// Flags that choose how jobs run: the training command and the executor.
+/// Flags that choose how jobs run: the training and evaluation commands and the executor.
 struct JobOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The command every job runs, through /bin/sh, with MODELFS_* variables (env MODELFS_TRAIN_COMMAND).", valueName: "cmd"))
+    @Option(help: ArgumentHelp("The command every training job runs, through /bin/sh, with MODELFS_* variables (env MODELFS_TRAIN_COMMAND).", valueName: "cmd"))
     var trainCommand: String?
+
+    @Option(help: ArgumentHelp("The command every evaluation job runs, through /bin/sh; it writes a JSON object of numbers to $MODELFS_METRICS_FILE (env MODELFS_EVAL_COMMAND).", valueName: "cmd"))
+    var evalCommand: String?
 
     @Option(help: "Where jobs run: local (child processes) or slurm (sbatch).")
     var executor: String = ProcessInfo.processInfo.environment["MODELFS_EXECUTOR"] ?? "local"
@@ -24,7 +27,8 @@ struct JobOptions: ParsableArguments {
         default: throw CLIError("--executor is local or slurm, not \(self.executor)")
         }
         let command = trainCommand ?? ProcessInfo.processInfo.environment["MODELFS_TRAIN_COMMAND"]
-        var configuration = JobService.Configuration(directory: dataDir + "/jobs", trainCommand: command)
+        let eval = evalCommand ?? ProcessInfo.processInfo.environment["MODELFS_EVAL_COMMAND"]
+        var configuration = JobService.Configuration(directory: dataDir + "/jobs", trainCommand: command, evalCommand: eval)
         configuration.maxRunning = max(1, maxJobs)
         configuration.mountpoint = mountpoint
         return JobService(registry: registry, executor: executor, configuration: configuration, logger: Log.logger)
@@ -111,8 +115,9 @@ struct JobsCommand: ParsableCommand {
             guard let id else {
                 let all = try catalog.jobs()
                 if json { return try printJSON(all) }
-                printTable(["JOB", "STATUS", "MODEL", "VERSION", "DATASET", "EXECUTOR", "OUTPUTS"],
-                           all.map { [$0.id, $0.status.rawValue, $0.model, $0.version, $0.dataset, $0.executor, $0.outputs.joined(separator: ",")] })
+                printTable(["JOB", "KIND", "STATUS", "MODEL", "VERSION", "DATASET", "EXECUTOR", "OUTPUTS"],
+                           all.map { [$0.id, $0.kind.rawValue, $0.status.rawValue, $0.model, $0.version, $0.dataset, $0.executor,
+                                      $0.outputs.joined(separator: ",")] })
                 return
             }
             guard let job = try catalog.job(id: id) else { throw StoreError.notFound("no job \(id)") }

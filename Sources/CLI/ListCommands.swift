@@ -24,7 +24,7 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     }
 }
 
-private let dateFormat: DateFormatter = {
+let dateFormat: DateFormatter = {
     let f = DateFormatter()
     f.dateFormat = "yyyy-MM-dd HH:mm:ss"
     f.locale = Locale(identifier: "en_US_POSIX")
@@ -60,30 +60,71 @@ struct ModelsCommand: ParsableCommand {
 }
 
 struct VersionsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "versions", abstract: "List a model's versions.")
+    static let configuration = CommandConfiguration(
+        commandName: "versions", abstract: "List a model's versions.",
+        discussion: "--sort metric:accuracy orders them by what their latest evaluation (or the one on --dataset) measured; versions without that metric come last.")
 
     @Argument(help: "The model.") var model: String
+    @Option(help: "Order: name (default), created, size, or metric:NAME.") var sort: String = "name"
+    @Flag(help: "Reverse the order (metric:accuracy --reverse: the best first).") var reverse = false
+    @Option(help: "The dataset whose evaluation gives the metrics (default: each version's latest).") var dataset: String?
     @Flag(help: "JSON output.") var json = false
     @OptionGroup var store: StoreOptions
 
     struct Row: Encodable {
         var name: String; var file: String; var format: String; var size: Int64; var sha256: String?; var status: UploadStatus
         var error: String?; var note: String; var key: String; var lineage: Lineage?; var created: Date; var modified: Date
+        var evaluations: [EvaluationRow]?
     }
 
     func run() throws {
         try reporting {
             let registry = try store.openRegistry()
-            let rows = try registry.versions(of: model).map {
-                Row(name: $0.name, file: $0.fileName, format: $0.format, size: $0.size, sha256: $0.sha256, status: $0.status, error: $0.error,
-                    note: $0.note, key: $0.objectKey, lineage: $0.lineage.isEmpty ? nil : $0.lineage, created: $0.created, modified: $0.modified)
+            let m = try registry.model(model)
+            let evaluations = try registry.catalog.evaluations(modelID: m.id)
+            let datasetName = dataset.map { (try? Formats.splitDataset($0).name) ?? $0 }
+            func shown(_ v: Version) -> Evaluation? {
+                let all = evaluations[v.id] ?? []
+                return datasetName.map { d in all.last { $0.dataset == d } } ?? all.last
+            }
+            var versions = try registry.versions(of: model)
+            switch sort {
+            case "name": break
+            case "created": versions.sort { ($0.created, $0.id) < ($1.created, $1.id) }
+            case "size": versions.sort { ($0.size, $0.id) < ($1.size, $1.id) }
+            case _ where sort.hasPrefix("metric:"):
+                let metric = String(sort.dropFirst("metric:".count))
+                try Evaluation.validateName(metric)
+                let measured = versions.filter { shown($0)?.metrics[metric] != nil }
+                    .sorted { (shown($0)!.metrics[metric]!, $0.id) < (shown($1)!.metrics[metric]!, $1.id) }
+                let unmeasured = versions.filter { shown($0)?.metrics[metric] == nil }
+                versions = (reverse ? measured.reversed() : measured) + unmeasured
+            default: throw CLIError("--sort is name, created, size or metric:NAME, not \(sort)")
+            }
+            if reverse && !sort.hasPrefix("metric:") { versions.reverse() }
+            let rows = versions.map { v in
+                Row(name: v.name, file: v.fileName, format: v.format, size: v.size, sha256: v.sha256, status: v.status, error: v.error,
+                    note: v.note, key: v.objectKey, lineage: v.lineage.isEmpty ? nil : v.lineage, created: v.created, modified: v.modified,
+                    evaluations: evaluations[v.id].map { $0.map(EvaluationRow.init) })
             }
             if json { return try printJSON(rows) }
-            printTable(["FILE", "STATUS", "SIZE", "CREATED", "SHA256", "NOTE"],
-                       rows.map { [$0.file, $0.status.rawValue, "\($0.size)", dateFormat.string(from: $0.created),
-                                   String(($0.sha256 ?? "-").prefix(16)), Names.printable($0.error.map { "error: " + $0 } ?? $0.note)] })
+            printTable(["FILE", "STATUS", "SIZE", "CREATED", "SHA256", "METRICS", "NOTE"],
+                       zip(rows, versions).map { r, v in
+                           [r.file, r.status.rawValue, "\(r.size)", dateFormat.string(from: r.created), String((r.sha256 ?? "-").prefix(16)),
+                            shown(v).map(metricsText) ?? "-", Names.printable(r.error.map { "error: " + $0 } ?? r.note)] })
         }
     }
+}
+
+/// One evaluation as `versions --json` and `compare --json` give it.
+struct EvaluationRow: Encodable {
+    var dataset: String; var job: String?; var metrics: [String: Double]; var created: Date
+    init(_ e: Evaluation) { dataset = e.dataset; job = e.job; metrics = e.metrics; created = e.created }
+}
+
+/// `accuracy=0.91 loss=0.27 (qa-test)`.
+func metricsText(_ e: Evaluation) -> String {
+    e.metrics.sorted { $0.key < $1.key }.map { "\($0.key)=\(Evaluation.text($0.value))" }.joined(separator: " ") + " (\(e.dataset))"
 }
 
 struct StatsCommand: ParsableCommand {

@@ -99,7 +99,7 @@ struct MountCommand: ParsableCommand {
             let logger = Log.logger
             let flusher = DatasetsManifestFlusher(registry: registry)
             try adapter.run(mountpoint: mountpoint, options: options) {
-                logger.notice("mounted at \(mountpoint): \(where_); jobs run \(jobs.executor.name)\(jobs.configuration.trainCommand == nil ? " (no --train-command: submissions refused)" : "")")
+                logger.notice("mounted at \(mountpoint): \(where_); jobs run \(jobs.executor.name)\(jobs.configuration.trainCommand == nil ? " (no --train-command: training refused)" : "")\(jobs.configuration.evalCommand == nil ? " (no --eval-command: evaluation refused)" : "")")
                 // Jobs read their inputs through the mount: follow them once it is live, picking
                 // up where an earlier mount left off.
                 jobs.start()

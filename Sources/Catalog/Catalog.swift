@@ -385,7 +385,7 @@ public final class Catalog: Sendable {
 
     // MARK: Jobs
 
-    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished, rowid, node"
+    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished, rowid, node, kind, evaluate"
     static func job(_ r: Row) -> Job {
         let params = (try? JSONDecoder().decode([String: String].self, from: Data(r.text(4).utf8))) ?? [:]
         let outputs = (try? JSONDecoder().decode([String].self, from: Data(r.text(10).utf8))) ?? []
@@ -395,6 +395,8 @@ public final class Catalog: Sendable {
                       started: r.isNull(12) ? nil : r.date(12), finished: r.isNull(13) ? nil : r.date(13))
         job.number = r.int(14)
         job.node = r.optionalText(15)
+        job.kind = JobKind(rawValue: r.text(16)) ?? .train
+        job.evaluate = r.optionalText(17)
         return job
     }
 

@@ -17,6 +17,7 @@ public struct VersionSnapshot: Sendable {
     public var model: Model
     public var version: Version
     public var generation: Int64
+    public var evaluations: [Evaluation] = []
 }
 
 /// A consistent view of every dataset for the datasets manifest, with the generation it reflects.
@@ -110,7 +111,8 @@ extension Catalog {
                   let m = try db.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(v.modelID)], Catalog.model),
                   let generation = try db.first("SELECT manifest_generation FROM versions WHERE id = ?", [.int(id)], { $0.int(0) })
             else { return nil }
-            return VersionSnapshot(model: m, version: v, generation: generation)
+            return VersionSnapshot(model: m, version: v, generation: generation,
+                                   evaluations: try CatalogTransaction(db: db).evaluations(versionID: id))
         }
     }
 

@@ -275,5 +275,20 @@ enum Migrations {
             UNIQUE (model_id, name)
         );
         """,
+        // 12: evaluation jobs and what they measured. A job is `train` or `evaluate`; a training
+        // job may ask for its checkpoints to be evaluated on a dataset. One evaluation per
+        // version and dataset (a new one replaces it); they go with their version.
+        """
+        ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'train';
+        ALTER TABLE jobs ADD COLUMN evaluate TEXT;
+        CREATE TABLE evaluations (
+            version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+            dataset TEXT NOT NULL,
+            job_id TEXT,
+            metrics TEXT NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (version_id, dataset)
+        );
+        """,
     ]
 }

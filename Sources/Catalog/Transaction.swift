@@ -123,9 +123,13 @@ public struct CatalogTransaction {
     /// Adds a queued job; `EEXIST` when the id is taken.
     public func insertJob(_ job: Job) throws {
         do {
-            try db.execute("INSERT INTO jobs (id, model, version, dataset, params, status, executor, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            try db.execute("""
+                INSERT INTO jobs (id, model, version, dataset, params, status, executor, created, kind, evaluate)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
                            [.text(job.id), .text(job.model), .text(job.version), .text(job.dataset), .text(Catalog.json(job.params)),
-                            .text(job.status.rawValue), .text(job.executor), .date(job.created)])
+                            .text(job.status.rawValue), .text(job.executor), .date(job.created), .text(job.kind.rawValue),
+                            .optional(job.evaluate)])
         } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("job \(job.id) already exists")
         }

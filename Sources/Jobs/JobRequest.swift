@@ -1,9 +1,10 @@
 import Foundation
 import ModelStore
 
-/// What a write to `jobs/submit` (or `modelfs train`) asks for: `key=value` pairs separated by
-/// spaces or newlines, or one JSON object. `model`, `version` and `dataset` are required, `name`
-/// is optional, every other key is a free hyper-parameter.
+/// What a write to `jobs/submit` or `jobs/evaluate` (or `modelfs train`) asks for: `key=value`
+/// pairs separated by spaces or newlines, or one JSON object. `model`, `version` and `dataset` are
+/// required; `name` and (training only) `evaluate` are optional; every other key is a free
+/// hyper-parameter.
 public struct JobRequest: Sendable, Equatable {
     public static let maxBytes = 64 << 10
 
@@ -11,10 +12,14 @@ public struct JobRequest: Sendable, Equatable {
     public var version: String
     public var dataset: String
     public var name: String?
+    /// A dataset to evaluate each checkpoint on, once it is a version.
+    public var evaluate: String?
     public var params: [String: String]
 
-    public init(model: String, version: String, dataset: String, name: String? = nil, params: [String: String] = [:]) {
-        self.model = model; self.version = version; self.dataset = dataset; self.name = name; self.params = params
+    public init(model: String, version: String, dataset: String, name: String? = nil, evaluate: String? = nil,
+                params: [String: String] = [:]) {
+        self.model = model; self.version = version; self.dataset = dataset; self.name = name; self.evaluate = evaluate
+        self.params = params
     }
 
     /// Parses a request; every refusal is `EINVAL` with a reason a person can act on.
@@ -62,12 +67,14 @@ public struct JobRequest: Sendable, Equatable {
         let dataset = try take("dataset")
         let name = fields.removeValue(forKey: "name")
         if let name { try validateName(name) }
-        return JobRequest(model: model, version: version, dataset: dataset, name: name, params: fields)
+        let evaluate = fields.removeValue(forKey: "evaluate")
+        if evaluate == "" { throw .invalid("evaluate= names no dataset") }
+        return JobRequest(model: model, version: version, dataset: dataset, name: name, evaluate: evaluate, params: fields)
     }
 
     /// Names a job cannot take: the files next to job directories in `jobs/` (`submit`) and in
     /// a job's directory (`spec.json status log control`), so that no job shadows one of them.
-    public static let reservedNames: Set<String> = ["submit", "spec.json", "status", "log", "control"]
+    public static let reservedNames: Set<String> = ["submit", "evaluate", "spec.json", "status", "log", "control"]
 
     /// A job's name is its directory under `jobs/`: a valid name, and not a control file's.
     public static func validateName(_ name: String) throws(StoreError) {

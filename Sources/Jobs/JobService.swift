@@ -5,15 +5,18 @@ import Logging
 import ModelStore
 import Registry
 
-/// Fine-tuning jobs: checks and records requests, starts them on an executor with bounded
-/// concurrency, follows them, and turns the checkpoints of a job that succeeded into new versions.
+/// Jobs: checks and records requests, starts them on an executor with bounded concurrency,
+/// follows them, and keeps what a job that succeeded made: a training job's checkpoints become
+/// new versions, an evaluation job's metrics are stored on the version it measured.
 ///
-/// The command that trains is the mount's (`--train-command`), never the request's: request values
-/// reach it only as `MODELFS_*` environment variables and a params file.
+/// The commands are the mount's (`--train-command`, `--eval-command`), never the request's:
+/// request values reach them only as `MODELFS_*` environment variables and a params file.
 public final class JobService: @unchecked Sendable {
     public struct Configuration: Sendable {
-        /// Shell command line run for every job; nil refuses submissions.
+        /// Shell command line run for every training job; nil refuses them.
         public var trainCommand: String?
+        /// Shell command line run for every evaluation job; nil refuses them.
+        public var evalCommand: String?
         /// Jobs running at once (local executor).
         public var maxRunning = 1
         /// Where job directories live: `<dir>/<job-id>/` with spec.json, params.json, log, output/.
@@ -22,9 +25,20 @@ public final class JobService: @unchecked Sendable {
         public var mountpoint: String?
         public var pollInterval = 0.5
 
-        public init(directory: String, trainCommand: String?) {
+        public init(directory: String, trainCommand: String?, evalCommand: String? = nil) {
             self.directory = directory
             self.trainCommand = trainCommand
+            self.evalCommand = evalCommand
+        }
+
+        public func command(_ kind: JobKind) -> String? { kind == .train ? trainCommand : evalCommand }
+
+        /// Why a job of this kind cannot run on this mount, if it cannot.
+        func missingCommand(_ kind: JobKind) -> StoreError? {
+            guard command(kind) == nil else { return nil }
+            return kind == .train
+                ? StoreError(.invalidArgument, "this store has no training command: mount it with --train-command")
+                : StoreError(.invalidArgument, "this store has no evaluation command: mount it with --eval-command")
         }
     }
 
@@ -48,16 +62,21 @@ public final class JobService: @unchecked Sendable {
 
     public func directory(of id: String) -> String { configuration.directory + "/" + id }
     public func logPath(of id: String) -> String { directory(of: id) + "/log" }
+    /// Where an evaluation job writes its metrics (`MODELFS_METRICS_FILE`).
+    public func metricsPath(of id: String) -> String { directory(of: id) + "/output/metrics.json" }
 
     // MARK: Submitting
 
     /// Checks a request against the store and queues it. `ENOENT` for an unknown model, version or
     /// dataset, `EBUSY` when the version or dataset is not ready, `EINVAL` for anything else wrong.
-    public func submit(_ request: JobRequest) throws(StoreError) -> Job {
-        guard configuration.trainCommand != nil else {
-            throw StoreError(.invalidArgument, "this store has no training command: mount it with --train-command")
-        }
+    public func submit(_ request: JobRequest, kind: JobKind = .train) throws(StoreError) -> Job {
+        if let missing = configuration.missingCommand(kind) { throw missing }
         if let name = request.name { try JobRequest.validateName(name) }
+        if request.evaluate != nil {
+            guard kind == .train else { throw .invalid("evaluate= is for training requests: an evaluation names its dataset") }
+            if let missing = configuration.missingCommand(.evaluate) { throw missing }
+        }
+        let evaluateName = request.evaluate.map { (try? Formats.splitDataset($0).name) ?? $0 }
         let versionName = (try? Formats.splitVersion(request.version).name) ?? request.version
         let datasetName = (try? Formats.splitDataset(request.dataset).name) ?? request.dataset
         // The checks and the insert in one transaction: a version or dataset deleted (or renamed)
@@ -71,9 +90,15 @@ public final class JobService: @unchecked Sendable {
             guard d.status == .ready else {
                 throw StoreError(.busy, "dataset \(d.fileName) is \(d.status.rawValue), not ready")
             }
+            if let evaluateName {
+                let e = try Registry.dataset(tx, evaluateName)
+                guard e.status == .ready else { throw StoreError(.busy, "dataset \(e.fileName) is \(e.status.rawValue), not ready") }
+            }
             var job = Job(id: "", model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
                           executor: executor.name, created: Date(timeIntervalSince1970: Date().timeIntervalSince1970))
-            job.id = try request.name ?? tx.freeJobID(prefix: "\(m.name)-\(v.name)-ft-")
+            job.kind = kind
+            job.evaluate = evaluateName
+            job.id = try request.name ?? tx.freeJobID(prefix: "\(m.name)-\(v.name)-\(kind == .train ? "ft" : "eval")-")
             try tx.insertJob(job)
             return (try tx.job(id: job.id) ?? job, v, d)
         }
@@ -105,7 +130,7 @@ public final class JobService: @unchecked Sendable {
                 cd "$MODELFS_JOB_DIR" || exit 97
                 # A subshell, so that exit, exec, set -e or cd in the command cannot skip the exit code.
                 (
-                \(configuration.trainCommand ?? "exit 96")
+                \(configuration.command(job.kind) ?? "exit 96")
                 )
                 code=$?
                 echo "$code" > "$MODELFS_JOB_DIR/exit_code.tmp" && mv "$MODELFS_JOB_DIR/exit_code.tmp" "$MODELFS_JOB_DIR/exit_code"
@@ -264,6 +289,7 @@ public final class JobService: @unchecked Sendable {
             "MODELFS_MODEL_PATH": modelPath, "MODELFS_DATASET_PATH": datasetPath,
             "MODELFS_OUTPUT_DIR": dir + "/output", "MODELFS_PARAMS": dir + "/params.json",
         ]
+        if job.kind == .evaluate { env["MODELFS_METRICS_FILE"] = metricsPath(of: job.id) }
         for (key, value) in job.params {
             let safe = key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }
             env["MODELFS_PARAM_" + String(safe)] = value
@@ -306,12 +332,54 @@ public final class JobService: @unchecked Sendable {
             try catalog.transitionJob(id: job.id, from: [.running], to: .failed, error: "the training command exited with \(code)", exitCode: code)
             return
         }
+        if job.kind == .evaluate {
+            do throws(StoreError) {
+                let e = try recordMetrics(job)
+                try catalog.transitionJob(id: job.id, from: [.running], to: .succeeded, exitCode: 0)
+                let shown = e.metrics.sorted { $0.key < $1.key }.map { "\($0.key)=\(Evaluation.text($0.value))" }.joined(separator: " ")
+                note(job.id, "metrics of \(job.model)/\(job.version) on \(job.dataset): \(shown)")
+            } catch {
+                try catalog.transitionJob(id: job.id, from: [.running], to: .failed, error: "metrics not stored: \(error.message)", exitCode: 0)
+            }
+            return
+        }
+        let outputs: [String]
         do throws(StoreError) {
-            let outputs = try ingest(job)
-            try catalog.transitionJob(id: job.id, from: [.running], to: .succeeded, exitCode: 0, outputs: outputs)
+            outputs = try ingest(job)
+            guard try catalog.transitionJob(id: job.id, from: [.running], to: .succeeded, exitCode: 0, outputs: outputs) else { return }
             logger.info("job \(job.id) succeeded: \(outputs.joined(separator: ", "))")
         } catch {
             try catalog.transitionJob(id: job.id, from: [.running], to: .failed, error: "checkpoints not stored: \(error.message)", exitCode: 0)
+            return
+        }
+        if let dataset = job.evaluate { evaluateOutputs(of: job, outputs, on: dataset) }
+    }
+
+    /// What an evaluation job wrote to `MODELFS_METRICS_FILE`, stored on the version it measured.
+    func recordMetrics(_ job: Job) throws(StoreError) -> Evaluation {
+        let path = metricsPath(of: job.id)
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw .invalid("the evaluator wrote no metrics: it writes a JSON object of numbers to $MODELFS_METRICS_FILE")
+        }
+        guard st.st_size <= Evaluation.maxBytes, let data = FileManager.default.contents(atPath: path) else {
+            throw .invalid("the metrics file is \(st.st_size) bytes; at most \(Evaluation.maxBytes) are allowed")
+        }
+        let metrics = try Evaluation.parseMetrics(Array(data))
+        return try registry.recordEvaluation(model: job.model, version: job.version, dataset: job.dataset, job: job.id, metrics: metrics)
+    }
+
+    /// A training job that asked for it (`evaluate=D`): one evaluation job per checkpoint it made.
+    func evaluateOutputs(of job: Job, _ outputs: [String], on dataset: String) {
+        for (i, file) in outputs.enumerated() {
+            let version = (try? Formats.splitVersion(file).name) ?? file
+            let name = job.id + "-eval" + (outputs.count > 1 ? "-\(i + 1)" : "")
+            do throws(StoreError) {
+                let e = try submit(JobRequest(model: job.model, version: version, dataset: dataset, name: name), kind: .evaluate)
+                note(job.id, "evaluation of \(job.model)/\(file) on \(dataset) submitted as job \(e.id)")
+            } catch {
+                note(job.id, "evaluation of \(job.model)/\(file) on \(dataset) not submitted: \(error.message)")
+            }
         }
     }
 

@@ -13,6 +13,8 @@ public enum ArchiveOwner: Hashable, Sendable {
 /// its index in the archive, which split the 56 low bits 32 + 24.
 public enum Node: Equatable, Sendable {
     case root, modelsDir, datasetsDir, jobsDir, stats, submit
+    /// `jobs/evaluate`: the control file of evaluation requests.
+    case evaluate
     case model(Int64)
     /// `jobs/<id>/`, by the job's number.
     case job(Int64)
@@ -41,6 +43,7 @@ public enum Node: Equatable, Sendable {
         case 4: self = .jobsDir
         case 5: self = .stats
         case 6: self = .submit
+        case 7: self = .evaluate
         default:
             let id = Int64(inode & ((1 << Node.shift) - 1))
             switch inode >> Node.shift {
@@ -69,6 +72,7 @@ public enum Node: Equatable, Sendable {
         case .jobsDir: return 4
         case .stats: return 5
         case .submit: return 6
+        case .evaluate: return 7
         case .job(let id): return 5 << Node.shift | UInt64(id)
         case .jobFile(let id, let file): return UInt64(6 + JobFile.allCases.firstIndex(of: file)!) << Node.shift | UInt64(id)
         case .model(let id): return 1 << Node.shift | UInt64(id)

@@ -5,7 +5,8 @@ import Jobs
 import ModelStore
 import ReadPath
 
-/// `jobs/`: the `submit` control file and one directory per job (spec.json, status, log, control).
+/// `jobs/`: the `submit` and `evaluate` control files and one directory per job (spec.json,
+/// status, log, control).
 /// The protocol of requests is here and nowhere else: see docs/JOBS.md.
 final class JobsProvider: NamespaceProvider {
     unowned let namespace: Namespace
@@ -18,6 +19,7 @@ final class JobsProvider: NamespaceProvider {
         switch parent {
         case .jobsDir:
             if name == "submit" { return .submit }
+            if name == "evaluate" { return .evaluate }
             guard let job = try catalog.job(id: name) else { throw missing }
             return .job(job.number)
         case .job(let number):
@@ -30,7 +32,7 @@ final class JobsProvider: NamespaceProvider {
 
     func attributes(of node: Node) throws(StoreError) -> Attributes {
         switch node {
-        case .submit:
+        case .submit, .evaluate:
             return namespace.file(node, size: 0, modified: namespace.mountTime, permissions: 0o666)
         case .job(let number):
             guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
@@ -51,7 +53,8 @@ final class JobsProvider: NamespaceProvider {
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
         switch node {
         case .jobsDir:
-            var out = [DirectoryEntry(name: "submit", attributes: try attributes(of: .submit))]
+            var out = [DirectoryEntry(name: "submit", attributes: try attributes(of: .submit)),
+                       DirectoryEntry(name: "evaluate", attributes: try attributes(of: .evaluate))]
             for job in try catalog.jobs() {
                 out.append(DirectoryEntry(name: job.id, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970)))
             }
@@ -75,15 +78,17 @@ final class JobsProvider: NamespaceProvider {
 
     func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
         switch node {
-        case .submit:
-            guard namespace.jobs != nil else { throw StoreError(.notSupported, "this mount runs no jobs: mount with --train-command") }
+        case .submit, .evaluate:
+            guard namespace.jobs != nil else {
+                throw StoreError(.notSupported, "this mount runs no jobs: mount with --train-command or --eval-command")
+            }
             // Jobs run as the mount's user: until they run as the one who asks, only that user
             // (or root) may start one.
             guard ctx.uid == namespace.uid || ctx.uid == 0 else {
                 namespace.logger.warning("job request from uid \(ctx.uid) (pid \(ctx.pid)) refused: jobs run as uid \(namespace.uid)")
                 throw StoreError(.accessDenied, "jobs run as the mount's user (uid \(namespace.uid)); uid \(ctx.uid) may not submit them")
             }
-            return Opened(file: SubmissionFile(provider: self), directIO: true)
+            return Opened(file: SubmissionFile(provider: self, kind: node == .evaluate ? .evaluate : .train), directIO: true)
         case .jobFile(let number, let which):
             guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
             switch which {
@@ -105,6 +110,7 @@ final class JobsProvider: NamespaceProvider {
     func describe(_ node: Node) -> String {
         switch node {
         case .submit: return "jobs/submit"
+        case .evaluate: return "jobs/evaluate"
         case .job(let number): return "jobs/" + (((try? catalog.job(number: number)) ?? nil)?.id ?? "\(number)")
         case .jobFile(let number, let file): return describe(.job(number)) + "/" + file.rawValue
         default: return "jobs"
@@ -132,23 +138,24 @@ final class JobsProvider: NamespaceProvider {
     }
 
     /// Submits a whole request; its answer (the job's id, or the reason) is what a read returns.
-    func submit(_ request: [UInt8]) throws(StoreError) -> String {
+    func submit(_ request: [UInt8], kind: JobKind) throws(StoreError) -> String {
         guard let jobs = namespace.jobs else { throw StoreError(.notSupported, "this mount runs no jobs") }
-        return try jobs.submit(try JobRequest.parse(request)).id
+        return try jobs.submit(try JobRequest.parse(request), kind: kind).id
     }
 
     func cancel(_ job: String) throws(StoreError) { try namespace.jobs?.cancel(job) }
 }
 
-/// One open of `jobs/submit`: the request as it arrives, and the answer a read returns. A
+/// One open of `jobs/submit` or `jobs/evaluate`: the request as it arrives, and the answer a read returns. A
 /// complete request (ending in a newline, or a whole JSON object) is submitted at once, so a bad
 /// one fails this very `write()`; one without a final newline is taken when the file is closed.
 final class SubmissionFile: OpenFile {
     unowned let provider: JobsProvider
+    let kind: JobKind
     private struct State { var request: [UInt8] = []; var answer: [UInt8] = []; var done = false }
     private let state = Locked(State())
 
-    init(provider: JobsProvider) { self.provider = provider }
+    init(provider: JobsProvider, kind: JobKind) { self.provider = provider; self.kind = kind }
 
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
         .bytes(ContentFile.slice(state.withLock { $0.answer }, offset, size))
@@ -181,7 +188,7 @@ final class SubmissionFile: OpenFile {
     private func process(_ s: inout State) throws(StoreError) {
         s.done = true
         do throws(StoreError) {
-            s.answer = Array((try provider.submit(s.request) + "\n").utf8)
+            s.answer = Array((try provider.submit(s.request, kind: kind) + "\n").utf8)
         } catch {
             s.answer = Array("error: \(error.message)\n".utf8)
             provider.namespace.logger.info("job request refused: \(error.message)")

@@ -261,6 +261,13 @@ final class ModelsProvider: NamespaceProvider {
             if let p = v.lineage.parentVersion { out.append(("parent_version", p)) }
             if let d = v.lineage.dataset { out.append(("dataset", d)) }
             if let j = v.lineage.job { out.append(("job", j)) }
+            // The latest evaluation: all its numbers as one JSON object, and one xattr each.
+            if let e = try catalog.evaluations(versionID: v.id).last {
+                out.append(("metrics", Evaluation.json(e.metrics)))
+                out += e.metrics.sorted { $0.key < $1.key }.map { ("metric." + $0.key, Evaluation.text($0.value)) }
+                out.append(("metrics_dataset", e.dataset))
+                if let job = e.job { out.append(("metrics_job", job)) }
+            }
             if v.format == "safetensors" && v.status == .ready {
                 out += TensorHeaders.xattrs(namespace.tensorHeader(key: v.objectKey, size: v.size, sha256: v.sha256))
             }

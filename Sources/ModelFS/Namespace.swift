@@ -78,7 +78,7 @@ extension Node {
         case .root, .stats: return .root
         case .modelsDir, .model, .version, .next, .alias: return .models
         case .datasetsDir, .dataset: return .datasets
-        case .jobsDir, .submit, .job, .jobFile: return .jobs
+        case .jobsDir, .submit, .evaluate, .job, .jobFile: return .jobs
         case .archive, .member: return .archives
         }
     }

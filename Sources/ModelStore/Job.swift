@@ -7,7 +7,13 @@ public enum JobStatus: String, Sendable, Codable, CaseIterable {
     public var isActive: Bool { self == .queued || self == .running }
 }
 
-/// A fine-tuning job: a model version, a dataset, free hyper-parameters, and what became of it.
+/// What a job does: `train` runs the mount's `--train-command` and its checkpoints become
+/// versions; `evaluate` runs `--eval-command` and the metrics it writes are stored on the version.
+public enum JobKind: String, Sendable, Codable, CaseIterable {
+    case train, evaluate
+}
+
+/// A job: a model version, a dataset, free hyper-parameters, and what became of it.
 public struct Job: Sendable, Equatable, Codable {
     /// Also its name and its directory under `jobs/`.
     public var id: String
@@ -19,6 +25,9 @@ public struct Job: Sendable, Equatable, Codable {
     public var version: String
     public var dataset: String
     public var params: [String: String]
+    public var kind: JobKind = .train
+    /// A training job's request to evaluate each checkpoint on this dataset once it is a version.
+    public var evaluate: String? = nil
     public var status: JobStatus
     /// `local` or `slurm`.
     public var executor: String

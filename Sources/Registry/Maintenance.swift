@@ -134,10 +134,12 @@ extension Registry {
         // Each version's own entry, by model name; for a model whose manifest is of format 1,
         // entries written after it are newer than the versions it lists.
         var entries: [String: [Manifest.Entry]] = [:]
+        var evaluations: [String: [VersionEntry.Evaluated]] = [:]  // by object key
         for info in listing where info.key.hasPrefix(Rules.versionEntryPrefix) && info.key.hasSuffix(".json") {
             do {
                 let entry = try VersionEntry.decode(try objects.get(info.key, range: nil))
                 entries[entry.model, default: []].append(entry.version)
+                if let e = entry.evaluations { evaluations[entry.version.key] = e }
             } catch {
                 problems.append("\(info.key): unreadable version entry (\(error))")
             }
@@ -178,6 +180,14 @@ extension Registry {
                 try catalog.restoreVersion(modelID: m.id, name: e.name, format: e.format, objectKey: e.key, size: e.size,
                                            sha256: e.sha256, status: status, error: error, note: e.note,
                                            lineage: e.lineage ?? Lineage(), created: e.created, modified: e.modified)
+                if let measured = evaluations[e.key], !measured.isEmpty {
+                    try catalog.transaction { tx in
+                        guard let v = try tx.version(modelID: m.id, name: e.name) else { return }
+                        for x in measured {
+                            try tx.setEvaluation(Evaluation(versionID: v.id, dataset: x.dataset, job: x.job, metrics: x.metrics, created: x.created))
+                        }
+                    }
+                }
                 versions += 1
             }
             for (alias, key) in (manifest.aliases ?? [:]).sorted(by: { $0.key < $1.key }) {

@@ -54,10 +54,22 @@ public struct VersionEntry: Codable, Equatable, Sendable {
     public var generation: Int64
     public var model: String
     public var version: Manifest.Entry
+    /// What evaluation jobs measured of the version, one per dataset.
+    public var evaluations: [Evaluated]?
 
-    public init(model: String, version v: Version, generation: Int64) {
+    public struct Evaluated: Codable, Equatable, Sendable {
+        public var dataset: String
+        public var job: String?
+        public var metrics: [String: Double]
+        public var created: Date
+    }
+
+    public init(model: String, version v: Version, generation: Int64, evaluations: [Evaluation] = []) {
         self.model = model
         self.generation = generation
+        if !evaluations.isEmpty {
+            self.evaluations = evaluations.map { Evaluated(dataset: $0.dataset, job: $0.job, metrics: $0.metrics, created: $0.created) }
+        }
         version = Manifest.Entry(name: v.name, format: v.format, key: v.objectKey, size: v.size, sha256: v.sha256, status: v.status,
                                  error: v.error, note: v.note, lineage: v.lineage.isEmpty ? nil : v.lineage,
                                  created: v.created, modified: v.modified)

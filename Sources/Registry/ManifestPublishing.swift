@@ -85,7 +85,8 @@ extension Registry {
                     guard let snapshot = try catalog.versionSnapshot(id: versionID) else { return true }
                     modelID = snapshot.model.id
                     let key = Rules.versionEntryKey(objectKey: snapshot.version.objectKey)
-                    let entry = VersionEntry(model: snapshot.model.name, version: snapshot.version, generation: snapshot.generation)
+                    let entry = VersionEntry(model: snapshot.model.name, version: snapshot.version, generation: snapshot.generation,
+                                             evaluations: snapshot.evaluations)
                     do {
                         try objects.put(key, entry.encoded())
                     } catch {

@@ -316,6 +316,25 @@ final class CatalogCases: @unchecked Sendable {
         #expect(try catalog.alias(id: temp.id) == nil)
     }
 
+    func evaluationsAreOnePerDatasetAndGoWithTheirVersion() throws {
+        let (m, vs) = try model("m", versions: ["v1", "v2"])
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        try catalog.transaction { tx in
+            try tx.setEvaluation(Evaluation(versionID: vs[0].id, dataset: "qa", job: "j1", metrics: ["accuracy": 0.5], created: t0))
+            try tx.setEvaluation(Evaluation(versionID: vs[0].id, dataset: "test", job: nil, metrics: ["loss": 1e-05], created: t0 + 1))
+            try tx.setEvaluation(Evaluation(versionID: vs[0].id, dataset: "qa", job: "j2", metrics: ["accuracy": 0.75, "f1": 0.5], created: t0 + 2))
+            try tx.setEvaluation(Evaluation(versionID: vs[1].id, dataset: "qa", job: "j3", metrics: ["accuracy": 1], created: t0))
+        }
+        let first = try catalog.evaluations(versionID: vs[0].id)
+        #expect(first.map(\.dataset) == ["test", "qa"], "oldest first; the one on qa replaced")
+        #expect(first.last == Evaluation(versionID: vs[0].id, dataset: "qa", job: "j2", metrics: ["accuracy": 0.75, "f1": 0.5], created: t0 + 2))
+        #expect(first.first?.job == nil && first.first?.metrics == ["loss": 1e-05])
+        #expect(try catalog.evaluations(modelID: m.id).mapValues { $0.count } == [vs[0].id: 2, vs[1].id: 1])
+        let versions = try catalog.versions(modelID: m.id)
+        _ = try catalog.transaction { tx in try tx.deleteModel(m, versions: versions) }
+        #expect(try catalog.evaluations(versionID: vs[0].id).isEmpty && catalog.evaluations(versionID: vs[1].id).isEmpty)
+    }
+
     func manifestDirtyFlag() throws {
         let (a, _) = try model("a")
         try model("b")
@@ -514,6 +533,9 @@ final class CatalogCases: @unchecked Sendable {
     @Test(arguments: Backend.all) func manifestDirtyFlag(_ backend: Backend) throws { try CatalogCases(backend).manifestDirtyFlag() }
     @Test(arguments: Backend.all) func aliasesMoveInOneStatementAndGoWithTheirModel(_ backend: Backend) throws {
         try CatalogCases(backend).aliasesMoveInOneStatementAndGoWithTheirModel()
+    }
+    @Test(arguments: Backend.all) func evaluationsAreOnePerDatasetAndGoWithTheirVersion(_ backend: Backend) throws {
+        try CatalogCases(backend).evaluationsAreOnePerDatasetAndGoWithTheirVersion()
     }
     @Test(arguments: Backend.all) func statsCountByTypeAndReadyBytesOnly(_ backend: Backend) throws { try CatalogCases(backend).statsCountByTypeAndReadyBytesOnly() }
     @Test(arguments: Backend.all) func twoCatalogsOnOneFileSeeEachOthersWrites(_ backend: Backend) throws { try CatalogCases(backend).twoCatalogsOnOneFileSeeEachOthersWrites() }

@@ -104,8 +104,8 @@ final class JobsEnv: @unchecked Sendable {
         _ = try upload.finish()
     }
 
-    func service(_ command: String?, maxRunning: Int = 1, executor: any JobExecutor = LocalExecutor()) -> JobService {
-        var configuration = JobService.Configuration(directory: jobsDir, trainCommand: command)
+    func service(_ command: String?, eval: String? = nil, maxRunning: Int = 1, executor: any JobExecutor = LocalExecutor()) -> JobService {
+        var configuration = JobService.Configuration(directory: jobsDir, trainCommand: command, evalCommand: eval)
         configuration.maxRunning = maxRunning
         return JobService(registry: registry, executor: executor, configuration: configuration)
     }

@@ -29,13 +29,13 @@ private final class JobsFSEnv: @unchecked Sendable {
     let fs: FileSystem
     static let submitInode: UInt64 = 6
 
-    init(command: String? = "true") throws {
+    init(command: String? = "true", eval: String? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-fsjobs-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         catalog = try Catalog(path: dir + "/catalog.sqlite")
         registry = Registry(catalog: catalog, objects: MemoryObjectStore(), uploadConcurrency: 2)
         jobs = JobService(registry: registry, executor: LocalExecutor(),
-                          configuration: JobService.Configuration(directory: dir + "/jobs", trainCommand: command))
+                          configuration: JobService.Configuration(directory: dir + "/jobs", trainCommand: command, evalCommand: eval))
         fs = FileSystem(registry: registry, cache: BlockCache(), jobs: jobs)
         try registry.createModel("m")
         let v = try registry.beginVersion(model: "m", fileName: "v1.safetensors")
@@ -65,7 +65,9 @@ private final class JobsFSEnv: @unchecked Sendable {
         return inode
     }
 
-    func openSubmit() throws -> UInt64 { try fs.open(JobsFSEnv.submitInode, flags: OpenFlags(O_WRONLY)).handle }
+    static let evaluateInode: UInt64 = 7
+
+    func openSubmit(_ inode: UInt64 = JobsFSEnv.submitInode) throws -> UInt64 { try fs.open(inode, flags: OpenFlags(O_WRONLY)).handle }
 
     func write(_ handle: UInt64, _ text: String, at offset: Int64 = 0) throws(StoreError) -> Int {
         try bytes(text).withUnsafeBytes { b in Result { () throws(StoreError) in try fs.write(handle, offset: offset, bytes: b) } }.get()
@@ -88,8 +90,8 @@ private final class JobsFSEnv: @unchecked Sendable {
     }
 
     /// One whole submission as a shell does it: open, write, close; returns the answer read back.
-    func submit(_ request: String) throws -> String {
-        let handle = try openSubmit()
+    func submit(_ request: String, to inode: UInt64 = JobsFSEnv.submitInode) throws -> String {
+        let handle = try openSubmit(inode)
         defer { try? fs.release(handle) }
         _ = try write(handle, request)
         try fs.flush(handle, pid: 1)
@@ -118,16 +120,36 @@ private final class JobsFSEnv: @unchecked Sendable {
 
 @Suite("ModelFS: jobs/")
 struct JobsNamespaceTests {
+    @Test func anEvaluationRequestRunsTheEvalCommandAndItsMetricsAreTheVersionsXattrs() throws {
+        let env = try JobsFSEnv(command: nil, eval: #"printf '{"accuracy": 0.9125, "loss": 0.25}' > "$MODELFS_METRICS_FILE""#)
+        #expect(try env.inode("jobs/evaluate") == JobsFSEnv.evaluateInode)
+        let version = try env.inode("models/m/v1.safetensors")
+        #expect(try env.fs.listxattr(version).allSatisfy { !$0.contains("metric") }, "no metrics before an evaluation")
+        let answer = try env.submit("model=m version=v1 dataset=qa\n", to: JobsFSEnv.evaluateInode)
+        #expect(answer == "m-v1-eval-1\n")
+        // The training control file refuses: this mount has no training command.
+        #expect(throws: StoreError.self) { try env.submit("model=m version=v1 dataset=qa\n") }
+        let job = try env.drive("m-v1-eval-1") { !$0.status.isActive }
+        #expect(job.status == .succeeded, "\(job.error ?? "")")
+        #expect(try env.cat("jobs/m-v1-eval-1/spec.json").contains(#""kind" : "evaluate""#))
+        func xattr(_ name: String) throws -> String { String(decoding: try env.fs.getxattr(version, name: "user.modelfs." + name), as: UTF8.self) }
+        #expect(try xattr("metrics") == #"{"accuracy":0.9125,"loss":0.25}"#)
+        #expect(try xattr("metric.accuracy") == "0.9125" && xattr("metric.loss") == "0.25")
+        #expect(try xattr("metrics_dataset") == "qa" && xattr("metrics_job") == "m-v1-eval-1")
+        #expect(try env.fs.listxattr(version).contains("user.modelfs.metric.accuracy"))
+        #expect(throws: StoreError.self) { try env.fs.setxattr(version, name: "user.modelfs.metric.accuracy", value: bytes("1")) }
+    }
+
     @Test func jobsListsSubmitAndJobIds() throws {
         let env = try JobsFSEnv()
         let jobsDir = try env.inode("jobs")
-        #expect(try env.fs.readdir(jobsDir).map(\.name) == [".", "..", "submit"])
+        #expect(try env.fs.readdir(jobsDir).map(\.name) == [".", "..", "submit", "evaluate"])
         #expect(try env.inode("jobs/submit") == JobsFSEnv.submitInode)
         #expect(try env.submit("model=m version=v1 dataset=qa\n") == "m-v1-ft-1\n")
         #expect(try env.submit(#"{"model": "m", "version": "v1", "dataset": "qa", "name": "named"}"#) == "named\n")
         let entries = try env.fs.readdir(jobsDir)
-        #expect(entries.map(\.name) == [".", "..", "submit", "m-v1-ft-1", "named"])
-        #expect(entries.dropFirst(3).allSatisfy { $0.attributes.isDirectory })
+        #expect(entries.map(\.name) == [".", "..", "submit", "evaluate", "m-v1-ft-1", "named"])
+        #expect(entries.dropFirst(4).allSatisfy { $0.attributes.isDirectory })
         #expect(try env.fs.lookup(parent: jobsDir, name: bytes("named")).isDirectory)
         let missing = #expect(throws: StoreError.self) { try env.fs.lookup(parent: jobsDir, name: bytes("no-such-job")) }
         #expect(missing?.code == .notFound)

@@ -24,11 +24,11 @@ import ModelFS
         #expect(try env.fs.getattr(rootInode).isDirectory)
         expectStoreError(.notFound) { try env.fs.lookup(parent: rootInode, name: bytes("nope")) }
         expectStoreError(.notFound) { try env.fs.lookup(parent: rootInode, name: [0xff]) }
-        expectStoreError(.notFound) { try env.fs.getattr(7) }
+        expectStoreError(.notFound) { try env.fs.getattr(8) }
     }
 
     @Test func inodeNumbersRoundTrip() {
-        let nodes: [Node] = [.root, .modelsDir, .datasetsDir, .jobsDir, .stats, .submit]
+        let nodes: [Node] = [.root, .modelsDir, .datasetsDir, .jobsDir, .stats, .submit, .evaluate]
             + [1, 2, 42, 1 << 40, (1 << 56) - 1].flatMap { id -> [Node] in
                 [.model(id), .version(id), .next(id), .dataset(id), .job(id), .archive(.version(id)), .archive(.dataset(id)), .alias(id)]
                     + JobFile.allCases.map { Node.jobFile(id, $0) }
@@ -40,7 +40,7 @@ import ModelFS
             #expect(Node(inode: node.inode) == node, "\(node)")
         }
         #expect(Set(nodes.map(\.inode)).count == nodes.count, "every node has its own inode")
-        for bogus: UInt64 in [0, 7, 99, 15 << 56, UInt64.max] {
+        for bogus: UInt64 in [0, 8, 99, 15 << 56, UInt64.max] {
             #expect(Node(inode: bogus) == nil, "\(bogus)")
         }
         #expect(Node.model(1).isDirectory && Node.root.isDirectory && !Node.version(1).isDirectory && !Node.stats.isDirectory)
