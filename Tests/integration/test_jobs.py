@@ -15,6 +15,7 @@ from conftest import MODELFS, is_mounted, sh
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 TRAINER = os.path.join(ROOT, "scripts", "train_example.py")
 TRAIN_COMMAND = f"{sys.executable} {TRAINER}"
+EVAL_COMMAND = f"{sys.executable} {os.path.join(ROOT, 'scripts', 'eval_example.py')}"
 
 
 def xattrs(path):
@@ -45,14 +46,16 @@ def wait_succeeded(mnt, job, timeout=120):
 
 
 class JobMount:
-    def __init__(self, store, tmp_path, executor="local", env=None, train_command=TRAIN_COMMAND):
+    def __init__(self, store, tmp_path, executor="local", env=None, train_command=TRAIN_COMMAND, eval_command=None):
         self.store, self.path, self.executor = store, str(tmp_path / "mnt"), executor
         self.env = store.env(**(env or {}))
         self.inputs = tmp_path
         self.train_command = train_command
+        self.eval_command = eval_command
 
     def mount(self):
-        self.store.run("mount", self.path, "--train-command", self.train_command, "--executor", self.executor, env=self.env)
+        more = ["--eval-command", self.eval_command] if self.eval_command else []
+        self.store.run("mount", self.path, "--train-command", self.train_command, *more, "--executor", self.executor, env=self.env)
         assert is_mounted(self.path)
 
     def unmount(self):
@@ -74,9 +77,9 @@ class JobMount:
         sh("cp", str(base), self.p("models", model, "v1.safetensors"))
         sh("cp", str(data), self.p("datasets", dataset + ".jsonl"))
 
-    def submit(self, request):
+    def submit(self, request, control="submit"):
         """Python write-then-read on one open file: the write succeeds or fails, the read says why."""
-        fd = os.open(self.p("jobs", "submit"), os.O_RDWR)
+        fd = os.open(self.p("jobs", control), os.O_RDWR)
         try:
             try:
                 os.write(fd, request.encode())
