@@ -77,10 +77,19 @@ public final class Catalog: Sendable {
 
     // MARK: Models
 
-    static let modelColumns = "id, name, type, note, created, modified"
+    static let modelColumns = "id, name, type, note, created, modified, owner_uid, owner_gid, mode"
     static func model(_ r: Row) -> Model {
-        Model(id: r.int(0), name: r.text(1), type: ModelType(rawValue: r.text(2)) ?? .general, note: r.text(3),
-              created: r.date(4), modified: r.date(5))
+        var m = Model(id: r.int(0), name: r.text(1), type: ModelType(rawValue: r.text(2)) ?? .general, note: r.text(3),
+                      created: r.date(4), modified: r.date(5))
+        m.owner = ownership(r, 6)
+        return m
+    }
+
+    /// `owner_uid, owner_gid, mode` from column `at` on; nil for a row from before owners.
+    static func ownership(_ r: Row, _ at: Int32) -> Ownership? {
+        guard !r.isNull(at), !r.isNull(at + 1), !r.isNull(at + 2) else { return nil }
+        return Ownership(uid: UInt32(truncatingIfNeeded: r.int(at)), gid: UInt32(truncatingIfNeeded: r.int(at + 1)),
+                         mode: UInt32(truncatingIfNeeded: r.int(at + 2)))
     }
 
     public func createModel(name: String, type: ModelType = .general, note: String = "") throws(StoreError) -> Model {
@@ -134,13 +143,16 @@ public final class Catalog: Sendable {
     // MARK: Versions
 
     static let versionColumns = """
-        id, model_id, name, format, object_key, size, sha256, status, error, note, parent_version, dataset, job_id, created, modified
+        id, model_id, name, format, object_key, size, sha256, status, error, note, parent_version, dataset, job_id, created, modified,
+        owner_uid, owner_gid, mode
         """
     static func version(_ r: Row) -> Version {
-        Version(id: r.int(0), modelID: r.int(1), name: r.text(2), format: r.text(3), objectKey: r.text(4), size: r.int(5),
-                sha256: r.optionalText(6), status: UploadStatus(rawValue: r.text(7)) ?? .failed, error: r.optionalText(8),
-                note: r.text(9), lineage: Lineage(parentVersion: r.optionalText(10), dataset: r.optionalText(11), job: r.optionalText(12)),
-                created: r.date(13), modified: r.date(14))
+        var v = Version(id: r.int(0), modelID: r.int(1), name: r.text(2), format: r.text(3), objectKey: r.text(4), size: r.int(5),
+                        sha256: r.optionalText(6), status: UploadStatus(rawValue: r.text(7)) ?? .failed, error: r.optionalText(8),
+                        note: r.text(9), lineage: Lineage(parentVersion: r.optionalText(10), dataset: r.optionalText(11), job: r.optionalText(12)),
+                        created: r.date(13), modified: r.date(14))
+        v.owner = ownership(r, 15)
+        return v
     }
 
     public func versions(modelID: Int64) throws(StoreError) -> [Version] {
@@ -280,11 +292,13 @@ public final class Catalog: Sendable {
 
     // MARK: Datasets
 
-    static let datasetColumns = "id, name, format, object_key, size, records, sha256, status, error, note, created, modified"
+    static let datasetColumns = "id, name, format, object_key, size, records, sha256, status, error, note, created, modified, owner_uid, owner_gid, mode"
     static func dataset(_ r: Row) -> Dataset {
-        Dataset(id: r.int(0), name: r.text(1), format: r.text(2), objectKey: r.text(3), size: r.int(4), records: r.optionalInt(5),
-                sha256: r.optionalText(6), status: UploadStatus(rawValue: r.text(7)) ?? .failed, error: r.optionalText(8),
-                note: r.text(9), created: r.date(10), modified: r.date(11))
+        var d = Dataset(id: r.int(0), name: r.text(1), format: r.text(2), objectKey: r.text(3), size: r.int(4), records: r.optionalInt(5),
+                        sha256: r.optionalText(6), status: UploadStatus(rawValue: r.text(7)) ?? .failed, error: r.optionalText(8),
+                        note: r.text(9), created: r.date(10), modified: r.date(11))
+        d.owner = ownership(r, 12)
+        return d
     }
 
     public func datasets() throws(StoreError) -> [Dataset] {
@@ -385,7 +399,7 @@ public final class Catalog: Sendable {
 
     // MARK: Jobs
 
-    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished, rowid, node, kind, evaluate"
+    static let jobColumns = "id, model, version, dataset, params, status, executor, executor_id, error, exit_code, outputs, created, started, finished, rowid, node, kind, evaluate, owner_uid, owner_gid"
     static func job(_ r: Row) -> Job {
         let params = (try? JSONDecoder().decode([String: String].self, from: Data(r.text(4).utf8))) ?? [:]
         let outputs = (try? JSONDecoder().decode([String].self, from: Data(r.text(10).utf8))) ?? []
@@ -397,6 +411,9 @@ public final class Catalog: Sendable {
         job.node = r.optionalText(15)
         job.kind = JobKind(rawValue: r.text(16)) ?? .train
         job.evaluate = r.optionalText(17)
+        if !r.isNull(18), !r.isNull(19) {
+            job.owner = JobOwner(uid: UInt32(truncatingIfNeeded: r.int(18)), gid: UInt32(truncatingIfNeeded: r.int(19)))
+        }
         return job
     }
 

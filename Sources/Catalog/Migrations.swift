@@ -290,5 +290,31 @@ enum Migrations {
             PRIMARY KEY (version_id, dataset)
         );
         """,
+        // 13: owners and modes of models, versions and datasets (NULL: from before owners, the
+        // mount's user's), the owner of each job, and the audit trail: who changed what, when.
+        """
+        ALTER TABLE models ADD COLUMN owner_uid INTEGER;
+        ALTER TABLE models ADD COLUMN owner_gid INTEGER;
+        ALTER TABLE models ADD COLUMN mode INTEGER;
+        ALTER TABLE versions ADD COLUMN owner_uid INTEGER;
+        ALTER TABLE versions ADD COLUMN owner_gid INTEGER;
+        ALTER TABLE versions ADD COLUMN mode INTEGER;
+        ALTER TABLE datasets ADD COLUMN owner_uid INTEGER;
+        ALTER TABLE datasets ADD COLUMN owner_gid INTEGER;
+        ALTER TABLE datasets ADD COLUMN mode INTEGER;
+        ALTER TABLE jobs ADD COLUMN owner_uid INTEGER;
+        ALTER TABLE jobs ADD COLUMN owner_gid INTEGER;
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            uid INTEGER NOT NULL,
+            pid INTEGER,
+            action TEXT NOT NULL,
+            model TEXT,
+            target TEXT,
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX audit_model ON audit (model, id);
+        """,
     ]
 }

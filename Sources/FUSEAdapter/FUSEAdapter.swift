@@ -117,14 +117,19 @@ public final class FUSEAdapter: @unchecked Sendable {
             do {
                 let size: Int64? = toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(attr!.pointee.st_size) : nil
                 let mode: UInt32? = toSet & FUSE_SET_ATTR_MODE != 0 ? UInt32(attr!.pointee.st_mode) : nil
-                let owner = toSet & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0
-                let a = try FUSEAdapter.from(req).fs.setattr(ino, size: size, mode: mode, owner: owner, FUSEAdapter.context(req))
+                let uid: UInt32? = toSet & FUSE_SET_ATTR_UID != 0 ? UInt32(attr!.pointee.st_uid) : nil
+                let gid: UInt32? = toSet & FUSE_SET_ATTR_GID != 0 ? UInt32(attr!.pointee.st_gid) : nil
+                let a = try FUSEAdapter.from(req).fs.setattr(ino, size: size, mode: mode, uid: uid, gid: gid, FUSEAdapter.context(req))
                 var st = FUSEAdapter.stat(a)
                 fuse_reply_attr(req, &st, a.cacheSeconds)
             } catch { FUSEAdapter.reply(req, error, "setattr", ino, nil) }
         }
-        ops.mkdir = { req, parent, name, _ in
-            do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.mkdir(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req))) } catch { FUSEAdapter.reply(req, error, "mkdir", parent, name) }
+        ops.mkdir = { req, parent, name, mode in
+            do {
+                var ctx = FUSEAdapter.context(req)
+                ctx.mode = UInt32(mode) & 0o7777
+                FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.mkdir(parent: parent, name: FUSEAdapter.bytes(name), ctx))
+            } catch { FUSEAdapter.reply(req, error, "mkdir", parent, name) }
         }
         ops.rmdir = { req, parent, name in
             do { try FUSEAdapter.from(req).fs.rmdir(parent: parent, name: FUSEAdapter.bytes(name), FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error, "rmdir", parent, name) }
@@ -162,10 +167,11 @@ public final class FUSEAdapter: @unchecked Sendable {
                 fuse_reply_open(req, fi)
             } catch { FUSEAdapter.reply(req, error, "open", ino, nil) }
         }
-        ops.create = { req, parent, name, _, fi in
+        ops.create = { req, parent, name, mode, fi in
             do {
-                let (a, r) = try FUSEAdapter.from(req).fs.create(parent: parent, name: FUSEAdapter.bytes(name), flags: OpenFlags(fi!.pointee.flags),
-                                                     FUSEAdapter.context(req))
+                var ctx = FUSEAdapter.context(req)
+                ctx.mode = UInt32(mode) & 0o7777
+                let (a, r) = try FUSEAdapter.from(req).fs.create(parent: parent, name: FUSEAdapter.bytes(name), flags: OpenFlags(fi!.pointee.flags), ctx)
                 cfuse_fi_set_open(fi, r.handle, 0, 0)
                 var e = FUSEAdapter.entry(a)
                 fuse_reply_create(req, &e, fi)

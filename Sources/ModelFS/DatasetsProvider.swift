@@ -22,14 +22,14 @@ final class DatasetsProvider: NamespaceProvider {
     func attributes(of node: Node) throws(StoreError) -> Attributes {
         guard case .dataset(let id) = node else { return namespace.directory(node) }
         guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
-        return namespace.uploadedFile(node, status: d.status, size: d.size, modified: d.modified)
+        return namespace.uploadedFile(node, status: d.status, size: d.size, modified: d.modified, owner: d.owner)
     }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
         guard node == .datasetsDir else { throw StoreError(.notDirectory, "not a directory") }
         let datasets = try catalog.datasets()
         let files = datasets.map { d in
-            DirectoryEntry(name: d.fileName, attributes: namespace.uploadedFile(.dataset(d.id), status: d.status, size: d.size, modified: d.modified))
+            DirectoryEntry(name: d.fileName, attributes: namespace.uploadedFile(.dataset(d.id), status: d.status, size: d.size, modified: d.modified, owner: d.owner))
         }
         let taken = Set(files.map(\.name))
         return files + datasets.filter { $0.hasArchiveView && !taken.contains($0.name) }.map { d in
@@ -51,7 +51,8 @@ final class DatasetsProvider: NamespaceProvider {
 
     func create(in parent: Node, name rawName: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Node, Opened) {
         guard parent == .datasetsDir else { throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/") }
-        let upload = try registry.beginDataset(fileName: try Names.decode(rawName, what: "file name"))
+        let owner = Ownership(uid: ctx.uid, gid: ctx.gid, mode: Ownership.fileMode(requested: ctx.mode ?? Ownership.defaultFileMode))
+        let upload = try registry.beginDataset(fileName: try Names.decode(rawName, what: "file name"), owner: owner)
         guard case .dataset(let d) = upload.item else { preconditionFailure("a dataset upload") }
         let node = Node.dataset(d.id)
         return (node, namespace.newWriter(node.inode, upload, ctx))
@@ -93,6 +94,15 @@ final class DatasetsProvider: NamespaceProvider {
     func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError) {
         if try xattrs(of: node).contains(where: { $0.0 == name }) { throw StoreError(.notPermitted, "\(name) is read-only") }
         throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
+    }
+
+    func changeOwnership(_ node: Node, mode: UInt32?, uid: UInt32?, gid: UInt32?, lenient: Bool, _ ctx: RequestContext) throws(StoreError) {
+        guard case .dataset(let id) = node else {
+            try Namespace.keepOwnership(try attributes(of: node), mode: mode, uid: uid, gid: gid, "datasets/")
+            return
+        }
+        try registry.changeOwnership(.datasets, id: id, mode: lenient ? mode.map(Ownership.fileMode(requested:)) : mode,
+                                     uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true))
     }
 
     func describe(_ node: Node) -> String {

@@ -144,7 +144,7 @@ public final class FileSystem: Sendable {
 
     public func open(_ inode: UInt64, flags: OpenFlags, _ ctx: RequestContext = .mountOwner) throws(StoreError) -> OpenResult {
         let n = try node(inode)
-        return register(try provider(n).open(n, flags: flags, ctx))
+        return register(try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(n).open(n, flags: flags, ctx) })
     }
 
     public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
@@ -154,7 +154,7 @@ public final class FileSystem: Sendable {
     /// Creates a version (in a model directory) or a dataset (in `datasets/`) and opens it for writing.
     public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Attributes, OpenResult) {
         let p = try node(parent)
-        let (created, opened) = try provider(p).create(in: p, name: rawName, flags: flags, ctx)
+        let (created, opened) = try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(p).create(in: p, name: rawName, flags: flags, ctx) }
         let result = register(opened)
         return (try attributes(of: created), result)
     }
@@ -168,12 +168,12 @@ public final class FileSystem: Sendable {
     }
 
     public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Int {
-        try openFile(handle).write(offset: offset, bytes: bytes, ctx)
+        try Actor.acting(ctx.actor) { () throws(StoreError) in try openFile(handle).write(offset: offset, bytes: bytes, ctx) }
     }
 
     /// `close()` of one file descriptor (also the kernel closing the files of a process that exits).
     public func flush(_ handle: UInt64, _ ctx: RequestContext) throws(StoreError) {
-        try openFile(handle).flush(ctx)
+        try Actor.acting(ctx.actor) { () throws(StoreError) in try openFile(handle).flush(ctx) }
     }
 
     public func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {
@@ -197,7 +197,7 @@ public final class FileSystem: Sendable {
     public func mkdir(parent: UInt64, name rawName: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Attributes {
         let name = try Names.decode(rawName, what: "model name")
         let p = try node(parent)
-        return try attributes(of: try provider(p).mkdir(in: p, name: name, ctx))
+        return try attributes(of: try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(p).mkdir(in: p, name: name, ctx) })
     }
 
     /// `ln -s target name`: in a model directory, an alias of one of its versions.
@@ -205,7 +205,7 @@ public final class FileSystem: Sendable {
         let name = try Names.decode(rawName, what: "link name")
         guard let target = String(validating: target, as: UTF8.self) else { throw .invalid("a link's target is a version's file name") }
         let p = try node(parent)
-        let made = try provider(p).symlink(in: p, name: name, target: target, ctx)
+        let made = try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(p).symlink(in: p, name: name, target: target, ctx) }
         if watchesChanges { shownNames.record(parent, name: name, inode: made.inode) }
         return try attributes(of: made)
     }
@@ -227,7 +227,7 @@ public final class FileSystem: Sendable {
         let name = try decode(rawName)
         let p = try node(parent)
         let target = try child(of: p, named: name)
-        try provider(target).remove(target, named: name, in: p, directory: directory, ctx)
+        try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(target).remove(target, named: name, in: p, directory: directory, ctx) }
     }
 
     /// Renames a model, a version within its model, or a dataset: metadata only. An existing
@@ -239,22 +239,22 @@ public final class FileSystem: Sendable {
         let from = try node(parent)
         let to = try node(newParent)
         let source = try child(of: from, named: name)
-        try provider(source).rename(source, from: from, to: to, newName: newName, ctx)
+        try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(source).rename(source, from: from, to: to, newName: newName, ctx) }
     }
 
-    /// `truncate`, `chmod`, `chown`, `utimens`. Times are accepted and ignored (so `cp -p` and
-    /// `touch` work); modes and owners never change; a size changes only for a file being written.
-    public func setattr(_ inode: UInt64, size: Int64?, mode: UInt32?, owner: Bool, _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Attributes {
+    /// `truncate`, `chmod`, `chown`, `chgrp`, `utimens`. Times are accepted and ignored (so
+    /// `cp -p` and `touch` work); owners and modes change by the rules of ``Ownership`` (a file
+    /// still being written takes the read bits of any mode: `install`, `cp -p`); a size changes
+    /// only for a file being written.
+    public func setattr(_ inode: UInt64, size: Int64?, mode: UInt32?, uid: UInt32? = nil, gid: UInt32? = nil,
+                        _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Attributes {
         let n = try node(inode)
-        // A file still being written takes a chmod or chown as a no-op; a written one accepts
-        // only the mode it already has (rsync sets it after writing), and refuses any change.
-        if (mode != nil || owner) && namespace.writer(for: inode) == nil {
-            let current = try attributes(of: n)
-            if owner || mode.map({ $0 & 0o7777 != current.permissions }) ?? false {
-                throw StoreError(.notPermitted, "modes and owners are fixed")
+        try Actor.acting(ctx.actor) { () throws(StoreError) in
+            if mode != nil || uid != nil || gid != nil {
+                try provider(n).changeOwnership(n, mode: mode, uid: uid, gid: gid, lenient: namespace.writer(for: inode) != nil, ctx)
             }
+            if let size { try provider(n).truncate(n, to: size, ctx) }
         }
-        if let size { try provider(n).truncate(n, to: size, ctx) }
         return try attributes(of: n)
     }
 
@@ -282,7 +282,7 @@ public final class FileSystem: Sendable {
     public func setxattr(_ inode: UInt64, name: String, value: [UInt8], _ ctx: RequestContext = .mountOwner) throws(StoreError) {
         guard let text = String(validating: value, as: UTF8.self) else { throw StoreError(.invalidArgument, "values are UTF-8 text") }
         let n = try node(inode)
-        try provider(n).setxattr(n, name: name, value: text, ctx)
+        try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(n).setxattr(n, name: name, value: text, ctx) }
     }
 
     // MARK: The file system as a whole

@@ -42,12 +42,12 @@ final class ModelsProvider: NamespaceProvider {
         switch node {
         case .model(let id):
             guard let m = try catalog.model(id: id) else { throw .notFound("model \(id) is gone") }
-            return namespace.directory(node, modified: m.modified.timeIntervalSince1970)
+            return namespace.directory(node, modified: m.modified.timeIntervalSince1970, owner: m.owner)
         case .next(let modelID):
             return namespace.file(node, size: Int64(try nextContent(modelID).count), modified: Date().timeIntervalSince1970)
         case .version(let id):
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
-            return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified)
+            return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified, owner: v.owner)
         case .alias(let id):
             guard let a = try catalog.alias(id: id) else { throw .notFound("alias \(id) is gone") }
             return link(a, target: try readlink(node))
@@ -103,13 +103,13 @@ final class ModelsProvider: NamespaceProvider {
         switch node {
         case .modelsDir:
             return try catalog.models().map { m in
-                DirectoryEntry(name: m.name, attributes: namespace.directory(.model(m.id), modified: m.modified.timeIntervalSince1970))
+                DirectoryEntry(name: m.name, attributes: namespace.directory(.model(m.id), modified: m.modified.timeIntervalSince1970, owner: m.owner))
             }
         case .model(let id):
             // One query for the whole listing: `ls -l` of 1,000 versions stays one SQLite read.
             let versions = try catalog.versions(modelID: id)
             let files = versions.map { v in
-                var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified)
+                var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified, owner: v.owner)
                 if v.status != .uploading { a.size = v.size }
                 return DirectoryEntry(name: v.fileName, attributes: a)
             }
@@ -171,10 +171,11 @@ final class ModelsProvider: NamespaceProvider {
         if rawName == Array(".next".utf8) { throw StoreError(.notPermitted, ".next is generated") }
         guard let m = try catalog.model(id: modelID) else { throw .notFound("model is gone") }
         let upload: ItemUpload
+        let owner = Ownership(uid: ctx.uid, gid: ctx.gid, mode: Ownership.fileMode(requested: ctx.mode ?? Ownership.defaultFileMode))
         if let scratch = String(validating: rawName, as: UTF8.self), Names.isScratch(scratch) {
-            upload = try registry.beginScratchVersion(model: m.name, fileName: scratch)
+            upload = try registry.beginScratchVersion(model: m.name, fileName: scratch, owner: owner)
         } else {
-            upload = try registry.beginVersion(model: m.name, fileName: try Names.decode(rawName, what: "file name"))
+            upload = try registry.beginVersion(model: m.name, fileName: try Names.decode(rawName, what: "file name"), owner: owner)
         }
         let node = Node.version(upload.version!.id)
         return (node, namespace.newWriter(node.inode, upload, ctx))
@@ -183,7 +184,8 @@ final class ModelsProvider: NamespaceProvider {
     func mkdir(in parent: Node, name: String, _ ctx: RequestContext) throws(StoreError) -> Node {
         guard parent == .modelsDir else { throw StoreError(.notPermitted, "directories can only be created in models/ (one per model)") }
         try Names.validate(name, what: "model name")
-        return .model(try registry.createModel(name).id)
+        let owner = Ownership(uid: ctx.uid, gid: ctx.gid, mode: ctx.mode ?? Ownership.defaultModelMode)
+        return .model(try registry.createModel(name, owner: owner).id)
     }
 
     func remove(_ node: Node, named name: String, in parent: Node, directory: Bool, _ ctx: RequestContext) throws(StoreError) {
@@ -296,6 +298,19 @@ final class ModelsProvider: NamespaceProvider {
         default:
             if try xattrs(of: node).contains(where: { $0.0 == name }) { throw StoreError(.notPermitted, "\(name) is read-only") }
             throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
+        }
+    }
+
+    func changeOwnership(_ node: Node, mode: UInt32?, uid: UInt32?, gid: UInt32?, lenient: Bool, _ ctx: RequestContext) throws(StoreError) {
+        switch node {
+        case .model(let id):
+            try registry.changeOwnership(.models, id: id, mode: mode, uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: false))
+        case .version(let id):
+            let scratch = (try catalog.version(id: id))?.isScratch ?? false
+            try registry.changeOwnership(.versions, id: id, mode: (lenient || scratch) ? mode.map(Ownership.fileMode(requested:)) : mode,
+                                         uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true))
+        default:
+            try Namespace.keepOwnership(try attributes(of: node), mode: mode, uid: uid, gid: gid, describe(node))
         }
     }
 

@@ -30,6 +30,9 @@ protocol NamespaceProvider: AnyObject, Sendable {
     func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError)
     func xattrs(of node: Node) throws(StoreError) -> [(String, String)]
     func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError)
+    /// `chmod`, `chown`, `chgrp`. `lenient`: the file is still being written (or is a writer's
+    /// temporary file), so bits a version cannot have are dropped rather than refused.
+    func changeOwnership(_ node: Node, mode: UInt32?, uid: UInt32?, gid: UInt32?, lenient: Bool, _ ctx: RequestContext) throws(StoreError)
     /// `ln -s target name` in `parent`.
     func symlink(in parent: Node, name: String, target: String, _ ctx: RequestContext) throws(StoreError) -> Node
     func readlink(_ node: Node) throws(StoreError) -> String
@@ -66,6 +69,10 @@ extension NamespaceProvider {
     func readlink(_ node: Node) throws(StoreError) -> String { throw StoreError(.invalidArgument, "not a symbolic link") }
     func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError) {
         throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
+    }
+    /// The layout's own nodes keep their owner and mode: asking for what they have succeeds.
+    func changeOwnership(_ node: Node, mode: UInt32?, uid: UInt32?, gid: UInt32?, lenient: Bool, _ ctx: RequestContext) throws(StoreError) {
+        try Namespace.keepOwnership(try attributes(of: node), mode: mode, uid: uid, gid: gid, "the mount's layout")
     }
 }
 
@@ -163,10 +170,13 @@ final class Namespace: Sendable {
 
     // MARK: Attributes
 
-    func directory(_ node: Node, modified: Double? = nil, links: UInt32 = 2) -> Attributes {
+    func directory(_ node: Node, modified: Double? = nil, links: UInt32 = 2, owner: Ownership? = nil) -> Attributes {
         let modified = modified ?? mountTime
-        return Attributes(inode: node.inode, isDirectory: true, size: 4096, permissions: 0o755, links: links, modified: modified,
-                          changed: modified, uid: uid, gid: gid, cacheSeconds: Namespace.shortAttributeSeconds)
+        // models/ and datasets/ are like /tmp: anyone may add, only owners (and root) remove.
+        let shared = node == .modelsDir || node == .datasetsDir
+        let o = owner ?? Ownership(uid: uid, gid: gid, mode: shared ? 0o1777 : Ownership.defaultModelMode)
+        return Attributes(inode: node.inode, isDirectory: true, size: 4096, permissions: o.mode, links: links, modified: modified,
+                          changed: modified, uid: o.uid, gid: o.gid, cacheSeconds: Namespace.shortAttributeSeconds)
     }
 
     /// The top of an archive's view: read-only, and as lasting as its version.
@@ -190,13 +200,30 @@ final class Namespace: Sendable {
     /// A version or dataset: ready files `0444` and cached long, files being written `0644` with
     /// the size written so far, failed ones no permission at all (`----------`): there to be
     /// looked at with getfattr, replaced by a new copy or removed, never read.
-    func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date) -> Attributes {
+    func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date, owner: Ownership? = nil) -> Attributes {
+        var a: Attributes
+        let read = (owner?.mode ?? Ownership.defaultFileMode) & Ownership.readBits
         switch status {
-        case .ready: return file(node, size: size, modified: modified.timeIntervalSince1970, ready: true)
+        case .ready: a = file(node, size: size, modified: modified.timeIntervalSince1970, ready: true, permissions: read)
         case .uploading:
-            return file(node, size: writer(for: node.inode)?.upload.bytesWritten ?? size, modified: modified.timeIntervalSince1970, writable: true)
-        case .failed: return file(node, size: size, modified: modified.timeIntervalSince1970, permissions: 0)
+            a = file(node, size: writer(for: node.inode)?.upload.bytesWritten ?? size, modified: modified.timeIntervalSince1970,
+                     permissions: read | 0o200)
+        case .failed: a = file(node, size: size, modified: modified.timeIntervalSince1970, permissions: 0)
         }
+        if let owner { a.uid = owner.uid; a.gid = owner.gid }
+        return a
+    }
+
+    /// For what keeps its owner and mode: asking for what it has succeeds, anything else is `EPERM`.
+    static func keepOwnership(_ a: Attributes, mode: UInt32?, uid: UInt32?, gid: UInt32?, _ what: String) throws(StoreError) {
+        if (mode.map { $0 & 0o7777 != a.permissions } ?? false) || (uid.map { $0 != a.uid } ?? false) || (gid.map { $0 != a.gid } ?? false) {
+            throw StoreError(.notPermitted, "\(what) keeps its owner and mode")
+        }
+    }
+
+    /// What a row from before owners is taken to be: the mount's user's, default mode.
+    func defaultOwner(file: Bool) -> Ownership {
+        Ownership(uid: uid, gid: gid, mode: file ? Ownership.defaultFileMode : Ownership.defaultModelMode)
     }
 
     // MARK: Versions and datasets alike

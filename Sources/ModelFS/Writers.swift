@@ -12,10 +12,15 @@ public struct RequestContext: Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
     public var pid: Int32
+    /// The mode `mkdir` or `creat` asks for (the kernel applied the umask); nil for other requests.
+    public var mode: UInt32? = nil
 
     public init(uid: UInt32, gid: UInt32, pid: Int32) {
         self.uid = uid; self.gid = gid; self.pid = pid
     }
+
+    /// Who the registry records (and checks) a change for.
+    public var actor: Actor { Actor(uid: uid, gid: gid, pid: pid) }
 
     /// The mount's own user (tests, internal calls).
     public static var mountOwner: RequestContext { RequestContext(uid: getuid(), gid: getgid(), pid: getpid()) }

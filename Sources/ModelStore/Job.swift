@@ -13,6 +13,13 @@ public enum JobKind: String, Sendable, Codable, CaseIterable {
     case train, evaluate
 }
 
+/// The user a job runs as (their supplementary groups come from the group database, as `su` gives them).
+public struct JobOwner: Sendable, Equatable, Codable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public init(uid: UInt32, gid: UInt32) { self.uid = uid; self.gid = gid }
+}
+
 /// A job: a model version, a dataset, free hyper-parameters, and what became of it.
 public struct Job: Sendable, Equatable, Codable {
     /// Also its name and its directory under `jobs/`.
@@ -28,6 +35,8 @@ public struct Job: Sendable, Equatable, Codable {
     public var kind: JobKind = .train
     /// A training job's request to evaluate each checkpoint on this dataset once it is a version.
     public var evaluate: String? = nil
+    /// Who asked for it: the job runs as this user. Nil: the mount's user (jobs from before owners).
+    public var owner: JobOwner? = nil
     public var status: JobStatus
     /// `local` or `slurm`.
     public var executor: String

@@ -24,6 +24,8 @@ public struct Model: Sendable, Equatable, Codable {
     public var note: String
     public var created: Date
     public var modified: Date
+    /// Nil for a model from before owners: the mount's user's.
+    public var owner: Ownership? = nil
 
     public init(id: Int64, name: String, type: ModelType, note: String, created: Date, modified: Date) {
         self.id = id; self.name = name; self.type = type; self.note = note; self.created = created; self.modified = modified
@@ -58,6 +60,7 @@ public struct Version: Sendable, Equatable, Codable {
     public var lineage: Lineage
     public var created: Date
     public var modified: Date
+    public var owner: Ownership? = nil
 
     public init(id: Int64, modelID: Int64, name: String, format: String, objectKey: String, size: Int64,
                 sha256: String?, status: UploadStatus, error: String?, note: String, lineage: Lineage,
@@ -87,6 +90,7 @@ public struct Dataset: Sendable, Equatable, Codable {
     public var note: String
     public var created: Date
     public var modified: Date
+    public var owner: Ownership? = nil
 
     public init(id: Int64, name: String, format: String, objectKey: String, size: Int64, records: Int64?,
                 sha256: String?, status: UploadStatus, error: String?, note: String, created: Date, modified: Date) {

@@ -24,6 +24,7 @@ extension Registry {
         let a = try catalog.transaction { tx in
             let m = try Registry.model(tx, modelName)
             let v = try Registry.resolve(tx, m, version)
+            try Registry.audit(tx, "alias.set", model: m.name, target: name, "→ \(v.fileName)")
             return try tx.setAlias(modelID: m.id, name: name, versionID: v.id)
         }
         publishManifest(a.modelID)
@@ -39,6 +40,7 @@ extension Registry {
                 throw StoreError(.invalidArgument, "an alias points at a ready version of its model")
             }
             if try tx.alias(modelID: modelID, name: name) != nil { throw StoreError.exists("\(name) exists") }
+            if name.hasPrefix("@") { try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name, "→ \(v.fileName)") }
             return try tx.setAlias(modelID: modelID, name: name, versionID: v.id)
         }
         publishManifest(modelID)
@@ -53,6 +55,7 @@ extension Registry {
                 throw StoreError.notFound("model \(m.name) has no alias \(raw)")
             }
             try tx.deleteAlias(id: a.id)
+            try Registry.audit(tx, "alias.remove", model: m.name, target: a.name)
             return m
         }
         publishManifest(m.id)
@@ -66,6 +69,8 @@ extension Registry {
         try catalog.transaction { tx in
             guard let a = try tx.alias(modelID: modelID, name: from) else { throw StoreError.notFound("no alias \(from)") }
             _ = try tx.renameAlias(a, to: name)
+            let target = try tx.version(id: a.versionID)?.fileName ?? "?"
+            try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name, "→ \(target)")
         }
         publishManifest(modelID)
     }

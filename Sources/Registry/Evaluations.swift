@@ -16,6 +16,8 @@ extension Registry {
             guard v.status == .ready else { throw StoreError(.notReady, "\(m.name)/\(v.fileName) is \(v.status.rawValue)") }
             let e = Evaluation(versionID: v.id, dataset: dataset, job: job, metrics: metrics, created: Date())
             try tx.setEvaluation(e)
+            try Registry.audit(tx, "version.evaluate", model: m.name, target: v.fileName,
+                               "on \(dataset)\(job.map { " by job " + $0 } ?? ""): \(Evaluation.json(metrics))")
             return e
         }
         publishVersionEntry(e.versionID)

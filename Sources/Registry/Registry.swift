@@ -74,9 +74,16 @@ public final class Registry: Sendable {
     }
 
     @discardableResult
-    public func createModel(_ name: String, type: ModelType = .general, note: String = "") throws(StoreError) -> Model {
+    public func createModel(_ name: String, type: ModelType = .general, note: String = "", owner: Ownership? = nil) throws(StoreError) -> Model {
         try Names.validate(name, what: "model name")
-        let m = try catalog.createModel(name: name, type: type, note: note)
+        let m = try catalog.transaction { tx in
+            var m = try tx.insertModel(name: name, type: type, note: note)
+            let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultModelMode)
+            try tx.setOwner(.models, id: m.id, o)
+            m.owner = o
+            try Registry.audit(tx, "model.create", model: m.name, "type \(type.rawValue), mode \(String(o.mode, radix: 8))")
+            return m
+        }
         publishManifest(m.id)
         return m
     }
@@ -96,6 +103,7 @@ public final class Registry: Sendable {
             try Registry.refuseIfUsed(try tx.activeJobs(model: m.name), "model \(m.name)")
             if from == to { return nil }
             try tx.updateModel(id: m.id, name: to)
+            try Registry.audit(tx, "model.rename", model: to, "from \(m.name)")
             return m
         }
         guard let m = renamed else { return }
@@ -120,6 +128,7 @@ public final class Registry: Sendable {
             if let uploading = versions.first(where: { $0.status == .uploading }) {
                 throw StoreError(.busy, "\(m.name)/\(uploading.fileName) is still uploading: wait for it to end (or finish it with import --resume)")
             }
+            try Registry.audit(tx, "model.delete", model: m.name, "\(versions.count) versions")
             return (m, versions, try tx.deleteModel(m, versions: versions))
         }
         removeVersionEntries(versions)
@@ -168,6 +177,7 @@ public final class Registry: Sendable {
                 throw StoreError(.busy, "\(what) is what \(named.name) points at: move or remove the alias first")
             }
             for pending in aliases { try tx.deleteAlias(id: pending.id) }
+            if !v.isScratch { try Registry.audit(tx, "version.delete", model: m.name, target: v.fileName, v.sha256.map { "sha256 " + $0 } ?? "") }
             return (v, try tx.deleteVersion(v))
         }
         removeVersionEntries([v])
@@ -206,6 +216,7 @@ public final class Registry: Sendable {
             if from == to { return nil }
             try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), "\(m.name)/\(v.fileName)")
             try tx.updateVersion(id: v.id, name: to)
+            try Registry.audit(tx, "version.rename", model: m.name, target: to + (v.format.isEmpty ? "" : "." + v.format), "from \(v.fileName)")
             return v
         }
         if let v = renamed { publishVersionEntry(v.id) }
@@ -221,7 +232,7 @@ public final class Registry: Sendable {
 
     /// Starts a new version from a file name such as `v2.1.tar.gz`; the model must exist.
     public func beginVersion(model modelName: String, fileName: String, note: String = "", lineage: Lineage = Lineage(),
-                             source: (path: String, size: Int64)? = nil) throws(StoreError) -> ItemUpload {
+                             source: (path: String, size: Int64)? = nil, owner: Ownership? = nil) throws(StoreError) -> ItemUpload {
         let (name, format) = try Formats.splitVersion(fileName)
         // A key no row owns and no object occupies (asked of object storage outside the
         // transaction); then the model, the name's uniqueness (any extension) and the key,
@@ -230,7 +241,12 @@ public final class Registry: Sendable {
         let (m, v) = try catalog.transaction { tx in
             let m = try Registry.model(tx, modelName)
             let key = try Registry.freshKey(tx, preferred, name: "\(m.name)/\(name)", format: format)
-            return (m, try tx.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage))
+            var v = try tx.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
+            let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
+            try tx.setOwner(.versions, id: v.id, o)
+            v.owner = o
+            try Registry.audit(tx, "version.create", model: m.name, target: v.fileName, lineage.job.map { "by job " + $0 } ?? "")
+            return (m, v)
         }
         try catalog.setWriter(versionID: v.id, writer)
         // The version's entry in the bucket follows when the upload ends (ready or failed): an
@@ -283,12 +299,17 @@ public final class Registry: Sendable {
     }
 
     /// Starts a new dataset from a file name such as `finance-qa.jsonl`.
-    public func beginDataset(fileName: String, note: String = "") throws(StoreError) -> ItemUpload {
+    public func beginDataset(fileName: String, note: String = "", owner: Ownership? = nil) throws(StoreError) -> ItemUpload {
         let (name, format) = try Formats.splitDataset(fileName)
         let preferred = try freshObjectKey(Rules.datasetKey(fileName: fileName), name: ".datasets/" + name, format: format)
         let d = try catalog.transaction { tx in
             let key = try Registry.freshKey(tx, preferred, name: ".datasets/" + name, format: format)
-            return try tx.insertDataset(name: name, format: format, objectKey: key, note: note)
+            var d = try tx.insertDataset(name: name, format: format, objectKey: key, note: note)
+            let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
+            try tx.setOwner(.datasets, id: d.id, o)
+            d.owner = o
+            try Registry.audit(tx, "dataset.create", model: nil, target: d.fileName)
+            return d
         }
         try catalog.setWriter(datasetID: d.id, writer)
         return ItemUpload(registry: self, item: .dataset(d), resume: nil, source: nil)
@@ -300,6 +321,7 @@ public final class Registry: Sendable {
             let d = try Registry.dataset(tx, name)
             try Registry.refuseIfUsed(try tx.activeJobs(dataset: d.name), "dataset \(d.fileName)")
             if d.status == .uploading { throw StoreError(.busy, "datasets/\(d.fileName) is still uploading") }
+            try Registry.audit(tx, "dataset.delete", model: nil, target: d.fileName)
             return try tx.deleteDataset(d)
         }
         remove(removal)
@@ -313,6 +335,7 @@ public final class Registry: Sendable {
             if from == to { return false }
             try Registry.refuseIfUsed(try tx.activeJobs(dataset: d.name), "dataset \(d.fileName)")
             try tx.renameDataset(id: d.id, to: to)
+            try Registry.audit(tx, "dataset.rename", model: nil, target: to + "." + d.format, "from \(d.fileName)")
             return true
         }
         if renamed { publishDatasetsManifest() }

@@ -87,7 +87,7 @@ import ModelFS
         try env.mkdir("X")
         let (inode, handle) = try env.create("models/X/v1.zip")
         try env.writeAll(handle, pattern(10))
-        _ = try? env.fs.setattr(inode, size: 5, mode: nil, owner: false)
+        _ = try? env.fs.setattr(inode, size: 5, mode: nil)
         try? env.fs.release(handle)
         #expect(try env.fs.listxattr(inode).contains("user.modelfs.error"))
         #expect(try env.xattr(inode, "error").contains("truncate"))

@@ -168,7 +168,7 @@ import ModelFS
         try env.mkdir("X")
         let (inode, handle) = try env.create("models/X/v1.zip")
         try env.writeAll(handle, pattern(100))
-        _ = try? env.fs.setattr(inode, size: 7, mode: nil, owner: false)
+        _ = try? env.fs.setattr(inode, size: 7, mode: nil)
         try? env.fs.release(handle)
         #expect(try env.xattr(inode, "status") == "failed")
         #expect(try env.names(try env.inode("models/X")) == [".", "..", "v1.zip"], "a failed version is listed")

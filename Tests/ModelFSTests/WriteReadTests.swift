@@ -108,7 +108,7 @@ import ModelFS
         let data = pattern(3000)
         let (inode, handle) = try env.create("models/X/v1.zip")
         try env.writeAll(handle, Array(data[0..<1000]))
-        expectStoreError(.invalidArgument) { _ = try env.fs.setattr(inode, size: 10, mode: nil, owner: false) }
+        expectStoreError(.invalidArgument) { _ = try env.fs.setattr(inode, size: 10, mode: nil) }
         #expect(try env.xattr(inode, "status") == "failed")
         #expect(try !env.xattr(inode, "error").isEmpty)
         // Later writes, even at the right offset, are refused.
@@ -205,10 +205,10 @@ import ModelFS
         try env.mkdir("X")
         let data = pattern(4000)
         let (inode, handle) = try env.create("models/X/v1.zip")
-        #expect(try env.fs.setattr(inode, size: 0, mode: nil, owner: false).size == 0, "O_TRUNC of a new file")
+        #expect(try env.fs.setattr(inode, size: 0, mode: nil).size == 0, "O_TRUNC of a new file")
         try env.writeAll(handle, data)
-        #expect(try env.fs.setattr(inode, size: 4000, mode: nil, owner: false).size == 4000)
-        #expect(try env.fs.setattr(inode, size: nil, mode: nil, owner: false).inode == inode, "times only")
+        #expect(try env.fs.setattr(inode, size: 4000, mode: nil).size == 4000)
+        #expect(try env.fs.setattr(inode, size: nil, mode: nil).inode == inode, "times only")
         #expect(try env.xattr(inode, "status") == "uploading")
         try env.fs.flush(handle, pid: FSEnv.writerPid)
         try env.fs.release(handle)
@@ -221,7 +221,7 @@ import ModelFS
         try env.mkdir("X")
         let (inode, handle) = try env.create("models/X/v1.zip")
         try env.writeAll(handle, pattern(4000))
-        expectStoreError(.invalidArgument) { try env.fs.setattr(inode, size: size, mode: nil, owner: false) }
+        expectStoreError(.invalidArgument) { try env.fs.setattr(inode, size: size, mode: nil) }
         #expect(try env.xattr(inode, "status") == "failed")
         expectStoreError(.invalidArgument) { try env.write(handle, at: 4000, pattern(10)[...]) }
         try? env.fs.release(handle)
@@ -236,7 +236,7 @@ import ModelFS
         let env = try FSEnv(spoolBytes: 256 << 20)
         try env.mkdir("X")
         let (inode, handle) = try env.create("models/X/v1.safetensors")
-        _ = try env.fs.setattr(inode, size: size, mode: nil, owner: false)
+        _ = try env.fs.setattr(inode, size: size, mode: nil)
         #expect(try env.fs.getattr(inode).size == size)
         try env.writeAll(handle, pattern(4000))
         try env.fs.flush(handle, pid: FSEnv.writerPid)
@@ -247,39 +247,63 @@ import ModelFS
         #expect(env.store.pendingUploadCount == 0)
     }
 
-    @Test func modesOwnersAndSizesOfReadyFilesAreFixed() throws {
+    @Test func sizesOfReadyFilesAreFixedAndModesChangeByTheRules() throws {
         let env = try FSEnv()
         try env.mkdir("X")
         let data = pattern(4000)
         let inode = try env.put("models/X/v1.zip", data)
-        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: 0o777, owner: false) }
-        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: nil, owner: true) }
-        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: 0, mode: nil, owner: false) }
-        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: 4000, mode: nil, owner: false) }
-        expectStoreError(.notPermitted) { try env.fs.setattr(try env.inode("models/X"), size: nil, mode: 0o700, owner: false) }
-        let attributes = try env.fs.setattr(inode, size: nil, mode: nil, owner: false)
+        let someone = RequestContext(uid: 4321, gid: 4321, pid: 1)
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: 0o555) }  // never executable
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: 0o4444) }
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: 0o400, someone) }  // not its owner
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: nil, uid: 4321, someone) }
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: nil, gid: 99, someone) }
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: 0, mode: nil) }
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: 4000, mode: nil) }
+        expectStoreError(.notPermitted) { try env.fs.setattr(try env.inode("models"), size: nil, mode: 0o700) }
+        // What it has, or only write bits more (dropped: nothing writes a version), succeeds.
+        #expect(try env.fs.setattr(inode, size: nil, mode: 0o444, someone).permissions == 0o444)
+        #expect(try env.fs.setattr(inode, size: nil, mode: 0o644).permissions == 0o444)
+        #expect(try env.fs.setattr(inode, size: nil, mode: nil, uid: getuid(), gid: getgid()).uid == getuid())
+        let attributes = try env.fs.setattr(inode, size: nil, mode: nil)
         #expect(attributes.size == 4000 && attributes.permissions == 0o444)
         #expect(try env.xattr(inode, "status") == "ready")
         expectSame(try env.readAll(inode), data)
     }
 
-    /// docs/SEMANTICS.md: while the file is being written, chmod/chown are accepted and ignored (rsync).
-    @Test func modeAndOwnerOfAWriterAreAcceptedAndIgnored() throws {
+    /// docs/SEMANTICS.md: while the file is being written, a chmod keeps the read bits of any
+    /// mode (`install -m 0755`, `cp -p` of an executable); once written, the rules apply.
+    @Test func aWriterTakesTheReadBitsOfAnyModeAndAReadyVersionOnlyAllowedOnes() throws {
         let env = try FSEnv()
         try env.mkdir("X")
         let data = pattern(100)
         let (inode, handle) = try env.create("models/X/v1.zip")
         try env.writeAll(handle, data)
-        #expect(try env.fs.setattr(inode, size: nil, mode: 0o600, owner: false).permissions == 0o644, "the mode does not change")
-        _ = try env.fs.setattr(inode, size: nil, mode: nil, owner: true)
+        #expect(try env.fs.setattr(inode, size: nil, mode: 0o750).permissions == 0o640, "read bits, and the writer's write bit")
         #expect(try env.xattr(inode, "status") == "uploading", "a chmod does not fail the upload")
         try env.fs.flush(handle, pid: FSEnv.writerPid)
         try env.fs.release(handle)
         #expect(try env.xattr(inode, "status") == "ready")
+        #expect(try env.fs.getattr(inode).permissions == 0o440, "the mode asked for while it was written")
         expectSame(try env.readAll(inode), data)
-        // Once written, the same calls are refused.
-        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: 0o600, owner: false) }
-        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: nil, owner: true) }
+        // Once written, an executable mode is refused; read bits change.
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: 0o750) }
+        #expect(try env.fs.setattr(inode, size: nil, mode: 0o444).permissions == 0o444)
+    }
+
+    @Test func aModelsOwnerChangesItsModeAndGroupAndOnlyRootGivesItAway() throws {
+        let env = try FSEnv()
+        let alice = RequestContext(uid: 5001, gid: 5001, pid: getpid())
+        let bob = RequestContext(uid: 5002, gid: 5002, pid: getpid())
+        let model = try env.fs.mkdir(parent: try env.inode("models"), name: bytes("shared"), { var c = alice; c.mode = 0o750; return c }())
+        #expect(model.uid == 5001 && model.gid == 5001 && model.permissions == 0o750)
+        #expect(try env.fs.setattr(model.inode, size: nil, mode: 0o755, alice).permissions == 0o755)
+        expectStoreError(.notPermitted) { try env.fs.setattr(model.inode, size: nil, mode: 0o777, bob) }
+        expectStoreError(.notPermitted) { try env.fs.setattr(model.inode, size: nil, mode: nil, uid: 5002, alice) }
+        expectStoreError(.notPermitted) { try env.fs.setattr(model.inode, size: nil, mode: nil, gid: 5002, alice) }  // not her group
+        let root = try env.fs.setattr(model.inode, size: nil, mode: nil, uid: 5002, gid: 5002)
+        #expect(root.uid == 5002 && root.gid == 5002 && root.permissions == 0o755)
+        #expect(try env.fs.getattr(try env.inode("models")).permissions == 0o1777, "anyone adds a model, owners remove theirs")
     }
 }
 
@@ -306,7 +330,7 @@ import ModelFS
 
         let (failed, bad) = try env.create("models/X/v2.zip")
         try env.writeAll(bad, pattern(10))
-        _ = try? env.fs.setattr(failed, size: 5, mode: nil, owner: false)
+        _ = try? env.fs.setattr(failed, size: 5, mode: nil)
         expectStoreError(.io) { try env.fs.open(failed, flags: OpenFlags(O_RDONLY)) }
         try? env.fs.release(bad)
         try env.fs.release(handle)

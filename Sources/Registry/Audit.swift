@@ -1,0 +1,62 @@
+import Catalog
+import Foundation
+import ModelStore
+
+/// The audit trail: each change the registry makes is recorded, in its transaction, with who
+/// made it (``Actor/now``).
+extension Registry {
+    static func audit(_ tx: CatalogTransaction, _ action: String, model: String?, target: String? = nil, _ detail: String = "") throws {
+        let who = Actor.now
+        try tx.record(AuditEntry(uid: who.uid, pid: who.pid, action: action, model: model, target: target, detail: detail))
+    }
+
+    /// For changes made outside a transaction of the registry's.
+    func audit(_ action: String, model: String?, target: String? = nil, _ detail: String = "") {
+        do {
+            try catalog.transaction { tx in try Registry.audit(tx, action, model: model, target: target, detail) }
+        } catch {
+            logger.warning("audit line \(action) not recorded: \(error)")
+        }
+    }
+
+    /// Sets the owner and mode of a model, version or dataset (`chmod`, `chown`, `chgrp`), by
+    /// the rules of ``Ownership/changed(mode:uid:gid:by:isFile:what:)``, in one transaction.
+    @discardableResult
+    public func changeOwnership(_ table: OwnedTable, id: Int64, mode: UInt32?, uid: UInt32?, gid: UInt32?,
+                                defaultOwner: Ownership) throws(StoreError) -> Ownership {
+        let who = Actor.now
+        let (changed, entry, modelID) = try catalog.transaction { tx -> (Ownership, Bool, Int64?) in
+            let current: Ownership
+            let what: String
+            var model: String?
+            var target: String?
+            var modelID: Int64?
+            switch table {
+            case .models:
+                guard let m = try tx.model(id: id) else { throw StoreError.notFound("the model is gone") }
+                current = m.owner ?? defaultOwner; what = "models/\(m.name)"; model = m.name; modelID = m.id
+            case .versions:
+                guard let v = try tx.version(id: id), let m = try tx.model(id: v.modelID) else { throw StoreError.notFound("the version is gone") }
+                current = v.owner ?? defaultOwner; what = "\(m.name)/\(v.fileName)"; model = m.name; target = v.fileName; modelID = m.id
+            case .datasets:
+                guard let d = try tx.dataset(id: id) else { throw StoreError.notFound("the dataset is gone") }
+                current = d.owner ?? defaultOwner; what = "datasets/\(d.fileName)"; target = d.fileName
+            }
+            let next = try current.changed(mode: mode, uid: uid, gid: gid, by: who.requester, isFile: table != .models, what: what)
+            guard next != current else { return (current, false, nil) }
+            try tx.setOwner(table, id: id, next)
+            try Registry.audit(tx, table == .datasets ? "dataset.chown" : (table == .models ? "model.chown" : "version.chown"),
+                               model: model, target: target,
+                               "uid \(current.uid)→\(next.uid) gid \(current.gid)→\(next.gid) mode \(String(current.mode, radix: 8))→\(String(next.mode, radix: 8))")
+            return (next, true, modelID)
+        }
+        if entry {
+            switch table {
+            case .models: if let modelID { publishManifest(modelID) }
+            case .versions: publishVersionEntry(id)
+            case .datasets: publishDatasetsManifest()
+            }
+        }
+        return changed
+    }
+}
