@@ -115,13 +115,16 @@ struct JobsCommand: ParsableCommand {
             guard let id else {
                 let all = try catalog.jobs()
                 if json { return try printJSON(all) }
-                printTable(["JOB", "KIND", "STATUS", "MODEL", "VERSION", "DATASET", "EXECUTOR", "OUTPUTS"],
-                           all.map { [$0.id, $0.kind.rawValue, $0.status.rawValue, $0.model, $0.version, $0.dataset, $0.executor,
-                                      $0.outputs.joined(separator: ",")] })
+                printTable(["JOB", "KIND", "STATUS", "OWNER", "MODEL", "VERSION", "DATASET", "EXECUTOR", "OUTPUTS"],
+                           all.map { [$0.id, $0.kind.rawValue, $0.status.rawValue, $0.owner.map { userName($0.uid) } ?? "-", $0.model,
+                                      $0.version, $0.dataset, $0.executor, $0.outputs.joined(separator: ",")] })
                 return
             }
             guard let job = try catalog.job(id: id) else { throw StoreError.notFound("no job \(id)") }
             if cancel {
+                if let owner = job.owner, getuid() != 0, getuid() != owner.uid {
+                    throw StoreError(.notPermitted, "job \(id) is \(userName(owner.uid))'s: only they or root cancel it")
+                }
                 let service = JobService(registry: registry, executor: job.executor == "slurm" ? SlurmExecutor() : LocalExecutor(),
                                          configuration: .init(directory: store.resolvedDataDir + "/jobs", trainCommand: nil))
                 try service.cancel(id)

@@ -41,6 +41,7 @@ struct ModelsCommand: ParsableCommand {
 
     struct Row: Encodable {
         var name: String; var type: ModelType; var note: String; var versions: Int; var bytes: Int64; var created: Date; var modified: Date
+        var owner: String; var uid: UInt32?; var gid: UInt32?; var mode: String?
     }
 
     func run() throws {
@@ -50,13 +51,31 @@ struct ModelsCommand: ParsableCommand {
             let rows = try registry.catalog.models(type: filter, search: search).map { m in
                 let versions = try registry.catalog.versions(modelID: m.id)
                 return Row(name: m.name, type: m.type, note: m.note, versions: versions.count,
-                           bytes: versions.filter { $0.status == .ready }.reduce(0) { $0 + $1.size }, created: m.created, modified: m.modified)
+                           bytes: versions.filter { $0.status == .ready }.reduce(0) { $0 + $1.size }, created: m.created, modified: m.modified,
+                           owner: ownerText(m.owner), uid: m.owner?.uid, gid: m.owner?.gid, mode: m.owner.map { String($0.mode, radix: 8) })
             }
             if json { return try printJSON(rows) }
-            printTable(["NAME", "TYPE", "VERSIONS", "SIZE", "MODIFIED", "NOTE"],
-                       rows.map { [$0.name, $0.type.rawValue, "\($0.versions)", Progress.bytes($0.bytes), dateFormat.string(from: $0.modified), Names.printable($0.note)] })
+            printTable(["NAME", "TYPE", "OWNER", "MODE", "VERSIONS", "SIZE", "MODIFIED", "NOTE"],
+                       rows.map { [$0.name, $0.type.rawValue, $0.owner, $0.mode ?? "-", "\($0.versions)", Progress.bytes($0.bytes),
+                                   dateFormat.string(from: $0.modified), Names.printable($0.note)] })
         }
     }
+}
+
+/// `alice:ml` (numbers when the names are unknown); `-` for a row from before owners.
+func ownerText(_ o: Ownership?) -> String {
+    guard let o else { return "-" }
+    return "\(userName(o.uid)):\(groupName(o.gid))"
+}
+
+func userName(_ uid: UInt32) -> String {
+    guard let pw = getpwuid(uid), let name = pw.pointee.pw_name else { return "\(uid)" }
+    return String(cString: name)
+}
+
+func groupName(_ gid: UInt32) -> String {
+    guard let gr = getgrgid(gid), let name = gr.pointee.gr_name else { return "\(gid)" }
+    return String(cString: name)
 }
 
 struct VersionsCommand: ParsableCommand {

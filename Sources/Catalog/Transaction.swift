@@ -124,12 +124,12 @@ public struct CatalogTransaction {
     public func insertJob(_ job: Job) throws {
         do {
             try db.execute("""
-                INSERT INTO jobs (id, model, version, dataset, params, status, executor, created, kind, evaluate)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO jobs (id, model, version, dataset, params, status, executor, created, kind, evaluate, owner_uid, owner_gid)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                            [.text(job.id), .text(job.model), .text(job.version), .text(job.dataset), .text(Catalog.json(job.params)),
                             .text(job.status.rawValue), .text(job.executor), .date(job.created), .text(job.kind.rawValue),
-                            .optional(job.evaluate)])
+                            .optional(job.evaluate), .optional(job.owner.map { Int64($0.uid) }), .optional(job.owner.map { Int64($0.gid) })])
         } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("job \(job.id) already exists")
         }

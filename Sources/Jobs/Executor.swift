@@ -17,9 +17,26 @@ public enum ExecutorState: Equatable, Sendable {
 public protocol JobExecutor: Sendable {
     var name: String { get }
     /// Starts `script` in `directory` with `environment`; output goes to `log`. Returns an id to follow it by.
-    func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String
+    /// Starts `script`; as `user` when given (a job asked for by another user than the mount's).
+    func start(script: String, directory: String, environment: [String: String], log: String, jobID: String,
+               user: JobOwner?) throws(StoreError) -> String
     func state(of id: String, directory: String) -> ExecutorState
     func cancel(_ id: String)
+}
+
+extension JobExecutor {
+    func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
+        try start(script: script, directory: directory, environment: environment, log: log, jobID: jobID, user: nil)
+    }
+}
+
+/// How a job becomes its user: `setpriv` (util-linux) sets the real and effective uid and gid
+/// and the user's groups from the group database, as `su` would, then runs the command; nil
+/// when the job runs as this process's user.
+func switchingUser(_ user: JobOwner?) -> [String]? {
+    guard let user, user.uid != getuid() || user.gid != getgid() else { return nil }
+    let groups = getpwuid(user.uid) != nil ? "--init-groups" : "--clear-groups"
+    return ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", groups, "--"]
 }
 
 /// The exit code `run.sh` leaves behind, whoever ran it.
@@ -38,9 +55,11 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
     public let name = "local"
     public init() {}
 
-    public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
+    public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String,
+                      user: JobOwner?) throws(StoreError) -> String {
         // Its own session, so a cancel reaches everything it starts.
-        switch Spawn.detached("/bin/sh", ["/bin/sh", script], environment: environment, log: log) {
+        let argv = (switchingUser(user) ?? []) + ["/bin/sh", script]
+        switch Spawn.detached(argv[0], argv, environment: environment, log: log) {
         case .success(let pid): return String(pid)
         case .failure(let e): throw StoreError(.io, "cannot start job \(jobID): \(e.message)")
         }
@@ -89,15 +108,18 @@ public final class SlurmExecutor: JobExecutor, @unchecked Sendable {
     public let partition: String?
     public init(partition: String? = nil) { self.partition = partition }
 
-    public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
+    public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String,
+                      user: JobOwner?) throws(StoreError) -> String {
         // The job gets the variables it is given (MODELFS_*, PATH, HOME) and what Slurm adds on
         // the node (SLURM_*, and for any --export but ALL the user's login environment, under
         // ours), never the mount's environment: its AWS_* credentials and whatever else it holds
         // stay here. `--export=NAME,…` names them (their values come from sbatch's own
         // environment, so a value with a comma cannot break the list), and sbatch itself runs
         // with only those plus the Slurm client's settings.
-        let argv = SlurmExecutor.sbatchArguments(jobID: jobID, log: log, directory: directory, partition: partition,
+        var argv = SlurmExecutor.sbatchArguments(jobID: jobID, log: log, directory: directory, partition: partition,
                                                  exporting: environment.keys.sorted(), script: script)
+        // Root submits on behalf of the user who asked: Slurm runs the job as them.
+        if switchingUser(user) != nil, let user { argv.insert(contentsOf: ["--uid=\(user.uid)", "--gid=\(user.gid)"], at: 1) }
         let (status, output) = runProgram(argv, environment: SlurmExecutor.sbatchEnvironment(environment))
         let id = output.split(separator: "\n").last.map { String($0.split(separator: ";")[0]).trimmingCharacters(in: .whitespaces) } ?? ""
         guard status == 0, !id.isEmpty, id.allSatisfy(\.isNumber) else {

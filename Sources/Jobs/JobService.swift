@@ -69,7 +69,7 @@ public final class JobService: @unchecked Sendable {
 
     /// Checks a request against the store and queues it. `ENOENT` for an unknown model, version or
     /// dataset, `EBUSY` when the version or dataset is not ready, `EINVAL` for anything else wrong.
-    public func submit(_ request: JobRequest, kind: JobKind = .train) throws(StoreError) -> Job {
+    public func submit(_ request: JobRequest, kind: JobKind = .train, owner: JobOwner? = nil) throws(StoreError) -> Job {
         if let missing = configuration.missingCommand(kind) { throw missing }
         if let name = request.name { try JobRequest.validateName(name) }
         if request.evaluate != nil {
@@ -98,8 +98,11 @@ public final class JobService: @unchecked Sendable {
                           executor: executor.name, created: Date(timeIntervalSince1970: Date().timeIntervalSince1970))
             job.kind = kind
             job.evaluate = evaluateName
+            job.owner = owner ?? JobOwner(uid: Actor.now.uid, gid: Actor.now.gid)
             job.id = try request.name ?? tx.freeJobID(prefix: "\(m.name)-\(v.name)-\(kind == .train ? "ft" : "eval")-")
             try tx.insertJob(job)
+            try tx.record(AuditEntry(uid: job.owner!.uid, pid: Actor.now.pid, action: "job.submit", model: m.name, target: job.id,
+                                     detail: "\(kind.rawValue) \(v.fileName) on \(d.fileName)"))
             return (try tx.job(id: job.id) ?? job, v, d)
         }
         do throws(StoreError) {
@@ -138,9 +141,32 @@ public final class JobService: @unchecked Sendable {
 
                 """
             try JobService.writePrivate(dir + "/run.sh", Data(script.utf8))
+            try giveToOwner(job, dir)
         } catch {
             throw StoreError(.io, "cannot prepare \(dir): \(error.localizedDescription)")
         }
+    }
+
+    /// A job of another user than the mount's runs as that user: its directory, output, log and
+    /// files become theirs (still private: 0700 and 0600), and the directories above it are made
+    /// traversable (`--x` only: nothing in them is listed or read) so that the job can reach its own.
+    func giveToOwner(_ job: Job, _ dir: String) throws {
+        guard let owner = job.owner, owner.uid != getuid() || owner.gid != getgid() else { return }
+        for parent in [(configuration.directory as NSString).deletingLastPathComponent, configuration.directory] {
+            var st = stat()
+            if stat(parent, &st) == 0 && st.st_mode & 0o001 == 0 { chmod(parent, (st.st_mode & 0o7777) | 0o711) }
+        }
+        for path in [dir, dir + "/output", dir + "/log", dir + "/params.json", dir + "/spec.json", dir + "/run.sh"] {
+            guard chown(path, owner.uid, owner.gid) == 0 else {
+                throw StoreError(.io, "cannot give \(path) to uid \(owner.uid): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// The home directory of the job's user, from the user database.
+    static func home(of owner: JobOwner?) -> String? {
+        guard let owner, owner.uid != getuid(), let pw = getpwuid(owner.uid), let dir = pw.pointee.pw_dir else { return nil }
+        return String(cString: dir)
     }
 
     /// Creates each directory (and missing parents of the first) with mode 0700.
@@ -249,7 +275,8 @@ public final class JobService: @unchecked Sendable {
             let env = try environment(for: job)
             // A cancel may land while inputs are fetched: look again before and after starting.
             guard try catalog.job(id: job.id)?.status == .running else { return false }
-            let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: logPath(of: job.id), jobID: job.id)
+            let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: logPath(of: job.id), jobID: job.id,
+                                         user: job.owner)
             guard try catalog.transitionJob(id: job.id, from: [.running], to: .running, executorID: eid) else {
                 executor.cancel(eid)
                 return false
@@ -283,7 +310,7 @@ public final class JobService: @unchecked Sendable {
         }
         var env: [String: String] = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
-            "HOME": ProcessInfo.processInfo.environment["HOME"] ?? "/",
+            "HOME": JobService.home(of: job.owner) ?? ProcessInfo.processInfo.environment["HOME"] ?? "/",
             "MODELFS_JOB_ID": job.id, "MODELFS_JOB_DIR": dir,
             "MODELFS_MODEL": m.name, "MODELFS_VERSION": v.name, "MODELFS_DATASET": d.name,
             "MODELFS_MODEL_PATH": modelPath, "MODELFS_DATASET_PATH": datasetPath,
@@ -375,7 +402,8 @@ public final class JobService: @unchecked Sendable {
             let version = (try? Formats.splitVersion(file).name) ?? file
             let name = job.id + "-eval" + (outputs.count > 1 ? "-\(i + 1)" : "")
             do throws(StoreError) {
-                let e = try submit(JobRequest(model: job.model, version: version, dataset: dataset, name: name), kind: .evaluate)
+                let e = try submit(JobRequest(model: job.model, version: version, dataset: dataset, name: name), kind: .evaluate,
+                                   owner: job.owner)
                 note(job.id, "evaluation of \(job.model)/\(file) on \(dataset) submitted as job \(e.id)")
             } catch {
                 note(job.id, "evaluation of \(job.model)/\(file) on \(dataset) not submitted: \(error.message)")

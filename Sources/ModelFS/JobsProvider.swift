@@ -36,12 +36,15 @@ final class JobsProvider: NamespaceProvider {
             return namespace.file(node, size: 0, modified: namespace.mountTime, permissions: 0o666)
         case .job(let number):
             guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
-            return namespace.directory(node, modified: job.created.timeIntervalSince1970)
+            return namespace.directory(node, modified: job.created.timeIntervalSince1970, owner: jobOwnership(job, mode: 0o755))
         case .jobFile(let number, let which):
             guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
             let modified = (job.finished ?? job.started ?? job.created).timeIntervalSince1970
             switch which {
-            case .control: return namespace.file(node, size: 0, modified: modified, permissions: 0o200)
+            case .control:
+                var a = namespace.file(node, size: 0, modified: modified, permissions: 0o200)
+                if let o = job.owner { a.uid = o.uid; a.gid = o.gid }
+                return a
             case .log: return namespace.file(node, size: fileSize(namespace.jobs?.logPath(of: job.id)), modified: Date().timeIntervalSince1970)
             case .spec, .status: return namespace.file(node, size: Int64(content(job, which).count), modified: modified)
             }
@@ -56,7 +59,8 @@ final class JobsProvider: NamespaceProvider {
             var out = [DirectoryEntry(name: "submit", attributes: try attributes(of: .submit)),
                        DirectoryEntry(name: "evaluate", attributes: try attributes(of: .evaluate))]
             for job in try catalog.jobs() {
-                out.append(DirectoryEntry(name: job.id, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970)))
+                out.append(DirectoryEntry(name: job.id, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970,
+                                                                                        owner: jobOwnership(job, mode: 0o755))))
             }
             return out
         case .job(let number):
@@ -82,18 +86,23 @@ final class JobsProvider: NamespaceProvider {
             guard namespace.jobs != nil else {
                 throw StoreError(.notSupported, "this mount runs no jobs: mount with --train-command or --eval-command")
             }
-            // Jobs run as the mount's user: until they run as the one who asks, only that user
-            // (or root) may start one.
-            guard ctx.uid == namespace.uid || ctx.uid == 0 else {
-                namespace.logger.warning("job request from uid \(ctx.uid) (pid \(ctx.pid)) refused: jobs run as uid \(namespace.uid)")
-                throw StoreError(.accessDenied, "jobs run as the mount's user (uid \(namespace.uid)); uid \(ctx.uid) may not submit them")
+            // A job runs as the user who asks. A mount run by root can become anyone; any other
+            // mount runs jobs for its own user only.
+            guard ctx.uid == namespace.uid || namespace.uid == 0 else {
+                namespace.logger.warning("job request from uid \(ctx.uid) (pid \(ctx.pid)) refused: this mount runs as uid \(namespace.uid), not root")
+                throw StoreError(.accessDenied, "jobs run as the user who asks, and this mount (uid \(namespace.uid), not root) cannot run them as uid \(ctx.uid)")
             }
-            return Opened(file: SubmissionFile(provider: self, kind: node == .evaluate ? .evaluate : .train), directIO: true)
+            return Opened(file: SubmissionFile(provider: self, kind: node == .evaluate ? .evaluate : .train,
+                                               owner: JobOwner(uid: ctx.uid, gid: ctx.gid)), directIO: true)
         case .jobFile(let number, let which):
             guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
             switch which {
             case .control:
                 guard flags.wantsWrite else { throw StoreError(.notPermitted, "control is written to: echo cancel > control") }
+                let owner = job.owner?.uid ?? namespace.uid
+                guard ctx.uid == owner || ctx.uid == 0 else {
+                    throw StoreError(.notPermitted, "job \(job.id) is uid \(owner)'s: only they or root cancel it")
+                }
                 return Opened(file: ControlFile(provider: self, job: job.id), directIO: true)
             case .log:
                 if flags.wantsWrite { throw StoreError(.notPermitted, "the log is written by the job") }
@@ -138,9 +147,14 @@ final class JobsProvider: NamespaceProvider {
     }
 
     /// Submits a whole request; its answer (the job's id, or the reason) is what a read returns.
-    func submit(_ request: [UInt8], kind: JobKind) throws(StoreError) -> String {
+    func submit(_ request: [UInt8], kind: JobKind, owner: JobOwner) throws(StoreError) -> String {
         guard let jobs = namespace.jobs else { throw StoreError(.notSupported, "this mount runs no jobs") }
-        return try jobs.submit(try JobRequest.parse(request), kind: kind).id
+        return try jobs.submit(try JobRequest.parse(request), kind: kind, owner: owner).id
+    }
+
+    /// A job's directory as `ls -l` shows it: its owner's.
+    func jobOwnership(_ job: Job, mode: UInt32) -> Ownership? {
+        job.owner.map { Ownership(uid: $0.uid, gid: $0.gid, mode: mode) }
     }
 
     func cancel(_ job: String) throws(StoreError) { try namespace.jobs?.cancel(job) }
@@ -152,10 +166,11 @@ final class JobsProvider: NamespaceProvider {
 final class SubmissionFile: OpenFile {
     unowned let provider: JobsProvider
     let kind: JobKind
+    let owner: JobOwner
     private struct State { var request: [UInt8] = []; var answer: [UInt8] = []; var done = false }
     private let state = Locked(State())
 
-    init(provider: JobsProvider, kind: JobKind) { self.provider = provider; self.kind = kind }
+    init(provider: JobsProvider, kind: JobKind, owner: JobOwner) { self.provider = provider; self.kind = kind; self.owner = owner }
 
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
         .bytes(ContentFile.slice(state.withLock { $0.answer }, offset, size))
@@ -188,7 +203,7 @@ final class SubmissionFile: OpenFile {
     private func process(_ s: inout State) throws(StoreError) {
         s.done = true
         do throws(StoreError) {
-            s.answer = Array((try provider.submit(s.request, kind: kind) + "\n").utf8)
+            s.answer = Array((try provider.submit(s.request, kind: kind, owner: owner) + "\n").utf8)
         } catch {
             s.answer = Array("error: \(error.message)\n".utf8)
             provider.namespace.logger.info("job request refused: \(error.message)")

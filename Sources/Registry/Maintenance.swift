@@ -160,6 +160,7 @@ extension Registry {
         }
         for manifest in manifests {
             let m = try catalog.createModel(name: manifest.model, type: manifest.type, note: manifest.note)
+            if let owner = manifest.owner { try catalog.transaction { tx in try tx.setOwner(.models, id: m.id, owner) } }
             models += 1
             var byKey: [String: Manifest.Entry] = [:]
             for e in (manifest.versions ?? []) + (entries[manifest.model] ?? []) { byKey[e.key] = e }
@@ -180,10 +181,11 @@ extension Registry {
                 try catalog.restoreVersion(modelID: m.id, name: e.name, format: e.format, objectKey: e.key, size: e.size,
                                            sha256: e.sha256, status: status, error: error, note: e.note,
                                            lineage: e.lineage ?? Lineage(), created: e.created, modified: e.modified)
-                if let measured = evaluations[e.key], !measured.isEmpty {
+                if e.owner != nil || evaluations[e.key]?.isEmpty == false {
                     try catalog.transaction { tx in
                         guard let v = try tx.version(modelID: m.id, name: e.name) else { return }
-                        for x in measured {
+                        if let owner = e.owner { try tx.setOwner(.versions, id: v.id, owner) }
+                        for x in evaluations[e.key] ?? [] {
                             try tx.setEvaluation(Evaluation(versionID: v.id, dataset: x.dataset, job: x.job, metrics: x.metrics, created: x.created))
                         }
                     }
@@ -209,6 +211,11 @@ extension Registry {
                     try catalog.restoreDataset(name: e.name, format: e.format, objectKey: e.key, size: e.size, records: e.records,
                                                sha256: e.sha256, status: status, error: error, note: e.note,
                                                created: e.created, modified: e.modified)
+                    if let owner = e.owner {
+                        try catalog.transaction { tx in
+                            if let d = try tx.dataset(named: e.name) { try tx.setOwner(.datasets, id: d.id, owner) }
+                        }
+                    }
                     datasets += 1
                 }
             } catch let e as StoreError {

@@ -18,6 +18,7 @@ public struct Manifest: Codable, Equatable, Sendable {
         public var lineage: Lineage?
         public var created: Date
         public var modified: Date
+        public var owner: Ownership?
     }
 
     public var formatVersion = 2
@@ -33,9 +34,11 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var versions: [Entry]?
     /// The model's aliases: each name (`@production`) and the object key of the version it points at.
     public var aliases: [String: String]?
+    public var owner: Ownership?
 
     public init(model: Model) {
         self.model = model.name
+        owner = model.owner
         type = model.type
         note = model.note
         created = model.created
@@ -72,7 +75,7 @@ public struct VersionEntry: Codable, Equatable, Sendable {
         }
         version = Manifest.Entry(name: v.name, format: v.format, key: v.objectKey, size: v.size, sha256: v.sha256, status: v.status,
                                  error: v.error, note: v.note, lineage: v.lineage.isEmpty ? nil : v.lineage,
-                                 created: v.created, modified: v.modified)
+                                 created: v.created, modified: v.modified, owner: v.owner)
     }
 
     public func encoded() -> [UInt8] { ManifestCoding.encode(self) }
@@ -95,6 +98,7 @@ public struct DatasetsManifest: Codable, Equatable, Sendable {
         public var note: String
         public var created: Date
         public var modified: Date
+        public var owner: Ownership?
     }
 
     public var formatVersion = 1
@@ -105,7 +109,7 @@ public struct DatasetsManifest: Codable, Equatable, Sendable {
         self.generation = generation
         self.datasets = datasets.map {
             Entry(name: $0.name, format: $0.format, key: $0.objectKey, size: $0.size, records: $0.records, sha256: $0.sha256,
-                  status: $0.status, error: $0.error, note: $0.note, created: $0.created, modified: $0.modified)
+                  status: $0.status, error: $0.error, note: $0.note, created: $0.created, modified: $0.modified, owner: $0.owner)
         }
     }
 

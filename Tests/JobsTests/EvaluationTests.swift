@@ -3,7 +3,7 @@ import Testing
 import ModelStore
 import Catalog
 import Registry
-import Jobs
+@testable import Jobs
 
 /// Writes `json` to `$MODELFS_METRICS_FILE`, as an evaluator does.
 func writeMetrics(_ json: String) -> String { "printf '%s' '\(json)' > \"$MODELFS_METRICS_FILE\"" }
@@ -141,5 +141,41 @@ struct MetricsParsingTests {
         #expect(throws: StoreError.self) { try Evaluation.parseMetrics(bytes(many)) }
         #expect(throws: StoreError.self) { try Evaluation.parseMetrics([UInt8](repeating: 0x20, count: Evaluation.maxBytes + 1)) }
         #expect(throws: StoreError.self) { try Evaluation.parseMetrics(bytes(#"{"\#(String(repeating: "x", count: 65))": 1}"#)) }
+    }
+}
+
+@Suite("JobService: jobs run as the user who asked")
+struct JobOwnerTests {
+    @Test func aJobOfAnotherUserRunsAsThemAndItsFilesAreTheirs() throws {
+        try #require(getuid() == 0, "only root runs jobs as another user")
+        let env = try JobsEnv()
+        let s = env.service(#"id -u > uid.txt; id -g >> uid.txt; "# + writeCheckpoint)
+        let nobody = JobOwner(uid: 65534, gid: 65534)
+        let job = try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa"), owner: nobody)
+        #expect(job.owner == nobody)
+        let done = try env.finish(s, job.id)
+        #expect(done.status == .succeeded, "\(done.error ?? "") \(env.text(s.logPath(of: job.id)))")
+        #expect(env.text(s.directory(of: job.id) + "/uid.txt") == "65534\n65534\n", "the command ran as the job's user")
+        var st = stat()
+        #expect(stat(s.directory(of: job.id), &st) == 0 && st.st_uid == 65534 && st.st_mode & 0o777 == 0o700, "theirs, and private")
+        #expect(try env.catalog.job(id: job.id)?.owner == nobody, "kept in the catalog")
+        #expect(done.outputs == ["v2.safetensors"], "its checkpoint became a version")
+        let audit = try env.catalog.audit(model: "m").filter { $0.action == "job.submit" }
+        #expect(audit.map(\.uid) == [65534] && audit.first?.target == job.id)
+    }
+
+    @Test func withoutAnOwnerAJobRunsAsTheMountsUser() throws {
+        let env = try JobsEnv()
+        let s = env.service(#"id -u > uid.txt"#)
+        let job = try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa"))
+        #expect(job.owner == JobOwner(uid: getuid(), gid: getgid()))
+        try env.finish(s, job.id)
+        #expect(env.text(s.directory(of: job.id) + "/uid.txt") == "\(getuid())\n")
+    }
+
+    @Test func anotherUsersJobStartsThroughSetpriv() {
+        #expect(switchingUser(JobOwner(uid: getuid(), gid: getgid())) == nil)
+        let argv = switchingUser(JobOwner(uid: 65534, gid: 65534))
+        #expect(argv?.first == "/usr/bin/setpriv" && argv?.contains("--reuid=65534") == true && argv?.contains("--regid=65534") == true)
     }
 }

@@ -51,8 +51,9 @@ final class LocalExecutorTests {
             try? FileManager.default.removeItem(atPath: dir + "/exit_code")
             let id = try run("echo 0 > exit_code.tmp && mv exit_code.tmp exit_code; exit 0\n")
             var state = executor.state(of: id, directory: dir)
-            while state == .running { state = executor.state(of: id, directory: dir) }
-            #expect(state == .exited(0), "round \(round)")
+            let deadline = Date().addingTimeInterval(30)  // bounded: a job that never ends fails, never hangs the run
+            while state == .running && Date() < deadline { state = executor.state(of: id, directory: dir) }
+            #expect(state == .exited(0), "round \(round): \(state)")
         }
     }
 

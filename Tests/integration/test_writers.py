@@ -278,27 +278,3 @@ def test_stopping_the_mount_fails_the_upload_it_was_writing(store, name, tmp_pat
     v = store.versions(model)["v1"]
     assert v["status"] == "failed", v
     assert store.multipart_uploads(model + "/") == []
-
-
-def test_a_second_user_cannot_submit_jobs(store, name, tmp_path):
-    """On an --allow-other mount, jobs run as the mount's user: another user's request is EACCES."""
-    user = "modelfs-other"
-    if subprocess.run(["id", user], capture_output=True).returncode != 0:
-        sh("useradd", "--no-create-home", "--shell", "/bin/sh", user)
-    path = f"/tmp/modelfs-test-other-{os.getpid()}"
-    os.makedirs(path, exist_ok=True)
-    os.chmod(path, 0o755)
-    log = str(tmp_path / "mount.log")
-    store.run("mount", path, "--allow-other", "--train-command", "true", "--log-file", log)
-    try:
-        r = subprocess.run(["su", user, "-s", "/bin/sh", "-c", f"echo 'model=x version=v1 dataset=d' > {path}/jobs/submit"],
-                           capture_output=True, text=True)
-        assert r.returncode != 0 and "Permission denied" in r.stderr, r.stderr
-        assert "refused" in open(log).read()
-        # The other user still sees the store.
-        r = subprocess.run(["su", user, "-s", "/bin/sh", "-c", f"ls {path}/models"], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-    finally:
-        subprocess.run(["fusermount3", "-u", path])
-        wait_for(lambda: not is_mounted(path), 10, "unmount")
-        os.rmdir(path)

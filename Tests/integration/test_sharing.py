@@ -1,0 +1,200 @@
+"""Owners and sharing with a second and a third user (useradd) on a mount with --allow-other:
+what a user may read, change and run is decided by owners and modes (the kernel checks them,
+default_permissions); chmod, chown and chgrp follow Unix rules; jobs run as the user who asked;
+rsync -a and cp -p into the mount exit 0; owners, modes and aliases survive a remount; the
+audit trail says who did what."""
+import errno
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import is_mounted, make_file, sh, sha256_file
+
+TEAM, BOB, EVE = "modelfs-team", "modelfs-bob", "modelfs-eve"
+# Every job prints whose it is; NAP=seconds keeps it running (for cancels).
+TRAIN = 'echo "uid $(id -u) gid $(id -g)"; if [ -n "$MODELFS_PARAM_NAP" ]; then sleep "$MODELFS_PARAM_NAP"; fi'
+
+
+def ensure_users():
+    subprocess.run(["groupadd", "-f", TEAM], check=True)
+    for user, groups in ((BOB, [TEAM]), (EVE, [])):
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(["useradd", "-M", "-s", "/bin/sh", *(["-G", ",".join(groups)] if groups else []), user], check=True)
+    return pwd.getpwnam(BOB), pwd.getpwnam(EVE), grp.getgrnam(TEAM)
+
+
+def as_user(user, *argv, check=False):
+    """Runs argv as `user` (with their groups), as a shell of theirs would."""
+    return subprocess.run(["runuser", "-u", user, "--", *argv], capture_output=True, text=True, check=check)
+
+
+def refused(p, *reasons):
+    return p.returncode != 0 and any(r in p.stderr for r in reasons)
+
+
+@pytest.fixture
+def shared(store, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: useradd, and a mount others may use")
+    bob, eve, team = ensure_users()
+    # Somewhere every user can reach (pytest's own temp dirs are private to root).
+    top = tempfile.mkdtemp(prefix="modelfs-share-", dir="/tmp")
+    os.chmod(top, 0o711)
+    store.data_dir = os.path.join(top, "data")
+    mnt = os.path.join(top, "mnt")
+    os.makedirs(mnt)
+    os.chmod(mnt, 0o755)
+
+    def mount():
+        store.run("mount", mnt, "--allow-other", "--train-command", TRAIN)
+        assert is_mounted(mnt)
+
+    def unmount():
+        if subprocess.run(["fusermount3", "-u", mnt]).returncode != 0:
+            subprocess.run(["fusermount3", "-uz", mnt])
+        deadline = time.time() + 10
+        while is_mounted(mnt) and time.time() < deadline:
+            time.sleep(0.05)
+
+    mount()
+    try:
+        yield store, mnt, bob, eve, team, (mount, unmount), tmp_path
+    finally:
+        unmount()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_shared_model_is_read_by_its_group_and_changed_by_its_owner_only(shared, name):
+    store, mnt, bob, eve, team, (mount, unmount), tmp_path = shared
+    model = name("shared")
+    src = make_file(tmp_path / "w.safetensors", 256 << 10)
+    d = os.path.join(mnt, "models", model)
+    os.mkdir(d, 0o750)
+    os.chown(d, -1, team.gr_gid)                       # chgrp team
+    shutil.copy(src, os.path.join(d, "v1.safetensors"))
+    shutil.copy(src, os.path.join(d, "v2.safetensors"))
+    os.symlink("v1.safetensors", os.path.join(d, "@production"))
+    st = os.stat(d)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, team.gr_gid, 0o750)
+
+    # Bob is in the team: he reads the versions, through the alias too.
+    assert as_user(BOB, "sha256sum", os.path.join(d, "v1.safetensors")).stdout.split()[0] == sha256_file(src)
+    assert as_user(BOB, "sha256sum", os.path.join(d, "@production")).returncode == 0
+    assert as_user(BOB, "ls", d).returncode == 0
+    # … and changes nothing of it.
+    assert refused(as_user(BOB, "rm", "-f", os.path.join(d, "v2.safetensors")), "Permission denied")
+    assert refused(as_user(BOB, "mv", os.path.join(d, "v2.safetensors"), os.path.join(d, "v9.safetensors")), "Permission denied")
+    assert refused(as_user(BOB, "ln", "-sfn", "v2.safetensors", os.path.join(d, "@production")), "Permission denied")
+    assert refused(as_user(BOB, "rmdir", d), "Permission denied", "Operation not permitted")
+    assert refused(as_user(BOB, "mv", d, os.path.join(mnt, "models", model + "-mine")), "Permission denied", "Operation not permitted")
+    assert refused(as_user(BOB, "chmod", "0777", d), "Operation not permitted")
+    assert refused(as_user(BOB, "chmod", "0400", os.path.join(d, "v1.safetensors")), "Operation not permitted")
+    assert os.readlink(os.path.join(d, "@production")) == "v1.safetensors"
+    assert sorted(os.listdir(d)) == ["@production", "v1.safetensors", "v2.safetensors"]
+    # Eve is not: she cannot even look inside.
+    assert refused(as_user(EVE, "ls", d), "Permission denied")
+    assert refused(as_user(EVE, "cat", os.path.join(d, "v1.safetensors")), "Permission denied")
+
+    # A version's read bits: the owner takes the group's away, and Bob loses it.
+    os.chmod(os.path.join(d, "v2.safetensors"), 0o400)
+    assert os.stat(os.path.join(d, "v2.safetensors")).st_mode & 0o777 == 0o400
+    assert refused(as_user(BOB, "cat", os.path.join(d, "v2.safetensors")), "Permission denied")
+    with pytest.raises(PermissionError):
+        os.chmod(os.path.join(d, "v1.safetensors"), 0o755)  # never executable
+
+    # Owners and modes survive a remount, and `modelfs models` shows them.
+    unmount()
+    mount()
+    st = os.stat(d)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, team.gr_gid, 0o750)
+    assert os.stat(os.path.join(d, "v2.safetensors")).st_mode & 0o777 == 0o400
+    assert os.readlink(os.path.join(d, "@production")) == "v1.safetensors"
+    row = [m for m in json.loads(store.run("models", "--json").stdout) if m["name"] == model][0]
+    assert row["uid"] == 0 and row["gid"] == team.gr_gid and row["mode"] == "750" and row["owner"] == f"root:{TEAM}"
+
+    # The audit trail: who made the model, its versions and alias, and who changed its mode.
+    log = json.loads(store.run("log", model, "--json").stdout)
+    actions = [e["action"] for e in log]
+    assert actions[:1] == ["model.create"] and "alias.set" in actions and "model.chown" in actions and "version.chown" in actions
+    assert actions.count("version.create") == 2 and all(e["uid"] == 0 for e in log)
+
+
+def test_a_user_makes_their_own_model_and_their_job_runs_as_them(shared, name):
+    store, mnt, bob, eve, team, _, tmp_path = shared
+    model, dataset = name("bobs"), name("data")
+    src = make_file(tmp_path / "w.safetensors", 64 << 10)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(src, 0o644)
+    for parent in [tmp_path, *tmp_path.parents]:
+        if str(parent) in ("/", "/tmp"):
+            break
+        os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    d = os.path.join(mnt, "models", model)
+    assert as_user(BOB, "mkdir", d).returncode == 0
+    assert as_user(BOB, "cp", str(src), os.path.join(d, "v1.safetensors")).returncode == 0
+    st = os.stat(os.path.join(d, "v1.safetensors"))
+    assert (os.stat(d).st_uid, st.st_uid, st.st_gid) == (bob.pw_uid, bob.pw_uid, bob.pw_gid)
+    # rsync -a and cp -p set modes (and, as root, owners) on what they copy: they exit 0.
+    p = as_user(BOB, "rsync", "-a", str(src), os.path.join(d, "v2.safetensors"))
+    assert p.returncode == 0, p.stderr
+    p = as_user(BOB, "cp", "-p", str(src), os.path.join(d, "v3.safetensors"))
+    assert p.returncode == 0, p.stderr
+    assert subprocess.run(["rsync", "-a", str(src), os.path.join(d, "v4.safetensors")]).returncode == 0
+    assert subprocess.run(["install", "-m", "0644", str(src), os.path.join(d, "v5.safetensors")]).returncode == 0
+    assert sha256_file(os.path.join(d, "v2.safetensors")) == sha256_file(src)
+    # Bob's model is his: Eve may read it (0755 from his umask) but not remove it; root may.
+    assert refused(as_user(EVE, "rm", os.path.join(d, "v3.safetensors")), "Permission denied")
+    assert refused(as_user(EVE, "rmdir", d), "Permission denied", "Operation not permitted")
+    assert refused(as_user(BOB, "chown", EVE, d), "Operation not permitted")  # only root gives away
+    os.chown(d, eve.pw_uid, -1)
+    assert os.stat(d).st_uid == eve.pw_uid
+    os.chown(d, bob.pw_uid, -1)
+
+    # A dataset of his, and a job he submits: it runs under his uid.
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a", "label": 0}\n')
+    os.chmod(data, 0o644)
+    assert as_user(BOB, "cp", str(data), os.path.join(mnt, "datasets", dataset + ".jsonl")).returncode == 0
+    submit = os.path.join(mnt, "jobs", "submit")
+    p = as_user(BOB, "sh", "-c", f'echo "model={model} version=v1 dataset={dataset}" > {submit}')
+    assert p.returncode == 0, p.stderr
+    job = f"{model}-v1-ft-1"
+    jobdir = os.path.join(mnt, "jobs", job)
+    assert os.stat(jobdir).st_uid == bob.pw_uid, "the job's directory shows its owner"
+    deadline = time.time() + 60
+    while open(os.path.join(jobdir, "status")).read().strip() in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.2)
+    log = open(os.path.join(jobdir, "log")).read()
+    assert open(os.path.join(jobdir, "status")).read().strip() == "succeeded", log
+    assert f"uid {bob.pw_uid} gid {bob.pw_gid}" in log, log
+
+    # Root's job is root's: Bob cannot cancel it; his own he can.
+    root_job = os.path.join(mnt, "jobs", f"{model}-v1-ft-2")
+    with open(submit, "w") as f:
+        f.write(f"model={model} version=v1 dataset={dataset} nap=30\n")
+    bobs_job = os.path.join(mnt, "jobs", f"{model}-v1-ft-3")
+    assert as_user(BOB, "sh", "-c", f'echo "model={model} version=v1 dataset={dataset} nap=30" > {submit}').returncode == 0
+    assert refused(as_user(BOB, "sh", "-c", f"echo cancel > {root_job}/control"), "Operation not permitted", "Permission denied")
+    assert as_user(BOB, "sh", "-c", f"echo cancel > {bobs_job}/control").returncode == 0
+    with open(os.path.join(root_job, "control"), "w") as f:
+        f.write("cancel\n")
+    for j in (root_job, bobs_job):
+        deadline = time.time() + 30
+        while open(os.path.join(j, "status")).read().strip() in ("queued", "running") and time.time() < deadline:
+            time.sleep(0.2)
+        assert open(os.path.join(j, "status")).read().strip() == "cancelled"
+    jobs = {j["id"]: j for j in json.loads(store.run("jobs", "--json").stdout)}
+    assert jobs[job]["owner"] == {"uid": bob.pw_uid, "gid": bob.pw_gid}
+    # The trail names Bob for what Bob did.
+    log = json.loads(store.run("log", model, "--json").stdout)
+    assert any(e["action"] == "model.create" and e["uid"] == bob.pw_uid for e in log)
+    assert any(e["action"] == "job.submit" and e["uid"] == bob.pw_uid and e["target"] == job for e in log)
