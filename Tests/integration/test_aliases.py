@@ -96,3 +96,26 @@ def test_aliases_survive_a_remount(mount, model, tmp_path):
     assert is_mounted(mount.path)
     assert os.readlink(os.path.join(d, "@production")) == "v1.pt"
     assert sha256_file(os.path.join(d, "@production")) == sha256_file(files["v1"])
+
+
+def test_racing_movers_and_readers_always_see_one_target(mount, model):
+    """Two processes move @production back and forth with `ln -sfn` while a third reads through it:
+    every read gets whole bytes of v1 or v2 (never ENOENT, never a mix), and the alias ends on
+    one of them, in the catalog and in the mount alike."""
+    m, files = model
+    d = mount.p("models", m)
+    sh("ln", "-s", "v1.pt", os.path.join(d, "@production"))
+    movers = [subprocess.Popen(["bash", "-c", f'for i in $(seq 40); do ln -sfn {t} "{d}/@production" || exit 1; done'])
+              for t in ("v1.pt", "v2.pt")]
+    reader = subprocess.Popen(["bash", "-c", f'for i in $(seq 40); do sha256sum "{d}/@production" || exit 1; done'],
+                              stdout=subprocess.PIPE, text=True)
+    out, _ = reader.communicate(timeout=300)
+    assert [p.wait(timeout=300) for p in movers] == [0, 0]
+    assert reader.returncode == 0
+    seen = {line.split()[0] for line in out.splitlines()}
+    assert seen <= {sha256_file(files["v1"]), sha256_file(files["v2"])} and seen
+    target = os.readlink(os.path.join(d, "@production"))
+    assert target in ("v1.pt", "v2.pt")
+    aliases = json.loads(mount.store.run("alias", "list", m, "--json").stdout)
+    assert [(a["alias"], a["version"] + ".pt") for a in aliases] == [("@production", target)]
+    assert sorted(n for n in os.listdir(d) if not n.endswith(".pt")) == ["@production"], "no temporary link left behind"
