@@ -12,6 +12,17 @@ final class ModelsProvider: NamespaceProvider {
 
     init(namespace: Namespace) { self.namespace = namespace }
 
+    /// The name each alias had when it was looked up. `ln -sfn` renames a new link onto an
+    /// alias, which removes the old one's row; a path walk that found the old one just before
+    /// still ends, at the alias of that name now (`alias(_:)`), as a replaced file stays readable.
+    private let lookedUpAliases = Locked([Int64: (model: Int64, name: String)]())
+
+    func alias(_ id: Int64) throws(StoreError) -> Alias? {
+        if let a = try catalog.alias(id: id) { return a }
+        guard let seen = lookedUpAliases.withLock({ $0[id] }) else { return nil }
+        return try catalog.alias(modelID: seen.model, name: seen.name)
+    }
+
     func child(of parent: Node, named name: String) throws(StoreError) -> Node {
         let missing = StoreError.notFound("no such file: \(Names.printable(name))")
         switch parent {
@@ -29,7 +40,13 @@ final class ModelsProvider: NamespaceProvider {
             }
             if let (versionName, format) = try? Formats.splitVersion(name),
                let v = try catalog.version(modelID: modelID, name: versionName), v.format == format { return .version(v.id) }
-            if let a = try catalog.alias(modelID: modelID, name: name) { return .alias(a.id) }
+            if let a = try catalog.alias(modelID: modelID, name: name) {
+                lookedUpAliases.withLock { seen in
+                    if seen.count > 4096 { seen.removeAll() }  // bounded: only the last moments matter
+                    seen[a.id] = (modelID, name)
+                }
+                return .alias(a.id)
+            }
             // `v1/` beside `v1.zip`: the archive's view.
             if let v = try catalog.version(modelID: modelID, name: name), v.hasArchiveView { return .archive(.version(v.id)) }
             throw missing
@@ -49,7 +66,7 @@ final class ModelsProvider: NamespaceProvider {
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
             return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified, owner: v.owner)
         case .alias(let id):
-            guard let a = try catalog.alias(id: id) else { throw .notFound("alias \(id) is gone") }
+            guard let a = try alias(id) else { throw .notFound("alias \(id) is gone") }
             return link(a, target: try readlink(node))
         default:
             return namespace.directory(node)
@@ -69,7 +86,7 @@ final class ModelsProvider: NamespaceProvider {
 
     func readlink(_ node: Node) throws(StoreError) -> String {
         guard case .alias(let id) = node else { throw StoreError(.invalidArgument, "not a symbolic link") }
-        guard let a = try catalog.alias(id: id), let v = try catalog.version(id: a.versionID) else { throw .notFound("alias \(id) is gone") }
+        guard let a = try alias(id), let v = try catalog.version(id: a.versionID) else { throw .notFound("alias \(id) is gone") }
         return v.fileName
     }
 
@@ -204,7 +221,7 @@ final class ModelsProvider: NamespaceProvider {
             namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
             namespace.archives.forget(.version(v.id))
         case (.alias(let id), false):
-            guard let a = try catalog.alias(id: id), let m = try catalog.model(id: a.modelID) else { throw .notFound("gone") }
+            guard let a = try alias(id), let m = try catalog.model(id: a.modelID) else { throw .notFound("gone") }
             try registry.removeAlias(m.name, a.name)
         case (.model, false): throw StoreError(.isDirectory, "\(Names.printable(name)) is a model directory: rmdir it")
         case (.version, true), (.next, true): throw StoreError(.notDirectory, "\(Names.printable(name)) is a file")

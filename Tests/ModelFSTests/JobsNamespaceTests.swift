@@ -274,6 +274,22 @@ struct JobsNamespaceTests {
         #expect(try env.catalog.jobs().isEmpty)
     }
 
+    @Test func aRequestIsItsWritersJobAndOnlyTheyOrRootCancelIt() throws {
+        let env = try JobsFSEnv()
+        let alice = RequestContext(uid: 5001, gid: 5002, pid: getpid())
+        let handle = try env.fs.open(JobsFSEnv.submitInode, flags: OpenFlags(O_RDWR), alice).handle
+        _ = try env.write(handle, "model=m version=v1 dataset=qa\n")
+        let id = try env.readText(handle).trimmingCharacters(in: .newlines)
+        try env.fs.release(handle)
+        #expect(try env.job(id).owner == JobOwner(uid: 5001, gid: 5002))
+        let dir = try env.fs.getattr(try env.inode("jobs/" + id))
+        #expect(dir.uid == 5001 && dir.gid == 5002, "the job's directory shows its owner")
+        let control = try env.inode("jobs/\(id)/control")
+        expectStoreError(.notPermitted) { try env.fs.open(control, flags: OpenFlags(O_WRONLY), RequestContext(uid: 5003, gid: 5003, pid: getpid())) }
+        try env.fs.release(try env.fs.open(control, flags: OpenFlags(O_WRONLY), alice).handle)
+        try env.fs.release(try env.fs.open(control, flags: OpenFlags(O_WRONLY)).handle)  // root
+    }
+
     @Test func withoutAJobServiceSubmitIsNotSupported() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-fsjobs-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -128,7 +128,7 @@ def test_bad_evaluation_requests_and_evaluators_say_why(store, tmp_path, name):
         plain.unmount()
 
 
-def test_recover_restores_metrics(evaluating, name, tmp_path):
+def test_recover_restores_metrics_owners_modes_and_aliases(evaluating, name, tmp_path):
     m = evaluating
     model, dataset = name("tiny"), name("qa")
     m.seed(model, dataset)
@@ -136,9 +136,28 @@ def test_recover_restores_metrics(evaluating, name, tmp_path):
     assert err == 0
     wait_succeeded(m.p(), job)
     measured = json.loads(m.store.run("compare", model, "v1", "--json", env=m.env).stdout)["versions"][0]["evaluations"]
+    # Owners and modes, and an alias, for recover to bring back too.
+    d = m.p("models", model)
+    os.chmod(d, 0o750)
+    os.chown(d, 4242, 4343)
+    os.chmod(os.path.join(d, "v1.safetensors"), 0o440)
+    os.chown(m.p("datasets", dataset + ".jsonl"), 4242, -1)
+    os.symlink("v1.safetensors", os.path.join(d, "@production"))
     m.unmount()
     # Into a new catalog file beside the bytes (the local store's blobs stay in the data dir).
     fresh = dict(m.env, MODELFS_DB=str(tmp_path / "recovered.db"))
     m.store.run("recover", env=fresh)
     again = json.loads(m.store.run("compare", model, "v1", "--json", env=fresh).stdout)["versions"][0]["evaluations"]
     assert again == measured and again[0]["dataset"] == dataset and again[0]["job"] == job
+    row = [r for r in json.loads(m.store.run("models", "--json", env=fresh).stdout) if r["name"] == model][0]
+    assert (row["uid"], row["gid"], row["mode"]) == (4242, 4343, "750")
+    back = tmp_path / "back"
+    os.makedirs(back)
+    m.store.run("mount", str(back), env=fresh)
+    try:
+        st = os.stat(os.path.join(back, "models", model, "v1.safetensors"))
+        assert st.st_mode & 0o777 == 0o440
+        assert os.stat(os.path.join(back, "datasets", dataset + ".jsonl")).st_uid == 4242
+        assert os.readlink(os.path.join(back, "models", model, "@production")) == "v1.safetensors"
+    finally:
+        subprocess.run(["fusermount3", "-u", str(back)])

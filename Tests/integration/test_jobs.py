@@ -156,7 +156,7 @@ def test_bad_requests_fail_the_write_with_a_reason(jobs, name):
     err, answer = jobs.submit(f"model={model} version=v3 dataset={dataset}\n")
     assert err == errno.EBUSY and "uploading" in answer
     os.close(fd)
-    assert [j for j in os.listdir(jobs.p("jobs")) if j != "submit"] == []
+    assert [j for j in os.listdir(jobs.p("jobs")) if j not in ("submit", "evaluate")] == []
 
 
 def test_json_request_and_a_name_with_shell_metacharacters(jobs, name, tmp_path):
