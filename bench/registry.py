@@ -41,11 +41,34 @@ def median_ms(f, n):
     return statistics.median(timed(f) for _ in range(n)) * 1000
 
 
+def create_rate(binary, n):
+    """Versions per second of n `cp`s of 4 KiB into a fresh mount of `binary`."""
+    top = tempfile.mkdtemp(prefix="modelfs-bench-create-")
+    env = dict(os.environ, MODELFS_DATA_DIR=os.path.join(top, "data"))
+    env.pop("MODELFS_BUCKET", None)
+    mnt, src = os.path.join(top, "mnt"), os.path.join(top, "w.safetensors")
+    os.makedirs(mnt)
+    with open(src, "wb") as f:
+        f.write(os.urandom(4096))
+    run(binary, "mount", mnt, env=env)
+    try:
+        os.mkdir(os.path.join(mnt, "models", "m"))
+        return n / sum(timed(lambda i=i: run("cp", src, os.path.join(mnt, "models", "m", f"v{i}.safetensors"))) for i in range(1, n + 1))
+    finally:
+        if subprocess.run(["fusermount3", "-u", mnt]).returncode != 0:
+            subprocess.run(["fusermount3", "-uz", mnt])
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--versions", type=int, default=500)
     ap.add_argument("--size-mib", type=int, default=None, help="ignored (bench/run passes it to every benchmark)")
+    ap.add_argument("--against", metavar="BIN", help="also time the creates with another modelfs binary (an older build)")
     args = ap.parse_args()
+    if args.against:
+        older, now = create_rate(args.against, args.versions), create_rate(MODELFS, args.versions)
+        print(f"create {args.versions} small versions by cp (versions/s): this build {now:.1f}, {args.against} {older:.1f}, ratio {now / older:.2f}x")
     top = tempfile.mkdtemp(prefix="modelfs-bench-registry-")
     env = dict(os.environ, MODELFS_DATA_DIR=os.path.join(top, "data"))
     env.pop("MODELFS_BUCKET", None)

@@ -54,8 +54,8 @@ def shared(store, tmp_path):
     os.makedirs(mnt)
     os.chmod(mnt, 0o755)
 
-    def mount():
-        store.run("mount", mnt, "--allow-other", "--train-command", TRAIN)
+    def mount(*extra):
+        store.run("mount", mnt, "--allow-other", "--train-command", TRAIN, *extra)
         assert is_mounted(mnt)
 
     def unmount():
@@ -198,3 +198,34 @@ def test_a_user_makes_their_own_model_and_their_job_runs_as_them(shared, name):
     log = json.loads(store.run("log", model, "--json").stdout)
     assert any(e["action"] == "model.create" and e["uid"] == bob.pw_uid for e in log)
     assert any(e["action"] == "job.submit" and e["uid"] == bob.pw_uid and e["target"] == job for e in log)
+
+
+def test_a_slurm_job_runs_as_the_user_who_asked(shared, name):
+    """The mount (root) submits another user's job with sbatch --uid/--gid: Slurm runs it as them."""
+    store, mnt, bob, eve, team, (mount, unmount), tmp_path = shared
+    if not os.environ.get("SLURM_CONF"):
+        if os.environ.get("MODELFS_REQUIRE_SLURM") == "1":
+            pytest.fail("SLURM_CONF is not set. " + os.environ.get("MODELFS_SLURM_START_ERROR", ""))
+        pytest.skip("no Slurm cluster (scripts/test starts one)")
+    unmount()
+    mount("--executor", "slurm")
+    model, dataset = name("bobs"), name("data")
+    d = os.path.join(mnt, "models", model)
+    src = os.path.join(os.path.dirname(mnt), "w.safetensors")
+    with open(src, "wb") as f:
+        f.write(os.urandom(4096))
+    os.chmod(src, 0o644)
+    assert as_user(BOB, "mkdir", d).returncode == 0
+    assert as_user(BOB, "cp", src, os.path.join(d, "v1.safetensors")).returncode == 0
+    assert as_user(BOB, "cp", src, os.path.join(mnt, "datasets", dataset + ".csv")).returncode == 0
+    submit = os.path.join(mnt, "jobs", "submit")
+    p = as_user(BOB, "sh", "-c", f'echo "model={model} version=v1 dataset={dataset}" > {submit}')
+    assert p.returncode == 0, p.stderr
+    jobdir = os.path.join(mnt, "jobs", f"{model}-v1-ft-1")
+    deadline = time.time() + 120
+    while open(os.path.join(jobdir, "status")).read().strip() in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.3)
+    log = open(os.path.join(jobdir, "log")).read()
+    assert open(os.path.join(jobdir, "status")).read().strip() == "succeeded", log
+    assert f"uid {bob.pw_uid} gid {bob.pw_gid}" in log, log
+    assert json.loads(store.run("jobs", f"{model}-v1-ft-1", "--json").stdout)["executor"] == "slurm"
