@@ -37,6 +37,16 @@ def as_user(user, *argv, check=False):
     return subprocess.run(["runuser", "-u", user, "--", *argv], capture_output=True, text=True, check=check)
 
 
+def assert_ran_as(jobdir, user, timeout=120):
+    """Waits for the job to end; it succeeded, and its command said it ran as `user`."""
+    deadline = time.time() + timeout
+    while open(os.path.join(jobdir, "status")).read().strip() in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.2)
+    log = open(os.path.join(jobdir, "log")).read()
+    assert open(os.path.join(jobdir, "status")).read().strip() == "succeeded", log
+    assert f"uid {user.pw_uid} gid {user.pw_gid}" in log, log
+
+
 def refused(p, *reasons):
     return p.returncode != 0 and any(r in p.stderr for r in reasons)
 
@@ -170,12 +180,7 @@ def test_a_user_makes_their_own_model_and_their_job_runs_as_them(shared, name):
     job = f"{model}-v1-ft-1"
     jobdir = os.path.join(mnt, "jobs", job)
     assert os.stat(jobdir).st_uid == bob.pw_uid, "the job's directory shows its owner"
-    deadline = time.time() + 60
-    while open(os.path.join(jobdir, "status")).read().strip() in ("queued", "running") and time.time() < deadline:
-        time.sleep(0.2)
-    log = open(os.path.join(jobdir, "log")).read()
-    assert open(os.path.join(jobdir, "status")).read().strip() == "succeeded", log
-    assert f"uid {bob.pw_uid} gid {bob.pw_gid}" in log, log
+    assert_ran_as(jobdir, bob)
 
     # Root's job is root's: Bob cannot cancel it; his own he can.
     root_job = os.path.join(mnt, "jobs", f"{model}-v1-ft-2")
@@ -222,10 +227,5 @@ def test_a_slurm_job_runs_as_the_user_who_asked(shared, name):
     p = as_user(BOB, "sh", "-c", f'echo "model={model} version=v1 dataset={dataset}" > {submit}')
     assert p.returncode == 0, p.stderr
     jobdir = os.path.join(mnt, "jobs", f"{model}-v1-ft-1")
-    deadline = time.time() + 120
-    while open(os.path.join(jobdir, "status")).read().strip() in ("queued", "running") and time.time() < deadline:
-        time.sleep(0.3)
-    log = open(os.path.join(jobdir, "log")).read()
-    assert open(os.path.join(jobdir, "status")).read().strip() == "succeeded", log
-    assert f"uid {bob.pw_uid} gid {bob.pw_gid}" in log, log
+    assert_ran_as(jobdir, bob)
     assert json.loads(store.run("jobs", f"{model}-v1-ft-1", "--json").stdout)["executor"] == "slurm"
