@@ -63,6 +63,16 @@ enum Migrations {
         CREATE TRIGGER aliases_notify AFTER INSERT OR DELETE OR UPDATE ON aliases
             FOR EACH ROW EXECUTE FUNCTION modelfs_notify_alias();
         """,
+        12: """
+
+        -- A chmod, chown or chgrp changes what `ls -l` shows on every node.
+        DROP TRIGGER versions_notify ON versions;
+        CREATE TRIGGER versions_notify AFTER INSERT OR DELETE OR UPDATE OF name, format, status, size, sha256, note,
+            owner_uid, owner_gid, mode ON versions FOR EACH ROW EXECUTE FUNCTION modelfs_notify();
+        DROP TRIGGER models_notify ON models;
+        CREATE TRIGGER models_notify AFTER INSERT OR DELETE OR UPDATE OF name, type, note, owner_uid, owner_gid, mode ON models
+            FOR EACH STATEMENT EXECUTE FUNCTION modelfs_notify();
+        """,
     ]
 
     /// Scripts PostgreSQL runs instead of the shared one (SQLite's trigger syntax).

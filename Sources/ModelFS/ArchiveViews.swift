@@ -50,6 +50,8 @@ struct ArchiveObject: Sendable {
     var size: Int64
     var sha256: String
     var modified: Date
+    /// The version's or dataset's owner and mode, for the view's top.
+    var ownership: Ownership? = nil
 }
 
 /// Reads through an object reader as a ``ByteSource``, a MiB at a time.
@@ -90,11 +92,11 @@ final class ArchiveViews: Sendable {
         case .version(let id):
             guard let v = try catalog.version(id: id), v.status == .ready, let kind = ArchiveKind(format: v.format) else { return nil }
             return ArchiveObject(owner: owner, name: v.fileName, kind: kind, key: v.objectKey, size: v.size,
-                                 sha256: v.sha256 ?? v.objectKey, modified: v.modified)
+                                 sha256: v.sha256 ?? v.objectKey, modified: v.modified, ownership: v.owner)
         case .dataset(let id):
             guard let d = try catalog.dataset(id: id), d.status == .ready, let kind = ArchiveKind(format: d.format) else { return nil }
             return ArchiveObject(owner: owner, name: d.fileName, kind: kind, key: d.objectKey, size: d.size,
-                                 sha256: d.sha256 ?? d.objectKey, modified: d.modified)
+                                 sha256: d.sha256 ?? d.objectKey, modified: d.modified, ownership: d.owner)
         }
     }
 

@@ -48,7 +48,7 @@ final class ArchivesProvider: NamespaceProvider {
             // The top of the view is the version's row: `ls -l models/X` needs no index (nor
             // object storage, which may be down).
             guard let object = try views.object(o) else { throw .notFound("the archive is gone") }
-            return namespace.archiveView(o, modified: object.modified)
+            return namespace.archiveView(o, modified: object.modified, ownership: object.ownership)
         }
         let (_, archive) = try views.archive(try owner(node))
         guard case .member(_, let i) = node, let m = archive.member(i) else { throw .notFound("no such member") }

@@ -33,7 +33,7 @@ final class DatasetsProvider: NamespaceProvider {
         }
         let taken = Set(files.map(\.name))
         return files + datasets.filter { $0.hasArchiveView && !taken.contains($0.name) }.map { d in
-            DirectoryEntry(name: d.name, attributes: namespace.archiveView(.dataset(d.id), modified: d.modified))
+            DirectoryEntry(name: d.name, attributes: namespace.archiveView(.dataset(d.id), modified: d.modified, ownership: d.owner))
         }
     }
 

@@ -132,7 +132,7 @@ final class ModelsProvider: NamespaceProvider {
             }
             let taken = Set(files.map(\.name))
             let views = versions.filter { $0.hasArchiveView && !taken.contains($0.name) }.map { v in
-                DirectoryEntry(name: v.name, attributes: namespace.archiveView(.version(v.id), modified: v.modified))
+                DirectoryEntry(name: v.name, attributes: namespace.archiveView(.version(v.id), modified: v.modified, ownership: v.owner))
             }
             let byID = Dictionary(versions.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             let links = try catalog.aliases(modelID: id).compactMap { a in

@@ -179,10 +179,14 @@ final class Namespace: Sendable {
                           changed: modified, uid: o.uid, gid: o.gid, cacheSeconds: Namespace.shortAttributeSeconds)
     }
 
-    /// The top of an archive's view: read-only, and as lasting as its version.
-    func archiveView(_ owner: ArchiveOwner, modified: Date) -> Attributes {
+    /// The top of an archive's view: read-only, and as lasting as its version. It is its
+    /// version's (or dataset's): its owner, and `r-x` for whoever may read the file, so a
+    /// version whose read bits were taken away shows none of its members either.
+    func archiveView(_ owner: ArchiveOwner, modified: Date, ownership: Ownership?) -> Attributes {
         var a = directory(.archive(owner), modified: modified.timeIntervalSince1970)
-        a.permissions = 0o555
+        let read = (ownership?.mode ?? Ownership.defaultFileMode) & Ownership.readBits
+        a.permissions = read | (read >> 2)
+        if let ownership { a.uid = ownership.uid; a.gid = ownership.gid }
         a.cacheSeconds = Namespace.readyAttributeSeconds
         // Its name is the version's name without the version's file: an `rm` or `mv` of
         // `v1.zip` cannot tell the kernel about `v1` (an invalidation from inside the request
@@ -197,9 +201,10 @@ final class Namespace: Sendable {
                    cacheSeconds: ready ? Namespace.readyAttributeSeconds : 0)
     }
 
-    /// A version or dataset: ready files `0444` and cached long, files being written `0644` with
-    /// the size written so far, failed ones no permission at all (`----------`): there to be
-    /// looked at with getfattr, replaced by a new copy or removed, never read.
+    /// A version or dataset: ready files their read bits (`0444` by default) and cached long,
+    /// files being written the same plus the owner's write bit, with the size written so far,
+    /// failed ones no permission at all (`----------`): there to be looked at with getfattr,
+    /// replaced by a new copy or removed, never read.
     func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date, owner: Ownership? = nil) -> Attributes {
         var a: Attributes
         let read = (owner?.mode ?? Ownership.defaultFileMode) & Ownership.readBits

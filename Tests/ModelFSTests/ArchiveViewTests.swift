@@ -87,6 +87,18 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         #expect(try env.xattr(try env.inode("models/X/v1/big/text.txt"), "compression") == "gzip")
     }
 
+    @Test func theViewIsItsVersionsOwnersAndOnlyForThoseWhoMayReadIt() throws {
+        let env = try modelEnv()
+        let view = try env.inode("models/X/v1")
+        #expect(try env.fs.getattr(view).permissions == 0o555, "r-x where the file is r--")
+        _ = try env.fs.setattr(try env.inode("models/X/v1.zip"), size: nil, mode: 0o440)
+        #expect(try env.fs.getattr(view).permissions == 0o550, "the group may look in, others not")
+        let listed = try env.fs.readdir(try env.inode("models/X")).first { $0.name == "v1" }
+        #expect(listed?.attributes.permissions == 0o550, "the listing says the same")
+        _ = try env.fs.setattr(try env.inode("models/X/v1.zip"), size: nil, mode: nil, uid: 4242)
+        #expect(try env.fs.getattr(view).uid == 4242)
+    }
+
     @Test func theInsideIsReadOnly() throws {
         let env = try modelEnv()
         let view = try env.inode("models/X/v1")
