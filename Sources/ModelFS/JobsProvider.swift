@@ -45,7 +45,12 @@ final class JobsProvider: NamespaceProvider {
                 var a = namespace.file(node, size: 0, modified: modified, permissions: 0o200)
                 if let o = job.owner { a.uid = o.uid; a.gid = o.gid }
                 return a
-            case .log: return namespace.file(node, size: fileSize(namespace.jobs?.logPath(of: job.id)), modified: Date().timeIntervalSince1970)
+            case .log:
+                // The log may say anything the command printed: its owner's (and root's) to read.
+                var a = namespace.file(node, size: fileSize(namespace.jobs?.logPath(of: job.id)), modified: Date().timeIntervalSince1970,
+                                       permissions: 0o400)
+                if let o = job.owner { a.uid = o.uid; a.gid = o.gid }
+                return a
             case .spec, .status: return namespace.file(node, size: Int64(content(job, which).count), modified: modified)
             }
         default:

@@ -284,6 +284,8 @@ struct JobsNamespaceTests {
         #expect(try env.job(id).owner == JobOwner(uid: 5001, gid: 5002))
         let dir = try env.fs.getattr(try env.inode("jobs/" + id))
         #expect(dir.uid == 5001 && dir.gid == 5002, "the job's directory shows its owner")
+        let log = try env.fs.getattr(try env.inode("jobs/\(id)/log"))
+        #expect(log.uid == 5001 && log.permissions == 0o400, "what the command prints is its owner's to read")
         let control = try env.inode("jobs/\(id)/control")
         expectStoreError(.notPermitted) { try env.fs.open(control, flags: OpenFlags(O_WRONLY), RequestContext(uid: 5003, gid: 5003, pid: getpid())) }
         try env.fs.release(try env.fs.open(control, flags: OpenFlags(O_WRONLY), alice).handle)

@@ -181,6 +181,9 @@ def test_a_user_makes_their_own_model_and_their_job_runs_as_them(shared, name):
     jobdir = os.path.join(mnt, "jobs", job)
     assert os.stat(jobdir).st_uid == bob.pw_uid, "the job's directory shows its owner"
     assert_ran_as(jobdir, bob)
+    # Its log is his: Eve cannot read what his command printed.
+    assert as_user(BOB, "cat", os.path.join(jobdir, "log")).returncode == 0
+    assert refused(as_user(EVE, "cat", os.path.join(jobdir, "log")), "Permission denied")
 
     # Root's job is root's: Bob cannot cancel it; his own he can.
     root_job = os.path.join(mnt, "jobs", f"{model}-v1-ft-2")
