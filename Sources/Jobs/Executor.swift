@@ -72,8 +72,24 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
         // The process first, its exit code second: a job that ends between the two looks is
         // then seen as running (and as exited at the next look), never as gone without a code.
         let alive = !reaped && kill(pid, 0) == 0 && !isZombie(pid)
-        if let code = exitCode(in: directory) { return .exited(code) }
+        if let code = exitCode(in: directory) {
+            // The script writes its exit code just before it exits: reap it, or it would stay a
+            // zombie of the mount for good (nothing looks at a job again once it has exited).
+            if !reaped { LocalExecutor.reap(pid) }
+            return .exited(code)
+        }
         return alive ? .running : .lost
+    }
+
+    /// Waits up to 2 s for a child that is about to exit; returns at once for a process that is
+    /// not this one's child (a job an earlier mount started).
+    static func reap(_ pid: pid_t) {
+        var status: Int32 = 0
+        for _ in 0..<200 {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || r < 0 { return }
+            usleep(10_000)
+        }
     }
 
     private func isZombie(_ pid: pid_t) -> Bool {

@@ -54,6 +54,8 @@ final class LocalExecutorTests {
             let deadline = Date().addingTimeInterval(30)  // bounded: a job that never ends fails, never hangs the run
             while state == .running && Date() < deadline { state = executor.state(of: id, directory: dir) }
             #expect(state == .exited(0), "round \(round): \(state)")
+            // … and reaped: no zombie of this process is left behind.
+            if let pid = pid_t(id) { #expect(procStat(pid)?.state != "Z", "round \(round): pid \(pid) left a zombie") }
         }
     }
 
