@@ -372,7 +372,9 @@ public final class JobService: @unchecked Sendable {
         }
         let outputs: [String]
         do throws(StoreError) {
-            outputs = try ingest(job)
+            // Recorded in the audit trail as the job's user's doing.
+            let actor = job.owner.map { Actor(uid: $0.uid, gid: $0.gid, pid: getpid()) } ?? Actor.process
+            outputs = try Actor.acting(actor) { () throws(StoreError) in try ingest(job) }
             guard try catalog.transitionJob(id: job.id, from: [.running], to: .succeeded, exitCode: 0, outputs: outputs) else { return }
             logger.info("job \(job.id) succeeded: \(outputs.joined(separator: ", "))")
         } catch {
@@ -422,10 +424,12 @@ public final class JobService: @unchecked Sendable {
             var st = stat()
             guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
             let next = try registry.nextVersionName(of: job.model)
+            // The checkpoint is the job's user's, as if they had copied it in themselves.
+            let owner = job.owner.map { Ownership(uid: $0.uid, gid: $0.gid, mode: Ownership.defaultFileMode) }
             let upload = try registry.beginVersion(
                 model: job.model, fileName: next + "." + format,
                 note: "fine-tuned from \(job.version) on \(job.dataset) by job \(job.id)",
-                lineage: Lineage(parentVersion: job.version, dataset: job.dataset, job: job.id))
+                lineage: Lineage(parentVersion: job.version, dataset: job.dataset, job: job.id), owner: owner)
             guard let handle = FileHandle(forReadingAtPath: path) else {
                 upload.abort(reason: "cannot read \(path)")
                 throw StoreError(.io, "cannot read \(path)")

@@ -160,6 +160,7 @@ struct JobOwnerTests {
         #expect(stat(s.directory(of: job.id), &st) == 0 && st.st_uid == 65534 && st.st_mode & 0o777 == 0o700, "theirs, and private")
         #expect(try env.catalog.job(id: job.id)?.owner == nobody, "kept in the catalog")
         #expect(done.outputs == ["v2.safetensors"], "its checkpoint became a version")
+        #expect(try env.registry.version("m", "v2").1.owner?.uid == 65534, "… of theirs")
         let audit = try env.catalog.audit(model: "m").filter { $0.action == "job.submit" }
         #expect(audit.map(\.uid) == [65534] && audit.first?.target == job.id)
     }
