@@ -140,8 +140,14 @@ public final class JobService: @unchecked Sendable {
                 exit "$code"
 
                 """
-            try JobService.writePrivate(dir + "/run.sh", Data(script.utf8))
-            try giveToOwner(job, dir)
+            try giveToOwner(job, dir, [dir, dir + "/output", dir + "/log", dir + "/params.json", dir + "/spec.json"])
+            // run.sh comes last, whole and already its user's: the job's row is committed before
+            // its directory is made, and a launch waits for run.sh (see `launch`).
+            try JobService.writePrivate(dir + "/run.sh.partial", Data(script.utf8))
+            try giveToOwner(job, dir, [dir + "/run.sh.partial"])
+            guard rename(dir + "/run.sh.partial", dir + "/run.sh") == 0 else {
+                throw StoreError(.io, "cannot write \(dir)/run.sh: \(String(cString: strerror(errno)))")
+            }
         } catch {
             throw StoreError(.io, "cannot prepare \(dir): \(error.localizedDescription)")
         }
@@ -150,13 +156,13 @@ public final class JobService: @unchecked Sendable {
     /// A job of another user than the mount's runs as that user: its directory, output, log and
     /// files become theirs (still private: 0700 and 0600), and the directories above it are made
     /// traversable (`--x` only: nothing in them is listed or read) so that the job can reach its own.
-    func giveToOwner(_ job: Job, _ dir: String) throws {
+    func giveToOwner(_ job: Job, _ dir: String, _ paths: [String]) throws {
         guard let owner = job.owner, owner.uid != getuid() || owner.gid != getgid() else { return }
         for parent in [(configuration.directory as NSString).deletingLastPathComponent, configuration.directory] {
             var st = stat()
             if stat(parent, &st) == 0 && st.st_mode & 0o001 == 0 { chmod(parent, (st.st_mode & 0o7777) | 0o711) }
         }
-        for path in [dir, dir + "/output", dir + "/log", dir + "/params.json", dir + "/spec.json", dir + "/run.sh"] {
+        for path in paths {
             guard chown(path, owner.uid, owner.gid) == 0 else {
                 throw StoreError(.io, "cannot give \(path) to uid \(owner.uid): \(String(cString: strerror(errno)))")
             }
@@ -269,8 +275,10 @@ public final class JobService: @unchecked Sendable {
     }
 
     private func launch(_ job: Job) throws(StoreError) -> Bool {
-        guard try catalog.transitionJob(id: job.id, from: [.queued], to: .running, node: registry.node) else { return false }
         let dir = directory(of: job.id)
+        // Queued but its directory still being made (by the submitting thread): next time.
+        guard FileManager.default.fileExists(atPath: dir + "/run.sh") else { return false }
+        guard try catalog.transitionJob(id: job.id, from: [.queued], to: .running, node: registry.node) else { return false }
         do throws(StoreError) {
             let env = try environment(for: job)
             // A cancel may land while inputs are fetched: look again before and after starting.

@@ -180,3 +180,22 @@ struct JobOwnerTests {
         #expect(argv?.first == "/usr/bin/setpriv" && argv?.contains("--reuid=65534") == true && argv?.contains("--regid=65534") == true)
     }
 }
+
+@Suite("JobService: a job starts only once its directory is made")
+struct JobDirectoryRaceTests {
+    /// The row is committed before the submitting thread makes the directory; a tick in between
+    /// used to start `sh run.sh` before it existed (and the directory's log then lost the
+    /// "started" line): the job ended "without an exit code". CI saw it under load.
+    @Test func aQueuedJobWithoutItsRunScriptWaits() throws {
+        let env = try JobsEnv()
+        let s = env.service("true")
+        let job = Job(id: "early", model: "m", version: "v1", dataset: "qa", params: [:], status: .queued,
+                      executor: "local", created: Date())
+        try env.catalog.insertJob(job)
+        try env.tick(s)
+        #expect(try env.job("early").status == .queued, "not started, not failed")
+        let submitted = try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa"))
+        #expect(try env.finish(s, submitted.id).status == .succeeded, "a prepared job starts")
+        #expect(try env.job("early").status == .queued)
+    }
+}
