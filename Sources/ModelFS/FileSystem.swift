@@ -144,7 +144,9 @@ public final class FileSystem: Sendable {
 
     public func open(_ inode: UInt64, flags: OpenFlags, _ ctx: RequestContext = .mountOwner) throws(StoreError) -> OpenResult {
         let n = try node(inode)
-        return register(try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(n).open(n, flags: flags, ctx) })
+        // Not bound to an Actor: opens and writes are the hot path, and change nothing the audit
+        // trail records (a job request binds its writer itself; see SubmissionFile).
+        return register(try provider(n).open(n, flags: flags, ctx))
     }
 
     public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
@@ -168,12 +170,12 @@ public final class FileSystem: Sendable {
     }
 
     public func write(_ handle: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext = .mountOwner) throws(StoreError) -> Int {
-        try Actor.acting(ctx.actor) { () throws(StoreError) in try openFile(handle).write(offset: offset, bytes: bytes, ctx) }
+        try openFile(handle).write(offset: offset, bytes: bytes, ctx)
     }
 
     /// `close()` of one file descriptor (also the kernel closing the files of a process that exits).
     public func flush(_ handle: UInt64, _ ctx: RequestContext) throws(StoreError) {
-        try Actor.acting(ctx.actor) { () throws(StoreError) in try openFile(handle).flush(ctx) }
+        try openFile(handle).flush(ctx)
     }
 
     public func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {

@@ -194,21 +194,24 @@ final class SubmissionFile: OpenFile {
             let text = String(decoding: s.request, as: UTF8.self).trimmingCharacters(in: .whitespaces)
             let complete = s.request.last == 0x0A
                 || (text.hasPrefix("{") && (try? JSONSerialization.jsonObject(with: Data(text.utf8))) != nil)
-            if complete { try process(&s) }
+            if complete { try process(&s, ctx) }
             return bytes.count
         }
     }
 
     func flush(_ ctx: RequestContext) throws(StoreError) {
         try state.withLock { (s) throws(StoreError) in
-            if !s.done && !s.request.isEmpty { try process(&s) }
+            if !s.done && !s.request.isEmpty { try process(&s, ctx) }
         }
     }
 
-    private func process(_ s: inout State) throws(StoreError) {
+    /// Submits on behalf of whoever wrote (or closed) the request: the audit trail names them.
+    private func process(_ s: inout State, _ ctx: RequestContext) throws(StoreError) {
         s.done = true
         do throws(StoreError) {
-            s.answer = Array((try provider.submit(s.request, kind: kind, owner: owner) + "\n").utf8)
+            let request = s.request
+            let id = try Actor.acting(ctx.actor) { () throws(StoreError) in try provider.submit(request, kind: kind, owner: owner) }
+            s.answer = Array((id + "\n").utf8)
         } catch {
             s.answer = Array("error: \(error.message)\n".utf8)
             provider.namespace.logger.info("job request refused: \(error.message)")

@@ -335,6 +335,30 @@ final class CatalogCases: @unchecked Sendable {
         #expect(try catalog.evaluations(versionID: vs[0].id).isEmpty && catalog.evaluations(versionID: vs[1].id).isEmpty)
     }
 
+    func ownersAndTheAuditTrailAreKeptPerRow() throws {
+        let (m, vs) = try model("m", versions: ["v1"])
+        #expect(try catalog.model(id: m.id)?.owner == nil, "a row from before owners")
+        try catalog.transaction { tx in
+            try tx.setOwner(.models, id: m.id, Ownership(uid: 4242, gid: 4343, mode: 0o750))
+            try tx.setOwner(.versions, id: vs[0].id, Ownership(uid: 4242, gid: 4343, mode: 0o440))
+            try tx.record(AuditEntry(uid: 4242, pid: 7, action: "model.chown", model: "m", target: nil, detail: "mode 755→750"))
+            try tx.record(AuditEntry(uid: 0, pid: nil, action: "dataset.create", model: nil, target: "d.csv"))
+        }
+        #expect(try catalog.model(id: m.id)?.owner == Ownership(uid: 4242, gid: 4343, mode: 0o750))
+        #expect(try catalog.version(id: vs[0].id)?.owner == Ownership(uid: 4242, gid: 4343, mode: 0o440))
+        let all = try catalog.audit()
+        #expect(all.map(\.action) == ["model.chown", "dataset.create"] && all[0].pid == 7 && all[1].pid == nil)
+        #expect(try catalog.audit(model: "m").map(\.detail) == ["mode 755→750"])
+        // A refused change leaves no audit line: the line is in the change's transaction.
+        #expect(throws: StoreError.self) {
+            try catalog.transaction { tx in
+                try tx.record(AuditEntry(uid: 1, pid: 1, action: "model.delete", model: "m", target: nil))
+                throw StoreError(.busy, "refused")
+            }
+        }
+        #expect(try catalog.audit().count == 2)
+    }
+
     func manifestDirtyFlag() throws {
         let (a, _) = try model("a")
         try model("b")
@@ -536,6 +560,9 @@ final class CatalogCases: @unchecked Sendable {
     }
     @Test(arguments: Backend.all) func evaluationsAreOnePerDatasetAndGoWithTheirVersion(_ backend: Backend) throws {
         try CatalogCases(backend).evaluationsAreOnePerDatasetAndGoWithTheirVersion()
+    }
+    @Test(arguments: Backend.all) func ownersAndTheAuditTrailAreKeptPerRow(_ backend: Backend) throws {
+        try CatalogCases(backend).ownersAndTheAuditTrailAreKeptPerRow()
     }
     @Test(arguments: Backend.all) func statsCountByTypeAndReadyBytesOnly(_ backend: Backend) throws { try CatalogCases(backend).statsCountByTypeAndReadyBytesOnly() }
     @Test(arguments: Backend.all) func twoCatalogsOnOneFileSeeEachOthersWrites(_ backend: Backend) throws { try CatalogCases(backend).twoCatalogsOnOneFileSeeEachOthersWrites() }

@@ -17,6 +17,9 @@ import pytest
 
 from conftest import is_mounted, make_file, sh, sha256_file
 
+# The registry is the same whatever S3 holds the bytes: on both S3 implementations the suite starts.
+pytestmark = pytest.mark.moto
+
 TEAM, BOB, EVE = "modelfs-team", "modelfs-bob", "modelfs-eve"
 # Every job prints whose it is; NAP=seconds keeps it running (for cancels).
 TRAIN = 'echo "uid $(id -u) gid $(id -g)"; if [ -n "$MODELFS_PARAM_NAP" ]; then sleep "$MODELFS_PARAM_NAP"; fi'
