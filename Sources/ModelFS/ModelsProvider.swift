@@ -64,7 +64,7 @@ final class ModelsProvider: NamespaceProvider {
             return namespace.file(node, size: Int64(try nextContent(modelID).count), modified: Date().timeIntervalSince1970)
         case .version(let id):
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
-            return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified, owner: v.owner)
+            return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified, owner: v.owner, annotatable: true)
         case .alias(let id):
             guard let a = try alias(id) else { throw .notFound("alias \(id) is gone") }
             return link(a, target: try readlink(node))
@@ -126,7 +126,8 @@ final class ModelsProvider: NamespaceProvider {
             // One query for the whole listing: `ls -l` of 1,000 versions stays one SQLite read.
             let versions = try catalog.versions(modelID: id)
             let files = versions.map { v in
-                var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified, owner: v.owner)
+                var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified, owner: v.owner,
+                                               annotatable: true)
                 if v.status != .uploading { a.size = v.size }
                 return DirectoryEntry(name: v.fileName, attributes: a)
             }
@@ -311,6 +312,12 @@ final class ModelsProvider: NamespaceProvider {
             try registry.setModel(m.name, note: value)
         case (.version(let id), Namespace.xattrPrefix + "note"):
             guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            // Its owner's (or root's) to annotate, as the write bit it shows says (the kernel checks
+            // that bit first on an --allow-other mount; this holds without one too).
+            let owner = v.owner ?? namespace.defaultOwner(file: true)
+            guard ctx.uid == 0 || ctx.uid == owner.uid else {
+                throw StoreError(.accessDenied, "only its owner (uid \(owner.uid)) or root sets the note of \(m.name)/\(v.fileName)")
+            }
             try registry.setVersionNote(m.name, v.name, note: value)
         default:
             if try xattrs(of: node).contains(where: { $0.0 == name }) { throw StoreError(.notPermitted, "\(name) is read-only") }

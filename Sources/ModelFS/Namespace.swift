@@ -205,11 +205,16 @@ final class Namespace: Sendable {
     /// files being written the same plus the owner's write bit, with the size written so far,
     /// failed ones no permission at all (`----------`): there to be looked at with getfattr,
     /// replaced by a new copy or removed, never read.
-    func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date, owner: Ownership? = nil) -> Attributes {
+    /// A version or dataset as `ls -l` shows it. An `annotatable` one (a version: its owner sets its
+    /// note) shows its owner's write bit when ready: the kernel lets only who may write a file set
+    /// its `user.*` attributes; every write to it is still refused here (`EEXIST`, `EPERM`).
+    func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date, owner: Ownership? = nil,
+                      annotatable: Bool = false) -> Attributes {
         var a: Attributes
         let read = (owner?.mode ?? Ownership.defaultFileMode) & Ownership.readBits
         switch status {
-        case .ready: a = file(node, size: size, modified: modified.timeIntervalSince1970, ready: true, permissions: read)
+        case .ready:
+            a = file(node, size: size, modified: modified.timeIntervalSince1970, ready: true, permissions: annotatable ? read | 0o200 : read)
         case .uploading:
             a = file(node, size: writer(for: node.inode)?.upload.bytesWritten ?? size, modified: modified.timeIntervalSince1970,
                      permissions: read | 0o200)

@@ -37,7 +37,7 @@ import ModelFS
         #expect(try env.xattr(inode, "size") == "\(size)")
         expectStoreError(.noAttribute) { try env.fs.getxattr(inode, name: "user.modelfs.error") }
         let attributes = try env.fs.getattr(inode)
-        #expect(attributes.size == Int64(size) && !attributes.isDirectory && attributes.permissions == 0o444)
+        #expect(attributes.size == Int64(size) && !attributes.isDirectory && attributes.permissions == 0o644, "read bits, and its owner's note")
         let listing = try env.fs.readdir(try env.inode("models/X"))
         #expect(listing.map(\.name) == [".", "..", "v1.zip", "v1"], "the version and its archive view")
         #expect(listing[2].attributes.size == Int64(size) && listing[2].attributes.inode == inode)
@@ -261,12 +261,14 @@ import ModelFS
         expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: 0, mode: nil) }
         expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: 4000, mode: nil) }
         expectStoreError(.notPermitted) { try env.fs.setattr(try env.inode("models"), size: nil, mode: 0o700) }
-        // What it has, or only write bits more (dropped: nothing writes a version), succeeds.
-        #expect(try env.fs.setattr(inode, size: nil, mode: 0o444, someone).permissions == 0o444)
-        #expect(try env.fs.setattr(inode, size: nil, mode: 0o644).permissions == 0o444)
+        // What it has, or only write bits more (dropped: nothing writes a version), succeeds. It shows
+        // its owner's write bit whatever its mode: the kernel's condition for setting its note.
+        #expect(try env.fs.setattr(inode, size: nil, mode: 0o444, someone).permissions == 0o644)
+        #expect(try env.fs.setattr(inode, size: nil, mode: 0o664).permissions == 0o644)
+        #expect(try env.registry.version("X", "v1").1.owner?.mode == 0o444, "stored: read bits only")
         #expect(try env.fs.setattr(inode, size: nil, mode: nil, uid: getuid(), gid: getgid()).uid == getuid())
         let attributes = try env.fs.setattr(inode, size: nil, mode: nil)
-        #expect(attributes.size == 4000 && attributes.permissions == 0o444)
+        #expect(attributes.size == 4000 && attributes.permissions == 0o644)
         #expect(try env.xattr(inode, "status") == "ready")
         expectSame(try env.readAll(inode), data)
     }
@@ -284,11 +286,35 @@ import ModelFS
         try env.fs.flush(handle, pid: FSEnv.writerPid)
         try env.fs.release(handle)
         #expect(try env.xattr(inode, "status") == "ready")
-        #expect(try env.fs.getattr(inode).permissions == 0o440, "the mode asked for while it was written")
+        #expect(try env.fs.getattr(inode).permissions == 0o640, "the mode asked for while it was written (and the note's bit)")
         expectSame(try env.readAll(inode), data)
         // Once written, an executable mode is refused; read bits change.
         expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: 0o750) }
-        #expect(try env.fs.setattr(inode, size: nil, mode: 0o444).permissions == 0o444)
+        #expect(try env.fs.setattr(inode, size: nil, mode: 0o444).permissions == 0o644)
+    }
+
+    /// Issue 20: on an --allow-other mount only root could set a version's note (the kernel asks
+    /// for write permission on the 0444 file). Its owner may (the file shows the owner's write
+    /// bit); anyone else gets `EACCES`, from the kernel and from here alike; writes stay refused.
+    @Test func aVersionsOwnerSetsItsNoteAndNoOneElse() throws {
+        let env = try FSEnv()
+        try env.mkdir("X")
+        let inode = try env.put("models/X/v1.pt", pattern(100))
+        let owner = RequestContext(uid: 5001, gid: 5001, pid: 1), other = RequestContext(uid: 5002, gid: 5001, pid: 1)
+        _ = try env.fs.setattr(inode, size: nil, mode: 0o444, uid: 5001, gid: 5001)
+        let a = try env.fs.getattr(inode)
+        #expect(a.uid == 5001 && a.permissions == 0o644)
+        try env.fs.setxattr(inode, name: "user.modelfs.note", value: Array("mine".utf8), owner)
+        #expect(try env.xattr(inode, "note") == "mine")
+        expectStoreError(.accessDenied) { try env.fs.setxattr(inode, name: "user.modelfs.note", value: Array("theirs".utf8), other) }
+        #expect(try env.xattr(inode, "note") == "mine")
+        try env.fs.setxattr(inode, name: "user.modelfs.note", value: Array("root's".utf8), RequestContext(uid: 0, gid: 0, pid: 1))
+        #expect(try env.xattr(inode, "note") == "root's")
+        // The write bit lets nothing write it.
+        expectStoreError(.alreadyExists) { try env.fs.open(inode, flags: OpenFlags(O_WRONLY | O_TRUNC), owner) }
+        expectStoreError(.notPermitted) { try env.fs.open(inode, flags: OpenFlags(O_RDWR), owner) }
+        expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: 0, mode: nil, owner) }
+        expectSame(try env.readAll(inode), pattern(100))
     }
 
     @Test func aModelsOwnerChangesItsModeAndGroupAndOnlyRootGivesItAway() throws {

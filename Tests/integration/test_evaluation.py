@@ -159,7 +159,7 @@ def test_recover_restores_metrics_owners_modes_and_aliases(evaluating, name, tmp
     m.store.run("mount", str(back), env=fresh)
     try:
         st = os.stat(os.path.join(back, "models", model, "v1.safetensors"))
-        assert st.st_mode & 0o777 == 0o440
+        assert st.st_mode & 0o777 == 0o640, "its read bits, and its owner's write bit (the note)"
         assert os.stat(os.path.join(back, "datasets", dataset + ".jsonl")).st_uid == 4242
         assert os.readlink(os.path.join(back, "models", model, "@production")) == "v1.safetensors"
     finally:

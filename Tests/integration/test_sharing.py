@@ -50,6 +50,18 @@ def assert_ran_as(jobdir, user, timeout=120):
     assert f"uid {user.pw_uid} gid {user.pw_gid}" in log, log
 
 
+def bobs_model(mnt, model, version):
+    """Bob makes `model` with one version of 4 KiB from a file everyone may read; its directory and that file."""
+    d = os.path.join(mnt, "models", model)
+    src = os.path.join(os.path.dirname(mnt), "w" + os.path.splitext(version)[1])
+    with open(src, "wb") as f:
+        f.write(os.urandom(4096))
+    os.chmod(src, 0o644)
+    assert as_user(BOB, "mkdir", d).returncode == 0
+    assert as_user(BOB, "cp", src, os.path.join(d, version)).returncode == 0
+    return d, src
+
+
 def refused(p, *reasons):
     return p.returncode != 0 and any(r in p.stderr for r in reasons)
 
@@ -119,7 +131,7 @@ def test_a_shared_model_is_read_by_its_group_and_changed_by_its_owner_only(share
 
     # A version's read bits: the owner takes the group's away, and Bob loses it.
     os.chmod(os.path.join(d, "v2.safetensors"), 0o400)
-    assert os.stat(os.path.join(d, "v2.safetensors")).st_mode & 0o777 == 0o400
+    assert os.stat(os.path.join(d, "v2.safetensors")).st_mode & 0o777 == 0o600, "and the owner's write bit: its note"
     assert refused(as_user(BOB, "cat", os.path.join(d, "v2.safetensors")), "Permission denied")
     with pytest.raises(PermissionError):
         os.chmod(os.path.join(d, "v1.safetensors"), 0o755)  # never executable
@@ -129,7 +141,7 @@ def test_a_shared_model_is_read_by_its_group_and_changed_by_its_owner_only(share
     mount()
     st = os.stat(d)
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, team.gr_gid, 0o750)
-    assert os.stat(os.path.join(d, "v2.safetensors")).st_mode & 0o777 == 0o400
+    assert os.stat(os.path.join(d, "v2.safetensors")).st_mode & 0o777 == 0o600
     assert os.readlink(os.path.join(d, "@production")) == "v1.safetensors"
     row = [m for m in json.loads(store.run("models", "--json").stdout) if m["name"] == model][0]
     assert row["uid"] == 0 and row["gid"] == team.gr_gid and row["mode"] == "750" and row["owner"] == f"root:{TEAM}"
@@ -211,6 +223,30 @@ def test_a_user_makes_their_own_model_and_their_job_runs_as_them(shared, name):
     assert any(e["action"] == "job.submit" and e["uid"] == bob.pw_uid and e["target"] == job for e in log)
 
 
+def test_a_versions_owner_annotates_it_and_no_one_else_may(shared, name):
+    """Issue 20: the kernel asks for write permission to set a user.* attribute, so on the 0444
+    version of an --allow-other mount only root could set its note. Its owner may; anyone else
+    gets EACCES; the write bit it shows lets its owner write nothing into it."""
+    store, mnt, bob, eve, team, _, tmp_path = shared
+    d, src = bobs_model(mnt, name("notes"), "v1.pt")
+    v1 = os.path.join(d, "v1.pt")
+    p = as_user(BOB, "setfattr", "-n", "user.modelfs.note", "-v", "bob's best", v1)
+    assert p.returncode == 0, p.stderr
+    assert as_user(EVE, "getfattr", "--only-values", "-n", "user.modelfs.note", v1).stdout == "bob's best"
+    assert refused(as_user(EVE, "setfattr", "-n", "user.modelfs.note", "-v", "eve was here", v1), "Permission denied")
+    assert as_user(EVE, "test", "-w", v1).returncode != 0
+    assert os.getxattr(v1, "user.modelfs.note") == b"bob's best"
+    os.setxattr(v1, "user.modelfs.note", b"root's")
+    assert as_user(BOB, "getfattr", "--only-values", "-n", "user.modelfs.note", v1).stdout == "root's"
+    # Nothing writes a version, its owner neither.
+    assert refused(as_user(BOB, "cp", src, v1), "File exists")
+    assert refused(as_user(BOB, "sh", "-c", f"echo x >> {v1}"), "Operation not permitted")
+    assert refused(as_user(BOB, "truncate", "-s", "0", v1), "Operation not permitted")
+    assert sha256_file(v1) == sha256_file(src)
+    st = os.stat(v1)
+    assert (st.st_uid, st.st_mode & 0o777) == (bob.pw_uid, 0o644)
+
+
 def test_a_slurm_job_runs_as_the_user_who_asked(shared, name):
     """The mount (root) submits another user's job with sbatch --uid/--gid: Slurm runs it as them."""
     store, mnt, bob, eve, team, (mount, unmount), tmp_path = shared
@@ -221,13 +257,7 @@ def test_a_slurm_job_runs_as_the_user_who_asked(shared, name):
     unmount()
     mount("--executor", "slurm")
     model, dataset = name("bobs"), name("data")
-    d = os.path.join(mnt, "models", model)
-    src = os.path.join(os.path.dirname(mnt), "w.safetensors")
-    with open(src, "wb") as f:
-        f.write(os.urandom(4096))
-    os.chmod(src, 0o644)
-    assert as_user(BOB, "mkdir", d).returncode == 0
-    assert as_user(BOB, "cp", src, os.path.join(d, "v1.safetensors")).returncode == 0
+    d, src = bobs_model(mnt, model, "v1.safetensors")
     assert as_user(BOB, "cp", src, os.path.join(mnt, "datasets", dataset + ".csv")).returncode == 0
     submit = os.path.join(mnt, "jobs", "submit")
     p = as_user(BOB, "sh", "-c", f'echo "model={model} version=v1 dataset={dataset}" > {submit}')
