@@ -2,9 +2,9 @@ import Foundation
 import ModelStore
 
 extension Catalog {
-    static let aliasColumns = "id, model_id, name, version_id, created, modified"
+    static let aliasColumns = "id, model_id, name, version_id, created, modified, to_view"
     static func alias(_ r: Row) -> Alias {
-        Alias(id: r.int(0), modelID: r.int(1), name: r.text(2), versionID: r.int(3), created: r.date(4), modified: r.date(5))
+        Alias(id: r.int(0), modelID: r.int(1), name: r.text(2), versionID: r.int(3), created: r.date(4), modified: r.date(5), view: r.int(6) != 0)
     }
 
     public func aliases(modelID: Int64) throws(StoreError) -> [Alias] {
@@ -40,15 +40,15 @@ extension CatalogTransaction {
         try db.first("SELECT \(Catalog.aliasColumns) FROM aliases WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], Catalog.alias)
     }
 
-    /// Points alias `name` of the model at `versionID`, making it when there is none: one statement,
-    /// so a reader sees the old target or the new one, never neither.
+    /// Points alias `name` of the model at `versionID` (its archive view when `view`), making it
+    /// when there is none: one statement, so a reader sees the old target or the new one, never neither.
     @discardableResult
-    public func setAlias(modelID: Int64, name: String, versionID: Int64) throws -> Alias {
+    public func setAlias(modelID: Int64, name: String, versionID: Int64, view: Bool = false) throws -> Alias {
         let now = Date()
         try db.execute("""
-            INSERT INTO aliases (model_id, name, version_id, created, modified) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id, modified = excluded.modified
-            """, [.int(modelID), .text(name), .int(versionID), .date(now), .date(now)])
+            INSERT INTO aliases (model_id, name, version_id, created, modified, to_view) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id, modified = excluded.modified, to_view = excluded.to_view
+            """, [.int(modelID), .text(name), .int(versionID), .date(now), .date(now), .int(view ? 1 : 0)])
         guard let a = try alias(modelID: modelID, name: name) else { throw StoreError.notFound("alias \(name) vanished") }
         return a
     }

@@ -326,5 +326,10 @@ enum Migrations {
         );
         CREATE INDEX audit_model ON audit (model, id);
         """,
+        // 14: an alias may name its version's archive view (`@production -> v1`, the directory
+        // `from_pretrained` loads) rather than the version's file.
+        """
+        ALTER TABLE aliases ADD COLUMN to_view INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 }

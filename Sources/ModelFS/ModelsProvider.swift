@@ -40,6 +40,11 @@ final class ModelsProvider: NamespaceProvider {
             }
             if let (versionName, format) = try? Formats.splitVersion(name),
                let v = try catalog.version(modelID: modelID, name: versionName), v.format == format { return .version(v.id) }
+            // `v1/` beside `v1.zip`: the archive's view. Before links: no link hides a version's view
+            // (version names never start with @; a link from before @-only names may be called `v8`).
+            if !name.hasPrefix("@"), let v = try catalog.version(modelID: modelID, name: name), v.hasArchiveView {
+                return .archive(.version(v.id))
+            }
             if let a = try catalog.alias(modelID: modelID, name: name) {
                 lookedUpAliases.withLock { seen in
                     if seen.count > 4096 { seen.removeAll() }  // bounded: only the last moments matter
@@ -47,8 +52,6 @@ final class ModelsProvider: NamespaceProvider {
                 }
                 return .alias(a.id)
             }
-            // `v1/` beside `v1.zip`: the archive's view.
-            if let v = try catalog.version(modelID: modelID, name: name), v.hasArchiveView { return .archive(.version(v.id)) }
             throw missing
         default:
             throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory")
@@ -87,33 +90,34 @@ final class ModelsProvider: NamespaceProvider {
     func readlink(_ node: Node) throws(StoreError) -> String {
         guard case .alias(let id) = node else { throw StoreError(.invalidArgument, "not a symbolic link") }
         guard let a = try alias(id), let v = try catalog.version(id: a.versionID) else { throw .notFound("alias \(id) is gone") }
-        return v.fileName
+        return Registry.linkTarget(v, view: a.view)
     }
 
     /// `ln -s v3.safetensors @production` in a model directory: alias `@production` of v3. The
-    /// target is a version's file name in the same directory (`./` allowed), or another alias.
+    /// target is a version's file name in the same directory (`./` allowed), an archive version's
+    /// view (`ln -s v1 @production`: the directory `from_pretrained` loads), or another alias
+    /// (what it names now). Links are aliases only, named `@something` (or ln's temporary name).
     func symlink(in parent: Node, name: String, target: String, _ ctx: RequestContext) throws(StoreError) -> Node {
         guard case .model(let modelID) = parent else {
             throw StoreError(.notPermitted, "links can only be made in a model directory, as aliases of its versions (ln -s v3.zip @production)")
         }
-        // Only aliases are links: a link named like a version's file would pass for one.
-        if !name.hasPrefix("@"), (try? Formats.splitVersion(name)) != nil {
-            throw StoreError(.notPermitted, "\(Names.printable(name)) would look like a version: links are aliases, named @something")
-        }
-        let file = target.hasPrefix("./") ? String(target.dropFirst(2)) : target
+        try Registry.checkLinkName(name)
+        let sameNamed = try catalog.version(modelID: modelID, name: name)
+        if sameNamed != nil || (try? child(of: parent, named: name)) != nil { throw StoreError.exists("\(Names.printable(name)) exists") }
+        var file = target.hasPrefix("./") ? String(target.dropFirst(2)) : target
+        if file.hasSuffix("/") { file.removeLast() }
         let refused = StoreError(.invalidArgument, "an alias points at a version of its own model, by its file name: \(Names.printable(target)) is none")
-        var versionID: Int64?
+        var found: (versionID: Int64, view: Bool)?
         if let (versionName, format) = try? Formats.splitVersion(file), let v = try catalog.version(modelID: modelID, name: versionName),
            v.format == format {
-            versionID = v.id
-        } else if let a = try catalog.alias(modelID: modelID, name: file) {
-            versionID = a.versionID
+            found = (v.id, false)
+        } else if file.hasPrefix("@"), let a = try catalog.alias(modelID: modelID, name: file) {
+            found = (a.versionID, a.view)
+        } else if let v = try catalog.version(modelID: modelID, name: file), v.hasArchiveView {
+            found = (v.id, true)
         }
-        guard let versionID else { throw refused }
-        if try catalog.version(modelID: modelID, name: name) != nil || (try? child(of: parent, named: name)) != nil {
-            throw StoreError.exists("\(Names.printable(name)) exists")
-        }
-        return .alias(try registry.linkAlias(modelID: modelID, name: name, versionID: versionID).id)
+        guard let found else { throw refused }
+        return .alias(try registry.linkAlias(modelID: modelID, name: name, versionID: found.versionID, view: found.view).id)
     }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
@@ -136,8 +140,10 @@ final class ModelsProvider: NamespaceProvider {
                 DirectoryEntry(name: v.name, attributes: namespace.archiveView(.version(v.id), modified: v.modified, ownership: v.owner))
             }
             let byID = Dictionary(versions.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            let links = try catalog.aliases(modelID: id).compactMap { a in
-                byID[a.versionID].map { DirectoryEntry(name: a.name, attributes: link(a, target: $0.fileName)) }
+            // A name once: a link from before @-only names never lists over a version's view.
+            let shown = taken.union(views.map(\.name))
+            let links = try catalog.aliases(modelID: id).filter { !shown.contains($0.name) }.compactMap { a in
+                byID[a.versionID].map { DirectoryEntry(name: a.name, attributes: link(a, target: Registry.linkTarget($0, view: a.view))) }
             }
             return files + views + links
         default:

@@ -112,9 +112,12 @@ public struct Alias: Sendable, Equatable, Codable {
     public var versionID: Int64
     public var created: Date
     public var modified: Date
+    /// It names the version's archive view (`@production -> v1`, a directory) rather than its file.
+    public var view: Bool
 
-    public init(id: Int64, modelID: Int64, name: String, versionID: Int64, created: Date, modified: Date) {
+    public init(id: Int64, modelID: Int64, name: String, versionID: Int64, created: Date, modified: Date, view: Bool = false) {
         self.id = id; self.modelID = modelID; self.name = name; self.versionID = versionID; self.created = created; self.modified = modified
+        self.view = view
     }
 
     /// A real alias, not a link on its way to becoming one.

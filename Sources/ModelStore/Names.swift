@@ -15,6 +15,14 @@ public enum Names {
         return "@" + bare
     }
 
+    /// The temporary name `ln -sfn` gives a new link before renaming it onto the alias (coreutils'
+    /// `CuXXXXXX`, in the alias's directory): the one link not named `@something` a model directory takes.
+    public static func isLinkTemporary(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        let alphanumeric: (UInt8) -> Bool = { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
+        return bytes.count == 8 && name.hasPrefix("Cu") && bytes.dropFirst(2).allSatisfy(alphanumeric)
+    }
+
     /// Checks a model, version or dataset name: 1 to 200 bytes of UTF-8, no `/`, no NUL, no
     /// control characters, not starting with `.`.
     public static func validate(_ name: String, what: String = "name") throws(StoreError) {

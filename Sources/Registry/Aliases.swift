@@ -1,3 +1,4 @@
+import Archive
 import Catalog
 import Foundation
 import ModelStore
@@ -16,35 +17,74 @@ extension Registry {
         return out
     }
 
-    /// Points `alias` of the model at `version` (a name, or another alias), making the alias if
-    /// needed. The version must be ready.
+    /// Points `alias` of the model at `version` (a name; `v1/` for an archive version's view; or
+    /// another alias, whose target it takes now), making the alias if needed. The version must be ready.
     @discardableResult
     public func setAlias(_ modelName: String, _ alias: String, to version: String) throws(StoreError) -> Alias {
         let name = try Names.alias(alias)
         let a = try catalog.transaction { tx in
             let m = try Registry.model(tx, modelName)
-            let v = try Registry.resolve(tx, m, version)
-            try Registry.audit(tx, "alias.set", model: m.name, target: name, "→ \(v.fileName)")
-            return try tx.setAlias(modelID: m.id, name: name, versionID: v.id)
+            let (v, view) = try Registry.aliasTarget(tx, m, version)
+            try Registry.audit(tx, "alias.set", model: m.name, target: name, "→ \(Registry.linkTarget(v, view: view))")
+            return try tx.setAlias(modelID: m.id, name: name, versionID: v.id, view: view)
         }
         publishManifest(a.modelID)
         return a
     }
 
-    /// A link made by `ln -s` in a model's directory: an alias when its name starts with `@`,
-    /// else one on its way to a name (`ln -sf` makes it under a temporary name, then renames it).
-    public func linkAlias(modelID: Int64, name: String, versionID: Int64) throws(StoreError) -> Alias {
-        if name.hasPrefix("@") { _ = try Names.alias(name) } else { try Names.validate(name, what: "link name") }
+    /// A link made by `ln -s` in a model's directory: an alias when its name starts with `@`, or
+    /// one under `ln -sfn`'s temporary name on its way to an alias (it makes the link, then renames
+    /// it onto the alias). Any other name is refused: it would pass for a version or hide a view.
+    public func linkAlias(modelID: Int64, name: String, versionID: Int64, view: Bool = false) throws(StoreError) -> Alias {
+        try Registry.checkLinkName(name)
         let a = try catalog.transaction { tx in
             guard let v = try tx.version(id: versionID), v.modelID == modelID, v.status == .ready else {
                 throw StoreError(.invalidArgument, "an alias points at a ready version of its model")
             }
+            if view { try Registry.requireView(v) }
             if try tx.alias(modelID: modelID, name: name) != nil { throw StoreError.exists("\(name) exists") }
-            if name.hasPrefix("@") { try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name, "→ \(v.fileName)") }
-            return try tx.setAlias(modelID: modelID, name: name, versionID: v.id)
+            if name.hasPrefix("@") {
+                try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name, "→ \(Registry.linkTarget(v, view: view))")
+            }
+            return try tx.setAlias(modelID: modelID, name: name, versionID: v.id, view: view)
         }
         publishManifest(modelID)
         return a
+    }
+
+    /// A link's name: `@something`, or `ln -sfn`'s temporary name. Any other would pass for a
+    /// version, or hide one's archive view (`EINVAL`).
+    public static func checkLinkName(_ name: String) throws(StoreError) {
+        if name.hasPrefix("@") {
+            _ = try Names.alias(name)
+        } else if !Names.isLinkTemporary(name) {
+            throw .invalid("links in a model directory are aliases, named @something: \(Names.printable(name)) is not (ln -s v3.zip @production)")
+        }
+    }
+
+    /// What an alias's link says: the version's file (`v3.zip`), or its archive view (`v3`).
+    public static func linkTarget(_ v: Version, view: Bool) -> String { view ? v.name : v.fileName }
+
+    /// Only an archive version has a view for an alias to name.
+    static func requireView(_ v: Version) throws(StoreError) {
+        guard ArchiveKind(format: v.format) != nil else {
+            throw .invalid("\(v.fileName) is no archive: it has no view \(v.name)/ for an alias to name; name the file")
+        }
+    }
+
+    /// What a new alias names: a version (`v1`, `v1.zip`), an archive version's view (`v1/`), or
+    /// what another alias names now (resolved once: the new alias does not follow the other's moves).
+    static func aliasTarget(_ tx: CatalogTransaction, _ m: Model, _ target: String) throws -> (Version, view: Bool) {
+        if target.hasPrefix("@") {
+            guard let a = try tx.alias(modelID: m.id, name: target), let v = try tx.version(id: a.versionID) else {
+                throw StoreError.notFound("model \(m.name) has no alias \(target)")
+            }
+            return (v, a.view)
+        }
+        guard target.hasSuffix("/") else { return (try resolve(tx, m, target), false) }
+        let v = try resolve(tx, m, String(target.dropLast()))
+        try requireView(v)
+        return (v, true)
     }
 
     public func removeAlias(_ modelName: String, _ alias: String) throws(StoreError) {
@@ -69,7 +109,7 @@ extension Registry {
         try catalog.transaction { tx in
             guard let a = try tx.alias(modelID: modelID, name: from) else { throw StoreError.notFound("no alias \(from)") }
             _ = try tx.renameAlias(a, to: name)
-            let target = try tx.version(id: a.versionID)?.fileName ?? "?"
+            let target = try tx.version(id: a.versionID).map { Registry.linkTarget($0, view: a.view) } ?? "?"
             try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name, "→ \(target)")
         }
         publishManifest(modelID)

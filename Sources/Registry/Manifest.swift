@@ -34,6 +34,8 @@ public struct Manifest: Codable, Equatable, Sendable {
     public var versions: [Entry]?
     /// The model's aliases: each name (`@production`) and the object key of the version it points at.
     public var aliases: [String: String]?
+    /// Those of `aliases` that name their version's archive view (`@production -> v1`), not its file.
+    public var aliasViews: [String]?
     public var owner: Ownership?
 
     public init(model: Model) {

@@ -57,6 +57,8 @@ extension Registry {
                     if !aliases.isEmpty {
                         manifest.aliases = Dictionary(aliases.compactMap { a in keys[a.versionID].map { (a.name, $0) } },
                                                       uniquingKeysWith: { a, _ in a })
+                        let views = aliases.filter(\.view).map(\.name)
+                        manifest.aliasViews = views.isEmpty ? nil : views
                     }
                     do {
                         try objects.put(Rules.manifestKey(model: snapshot.model.name), manifest.encoded())

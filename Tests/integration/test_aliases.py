@@ -1,10 +1,13 @@
 """Aliases through a real mount: `ln -s v3.pt models/X/@production`, `readlink`, reads through
 the alias, `ln -sfn` moving it while a reader holds the old target open, `rm`, the refusal to
-delete an aliased version, the CLI's `alias set|rm|list`, and a remount keeping them."""
+delete an aliased version, the CLI's `alias set|rm|list`, and a remount keeping them; links not
+named @something refused, an alias naming a zip version's view (the directory from_pretrained
+loads), and rsync -a of a directory holding an alias."""
 import errno
 import json
 import os
 import subprocess
+import zipfile
 
 import pytest
 
@@ -122,3 +125,105 @@ def test_racing_movers_and_readers_always_see_one_target(mount, model):
     aliases = json.loads(mount.store.run("alias", "list", m, "--json").stdout)
     assert [(a["alias"], a["version"] + ".pt") for a in aliases] == [("@production", target)]
     assert sorted(n for n in os.listdir(d) if not n.endswith(".pt")) == ["@production"], "no temporary link left behind"
+
+
+def test_only_at_names_are_aliases_and_no_link_hides_a_view(mount, model, tmp_path):
+    """Issue 20: `ln -s v1.pt prod` made an alias `alias list` did not show, and a link named `v8`
+    hid the view `v8/` of a later `v8.zip` (and was listed twice)."""
+    m, _ = model
+    d = mount.p("models", m)
+    for bad in ("prod", "v8"):
+        with pytest.raises(OSError) as e:
+            os.symlink("v1.pt", os.path.join(d, bad))
+        assert e.value.errno == errno.EINVAL, bad
+        p = subprocess.run(["ln", "-sfn", "v1.pt", os.path.join(d, bad)], capture_output=True, text=True)
+        assert p.returncode != 0 and "Invalid argument" in p.stderr, (bad, p.stderr)
+    archive = tmp_path / "v8.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("config.json", '{"model_type": "bert"}')
+    sh("cp", str(archive), os.path.join(d, "v8.zip"))
+    assert sorted(os.listdir(d)) == ["v1.pt", "v2.pt", "v3.pt", "v8", "v8.zip"], "v8 once: the view"
+    assert os.path.isdir(os.path.join(d, "v8")) and not os.path.islink(os.path.join(d, "v8"))
+    assert open(os.path.join(d, "v8", "config.json")).read() == '{"model_type": "bert"}'
+    assert json.loads(mount.store.run("alias", "list", m, "--json").stdout) == []
+
+
+def zip_model(path, config):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", config)
+        z.writestr("tokenizer.json", "{}")
+        z.writestr("weights/model.safetensors", b"\0" * 4096)
+    return path
+
+
+def test_an_alias_names_a_zip_versions_view_the_directory_from_pretrained_loads(mount, name, tmp_path):
+    """Issue 20: `from_pretrained("<mnt>/models/X/@production")` for a zip version: `ln -s v1
+    @production` was refused and `@production -> v1.zip` is a file. An alias to `v1` is the view."""
+    m = name()
+    d = mount.p("models", m)
+    os.mkdir(d)
+    for v in ("v1", "v2"):
+        sh("cp", str(zip_model(tmp_path / f"{v}.zip", '{"v": "%s"}' % v)), os.path.join(d, f"{v}.zip"))
+    production = os.path.join(d, "@production")
+    os.symlink("v1", production)
+    assert os.readlink(production) == "v1" and os.path.isdir(production)
+    # What from_pretrained does with a directory: list it, read config.json, open the weights.
+    assert sorted(os.listdir(production)) == ["config.json", "tokenizer.json", "weights"]
+    assert json.load(open(os.path.join(production, "config.json"))) == {"v": "v1"}
+    assert open(os.path.join(production, "weights", "model.safetensors"), "rb").read() == b"\0" * 4096
+    sh("ln", "-sfn", "v2", production)
+    assert os.readlink(production) == "v2" and json.load(open(os.path.join(production, "config.json"))) == {"v": "v2"}
+    # The file, as before, when the link names it.
+    os.symlink("v2.zip", os.path.join(d, "@file"))
+    assert zipfile.ZipFile(os.path.join(d, "@file")).read("config.json") == b'{"v": "v2"}'
+    # The CLI: v1/ names the view; alias list says what each link says; jobs and the CLI take the version.
+    mount.store.run("alias", "set", m, "staging", "v1/")
+    assert os.readlink(os.path.join(d, "@staging")) == "v1" and os.path.isdir(os.path.join(d, "@staging"))
+    rows = json.loads(mount.store.run("alias", "list", m, "--json").stdout)
+    assert {(r["alias"], r["version"], r["file"]) for r in rows} == {("@file", "v2", "v2.zip"), ("@production", "v2", "v2"),
+                                                                    ("@staging", "v1", "v1")}
+    out = tmp_path / "got.zip"
+    mount.store.run("download", m, "@production", "-o", str(out))
+    assert zipfile.ZipFile(out).read("config.json") == b'{"v": "v2"}'
+    # A version that is no archive has no view to name.
+    sh("cp", str(make_file(tmp_path / "w.pt", 1000)), os.path.join(d, "v3.pt"))
+    with pytest.raises(OSError) as e:
+        os.symlink("v3", os.path.join(d, "@weights"))
+    assert e.value.errno == errno.EINVAL
+    # A remount keeps what each alias names.
+    sh("fusermount3", "-u", mount.path)
+    mount.store.run("mount", mount.path)
+    assert is_mounted(mount.path)
+    assert os.readlink(production) == "v2" and os.path.isdir(production) and os.path.isfile(os.path.join(d, "@file"))
+
+
+def test_an_alias_of_an_alias_names_what_the_other_names_when_made(mount, model):
+    """docs/SEMANTICS.md: resolved once; moving the first does not move the second."""
+    m, files = model
+    d = mount.p("models", m)
+    os.symlink("v1.pt", os.path.join(d, "@production"))
+    os.symlink("@production", os.path.join(d, "@previous"))
+    assert os.readlink(os.path.join(d, "@previous")) == "v1.pt"
+    sh("ln", "-sfn", "v2.pt", os.path.join(d, "@production"))
+    assert os.readlink(os.path.join(d, "@previous")) == "v1.pt"
+    assert sha256_file(os.path.join(d, "@previous")) == sha256_file(files["v1"])
+
+
+def test_rsync_of_a_directory_with_an_alias_needs_a_second_pass(mount, name, tmp_path):
+    """rsync makes links before the files they name exist, so its one pass cannot make an alias
+    (an alias names a version that is there). docs/SEMANTICS.md's workaround: a second pass
+    with --ignore-existing makes the alias and leaves the versions alone."""
+    src = tmp_path / "src"
+    src.mkdir()
+    v1, v2 = make_file(src / "v1.pt", 3000, seed=1), make_file(src / "v2.pt", 3000, seed=2)
+    os.symlink("v2.pt", src / "@production")
+    m = name()
+    d = mount.p("models", m)
+    os.mkdir(d)
+    p = subprocess.run(["rsync", "-a", f"{src}/", f"{d}/"], capture_output=True, text=True)
+    assert p.returncode == 23 and "Invalid argument" in p.stderr, p.stderr
+    assert sorted(os.listdir(d)) == ["v1.pt", "v2.pt"]
+    p = subprocess.run(["rsync", "-a", "--ignore-existing", f"{src}/", f"{d}/"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert os.readlink(os.path.join(d, "@production")) == "v2.pt"
+    assert sha256_file(os.path.join(d, "@production")) == sha256_file(v2) and sha256_file(os.path.join(d, "v1.pt")) == sha256_file(v1)
