@@ -12,7 +12,8 @@ struct AliasCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set", abstract: "Point an alias at a ready version (making the alias if needed).")
         @Argument(help: "The model.") var model: String
         @Argument(help: "The alias (production or @production).") var alias: String
-        @Argument(help: "The version (v3, v3.zip; v3/ for an archive version's view; or another alias).") var version: String
+        @Argument(help: "The version (v3, v3.zip; v3/ for an archive version's view; or another alias).")
+        var version: String
         @OptionGroup var store: StoreOptions
 
         func run() throws {
@@ -45,8 +46,8 @@ struct AliasCommand: ParsableCommand {
         func run() throws {
             try reporting {
                 let rows = try store.openRegistry().aliases(of: model).filter { $0.alias.isNamed }.map {
-                    Row(alias: $0.alias.name, version: $0.version.name, file: Registry.linkTarget($0.version, view: $0.alias.view),
-                        modified: $0.alias.modified)
+                    Row(alias: $0.alias.name, version: $0.version.name,
+                        file: Registry.linkTarget($0.version, view: $0.alias.view), modified: $0.alias.modified)
                 }
                 if json { try printJSON(rows) } else { for r in rows { print("\(r.alias) -> \(r.file)") } }
             }

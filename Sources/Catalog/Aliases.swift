@@ -4,7 +4,8 @@ import ModelStore
 extension Catalog {
     static let aliasColumns = "id, model_id, name, version_id, created, modified, to_view"
     static func alias(_ r: Row) -> Alias {
-        Alias(id: r.int(0), modelID: r.int(1), name: r.text(2), versionID: r.int(3), created: r.date(4), modified: r.date(5), view: r.int(6) != 0)
+        Alias(id: r.int(0), modelID: r.int(1), name: r.text(2), versionID: r.int(3), created: r.date(4),
+              modified: r.date(5), view: r.int(6) != 0)
     }
 
     public func aliases(modelID: Int64) throws(StoreError) -> [Alias] {
@@ -47,7 +48,8 @@ extension CatalogTransaction {
         let now = Date()
         try db.execute("""
             INSERT INTO aliases (model_id, name, version_id, created, modified, to_view) VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id, modified = excluded.modified, to_view = excluded.to_view
+            ON CONFLICT (model_id, name) DO UPDATE SET version_id = excluded.version_id, modified = excluded.modified,
+                to_view = excluded.to_view
             """, [.int(modelID), .text(name), .int(versionID), .date(now), .date(now), .int(view ? 1 : 0)])
         guard let a = try alias(modelID: modelID, name: name) else { throw StoreError.notFound("alias \(name) vanished") }
         return a

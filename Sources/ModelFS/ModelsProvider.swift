@@ -67,7 +67,8 @@ final class ModelsProvider: NamespaceProvider {
             return namespace.file(node, size: Int64(try nextContent(modelID).count), modified: Date().timeIntervalSince1970)
         case .version(let id):
             guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
-            return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified, owner: v.owner, annotatable: true)
+            return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified, owner: v.owner,
+                                          annotatable: true)
         case .alias(let id):
             guard let a = try alias(id) else { throw .notFound("alias \(id) is gone") }
             return link(a, target: try readlink(node))
@@ -103,7 +104,9 @@ final class ModelsProvider: NamespaceProvider {
         }
         try Registry.checkLinkName(name)
         let sameNamed = try catalog.version(modelID: modelID, name: name)
-        if sameNamed != nil || (try? child(of: parent, named: name)) != nil { throw StoreError.exists("\(Names.printable(name)) exists") }
+        if sameNamed != nil || (try? child(of: parent, named: name)) != nil {
+            throw StoreError.exists("\(Names.printable(name)) exists")
+        }
         var file = target.hasPrefix("./") ? String(target.dropFirst(2)) : target
         if file.hasSuffix("/") { file.removeLast() }
         let refused = StoreError(.invalidArgument, "an alias points at a version of its own model, by its file name: \(Names.printable(target)) is none")
@@ -117,7 +120,8 @@ final class ModelsProvider: NamespaceProvider {
             found = (v.id, true)
         }
         guard let found else { throw refused }
-        return .alias(try registry.linkAlias(modelID: modelID, name: name, versionID: found.versionID, view: found.view).id)
+        let made = try registry.linkAlias(modelID: modelID, name: name, versionID: found.versionID, view: found.view)
+        return .alias(made.id)
     }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
@@ -130,8 +134,8 @@ final class ModelsProvider: NamespaceProvider {
             // One query for the whole listing: `ls -l` of 1,000 versions stays one SQLite read.
             let versions = try catalog.versions(modelID: id)
             let files = versions.map { v in
-                var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified, owner: v.owner,
-                                               annotatable: true)
+                var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified,
+                                               owner: v.owner, annotatable: true)
                 if v.status != .uploading { a.size = v.size }
                 return DirectoryEntry(name: v.fileName, attributes: a)
             }
@@ -143,7 +147,9 @@ final class ModelsProvider: NamespaceProvider {
             // A name once: a link from before @-only names never lists over a version's view.
             let shown = taken.union(views.map(\.name))
             let links = try catalog.aliases(modelID: id).filter { !shown.contains($0.name) }.compactMap { a in
-                byID[a.versionID].map { DirectoryEntry(name: a.name, attributes: link(a, target: Registry.linkTarget($0, view: a.view))) }
+                byID[a.versionID].map {
+                    DirectoryEntry(name: a.name, attributes: link(a, target: Registry.linkTarget($0, view: a.view)))
+                }
             }
             return files + views + links
         default:
@@ -322,7 +328,8 @@ final class ModelsProvider: NamespaceProvider {
             // that bit first on an --allow-other mount; this holds without one too).
             let owner = v.owner ?? namespace.defaultOwner(file: true)
             guard ctx.uid == 0 || ctx.uid == owner.uid else {
-                throw StoreError(.accessDenied, "only its owner (uid \(owner.uid)) or root sets the note of \(m.name)/\(v.fileName)")
+                throw StoreError(.accessDenied,
+                                 "only its owner (uid \(owner.uid)) or root sets the note of \(m.name)/\(v.fileName)")
             }
             try registry.setVersionNote(m.name, v.name, note: value)
         default:

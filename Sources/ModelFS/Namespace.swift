@@ -214,7 +214,8 @@ final class Namespace: Sendable {
         let read = (owner?.mode ?? Ownership.defaultFileMode) & Ownership.readBits
         switch status {
         case .ready:
-            a = file(node, size: size, modified: modified.timeIntervalSince1970, ready: true, permissions: annotatable ? read | 0o200 : read)
+            a = file(node, size: size, modified: modified.timeIntervalSince1970, ready: true,
+                     permissions: annotatable ? read | 0o200 : read)
         case .uploading:
             a = file(node, size: writer(for: node.inode)?.upload.bytesWritten ?? size, modified: modified.timeIntervalSince1970,
                      permissions: read | 0o200)

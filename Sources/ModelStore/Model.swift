@@ -115,7 +115,8 @@ public struct Alias: Sendable, Equatable, Codable {
     /// It names the version's archive view (`@production -> v1`, a directory) rather than its file.
     public var view: Bool
 
-    public init(id: Int64, modelID: Int64, name: String, versionID: Int64, created: Date, modified: Date, view: Bool = false) {
+    public init(id: Int64, modelID: Int64, name: String, versionID: Int64, created: Date, modified: Date,
+                view: Bool = false) {
         self.id = id; self.modelID = modelID; self.name = name; self.versionID = versionID; self.created = created; self.modified = modified
         self.view = view
     }

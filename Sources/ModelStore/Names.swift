@@ -19,7 +19,9 @@ public enum Names {
     /// `CuXXXXXX`, in the alias's directory): the one link not named `@something` a model directory takes.
     public static func isLinkTemporary(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
-        let alphanumeric: (UInt8) -> Bool = { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
+        let alphanumeric: (UInt8) -> Bool = {
+            (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+        }
         return bytes.count == 8 && name.hasPrefix("Cu") && bytes.dropFirst(2).allSatisfy(alphanumeric)
     }
 

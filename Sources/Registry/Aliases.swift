@@ -25,7 +25,8 @@ extension Registry {
         let a = try catalog.transaction { tx in
             let m = try Registry.model(tx, modelName)
             let (v, view) = try Registry.aliasTarget(tx, m, version)
-            try Registry.audit(tx, "alias.set", model: m.name, target: name, "→ \(Registry.linkTarget(v, view: view))")
+            try Registry.audit(tx, "alias.set", model: m.name, target: name,
+                               "→ \(Registry.linkTarget(v, view: view))")
             return try tx.setAlias(modelID: m.id, name: name, versionID: v.id, view: view)
         }
         publishManifest(a.modelID)
@@ -35,7 +36,8 @@ extension Registry {
     /// A link made by `ln -s` in a model's directory: an alias when its name starts with `@`, or
     /// one under `ln -sfn`'s temporary name on its way to an alias (it makes the link, then renames
     /// it onto the alias). Any other name is refused: it would pass for a version or hide a view.
-    public func linkAlias(modelID: Int64, name: String, versionID: Int64, view: Bool = false) throws(StoreError) -> Alias {
+    public func linkAlias(modelID: Int64, name: String, versionID: Int64,
+                          view: Bool = false) throws(StoreError) -> Alias {
         try Registry.checkLinkName(name)
         let a = try catalog.transaction { tx in
             guard let v = try tx.version(id: versionID), v.modelID == modelID, v.status == .ready else {
@@ -44,7 +46,8 @@ extension Registry {
             if view { try Registry.requireView(v) }
             if try tx.alias(modelID: modelID, name: name) != nil { throw StoreError.exists("\(name) exists") }
             if name.hasPrefix("@") {
-                try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name, "→ \(Registry.linkTarget(v, view: view))")
+                try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name,
+                                   "→ \(Registry.linkTarget(v, view: view))")
             }
             return try tx.setAlias(modelID: modelID, name: name, versionID: v.id, view: view)
         }
@@ -58,7 +61,8 @@ extension Registry {
         if name.hasPrefix("@") {
             _ = try Names.alias(name)
         } else if !Names.isLinkTemporary(name) {
-            throw .invalid("links in a model directory are aliases, named @something: \(Names.printable(name)) is not (ln -s v3.zip @production)")
+            throw .invalid("links in a model directory are aliases, named @something: "
+                           + "\(Names.printable(name)) is not (ln -s v3.zip @production)")
         }
     }
 

@@ -199,7 +199,8 @@ extension Registry {
                 }
                 try catalog.transaction { tx in
                     guard let v = try tx.version(modelID: m.id, name: e.name) else { return }
-                    try tx.setAlias(modelID: m.id, name: alias, versionID: v.id, view: manifest.aliasViews?.contains(alias) ?? false)
+                    try tx.setAlias(modelID: m.id, name: alias, versionID: v.id,
+                                    view: manifest.aliasViews?.contains(alias) ?? false)
                 }
             }
         }

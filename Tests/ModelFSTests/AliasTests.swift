@@ -132,7 +132,8 @@ import TestSupport
         #expect(try env.fs.readlink(view.inode) == "v3", "the kernel follows it to the directory v3/")
         #expect(try env.fs.readlink(try link(env, "@file", "v3.zip").inode) == "v3.zip")
         #expect(try env.fs.readlink(try link(env, "@slash", "./v3/").inode) == "v3")
-        #expect(try env.fs.readlink(try link(env, "@copy", "@production").inode) == "v3", "an alias of an alias takes what it names")
+        #expect(try env.fs.readlink(try link(env, "@copy", "@production").inode) == "v3",
+                "an alias of an alias takes what it names")
         expectStoreError(.invalidArgument, "a .pt version has no view") { try link(env, "@p", "v1") }
         expectStoreError(.invalidArgument) { try link(env, "@p", "v9") }
         #expect(try env.registry.resolveVersion("X", "@production").name == "v3", "jobs and the CLI take it as v3")
@@ -141,15 +142,16 @@ import TestSupport
         _ = try env.registry.setAlias("X", "staging", to: "v3/")
         _ = try env.registry.setAlias("X", "next", to: "@staging")
         #expect(throws: StoreError.self) { try env.registry.setAlias("X", "bad", to: "v1/") }
-        #expect(try env.registry.aliases(of: "X").filter(\.alias.view).map(\.alias.name) == ["@copy", "@next", "@production", "@slash", "@staging"])
+        #expect(try env.registry.aliases(of: "X").filter(\.alias.view).map(\.alias.name)
+                == ["@copy", "@next", "@production", "@slash", "@staging"])
         // A move keeps what it names; recover too.
         try env.fs.rename(parent: model, name: Array("v3.zip".utf8), newParent: model, newName: Array("v4.zip".utf8))
         #expect(try env.fs.readlink(view.inode) == "v4")
         let fresh = Registry(catalog: try Catalog(path: env.dir + "/recovered.sqlite"), objects: env.store)
         #expect(try fresh.claimBucket("bucket b", adopt: true) == .claimed)
         #expect(try fresh.recoverFromManifests().problems.isEmpty)
-        #expect(try fresh.aliases(of: "X").map { "\($0.alias.name) \(Registry.linkTarget($0.version, view: $0.alias.view))" }
-                == ["@copy v4", "@file v4.zip", "@next v4", "@production v4", "@slash v4", "@staging v4"])
+        let recovered = try fresh.aliases(of: "X").map { a, v in a.name + " " + Registry.linkTarget(v, view: a.view) }
+        #expect(recovered == ["@copy v4", "@file v4.zip", "@next v4", "@production v4", "@slash v4", "@staging v4"])
     }
 
     /// An alias of an alias is resolved once, when it is made (docs/SEMANTICS.md): it names a

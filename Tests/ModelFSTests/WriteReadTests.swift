@@ -37,7 +37,8 @@ import ModelFS
         #expect(try env.xattr(inode, "size") == "\(size)")
         expectStoreError(.noAttribute) { try env.fs.getxattr(inode, name: "user.modelfs.error") }
         let attributes = try env.fs.getattr(inode)
-        #expect(attributes.size == Int64(size) && !attributes.isDirectory && attributes.permissions == 0o644, "read bits, and its owner's note")
+        #expect(attributes.size == Int64(size) && !attributes.isDirectory && attributes.permissions == 0o644,
+                "read bits, and its owner's note")
         let listing = try env.fs.readdir(try env.inode("models/X"))
         #expect(listing.map(\.name) == [".", "..", "v1.zip", "v1"], "the version and its archive view")
         #expect(listing[2].attributes.size == Int64(size) && listing[2].attributes.inode == inode)
@@ -286,7 +287,7 @@ import ModelFS
         try env.fs.flush(handle, pid: FSEnv.writerPid)
         try env.fs.release(handle)
         #expect(try env.xattr(inode, "status") == "ready")
-        #expect(try env.fs.getattr(inode).permissions == 0o640, "the mode asked for while it was written (and the note's bit)")
+        #expect(try env.fs.getattr(inode).permissions == 0o640, "the mode asked for while written, and the note's bit")
         expectSame(try env.readAll(inode), data)
         // Once written, an executable mode is refused; read bits change.
         expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: nil, mode: 0o750) }
@@ -306,9 +307,10 @@ import ModelFS
         #expect(a.uid == 5001 && a.permissions == 0o644)
         try env.fs.setxattr(inode, name: "user.modelfs.note", value: Array("mine".utf8), owner)
         #expect(try env.xattr(inode, "note") == "mine")
-        expectStoreError(.accessDenied) { try env.fs.setxattr(inode, name: "user.modelfs.note", value: Array("theirs".utf8), other) }
+        let note = "user.modelfs.note"
+        expectStoreError(.accessDenied) { try env.fs.setxattr(inode, name: note, value: Array("theirs".utf8), other) }
         #expect(try env.xattr(inode, "note") == "mine")
-        try env.fs.setxattr(inode, name: "user.modelfs.note", value: Array("root's".utf8), RequestContext(uid: 0, gid: 0, pid: 1))
+        try env.fs.setxattr(inode, name: note, value: Array("root's".utf8), RequestContext(uid: 0, gid: 0, pid: 1))
         #expect(try env.xattr(inode, "note") == "root's")
         // The write bit lets nothing write it.
         expectStoreError(.alreadyExists) { try env.fs.open(inode, flags: OpenFlags(O_WRONLY | O_TRUNC), owner) }
