@@ -171,6 +171,9 @@ def test_an_alias_names_a_zip_versions_view_the_directory_from_pretrained_loads(
     assert sorted(os.listdir(production)) == ["config.json", "tokenizer.json", "weights"]
     assert json.load(open(os.path.join(production, "config.json"))) == {"v": "v1"}
     assert open(os.path.join(production, "weights", "model.safetensors"), "rb").read() == b"\0" * 4096
+    # Without -n, ln puts its link inside the directory the alias names: the view takes none.
+    p = subprocess.run(["ln", "-sf", "v2", production], capture_output=True, text=True)
+    assert p.returncode != 0 and os.readlink(production) == "v1", p.stderr
     sh("ln", "-sfn", "v2", production)
     assert os.readlink(production) == "v2" and json.load(open(os.path.join(production, "config.json"))) == {"v": "v2"}
     # The file, as before, when the link names it.
