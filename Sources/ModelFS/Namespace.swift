@@ -247,7 +247,9 @@ final class Namespace: Sendable {
         if status == .failed && flags.wantsWrite && flags.truncates {
             return newWriter(node.inode, try restart(), ctx)
         }
-        if flags.wantsWrite {
+        // O_TRUNC asks to write even with O_RDONLY (the kernel checks write permission for it; a
+        // version's owner has that bit, for its note).
+        if flags.wantsWrite || flags.truncates {
             if flags.truncates { throw StoreError(.alreadyExists, "\(name) exists; versions never change: write a new version") }
             throw StoreError(.notPermitted, "\(name) cannot be opened for writing: versions never change")
         }

@@ -314,6 +314,7 @@ import ModelFS
         #expect(try env.xattr(inode, "note") == "root's")
         // The write bit lets nothing write it.
         expectStoreError(.alreadyExists) { try env.fs.open(inode, flags: OpenFlags(O_WRONLY | O_TRUNC), owner) }
+        expectStoreError(.alreadyExists) { try env.fs.open(inode, flags: OpenFlags(O_RDONLY | O_TRUNC), owner) }
         expectStoreError(.notPermitted) { try env.fs.open(inode, flags: OpenFlags(O_RDWR), owner) }
         expectStoreError(.notPermitted) { try env.fs.setattr(inode, size: 0, mode: nil, owner) }
         expectSame(try env.readAll(inode), pattern(100))

@@ -242,6 +242,7 @@ def test_a_versions_owner_annotates_it_and_no_one_else_may(shared, name):
     assert refused(as_user(BOB, "cp", src, v1), "File exists")
     assert refused(as_user(BOB, "sh", "-c", f"echo x >> {v1}"), "Operation not permitted")
     assert refused(as_user(BOB, "truncate", "-s", "0", v1), "Operation not permitted")
+    assert refused(as_user(BOB, "python3", "-c", f"import os; os.open({v1!r}, os.O_RDONLY | os.O_TRUNC)"), "File exists")
     assert sha256_file(v1) == sha256_file(src)
     st = os.stat(v1)
     assert (st.st_uid, st.st_mode & 0o777) == (bob.pw_uid, 0o644)
