@@ -204,10 +204,9 @@ final class Namespace: Sendable {
     /// A version or dataset: ready files their read bits (`0444` by default) and cached long,
     /// files being written the same plus the owner's write bit, with the size written so far,
     /// failed ones no permission at all (`----------`): there to be looked at with getfattr,
-    /// replaced by a new copy or removed, never read.
-    /// A version or dataset as `ls -l` shows it. An `annotatable` one (a version: its owner sets its
-    /// note) shows its owner's write bit when ready: the kernel lets only who may write a file set
-    /// its `user.*` attributes; every write to it is still refused here (`EEXIST`, `EPERM`).
+    /// replaced by a new copy or removed, never read. An `annotatable` one (a version: its owner
+    /// sets its note) shows its owner's write bit when ready too: the kernel lets only who may write
+    /// a file set its `user.*` attributes; every write to it is still refused here (`EEXIST`, `EPERM`).
     func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date, owner: Ownership? = nil,
                       annotatable: Bool = false) -> Attributes {
         var a: Attributes
