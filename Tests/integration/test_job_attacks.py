@@ -147,7 +147,11 @@ def hostile(request, store):
         deadline = time.time() + 10
         while is_mounted(mnt) and time.time() < deadline:
             time.sleep(0.05)
-        shutil.rmtree(top, ignore_errors=True)
+        # A swapper still between two passes writes into output/ until it sees its stop file.
+        deadline = time.time() + 30
+        while os.path.exists(top) and time.time() < deadline:
+            shutil.rmtree(top, ignore_errors=True)
+            time.sleep(0.2)
 
 
 class Hostile:
