@@ -48,7 +48,8 @@ func switchingUser(_ user: JobOwner?) -> [String]? {
 /// opens anything of theirs (a link or a FIFO there is no exit code).
 func exitCode(in directory: String) -> Int? {
     for (dir, name) in [(directory, "work"), (directory, nil)] {
-        if let bytes = try? JobFiles.withDirectory(dir, name, { (d) throws(StoreError) in try JobFiles.contents("exit_code", in: d, limit: 32) }) {
+        let read = { (d: Int32) throws(StoreError) -> [UInt8] in try JobFiles.contents("exit_code", in: d, limit: 32) }
+        if let bytes = try? JobFiles.withDirectory(dir, name, read) {
             return Int(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }
@@ -70,7 +71,7 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
                       user: JobOwner?) throws(StoreError) -> String {
         // Its own session, so a cancel reaches everything it starts.
         let argv = (switchingUser(user) ?? []) + ["/bin/sh", script]
-        switch Spawn.detached(argv[0], argv, environment: environment, log: log) {
+        switch Spawn.detached(argv[0], argv, environment: environment, log: log, followingLinks: false) {
         case .success(let pid): return String(pid)
         case .failure(let e): throw StoreError(.io, "cannot start job \(jobID): \(e.message)")
         }

@@ -16,8 +16,11 @@ enum JobFiles {
     }
 
     /// Runs `body` with the descriptor of the directory at `path` (`name` under it, when given).
-    static func withDirectory<R>(_ path: String, _ name: String? = nil, _ body: (Int32) throws(StoreError) -> R) throws(StoreError) -> R {
-        guard let top = openDirectory(path) else { throw StoreError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+    static func withDirectory<R>(_ path: String, _ name: String? = nil,
+                                 _ body: (Int32) throws(StoreError) -> R) throws(StoreError) -> R {
+        guard let top = openDirectory(path) else {
+            throw StoreError(.io, "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
         defer { close(top) }
         guard let name else { return try body(top) }
         guard let fd = openDirectory(name, in: top) else {
@@ -36,8 +39,8 @@ enum JobFiles {
         let fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         guard fd >= 0 else {
             let e = errno
-            throw StoreError(e == ENOENT ? .notFound : .io,
-                             e == ELOOP ? "\(name) is a symbolic link" : "cannot open \(name): \(String(cString: strerror(e)))")
+            let reason = e == ELOOP ? "\(name) is a symbolic link" : "cannot open \(name): \(String(cString: strerror(e)))"
+            throw StoreError(e == ENOENT ? .notFound : .io, reason)
         }
         var st = stat()
         guard fstat(fd, &st) == 0 else { close(fd); throw StoreError(.io, "cannot stat \(name)") }
@@ -60,7 +63,8 @@ enum JobFiles {
     }
 
     /// The whole of a small file `name` in `dir` (at most `limit` bytes), or nil.
-    static func contents(_ name: String, in dir: Int32, limit: Int, owners: Set<UInt32>? = nil) throws(StoreError) -> [UInt8] {
+    static func contents(_ name: String, in dir: Int32, limit: Int,
+                         owners: Set<UInt32>? = nil) throws(StoreError) -> [UInt8] {
         let (fd, st) = try openFile(name, in: dir, owners: owners)
         defer { close(fd) }
         guard st.st_size <= limit else { throw .invalid("\(name) is \(st.st_size) bytes; at most \(limit) are allowed") }

@@ -89,7 +89,8 @@ public final class JobService: @unchecked Sendable {
         let datasetName = (try? Formats.splitDataset(request.dataset).name) ?? request.dataset
         let asker = owner ?? JobOwner(uid: Actor.now.uid, gid: Actor.now.gid)
         // The kernel's rules for the asker, with their groups as the asking process has them.
-        let who = Actor.now.uid == asker.uid ? Actor.now.requester : Ownership.Requester.user(uid: asker.uid, gid: asker.gid)
+        let who = Actor.now.uid == asker.uid ? Actor.now.requester
+            : Ownership.Requester.user(uid: asker.uid, gid: asker.gid)
         // The checks and the insert in one transaction: a version or dataset deleted (or renamed)
         // by another process cannot slip between them, and two submissions cannot take one id.
         let (job, v, d) = try catalog.transaction { tx in
@@ -111,8 +112,9 @@ public final class JobService: @unchecked Sendable {
             if kind == .train {
                 let o = m.owner ?? mountOwner(file: false)
                 guard o.allows(.write, to: who) && o.allows(.search, to: who) else {
-                    throw StoreError(.accessDenied, "uid \(who.uid) may not add versions to models/\(m.name) (\(JobService.describe(o))): "
-                                     + "a training job's checkpoints become versions of its model, so its user must be allowed to write there")
+                    throw StoreError(.accessDenied, "uid \(who.uid) may not add versions to models/\(m.name) "
+                                     + "(\(JobService.describe(o))): a training job's checkpoints become versions of its "
+                                     + "model, so its user must be allowed to write there")
                 }
             } else {
                 try JobService.checkMayStoreMetrics(on: m, v, by: who.uid, mountOwner: mountOwner(file: true))
@@ -152,26 +154,28 @@ public final class JobService: @unchecked Sendable {
     func checkMayRead(_ m: Model, _ v: Version, by who: Ownership.Requester) throws(StoreError) {
         let dir = m.owner ?? mountOwner(file: false), file = v.owner ?? mountOwner(file: true)
         guard dir.allows(.search, to: who) && file.allows(.read, to: who) else {
-            throw StoreError(.accessDenied, "uid \(who.uid) may not read \(m.name)/\(v.fileName) (the model: \(JobService.describe(dir)); "
-                             + "the version: \(JobService.describe(file))): a job reads only what its user may read")
+            throw StoreError(.accessDenied, "uid \(who.uid) may not read \(m.name)/\(v.fileName) "
+                             + "(the model: \(JobService.describe(dir)); the version: \(JobService.describe(file))): "
+                             + "a job reads only what its user may read")
         }
     }
 
     func checkMayRead(_ d: Dataset, by who: Ownership.Requester) throws(StoreError) {
         let file = d.owner ?? mountOwner(file: true)
         guard file.allows(.read, to: who) else {
-            throw StoreError(.accessDenied, "uid \(who.uid) may not read datasets/\(d.fileName) (\(JobService.describe(file))): "
-                             + "a job reads only what its user may read")
+            throw StoreError(.accessDenied, "uid \(who.uid) may not read datasets/\(d.fileName) "
+                             + "(\(JobService.describe(file))): a job reads only what its user may read")
         }
     }
 
     /// An evaluation's metrics go on the version, as its note does: only its owner or root
     /// stores them (`EACCES` otherwise), so that nobody replaces the metrics of another's version.
-    static func checkMayStoreMetrics(on m: Model, _ v: Version, by uid: UInt32, mountOwner: Ownership) throws(StoreError) {
+    static func checkMayStoreMetrics(on m: Model, _ v: Version, by uid: UInt32,
+                                     mountOwner: Ownership) throws(StoreError) {
         let owner = (v.owner ?? mountOwner).uid
         guard uid == 0 || uid == owner else {
-            throw StoreError(.accessDenied, "uid \(uid) may not store metrics on \(m.name)/\(v.fileName): they go on the version, "
-                             + "and only its owner (uid \(owner)) or root may change it")
+            throw StoreError(.accessDenied, "uid \(uid) may not store metrics on \(m.name)/\(v.fileName): they go on "
+                             + "the version, and only its owner (uid \(owner)) or root may change it")
         }
     }
 
@@ -208,7 +212,8 @@ public final class JobService: @unchecked Sendable {
                 \(configuration.command(job.kind) ?? "exit 96")
                 )
                 code=$?
-                echo "$code" > "$MODELFS_JOB_DIR/work/exit_code.tmp" && mv -f "$MODELFS_JOB_DIR/work/exit_code.tmp" "$MODELFS_JOB_DIR/work/exit_code"
+                echo "$code" > "$MODELFS_JOB_DIR/work/exit_code.tmp" &&
+                    mv -f "$MODELFS_JOB_DIR/work/exit_code.tmp" "$MODELFS_JOB_DIR/work/exit_code"
                 exit "$code"
 
                 """

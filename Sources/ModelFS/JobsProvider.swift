@@ -243,5 +243,7 @@ final class LogFile: OpenFile {
     let job: Job
     init(jobs: JobService, job: Job) { self.jobs = jobs; self.job = job }
 
-    func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply { .bytes(jobs.readLog(of: job, offset: offset, size: size)) }
+    func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
+        .bytes(jobs.readLog(of: job, offset: offset, size: size))
+    }
 }

@@ -35,12 +35,15 @@ def quietly(f, *a):
     except OSError as e:
         print("attack step", f.__name__, a, "refused:", e, flush=True)
 print("trainer uid", os.getuid(), "attack", attack, flush=True)
+# The log, and what a Slurm job's output goes to (work/output.log, in its working directory).
 if attack == "log-symlink":
-    quietly(os.unlink, os.path.join(job_dir, "log"))
-    quietly(os.symlink, "/etc/shadow", os.path.join(job_dir, "log"))
+    for log in (os.path.join(job_dir, "log"), "output.log"):
+        quietly(os.unlink, log)
+        quietly(os.symlink, "/etc/shadow", log)
 elif attack == "log-fifo":
-    quietly(os.unlink, os.path.join(job_dir, "log"))
-    quietly(os.mkfifo, os.path.join(job_dir, "log"))
+    for log in (os.path.join(job_dir, "log"), "output.log"):
+        quietly(os.unlink, log)
+        quietly(os.mkfifo, log)
 elif attack == "output-symlink":
     quietly(shutil_rmtree := __import__("shutil").rmtree, out)
     quietly(os.rename, out, out + ".gone")
