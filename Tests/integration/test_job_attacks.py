@@ -236,7 +236,9 @@ def test_a_log_replaced_by_a_link_to_etc_shadow_is_not_served(hostile, name):
     log = h.read_log(BOB, job)
     shadow_root = [l for l in open("/etc/shadow").read().splitlines() if l.startswith("root:")][0]
     assert shadow_root not in log and "root:" not in log, log
-    assert "trainer done" in log and "job succeeded" in log, log
+    assert "job succeeded" in log, log
+    # A Slurm job that swapped its own output file lost what it printed after: its own doing.
+    assert h.executor != "local" or "trainer done" in log, log
     assert not os.path.islink(os.path.join(h.job_dir(job), "log"))
 
 
@@ -257,7 +259,8 @@ def test_a_log_replaced_by_a_fifo_blocks_no_thread(hostile, name):
     assert sh("timeout", "60", "ls", h.p("models")).returncode == 0
     assert codes == [0] * 25, codes
     assert h.release(job) == "succeeded"
-    assert "trainer done" in h.read_log(BOB, job)
+    log = h.read_log(BOB, job)
+    assert "job succeeded" in log and (h.executor != "local" or "trainer done" in log), log
 
 
 def test_an_output_dir_replaced_by_a_link_to_a_root_only_dir_imports_nothing(hostile, name):
