@@ -40,7 +40,7 @@ enum JobFiles {
         guard fd >= 0 else {
             let e = errno
             let reason = e == ELOOP ? "\(name) is a symbolic link" : "cannot open \(name): \(String(cString: strerror(e)))"
-            throw StoreError(e == ENOENT ? .notFound : .io, reason)
+            throw StoreError(e == ENOENT ? .notFound : e == ELOOP ? .accessDenied : .io, reason)
         }
         var st = stat()
         guard fstat(fd, &st) == 0 else { close(fd); throw StoreError(.io, "cannot stat \(name)") }
