@@ -142,7 +142,8 @@ def hostile(request, store):
         yield ctx
     finally:
         # Let every trainer end, then unmount whatever happened.
-        for job in os.listdir(os.path.join(top, "data", "jobs")) if os.path.isdir(os.path.join(top, "data", "jobs")) else []:
+        jobs = os.path.join(top, "data", "jobs")
+        for job in os.listdir(jobs) if os.path.isdir(jobs) else []:
             open(os.path.join(gate, job), "w").close()
             open(os.path.join(gate, job + ".stop"), "w").close()
         if subprocess.run(["fusermount3", "-u", mnt]).returncode != 0:
@@ -322,7 +323,8 @@ def test_jobs_obey_owners(owners, name):
     cases = [
         (BOB, f"model={private} version=v1 dataset={dataset}", "submit", f"may not read {private}/v1.pt"),
         (BOB, f"model={shared} version=v1 dataset={dataset}", "submit", f"may not add versions to models/{shared}"),
-        (EVE, f"model={bobs} version=v1 dataset={dataset} evaluate={bobs_data}", "submit", f"may not read datasets/{bobs_data}.csv"),
+        (EVE, f"model={bobs} version=v1 dataset={dataset} evaluate={bobs_data}", "submit",
+         f"may not read datasets/{bobs_data}.csv"),
         (EVE, f"model={bobs} version=v1 dataset={bobs_data}", "evaluate", f"may not read datasets/{bobs_data}.csv"),
         (BOB, f"model={shared} version=v1 dataset={dataset}", "evaluate", f"may not store metrics on {shared}/v1.pt"),
     ]
@@ -369,14 +371,15 @@ def test_another_users_job_answers_eacces_and_the_cli_says_why(owners, name):
     assert as_user(EVE, "cat", h.p("jobs", job, "spec.json")).returncode == 0
     assert refused(as_user(EVE, "cat", h.p("jobs", job, "log")), "Permission denied")
     # Eve cancels Bob's job: EACCES, through the mount and from the command line.
-    code = f"import os\ntry:\n    os.open({h.p('jobs', job, 'control')!r}, os.O_WRONLY)\nexcept OSError as e:\n    print(e.errno)\n"
+    code = (f"import os\ntry:\n    os.open({h.p('jobs', job, 'control')!r}, os.O_WRONLY)\n"
+            "except OSError as e:\n    print(e.errno)\n")
     assert as_user(EVE, "python3", "-c", code).stdout.strip() == str(errno.EACCES)
     env = h.store.env()
     cli = os.path.join(h.top, "modelfs")
     shutil.copy(MODELFS, cli)
     os.chmod(cli, 0o755)
-    p = subprocess.run(["runuser", "-u", EVE, "--", "env", *[f"{k}={v}" for k, v in env.items() if k.startswith(("MODELFS_", "AWS_"))],
-                        cli, "jobs", job, "--cancel"], capture_output=True, text=True)
+    store_env = [f"{k}={v}" for k, v in env.items() if k.startswith(("MODELFS_", "AWS_"))]
+    p = subprocess.run(["runuser", "-u", EVE, "--", "env", *store_env, cli, "jobs", job, "--cancel"], capture_output=True, text=True)
     assert p.returncode != 0 and "only they (or root) use it" in p.stderr and "mkdir" not in p.stderr, p.stderr
     assert h.status(job) == "running"
     assert h.release(job) == "succeeded"
