@@ -109,6 +109,7 @@ struct JobsCommand: ParsableCommand {
 
     func run() throws {
         try reporting {
+            try refuseAnotherUsersStore()
             let registry = try store.openRegistry()
             let catalog = registry.catalog
             let logPath = { (id: String) in store.resolvedDataDir + "/jobs/" + id + "/log" }
@@ -123,7 +124,7 @@ struct JobsCommand: ParsableCommand {
             guard let job = try catalog.job(id: id) else { throw StoreError.notFound("no job \(id)") }
             if cancel {
                 if let owner = job.owner, getuid() != 0, getuid() != owner.uid {
-                    throw StoreError(.notPermitted, "job \(id) is \(userName(owner.uid))'s: only they or root cancel it")
+                    throw StoreError(.accessDenied, "job \(id) is \(userName(owner.uid))'s: only they or root cancel it")
                 }
                 let service = JobService(registry: registry, executor: job.executor == "slurm" ? SlurmExecutor() : LocalExecutor(),
                                          configuration: .init(directory: store.resolvedDataDir + "/jobs", trainCommand: nil))
@@ -139,6 +140,20 @@ struct JobsCommand: ParsableCommand {
             if !job.outputs.isEmpty { print("  outputs: " + job.outputs.joined(separator: ", ")) }
             print("  log: \(logPath(id))")
         }
+    }
+}
+
+extension JobsCommand {
+    /// The data dir is its mount's user's (0700, or 0711 once another user's job ran): another
+    /// user cannot open its catalog. Said plainly, with what they can do instead, rather than
+    /// the first `mkdir` or `open` that fails inside it.
+    func refuseAnotherUsersStore() throws(StoreError) {
+        let dir = store.resolvedDataDir
+        var st = stat()
+        guard stat(dir, &st) == 0, st.st_uid != getuid(), access(dir, R_OK | W_OK | X_OK) != 0 else { return }
+        throw StoreError(.accessDenied, "the store in \(dir) is \(userName(st.st_uid))'s: only they (or root) use it from "
+                         + "the command line; through its mount, read jobs/<id>/status and log, and cancel your own job "
+                         + "with: echo cancel > <mount>/jobs/<id>/control")
     }
 }
 

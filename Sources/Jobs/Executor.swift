@@ -16,6 +16,10 @@ public enum ExecutorState: Equatable, Sendable {
 /// Runs a job's `run.sh` somewhere: a child process here, or a Slurm batch job.
 public protocol JobExecutor: Sendable {
     var name: String { get }
+    /// Whether the job's output goes to a file of its own that the mount copies into its log
+    /// (Slurm opens the output as the job's user, who may not write the mount's log); false when
+    /// the job is handed the mount's log open (a local child).
+    var copiesOutput: Bool { get }
     /// Starts `script` in `directory` with `environment`; output goes to `log`. Returns an id to follow it by.
     /// Starts `script`; as `user` when given (a job asked for by another user than the mount's).
     func start(script: String, directory: String, environment: [String: String], log: String, jobID: String,
@@ -39,10 +43,17 @@ func switchingUser(_ user: JobOwner?) -> [String]? {
     return ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", groups, "--"]
 }
 
-/// The exit code `run.sh` leaves behind, whoever ran it.
+/// The exit code `run.sh` leaves in `work/` (in the job directory itself, for a job started
+/// before it had a `work/`), whoever ran it: the job's user's file, so opened as ``JobFiles``
+/// opens anything of theirs (a link or a FIFO there is no exit code).
 func exitCode(in directory: String) -> Int? {
-    guard let text = try? String(contentsOfFile: directory + "/exit_code", encoding: .utf8) else { return nil }
-    return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    for (dir, name) in [(directory, "work"), (directory, nil)] {
+        let read = { (d: Int32) throws(StoreError) -> [UInt8] in try JobFiles.contents("exit_code", in: d, limit: 32) }
+        if let bytes = try? JobFiles.withDirectory(dir, name, read) {
+            return Int(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+    return nil
 }
 
 /// Runs a program without a shell; returns its exit status and output.
@@ -53,13 +64,14 @@ func runProgram(_ argv: [String], environment: [String: String]? = nil) -> (stat
 /// Child processes of this machine, each in its own session so a cancel reaches all it started.
 public final class LocalExecutor: JobExecutor, @unchecked Sendable {
     public let name = "local"
+    public let copiesOutput = false
     public init() {}
 
     public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String,
                       user: JobOwner?) throws(StoreError) -> String {
         // Its own session, so a cancel reaches everything it starts.
         let argv = (switchingUser(user) ?? []) + ["/bin/sh", script]
-        switch Spawn.detached(argv[0], argv, environment: environment, log: log) {
+        switch Spawn.detached(argv[0], argv, environment: environment, log: log, followingLinks: false) {
         case .success(let pid): return String(pid)
         case .failure(let e): throw StoreError(.io, "cannot start job \(jobID): \(e.message)")
         }
@@ -121,6 +133,7 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
 /// cancel with `scancel`.
 public final class SlurmExecutor: JobExecutor, @unchecked Sendable {
     public let name = "slurm"
+    public let copiesOutput = true
     public let partition: String?
     public init(partition: String? = nil) { self.partition = partition }
 

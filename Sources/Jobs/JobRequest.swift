@@ -69,7 +69,21 @@ public struct JobRequest: Sendable, Equatable {
         if let name { try validateName(name) }
         let evaluate = fields.removeValue(forKey: "evaluate")
         if evaluate == "" { throw .invalid("evaluate= names no dataset") }
+        // Each parameter is a variable of its own: `a-b`, `a_b` and `A_B` would all be
+        // MODELFS_PARAM_A_B, and the trainer would see one of them silently.
+        var seen: [String: String] = [:]
+        for key in fields.keys.sorted() {
+            let v = variable(for: key)
+            if let other = seen[v] { throw .invalid("parameters \(other) and \(key) would both be \(v); name them apart") }
+            seen[v] = key
+        }
         return JobRequest(model: model, version: version, dataset: dataset, name: name, evaluate: evaluate, params: fields)
+    }
+
+    /// The environment variable a parameter reaches the trainer as: `MODELFS_PARAM_` and its
+    /// key upper-cased, characters other than letters and digits as `_`.
+    public static func variable(for key: String) -> String {
+        "MODELFS_PARAM_" + String(key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
     }
 
     /// Names a job cannot take: the files next to job directories in `jobs/` (`submit`) and in

@@ -49,6 +49,8 @@ public final class JobService: @unchecked Sendable {
     private let lock = NSLock()
     private var stopped = false
     private let wake = DispatchSemaphore(value: 0)
+    /// Serializes what goes into jobs' logs (modelfs's lines and copied output).
+    private let logLock = NSLock()
 
     public init(registry: Registry, executor: any JobExecutor, configuration: Configuration,
                 logger: Logger = Logger(label: "modelfs.jobs")) {
@@ -61,9 +63,15 @@ public final class JobService: @unchecked Sendable {
     var catalog: Catalog { registry.catalog }
 
     public func directory(of id: String) -> String { configuration.directory + "/" + id }
+    /// The log `jobs/<id>/log` serves: the mount's file, in the mount's directory.
     public func logPath(of id: String) -> String { directory(of: id) + "/log" }
+    /// The job's own directory (its user's): its working directory and its exit code.
+    public func workPath(of id: String) -> String { directory(of: id) + "/work" }
     /// Where an evaluation job writes its metrics (`MODELFS_METRICS_FILE`).
     public func metricsPath(of id: String) -> String { directory(of: id) + "/output/metrics.json" }
+    /// Where a job writes when its executor opens the output as the job's user (Slurm): the
+    /// mount copies it into the log as it grows.
+    func outputPath(of id: String) -> String { workPath(of: id) + "/output.log" }
 
     // MARK: Submitting
 
@@ -79,6 +87,10 @@ public final class JobService: @unchecked Sendable {
         let evaluateName = request.evaluate.map { (try? Formats.splitDataset($0).name) ?? $0 }
         let versionName = (try? Formats.splitVersion(request.version).name) ?? request.version
         let datasetName = (try? Formats.splitDataset(request.dataset).name) ?? request.dataset
+        let asker = owner ?? JobOwner(uid: Actor.now.uid, gid: Actor.now.gid)
+        // The kernel's rules for the asker, with their groups as the asking process has them.
+        let who = Actor.now.uid == asker.uid ? Actor.now.requester
+            : Ownership.Requester.user(uid: asker.uid, gid: asker.gid)
         // The checks and the insert in one transaction: a version or dataset deleted (or renamed)
         // by another process cannot slip between them, and two submissions cannot take one id.
         let (job, v, d) = try catalog.transaction { tx in
@@ -90,15 +102,28 @@ public final class JobService: @unchecked Sendable {
             guard d.status == .ready else {
                 throw StoreError(.busy, "dataset \(d.fileName) is \(d.status.rawValue), not ready")
             }
+            try checkMayRead(m, v, by: who)
+            try checkMayRead(d, by: who)
             if let evaluateName {
                 let e = try Registry.dataset(tx, evaluateName)
                 guard e.status == .ready else { throw StoreError(.busy, "dataset \(e.fileName) is \(e.status.rawValue), not ready") }
+                try checkMayRead(e, by: who)
+            }
+            if kind == .train {
+                let o = m.owner ?? mountOwner(file: false)
+                guard o.allows(.write, to: who) && o.allows(.search, to: who) else {
+                    throw StoreError(.accessDenied, "uid \(who.uid) may not add versions to models/\(m.name) "
+                                     + "(\(JobService.describe(o))): a training job's checkpoints become versions of its "
+                                     + "model, so its user must be allowed to write there")
+                }
+            } else {
+                try JobService.checkMayStoreMetrics(on: m, v, by: who.uid, mountOwner: mountOwner(file: true))
             }
             var job = Job(id: "", model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
                           executor: executor.name, created: Date(timeIntervalSince1970: Date().timeIntervalSince1970))
             job.kind = kind
             job.evaluate = evaluateName
-            job.owner = owner ?? JobOwner(uid: Actor.now.uid, gid: Actor.now.gid)
+            job.owner = asker
             job.id = try request.name ?? tx.freeJobID(prefix: "\(m.name)-\(v.name)-\(kind == .train ? "ft" : "eval")-")
             try tx.insertJob(job)
             try tx.record(AuditEntry(uid: job.owner!.uid, pid: Actor.now.pid, action: "job.submit", model: m.name, target: job.id,
@@ -115,11 +140,62 @@ public final class JobService: @unchecked Sendable {
         return job
     }
 
+    // MARK: Owners
+
+    /// What a row from before owners is taken to be: the mount's user's, default mode.
+    func mountOwner(file: Bool) -> Ownership {
+        Ownership(uid: getuid(), gid: getgid(), mode: file ? Ownership.defaultFileMode : Ownership.defaultModelMode)
+    }
+
+    static func describe(_ o: Ownership) -> String { "uid \(o.uid) gid \(o.gid) mode \(String(o.mode, radix: 8))" }
+
+    /// A job reads its version through the mount as its user: the kernel would need `x` on the
+    /// model's directory and `r` on the version. Refused up front (`EACCES`) instead of a job that fails.
+    func checkMayRead(_ m: Model, _ v: Version, by who: Ownership.Requester) throws(StoreError) {
+        let dir = m.owner ?? mountOwner(file: false), file = v.owner ?? mountOwner(file: true)
+        guard dir.allows(.search, to: who) && file.allows(.read, to: who) else {
+            throw StoreError(.accessDenied, "uid \(who.uid) may not read \(m.name)/\(v.fileName) "
+                             + "(the model: \(JobService.describe(dir)); the version: \(JobService.describe(file))): "
+                             + "a job reads only what its user may read")
+        }
+    }
+
+    func checkMayRead(_ d: Dataset, by who: Ownership.Requester) throws(StoreError) {
+        let file = d.owner ?? mountOwner(file: true)
+        guard file.allows(.read, to: who) else {
+            throw StoreError(.accessDenied, "uid \(who.uid) may not read datasets/\(d.fileName) "
+                             + "(\(JobService.describe(file))): a job reads only what its user may read")
+        }
+    }
+
+    /// An evaluation's metrics go on the version, as its note does: only its owner or root
+    /// stores them (`EACCES` otherwise), so that nobody replaces the metrics of another's version.
+    static func checkMayStoreMetrics(on m: Model, _ v: Version, by uid: UInt32,
+                                     mountOwner: Ownership) throws(StoreError) {
+        let owner = (v.owner ?? mountOwner).uid
+        guard uid == 0 || uid == owner else {
+            throw StoreError(.accessDenied, "uid \(uid) may not store metrics on \(m.name)/\(v.fileName): they go on "
+                             + "the version, and only its owner (uid \(owner)) or root may change it")
+        }
+    }
+
+    /// The same check when the metrics arrive: the version may have changed hands since.
+    func checkMayStoreMetrics(_ job: Job) throws(StoreError) {
+        let (m, v) = try registry.version(job.model, job.version)
+        try JobService.checkMayStoreMetrics(on: m, v, by: job.owner?.uid ?? getuid(), mountOwner: mountOwner(file: true))
+    }
+
+    /// Makes the job's directory. It is the mount's (its user cannot rename, replace or link
+    /// anything in it): `log` (the mount's, the job gets it open or the mount copies into it),
+    /// `spec.json`, `params.json` and `run.sh`; and two directories of the job's user, `output/`
+    /// (checkpoints, metrics) and `work/` (its working directory and exit code), which the mount
+    /// only ever opens without following links (see ``JobFiles``).
     private func prepareDirectory(_ job: Job, version v: Version, dataset d: Dataset) throws(StoreError) {
         let dir = directory(of: job.id)
         do {
-            // Private to the mount's user: a job's inputs, parameters and log are nobody else's.
-            try JobService.makePrivateDirectories([configuration.directory, dir, dir + "/output"])
+            try JobService.makePrivateDirectories([configuration.directory])
+            try JobService.makeFreshDirectory(dir)
+            try JobService.makePrivateDirectories([dir + "/output", dir + "/work"])
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             encoder.dateEncodingStrategy = .iso8601
@@ -130,21 +206,23 @@ public final class JobService: @unchecked Sendable {
             let script = """
                 #!/bin/sh
                 # Written by modelfs for one job. Request values arrive only as MODELFS_* variables.
-                cd "$MODELFS_JOB_DIR" || exit 97
+                cd "$MODELFS_JOB_DIR/work" || exit 97
                 # A subshell, so that exit, exec, set -e or cd in the command cannot skip the exit code.
                 (
                 \(configuration.command(job.kind) ?? "exit 96")
                 )
                 code=$?
-                echo "$code" > "$MODELFS_JOB_DIR/exit_code.tmp" && mv "$MODELFS_JOB_DIR/exit_code.tmp" "$MODELFS_JOB_DIR/exit_code"
+                echo "$code" > "$MODELFS_JOB_DIR/work/exit_code.tmp" &&
+                    mv -f "$MODELFS_JOB_DIR/work/exit_code.tmp" "$MODELFS_JOB_DIR/work/exit_code"
                 exit "$code"
 
                 """
-            try giveToOwner(job, dir, [dir, dir + "/output", dir + "/log", dir + "/params.json", dir + "/spec.json"])
-            // run.sh comes last, whole and already its user's: the job's row is committed before
-            // its directory is made, and a launch waits for run.sh (see `launch`).
+            try giveToOwner(job, dir, [dir + "/output", dir + "/work", dir + "/params.json"])
+            // run.sh comes last, whole: the job's row is committed before its directory is made,
+            // and a launch waits for run.sh (see `launch`). It stays the mount's (sbatch reads it
+            // as root: its `#SBATCH` lines are the mount's alone); another user's job reads it.
             try JobService.writePrivate(dir + "/run.sh.partial", Data(script.utf8))
-            try giveToOwner(job, dir, [dir + "/run.sh.partial"])
+            if isAnotherUsers(job) { chmod(dir + "/run.sh.partial", 0o644) }
             guard rename(dir + "/run.sh.partial", dir + "/run.sh") == 0 else {
                 throw StoreError(.io, "cannot write \(dir)/run.sh: \(String(cString: strerror(errno)))")
             }
@@ -153,19 +231,35 @@ public final class JobService: @unchecked Sendable {
         }
     }
 
-    /// A job of another user than the mount's runs as that user: its directory, output, log and
-    /// files become theirs (still private: 0700 and 0600), and the directories above it are made
-    /// traversable (`--x` only: nothing in them is listed or read) so that the job can reach its own.
+    func isAnotherUsers(_ job: Job) -> Bool {
+        guard let owner = job.owner else { return false }
+        return owner.uid != getuid() || owner.gid != getgid()
+    }
+
+    /// A job of another user than the mount's runs as that user: `output/`, `work/` and
+    /// `params.json` become theirs (still private: 0700 and 0600), and the directories above
+    /// them are made traversable (`--x` only: nothing in them is listed or read) so that the job
+    /// can reach its own.
     func giveToOwner(_ job: Job, _ dir: String, _ paths: [String]) throws {
-        guard let owner = job.owner, owner.uid != getuid() || owner.gid != getgid() else { return }
-        for parent in [(configuration.directory as NSString).deletingLastPathComponent, configuration.directory] {
+        guard let owner = job.owner, isAnotherUsers(job) else { return }
+        for parent in [(configuration.directory as NSString).deletingLastPathComponent, configuration.directory, dir] {
             var st = stat()
             if stat(parent, &st) == 0 && st.st_mode & 0o001 == 0 { chmod(parent, (st.st_mode & 0o7777) | 0o711) }
         }
         for path in paths {
-            guard chown(path, owner.uid, owner.gid) == 0 else {
+            guard lchown(path, owner.uid, owner.gid) == 0 else {
                 throw StoreError(.io, "cannot give \(path) to uid \(owner.uid): \(String(cString: strerror(errno)))")
             }
+        }
+    }
+
+    /// A new job directory, made now by the mount: one left from an earlier catalog (its
+    /// files perhaps another user's) is moved aside, never reused.
+    static func makeFreshDirectory(_ path: String) throws {
+        if mkdir(path, 0o700) == 0 { return }
+        guard errno == EEXIST, rename(path, path + ".replaced-\(Int(Date().timeIntervalSince1970))-\(getpid())") == 0,
+              mkdir(path, 0o700) == 0 else {
+            throw StoreError(.io, "cannot create \(path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -258,7 +352,9 @@ public final class JobService: @unchecked Sendable {
             }
             guard let eid = job.executorID else { continue }
             switch executor.state(of: eid, directory: directory(of: job.id)) {
-            case .queued, .running: running += 1
+            case .queued, .running:
+                running += 1
+                logLock.withLock { copyOutput(of: job.id) }
             case .exited(let code): try finish(job, exitCode: code)
             case .cancelled:
                 try catalog.transitionJob(id: job.id, from: [.running], to: .cancelled, error: "cancelled")
@@ -283,7 +379,8 @@ public final class JobService: @unchecked Sendable {
             let env = try environment(for: job)
             // A cancel may land while inputs are fetched: look again before and after starting.
             guard try catalog.job(id: job.id)?.status == .running else { return false }
-            let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: logPath(of: job.id), jobID: job.id,
+            let log = executor.copiesOutput ? outputPath(of: job.id) : logPath(of: job.id)
+            let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: log, jobID: job.id,
                                          user: job.owner)
             guard try catalog.transitionJob(id: job.id, from: [.running], to: .running, executorID: eid) else {
                 executor.cancel(eid)
@@ -325,10 +422,7 @@ public final class JobService: @unchecked Sendable {
             "MODELFS_OUTPUT_DIR": dir + "/output", "MODELFS_PARAMS": dir + "/params.json",
         ]
         if job.kind == .evaluate { env["MODELFS_METRICS_FILE"] = metricsPath(of: job.id) }
-        for (key, value) in job.params {
-            let safe = key.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }
-            env["MODELFS_PARAM_" + String(safe)] = value
-        }
+        for (key, value) in job.params { env[JobRequest.variable(for: key)] = value }
         return env
     }
 
@@ -351,16 +445,75 @@ public final class JobService: @unchecked Sendable {
 
     /// Appends a line of modelfs's own to the job's log, so `cat log` tells the whole story.
     func note(_ id: String, _ line: String) {
-        // O_APPEND: the job writes to the same file, and a seek to the end followed by a write
-        // would overwrite whatever it wrote in between (its first lines, lost).
-        let fd = open(logPath(of: id), O_WRONLY | O_APPEND | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        let bytes = Array("modelfs: \(line)\n".utf8)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        logLock.withLock {
+            copyOutput(of: id)
+            // O_APPEND: the job writes to the same file, and a seek to the end followed by a write
+            // would overwrite whatever it wrote in between (its first lines, lost).
+            let fd = open(logPath(of: id), O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return }
+            let bytes = Array("modelfs: \(line)\n".utf8)
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        }
     }
 
-    /// A job ended: on success its checkpoints become the model's next versions, with lineage.
+    /// Bytes of a job's log for `jobs/<id>/log`. The log is the mount's file in the mount's
+    /// directory; it is still opened as anything of a job's is (a job directory of the layout
+    /// before that was its user's): never through a link, never waiting, a regular file of the
+    /// mount's or the job's user with no other name. Empty when there is none such.
+    public func readLog(of job: Job, offset: Int64, size: Int) -> [UInt8] {
+        (try? JobFiles.withDirectory(directory(of: job.id)) { (d) throws(StoreError) -> [UInt8] in
+            let (fd, _) = try JobFiles.openFile("log", in: d, owners: jobUsers(job).union([getuid()]), singleLink: true)
+            defer { close(fd) }
+            return JobFiles.read(fd, offset: offset, size: size)
+        }) ?? []
+    }
+
+    /// The log's size, as `ls -l jobs/<id>/log` shows it (`lstat`: neither follows nor waits).
+    public func logSize(of id: String) -> Int64 {
+        var st = stat()
+        guard lstat(logPath(of: id), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return 0 }
+        return Int64(st.st_size)
+    }
+
+    /// Copies what a job wrote to its own output file (an executor that opens the output as the
+    /// job's user: Slurm) into the mount's log, from where the last copy ended (kept beside the
+    /// log, so a remount does not copy it twice); at most 8 MiB per call, so that no job holds
+    /// the jobs' thread for long. The file is opened as ``JobFiles`` opens anything of the job's.
+    func copyOutput(of id: String) {
+        guard executor.copiesOutput else { return }
+        let dir = directory(of: id)
+        let markPath = dir + "/log.copied"
+        var copied = Int64(String(decoding: (try? JobFiles.withDirectory(dir) { (d) throws(StoreError) in
+            try JobFiles.contents("log.copied", in: d, limit: 32, owners: [getuid()]) }) ?? [], as: UTF8.self)) ?? 0
+        guard let job = try? catalog.job(id: id) else { return }
+        let chunk = try? JobFiles.withDirectory(dir, "work") { (work) throws(StoreError) -> [UInt8] in
+            // The job's user's (Slurm opens it as them), with no other name: not a hard link.
+            let (fd, st) = try JobFiles.openFile("output.log", in: work, owners: jobUsers(job), singleLink: true)
+            defer { close(fd) }
+            if Int64(st.st_size) < copied { copied = 0 }  // truncated by the job: start again
+            return JobFiles.read(fd, offset: copied, size: Int(min(Int64(st.st_size) - copied, 8 << 20)))
+        }
+        guard let chunk, !chunk.isEmpty else { return }
+        let fd = open(logPath(of: id), O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let written = chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written > 0 else { return }
+        copied += Int64(written)
+        try? JobService.writePrivate(markPath + ".tmp", Data("\(copied)\n".utf8))
+        rename(markPath + ".tmp", markPath)
+    }
+
+    /// The user a job acts for in the audit trail: the one who asked for it.
+    func actor(of job: Job) -> Actor {
+        job.owner.map { Actor(uid: $0.uid, gid: $0.gid, pid: getpid()) } ?? Actor.process
+    }
+
+    /// A job ended: on success its checkpoints become the model's next versions, with lineage,
+    /// or its metrics are stored — recorded in the audit trail as the doing of the job's user.
     private func finish(_ job: Job, exitCode code: Int) throws(StoreError) {
         defer { if let now = try? catalog.job(id: job.id) { note(job.id, "job \(now.status.rawValue)\(now.error.map { ": " + $0 } ?? "")") } }
         guard code == 0 else {
@@ -369,7 +522,7 @@ public final class JobService: @unchecked Sendable {
         }
         if job.kind == .evaluate {
             do throws(StoreError) {
-                let e = try recordMetrics(job)
+                let e = try Actor.acting(actor(of: job)) { () throws(StoreError) in try recordMetrics(job) }
                 try catalog.transitionJob(id: job.id, from: [.running], to: .succeeded, exitCode: 0)
                 let shown = e.metrics.sorted { $0.key < $1.key }.map { "\($0.key)=\(Evaluation.text($0.value))" }.joined(separator: " ")
                 note(job.id, "metrics of \(job.model)/\(job.version) on \(job.dataset): \(shown)")
@@ -380,9 +533,7 @@ public final class JobService: @unchecked Sendable {
         }
         let outputs: [String]
         do throws(StoreError) {
-            // Recorded in the audit trail as the job's user's doing.
-            let actor = job.owner.map { Actor(uid: $0.uid, gid: $0.gid, pid: getpid()) } ?? Actor.process
-            outputs = try Actor.acting(actor) { () throws(StoreError) in try ingest(job) }
+            outputs = try Actor.acting(actor(of: job)) { () throws(StoreError) in try ingest(job) }
             guard try catalog.transitionJob(id: job.id, from: [.running], to: .succeeded, exitCode: 0, outputs: outputs) else { return }
             logger.info("job \(job.id) succeeded: \(outputs.joined(separator: ", "))")
         } catch {
@@ -392,17 +543,24 @@ public final class JobService: @unchecked Sendable {
         if let dataset = job.evaluate { evaluateOutputs(of: job, outputs, on: dataset) }
     }
 
-    /// What an evaluation job wrote to `MODELFS_METRICS_FILE`, stored on the version it measured.
+    /// The users a file the job made may belong to: the job's, or the mount's (its own job).
+    func jobUsers(_ job: Job) -> Set<UInt32> { [job.owner?.uid ?? getuid()] }
+
+    /// What an evaluation job wrote to `MODELFS_METRICS_FILE`, stored on the version it measured
+    /// (the asker may: checked at submission, and again now — the version may have changed hands).
     func recordMetrics(_ job: Job) throws(StoreError) -> Evaluation {
-        let path = metricsPath(of: job.id)
-        var st = stat()
-        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        let bytes: [UInt8]
+        do throws(StoreError) {
+            bytes = try JobFiles.withDirectory(directory(of: job.id), "output") { (out) throws(StoreError) in
+                try JobFiles.contents("metrics.json", in: out, limit: Evaluation.maxBytes, owners: jobUsers(job))
+            }
+        } catch where error.code == .notFound {
             throw .invalid("the evaluator wrote no metrics: it writes a JSON object of numbers to $MODELFS_METRICS_FILE")
+        } catch where error.code == .accessDenied {
+            throw .invalid("the metrics file was not taken: \(error.message)")
         }
-        guard st.st_size <= Evaluation.maxBytes, let data = FileManager.default.contents(atPath: path) else {
-            throw .invalid("the metrics file is \(st.st_size) bytes; at most \(Evaluation.maxBytes) are allowed")
-        }
-        let metrics = try Evaluation.parseMetrics(Array(data))
+        let metrics = try Evaluation.parseMetrics(bytes)
+        try checkMayStoreMetrics(job)
         return try registry.recordEvaluation(model: job.model, version: job.version, dataset: job.dataset, job: job.id, metrics: metrics)
     }
 
@@ -421,39 +579,54 @@ public final class JobService: @unchecked Sendable {
         }
     }
 
+    /// Each checkpoint the job left in `output/` becomes the model's next version. A checkpoint
+    /// is opened without following links and without waiting, checked on its descriptor (a
+    /// regular file of the job's user: not a link, a FIFO, or a hard link to another user's file)
+    /// and read from that very descriptor; anything else is left out with the reason in the log.
     func ingest(_ job: Job) throws(StoreError) -> [String] {
-        let out = directory(of: job.id) + "/output"
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).sorted()
-        var made: [String] = []
-        for file in files {
-            guard let (_, format) = try? Formats.splitVersion(file) else { continue }
-            let path = out + "/" + file
-            // Regular files only: not a directory named like a checkpoint, a FIFO or a symlink.
-            var st = stat()
-            guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-            let next = try registry.nextVersionName(of: job.model)
-            // The checkpoint is the job's user's, as if they had copied it in themselves.
-            let owner = job.owner.map { Ownership(uid: $0.uid, gid: $0.gid, mode: Ownership.defaultFileMode) }
-            let upload = try registry.beginVersion(
-                model: job.model, fileName: next + "." + format,
-                note: "fine-tuned from \(job.version) on \(job.dataset) by job \(job.id)",
-                lineage: Lineage(parentVersion: job.version, dataset: job.dataset, job: job.id), owner: owner)
-            guard let handle = FileHandle(forReadingAtPath: path) else {
-                upload.abort(reason: "cannot read \(path)")
-                throw StoreError(.io, "cannot read \(path)")
-            }
-            defer { try? handle.close() }
-            while true {
-                let data: Data
-                do { data = try handle.read(upToCount: 1 << 20) ?? Data() } catch {
-                    upload.abort(reason: "cannot read \(path): \(error.localizedDescription)")
-                    throw StoreError(.io, "cannot read \(path): \(error.localizedDescription)")
+        try JobFiles.withDirectory(directory(of: job.id), "output") { (out) throws(StoreError) -> [String] in
+            var made: [String] = []
+            for file in JobService.names(in: out).sorted() {
+                guard let (_, format) = try? Formats.splitVersion(file) else { continue }
+                let fd: Int32
+                do throws(StoreError) { fd = try JobFiles.openFile(file, in: out, owners: jobUsers(job)).fd } catch {
+                    note(job.id, "checkpoint \(Names.printable(file)) left out: \(error.message)")
+                    continue
                 }
-                if data.isEmpty { break }
-                try data.withUnsafeBytes { b in Result { () throws(StoreError) in try upload.write(b) } }.get()
+                let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+                let next = try registry.nextVersionName(of: job.model)
+                // The checkpoint is the job's user's, as if they had copied it in themselves.
+                let owner = job.owner.map { Ownership(uid: $0.uid, gid: $0.gid, mode: Ownership.defaultFileMode) }
+                let upload = try registry.beginVersion(
+                    model: job.model, fileName: next + "." + format,
+                    note: "fine-tuned from \(job.version) on \(job.dataset) by job \(job.id)",
+                    lineage: Lineage(parentVersion: job.version, dataset: job.dataset, job: job.id), owner: owner)
+                while true {
+                    let data: Data
+                    do { data = try handle.read(upToCount: 1 << 20) ?? Data() } catch {
+                        upload.abort(reason: "cannot read \(file): \(error.localizedDescription)")
+                        throw StoreError(.io, "cannot read \(file): \(error.localizedDescription)")
+                    }
+                    if data.isEmpty { break }
+                    try data.withUnsafeBytes { b in Result { () throws(StoreError) in try upload.write(b) } }.get()
+                }
+                made.append(try upload.finishVersion().fileName)
             }
-            made.append(try upload.finishVersion().fileName)
+            return made
         }
-        return made
+    }
+
+    /// The names in an open directory (its descriptor stays the caller's).
+    static func names(in dir: Int32) -> [String] {
+        let fd = dup(dir)
+        guard fd >= 0, let d = fdopendir(fd) else { return [] }
+        defer { closedir(d) }
+        rewinddir(d)
+        var out: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { out.append(name) }
+        }
+        return out
     }
 }

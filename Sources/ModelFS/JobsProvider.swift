@@ -47,11 +47,16 @@ final class JobsProvider: NamespaceProvider {
                 return a
             case .log:
                 // The log may say anything the command printed: its owner's (and root's) to read.
-                var a = namespace.file(node, size: fileSize(namespace.jobs?.logPath(of: job.id)), modified: Date().timeIntervalSince1970,
+                var a = namespace.file(node, size: namespace.jobs?.logSize(of: job.id) ?? 0, modified: Date().timeIntervalSince1970,
                                        permissions: 0o400)
                 if let o = job.owner { a.uid = o.uid; a.gid = o.gid }
                 return a
-            case .spec, .status: return namespace.file(node, size: Int64(content(job, which).count), modified: modified)
+            case .spec, .status:
+                // The job's, as its directory is; readable by whoever may read the job (the
+                // directory is 0755: anyone sees what was asked and where it is).
+                var a = namespace.file(node, size: Int64(content(job, which).count), modified: modified)
+                if let o = job.owner { a.uid = o.uid; a.gid = o.gid }
+                return a
             }
         default:
             return namespace.directory(node)
@@ -104,14 +109,16 @@ final class JobsProvider: NamespaceProvider {
             switch which {
             case .control:
                 guard flags.wantsWrite else { throw StoreError(.notPermitted, "control is written to: echo cancel > control") }
+                // The kernel checks the 0200 first (EACCES); the same answer without it.
                 let owner = job.owner?.uid ?? namespace.uid
                 guard ctx.uid == owner || ctx.uid == 0 else {
-                    throw StoreError(.notPermitted, "job \(job.id) is uid \(owner)'s: only they or root cancel it")
+                    throw StoreError(.accessDenied, "job \(job.id) is uid \(owner)'s: only they or root cancel it")
                 }
                 return Opened(file: ControlFile(provider: self, job: job.id), directIO: true)
             case .log:
                 if flags.wantsWrite { throw StoreError(.notPermitted, "the log is written by the job") }
-                return Opened(file: LogFile(path: namespace.jobs?.logPath(of: job.id) ?? "/dev/null"), directIO: true)
+                guard let jobs = namespace.jobs else { return Opened(file: ContentFile([]), directIO: true) }
+                return Opened(file: LogFile(jobs: jobs, job: job), directIO: true)
             case .spec, .status:
                 if flags.wantsWrite { throw StoreError(.notPermitted, "\(which.rawValue) is read-only") }
                 return Opened(file: ContentFile(content(job, which)), directIO: true)
@@ -143,12 +150,6 @@ final class JobsProvider: NamespaceProvider {
         default:
             return []
         }
-    }
-
-    func fileSize(_ path: String?) -> Int64 {
-        var st = stat()
-        guard let path, lstat(path, &st) == 0 else { return 0 }
-        return Int64(st.st_size)
     }
 
     /// Submits a whole request; its answer (the job's id, or the reason) is what a read returns.
@@ -236,17 +237,13 @@ final class ControlFile: OpenFile {
     }
 }
 
-/// `jobs/<id>/log`, read live as the job writes it.
+/// `jobs/<id>/log`, read live as the job writes it (see ``JobService/readLog(of:offset:size:)``).
 final class LogFile: OpenFile {
-    let path: String
-    init(path: String) { self.path = path }
+    let jobs: JobService
+    let job: Job
+    init(jobs: JobService, job: Job) { self.jobs = jobs; self.job = job }
 
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return .bytes([]) }
-        defer { close(fd) }
-        var out = [UInt8](repeating: 0, count: size)
-        let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, size, off_t(offset)) }
-        return .bytes(n > 0 ? Array(out[0..<n]) : [])
+        .bytes(jobs.readLog(of: job, offset: offset, size: size))
     }
 }

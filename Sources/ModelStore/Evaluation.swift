@@ -40,6 +40,11 @@ public struct Evaluation: Sendable, Equatable, Codable {
         guard !name.isEmpty, name.utf8.count <= 64,
               name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0)) })
         else { throw .invalid("'\(Names.printable(name))' is not a metric name (1 to 64 letters, digits, _ - .)") }
+        // It becomes `user.modelfs.metric.<name>`: a name of dots only (`.`, `..`) would read as
+        // an empty part of that name.
+        guard !name.allSatisfy({ $0 == "." }) else {
+            throw .invalid("'\(name)' is not a metric name: it must have a letter, a digit, _ or -")
+        }
     }
 
     /// Metrics as one JSON object, keys sorted: `{"accuracy":0.91,"loss":0.27}`.

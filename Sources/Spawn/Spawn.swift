@@ -5,17 +5,19 @@ import Glibc
 /// asks things of (`sbatch`, `squeue`, …).
 public enum Spawn {
     /// Starts `executable` with `arguments` (argv[0] included) in a session of its own, reading
-    /// `/dev/null` and appending stdout and stderr to `log` (created 0600), with no blocked
+    /// `/dev/null` and appending stdout and stderr to `log` (created 0600; with `followingLinks`
+    /// false a link there is not followed: the open fails and so does the spawn), with no blocked
     /// signals and default dispositions — FUSE and dispatch threads block or ignore some, and a
     /// child must not inherit that. `environment` nil passes this process's own. Returns its pid;
     /// the error is `strerror`'s text.
     public static func detached(_ executable: String, _ arguments: [String], environment: [String: String]?,
-                                log: String) -> Result<pid_t, SpawnError> {
+                                log: String, followingLinks: Bool = true) -> Result<pid_t, SpawnError> {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        let flags = O_WRONLY | O_CREAT | O_APPEND | (followingLinks ? 0 : O_NOFOLLOW)
+        posix_spawn_file_actions_addopen(&actions, 1, log, flags, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -49,7 +49,9 @@ struct EvaluationJobTests {
         (writeMetrics(#"{"nested": {"a": 1}}"#), "not one flat JSON object"),
         (writeMetrics("{}"), "names no metric"),
         (writeMetrics(#"{"bad name": 1}"#), "not a metric name"),
-        (#"ln -s /etc/passwd "$MODELFS_METRICS_FILE""#, "wrote no metrics"),
+        (#"ln -s /etc/passwd "$MODELFS_METRICS_FILE""#, "metrics.json is a symbolic link"),
+        (#"mkfifo "$MODELFS_METRICS_FILE""#, "metrics.json is not a regular file"),
+        (writeMetrics(#"{"..": 1}"#), "not a metric name"),
     ])
     func metricsThatAreNotAFlatObjectOfNumbersFailTheJob(command: String, reason: String) throws {
         let env = try JobsEnv()
@@ -142,6 +144,13 @@ struct MetricsParsingTests {
         #expect(throws: StoreError.self) { try Evaluation.parseMetrics([UInt8](repeating: 0x20, count: Evaluation.maxBytes + 1)) }
         #expect(throws: StoreError.self) { try Evaluation.parseMetrics(bytes(#"{"\#(String(repeating: "x", count: 65))": 1}"#)) }
     }
+
+    /// `.` and `..` would be `user.modelfs.metric..` and `user.modelfs.metric...`.
+    @Test(arguments: [".", "..", "..."])
+    func namesOfDotsOnlyAreRefused(name: String) {
+        #expect(throws: StoreError.self) { try Evaluation.parseMetrics(bytes(#"{"\#(name)": 1}"#)) }
+        #expect(throws: Never.self) { try Evaluation.parseMetrics(bytes(#"{"a.\#(name)": 1}"#)) }
+    }
 }
 
 @Suite("JobService: jobs run as the user who asked")
@@ -151,13 +160,22 @@ struct JobOwnerTests {
         let env = try JobsEnv()
         let s = env.service(#"id -u > uid.txt; id -g >> uid.txt; "# + writeCheckpoint)
         let nobody = JobOwner(uid: 65534, gid: 65534)
+        // Their model: its checkpoints may become versions of it.
+        try env.registry.changeOwnership(.models, id: try env.registry.version("m", "v1").0.id, mode: nil, uid: 65534, gid: 65534,
+                                         defaultOwner: Ownership(uid: 0, gid: 0, mode: 0o755))
         let job = try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa"), owner: nobody)
         #expect(job.owner == nobody)
         let done = try env.finish(s, job.id)
         #expect(done.status == .succeeded, "\(done.error ?? "") \(env.text(s.logPath(of: job.id)))")
-        #expect(env.text(s.directory(of: job.id) + "/uid.txt") == "65534\n65534\n", "the command ran as the job's user")
-        var st = stat()
-        #expect(stat(s.directory(of: job.id), &st) == 0 && st.st_uid == 65534 && st.st_mode & 0o777 == 0o700, "theirs, and private")
+        #expect(env.text(s.workPath(of: job.id) + "/uid.txt") == "65534\n65534\n", "the command ran as the job's user")
+        func owner(_ path: String) -> (uid_t, mode_t) {
+            var st = stat()
+            return lstat(path, &st) == 0 ? (st.st_uid, st.st_mode & 0o7777) : (9999, 0)
+        }
+        let dir = s.directory(of: job.id)
+        #expect(owner(dir) == (0, 0o711), "the job's directory is the mount's: its user replaces nothing in it")
+        #expect(owner(dir + "/log") == (0, 0o600) && owner(dir + "/run.sh") == (0, 0o644))
+        for path in [dir + "/output", dir + "/work"] { #expect(owner(path) == (65534, 0o700), "\(path): theirs, and private") }
         #expect(try env.catalog.job(id: job.id)?.owner == nobody, "kept in the catalog")
         #expect(done.outputs == ["v2.safetensors"], "its checkpoint became a version")
         #expect(try env.registry.version("m", "v2").1.owner?.uid == 65534, "… of theirs")
@@ -171,7 +189,7 @@ struct JobOwnerTests {
         let job = try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa"))
         #expect(job.owner == JobOwner(uid: getuid(), gid: getgid()))
         try env.finish(s, job.id)
-        #expect(env.text(s.directory(of: job.id) + "/uid.txt") == "\(getuid())\n")
+        #expect(env.text(s.workPath(of: job.id) + "/uid.txt") == "\(getuid())\n")
     }
 
     @Test func anotherUsersJobStartsThroughSetpriv() {

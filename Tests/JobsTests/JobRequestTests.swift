@@ -74,6 +74,14 @@ struct JobRequestTests {
         #expect(refused("model=m model=n version=v1 dataset=d").contains("model"))
     }
 
+    /// `a-b`, `a_b` and `A_B` would all be MODELFS_PARAM_A_B: refused, naming both.
+    @Test(arguments: ["a-b=1 a_b=2", "a_b=1 A_B=2", "x.y=1 x-y=2"])
+    func keysThatWouldShareAVariableAreRefused(pairs: String) {
+        let reason = refused("model=m version=v1 dataset=d " + pairs)
+        let keys = pairs.split(separator: " ").map { String($0.split(separator: "=")[0]) }
+        #expect(keys.allSatisfy { reason.contains($0) } && reason.contains("MODELFS_PARAM_"), "\(reason)")
+    }
+
     /// JSON parsers keep one of two equal keys; the request is taken with one value, never both.
     @Test func duplicateKeyInJSONKeepsOneValue() throws {
         let r = try JobRequest.parse(Array(#"{"model": "m", "version": "v1", "dataset": "d", "epochs": 3, "epochs": 4}"#.utf8))

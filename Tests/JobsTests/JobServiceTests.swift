@@ -630,3 +630,73 @@ struct JobProtectionTests {
         }
     }
 }
+
+@Suite("JobService: what a job leaves is opened without trusting it")
+struct JobFilesTests {
+    /// A link, a FIFO and a hard link to another user's file in `output/` are left out with the
+    /// reason in the log; a regular file of the job's user is taken. Nothing waits on the FIFO.
+    @Test func onlyRegularFilesOfTheJobsUserBecomeVersions() throws {
+        let env = try JobsEnv()
+        let secret = env.dir + "/secret.pt"
+        try "root only".write(toFile: secret, atomically: true, encoding: .utf8)
+        chown(secret, 65534, 65534)
+        let s = env.service(#"""
+            cd "$MODELFS_OUTPUT_DIR" && printf mine > a.pt && ln -s "\#(secret)" b.pt && mkfifo c.pt && ln "\#(secret)" d.pt
+            """#)
+        let job = try env.finish(s, try env.submit(s).id)
+        #expect(job.status == .succeeded && job.outputs == ["v2.pt"], "\(job.error ?? "") \(env.text(s.logPath(of: job.id)))")
+        let log = env.text(s.logPath(of: job.id))
+        #expect(log.contains("b.pt left out: b.pt is a symbolic link") && log.contains("c.pt left out: c.pt is not a regular file"), "\(log)")
+        #expect(log.contains("d.pt left out: d.pt belongs to uid 65534"), "\(log)")
+    }
+
+    @Test func aMetricsFileThatIsALinkStoresNothing() throws {
+        let env = try JobsEnv()
+        let other = env.dir + "/other.json"
+        try #"{"accuracy": 1}"#.write(toFile: other, atomically: true, encoding: .utf8)
+        let s = env.service(nil, eval: #"ln -s "\#(other)" "$MODELFS_METRICS_FILE""#)
+        let job = try env.finish(s, try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa"), kind: .evaluate).id)
+        #expect(job.status == .failed && job.error?.contains("symbolic link") == true, "\(job.error ?? "")")
+        #expect(try env.catalog.evaluations(versionID: try env.registry.version("m", "v1").1.id).isEmpty)
+    }
+}
+
+@Suite("JobService: jobs obey owners")
+struct JobPermissionTests {
+    let nobody = JobOwner(uid: 65534, gid: 65534)
+
+    @Test func trainingNeedsToReadTheVersionAndTheDatasetAndToWriteTheModel() throws {
+        try #require(getuid() == 0, "only root runs jobs as another user")
+        let env = try JobsEnv()
+        let s = env.service(writeCheckpoint)
+        try env.registry.createModel("private", owner: Ownership(uid: 0, gid: 0, mode: 0o700))
+        try env.putVersion("private", "v1.pt", [1, 2, 3])
+        try env.registry.createModel("shared", owner: Ownership(uid: 0, gid: 0, mode: 0o755))
+        try env.putVersion("shared", "v1.pt", [1, 2, 3])
+        for (model, reason) in [("private", "may not read private/v1.pt"), ("shared", "may not add versions to models/shared")] {
+            let e = storeError { try s.submit(JobRequest(model: model, version: "v1", dataset: "qa"), owner: nobody) }
+            #expect(e?.code == .accessDenied && e?.message.contains(reason) == true, "\(e?.message ?? "")")
+        }
+        #expect(try env.catalog.jobs().isEmpty, "nothing queued")
+        // Their own model (and a dataset anyone may read): accepted.
+        try env.registry.createModel("theirs", owner: Ownership(uid: 65534, gid: 65534, mode: 0o755))
+        try env.putVersion("theirs", "v1.pt", [1, 2, 3])
+        #expect(try s.submit(JobRequest(model: "theirs", version: "v1", dataset: "qa"), owner: nobody).owner == nobody)
+    }
+
+    @Test func anEvaluationOfAnotherUsersVersionIsRefusedAndTheTrailNamesTheAsker() throws {
+        try #require(getuid() == 0, "only root runs jobs as another user")
+        let env = try JobsEnv()
+        let s = env.service(nil, eval: #"echo '{"accuracy": 0.5}' > "$MODELFS_METRICS_FILE""#)
+        let e = storeError { try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa"), kind: .evaluate, owner: nobody) }
+        #expect(e?.code == .accessDenied && e?.message.contains("may not store metrics on m/v1.safetensors") == true, "\(e?.message ?? "")")
+        try env.registry.createModel("theirs", owner: Ownership(uid: 65534, gid: 65534, mode: 0o755))
+        try env.putVersion("theirs", "v1.pt", [1, 2, 3])
+        try env.registry.changeOwnership(.versions, id: try env.registry.version("theirs", "v1").1.id, mode: nil, uid: 65534, gid: 65534,
+                                         defaultOwner: Ownership(uid: 0, gid: 0, mode: 0o444))
+        let job = try s.submit(JobRequest(model: "theirs", version: "v1", dataset: "qa"), kind: .evaluate, owner: nobody)
+        #expect(try env.finish(s, job.id).status == .succeeded)
+        let trail = try env.catalog.audit(model: "theirs").filter { $0.action == "version.evaluate" }
+        #expect(trail.map(\.uid) == [65534], "the evaluation is the asker's doing, not root's")
+    }
+}

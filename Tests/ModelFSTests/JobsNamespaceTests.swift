@@ -277,6 +277,9 @@ struct JobsNamespaceTests {
     @Test func aRequestIsItsWritersJobAndOnlyTheyOrRootCancelIt() throws {
         let env = try JobsFSEnv()
         let alice = RequestContext(uid: 5001, gid: 5002, pid: getpid())
+        // Her model: a training job's checkpoints become versions of it.
+        try env.registry.changeOwnership(.models, id: try env.registry.version("m", "v1").0.id, mode: nil, uid: 5001, gid: 5002,
+                                         defaultOwner: Ownership(uid: 0, gid: 0, mode: 0o755))
         let handle = try env.fs.open(JobsFSEnv.submitInode, flags: OpenFlags(O_RDWR), alice).handle
         _ = try env.write(handle, "model=m version=v1 dataset=qa\n")
         let id = try env.readText(handle).trimmingCharacters(in: .newlines)
@@ -286,8 +289,10 @@ struct JobsNamespaceTests {
         #expect(dir.uid == 5001 && dir.gid == 5002, "the job's directory shows its owner")
         let log = try env.fs.getattr(try env.inode("jobs/\(id)/log"))
         #expect(log.uid == 5001 && log.permissions == 0o400, "what the command prints is its owner's to read")
+        let spec = try env.fs.getattr(try env.inode("jobs/\(id)/spec.json"))
+        #expect(spec.uid == 5001 && spec.permissions == 0o444, "the job's, readable by whoever may read the job")
         let control = try env.inode("jobs/\(id)/control")
-        expectStoreError(.notPermitted) { try env.fs.open(control, flags: OpenFlags(O_WRONLY), RequestContext(uid: 5003, gid: 5003, pid: getpid())) }
+        expectStoreError(.accessDenied) { try env.fs.open(control, flags: OpenFlags(O_WRONLY), RequestContext(uid: 5003, gid: 5003, pid: getpid())) }
         try env.fs.release(try env.fs.open(control, flags: OpenFlags(O_WRONLY), alice).handle)
         try env.fs.release(try env.fs.open(control, flags: OpenFlags(O_WRONLY)).handle)  // root
     }

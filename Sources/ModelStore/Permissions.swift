@@ -1,0 +1,36 @@
+import Foundation
+
+/// What a Unix file system lets a user do with a file or directory of this owner and mode, for
+/// checks the kernel does not make itself (what a job will do on a user's behalf later).
+extension Ownership {
+    public enum Access: Sendable { case read, write, search }
+
+    /// The owner's bits for its owner, the group's for a member of its group, the others' for
+    /// anyone else; root reads, writes and searches anything.
+    public func allows(_ access: Access, to who: Requester) -> Bool {
+        if who.isRoot { return true }
+        let bits: UInt32 = who.uid == uid ? (mode >> 6) & 7 : who.groups.contains(gid) ? (mode >> 3) & 7 : mode & 7
+        switch access {
+        case .read: return bits & 4 != 0
+        case .write: return bits & 2 != 0
+        case .search: return bits & 1 != 0
+        }
+    }
+}
+
+extension Ownership.Requester {
+    /// A user as the group database has them (their primary group and those `su` gives them).
+    public static func user(uid: UInt32, gid: UInt32) -> Ownership.Requester {
+        var groups: Set<UInt32> = [gid]
+        if let pw = getpwuid(uid), let name = pw.pointee.pw_name {
+            var count: Int32 = 64
+            var list = [gid_t](repeating: 0, count: Int(count))
+            if getgrouplist(name, gid, &list, &count) < 0 {
+                list = [gid_t](repeating: 0, count: Int(count))
+                _ = getgrouplist(name, gid, &list, &count)
+            }
+            groups.formUnion(list.prefix(Int(max(0, count))))
+        }
+        return Ownership.Requester(uid: uid, groups: groups)
+    }
+}
