@@ -30,7 +30,9 @@ extension Registry {
             }
             if let record, record.sourcePath != nil { continue }  // an import: resumable
             let stillOpen = !abort(record)
-            try catalog.markVersionFailed(id: v.id, error: reason, uploadStillOpen: stillOpen)
+            try catalog.markVersionFailed(id: v.id, error: reason, uploadStillOpen: stillOpen,
+                                          audit: Registry.failure("version.fail", model: try catalog.model(id: v.modelID)?.name, target: v.fileName,
+                                                                  owner: v.owner, reason: reason))
             publishVersionEntry(v.id)
             failed += 1
         }
@@ -41,7 +43,8 @@ extension Registry {
                 continue
             }
             _ = abort(try catalog.upload(datasetID: d.id))
-            try catalog.markDatasetFailed(id: d.id, error: reason)
+            try catalog.markDatasetFailed(id: d.id, error: reason,
+                                          audit: Registry.failure("dataset.fail", model: nil, target: d.fileName, owner: d.owner, reason: reason))
             failed += 1
         }
         if failed > 0 { publishDatasetsManifestIfBehind() }
