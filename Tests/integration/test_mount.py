@@ -489,3 +489,31 @@ def test_a_cached_block_moved_under_another_versions_name_is_refused(s3store, na
         assert stats["disk_cache.blocks_dropped"] >= 1 and stats["s3.bytes_fetched"] >= size, stats
     finally:
         subprocess.run(["fusermount3", "-u", path])
+
+
+def _access(path, mode):
+    return subprocess.run(["python3", "-c", "import os, sys; print(os.access(sys.argv[1], int(sys.argv[2])))", path, str(mode)],
+                          capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def test_access_says_no_to_writes_where_nothing_is_written(mount, name, tmp_path):
+    """`test -w` and os.access(W_OK), as root on a mount without --allow-other (the mount answers
+    access): no on a ready version, its archive view and members, .stats and the layout; yes on a
+    model directory and models/, where writes go. (--allow-other: test_sharing.py.)"""
+    model = name()
+    d = mount.p("models", model)
+    os.mkdir(d)
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("sub/notes.txt", "hi")
+    sh("cp", str(tmp_path / "a.zip"), os.path.join(d, "v1.zip"))
+    for p in ("v1.zip", "v1", "v1/config.json", "v1/sub", "v1/sub/notes.txt"):
+        path = os.path.join(d, p)
+        assert not _access(path, os.W_OK), p
+        assert _access(path, os.R_OK), p
+        assert sh("test", "-w", path, check=False).returncode == 1, p
+    for path in (mount.p(".stats"), mount.path, mount.p("jobs")):
+        assert not _access(path, os.W_OK), path
+    for path in (d, mount.p("models"), mount.p("datasets")):
+        assert _access(path, os.W_OK) and sh("test", "-w", path, check=False).returncode == 0, path
+    assert not _access(os.path.join(d, "v1.zip"), os.X_OK) and _access(os.path.join(d, "v1"), os.X_OK)
