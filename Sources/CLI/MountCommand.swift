@@ -83,12 +83,13 @@ struct MountCommand: ParsableCommand {
                 Log.logger.notice("marked \(failed) interrupted upload(s) failed")
             }
             // With S3 the node keeps what it fetched: a remount or a restart reads it from local disk.
-            let diskDir = cacheDir == "none" ? nil : cacheDir.map(StoreOptions.absolute) ?? (store.resolvedBucket != nil ? store.resolvedDataDir + "/cache" : nil)
+            let defaultDiskDir = store.resolvedBucket != nil ? store.resolvedDataDir + "/cache" : nil
+            let diskDir = cacheDir == "none" ? nil : cacheDir.map(StoreOptions.absolute) ?? defaultDiskDir
             // A cache dir that cannot be used costs speed, not the mount: it reads without one.
             let disk = diskDir.flatMap { (dir) -> DiskCache? in
                 do {
-                    return try DiskCache(directory: dir, capacity: cacheSize.map { Int64(max($0, 1)) << 20 } ?? MountCommand.tenthOfDisk(dir),
-                                         blockSize: 64 << 10)
+                    let capacity = cacheSize.map { Int64(max($0, 1)) << 20 } ?? MountCommand.tenthOfDisk(dir)
+                    return try DiskCache(directory: dir, capacity: capacity, blockSize: 64 << 10)
                 } catch {
                     Log.logger.warning("no disk cache: \(error); fetched bytes are kept in memory only")
                     return nil

@@ -60,7 +60,8 @@ struct StoreOptions: ParsableArguments {
 
     /// The SQLite catalog file.
     var resolvedDB: String {
-        setting(db, "MODELFS_DB").map(StoreOptions.absolute) ?? resolvedDataDir + "/" + (resolvedBucket.map { $0 + ".db" } ?? "catalog.db")
+        setting(db, "MODELFS_DB").map(StoreOptions.absolute)
+            ?? resolvedDataDir + "/" + (resolvedBucket.map { $0 + ".db" } ?? "catalog.db")
     }
 
     /// The catalog's location: `--catalog`, `MODELFS_CATALOG`, or the SQLite file.
@@ -143,8 +144,8 @@ struct StoreOptions: ParsableArguments {
 extension StoreOptions {
     /// `path` made absolute against the working directory, `.` and `..` resolved (links are not).
     static func absolute(_ path: String) -> String {
-        URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true))
-            .standardizedFileURL.path
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
+        return URL(fileURLWithPath: path, relativeTo: cwd).standardizedFileURL.path
     }
 
     /// Creates `path` with mode 0700 if it is missing (its parents the usual way); one that

@@ -242,8 +242,8 @@ public final class Catalog: Sendable {
     /// upload was aborted, and kept (to abort later) when `uploadStillOpen`.
     /// With a `token`, a row that another upload claimed since is left alone.
     /// `audit`: the trail's line for the failure, recorded with it when the row changes.
-    public func markVersionFailed(id: Int64, error: String, size: Int64 = 0, uploadStillOpen: Bool = false, token: String? = nil,
-                                  audit: AuditEntry? = nil) throws(StoreError) {
+    public func markVersionFailed(id: Int64, error: String, size: Int64 = 0, uploadStillOpen: Bool = false,
+                                  token: String? = nil, audit: AuditEntry? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE versions SET status = 'failed', error = ?, size = ?, modified = ? WHERE id = ?" + Catalog.claimed(token),
                                          [.text(error), .int(size), .date(Date()), .int(id)] + Catalog.claim(token))
@@ -325,7 +325,8 @@ public final class Catalog: Sendable {
         }
     }
 
-    public func markDatasetFailed(id: Int64, error: String, token: String? = nil, audit: AuditEntry? = nil) throws(StoreError) {
+    public func markDatasetFailed(id: Int64, error: String, token: String? = nil,
+                                  audit: AuditEntry? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE datasets SET status = 'failed', error = ?, modified = ? WHERE id = ?" + Catalog.claimed(token),
                                          [.text(error), .date(Date()), .int(id)] + Catalog.claim(token))

@@ -40,7 +40,8 @@ public final class FUSEAdapter: @unchecked Sendable {
         let code = errnoValue(for: storeError.code)
         defer { fuse_reply_err(req, code) }  // last: the reply frees the request
         switch (op, storeError.code) {
-        case (_, .notFound) where op == "lookup" || op == "getattr", (_, .noAttribute), (_, .notSupported) where op.hasSuffix("xattr"),
+        case (_, .notFound) where op == "lookup" || op == "getattr", (_, .noAttribute),
+             (_, .notSupported) where op.hasSuffix("xattr"),
              (_, _) where op == "access":  // an answer (`test -w`), not a refusal
             return
         default:
@@ -269,9 +270,10 @@ public final class FUSEAdapter: @unchecked Sendable {
         ops.removexattr = { req, _, _ in fuse_reply_err(req, EPERM) }
         // Asked only on mounts without default_permissions (no --allow-other): the kernel answers the others.
         ops.access = { req, ino, mask in
-            do { try FUSEAdapter.from(req).fs.access(ino, mask: mask, FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch {
-                FUSEAdapter.reply(req, error, "access", ino, nil)
-            }
+            do {
+                try FUSEAdapter.from(req).fs.access(ino, mask: mask, FUSEAdapter.context(req))
+                fuse_reply_err(req, 0)
+            } catch { FUSEAdapter.reply(req, error, "access", ino, nil) }
         }
         return ops
     }

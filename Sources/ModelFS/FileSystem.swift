@@ -301,9 +301,9 @@ public final class FileSystem: Sendable {
         if mask & W_OK != 0, !(try provider(n).acceptsWrites(n)) {
             throw StoreError(.accessDenied, "\(describe(inode)) takes no writes")
         }
-        let asker = ctx.actor.requester
-        guard Ownership(uid: a.uid, gid: a.gid, mode: a.permissions).allows(mask, by: asker, isDirectory: a.isDirectory) else {
-            throw StoreError(.accessDenied, "mode \(String(a.permissions, radix: 8)) of uid \(a.uid) gid \(a.gid) does not allow it")
+        let owner = Ownership(uid: a.uid, gid: a.gid, mode: a.permissions)
+        guard owner.allows(mask, by: ctx.actor.requester, isDirectory: a.isDirectory) else {
+            throw StoreError(.accessDenied, "mode \(String(a.permissions, radix: 8)) of \(a.uid):\(a.gid) says no")
         }
     }
 

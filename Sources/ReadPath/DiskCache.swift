@@ -48,7 +48,10 @@ public final class DiskCache: @unchecked Sendable {
         // block silently: say so now, once, so the mount reads without it.
         let probe = self.directory + "/.probe-\(getpid())"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError(.io, "cache directory \(directory) cannot be written to: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw StoreError(.io, "cache directory \(directory) cannot be written to: \(reason)")
+        }
         close(fd)
         unlink(probe)
         // What earlier mounts left: known by size and age; their blocks are read on first use.
@@ -139,8 +142,8 @@ public final class DiskCache: @unchecked Sendable {
         for b in blocks(range) {
             let start = Int(b * blockSize - range.lowerBound)
             let end = min(start + Int(blockSize), count)
-            guard end <= done,
-                  Self.checksum(object: object, block: b, UnsafeRawBufferPointer(rebasing: buffer[start..<end])) == e.blocks[b] else {
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+            guard end <= done, Self.checksum(object: object, block: b, bytes) == e.blocks[b] else {
                 lock.withLock {
                     entries[object]?.blocks[b] = nil
                     dropped += 1

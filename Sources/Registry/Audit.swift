@@ -18,7 +18,8 @@ extension Registry {
 
     /// The line for an upload that failed: it is its owner's (who began it), whichever process
     /// found it failed (the mount for a user's copy, a sweep for a writer that is gone).
-    static func failure(_ action: String, model: String?, target: String, owner: Ownership?, reason: String) -> AuditEntry {
+    static func failure(_ action: String, model: String?, target: String, owner: Ownership?,
+                        reason: String) -> AuditEntry {
         let who = Actor.now
         let uid = owner?.uid ?? who.uid
         return AuditEntry(uid: uid, pid: uid == who.uid ? who.pid : nil, action: action, model: model, target: target,

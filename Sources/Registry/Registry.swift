@@ -93,7 +93,9 @@ public final class Registry: Sendable {
         let m = try catalog.transaction { tx in
             let m = try Registry.model(tx, name)
             try tx.updateModel(id: m.id, type: type, note: note)
-            if let type, type != m.type { try Registry.audit(tx, "model.type", model: m.name, "\(m.type.rawValue) → \(type.rawValue)") }
+            if let type, type != m.type {
+                try Registry.audit(tx, "model.type", model: m.name, "\(m.type.rawValue) → \(type.rawValue)")
+            }
             if let note, note != m.note { try Registry.audit(tx, "model.note", model: m.name, Registry.quoted(note)) }
             return m
         }
