@@ -38,20 +38,17 @@ public final class DiskCache: @unchecked Sendable {
         self.directory = directory + "/objects"
         self.capacity = capacity
         self.blockSize = Int64(blockSize)
-        do {
-            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw StoreError(.io, "cache directory \(directory): \(error.localizedDescription)")
-        }
         // A directory that cannot be written to (read-only, another user's) would fail every
         // block silently: say so now, once, so the mount reads without it.
+        let refused = {
+            StoreError(.io, "cache directory \(directory) cannot be written to: " + String(cString: strerror(errno)))
+        }
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                 attributes: [.posixPermissions: 0o700])
+        guard mkdir(self.directory, 0o700) == 0 || errno == EEXIST else { throw refused() }
         let probe = self.directory + "/.probe-\(getpid())"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            let reason = String(cString: strerror(errno))
-            throw StoreError(.io, "cache directory \(directory) cannot be written to: \(reason)")
-        }
+        guard fd >= 0 else { throw refused() }
         close(fd)
         unlink(probe)
         // What earlier mounts left: known by size and age; their blocks are read on first use.
