@@ -83,13 +83,22 @@ struct MountCommand: ParsableCommand {
                 Log.logger.notice("marked \(failed) interrupted upload(s) failed")
             }
             // With S3 the node keeps what it fetched: a remount or a restart reads it from local disk.
-            let diskDir = cacheDir == "none" ? nil : cacheDir ?? (store.resolvedBucket != nil ? store.resolvedDataDir + "/cache" : nil)
-            let disk = try diskDir.map { (dir) throws(StoreError) in
-                try DiskCache(directory: dir, capacity: cacheSize.map { Int64(max($0, 1)) << 20 } ?? MountCommand.tenthOfDisk(dir), blockSize: 64 << 10)
+            let defaultDiskDir = store.resolvedBucket != nil ? store.resolvedDataDir + "/cache" : nil
+            let diskDir = cacheDir == "none" ? nil : cacheDir.map(StoreOptions.absolute) ?? defaultDiskDir
+            // A cache dir that cannot be used costs speed, not the mount: it reads without one.
+            let disk = diskDir.flatMap { (dir) -> DiskCache? in
+                do {
+                    let capacity = cacheSize.map { Int64(max($0, 1)) << 20 } ?? MountCommand.tenthOfDisk(dir)
+                    return try DiskCache(directory: dir, capacity: capacity, blockSize: 64 << 10)
+                } catch {
+                    Log.logger.warning("no disk cache: \(error); fetched bytes are kept in memory only")
+                    return nil
+                }
             }
             let cache = BlockCache(budget: max(cacheMemory, 16) << 20, blockSize: 64 << 10, disk: disk)
             let jobs = try jobOptions.service(registry, dataDir: store.resolvedDataDir, mountpoint: mountpoint)
-            let spool = try SpoolSpace(directory: spoolDir ?? store.resolvedDataDir + "/spool", capacity: Int64(max(spoolSize, 1)) << 20)
+            let spool = try SpoolSpace(directory: spoolDir.map(StoreOptions.absolute) ?? store.resolvedDataDir + "/spool",
+                                       capacity: Int64(max(spoolSize, 1)) << 20)
             let fs = FileSystem(registry: registry, cache: cache, jobs: jobs, spool: spool, logger: Log.logger)
             let adapter = FUSEAdapter(fs: fs, logger: Log.logger)
             var options = FUSEAdapter.MountOptions()
@@ -128,7 +137,7 @@ struct MountCommand: ParsableCommand {
     /// Starts `modelfs mount --foreground` in its own session with output to the log file, and
     /// returns once the mount is live (or says why it is not).
     private func daemonize(_ mountpoint: String) throws {
-        let log = logFile ?? store.resolvedDataDir + "/mount.log"
+        let log = logFile.map(StoreOptions.absolute) ?? store.resolvedDataDir + "/mount.log"
         try? FileManager.default.createDirectory(atPath: (log as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         var arguments = CommandLine.arguments
         arguments.insert("--foreground", at: min(2, arguments.count))

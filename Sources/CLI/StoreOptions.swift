@@ -48,21 +48,27 @@ struct StoreOptions: ParsableArguments {
         return nil
     }
 
+    /// Always absolute: a relative `--data-dir d` is taken from the directory the command runs in
+    /// (path arithmetic on a bare `d` crashed Foundation; the background mount keeps the paths it was given).
     var resolvedDataDir: String {
-        if let dir = setting(dataDir, "MODELFS_DATA_DIR") { return dir }
-        if let xdg = env["XDG_DATA_HOME"], !xdg.isEmpty { return xdg + "/modelfs" }
-        return (env["HOME"] ?? NSHomeDirectory()) + "/.local/share/modelfs"
+        if let dir = setting(dataDir, "MODELFS_DATA_DIR") { return StoreOptions.absolute(dir) }
+        if let xdg = env["XDG_DATA_HOME"], !xdg.isEmpty { return StoreOptions.absolute(xdg + "/modelfs") }
+        return StoreOptions.absolute((env["HOME"] ?? NSHomeDirectory()) + "/.local/share/modelfs")
     }
 
     var resolvedBucket: String? { setting(bucket, "MODELFS_BUCKET") }
 
     /// The SQLite catalog file.
     var resolvedDB: String {
-        setting(db, "MODELFS_DB") ?? resolvedDataDir + "/" + (resolvedBucket.map { $0 + ".db" } ?? "catalog.db")
+        setting(db, "MODELFS_DB").map(StoreOptions.absolute)
+            ?? resolvedDataDir + "/" + (resolvedBucket.map { $0 + ".db" } ?? "catalog.db")
     }
 
     /// The catalog's location: `--catalog`, `MODELFS_CATALOG`, or the SQLite file.
-    var resolvedCatalog: String { setting(catalog, "MODELFS_CATALOG") ?? resolvedDB }
+    var resolvedCatalog: String {
+        guard let given = setting(catalog, "MODELFS_CATALOG") else { return resolvedDB }
+        return PostgresURL(given) != nil || given.contains("://") ? given : StoreOptions.absolute(given)
+    }
 
     /// Whether the catalog is shared by many nodes (PostgreSQL).
     var sharedCatalog: Bool { PostgresURL(resolvedCatalog) != nil }
@@ -136,6 +142,12 @@ struct StoreOptions: ParsableArguments {
 }
 
 extension StoreOptions {
+    /// `path` made absolute against the working directory, `.` and `..` resolved (links are not).
+    static func absolute(_ path: String) -> String {
+        let cwd = URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true)
+        return URL(fileURLWithPath: path, relativeTo: cwd).standardizedFileURL.path
+    }
+
     /// Creates `path` with mode 0700 if it is missing (its parents the usual way); one that
     /// exists and is this user's loses its group and other bits (a data dir made by an older
     /// modelfs, or by the mount's log before the store was opened).

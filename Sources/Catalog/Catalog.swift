@@ -241,12 +241,15 @@ public final class Catalog: Sendable {
     /// Marks an upload failed with its reason. Its upload record is dropped when the multipart
     /// upload was aborted, and kept (to abort later) when `uploadStillOpen`.
     /// With a `token`, a row that another upload claimed since is left alone.
-    public func markVersionFailed(id: Int64, error: String, size: Int64 = 0, uploadStillOpen: Bool = false, token: String? = nil) throws(StoreError) {
+    /// `audit`: the trail's line for the failure, recorded with it when the row changes.
+    public func markVersionFailed(id: Int64, error: String, size: Int64 = 0, uploadStillOpen: Bool = false,
+                                  token: String? = nil, audit: AuditEntry? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE versions SET status = 'failed', error = ?, size = ?, modified = ? WHERE id = ?" + Catalog.claimed(token),
                                          [.text(error), .int(size), .date(Date()), .int(id)] + Catalog.claim(token))
             if changed == 0 && token != nil { return }
             if !uploadStillOpen { try db.execute("DELETE FROM uploads WHERE version_id = ?", [.int(id)]) }
+            if changed > 0, let audit { try CatalogTransaction(db: db).record(audit) }
         }
     }
 
@@ -322,12 +325,14 @@ public final class Catalog: Sendable {
         }
     }
 
-    public func markDatasetFailed(id: Int64, error: String, token: String? = nil) throws(StoreError) {
+    public func markDatasetFailed(id: Int64, error: String, token: String? = nil,
+                                  audit: AuditEntry? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE datasets SET status = 'failed', error = ?, modified = ? WHERE id = ?" + Catalog.claimed(token),
                                          [.text(error), .date(Date()), .int(id)] + Catalog.claim(token))
             if changed == 0 && token != nil { return }
             try db.execute("DELETE FROM uploads WHERE dataset_id = ?", [.int(id)])
+            if changed > 0, let audit { try CatalogTransaction(db: db).record(audit) }
         }
     }
 

@@ -34,13 +34,15 @@ public final class FUSEAdapter: @unchecked Sendable {
 
     /// Replies with the error's errno and logs one line for a refusal a person may wonder about:
     /// the operation, the path, the errno and the reason. Lookups of names that are not there,
-    /// and probes for attributes that are not there, are the everyday business of shells and `ls`.
+    /// probes for attributes that are not there, and `access` answers, are the everyday business of shells and `ls`.
     static func reply(_ req: fuse_req_t?, _ error: any Error, _ op: String, _ inode: UInt64, _ name: UnsafePointer<CChar>?) {
         let storeError = error as? StoreError ?? StoreError(.io, "\(error)")
         let code = errnoValue(for: storeError.code)
         defer { fuse_reply_err(req, code) }  // last: the reply frees the request
         switch (op, storeError.code) {
-        case (_, .notFound) where op == "lookup" || op == "getattr", (_, .noAttribute), (_, .notSupported) where op.hasSuffix("xattr"):
+        case (_, .notFound) where op == "lookup" || op == "getattr", (_, .noAttribute),
+             (_, .notSupported) where op.hasSuffix("xattr"),
+             (_, _) where op == "access":  // an answer (`test -w`), not a refusal
             return
         default:
             let adapter = FUSEAdapter.from(req)
@@ -266,6 +268,13 @@ public final class FUSEAdapter: @unchecked Sendable {
             } catch { FUSEAdapter.reply(req, error, "setxattr", ino, name) }
         }
         ops.removexattr = { req, _, _ in fuse_reply_err(req, EPERM) }
+        // Asked only on mounts without default_permissions (no --allow-other): the kernel answers the others.
+        ops.access = { req, ino, mask in
+            do {
+                try FUSEAdapter.from(req).fs.access(ino, mask: mask, FUSEAdapter.context(req))
+                fuse_reply_err(req, 0)
+            } catch { FUSEAdapter.reply(req, error, "access", ino, nil) }
+        }
         return ops
     }
 

@@ -105,6 +105,15 @@ final class DatasetsProvider: NamespaceProvider {
                                      uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true))
     }
 
+    /// datasets/ takes new entries; a dataset only until it is ready.
+    func acceptsWrites(_ node: Node) throws(StoreError) -> Bool {
+        switch node {
+        case .datasetsDir: return true
+        case .dataset(let id): return try catalog.dataset(id: id).map { $0.status != .ready } ?? false
+        default: return false
+        }
+    }
+
     func describe(_ node: Node) -> String {
         guard case .dataset(let id) = node else { return "datasets" }
         return "datasets/" + (((try? catalog.dataset(id: id)) ?? nil).map { Names.printable($0.fileName) } ?? "?")

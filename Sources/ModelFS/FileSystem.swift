@@ -287,6 +287,26 @@ public final class FileSystem: Sendable {
         try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(n).setxattr(n, name: name, value: text, ctx) }
     }
 
+    // MARK: Permissions
+
+    /// `access(2)` (`test -w`, `os.access`): the Unix answer from the node's owner and mode for the
+    /// asking user and their groups, and `EACCES` for `W_OK` on what takes no writes whoever asks
+    /// (a ready version or dataset, an archive view and its members, the layout), root included.
+    /// Mounts with `--allow-other` check permissions in the kernel (`default_permissions`), which
+    /// answers `access` itself from the same modes and never asks here.
+    public func access(_ inode: UInt64, mask: Int32, _ ctx: RequestContext = .mountOwner) throws(StoreError) {
+        let n = try node(inode)
+        let a = try attributes(of: n)
+        guard mask & (R_OK | W_OK | X_OK) != 0 else { return }  // F_OK: it exists
+        if mask & W_OK != 0, !(try provider(n).acceptsWrites(n)) {
+            throw StoreError(.accessDenied, "\(describe(inode)) takes no writes")
+        }
+        let owner = Ownership(uid: a.uid, gid: a.gid, mode: a.permissions)
+        guard owner.allows(mask, by: ctx.actor.requester, isDirectory: a.isDirectory) else {
+            throw StoreError(.accessDenied, "mode \(String(a.permissions, radix: 8)) of \(a.uid):\(a.gid) says no")
+        }
+    }
+
     // MARK: The file system as a whole
 
     public struct Usage: Sendable { public var bytes: Int64; public var files: Int64 }

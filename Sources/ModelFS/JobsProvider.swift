@@ -128,6 +128,14 @@ final class JobsProvider: NamespaceProvider {
         }
     }
 
+    /// Requests are written to `submit`, `evaluate` and a job's `control`; nothing else here.
+    func acceptsWrites(_ node: Node) throws(StoreError) -> Bool {
+        switch node {
+        case .submit, .evaluate, .jobFile(_, .control): return true
+        default: return false
+        }
+    }
+
     func describe(_ node: Node) -> String {
         switch node {
         case .submit: return "jobs/submit"

@@ -351,6 +351,16 @@ final class ModelsProvider: NamespaceProvider {
         }
     }
 
+    /// models/ and model directories take new entries; a version only until it is ready
+    /// (its writer writes it; a failed one is replaced by a new copy).
+    func acceptsWrites(_ node: Node) throws(StoreError) -> Bool {
+        switch node {
+        case .modelsDir, .model: return true
+        case .version(let id): return try catalog.version(id: id).map { $0.status != .ready } ?? false
+        default: return false
+        }
+    }
+
     func describe(_ node: Node) -> String {
         switch node {
         case .model(let id): return "models/" + (((try? catalog.model(id: id)) ?? nil).map { Names.printable($0.name) } ?? "?")

@@ -37,6 +37,9 @@ protocol NamespaceProvider: AnyObject, Sendable {
     func symlink(in parent: Node, name: String, target: String, _ ctx: RequestContext) throws(StoreError) -> Node
     func readlink(_ node: Node) throws(StoreError) -> String
     func describe(_ node: Node) -> String
+    /// Whether anything may be written to the node at all (a file opened for writing, a
+    /// directory given a new entry), whoever asks: what `access(W_OK)` says no to otherwise.
+    func acceptsWrites(_ node: Node) throws(StoreError) -> Bool
 }
 
 extension NamespaceProvider {
@@ -67,6 +70,8 @@ extension NamespaceProvider {
         throw StoreError(.notPermitted, "links can only be made in a model directory, as aliases of its versions (ln -s v3.zip @production)")
     }
     func readlink(_ node: Node) throws(StoreError) -> String { throw StoreError(.invalidArgument, "not a symbolic link") }
+    /// The layout, generated files and archive views take no writes.
+    func acceptsWrites(_ node: Node) throws(StoreError) -> Bool { false }
     func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError) {
         throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
     }

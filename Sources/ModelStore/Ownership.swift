@@ -31,6 +31,18 @@ public struct Ownership: Sendable, Equatable, Codable {
         public var isRoot: Bool { uid == 0 }
     }
 
+    /// The Unix answer to `access(2)` for `who`: the owner's bits, else the group's (primary or
+    /// supplementary), else the others'; root reads and writes anything and executes a file only
+    /// when some execute bit is set (a directory always). `mask`: `R_OK | W_OK | X_OK` bits.
+    public func allows(_ mask: Int32, by who: Requester, isDirectory: Bool) -> Bool {
+        let wanted = UInt32(mask) & 0o7
+        if who.isRoot {
+            return wanted & 0o1 == 0 || isDirectory || mode & 0o111 != 0
+        }
+        let bits = who.uid == uid ? (mode >> 6) & 0o7 : who.groups.contains(gid) ? (mode >> 3) & 0o7 : mode & 0o7
+        return bits & wanted == wanted
+    }
+
     /// What `chmod`, `chown` and `chgrp` may do, the same rules as any Unix file system: only
     /// root gives a file away (`chown`); the owner (or root) changes the group to one of their
     /// own groups, and the mode. A version's or dataset's mode keeps read bits only: write bits

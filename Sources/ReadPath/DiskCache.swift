@@ -11,7 +11,9 @@ import ModelStore
 /// every mount on the node that names it: same name, same bytes, whichever catalog or bucket they
 /// came from. Each block's checksum is kept beside the data (`<id>.idx`, appended under `flock`), and
 /// a block that is missing, truncated or not what its checksum says is dropped and fetched again,
-/// never served.
+/// never served. The checksum covers the block's identity as well as its bytes — the object's id
+/// (the digest of its sha256 and size) and the block's offset — so a block file and index copied
+/// or moved under another object's name, or a record moved to another offset, never check out.
 public final class DiskCache: @unchecked Sendable {
     public let directory: String
     public let capacity: Int64
@@ -36,12 +38,19 @@ public final class DiskCache: @unchecked Sendable {
         self.directory = directory + "/objects"
         self.capacity = capacity
         self.blockSize = Int64(blockSize)
-        do {
-            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw StoreError(.io, "cache directory \(directory): \(error.localizedDescription)")
+        // A directory that cannot be written to (read-only, another user's) would fail every
+        // block silently: say so now, once, so the mount reads without it.
+        let refused = {
+            StoreError(.io, "cache directory \(directory) cannot be written to: " + String(cString: strerror(errno)))
         }
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                 attributes: [.posixPermissions: 0o700])
+        guard mkdir(self.directory, 0o700) == 0 || errno == EEXIST else { throw refused() }
+        let probe = self.directory + "/.probe-\(getpid())"
+        let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw refused() }
+        close(fd)
+        unlink(probe)
         // What earlier mounts left: known by size and age; their blocks are read on first use.
         var found: [(UInt64, Int64, Double)] = []
         for name in (try? FileManager.default.contentsOfDirectory(atPath: self.directory)) ?? [] where name.hasSuffix(".data") {
@@ -70,8 +79,14 @@ public final class DiskCache: @unchecked Sendable {
         (range.lowerBound / blockSize)...((range.upperBound - 1) / blockSize)
     }
 
-    static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        Digest.sha256(bytes).prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    /// The block's bytes bound to where they belong: object and offset go in with the bytes.
+    static func checksum(object: UInt64, block: Int64, _ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        let hasher = SHA256Hasher()
+        hasher.update("modelfs-block\0")
+        withUnsafeBytes(of: object.littleEndian) { hasher.update($0) }
+        withUnsafeBytes(of: block.littleEndian) { hasher.update($0) }
+        hasher.update(bytes)
+        return hasher.finalize().prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }
 
     /// Reads the object's index file (blocks written by this or another mount).
@@ -124,7 +139,8 @@ public final class DiskCache: @unchecked Sendable {
         for b in blocks(range) {
             let start = Int(b * blockSize - range.lowerBound)
             let end = min(start + Int(blockSize), count)
-            guard end <= done, Self.checksum(UnsafeRawBufferPointer(rebasing: buffer[start..<end])) == e.blocks[b] else {
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+            guard end <= done, Self.checksum(object: object, block: b, bytes) == e.blocks[b] else {
                 lock.withLock {
                     entries[object]?.blocks[b] = nil
                     dropped += 1
@@ -148,7 +164,7 @@ public final class DiskCache: @unchecked Sendable {
         for b in blocks(range) {
             let start = Int(b * blockSize - range.lowerBound)
             let end = min(start + Int(blockSize), bytes.count)
-            let sum = Self.checksum(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+            let sum = Self.checksum(object: object, block: b, UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
             sums.append((b, sum))
             withUnsafeBytes(of: b) { records += $0 }
             withUnsafeBytes(of: sum) { records += $0 }

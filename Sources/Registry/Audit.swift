@@ -10,6 +10,22 @@ extension Registry {
         try tx.record(AuditEntry(uid: who.uid, pid: who.pid, action: action, model: model, target: target, detail: detail))
     }
 
+    /// A note as the trail shows it: quoted, on one line, cut at 200 characters.
+    static func quoted(_ text: String) -> String {
+        let line = text.replacingOccurrences(of: "\n", with: "\\n")
+        return "\"" + (line.count > 200 ? line.prefix(200) + "…" : line) + "\""
+    }
+
+    /// The line for an upload that failed: it is its owner's (who began it), whichever process
+    /// found it failed (the mount for a user's copy, a sweep for a writer that is gone).
+    static func failure(_ action: String, model: String?, target: String, owner: Ownership?,
+                        reason: String) -> AuditEntry {
+        let who = Actor.now
+        let uid = owner?.uid ?? who.uid
+        return AuditEntry(uid: uid, pid: uid == who.uid ? who.pid : nil, action: action, model: model, target: target,
+                          detail: reason)
+    }
+
     /// For changes made outside a transaction of the registry's.
     func audit(_ action: String, model: String?, target: String? = nil, _ detail: String = "") {
         do {

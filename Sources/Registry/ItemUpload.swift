@@ -317,12 +317,17 @@ public final class ItemUpload: @unchecked Sendable {
         do {
             switch item {
             case .version(let m, var v):
-                try registry.catalog.markVersionFailed(id: v.id, error: error.message, size: upload.bytesWritten, uploadStillOpen: !aborted, token: token)
+                let line = Registry.failure("version.fail", model: m.name, target: v.fileName, owner: v.owner,
+                                            reason: error.message)
+                try registry.catalog.markVersionFailed(id: v.id, error: error.message, size: upload.bytesWritten,
+                                                       uploadStillOpen: !aborted, token: token, audit: line)
                 v.status = .failed; v.error = error.message
                 item = .version(m, v)
                 registry.publishVersionEntry(v.id)
             case .dataset(var d):
-                try registry.catalog.markDatasetFailed(id: d.id, error: error.message, token: token)
+                let line = Registry.failure("dataset.fail", model: nil, target: d.fileName, owner: d.owner,
+                                            reason: error.message)
+                try registry.catalog.markDatasetFailed(id: d.id, error: error.message, token: token, audit: line)
                 d.status = .failed; d.error = error.message
                 item = .dataset(d)
             }

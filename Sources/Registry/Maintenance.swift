@@ -30,7 +30,10 @@ extension Registry {
             }
             if let record, record.sourcePath != nil { continue }  // an import: resumable
             let stillOpen = !abort(record)
-            try catalog.markVersionFailed(id: v.id, error: reason, uploadStillOpen: stillOpen)
+            let model = try catalog.model(id: v.modelID)?.name
+            let line = Registry.failure("version.fail", model: model, target: v.fileName, owner: v.owner,
+                                        reason: reason)
+            try catalog.markVersionFailed(id: v.id, error: reason, uploadStillOpen: stillOpen, audit: line)
             publishVersionEntry(v.id)
             failed += 1
         }
@@ -41,7 +44,8 @@ extension Registry {
                 continue
             }
             _ = abort(try catalog.upload(datasetID: d.id))
-            try catalog.markDatasetFailed(id: d.id, error: reason)
+            let line = Registry.failure("dataset.fail", model: nil, target: d.fileName, owner: d.owner, reason: reason)
+            try catalog.markDatasetFailed(id: d.id, error: reason, audit: line)
             failed += 1
         }
         if failed > 0 { publishDatasetsManifestIfBehind() }

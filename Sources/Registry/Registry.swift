@@ -88,9 +88,17 @@ public final class Registry: Sendable {
         return m
     }
 
+    /// Sets a model's type or note; each change that changes something is in the audit trail.
     public func setModel(_ name: String, type: ModelType? = nil, note: String? = nil) throws(StoreError) {
-        let m = try model(name)
-        try catalog.updateModel(id: m.id, type: type, note: note)
+        let m = try catalog.transaction { tx in
+            let m = try Registry.model(tx, name)
+            try tx.updateModel(id: m.id, type: type, note: note)
+            if let type, type != m.type {
+                try Registry.audit(tx, "model.type", model: m.name, "\(m.type.rawValue) → \(type.rawValue)")
+            }
+            if let note, note != m.note { try Registry.audit(tx, "model.note", model: m.name, Registry.quoted(note)) }
+            return m
+        }
         publishManifest(m.id)
     }
 
@@ -223,8 +231,12 @@ public final class Registry: Sendable {
     }
 
     public func setVersionNote(_ modelName: String, _ versionName: String, note: String) throws(StoreError) {
-        let (_, v) = try version(modelName, versionName)
-        try catalog.updateVersion(id: v.id, note: note)
+        let v = try catalog.transaction { tx in
+            let (m, v) = try Registry.version(tx, modelName, versionName)
+            try tx.updateVersion(id: v.id, note: note)
+            if note != v.note { try Registry.audit(tx, "version.note", model: m.name, target: v.fileName, Registry.quoted(note)) }
+            return v
+        }
         publishVersionEntry(v.id)
     }
 

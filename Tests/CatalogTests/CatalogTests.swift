@@ -368,6 +368,24 @@ final class CatalogCases: @unchecked Sendable {
         #expect(try catalog.audit().count == 2)
     }
 
+    /// A failed upload's audit line is written with the failure, and only when the failure is
+    /// recorded (another writer's claim on the row leaves both the row and the trail alone).
+    func aFailedUploadIsInTheAuditTrailWithItsFailure() throws {
+        let (_, vs) = try model("m", versions: ["v1", "v2"])
+        let d = try catalog.insertDataset(name: "qa", format: "jsonl", objectKey: ".datasets/qa.jsonl")
+        let line = { (target: String) in AuditEntry(uid: 4242, pid: nil, action: "version.fail", model: "m", target: target, detail: "S3 said no") }
+        try catalog.markVersionFailed(id: vs[0].id, error: "S3 said no", audit: line("v1.zip"))
+        #expect(try catalog.claimUpload(versionID: vs[1].id, token: "mine"))
+        try catalog.markVersionFailed(id: vs[1].id, error: "S3 said no", token: "someone else's", audit: line("v2.zip"))
+        #expect(try catalog.version(id: vs[1].id)?.status == .uploading)
+        try catalog.markDatasetFailed(id: d.id, error: "disk full",
+                                      audit: AuditEntry(uid: 7, pid: 99, action: "dataset.fail", model: nil, target: "qa.jsonl", detail: "disk full"))
+        let trail = try catalog.audit()
+        #expect(trail.map(\.action) == ["version.fail", "dataset.fail"])
+        #expect(trail[0].uid == 4242 && trail[0].target == "v1.zip" && trail[0].detail == "S3 said no" && trail[0].pid == nil)
+        #expect(trail[1].uid == 7 && trail[1].pid == 99 && trail[1].target == "qa.jsonl")
+    }
+
     func manifestDirtyFlag() throws {
         let (a, _) = try model("a")
         try model("b")
@@ -564,6 +582,9 @@ final class CatalogCases: @unchecked Sendable {
     @Test(arguments: Backend.all) func recordUploadAndParts(_ backend: Backend) throws { try CatalogCases(backend).recordUploadAndParts() }
     @Test(arguments: Backend.all) func updateVersionRenameNoteAndClash(_ backend: Backend) throws { try CatalogCases(backend).updateVersionRenameNoteAndClash() }
     @Test(arguments: Backend.all) func manifestDirtyFlag(_ backend: Backend) throws { try CatalogCases(backend).manifestDirtyFlag() }
+    @Test(arguments: Backend.all) func aFailedUploadIsInTheAuditTrailWithItsFailure(_ backend: Backend) throws {
+        try CatalogCases(backend).aFailedUploadIsInTheAuditTrailWithItsFailure()
+    }
     @Test(arguments: Backend.all) func aliasesMoveInOneStatementAndGoWithTheirModel(_ backend: Backend) throws {
         try CatalogCases(backend).aliasesMoveInOneStatementAndGoWithTheirModel()
     }

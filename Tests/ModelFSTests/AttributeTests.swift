@@ -189,3 +189,56 @@ import ModelFS
         #expect(try env.catalog.datasets().count == 1)
     }
 }
+
+/// `access(2)` as the mount answers it (mounts without `--allow-other`; the kernel answers the others
+/// from the same modes): no write where nothing is written, whoever asks, and Unix rules elsewhere.
+@Suite struct AccessTests {
+    let root = RequestContext(uid: 0, gid: 0, pid: getpid())
+    let alice = RequestContext(uid: 5001, gid: 5001, pid: 1)
+    let bob = RequestContext(uid: 5002, gid: 5002, pid: 1)
+
+    func allowed(_ env: FSEnv, _ path: String, _ mask: Int32, _ ctx: RequestContext) throws -> Bool {
+        do { try env.fs.access(try env.inode(path), mask: mask, ctx); return true } catch let e as StoreError {
+            #expect(e.code == .accessDenied, "\(path): \(e)")
+            return false
+        }
+    }
+
+    @Test func writesAreRefusedWhereNothingIsWrittenEvenForRoot() throws {
+        let env = try FSEnv()
+        try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("model.zip"))
+        let readOnly = ["models/X/v1.zip", "models/X/v1", "models/X/v1/config.json", "models/X/v1/nested", "models/X/.next", ".stats", "",
+                        "jobs"]
+        for path in readOnly {
+            #expect(try !allowed(env, path, W_OK, root), "\(path)")
+            #expect(try !allowed(env, path, R_OK | W_OK, root), "\(path)")
+            #expect(try allowed(env, path, R_OK, root), "\(path)")
+            #expect(try allowed(env, path, F_OK, root), "\(path)")
+        }
+        for path in ["models", "models/X", "datasets", "jobs/submit", "jobs/evaluate"] {
+            #expect(try allowed(env, path, W_OK, root), "\(path)")
+        }
+        #expect(try allowed(env, "models/X/v1", X_OK, root) && !allowed(env, "models/X/v1.zip", X_OK, root), "root executes only what has an x bit")
+        // Being written, a version takes its writer's writes; ready, none.
+        let (inode, handle) = try env.create("models/X/v2.pt")
+        #expect(throws: Never.self) { try env.fs.access(inode, mask: W_OK, root) }
+        try env.fs.flush(handle, pid: FSEnv.writerPid)
+        try env.fs.release(handle)
+        #expect(try !allowed(env, "models/X/v2.pt", W_OK, root))
+    }
+
+    @Test func elsewhereTheAnswerIsUnixForTheAskingUser() throws {
+        let env = try FSEnv()
+        try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("model.zip"))
+        _ = try env.fs.setattr(try env.inode("models/X"), size: nil, mode: 0o750, uid: 5001, gid: 5001)
+        _ = try env.fs.setattr(try env.inode("models/X/v1.zip"), size: nil, mode: 0o440, uid: 5001, gid: 5001)
+        #expect(try allowed(env, "models/X", R_OK | W_OK | X_OK, alice))
+        #expect(try !allowed(env, "models/X", W_OK, bob) && !allowed(env, "models/X", R_OK, bob) && !allowed(env, "models/X", X_OK, bob))
+        #expect(try allowed(env, "models/X/v1.zip", R_OK, alice) && !allowed(env, "models/X/v1.zip", R_OK, bob))
+        #expect(try !allowed(env, "models/X/v1.zip", W_OK, alice), "the owner may not write a ready version either")
+        #expect(try allowed(env, "models/X/v1/config.json", R_OK, alice) && !allowed(env, "models/X/v1/config.json", W_OK, alice))
+        #expect(try allowed(env, "models", W_OK | X_OK, bob), "models/ is like /tmp")
+    }
+}

@@ -54,6 +54,58 @@ import ModelStore
         #expect(read(other, id, 0..<Int64(block)) == nil)
     }
 
+    /// The attack: what one object left on disk, copied or moved under another object's name (or a
+    /// block's record moved to another offset), is refused and the right bytes are fetched again.
+    @Test func aBlockUnderAnotherObjectsNameOrOffsetIsRefusedAndRefetched() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let size = 3 * Int64(block)
+        let a = ObjectIdentity.id(sha256: "aaaa", size: size), b = ObjectIdentity.id(sha256: "bbbb", size: size)
+        let aBytes = bytes(Int(size), seed: 1), bBytes = bytes(Int(size), seed: 2)
+        let files = dir + "/objects/"
+        func name(_ id: UInt64) -> String { files + String(id, radix: 16) }
+        do {
+            let first = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: block)
+            aBytes.withUnsafeBytes { first.write(object: a, range: 0..<size, bytes: $0) }
+        }
+        // A's files copied under B's name: no block of them serves B.
+        for ext in [".data", ".idx"] { try FileManager.default.copyItem(atPath: name(a) + ext, toPath: name(b) + ext) }
+        let cache = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: block)
+        #expect(read(cache, b, 0..<size)?.count == nil, "a miss, not bytes")
+        #expect(read(cache, b, Int64(block)..<Int64(2 * block))?.count == nil, "a miss, not bytes")
+        #expect(cache.blocksDropped >= 2)
+        #expect(read(cache, a, 0..<size) == aBytes, "A's own blocks still serve A")
+
+        // Through the block cache: B's bytes are fetched from the store, never A's from disk.
+        let fetched = Locked(0)
+        let blocks = BlockCache(budget: 16 << 20, blockSize: block, disk: cache)
+        let got = try blocks.read(object: b, size: size, range: 0..<size) { (range) throws(StoreError) -> [UInt8] in
+            fetched.withLock { $0 += 1 }
+            return Array(bBytes[Int(range.lowerBound)..<Int(range.upperBound)])
+        }
+        #expect(got == bBytes)
+        #expect(fetched.withLock { $0 } >= 1)
+        blocks.drainDisk()
+        #expect(read(cache, b, 0..<size) == bBytes, "the refetched bytes are B's on disk now")
+
+        // A's first block claimed at A's second offset (record and bytes moved there): refused.
+        try FileManager.default.removeItem(atPath: name(a) + ".idx")
+        try FileManager.default.removeItem(atPath: name(a) + ".data")
+        do {
+            let writer = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: block)
+            aBytes.withUnsafeBytes { writer.write(object: a, range: 0..<Int64(block), bytes: UnsafeRawBufferPointer(rebasing: $0[0..<block])) }
+        }
+        let index = try Data(contentsOf: URL(fileURLWithPath: name(a) + ".idx"))
+        var moved = [UInt8](index)
+        withUnsafeBytes(of: Int64(1)) { for (i, byte) in $0.enumerated() { moved[i] = byte } }
+        try Data(moved).write(to: URL(fileURLWithPath: name(a) + ".idx"))
+        let fd = open(name(a) + ".data", O_WRONLY)
+        _ = aBytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, block, off_t(block)) }
+        close(fd)
+        let later = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: block)
+        #expect(read(later, a, Int64(block)..<Int64(2 * block))?.count == nil, "a miss, not bytes")
+        #expect(later.blocksDropped == 1)
+    }
+
     @Test func twoInstancesShareOneDirectory() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let a = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: block)

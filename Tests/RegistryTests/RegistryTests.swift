@@ -205,6 +205,36 @@ import UploadPath
         #expect(entry.status == .failed && entry.error == v.error)
     }
 
+    /// Who changed a note or a type, and whose upload failed, is in the audit trail.
+    @Test func noteAndTypeChangesAndFailedUploadsAreAudited() throws {
+        let env = try Env()
+        let someone = Actor(uid: 4242, gid: 4343, pid: 77)
+        try Actor.acting(someone) { () throws(StoreError) in
+            try env.registry.createModel("m")
+            try env.registry.setModel("m", type: .text)
+            try env.registry.setModel("m", type: .text, note: "base\nmodel")
+        }
+        try env.put("m", "v1.zip", randomBytes(10))
+        try Actor.acting(someone) { () throws(StoreError) in try env.registry.setVersionNote("m", "v1", note: "the good one") }
+        env.memory.injectFaults { op, _, part in
+            op == .uploadPart && part == 2 ? .server(status: 500, code: "InternalError", message: "injected") : nil
+        }
+        let upload = try env.registry.beginVersion(model: "m", fileName: "v2.zip",
+                                                   owner: Ownership(uid: 5151, gid: 5151, mode: 0o444))
+        _ = #expect(throws: StoreError.self) {
+            try env.feed(upload, randomBytes(2 * partSize + 1))
+            try upload.finishVersion()
+        }
+        let trail = try env.catalog.audit(model: "m").filter { $0.action != "version.create" }
+        #expect(trail.map(\.action) == ["model.create", "model.type", "model.note", "version.note", "version.fail"])
+        #expect(trail.prefix(4).allSatisfy { $0.uid == 4242 && $0.pid == 77 })
+        #expect(trail[1].detail == "general → text")
+        #expect(trail[2].detail == "\"base\\nmodel\"", "one line, quoted")
+        #expect(trail[3].target == "v1.zip" && trail[3].detail == "\"the good one\"")
+        #expect(trail[4].uid == 5151 && trail[4].pid == nil && trail[4].target == "v2.zip" && trail[4].detail.contains("500"),
+                "the failure is its owner's: \(trail[4])")
+    }
+
     @Test func failedAbortIsRememberedAndRetried() throws {
         let env = try Env()
         try env.registry.createModel("m")

@@ -1,13 +1,14 @@
 """The CLI end to end, on the embedded local store and on a real S3 server that checks SigV4."""
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import time
 
 import pytest
 
-from conftest import make_file, sha256_file
+from conftest import MODELFS, make_file, sha256_file
 
 # Every CLI test runs on both S3 implementations (s3api and moto), beside the local store.
 pytestmark = pytest.mark.moto
@@ -230,3 +231,90 @@ def test_notes_print_escaped_in_listings(store, name, tmp_path):
         assert "fine\\u{1b}[2J\\u{1b}[31mforged line\\u{a}v9.pt" in listing, repr(listing)
     # JSON keeps the note as it is (escaped the JSON way).
     assert store.versions(model)["v1"]["note"] == note
+
+
+def _unmount(path):
+    if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
+        subprocess.run(["fusermount3", "-uz", path])
+
+
+@pytest.mark.parametrize("option", ["--data-dir", "--cache-dir", "--spool-dir", "--log-file"])
+def test_relative_paths_in_mount_options(s3store, name, tmp_path, option):
+    """`modelfs mount M --data-dir d` (one character, relative) crashed with SIGILL in Foundation's
+    path arithmetic: every path option is taken from the directory the command runs in."""
+    env = s3store.env()
+    work = tmp_path / "work"
+    work.mkdir()
+    args = ["mount", "m"]
+    if option == "--data-dir":
+        # The store's catalog and state are made afresh in ./d (its own bucket claim).
+        from conftest import Store
+        fresh = Store("s3", str(work / "d"), s3store.endpoint, impl=s3store.impl)
+        env = fresh.env()
+        env.pop("MODELFS_DATA_DIR")
+        args += ["--data-dir", "d"]
+    else:
+        args += [option, "x"]
+    p = subprocess.run([MODELFS, *args], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    mountpoint = str(work / "m")
+    try:
+        assert p.returncode == 0, p.stderr
+        model = name()
+        os.mkdir(os.path.join(mountpoint, "models", model))
+        src = make_file(tmp_path / "w.pth", 3 * MiB + 1, seed=4)
+        subprocess.run(["cp", str(src), os.path.join(mountpoint, "models", model, "v1.pth")], check=True)
+        assert sha256_file(os.path.join(mountpoint, "models", model, "v1.pth")) == sha256_file(src)
+    finally:
+        _unmount(mountpoint)
+    made = {"--data-dir": "d/mount.log", "--cache-dir": "x/objects", "--spool-dir": "x", "--log-file": "x"}[option]
+    assert (work / made).exists(), os.listdir(work)
+
+
+def test_a_cache_dir_the_mount_cannot_write_is_a_warning_not_a_failure(s3store, name, tmp_path):
+    """A read-only cache dir (a read-only tmpfs: root ignores modes) does not stop the mount: it
+    starts, logs one warning naming the dir, and reads from object storage without a disk cache."""
+    model = name()
+    src = make_file(tmp_path / "w.pth", 5 * MiB, seed=9)
+    s3store.run("import", str(src), "--model", model, "--version", "v1", "--quiet")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(cache)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {r.stderr}")
+    path, log = str(tmp_path / "m"), str(tmp_path / "mount.log")
+    try:
+        s3store.run("mount", path, "--cache-dir", str(cache), "--log-file", log)
+        try:
+            assert sha256_file(os.path.join(path, "models", model, "v1.pth")) == sha256_file(src)
+            with open(os.path.join(path, ".stats")) as f:
+                stats = {k.strip(): int(v) for k, v in (line.split(":", 1) for line in f)}
+            assert stats["disk_cache.bytes"] == 0 and stats["s3.bytes_fetched"] >= 5 * MiB, stats
+        finally:
+            _unmount(path)
+        warnings = [line for line in open(log) if "no disk cache" in line]
+        assert len(warnings) == 1 and str(cache) in warnings[0], open(log).read()
+    finally:
+        subprocess.run(["umount", str(cache)])
+
+
+def test_the_hints_scripts_run_prints_name_a_modelfs_that_runs(tmp_path):
+    """scripts/run is the README's first command: every command its hints give runs as printed in
+    a fresh shell, where `modelfs` is not on the PATH."""
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    env = dict(os.environ, HOME=str(tmp_path / "home"), MODELFS_BIN=os.path.abspath(MODELFS),
+               PATH="/usr/local/bin:/usr/bin:/bin")
+    for k in ("MODELFS_DATA_DIR", "MODELFS_BUCKET", "MODELFS_CATALOG", "MODELFS_DB", "XDG_DATA_HOME"):
+        env.pop(k, None)
+    mountpoint = str(tmp_path / "mnt")
+    p = subprocess.run([os.path.join(root, "scripts", "run"), mountpoint], env=env, capture_output=True, text=True, timeout=300)
+    try:
+        assert p.returncode == 0, p.stderr
+        hints = p.stdout.split("Try it:", 1)[1]
+        commands = {c.split()[0] for line in hints.splitlines() if line.startswith("  ") for c in line.split(";") if c.strip()}
+        assert {"mkdir", "cp", "cat"} <= commands, hints
+        for c in commands:
+            assert shutil.which(c, path=env["PATH"]), (c, hints)
+        modelfs = [c for c in commands if os.path.basename(c) == "modelfs"]
+        assert modelfs and subprocess.run([modelfs[0], "models"], env=env, capture_output=True).returncode == 0, hints
+    finally:
+        _unmount(mountpoint)

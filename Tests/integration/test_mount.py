@@ -1,6 +1,7 @@
 """The mount end to end, on the embedded local store and on a real S3 server, driven with cp, ls,
 rm, mkdir, mv, dd, getfattr, setfattr, sha256sum and Python's zipfile and safetensors."""
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -451,3 +452,68 @@ def test_two_catalogs_sharing_a_cache_dir_each_read_their_own_bytes(s3store, nam
     for _ in range(2):
         assert _read_through_a_mount(first, str(tmp_path / "m1"), model, cache)[0] == sha256_file(a)
         assert _read_through_a_mount(second, str(tmp_path / "m2"), model, cache, env=second_env)[0] == sha256_file(b)
+
+
+def _cache_name(sha256, size):
+    """The name the disk cache gives an object's files (ObjectIdentity.id, in hex)."""
+    digest = hashlib.sha256(f"modelfs-object\0{sha256}\0{size}".encode()).digest()
+    return format(int.from_bytes(digest[:8], "big") & ~(1 << 63), "x")
+
+
+def test_a_cached_block_moved_under_another_versions_name_is_refused(s3store, name, tmp_path):
+    """The attack: the cache files of version A moved under version B's name (same size). A read
+    of B through a new mount returns B's bytes (sha256sum), the moved blocks dropped and fetched again."""
+    store = s3store
+    model = name()
+    size = 6 * MiB
+    a = make_file(tmp_path / "a.pth", size, seed=21)
+    b = make_file(tmp_path / "b.pth", size, seed=22)
+    store.run("import", str(a), "--model", model, "--version", "v1", "--quiet")
+    store.run("import", str(b), "--model", model, "--version", "v2", "--quiet")
+    cache = str(tmp_path / "cache")
+    objects = os.path.join(cache, "objects")
+    digest, _ = _read_through_a_mount(store, str(tmp_path / "m"), model, cache)
+    assert digest == sha256_file(a)
+    a_name, b_name = _cache_name(sha256_file(a), size), _cache_name(sha256_file(b), size)
+    assert sorted(os.listdir(objects)) == [a_name + ".data", a_name + ".idx"]
+    for ext in (".data", ".idx"):
+        os.rename(os.path.join(objects, a_name + ext), os.path.join(objects, b_name + ext))
+    path = str(tmp_path / "m")
+    store.run("mount", path, "--cache-memory", "16", "--cache-dir", cache)
+    try:
+        from conftest import Mount
+        m = Mount(store, path)
+        out = sh("sha256sum", m.p("models", model, "v2.pth")).stdout.split()[0]
+        assert out == sha256_file(b)
+        stats = m.stats()
+        assert stats["disk_cache.blocks_dropped"] >= 1 and stats["s3.bytes_fetched"] >= size, stats
+    finally:
+        subprocess.run(["fusermount3", "-u", path])
+
+
+def _access(path, mode):
+    return subprocess.run(["python3", "-c", "import os, sys; print(os.access(sys.argv[1], int(sys.argv[2])))", path, str(mode)],
+                          capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def test_access_says_no_to_writes_where_nothing_is_written(mount, name, tmp_path):
+    """`test -w` and os.access(W_OK), as root on a mount without --allow-other (the mount answers
+    access): no on a ready version, its archive view and members, .stats and the layout; yes on a
+    model directory and models/, where writes go. (--allow-other: test_sharing.py.)"""
+    model = name()
+    d = mount.p("models", model)
+    os.mkdir(d)
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as z:
+        z.writestr("config.json", "{}")
+        z.writestr("sub/notes.txt", "hi")
+    sh("cp", str(tmp_path / "a.zip"), os.path.join(d, "v1.zip"))
+    for p in ("v1.zip", "v1", "v1/config.json", "v1/sub", "v1/sub/notes.txt"):
+        path = os.path.join(d, p)
+        assert not _access(path, os.W_OK), p
+        assert _access(path, os.R_OK), p
+        assert sh("test", "-w", path, check=False).returncode == 1, p
+    for path in (mount.p(".stats"), mount.path, mount.p("jobs")):
+        assert not _access(path, os.W_OK), path
+    for path in (d, mount.p("models"), mount.p("datasets")):
+        assert _access(path, os.W_OK) and sh("test", "-w", path, check=False).returncode == 0, path
+    assert not _access(os.path.join(d, "v1.zip"), os.X_OK) and _access(os.path.join(d, "v1"), os.X_OK)

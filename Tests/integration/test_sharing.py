@@ -266,3 +266,60 @@ def test_a_slurm_job_runs_as_the_user_who_asked(shared, name):
     jobdir = os.path.join(mnt, "jobs", f"{model}-v1-ft-1")
     assert_ran_as(jobdir, bob)
     assert json.loads(store.run("jobs", f"{model}-v1-ft-1", "--json").stdout)["executor"] == "slurm"
+
+
+def test_access_w_ok_follows_the_modes_for_other_users(shared, name):
+    """On an --allow-other mount the kernel answers access(2) from owners and modes
+    (default_permissions): a ready version, its archive view and members carry no write bit, so
+    `test -w` says no to their owner too; their owner may write the model directory, others not."""
+    store, mnt, bob, eve, team, _, tmp_path = shared
+    model = name("access")
+    src = os.path.join(os.path.dirname(mnt), "a.zip")
+    import zipfile
+    with zipfile.ZipFile(src, "w") as z:
+        info = zipfile.ZipInfo("config.json")
+        info.external_attr = 0o644 << 16  # what `zip` records; writestr's default 0600 is another matter
+        z.writestr(info, "{}")
+    os.chmod(src, 0o644)
+    d = os.path.join(mnt, "models", model)
+    assert as_user(BOB, "mkdir", d).returncode == 0
+    assert as_user(BOB, "cp", src, os.path.join(d, "v1.zip")).returncode == 0
+    check = "import os, sys; print(os.access(sys.argv[1], int(sys.argv[2])))"
+    def access(user, p, mode):
+        return as_user(user, "python3", "-c", check, os.path.join(d, p), str(mode), check=True).stdout.strip() == "True"
+    for p in ("v1.zip", "v1", "v1/config.json"):
+        assert not access(BOB, p, os.W_OK) and access(BOB, p, os.R_OK), p
+        assert as_user(BOB, "test", "-w", os.path.join(d, p)).returncode == 1, p
+        assert not access(EVE, p, os.W_OK), p
+    assert access(BOB, "", os.W_OK) and not access(EVE, "", os.W_OK)
+    assert as_user(BOB, "test", "-w", d).returncode == 0 and as_user(EVE, "test", "-w", d).returncode == 1
+
+
+def test_the_audit_trail_names_who_changed_a_note_or_a_type_and_whose_upload_failed(shared, name):
+    """`modelfs log`: Bob's note and type on his model, root's note on Bob's version, and Bob's copy
+    that died half-way (his writer killed) are each one line naming who."""
+    store, mnt, bob, eve, team, _, tmp_path = shared
+    model = name("audited")
+    d = os.path.join(mnt, "models", model)
+    assert as_user(BOB, "mkdir", d).returncode == 0
+    assert as_user(BOB, "setfattr", "-n", "user.modelfs.note", "-v", "base model", d).returncode == 0
+    assert as_user(BOB, "setfattr", "-n", "user.modelfs.type", "-v", "text", d).returncode == 0
+    assert as_user(BOB, "sh", "-c", f"echo weights > {d}/v1.pt").returncode == 0
+    sh("setfattr", "-n", "user.modelfs.note", "-v", "checked by root", os.path.join(d, "v1.pt"))
+    # Bob's copy dies half-way (SIGKILL): the version fails, and the trail says it was his.
+    killed = as_user(BOB, "python3", "-c", f"import os; f = open({os.path.join(d, 'v2.pt')!r}, 'wb'); f.write(b'x' * 4096); "
+                                           "f.flush(); os.kill(os.getpid(), 9)")
+    assert killed.returncode != 0
+    deadline = time.time() + 30
+    while time.time() < deadline and os.getxattr(os.path.join(d, "v2.pt"), "user.modelfs.status") != b"failed":
+        time.sleep(0.1)
+    log = json.loads(store.run("log", model, "--json").stdout)
+    lines = {e["action"]: e for e in log if e["action"] in ("model.note", "model.type", "version.note", "version.fail")}
+    assert set(lines) == {"model.note", "model.type", "version.note", "version.fail"}, log
+    assert lines["model.note"]["uid"] == bob.pw_uid and "base model" in lines["model.note"]["detail"]
+    assert lines["model.type"]["uid"] == bob.pw_uid and lines["model.type"]["detail"] == "general → text"
+    assert lines["version.note"]["uid"] == 0 and lines["version.note"]["target"] == "v1.pt"
+    assert lines["version.fail"]["uid"] == bob.pw_uid and lines["version.fail"]["target"] == "v2.pt"
+    assert "killed" in lines["version.fail"]["detail"], lines["version.fail"]
+    text = store.run("log", model).stdout
+    assert BOB in text and "version.fail" in text and "model.note" in text
