@@ -5,15 +5,13 @@ import Foundation
 extension Ownership {
     public enum Access: Sendable { case read, write, search }
 
-    /// The owner's bits for its owner, the group's for a member of its group, the others' for
-    /// anyone else; root reads, writes and searches anything.
+    /// The same rule as `allows(_:by:isDirectory:)`, the one the mount's `access` answers with:
+    /// searching is asked of directories only.
     public func allows(_ access: Access, to who: Requester) -> Bool {
-        if who.isRoot { return true }
-        let bits: UInt32 = who.uid == uid ? (mode >> 6) & 7 : who.groups.contains(gid) ? (mode >> 3) & 7 : mode & 7
         switch access {
-        case .read: return bits & 4 != 0
-        case .write: return bits & 2 != 0
-        case .search: return bits & 1 != 0
+        case .read: return allows(R_OK, by: who, isDirectory: false)
+        case .write: return allows(W_OK, by: who, isDirectory: false)
+        case .search: return allows(X_OK, by: who, isDirectory: true)
         }
     }
 }
