@@ -348,6 +348,28 @@ def test_a_model_is_deleted_and_renamed_on_postgresql(cluster, tmp_path):
     assert not any(k.startswith("a/") for k in n1.store.keys()), "the bytes went with the model"
 
 
+class _Probe:
+    """os.listdir(path) on a thread of its own."""
+
+    def __init__(self, path):
+        self.result = None
+        self.thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self.thread.start()
+
+    def _run(self, path):
+        try:
+            self.result = os.listdir(path)
+        except OSError as e:
+            self.result = e
+
+    def join(self, bound):
+        self.thread.join(max(0.0, bound))
+
+    @property
+    def answered(self):
+        return not self.thread.is_alive()
+
+
 def _listdir_in_thread(path, bound):
     """os.listdir(path) on a thread: (finished within `bound` seconds, its result or its OSError)."""
     out = {}
@@ -378,20 +400,43 @@ def test_a_stalled_catalog_gives_eio_in_bounded_time_and_the_mount_recovers(tmp_
         sh("cp", str(src), n1.p("models", "m", "v1.pt"))
         f = open(n2.p("models", "m", "v1.pt"), "rb")
         head = f.read(1 << 20)
+        # Users keep listing while the server stalls: their statements are in flight on pooled
+        # connections (libpq's own cancel of such a statement waits for ever on a stalled server).
+        stop = threading.Event()
+
+        def busy():
+            while not stop.is_set():
+                _lists(n1.p("models"))
+                os.path.exists(n1.p("models", "m", "v1.pt"))
+
+        users = [threading.Thread(target=busy, daemon=True) for _ in range(12)]
+        for t in users:
+            t.start()
+        time.sleep(2)
         sh(PG_SERVER, "freeze", PG_STATE)
         try:
-            answered, result = _listdir_in_thread(n1.p("models"), 90)
-            assert answered, "ls on a mount whose catalog stalled got no answer in 90 s"
-            assert isinstance(result, OSError) and result.errno == errno.EIO, result
+            # Many users' ls at once: every one answers, with EIO, none left queued behind stuck
+            # connections (each waits for the catalog at most its timeout, not after the others).
+            probes = [_Probe(n1.p("models")) for _ in range(16)]
+            deadline = time.time() + 60
+            for p in probes:
+                p.join(deadline - time.time())
+            assert all(p.answered for p in probes), \
+                f"{sum(not p.answered for p in probes)} of 16 ls on a mount whose catalog stalled got no answer in 60 s"
+            assert all(isinstance(p.result, OSError) and p.result.errno == errno.EIO for p in probes), [p.result for p in probes]
             # Again (a pool of stuck connections must not make the next caller wait for ever).
             answered, result = _listdir_in_thread(n2.p("models"), 90)
             assert answered and isinstance(result, OSError) and result.errno == errno.EIO, result
             rest = f.read()  # the open file reads on from object storage
             assert hashlib_of(head + rest) == sha256_file(src)
         finally:
+            stop.set()
             sh(PG_SERVER, "thaw", PG_STATE)
             f.close()
         assert eventually(lambda: _lists(n1.p("models")) == ["m"], timeout=60)
+        for t in users:
+            t.join(60)
+            assert not t.is_alive(), "a user's ls still hangs after the server answers again"
         os.mkdir(n2.p("models", "after"))
         sh("cp", str(src), n2.p("models", "after", "v1.pt"))
         assert eventually(lambda: _lists(n1.p("models", "after")) == ["v1.pt"], timeout=30)
