@@ -447,10 +447,11 @@ def test_a_stalled_catalog_gives_eio_in_bounded_time_and_the_mount_recovers(tmp_
 
 
 @pytest.mark.skipif(not PG_SERVER or not PG_STATE, reason="needs scripts/pg-server to stop and start PostgreSQL")
-def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp_path):
-    """A copy under way when PostgreSQL goes away for 6 s (shorter than the nodes' lease): its
-    failure could not be recorded then; it is recorded when the catalog is back, on every node,
-    and the name can be written again."""
+@pytest.mark.parametrize("away,back", [("pause", "resume"), ("freeze", "thaw")])
+def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp_path, away, back):
+    """A copy under way when PostgreSQL goes away for 6 s (refusing, or stalled; shorter than the
+    nodes' lease): a failure that could not be recorded then is recorded when the catalog is back,
+    on every node, and the name can be written again; a copy that waited the stall out is ready."""
     nodes = []
     try:
         nodes = mount_nodes(tmp_path, 2, lease=30)
@@ -462,7 +463,7 @@ def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp
         writer.stdin.write(chunk)
         writer.stdin.flush()
         assert eventually(lambda: "v1.pt" in (_lists(n2.p("models", "w")) or []), timeout=10)
-        sh(PG_SERVER, "pause", PG_STATE)
+        sh(PG_SERVER, away, PG_STATE)
         try:
             started = time.time()
             try:
@@ -472,10 +473,10 @@ def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp
                 writer.stdin.close()
             except (BrokenPipeError, OSError):
                 pass
-            writer.wait()
             time.sleep(max(0, 6 - (time.time() - started)))
         finally:
-            sh(PG_SERVER, "resume", PG_STATE)
+            sh(PG_SERVER, back, PG_STATE)
+        writer.wait()
 
         def status(node):
             try:
@@ -493,6 +494,7 @@ def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp
             assert status(n1) == "ready"
         assert eventually(lambda: n1.store.multipart_uploads() == [], timeout=30)
     finally:
+        sh(PG_SERVER, "thaw", PG_STATE)
         sh(PG_SERVER, "resume", PG_STATE)
         for n in nodes:
             n.unmount()
