@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Testing
 @testable import Catalog
 import ModelStore
@@ -175,5 +176,50 @@ extension CatalogCases {
     }
     @Test(arguments: Backend.all) func aScratchFileIsAdoptedOnlyUnderAFreeName(_ backend: Backend) throws {
         try CatalogCases(backend).aScratchFileIsAdoptedOnlyUnderAFreeName()
+    }
+}
+
+/// PostgreSQL's waits have deadlines: for a connection from the pool, for a server that accepts
+/// and never answers (a stalled host or a black-holed port).
+@Suite struct PostgresDeadlines {
+    @Test(.enabled(if: Backend.serverURL != nil)) func aCallerWaitsForAPooledConnectionAtMostTheTimeout() throws {
+        let server = try #require(Backend.serverURL)
+        let engine = try PostgresEngine(url: try #require(PostgresURL(server)), timeout: 1, poolSize: 1)
+        defer { engine.close() }
+        let holding = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let holder = Thread {
+            _ = try? engine.read { _ in holding.signal(); _ = release.wait(timeout: .now() + 5) }
+        }
+        holder.start()
+        holding.wait()
+        // The only connection is held (as by a statement stuck on a stalled server): refused, not queued for ever.
+        let error = #expect(throws: StoreError.self) { try engine.read { try $0.first("SELECT 1") { $0.int(0) } } }
+        #expect(error?.code == .io)
+        release.signal()
+        var answer: Int64?
+        for _ in 0..<100 where answer == nil {
+            answer = try? engine.read { try $0.first("SELECT 1") { $0.int(0) } }
+            if answer == nil { usleep(50_000) }
+        }
+        #expect(answer == 1, "the connection serves again once it is free")
+    }
+
+    @Test func aServerThatAcceptsButNeverAnswersFailsTheConnect() throws {
+        // A listening socket nobody answers on: the kernel completes the handshake, nothing follows.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        #expect(bound && listen(fd, 16) == 0)
+        let port = UInt16(bigEndian: address.sin_port)
+        let url = try #require(PostgresURL("postgresql://modelfs@127.0.0.1:\(port)/stalled"))
+        let error = #expect(throws: StoreError.self) { _ = try PostgresEngine(url: url, timeout: 1) }
+        #expect(error?.code == .io && error?.message.contains("no answer") == true, "\(error?.message ?? "")")
     }
 }
