@@ -19,9 +19,10 @@ extension Catalog {
         let clock = database.clockSQL
         return try database.write { db in
             try db.query("""
-                UPDATE jobs SET status = 'failed', error = 'its node ' || node || ' stopped \(Catalog.leaseRanOut) while it ran', finished = ?1
-                WHERE status = 'running' AND node IS NOT NULL AND node != ?2
-                  AND NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.id = jobs.node AND nodes.heartbeat + nodes.lease >= \(clock))
+                UPDATE jobs SET status = 'failed', finished = ?1,
+                  error = 'its node ' || node || ' stopped \(Catalog.leaseRanOut) while it ran'
+                WHERE status = 'running' AND node IS NOT NULL AND node != ?2 AND NOT EXISTS
+                  (SELECT 1 FROM nodes WHERE nodes.id = jobs.node AND nodes.heartbeat + nodes.lease >= \(clock))
                 RETURNING id
                 """, [.date(Date()), .text(node ?? "")]) { $0.text(0) }
         }
@@ -30,8 +31,9 @@ extension Catalog {
     /// Jobs of `node` that other nodes failed because its lease ran out: the node's to take back.
     public func jobsFailedForLease(node: String) throws(StoreError) -> [Job] {
         try database.read {
-            try $0.query("SELECT \(Catalog.jobColumns) FROM jobs WHERE status = 'failed' AND node = ? AND error LIKE ? ORDER BY created, id",
-                         [.text(node), .text("%" + Catalog.leaseRanOut + "%")], Catalog.job)
+            try $0.query("""
+                SELECT \(Catalog.jobColumns) FROM jobs WHERE status = 'failed' AND node = ? AND error LIKE ? ORDER BY created, id
+                """, [.text(node), .text("%" + Catalog.leaseRanOut + "%")], Catalog.job)
         }
     }
 
@@ -49,15 +51,16 @@ extension Catalog {
     /// Claims the import of a running job's checkpoints: true for exactly one caller, ever.
     public func claimJobImport(id: String) throws(StoreError) -> Bool {
         try database.write { db in
-            try db.execute("UPDATE jobs SET exit_code = 0 WHERE id = ? AND status = 'running' AND exit_code IS NULL", [.text(id)]) == 1
+            try db.execute("UPDATE jobs SET exit_code = 0 WHERE id = ? AND status = 'running' AND exit_code IS NULL",
+                           [.text(id)]) == 1
         }
     }
 
     /// The versions a job's checkpoints became (ready ones), in the order they were made.
     public func versionsMade(byJob id: String) throws(StoreError) -> [Version] {
         try database.read {
-            try $0.query("SELECT \(Catalog.versionColumns) FROM versions WHERE job_id = ? AND status = 'ready' ORDER BY id", [.text(id)],
-                         Catalog.version)
+            try $0.query("SELECT \(Catalog.versionColumns) FROM versions WHERE job_id = ? AND status = 'ready' ORDER BY id",
+                         [.text(id)], Catalog.version)
         }
     }
 }

@@ -100,7 +100,8 @@ final class PostgresConnection: SQLConnection {
     private func connect(until deadline: Date) throws {
         let keys = ["application_name", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
                     "keepalives_count", "tcp_user_timeout", "dbname"]
-        let values = ["modelfs", String(max(2, Int(timeout.rounded(.up)))), "1", "5", "2", "3", String(Int(timeout * 1000)), url.url]
+        let seconds = String(max(2, Int(timeout.rounded(.up))))
+        let values = ["modelfs", seconds, "1", "5", "2", "3", String(Int(timeout * 1000)), url.url]
         let conn = withCStrings(keys) { k in withCStrings(values) { v in PQconnectStartParams(k, v, 1) } }
         func failed(_ message: String) -> PostgresError {
             if let conn { PQfinish(conn) }
@@ -112,7 +113,8 @@ final class PostgresConnection: SQLConnection {
         var state = PGRES_POLLING_WRITING
         while state != PGRES_POLLING_OK {
             guard state != PGRES_POLLING_FAILED else { throw failed(String(cString: PQerrorMessage(conn))) }
-            guard Self.wait(PQsocket(conn), for: state == PGRES_POLLING_READING ? POLLIN : POLLOUT, until: deadline) else {
+            let events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT
+            guard Self.wait(PQsocket(conn), for: events, until: deadline) else {
                 throw failed("no answer within \(Int(timeout)) s while connecting")
             }
             state = PQconnectPoll(conn)
@@ -125,8 +127,8 @@ final class PostgresConnection: SQLConnection {
         // A node cut off inside a transaction must not keep the write lock from every other node
         // until TCP gives up (hours): the server ends a transaction left idle this long.
         let idle = Int(timeout * 3000)
-        _ = try run(nil, "SET client_min_messages = warning; SET TIME ZONE 'UTC'; SET idle_in_transaction_session_timeout = \(idle)",
-                    [], until: deadline)
+        let settings = "SET client_min_messages = warning; SET TIME ZONE 'UTC'; SET idle_in_transaction_session_timeout = \(idle)"
+        _ = try run(nil, settings, [], until: deadline)
     }
 
     /// Waits until `fd` is ready for `events`; false once `deadline` has passed.
@@ -376,8 +378,8 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
                 }
             }
             guard condition.wait(until: deadline) || !idle.isEmpty || open < poolSize else {
-                throw PostgresError(sqlState: "08006", message: "\(url.redacted): all \(poolSize) connections busy for \(Int(timeout)) s",
-                                    connectionLost: true)
+                let message = "\(url.redacted): all \(poolSize) connections busy for \(Int(timeout)) s"
+                throw PostgresError(sqlState: "08006", message: message, connectionLost: true)
             }
         }
     }

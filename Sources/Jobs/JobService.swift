@@ -256,7 +256,9 @@ public final class JobService: @unchecked Sendable {
                     // Checked again in the statement that fails them: a node that renewed keeps its jobs.
                     swept = true
                     let failed = try catalog.failJobsOfExpiredNodes(except: registry.node)
-                    if !failed.isEmpty { logger.notice("failed job(s) of nodes whose lease ran out: \(failed.joined(separator: ", "))") }
+                    if !failed.isEmpty {
+                        logger.notice("failed job(s) of nodes whose lease ran out: \(failed.joined(separator: ", "))")
+                    }
                 }
                 continue
             }
@@ -289,7 +291,8 @@ public final class JobService: @unchecked Sendable {
             case .queued, .running, .exited:
                 if try catalog.reclaimJob(id: job.id, node: node) {
                     logger.notice("job \(job.id) taken back: this node was cut off from the catalog, its job ran on")
-                    note(job.id, "job taken back: this node was cut off from the catalog for longer than its lease; the job ran on")
+                    note(job.id, "job taken back: this node was cut off from the catalog for longer than its lease; "
+                                 + "the job ran on")
                 }
             case .cancelled, .lost:
                 continue

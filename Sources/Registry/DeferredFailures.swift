@@ -16,14 +16,16 @@ struct DeferredFailure: Sendable {
 }
 
 extension Registry {
-    func deferFailure(_ item: UploadItem, token: String, claimed: Bool, reason: String, size: Int64, uploadStillOpen: Bool) {
+    func deferFailure(_ item: UploadItem, token: String, claimed: Bool, reason: String, size: Int64,
+                      uploadStillOpen: Bool) {
         let key: String
         switch item {
         case .version(_, let v): key = "version \(v.id)"
         case .dataset(let d): key = "dataset \(d.id)"
         }
         deferredFailures.withLock {
-            $0[key] = DeferredFailure(item: item, token: token, claimed: claimed, reason: reason, size: size, uploadStillOpen: uploadStillOpen)
+            $0[key] = DeferredFailure(item: item, token: token, claimed: claimed, reason: reason, size: size,
+                                      uploadStillOpen: uploadStillOpen)
         }
     }
 
@@ -36,7 +38,8 @@ extension Registry {
                 switch f.item {
                 case .version(_, let v):
                     if !f.claimed { _ = try catalog.claimUpload(versionID: v.id, token: f.token) }
-                    try catalog.markVersionFailed(id: v.id, error: f.reason, size: f.size, uploadStillOpen: f.uploadStillOpen, token: f.token)
+                    try catalog.markVersionFailed(id: v.id, error: f.reason, size: f.size, uploadStillOpen: f.uploadStillOpen,
+                                                  token: f.token)
                     publishVersionEntry(v.id)
                 case .dataset(let d):
                     if !f.claimed { _ = try catalog.claimUpload(datasetID: d.id, token: f.token) }

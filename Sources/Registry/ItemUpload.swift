@@ -77,7 +77,8 @@ public final class ItemUpload: @unchecked Sendable {
         self.recordID = recordID
         let token = self.token
         // A claim the catalog could not take now is taken before completing (or failing).
-        let claimed = LockedBox<Bool>((try? catalog.claimUpload(versionID: versionID, datasetID: datasetID, token: token)) != nil)
+        let claim = try? catalog.claimUpload(versionID: versionID, datasetID: datasetID, token: token)
+        let claimed = LockedBox<Bool>(claim != nil)
         self.claimed = claimed
         let hooks = UploadHooks(
             created: { [versionID, datasetID] (uploadID, sizing) throws(StoreError) in
@@ -267,8 +268,9 @@ public final class ItemUpload: @unchecked Sendable {
             failure = error
             // The catalog did not answer: the row stays `uploading` until this failure is recorded.
             if error.code != .notFound {
-                registry.deferFailure(item, token: token, claimed: claimed.value, reason: "its completion could not be recorded: \(error.message)",
-                                      size: result.size, uploadStillOpen: false)
+                registry.deferFailure(item, token: token, claimed: claimed.value,
+                                      reason: "its completion could not be recorded: \(error.message)", size: result.size,
+                                      uploadStillOpen: false)
             }
             throw error
         }
@@ -344,7 +346,7 @@ public final class ItemUpload: @unchecked Sendable {
                 item = .dataset(d)
             }
         } catch {
-            registry.logger.error("could not mark \(item.displayName) failed (recorded when the catalog answers): \(error)")
+            registry.logger.error("could not mark \(item.displayName) failed (recorded once the catalog answers): \(error)")
             registry.deferFailure(item, token: token, claimed: claimed.value, reason: self.failure?.message ?? "\(error)",
                                   size: upload.bytesWritten, uploadStillOpen: !aborted)
         }
