@@ -208,6 +208,7 @@ final class DatasetsManifestFlusher: @unchecked Sendable {
             while !stopped {
                 condition.unlock()
                 registry.publishDatasetsManifestIfBehind()
+                registry.recordDeferredFailures()  // uploads that failed while the catalog was away
                 condition.lock()
                 if !stopped { _ = condition.wait(until: Date().addingTimeInterval(interval)) }
             }

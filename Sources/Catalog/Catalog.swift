@@ -46,7 +46,12 @@ public final class Catalog: Sendable {
 
     /// The catalog a `--catalog` value names: a `postgresql://` URL, or a SQLite file path.
     public static func open(_ location: String) throws(StoreError) -> Catalog {
-        if let url = PostgresURL(location) { return try Catalog(engine: try PostgresEngine(url: url)) }
+        if let url = PostgresURL(location) {
+            // MODELFS_CATALOG_TIMEOUT: seconds a statement may wait for the server (default 10).
+            let setting = ProcessInfo.processInfo.environment["MODELFS_CATALOG_TIMEOUT"].flatMap(Double.init)
+            let timeout = setting.map { max($0, 1) } ?? 10
+            return try Catalog(engine: try PostgresEngine(url: url, timeout: timeout))
+        }
         return try Catalog(path: location)
     }
 

@@ -67,19 +67,24 @@ private struct PostgresCells: RowCells {
     func double(_ i: Int32) -> Double { optionalText(i).flatMap(Double.init) ?? 0 }
 }
 
-/// One libpq connection, used by one thread at a time. Every call waits at most `timeout` for
-/// the server: past it the query is cancelled and the connection dropped, so a hung or
-/// unreachable server fails an operation (`EIO`) instead of hanging it.
+/// One libpq connection, used by one thread at a time. Nothing here waits on the server without
+/// a deadline: connecting is bounded by the deadline its caller gives, and every statement by
+/// `timeout` (sent and awaited through libpq's asynchronous calls and `poll`), so a server that
+/// refuses, stalls (SIGSTOP: the kernel still accepts and acknowledges) or is cut off fails an
+/// operation (`EIO`) instead of hanging it. A statement past its deadline drops the connection;
+/// its cancel request goes from another thread, since libpq's `PQcancel` waits without a limit.
 final class PostgresConnection: SQLConnection {
     private var handle: OpaquePointer?
     private let url: PostgresURL
     private let timeout: Double
+    private let sites: SQLSites
     private var translated: [String: String] = [:]
 
-    init(url: PostgresURL, timeout: Double) throws {
+    init(url: PostgresURL, timeout: Double, sites: SQLSites, deadline: Date? = nil) throws {
         self.url = url
         self.timeout = timeout
-        try connect()
+        self.sites = sites
+        try connect(until: deadline ?? Date().addingTimeInterval(timeout))
     }
 
     deinit { if let handle { PQfinish(handle) } }
@@ -88,23 +93,54 @@ final class PostgresConnection: SQLConnection {
     var socket: Int32 { handle.map { PQsocket($0) } ?? -1 }
     var raw: OpaquePointer? { handle }
 
-    /// Connects, bounded by `connect_timeout`; the URL's own settings win over these defaults.
-    /// The password comes from the URL, `PGPASSWORD` or `~/.pgpass`, all read by libpq.
-    private func connect() throws {
-        let seconds = String(max(2, Int(timeout.rounded(.up))))
+    /// Connects by `deadline`; the URL's own settings win over these defaults. Keepalives and
+    /// `tcp_user_timeout` find a dead network under an idle connection; the deadline finds a
+    /// server that accepts but never answers. The password comes from the URL, `PGPASSWORD` or
+    /// `~/.pgpass`, all read by libpq.
+    private func connect(until deadline: Date) throws {
         let keys = ["application_name", "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
                     "keepalives_count", "tcp_user_timeout", "dbname"]
+        let seconds = String(max(2, Int(timeout.rounded(.up))))
         let values = ["modelfs", seconds, "1", "5", "2", "3", String(Int(timeout * 1000)), url.url]
-        let conn = withCStrings(keys) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
-        guard let conn, PQstatus(conn) == CONNECTION_OK else {
-            let message = conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+        let conn = withCStrings(keys) { k in withCStrings(values) { v in PQconnectStartParams(k, v, 1) } }
+        func failed(_ message: String) -> PostgresError {
             if let conn { PQfinish(conn) }
-            throw PostgresError(sqlState: "08001", message: "\(url.redacted): \(Self.oneLine(message))", connectionLost: true)
+            return PostgresError(sqlState: "08001", message: "\(url.redacted): \(Self.oneLine(message))", connectionLost: true)
+        }
+        guard let conn, PQstatus(conn) != CONNECTION_BAD else {
+            throw failed(conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory")
+        }
+        var state = PGRES_POLLING_WRITING
+        while state != PGRES_POLLING_OK {
+            guard state != PGRES_POLLING_FAILED else { throw failed(String(cString: PQerrorMessage(conn))) }
+            let events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT
+            guard Self.wait(PQsocket(conn), for: events, until: deadline) else {
+                throw failed("no answer within \(Int(timeout)) s while connecting")
+            }
+            state = PQconnectPoll(conn)
         }
         handle = conn
         // Nothing a notice says matters to the catalog; keep them out of stderr.
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
-        _ = try run(nil, "SET client_min_messages = warning; SET TIME ZONE 'UTC'", [])
+        // Sends never block: a full socket buffer (a stalled server) is waited on with the deadline.
+        PQsetnonblocking(conn, 1)
+        // A node cut off inside a transaction must not keep the write lock from every other node
+        // until TCP gives up (hours): the server ends a transaction left idle this long.
+        let idle = Int(timeout * 3000)
+        let settings = "SET client_min_messages = warning; SET TIME ZONE 'UTC'; SET idle_in_transaction_session_timeout = \(idle)"
+        _ = try run(nil, settings, [], until: deadline)
+    }
+
+    /// Waits until `fd` is ready for `events`; false once `deadline` has passed.
+    private static func wait(_ fd: Int32, for events: Int32, until deadline: Date) -> Bool {
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { return false }
+            var p = pollfd(fd: fd, events: Int16(events), revents: 0)
+            let n = poll(&p, 1, Int32(min(left, 1) * 1000) + 1)
+            if n > 0 { return true }
+            if n < 0 && errno != EINTR { return true }  // let libpq report what is wrong with the socket
+        }
     }
 
     static func oneLine(_ s: String) -> String {
@@ -115,6 +151,13 @@ final class PostgresConnection: SQLConnection {
         if let handle { PQfinish(handle) }
         handle = nil
         return PostgresError(sqlState: "08006", message: "\(url.redacted): \(Self.oneLine(message))", connectionLost: true)
+    }
+
+    /// Past a statement's deadline: asks the server to cancel it (from a thread of its own, at
+    /// most one at a time: `PQcancel` has no timeout) and drops the connection now.
+    private func abandon(_ conn: OpaquePointer) -> PostgresError {
+        if let cancel = PQgetCancel(conn) { CancelRequests.send(cancel) }
+        return lost("no answer within \(Int(timeout)) s")
     }
 
     /// `?` and `?N` placeholders as PostgreSQL's `$N`, outside quoted strings.
@@ -137,9 +180,11 @@ final class PostgresConnection: SQLConnection {
         return out
     }
 
-    /// Sends one query (parameters in text form) and waits for all its results.
-    private func run(_ sql: String?, _ script: String?, _ args: [SQLValue]) throws -> [OpaquePointer] {
-        if handle == nil { try connect() }
+    /// Sends one query (parameters in text form) and waits for all its results, at most until
+    /// `until` (default: `timeout` from now).
+    private func run(_ sql: String?, _ script: String?, _ args: [SQLValue], until: Date? = nil) throws -> [OpaquePointer] {
+        let deadline = until ?? Date().addingTimeInterval(timeout)
+        if handle == nil { try connect(until: deadline) }
         guard let conn = handle else { throw lost("not connected") }
         let sent: Int32
         if let sql {
@@ -161,21 +206,17 @@ final class PostgresConnection: SQLConnection {
             sent = PQsendQuery(conn, script ?? "")
         }
         guard sent == 1 else { throw lost(String(cString: PQerrorMessage(conn))) }
-        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let flushed = PQflush(conn)
+            if flushed == 0 { break }
+            guard flushed == 1 else { throw lost(String(cString: PQerrorMessage(conn))) }
+            guard Self.wait(PQsocket(conn), for: POLLOUT | POLLIN, until: deadline) else { throw abandon(conn) }
+            guard PQconsumeInput(conn) == 1 else { throw lost(String(cString: PQerrorMessage(conn))) }
+        }
         while true {
             guard PQconsumeInput(conn) == 1 else { throw lost(String(cString: PQerrorMessage(conn))) }
             if PQisBusy(conn) == 0 { break }
-            let left = deadline.timeIntervalSinceNow
-            if left <= 0 {
-                if let cancel = PQgetCancel(conn) {
-                    var buffer = [CChar](repeating: 0, count: 256)
-                    _ = PQcancel(cancel, &buffer, Int32(buffer.count))
-                    PQfreeCancel(cancel)
-                }
-                throw lost("no answer within \(Int(timeout)) s")
-            }
-            var fd = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
-            _ = poll(&fd, 1, Int32(min(left, 1) * 1000) + 1)
+            guard Self.wait(PQsocket(conn), for: POLLIN, until: deadline) else { throw abandon(conn) }
         }
         var results: [OpaquePointer] = []
         var failure: PostgresError?
@@ -191,6 +232,17 @@ final class PostgresConnection: SQLConnection {
                 }
                 PQclear(r)
             }
+            // The next result of a script may not have arrived yet.
+            while PQisBusy(conn) == 1 {
+                guard Self.wait(PQsocket(conn), for: POLLIN, until: deadline) else {
+                    results.forEach { PQclear($0) }
+                    throw abandon(conn)
+                }
+                guard PQconsumeInput(conn) == 1 else {
+                    results.forEach { PQclear($0) }
+                    throw lost(String(cString: PQerrorMessage(conn)))
+                }
+            }
         }
         if let failure {
             results.forEach { PQclear($0) }
@@ -201,15 +253,16 @@ final class PostgresConnection: SQLConnection {
         return results
     }
 
-    @discardableResult
-    func execute(_ sql: String, _ args: [SQLValue]) throws -> Int {
+    func execute(_ sql: String, _ args: [SQLValue], site: SQLSite) throws -> Int {
+        sites.insert(site)
         let results = try run(sql, nil, args)
         defer { results.forEach { PQclear($0) } }
         guard let last = results.last, let tuples = PQcmdTuples(last) else { return 0 }
         return Int(String(cString: tuples)) ?? 0
     }
 
-    func query<T>(_ sql: String, _ args: [SQLValue], _ read: (Row) -> T) throws -> [T] {
+    func query<T>(_ sql: String, _ args: [SQLValue], site: SQLSite, _ read: (Row) -> T) throws -> [T] {
+        sites.insert(site)
         let results = try run(sql, nil, args)
         defer { results.forEach { PQclear($0) } }
         guard let result = results.last else { return [] }
@@ -220,9 +273,33 @@ final class PostgresConnection: SQLConnection {
         return out
     }
 
-    func executeScript(_ sql: String) throws {
+    func executeScript(_ sql: String, site: SQLSite) throws {
+        sites.insert(site)
         let results = try run(nil, sql, [])
         results.forEach { PQclear($0) }
+    }
+}
+
+/// Cancel requests of statements that ran past their deadline, each sent from a thread of its
+/// own: `PQcancel` connects and waits for the server without a limit (libpq 15), so one stalled
+/// server may hold one such thread, never a caller. One at a time; others are dropped (the
+/// server ends a dropped connection's statement when it next writes to it).
+private enum CancelRequests {
+    private struct Request: @unchecked Sendable { let cancel: OpaquePointer }
+    private static let busy = Locked(false)
+
+    static func send(_ cancel: OpaquePointer) {
+        let request = Request(cancel: cancel)
+        guard busy.withLock({ (b: inout Bool) -> Bool in defer { b = true }; return !b }) else {
+            PQfreeCancel(cancel)
+            return
+        }
+        Thread.detachNewThread {
+            var buffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(request.cancel, &buffer, Int32(buffer.count))
+            PQfreeCancel(request.cancel)
+            busy.withLock { $0 = false }
+        }
     }
 }
 
@@ -254,7 +331,9 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
     public static let channel = "modelfs_changes"
     /// The advisory lock every write transaction takes ("modelfs" in ASCII).
     static let writeLock: Int64 = 0x6d6f_6465_6c66_73
+    /// Seconds any one statement, and any wait for a connection, may take.
     let timeout: Double
+    public let sites = SQLSites()
     private let poolSize: Int
     private let condition = NSCondition()
     private var idle: [PostgresConnection] = []
@@ -268,14 +347,18 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
         self.timeout = timeout
         self.poolSize = poolSize
         do {
-            idle.append(try PostgresConnection(url: url, timeout: timeout))
+            idle.append(try PostgresConnection(url: url, timeout: timeout, sites: sites))
             open = 1
         } catch {
             throw storeError(error)
         }
     }
 
+    /// An idle connection, or a new one while fewer than `poolSize` are open. Waiting for one and
+    /// connecting share one deadline: with every connection stuck on a stalled server, the
+    /// other callers fail in bounded time too, not one after another.
     private func checkout() throws -> PostgresConnection {
+        let deadline = Date().addingTimeInterval(timeout)
         condition.lock()
         defer { condition.unlock() }
         while true {
@@ -284,7 +367,7 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
                 open += 1
                 condition.unlock()
                 do {
-                    let c = try PostgresConnection(url: url, timeout: timeout)
+                    let c = try PostgresConnection(url: url, timeout: timeout, sites: sites, deadline: deadline)
                     condition.lock()
                     return c
                 } catch {
@@ -294,7 +377,10 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
                     throw error
                 }
             }
-            condition.wait()
+            guard condition.wait(until: deadline) || !idle.isEmpty || open < poolSize else {
+                let message = "\(url.redacted): all \(poolSize) connections busy for \(Int(timeout)) s"
+                throw PostgresError(sqlState: "08006", message: message, connectionLost: true)
+            }
         }
     }
 
@@ -306,7 +392,6 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
     }
 
     @discardableResult
-
     public func read<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
         do {
             let c = try checkout()
@@ -318,7 +403,6 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
     }
 
     @discardableResult
-
     public func write<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
         let c: PostgresConnection
         do { c = try checkout() } catch { throw storeError(error) }
@@ -361,7 +445,7 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
             var listener: PostgresConnection?
             while let self, !self.isClosed {
                 if listener?.isAlive != true {
-                    listener = try? PostgresConnection(url: self.url, timeout: self.timeout)
+                    listener = try? PostgresConnection(url: self.url, timeout: self.timeout, sites: SQLSites())
                     if let l = listener, (try? l.executeScript("LISTEN \(Self.channel)")) != nil {
                         handler("*")
                     } else {

@@ -41,24 +41,62 @@ public protocol SQLFailure: Error, CustomStringConvertible {
     var storeError: StoreError { get }
 }
 
+/// Where a statement is run from: a file and line of the catalog's source. Each engine keeps
+/// the sites it ran (``SQLSites``), so the conformance suite can check that every statement in
+/// the source runs on every engine.
+public struct SQLSite: Hashable, Sendable, CustomStringConvertible {
+    public let file: String
+    public let line: UInt
+
+    public init(_ file: StaticString, _ line: UInt) {
+        self.file = "\(file)"
+        self.line = line
+    }
+
+    public init(file: String, line: UInt) {
+        self.file = file
+        self.line = line
+    }
+
+    public var description: String { "\(file):\(line)" }
+}
+
+/// The statement sites an engine ran: a set of at most one entry per statement in the source.
+public final class SQLSites: Sendable {
+    private let sites = Locked(Set<SQLSite>())
+
+    public init() {}
+    func insert(_ site: SQLSite) { _ = sites.withLock { $0.insert(site) } }
+    public var reached: Set<SQLSite> { sites.withLock { $0 } }
+}
+
 /// One connection to a catalog database, used by one thread at a time. SQL is written once, in
 /// the subset both engines speak (`?` and `?N` placeholders, `ON CONFLICT … DO UPDATE`,
 /// `RETURNING`, `CASE` instead of engine-only functions); an engine translates what it must.
+/// Callers use the extension's methods, which name their call site.
 public protocol SQLConnection: AnyObject {
     /// Runs a statement that returns no rows; returns the number of rows changed.
-    @discardableResult
-    func execute(_ sql: String, _ args: [SQLValue]) throws -> Int
-    func query<T>(_ sql: String, _ args: [SQLValue], _ read: (Row) -> T) throws -> [T]
+    func execute(_ sql: String, _ args: [SQLValue], site: SQLSite) throws -> Int
+    func query<T>(_ sql: String, _ args: [SQLValue], site: SQLSite, _ read: (Row) -> T) throws -> [T]
     /// Runs several statements without arguments (migrations).
-    func executeScript(_ sql: String) throws
+    func executeScript(_ sql: String, site: SQLSite) throws
 }
 
 extension SQLConnection {
     @discardableResult
-    public func execute(_ sql: String) throws -> Int { try execute(sql, []) }
-    public func query<T>(_ sql: String, _ read: (Row) -> T) throws -> [T] { try query(sql, [], read) }
-    public func first<T>(_ sql: String, _ args: [SQLValue] = [], _ read: (Row) -> T) throws -> T? {
-        try query(sql, args, read).first
+    public func execute(_ sql: String, _ args: [SQLValue] = [], file: StaticString = #fileID, line: UInt = #line) throws -> Int {
+        try execute(sql, args, site: SQLSite(file, line))
+    }
+    public func query<T>(_ sql: String, _ args: [SQLValue] = [], file: StaticString = #fileID, line: UInt = #line,
+                         _ read: (Row) -> T) throws -> [T] {
+        try query(sql, args, site: SQLSite(file, line), read)
+    }
+    public func first<T>(_ sql: String, _ args: [SQLValue] = [], file: StaticString = #fileID, line: UInt = #line,
+                         _ read: (Row) -> T) throws -> T? {
+        try query(sql, args, site: SQLSite(file, line), read).first
+    }
+    public func executeScript(_ sql: String, file: StaticString = #fileID, line: UInt = #line) throws {
+        try executeScript(sql, site: SQLSite(file, line))
     }
 }
 
@@ -79,6 +117,8 @@ public protocol CatalogEngine: AnyObject, Sendable {
     /// An SQL expression for the database's clock, in seconds since 1970: leases are judged by
     /// one clock, not by each node's.
     var clockSQL: String { get }
+    /// The statement sites this engine ran (for the conformance suite's coverage check).
+    var sites: SQLSites { get }
     /// Runs `body` with a connection, outside a transaction.
     @discardableResult
     func read<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T

@@ -36,8 +36,10 @@ private struct SQLiteCells: RowCells {
 final class SQLiteConnection: SQLConnection {
     private let handle: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
+    private let sites: SQLSites
 
-    init(path: String) throws {
+    init(path: String, sites: SQLSites) throws {
+        self.sites = sites
         var h: OpaquePointer?
         let rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
         guard rc == SQLITE_OK, let h else {
@@ -86,8 +88,8 @@ final class SQLiteConnection: SQLConnection {
         return statement
     }
 
-    @discardableResult
-    func execute(_ sql: String, _ args: [SQLValue]) throws -> Int {
+    func execute(_ sql: String, _ args: [SQLValue], site: SQLSite) throws -> Int {
+        sites.insert(site)
         let statement = try prepare(sql, args)
         defer { sqlite3_reset(statement) }
         var rc = sqlite3_step(statement)
@@ -96,7 +98,8 @@ final class SQLiteConnection: SQLConnection {
         return Int(sqlite3_changes(handle))
     }
 
-    func executeScript(_ sql: String) throws {
+    func executeScript(_ sql: String, site: SQLSite) throws {
+        sites.insert(site)
         var message: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &message)
         if rc != SQLITE_OK {
@@ -106,7 +109,8 @@ final class SQLiteConnection: SQLConnection {
         }
     }
 
-    func query<T>(_ sql: String, _ args: [SQLValue], _ read: (Row) -> T) throws -> [T] {
+    func query<T>(_ sql: String, _ args: [SQLValue], site: SQLSite, _ read: (Row) -> T) throws -> [T] {
+        sites.insert(site)
         let statement = try prepare(sql, args)
         defer { sqlite3_reset(statement) }
         var out: [T] = []
@@ -132,9 +136,12 @@ public final class SQLiteEngine: CatalogEngine, @unchecked Sendable {
     public var dialect: SQLDialect { .sqlite }
     public var isShared: Bool { false }
     public var clockSQL: String { "((julianday('now') - 2440587.5) * 86400.0)" }
+    public let sites: SQLSites
 
     public init(path: String) throws(StoreError) {
         self.path = path
+        let sites = SQLSites()
+        self.sites = sites
         // Private to the user who creates it: SQLite gives the -wal and -shm files the mode of
         // the database file, so creating that one 0600 makes all three so.
         if !path.isEmpty && path != ":memory:" && !path.hasPrefix("file:") {
@@ -142,7 +149,7 @@ public final class SQLiteEngine: CatalogEngine, @unchecked Sendable {
             if fd >= 0 { Glibc.close(fd) }
         }
         do {
-            connection = try SQLiteConnection(path: path)
+            connection = try SQLiteConnection(path: path, sites: sites)
             try connection.executeScript("PRAGMA busy_timeout = 10000;")
             // Two processes creating the catalog at once (racing first imports): switching a new
             // file to WAL needs it alone for a moment, and the loser is told "locked" at once
@@ -167,7 +174,6 @@ public final class SQLiteEngine: CatalogEngine, @unchecked Sendable {
     }
 
     @discardableResult
-
     public func read<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
         lock.lock()
         defer { lock.unlock() }
@@ -175,7 +181,6 @@ public final class SQLiteEngine: CatalogEngine, @unchecked Sendable {
     }
 
     @discardableResult
-
     public func write<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
         lock.lock()
         defer { lock.unlock() }

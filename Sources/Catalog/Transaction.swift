@@ -32,10 +32,13 @@ public struct CatalogTransaction {
         try db.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE id = ?", [.text(id)], Catalog.job)
     }
 
-    /// Queued or running jobs that use `model` (and `version`, when given).
+    /// Queued or running jobs that use `model` (and `version`, when given). The CAST types the
+    /// parameter for PostgreSQL, which cannot tell the type of a NULL that `IS NULL` tests.
     public func activeJobs(model: String, version: String? = nil) throws -> [Job] {
-        try db.query("SELECT \(Catalog.jobColumns) FROM jobs WHERE status IN ('queued', 'running') AND model = ?1 AND (?2 IS NULL OR version = ?2)",
-                     [.text(model), .optional(version)], Catalog.job)
+        try db.query("""
+            SELECT \(Catalog.jobColumns) FROM jobs
+            WHERE status IN ('queued', 'running') AND model = ?1 AND (CAST(?2 AS TEXT) IS NULL OR version = ?2)
+            """, [.text(model), .optional(version)], Catalog.job)
     }
 
     /// Queued or running jobs that use dataset `name`.

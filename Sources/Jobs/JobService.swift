@@ -340,13 +340,19 @@ public final class JobService: @unchecked Sendable {
     public func tick() throws(StoreError) {
         var running = 0
         var leases: [String: NodeLease]? = nil
+        var swept = false
+        if let me = registry.node { try reclaimJobs(of: me) }
         for job in try catalog.jobs(status: .running) {
             // Another node's job (a shared catalog) is that node's to follow, unless the node is gone.
             if let owner = job.node, owner != registry.node {
                 if leases == nil { leases = Dictionary(try catalog.nodes().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
-                if leases?[owner]?.expired ?? true {
-                    try catalog.transitionJob(id: job.id, from: [.running], to: .failed,
-                                              error: "its node \(owner) stopped (lease ran out) while it ran")
+                if !swept, leases?[owner]?.expired ?? true {
+                    // Checked again in the statement that fails them: a node that renewed keeps its jobs.
+                    swept = true
+                    let failed = try catalog.failJobsOfExpiredNodes(except: registry.node)
+                    if !failed.isEmpty {
+                        logger.notice("failed job(s) of nodes whose lease ran out: \(failed.joined(separator: ", "))")
+                    }
                 }
                 continue
             }
@@ -367,6 +373,26 @@ public final class JobService: @unchecked Sendable {
         }
         for job in try catalog.jobs(status: .queued) where running < max(1, configuration.maxRunning) || executor.name == "slurm" {
             if try launch(job) { running += 1 }
+        }
+    }
+
+    /// Takes back this node's jobs that other nodes failed while it was cut off from the catalog
+    /// (its lease ran out, but it was not gone): those whose process still runs here, or left its
+    /// exit code, are `running` again and followed as before; their checkpoints are imported once
+    /// (see ``finish(_:exitCode:)``).
+    private func reclaimJobs(of node: String) throws(StoreError) {
+        for job in try catalog.jobsFailedForLease(node: node) {
+            guard let eid = job.executorID else { continue }
+            switch executor.state(of: eid, directory: directory(of: job.id)) {
+            case .queued, .running, .exited:
+                if try catalog.reclaimJob(id: job.id, node: node) {
+                    logger.notice("job \(job.id) taken back: this node was cut off from the catalog, its job ran on")
+                    note(job.id, "job taken back: this node was cut off from the catalog for longer than its lease; "
+                                 + "the job ran on")
+                }
+            case .cancelled, .lost:
+                continue
+            }
         }
     }
 
@@ -531,6 +557,15 @@ public final class JobService: @unchecked Sendable {
             }
             return
         }
+        // The import is claimed once (the exit code recorded while running); a job whose import
+        // was claimed before (then cut off, failed for its lease, taken back) is concluded from
+        // the versions it made, never imported twice.
+        if job.exitCode != nil {
+            let outputs = try catalog.versionsMade(byJob: job.id).map(\.fileName)
+            try catalog.transitionJob(id: job.id, from: [.running], to: .succeeded, exitCode: 0, outputs: outputs)
+            return
+        }
+        guard try catalog.claimJobImport(id: job.id) else { return }
         let outputs: [String]
         do throws(StoreError) {
             outputs = try Actor.acting(actor(of: job)) { () throws(StoreError) in try ingest(job) }

@@ -49,6 +49,8 @@ public final class ItemUpload: @unchecked Sendable {
     /// This upload's claim on its row: only it may complete or fail the row, and a row taken
     /// from it (deleted, replaced) makes it abort without touching the key.
     let token = UUID().uuidString
+    /// Whether the claim reached the catalog.
+    private let claimed: LockedBox<Bool>
 
     init(registry: Registry, item: UploadItem, resume: (ResumePoint, Int64)?, source: (path: String, size: Int64)?) {
         self.registry = registry
@@ -74,7 +76,10 @@ public final class ItemUpload: @unchecked Sendable {
         let recordID = LockedBox<Int64?>(resume?.1)
         self.recordID = recordID
         let token = self.token
-        _ = try? catalog.claimUpload(versionID: versionID, datasetID: datasetID, token: token)
+        // A claim the catalog could not take now is taken before completing (or failing).
+        let claim = try? catalog.claimUpload(versionID: versionID, datasetID: datasetID, token: token)
+        let claimed = LockedBox<Bool>(claim != nil)
+        self.claimed = claimed
         let hooks = UploadHooks(
             created: { [versionID, datasetID] (uploadID, sizing) throws(StoreError) in
                 let record = try catalog.recordUpload(objectKey: key, uploadID: uploadID, partSize: Int64(sizing.base),
@@ -86,6 +91,10 @@ public final class ItemUpload: @unchecked Sendable {
                 try? catalog.recordPart(upload: id, part)
             },
             completing: { [versionID, datasetID] () throws(StoreError) in
+                if !claimed.value {
+                    _ = try catalog.claimUpload(versionID: versionID, datasetID: datasetID, token: token)
+                    claimed.value = true
+                }
                 guard try catalog.ownsUpload(versionID: versionID, datasetID: datasetID, token: token) else {
                     throw StoreError(.io, "\(item.displayName) was deleted or replaced while it was written")
                 }
@@ -257,6 +266,12 @@ public final class ItemUpload: @unchecked Sendable {
             let taken = error.code == .notFound && (try? registry.catalog.objectKeyInUse(item.objectKey)) != false
             if !taken { try? registry.objects.delete(item.objectKey) }
             failure = error
+            // The catalog did not answer: the row stays `uploading` until this failure is recorded.
+            if error.code != .notFound {
+                registry.deferFailure(item, token: token, claimed: claimed.value,
+                                      reason: "its completion could not be recorded: \(error.message)", size: result.size,
+                                      uploadStillOpen: false)
+            }
             throw error
         }
         return item
@@ -315,6 +330,10 @@ public final class ItemUpload: @unchecked Sendable {
             }
         }
         do {
+            if !claimed.value {
+                _ = try registry.catalog.claimUpload(versionID: version?.id, datasetID: datasetID, token: token)
+                claimed.value = true
+            }
             switch item {
             case .version(let m, var v):
                 let line = Registry.failure("version.fail", model: m.name, target: v.fileName, owner: v.owner,
@@ -332,7 +351,9 @@ public final class ItemUpload: @unchecked Sendable {
                 item = .dataset(d)
             }
         } catch {
-            registry.logger.error("could not mark \(item.displayName) failed: \(error)")
+            registry.logger.error("could not mark \(item.displayName) failed (recorded once the catalog answers): \(error)")
+            registry.deferFailure(item, token: token, claimed: claimed.value, reason: self.failure?.message ?? "\(error)",
+                                  size: upload.bytesWritten, uploadStillOpen: !aborted)
         }
     }
 }

@@ -37,6 +37,8 @@ public final class NodeHeartbeat: @unchecked Sendable {
             } catch {
                 logger.warning("node lease not renewed: \(error.message)")
             }
+            // Uploads of this process that failed while the catalog was away.
+            registry.recordDeferredFailures()
             if sweeps, let failed = try? registry.failInterruptedUploads(), failed > 0 {
                 logger.notice("failed \(failed) upload(s) of nodes whose lease ran out")
             }

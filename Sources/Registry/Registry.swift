@@ -17,6 +17,9 @@ public final class Registry: Sendable {
     /// This node's id in a shared catalog (its data dir's), recorded with each upload it writes;
     /// nil on a catalog of one node.
     public let node: String?
+    /// Uploads that failed while the catalog could not record it, recorded when it is back
+    /// (``recordDeferredFailures()``): never `uploading` for good.
+    let deferredFailures = Locked<[String: DeferredFailure]>([:])
 
     public init(catalog: Catalog, objects: any ObjectStore, uploadConcurrency: Int = 4, node: String? = nil,
                 logger: Logger = Logger(label: "modelfs.registry")) {

@@ -53,17 +53,25 @@ final class CatalogPlace: @unchecked Sendable {
         }
     }
 
-    func open() throws -> Catalog { try Catalog.open(location) }
+    /// The statement sites every catalog opened here ran (``StatementCoverage``).
+    private let opened = Locked<[SQLSites]>([])
+    var reached: Set<SQLSite> { opened.withLock { $0.reduce(into: Set()) { $0.formUnion($1.reached) } } }
+    private func track(_ c: Catalog) -> Catalog {
+        opened.withLock { $0.append(c.database.sites) }
+        return c
+    }
+
+    func open() throws -> Catalog { track(try Catalog.open(location)) }
 
     /// Another file next to this one (SQLite), or another database (PostgreSQL): another catalog.
     func other(_ name: String) throws -> Catalog {
         switch backend {
-        case .sqlite: return try Catalog(path: dir + "/" + name)
+        case .sqlite: return track(try Catalog(path: dir + "/" + name))
         case .postgres:
             let server = try #require(Backend.serverURL)
             let db = database + "_" + name.filter { $0.isLetter || $0.isNumber }
             try Self.admin(server) { try $0.execute("CREATE DATABASE \(db)") }
-            return try Catalog.open(Self.url(server, database: db))
+            return track(try Catalog.open(Self.url(server, database: db)))
         }
     }
 

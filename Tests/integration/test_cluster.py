@@ -1,6 +1,7 @@
 """Many nodes, one store: three mounts ("nodes", each with its own data dir and cache) of one
 bucket of the s3api server and one PostgreSQL catalog (scripts/pg-server)."""
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -46,21 +47,28 @@ class Node(Mount):
             time.sleep(0.05)
 
 
-@pytest.fixture
-def cluster(tmp_path):
+def mount_nodes(tmp_path, count, lease=LEASE):
+    """`count` mounts of one new bucket and one new PostgreSQL database; unmounted by the caller."""
     url = new_database()
     bucket = new_bucket(s3_client(S3_ENDPOINT))
     nodes = []
+    for i in range(count):
+        store = Store("s3", str(tmp_path / f"node{i + 1}"), S3_ENDPOINT, bucket=bucket)
+        store.env_extra = {"MODELFS_CATALOG": url, "MODELFS_NODE_LEASE": str(lease)}
+        env = store.env(**store.env_extra)
+        path = str(tmp_path / f"mnt{i + 1}")
+        out = store.run("mount", path, env=env).stdout
+        node = Node(store, path)
+        node.pid = int(out.split("(pid ")[1].split(",")[0])
+        nodes.append(node)
+    return nodes
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    nodes = []
     try:
-        for i in range(3):
-            store = Store("s3", str(tmp_path / f"node{i + 1}"), S3_ENDPOINT, bucket=bucket)
-            store.env_extra = {"MODELFS_CATALOG": url, "MODELFS_NODE_LEASE": str(LEASE)}
-            env = store.env(**store.env_extra)
-            path = str(tmp_path / f"mnt{i + 1}")
-            out = store.run("mount", path, env=env).stdout
-            node = Node(store, path)
-            node.pid = int(out.split("(pid ")[1].split(",")[0])
-            nodes.append(node)
+        nodes = mount_nodes(tmp_path, 3)
         yield nodes
     finally:
         for n in nodes:
@@ -318,3 +326,223 @@ def test_recover_rebuilds_a_postgresql_catalog_from_the_bucket(cluster, tmp_path
     rows = {v["name"]: v for v in json.loads(store.run("versions", "kept", "--json", env=env).stdout)}
     assert sorted(rows) == ["v1", "v2"] and all(r["status"] == "ready" for r in rows.values())
     assert all(r["sha256"] == sha256_file(src) for r in rows.values())
+
+
+def test_a_model_is_deleted_and_renamed_on_postgresql(cluster, tmp_path):
+    """rmdir, mv, `model rm` and `model rename` on a PostgreSQL catalog (each was EIO: a statement
+    whose NULL parameter PostgreSQL could not type)."""
+    n1, n2, _ = cluster
+    src = make_file(tmp_path / "w.bin", 4096, seed=6)
+    os.mkdir(n1.p("models", "a"))
+    sh("cp", str(src), n1.p("models", "a", "v1.pt"))
+    os.rename(n1.p("models", "a"), n1.p("models", "b"))
+    assert eventually(lambda: _lists(n2.p("models")) == ["b"])
+    assert sha256_file(n2.p("models", "b", "v1.pt")) == sha256_file(src)
+    cli(n2, "model", "rename", "b", "c")
+    assert eventually(lambda: _lists(n1.p("models")) == ["c"])
+    os.mkdir(n2.p("models", "empty"))
+    os.rmdir(n2.p("models", "empty"))
+    assert eventually(lambda: _lists(n1.p("models")) == ["c"])
+    cli(n1, "model", "rm", "c")
+    assert eventually(lambda: _lists(n2.p("models")) == [])
+    assert not any(k.startswith("a/") for k in n1.store.keys()), "the bytes went with the model"
+
+
+class _Probe:
+    """os.listdir(path) on a thread of its own."""
+
+    def __init__(self, path):
+        self.result = None
+        self.thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self.thread.start()
+
+    def _run(self, path):
+        try:
+            self.result = os.listdir(path)
+        except OSError as e:
+            self.result = e
+
+    def join(self, bound):
+        self.thread.join(max(0.0, bound))
+
+    @property
+    def answered(self):
+        return not self.thread.is_alive()
+
+
+def _listdir_in_thread(path, bound):
+    """os.listdir(path) on a thread: (finished within `bound` seconds, its result or its OSError)."""
+    out = {}
+
+    def run():
+        try:
+            out["result"] = os.listdir(path)
+        except OSError as e:
+            out["result"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(bound)
+    return not t.is_alive(), out.get("result")
+
+
+@pytest.mark.skipif(not PG_SERVER or not PG_STATE, reason="needs scripts/pg-server to freeze and thaw PostgreSQL")
+def test_a_stalled_catalog_gives_eio_in_bounded_time_and_the_mount_recovers(tmp_path):
+    """PostgreSQL stopped by SIGSTOP (a stalled host: the kernel accepts, nothing answers): `ls`
+    answers EIO in bounded time instead of hanging, an open file keeps reading, and everything
+    works again after SIGCONT without a remount."""
+    nodes = []
+    try:
+        nodes = mount_nodes(tmp_path, 2, lease=30)
+        n1, n2 = nodes
+        src = make_file(tmp_path / "w.bin", 4 << 20, seed=7)
+        os.mkdir(n1.p("models", "m"))
+        sh("cp", str(src), n1.p("models", "m", "v1.pt"))
+        f = open(n2.p("models", "m", "v1.pt"), "rb")
+        head = f.read(1 << 20)
+        # Users keep listing while the server stalls: their statements are in flight on pooled
+        # connections (libpq's own cancel of such a statement waits for ever on a stalled server).
+        stop = threading.Event()
+
+        def busy():
+            while not stop.is_set():
+                _lists(n1.p("models"))
+                os.path.exists(n1.p("models", "m", "v1.pt"))
+
+        users = [threading.Thread(target=busy, daemon=True) for _ in range(12)]
+        for t in users:
+            t.start()
+        time.sleep(2)
+        sh(PG_SERVER, "freeze", PG_STATE)
+        try:
+            # Many users' ls at once: every one answers, with EIO, none left queued behind stuck
+            # connections (each waits for the catalog at most its timeout, not after the others).
+            probes = [_Probe(n1.p("models")) for _ in range(16)]
+            deadline = time.time() + 60
+            for p in probes:
+                p.join(deadline - time.time())
+            assert all(p.answered for p in probes), \
+                f"{sum(not p.answered for p in probes)} of 16 ls on a mount whose catalog stalled got no answer in 60 s"
+            assert all(isinstance(p.result, OSError) and p.result.errno == errno.EIO for p in probes), [p.result for p in probes]
+            # Again (a pool of stuck connections must not make the next caller wait for ever).
+            answered, result = _listdir_in_thread(n2.p("models"), 90)
+            assert answered and isinstance(result, OSError) and result.errno == errno.EIO, result
+            rest = f.read()  # the open file reads on from object storage
+            assert hashlib_of(head + rest) == sha256_file(src)
+        finally:
+            stop.set()
+            sh(PG_SERVER, "thaw", PG_STATE)
+            f.close()
+        assert eventually(lambda: _lists(n1.p("models")) == ["m"], timeout=60)
+        for t in users:
+            t.join(60)
+            assert not t.is_alive(), "a user's ls still hangs after the server answers again"
+        os.mkdir(n2.p("models", "after"))
+        sh("cp", str(src), n2.p("models", "after", "v1.pt"))
+        assert eventually(lambda: _lists(n1.p("models", "after")) == ["v1.pt"], timeout=30)
+    finally:
+        sh(PG_SERVER, "thaw", PG_STATE)
+        for n in nodes:
+            n.unmount()
+
+
+@pytest.mark.skipif(not PG_SERVER or not PG_STATE, reason="needs scripts/pg-server to stop and start PostgreSQL")
+@pytest.mark.parametrize("away,back", [("pause", "resume"), ("freeze", "thaw")])
+def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp_path, away, back):
+    """A copy under way when PostgreSQL goes away for 6 s (refusing, or stalled; shorter than the
+    nodes' lease): a failure that could not be recorded then is recorded when the catalog is back,
+    on every node, and the name can be written again; a copy that waited the stall out is ready."""
+    nodes = []
+    try:
+        nodes = mount_nodes(tmp_path, 2, lease=30)
+        n1, n2 = nodes
+        os.mkdir(n1.p("models", "w"))
+        writer = subprocess.Popen(["dd", "of=" + n1.p("models", "w", "v1.pt"), "bs=1M"], stdin=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL)
+        chunk = os.urandom(1 << 20)
+        writer.stdin.write(chunk)
+        writer.stdin.flush()
+        assert eventually(lambda: "v1.pt" in (_lists(n2.p("models", "w")) or []), timeout=10)
+        sh(PG_SERVER, away, PG_STATE)
+        try:
+            started = time.time()
+            try:
+                # Enough for the upload's first parts: their records need the catalog.
+                for _ in range(40):
+                    writer.stdin.write(chunk)
+                writer.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            time.sleep(max(0, 6 - (time.time() - started)))
+        finally:
+            sh(PG_SERVER, back, PG_STATE)
+        writer.wait()
+
+        def status(node):
+            try:
+                rows = json.loads(cli(node, "versions", "w", "--json").stdout)
+            except Exception:
+                return None
+            return rows[0]["status"] if rows else None
+
+        # Never uploading for good: failed (or ready, had the copy got through) on every node.
+        assert eventually(lambda: status(n1) in ("failed", "ready") and status(n2) in ("failed", "ready"), timeout=60), \
+            (status(n1), status(n2))
+        src = make_file(tmp_path / "w.bin", 2 << 20, seed=8)
+        if status(n1) == "failed":
+            sh("cp", str(src), n2.p("models", "w", "v1.pt"))  # the name is usable again
+            assert status(n1) == "ready"
+        assert eventually(lambda: n1.store.multipart_uploads() == [], timeout=30)
+    finally:
+        sh(PG_SERVER, "thaw", PG_STATE)
+        sh(PG_SERVER, "resume", PG_STATE)
+        for n in nodes:
+            n.unmount()
+
+
+@pytest.mark.skipif(not PG_SERVER or not PG_STATE, reason="needs scripts/pg-server to stop and start PostgreSQL")
+def test_a_job_running_across_an_outage_longer_than_the_lease_is_imported_once(tmp_path):
+    """PostgreSQL away for longer than the nodes' lease while a job runs: the other node may fail
+    the job for its node's lease, but the node was only cut off; it takes the job back, and its
+    checkpoint becomes exactly one version."""
+    from test_jobs import TRAIN_COMMAND, JobMount, wait_status
+    url = new_database()
+    bucket = new_bucket(s3_client(S3_ENDPOINT))
+    env = {"MODELFS_CATALOG": url, "MODELFS_NODE_LEASE": str(LEASE)}
+    nodes = []
+    try:
+        for i in (1, 2):
+            (tmp_path / f"n{i}").mkdir()
+            # The job lingers after its checkpoint: it ends (exit 0) while PostgreSQL is away.
+            m = JobMount(Store("s3", str(tmp_path / f"n{i}" / "data"), S3_ENDPOINT, bucket=bucket), tmp_path / f"n{i}", env=env,
+                         train_command=TRAIN_COMMAND + " && sleep 10")
+            m.mount()
+            nodes.append(m)
+        a, b = nodes
+        a.seed("tiny", "qa")
+        err, answer = a.submit("model=tiny version=v1 dataset=qa epochs=1\n")
+        assert err == 0, answer
+        job = "tiny-v1-ft-1"
+        wait_status(a.p(), job, {"running"}, timeout=60)
+        output = os.path.join(a.store.data_dir, "jobs", job, "output")
+        assert eventually(lambda: any(f.endswith(".safetensors") for f in os.listdir(output)), timeout=120), "the checkpoint"
+        sh(PG_SERVER, "pause", PG_STATE)
+        try:
+            # Longer than the lease, and long enough for the job to end meanwhile.
+            exit_file = os.path.join(a.store.data_dir, "jobs", job, "exit_code")
+            deadline = time.time() + 120
+            while not os.path.exists(exit_file) and time.time() < deadline:
+                time.sleep(0.2)
+            assert os.path.exists(exit_file), "the job ended while the catalog was away"
+            time.sleep(3 * LEASE)
+        finally:
+            sh(PG_SERVER, "resume", PG_STATE)
+        assert wait_status(b.p(), job, {"succeeded"}, timeout=90) == "succeeded"
+        # Exactly one version from the one checkpoint, seen from both nodes, and it stays so.
+        time.sleep(3 * LEASE)
+        for n in nodes:
+            assert sorted(os.listdir(n.p("models", "tiny"))) == ["v1.safetensors", "v2.safetensors"]
+    finally:
+        sh(PG_SERVER, "resume", PG_STATE)
+        for n in nodes:
+            n.unmount()
