@@ -32,7 +32,7 @@ struct JobLeaseTests {
         try env.drive(a, job.id) { $0.status == .running && $0.executorID != nil }
         try env.catalog.releaseLease(node: "a")
         FileManager.default.createFile(atPath: env.jobsDir + "/\(job.id)/go", contents: nil)
-        #expect(eventually { FileManager.default.fileExists(atPath: env.jobsDir + "/\(job.id)/exit_code") })
+        #expect(eventually { FileManager.default.fileExists(atPath: env.jobsDir + "/\(job.id)/work/exit_code") })
         try env.tick(b)
         let failed = try env.job(job.id)
         #expect(failed.status == .failed && failed.error?.contains("lease ran out") == true, "\(failed.error ?? "")")
@@ -58,7 +58,7 @@ struct JobLeaseTests {
         try made.finishVersion()
         try env.catalog.releaseLease(node: "a")
         FileManager.default.createFile(atPath: env.jobsDir + "/\(job.id)/go", contents: nil)
-        #expect(eventually { FileManager.default.fileExists(atPath: env.jobsDir + "/\(job.id)/exit_code") })
+        #expect(eventually { FileManager.default.fileExists(atPath: env.jobsDir + "/\(job.id)/work/exit_code") })
         try env.tick(b)
         #expect(try env.job(job.id).status == .failed)
         try env.catalog.renewLease(node: "a", host: "h", pid: 1, role: "mount", seconds: 600)

@@ -236,7 +236,7 @@ struct JobRunTests {
         for _ in 0..<3 { try env.tick(s) }
         #expect(try env.job(id).status == .cancelled)
         #expect(try env.versionNames() == ["v1.safetensors"], "a cancelled job's checkpoint is not stored")
-        #expect(!FileManager.default.fileExists(atPath: s.directory(of: id) + "/exit_code"))
+        #expect(!FileManager.default.fileExists(atPath: s.directory(of: id) + "/work/exit_code"))
         #expect(env.text(s.logPath(of: id)).contains("modelfs: job cancelled"))
         expectStoreError(.invalidArgument) { try s.cancel(id) }
         expectStoreError(.notFound) { try s.cancel("no-such-job") }
@@ -295,7 +295,7 @@ struct JobRunTests {
         #expect(try env.job(id).status == .cancelled)
         #expect(eventually { liveJobProcesses(jobsDir: env.jobsDir, id: id).isEmpty })
         do {
-            #expect(!FileManager.default.fileExists(atPath: s.directory(of: id) + "/exit_code"), "the command ran to its end")
+            #expect(!FileManager.default.fileExists(atPath: s.directory(of: id) + "/work/exit_code"), "the command ran to its end")
         }
         for _ in 0..<3 { try env.tick(s) }
         #expect(try env.job(id).status == .cancelled)

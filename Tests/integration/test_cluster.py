@@ -529,7 +529,7 @@ def test_a_job_running_across_an_outage_longer_than_the_lease_is_imported_once(t
         sh(PG_SERVER, "pause", PG_STATE)
         try:
             # Longer than the lease, and long enough for the job to end meanwhile.
-            exit_file = os.path.join(a.store.data_dir, "jobs", job, "exit_code")
+            exit_file = os.path.join(a.store.data_dir, "jobs", job, "work", "exit_code")
             deadline = time.time() + 120
             while not os.path.exists(exit_file) and time.time() < deadline:
                 time.sleep(0.2)
