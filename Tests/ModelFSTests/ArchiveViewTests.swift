@@ -226,6 +226,17 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         #expect(try env.xattr(a, "archive_error").contains("Bad CRC-32"))
     }
 
+    @Test func aZipWrittenToAPipeIsReadWhole() throws {
+        // Its local headers leave the CRC-32 and sizes to data descriptors: that is no disagreement.
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("streamed.zip"))
+        for (name, byte, count) in [("a.txt", UInt8(ascii: "a"), 1000), ("b.txt", UInt8(ascii: "b"), 5000), ("c.txt", UInt8(ascii: "c"), 1)] {
+            #expect(try env.readAll(try env.inode("models/X/v1/" + name)) == [UInt8](repeating: byte, count: count))
+        }
+        #expect((try? env.xattr(try env.inode("models/X/v1"), "archive_error")) == nil)
+    }
+
     @Test func aGoodMemberReadOutOfOrderIsServedAndVerified() throws {
         let env = try modelEnv()
         let name = "models/X/v1/model-00001-of-00002.safetensors"

@@ -20,11 +20,13 @@ import zipfile
 import pytest
 
 from conftest import is_mounted, sh
+import json
 from test_sharing import BOB, EVE, as_user, ensure_users
 
 pytestmark = pytest.mark.moto
 
 T = (2024, 5, 17, 12, 30, 10)
+MOUNT_PIDS = {}  # each hostile mount's process, for its memory
 
 
 @pytest.fixture
@@ -38,8 +40,9 @@ def hostile(store, tmp_path):
     mnt = os.path.join(top, "mnt")
     os.makedirs(mnt)
     os.chmod(mnt, 0o755)
-    store.run("mount", mnt, "--allow-other")
+    out = store.run("mount", mnt, "--allow-other").stdout
     assert is_mounted(mnt)
+    MOUNT_PIDS[mnt] = int(out.split("(pid ")[1].split(",")[0])
     try:
         yield mnt, bob, eve, team, tmp_path, top
     finally:
@@ -332,3 +335,64 @@ def test_the_mount_answers_another_user_while_damaged_members_are_read(hostile, 
         for a in attackers:
             a.kill()
             a.wait()
+
+
+def safetensors_bytes(tensors, pad_to=None):
+    """A safetensors file of U8 tensors {name: length}, its JSON header padded (in __metadata__) to
+    `pad_to` bytes exactly."""
+    header, at = {}, 0
+    for n, length in tensors.items():
+        header[n] = {"dtype": "U8", "shape": [length], "data_offsets": [at, at + length]}
+        at += length
+    header["__metadata__"] = {"pad": ""}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    if pad_to:
+        header["__metadata__"]["pad"] = "x" * (pad_to - len(raw))
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        assert len(raw) == pad_to
+    return struct.pack("<Q", len(raw)) + raw + bytes(at)
+
+
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_safetensors_headers_at_the_limits(hostile, name):
+    mnt, bob, eve, team, tmp_path, top = hostile
+    model = name("st")
+    d = os.path.join(mnt, "models", model)
+    os.mkdir(d)
+    exact = safetensors_bytes({"w": 16}, pad_to=65535)
+    raw = json.dumps({"w": {"dtype": "U8", "shape": [8], "data_offsets": [-8, 0]}}).encode()
+    negative = struct.pack("<Q", len(raw)) + raw + bytes(8)
+    for v, data in (("v1", exact), ("v2", negative)):
+        (tmp_path / v).write_bytes(data)
+        sh("cp", str(tmp_path / v), os.path.join(d, v + ".safetensors"))
+    # Exactly 65,535 bytes of JSON fit the kernel's 65,536-byte limit on an xattr's value: shown whole.
+    assert xattr(os.path.join(d, "v1.safetensors"), "safetensors_header").encode() == exact[8:8 + 65535]
+    # Offsets before the data (into the header) are no tensor.
+    assert "non-negative" in xattr(os.path.join(d, "v2.safetensors"), "safetensors_error")
+    with pytest.raises(OSError):
+        xattr(os.path.join(d, "v2.safetensors"), "tensors")
+
+
+def test_hostile_safetensors_headers_do_not_stay_in_the_mounts_memory(hostile, name):
+    mnt, bob, eve, team, tmp_path, top = hostile
+    model = name("big-headers")
+    d = os.path.join(mnt, "models", model)
+    os.mkdir(d)
+    hostile_header = safetensors_bytes({f"t{i:06d}": 1 for i in range(100_000)}, pad_to=10 << 20)
+    (tmp_path / "h.safetensors").write_bytes(hostile_header)
+    sh("cp", str(tmp_path / "h.safetensors"), os.path.join(d, "v0.safetensors"))
+    assert xattr(os.path.join(d, "v0.safetensors"), "tensors") == "100000"
+    before = rss_mib(MOUNT_PIDS[mnt])
+    for i in range(1, 5):
+        sh("cp", str(tmp_path / "h.safetensors"), os.path.join(d, f"v{i}.safetensors"))
+        assert xattr(os.path.join(d, f"v{i}.safetensors"), "tensors") == "100000"
+    with pytest.raises(OSError):
+        xattr(os.path.join(d, "v4.safetensors"), "safetensors_header")  # 10 MiB: no xattr can hold it
+    grown = rss_mib(MOUNT_PIDS[mnt]) - before
+    assert grown < 150, f"the mount kept {grown:.0f} MiB more after 4 hostile headers"

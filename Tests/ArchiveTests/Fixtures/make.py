@@ -219,6 +219,27 @@ def hostile():
     # A tar whose second member is cut by the end of the archive.
     whole = tar_of([("whole.txt", b"w" * 700, {}), ("cut.bin", b"c" * 5000, {})], tarfile.USTAR_FORMAT)
     write("cut-member.tar", whole[:512 * 4 + 1000])
+    # Written to a pipe (no seeking back): each member's CRC-32 and sizes follow its data in a
+    # data descriptor, and its local header leaves them zero.
+    class Pipe(io.RawIOBase):
+        def __init__(self):
+            self.buf = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.buf += b
+            return len(b)
+
+    pipe = Pipe()
+    with zipfile.ZipFile(pipe, "w") as z:
+        for name, data, method in two:
+            info = zipfile.ZipInfo(name, T)
+            info.compress_type = method
+            with z.open(info, "w") as f:
+                f.write(data)
+    write("streamed.zip", bytes(pipe.buf))
     # A .tar.gz of two gzip members (as `cat a.gz b.gz`), and one whose trailer's CRC-32 is wrong.
     t = tar_of([("one.txt", b"1" * 3000, {}), ("two.txt", b"2" * 3000, {})], tarfile.USTAR_FORMAT)
     write("multi.tar.gz", gzip.compress(t[:2048], mtime=0) + gzip.compress(t[2048:], mtime=0))
