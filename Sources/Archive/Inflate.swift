@@ -146,7 +146,8 @@ public final class Inflate {
             case Z_DATA_ERROR where framing == .gzip && ["incorrect data check", "incorrect length check"].contains(message):
                 checkFailed = true
                 throw ArchiveError("\(name): the gzip trailer does not match the inflated bytes (\(message))")
-            default: throw ArchiveError("\(name): the deflate data is damaged (zlib \(status)\(message.isEmpty ? "" : ": " + message))")
+            default:
+                throw ArchiveError("\(name): the deflate data is damaged (zlib \(status)\(message.isEmpty ? "" : ": " + message))")
             }
         }
     }

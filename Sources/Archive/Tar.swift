@@ -38,7 +38,10 @@ public enum TarReader {
             defer { at = next }
             switch type {
             case UInt8(ascii: "x"), UInt8(ascii: "L"):
-                guard dataStart + length <= size else { notes.append("truncated: the extended header at \(at) is cut short"); break scan }
+                guard dataStart + length <= size else {
+                    notes.append("truncated: the extended header at \(at) is cut short")
+                    break scan
+                }
                 guard length <= Int64(maxExtendedHeader) else {
                     problems.append("an extended header of \(length) bytes at \(at), ignored")
                     continue
@@ -71,8 +74,12 @@ public enum TarReader {
             case .failure(let e): problems.append(e.reason); continue
             }
             let mode = UInt32(number(header, 100, 8) ?? 0o644) & 0o777
-            let modified = entryPax["mtime"].flatMap { Double(String(decoding: $0, as: UTF8.self)) } ?? Double(number(header, 136, 12) ?? 0)
-            if sparse { problems.append("\(MemberPaths.printable(path)): a sparse file (stored packed), left out"); continue }
+            let modified = entryPax["mtime"].flatMap { Double(String(decoding: $0, as: UTF8.self)) }
+                ?? Double(number(header, 136, 12) ?? 0)
+            if sparse {
+                problems.append("\(MemberPaths.printable(path)): a sparse file (stored packed), left out")
+                continue
+            }
             switch type {
             case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
                 let memberSize = entryPax["size"].flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? length

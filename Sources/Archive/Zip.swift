@@ -99,7 +99,8 @@ public enum ZipReader {
                 if let recorded { headers.append(recorded) }
                 continue
             }
-            switch member(f, name: name, extra: f.slice(46 + nameLength, extraLength), directoryStart: directoryStart, stub: stub) {
+            let extra = f.slice(46 + nameLength, extraLength)
+            switch member(f, name: name, extra: extra, directoryStart: directoryStart, stub: stub) {
             case .success(let m):
                 members.append(m)
                 if let h = m.headerOffset ?? recorded { headers.append(h) }
@@ -191,7 +192,9 @@ public enum ZipReader {
         guard bytes.count == 30, f.u32(0) == localSignature else { throw ArchiveError("\(m.path): no local header at \(header)") }
         let nameLength = Int(f.u16(26)), extraLength = Int(f.u16(28))
         let variable = try read(source, header + 30, nameLength + extraLength)
-        guard variable.count == nameLength + extraLength else { throw ArchiveError("\(m.path): its local header is cut short") }
+        guard variable.count == nameLength + extraLength else {
+            throw ArchiveError("\(m.path): its local header is cut short")
+        }
         let expected = Array(m.headerName.utf8)
         guard variable.prefix(nameLength).elementsEqual(expected) else {
             let local = MemberPaths.printable(String(decoding: variable.prefix(nameLength), as: UTF8.self))
@@ -217,7 +220,8 @@ public enum ZipReader {
         let deferred = f.u16(6) & 0x0008 != 0
         func agrees(_ local: UInt64, _ central: UInt64) -> Bool { local == central || (deferred && local == 0) }
         guard agrees(UInt64(crc), UInt64(m.crc32 ?? crc)) else {
-            throw ArchiveError("\(m.path): its local header's CRC-32 \(hex(crc)) differs from the central directory's \(hex(m.crc32 ?? 0))")
+            throw ArchiveError("\(m.path): its local header's CRC-32 \(hex(crc)) differs from the central directory's "
+                               + hex(m.crc32 ?? 0))
         }
         guard agrees(compressed, UInt64(m.storedSize)), agrees(uncompressed, UInt64(m.size)) else {
             throw ArchiveError("\(m.path): its local header's sizes (\(compressed), \(uncompressed)) differ from the central "

@@ -48,13 +48,17 @@ final class LoadedArchive: Sendable {
         }
     }
 
-    /// What the view leaves out, and the members whose reads found them damaged.
+    /// What the view leaves out, and the members whose reads found them damaged (one damage of
+    /// the whole `.tar.gz` is said once, not for each member).
     var error: String? {
-        let damaged = checks.withLock { all in
-            all.sorted { $0.key < $1.key }.compactMap { i, c in c.failure.map { (i, $0) } }
-        }.filter { _ in index?.damage == nil }.compactMap { i, reason in member(i).map { "\(Names.printable($0.path)): \(reason)" } }
-        let parts = (indexError.map { [$0] } ?? []) + (damaged.isEmpty ? [] : ["\(damaged.count) member(s) damaged: "
-                                                                              + damaged.prefix(20).joined(separator: "; ")])
+        var parts = indexError.map { [$0] } ?? []
+        if index?.damage == nil {
+            let failed = checks.withLock { all in all.compactMap { i, c in c.failure.map { (i, $0) } } }.sorted { $0.0 < $1.0 }
+            let damaged = failed.compactMap { i, reason in member(i).map { "\(Names.printable($0.path)): \(reason)" } }
+            if !damaged.isEmpty {
+                parts.append("\(damaged.count) member(s) damaged: " + damaged.prefix(20).joined(separator: "; "))
+            }
+        }
         return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 }
@@ -226,7 +230,8 @@ final class ArchiveViews: Sendable {
                                                   layout: TensorHeaders.layout(parsed, start: start!))
             member = SliceReader(tensorReader, start: start!, size: m.size)
         case .stored: member = SliceReader(base, start: start!, size: m.size)
-        case .deflated: member = InflatingReader(base, start: start!, storedSize: m.storedSize, size: m.size, name: name, check: check)
+        case .deflated:
+            member = InflatingReader(base, start: start!, storedSize: m.storedSize, size: m.size, name: name, check: check)
         case .inflatedStream:
             member = InflatingReader(base, objectSize: object.size, points: archive.index?.points ?? [], origin: start!, size: m.size,
                                      name: name)
