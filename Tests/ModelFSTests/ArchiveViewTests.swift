@@ -226,6 +226,25 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         #expect(try env.xattr(a, "archive_error").contains("Bad CRC-32"))
     }
 
+    @Test func anIndexStoredByAnEarlierFormatIsBuiltAgain() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("dup-last.zip"))
+        _ = try env.names(env.inode("models/X/v1"))
+        let (_, v) = try env.registry.version("X", "v1")
+        let stored = try #require(try env.catalog.archiveIndex(objectKey: v.objectKey, sha256: v.sha256!, size: v.size))
+        // What an earlier modelfs stored, by earlier rules: format 1, another member list.
+        let body = try #require(stored.body).replacingOccurrences(of: "\"formatVersion\":2", with: "\"formatVersion\":1")
+            .replacingOccurrences(of: "\"path\":\"dup.txt\"", with: "\"path\":\"stale.txt\"")
+        try env.catalog.storeArchiveIndex(objectKey: v.objectKey, StoredArchiveIndex(sha256: v.sha256!, size: v.size, body: body, error: nil))
+        let other = FileSystem(registry: env.registry, cache: BlockCache())
+        var inode: UInt64 = 1
+        for name in ["models", "X", "v1"] { inode = try other.lookup(parent: inode, name: Array(name.utf8)).inode }
+        #expect(try other.readdir(inode).map(\.name).sorted() == [".", "..", "dup.txt", "inside.txt"])
+        let rebuilt = try env.catalog.archiveIndex(objectKey: v.objectKey, sha256: v.sha256!, size: v.size)?.body
+        #expect(rebuilt?.contains("\"formatVersion\":2") == true, "the stored index is replaced")
+    }
+
     @Test func aZipWrittenToAPipeIsReadWhole() throws {
         // Its local headers leave the CRC-32 and sizes to data descriptors: that is no disagreement.
         let env = try FSEnv()
