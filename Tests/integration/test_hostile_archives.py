@@ -41,9 +41,9 @@ def hostile(store, tmp_path):
     os.makedirs(mnt)
     os.chmod(mnt, 0o755)
     out = store.run("mount", mnt, "--allow-other").stdout
-    assert is_mounted(mnt)
-    MOUNT_PIDS[mnt] = int(out.split("(pid ")[1].split(",")[0])
     try:
+        assert is_mounted(mnt)
+        MOUNT_PIDS[mnt] = int(out.split("(pid ")[1].split(",")[0])
         yield mnt, bob, eve, team, tmp_path, top
     finally:
         if subprocess.run(["fusermount3", "-u", mnt]).returncode != 0:
