@@ -49,6 +49,12 @@ public struct ArchiveMember: Codable, Equatable, Sendable {
     /// The stored (compressed) length.
     public var storedSize: Int64
     public var crc32: UInt32?
+    /// Zip only: where the next local header (or the central directory) begins; the member's data
+    /// must end before it.
+    public var dataLimit: Int64?
+    /// Zip only: the name as the central directory has it, when it differs from `path`; the
+    /// local header must carry the same.
+    public var rawName: String?
 
     public init(path: String, isDirectory: Bool, size: Int64, mode: UInt32, modified: Double, method: MemberMethod = .stored,
                 dataOffset: Int64?, headerOffset: Int64? = nil, storedSize: Int64, crc32: UInt32? = nil) {
@@ -56,6 +62,9 @@ public struct ArchiveMember: Codable, Equatable, Sendable {
         self.method = method; self.dataOffset = dataOffset; self.headerOffset = headerOffset; self.storedSize = storedSize
         self.crc32 = crc32
     }
+
+    /// The name the local header must carry.
+    public var headerName: String { rawName ?? path }
 
     /// The last segment of the path.
     public var name: String { path.split(separator: "/").last.map(String.init) ?? path }
@@ -71,11 +80,19 @@ public struct ArchiveMember: Codable, Equatable, Sendable {
 /// What an archive holds, as far as it can be trusted: the members (directories included, the
 /// implied ones added), sorted by path, and why anything was left out.
 public struct ArchiveIndex: Codable, Equatable, Sendable {
-    public var formatVersion = 1
+    /// Indexes of an older format were built by rules since changed (duplicates, `..`, stubs,
+    /// gzip members, local header checks): they are built again rather than used.
+    public static let currentFormat = 2
+    public var formatVersion = ArchiveIndex.currentFormat
     public var kind: ArchiveKind
     public var members: [ArchiveMember]
-    /// Members left out and why (`../x`: leaves the archive), and damage found.
+    /// Members left out and why (`../x`: leaves the archive).
     public var problems: [String]
+    /// Damage found that leaves no member out (a truncated compressed stream, trailing bytes).
+    public var notes: [String]?
+    /// Why no member's bytes can be trusted (a `.tar.gz` whose gzip check fails): every read of
+    /// a member is refused with this reason.
+    public var damage: String?
     /// A `.tar.gz`: where inflating can start again, and the inflated stream's length.
     public var points: [AccessPoint]?
     public var inflatedSize: Int64?
@@ -84,14 +101,17 @@ public struct ArchiveIndex: Codable, Equatable, Sendable {
         self.kind = kind
         self.problems = problems
         self.members = []
-        var seen = Set<String>()
+        // The last of several members of one name is the one shown, as tar, unzip and Python
+        // extract it (an update appended with `tar -r` replaces the earlier copy).
+        var last: [String: Int] = [:]
+        for (i, m) in members.enumerated() { last[m.path] = i }
         var all: [ArchiveMember] = []
-        for m in members {
-            if seen.contains(m.path) {
-                self.problems.append("\(m.path): a second member of the same name, left out")
+        for (i, m) in members.enumerated() {
+            if let l = last[m.path], l != i {
+                if m.isDirectory && members[l].isDirectory { continue }  // a directory listed twice is one directory
+                self.problems.append("\(MemberPaths.printable(m.path)): an earlier copy; a later member of the same name is shown")
                 continue
             }
-            seen.insert(m.path)
             all.append(m)
         }
         // A file whose path another member uses as a directory cannot be both.
@@ -125,6 +145,32 @@ public struct ArchiveIndex: Codable, Equatable, Sendable {
 
     public static func decode(_ bytes: [UInt8]) throws -> ArchiveIndex { try JSONDecoder().decode(ArchiveIndex.self, from: Data(bytes)) }
 
+    /// A stored index of the current format, or nil (an older one is to be built again).
+    public static func decodeCurrent(_ bytes: [UInt8]) -> ArchiveIndex? {
+        guard let index = try? decode(bytes), index.formatVersion == currentFormat else { return nil }
+        return index
+    }
+
+    /// Members whose bytes run past `size` (the archive's real length, learnt only at the end of
+    /// a stream) left out with their reason: a tar cut short lists no member at a size it lacks.
+    public mutating func cut(at size: Int64) {
+        members = members.filter { m in
+            guard !m.isDirectory, let start = m.dataOffset, start + m.storedSize > size else { return true }
+            problems.append("\(MemberPaths.printable(m.path)): cut short by the end of the archive (\(max(0, size - start)) of its "
+                            + "\(m.storedSize) bytes), left out")
+            return false
+        }
+    }
+
+    /// What `user.modelfs.archive_error` says of the index, or nil when all is well.
+    public var summary: String? {
+        var parts: [String] = []
+        if let damage { parts.append(damage) }
+        parts += notes ?? []
+        if !problems.isEmpty { parts.append("\(problems.count) member(s) left out: " + problems.prefix(20).joined(separator: "; ")) }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
+
     /// Builds the index of `source` as an archive of `kind`.
     public static func build(_ kind: ArchiveKind, _ source: some ByteSource) throws(ArchiveError) -> ArchiveIndex {
         switch kind {
@@ -146,13 +192,18 @@ public struct ArchiveError: Error, Equatable, Sendable, CustomStringConvertible 
 
 /// Member names as the view can show them: relative, `/`-separated, every segment a real name.
 enum MemberPaths {
-    /// The normalized path, or why it cannot be shown.
+    /// The normalized path, or why it cannot be shown. `..` is resolved by name (`a/../b` is `b`,
+    /// which stays inside); only one that climbs above the top leaves the archive.
     static func normalize(_ raw: String) -> Result<String, ArchiveError> {
         if raw.hasPrefix("/") { return .failure(ArchiveError("\(printable(raw)): an absolute path, left out")) }
         var segments: [Substring] = []
         for s in raw.split(separator: "/", omittingEmptySubsequences: true) {
             if s == "." { continue }
-            if s == ".." { return .failure(ArchiveError("\(printable(raw)): leaves the archive (..), left out")) }
+            if s == ".." {
+                guard !segments.isEmpty else { return .failure(ArchiveError("\(printable(raw)): leaves the archive (..), left out")) }
+                segments.removeLast()
+                continue
+            }
             if s.utf8.count > 255 { return .failure(ArchiveError("\(printable(raw)): a name longer than 255 bytes, left out")) }
             segments.append(s)
         }
@@ -161,6 +212,13 @@ enum MemberPaths {
             return .failure(ArchiveError("\(printable(raw)): a control character in the name, left out"))
         }
         return .success(segments.joined(separator: "/"))
+    }
+
+    /// A name's bytes as text: the view's names are UTF-8, and no guess at another encoding may
+    /// make two different names one, so a name that is not valid UTF-8 is left out.
+    static func decode(_ raw: some Collection<UInt8>) -> Result<String, ArchiveError> {
+        if let s = String(validating: raw, as: UTF8.self) { return .success(s) }
+        return .failure(ArchiveError("\(printable(String(decoding: raw, as: UTF8.self))): a name that is not valid UTF-8, left out"))
     }
 
     static func printable(_ s: String) -> String {

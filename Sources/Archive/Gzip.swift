@@ -22,18 +22,23 @@ public enum GzipTarReader {
     private static func finish(_ tar: ArchiveIndex, _ stream: GzipStream) throws(ArchiveError) -> ArchiveIndex {
         if stream.produced == 0, let failure = stream.failure { throw ArchiveError("not a gzip stream: \(failure.reason)") }
         var index = tar
-        // What a truncated stream cut off: members whose bytes the stream never reached.
+        // Inflated to the end: every member's trailer checked, and what a truncated stream cut off.
         try stream.drain()
-        if let failure = stream.failure { index.problems.append("the compressed stream stops early: \(failure.reason)") }
-        let total = stream.produced
-        index.members = index.members.filter { m in
-            guard let start = m.dataOffset, start + m.size > total else { return true }
-            index.problems.append("\(m.path): past the end of the compressed stream, left out")
-            return false
+        var notes = index.notes ?? []
+        if let failure = stream.failure {
+            if stream.checkFailed {
+                // Which member's bytes are wrong no one can tell: none is served.
+                index.damage = "the gzip stream is damaged: \(failure.reason); no member is served"
+            } else {
+                notes.append("the compressed stream stops early: \(failure.reason)")
+            }
         }
+        if let garbage = stream.trailingGarbage { notes.append("bytes after the gzip stream (from \(garbage)) are not gzip, ignored") }
+        index.notes = notes.isEmpty ? nil : notes
+        index.cut(at: stream.produced)
         index.kind = .tgz
         index.points = stream.points
-        index.inflatedSize = total
+        index.inflatedSize = stream.produced
         return index
     }
 }
@@ -57,6 +62,8 @@ final class GzipStream: ByteSource, @unchecked Sendable {
     /// Unknown until the end: reads past it come back short.
     var size: Int64 { Int64.max / 4 }
     var produced: Int64 { inflate.produced }
+    var checkFailed: Bool { inflate.checkFailed }
+    var trailingGarbage: Int64? { inflate.trailingGarbage }
 
     func read(at offset: Int64, count: Int) throws -> [UInt8] {
         guard offset >= bufferStart else { throw ArchiveError("the gzip stream is read forward only") }

@@ -22,6 +22,15 @@ public final class Inflate {
     public private(set) var consumed: Int64 = 0
     public private(set) var produced: Int64 = 0
     public private(set) var ended = false
+    /// A gzip stream of several members (what `gzip -d` and `tar` read as one): at each member's
+    /// end the next one is inflated on, zero padding skipped; a raw stream restored inside such a
+    /// stream steps over its member's trailer the same way.
+    public var gzipMembers = false
+    /// The gzip trailer (CRC-32 or length) did not match what was inflated.
+    public private(set) var checkFailed = false
+    /// Where bytes that are not a gzip member follow the stream (ignored, as `gzip -d` does), if any.
+    public private(set) var trailingGarbage: Int64?
+    private var framing: Framing
     private var input: [UInt8] = []
     private var used = 0
     /// Where inflate writes, reused from call to call.
@@ -30,6 +39,8 @@ public final class Inflate {
 
     public init(name: String, framing: Framing = .raw) throws(ArchiveError) {
         self.name = name
+        self.framing = framing
+        gzipMembers = framing == .gzip
         z = .allocate(capacity: 1)
         z.initialize(to: z_stream())
         let rc = framing == .raw ? modelfs_inflate_init_raw(z) : modelfs_inflate_init_gzip(z)
@@ -59,6 +70,8 @@ public final class Inflate {
 
     private init(copying other: Inflate) throws(ArchiveError) {
         name = other.name
+        framing = other.framing
+        gzipMembers = other.gzipMembers
         z = .allocate(capacity: 1)
         z.initialize(to: z_stream())
         guard inflateCopy(z, other.z) == Z_OK else {
@@ -125,14 +138,50 @@ public final class Inflate {
             filled += gave
             produced += Int64(gave)
             switch status {
-            case Z_STREAM_END: ended = true
+            case Z_STREAM_END: ended = try !nextGzipMember(from: source)
             case Z_OK: if stopAtBlocks && z.pointee.data_type & 128 != 0 { return }
             case Z_BUF_ERROR where took == 0 && gave == 0:
                 throw ArchiveError("\(name): the deflate stream stalls (damaged)")
             case Z_BUF_ERROR: break
-            default: throw ArchiveError("\(name): the deflate data is damaged (zlib \(status))")
+            case Z_DATA_ERROR where framing == .gzip && ["incorrect data check", "incorrect length check"].contains(message):
+                checkFailed = true
+                throw ArchiveError("\(name): the gzip trailer does not match the inflated bytes (\(message))")
+            default:
+                throw ArchiveError("\(name): the deflate data is damaged (zlib \(status)\(message.isEmpty ? "" : ": " + message))")
             }
         }
+    }
+
+    private var message: String { z.pointee.msg.map { String(cString: $0) } ?? "" }
+
+    /// At the end of a deflate stream: whether another gzip member follows (and the stream now
+    /// stands at its start), as `gzip -d` reads concatenated members. Zero bytes between or after
+    /// members are padding; anything else ends the stream there.
+    private func nextGzipMember(from source: some ByteSource) throws(ArchiveError) -> Bool {
+        guard gzipMembers else { return false }
+        if framing == .raw {
+            // Restored inside a member: its 8-byte trailer was checked when the index was built.
+            for _ in 0..<8 { guard try nextByte(from: source) != nil else { return false }; used += 1; consumed += 1 }
+        }
+        while let b = try nextByte(from: source), b == 0 { used += 1; consumed += 1 }
+        guard let first = try nextByte(from: source) else { return false }
+        let second = used + 1 < input.count ? input[used + 1] : try ZipReader.read(source, consumed + 1, 1).first
+        guard first == 0x1f, second == 0x8b else {
+            trailingGarbage = consumed
+            return false
+        }
+        guard inflateReset2(z, 16 + MAX_WBITS) == Z_OK else { throw ArchiveError("\(name): inflate could not restart") }
+        framing = .gzip
+        return true
+    }
+
+    /// The next compressed byte, without taking it; nil at the end of the source.
+    private func nextByte(from source: some ByteSource) throws(ArchiveError) -> UInt8? {
+        if used == input.count {
+            input = try ZipReader.read(source, consumed, Inflate.chunk)
+            used = 0
+        }
+        return used < input.count ? input[used] : nil
     }
 
     static let chunk = 256 << 10

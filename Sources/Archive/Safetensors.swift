@@ -20,8 +20,11 @@ public struct SafetensorsHeader: Codable, Equatable, Sendable {
     /// In file order.
     public var tensors: [Tensor]
     public var metadata: [String: String]
-    /// The header's JSON as the file has it.
+    /// The header's JSON as the file has it; empty when it is longer than `keptJSON` (no xattr can
+    /// show it, and 10 MiB of it need not stay in memory).
     public var json: String
+    public var jsonOmitted: Bool?
+    public static let keptJSON = 65536
 
     public var parameters: Int64 { tensors.reduce(0) { $0 + $1.elements } }
     public var dtypes: [String] { Array(Set(tensors.map(\.dtype))).sorted() }
@@ -66,7 +69,7 @@ public struct SafetensorsHeader: Codable, Equatable, Sendable {
             guard let size = dtypeSizes[dtype] else { throw ArchiveError("tensor \(MemberPaths.printable(name)): unknown dtype \(dtype)") }
             let dims = shape.compactMap(integer)
             let bounds = offsets.compactMap(integer)
-            guard dims.count == shape.count, dims.allSatisfy({ $0 >= 0 }), bounds.count == 2 else {
+            guard dims.count == shape.count, dims.allSatisfy({ $0 >= 0 }), bounds.count == 2, bounds.allSatisfy({ $0 >= 0 }) else {
                 throw ArchiveError("tensor \(MemberPaths.printable(name)): shape and offsets must be non-negative integers")
             }
             var elements: Int64 = 1
@@ -88,8 +91,9 @@ public struct SafetensorsHeader: Codable, Equatable, Sendable {
         for (a, b) in zip(tensors, tensors.dropFirst()) where b.begin < a.end {
             throw ArchiveError("tensors \(MemberPaths.printable(a.name)) and \(MemberPaths.printable(b.name)) overlap")
         }
+        let kept = json.count <= keptJSON
         return SafetensorsHeader(dataStart: dataStart, tensors: tensors, metadata: metadata,
-                                 json: String(decoding: json, as: UTF8.self))
+                                 json: kept ? String(decoding: json, as: UTF8.self) : "", jsonOmitted: kept ? nil : true)
     }
 
     /// Reads and parses the header of the file `source` holds.

@@ -10,44 +10,45 @@ public enum TarReader {
     public static func index(_ source: some ByteSource) throws(ArchiveError) -> ArchiveIndex {
         var members: [ArchiveMember] = []
         var problems: [String] = []
+        var notes: [String] = []
         var at: Int64 = 0
-        var longName: String?
-        var pax: [String: String] = [:]
+        var longName: [UInt8]?
+        var pax: [String: [UInt8]] = [:]
         let size = source.size
         guard size >= Int64(block) else { throw ArchiveError("not a tar archive: \(size) bytes is shorter than one header") }
         var ended = false
-        while !ended && at < size {
-            guard at + Int64(block) <= size else { problems.append("truncated: the header at \(at) is cut short"); break }
+        scan: while !ended && at < size {
+            guard at + Int64(block) <= size else { notes.append("truncated: the header at \(at) is cut short"); break }
             let header = try ZipReader.read(source, at, block)
             if header.isEmpty { break }  // the end of a stream whose size was not known ahead
-            guard header.count == block else { problems.append("truncated at \(at)"); break }
+            guard header.count == block else { notes.append("truncated at \(at)"); break }
             if header.allSatisfy({ $0 == 0 }) { ended = true; break }
             guard checksumMatches(header) else {
                 if members.isEmpty && at == 0 { throw ArchiveError("not a tar archive: the first header's checksum is wrong") }
                 problems.append("a damaged header at \(at); the rest of the archive is left out")
                 break
             }
-            guard let length = number(header, 124, 12), length >= 0, length <= size else {
+            guard let length = number(header, 124, 12), length >= 0, length <= Int64.max / 4 else {
                 problems.append("a header at \(at) with an impossible size; the rest is left out")
                 break
             }
             let dataStart = at + Int64(block)
             let next = dataStart + (length + Int64(block) - 1) / Int64(block) * Int64(block)
             let type = header[156]
-            if dataStart + length > size {
-                problems.append("truncated: the member at \(at) runs past the archive's end")
-                break
-            }
             defer { at = next }
             switch type {
             case UInt8(ascii: "x"), UInt8(ascii: "L"):
+                guard dataStart + length <= size else {
+                    notes.append("truncated: the extended header at \(at) is cut short")
+                    break scan
+                }
                 guard length <= Int64(maxExtendedHeader) else {
                     problems.append("an extended header of \(length) bytes at \(at), ignored")
                     continue
                 }
                 let body = try ZipReader.read(source, dataStart, Int(length))
                 if type == UInt8(ascii: "L") {
-                    longName = String(decoding: body.prefix { $0 != 0 }, as: UTF8.self)
+                    longName = Array(body.prefix { $0 != 0 })
                 } else {
                     pax = paxRecords(body)
                 }
@@ -57,23 +58,37 @@ public enum TarReader {
             default:
                 break
             }
-            let ustarName = string(header, 0, 100)
-            let prefix = header[257..<262].elementsEqual("ustar".utf8) ? string(header, 345, 155) : ""
-            let raw = pax["path"] ?? longName ?? (prefix.isEmpty ? ustarName : prefix + "/" + ustarName)
+            let ustarName = field(header, 0, 100)
+            let prefix = header[257..<262].elementsEqual("ustar".utf8) ? field(header, 345, 155) : []
             let entryPax = pax
+            // A sparse member (GNU's, in pax records or type S) is stored packed: its bytes are not
+            // the file's, so it is left out under its real name.
+            let sparse = type == UInt8(ascii: "S") || entryPax.keys.contains { $0.hasPrefix("GNU.sparse.") }
+            let rawName = (sparse ? entryPax["GNU.sparse.name"] : nil) ?? entryPax["path"] ?? longName
+                ?? (prefix.isEmpty ? ustarName : prefix + [UInt8(ascii: "/")] + ustarName)
             longName = nil
             pax = [:]
             let path: String
-            switch MemberPaths.normalize(raw) {
+            switch MemberPaths.decode(rawName).flatMap(MemberPaths.normalize) {
             case .success(let p): path = p
             case .failure(let e): problems.append(e.reason); continue
             }
             let mode = UInt32(number(header, 100, 8) ?? 0o644) & 0o777
-            let modified = entryPax["mtime"].flatMap(Double.init) ?? Double(number(header, 136, 12) ?? 0)
+            let modified = entryPax["mtime"].flatMap { Double(String(decoding: $0, as: UTF8.self)) }
+                ?? Double(number(header, 136, 12) ?? 0)
+            if sparse {
+                problems.append("\(MemberPaths.printable(path)): a sparse file (stored packed), left out")
+                continue
+            }
             switch type {
             case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
-                let memberSize = entryPax["size"].flatMap(Int64.init) ?? length
-                guard memberSize == length else { problems.append("\(path): sizes disagree, left out"); continue }
+                let memberSize = entryPax["size"].flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? length
+                guard memberSize == length else { problems.append("\(MemberPaths.printable(path)): sizes disagree, left out"); continue }
+                guard dataStart + length <= size else {
+                    problems.append("\(MemberPaths.printable(path)): cut short by the end of the archive (\(size - dataStart) of its "
+                                    + "\(length) bytes), left out")
+                    break scan
+                }
                 members.append(ArchiveMember(path: path, isDirectory: false, size: length, mode: mode == 0 ? 0o644 : mode,
                                              modified: modified, method: source is GzipStream ? .inflatedStream : .stored,
                                              dataOffset: dataStart, storedSize: length))
@@ -87,7 +102,9 @@ public enum TarReader {
             default: problems.append("\(path): an entry of type \(Character(Unicode.Scalar(type))), left out")
             }
         }
-        return ArchiveIndex(kind: .tar, members: members, problems: problems)
+        var index = ArchiveIndex(kind: .tar, members: members, problems: problems)
+        if !notes.isEmpty { index.notes = notes }
+        return index
     }
 
     /// The header's checksum: the sum of its bytes with the checksum field read as spaces
@@ -126,13 +143,12 @@ public enum TarReader {
         return v
     }
 
-    static func string(_ h: [UInt8], _ at: Int, _ length: Int) -> String {
-        String(decoding: h[at..<(at + length)].prefix { $0 != 0 }, as: UTF8.self)
-    }
+    /// A NUL-terminated field's bytes.
+    static func field(_ h: [UInt8], _ at: Int, _ length: Int) -> [UInt8] { Array(h[at..<(at + length)].prefix { $0 != 0 }) }
 
-    /// `"<length> <key>=<value>\n"` records.
-    static func paxRecords(_ body: [UInt8]) -> [String: String] {
-        var out: [String: String] = [:]
+    /// `"<length> <key>=<value>\n"` records; values as bytes (a name's are checked as a name's).
+    static func paxRecords(_ body: [UInt8]) -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
         var i = 0
         while i < body.count {
             guard let space = body[i...].firstIndex(of: 32),
@@ -140,8 +156,7 @@ public enum TarReader {
             else { break }
             let record = body[(space + 1)..<(i + length - 1)]  // without the newline
             if let eq = record.firstIndex(of: UInt8(ascii: "=")) {
-                out[String(decoding: record[record.startIndex..<eq], as: UTF8.self)] =
-                    String(decoding: record[(eq + 1)...], as: UTF8.self)
+                out[String(decoding: record[record.startIndex..<eq], as: UTF8.self)] = Array(record[(eq + 1)...])
             }
             i += length
         }

@@ -42,26 +42,40 @@ public enum ZipReader {
         let eocdPosition = tailStart + Int64(eocd)
         var directoryEnd = eocdPosition
         if eocd >= 20, Fields(tail, at: eocd - 20).u32(0) == zip64LocatorSignature {
-            let at = Fields(tail, at: eocd - 20).u64(8)
-            guard at <= UInt64(eocdPosition - 20) else { throw ArchiveError("the zip64 end record points outside the archive") }
-            let record = try read(source, Int64(at), 56)
+            // The zip64 end record is read where it must be, just before its locator (as Python
+            // does), so a stub in front (whose length the locator's offset leaves out) is found too.
+            var at = eocdPosition - 20 - 56
+            let found = at >= 0 ? Fields(try read(source, at, 4)).u32(0) == zip64EOCDSignature : false
+            if !found {
+                let recorded = Fields(tail, at: eocd - 20).u64(8)
+                guard recorded <= UInt64(eocdPosition - 20) else { throw ArchiveError("the zip64 end record points outside the archive") }
+                at = Int64(recorded)
+            }
+            let record = try read(source, at, 56)
             let z = Fields(record)
             guard z.u32(0) == zip64EOCDSignature else { throw ArchiveError("no zip64 end record where its locator points") }
             entries = z.u64(32)
             cdSize = z.u64(40)
             cdOffset = z.u64(48)
-            directoryEnd = Int64(at)
+            directoryEnd = at
         }
-        guard cdOffset <= UInt64(directoryEnd), cdSize <= UInt64(directoryEnd) - cdOffset else {
+        // The central directory ends where the end record begins; what lies before the offsets it
+        // records is a stub in front (a self-extracting zip): every offset is moved by its length,
+        // as unzip and Python do.
+        guard cdSize <= UInt64(directoryEnd), cdOffset <= UInt64(directoryEnd) - cdSize else {
             throw ArchiveError("the central directory (\(cdOffset)+\(cdSize)) lies outside the archive")
         }
+        let stub = directoryEnd - Int64(cdSize) - Int64(cdOffset)
+        let directoryStart = Int64(cdOffset) + stub
         guard Int64(cdSize) <= maxCentralDirectory else { throw ArchiveError("a central directory of \(cdSize) bytes is too large") }
         guard entries <= UInt64(maxMembers) else { throw ArchiveError("\(entries) members are more than a view can hold") }
-        let directory = try read(source, Int64(cdOffset), Int(cdSize))
+        let directory = try read(source, directoryStart, Int(cdSize))
         guard directory.count == Int(cdSize) else { throw ArchiveError("the central directory is truncated") }
 
         var members: [ArchiveMember] = []
         var problems: [String] = []
+        /// Every entry's local header, left out or not: a member's data ends before the next one.
+        var headers: [Int64] = [directoryStart]
         var at = 0
         for n in 0..<Int(entries) {
             let f = Fields(directory, at: at)
@@ -76,20 +90,38 @@ public enum ZipReader {
                 break
             }
             defer { at = next }
-            let rawName = f.slice(46, nameLength)
-            let utf8 = f.u16(8) & 0x0800 != 0
-            let name = String(validating: rawName, as: UTF8.self) ?? (utf8 ? String(decoding: rawName, as: UTF8.self)
-                                                                           : String(rawName.map { Character(Unicode.Scalar($0)) }))
-            switch member(f, name: name, extra: f.slice(46 + nameLength, extraLength), directoryStart: Int64(cdOffset), size: size) {
-            case .success(let m): members.append(m)
-            case .failure(let e): problems.append(e.reason)
+            let recorded: Int64? = f.u32(42) != 0xFFFF_FFFF ? Int64(f.u32(42)) + stub : nil
+            let name: String
+            switch MemberPaths.decode(f.slice(46, nameLength)) {
+            case .success(let n): name = n
+            case .failure(let e):
+                problems.append(e.reason)
+                if let recorded { headers.append(recorded) }
+                continue
             }
+            let extra = f.slice(46 + nameLength, extraLength)
+            switch member(f, name: name, extra: extra, directoryStart: directoryStart, stub: stub) {
+            case .success(let m):
+                members.append(m)
+                if let h = m.headerOffset ?? recorded { headers.append(h) }
+            case .failure(let e):
+                problems.append(e.reason)
+                if let recorded { headers.append(recorded) }
+            }
+        }
+        headers.sort()
+        for i in members.indices {
+            guard let h = members[i].headerOffset else { continue }
+            // The first header after this one's (binary search: 10,000 members stay cheap).
+            var lo = 0, hi = headers.count
+            while lo < hi { let mid = (lo + hi) / 2; if headers[mid] <= h { lo = mid + 1 } else { hi = mid } }
+            members[i].dataLimit = lo < headers.count ? headers[lo] : directoryStart
         }
         return ArchiveIndex(kind: .zip, members: members, problems: problems)
     }
 
     private static func member(_ f: Fields, name rawName: String, extra: ArraySlice<UInt8>, directoryStart: Int64,
-                               size: Int64) -> Result<ArchiveMember, ArchiveError> {
+                               stub: Int64) -> Result<ArchiveMember, ArchiveError> {
         let path: String
         switch MemberPaths.normalize(rawName) {
         case .success(let p): path = p
@@ -134,6 +166,7 @@ public enum ZipReader {
         case 8: kind = .deflated
         default: return .failure(ArchiveError("\(path): compression method \(method) is not supported, left out"))
         }
+        offset &+= UInt64(stub)
         guard offset < UInt64(directoryStart), compressed <= UInt64(directoryStart) - offset else {
             return .failure(ArchiveError("\(path): its data (\(offset)+\(compressed)) lies outside the archive, left out"))
         }
@@ -141,23 +174,68 @@ public enum ZipReader {
         if kind == .stored && compressed != uncompressed {
             return .failure(ArchiveError("\(path): stored with two different sizes (\(compressed), \(uncompressed)), left out"))
         }
-        return .success(ArchiveMember(path: path, isDirectory: false, size: Int64(uncompressed), mode: mode, modified: modified,
-                                      method: kind, dataOffset: nil, headerOffset: Int64(offset), storedSize: Int64(compressed),
-                                      crc32: f.u32(16)))
+        var m = ArchiveMember(path: path, isDirectory: false, size: Int64(uncompressed), mode: mode, modified: modified,
+                              method: kind, dataOffset: nil, headerOffset: Int64(offset), storedSize: Int64(compressed), crc32: f.u32(16))
+        if rawName != path { m.rawName = rawName }
+        return .success(m)
     }
 
     /// Where a member's data begins: after its local header, which only that header measures.
-    /// Refused when the header is not there or the data would run past `limit` (the central directory).
+    /// The local header must agree with the central directory — its name, method, CRC-32 and
+    /// sizes (those a data descriptor gives instead may be zero) — and the data must end before
+    /// the next member's header: anything else is damage, never a member served from other bytes.
     public static func dataOffset(of m: ArchiveMember, in source: some ByteSource) throws(ArchiveError) -> Int64 {
         if let known = m.dataOffset { return known }
         guard let header = m.headerOffset else { throw ArchiveError("\(m.path): no local header recorded") }
         let bytes = try read(source, header, 30)
         let f = Fields(bytes)
         guard bytes.count == 30, f.u32(0) == localSignature else { throw ArchiveError("\(m.path): no local header at \(header)") }
-        let start = header + 30 + Int64(f.u16(26)) + Int64(f.u16(28))
+        let nameLength = Int(f.u16(26)), extraLength = Int(f.u16(28))
+        let variable = try read(source, header + 30, nameLength + extraLength)
+        guard variable.count == nameLength + extraLength else {
+            throw ArchiveError("\(m.path): its local header is cut short")
+        }
+        let expected = Array(m.headerName.utf8)
+        guard variable.prefix(nameLength).elementsEqual(expected) else {
+            let local = MemberPaths.printable(String(decoding: variable.prefix(nameLength), as: UTF8.self))
+            throw ArchiveError("\(m.path): its local header names \(local), not the central directory's name")
+        }
+        let method = f.u16(8)
+        guard method == (m.method == .deflated ? 8 : 0), f.u16(6) & 0x0001 == 0 else {
+            throw ArchiveError("\(m.path): its local header's method or flags differ from the central directory's")
+        }
+        var compressed = UInt64(f.u32(18)), uncompressed = UInt64(f.u32(22))
+        if compressed == 0xFFFF_FFFF || uncompressed == 0xFFFF_FFFF {
+            let extra = Array(variable[nameLength...])
+            var i = 0
+            while i + 4 <= extra.count {
+                let x = Fields(extra, at: i)
+                let length = Int(x.u16(2))
+                if x.u16(0) == 0x0001, length >= 16 { uncompressed = x.u64(4); compressed = x.u64(12); break }
+                i += 4 + length
+            }
+        }
+        let crc = f.u32(14)
+        // With a data descriptor (flag 3) the local header may leave the CRC and sizes zero.
+        let deferred = f.u16(6) & 0x0008 != 0
+        func agrees(_ local: UInt64, _ central: UInt64) -> Bool { local == central || (deferred && local == 0) }
+        guard agrees(UInt64(crc), UInt64(m.crc32 ?? crc)) else {
+            throw ArchiveError("\(m.path): its local header's CRC-32 \(hex(crc)) differs from the central directory's "
+                               + hex(m.crc32 ?? 0))
+        }
+        guard agrees(compressed, UInt64(m.storedSize)), agrees(uncompressed, UInt64(m.size)) else {
+            throw ArchiveError("\(m.path): its local header's sizes (\(compressed), \(uncompressed)) differ from the central "
+                               + "directory's (\(m.storedSize), \(m.size))")
+        }
+        let start = header + 30 + Int64(nameLength) + Int64(extraLength)
         guard start + m.storedSize <= source.size else { throw ArchiveError("\(m.path): its data runs past the archive's end") }
+        if let limit = m.dataLimit, start + m.storedSize > limit {
+            throw ArchiveError("\(m.path): its data (\(start)+\(m.storedSize)) runs into the next member's header at \(limit)")
+        }
         return start
     }
+
+    public static func hex(_ v: UInt32) -> String { String(v, radix: 16) }
 
     static func read(_ source: some ByteSource, _ offset: Int64, _ count: Int) throws(ArchiveError) -> [UInt8] {
         do { return try source.read(at: offset, count: count) } catch {

@@ -12,19 +12,17 @@ final class LoadedArchive: Sendable {
     let size: Int64
     let index: ArchiveIndex?
     /// Why the archive has no view (it cannot be read as one), or what its view leaves out.
-    let error: String?
+    private let indexError: String?
     let byPath: [String: Int]
     let children: [String: [Int]]
     /// Zip members' data offsets, read from their local headers on first open.
     let dataOffsets = Locked<[Int: Int64]>([:])
+    /// The verdicts on members' bytes, from their reads (CRC-32, deflate streams).
+    private let checks = Locked<[Int: MemberCheck]>([:])
 
     init(owner: ArchiveOwner, objectKey: String, sha256: String, size: Int64, index: ArchiveIndex?, error: String?) {
         self.owner = owner; self.objectKey = objectKey; self.sha256 = sha256; self.size = size; self.index = index
-        var error = error
-        if let problems = index?.problems, !problems.isEmpty {
-            error = "\(problems.count) member(s) left out: " + problems.prefix(20).joined(separator: "; ")
-        }
-        self.error = error
+        indexError = index?.summary ?? error
         var byPath: [String: Int] = [:]
         var children: [String: [Int]] = [:]
         for (i, m) in (index?.members ?? []).enumerated() where i <= Node.maxMemberIndex {
@@ -38,6 +36,30 @@ final class LoadedArchive: Sendable {
     func member(_ i: Int) -> ArchiveMember? {
         guard let members = index?.members, i >= 0, i < members.count else { return nil }
         return members[i]
+    }
+
+    /// The shared verdict on member `i`'s bytes.
+    func check(_ i: Int, _ m: ArchiveMember) -> MemberCheck {
+        checks.withLock { all in
+            if let c = all[i] { return c }
+            let c = MemberCheck(size: m.size, expected: index?.kind == .zip ? m.crc32 : nil, failure: index?.damage)
+            all[i] = c
+            return c
+        }
+    }
+
+    /// What the view leaves out, and the members whose reads found them damaged (one damage of
+    /// the whole `.tar.gz` is said once, not for each member).
+    var error: String? {
+        var parts = indexError.map { [$0] } ?? []
+        if index?.damage == nil {
+            let failed = checks.withLock { all in all.compactMap { i, c in c.failure.map { (i, $0) } } }.sorted { $0.0 < $1.0 }
+            let damaged = failed.compactMap { i, reason in member(i).map { "\(Names.printable($0.path)): \(reason)" } }
+            if !damaged.isEmpty {
+                parts.append("\(damaged.count) member(s) damaged: " + damaged.prefix(20).joined(separator: "; "))
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 }
 
@@ -138,7 +160,8 @@ final class ArchiveViews: Sendable {
         guard let object = try object(owner) else { return nil }
         if let hit = loaded.withLock({ $0[owner] }), hit.objectKey == object.key, hit.sha256 == object.sha256 { return hit }
         guard let stored = try namespace.catalog.archiveIndex(objectKey: object.key, sha256: object.sha256, size: object.size) else { return nil }
-        let index = stored.body.flatMap { try? ArchiveIndex.decode(Array($0.utf8)) }
+        let index = stored.body.flatMap { ArchiveIndex.decodeCurrent(Array($0.utf8)) }
+        if index == nil && stored.body != nil { return nil }  // of an older format: the next access builds it again
         return LoadedArchive(owner: owner, objectKey: object.key, sha256: object.sha256, size: object.size, index: index, error: stored.error)
     }
 
@@ -151,8 +174,9 @@ final class ArchiveViews: Sendable {
     private func load(_ object: ArchiveObject) throws(StoreError) -> LoadedArchive {
         let catalog = namespace.catalog
         if let stored = try catalog.archiveIndex(objectKey: object.key, sha256: object.sha256, size: object.size) {
-            let index = stored.body.flatMap { try? ArchiveIndex.decode(Array($0.utf8)) }
-            if index != nil || stored.error != nil {
+            // An index of an older format is built again (and replaces it) by the rules of this one.
+            let index = stored.body.flatMap { ArchiveIndex.decodeCurrent(Array($0.utf8)) }
+            if index != nil || (stored.error != nil && stored.body == nil) {
                 return LoadedArchive(owner: object.owner, objectKey: object.key, sha256: object.sha256, size: object.size,
                                      index: index, error: stored.error)
             }
@@ -181,17 +205,22 @@ final class ArchiveViews: Sendable {
                            id: ObjectIdentity.id(sha256: object.sha256, size: object.size))
     }
 
-    /// A reader of one member's bytes.
+    /// A reader of one member's bytes, checked as it is read (``VerifyingReader``).
     func open(_ object: ArchiveObject, _ archive: LoadedArchive, member i: Int) throws(StoreError) -> any ObjectReader {
         guard let m = archive.member(i), !m.isDirectory else { throw StoreError(.isDirectory, "is a directory") }
+        let name = "\(object.name): \(Names.printable(m.path))"
+        let check = archive.check(i, m)
+        if let failure = check.failure { throw StoreError(.io, "\(name): \(failure)") }
         let base = reader(object)
         var start = m.dataOffset ?? archive.dataOffsets.withLock { $0[i] }
         if start == nil {
             do { start = try ZipReader.dataOffset(of: m, in: ReaderSource(reader: base, size: object.size)) } catch {
+                if !error.unreadable { check.fail(error.reason) }
                 throw StoreError(.io, "\(object.name): \(m.path): \(error.reason)")
             }
             archive.dataOffsets.withLock { $0[i] = start }
         }
+        let member: any ObjectReader
         switch m.method {
         case .stored where m.path.hasSuffix(".safetensors"):
             // A stored safetensors member: its reads fetch whole tensors, at their place in the object.
@@ -199,13 +228,15 @@ final class ArchiveViews: Sendable {
             let tensorReader = ObjectReaders.open(store: namespace.registry.objects, cache: namespace.cache, key: object.key, size: object.size,
                                                   id: ObjectIdentity.id(sha256: object.sha256, size: object.size),
                                                   layout: TensorHeaders.layout(parsed, start: start!))
-            return SliceReader(tensorReader, start: start!, size: m.size)
-        case .stored: return SliceReader(base, start: start!, size: m.size)
-        case .deflated: return InflatingReader(base, start: start!, storedSize: m.storedSize, size: m.size, name: "\(object.name): \(m.path)")
+            member = SliceReader(tensorReader, start: start!, size: m.size)
+        case .stored: member = SliceReader(base, start: start!, size: m.size)
+        case .deflated:
+            member = InflatingReader(base, start: start!, storedSize: m.storedSize, size: m.size, name: name, check: check)
         case .inflatedStream:
-            return InflatingReader(base, objectSize: object.size, points: archive.index?.points ?? [], origin: start!, size: m.size,
-                                   name: "\(object.name): \(m.path)")
+            member = InflatingReader(base, objectSize: object.size, points: archive.index?.points ?? [], origin: start!, size: m.size,
+                                     name: name)
         }
+        return check.verified ? member : VerifyingReader(member, check: check, name: name)
     }
 }
 

@@ -50,26 +50,33 @@ final class ArchivesProvider: NamespaceProvider {
             guard let object = try views.object(o) else { throw .notFound("the archive is gone") }
             return namespace.archiveView(o, modified: object.modified, ownership: object.ownership)
         }
-        let (_, archive) = try views.archive(try owner(node))
+        let (object, archive) = try views.archive(try owner(node))
         guard case .member(_, let i) = node, let m = archive.member(i) else { throw .notFound("no such member") }
-        return attributes(node, m)
+        return attributes(node, m, object.ownership)
     }
 
-    private func attributes(_ node: Node, _ m: ArchiveMember) -> Attributes {
+    /// A member is its version's: the version's owner, and the version's read bits (`r-x` for a
+    /// directory), whatever modes the archive recorded (`zipfile.writestr` gives `0600`), so
+    /// whoever may read the version reads each of its members, and no one else does.
+    private func attributes(_ node: Node, _ m: ArchiveMember, _ ownership: Ownership?) -> Attributes {
+        let read = (ownership?.mode ?? Ownership.defaultFileMode) & Ownership.readBits
+        var a: Attributes
         if m.isDirectory {
-            var a = namespace.directory(node, modified: m.modified)
-            a.permissions = (m.mode & 0o555) | 0o500
+            a = namespace.directory(node, modified: m.modified)
+            a.permissions = read | (read >> 2)
             a.cacheSeconds = Namespace.readyAttributeSeconds
-            return a
+        } else {
+            a = namespace.file(node, size: m.size, modified: m.modified, ready: true, permissions: read)
         }
-        return namespace.file(node, size: m.size, modified: m.modified, ready: true, permissions: (m.mode & 0o555) | 0o400)
+        if let ownership { a.uid = ownership.uid; a.gid = ownership.gid }
+        return a
     }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
-        let (_, archive) = try views.archive(try owner(node))
+        let (object, archive) = try views.archive(try owner(node))
         let path = try directoryPath(node, archive)
         return (archive.children[path] ?? []).compactMap { i in
-            archive.member(i).map { DirectoryEntry(name: $0.name, attributes: attributes(.member(archive.owner, i), $0)) }
+            archive.member(i).map { DirectoryEntry(name: $0.name, attributes: attributes(.member(archive.owner, i), $0, object.ownership)) }
         }
     }
 
@@ -127,9 +134,11 @@ final class ArchivesProvider: NamespaceProvider {
             if !m.isDirectory {
                 out += [("size", "\(m.size)"), ("compression", m.method.rawValue), ("stored_size", "\(m.storedSize)")]
                 if let crc = m.crc32 { out.append(("crc32", String(format: "%08x", crc))) }
+                if let failure = archive.check(i, m).failure { out.append(("archive_error", failure)) }
                 if m.path.hasSuffix(".safetensors") {
                     let (object, _) = try views.archive(try owner(node))
-                    out += TensorHeaders.xattrs(try views.tensorHeader(object, archive, member: i))
+                    // A damaged member has no header to show (its reads are EIO); its xattrs still answer.
+                    if let parsed = try? views.tensorHeader(object, archive, member: i) { out += TensorHeaders.xattrs(parsed) }
                 }
             }
             return namespace.common(out)

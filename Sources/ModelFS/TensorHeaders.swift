@@ -11,8 +11,11 @@ final class TensorHeaders: Sendable {
     unowned let namespace: Namespace
     private let loaded = Locked<[String: Parsed]>([:])
     static let keep = 256
-    /// The largest header shown whole as an xattr (the kernel's limit on a value is 64 KiB).
-    static let maxXattr = 60 << 10
+    /// The largest header shown whole as an xattr: the kernel's limit on a value (XATTR_SIZE_MAX).
+    static let maxXattr = 65536
+    /// The tensors the kept headers may hold together: a hostile header of 100,000 tensors is
+    /// parsed, stored and let go rather than kept by the dozen.
+    static let keepTensors = 200_000
 
     struct Parsed: Sendable {
         var sha256: String
@@ -51,8 +54,15 @@ final class TensorHeaders: Sendable {
         }
         loaded.withLock { all in
             if all.count >= TensorHeaders.keep, let victim = all.keys.first { all[victim] = nil }
+            var tensors = all.values.reduce(0) { $0 + ($1.header?.tensors.count ?? 0) }
+            while tensors + (parsed.header?.tensors.count ?? 0) > TensorHeaders.keepTensors, let victim = all.keys.first {
+                tensors -= all[victim]?.header?.tensors.count ?? 0
+                all[victim] = nil
+            }
             all[id] = parsed
         }
+        // Parsing a large header (Foundation's JSON objects) leaves freed heap the allocator keeps.
+        if (parsed.header?.tensors.count ?? 0) > 10_000 || parsed.header?.jsonOmitted == true || parsed.error != nil { _ = trimHeap(0) }
         return parsed
     }
 
@@ -71,7 +81,7 @@ final class TensorHeaders: Sendable {
         guard let header = parsed.header else { return [("safetensors_error", parsed.error ?? "unreadable")] }
         var out = [("tensors", "\(header.tensors.count)"), ("parameters", "\(header.parameters)"),
                    ("dtypes", header.dtypes.joined(separator: ","))]
-        if header.json.utf8.count <= maxXattr { out.append(("safetensors_header", header.json)) }
+        if header.jsonOmitted != true, header.json.utf8.count <= maxXattr { out.append(("safetensors_header", header.json)) }
         return out
     }
 }
@@ -85,3 +95,6 @@ extension Namespace {
                                                                               size: size, id: id), size: size))
     }
 }
+
+/// glibc's `malloc_trim` (in `<malloc.h>`, which the Glibc module leaves out): gives freed heap back.
+@_silgen_name("malloc_trim") private func trimHeap(_ pad: Int) -> Int32

@@ -26,8 +26,9 @@ public final class SliceReader: ObjectReader {
 /// from the stream restarts from the nearest one rather than from the start (as zlib's `zran.c`
 /// does); a `.tar.gz` member starts from the access points its index stored. The last `window`
 /// bytes inflated stay for reads that come slightly out of order, as the kernel's parallel
-/// readahead does. Never more than the declared size comes out: a member that inflates to more
-/// is cut there, one that inflates to less is an `EIO`.
+/// readahead does. Never more than the declared size comes out; a zip member's deflate stream
+/// must end exactly there, having used exactly its compressed size: one that inflates to more or
+/// to less, or ends before or after its compressed bytes do, is an `EIO` (and its `check` fails).
 public final class InflatingReader: ObjectReader {
     private let compressed: SliceReaderSource
     /// Where the member starts in the inflated stream (0 for a zip member) and its length.
@@ -36,6 +37,9 @@ public final class InflatingReader: ObjectReader {
     private let name: String
     private let spacing: Int64
     private let stored: [AccessPoint]
+    /// A zip member: its stream is its own, and must end where the archive says.
+    private let exact: Bool
+    private let check: MemberCheck?
     private let state = Locked(State())
     static let window = 4 << 20
     /// At most this many access points per open member (each about 43 KiB of zlib state).
@@ -57,10 +61,12 @@ public final class InflatingReader: ObjectReader {
     }
 
     /// A zip member's raw deflate data: `storedSize` bytes at `start` of the object.
-    public init(_ base: any ObjectReader, start: Int64, storedSize: Int64, size: Int64, name: String) {
+    public init(_ base: any ObjectReader, start: Int64, storedSize: Int64, size: Int64, name: String, check: MemberCheck? = nil) {
         compressed = SliceReaderSource(SliceReader(base, start: start, size: storedSize))
         origin = 0
         stored = []
+        exact = true
+        self.check = check
         self.size = size
         self.name = name
         spacing = max(Int64(4 << 20), size / Int64(InflatingReader.maxPoints) + 1)
@@ -72,6 +78,8 @@ public final class InflatingReader: ObjectReader {
         compressed = SliceReaderSource(SliceReader(base, start: 0, size: objectSize))
         self.origin = origin
         stored = points.sorted { $0.uncompressed < $1.uncompressed }
+        exact = false
+        check = nil
         self.size = size
         self.name = name
         spacing = max(Int64(4 << 20), size / Int64(InflatingReader.maxPoints) + 1)
@@ -90,6 +98,7 @@ public final class InflatingReader: ObjectReader {
             }
         } catch {
             if error.unreadable, let cause = compressed.lastFailure { throw cause }
+            if !error.unreadable { check?.fail(error.reason) }
             throw StoreError(.io, "\(name): \(error.reason)")
         }
     }
@@ -108,6 +117,7 @@ public final class InflatingReader: ObjectReader {
             fresh = try copy.copy()
         } else if let point {
             fresh = try Inflate(name: name, restoring: point, from: compressed)
+            fresh.gzipMembers = true  // a point of a `.tar.gz`, whose stream may be several gzip members
         } else {
             fresh = try Inflate(name: name)
         }
@@ -124,6 +134,7 @@ public final class InflatingReader: ObjectReader {
         guard s.recent.count > before else {
             throw ArchiveError("the member inflates to \(stream.produced - origin) bytes, fewer than its declared \(size)")
         }
+        if exact && stream.produced == size { try checkEnd(stream) }
         // Trimmed to the window only once it is twice as long: each byte is moved once.
         if s.recent.count > 2 * InflatingReader.window {
             let drop = s.recent.count - InflatingReader.window
@@ -132,6 +143,19 @@ public final class InflatingReader: ObjectReader {
         }
         if stream.produced >= (s.points.last?.produced ?? 0) + spacing, s.points.count < InflatingReader.maxPoints {
             s.points.append(try stream.copy())
+        }
+    }
+}
+
+extension InflatingReader {
+    /// At a zip member's declared size its deflate stream must end, and there only, having used
+    /// its compressed size exactly.
+    private func checkEnd(_ stream: Inflate) throws(ArchiveError) {
+        var more: [UInt8] = []
+        try stream.inflate(upTo: 1, from: compressed, appendingTo: &more)
+        guard more.isEmpty else { throw ArchiveError("the member inflates to more than its declared \(size) bytes") }
+        guard stream.consumed == compressed.size else {
+            throw ArchiveError("its deflate stream ends after \(stream.consumed) of its \(compressed.size) compressed bytes")
         }
     }
 }
@@ -152,5 +176,84 @@ final class SliceReaderSource: ByteSource {
             failure.withLock { $0 = error }
             throw error
         }
+    }
+}
+
+/// The verdict on one archive member's bytes, shared by every open of it: the CRC-32 of what the
+/// readers saw (``CRCCoverage``), and, once it covers the member, whether it matches the
+/// archive's; or why the member is damaged. A member found damaged stays so (every read `EIO`).
+public final class MemberCheck: Sendable {
+    public let size: Int64
+    public let expected: UInt32?
+    private struct State {
+        var coverage = CRCCoverage()
+        var verified = false
+        var failure: String?
+    }
+    private let state = Locked(State())
+    /// One reader fills the gaps at a time.
+    private let filling = NSLock()
+
+    /// `failure`: damage known before any read (a `.tar.gz` whose gzip check failed).
+    public init(size: Int64, expected: UInt32?, failure: String? = nil) {
+        self.size = size
+        self.expected = expected
+        state.withLock { $0.failure = failure }
+        if expected == nil && failure == nil { state.withLock { $0.verified = true } }
+        if size == 0, let expected, expected != 0 { fail("an empty member whose recorded CRC-32 is \(ZipReader.hex(expected)), not 0") }
+    }
+
+    public var failure: String? { state.withLock { $0.failure } }
+    public var verified: Bool { state.withLock { $0.verified } }
+
+    public func fail(_ reason: String) { state.withLock { if $0.failure == nil { $0.failure = reason } } }
+
+    func add(_ bytes: [UInt8], at offset: Int64) { state.withLock { $0.coverage.add(bytes, at: offset) } }
+
+    /// The verdict, reading through `reader` whatever the readers skipped. Throws the damage.
+    func complete(through reader: any ObjectReader) throws(StoreError) {
+        filling.lock()
+        defer { filling.unlock() }
+        if let failure { throw StoreError(.io, failure) }
+        if verified { return }
+        for gap in state.withLock({ $0.coverage.gaps(size: size) }) {
+            var at = gap.lowerBound
+            while at < gap.upperBound {
+                let piece = try reader.read(offset: at, size: Int(min(Int64(1 << 20), gap.upperBound - at))).bytes
+                guard !piece.isEmpty else { fail("the member's data ends at \(at) of its \(size) bytes"); break }
+                add(piece, at: at)
+                at += Int64(piece.count)
+            }
+        }
+        let crc = state.withLock { $0.coverage.whole(size: size) }
+        if let crc, crc == expected {
+            state.withLock { $0.verified = true; $0.coverage = CRCCoverage() }
+            return
+        }
+        if let crc { fail("Bad CRC-32: \(ZipReader.hex(crc)) where the archive records \(ZipReader.hex(expected ?? 0))") }
+        throw StoreError(.io, failure ?? "the member could not be read whole to check its CRC-32")
+    }
+}
+
+/// A member's reads checked against its ``MemberCheck``: a damaged member's reads are `EIO`; the
+/// read that reaches the member's end gets the CRC-32 verdict (the gaps the readers left read
+/// first), so no reader sees the whole of a member whose bytes are wrong without an error.
+public final class VerifyingReader: ObjectReader {
+    let base: any ObjectReader
+    let check: MemberCheck
+    let name: String
+
+    public init(_ base: any ObjectReader, check: MemberCheck, name: String) { self.base = base; self.check = check; self.name = name }
+
+    public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
+        if let failure = check.failure { throw StoreError(.io, "\(name): \(failure)") }
+        let reply = try base.read(offset: offset, size: length)
+        if check.verified { return reply }
+        let bytes = reply.bytes
+        check.add(bytes, at: offset)
+        if offset + Int64(bytes.count) >= check.size && !bytes.isEmpty {
+            do { try check.complete(through: base) } catch { throw StoreError(.io, "\(name): \(error.message)") }
+        }
+        return .bytes(bytes)
     }
 }

@@ -38,13 +38,19 @@ final class IngestIndex: Sendable {
     /// no archive; nil when no verdict could be reached on the way (the first access decides).
     func finish(size: Int64) -> Result<ArchiveIndex, ArchiveError>? {
         stream.close(size: size)
-        let outcome: Result<ArchiveIndex, ArchiveError>
+        var outcome: Result<ArchiveIndex, ArchiveError>
         if kind == .zip {
             // Local headers are far behind by now: their offsets are read on a member's first open.
             outcome = Result { () throws(ArchiveError) in try ArchiveIndex.build(.zip, stream) }
         } else {
             guard done.wait(timeout: .now() + 30) == .success, let result = result.withLock({ $0 }) else { return nil }
             outcome = result
+            // The tar parser read a stream of unknown length: a member the upload's end cut short
+            // is found only now.
+            if kind == .tar, case .success(var index) = outcome {
+                index.cut(at: size)
+                outcome = .success(index)
+            }
         }
         // A parser that fell behind the window, or lost its bytes, reached no verdict.
         if stream.overrun { return nil }

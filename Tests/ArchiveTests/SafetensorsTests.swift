@@ -49,3 +49,17 @@ func safetensors(_ json: String, data: Int) -> [UInt8] {
         #expect(throws: ArchiveError.self) { try SafetensorsHeader.read(Bytes(bytes: [1, 2, 3])) }
     }
 }
+
+@Suite struct HostileSafetensorsTests {
+    @Test func negativeOffsetsAreRefused() {
+        let json = Array(#"{"t":{"dtype":"U8","shape":[8],"data_offsets":[-8,0]}}"#.utf8)
+        #expect(throws: ArchiveError.self) { try SafetensorsHeader.parse(json, fileSize: 8 + Int64(json.count) + 8) }
+    }
+
+    @Test func aHeaderTooLongForAnXattrIsNotKept() throws {
+        let names = (0..<3000).map { #""t\#($0)":{"dtype":"U8","shape":[1],"data_offsets":[\#($0),\#($0 + 1)]}"# }
+        let json = Array(("{" + names.joined(separator: ",") + "}").utf8)
+        let header = try SafetensorsHeader.parse(json, fileSize: 8 + Int64(json.count) + 3000)
+        #expect(header.tensors.count == 3000 && header.json.isEmpty && header.jsonOmitted == true)
+    }
+}

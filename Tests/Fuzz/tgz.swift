@@ -9,6 +9,7 @@ public func fuzzTgz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(point.compressed >= 0 && point.compressed <= source.size && (0...7).contains(point.bits))
         // Every point restarts inflating.
         guard let restart = try? Inflate(name: "fuzz", restoring: point, from: source) else { continue }
+        restart.gzipMembers = true  // as a member's reader restores it: on through later gzip members
         var out: [UInt8] = []
         try? restart.inflate(upTo: 4096, from: source, appendingTo: &out)
     }

@@ -192,15 +192,126 @@ func archiveFixture(_ name: String) throws -> [UInt8] {
         #expect(try env.readAll(try env.inode("models/X/v1.zip")) == bytes, "the version stays a readable file")
     }
 
-    @Test func hostileMembersAreLeftOutAndABombIsCutAtItsDeclaredSize() throws {
+    @Test func hostileMembersAreLeftOutAndABombIsRefused() throws {
         let env = try FSEnv()
         _ = try env.mkdir("X")
         _ = try env.put("models/X/v1.zip", try archiveFixture("traversal.zip"))
         _ = try env.put("models/X/v2.zip", try archiveFixture("bomb.zip"))
         #expect(try env.names(env.inode("models/X/v1")).sorted() == [".", "..", "dup.txt", "ok.txt"])
         #expect(try env.xattr(try env.inode("models/X/v1"), "archive_error").contains("../evil.txt: leaves the archive"))
-        let bomb = try env.readAll(try env.inode("models/X/v2/bomb.bin"))
-        #expect(bomb == [UInt8](repeating: 0, count: 100), "never more than the declared size")
+        // Its local header says 1 MiB where the central directory says 100 bytes: damage, not a shorter file.
+        expectStoreError(.io) { try env.readAll(try env.inode("models/X/v2/bomb.bin")) }
+        #expect(try env.xattr(try env.inode("models/X/v2"), "archive_error").contains("bomb.bin: its local header's sizes"))
         expectStoreError(.io) { try env.readAll(try env.inode("models/X/v2/short.bin")) }
+    }
+
+    @Test func aMemberWhoseCRCIsWrongIsEIOWhenAReadReachesItsEnd() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("bad-crc.zip"))
+        // Stored a.txt (a bit flipped) and deflated b.txt (its CRC changed): whole reads fail.
+        expectStoreError(.io) { try env.readAll(try env.inode("models/X/v1/a.txt")) }
+        expectStoreError(.io) { try env.readAll(try env.inode("models/X/v1/b.txt")) }
+        #expect(try env.readAll(try env.inode("models/X/v1/c.txt")) == Array("c".utf8))
+        // Read backwards, in pieces: the read that reaches the end still gets the verdict, and the
+        // member stays damaged for later readers.
+        _ = try env.put("models/X/v2.zip", try archiveFixture("bad-crc.zip"))
+        let a = try env.inode("models/X/v2/a.txt")
+        let handle = try env.fs.open(a, flags: OpenFlags(O_RDONLY)).handle
+        expectStoreError(.io) { try env.fs.read(handle, offset: 600, size: 400) }
+        expectStoreError(.io) { try env.fs.read(handle, offset: 0, size: 100) }
+        try env.fs.release(handle)
+        let error = try env.xattr(try env.inode("models/X/v2"), "archive_error")
+        #expect(error.contains("a.txt: Bad CRC-32"), "\(error)")
+        #expect(try env.xattr(a, "archive_error").contains("Bad CRC-32"))
+    }
+
+    @Test func anIndexStoredByAnEarlierFormatIsBuiltAgain() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("dup-last.zip"))
+        _ = try env.names(env.inode("models/X/v1"))
+        let (_, v) = try env.registry.version("X", "v1")
+        let stored = try #require(try env.catalog.archiveIndex(objectKey: v.objectKey, sha256: v.sha256!, size: v.size))
+        // What an earlier modelfs stored, by earlier rules: format 1, another member list.
+        let body = try #require(stored.body).replacingOccurrences(of: "\"formatVersion\":2", with: "\"formatVersion\":1")
+            .replacingOccurrences(of: "\"path\":\"dup.txt\"", with: "\"path\":\"stale.txt\"")
+        try env.catalog.storeArchiveIndex(objectKey: v.objectKey, StoredArchiveIndex(sha256: v.sha256!, size: v.size, body: body, error: nil))
+        let other = FileSystem(registry: env.registry, cache: BlockCache())
+        var inode: UInt64 = 1
+        for name in ["models", "X", "v1"] { inode = try other.lookup(parent: inode, name: Array(name.utf8)).inode }
+        #expect(try other.readdir(inode).map(\.name).sorted() == [".", "..", "dup.txt", "inside.txt"])
+        let rebuilt = try env.catalog.archiveIndex(objectKey: v.objectKey, sha256: v.sha256!, size: v.size)?.body
+        #expect(rebuilt?.contains("\"formatVersion\":2") == true, "the stored index is replaced")
+    }
+
+    @Test func aZipWrittenToAPipeIsReadWhole() throws {
+        // Its local headers leave the CRC-32 and sizes to data descriptors: that is no disagreement.
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture("streamed.zip"))
+        for (name, byte, count) in [("a.txt", UInt8(ascii: "a"), 1000), ("b.txt", UInt8(ascii: "b"), 5000), ("c.txt", UInt8(ascii: "c"), 1)] {
+            #expect(try env.readAll(try env.inode("models/X/v1/" + name)) == [UInt8](repeating: byte, count: count))
+        }
+        #expect((try? env.xattr(try env.inode("models/X/v1"), "archive_error")) == nil)
+    }
+
+    @Test func aGoodMemberReadOutOfOrderIsServedAndVerified() throws {
+        let env = try modelEnv()
+        let name = "models/X/v1/model-00001-of-00002.safetensors"
+        let handle = try env.fs.open(try env.inode(name), flags: OpenFlags(O_RDONLY)).handle
+        var got = [UInt8](repeating: 0, count: 16384)
+        for offset in [12288, 4096, 0, 8192] {
+            let piece = try env.fs.read(handle, offset: Int64(offset), size: 4096)
+            got.replaceSubrange(offset..<(offset + 4096), with: piece)
+        }
+        try env.fs.release(handle)
+        #expect(got == Array((0..<64).map { _ in (0...255).map { UInt8($0) } }.joined()))
+        #expect((try? env.xattr(try env.inode("models/X/v1"), "archive_error")) == nil)
+    }
+
+    @Test(arguments: [("understated.zip", "its local header's sizes"), ("overlap.zip", "runs into the next member's header"),
+                      ("local-name.zip", "its local header names x.txt")])
+    func sizesAndNamesThatDisagreeAreEIONotAShorterFile(_ fixture: String, _ reason: String) throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.zip", try archiveFixture(fixture))
+        expectStoreError(.io) { try env.readAll(try env.inode("models/X/v1/a.txt")) }
+        #expect(try env.readAll(try env.inode("models/X/v1/b.txt")) == [UInt8](repeating: UInt8(ascii: "b"), count: 5000))
+        #expect(try env.xattr(try env.inode("models/X/v1"), "archive_error").contains(reason))
+    }
+
+    @Test func selfExtractingZipsDuplicatesAndGzipMembersAreReadAsToolsDo() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/sfx.zip", try archiveFixture("sfx.zip"))
+        _ = try env.put("models/X/dup.zip", try archiveFixture("dup-last.zip"))
+        _ = try env.put("models/X/dupt.tar", try archiveFixture("dup-last.tar"))
+        _ = try env.put("models/X/multi.tar.gz", try archiveFixture("multi.tar.gz"))
+        _ = try env.put("models/X/trailer.tar.gz", try archiveFixture("bad-trailer.tar.gz"))
+        #expect(try env.readAll(try env.inode("models/X/sfx/b.txt")) == [UInt8](repeating: UInt8(ascii: "b"), count: 5000))
+        #expect(try env.readAll(try env.inode("models/X/dup/dup.txt")) == Array("second".utf8))
+        #expect(try env.readAll(try env.inode("models/X/dup/inside.txt")) == Array("in".utf8))
+        #expect(try env.readAll(try env.inode("models/X/dupt/w.txt")) == Array("fresh".utf8))
+        #expect(try env.readAll(try env.inode("models/X/multi/two.txt")) == [UInt8](repeating: UInt8(ascii: "2"), count: 3000))
+        expectStoreError(.io) { try env.readAll(try env.inode("models/X/trailer/one.txt")) }
+        let error = try env.xattr(try env.inode("models/X/trailer"), "archive_error")
+        #expect(error.contains("incorrect data check") && !error.contains("left out"), "\(error)")
+    }
+
+    @Test func membersAreTheirVersionsOwnersWithItsReadBits() throws {
+        let env = try FSEnv()
+        _ = try env.mkdir("X")
+        _ = try env.put("models/X/v1.tar", try archiveFixture("dup-last.tar"))
+        let member = try env.inode("models/X/v1/w.txt")
+        #expect(try env.fs.getattr(member).permissions == 0o444, "0600 in the archive, the version's 0444 here")
+        _ = try env.fs.setattr(try env.inode("models/X/v1.tar"), size: nil, mode: 0o440)
+        _ = try env.fs.setattr(try env.inode("models/X/v1.tar"), size: nil, mode: nil, uid: 4242)
+        // As another mount sees it (this one keeps the version's row for a second).
+        let other = FileSystem(registry: env.registry, cache: BlockCache())
+        var inode: UInt64 = 1
+        for name in ["models", "X", "v1", "w.txt"] { inode = try other.lookup(parent: inode, name: Array(name.utf8)).inode }
+        let after = try other.getattr(inode)
+        #expect(after.permissions == 0o440 && after.uid == 4242, "\(after)")
     }
 }

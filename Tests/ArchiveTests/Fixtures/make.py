@@ -138,6 +138,114 @@ def main():
     whole = tar_bytes(tarfile.USTAR_FORMAT)
     write("truncated.tar", whole[: 512 * 3 + 100])
     write("not-an-archive.bin", b"just some bytes, not a tar header" * 20)
+    hostile()
+
+
+def central_entries(z):
+    """Offsets of each central directory entry of the zip bytes `z`."""
+    e = z.rfind(b"PK\x05\x06")
+    c = struct.unpack_from("<I", z, e + 16)[0]
+    out = []
+    while z[c:c + 4] == b"PK\x01\x02":
+        out.append(c)
+        c += 46 + sum(struct.unpack_from("<HHH", z, c + 28))
+    return out
+
+
+def local_data(z, cd):
+    """Where the data of the member whose central entry is at `cd` begins."""
+    h = struct.unpack_from("<I", z, cd + 42)[0]
+    return h + 30 + sum(struct.unpack_from("<HH", z, h + 26))
+
+
+def hostile():
+    """Archives whose bytes lie: each must be refused (EIO) or left out, never served wrong."""
+    two = [("a.txt", b"a" * 1000, zipfile.ZIP_STORED), ("b.txt", b"b" * 5000, zipfile.ZIP_DEFLATED), ("c.txt", b"c", 0)]
+    good = zip_bytes(two)
+    cds = central_entries(good)
+    # A bit flipped in a stored member's data, and a deflated member's CRC-32 changed in both headers.
+    z = bytearray(good)
+    z[local_data(z, cds[0]) + 500] ^= 1
+    crc = struct.unpack_from("<I", z, cds[1] + 16)[0] ^ 0x10
+    struct.pack_into("<I", z, cds[1] + 16, crc)
+    struct.pack_into("<I", z, struct.unpack_from("<I", z, cds[1] + 42)[0] + 14, crc)
+    write("bad-crc.zip", bytes(z))
+    # The central directory understates a.txt (600 of 1000 bytes) while its local header says 1000.
+    z = bytearray(good)
+    for f in (20, 24):
+        struct.pack_into("<I", z, cds[0] + f, 600)
+    write("understated.zip", bytes(z))
+    # a.txt said 1000 + 100 bytes everywhere: its data runs into b.txt's local header.
+    z = bytearray(good)
+    h = struct.unpack_from("<I", z, cds[0] + 42)[0]
+    for base in (cds[0] + 20, cds[0] + 24, h + 18, h + 22):
+        struct.pack_into("<I", z, base, 1100)
+    write("overlap.zip", bytes(z))
+    # The local header of a.txt names another file (same length).
+    z = bytearray(good)
+    h = struct.unpack_from("<I", z, cds[0] + 42)[0]
+    z[h + 30:h + 35] = b"x.txt"
+    write("local-name.zip", bytes(z))
+    # A stub in front whose length the offsets leave out (cat stub archive.zip > sfx).
+    write("sfx.zip", b"#!/bin/sh\necho a self-extracting stub\nexit 0\n" + b"\0" * 200 + good)
+    # Two copies of one name: the last is what unzip and Python extract; a/../inside.txt stays inside.
+    write("dup-last.zip", zip_bytes([("dup.txt", b"first", 0), ("dup.txt", b"second", 0), ("a/../inside.txt", b"in", 0)]))
+    # Two names that differ only in bytes that are not UTF-8, the UTF-8 flag set.
+    z = bytearray(zip_bytes([("n\xe9a.txt", b"1", 0), ("n\xe9b.txt", b"2", 0), ("ok.txt", b"ok", 0)]))
+    for cd in central_entries(bytes(z)):
+        h = struct.unpack_from("<I", z, cd + 42)[0]
+        n = struct.unpack_from("<H", z, cd + 28)[0]
+        for at in (cd + 46, h + 30):
+            name = bytes(z[at:at + n]).replace("é".encode(), b"\xff\xfe")
+            if len(name) == n:
+                z[at:at + n] = name
+    write("bad-utf8.zip", bytes(z))
+
+    def tar_of(entries, fmt=tarfile.PAX_FORMAT):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
+            for name, data, pax in entries:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o600, 1715949010
+                info.pax_headers = pax
+                t.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    # `tar -r` appended an update of w.txt; a PAX sparse member (GNU 1.0), stored packed.
+    write("dup-last.tar", tar_of([("w.txt", b"stale", {}), ("x/../inside.txt", b"in", {}), ("w.txt", b"fresh", {}),
+                                 ("GNUSparseFile.0/sparse.bin", b"1\n1048572\n4\n".ljust(512, b"\0") + b"data", {
+                                     "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "sparse.bin",
+                                     "GNU.sparse.realsize": "1048576"})]))
+    # A tar whose second member is cut by the end of the archive.
+    whole = tar_of([("whole.txt", b"w" * 700, {}), ("cut.bin", b"c" * 5000, {})], tarfile.USTAR_FORMAT)
+    write("cut-member.tar", whole[:512 * 4 + 1000])
+    # Written to a pipe (no seeking back): each member's CRC-32 and sizes follow its data in a
+    # data descriptor, and its local header leaves them zero.
+    class Pipe(io.RawIOBase):
+        def __init__(self):
+            self.buf = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.buf += b
+            return len(b)
+
+    pipe = Pipe()
+    with zipfile.ZipFile(pipe, "w") as z:
+        for name, data, method in two:
+            info = zipfile.ZipInfo(name, T)
+            info.compress_type = method
+            with z.open(info, "w") as f:
+                f.write(data)
+    write("streamed.zip", bytes(pipe.buf))
+    # A .tar.gz of two gzip members (as `cat a.gz b.gz`), and one whose trailer's CRC-32 is wrong.
+    t = tar_of([("one.txt", b"1" * 3000, {}), ("two.txt", b"2" * 3000, {})], tarfile.USTAR_FORMAT)
+    write("multi.tar.gz", gzip.compress(t[:2048], mtime=0) + gzip.compress(t[2048:], mtime=0))
+    g = bytearray(gzip.compress(t, mtime=0))
+    g[-8] ^= 1
+    write("bad-trailer.tar.gz", bytes(g))
 
 
 if __name__ == "__main__":
