@@ -152,7 +152,9 @@ public enum TarReader {
         var i = 0
         while i < body.count {
             guard let space = body[i...].firstIndex(of: 32),
-                  let length = Int(String(decoding: body[i..<space], as: UTF8.self)), length > space - i, i + length <= body.count
+                  // "LEN KEY=VALUE\n": at least the length's digits, the space and the newline.
+                  let length = Int(String(decoding: body[i..<space], as: UTF8.self)), length >= space - i + 2,
+                  i + length <= body.count
             else { break }
             let record = body[(space + 1)..<(i + length - 1)]  // without the newline
             if let eq = record.firstIndex(of: UInt8(ascii: "=")) {

@@ -140,6 +140,14 @@ let modelFiles: [String: [UInt8]] = [
         h[124] = 0xff
         #expect(TarReader.number(h, 124, 12) == nil, "negative base-256 sizes are refused")
     }
+
+    /// Found by the fuzzer: a record whose length counts its digits and space but not the newline
+    /// trapped (a range ending before it starts), taking the whole mount down with it.
+    @Test func paxRecordsTooShortForTheirOwnSyntaxEndTheParse() {
+        #expect(TarReader.paxRecords(Array("2 \n".utf8)).isEmpty)
+        #expect(TarReader.paxRecords(Array("3 \n".utf8)).isEmpty, "a record of nothing but the newline")
+        #expect(TarReader.paxRecords(Array("9 path=a\n2 \n".utf8)) == ["path": Array("a".utf8)])
+    }
 }
 
 @Suite struct MemberPathTests {
