@@ -19,6 +19,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3"),
         .systemLibrary(name: "CPostgres", path: "Sources/CPostgres", pkgConfig: "libpq"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib"),
+        .systemLibrary(name: "CDeflate", path: "Sources/CDeflate", pkgConfig: "libdeflate"),
         .systemLibrary(name: "CFuse", path: "CFuse", pkgConfig: "fuse3"),
 
         // The domain: names, formats, statuses, rules, errors, the object-store protocol, hashing.
@@ -46,7 +47,7 @@ let package = Package(
         .target(name: "ReadPath", dependencies: ["ModelStore", "Archive"]),
         // What modelfs looks inside: zip, tar and tar.gz indexes (zlib), safetensors headers, out
         // of any ranged byte source; no I/O of its own.
-        .target(name: "Archive", dependencies: ["CZlib"]),
+        .target(name: "Archive", dependencies: ["CZlib", "CDeflate"]),
         // The one place processes are started: jobs, the background mount, short commands.
         .target(name: "Spawn"),
         // Training jobs: requests, executors (local, Slurm), checkpoints into versions.

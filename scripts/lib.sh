@@ -6,8 +6,9 @@ export PATH="/opt/swift/usr/bin:$PATH"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-# Debian packages the build and the mount need (libpq-dev: the build links libpq, pkg-config libpq).
-BUILD_PACKAGES=(libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev libssl-dev libpq-dev zlib1g-dev pkg-config attr)
+# Debian packages the build and the mount need (libpq-dev: the build links libpq, pkg-config libpq;
+# libdeflate-dev: the CRC-32 of archive members, 4x zlib's).
+BUILD_PACKAGES=(libfuse3-dev fuse3 libsqlite3-dev libcurl4-openssl-dev libssl-dev libpq-dev zlib1g-dev libdeflate-dev pkg-config attr)
 
 apt_install() {
     local missing=() pkg status

@@ -1,3 +1,4 @@
+import CDeflate
 import CZlib
 
 /// The CRC-32 of a member's bytes as they are read, in whatever order: the ranges read so far,
@@ -11,8 +12,10 @@ public struct CRCCoverage: Sendable {
 
     public init() {}
 
+    /// libdeflate's CRC-32 (the same polynomial as zlib's and zip's): checking every member's
+    /// bytes made a stored member's read 0.36x as fast with zlib's (bench/hardening.py).
     public static func crc(_ bytes: ArraySlice<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
-        bytes.withUnsafeBufferPointer { b in UInt32(CZlib.crc32(UInt(crc), b.baseAddress, UInt32(b.count))) }
+        bytes.withUnsafeBufferPointer { b in libdeflate_crc32(crc, b.baseAddress, b.count) }
     }
 
     /// Records `bytes` read at `offset`; the parts already covered are not counted again.
