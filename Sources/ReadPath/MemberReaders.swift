@@ -210,6 +210,39 @@ public final class MemberCheck: Sendable {
 
     func add(_ bytes: [UInt8], at offset: Int64) { state.withLock { $0.coverage.add(bytes, at: offset) } }
 
+    /// Counts a reply's bytes without changing how it is answered: the block cache's memory is
+    /// checked where it lies, and a local file's range is read once into a buffer to be checked
+    /// while the reply still splices it from the page cache (turning every reply into a copied
+    /// array made a stored member's read 0.43x as fast).
+    func add(_ reply: ReadReply, at offset: Int64) -> Int {
+        switch reply {
+        case .bytes(let b):
+            add(b, at: offset)
+            return b.count
+        case .cached(let c):
+            c.withBuffers { buffers in
+                var at = offset
+                for b in buffers {
+                    state.withLock { $0.coverage.add(b, at: at) }
+                    at += Int64(b.count)
+                }
+            }
+            return c.count
+        case .file(let fd, let fileOffset, let count):
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+            defer { buffer.deallocate() }
+            var done = 0
+            while done < count {
+                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(fileOffset) + off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                done += n
+            }
+            state.withLock { $0.coverage.add(UnsafeRawBufferPointer(rebasing: buffer[0..<done]), at: offset) }
+            return done
+        }
+    }
+
     /// The verdict, reading through `reader` whatever the readers skipped. Throws the damage.
     func complete(through reader: any ObjectReader) throws(StoreError) {
         filling.lock()
@@ -249,11 +282,10 @@ public final class VerifyingReader: ObjectReader {
         if let failure = check.failure { throw StoreError(.io, "\(name): \(failure)") }
         let reply = try base.read(offset: offset, size: length)
         if check.verified { return reply }
-        let bytes = reply.bytes
-        check.add(bytes, at: offset)
-        if offset + Int64(bytes.count) >= check.size && !bytes.isEmpty {
+        let count = check.add(reply, at: offset)
+        if offset + Int64(count) >= check.size && count > 0 {
             do { try check.complete(through: base) } catch { throw StoreError(.io, "\(name): \(error.message)") }
         }
-        return .bytes(bytes)
+        return reply
     }
 }

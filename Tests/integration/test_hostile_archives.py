@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import io
 import os
+import signal
 import struct
 import subprocess
 import tarfile
@@ -324,7 +325,9 @@ def test_the_mount_answers_another_user_while_damaged_members_are_read(hostile, 
     sh("cp", str(good), os.path.join(d, "v2.pt"))
     # Eve reads the damaged members in a loop, from several processes.
     attack = "while :; do cat {0}/a.txt {0}/b.bin >/dev/null 2>&1; done".format(os.path.join(d, "v1"))
-    attackers = [subprocess.Popen(["runuser", "-u", EVE, "--", "sh", "-c", attack]) for _ in range(4)]
+    # Each in a process group of its own: killing runuser alone would leave its shell looping.
+    attackers = [subprocess.Popen(["runuser", "-u", EVE, "--", "sh", "-c", attack], start_new_session=True)
+                 for _ in range(4)]
     try:
         for _ in range(5):
             p = as_user(BOB, "cmp", os.path.join(d, "v2.pt"), good)
@@ -333,7 +336,10 @@ def test_the_mount_answers_another_user_while_damaged_members_are_read(hostile, 
         assert all(a.poll() is None for a in attackers), "the attack still ran while bob read"
     finally:
         for a in attackers:
-            a.kill()
+            try:
+                os.killpg(a.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             a.wait()
 
 
