@@ -270,8 +270,10 @@ def test_a_slurm_job_runs_as_the_user_who_asked(shared, name):
 
 def test_access_w_ok_follows_the_modes_for_other_users(shared, name):
     """On an --allow-other mount the kernel answers access(2) from owners and modes
-    (default_permissions): a ready version, its archive view and members carry no write bit, so
-    `test -w` says no to their owner too; their owner may write the model directory, others not."""
+    (default_permissions): an archive view and its members carry no write bit, so `test -w` says
+    no to their owner too; a ready version shows its owner's write bit (for its note), so its owner
+    gets yes there and the write itself is refused; others get no; the owner may write the model
+    directory, others not."""
     store, mnt, bob, eve, team, _, tmp_path = shared
     model = name("access")
     src = os.path.join(os.path.dirname(mnt), "a.zip")
@@ -287,10 +289,14 @@ def test_access_w_ok_follows_the_modes_for_other_users(shared, name):
     check = "import os, sys; print(os.access(sys.argv[1], int(sys.argv[2])))"
     def access(user, p, mode):
         return as_user(user, "python3", "-c", check, os.path.join(d, p), str(mode), check=True).stdout.strip() == "True"
-    for p in ("v1.zip", "v1", "v1/config.json"):
+    for p in ("v1", "v1/config.json"):
         assert not access(BOB, p, os.W_OK) and access(BOB, p, os.R_OK), p
         assert as_user(BOB, "test", "-w", os.path.join(d, p)).returncode == 1, p
-        assert not access(EVE, p, os.W_OK), p
+    for p in ("v1.zip", "v1", "v1/config.json"):
+        assert not access(EVE, p, os.W_OK) and access(EVE, p, os.R_OK), p
+    assert access(BOB, "v1.zip", os.W_OK), "the owner's write bit, kept for the note"
+    refused = as_user(BOB, "sh", "-c", f"echo x >> {os.path.join(d, 'v1.zip')}")
+    assert refused.returncode != 0 and "Operation not permitted" in refused.stderr, refused
     assert access(BOB, "", os.W_OK) and not access(EVE, "", os.W_OK)
     assert as_user(BOB, "test", "-w", d).returncode == 0 and as_user(EVE, "test", "-w", d).returncode == 1
 

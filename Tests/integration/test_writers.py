@@ -6,6 +6,7 @@ meant to store."""
 import hashlib
 import json
 import os
+import stat
 import pwd
 import signal
 import subprocess
@@ -236,8 +237,10 @@ def test_a_failed_version_shows_and_a_new_copy_replaces_it(mount, store, name, t
     sh("cp", src, dst)
     assert xattr(dst, "status") == "ready"
     # The new copy keeps the mode the file was made with (`cp /dev/stdin`: a pipe's 0600, read bits
-    # 0400), as a file overwritten in place keeps its mode.
-    assert sh("ls", "-l", dst).stdout.split()[0] == "-r--------"
+    # 0400), as a file overwritten in place keeps its mode; a ready version shows its owner's write
+    # bit besides (the note is the owner's to set).
+    assert sh("ls", "-l", dst).stdout.split()[0] == "-rw-------"
+    assert stat.S_IMODE(os.stat(dst).st_mode) == 0o600
     assert sha256_file(dst) == sha256_file(src) == xattr(dst, "sha256")
     assert store.multipart_uploads(model + "/") == []
 
