@@ -229,8 +229,9 @@ public final class MemberCheck: Sendable {
             }
             return c.count
         case .file(let fd, let fileOffset, let count):
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
-            defer { buffer.deallocate() }
+            let scratch = ScratchBuffer.take(count)
+            defer { ScratchBuffer.give(scratch) }
+            let buffer = scratch.memory
             var done = 0
             while done < count {
                 let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(fileOffset) + off_t(done))
@@ -287,5 +288,29 @@ public final class VerifyingReader: ObjectReader {
             do { try check.complete(through: base) } catch { throw StoreError(.io, "\(name): \(error.message)") }
         }
         return reply
+    }
+}
+
+/// Buffers a read's bytes are copied into to be checked, kept for the next read: a new 1 MiB
+/// allocation per read is fresh pages from the kernel each time, and their faults and zeroing cost
+/// more than the copy and the CRC together (perf: a stored member's read at 0.44x unchecked).
+final class ScratchBuffer: @unchecked Sendable {
+    let memory: UnsafeMutableRawBufferPointer
+    private init(_ count: Int) { memory = .allocate(byteCount: count, alignment: 64) }
+    deinit { memory.deallocate() }
+
+    private static let kept = Locked<[ScratchBuffer]>([])
+    private static let keptAtMost = 16
+
+    static func take(_ count: Int) -> ScratchBuffer {
+        let found = kept.withLock { all -> ScratchBuffer? in
+            guard let i = all.firstIndex(where: { $0.memory.count >= count }) else { return nil }
+            return all.remove(at: i)
+        }
+        return found ?? ScratchBuffer(max(count, 1 << 20))
+    }
+
+    static func give(_ buffer: ScratchBuffer) {
+        kept.withLock { all in if all.count < keptAtMost { all.append(buffer) } }
     }
 }
