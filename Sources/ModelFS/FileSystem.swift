@@ -23,6 +23,8 @@ public struct OpenResult: Sendable {
     public var keepCache: Bool
     /// Reads bypass the page cache: generated files (`.stats`, `.next`) whose size may change.
     public var directIO: Bool
+    /// A local file with all of the file's bytes, for FUSE passthrough; nil: reads come to us.
+    public var wholeFile: Int32? = nil
 }
 
 /// The mounted namespace on top of the registry: `models/<model>/<version>.<ext>`,
@@ -133,7 +135,8 @@ public final class FileSystem: Sendable {
             let h = $0.next
             $0.next += 1
             $0.open[h] = opened.file
-            return OpenResult(handle: h, keepCache: opened.keepCache, directIO: opened.directIO)
+            return OpenResult(handle: h, keepCache: opened.keepCache, directIO: opened.directIO,
+                              wholeFile: opened.directIO ? nil : opened.file.wholeFile)
         }
     }
 

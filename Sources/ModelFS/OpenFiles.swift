@@ -13,6 +13,8 @@ protocol OpenFile: AnyObject, Sendable {
     func flush(_ ctx: RequestContext) throws(StoreError)
     /// The last close.
     func release() throws(StoreError)
+    /// A local file holding all of this file's bytes that reads may go to directly (passthrough).
+    var wholeFile: Int32? { get }
 }
 
 extension OpenFile {
@@ -22,6 +24,7 @@ extension OpenFile {
     }
     func flush(_ ctx: RequestContext) throws(StoreError) {}
     func release() throws(StoreError) {}
+    var wholeFile: Int32? { nil }
 }
 
 /// Bytes made at open (`.stats`, `.next`, a job's status and spec).
@@ -42,4 +45,5 @@ final class ReaderFile: OpenFile {
     let reader: any ObjectReader
     init(_ reader: any ObjectReader) { self.reader = reader }
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply { try reader.read(offset: offset, size: size) }
+    var wholeFile: Int32? { reader.wholeFile }
 }

@@ -35,6 +35,14 @@ public enum ReadReply: Sendable {
 /// filesystem only asks it for ranges.
 public protocol ObjectReader: Sendable {
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply
+    /// A local file that holds the whole object, byte for byte at the same offsets, checked, now:
+    /// the kernel may read it directly (FUSE passthrough) instead of asking the daemon. Nil while
+    /// there is none. The reader owns the descriptor; it stays valid while the reader lives.
+    var wholeFile: Int32? { get }
+}
+
+extension ObjectReader {
+    public var wholeFile: Int32? { nil }
 }
 
 public enum ObjectReaders {
@@ -197,6 +205,8 @@ final class LocalFileReader: ObjectReader {
     }
 
     deinit { close(fd) }
+
+    var wholeFile: Int32? { fd }
 
     func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
         let lower = min(max(offset, 0), size)
