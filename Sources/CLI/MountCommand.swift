@@ -43,6 +43,13 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Kernel readahead for the mount (KiB).")
     var readAheadKb = 512
 
+    @Option(help: ArgumentHelp("""
+        auto: files with a whole local copy (local store versions, complete disk-cache copies) are read by the kernel \
+        straight from that copy (FUSE passthrough; Linux >= 6.9, a mount by root), else through the daemon; \
+        off: always through the daemon (env MODELFS_PASSTHROUGH; default auto).
+        """, valueName: "auto|off"))
+    var passthrough: PassthroughMode?
+
     @Option(help: "Where the background mount logs; default <data-dir>/mount.log.")
     var logFile: String?
 
@@ -54,6 +61,7 @@ struct MountCommand: ParsableCommand {
         // Refusals come before anything changes: no directory made, no upload touched.
         let lock = try reporting { () throws -> DataDirLock? in
             try MountChecks.check(mountpoint: mountpoint, dataDir: store.resolvedDataDir, db: store.resolvedDB)
+            _ = try resolvedPassthrough()
             let refused = { (holder: String) in
                 "the data dir \(store.resolvedDataDir) is in use by \(holder): one data dir has one mount; unmount it first"
             }
@@ -104,6 +112,7 @@ struct MountCommand: ParsableCommand {
             var options = FUSEAdapter.MountOptions()
             options.allowOther = allowOther
             options.readAheadKB = readAheadKb
+            options.passthrough = try resolvedPassthrough() == .auto
             let where_ = "catalog \(registry.catalog.location), bytes in \(registry.objects.location)"
             let logger = Log.logger
             let flusher = DatasetsManifestFlusher(registry: registry)
@@ -119,6 +128,18 @@ struct MountCommand: ParsableCommand {
             registry.publishDatasetsManifestIfBehind()
             Log.logger.notice("unmounted \(mountpoint)")
         }
+    }
+
+    enum PassthroughMode: String, ExpressibleByArgument, CaseIterable { case auto, off }
+
+    /// `--passthrough`, else `MODELFS_PASSTHROUGH`, else auto.
+    func resolvedPassthrough() throws(StoreError) -> PassthroughMode {
+        if let passthrough { return passthrough }
+        guard let env = ProcessInfo.processInfo.environment["MODELFS_PASSTHROUGH"], !env.isEmpty else { return .auto }
+        guard let mode = PassthroughMode(rawValue: env) else {
+            throw StoreError(.invalidArgument, "MODELFS_PASSTHROUGH is \(env): auto or off")
+        }
+        return mode
     }
 
     /// `arguments` without `option VALUE` and `option=VALUE`.

@@ -15,6 +15,12 @@ public final class FUSEAdapter: @unchecked Sendable {
     private var nextDirectory: UInt64 = 1
     /// Bytes per request the kernel may send, both ways.
     let maxIO: UInt32 = 1 << 20
+    /// The session, for the passthrough ioctls; set before requests are served.
+    private(set) var session: OpaquePointer?
+    /// Whether to ask for passthrough at init (`--passthrough auto`).
+    private(set) var passthroughWanted = true
+    /// Opens that pass through to a backing file; set before requests are served.
+    private(set) var passthrough: PassthroughTable?
 
     public init(fs: FileSystem, logger: Logger = Logger(label: "modelfs.fuse")) {
         self.fs = fs
@@ -101,7 +107,8 @@ public final class FUSEAdapter: @unchecked Sendable {
         ops.`init` = { userdata, conn in
             guard let userdata, let conn else { return }
             let adapter = Unmanaged<FUSEAdapter>.fromOpaque(userdata).takeUnretainedValue()
-            cfuse_tune(conn, adapter.maxIO, adapter.maxIO)
+            let granted = cfuse_tune(conn, adapter.maxIO, adapter.maxIO, adapter.passthroughWanted ? 1 : 0) != 0
+            adapter.negotiated(conn.pointee, passthroughGranted: granted)
         }
         ops.lookup = { req, parent, name in
             do { FUSEAdapter.replyEntry(req, try FUSEAdapter.from(req).fs.lookup(parent: parent, name: FUSEAdapter.bytes(name))) } catch { FUSEAdapter.reply(req, error, "lookup", parent, name) }
@@ -164,16 +171,27 @@ public final class FUSEAdapter: @unchecked Sendable {
         ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EPERM) }
         ops.open = { req, ino, fi in
             do {
-                let r = try FUSEAdapter.from(req).fs.open(ino, flags: OpenFlags(fi!.pointee.flags), FUSEAdapter.context(req))
-                cfuse_fi_set_open(fi, r.handle, r.keepCache ? 1 : 0, r.directIO ? 1 : 0)
-                fuse_reply_open(req, fi)
+                let adapter = FUSEAdapter.from(req)
+                let r = try adapter.fs.open(ino, flags: OpenFlags(fi!.pointee.flags), FUSEAdapter.context(req))
+                // Generated files (direct I/O) are never passed through, nor counted: the kernel
+                // keeps them out of an inode's I/O mode, and they have no backing file.
+                let backing = r.directIO ? 0 : adapter.passthrough?.opened(inode: ino, handle: r.handle, wholeFile: r.wholeFile) ?? 0
+                // Passing through, the kernel reads the backing file's page cache: pages of the
+                // FUSE inode's own would be a second copy of the same bytes, so they are dropped.
+                cfuse_fi_set_open(fi, r.handle, r.keepCache && backing == 0 ? 1 : 0, r.directIO ? 1 : 0)
+                cfuse_fi_set_backing(fi, backing)
+                if fuse_reply_open(req, fi) != 0 { adapter.abandon(r.handle) }  // the opener is gone: no RELEASE comes
             } catch { FUSEAdapter.reply(req, error, "open", ino, nil) }
         }
         ops.create = { req, parent, name, mode, fi in
             do {
                 var ctx = FUSEAdapter.context(req)
                 ctx.mode = UInt32(mode) & 0o7777
-                let (a, r) = try FUSEAdapter.from(req).fs.create(parent: parent, name: FUSEAdapter.bytes(name), flags: OpenFlags(fi!.pointee.flags), ctx)
+                let adapter = FUSEAdapter.from(req)
+                let (a, r) = try adapter.fs.create(parent: parent, name: FUSEAdapter.bytes(name), flags: OpenFlags(fi!.pointee.flags), ctx)
+                // Counted as an open through the page cache: a reader of the version must not
+                // pass through while the writer's file is still open (the kernel would refuse it).
+                _ = adapter.passthrough?.opened(inode: a.inode, handle: r.handle, wholeFile: nil)
                 cfuse_fi_set_open(fi, r.handle, 0, 0)
                 var e = FUSEAdapter.entry(a)
                 fuse_reply_create(req, &e, fi)
@@ -207,7 +225,9 @@ public final class FUSEAdapter: @unchecked Sendable {
             do { try FUSEAdapter.from(req).fs.flush(fi!.pointee.fh, FUSEAdapter.context(req)); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error, "flush", ino, nil) }
         }
         ops.release = { req, ino, fi in
-            do { try FUSEAdapter.from(req).fs.release(fi!.pointee.fh); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error, "release", ino, nil) }
+            let adapter = FUSEAdapter.from(req)
+            adapter.passthrough?.released(handle: fi!.pointee.fh)
+            do { try adapter.fs.release(fi!.pointee.fh); fuse_reply_err(req, 0) } catch { FUSEAdapter.reply(req, error, "release", ino, nil) }
         }
         ops.fsync = { req, _, _, _ in fuse_reply_err(req, 0) }
         ops.opendir = { req, ino, fi in
@@ -330,6 +350,9 @@ public final class FUSEAdapter: @unchecked Sendable {
 
     public struct MountOptions: Sendable {
         public var allowOther = false
+        /// Ask the kernel for FUSE passthrough (`--passthrough auto`): files with a whole local copy
+        /// are then read by the kernel from that file, never through the daemon.
+        public var passthrough = true
         public var threads: UInt32 = 16
         /// Kernel readahead for the mount, KiB; `conn.max_readahead` above 128 KiB is ignored, so
         /// it is written to the mount's backing device info after mounting.
@@ -354,6 +377,17 @@ public final class FUSEAdapter: @unchecked Sendable {
             throw StoreError(.io, "cannot start a FUSE session")
         }
         defer { fuse_session_destroy(session) }
+        self.session = session
+        passthroughWanted = options.passthrough
+        let log = logger
+        passthrough = PassthroughTable(
+            off: options.passthrough ? nil : "--passthrough off",
+            register: { fd in cfuse_backing_open(session, fd) },
+            unregister: { id in
+                let rc = cfuse_backing_close(session, id)
+                if rc != 0 { log.debug("closing backing id \(id): \(String(cString: strerror(-rc)))") }
+            },
+            say: { log.notice("\($0)") })
         guard fuse_set_signal_handlers(session) == 0 else { throw StoreError(.io, "cannot install signal handlers") }
         defer { fuse_remove_signal_handlers(session) }
         guard fuse_session_mount(session, mountpoint) == 0 else {
@@ -365,7 +399,6 @@ public final class FUSEAdapter: @unchecked Sendable {
         let fs = self.fs
         // Changes other nodes make to a shared catalog: the kernel forgets what they touched.
         let notifier = Notifier(session: session)
-        let log = logger
         fs.registry.catalog.database.watchChanges { notice in
             let changes = fs.catalogChanged(notice)
             for change in changes {
@@ -385,6 +418,29 @@ public final class FUSEAdapter: @unchecked Sendable {
         }
         fs.abortOpenUploads(reason: "the mount stopped while the file was being written")
         fs.cache.drainDisk()
+    }
+
+    /// What init settled, said once per mount: whether files with a local copy pass through.
+    func negotiated(_ conn: fuse_conn_info, passthroughGranted: Bool) {
+        guard passthroughWanted, let passthrough else { return }
+        if passthroughGranted {
+            logger.notice("passthrough on: files with a whole local copy are read by the kernel from it (libfuse \(FUSEAdapter.libfuseVersion))")
+            return
+        }
+        let why = cfuse_version() < 317
+            ? "this build's libfuse \(FUSEAdapter.libfuseVersion) has none (scripts/lib.sh builds 3.18)"
+            : "the kernel did not offer it (it needs Linux >= 6.9 with FUSE passthrough and a mount by root)"
+        passthrough.turnOff(why)
+        logger.notice("passthrough off: \(why); reads go through the daemon")
+    }
+
+    /// The libfuse this binary was built with, e.g. "3.18".
+    public static var libfuseVersion: String { "\(cfuse_version() / 100).\(cfuse_version() % 100)" }
+
+    /// An open whose reply did not reach the kernel: it will never be released by it.
+    func abandon(_ handle: UInt64) {
+        passthrough?.released(handle: handle)
+        try? fs.release(handle)
     }
 
     /// The kernel caps `max_readahead` negotiated in init at 128 KiB; the per-mount value lives
