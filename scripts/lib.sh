@@ -56,6 +56,24 @@ require_libfuse() {
         build_libfuse || { echo "cannot build libfuse $LIBFUSE_DEB_VERSION from Debian's source package (see above)" >&2; exit 1; }
     fi
     export PKG_CONFIG_PATH="$LIBFUSE_PREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+    forget_stale_fuse_objects
+}
+
+# Swift objects keep the libraries a C module's modulemap named when they were compiled, and
+# SwiftPM does not recompile them when the modulemap changes: a build dir from before libfuse was
+# built here would still link Debian's libfuse3.so beside the static one. Once per change of
+# CFuse/ or of the libfuse built, the modules that import CFuse are compiled afresh.
+forget_stale_fuse_objects() {
+    local mark dir
+    mark="$(cat "$LIBFUSE_PREFIX/.built") $(cat "$ROOT"/CFuse/* | cksum)"
+    for dir in "$ROOT"/.build*/*-linux-gnu/debug "$ROOT"/.build*/*-linux-gnu/release; do
+        [ -d "$dir" ] || continue
+        [ "$(cat "$dir/.modelfs-cfuse" 2>/dev/null)" = "$mark" ] && continue
+        # Their objects only: SwiftPM rebuilds what is missing (a removed .build dir it does not).
+        find "$dir"/FUSEAdapter.build "$dir"/CLI.build "$dir"/modelfs.build "$dir"/FUSEAdapterTests.build -name '*.o' -delete 2>/dev/null || true
+        find "$dir"/ModuleCache -name 'CFuse-*.pcm' -delete 2>/dev/null || true
+        echo "$mark" >"$dir/.modelfs-cfuse"
+    done
 }
 
 build_libfuse() {
@@ -97,6 +115,14 @@ build_libfuse() {
     sed -i -e "s|^Libs: \(.*\)|Libs: \1 $private -luring -lnuma|" -e '/^Requires/d' -e '/^Libs.private/d' "$pc"
     # SwiftPM refuses -pthread (it links threads itself); -lpthread stays.
     sed -i -e 's/ -pthread//g' "$pc"
+    # A name of its own: other .pc files put -L/usr/lib/x86_64-linux-gnu first on the link line,
+    # where Debian's libfuse3.so and libfuse3.a (3.14) would be found for -lfuse3.
+    mv "$LIBFUSE_PREFIX/lib/libfuse3.a" "$LIBFUSE_PREFIX/lib/libmodelfs-fuse3.a"
+    sed -i -e 's/ -lfuse3 / -lmodelfs-fuse3 /' "$pc"
+    grep -q -- '-lmodelfs-fuse3' "$pc" || { echo "unexpected Libs in $pc" >&2; return 1; }
+    # A macro of its own keeps clang's module cache apart from a build against Debian's headers
+    # (the cache key ignores include paths, not macros): switching libfuse recompiles, never mixes.
+    sed -i -e 's|^Cflags: \(.*\)|Cflags: \1 -DMODELFS_LIBFUSE_STATIC=1|' "$pc"
     rm -rf "$work" "$apt"
     echo "$version ($LIBFUSE_DEB_VERSION requested)" >"$LIBFUSE_PREFIX/.built"
 }

@@ -423,6 +423,14 @@ public final class FUSEAdapter: @unchecked Sendable {
     /// What init settled, said once per mount: whether files with a local copy pass through.
     func negotiated(_ conn: fuse_conn_info, passthroughGranted: Bool) {
         guard passthroughWanted, let passthrough else { return }
+        // The kernel offers passthrough to any server but registers backing files only for one
+        // with CAP_SYS_ADMIN: a user's mount would be refused at its first open.
+        if passthroughGranted && !FUSEAdapter.hasSysAdmin() {
+            let why = "only a mount by root (CAP_SYS_ADMIN) may hand files to the kernel"
+            passthrough.turnOff(why)
+            logger.notice("passthrough off: \(why); reads go through the daemon")
+            return
+        }
         if passthroughGranted {
             logger.notice("passthrough on: files with a whole local copy are read by the kernel from it (libfuse \(FUSEAdapter.libfuseVersion))")
             return
@@ -432,6 +440,15 @@ public final class FUSEAdapter: @unchecked Sendable {
             : "the kernel did not offer it (it needs Linux >= 6.9 with FUSE passthrough and a mount by root)"
         passthrough.turnOff(why)
         logger.notice("passthrough off: \(why); reads go through the daemon")
+    }
+
+    /// Whether this process holds CAP_SYS_ADMIN (bit 21 of CapEff in /proc/self/status).
+    static func hasSysAdmin() -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let caps = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return geteuid() == 0 }
+        return caps & (1 << 21) != 0
     }
 
     /// The libfuse this binary was built with, e.g. "3.18".
