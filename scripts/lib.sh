@@ -120,9 +120,6 @@ build_libfuse() {
     mv "$LIBFUSE_PREFIX/lib/libfuse3.a" "$LIBFUSE_PREFIX/lib/libmodelfs-fuse3.a"
     sed -i -e 's/ -lfuse3 / -lmodelfs-fuse3 /' "$pc"
     grep -q -- '-lmodelfs-fuse3' "$pc" || { echo "unexpected Libs in $pc" >&2; return 1; }
-    # A macro of its own keeps clang's module cache apart from a build against Debian's headers
-    # (the cache key ignores include paths, not macros): switching libfuse recompiles, never mixes.
-    sed -i -e 's|^Cflags: \(.*\)|Cflags: \1 -DMODELFS_LIBFUSE_STATIC=1|' "$pc"
     rm -rf "$work" "$apt"
     echo "$version ($LIBFUSE_DEB_VERSION requested)" >"$LIBFUSE_PREFIX/.built"
 }
