@@ -240,14 +240,16 @@ def test_eight_readers_fetch_the_version_once(mount, name, tmp_path):
     sums = {p.communicate(timeout=600)[0].split()[0] for p in procs}
     assert sums == {sha256_file(src)}
     fetched = mount.stats()["s3.bytes_fetched"] - before
-    assert size <= fetched <= 1.1 * size, fetched
+    # On the local store the kernel reads the object's file itself (passthrough): nothing to count.
+    assert (mount.store.kind == "local" or size <= fetched) and fetched <= 1.1 * size, fetched
 
 
 def test_the_local_store_is_read_straight_from_its_files(tmp_path, name):
     from conftest import Mount, Store
     store = Store("local", str(tmp_path / "data"), None)
     path = str(tmp_path / "m")
-    store.run("mount", path)
+    # The daemon's path (with passthrough the kernel reads the file: test_passthrough.py).
+    store.run("mount", path, "--passthrough", "off")
     try:
         m = Mount(store, path)
         model = name()
