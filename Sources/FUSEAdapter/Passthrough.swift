@@ -87,12 +87,13 @@ public final class PassthroughTable: @unchecked Sendable {
     private func refused(_ code: Int32) {
         let why = String(cString: strerror(code))
         switch code {
-        case EPERM, ENOTTY, EOPNOTSUPP, ENOSYS, EINVAL:
+        case EPERM, ENOTTY, ENOSYS, EINVAL:
             // Not root, or a kernel without FUSE passthrough for this connection.
             offReason = "the kernel refused a backing file: \(why)"
             say("passthrough off: the kernel refused a backing file (\(why)); reads go through the daemon")
         default:
-            // ELOOP: a backing file on a stacked file system (overlayfs); EMFILE, ENOMEM: for now.
+            // ELOOP: a backing file on a stacked file system (overlayfs); EOPNOTSUPP: on one whose
+            // files cannot be read and written by iterators; EMFILE, ENOMEM: for now.
             if refusalsSaid.insert(code).inserted {
                 say("passthrough refused for a file (\(why)); such files are read through the daemon")
             }
