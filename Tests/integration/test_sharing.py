@@ -17,8 +17,8 @@ import pytest
 
 from conftest import is_mounted, make_file, sh, sha256_file
 
-# The registry is the same whatever S3 holds the bytes: on both S3 implementations the suite starts.
-pytestmark = pytest.mark.moto
+# The registry is the same whatever S3 holds the bytes: on every S3 implementation the suite starts.
+pytestmark = pytest.mark.every_s3
 
 TEAM, BOB, EVE = "modelfs-team", "modelfs-bob", "modelfs-eve"
 # Every job prints whose it is; NAP=seconds keeps it running (for cancels).
