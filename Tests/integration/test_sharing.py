@@ -32,6 +32,9 @@ def ensure_users():
             pwd.getpwnam(user)
         except KeyError:
             subprocess.run(["useradd", "-M", "-s", "/bin/sh", *(["-G", ",".join(groups)] if groups else []), user], check=True)
+    # A user made earlier (another run racing on /etc/group, a machine set up by hand) may lack the group.
+    if BOB not in grp.getgrnam(TEAM).gr_mem:
+        subprocess.run(["usermod", "-a", "-G", TEAM, BOB], check=True)
     return pwd.getpwnam(BOB), pwd.getpwnam(EVE), grp.getgrnam(TEAM)
 
 
