@@ -207,7 +207,11 @@ public final class S3ObjectStore: ObjectStore {
     public func completeMultipartUpload(_ key: String, uploadID: String, parts: [UploadedPart]) throws(ObjectStoreError) -> String {
         var op = Operation(name: "COMPLETE-MULTIPART", method: "POST", key: key)
         op.query = [("uploadId", uploadID)]
-        // Sent as given: parts out of order are the caller's mistake and S3 refuses them (InvalidPartOrder).
+        // Parts out of order are the caller's mistake. AWS and s3api refuse them (InvalidPartOrder);
+        // Ceph RGW joins them anyway, in number order: refused here, so every server fails alike.
+        guard zip(parts, parts.dropFirst()).allSatisfy({ $0.number < $1.number }) else {
+            throw .server(status: 400, code: "InvalidPartOrder", message: "parts not in ascending order (refused before sending)")
+        }
         op.body = S3XML.completeMultipartUploadBody(parts)
         op.errorIn200 = true
         let expected = Completion(key: key, etag: S3XML.multipartETag(parts), size: parts.reduce(0) { $0 + $1.size }, parts: parts.count)
@@ -237,6 +241,10 @@ public final class S3ObjectStore: ObjectStore {
                 rememberCompletion(expected, uploadID: uploadID)
                 throw failure
             case .gone:
+                // No object and no upload: whatever the server said (Ceph RGW answers an unknown
+                // upload id with 500 "This multipart completion is already in progress"), the
+                // upload is not there.
+                if case .server = failure { throw .notFound(key: key) }
                 throw failure
             }
         }

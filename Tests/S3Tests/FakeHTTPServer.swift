@@ -31,6 +31,10 @@ final class FakeHTTPServer: @unchecked Sendable {
     private var _requests: [Request] = []
     private var _connections = 0
     private var stopped = false
+    /// Connections being served: stop() shuts them too. Left open, a kept-alive one went on
+    /// answering with this server's handler after a later test's server got the same port, and
+    /// the client's connection cache sent that test's requests to it.
+    private var open: Set<Int32> = []
 
     init(handler: @escaping @Sendable (Request, Int) -> Action) throws {
         self.handler = handler
@@ -69,6 +73,8 @@ final class FakeHTTPServer: @unchecked Sendable {
         guard first else { return }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
+        // Under the lock: serve() closes a descriptor only after taking it out of `open`.
+        lock.withLock { for conn in open { shutdown(conn, Int32(SHUT_RDWR)) } }
     }
 
     deinit { stop() }
@@ -81,14 +87,22 @@ final class FakeHTTPServer: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return
             }
-            lock.withLock { _connections += 1 }
+            let late: Bool = lock.withLock {
+                _connections += 1
+                if !stopped { open.insert(conn) }
+                return stopped
+            }
+            if late { close(conn); return }
             let thread = Thread { [self] in serve(conn) }
             thread.start()
         }
     }
 
     private func serve(_ conn: Int32) {
-        defer { close(conn) }
+        defer {
+            lock.withLock { _ = open.remove(conn) }
+            close(conn)
+        }
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         func fill() -> Bool {

@@ -351,13 +351,15 @@ final class CapturingLog: @unchecked Sendable {
 
     /// What the fake bucket holds, and what it does with a complete.
     final class Bucket: @unchecked Sendable {
-        enum OnComplete { case complete, completeAndDropAnswer, error200(String), answer500, noSuchUpload }
+        enum OnComplete { case complete, completeWithEmptyETag, completeAndDropAnswer, error200(String), answer500, noSuchUpload }
         let lock = NSLock()
         var uploadOpen = true
         var object: (etag: String, size: Int)?
         var onComplete: OnComplete
         /// A complete that the server carries out a while after it reported failure.
         var completesLateOnAbort = false
+        /// Answers a complete as `onComplete` says even when there is no upload (Ceph RGW: 500).
+        var answersWhenGone = false
         var counts: [String: Int] = [:]
 
         init(_ onComplete: OnComplete, object: (etag: String, size: Int)? = nil) {
@@ -373,12 +375,16 @@ final class CapturingLog: @unchecked Sendable {
                 switch (request.method, upload) {
                 case ("POST", true):
                     counts["complete", default: 0] += 1
-                    guard uploadOpen else { return .respond(status: 404, body: FakeServerTests.errorXML("NoSuchUpload")) }
+                    guard uploadOpen || answersWhenGone else { return .respond(status: 404, body: FakeServerTests.errorXML("NoSuchUpload")) }
                     switch onComplete {
                     case .complete:
                         uploadOpen = false
                         object = (UnclearCompletionTests.objectETag, UnclearCompletionTests.objectSize)
                         return .respond(status: 200, body: Array("<CompleteMultipartUploadResponse><ETag>\"\(UnclearCompletionTests.objectETag)\"</ETag></CompleteMultipartUploadResponse>".utf8))
+                    case .completeWithEmptyETag:
+                        uploadOpen = false
+                        object = (UnclearCompletionTests.objectETag, UnclearCompletionTests.objectSize)
+                        return .respond(status: 200, body: Array("<CompleteMultipartUploadResult><Key>k</Key><ETag></ETag></CompleteMultipartUploadResult>".utf8))
                     case .completeAndDropAnswer:
                         uploadOpen = false
                         object = (UnclearCompletionTests.objectETag, UnclearCompletionTests.objectSize)
@@ -431,6 +437,44 @@ final class CapturingLog: @unchecked Sendable {
         #expect(bucket.count("complete") == 2, "the retry met NoSuchUpload")
         #expect(bucket.count("head") >= 1)
         #expect(bucket.object?.etag == Self.objectETag)
+    }
+
+    /// Ceph RGW 16.2 answers the first completion with an empty `<ETag>`: HeadObject gives it.
+    @Test func anEmptyETagInTheAnswerIsSettledByHeadObject() throws {
+        let bucket = Bucket(.completeWithEmptyETag)
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server)
+        #expect(try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts) == Self.objectETag)
+        #expect(bucket.count("complete") == 1 && bucket.count("head") == 1)
+    }
+
+    /// Ceph RGW 16.2 answers a completion of an unknown upload id with 500 "This multipart
+    /// completion is already in progress": no object and no upload is still "not found".
+    @Test func a500ForAnUploadThatIsNotThereIsNotFound() throws {
+        let bucket = Bucket(.answer500)
+        bucket.uploadOpen = false
+        bucket.answersWhenGone = true
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server, maxAttempts: 2)
+        #expect(throws: ObjectStoreError.notFound(key: "k")) {
+            try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts)
+        }
+        #expect(bucket.count("listParts") == 1 && bucket.object == nil)
+    }
+
+    /// AWS refuses parts out of order (InvalidPartOrder), Ceph RGW joins them anyway: the store
+    /// refuses them itself, without a request, so every server fails alike.
+    @Test func partsOutOfOrderAreRefusedWithoutARequest() throws {
+        let bucket = Bucket(.complete)
+        let server = try Self.serve(bucket)
+        defer { server.stop() }
+        let store = try FakeServerTests.store(server)
+        #expect(throws: ObjectStoreError.server(status: 400, code: "InvalidPartOrder", message: "parts not in ascending order (refused before sending)")) {
+            try store.completeMultipartUpload("k", uploadID: "u", parts: Self.parts.reversed())
+        }
+        #expect(bucket.count("complete") == 0 && bucket.object == nil)
     }
 
     @Test func noSuchUploadWhenTheObjectIsThereIsSuccess() throws {

@@ -1,12 +1,19 @@
 """End-to-end fixtures: the built modelfs binary, a fresh data dir per test, both stores
-(the embedded local store and the real S3 test server that scripts/test starts), and a TCP
+(the embedded local store and the real S3 test servers that scripts/test starts), and a TCP
 relay that a test can cut to play an S3 outage.
 
-S3 comes in two implementations: "s3" is the s3api server (MODELFS_TEST_S3_ENDPOINT, the AWS_*
-credentials), "moto" is moto's server (MODELFS_TEST_S3_ENDPOINT_2 and its own credentials,
-MODELFS_TEST_S3_ACCESS_KEY_ID_2 / MODELFS_TEST_S3_SECRET_ACCESS_KEY_2). The `store` and `s3store`
-fixtures run a test on moto too only when it is marked `moto` (a test, or a module's
-`pytestmark`); the other moto cases are deselected, to keep the run short."""
+S3 comes in three implementations (S3_SERVERS): "s3" is the s3api server
+(MODELFS_TEST_S3_ENDPOINT, the AWS_* credentials), "moto" is moto's server
+(MODELFS_TEST_S3_ENDPOINT_2, MODELFS_TEST_S3_ACCESS_KEY_ID_2 / MODELFS_TEST_S3_SECRET_ACCESS_KEY_2),
+"rgw" is Ceph RGW (scripts/rgw-server: MODELFS_TEST_S3_ENDPOINT_3 and the _3 credentials). Every
+test using the `store` or `s3store` fixture runs on "s3"; it runs on moto and RGW too only when it
+is marked `every_s3` (a test, or a module's `pytestmark`): the other moto and RGW cases are
+deselected, to keep the run short. (`every_s3` was called `moto` before RGW came: a test still
+marked `moto` is an error, so a branch written before the rename cannot lose its cases silently.)
+
+A server that is not configured skips its cases; when it must be there (MODELFS_REQUIRE_S3=1 for
+s3api and moto, MODELFS_REQUIRE_RGW=1 for RGW, both set by scripts/test) its cases fail instead,
+with the reason it did not start (MODELFS_*_START_ERROR, set by scripts/test)."""
 import hashlib
 import os
 import socket
@@ -18,16 +25,34 @@ import uuid
 import pytest
 
 MODELFS = os.environ.get("MODELFS_BIN") or os.path.join(os.path.dirname(__file__), "../../.build/debug/modelfs")
-S3_ENDPOINT = os.environ.get("MODELFS_TEST_S3_ENDPOINT")
 BUCKET = os.environ.get("MODELFS_TEST_S3_BUCKET", "models")
-S3_ENDPOINT_2 = os.environ.get("MODELFS_TEST_S3_ENDPOINT_2")
+
+
+class S3Server:
+    """Where one S3 implementation's test server is, as scripts/test exports it."""
+
+    def __init__(self, suffix, require, start_error):
+        self.variable = "MODELFS_TEST_S3_ENDPOINT" + suffix
+        self.endpoint = os.environ.get(self.variable)
+        self.keys = (("MODELFS_TEST_S3_ACCESS_KEY_ID" + suffix, "MODELFS_TEST_S3_SECRET_ACCESS_KEY" + suffix)
+                     if suffix else None)  # None: the environment's AWS_* credentials
+        self.require, self.start_error = require, start_error
+
+
+S3_SERVERS = {
+    "s3": S3Server("", "MODELFS_REQUIRE_S3", "MODELFS_S3_START_ERROR"),
+    "moto": S3Server("_2", "MODELFS_REQUIRE_S3", "MODELFS_MOTO_START_ERROR"),
+    "rgw": S3Server("_3", "MODELFS_REQUIRE_RGW", "MODELFS_RGW_START_ERROR"),
+}
+S3_ENDPOINT = S3_SERVERS["s3"].endpoint
+# The implementations a test runs on only when marked `every_s3`.
+EXTRA_S3 = ("moto", "rgw")
 
 
 def s3_credentials(impl):
     """(access key id, secret) for one S3 implementation; None: the environment's AWS_* ones."""
-    if impl == "moto":
-        return (os.environ.get("MODELFS_TEST_S3_ACCESS_KEY_ID_2"), os.environ.get("MODELFS_TEST_S3_SECRET_ACCESS_KEY_2"))
-    return None
+    keys = S3_SERVERS[impl].keys if impl else None
+    return tuple(os.environ.get(k) for k in keys) if keys else None
 
 
 def sha256_file(path):
@@ -62,13 +87,13 @@ def new_bucket(client=None):
 class Store:
     """One store under test: runs the CLI against it and looks at its bucket directly.
     S3 stores get a bucket of their own (`bucket`) unless one is given, on their own server
-    (`impl`: "s3" for s3api, or "moto"), with that server's credentials."""
+    (`impl`: "s3" for s3api, "moto" or "rgw"), with that server's credentials."""
 
     def __init__(self, kind, data_dir, endpoint=None, impl=None, bucket=None):
         self.kind = kind  # "local" or "s3", whichever S3 implementation
         self.data_dir = data_dir
         self.endpoint = endpoint
-        self.impl = impl or ("s3" if kind == "s3" else None)  # "s3" (s3api) or "moto"
+        self.impl = impl or ("s3" if kind == "s3" else None)  # a key of S3_SERVERS
         self.credentials = s3_credentials(self.impl)
         self.bucket = bucket or (new_bucket(self.client()) if kind == "s3" else None)
 
@@ -163,38 +188,40 @@ def s3_client(endpoint=None, credentials=None):
 
 
 def _s3_store(impl, tmp_path):
-    endpoint, variable = (S3_ENDPOINT_2, "MODELFS_TEST_S3_ENDPOINT_2") if impl == "moto" else (S3_ENDPOINT, "MODELFS_TEST_S3_ENDPOINT")
-    if not endpoint:
-        if os.environ.get("MODELFS_REQUIRE_S3") == "1":
-            why = os.environ.get("MODELFS_MOTO_START_ERROR" if impl == "moto" else "MODELFS_S3_START_ERROR", "")
-            pytest.fail(f"{variable} is not set. {why}")
+    server = S3_SERVERS[impl]
+    if not server.endpoint:
+        if os.environ.get(server.require) == "1":
+            pytest.fail(f"{server.variable} is not set. {os.environ.get(server.start_error, '')}")
         pytest.skip(f"no {impl} S3 test server (run scripts/test)")
-    return Store("s3", str(tmp_path / "data"), endpoint, impl=impl)
+    return Store("s3", str(tmp_path / "data"), server.endpoint, impl=impl)
 
 
-@pytest.fixture(params=["local", "s3", "moto"])
+@pytest.fixture(params=["local", *S3_SERVERS])
 def store(request, tmp_path):
     if request.param == "local":
         return Store("local", str(tmp_path / "data"))
     return _s3_store(request.param, tmp_path)
 
 
-@pytest.fixture(params=["s3", "moto"])
+@pytest.fixture(params=list(S3_SERVERS))
 def s3store(request, tmp_path):
     return _s3_store(request.param, tmp_path)
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "moto: also run on moto's S3 server (the store/s3store fixtures' moto case)")
+    config.addinivalue_line("markers", "every_s3: run on every S3 implementation (the store/s3store fixtures' "
+                                       "moto and rgw cases too), not only on s3api")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Drops the moto cases of tests not marked `moto`."""
+    """Drops the moto and RGW cases of tests not marked `every_s3`."""
     keep, drop = [], []
     for item in items:
+        if item.get_closest_marker("moto") is not None:
+            raise pytest.UsageError(f"{item.nodeid}: the `moto` marker is now `every_s3` (it runs on RGW too)")
         params = getattr(getattr(item, "callspec", None), "params", {})
-        moto = params.get("store") == "moto" or params.get("s3store") == "moto"
-        (drop if moto and item.get_closest_marker("moto") is None else keep).append(item)
+        extra = params.get("store") in EXTRA_S3 or params.get("s3store") in EXTRA_S3
+        (drop if extra and item.get_closest_marker("every_s3") is None else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import is_mounted, make_file, sh, sha256_file
 
-# The registry is the same whatever S3 holds the bytes: on both S3 implementations the suite starts.
-pytestmark = pytest.mark.moto
+# The registry is the same whatever S3 holds the bytes: on every S3 implementation the suite starts.
+pytestmark = pytest.mark.every_s3
 
 
 @pytest.fixture

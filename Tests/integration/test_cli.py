@@ -10,8 +10,8 @@ import pytest
 
 from conftest import MODELFS, make_file, sha256_file
 
-# Every CLI test runs on both S3 implementations (s3api and moto), beside the local store.
-pytestmark = pytest.mark.moto
+# Every CLI test runs on every S3 implementation (s3api, moto, RGW), beside the local store.
+pytestmark = pytest.mark.every_s3
 
 MiB = 1 << 20
 

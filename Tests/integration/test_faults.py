@@ -219,7 +219,7 @@ def test_read_with_10pct_get_faults_returns_the_right_bytes(s3store, proxy, name
     assert c["fault_details"].get("truncate:body", 0) > 0  # a short body really was sent
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 @pytest.mark.parametrize("mode", ["refuse", "blackhole"])
 def test_s3_down_reads_fail_with_eio_metadata_still_served_and_recovery(s3store, proxy, name, tmp_path, figures, mode):
     """S3 is down (connections refused, or accepted and never answered) with a 5 s operation
@@ -273,7 +273,7 @@ def test_s3_down_reads_fail_with_eio_metadata_still_served_and_recovery(s3store,
     figures.update(fig)
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 @pytest.mark.parametrize("mode", ["refuse", "blackhole"])
 def test_s3_down_mid_copy_fails_cleanly_and_gc_aborts_the_upload(s3store, proxy, name, tmp_path, figures, mode):
     """S3 goes down while `cp` streams a version in: cp fails, the version is failed, and after
@@ -342,7 +342,7 @@ CUT_HEAD_ACCEPTED = (
 KNOWN = {}
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 @pytest.mark.parametrize("kind,which", [
     pytest.param(k, w, id=f"{k}-{w}", marks=[pytest.mark.xfail(strict=True, reason=KNOWN[k, w])] if (k, w) in KNOWN else [])
     for k in ("lost", "truncate", "truncate_head") for w in sorted(LOST)])
@@ -411,7 +411,7 @@ STALLED = {
 }
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 @pytest.mark.parametrize("which", sorted(STALLED))
 def test_a_stalled_request_is_abandoned_and_retried(s3store, proxy, name, tmp_path, figures, which):
     """One request gets no answer at all (the connection stays open, silent, for 60 s): the client
@@ -440,7 +440,7 @@ def test_a_stalled_request_is_abandoned_and_retried(s3store, proxy, name, tmp_pa
     figures["bytes_verified"] = 20 * MiB + 7
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 def test_download_survives_one_answer_cut_after_its_status_line(s3store, proxy, name, tmp_path, figures):
     """`modelfs download` (ranged GETs, no kernel in between) when one GET answer ends right after
     its status line: it retries and writes the right file (or at least never a wrong one)."""

@@ -24,7 +24,7 @@ from conftest import is_mounted, sh
 import json
 from test_sharing import BOB, EVE, as_user, ensure_users
 
-pytestmark = pytest.mark.moto
+pytestmark = pytest.mark.every_s3
 
 T = (2024, 5, 17, 12, 30, 10)
 MOUNT_PIDS = {}  # each hostile mount's process, for its memory

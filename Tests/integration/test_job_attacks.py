@@ -19,7 +19,7 @@ import pytest
 from conftest import MODELFS, is_mounted, sh
 from test_sharing import BOB, EVE, as_user, ensure_users, refused
 
-pytestmark = pytest.mark.moto
+pytestmark = pytest.mark.every_s3
 
 # One trainer for every attack, chosen by the request's `attack=` parameter. It does its attack,
 # touches `attacked` in its working directory, then waits (bounded) for the test to let it end.

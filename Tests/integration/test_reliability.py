@@ -66,7 +66,7 @@ def test_mount_killed_during_copy_in_loses_nothing(store, name, tmp_path):
         cleanup_mount(path)
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 def test_verify_finds_a_corrupted_object(store, name, tmp_path):
     model = name()
     src = make_file(tmp_path / "a.zip", 2 * MiB)
@@ -85,7 +85,7 @@ def test_verify_finds_a_corrupted_object(store, name, tmp_path):
     assert "BAD  " + model + "/v1.zip" in bad.stdout and "ok   " + model + "/v2.zip" in bad.stdout
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 def test_recover_rebuilds_the_catalog_from_manifests(s3store, name, tmp_path):
     model = name()
     src = make_file(tmp_path / "a.safetensors", 6 * MiB)
@@ -190,7 +190,7 @@ def test_secrets_never_leak(s3store, name, tmp_path):
     assert "wrong-secret-zz9" not in bad.stdout + bad.stderr
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 def test_gc_lists_and_removes_orphans(store, name, tmp_path):
     model = name()
     store.run("import", str(make_file(tmp_path / "a.zip", 100)), "--model", model, "--quiet")
@@ -204,7 +204,7 @@ def test_gc_lists_and_removes_orphans(store, name, tmp_path):
         assert store.keys(model + "/") == [f"{model}/v1.zip"]
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 def test_gc_removes_the_object_of_a_failed_version(store, name, tmp_path):
     """A completion whose answer was lost, counted failed while its object landed: the failed
     version vouches for no bytes, so gc lists the object and --delete-orphans removes it."""

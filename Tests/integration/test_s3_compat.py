@@ -1,5 +1,5 @@
-"""Multipart versions on both S3 implementations (the s3api server and moto's, each checking
-signatures): what the issue's "Done means" asks of them. A 40 MiB import, an interrupted import
+"""Multipart versions on every S3 implementation (the s3api server, moto's and Ceph RGW, each
+checking signatures): what the issue's "Done means" asks of them. A 40 MiB import, an interrupted import
 finished with --resume (also after a --resume that failed), a 40 MiB cp through the mount: ready,
 with no multipart upload left. A CompleteMultipartUpload that S3 carried out but whose answer was
 lost ends ready; one answered 200 with an <Error> body ends failed with no object and no upload."""
@@ -11,7 +11,7 @@ from conftest import make_file, sha256_file, sh
 from test_cli import wait_for_parts
 from test_faults import mounted, proxy  # noqa: F401 (proxy is a fixture)
 
-pytestmark = pytest.mark.moto
+pytestmark = pytest.mark.every_s3
 
 MiB = 1 << 20
 SIZE = 40 * MiB + 3  # five parts of 8 MiB and a short sixth

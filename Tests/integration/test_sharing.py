@@ -17,8 +17,8 @@ import pytest
 
 from conftest import is_mounted, make_file, sh, sha256_file
 
-# The registry is the same whatever S3 holds the bytes: on both S3 implementations the suite starts.
-pytestmark = pytest.mark.moto
+# The registry is the same whatever S3 holds the bytes: on every S3 implementation the suite starts.
+pytestmark = pytest.mark.every_s3
 
 TEAM, BOB, EVE = "modelfs-team", "modelfs-bob", "modelfs-eve"
 # Every job prints whose it is; NAP=seconds keeps it running (for cancels).
@@ -32,6 +32,9 @@ def ensure_users():
             pwd.getpwnam(user)
         except KeyError:
             subprocess.run(["useradd", "-M", "-s", "/bin/sh", *(["-G", ",".join(groups)] if groups else []), user], check=True)
+    # A user made earlier (another run racing on /etc/group, a machine set up by hand) may lack the group.
+    if BOB not in grp.getgrnam(TEAM).gr_mem:
+        subprocess.run(["usermod", "-a", "-G", TEAM, BOB], check=True)
     return pwd.getpwnam(BOB), pwd.getpwnam(EVE), grp.getgrnam(TEAM)
 
 
