@@ -167,7 +167,7 @@ def test_a_local_version_deleted_while_open_keeps_its_bytes_for_that_open(tmp_pa
             open(p, "rb")
 
 
-@pytest.mark.moto
+@pytest.mark.every_s3
 def test_s3_versions_read_the_same_with_passthrough_on_and_off(s3store, name, tmp_path):
     """Through the disk cache, cold then after a remount (the copy complete: passthrough where the
     read path offers its file), with passthrough on and off: the same bytes, mapped or read."""
