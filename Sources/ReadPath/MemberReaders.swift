@@ -208,6 +208,9 @@ public final class MemberCheck: Sendable {
 
     public func fail(_ reason: String) { state.withLock { if $0.failure == nil { $0.failure = reason } } }
 
+    /// The member's bytes were read whole elsewhere (inflated into its file) and matched.
+    func markVerified() { state.withLock { if $0.failure == nil { $0.verified = true; $0.coverage = CRCCoverage() } } }
+
     func add(_ bytes: [UInt8], at offset: Int64) { state.withLock { $0.coverage.add(bytes, at: offset) } }
 
     /// Counts a reply's bytes without changing how it is answered: the block cache's memory is

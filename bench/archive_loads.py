@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""A model of 4 safetensors shards loaded through archive views (stored zip, deflated zip,
+.tar.gz), each tensor read in the model's order (not the file's: reverse), against the same load
+from a local directory after a download (copy of the archive) and unpacking. Cold each time: fresh
+mount, empty disk cache, page cache dropped. Also the bytes fetched for one sequential read of a
+.tar.gz member. On the local store by default; with AWS_ENDPOINT_URL (and credentials) on S3.
+  MODELFS_BIN=.build/debug/modelfs python3 bench/archive_loads.py [--size-mib 1024] [--runs 3]
+Prints medians and ranges; ratios are download-then-load time / through-the-view time (>= 1.0:
+the view is at least as fast)."""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mount import Mount, run  # noqa: E402
+
+MiB = 1 << 20
+
+
+def drop_caches():
+    subprocess.run(["sync"])
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def stats(mnt):
+    out = {}
+    with open(os.path.join(mnt, ".stats")) as f:
+        for line in f:
+            k, v = line.split(":", 1)
+            out[k.strip()] = int(v)
+    return out
+
+
+def load(directory, shards):
+    """from_pretrained's way: each shard with safe_open, its tensors in the model's order."""
+    from safetensors import safe_open
+    total = 0
+    for s in shards:
+        with safe_open(os.path.join(directory, s), framework="numpy") as f:
+            for k in sorted(f.keys(), reverse=True):
+                total += f.get_tensor(k).nbytes
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--bucket", default="bench-archive-loads")
+    ap.add_argument("--kinds", default="stored,deflated,tgz")
+    args = ap.parse_args()
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    modelfs = os.environ["MODELFS_BIN"]
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    work = tempfile.mkdtemp(prefix="modelfs-bench-archive-loads-", dir=os.environ.get("BENCH_DIR", "/tmp"))
+    env = dict(os.environ, MODELFS_DATA_DIR=os.path.join(work, "data"))
+    if endpoint:
+        env.update(MODELFS_BUCKET=args.bucket, MODELFS_ENDPOINT=endpoint)
+    model = f"bench-{uuid.uuid4().hex[:8]}"
+
+    # 4 shards of 16 MiB float32 tensors drawn from a normal distribution (deflate: about 0.93).
+    src = os.path.join(work, "model")
+    os.makedirs(src)
+    rng = np.random.default_rng(1)
+    per_shard = max(1, args.size_mib // 4 // 16)
+    shards = [f"model-{i + 1:05d}-of-00004.safetensors" for i in range(4)]
+    for i, s in enumerate(shards):
+        save_file({f"layers.{i * per_shard + j:03d}.weight": rng.standard_normal(4 * MiB, dtype=np.float32)
+                   for j in range(per_shard)}, os.path.join(src, s))
+    with open(os.path.join(src, "config.json"), "w") as f:
+        f.write('{"model_type": "bench"}\n')
+    archives = {}
+    if "stored" in args.kinds:
+        archives["stored"] = os.path.join(work, "stored.zip")
+        run("sh", "-c", f"cd {src} && zip -q -0 -r {archives['stored']} .")
+    if "deflated" in args.kinds:
+        archives["deflated"] = os.path.join(work, "deflated.zip")
+        run("sh", "-c", f"cd {src} && zip -q -r {archives['deflated']} .")
+    if "tgz" in args.kinds:
+        archives["tgz"] = os.path.join(work, "model.tar.gz")
+        run("sh", "-c", f"cd {src} && tar czf {archives['tgz']} .")
+    versions = {}
+    for i, (kind, path) in enumerate(archives.items()):
+        name = f"v{i + 1}"
+        run(modelfs, "import", path, "--model", model, "--version", name, "--quiet", env=env)
+        versions[kind] = name
+    shutil.rmtree(src)
+    mnt = os.path.join(work, "mnt")
+    os.makedirs(mnt)
+    cache = os.path.join(work, "cache")
+    local = os.path.join(work, "local")
+    results = {}
+    for kind, path in archives.items():
+        ext = ".zip" if kind != "tgz" else ".tar.gz"
+        view, base, fetched = [], [], []
+        for _ in range(args.runs):
+            shutil.rmtree(cache, ignore_errors=True)
+            drop_caches()
+            with Mount(modelfs, env, mnt, ("--cache-dir", cache)):
+                d = os.path.join(mnt, "models", model, versions[kind])
+                t = time.perf_counter()
+                n = load(d, shards)
+                view.append(time.perf_counter() - t)
+            shutil.rmtree(cache, ignore_errors=True)
+            drop_caches()
+            # Download (a copy of the version's file through a fresh mount), unpack, load.
+            with Mount(modelfs, env, mnt, ("--cache-dir", "none")):
+                shutil.rmtree(local, ignore_errors=True)
+                os.makedirs(local)
+                t = time.perf_counter()
+                run("cp", os.path.join(mnt, "models", model, versions[kind] + ext), os.path.join(local, "a" + ext))
+                if kind == "tgz":
+                    run("tar", "xzf", os.path.join(local, "a" + ext), "-C", local)
+                else:
+                    run("unzip", "-q", os.path.join(local, "a" + ext), "-d", local)
+                assert load(local, shards) == n
+                base.append(time.perf_counter() - t)
+            if kind == "tgz":
+                shutil.rmtree(cache, ignore_errors=True)
+                drop_caches()
+                with Mount(modelfs, env, mnt, ("--cache-dir", cache)):
+                    before = stats(mnt)["s3.bytes_fetched"]
+                    run("dd", f"if={os.path.join(mnt, 'models', model, versions[kind], shards[1])}", "of=/dev/null", "bs=1M")
+                    fetched.append(stats(mnt)["s3.bytes_fetched"] - before)
+        results[kind] = (view, base, fetched)
+    med = statistics.median
+    size = sum(1 for _ in shards)
+    print(f"\narchive loads: {args.size_mib} MiB model, 4 shards, {args.runs} runs (medians [ranges]), "
+          f"store {endpoint or 'local'}, {modelfs}")
+    print(f"{'view':<12}{'view s':>22}{'download+unpack+load s':>30}{'ratio':>8}")
+    for kind, (view, base, fetched) in results.items():
+        print(f"{kind:<12}{med(view):>8.2f} [{min(view):.2f}-{max(view):.2f}]{'':>4}{med(base):>12.2f} [{min(base):.2f}-{max(base):.2f}]"
+              f"{'':>5}{med(base) / med(view):>7.2f}x")
+        if fetched:
+            whole = os.path.getsize(archives[kind])
+            print(f"{'':<12}one shard's cat fetched {med(fetched) / MiB:.1f} MiB [{min(fetched) / MiB:.1f}-{max(fetched) / MiB:.1f}]"
+                  f" = {med(fetched) / (whole / 4):.2f}x its compressed size (a quarter of the {whole / MiB:.0f} MiB archive)")
+    _ = size
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
