@@ -57,11 +57,13 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--bucket", default=f"bench-loads-{uuid.uuid4().hex[:8]}")
     ap.add_argument("--kinds", default="stored,deflated,tgz")
+    ap.add_argument("--compare", default="", help="LABEL=BIN,...: other modelfs builds measured in the same run (e.g. before=...)")
     args = ap.parse_args()
     import numpy as np
     from safetensors.numpy import save_file
 
     modelfs = os.environ["MODELFS_BIN"]
+    bins = [("modelfs", modelfs)] + [tuple(c.split("=", 1)) for c in args.compare.split(",") if c]
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     work = tempfile.mkdtemp(prefix="modelfs-bench-archive-loads-", dir=os.environ.get("BENCH_DIR", "/tmp"))
     env = dict(os.environ, MODELFS_DATA_DIR=os.path.join(work, "data"))
@@ -112,15 +114,23 @@ def main():
     results = {}
     for kind, path in archives.items():
         ext = ".zip" if kind != "tgz" else ".tar.gz"
-        view, base, fetched = [], [], []
+        view, base, fetched = {b: [] for b, _ in bins}, [], {b: [] for b, _ in bins}
         for _ in range(args.runs):
-            shutil.rmtree(cache, ignore_errors=True)
-            drop_caches()
-            with Mount(modelfs, env, mnt, ("--cache-dir", cache)):
-                d = os.path.join(mnt, "models", model, versions[kind])
-                t = time.perf_counter()
-                n = load(d, shards)
-                view.append(time.perf_counter() - t)
+            for label, binary in bins:
+                shutil.rmtree(cache, ignore_errors=True)
+                drop_caches()
+                with Mount(binary, env, mnt, ("--cache-dir", cache)):
+                    d = os.path.join(mnt, "models", model, versions[kind])
+                    t = time.perf_counter()
+                    n = load(d, shards)
+                    view[label].append(time.perf_counter() - t)
+                if kind == "tgz":
+                    shutil.rmtree(cache, ignore_errors=True)
+                    drop_caches()
+                    with Mount(binary, env, mnt, ("--cache-dir", cache)):
+                        before = stats(mnt)["s3.bytes_fetched"]
+                        run("dd", f"if={os.path.join(mnt, 'models', model, versions[kind], shards[1])}", "of=/dev/null", "bs=1M")
+                        fetched[label].append(stats(mnt)["s3.bytes_fetched"] - before)
             shutil.rmtree(cache, ignore_errors=True)
             drop_caches()
             # Download (a GET of the object; on the local store a copy of the archive file), unpack, load.
@@ -138,25 +148,21 @@ def main():
                 run("unzip", "-q", dest, "-d", local)
             assert load(local, shards) == n
             base.append(time.perf_counter() - t)
-            if kind == "tgz":
-                shutil.rmtree(cache, ignore_errors=True)
-                drop_caches()
-                with Mount(modelfs, env, mnt, ("--cache-dir", cache)):
-                    before = stats(mnt)["s3.bytes_fetched"]
-                    run("dd", f"if={os.path.join(mnt, 'models', model, versions[kind], shards[1])}", "of=/dev/null", "bs=1M")
-                    fetched.append(stats(mnt)["s3.bytes_fetched"] - before)
         results[kind] = (view, base, fetched)
     med = statistics.median
     print(f"\narchive loads: {args.size_mib} MiB model, 4 shards, {args.runs} runs (medians [ranges]), "
           f"store {endpoint or 'local'}, {modelfs}")
-    print(f"{'view':<12}{'view s':>22}{'download+unpack+load s':>30}{'ratio':>8}")
+    print(f"{'view':<10}{'build':<10}{'view s':>20}{'download+unpack+load s':>28}{'ratio':>8}")
     for kind, (view, base, fetched) in results.items():
-        print(f"{kind:<12}{med(view):>8.2f} [{min(view):.2f}-{max(view):.2f}]{'':>4}{med(base):>12.2f} [{min(base):.2f}-{max(base):.2f}]"
-              f"{'':>5}{med(base) / med(view):>7.2f}x")
-        if fetched:
-            whole = os.path.getsize(archives[kind])
-            print(f"{'':<12}one shard's cat fetched {med(fetched) / MiB:.1f} MiB [{min(fetched) / MiB:.1f}-{max(fetched) / MiB:.1f}]"
-                  f" = {med(fetched) / (whole / 4):.2f}x its compressed size (a quarter of the {whole / MiB:.0f} MiB archive)")
+        for label, _ in bins:
+            v = view[label]
+            print(f"{kind:<10}{label:<10}{med(v):>8.2f} [{min(v):.2f}-{max(v):.2f}]{'':>4}{med(base):>10.2f} [{min(base):.2f}-{max(base):.2f}]"
+                  f"{'':>3}{med(base) / med(v):>7.2f}x")
+            if fetched[label]:
+                f = fetched[label]
+                whole = os.path.getsize(archives[kind])
+                print(f"{'':<20}one shard's dd fetched {med(f) / MiB:.1f} MiB [{min(f) / MiB:.1f}-{max(f) / MiB:.1f}]"
+                      f" = {med(f) / (whole / 4):.2f}x its compressed size (a quarter of the {whole / MiB:.0f} MiB archive)")
     shutil.rmtree(work, ignore_errors=True)
 
 
