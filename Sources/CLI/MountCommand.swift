@@ -28,7 +28,7 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Memory for cached and prefetched bytes, shared by all readers (MiB).")
     var cacheMemory = 128
 
-    @Option(help: "On-disk cache of fetched blocks, reused across remounts and shareable by every mount of the node; default <data-dir>/cache with S3, none for the local store; 'none' turns it off.")
+    @Option(help: "On-disk cache of fetched blocks, reused across remounts and shareable by every mount of the node; default <data-dir>/cache (on the local store it holds only inflated archive members); 'none' turns it off.")
     var cacheDir: String?
 
     @Option(help: "Size cap of the on-disk cache (MiB); default a tenth of the disk it is on.")
@@ -91,7 +91,9 @@ struct MountCommand: ParsableCommand {
                 Log.logger.notice("marked \(failed) interrupted upload(s) failed")
             }
             // With S3 the node keeps what it fetched: a remount or a restart reads it from local disk.
-            let defaultDiskDir = store.resolvedBucket != nil ? store.resolvedDataDir + "/cache" : nil
+            // The local store's own files need no copy, but its compressed archive members are
+            // inflated into it, once (ReadPath/InflatedMembers.swift).
+            let defaultDiskDir = store.resolvedDataDir + "/cache"
             let diskDir = cacheDir == "none" ? nil : cacheDir.map(StoreOptions.absolute) ?? defaultDiskDir
             // A cache dir that cannot be used costs speed, not the mount: it reads without one.
             let disk = diskDir.flatMap { (dir) -> DiskCache? in

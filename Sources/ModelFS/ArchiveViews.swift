@@ -105,7 +105,13 @@ final class ArchiveViews: Sendable {
     private let building = NSLock()
     static let keep = 64
 
-    init(namespace: Namespace) { self.namespace = namespace }
+    /// Compressed members inflated whole into the disk cache, when the mount has one.
+    let inflated: InflatedMembers?
+
+    init(namespace: Namespace) {
+        self.namespace = namespace
+        inflated = namespace.cache.disk.map { InflatedMembers(disk: $0) }
+    }
 
     /// The ready archive behind `owner`, or nil when it is not one (any more).
     func object(_ owner: ArchiveOwner) throws(StoreError) -> ArchiveObject? {
@@ -220,6 +226,9 @@ final class ArchiveViews: Sendable {
             }
             archive.dataOffsets.withLock { $0[i] = start }
         }
+        if m.method != .stored, let whole = inflatedReader(object, archive, m, start: start!, check: check, name: name, base: base) {
+            return whole
+        }
         let member: any ObjectReader
         switch m.method {
         case .stored where m.path.hasSuffix(".safetensors"):
@@ -241,6 +250,29 @@ final class ArchiveViews: Sendable {
 }
 
 extension ArchiveViews {
+    /// A compressed member's reader from its inflated file in the disk cache (filled once, in
+    /// order, whatever order it is read in); nil without a disk cache, for a small member, or
+    /// when the cache has no room for it.
+    func inflatedReader(_ object: ArchiveObject, _ archive: LoadedArchive, _ m: ArchiveMember, start: Int64, check: MemberCheck,
+                        name: String, base: any ObjectReader) -> (any ObjectReader)? {
+        guard let inflated, m.size >= inflated.smallest else { return nil }
+        let id = InflatedMembers.id(sha256: object.sha256, objectSize: object.size, path: m.path, start: start, size: m.size,
+                                    crc32: archive.index?.kind == .zip ? m.crc32 : nil)
+        switch m.method {
+        case .deflated:
+            let member = InflatedMembers.Member(id: id, name: name, size: m.size, crc32: archive.index?.kind == .zip ? m.crc32 : nil,
+                                                exact: true, check: check)
+            return inflated.reader(member, compressed: SliceReader(base, start: start, size: m.storedSize), compressedSize: m.storedSize)
+        case .inflatedStream:
+            let point = (archive.index?.points ?? []).filter { $0.uncompressed <= start }.max { $0.uncompressed < $1.uncompressed }
+            let member = InflatedMembers.Member(id: id, name: name, size: m.size, crc32: nil, exact: false, origin: start, point: point,
+                                                check: check)
+            return inflated.reader(member, compressed: base, compressedSize: object.size)
+        case .stored:
+            return nil
+        }
+    }
+
     /// The header of a `*.safetensors` member starting at `start` of the object.
     func tensorHeader(_ object: ArchiveObject, _ m: ArchiveMember, start: Int64, base: any ObjectReader) -> TensorHeaders.Parsed {
         namespace.tensors.header(key: object.key, member: m.path, sha256: object.sha256, size: object.size,

@@ -73,6 +73,8 @@ final class RootProvider: NamespaceProvider {
             "disk_cache.bytes: \(c.diskBytesUsed)",
             "disk_cache.bytes_served: \(c.diskBytesServed)",
             "disk_cache.blocks_dropped: \(c.diskBlocksDropped)",
+            "archives.bytes_inflated: \(namespace.archives.inflated?.bytesInflated ?? 0)",
+            "archives.files_reused: \(namespace.archives.inflated?.filesReused ?? 0)",
         ]
         return Array((lines.joined(separator: "\n") + "\n").utf8)
     }

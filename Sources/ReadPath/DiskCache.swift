@@ -233,3 +233,38 @@ public enum ObjectIdentity {
         return digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } & ~(1 << 63)
     }
 }
+
+// MARK: Whole files beside the blocks (added for archive members inflated whole; additive only)
+
+extension DiskCache {
+    /// Where the whole file named `object` lives once complete: an object's data file name, so it
+    /// is counted at start-up, evicted under the same LRU and removed by `forget` like any other.
+    public func wholeFilePath(_ object: UInt64) -> String { dataPath(object) }
+
+    /// Makes room for `bytes` of `object` (the least recently used others go first) and counts
+    /// them; false when they would take more than half the capacity (the caller does without).
+    public func reserve(object: UInt64, bytes: Int64) -> Bool {
+        guard bytes >= 0, bytes <= capacity / 2 else { return false }
+        lock.withLock {
+            var e = entries[object] ?? Entry()
+            clock += 1
+            e.lastUse = clock
+            e.loaded = true
+            used += bytes - e.bytes
+            e.bytes = bytes
+            entries[object] = e
+        }
+        evict(keeping: object)
+        return true
+    }
+
+    /// Whether `object` is still counted (not evicted), marking it used.
+    public func touch(object: UInt64) -> Bool {
+        lock.withLock {
+            guard entries[object] != nil else { return false }
+            clock += 1
+            entries[object]!.lastUse = clock
+            return true
+        }
+    }
+}

@@ -1,0 +1,129 @@
+"""Compressed archive members (a deflated zip's, a .tar.gz's) inflated once into the mount's disk
+cache and read from there, through a real mount: every member byte-identical, a loader reading
+tensors in the model's order (not the file's) inflates each shard once, a remount reuses the
+files, and a damaged member is EIO with nothing kept. On the local store and s3api."""
+import os
+import subprocess
+import tarfile
+import zipfile
+
+import pytest
+
+from conftest import is_mounted, sh, sha256_file
+
+MiB = 1 << 20
+
+
+def shards_dir(root):
+    """Three safetensors shards of 2-3 MiB (members of 1 MiB and more go to files) and a config."""
+    import numpy as np
+    from safetensors.numpy import save_file
+    root.mkdir()
+    (root / "config.json").write_text('{"model_type": "test"}\n')
+    rng = np.random.default_rng(11)
+    for s in range(3):
+        save_file({f"layers.{s * 4 + i:02d}.weight": rng.standard_normal(128 * 1024 + 4096 * i).astype(np.float32)
+                   for i in range(4)} | {f"layers.{s * 4:02d}.bias": np.arange(1000, dtype=np.int64)},
+                  str(root / f"model-{s + 1:05d}-of-00003.safetensors"))
+    return root
+
+
+def members(src):
+    return sorted(p.name for p in src.iterdir())
+
+
+@pytest.fixture
+def packed(mount, name, tmp_path):
+    src = shards_dir(tmp_path / "hf")
+    m = name()
+    os.mkdir(mount.p("models", m))
+    with zipfile.ZipFile(tmp_path / "m.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for rel in members(src):
+            z.write(src / rel, rel)
+    with tarfile.open(tmp_path / "m.tar.gz", "w:gz") as t:
+        for rel in members(src):
+            t.add(src / rel, rel)
+    sh("cp", str(tmp_path / "m.zip"), mount.p("models", m, "v1.zip"))
+    sh("cp", str(tmp_path / "m.tar.gz"), mount.p("models", m, "v2.tar.gz"))
+    return m, src
+
+
+def shard_bytes(src):
+    return sum(os.path.getsize(src / r) for r in members(src) if r.endswith(".safetensors"))
+
+
+def member_files(data_dir):
+    """The inflated members in the disk cache: complete ones (their `.idx` is a recorded CRC-32) and partial ones."""
+    d = os.path.join(data_dir, "cache", "objects")
+    out = []
+    for f in os.listdir(d) if os.path.isdir(d) else []:
+        if ".partial-" in f:
+            out.append(f)
+        elif f.endswith(".data"):
+            idx = os.path.join(d, f[:-5] + ".idx")
+            if os.path.exists(idx) and open(idx, "rb").read().startswith(b"modelfs-crc32"):
+                out.append(f)
+    return out
+
+
+def test_every_member_through_both_views_is_byte_identical(mount, packed):
+    m, src = packed
+    for view in ["v1", "v2"]:
+        for rel in members(src):
+            assert sha256_file(mount.p("models", m, view, rel)) == sha256_file(src / rel), (view, rel)
+    # Each shard of each view was inflated once into a file (the .tar.gz's from its access point).
+    assert mount.stats()["archives.bytes_inflated"] >= 2 * shard_bytes(src)
+    assert len(member_files(mount.store.data_dir)) == 6
+
+
+def test_a_loader_reading_in_the_models_order_inflates_each_shard_once(mount, packed):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+    m, src = packed
+    before = mount.stats()["archives.bytes_inflated"]
+    for rel in reversed([r for r in members(src) if r.endswith(".safetensors")]):
+        want = load_file(str(src / rel))
+        with safe_open(mount.p("models", m, "v1", rel), framework="numpy") as f:
+            for k in sorted(f.keys(), reverse=True):
+                assert (f.get_tensor(k) == want[k]).all(), (rel, k)
+    assert mount.stats()["archives.bytes_inflated"] - before == shard_bytes(src)
+
+
+def test_a_remount_reads_the_inflated_files_again(mount, packed):
+    m, src = packed
+    shard = "model-00002-of-00003.safetensors"
+    assert sha256_file(mount.p("models", m, "v1", shard)) == sha256_file(src / shard)
+    subprocess.run(["fusermount3", "-u", mount.path], check=True)
+    try:
+        mount.store.run("mount", mount.path)
+        assert is_mounted(mount.path)
+        assert sha256_file(mount.p("models", m, "v1", shard)) == sha256_file(src / shard)
+        s = mount.stats()
+        assert s["archives.files_reused"] == 1 and s["archives.bytes_inflated"] == 0
+    finally:
+        pass  # the fixture unmounts
+
+
+def test_a_damaged_member_is_eio_and_no_file_is_kept(mount, name, tmp_path):
+    src = shards_dir(tmp_path / "hf")
+    rel = "model-00001-of-00003.safetensors"
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(src / rel, rel)
+    with zipfile.ZipFile(tmp_path / "bad.zip") as z:
+        info = z.getinfo(rel)
+    data = bytearray((tmp_path / "bad.zip").read_bytes())
+    # A byte in the middle of the member's deflate data, flipped: bad deflate or a bad CRC-32.
+    data[info.header_offset + 30 + len(rel) + info.compress_size // 2] ^= 0x40
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    m = name()
+    os.mkdir(mount.p("models", m))
+    sh("cp", str(tmp_path / "bad.zip"), mount.p("models", m, "v1.zip"))
+    p = subprocess.run(["sha256sum", mount.p("models", m, "v1", rel)], capture_output=True, text=True)
+    assert p.returncode != 0 and "Input/output error" in p.stderr, p
+    assert member_files(mount.store.data_dir) == []
+    # It stays damaged for the next reader, and the view says why.
+    p = subprocess.run(["cat", mount.p("models", m, "v1", rel)], capture_output=True)
+    assert p.returncode != 0
+    err = subprocess.run(["getfattr", "--only-values", "-n", "user.modelfs.archive_error", mount.p("models", m, "v1")],
+                         capture_output=True, text=True).stdout
+    assert rel in err, err
