@@ -73,7 +73,11 @@ final class RootProvider: NamespaceProvider {
             "disk_cache.bytes: \(c.diskBytesUsed)",
             "disk_cache.bytes_served: \(c.diskBytesServed)",
             "disk_cache.blocks_dropped: \(c.diskBlocksDropped)",
-        ]
+        ] + (namespace.cache.whole.map { w in
+            let c = w.counters
+            return ["whole.fetches: \(c.started)", "whole.complete: \(c.completed)", "whole.failed: \(c.failed)",
+                    "whole.bytes_served: \(c.bytesServed)"]
+        } ?? [])
         return Array((lines.joined(separator: "\n") + "\n").utf8)
     }
 }
