@@ -44,7 +44,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
-        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive"]),
+        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive", "CDeflate"]),
         // What modelfs looks inside: zip, tar and tar.gz indexes (zlib), safetensors headers, out
         // of any ranged byte source; no I/O of its own.
         .target(name: "Archive", dependencies: ["CZlib", "CDeflate"]),

@@ -89,7 +89,12 @@ public final class BlockCache: @unchecked Sendable {
         chunks = ChunkPool(chunkSize: self.maxRequest, maxFree: 2)
         inFlight = ByteBudget(limit: max(maxBytesInFlight, self.maxRequest))
         // `MODELFS_WHOLE_LOADS=0`: the read path without whole-object fetches (for benchmarks).
-        whole = ProcessInfo.processInfo.environment["MODELFS_WHOLE_LOADS"] == "0" ? nil : disk.map { WholeFetches(disk: $0) }
+        // `MODELFS_WHOLE_STREAMS` and `MODELFS_WHOLE_SEGMENT_MIB` tune its GETs (for benchmarks).
+        let env = ProcessInfo.processInfo.environment
+        let streams = env["MODELFS_WHOLE_STREAMS"].flatMap { Int($0) } ?? 8
+        let segment = (env["MODELFS_WHOLE_SEGMENT_MIB"].flatMap { Int($0) } ?? 8) << 20
+        whole = env["MODELFS_WHOLE_LOADS"] == "0" ? nil
+            : disk.map { WholeFetches(disk: $0, segmentSize: segment, streams: streams, maxInFlight: streams) }
     }
 
     public struct Counters: Sendable, Equatable, Codable {
