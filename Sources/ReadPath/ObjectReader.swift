@@ -155,6 +155,9 @@ public final class CachedObjectReader: ObjectReader {
     private let whole = Locked<WholeFetch?>(nil)
     /// Whether this reader may start one (a version's file, not an archive's member).
     private let wholeLoads: Bool
+    /// Bytes read in all that make a whole load: an eighth of the object, at least `wholeRead`
+    /// (one large tensor read with `safe_open` is not a load of the file).
+    private var wholeRead: Int64 { max(Self.wholeRead, size / 8) }
     /// Bytes this reader was asked for: many chunks from several offsets (a streaming loader's
     /// threads) add up to a whole load without any one run being long.
     private let bytesRead = Locked<Int64>(0)
@@ -164,12 +167,17 @@ public final class CachedObjectReader: ObjectReader {
     /// tensor read by `safe_open` stays under both unless it is this large.
     static let wholeRun: Int64 = 16 << 20
     static let wholeRead: Int64 = 32 << 20
+    /// A loader (tensors consumed one after another) is a whole load once it has read this much:
+    /// the kernel's readahead past one small tensor may look like a second.
+    static let loaderRead: Int64 = 8 << 20
 
     init(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64, layout: TensorLayout? = nil,
          wholeLoads: Bool = false) {
         self.store = store; self.cache = cache; self.key = key; self.size = size; self.id = id
-        tensors = layout.map { Locked(TensorPlanner($0)) }
-        self.wholeLoads = wholeLoads && cache.whole != nil
+        let loads = wholeLoads && cache.whole != nil
+        self.wholeLoads = loads
+        // A loader's next tensors come with the whole fetch: none fetched ahead through memory first.
+        tensors = layout.map { Locked(TensorPlanner(loads ? TensorLayout(tensors: $0.tensors, maxWhole: $0.maxWhole, depth: 0) : $0)) }
         // A copy complete and checked in this mount: the kernel may read it directly from the start.
         if self.wholeLoads, let done = cache.whole?.complete(object: id, size: size) { whole.withLock { $0 = done } }
     }
@@ -185,11 +193,11 @@ public final class CachedObjectReader: ObjectReader {
         let total = bytesRead.withLock { $0 += Int64(length); return $0 }
         if let tensors {
             let (plan, loader) = tensors.withLock { ($0.plan(offset: offset, length: length), $0.isLoader) }
-            if case .some(let whole) = plan { return (whole, loader || total >= Self.wholeRead) }
+            if case .some(let whole) = plan { return (whole, (loader && total >= Self.loaderRead) || total >= wholeRead) }
         }
         let (plan, run) = prefetcher.withLock { ($0.plan(offset: offset, length: length, size: size), $0.longestRun) }
         // In a safetensors file a long run may be one large tensor: its tensors say when it is a load.
-        return (plan, (tensors == nil && run >= Self.wholeRun) || total >= Self.wholeRead)
+        return (plan, (tensors == nil && run >= Self.wholeRun) || total >= wholeRead)
     }
 
     /// When object storage last stayed unreachable for this file, and what it said.
