@@ -44,7 +44,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
-        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive"]),
+        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive", "CDeflate"]),
         // What modelfs looks inside: zip, tar and tar.gz indexes (zlib), safetensors headers, out
         // of any ranged byte source; no I/O of its own.
         .target(name: "Archive", dependencies: ["CZlib", "CDeflate"]),
@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "UploadPathTests", dependencies: ["TestSupport", "UploadPath", "BlobStore", "ModelStore"]),
         .testTarget(name: "JobsTests", dependencies: ["TestSupport", "Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive"]),
-        .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore"]),
+        .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore"]),
         .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
         .testTarget(name: "RegistryTests", dependencies: ["TestSupport", "Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),

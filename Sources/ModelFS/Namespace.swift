@@ -265,7 +265,7 @@ final class Namespace: Sendable {
         // A safetensors file's reads fetch whole tensors.
         let layout = format == "safetensors" ? TensorHeaders.layout(tensorHeader(key: key, size: size, sha256: sha256)) : nil
         let reader = ObjectReaders.open(store: registry.objects, cache: cache, key: key, size: size,
-                                        id: ObjectIdentity.id(sha256: sha256 ?? key, size: size), layout: layout)
+                                        id: ObjectIdentity.id(sha256: sha256 ?? key, size: size), layout: layout, wholeLoads: true)
         return Opened(file: ReaderFile(reader), keepCache: true)
     }
 

@@ -76,6 +76,8 @@ public final class BlockCache: @unchecked Sendable {
     public let disk: DiskCache?
     /// Memory for fetches, reused.
     public let chunks: ChunkPool
+    /// Whole-object fetches into the disk cache (none without one).
+    public let whole: WholeFetches?
 
     public init(budget: Int = 128 << 20, blockSize: Int = 64 << 10, maxRequest: Int = 16 << 20, maxConcurrentFetches: Int = 16,
                 maxBytesInFlight: Int = 64 << 20, disk: DiskCache? = nil) {
@@ -86,6 +88,13 @@ public final class BlockCache: @unchecked Sendable {
         self.fetchSlots = DispatchSemaphore(value: maxConcurrentFetches)
         chunks = ChunkPool(chunkSize: self.maxRequest, maxFree: 2)
         inFlight = ByteBudget(limit: max(maxBytesInFlight, self.maxRequest))
+        // `MODELFS_WHOLE_LOADS=0`: the read path without whole-object fetches (for benchmarks).
+        // `MODELFS_WHOLE_STREAMS` and `MODELFS_WHOLE_SEGMENT_MIB` tune its GETs (for benchmarks).
+        let env = ProcessInfo.processInfo.environment
+        let streams = env["MODELFS_WHOLE_STREAMS"].flatMap { Int($0) } ?? 8
+        let segment = (env["MODELFS_WHOLE_SEGMENT_MIB"].flatMap { Int($0) } ?? 8) << 20
+        whole = env["MODELFS_WHOLE_LOADS"] == "0" ? nil
+            : disk.map { WholeFetches(disk: $0, segmentSize: segment, streams: streams, maxInFlight: streams) }
     }
 
     public struct Counters: Sendable, Equatable, Codable {
@@ -321,6 +330,7 @@ public final class BlockCache: @unchecked Sendable {
 
     /// Drops every block of `object` (its version was deleted).
     public func forget(object: UInt64) {
+        whole?.forget(object: object)
         disk?.forget(object: object)
         lock.withLock {
             for key in flights.keys where key.object == object { flights[key] = nil }

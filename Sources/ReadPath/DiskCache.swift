@@ -1,4 +1,5 @@
 import Foundation
+import CDeflate
 import Glibc
 import ModelStore
 
@@ -33,6 +34,12 @@ public final class DiskCache: @unchecked Sendable {
     private var clock: UInt64 = 0
     private var hitBytes: Int64 = 0
     private var dropped: Int64 = 0
+    /// Objects a whole-object fetch is filling or serving (``WholeFetch``): never evicted while
+    /// one is open, since their readers serve straight from the data file. Count of holders.
+    private var pinned: [UInt64: Int] = [:]
+    /// Objects whose every block landed and checked out in this process: their data file may be
+    /// handed to the kernel whole.
+    private var verified: Set<UInt64> = []
 
     public init(directory: String, capacity: Int64, blockSize: Int) throws(StoreError) {
         self.directory = directory + "/objects"
@@ -79,14 +86,23 @@ public final class DiskCache: @unchecked Sendable {
         (range.lowerBound / blockSize)...((range.upperBound - 1) / blockSize)
     }
 
-    /// The block's bytes bound to where they belong: object and offset go in with the bytes.
+    /// The block's bytes bound to where they belong: object and offset go in with the bytes. A
+    /// CRC-32 and an Adler-32 of them (libdeflate: folded with PCLMUL and AVX2, over 10 GB/s),
+    /// not a cryptographic hash: they catch a flipped bit, a torn write or a block under the wrong
+    /// name, and a whole-object load checks every byte it fetches (SHA-256 was 40% of the mount's
+    /// CPU there). Anyone able to write the cache directory could rewrite the index as well, so a
+    /// hash without a key never stopped a forger.
     static func checksum(object: UInt64, block: Int64, _ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        let hasher = SHA256Hasher()
-        hasher.update("modelfs-block\0")
-        withUnsafeBytes(of: object.littleEndian) { hasher.update($0) }
-        withUnsafeBytes(of: block.littleEndian) { hasher.update($0) }
-        hasher.update(bytes)
-        return hasher.finalize().prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        var where_ = (UInt64(0x6d6f64656c66732d).littleEndian, object.littleEndian, UInt64(bitPattern: block).littleEndian)
+        return withUnsafeBytes(of: &where_) { tag -> UInt64 in
+            var crc = libdeflate_crc32(0, tag.baseAddress, tag.count)
+            var adler = libdeflate_adler32(1, tag.baseAddress, tag.count)
+            if let base = bytes.baseAddress, bytes.count > 0 {
+                crc = libdeflate_crc32(crc, base, bytes.count)
+                adler = libdeflate_adler32(adler, base, bytes.count)
+            }
+            return UInt64(crc) << 32 | UInt64(adler)
+        }
     }
 
     /// Reads the object's index file (blocks written by this or another mount).
@@ -110,12 +126,13 @@ public final class DiskCache: @unchecked Sendable {
         if let e = lock.withLock({ entries[object] }), e.loaded { return e }
         let blocks = loadIndex(object)
         return lock.withLock {
+            let known = entries[object] != nil
             var e = entries[object] ?? Entry()
             for (b, sum) in blocks where e.blocks[b] == nil { e.blocks[b] = sum }
             e.loaded = true
-            guard !e.blocks.isEmpty else { return nil }
-            entries[object] = e
-            return e
+            // An entry already known (held for a whole fetch) remembers its index was read.
+            if known || !e.blocks.isEmpty { entries[object] = e }
+            return e.blocks.isEmpty ? nil : e
         }
     }
 
@@ -157,8 +174,12 @@ public final class DiskCache: @unchecked Sendable {
     }
 
     /// Keeps `bytes`, which start on a block boundary and end on one or at the object's end.
-    public func write(object: UInt64, range: Range<Int64>, bytes: UnsafeRawBufferPointer) {
-        guard !range.isEmpty, bytes.count == range.count else { return }
+    /// False when they could not be kept (a full disk, a directory gone).
+    @discardableResult
+    public func write(object: UInt64, range: Range<Int64>, bytes: UnsafeRawBufferPointer) -> Bool {
+        guard !range.isEmpty, bytes.count == range.count else { return false }
+        // Room first: an object larger than the cache keeps what fits, never more.
+        guard makeRoom(object: object, range: range) else { return false }
         var records: [UInt8] = []
         var sums: [(Int64, UInt64)] = []
         for b in blocks(range) {
@@ -170,35 +191,110 @@ public final class DiskCache: @unchecked Sendable {
             withUnsafeBytes(of: sum) { records += $0 }
         }
         let index = open(indexPath(object), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard index >= 0 else { return }
+        guard index >= 0 else { return false }
         defer { close(index) }
         // One writer at a time per object, across mounts: data first, then the records that vouch for it.
         flock(index, LOCK_EX)
         defer { flock(index, LOCK_UN) }
         let fd = open(dataPath(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
+        guard fd >= 0 else { return false }
         let written = pwrite(fd, bytes.baseAddress, bytes.count, off_t(range.lowerBound))
         close(fd)
-        guard written == bytes.count else { return }  // a full disk just means less cache
-        guard records.withUnsafeBytes({ Glibc.write(index, $0.baseAddress, $0.count) }) == records.count else { return }
+        guard written == bytes.count else { return false }  // a full disk just means less cache
+        guard records.withUnsafeBytes({ Glibc.write(index, $0.baseAddress, $0.count) }) == records.count else { return false }
         lock.withLock {
-            var e = entries[object] ?? Entry()
-            for (b, sum) in sums { e.blocks[b] = sum }
-            let before = e.bytes
-            e.bytes = max(e.bytes, Int64(e.blocks.count) * blockSize)
+            // In place: a large object's block table is not copied on every write.
+            if entries[object] == nil { entries[object] = Entry() }
+            for (b, sum) in sums { entries[object]!.blocks[b] = sum }
+            let before = entries[object]!.bytes
+            entries[object]!.bytes = max(before, Int64(entries[object]!.blocks.count) * blockSize)
             clock += 1
-            e.lastUse = clock
-            entries[object] = e
-            used += e.bytes - before
+            entries[object]!.lastUse = clock
+            used += entries[object]!.bytes - before
         }
         evict(keeping: object)
+        return true
+    }
+
+    // MARK: Whole objects (``WholeFetch``)
+
+    /// Whether every block of `range` is on disk by the index (not yet checked).
+    public func has(object: UInt64, range: Range<Int64>) -> Bool {
+        guard !range.isEmpty else { return true }
+        guard let e = entry(object) else { return false }
+        return blocks(range).allSatisfy { e.blocks[$0] != nil }
+    }
+
+    /// Holds `object` (of `size` bytes) in the cache while a whole-object fetch uses its data
+    /// file: false when it cannot fit beside the other objects held (then the reader reads as
+    /// before, block by block through memory). Makes room for it now, so filling it evicts no
+    /// object that is held.
+    public func pin(object: UInt64, size: Int64) -> Bool {
+        let fits = lock.withLock { () -> Bool in
+            let held = pinned.keys.filter { $0 != object }.reduce(Int64(0)) { $0 + max(entries[$1]?.bytes ?? 0, 0) }
+            guard size + held <= capacity else { return false }
+            pinned[object, default: 0] += 1
+            // Room for the whole object now: what it already has on disk counts toward it.
+            used += max(0, size - (entries[object]?.bytes ?? 0))
+            var e = entries[object] ?? Entry()
+            clock += 1
+            e.lastUse = clock
+            e.bytes = max(e.bytes, size)
+            entries[object] = e
+            return true
+        }
+        if fits { evict(keeping: object) }
+        return fits
+    }
+
+    public func unpin(object: UInt64) {
+        lock.withLock {
+            if let n = pinned[object] { pinned[object] = n > 1 ? n - 1 : nil }
+        }
+        evict(keeping: nil)
+    }
+
+    /// Records that every block of `object` landed and checked out in this process.
+    public func markVerified(object: UInt64) { lock.withLock { _ = verified.insert(object) } }
+
+    /// Whether every block of `object` checked out in this process, and it is still kept.
+    public func isVerified(object: UInt64) -> Bool { lock.withLock { verified.contains(object) && entries[object] != nil } }
+
+    /// The object's data file, opened for reading (nil when it is not there), made empty first
+    /// when `create` and there is none.
+    public func openData(object: UInt64, create: Bool = false) -> Int32? {
+        let fd = open(dataPath(object), O_RDONLY | O_CLOEXEC | (create ? O_CREAT : 0), 0o600)
+        return fd >= 0 ? fd : nil
+    }
+
+    /// Evicts other objects (least recently used first, never a held one) until the blocks of
+    /// `range` not yet kept fit under the cap; false when they cannot.
+    private func makeRoom(object: UInt64, range: Range<Int64>) -> Bool {
+        var victims: [UInt64] = []
+        let fits = lock.withLock { () -> Bool in
+            let e = entries[object]
+            let newBlocks = Int64(blocks(range).filter { e?.blocks[$0] == nil }.count)
+            let adding = max(0, (Int64(e?.blocks.count ?? 0) + newBlocks) * blockSize - (e?.bytes ?? 0))
+            while used + adding > capacity,
+                  let (victim, entry) = entries.filter({ $0.key != object && pinned[$0.key] == nil }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
+                entries[victim] = nil
+                verified.remove(victim)
+                used -= entry.bytes
+                victims.append(victim)
+            }
+            return used + adding <= capacity
+        }
+        for v in victims { remove(v) }
+        return fits
     }
 
     private func evict(keeping: UInt64?) {
         var victims: [UInt64] = []
         lock.withLock {
-            while used > capacity, let (victim, entry) = entries.filter({ $0.key != keeping }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
+            while used > capacity,
+                  let (victim, entry) = entries.filter({ $0.key != keeping && pinned[$0.key] == nil }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 entries[victim] = nil
+                verified.remove(victim)
                 used -= entry.bytes
                 victims.append(victim)
             }
@@ -219,6 +315,7 @@ public final class DiskCache: @unchecked Sendable {
     public func forget(object: UInt64) {
         lock.withLock {
             if let e = entries.removeValue(forKey: object) { used -= e.bytes }
+            verified.remove(object)
         }
         remove(object)
     }

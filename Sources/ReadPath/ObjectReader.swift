@@ -49,10 +49,12 @@ public enum ObjectReaders {
     /// The object's own file when the store keeps one whole and of the recorded size (the local
     /// store): its page cache is the only cache. Otherwise ranged reads through the node's block
     /// cache, with sequential prefetch, or whole tensors where the object has them (`layout`).
+    /// `wholeLoads`: the reader may fetch the object whole into the disk cache once its reads
+    /// show a whole load (a version's file; an archive's reader leaves it to its members).
     public static func open(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64,
-                            layout: TensorLayout? = nil) -> any ObjectReader {
+                            layout: TensorLayout? = nil, wholeLoads: Bool = false) -> any ObjectReader {
         if let path = store.localFile(key), let local = LocalFileReader(path: path, size: size, cache: cache) { return local }
-        return CachedObjectReader(store: store, cache: cache, key: key, size: size, id: id, layout: layout)
+        return CachedObjectReader(store: store, cache: cache, key: key, size: size, id: id, layout: layout, wholeLoads: wholeLoads)
     }
 }
 
@@ -96,6 +98,9 @@ struct TensorPlanner: Sendable {
 
     init(_ layout: TensorLayout) { self.layout = layout }
 
+    /// Whether the reader consumes tensor after tensor (a loader, not one `get_tensor`).
+    var isLoader: Bool { planned.count >= 2 }
+
     /// What to fetch for a read of `length` bytes at `offset`. Once the reader has read enough
     /// of a tensor, the rest of it, whole; once it has done so for two tensors (a loader such
     /// as `load_file`, not one `get_tensor`), also the tensors after it in file order, up to
@@ -133,7 +138,8 @@ struct TensorPlanner: Sendable {
     }
 }
 
-/// Ranged GETs through the block cache; prefetch once a run is long enough.
+/// Ranged GETs through the block cache; prefetch once a run is long enough. Once the reader shows
+/// it reads the object whole, a ``WholeFetch`` into the disk cache serves it instead.
 public final class CachedObjectReader: ObjectReader {
     let store: any ObjectStore
     let cache: BlockCache
@@ -142,18 +148,56 @@ public final class CachedObjectReader: ObjectReader {
     let id: UInt64
     /// Nothing ahead of the kernel's readahead for the first 4 MiB of a run: one tensor or one zip
     /// member costs what the kernel asks for, not a window more.
-    private let prefetcher = Locked(Prefetcher(startAfter: 4 << 20))
+    /// One run per thread of a streaming loader.
+    private let prefetcher = Locked(Prefetchers(Prefetcher(startAfter: 4 << 20)))
     private let tensors: Locked<TensorPlanner>?
+    /// The whole-object fetch serving this reader, once there is one.
+    private let whole = Locked<WholeFetch?>(nil)
+    /// Whether this reader may start one (a version's file, not an archive's member).
+    private let wholeLoads: Bool
+    /// Bytes read in all that make a whole load: an eighth of the object, at least `wholeRead`
+    /// (one large tensor read with `safe_open` is not a load of the file).
+    private var wholeRead: Int64 { max(Self.wholeRead, size / 8) }
+    /// Bytes this reader was asked for: many chunks from several offsets (a streaming loader's
+    /// threads) add up to a whole load without any one run being long.
+    private let bytesRead = Locked<Int64>(0)
+    private let firstRead = Locked(true)
 
-    init(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64, layout: TensorLayout? = nil) {
+    /// A sequential run this long, or this many bytes read in all, is a whole-object load. One
+    /// tensor read by `safe_open` stays under both unless it is this large.
+    static let wholeRun: Int64 = 16 << 20
+    static let wholeRead: Int64 = 32 << 20
+    /// A loader (tensors consumed one after another) is a whole load once it has read this much:
+    /// the kernel's readahead past one small tensor may look like a second.
+    static let loaderRead: Int64 = 8 << 20
+
+    init(store: any ObjectStore, cache: BlockCache, key: String, size: Int64, id: UInt64, layout: TensorLayout? = nil,
+         wholeLoads: Bool = false) {
         self.store = store; self.cache = cache; self.key = key; self.size = size; self.id = id
-        tensors = layout.map { Locked(TensorPlanner($0)) }
+        let loads = wholeLoads && cache.whole != nil
+        self.wholeLoads = loads
+        // A loader's next tensors come with the whole fetch: none fetched ahead through memory first.
+        tensors = layout.map { Locked(TensorPlanner(loads ? TensorLayout(tensors: $0.tensors, maxWhole: $0.maxWhole, depth: 0) : $0)) }
+        // A copy complete and checked in this mount: the kernel may read it directly from the start.
+        if self.wholeLoads, let done = cache.whole?.complete(object: id, size: size) { whole.withLock { $0 = done } }
     }
 
-    /// What to fetch ahead of a read: whole tensors inside the tensor region, runs elsewhere.
-    private func ahead(offset: Int64, length: Int) -> Range<Int64>? {
-        if let tensors, case .some(let whole) = tensors.withLock({ $0.plan(offset: offset, length: length) }) { return whole }
-        return prefetcher.withLock { $0.plan(offset: offset, length: length, size: size) }
+    public var wholeFile: Int32? {
+        guard let w = whole.withLock({ $0 }), w.isComplete else { return nil }
+        return w.fd
+    }
+
+    /// What to fetch ahead of a read: whole tensors inside the tensor region, runs elsewhere; and
+    /// whether the reads so far make a whole-object load.
+    private func ahead(offset: Int64, length: Int) -> (Range<Int64>?, whole: Bool) {
+        let total = bytesRead.withLock { $0 += Int64(length); return $0 }
+        if let tensors {
+            let (plan, loader) = tensors.withLock { ($0.plan(offset: offset, length: length), $0.isLoader) }
+            if case .some(let whole) = plan { return (whole, (loader && total >= Self.loaderRead) || total >= wholeRead) }
+        }
+        let (plan, run) = prefetcher.withLock { ($0.plan(offset: offset, length: length, size: size), $0.longestRun) }
+        // In a safetensors file a long run may be one large tensor: its tensors say when it is a load.
+        return (plan, (tensors == nil && run >= Self.wholeRun) || total >= wholeRead)
     }
 
     /// When object storage last stayed unreachable for this file, and what it said.
@@ -163,22 +207,41 @@ public final class CachedObjectReader: ObjectReader {
     /// waiting out another `--s3-timeout`, so a reader sees `EIO` within one timeout.
     static let failFastWindow: Duration = .seconds(2)
 
+    /// Ranged reads of the object into memory, counted as fetched; a deleted version answers `ESTALE`.
+    private var rangeReader: RangeReader {
+        let store = self.store, key = self.key
+        return { (range, buffer) throws(StoreError) -> Int in
+            do throws(ObjectStoreError) { return try store.get(key, range: range, into: buffer) } catch {
+                // The version was deleted (by the CLI, another mount) while this file was open.
+                if case .notFound = error { throw StoreError(.stale, "\(key) was deleted while it was open") }
+                throw error.storeError
+            }
+        }
+    }
+
     public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
+        if let w = whole.withLock({ $0 }), let reply = try w.read(offset: offset, length: length) { return reply }
         if let recent = lastFailure.withLock({ $0 }), ContinuousClock.now - recent.at < CachedObjectReader.failFastWindow {
             throw recent.error
         }
-        let ahead = self.ahead(offset: offset, length: length)
-        let store = self.store
-        let key = self.key
+        let (ahead, wholeLoad) = self.ahead(offset: offset, length: length)
+        // Every block on disk already (a remount): checking it into a whole copy costs no fetch.
+        let onDisk = wholeLoads && firstRead.withLock { first in defer { first = false }; return first }
+            && cache.whole!.onDisk(object: id, size: size)
+        if wholeLoads, wholeLoad || onDisk, whole.withLock({ $0 }) == nil {
+            let cache = self.cache, fetch = rangeReader
+            let counted: RangeReader = { (range, buffer) throws(StoreError) -> Int in
+                let n = try fetch(range, buffer)
+                cache.countDirect(bytes: n)
+                return n
+            }
+            if let w = cache.whole!.fetch(object: id, size: size, reader: counted) {
+                whole.withLock { $0 = w }
+                if let reply = try w.read(offset: offset, length: length) { return reply }
+            }
+        }
         do throws(StoreError) {
-            return .cached(try cache.read(object: id, size: size, range: offset..<(offset + Int64(length)), ahead: ahead) {
-                (range, buffer) throws(StoreError) -> Int in
-                do throws(ObjectStoreError) { return try store.get(key, range: range, into: buffer) } catch {
-                    // The version was deleted (by the CLI, another mount) while this file was open.
-                    if case .notFound = error { throw StoreError(.stale, "\(key) was deleted while it was open") }
-                    throw error.storeError
-                }
-            })
+            return .cached(try cache.read(object: id, size: size, range: offset..<(offset + Int64(length)), ahead: ahead, reader: rangeReader))
         } catch {
             if error.code == .io { lastFailure.withLock { $0 = (ContinuousClock.now, error) } }
             throw error

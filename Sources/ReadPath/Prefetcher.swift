@@ -29,6 +29,17 @@ public struct Prefetcher: Sendable {
         window = initialWindow
     }
 
+    /// Whether a read at `offset` continues this run.
+    public func continues(offset: Int64, length: Int) -> Bool {
+        let near = max(window, 4 * Int64(length))
+        let slack = min(near, 4 << 20)
+        let reach = max(near, min(runBytes, 16 << 20))
+        return offset == nextOffset || (runBytes > 0 && offset >= nextOffset - slack && offset <= nextOffset + reach)
+    }
+
+    /// How far a read at `offset` is from where this run stands (to pick among runs).
+    func distance(to offset: Int64) -> Int64 { abs(offset - nextOffset) }
+
     /// The range to fetch ahead of a read of `length` bytes at `offset` that was not planned
     /// before, or nil when there is none (random access, or the far end has not moved).
     public mutating func plan(offset: Int64, length: Int, size: Int64) -> Range<Int64>? {
@@ -39,10 +50,7 @@ public struct Prefetcher: Sendable {
         // Forward, a gap no longer than the run so far (up to 16 MiB) is still the same run:
         // readers of one file share its page cache, so each one's requests skip what the others
         // already brought in. Random reads have no run to speak of, so their jumps stay jumps.
-        let near = max(window, 4 * Int64(length))
-        let slack = min(near, 4 << 20)
-        let reach = max(near, min(runBytes, 16 << 20))
-        let sequential = offset == nextOffset || (runBytes > 0 && offset >= nextOffset - slack && offset <= nextOffset + reach)
+        let sequential = continues(offset: offset, length: length)
         if sequential {
             runBytes += max(0, end - nextOffset)
             nextOffset = max(end, nextOffset)
@@ -62,4 +70,45 @@ public struct Prefetcher: Sendable {
         plannedEnd = far
         return start..<far
     }
+}
+
+/// Several sequential runs through one open file at once: a loader's threads each reading their
+/// own part of it (the Run:ai streamer: 16 threads, 2 MiB chunks at as many offsets). Each read
+/// continues the run it belongs to, so every thread keeps its own window ahead, where one
+/// ``Prefetcher`` would see nothing but seeks. A read that continues no run starts one, in place
+/// of the run least recently read.
+public struct Prefetchers: Sendable {
+    public let maxStreams: Int
+    private let template: Prefetcher
+    private var streams: [Prefetcher] = []
+    private var lastUse: [UInt64] = []
+    private var clock: UInt64 = 0
+
+    public init(_ template: Prefetcher, maxStreams: Int = 16) {
+        self.template = template
+        self.maxStreams = max(1, maxStreams)
+    }
+
+    /// What to fetch ahead of a read (see ``Prefetcher/plan(offset:length:size:)``), planned by its run.
+    public mutating func plan(offset: Int64, length: Int, size: Int64) -> Range<Int64>? {
+        clock += 1
+        let i: Int
+        if let near = streams.indices.filter({ streams[$0].continues(offset: offset, length: length) })
+            .min(by: { streams[$0].distance(to: offset) < streams[$1].distance(to: offset) }) {
+            i = near
+        } else if streams.count < maxStreams {
+            streams.append(template)
+            lastUse.append(0)
+            i = streams.count - 1
+        } else {
+            i = lastUse.indices.min { lastUse[$0] < lastUse[$1] }!
+            streams[i] = template
+        }
+        lastUse[i] = clock
+        return streams[i].plan(offset: offset, length: length, size: size)
+    }
+
+    /// Bytes read by the longest run now.
+    public var longestRun: Int64 { streams.map(\.runBytes).max() ?? 0 }
+    public var count: Int { streams.count }
 }

@@ -198,3 +198,35 @@ import ReadPath
         #expect(source.callCount < size / length, "prefetching makes fewer, larger requests than reads")
     }
 }
+
+/// Sixteen threads of one open file, each reading its own part in 2 MiB chunks (the Run:ai
+/// streamer): each keeps its own run, and its own window ahead.
+@Suite struct PrefetchersTests {
+    @Test func eachThreadOfAStreamingLoaderKeepsItsOwnRun() {
+        let size: Int64 = 1 << 30, part = size / 16, chunk = 2 << 20
+        var streams = Prefetchers(Prefetcher(startAfter: 4 << 20))
+        var single = Prefetcher(startAfter: 4 << 20)
+        var ahead = [Int64](repeating: 0, count: 16), aheadSingle: Int64 = 0
+        for step in 0..<8 {
+            for t in 0..<16 {  // interleaved, as threads run
+                let offset = Int64(t) * part + Int64(step * chunk)
+                ahead[t] += Int64(streams.plan(offset: offset, length: chunk, size: size)?.count ?? 0)
+                aheadSingle += Int64(single.plan(offset: offset, length: chunk, size: size)?.count ?? 0)
+            }
+        }
+        #expect(streams.count == 16)
+        #expect(ahead.allSatisfy { $0 > 0 }, "every thread's run reads ahead: \(ahead)")
+        #expect(aheadSingle == 0, "one run sees only seeks")
+        #expect(streams.longestRun == 16 << 20)
+    }
+
+    @Test func aSeventeenthRunTakesThePlaceOfTheLeastRecentlyRead() {
+        var streams = Prefetchers(Prefetcher(), maxStreams: 2)
+        _ = streams.plan(offset: 0, length: 1 << 20, size: 1 << 30)
+        _ = streams.plan(offset: 100 << 20, length: 1 << 20, size: 1 << 30)
+        _ = streams.plan(offset: 1 << 20, length: 1 << 20, size: 1 << 30)   // run 1 goes on
+        _ = streams.plan(offset: 500 << 20, length: 1 << 20, size: 1 << 30) // replaces run 2
+        #expect(streams.count == 2)
+        #expect(streams.longestRun == 2 << 20, "run 1 kept its 2 MiB")
+    }
+}

@@ -1,0 +1,309 @@
+import Dispatch
+import Foundation
+import Glibc
+import ModelStore
+
+/// Whole-object loads at the wire's rate. Once a reader shows it will read an object whole (a
+/// loader's tensor after tensor, a long sequential run, many chunks from several offsets), the
+/// object is fetched with parallel ranged GETs straight into its disk-cache data file — each
+/// piece checked as it lands, through a few bounded buffers, never through the memory cache — and
+/// readers are served from that file (spliced to the kernel) as soon as their range has landed. A
+/// reader ahead of the fetch has its range fetched next, and the fetch carries on from there. Once
+/// every block has landed and checked out, the data file is the object's `wholeFile`.
+///
+/// One fetch per object, shared by every reader of it, so eight readers fetch it once.
+public final class WholeFetches: @unchecked Sendable {
+    public let disk: DiskCache
+    /// The size of one ranged GET (a multiple of the disk cache's block size).
+    public let segmentSize: Int
+    /// GETs in the air for one object.
+    public let streams: Int
+    /// GETs in the air across objects, each with a buffer of `segmentSize`: the memory bound.
+    private let slots: DispatchSemaphore
+    private let buffers: ChunkPool
+    private let queue = DispatchQueue(label: "modelfs.whole-fetch", attributes: .concurrent)
+
+    private struct Weak { weak var fetch: WholeFetch? }
+    private let lock = NSLock()
+    private var fetches: [UInt64: Weak] = [:]
+
+    // Counters for `.stats`.
+    private var started: Int64 = 0
+    private var completed: Int64 = 0
+    private var failed: Int64 = 0
+    private var served: Int64 = 0
+
+    public init(disk: DiskCache, segmentSize: Int = 8 << 20, streams: Int = 8, maxInFlight: Int = 8) {
+        self.disk = disk
+        let block = Int(disk.blockSize)
+        self.segmentSize = max(block, segmentSize / block * block)
+        self.streams = max(1, streams)
+        slots = DispatchSemaphore(value: max(1, maxInFlight))
+        buffers = ChunkPool(chunkSize: self.segmentSize, maxFree: max(1, maxInFlight))
+    }
+
+    public struct Counters: Sendable, Equatable {
+        public var started: Int64
+        public var completed: Int64
+        public var failed: Int64
+        public var bytesServed: Int64
+    }
+
+    public var counters: Counters {
+        lock.withLock { Counters(started: started, completed: completed, failed: failed, bytesServed: served) }
+    }
+
+    /// The complete, checked copy of `object` when this process has one: no fetch, no wait.
+    func complete(object: UInt64, size: Int64) -> WholeFetch? {
+        if let live = lock.withLock({ fetches[object]?.fetch }), live.isComplete { return live }
+        guard disk.isVerified(object: object) else { return nil }
+        return attach(object: object, size: size, reader: nil)
+    }
+
+    /// The fetch of `object`, started now unless one is under way or done; nil when the object
+    /// cannot be held in the disk cache (larger than what is free of other held objects).
+    func fetch(object: UInt64, size: Int64, reader: @escaping RangeReader) -> WholeFetch? {
+        attach(object: object, size: size, reader: reader)
+    }
+
+    /// Whether `object`'s every block is on disk by the index (a warm cache after a remount): its
+    /// first reader checks it into a whole copy instead of reading it block by block.
+    func onDisk(object: UInt64, size: Int64) -> Bool {
+        size > 0 && disk.has(object: object, range: 0..<size)
+    }
+
+    private func attach(object: UInt64, size: Int64, reader: RangeReader?) -> WholeFetch? {
+        lock.lock()
+        if let live = fetches[object]?.fetch, !live.isFailed {
+            lock.unlock()
+            return live
+        }
+        lock.unlock()
+        guard size > 0, disk.pin(object: object, size: size) else { return nil }
+        let verified = disk.isVerified(object: object)
+        // Without a reader to fetch with, only a checked copy will do (it may have gone meanwhile).
+        guard verified || reader != nil, let readFD = disk.openData(object: object, create: !verified) else {
+            disk.unpin(object: object)
+            return nil
+        }
+        let fetch = WholeFetch(owner: self, object: object, size: size, segmentSize: segmentSize, fd: readFD, complete: verified)
+        lock.lock()
+        // Another reader may have attached meanwhile: one fetch per object.
+        if let live = fetches[object]?.fetch, !live.isFailed {
+            lock.unlock()
+            return live  // `fetch` unpins and closes as it goes
+        }
+        fetches[object] = Weak(fetch: fetch)
+        if !verified { started += 1 }
+        lock.unlock()
+        if !verified, let reader {
+            for _ in 0..<min(streams, fetch.segments) { queue.async { self.work(fetch, reader: reader) } }
+        }
+        return fetch
+    }
+
+    /// One stream: takes segments (a waiting reader's first) until none is left.
+    private func work(_ fetch: WholeFetch, reader: RangeReader) {
+        while let segment = fetch.next() {
+            slots.wait()
+            let chunk = buffers.take(segmentSize)
+            let outcome = fill(fetch, segment: segment, buffer: chunk.buffer, reader: reader)
+            slots.signal()
+            withExtendedLifetime(chunk) {}
+            switch outcome {
+            case .success:
+                if fetch.landed(segment) {
+                    disk.markVerified(object: fetch.object)
+                    lock.withLock { completed += 1 }
+                }
+            case .failure(let error):
+                if fetch.fail(error) { lock.withLock { failed += 1 } }
+                return
+            }
+        }
+    }
+
+    /// Brings one segment onto disk: blocks already there (another mount's, an earlier reader's)
+    /// are read back and checked, the rest fetched, checked and written.
+    private func fill(_ fetch: WholeFetch, segment: Int, buffer: UnsafeMutableRawBufferPointer,
+                      reader: RangeReader) -> Result<Void, StoreError> {
+        let range = fetch.range(of: segment)
+        let block = disk.blockSize
+        var at = range.lowerBound
+        var retried: Int64 = -1
+        while at < range.upperBound {
+            if fetch.isFailed { return .failure(fetch.failure ?? StoreError(.io, "whole fetch stopped")) }
+            // The next run of blocks that are all on disk, or all missing.
+            let present = disk.has(object: fetch.object, range: at..<min(at + block, range.upperBound))
+            var end = min(at + block, range.upperBound)
+            while end < range.upperBound,
+                  disk.has(object: fetch.object, range: end..<min(end + block, range.upperBound)) == present {
+                end = min(end + block, range.upperBound)
+            }
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[Int(at - range.lowerBound)..<Int(end - range.lowerBound)])
+            let fromDisk = present && disk.read(object: fetch.object, range: at..<end, into: piece)
+            if present && !fromDisk && retried != at {
+                // A bad block was dropped from the index: the run is split around it next time.
+                retried = at
+                continue
+            }
+            if !fromDisk {
+                do throws(StoreError) {
+                    let n = try reader(at..<end, piece)
+                    guard n == end - at else { throw StoreError(.io, "short read: \(n) of \(end - at) bytes at \(at)") }
+                } catch {
+                    return .failure(error)
+                }
+                guard disk.write(object: fetch.object, range: at..<end, bytes: UnsafeRawBufferPointer(piece)) else {
+                    return .failure(StoreError(.io, "the disk cache could not keep \(end - at) bytes"))
+                }
+            }
+            at = end
+        }
+        return .success(())
+    }
+
+    func countServed(_ bytes: Int) { lock.withLock { served += Int64(bytes) } }
+
+    /// The object's version was deleted: its fetch stops and its readers answer `ESTALE`.
+    public func forget(object: UInt64) {
+        lock.withLock { fetches.removeValue(forKey: object)?.fetch }?.fail(StoreError(.stale, "the version was deleted while it was open"),
+                                                                           stale: true)
+    }
+
+    /// The last reader and stream of a fetch are gone. Later, on the queue: a fetch may go
+    /// while this registry's lock is held (a weak reference loaded under it).
+    fileprivate func release(object: UInt64) {
+        queue.async { [self] in
+            lock.withLock {
+                if let entry = fetches[object], entry.fetch == nil { fetches[object] = nil }
+            }
+            disk.unpin(object: object)
+        }
+    }
+}
+
+/// One object's whole fetch: which segments have landed, and who waits for which.
+public final class WholeFetch: @unchecked Sendable {
+    let object: UInt64
+    let size: Int64
+    let segmentSize: Int64
+    let segments: Int
+    /// The data file, for reading: replies splice from it, and once complete it is the object's
+    /// whole file.
+    let fd: Int32
+    private unowned let owner: WholeFetches
+
+    private enum State { case missing, fetching, landed }
+    private let condition = NSCondition()
+    private var state: [State]
+    private var remaining: Int
+    /// Segments readers wait for, first come first fetched.
+    private var urgent: [Int] = []
+    /// Where the next stream goes when no reader waits: after the last segment a reader asked for.
+    private var cursor = 0
+    private var error: StoreError?
+    private var stale = false
+
+    fileprivate init(owner: WholeFetches, object: UInt64, size: Int64, segmentSize: Int, fd: Int32, complete: Bool) {
+        self.owner = owner
+        self.object = object
+        self.size = size
+        self.segmentSize = Int64(segmentSize)
+        self.fd = fd
+        segments = Int((size + Int64(segmentSize) - 1) / Int64(segmentSize))
+        state = Array(repeating: complete ? .landed : .missing, count: segments)
+        remaining = complete ? 0 : segments
+    }
+
+    deinit {
+        close(fd)
+        owner.release(object: object)
+    }
+
+    var isComplete: Bool { condition.withLock { remaining == 0 && error == nil } }
+    var isFailed: Bool { condition.withLock { error != nil } }
+    var failure: StoreError? { condition.withLock { error } }
+
+    func range(of segment: Int) -> Range<Int64> {
+        Int64(segment) * segmentSize..<min(Int64(segment + 1) * segmentSize, size)
+    }
+
+    /// The next segment to fetch, or nil when none is left (or the fetch failed).
+    fileprivate func next() -> Int? {
+        condition.withLock {
+            guard error == nil else { return nil }
+            while let s = urgent.first {
+                urgent.removeFirst()
+                if state[s] == .missing {
+                    state[s] = .fetching
+                    cursor = s + 1
+                    return s
+                }
+            }
+            for i in 0..<segments {
+                let s = (cursor + i) % segments
+                if state[s] == .missing {
+                    state[s] = .fetching
+                    cursor = s + 1
+                    return s
+                }
+            }
+            return nil
+        }
+    }
+
+    /// Records a segment on disk; true when it was the last one.
+    fileprivate func landed(_ segment: Int) -> Bool {
+        condition.withLock {
+            guard state[segment] != .landed else { return false }
+            state[segment] = .landed
+            remaining -= 1
+            condition.broadcast()
+            return remaining == 0 && error == nil
+        }
+    }
+
+    /// Stops the fetch; true the first time.
+    @discardableResult
+    fileprivate func fail(_ error: StoreError, stale: Bool = false) -> Bool {
+        condition.withLock {
+            if stale { self.stale = true }
+            guard self.error == nil else { return false }
+            self.error = error
+            condition.broadcast()
+            return true
+        }
+    }
+
+    /// Waits until `range` has landed, asking for it first; false when the fetch failed (the
+    /// reader reads as before). Throws `ESTALE` once the version was deleted.
+    func wait(for range: Range<Int64>) throws(StoreError) -> Bool {
+        let wanted = range.clamped(to: 0..<size)
+        guard !wanted.isEmpty else { return true }
+        let first = Int(wanted.lowerBound / segmentSize), last = Int((wanted.upperBound - 1) / segmentSize)
+        condition.lock()
+        defer { condition.unlock() }
+        var asked = false
+        while true {
+            if stale { throw StoreError(.stale, "the version was deleted while it was open") }
+            if (first...last).allSatisfy({ state[$0] == .landed }) { return true }
+            if error != nil { return false }
+            if !asked {
+                asked = true
+                for s in first...last where state[s] == .missing && !urgent.contains(s) { urgent.append(s) }
+            }
+            condition.wait()
+        }
+    }
+
+    /// Serves `length` bytes at `offset` from the data file once they have landed; nil when the
+    /// fetch failed (the caller reads as before).
+    func read(offset: Int64, length: Int) throws(StoreError) -> ReadReply? {
+        let lower = min(max(offset, 0), size)
+        let count = Int(min(Int64(length), size - lower))
+        guard try wait(for: lower..<(lower + Int64(count))) else { return nil }
+        owner.countServed(count)
+        return .file(descriptor: fd, offset: lower, count: count)
+    }
+}

@@ -1,0 +1,229 @@
+import BlobStore
+import Foundation
+import Glibc
+import Testing
+import ModelStore
+@testable import ReadPath
+
+/// A reader that shows it reads an object whole gets it fetched whole into the disk cache, once,
+/// and served from there; one that reads a little still fetches little.
+@Suite struct WholeFetchTests {
+    static let MiB = 1 << 20
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-whole-\(UUID().uuidString)").path
+    let key = "m/v1.safetensors"
+    /// 64 tensors of 1 MiB after a 4 KiB header, as safetensors lays them out.
+    let size = 4096 + 64 * MiB
+    var layout: TensorLayout { TensorLayout(tensors: (0..<64).map { Int64(4096 + $0 * Self.MiB)..<Int64(4096 + ($0 + 1) * Self.MiB) }) }
+    let data: [UInt8]
+
+    init() { data = Self.pattern(4096 + 64 * Self.MiB, seed: 1) }
+
+    /// Bytes that differ at every offset (quick to make in a debug build).
+    static func pattern(_ count: Int, seed: UInt64) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for i in 0..<words.count { words[i] = (UInt64(i) &+ seed) &* 0x9E37_79B9_7F4A_7C15 }
+        }
+        return out
+    }
+
+    func mount(_ store: MemoryObjectStore, capacity: Int64 = 1 << 30) throws -> BlockCache {
+        let disk = try DiskCache(directory: dir, capacity: capacity, blockSize: 64 << 10)
+        return BlockCache(budget: 16 << 20, blockSize: 64 << 10, disk: disk)
+    }
+
+    func open(_ store: MemoryObjectStore, _ cache: BlockCache, layout: TensorLayout? = nil) -> CachedObjectReader {
+        ObjectReaders.open(store: store, cache: cache, key: key, size: Int64(size), id: 42, layout: layout, wholeLoads: true)
+            as! CachedObjectReader
+    }
+
+    func store() throws -> MemoryObjectStore {
+        let s = MemoryObjectStore()
+        _ = try s.put(key, data)
+        return s
+    }
+
+    /// Reads `range` in `piece`-byte reads, as the kernel asks.
+    func read(_ reader: ObjectReader, _ range: Range<Int>, piece: Int = 128 << 10) throws -> [UInt8] {
+        var out: [UInt8] = []
+        var at = range.lowerBound
+        while at < range.upperBound {
+            out += try reader.read(offset: Int64(at), size: min(piece, range.upperBound - at)).bytes
+            at += piece
+        }
+        return out
+    }
+
+    func contents(of fd: Int32) -> [UInt8] {
+        ReadReply.file(descriptor: fd, offset: 0, count: size).bytes
+    }
+
+    @Test func aLoaderReadingTensorAfterTensorGetsTheObjectWholeOnceAndItsFileAtTheEnd() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let cache = try mount(s)
+        let reader = open(s, cache, layout: layout)
+        #expect(reader.wholeFile == nil)
+        let all = try read(reader, 0..<size)
+        #expect(all == data)
+        #expect(cache.whole!.counters.started == 1)
+        #expect(eventually { reader.wholeFile != nil }, "complete and checked: the data file is the object's whole file")
+        #expect(contents(of: reader.wholeFile!) == data)
+        #expect(s.bytesRead <= Int64(size) + Int64(4 * Self.MiB), "fetched once, give or take the first tensors: \(s.bytesRead)")
+        #expect(cache.counters.bytesFetched == s.bytesRead, ".stats counts the whole fetch's GETs")
+        // The next open of the same object starts with the whole file, and fetches nothing.
+        let before = s.bytesRead
+        let again = open(s, cache)
+        #expect(again.wholeFile != nil)
+        #expect(try read(again, 1000..<(3 * Self.MiB)) == Array(data[1000..<(3 * Self.MiB)]))
+        #expect(s.bytesRead == before)
+    }
+
+    @Test func oneTensorAndAHeaderStaySmall() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let cache = try mount(s)
+        let reader = open(s, cache, layout: layout)
+        _ = try read(reader, 0..<4096)
+        let t = (4096 + 7 * Self.MiB)..<(4096 + 8 * Self.MiB)
+        #expect(try read(reader, t) == Array(data[t]))
+        #expect(cache.whole!.counters.started == 0)
+        #expect(s.bytesRead <= Int64(Double(Self.MiB) * 1.2) + 4096 + (128 << 10), "\(s.bytesRead)")
+    }
+
+    @Test func theKernelsReadaheadPastOneTensorIntoTheNextIsNotALoad() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let cache = try mount(s)
+        let reader = open(s, cache, layout: layout)
+        let t = (4096 + 7 * Self.MiB)..<(4096 + 8 * Self.MiB + 512 * 1024)  // tensor 7, half of tensor 8
+        #expect(try read(reader, t) == Array(data[t]))
+        #expect(cache.whole!.counters.started == 0)
+        #expect(s.bytesRead <= Int64(3 * Self.MiB), "\(s.bytesRead)")
+    }
+
+    @Test func aLongSequentialRunOfAFileWithoutTensorsFetchesItWhole() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let cache = try mount(s)
+        let reader = open(s, cache)
+        #expect(try read(reader, 0..<size, piece: 1 << 20) == data)
+        #expect(cache.whole!.counters.started == 1)
+        #expect(eventually { reader.wholeFile != nil })
+    }
+
+    @Test func eightReadersOfOneObjectFetchItOnce() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let cache = try mount(s)
+        let results = Collected<Bool>()
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            let reader = open(s, cache)
+            results.append((try? read(reader, 0..<size, piece: 1 << 20)) == data)
+        }
+        #expect(results.all == Array(repeating: true, count: 8))
+        #expect(cache.whole!.counters.started == 1)
+        // What the readers fetched before their runs made a whole load may be fetched again.
+        #expect(s.bytesRead <= Int64(size) + Int64(24 * Self.MiB), "\(s.bytesRead)")
+    }
+
+    @Test func chunksFromSeveralOffsetsAddUpToAWholeLoadServedFromDisk() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let big = 160 * Self.MiB
+        let bytes = Self.pattern(big, seed: 2)
+        let s = MemoryObjectStore()
+        _ = try s.put(key, bytes)
+        let cache = try mount(s)
+        let reader = ObjectReaders.open(store: s, cache: cache, key: key, size: Int64(big), id: 43, wholeLoads: true)
+        // Sixteen streams, 2 MiB chunks, each its own part of the file (the Run:ai streamer).
+        let ok = Collected<Bool>()
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            let part = big / 16
+            var at = i * part
+            var good = true
+            while at < (i + 1) * part {
+                let n = min(2 << 20, (i + 1) * part - at)
+                good = good && (try? reader.read(offset: Int64(at), size: n).bytes) == Array(bytes[at..<(at + n)])
+                at += n
+            }
+            ok.append(good)
+        }
+        #expect(ok.all == Array(repeating: true, count: 16))
+        #expect(cache.whole!.counters.started == 1)
+        #expect(s.bytesRead <= Int64(big) + Int64(32 * Self.MiB), "\(s.bytesRead)")
+    }
+
+    @Test func aFailureMidWayGivesReadersAnErrorThenANewReaderGetsTheBytes() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let cache = try mount(s)
+        let gets = Locked(0)
+        // Object storage goes away two GETs into the whole fetch.
+        s.injectFaults { op, _, _ in
+            guard op == .get, cache.whole!.counters.started == 1 else { return nil }
+            return gets.withLock { $0 += 1; return $0 } > 2 ? .unreachable("injected outage") : nil
+        }
+        let reader = open(s, cache, layout: layout)
+        #expect(throws: StoreError.self) { _ = try read(reader, 0..<size) }
+        #expect(eventually { cache.whole!.counters.failed == 1 })
+        s.injectFaults(nil)
+        let fresh = open(s, cache, layout: layout)
+        #expect(try read(fresh, 0..<size) == data)
+        #expect(eventually { fresh.wholeFile != nil })
+        #expect(contents(of: fresh.wholeFile!) == data)
+    }
+
+    @Test func aVersionDeletedWhileItIsFetchedIsStale() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let cache = try mount(s)
+        // Slow GETs: the fetch is still under way when the object goes.
+        s.injectFaults { _, _, _ in usleep(30_000); return nil }
+        let reader = open(s, cache, layout: layout)
+        _ = try read(reader, 0..<(4096 + 10 * Self.MiB))
+        #expect(cache.whole!.counters.started == 1)
+        try s.delete(key)
+        cache.forget(object: 42)
+        #expect {
+            _ = try read(reader, (size - Self.MiB)..<size)
+        } throws: { ($0 as? StoreError)?.code == .stale }
+    }
+
+    @Test func anObjectLargerThanTheDiskCacheIsReadAsBefore() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let cache = try mount(s, capacity: 8 << 20)
+        let reader = open(s, cache, layout: layout)
+        #expect(try read(reader, 0..<size) == data)
+        #expect(cache.whole!.counters.started == 0)
+        #expect(reader.wholeFile == nil)
+        cache.drainDisk()
+        #expect(cache.disk!.bytesUsed <= 8 << 20, "the disk cache stays within its size")
+    }
+
+    @Test func afterARemountTheCopyOnDiskIsCheckedNotFetchedAndABadBlockIsFetchedAgain() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        do {
+            let cache = try mount(s)
+            let reader = open(s, cache, layout: layout)
+            _ = try read(reader, 0..<size)
+            #expect(eventually { reader.wholeFile != nil })
+        }
+        // A flipped byte in the data file, as a disk might.
+        let path = dir + "/objects/" + String(42, radix: 16) + ".data"
+        let fd = Glibc.open(path, O_WRONLY)
+        var bad: UInt8 = 0x5A
+        #expect(pwrite(fd, &bad, 1, off_t(5 * Self.MiB)) == 1)
+        close(fd)
+        let before = s.bytesRead
+        let cache = try mount(s)
+        let reader = open(s, cache, layout: layout)
+        #expect(reader.wholeFile == nil, "not checked in this mount yet")
+        #expect(try read(reader, 0..<4096) == Array(data[0..<4096]))
+        #expect(eventually { reader.wholeFile != nil })
+        #expect(contents(of: reader.wholeFile!) == data)
+        #expect(s.bytesRead - before == 64 << 10, "only the bad block was fetched again")
+    }
+}

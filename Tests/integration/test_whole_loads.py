@@ -1,0 +1,121 @@
+"""Whole-file loads through a real mount on S3: a loader's reads fetch the version whole, once,
+into the disk cache and are served from there; after a remount the copy on disk is checked, not
+fetched; one tensor read with safe_open still fetches about that tensor."""
+import hashlib
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import Mount, is_mounted, sh
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    np = pytest.importorskip("numpy")
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(21)
+    tensors = {f"layer{i:02d}.weight": rng.integers(0, 2**31, size=(512, 1024), dtype=np.int32) for i in range(48)}  # 96 MiB
+    src = tmp_path / "model.safetensors"
+    save_file(tensors, str(src))
+    return src, {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in tensors.items()}
+
+
+def mounted(store, path):
+    store.run("mount", path)
+    assert is_mounted(path)
+    return Mount(store, path)
+
+
+def unmount(path):
+    if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
+        subprocess.run(["fusermount3", "-uz", path])
+    deadline = time.time() + 10
+    while is_mounted(path) and time.time() < deadline:
+        time.sleep(0.05)
+
+
+def load_sums(path):
+    from safetensors.numpy import load_file
+    return {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in load_file(path).items()}
+
+
+def wait_for(m, key, value):
+    deadline = time.time() + 60
+    while m.stats().get(key) != value and time.time() < deadline:
+        time.sleep(0.1)
+    return m.stats().get(key)
+
+
+def test_load_file_fetches_the_version_once_and_a_remount_fetches_nothing(s3store, name, tmp_path, model_file):
+    src, sums = model_file
+    path = str(tmp_path / "mnt")
+    model = name()
+    s3store.run("import", str(src), "--model", model, "--version", "v1")
+    m = mounted(s3store, path)
+    try:
+        target = m.p("models", model, "v1.safetensors")
+        assert load_sums(target) == sums
+        st = m.stats()
+        assert st["whole.fetches"] == 1
+        assert wait_for(m, "whole.complete", 1) == 1
+        size = os.path.getsize(src)
+        fetched = m.stats()["s3.bytes_fetched"]
+        assert size <= fetched <= 1.1 * size, fetched
+        # Read again by a second loader in the same mount: nothing more is fetched.
+        assert hashlib.sha256(open(target, "rb").read()).hexdigest() == hashlib.sha256(src.read_bytes()).hexdigest()
+        assert m.stats()["s3.bytes_fetched"] == fetched
+    finally:
+        unmount(path)
+    m = mounted(s3store, path)
+    try:
+        sh("sh", "-c", "echo 3 > /proc/sys/vm/drop_caches", check=False)
+        assert load_sums(m.p("models", model, "v1.safetensors")) == sums
+        assert m.stats()["s3.bytes_fetched"] == 0, "the disk cache's copy is checked, not fetched again"
+        assert m.stats()["disk_cache.blocks_dropped"] == 0
+    finally:
+        unmount(path)
+
+
+def test_one_tensor_with_safe_open_does_not_fetch_the_file(s3store, name, tmp_path, model_file):
+    np = pytest.importorskip("numpy")
+    from safetensors import safe_open
+    src, sums = model_file
+    path = str(tmp_path / "mnt")
+    model = name()
+    s3store.run("import", str(src), "--model", model, "--version", "v1")
+    m = mounted(s3store, path)
+    try:
+        with safe_open(m.p("models", model, "v1.safetensors"), framework="numpy") as f:
+            t = f.get_tensor("layer29.weight")
+        assert hashlib.sha256(t.tobytes()).hexdigest() == sums["layer29.weight"]
+        st = m.stats()
+        assert st["whole.fetches"] == 0
+        assert st["s3.bytes_fetched"] <= 1.2 * 2 * MiB + 1 * MiB, st["s3.bytes_fetched"]  # the tensor, the header, readahead
+    finally:
+        unmount(path)
+
+
+def test_eight_loaders_at_once_fetch_the_version_once(s3store, name, tmp_path, model_file):
+    src, sums = model_file
+    path = str(tmp_path / "mnt")
+    model = name()
+    s3store.run("import", str(src), "--model", model, "--version", "v1")
+    m = mounted(s3store, path)
+    try:
+        target = m.p("models", model, "v1.safetensors")
+        script = "import sys, hashlib\nfrom safetensors.numpy import load_file\n" \
+                 "print(hashlib.sha256(b''.join(v.tobytes() for _, v in sorted(load_file(sys.argv[1]).items()))).hexdigest())"
+        procs = [subprocess.Popen(["python3", "-c", script, target], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+        outs = {p.communicate(timeout=600)[0].strip() for p in procs}
+        from safetensors.numpy import load_file
+        want = hashlib.sha256(b"".join(v.tobytes() for _, v in sorted(load_file(str(src)).items()))).hexdigest()
+        assert outs == {want}
+        assert m.stats()["whole.fetches"] == 1
+        fetched = m.stats()["s3.bytes_fetched"]
+        assert fetched <= 1.1 * os.path.getsize(src), fetched
+    finally:
+        unmount(path)
