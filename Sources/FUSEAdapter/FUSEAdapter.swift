@@ -463,12 +463,21 @@ public final class FUSEAdapter: @unchecked Sendable {
     /// The kernel caps `max_readahead` negotiated in init at 128 KiB; the per-mount value lives
     /// in `/sys/class/bdi/<major>:<minor>/read_ahead_kb`.
     static func setReadAhead(mountpoint: String, kb: Int) {
-        var st = Glibc.stat()
-        guard lstat(mountpoint, &st) == 0 else { return }
-        let major = (st.st_dev >> 8) & 0xFFF | ((st.st_dev >> 32) & ~0xFFF)
-        let minor = (st.st_dev & 0xFF) | ((st.st_dev >> 12) & ~0xFF)
-        let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"
-        try? "\(kb)\n".write(toFile: path, atomically: false, encoding: .utf8)
+        guard let device = mountedDevice(mountpoint) else { return }
+        try? "\(kb)\n".write(toFile: "/sys/class/bdi/\(device)/read_ahead_kb", atomically: false, encoding: .utf8)
+    }
+
+    /// The mount's `major:minor`, from /proc/self/mountinfo rather than a `stat` of the mountpoint:
+    /// a stat sends the new mount its first request, and while that waits on the daemon an
+    /// unmount right after mounting fails with EBUSY.
+    static func mountedDevice(_ mountpoint: String) -> String? {
+        let path = URL(fileURLWithPath: mountpoint).standardizedFileURL.path
+        guard let info = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
+        // Fields: id, parent, major:minor, root, mount point (spaces as \040), ...; the last match is the newest.
+        return info.split(separator: "\n").last { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 4 && fields[4].replacingOccurrences(of: "\\040", with: " ") == path
+        }.map { String($0.split(separator: " ")[2]) }
     }
 }
 

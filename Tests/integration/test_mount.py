@@ -347,7 +347,10 @@ def test_disk_cache_serves_re_reads_beyond_the_memory_budget(s3store, name, tmp_
         second = m.stats()
         # 48 MiB does not fit in 16 MiB of memory: the re-read came from disk, not object storage.
         assert second["s3.bytes_fetched"] == first["s3.bytes_fetched"]
-        assert second["disk_cache.bytes_served"] - first["disk_cache.bytes_served"] >= size
+        # Served from the disk copy by the daemon, or — once that copy is whole and checked — by
+        # the kernel from it directly (passthrough), which no daemon counter sees.
+        served = second["disk_cache.bytes_served"] - first["disk_cache.bytes_served"]
+        assert served >= size or second["whole.complete"] >= 1, second
     finally:
         subprocess.run(["fusermount3", "-u", path])
 
