@@ -56,7 +56,7 @@ public final class WholeFetches: @unchecked Sendable {
     /// The complete, checked copy of `object` when this process has one: no fetch, no wait.
     func complete(object: UInt64, size: Int64) -> WholeFetch? {
         if let live = lock.withLock({ fetches[object]?.fetch }), live.isComplete { return live }
-        guard disk.isVerified(object: object) else { return nil }
+        guard disk.isVerified(object: object, size: size) else { return nil }
         return attach(object: object, size: size, reader: nil)
     }
 
@@ -80,7 +80,7 @@ public final class WholeFetches: @unchecked Sendable {
         }
         lock.unlock()
         guard size > 0, disk.pin(object: object, size: size) else { return nil }
-        let verified = disk.isVerified(object: object)
+        let verified = disk.isVerified(object: object, size: size)
         // Without a reader to fetch with, only a checked copy will do (it may have gone meanwhile).
         guard verified || reader != nil, let readFD = disk.openData(object: object, create: !verified) else {
             disk.unpin(object: object)
@@ -113,7 +113,7 @@ public final class WholeFetches: @unchecked Sendable {
             switch outcome {
             case .success:
                 if fetch.landed(segment) {
-                    disk.markVerified(object: fetch.object)
+                    disk.markComplete(object: fetch.object, size: fetch.size)
                     lock.withLock { completed += 1 }
                 }
             case .failure(let error):
