@@ -22,6 +22,9 @@ public final class WholeFetches: @unchecked Sendable {
     private let slots: DispatchSemaphore
     private let buffers: ChunkPool
     private let queue = DispatchQueue(label: "modelfs.whole-fetch", attributes: .concurrent)
+    /// Complete copies being flushed and recorded: an unmount waits for them (``drain``), or the
+    /// next mount would check the copy again.
+    private let recording = DispatchGroup()
 
     private struct Weak { weak var fetch: WholeFetch? }
     private let lock = NSLock()
@@ -112,10 +115,13 @@ public final class WholeFetches: @unchecked Sendable {
             withExtendedLifetime(chunk) {}
             switch outcome {
             case .success:
+                // Counted before the last segment wakes its readers: one who then unmounts waits.
+                recording.enter()
                 if fetch.landed(segment) {
                     disk.markComplete(object: fetch.object, size: fetch.size)
                     lock.withLock { completed += 1 }
                 }
+                recording.leave()
             case .failure(let error):
                 if fetch.fail(error) { lock.withLock { failed += 1 } }
                 return
@@ -162,6 +168,9 @@ public final class WholeFetches: @unchecked Sendable {
         }
         return .success(())
     }
+
+    /// Waits until every complete copy is recorded (unmount, `.stats`, tests).
+    public func drain() { recording.wait() }
 
     func countServed(_ bytes: Int) { lock.withLock { served += Int64(bytes) } }
 
