@@ -325,8 +325,12 @@ public final class BlockCache: @unchecked Sendable {
         }
     }
 
-    /// Waits until every fetched range bound for the disk cache is written (unmount, tests).
-    public func drainDisk() { diskQueue.sync {} }
+    /// Waits until every fetched range bound for the disk cache is written, and every complete
+    /// whole copy recorded (unmount, tests).
+    public func drainDisk() {
+        diskQueue.sync {}
+        whole?.drain()
+    }
 
     /// Drops every block of `object` (its version was deleted).
     public func forget(object: UInt64) {

@@ -162,6 +162,7 @@ public final class DiskCache: @unchecked Sendable {
                     entries[object]?.blocks[b] = nil
                     dropped += 1
                 }
+                dropComplete(object: object)
                 return false
             }
         }
@@ -178,8 +179,6 @@ public final class DiskCache: @unchecked Sendable {
     @discardableResult
     public func write(object: UInt64, range: Range<Int64>, bytes: UnsafeRawBufferPointer) -> Bool {
         guard !range.isEmpty, bytes.count == range.count else { return false }
-        // Room first: an object larger than the cache keeps what fits, never more.
-        guard makeRoom(object: object, range: range) else { return false }
         var records: [UInt8] = []
         var sums: [(Int64, UInt64)] = []
         for b in blocks(range) {
@@ -190,6 +189,11 @@ public final class DiskCache: @unchecked Sendable {
             withUnsafeBytes(of: b) { records += $0 }
             withUnsafeBytes(of: sum) { records += $0 }
         }
+        // Blocks already kept as they are (a memory-path copy landing after a whole fetch) are not
+        // written again: the data file of a complete copy keeps the mtime its record names.
+        if lock.withLock({ sums.allSatisfy { entries[object]?.blocks[$0.0] == $0.1 } }) { return true }
+        // Room first: an object larger than the cache keeps what fits, never more.
+        guard makeRoom(object: object, range: range) else { return false }
         let index = open(indexPath(object), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard index >= 0 else { return false }
         defer { close(index) }
@@ -260,6 +264,81 @@ public final class DiskCache: @unchecked Sendable {
     /// Whether every block of `object` checked out in this process, and it is still kept.
     public func isVerified(object: UInt64) -> Bool { lock.withLock { verified.contains(object) && entries[object] != nil } }
 
+    /// Whether `object` (of `size` bytes) is a checked whole copy: checked in this process, or
+    /// checked by an earlier mount that left its complete record (``markComplete``) and the data
+    /// file and index are still as that record saw them. Then it is trusted without reading it,
+    /// as passthrough trusts a copy checked earlier in the same mount.
+    public func isVerified(object: UInt64, size: Int64) -> Bool {
+        if isVerified(object: object) { return true }
+        guard lock.withLock({ entries[object] != nil }), let record = readComplete(object),
+              record == completeRecord(object: object, size: size) else { return false }
+        markVerified(object: object)
+        return true
+    }
+
+    /// Records durably that `object` is whole and every block checked out: its data and index
+    /// are flushed first, then `<id>.done` names the object, its size, the data file's inode,
+    /// size and mtime, and a digest of every block's checksum. A later mount trusts the copy
+    /// while all of these still hold (``isVerified(object:size:)``): the data file rewritten or
+    /// replaced changes its mtime or inode, the index changed changes the digest. A flipped bit
+    /// on the disk changes neither; that is the trust a whole copy handed to the kernel already
+    /// has (nothing checks what passthrough reads), and a daemon-path read that finds a bad block
+    /// drops the record.
+    public func markComplete(object: UInt64, size: Int64) {
+        markVerified(object: object)
+        let index = open(indexPath(object), O_WRONLY | O_CLOEXEC)
+        guard index >= 0 else { return }
+        defer { close(index) }
+        // Under the object's lock: no other mount's write lands between the flush and the record.
+        flock(index, LOCK_EX)
+        defer { flock(index, LOCK_UN) }
+        let data = open(dataPath(object), O_RDONLY | O_CLOEXEC)
+        guard data >= 0 else { return }
+        let flushed = fsync(data) == 0 && fsync(index) == 0
+        close(data)
+        guard flushed, let record = completeRecord(object: object, size: size) else { return }
+        let temporary = completePath(object) + ".\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let bytes = Array(record.utf8)
+        let wrote = Glibc.write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
+        close(fd)
+        guard wrote, rename(temporary, completePath(object)) == 0 else { unlink(temporary); return }
+        let dir = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 { fsync(dir); close(dir) }
+    }
+
+    /// Drops the complete record of `object`: a block of it no longer checks out.
+    public func dropComplete(object: UInt64) {
+        lock.withLock { _ = verified.remove(object) }
+        unlink(completePath(object))
+    }
+
+    private func completePath(_ object: UInt64) -> String { directory + "/" + String(object, radix: 16) + ".done" }
+
+    private func readComplete(_ object: UInt64) -> String? {
+        FileManager.default.contents(atPath: completePath(object)).flatMap { String(data: $0, encoding: .utf8) }
+    }
+
+    /// The complete record `object` would have now: nil unless its data file is `size` bytes and
+    /// its index vouches for every block.
+    private func completeRecord(object: UInt64, size: Int64) -> String? {
+        var st = stat()
+        guard size > 0, stat(dataPath(object), &st) == 0, Int64(st.st_size) == size else { return nil }
+        let blocks = loadIndex(object)
+        let count = (size + blockSize - 1) / blockSize
+        guard blocks.count == count else { return nil }
+        var sums: [UInt64] = []
+        sums.reserveCapacity(Int(count))
+        for b in 0..<count {
+            guard let sum = blocks[b] else { return nil }
+            sums.append(sum.littleEndian)
+        }
+        let digest = sums.withUnsafeBytes { Self.checksum(object: object, block: -1, $0) }
+        return "modelfs-complete 1 \(String(object, radix: 16)) \(size) \(st.st_dev) \(st.st_ino) "
+            + "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(String(digest, radix: 16))\n"
+    }
+
     /// The object's data file, opened for reading (nil when it is not there), made empty first
     /// when `create` and there is none.
     public func openData(object: UInt64, create: Bool = false) -> Int32? {
@@ -306,6 +385,7 @@ public final class DiskCache: @unchecked Sendable {
         // Under the object's lock, so another mount's write does not land between the two unlinks.
         let index = open(indexPath(object), O_WRONLY | O_CLOEXEC)
         if index >= 0 { flock(index, LOCK_EX) }
+        unlink(completePath(object))
         unlink(dataPath(object))
         unlink(indexPath(object))
         if index >= 0 { flock(index, LOCK_UN); close(index) }

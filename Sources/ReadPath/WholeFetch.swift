@@ -22,6 +22,9 @@ public final class WholeFetches: @unchecked Sendable {
     private let slots: DispatchSemaphore
     private let buffers: ChunkPool
     private let queue = DispatchQueue(label: "modelfs.whole-fetch", attributes: .concurrent)
+    /// Complete copies being flushed and recorded: an unmount waits for them (``drain``), or the
+    /// next mount would check the copy again.
+    private let recording = DispatchGroup()
 
     private struct Weak { weak var fetch: WholeFetch? }
     private let lock = NSLock()
@@ -56,7 +59,7 @@ public final class WholeFetches: @unchecked Sendable {
     /// The complete, checked copy of `object` when this process has one: no fetch, no wait.
     func complete(object: UInt64, size: Int64) -> WholeFetch? {
         if let live = lock.withLock({ fetches[object]?.fetch }), live.isComplete { return live }
-        guard disk.isVerified(object: object) else { return nil }
+        guard disk.isVerified(object: object, size: size) else { return nil }
         return attach(object: object, size: size, reader: nil)
     }
 
@@ -80,7 +83,7 @@ public final class WholeFetches: @unchecked Sendable {
         }
         lock.unlock()
         guard size > 0, disk.pin(object: object, size: size) else { return nil }
-        let verified = disk.isVerified(object: object)
+        let verified = disk.isVerified(object: object, size: size)
         // Without a reader to fetch with, only a checked copy will do (it may have gone meanwhile).
         guard verified || reader != nil, let readFD = disk.openData(object: object, create: !verified) else {
             disk.unpin(object: object)
@@ -112,10 +115,13 @@ public final class WholeFetches: @unchecked Sendable {
             withExtendedLifetime(chunk) {}
             switch outcome {
             case .success:
+                // Counted before the last segment wakes its readers: one who then unmounts waits.
+                recording.enter()
                 if fetch.landed(segment) {
-                    disk.markVerified(object: fetch.object)
+                    disk.markComplete(object: fetch.object, size: fetch.size)
                     lock.withLock { completed += 1 }
                 }
+                recording.leave()
             case .failure(let error):
                 if fetch.fail(error) { lock.withLock { failed += 1 } }
                 return
@@ -162,6 +168,9 @@ public final class WholeFetches: @unchecked Sendable {
         }
         return .success(())
     }
+
+    /// Waits until every complete copy is recorded (unmount, `.stats`, tests).
+    public func drain() { recording.wait() }
 
     func countServed(_ bytes: Int) { lock.withLock { served += Int64(bytes) } }
 

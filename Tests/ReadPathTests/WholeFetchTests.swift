@@ -216,14 +216,56 @@ import ModelStore
         let fd = Glibc.open(path, O_WRONLY)
         var bad: UInt8 = 0x5A
         #expect(pwrite(fd, &bad, 1, off_t(5 * Self.MiB)) == 1)
+        // Written after the complete record: the mtime differs from the record's (set, so that a
+        // write within the same clock tick cannot hide it).
+        var times = [timespec(tv_sec: 1_000_000, tv_nsec: 0), timespec(tv_sec: 1_000_000, tv_nsec: 0)]
+        #expect(futimens(fd, &times) == 0)
         close(fd)
         let before = s.bytesRead
         let cache = try mount(s)
         let reader = open(s, cache, layout: layout)
-        #expect(reader.wholeFile == nil, "not checked in this mount yet")
+        #expect(reader.wholeFile == nil, "the record does not match the data file: not trusted, checked first")
         #expect(try read(reader, 0..<4096) == Array(data[0..<4096]))
         #expect(eventually { reader.wholeFile != nil })
         #expect(contents(of: reader.wholeFile!) == data)
         #expect(s.bytesRead - before == 64 << 10, "only the bad block was fetched again")
+    }
+
+    @Test func afterARemountACompleteRecordGivesTheWholeFileAtOnceUntilABadBlockDropsIt() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = try store()
+        let done = dir + "/objects/" + String(42, radix: 16) + ".done"
+        do {
+            let cache = try mount(s)
+            let reader = open(s, cache, layout: layout)
+            _ = try read(reader, 0..<size)
+            #expect(eventually { FileManager.default.fileExists(atPath: done) }, "complete and flushed: recorded")
+        }
+        // A flipped byte that leaves size, inode and mtime as they were: nothing short of reading
+        // every byte sees it, and the record is trusted without reading (as passthrough is).
+        let path = dir + "/objects/" + String(42, radix: 16) + ".data"
+        let fd = Glibc.open(path, O_WRONLY)
+        var st = stat()
+        #expect(fstat(fd, &st) == 0)
+        var bad: UInt8 = 0x5A
+        #expect(pwrite(fd, &bad, 1, off_t(5 * Self.MiB)) == 1)
+        var times = [st.st_atim, st.st_mtim]
+        #expect(futimens(fd, &times) == 0)
+        close(fd)
+        let before = s.bytesRead
+        do {
+            let cache = try mount(s)
+            let reader = open(s, cache, layout: layout)
+            #expect(reader.wholeFile != nil, "the first open after a remount has the whole file")
+            #expect(cache.disk!.bytesServed == 0 && s.bytesRead == before, "nothing read to get it")
+            // A daemon-path read (no whole load) checks its blocks: the bad one is fetched again
+            // and the record dropped.
+            let plain = ObjectReaders.open(store: s, cache: cache, key: key, size: Int64(size), id: 42)
+            let r = (5 * Self.MiB - 1000)..<(5 * Self.MiB + 1000)
+            #expect(try read(plain, r) == Array(data[r]))
+            #expect(!FileManager.default.fileExists(atPath: done))
+        }
+        let cache = try mount(s)
+        #expect(open(s, cache, layout: layout).wholeFile == nil, "no record: checked first, as before")
     }
 }
