@@ -444,4 +444,25 @@ extension DiskCache {
             return true
         }
     }
+
+    // MARK: Preallocation (``WholeFetch``)
+
+    /// Allocates the blocks of `object`'s data file for `size` bytes before a whole fetch fills
+    /// it, keeping its size (`FALLOC_FL_KEEP_SIZE`): ext4 then maps each 8 MiB `pwrite` onto
+    /// extents that exist instead of allocating them page by page (about a third less of the
+    /// write's kernel CPU measured here). The bytes were counted already when the object was
+    /// pinned. Best effort: a file system without `fallocate` just allocates as it writes.
+    public func preallocate(object: UInt64, size: Int64) {
+        guard size > 0, let call = Self.fallocateCall else { return }
+        let fd = open(dataPath(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        _ = call(fd, 0x01 /* FALLOC_FL_KEEP_SIZE */, 0, off_t(size))
+        close(fd)
+    }
+
+    /// glibc's `fallocate(2)`, which Swift's Glibc module does not import (it needs `_GNU_SOURCE`).
+    private static let fallocateCall: (@convention(c) (Int32, Int32, off_t, off_t) -> Int32)? = {
+        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "fallocate") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32, off_t, off_t) -> Int32).self)
+    }()
 }

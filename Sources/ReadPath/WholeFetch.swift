@@ -100,6 +100,7 @@ public final class WholeFetches: @unchecked Sendable {
         if !verified { started += 1 }
         lock.unlock()
         if !verified, let reader {
+            disk.preallocate(object: object, size: size)
             for _ in 0..<min(streams, fetch.segments) { queue.async { self.work(fetch, reader: reader) } }
         }
         return fetch
