@@ -44,7 +44,7 @@ public enum GzipSpans {
                 ?? inflatedSize.map({ ($0, objectSize) }), after.0 > before.0 else { return objectSize }
         let ratio = Double(after.1 - before.1) / Double(after.0 - before.0)
         let estimate = before.1 + Int64((Double(end - before.0) * ratio).rounded(.up))
-        let margin = max(Int64(1) << 20, (after.1 - before.1) / 16)
+        let margin = max(Int64(256) << 10, (after.1 - before.1) / 32)
         return min(objectSize, estimate + margin)
     }
 }
