@@ -8,9 +8,9 @@ public enum GzipTarReader {
     /// Output between access points; doubled (every other point dropped) past `maxPoints`.
     public static let spacing: Int64 = 8 << 20
     public static let maxPoints = 512
-    /// A member at least this large also gets a point at the last deflate block boundary before
-    /// its data (within `nearHeader` of it): one member's read then inflates nothing of the one
-    /// before it (points every 8 MiB alone cost a 64 MiB member's read up to 8 MiB more fetched).
+    /// A member at least this large also gets a point at a deflate block boundary shortly before
+    /// its data (the first within `nearHeader` of it): one member's read then inflates nothing of
+    /// the one before it (points every 8 MiB alone cost a 64 MiB member's read up to 8 MiB more).
     public static let memberPoint: Int64 = 4 << 20
     static let nearHeader: Int64 = 128 << 10
 
@@ -58,7 +58,7 @@ final class GzipStream: ByteSource, @unchecked Sendable {
     private var bufferStart: Int64 = 0
     private(set) var points: [AccessPoint] = []
     private var spacing = GzipTarReader.spacing
-    /// The last block boundary before the last header read, kept if its member proves large.
+    /// A block boundary just before the last header read, kept if its member proves large.
     private var beforeData: (point: AccessPoint, header: Int64)?
 
     init(_ source: some ByteSource) throws(ArchiveError) {
@@ -86,7 +86,8 @@ final class GzipStream: ByteSource, @unchecked Sendable {
         while bufferStart + Int64(buffer.count) < offset + Int64(count), !inflate.ended, failure == nil {
             try step()
             let end = offset + Int64(count)
-            if header, inflate.produced <= end, end - inflate.produced <= GzipTarReader.nearHeader,
+            // One point per header (a copy of zlib's window each): the first boundary near it.
+            if header, beforeData?.header != offset, inflate.produced <= end, end - inflate.produced <= GzipTarReader.nearHeader,
                inflate.produced - (points.last?.uncompressed ?? 0) >= GzipTarReader.memberPoint / 4,
                let point = inflate.accessPoint() {
                 beforeData = (point, offset)
