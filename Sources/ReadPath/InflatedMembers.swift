@@ -278,12 +278,8 @@ public final class InflatedMembers: @unchecked Sendable {
         let outLength = Int(m.size)
         guard let output = mmap(nil, outLength, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0), output != failed else { return nil }
         defer { munmap(output, outLength) }
-        // No readahead into the output: its resident pages then end where libdeflate writes.
-        _ = madvise(output, outLength, MADV_RANDOM)
-        let unmapper = MappedPagesBehind(input: (input, inLength), output: (output, outLength), page: Int(page))
         let outcome = WholeInflate.raw(UnsafeRawBufferPointer(start: input + Int(local.offset - mapStart), count: Int(compressedSize)),
                                        into: UnsafeMutableRawBufferPointer(start: output, count: outLength))
-        unmapper.stop()
         guard outcome == .inflated(consumed: Int(compressedSize)) else { return nil }
         counters.withLock { $0.whole += 1 }
         let crc = CRCCoverage.crc(UnsafeRawBufferPointer(start: output, count: outLength))
@@ -460,55 +456,4 @@ final class InflatedFileReader: ObjectReader {
 
     /// Once complete and checked, the file is the member, byte for byte.
     var wholeFile: Int32? { file.isComplete ? file.fd : nil }
-}
-
-/// While libdeflate inflates a member in one call, unmaps the pages it has left behind (the output
-/// more than 1 MiB before where it writes, the input in proportion, less 8 MiB), every 20 ms, so
-/// the mount's resident set holds a few MiB of each mapping, not all of both. Only page table
-/// entries go: the bytes stay in the page cache (dirty ones marked dirty), and a page touched again
-/// is mapped again, so a wrong guess costs a fault, never a byte. Where it writes: the end of the
-/// output's resident pages (mapped `MADV_RANDOM`, so nothing is read ahead of it).
-final class MappedPagesBehind: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private let finished = DispatchSemaphore(value: 0)
-
-    init(input: (UnsafeMutableRawPointer, Int), output: (UnsafeMutableRawPointer, Int), page: Int) {
-        let (inBase, inLength) = (UInt(bitPattern: input.0), input.1)
-        let (outBase, outLength) = (UInt(bitPattern: output.0), output.1)
-        let thread = Thread { [done, finished] in
-            defer { finished.signal() }
-            guard outLength > 0 else { return }
-            let pages = (outLength + page - 1) / page
-            var resident = [UInt8](repeating: 0, count: min(pages, 4096))
-            var frontier = 0  // output pages, all resident or unmapped behind it
-            var dropped = (input: 0, output: 0)
-            while done.wait(timeout: .now() + .milliseconds(20)) == .timedOut {
-                // How far the resident pages run from the frontier now.
-                while frontier < pages {
-                    let n = min(resident.count, pages - frontier)
-                    guard mincore(UnsafeMutableRawPointer(bitPattern: outBase + UInt(frontier * page)), n * page, &resident) == 0 else { return }
-                    let run = resident[0..<n].firstIndex { $0 & 1 == 0 } ?? n
-                    frontier += run
-                    if run < n { break }
-                }
-                let outEnd = max(0, frontier * page - (1 << 20)) / page * page
-                let inEnd = max(0, Int(Double(inLength) * Double(frontier * page) / Double(outLength)) - (8 << 20)) / page * page
-                if outEnd > dropped.output {
-                    _ = madvise(UnsafeMutableRawPointer(bitPattern: outBase + UInt(dropped.output)), outEnd - dropped.output, MADV_DONTNEED)
-                    dropped.output = outEnd
-                }
-                if inEnd > dropped.input {
-                    _ = madvise(UnsafeMutableRawPointer(bitPattern: inBase + UInt(dropped.input)), inEnd - dropped.input, MADV_DONTNEED)
-                    dropped.input = inEnd
-                }
-            }
-        }
-        thread.name = "modelfs-unmap"
-        thread.start()
-    }
-
-    func stop() {
-        done.signal()
-        finished.wait()
-    }
 }

@@ -152,47 +152,4 @@ import ModelStore
         let junk = [UInt8](repeating: 0xff, count: 1000)
         #expect(junk.withUnsafeBytes { i in out.withUnsafeMutableBytes { WholeInflate.raw(i, into: $0) } } == .damaged)
     }
-
-    /// The pages a whole inflate has left behind leave the resident set, and keep their bytes.
-    @Test func pagesBehindTheInflateAreUnmappedNotLost() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-pages-\(UUID().uuidString)").path
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
-        defer { close(fd); unlink(path) }
-        let length = 64 << 20, page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        #expect(posix_fallocate(fd, 0, off_t(length)) == 0)
-        let map = try #require(mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
-        defer { munmap(map, length) }
-        _ = madvise(map, length, MADV_RANDOM)
-        let input = try #require(mmap(nil, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
-        defer { munmap(input, length) }
-        let unmapper = MappedPagesBehind(input: (input, length), output: (map, length), page: page)
-        // Written in order, as libdeflate writes, with time for the unmapper to look.
-        for step in 0..<8 {
-            memset(map + step * (8 << 20), Int32(step + 1), 8 << 20)
-            Thread.sleep(forTimeInterval: 0.03)
-        }
-        #expect(eventually(seconds: 10) { WholeInflateTests.resident(map) < 8 << 20 }, "\(WholeInflateTests.resident(map)) bytes resident")
-        unmapper.stop()
-        var byte: UInt8 = 0
-        for step in 0..<8 {
-            #expect(pread(fd, &byte, 1, off_t(step * (8 << 20) + 12345)) == 1 && byte == UInt8(step + 1))
-        }
-    }
-
-    /// The resident bytes of the mapping at `address` (/proc/self/smaps).
-    static func resident(_ address: UnsafeMutableRawPointer) -> Int {
-        let start = String(UInt(bitPattern: address), radix: 16) + "-"
-        // Read in pieces: a /proc file has no size to read up to.
-        let fd = Glibc.open("/proc/self/smaps", O_RDONLY)
-        defer { close(fd) }
-        var bytes: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while case let n = read(fd, &chunk, chunk.count), n > 0 { bytes += chunk[0..<n] }
-        let smaps = String(decoding: bytes, as: UTF8.self)
-        var inside = false
-        for line in smaps.split(separator: "\n") {
-            if line.first?.isHexDigit == true && line.contains("-") && !line.hasPrefix("Rss") { inside = line.hasPrefix(start) }
-            if inside && line.hasPrefix("Rss:") { return (Int(line.split(separator: " ")[1]) ?? 0) << 10 }
-        }
-        return Int.max
-    }
 }
