@@ -665,7 +665,8 @@ def main():
 
     rev = subprocess.run(["git", "-C", BENCH, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     header = (f"### Loaders — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, modelfs {rev},"
-              f" server {a.server} at {b.endpoint}; {a.size_mib} MiB ({a.big_mib} MiB in 9), {a.runs} run(s), medians;"
+              f" server {a.server} at {b.endpoint}; {a.size_mib} MiB ({a.big_mib} MiB in 9), {a.runs} run(s)"
+              f" ({a.big_runs} in 9), medians;"
               f" {os.cpu_count()} cores; {time.time() - started:.0f} s\n\n"
               "ratio: > 1 means modelfs is better (faster, fewer bytes, less CPU or memory). Cold: fresh mount, empty"
               " disk cache dir, page cache dropped; baselines that download start from dropped caches too.")
