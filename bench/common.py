@@ -104,7 +104,9 @@ def cleanup():
             log(f"bench: cleanup: {e}")
 
 
-class _Managed:
+class Managed:
+    """A mount or server started in a `with`, and stopped by its end or by cleanup()."""
+
     def __enter__(self):
         _live.append(self)
         try:
@@ -123,16 +125,16 @@ class _Managed:
         self._stop()
 
 
-def _wait_mounted(path, proc, what, logfile, timeout=30):
+def wait_mounted(path, proc, what, logfile, timeout=30):
     def up():
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited {proc.returncode} before mounting: {_tail(logfile)}")
+            raise RuntimeError(f"{what} exited {proc.returncode} before mounting: {log_tail(logfile)}")
         return mounted(path)
     if not wait_until(up, timeout):
-        raise RuntimeError(f"{what} did not mount {path} within {timeout} s: {_tail(logfile)}")
+        raise RuntimeError(f"{what} did not mount {path} within {timeout} s: {log_tail(logfile)}")
 
 
-def _tail(path, n=1500):
+def log_tail(path, n=1500):
     try:
         with open(path, errors="replace") as f:
             return f.read()[-n:]
@@ -140,7 +142,7 @@ def _tail(path, n=1500):
         return ""
 
 
-class ModelfsMount(_Managed):
+class ModelfsMount(Managed):
     """`modelfs mount DIR` (background); .pid is the mount process (from its 'pid N' line)."""
     label = "modelfs"
 

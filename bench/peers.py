@@ -27,12 +27,12 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import _Managed, _tail, _wait_mounted, peak_rss_mib, unmount, wait_until  # noqa: E402
+from common import Managed, log_tail, wait_mounted, peak_rss_mib, unmount, wait_until  # noqa: E402
 
 READ = 64 << 10
 
 
-class S3fsMount(_Managed):
+class S3fsMount(Managed):
     """s3fs in the foreground (-f) as our child. The access key test:tester holds a ':', so the
     password file uses the BUCKET:ACCESS:SECRET form, which s3fs splits at the first and last ':'."""
     label = "s3fs"
@@ -57,7 +57,7 @@ class S3fsMount(_Managed):
                 ["s3fs", self.bucket, self.path, "-f", "-o", f"url={self.endpoint}", "-o", "use_path_request_style",
                  "-o", f"endpoint={os.environ.get('AWS_REGION', 'us-east-1')}", "-o", f"passwd_file={pw}"],
                 stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env, start_new_session=True)
-        _wait_mounted(self.path, self.proc, "s3fs", self.logfile)
+        wait_mounted(self.path, self.proc, "s3fs", self.logfile)
 
     def _stop(self):
         if self.proc is not None:
@@ -70,7 +70,7 @@ class S3fsMount(_Managed):
         return peak_rss_mib(self.proc.pid)
 
 
-class RcloneMount(_Managed):
+class RcloneMount(Managed):
     """`rclone mount s3:BUCKET DIR --vfs-cache-mode MODE` as our child, with a fresh cache dir.
     AWS_CA_BUNDLE is dropped from its environment (it breaks rclone on this machine)."""
 
@@ -101,7 +101,7 @@ class RcloneMount(_Managed):
                 ["rclone", "--config", conf, "mount", f"s3:{self.bucket}", self.path,
                  "--vfs-cache-mode", self.mode, "--cache-dir", self.cache, *self.extra],
                 stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env, start_new_session=True)
-        _wait_mounted(self.path, self.proc, "rclone", self.logfile)
+        wait_mounted(self.path, self.proc, "rclone", self.logfile)
 
     def _stop(self):
         if self.proc is not None:
@@ -121,7 +121,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Nginx(_Managed):
+class Nginx(Managed):
     """nginx on 127.0.0.1 in front of the S3 server: GET/HEAD of a key that exists under
     ROOT/<bucket>/<key> are served from that plain file (sendfile, page cache; the SigV4
     Authorization header is ignored), everything else (listings, HEAD of missing keys, writes) is
@@ -201,7 +201,7 @@ http {{
 
         def up():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited {self.proc.returncode}: {_tail(self.logfile)} {_tail(d + '/error.log')}")
+                raise RuntimeError(f"nginx exited {self.proc.returncode}: {log_tail(self.logfile)} {log_tail(d + '/error.log')}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return True
