@@ -202,11 +202,18 @@ def test_one_members_read_fetches_its_compressed_bytes_about_once(store, name, t
         # The second member first: it starts from the access point the index keeps just before
         # it, not from the last 8 MiB step (8 MiB more of the first member's bytes).
         assert sha256_file(os.path.join(path, "models", m, "v1", "b.bin")) == sha256_file(src / "b.bin")
+        # On the local store a deflated zip member is inflated whole by libdeflate straight from
+        # the mapped object file, which counts as no fetch: there only the upper bound holds.
+        whole = store.kind == "local" and kind == "zip"
         fetched = settled_fetched(store, path)
-        assert 0.9 * span <= fetched <= 1.1 * span, (fetched, span)
+        assert (0 if whole else 0.9 * span) <= fetched <= 1.1 * span, (fetched, span)
         # Then the first: its compressed bytes, and nothing of the second again.
         assert sha256_file(os.path.join(path, "models", m, "v1", "a.bin")) == sha256_file(src / "a.bin")
         fetched = settled_fetched(store, path)
-        assert 0.95 * both <= fetched <= 1.1 * both, (fetched, both)
+        assert (0 if whole else 0.95 * both) <= fetched <= 1.1 * both, (fetched, both)
+        if whole:
+            with open(os.path.join(path, ".stats")) as f:
+                stats = dict(line.strip().split(": ", 1) for line in f if ": " in line)
+            assert int(stats["archives.whole_inflates"]) == 2, stats
     finally:
         subprocess.run(["fusermount3", "-u", path])
