@@ -494,6 +494,11 @@ public final class S3ObjectStore: ObjectStore {
             let remaining = deadline - clock.now
             if remaining <= .zero { break }
             attempts += 1
+            // A streamed GET that failed midway asks for the rest of its range only.
+            if let ranged = op.stream as? RangeStream, let rest = ranged.nextAttemptRange(),
+               let at = headers.firstIndex(where: { $0.0 == "Range" }) {
+                headers[at].1 = rest
+            }
             let signed = signer.sign(SigV4Signer.Request(method: op.method, path: path, query: op.query, headers: headers,
                                                          payloadHash: payloadHash), date: Date())
             let request = HTTPRequest(method: op.method, url: url, headers: signed.headers, body: op.body,
@@ -614,9 +619,10 @@ public final class S3ObjectStore: ObjectStore {
 }
 
 /// Hands one ranged GET's bytes on as they arrive, each byte of the range once and in order
-/// across attempts: a retry's answer starts again from the range's start, and what an earlier
-/// attempt handed on is passed over. A server that ignores Range and sends the whole object has
-/// the bytes before the range passed over too, and its transfer stopped once the range is in.
+/// across attempts: a retry asks for what is not handed on yet (``nextAttemptRange``), and
+/// whatever an answer repeats is passed over. A server that ignores Range and sends the whole
+/// object has the bytes before the range passed over too, and its transfer stopped once the
+/// range is in.
 final class RangeStream: ResponseStream, @unchecked Sendable {
     let lower: Int64
     let wanted: Int64
@@ -627,14 +633,23 @@ final class RangeStream: ResponseStream, @unchecked Sendable {
     private var position: Int64 = 0
     /// The current answer is the whole object, not the range.
     private var whole = false
+    /// Where in the range the current attempt's Range header starts.
+    private var attemptStart: Int64 = 0
 
     init(lower: Int64, wanted: Int64, consume: @escaping (UnsafeRawBufferPointer) -> Bool) {
         self.lower = lower; self.wanted = wanted; self.consume = consume
     }
 
+    /// The Range header of the next attempt: what is not handed on yet; nil for the first.
+    func nextAttemptRange() -> String? {
+        guard delivered > 0, delivered < wanted else { return nil }
+        attemptStart = delivered
+        return "bytes=\(lower + delivered)-\(lower + wanted - 1)"
+    }
+
     func begin(status: Int) {
         whole = status != 206
-        position = whole ? -lower : 0
+        position = whole ? -lower : attemptStart
     }
 
     func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
