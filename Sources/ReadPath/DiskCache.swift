@@ -262,6 +262,16 @@ public final class DiskCache: @unchecked Sendable {
         return blocks(range).allSatisfy { e.blocks[$0] != nil }
     }
 
+    /// From `at` (a block's start) up to `end`: whether its first block is on disk by the index
+    /// (not yet checked), and where the run of blocks alike ends. One look at the index per run.
+    func run(object: UInt64, from at: Int64, to end: Int64) -> (present: Bool, end: Int64) {
+        let blocks = entry(object)?.blocks ?? [:]
+        let present = blocks[at / blockSize] != nil
+        var next = at / blockSize + 1
+        while next * blockSize < end, (blocks[next] != nil) == present { next += 1 }
+        return (present, min(next * blockSize, end))
+    }
+
     /// Holds `object` (of `size` bytes) in the cache while a whole-object fetch uses its data
     /// file: false when it cannot fit beside the other objects held (then the reader reads as
     /// before, block by block through memory). Makes room for it now, so filling it evicts no

@@ -150,18 +150,12 @@ public final class WholeFetches: @unchecked Sendable {
     private func fill(_ fetch: WholeFetch, segment: Int, buffer: UnsafeMutableRawBufferPointer, writer: DiskCache.Writer,
                       reader: RangeStreamer) -> Result<Void, StoreError> {
         let range = fetch.range(of: segment)
-        let block = disk.blockSize
         var at = range.lowerBound
         var retried: Int64 = -1
         while at < range.upperBound {
             if let failure = fetch.failure { return .failure(failure) }
             // The next run of blocks that are all on disk, or all missing.
-            let present = disk.has(object: fetch.object, range: at..<min(at + block, range.upperBound))
-            var end = min(at + block, range.upperBound)
-            while end < range.upperBound,
-                  disk.has(object: fetch.object, range: end..<min(end + block, range.upperBound)) == present {
-                end = min(end + block, range.upperBound)
-            }
+            let (present, end) = disk.run(object: fetch.object, from: at, to: range.upperBound)
             if present && retried != at {
                 // Checked a buffer at a time; a bad block is dropped from the index, and the run
                 // is split around it next time (or, failing again, fetched).
