@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "UploadPathTests", dependencies: ["TestSupport", "UploadPath", "BlobStore", "ModelStore"]),
         .testTarget(name: "JobsTests", dependencies: ["TestSupport", "Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive"]),
-        .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore"]),
+        .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore", "Archive", "CDeflate"]),
         .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
         .testTarget(name: "RegistryTests", dependencies: ["TestSupport", "Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),

@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -28,24 +27,8 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import MiB, drop_caches, s3_client, stats  # noqa: E402
 from mount import Mount, run  # noqa: E402
-
-MiB = 1 << 20
-
-
-def drop_caches():
-    subprocess.run(["sync"])
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
-def stats(mnt):
-    out = {}
-    with open(os.path.join(mnt, ".stats")) as f:
-        for line in f:
-            k, v = line.split(":", 1)
-            out[k.strip()] = int(v)
-    return out
 
 
 def load(directory, shards):
@@ -80,9 +63,7 @@ def main():
     model = f"bench-{uuid.uuid4().hex[:8]}"
     s3 = None
     if endpoint:
-        import boto3
-        from botocore.config import Config
-        s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
+        s3 = s3_client(endpoint)
         try:
             s3.create_bucket(Bucket=args.bucket)
         except Exception:

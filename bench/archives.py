@@ -22,24 +22,8 @@ import uuid
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import MiB, fetched, s3_client  # noqa: E402
 from mount import Mount, run, timed  # noqa: E402
-
-MiB = 1 << 20
-
-
-def stats(mnt):
-    out = {}
-    with open(os.path.join(mnt, ".stats")) as f:
-        for line in f:
-            k, v = line.split(":", 1)
-            out[k.strip()] = int(v)
-    return out
-
-
-def fetched(mnt, fn):
-    before = stats(mnt)["s3.bytes_fetched"]
-    fn()
-    return stats(mnt)["s3.bytes_fetched"] - before
 
 
 def cat(path):
@@ -61,9 +45,7 @@ def main():
 
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     modelfs = os.environ["MODELFS_BIN"]
-    import boto3
-    from botocore.config import Config
-    s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
+    s3 = s3_client(endpoint)
     work = tempfile.mkdtemp(prefix="modelfs-bench-archives-")
     env = dict(os.environ, MODELFS_DATA_DIR=os.path.join(work, "data"), MODELFS_BUCKET=args.bucket, MODELFS_ENDPOINT=endpoint)
     model = f"bench-{uuid.uuid4().hex[:8]}"

@@ -26,34 +26,28 @@ engine (libstreamer: C++ threads reading ranges in chunks, RUNAI_STREAMER_CONCUR
 plugin) is loaded without it and handed the file's tensor ranges in one request, as its
 SafetensorsStreamer does.
 Needs AWS_ENDPOINT_URL and credentials, MODELFS_BIN, root (drop_caches). bench/run sets them:
-  bench/run loaders [--server rgw|s3api|both] [--quick] [--runs N] [--size-mib M] [--scenarios 1,3]"""
+  bench/run loaders [--server rgw|s3api|both] [--quick] [--runs N] [--size-mib M] [--scenarios 1,3]
+  bench/run loaders --server rgw --runs 1           the issue's 1 GiB sizes, one run (~12 min on RGW)
+  bench/run loaders --server rgw --rss-gib 4        only 9: peak RSS of the mount loading 4 GiB"""
 import argparse
 import datetime
 import hashlib
 import json
 import os
-import resource
 import shutil
 import signal
-import statistics
 import struct
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
-import traceback
-import urllib.parse
-import uuid
 import zlib
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-import peers  # noqa: E402
-from peers import MiB, ModelfsMount, RcloneMount, S3fsMount, run  # noqa: E402
-from scenarios import Table, fmt, maxo, med  # noqa: E402
-
-GiB = 1 << 30
+import common  # noqa: E402
+from common import (GiB, MiB, ModelfsMount, cleanup, cpu_seconds, drop_caches, fmt, maxo, med,  # noqa: E402
+                    modelfs_env, run)
 ROLES = ["self_attn.q_proj", "self_attn.k_proj", "mlp.gate_proj", "mlp.down_proj"]  # the model's order
 
 
@@ -252,34 +246,11 @@ def runai_read(path):
 
 # ----------------------------------------------------------------------------------- the bench --
 
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-class Bench:
+class Bench(common.Bench):
     def __init__(self, a):
-        import boto3
-        from botocore.config import Config
+        super().__init__(a, "loaders", "lb", import_timeout=3600)
         self.a = a
-        self.table = Table()
-        self.size = a.size_mib * MiB
-        self.endpoint = os.environ["AWS_ENDPOINT_URL"]
-        self.modelfs = os.environ["MODELFS_BIN"]
-        self.bucket = a.bucket
-        self.s3 = boto3.client("s3", endpoint_url=self.endpoint, config=Config(s3={"addressing_style": "path"}))
-        self.tag = "lb" + uuid.uuid4().hex[:6]
-        self.work = tempfile.mkdtemp(prefix="modelfs-loaders-", dir=a.work_dir)
-        self.mnt = os.path.join(self.work, "mnt")
-        self.env = dict(os.environ, MODELFS_DATA_DIR=os.path.join(self.work, "data"), MODELFS_BUCKET=self.bucket,
-                        MODELFS_ENDPOINT=self.endpoint)
+        self.env = modelfs_env(os.path.join(self.work, "data"), self.bucket, self.endpoint)
         self.caches = 0
         self.fetched = {}  # bytes fetched per (what): for the notes
 
@@ -298,22 +269,6 @@ class Bench:
         p = run([sys.executable, os.path.abspath(__file__), "--child", *argv], env=env,
                 timeout=timeout or self.a.timeout)
         return json.loads(p.stdout.strip().splitlines()[-1])
-
-    def attempt(self, what, fn):
-        try:
-            return fn()
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:
-            msg = f"{what}: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
-            print(f"  FAILED {msg}", flush=True)
-            if self.a.verbose:
-                traceback.print_exc()
-            self.table.failures.append(msg)
-            return None
-
-    def imp(self, path, model, env=None):
-        run([self.modelfs, "import", path, "--model", model, "--quiet"], env=env or self.env, timeout=3600)
 
     def url(self, key):
         return self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=6 * 3600)
@@ -334,31 +289,7 @@ class Bench:
         return time.perf_counter() - start, ru.ru_utime + ru.ru_stime
 
     def dd(self, path, expect):
-        start = time.perf_counter()
-        p = run(["dd", f"if={path}", "of=/dev/null", "bs=4M"], timeout=self.a.timeout)
-        t = time.perf_counter() - start
-        got = int(p.stderr.strip().splitlines()[-1].split()[0])
-        if got != expect:
-            raise RuntimeError(f"dd read {got} bytes of {path}, expected {expect}")
-        return t
-
-    def delete_prefix(self, prefix):
-        try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for o in page.get("Contents", []):
-                    self.s3.delete_object(Bucket=self.bucket, Key=o["Key"])
-        except Exception as e:
-            peers.log(f"cleanup of s3://{self.bucket}/{prefix}: {e}")
-
-    def peer(self, name):
-        path = os.path.join(self.work, "peer")
-        if name == "s3fs":
-            return S3fsMount(self.bucket, self.endpoint, path, self.work)
-        return RcloneMount(self.bucket, self.endpoint, path, self.work, name.split("-", 1)[1])
-
-    @staticmethod
-    def peer_label(name):
-        return "s3fs" if name == "s3fs" else f"rclone (--vfs-cache-mode {name.split('-', 1)[1]})"
+        return common.dd(path, expect, "4M", self.a.timeout)
 
 
 def say(msg):
@@ -668,6 +599,8 @@ def main():
     ap.add_argument("--runs", type=int, help="runs per measurement, medians reported (default 3)")
     ap.add_argument("--big-runs", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="--size-mib 256 --runs 1 --big-mib 1024, unless given")
+    ap.add_argument("--rss-gib", type=int, metavar="G",
+                    help="only 9, with a G GiB file: --scenarios 9 --big-mib G*1024 (the issue's goal: G=4)")
     ap.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9")
     ap.add_argument("--peers", default="s3fs,rclone-off", help="for 5: s3fs, rclone-off, rclone-full ('' for none)")
     ap.add_argument("--readers", type=int, default=8)
@@ -679,6 +612,8 @@ def main():
     ap.add_argument("--markdown", help="also write the markdown table to this file")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
+    if a.rss_gib:
+        a.scenarios, a.big_mib = "9", a.rss_gib * 1024
     a.size_mib = a.size_mib or (256 if a.quick else 1024)
     a.runs = a.runs or (1 if a.quick else 3)
     a.big_mib = a.big_mib or (1024 if a.quick else 4096)
@@ -724,13 +659,14 @@ def main():
         if "9" in a.scenarios:
             b.attempt("scenario 9", lambda: sc_big(b, block))
     finally:
-        peers.cleanup()
+        cleanup()
         b.delete_prefix(b.tag)
         shutil.rmtree(b.work, ignore_errors=True)
 
     rev = subprocess.run(["git", "-C", BENCH, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     header = (f"### Loaders — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, modelfs {rev},"
-              f" server {a.server} at {b.endpoint}; {a.size_mib} MiB ({a.big_mib} MiB in 9), {a.runs} run(s), medians;"
+              f" server {a.server} at {b.endpoint}; {a.size_mib} MiB ({a.big_mib} MiB in 9), {a.runs} run(s)"
+              f" ({a.big_runs} in 9), medians;"
               f" {os.cpu_count()} cores; {time.time() - started:.0f} s\n\n"
               "ratio: > 1 means modelfs is better (faster, fewer bytes, less CPU or memory). Cold: fresh mount, empty"
               " disk cache dir, page cache dropped; baselines that download start from dropped caches too.")

@@ -13,11 +13,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 import urllib.request
 
-MiB = 1 << 20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import MiB, s3_client, timed  # noqa: E402,F401 (archives.py and hardening.py take timed from here)
+from common import ModelfsMount as Mount  # noqa: E402 (its default: no disk cache)
 
 
 def run(*cmd, env=None, check=True):
@@ -27,41 +28,8 @@ def run(*cmd, env=None, check=True):
     return p
 
 
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def dd(path):
     run("dd", f"if={path}", "of=/dev/null", "bs=1M")
-
-
-def mounted(path):
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == path for line in f)
-
-
-class Mount:
-    def __init__(self, modelfs, env, path, args=("--cache-dir", "none")):
-        self.modelfs, self.env, self.path, self.args = modelfs, env, path, list(args)
-
-    def __enter__(self):
-        out = run(self.modelfs, "mount", self.path, *self.args, env=self.env).stdout
-        self.pid = int(out.split("(pid ")[1].split(",")[0])
-        return self
-
-    def __exit__(self, *exc):
-        run("fusermount3", "-u", self.path, check=False)
-        while mounted(self.path):
-            time.sleep(0.05)
-
-    def peak_rss_mib(self):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
 
 
 def main():
@@ -73,11 +41,9 @@ def main():
     ap.add_argument("--versions", type=int, default=1000)
     args = ap.parse_args()
 
-    import boto3
-    from botocore.config import Config
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     modelfs = os.environ["MODELFS_BIN"]
-    s3 = boto3.client("s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"}))
+    s3 = s3_client(endpoint)
 
     work = tempfile.mkdtemp(prefix="modelfs-bench-")
     src = os.path.join(work, "weights.safetensors")

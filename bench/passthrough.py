@@ -17,13 +17,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import drop_caches  # noqa: E402
+
 MODELFS = os.environ.get("MODELFS_BIN") or os.path.join(os.path.dirname(__file__), "../.build/release/modelfs")
-
-
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
 
 
 def dd(path):

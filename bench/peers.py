@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""What bench/scenarios.py drives: modelfs, s3fs and rclone mounts, an nginx front for the S3
-server, and the small read programs each scenario runs in a child process (so a hung mount can
-only time out one measurement, never the suite).
+"""What bench/scenarios.py drives besides modelfs (whose mount is in common.py): s3fs and rclone
+mounts, an nginx front for the S3 server, and the small read programs each scenario runs in a
+child process (so a hung mount can only time out one measurement, never the suite).
 
-Every mount and server started here is registered, and `cleanup()` (called from a `finally` and
-on SIGTERM/SIGINT by the suite) unmounts and stops whatever is still there: `fusermount3 -u`,
-then `fusermount3 -uz` / `umount -l`, then SIGTERM/SIGKILL of the process we started (by pid).
+Every mount and server started here is registered with common.py's, and `cleanup()` (called from
+a `finally` and on SIGTERM/SIGINT by the suite) unmounts and stops whatever is still there:
+`fusermount3 -u`, then `fusermount3 -uz` / `umount -l`, then SIGTERM/SIGKILL of the process we
+started (by pid).
 
 Child programs (timing inside the child, interpreter start excluded), each prints one JSON line:
   peers.py pread PATH SIZE COUNT SEED      COUNT preads of 64 KiB at seeded random offsets
@@ -16,7 +17,6 @@ Child programs (timing inside the child, interpreter start excluded), each print
 """
 import json
 import os
-import shlex
 import random
 import shutil
 import signal
@@ -26,165 +26,13 @@ import sys
 import tempfile
 import time
 
-MiB = 1 << 20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Managed, log_tail, wait_mounted, peak_rss_mib, unmount, wait_until  # noqa: E402
+
 READ = 64 << 10
 
-_live = []  # mounts and servers not yet stopped, newest last
 
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def run(cmd, env=None, check=True, timeout=900, capture=True):
-    p = subprocess.run(list(map(str, cmd)), env=env, capture_output=capture, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {p.returncode}: {(p.stderr or '').strip()[-2000:]}")
-    return p
-
-
-def mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == path for line in f)
-
-
-def wait_until(pred, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def pid_alive(pid):
-    """True while pid runs (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def peak_rss_mib(pid):
-    """VmHWM of a process, MiB (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def unmount(path, pid=None, proc=None, timeout=20):
-    """Unmount path and make sure the process serving it ends. Never raises."""
-    try:
-        if mounted(path):
-            run(["fusermount3", "-u", path], check=False, timeout=timeout)
-            if not wait_until(lambda: not mounted(path), timeout):
-                log(f"peers: {path} still mounted after fusermount3 -u; lazy unmount")
-                run(["fusermount3", "-uz", path], check=False, timeout=timeout)
-                if mounted(path):
-                    run(["umount", "-l", path], check=False, timeout=timeout)
-        if proc is not None:
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        elif pid is not None and not wait_until(lambda: not pid_alive(pid), timeout):
-            log(f"peers: pid {pid} outlived its mount; SIGTERM")
-            os.kill(pid, signal.SIGTERM)
-            if not wait_until(lambda: not pid_alive(pid), 5):
-                os.kill(pid, signal.SIGKILL)
-    except Exception as e:  # cleanup must go on
-        log(f"peers: unmounting {path}: {e}")
-
-
-def cleanup():
-    while _live:
-        try:
-            _live.pop().stop()
-        except Exception as e:
-            log(f"peers: cleanup: {e}")
-
-
-class _Managed:
-    def __enter__(self):
-        _live.append(self)
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def stop(self):
-        if self in _live:
-            _live.remove(self)
-        self._stop()
-
-
-def _wait_mounted(path, proc, what, logfile, timeout=30):
-    def up():
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited {proc.returncode} before mounting: {_tail(logfile)}")
-        return mounted(path)
-    if not wait_until(up, timeout):
-        raise RuntimeError(f"{what} did not mount {path} within {timeout} s: {_tail(logfile)}")
-
-
-def _tail(path, n=1500):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()[-n:]
-    except OSError:
-        return ""
-
-
-class ModelfsMount(_Managed):
-    """`modelfs mount DIR` (background); .pid is the mount process (from its 'pid N' line)."""
-    label = "modelfs"
-
-    def __init__(self, modelfs, env, path, args=()):
-        self.modelfs, self.env, self.path, self.args = modelfs, env, path, list(args)
-        self.pid = None
-
-    def start(self):
-        os.makedirs(self.path, exist_ok=True)
-        # MODELFS_BENCH_MOUNT_ARGS: extra `modelfs mount` flags, to compare settings.
-        extra = shlex.split(os.environ.get("MODELFS_BENCH_MOUNT_ARGS", ""))
-        # No disk cache unless a scenario asks for one: the peers are measured without theirs.
-        cache = [] if any(a.startswith("--cache-dir") for a in self.args + extra) else ["--cache-dir", "none"]
-        out = run([self.modelfs, "mount", self.path, *self.args, *cache, *extra], env=self.env, timeout=60).stdout
-        self.pid = int(out.split("(pid ")[1].split(",")[0])
-
-    def _stop(self):
-        unmount(self.path, pid=self.pid)
-
-    def version(self, model, file):
-        return os.path.join(self.path, "models", model, file)
-
-    def stats(self):
-        with open(os.path.join(self.path, ".stats")) as f:
-            return {k.strip(): int(v) for k, v in (line.split(":", 1) for line in f if ":" in line)
-                    if v.strip().lstrip("-").isdigit()}
-
-    def peak_rss_mib(self):
-        return peak_rss_mib(self.pid)
-
-
-class S3fsMount(_Managed):
+class S3fsMount(Managed):
     """s3fs in the foreground (-f) as our child. The access key test:tester holds a ':', so the
     password file uses the BUCKET:ACCESS:SECRET form, which s3fs splits at the first and last ':'."""
     label = "s3fs"
@@ -209,7 +57,7 @@ class S3fsMount(_Managed):
                 ["s3fs", self.bucket, self.path, "-f", "-o", f"url={self.endpoint}", "-o", "use_path_request_style",
                  "-o", f"endpoint={os.environ.get('AWS_REGION', 'us-east-1')}", "-o", f"passwd_file={pw}"],
                 stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env, start_new_session=True)
-        _wait_mounted(self.path, self.proc, "s3fs", self.logfile)
+        wait_mounted(self.path, self.proc, "s3fs", self.logfile)
 
     def _stop(self):
         if self.proc is not None:
@@ -222,7 +70,7 @@ class S3fsMount(_Managed):
         return peak_rss_mib(self.proc.pid)
 
 
-class RcloneMount(_Managed):
+class RcloneMount(Managed):
     """`rclone mount s3:BUCKET DIR --vfs-cache-mode MODE` as our child, with a fresh cache dir.
     AWS_CA_BUNDLE is dropped from its environment (it breaks rclone on this machine)."""
 
@@ -253,7 +101,7 @@ class RcloneMount(_Managed):
                 ["rclone", "--config", conf, "mount", f"s3:{self.bucket}", self.path,
                  "--vfs-cache-mode", self.mode, "--cache-dir", self.cache, *self.extra],
                 stdin=subprocess.DEVNULL, stdout=lf, stderr=lf, env=env, start_new_session=True)
-        _wait_mounted(self.path, self.proc, "rclone", self.logfile)
+        wait_mounted(self.path, self.proc, "rclone", self.logfile)
 
     def _stop(self):
         if self.proc is not None:
@@ -273,7 +121,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Nginx(_Managed):
+class Nginx(Managed):
     """nginx on 127.0.0.1 in front of the S3 server: GET/HEAD of a key that exists under
     ROOT/<bucket>/<key> are served from that plain file (sendfile, page cache; the SigV4
     Authorization header is ignored), everything else (listings, HEAD of missing keys, writes) is
@@ -353,7 +201,7 @@ http {{
 
         def up():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited {self.proc.returncode}: {_tail(self.logfile)} {_tail(d + '/error.log')}")
+                raise RuntimeError(f"nginx exited {self.proc.returncode}: {log_tail(self.logfile)} {log_tail(d + '/error.log')}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return True

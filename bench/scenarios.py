@@ -32,127 +32,39 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peers  # noqa: E402
-from peers import MiB, ModelfsMount, Nginx, RcloneMount, S3fsMount, run  # noqa: E402
+import common  # noqa: E402
+from common import MiB, ModelfsMount, dd, drop_caches, fmt, maxo, med, modelfs_env, run, timed  # noqa: E402
+from peers import Nginx  # noqa: E402
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 
 
-# ----------------------------------------------------------------------------------- results --
-
-class Table:
-    def __init__(self):
-        self.rows = []
-        self.failures = []
-
-    def add(self, scenario, unit, ours, other, theirs, higher_better, rss_ours=None, rss_theirs=None):
-        """One row; ours/theirs are lists of samples (medians taken here) or None."""
-        m, t = med(ours), med(theirs)
-        ratio = None
-        if m is not None and t is not None and m > 0 and t > 0:
-            ratio = m / t if higher_better else t / m
-        row = dict(scenario=scenario, unit=unit, ours=m, other=other, theirs=t, ratio=ratio,
-                   rss_ours=rss_ours, rss_theirs=rss_theirs)
-        self.rows.append(row)
-        print("  " + " | ".join(self.cells(row)), flush=True)
-
-    @staticmethod
-    def cells(r):
-        return [f"{r['scenario']} ({r['unit']})", fmt(r["ours"]), r["other"], fmt(r["theirs"]),
-                f"{r['ratio']:.2f}x" if r["ratio"] is not None else "", fmt(r["rss_ours"], 0),
-                fmt(r["rss_theirs"], 0)]
-
-    def markdown(self, header):
-        cols = ["scenario", "modelfs", "compared with", "its figure", "ratio", "modelfs peak RSS (MiB)",
-                "its peak RSS (MiB)"]
-        out = [header, "", "| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["---:"] * 1 + ["---"] + ["---:"] * 4) + "|"]
-        for r in sorted(self.rows, key=lambda r: int(r["scenario"].split(".")[0])):
-            out.append("| " + " | ".join(c if c else "" for c in self.cells(r)) + " |")
-        if self.failures:
-            out += ["", "Failed measurements:"] + [f"- {f}" for f in self.failures]
-        return "\n".join(out)
-
-
-def med(xs):
-    if xs is None:
-        return None
-    if isinstance(xs, (int, float)):
-        return float(xs)
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def fmt(x, digits=None):
-    if x is None:
-        return "n/a"
-    if digits is None:
-        digits = 0 if abs(x) >= 1000 else 1 if abs(x) >= 10 else 2 if abs(x) >= 1 else 3
-    return f"{x:,.{digits}f}"
-
-
-def maxo(xs):
-    xs = [x for x in xs if x]
-    return max(xs) if xs else None
-
-
 # ----------------------------------------------------------------------------------- helpers --
 
-class Bench:
+class Bench(common.Bench):
     def __init__(self, args):
-        import boto3
-        from botocore.config import Config
-        self.args = args
-        self.table = Table()
-        self.size = args.size_mib * MiB
-        self.endpoint = os.environ["AWS_ENDPOINT_URL"]
-        self.modelfs = os.environ["MODELFS_BIN"]
-        self.bucket = args.bucket
-        self.s3 = boto3.client("s3", endpoint_url=self.endpoint, config=Config(s3={"addressing_style": "path"}))
-        self.tag = "pb" + uuid.uuid4().hex[:6]  # every model and key this run creates starts with it
-        self.work = tempfile.mkdtemp(prefix="modelfs-peers-", dir=args.work_dir)
-        self.mnt = os.path.join(self.work, "mnt")
+        super().__init__(args, "peers", "pb")  # every model and key this run creates starts with .tag
         self.env = self.store_env(os.path.join(self.work, "s3data"), self.endpoint)
         self.peers = [p for p in args.peers.split(",") if p]
         self.nginx = None
         self.nginx_root = os.path.join(self.work, "nginx-root")
 
     def store_env(self, data_dir, endpoint=None):
-        env = dict(os.environ, MODELFS_DATA_DIR=data_dir)
-        if endpoint:
-            env.update(MODELFS_BUCKET=self.bucket, MODELFS_ENDPOINT=endpoint)
-        else:
-            for k in ("MODELFS_BUCKET", "MODELFS_ENDPOINT", "AWS_ENDPOINT_URL"):
-                env.pop(k, None)
-        return env
+        return modelfs_env(data_dir, self.bucket, endpoint)
 
     def mount(self, endpoint=None, env=None, args=()):
         env = dict(env or self.env)
         if endpoint:
             env["MODELFS_ENDPOINT"] = endpoint
         return ModelfsMount(self.modelfs, env, self.mnt, args)
-
-    def peer(self, name, endpoint=None, extra=()):
-        endpoint = endpoint or self.endpoint
-        path = os.path.join(self.work, "peer")
-        if name == "s3fs":
-            return S3fsMount(self.bucket, endpoint, path, self.work)
-        if name.startswith("rclone-"):
-            return RcloneMount(self.bucket, endpoint, path, self.work, name.split("-", 1)[1], extra)
-        raise ValueError(f"unknown peer {name}")
-
-    def peer_label(self, name):
-        return "s3fs" if name == "s3fs" else f"rclone (--vfs-cache-mode {name.split('-', 1)[1]})"
 
     def serve(self, path, key):
         """Put the bytes of key under the nginx root (a hard link, or a copy across filesystems)."""
@@ -162,23 +74,6 @@ class Bench:
             os.link(path, dst)
         except OSError:
             shutil.copyfile(path, dst)
-
-    def attempt(self, what, fn):
-        """fn() or None, logging the failure; a failing tool never stops the suite."""
-        try:
-            return fn()
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:
-            msg = f"{what}: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
-            print(f"  FAILED {msg}", flush=True)
-            if self.args.verbose:
-                traceback.print_exc()
-            self.table.failures.append(msg)
-            return None
-
-    def imp(self, path, model, env=None):
-        run([self.modelfs, "import", path, "--model", model, "--quiet"], env=env or self.env, timeout=1800)
 
     def presigned(self, key, endpoint=None):
         url = self.s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=6 * 3600)
@@ -194,25 +89,14 @@ class Bench:
             return None
 
     def wait_object(self, key, size, timeout=900):
-        if not peers.wait_until(lambda: self.head_size(key) == size, timeout, step=0.05):
+        if not common.wait_until(lambda: self.head_size(key) == size, timeout, step=0.05):
             raise RuntimeError(f"{key} did not appear with {size} bytes in {timeout} s")
-
-    def delete_prefix(self, prefix):
-        try:
-            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-            for page in pages:
-                for o in page.get("Contents", []):
-                    self.s3.delete_object(Bucket=self.bucket, Key=o["Key"])
-        except Exception as e:
-            peers.log(f"cleanup of s3://{self.bucket}/{prefix}: {e}")
 
     def evict(self, path):
         """Make a local file cold: drop_caches with --drop-caches, else POSIX_FADV_DONTNEED on the
         file (evicts its clean pages without emptying the whole machine's cache)."""
         if self.args.drop_caches:
-            os.sync()
-            with open("/proc/sys/vm/drop_caches", "w") as f:
-                f.write("3\n")
+            drop_caches()
             return
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -224,22 +108,6 @@ class Bench:
     def child(self, *argv, timeout=900):
         p = run([sys.executable, os.path.join(BENCH, "peers.py"), *argv], timeout=timeout)
         return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-def timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def dd(path, expect, timeout=1800):
-    start = time.perf_counter()
-    p = run(["dd", f"if={path}", "of=/dev/null", "bs=1M"], timeout=timeout)
-    t = time.perf_counter() - start
-    got = int(p.stderr.strip().splitlines()[-1].split()[0])
-    if got != expect:
-        raise RuntimeError(f"dd read {got} bytes of {path}, expected {expect}")
-    return t
 
 
 def mbps(size, secs):
@@ -889,7 +757,7 @@ def main():
         if "9" in a.scenarios:
             b.attempt("scenario 9", lambda: sc_big(b))
     finally:
-        peers.cleanup()
+        common.cleanup()
         b.delete_prefix(b.tag)
         b.delete_prefix(f".catalog/{b.tag}")
         shutil.rmtree(b.work, ignore_errors=True)

@@ -8,6 +8,11 @@ public enum GzipTarReader {
     /// Output between access points; doubled (every other point dropped) past `maxPoints`.
     public static let spacing: Int64 = 8 << 20
     public static let maxPoints = 512
+    /// A member at least this large also gets a point at a deflate block boundary shortly before
+    /// its data (the first within `nearHeader` of it): one member's read then inflates nothing of
+    /// the one before it (points every 8 MiB alone cost a 64 MiB member's read up to 8 MiB more).
+    public static let memberPoint: Int64 = 4 << 20
+    static let nearHeader: Int64 = 128 << 10
 
     public static func index(_ source: some ByteSource) throws(ArchiveError) -> ArchiveIndex {
         let stream = try GzipStream(source)
@@ -53,6 +58,8 @@ final class GzipStream: ByteSource, @unchecked Sendable {
     private var bufferStart: Int64 = 0
     private(set) var points: [AccessPoint] = []
     private var spacing = GzipTarReader.spacing
+    /// A block boundary just before the last header read, kept if its member proves large.
+    private var beforeData: (point: AccessPoint, header: Int64)?
 
     init(_ source: some ByteSource) throws(ArchiveError) {
         self.source = source
@@ -67,11 +74,24 @@ final class GzipStream: ByteSource, @unchecked Sendable {
 
     func read(at offset: Int64, count: Int) throws -> [UInt8] {
         guard offset >= bufferStart else { throw ArchiveError("the gzip stream is read forward only") }
+        // The next header far past the last one: the member between them is large.
+        if let kept = beforeData, offset - kept.header >= GzipTarReader.memberPoint {
+            add(kept.point)
+            beforeData = nil
+        }
+        let header = count <= 512
         // What lies before `offset` is never read again.
         let drop = Int(min(Int64(buffer.count), offset - bufferStart))
         if drop > 0 { buffer.removeFirst(drop); bufferStart += Int64(drop) }
         while bufferStart + Int64(buffer.count) < offset + Int64(count), !inflate.ended, failure == nil {
             try step()
+            let end = offset + Int64(count)
+            // One point per header (a copy of zlib's window each): the first boundary near it.
+            if header, beforeData?.header != offset, inflate.produced <= end, end - inflate.produced <= GzipTarReader.nearHeader,
+               inflate.produced - (points.last?.uncompressed ?? 0) >= GzipTarReader.memberPoint / 4,
+               let point = inflate.accessPoint() {
+                beforeData = (point, offset)
+            }
             let drop = Int(min(Int64(buffer.count), offset - bufferStart))
             if drop > 0 { buffer.removeFirst(drop); bufferStart += Int64(drop) }
         }
@@ -105,7 +125,14 @@ final class GzipStream: ByteSource, @unchecked Sendable {
         }
         if let last = points.last?.uncompressed, inflate.produced - last < spacing { return }
         guard let point = inflate.accessPoint() else { return }
-        points.append(point)
+        add(point)
+    }
+
+    /// Keeps `point` in order; past `maxPoints`, every other one goes and the spacing doubles.
+    private func add(_ point: AccessPoint) {
+        let at = points.firstIndex { $0.uncompressed >= point.uncompressed } ?? points.count
+        guard at == points.count || points[at].uncompressed != point.uncompressed else { return }
+        points.insert(point, at: at)
         if points.count > GzipTarReader.maxPoints {
             points = stride(from: 0, to: points.count, by: 2).map { points[$0] }
             spacing *= 2

@@ -1,3 +1,4 @@
+import CDeflate
 import CZlib
 import Foundation
 
@@ -185,4 +186,35 @@ public final class Inflate {
     }
 
     static let chunk = 256 << 10
+}
+
+/// libdeflate's whole-buffer inflate of one raw deflate stream: all of its compressed bytes in,
+/// all of its output out, in one call — several times zlib's streaming inflate, for a stream whose
+/// compressed bytes are at hand whole and whose inflated size is known (a zip member's).
+public enum WholeInflate {
+    public enum Outcome: Equatable, Sendable {
+        /// `output` holds the stream's bytes, all of it; the stream was the first `consumed`
+        /// compressed bytes (rounded up to a byte).
+        case inflated(consumed: Int)
+        /// The stream inflates to fewer bytes than `output` holds.
+        case shorter(produced: Int)
+        /// The stream inflates to more bytes than `output` holds.
+        case longer
+        /// Not a valid deflate stream, or its compressed bytes end before it does.
+        case damaged
+        case noMemory
+    }
+
+    public static func raw(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Outcome {
+        guard let d = libdeflate_alloc_decompressor() else { return .noMemory }
+        defer { libdeflate_free_decompressor(d) }
+        var consumed = 0, produced = 0
+        let rc = libdeflate_deflate_decompress_ex(d, input.baseAddress, input.count, output.baseAddress, output.count,
+                                                  &consumed, &produced)
+        switch rc {
+        case LIBDEFLATE_SUCCESS: return produced == output.count ? .inflated(consumed: consumed) : .shorter(produced: produced)
+        case LIBDEFLATE_INSUFFICIENT_SPACE: return .longer
+        default: return .damaged
+        }
+    }
 }

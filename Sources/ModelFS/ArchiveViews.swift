@@ -243,7 +243,7 @@ final class ArchiveViews: Sendable {
             member = InflatingReader(base, start: start!, storedSize: m.storedSize, size: m.size, name: name, check: check)
         case .inflatedStream:
             member = InflatingReader(base, objectSize: object.size, points: archive.index?.points ?? [], origin: start!, size: m.size,
-                                     name: name)
+                                     name: name, compressedEnd: compressedEnd(object, archive, start!, m))
         }
         return check.verified ? member : VerifyingReader(member, check: check, name: name)
     }
@@ -267,10 +267,17 @@ extension ArchiveViews {
             let point = (archive.index?.points ?? []).filter { $0.uncompressed <= start }.max { $0.uncompressed < $1.uncompressed }
             let member = InflatedMembers.Member(id: id, name: name, size: m.size, crc32: nil, exact: false, origin: start, point: point,
                                                 check: check)
-            return inflated.reader(member, compressed: base, compressedSize: object.size)
+            let capped = SliceReader(base, start: 0, size: object.size, aheadEnd: compressedEnd(object, archive, start, m))
+            return inflated.reader(member, compressed: capped, compressedSize: object.size)
         case .stored:
             return nil
         }
+    }
+
+    /// About where a `.tar.gz` member's compressed bytes end: its reader prefetches no further.
+    func compressedEnd(_ object: ArchiveObject, _ archive: LoadedArchive, _ start: Int64, _ m: ArchiveMember) -> Int64 {
+        GzipSpans.compressedEnd(of: start..<(start + m.size), points: archive.index?.points ?? [],
+                                inflatedSize: archive.index?.inflatedSize, objectSize: object.size)
     }
 
     /// The header of a `*.safetensors` member starting at `start` of the object.

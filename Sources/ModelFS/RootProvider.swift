@@ -75,6 +75,7 @@ final class RootProvider: NamespaceProvider {
             "disk_cache.blocks_dropped: \(c.diskBlocksDropped)",
             "archives.bytes_inflated: \(namespace.archives.inflated?.bytesInflated ?? 0)",
             "archives.files_reused: \(namespace.archives.inflated?.filesReused ?? 0)",
+            "archives.whole_inflates: \(namespace.archives.inflated?.wholeInflates ?? 0)",
         ] + (namespace.cache.whole.map { w in
             let c = w.counters
             return ["whole.fetches: \(c.started)", "whole.complete: \(c.completed)", "whole.failed: \(c.failed)",

@@ -16,6 +16,14 @@ import ModelStore
 /// The filler stays at most `lead` ahead of what readers asked for (doubling as they read on), so
 /// a peek at a member's first bytes does not inflate all of it. The file is counted in the disk
 /// cache's capacity and evicted under its LRU; a member larger than half of it is read as before.
+///
+/// A zip member whose compressed bytes lie whole in a local file (the local store's object, a
+/// complete copy in the disk cache) is streamed by zlib only while readers peek at its first
+/// `peek` bytes: once they want more, libdeflate inflates all of it in one call (several times
+/// zlib's pace), the compressed range and the member's file both mapped, and its CRC-32 is checked
+/// before any byte past what zlib wrote is readable. Anything libdeflate does not take (damage, a
+/// size that does not match) goes on with zlib, which names the damage as before. A `.tar.gz`
+/// member streams: libdeflate cannot start at an access point (no window, no bit offset).
 public final class InflatedMembers: @unchecked Sendable {
     public let disk: DiskCache
     /// Members smaller than this are inflated as they are read (``InflatingReader``): a file
@@ -25,6 +33,17 @@ public final class InflatedMembers: @unchecked Sendable {
         set { smallestSize.withLock { $0 = newValue } }
     }
     private let smallestSize = Locked<Int64>(1 << 20)
+    /// Once readers want more than this of a member, the rest is inflated whole (when it can be);
+    /// until then zlib streams it, so a peek at a member's header does not inflate all of it.
+    /// (Settable for tests.)
+    public var peek: Int64 {
+        get { peekSize.withLock { $0 } }
+        set { peekSize.withLock { $0 = newValue } }
+    }
+    private let peekSize = Locked<Int64>(1 << 20)
+    /// Whole-buffer inflates at once, at most (a fill that finds none free streams on): one core each.
+    static let wholeSlots = 2
+    private let wholeBusy = Locked<Int>(0)
     /// How far the filler runs ahead of the furthest byte asked for, at most.
     static let maxLead: Int64 = 64 << 20
 
@@ -32,7 +51,7 @@ public final class InflatedMembers: @unchecked Sendable {
     private let open = Locked<[UInt64: InflatedFile]>([:])
     /// Complete files this process wrote or checked: not read again to check them at open.
     private let checked = Locked<Set<UInt64>>([])
-    private let counters = Locked<(inflated: Int64, reused: Int64, failed: Int64)>((0, 0, 0))
+    private let counters = Locked<(inflated: Int64, reused: Int64, failed: Int64, whole: Int64)>((0, 0, 0, 0))
     private static let serial = Locked<Int>(0)
 
     public init(disk: DiskCache) {
@@ -49,6 +68,8 @@ public final class InflatedMembers: @unchecked Sendable {
     public var bytesInflated: Int64 { counters.withLock { $0.inflated } }
     public var filesReused: Int64 { counters.withLock { $0.reused } }
     public var fillsFailed: Int64 { counters.withLock { $0.failed } }
+    /// Members libdeflate inflated whole (in one call), before their CRC-32 was checked.
+    public var wholeInflates: Int64 { counters.withLock { $0.whole } }
 
     /// The name of a member's inflated bytes: the archive's content (sha256 and size) and where
     /// in it the member lies, with its size and CRC-32, so the same name is always the same bytes.
@@ -217,6 +238,61 @@ public final class InflatedMembers: @unchecked Sendable {
         }
     }
 
+    /// The file holding `reader`'s bytes whole, and where in it they start.
+    static func localFile(of reader: any ObjectReader) -> (fd: Int32, offset: Int64)? {
+        var offset: Int64 = 0
+        var r = reader
+        while let slice = r as? SliceReader {
+            offset += slice.start
+            r = slice.base
+        }
+        return r.wholeFile.map { ($0, offset) }
+    }
+
+    private func takeWholeSlot() -> Bool {
+        wholeBusy.withLock { busy in
+            guard busy < InflatedMembers.wholeSlots else { return false }
+            busy += 1
+            return true
+        }
+    }
+
+    /// The whole member inflated in one call from its compressed bytes at `local`, into its file
+    /// (blocks reserved first: a write fault on a full disk would be SIGBUS), and checked; returns
+    /// its CRC-32, or nil when libdeflate could not (damage, a size that does not match, no
+    /// mapping): the streaming inflate goes on from where it is and gives the verdict. The bytes
+    /// readers may already read are the same either way (one deflate stream decodes one way).
+    private func inflateWhole(_ f: InflatedFile, from local: (fd: Int32, offset: Int64), compressedSize: Int64) throws(ArchiveError) -> UInt32? {
+        let m = f.member
+        var st = stat()
+        guard m.size > 0, compressedSize > 0, fstat(local.fd, &st) == 0, Int64(st.st_size) >= local.offset + compressedSize,
+              posix_fallocate(f.fd, 0, off_t(m.size)) == 0 else { return nil }
+        let page = Int64(sysconf(Int32(_SC_PAGESIZE)))
+        let mapStart = local.offset / page * page
+        let inLength = Int(local.offset - mapStart + compressedSize)
+        let failed = UnsafeMutableRawPointer(bitPattern: -1)
+        guard let input = mmap(nil, inLength, PROT_READ, MAP_SHARED, local.fd, off_t(mapStart)), input != failed else { return nil }
+        defer { munmap(input, inLength) }
+        _ = madvise(input, inLength, MADV_SEQUENTIAL)
+        _ = madvise(input, inLength, MADV_WILLNEED)
+        let outLength = Int(m.size)
+        guard let output = mmap(nil, outLength, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0), output != failed else { return nil }
+        defer { munmap(output, outLength) }
+        let outcome = WholeInflate.raw(UnsafeRawBufferPointer(start: input + Int(local.offset - mapStart), count: Int(compressedSize)),
+                                       into: UnsafeMutableRawBufferPointer(start: output, count: outLength))
+        guard outcome == .inflated(consumed: Int(compressedSize)) else { return nil }
+        counters.withLock { $0.whole += 1 }
+        let crc = CRCCoverage.crc(UnsafeRawBufferPointer(start: output, count: outLength))
+        try InflatedMembers.check(crc, m)
+        return crc
+    }
+
+    static func check(_ crc: UInt32, _ m: Member) throws(ArchiveError) {
+        if let expected = m.crc32, crc != expected {
+            throw ArchiveError("Bad CRC-32: \(ZipReader.hex(crc)) where the archive records \(ZipReader.hex(expected))")
+        }
+    }
+
     /// The inflate itself; returns the CRC-32 of the member's bytes.
     private func inflate(_ f: InflatedFile, from source: SliceReaderSource) throws(ArchiveError) -> UInt32 {
         let m = f.member
@@ -238,8 +314,18 @@ public final class InflatedMembers: @unchecked Sendable {
             guard !buffer.isEmpty else { throw ArchiveError("the archive's stream ends before the member starts") }
             counters.withLock { $0.inflated += Int64(buffer.count) }
         }
+        var wholeTried = !(m.exact && m.point == nil && m.origin == 0)
         while written < m.size {
             try f.waitForDemand(written: written)
+            // Readers want more than a peek: the rest in one call, when the compressed bytes are local and a slot is free.
+            if !wholeTried && f.demand > peek, let local = InflatedMembers.localFile(of: source.reader), takeWholeSlot() {
+                defer { wholeBusy.withLock { $0 -= 1 } }
+                wholeTried = true
+                if let crc = try inflateWhole(f, from: local, compressedSize: source.size) {
+                    counters.withLock { $0.inflated += m.size - written }
+                    return crc
+                }
+            }
             buffer.removeAll(keepingCapacity: true)
             try stream.inflate(upTo: Int(min(1 << 20, m.size - written)), from: source, appendingTo: &buffer)
             guard !buffer.isEmpty else {
@@ -271,9 +357,7 @@ public final class InflatedMembers: @unchecked Sendable {
                 throw ArchiveError("its deflate stream ends after \(stream.consumed) of its \(source.size) compressed bytes")
             }
         }
-        if let expected = m.crc32, crc != expected {
-            throw ArchiveError("Bad CRC-32: \(ZipReader.hex(crc)) where the archive records \(ZipReader.hex(expected))")
-        }
+        try InflatedMembers.check(crc, m)
         return crc
     }
 }
@@ -307,6 +391,8 @@ final class InflatedFile: @unchecked Sendable {
     deinit { close(fd) }
 
     var isComplete: Bool { cond.withLock { complete } }
+    /// The furthest byte readers asked for.
+    var demand: Int64 { cond.withLock { wanted } }
 
     /// Waits until `0..<end` is written and may be read; throws the member's damage.
     func waitFor(_ end: Int64) throws(StoreError) {

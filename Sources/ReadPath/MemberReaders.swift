@@ -4,20 +4,48 @@ import ModelStore
 
 /// A byte range of an object (an archive's stored member) read through the object's own reader,
 /// so its blocks are the object's blocks: the same cache, prefetch and single-flight fetches.
+/// Nothing is prefetched past the slice's end, or past `aheadEnd` (offsets in the slice) when the
+/// caller knows it reads less: a member's sequential read fetched half again its size past it.
 public final class SliceReader: ObjectReader {
     let base: any ObjectReader
     let start: Int64
     let size: Int64
+    let aheadEnd: Int64
 
-    public init(_ base: any ObjectReader, start: Int64, size: Int64) { self.base = base; self.start = start; self.size = size }
+    public init(_ base: any ObjectReader, start: Int64, size: Int64, aheadEnd: Int64? = nil) {
+        self.base = base; self.start = start; self.size = size
+        self.aheadEnd = min(aheadEnd ?? size, size)
+    }
 
     public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
+        try read(offset: offset, size: length, aheadEnd: aheadEnd)
+    }
+
+    public func read(offset: Int64, size length: Int, aheadEnd limit: Int64) throws(StoreError) -> ReadReply {
         guard offset >= 0, offset < size, length > 0 else { return .bytes([]) }
         let count = Int(min(Int64(length), size - offset))
-        switch try base.read(offset: start + offset, size: count) {
+        switch try base.read(offset: start + offset, size: count, aheadEnd: start + min(limit, aheadEnd)) {
         case .file(let fd, let at, let n): return .file(descriptor: fd, offset: at, count: min(n, count))
         case let other: return other
         }
+    }
+}
+
+/// Where a `.tar.gz` member's compressed bytes end, about: between the access points around the
+/// end of its inflated bytes, at the same ratio, plus a margin for a ratio that varies. What a
+/// member's reader prefetches stops there (an estimate short of the end leaves only the last
+/// bytes fetched as the inflater asks for them).
+public enum GzipSpans {
+    public static func compressedEnd(of range: Range<Int64>, points: [AccessPoint], inflatedSize: Int64?, objectSize: Int64) -> Int64 {
+        let end = range.upperBound
+        let sorted = points.sorted { $0.uncompressed < $1.uncompressed }
+        let before = sorted.last { $0.uncompressed <= end }.map { ($0.uncompressed, $0.compressed) } ?? (0, 0)
+        guard let after = sorted.first(where: { $0.uncompressed > end }).map({ ($0.uncompressed, $0.compressed) })
+                ?? inflatedSize.map({ ($0, objectSize) }), after.0 > before.0 else { return objectSize }
+        let ratio = Double(after.1 - before.1) / Double(after.0 - before.0)
+        let estimate = before.1 + Int64((Double(end - before.0) * ratio).rounded(.up))
+        let margin = max(Int64(256) << 10, (after.1 - before.1) / 32)
+        return min(objectSize, estimate + margin)
     }
 }
 
@@ -73,9 +101,10 @@ public final class InflatingReader: ObjectReader {
     }
 
     /// A member of a `.tar.gz` (`objectSize` bytes): `size` bytes at `origin` of its inflated
-    /// stream, reached from the nearest of `points`.
-    public init(_ base: any ObjectReader, objectSize: Int64, points: [AccessPoint], origin: Int64, size: Int64, name: String) {
-        compressed = SliceReaderSource(SliceReader(base, start: 0, size: objectSize))
+    /// stream, reached from the nearest of `points`; nothing prefetched past `compressedEnd`.
+    public init(_ base: any ObjectReader, objectSize: Int64, points: [AccessPoint], origin: Int64, size: Int64, name: String,
+                compressedEnd: Int64? = nil) {
+        compressed = SliceReaderSource(SliceReader(base, start: 0, size: objectSize, aheadEnd: compressedEnd))
         self.origin = origin
         stored = points.sorted { $0.uncompressed < $1.uncompressed }
         exact = false

@@ -35,6 +35,9 @@ public enum ReadReply: Sendable {
 /// filesystem only asks it for ranges.
 public protocol ObjectReader: Sendable {
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply
+    /// The same, fetching nothing ahead at or past `aheadEnd`: the caller (an archive member's
+    /// reader) will read no further, so bytes prefetched there would be fetched for nothing.
+    func read(offset: Int64, size: Int, aheadEnd: Int64) throws(StoreError) -> ReadReply
     /// A local file that holds the whole object, byte for byte at the same offsets, checked, now:
     /// the kernel may read it directly (FUSE passthrough) instead of asking the daemon. Nil while
     /// there is none. The reader owns the descriptor; it stays valid while the reader lives.
@@ -43,6 +46,10 @@ public protocol ObjectReader: Sendable {
 
 extension ObjectReader {
     public var wholeFile: Int32? { nil }
+    /// Readers that fetch nothing ahead have no prefetch to cap.
+    public func read(offset: Int64, size: Int, aheadEnd: Int64) throws(StoreError) -> ReadReply {
+        try read(offset: offset, size: size)
+    }
 }
 
 public enum ObjectReaders {
@@ -91,10 +98,14 @@ struct TensorPlanner: Sendable {
     /// Bytes read so far in each tensor touched.
     private var read: [Int: Int64] = [:]
     private var planned = Set<Int>()
-    /// A reader has read this much of a tensor (or a quarter of a small one) before the rest is
-    /// fetched whole: the kernel's read-around and readahead spill a few hundred KiB into the
+    /// A reader has read this much of a tensor (or a quarter of a small one) before the
+    /// rest is fetched whole: the kernel's read-around spills a few hundred KiB into the
     /// neighbours of the tensor it reads, which must not cost those neighbours whole.
     static let consuming: Int64 = 1 << 20
+    /// What the kernel reads past a tensor being consumed, on top: its async readahead runs up to
+    /// two windows (2 x the mount's 512 KiB) ahead of the last fault, so a `get_tensor` of a 2 MiB
+    /// tensor spilled 764 KiB into the next one and fetched that one whole (issue 21: 2.4x).
+    static let spill: Int64 = 1 << 20
 
     init(_ layout: TensorLayout) { self.layout = layout }
 
@@ -116,7 +127,7 @@ struct TensorPlanner: Sendable {
         for i in first...last {
             let t = layout.tensors[i]
             read[i, default: 0] += min(end, t.upperBound) - max(offset, t.lowerBound)
-            guard !planned.contains(i), read[i]! >= min(TensorPlanner.consuming, Int64(t.count) / 4) else { continue }
+            guard !planned.contains(i), read[i]! >= threshold(i) else { continue }
             planned.insert(i)
             lower = lower ?? max(end, t.lowerBound)
             upper = t.upperBound
@@ -135,6 +146,13 @@ struct TensorPlanner: Sendable {
         }
         guard let lower, lower < upper else { return .some(nil) }
         return .some(lower..<upper)
+    }
+
+    /// Bytes of tensor `i` read that show it is being consumed: beside one that is, what the
+    /// kernel's readahead may have read of it does not count.
+    private func threshold(_ i: Int) -> Int64 {
+        let own = min(TensorPlanner.consuming, Int64(layout.tensors[i].count) / 4)
+        return planned.contains(i - 1) || planned.contains(i + 1) ? own + TensorPlanner.spill : own
     }
 }
 
@@ -189,13 +207,13 @@ public final class CachedObjectReader: ObjectReader {
 
     /// What to fetch ahead of a read: whole tensors inside the tensor region, runs elsewhere; and
     /// whether the reads so far make a whole-object load.
-    private func ahead(offset: Int64, length: Int) -> (Range<Int64>?, whole: Bool) {
+    private func ahead(offset: Int64, length: Int, aheadEnd: Int64) -> (Range<Int64>?, whole: Bool) {
         let total = bytesRead.withLock { $0 += Int64(length); return $0 }
         if let tensors {
             let (plan, loader) = tensors.withLock { ($0.plan(offset: offset, length: length), $0.isLoader) }
             if case .some(let whole) = plan { return (whole, (loader && total >= Self.loaderRead) || total >= wholeRead) }
         }
-        let (plan, run) = prefetcher.withLock { ($0.plan(offset: offset, length: length, size: size), $0.longestRun) }
+        let (plan, run) = prefetcher.withLock { ($0.plan(offset: offset, length: length, size: min(size, aheadEnd)), $0.longestRun) }
         // In a safetensors file a long run may be one large tensor: its tensors say when it is a load.
         return (plan, (tensors == nil && run >= Self.wholeRun) || total >= wholeRead)
     }
@@ -224,11 +242,15 @@ public final class CachedObjectReader: ObjectReader {
     }
 
     public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
+        try read(offset: offset, size: length, aheadEnd: size)
+    }
+
+    public func read(offset: Int64, size length: Int, aheadEnd: Int64) throws(StoreError) -> ReadReply {
         if let w = whole.withLock({ $0 }), let reply = try w.read(offset: offset, length: length) { return reply }
         if let recent = lastFailure.withLock({ $0 }), ContinuousClock.now - recent.at < CachedObjectReader.failFastWindow {
             throw recent.error
         }
-        let (ahead, wholeLoad) = self.ahead(offset: offset, length: length)
+        let (ahead, wholeLoad) = self.ahead(offset: offset, length: length, aheadEnd: aheadEnd)
         // Every block on disk already (a remount): checking it into a whole copy costs no fetch.
         let onDisk = wholeLoads && firstRead.withLock { first in defer { first = false }; return first }
             && cache.whole!.onDisk(object: id, size: size)

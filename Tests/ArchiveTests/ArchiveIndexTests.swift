@@ -179,6 +179,42 @@ let modelFiles: [String: [UInt8]] = [
         #expect(tgz.points?.first?.uncompressed == 0, "a point where the deflate data begins")
     }
 
+    @Test func aLargeMemberGetsAPointJustBeforeItsData() throws {
+        // `tar czf` of a 3 MiB member then two of 12 MiB (incompressible: stored deflate blocks).
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-tgz-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var state: UInt64 = 21
+        for (name, mib) in [("a.bin", 3), ("b.bin", 12), ("c.bin", 12)] {
+            var bytes = [UInt8](repeating: 0, count: mib << 20)
+            for i in stride(from: 0, to: bytes.count, by: 8) {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                withUnsafeBytes(of: state) { for k in 0..<8 { bytes[i + k] = $0[k] } }
+            }
+            try Data(bytes).write(to: dir.appendingPathComponent(name))
+        }
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        tar.arguments = ["tar", "czf", "m.tar.gz", "a.bin", "b.bin", "c.bin"]
+        tar.currentDirectoryURL = dir
+        try tar.run()
+        tar.waitUntilExit()
+        let source = Bytes(bytes: Array(try Data(contentsOf: dir.appendingPathComponent("m.tar.gz"))))
+        let index = try ArchiveIndex.build(.tgz, source)
+        let points = try #require(index.points)
+        for name in ["b.bin", "c.bin"] {
+            let start = try #require(index.members.first { $0.path == name }?.dataOffset)
+            let point = try #require(points.last { $0.uncompressed <= start })
+            #expect(start - point.uncompressed <= 128 << 10, "\(name) at \(start): nearest point \(point.uncompressed)")
+            var fromPoint: [UInt8] = []
+            try Inflate(name: "t", restoring: point, from: source)
+                .inflate(upTo: Int(start - point.uncompressed) + 4096, from: source, appendingTo: &fromPoint)
+            let want = try Data(contentsOf: dir.appendingPathComponent(name)).prefix(4096)
+            #expect(Array(fromPoint.suffix(4096)) == Array(want), "the member's first bytes, inflated from its point")
+        }
+        #expect(points.map(\.uncompressed) == points.map(\.uncompressed).sorted())
+    }
+
     @Test func accessPointsEveryFewMiBRestartInflatingThere() throws {
         let source = try fixture("big.tar.gz")
         let index = try ArchiveIndex.build(.tgz, source)

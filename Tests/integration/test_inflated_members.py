@@ -1,11 +1,16 @@
 """Compressed archive members (a deflated zip's, a .tar.gz's) inflated once into the mount's disk
 cache and read from there, through a real mount: every member byte-identical, a loader reading
 tensors in the model's order (not the file's) inflates each shard once, a remount reuses the
-files, and a damaged member is EIO with nothing kept. On the local store and s3api."""
+files, and a damaged member is EIO with nothing kept (libdeflate's whole-buffer inflate on the
+local store, zlib's streaming one from S3). On the local store and s3api; what one member's read
+fetches on every S3 implementation."""
 import os
+import shutil
 import subprocess
 import tarfile
+import time
 import zipfile
+import zlib
 
 import pytest
 
@@ -87,6 +92,10 @@ def test_a_loader_reading_in_the_models_order_inflates_each_shard_once(mount, pa
             for k in sorted(f.keys(), reverse=True):
                 assert (f.get_tensor(k) == want[k]).all(), (rel, k)
     assert mount.stats()["archives.bytes_inflated"] - before == shard_bytes(src)
+    # On the local store the compressed bytes are a local file: libdeflate inflated each shard in
+    # one call once the loader read past its header (from S3 they stream, unless a whole copy is local).
+    if mount.store.kind == "local":
+        assert mount.stats()["archives.whole_inflates"] == len([r for r in members(src) if r.endswith(".safetensors")])
 
 
 def test_a_remount_reads_the_inflated_files_again(mount, packed):
@@ -127,3 +136,77 @@ def test_a_damaged_member_is_eio_and_no_file_is_kept(mount, name, tmp_path):
     err = subprocess.run(["getfattr", "--only-values", "-n", "user.modelfs.archive_error", mount.p("models", m, "v1")],
                          capture_output=True, text=True).stdout
     assert rel in err, err
+
+
+def gz_compressed_end(tgz, end):
+    """Where in tgz (64 KiB steps) the first `end` bytes of its inflated stream have come out."""
+    data, d, out = open(tgz, "rb").read(), zlib.decompressobj(wbits=31), 0
+    for at in range(0, len(data), 64 << 10):
+        out += len(d.decompress(data[at:at + (64 << 10)]))
+        if out >= end:
+            return min(at + (64 << 10), len(data))
+    raise AssertionError("the stream ends first")
+
+
+def settled_fetched(store, path):
+    """Bytes fetched once what was prefetched has landed."""
+    def fetched():
+        with open(os.path.join(path, ".stats")) as f:
+            return next(int(line.split(":")[1]) for line in f if line.startswith("s3.bytes_fetched:"))
+    last = fetched()
+    for _ in range(60):
+        time.sleep(0.5)
+        now = fetched()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+@pytest.mark.every_s3
+@pytest.mark.parametrize("kind,cache", [("tar.gz", "disk"), ("tar.gz", "none"), ("zip", "disk")])
+def test_one_members_read_fetches_its_compressed_bytes_about_once(store, name, tmp_path, kind, cache):
+    """The run prefetcher read half again a .tar.gz member's compressed bytes past its end (1.5-1.8x
+    on S3); a member's reader now prefetches no further than its compressed end. A member after
+    the first starts from the access point the index keeps just before it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for rel, mib in (("a.bin", 16), ("b.bin", 8)):
+        (src / rel).write_bytes(os.urandom(mib * MiB))
+    arc = tmp_path / f"m.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(arc, "w", zipfile.ZIP_DEFLATED) as z:
+            for rel in ("a.bin", "b.bin"):
+                z.write(src / rel, rel)
+        with zipfile.ZipFile(arc) as z:
+            span = z.getinfo("b.bin").compress_size
+            both = span + z.getinfo("a.bin").compress_size
+    else:
+        subprocess.run(["tar", "czf", str(arc), "-C", str(src), "a.bin", "b.bin"], check=True)
+        with tarfile.open(arc, "r:gz") as t:
+            b = t.getmember("b.bin").offset_data
+            both = gz_compressed_end(arc, b + 8 * MiB)
+            span = both - gz_compressed_end(arc, b)
+    m = name()
+    store.run("import", str(arc), "--model", m, "--version", "v1")
+    path = str(tmp_path / "mnt")
+    store.run("mount", path)
+    try:
+        assert sorted(os.listdir(os.path.join(path, "models", m, "v1"))) == ["a.bin", "b.bin"]  # the index, built once
+    finally:
+        subprocess.run(["fusermount3", "-u", path], check=True)
+    # Cold: nothing of the archive in the disk cache the index was read through.
+    shutil.rmtree(os.path.join(store.data_dir, "cache"), ignore_errors=True)
+    store.run("mount", path, *(["--cache-dir", "none"] if cache == "none" else []))
+    try:
+        # The second member first: it starts from the access point the index keeps just before
+        # it, not from the last 8 MiB step (8 MiB more of the first member's bytes).
+        assert sha256_file(os.path.join(path, "models", m, "v1", "b.bin")) == sha256_file(src / "b.bin")
+        fetched = settled_fetched(store, path)
+        assert 0.9 * span <= fetched <= 1.1 * span, (fetched, span)
+        # Then the first: its compressed bytes, and nothing of the second again.
+        assert sha256_file(os.path.join(path, "models", m, "v1", "a.bin")) == sha256_file(src / "a.bin")
+        fetched = settled_fetched(store, path)
+        assert 0.95 * both <= fetched <= 1.1 * both, (fetched, both)
+    finally:
+        subprocess.run(["fusermount3", "-u", path])

@@ -19,7 +19,8 @@ import pytest
 from conftest import MODELFS, is_mounted, sh
 from test_sharing import BOB, EVE, as_user, ensure_users, refused
 
-pytestmark = pytest.mark.every_s3
+# On the local store and s3api only: the attacks are on the job runner and the mount's files; what
+# they import goes through the same uploads that test_cli.py and test_s3_compat.py check on every S3.
 
 # One trainer for every attack, chosen by the request's `attack=` parameter. It does its attack,
 # touches `attacked` in its working directory, then waits (bounded) for the test to let it end.
@@ -299,15 +300,17 @@ def test_a_checkpoint_raced_against_a_link_50_times_never_imports_the_link(hosti
     assert len(versions) + log.count(" left out: ") == 50, log
 
 
-# Jobs obey owners (local executor only: these are refused before any executor is involved).
+# Jobs obey owners (local executor only: these are refused before any executor is involved, so
+# their Slurm cases are not even collected).
+local_executor = pytest.mark.parametrize("hostile", ["local"], indirect=True)
+
 
 @pytest.fixture
 def owners(hostile):
-    if hostile.executor != "local":
-        pytest.skip("refused at submission, whatever the executor")
     return hostile
 
 
+@local_executor
 def test_jobs_obey_owners(owners, name):
     h = owners
     private, shared, bobs, dataset, bobs_data = name("private"), name("shared"), name("bobs"), name("d"), name("bd")
@@ -359,6 +362,7 @@ def test_jobs_obey_owners(owners, name):
     assert submitted and all(e["uid"] == h.bob.pw_uid for e in submitted), submitted
 
 
+@local_executor
 def test_another_users_job_answers_eacces_and_the_cli_says_why(owners, name):
     h = owners
     model, dataset = name("m"), name("d")
@@ -385,6 +389,7 @@ def test_another_users_job_answers_eacces_and_the_cli_says_why(owners, name):
     assert h.release(job) == "succeeded"
 
 
+@local_executor
 def test_parameters_sharing_a_variable_and_metrics_named_dots_are_refused(owners, name):
     h = owners
     model, dataset = name("m"), name("d")

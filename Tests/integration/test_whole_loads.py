@@ -1,6 +1,7 @@
 """Whole-file loads through a real mount on S3: a loader's reads fetch the version whole, once,
 into the disk cache and are served from there; after a remount the copy on disk is whole at the
-first open, neither fetched nor re-read; one tensor read with safe_open still fetches about that tensor."""
+first open, neither fetched nor re-read; one tensor read with safe_open still fetches about that tensor.
+On every S3 implementation: a fast one (RGW) lets the kernel's readahead run further ahead."""
 import hashlib
 import os
 import subprocess
@@ -10,18 +11,24 @@ import pytest
 
 from conftest import Mount, is_mounted, sh
 
+pytestmark = pytest.mark.every_s3
+
 MiB = 1 << 20
+
+
+def tensors_file(tmp_path, count, mib):
+    np = pytest.importorskip("numpy")
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(21)
+    tensors = {f"layer{i:02d}.weight": rng.integers(0, 2**31, size=(mib * 256, 1024), dtype=np.int32) for i in range(count)}
+    src = tmp_path / "model.safetensors"
+    save_file(tensors, str(src))
+    return src, {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in tensors.items()}
 
 
 @pytest.fixture
 def model_file(tmp_path):
-    np = pytest.importorskip("numpy")
-    from safetensors.numpy import save_file
-    rng = np.random.default_rng(21)
-    tensors = {f"layer{i:02d}.weight": rng.integers(0, 2**31, size=(512, 1024), dtype=np.int32) for i in range(48)}  # 96 MiB
-    src = tmp_path / "model.safetensors"
-    save_file(tensors, str(src))
-    return src, {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in tensors.items()}
+    return tensors_file(tmp_path, 48, 2)  # 96 MiB
 
 
 def mounted(store, path):
@@ -41,6 +48,18 @@ def unmount(path):
 def load_sums(path):
     from safetensors.numpy import load_file
     return {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in load_file(path).items()}
+
+
+def settled(m, key="s3.bytes_fetched"):
+    """The counter once the kernel's asynchronous readahead (which a reader does not wait for) has landed."""
+    last, deadline = m.stats().get(key), time.time() + 30
+    while time.time() < deadline:
+        time.sleep(0.5)
+        now = m.stats().get(key)
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def wait_for(m, key, value):
@@ -83,21 +102,33 @@ def test_load_file_fetches_the_version_once_and_a_remount_fetches_nothing(s3stor
         unmount(path)
 
 
-def test_one_tensor_with_safe_open_does_not_fetch_the_file(s3store, name, tmp_path, model_file):
-    np = pytest.importorskip("numpy")
+# What the kernel reads around one tensor read through mmap, with the mount's 512 KiB readahead: the
+# header's read-around (512 KiB), the first fault's (256 KiB before the tensor), and its asynchronous
+# readahead up to two windows past the tensor's end. The mount must fetch nothing more: a neighbour
+# the readahead spilled into is not fetched whole (a 2 MiB tensor cost 4.8 MiB on RGW), and no
+# prefetch runs past the tensor.
+KERNEL_READS = 512 * 1024 + 256 * 1024 + 1 * MiB
+
+
+@pytest.mark.parametrize("count,mib", [(48, 2), (6, 16)], ids=["2MiB", "16MiB"])
+def test_one_tensor_with_safe_open_does_not_fetch_the_file(s3store, name, tmp_path, count, mib):
+    pytest.importorskip("numpy")
     from safetensors import safe_open
-    src, sums = model_file
+    src, sums = tensors_file(tmp_path, count, mib)
     path = str(tmp_path / "mnt")
     model = name()
     s3store.run("import", str(src), "--model", model, "--version", "v1")
     m = mounted(s3store, path)
     try:
+        tensor = f"layer{count * 29 // 48:02d}.weight"  # in the middle, neighbours on both sides
         with safe_open(m.p("models", model, "v1.safetensors"), framework="numpy") as f:
-            t = f.get_tensor("layer29.weight")
-        assert hashlib.sha256(t.tobytes()).hexdigest() == sums["layer29.weight"]
-        st = m.stats()
-        assert st["whole.fetches"] == 0
-        assert st["s3.bytes_fetched"] <= 1.2 * 2 * MiB + 1 * MiB, st["s3.bytes_fetched"]  # the tensor, the header, readahead
+            t = f.get_tensor(tensor)
+        assert hashlib.sha256(t.tobytes()).hexdigest() == sums[tensor]
+        fetched = settled(m)
+        assert m.stats()["whole.fetches"] == 0
+        assert fetched <= mib * MiB + KERNEL_READS, fetched
+        if mib >= 16:
+            assert fetched <= 1.2 * mib * MiB, fetched  # issue 21's goal
     finally:
         unmount(path)
 
