@@ -78,6 +78,11 @@ public protocol ObjectStore: Sendable {
     /// returns how many bytes were read. Readers that keep bytes in their own memory use this to
     /// avoid a buffer per request.
     func get(_ key: String, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer) throws(ObjectStoreError) -> Int
+    /// Reads `range` (clamped to the object's end), handing its bytes to `consume` in order as
+    /// they arrive, each once; `consume` answers false to stop early. Returns how many bytes were
+    /// handed over. A whole-object load lands each piece while it is hot in the CPU's cache.
+    func get(_ key: String, range: Range<Int64>,
+             streamingTo consume: (UnsafeRawBufferPointer) -> Bool) throws(ObjectStoreError) -> Int64
     /// The path of a local file holding exactly the object's bytes, when the store keeps objects
     /// as files (the local directory store): reads can then be served from it directly.
     func localFile(_ key: String) -> String?
@@ -115,6 +120,21 @@ extension ObjectStore {
         let n = min(bytes.count, buffer.count)
         bytes.withUnsafeBytes { buffer.baseAddress?.copyMemory(from: $0.baseAddress!, byteCount: n) }
         return n
+    }
+
+    /// One ranged GET into memory, handed over in pieces.
+    public func get(_ key: String, range: Range<Int64>,
+                    streamingTo consume: (UnsafeRawBufferPointer) -> Bool) throws(ObjectStoreError) -> Int64 {
+        let bytes = try get(key, range: range)
+        return bytes.withUnsafeBytes { all -> Int64 in
+            var at = 0
+            while at < all.count {
+                let n = min(256 << 10, all.count - at)
+                at += n
+                guard consume(UnsafeRawBufferPointer(rebasing: all[(at - n)..<at])) else { break }
+            }
+            return Int64(at)
+        }
     }
 
     public func localFile(_ key: String) -> String? { nil }

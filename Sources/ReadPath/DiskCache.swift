@@ -79,31 +79,33 @@ public final class DiskCache: @unchecked Sendable {
     /// Blocks found truncated or corrupt, dropped and fetched again.
     public var blocksDropped: Int64 { lock.withLock { dropped } }
 
-    private func dataPath(_ object: UInt64) -> String { directory + "/" + String(object, radix: 16) + ".data" }
-    private func indexPath(_ object: UInt64) -> String { directory + "/" + String(object, radix: 16) + ".idx" }
+    fileprivate func dataPath(_ object: UInt64) -> String { directory + "/" + String(object, radix: 16) + ".data" }
+    fileprivate func indexPath(_ object: UInt64) -> String { directory + "/" + String(object, radix: 16) + ".idx" }
 
     private func blocks(_ range: Range<Int64>) -> ClosedRange<Int64> {
         (range.lowerBound / blockSize)...((range.upperBound - 1) / blockSize)
     }
 
-    /// The block's bytes bound to where they belong: object and offset go in with the bytes. A
-    /// CRC-32 and an Adler-32 of them (libdeflate: folded with PCLMUL and AVX2, over 10 GB/s),
-    /// not a cryptographic hash: they catch a flipped bit, a torn write or a block under the wrong
-    /// name, and a whole-object load checks every byte it fetches (SHA-256 was 40% of the mount's
-    /// CPU there). Anyone able to write the cache directory could rewrite the index as well, so a
-    /// hash without a key never stopped a forger.
+    /// The block's bytes bound to where they belong: object and offset go in with the bytes. An
+    /// Adler-32 of them (libdeflate: AVX2, about 70 GB/s here), not a cryptographic hash: it
+    /// catches a flipped bit, a torn write or a block under the wrong name, and a whole-object
+    /// load checks every byte it fetches. SHA-256 was 40% of the mount's CPU there, and even
+    /// libdeflate's CRC-32 (PCLMUL, about 11 GB/s here) a sixth of it; over a 64 KiB block an
+    /// Adler-32 misses nothing those threats make. Anyone able to write the cache directory
+    /// could rewrite the index as well, so a hash without a key never stopped a forger. The top
+    /// half names the format (``checksumFormat``).
     static func checksum(object: UInt64, block: Int64, _ bytes: UnsafeRawBufferPointer) -> UInt64 {
         var where_ = (UInt64(0x6d6f64656c66732d).littleEndian, object.littleEndian, UInt64(bitPattern: block).littleEndian)
         return withUnsafeBytes(of: &where_) { tag -> UInt64 in
-            var crc = libdeflate_crc32(0, tag.baseAddress, tag.count)
-            var adler = libdeflate_adler32(1, tag.baseAddress, tag.count)
-            if let base = bytes.baseAddress, bytes.count > 0 {
-                crc = libdeflate_crc32(crc, base, bytes.count)
-                adler = libdeflate_adler32(adler, base, bytes.count)
-            }
-            return UInt64(crc) << 32 | UInt64(adler)
+            var sum = libdeflate_adler32(1, tag.baseAddress, tag.count)
+            if let base = bytes.baseAddress, bytes.count > 0 { sum = libdeflate_adler32(sum, base, bytes.count) }
+            return checksumFormat | UInt64(sum)
         }
     }
+
+    /// The top half of every checksum recorded now ("ADL1"). Records of an earlier format (a
+    /// CRC-32 and an Adler-32) never have it: they are ignored, so their blocks are fetched again.
+    static let checksumFormat: UInt64 = 0x4144_4C31 << 32
 
     /// Reads the object's index file (blocks written by this or another mount).
     private func loadIndex(_ object: UInt64) -> [Int64: UInt64] {
@@ -114,7 +116,7 @@ public final class DiskCache: @unchecked Sendable {
             while at + 16 <= raw.count {
                 let block = raw.loadUnaligned(fromByteOffset: at, as: Int64.self)
                 let sum = raw.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)
-                blocks[block] = sum
+                if sum & 0xFFFF_FFFF_0000_0000 == Self.checksumFormat { blocks[block] = sum }
                 at += 16
             }
         }
@@ -178,7 +180,49 @@ public final class DiskCache: @unchecked Sendable {
     /// False when they could not be kept (a full disk, a directory gone).
     @discardableResult
     public func write(object: UInt64, range: Range<Int64>, bytes: UnsafeRawBufferPointer) -> Bool {
-        guard !range.isEmpty, bytes.count == range.count else { return false }
+        Writer(cache: self, object: object).write(range: range, bytes: bytes)
+    }
+
+    /// Keeps one object's blocks as they come: its data file and index stay open from one write
+    /// to the next (a whole fetch lands a segment in many pieces). One thread at a time.
+    final class Writer {
+        let cache: DiskCache
+        let object: UInt64
+        private var data: Int32 = -1
+        private var index: Int32 = -1
+
+        init(cache: DiskCache, object: UInt64) { self.cache = cache; self.object = object }
+
+        deinit {
+            if data >= 0 { close(data) }
+            if index >= 0 { close(index) }
+        }
+
+        /// ``DiskCache/write(object:range:bytes:)``.
+        func write(range: Range<Int64>, bytes: UnsafeRawBufferPointer) -> Bool {
+            guard !range.isEmpty, bytes.count == range.count else { return false }
+            return cache.keep(object: object, range: range, bytes: bytes) { records throws(Refusal) in
+                // Opened at the first write that needs them: nothing is created for bytes kept already.
+                if index < 0 { index = open(cache.indexPath(object), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600) }
+                guard index >= 0 else { throw Refusal() }
+                if data < 0 { data = open(cache.dataPath(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600) }
+                guard data >= 0 else { throw Refusal() }
+                // One writer at a time per object, across mounts: data first, then the records that vouch for it.
+                flock(index, LOCK_EX)
+                defer { flock(index, LOCK_UN) }
+                let written = pwrite(data, bytes.baseAddress, bytes.count, off_t(range.lowerBound))
+                guard written == bytes.count else { throw Refusal() }  // a full disk just means less cache
+                guard records.withUnsafeBytes({ Glibc.write(index, $0.baseAddress, $0.count) }) == records.count else { throw Refusal() }
+            }
+        }
+    }
+
+    struct Refusal: Error {}
+
+    /// Checksums the blocks of `bytes`, makes room for them, has `store` write them and their
+    /// index records, then counts them as kept.
+    private func keep(object: UInt64, range: Range<Int64>, bytes: UnsafeRawBufferPointer,
+                      store: ([UInt8]) throws(Refusal) -> Void) -> Bool {
         var records: [UInt8] = []
         var sums: [(Int64, UInt64)] = []
         for b in blocks(range) {
@@ -194,18 +238,7 @@ public final class DiskCache: @unchecked Sendable {
         if lock.withLock({ sums.allSatisfy { entries[object]?.blocks[$0.0] == $0.1 } }) { return true }
         // Room first: an object larger than the cache keeps what fits, never more.
         guard makeRoom(object: object, range: range) else { return false }
-        let index = open(indexPath(object), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard index >= 0 else { return false }
-        defer { close(index) }
-        // One writer at a time per object, across mounts: data first, then the records that vouch for it.
-        flock(index, LOCK_EX)
-        defer { flock(index, LOCK_UN) }
-        let fd = open(dataPath(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return false }
-        let written = pwrite(fd, bytes.baseAddress, bytes.count, off_t(range.lowerBound))
-        close(fd)
-        guard written == bytes.count else { return false }  // a full disk just means less cache
-        guard records.withUnsafeBytes({ Glibc.write(index, $0.baseAddress, $0.count) }) == records.count else { return false }
+        do throws(Refusal) { try store(records) } catch { return false }
         lock.withLock {
             // In place: a large object's block table is not copied on every write.
             if entries[object] == nil { entries[object] = Entry() }
@@ -227,6 +260,16 @@ public final class DiskCache: @unchecked Sendable {
         guard !range.isEmpty else { return true }
         guard let e = entry(object) else { return false }
         return blocks(range).allSatisfy { e.blocks[$0] != nil }
+    }
+
+    /// From `at` (a block's start) up to `end`: whether its first block is on disk by the index
+    /// (not yet checked), and where the run of blocks alike ends. One look at the index per run.
+    func run(object: UInt64, from at: Int64, to end: Int64) -> (present: Bool, end: Int64) {
+        let blocks = entry(object)?.blocks ?? [:]
+        let present = blocks[at / blockSize] != nil
+        var next = at / blockSize + 1
+        while next * blockSize < end, (blocks[next] != nil) == present { next += 1 }
+        return (present, min(next * blockSize, end))
     }
 
     /// Holds `object` (of `size` bytes) in the cache while a whole-object fetch uses its data
@@ -335,7 +378,7 @@ public final class DiskCache: @unchecked Sendable {
             sums.append(sum.littleEndian)
         }
         let digest = sums.withUnsafeBytes { Self.checksum(object: object, block: -1, $0) }
-        return "modelfs-complete 1 \(String(object, radix: 16)) \(size) \(st.st_dev) \(st.st_ino) "
+        return "modelfs-complete 2 \(String(object, radix: 16)) \(size) \(st.st_dev) \(st.st_ino) "
             + "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(String(digest, radix: 16))\n"
     }
 

@@ -230,11 +230,15 @@ public final class CachedObjectReader: ObjectReader {
         let store = self.store, key = self.key
         return { (range, buffer) throws(StoreError) -> Int in
             do throws(ObjectStoreError) { return try store.get(key, range: range, into: buffer) } catch {
-                // The version was deleted (by the CLI, another mount) while this file was open.
-                if case .notFound = error { throw StoreError(.stale, "\(key) was deleted while it was open") }
-                throw error.storeError
+                throw Self.readError(error, key: key)
             }
         }
+    }
+
+    private static func readError(_ error: ObjectStoreError, key: String) -> StoreError {
+        // The version was deleted (by the CLI, another mount) while this file was open.
+        if case .notFound = error { return StoreError(.stale, "\(key) was deleted while it was open") }
+        return error.storeError
     }
 
     public func read(offset: Int64, size length: Int) throws(StoreError) -> ReadReply {
@@ -251,11 +255,15 @@ public final class CachedObjectReader: ObjectReader {
         let onDisk = wholeLoads && firstRead.withLock { first in defer { first = false }; return first }
             && cache.whole!.onDisk(object: id, size: size)
         if wholeLoads, wholeLoad || onDisk, whole.withLock({ $0 }) == nil {
-            let cache = self.cache, fetch = rangeReader
-            let counted: RangeReader = { (range, buffer) throws(StoreError) -> Int in
-                let n = try fetch(range, buffer)
-                cache.countDirect(bytes: n)
-                return n
+            let cache = self.cache, store = self.store, key = self.key
+            let counted: RangeStreamer = { (range, consume) throws(StoreError) -> Int64 in
+                do throws(ObjectStoreError) {
+                    let n = try store.get(key, range: range, streamingTo: consume)
+                    cache.countDirect(bytes: Int(n))
+                    return n
+                } catch {
+                    throw Self.readError(error, key: key)
+                }
             }
             if let w = cache.whole!.fetch(object: id, size: size, reader: counted) {
                 whole.withLock { $0 = w }

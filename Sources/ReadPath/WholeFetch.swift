@@ -3,13 +3,18 @@ import Foundation
 import Glibc
 import ModelStore
 
+/// Streams `range` of an object to `consume` in order, piece by piece as it arrives; returns how
+/// many bytes were handed over. `consume` answers false to stop the transfer.
+public typealias RangeStreamer = @Sendable (_ range: Range<Int64>, _ consume: (UnsafeRawBufferPointer) -> Bool) throws(StoreError) -> Int64
+
 /// Whole-object loads at the wire's rate. Once a reader shows it will read an object whole (a
 /// loader's tensor after tensor, a long sequential run, many chunks from several offsets), the
-/// object is fetched with parallel ranged GETs straight into its disk-cache data file — each
-/// piece checked as it lands, through a few bounded buffers, never through the memory cache — and
-/// readers are served from that file (spliced to the kernel) as soon as their range has landed. A
-/// reader ahead of the fetch has its range fetched next, and the fetch carries on from there. Once
-/// every block has landed and checked out, the data file is the object's `wholeFile`.
+/// object is fetched with parallel ranged GETs straight into its disk-cache data file — each GET's
+/// bytes gathered as they arrive into a small piece buffer, then checksummed and written while
+/// still in the CPU's cache, never through the memory cache — and readers are served from that
+/// file (spliced to the kernel) as soon as their range has landed, piece by piece, not segment by
+/// segment. A reader ahead of the fetch has its range fetched next, and the fetch carries on from
+/// there. Once every block has landed and checked out, the data file is the object's `wholeFile`.
 ///
 /// One fetch per object, shared by every reader of it, so eight readers fetch it once.
 public final class WholeFetches: @unchecked Sendable {
@@ -18,7 +23,10 @@ public final class WholeFetches: @unchecked Sendable {
     public let segmentSize: Int
     /// GETs in the air for one object.
     public let streams: Int
-    /// GETs in the air across objects, each with a buffer of `segmentSize`: the memory bound.
+    /// What a GET gathers before it lands (checksummed, written, readers told): a multiple of the
+    /// disk cache's block size that stays in the CPU's cache.
+    public let pieceSize: Int
+    /// GETs in the air across objects, each with a buffer of `pieceSize`: the memory bound.
     private let slots: DispatchSemaphore
     private let buffers: ChunkPool
     private let queue = DispatchQueue(label: "modelfs.whole-fetch", attributes: .concurrent)
@@ -36,14 +44,20 @@ public final class WholeFetches: @unchecked Sendable {
     private var failed: Int64 = 0
     private var served: Int64 = 0
 
-    public init(disk: DiskCache, segmentSize: Int = 8 << 20, streams: Int = 8, maxInFlight: Int = 8) {
+    public init(disk: DiskCache, segmentSize: Int = 8 << 20, streams: Int = 8, maxInFlight: Int = 8,
+                pieceSize: Int = WholeFetches.defaultPieceSize) {
         self.disk = disk
         let block = Int(disk.blockSize)
         self.segmentSize = max(block, segmentSize / block * block)
         self.streams = max(1, streams)
+        self.pieceSize = min(self.segmentSize, max(block, pieceSize / block * block))
         slots = DispatchSemaphore(value: max(1, maxInFlight))
-        buffers = ChunkPool(chunkSize: self.segmentSize, maxFree: max(1, maxInFlight))
+        buffers = ChunkPool(chunkSize: self.pieceSize, maxFree: max(1, maxInFlight))
     }
+
+    /// 256 KiB: eight of them in flight stay within a 2 MiB L2 cache. `MODELFS_WHOLE_PIECE_KIB`
+    /// sets another (for benchmarks).
+    public static let defaultPieceSize = (ProcessInfo.processInfo.environment["MODELFS_WHOLE_PIECE_KIB"].flatMap { Int($0) } ?? 256) << 10
 
     public struct Counters: Sendable, Equatable {
         public var started: Int64
@@ -65,7 +79,7 @@ public final class WholeFetches: @unchecked Sendable {
 
     /// The fetch of `object`, started now unless one is under way or done; nil when the object
     /// cannot be held in the disk cache (larger than what is free of other held objects).
-    func fetch(object: UInt64, size: Int64, reader: @escaping RangeReader) -> WholeFetch? {
+    func fetch(object: UInt64, size: Int64, reader: @escaping RangeStreamer) -> WholeFetch? {
         attach(object: object, size: size, reader: reader)
     }
 
@@ -75,7 +89,7 @@ public final class WholeFetches: @unchecked Sendable {
         size > 0 && disk.has(object: object, range: 0..<size)
     }
 
-    private func attach(object: UInt64, size: Int64, reader: RangeReader?) -> WholeFetch? {
+    private func attach(object: UInt64, size: Int64, reader: RangeStreamer?) -> WholeFetch? {
         lock.lock()
         if let live = fetches[object]?.fetch, !live.isFailed {
             lock.unlock()
@@ -107,11 +121,12 @@ public final class WholeFetches: @unchecked Sendable {
     }
 
     /// One stream: takes segments (a waiting reader's first) until none is left.
-    private func work(_ fetch: WholeFetch, reader: RangeReader) {
+    private func work(_ fetch: WholeFetch, reader: RangeStreamer) {
+        let writer = DiskCache.Writer(cache: disk, object: fetch.object)
         while let segment = fetch.next() {
             slots.wait()
-            let chunk = buffers.take(segmentSize)
-            let outcome = fill(fetch, segment: segment, buffer: chunk.buffer, reader: reader)
+            let chunk = buffers.take(pieceSize)
+            let outcome = fill(fetch, segment: segment, buffer: chunk.buffer, writer: writer, reader: reader)
             slots.signal()
             withExtendedLifetime(chunk) {}
             switch outcome {
@@ -130,42 +145,75 @@ public final class WholeFetches: @unchecked Sendable {
         }
     }
 
-    /// Brings one segment onto disk: blocks already there (another mount's, an earlier reader's)
-    /// are read back and checked, the rest fetched, checked and written.
-    private func fill(_ fetch: WholeFetch, segment: Int, buffer: UnsafeMutableRawBufferPointer,
-                      reader: RangeReader) -> Result<Void, StoreError> {
+    /// Brings one segment onto disk, from its start on: blocks already there (another mount's, an
+    /// earlier reader's) are read back and checked, the rest fetched, checked and written.
+    private func fill(_ fetch: WholeFetch, segment: Int, buffer: UnsafeMutableRawBufferPointer, writer: DiskCache.Writer,
+                      reader: RangeStreamer) -> Result<Void, StoreError> {
         let range = fetch.range(of: segment)
-        let block = disk.blockSize
         var at = range.lowerBound
         var retried: Int64 = -1
         while at < range.upperBound {
-            if fetch.isFailed { return .failure(fetch.failure ?? StoreError(.io, "whole fetch stopped")) }
+            if let failure = fetch.failure { return .failure(failure) }
             // The next run of blocks that are all on disk, or all missing.
-            let present = disk.has(object: fetch.object, range: at..<min(at + block, range.upperBound))
-            var end = min(at + block, range.upperBound)
-            while end < range.upperBound,
-                  disk.has(object: fetch.object, range: end..<min(end + block, range.upperBound)) == present {
-                end = min(end + block, range.upperBound)
-            }
-            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[Int(at - range.lowerBound)..<Int(end - range.lowerBound)])
-            let fromDisk = present && disk.read(object: fetch.object, range: at..<end, into: piece)
-            if present && !fromDisk && retried != at {
-                // A bad block was dropped from the index: the run is split around it next time.
-                retried = at
+            let (present, end) = disk.run(object: fetch.object, from: at, to: range.upperBound)
+            if present && retried != at {
+                // Checked a buffer at a time; a bad block is dropped from the index, and the run
+                // is split around it next time (or, failing again, fetched).
+                let upTo = min(end, at + Int64(buffer.count))
+                let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(upTo - at)])
+                if disk.read(object: fetch.object, range: at..<upTo, into: piece) {
+                    at = upTo
+                    fetch.progress(segment, to: at)
+                } else {
+                    retried = at
+                }
                 continue
             }
-            if !fromDisk {
-                do throws(StoreError) {
-                    let n = try reader(at..<end, piece)
-                    guard n == end - at else { throw StoreError(.io, "short read: \(n) of \(end - at) bytes at \(at)") }
-                } catch {
-                    return .failure(error)
-                }
-                guard disk.write(object: fetch.object, range: at..<end, bytes: UnsafeRawBufferPointer(piece)) else {
-                    return .failure(StoreError(.io, "the disk cache could not keep \(end - at) bytes"))
-                }
+            if case .failure(let error) = land(fetch, segment: segment, run: at..<end, buffer: buffer, writer: writer, reader: reader) {
+                return .failure(error)
             }
             at = end
+        }
+        return .success(())
+    }
+
+    /// Fetches `run` with one GET and lands it as it arrives: a buffer full at a time (whole
+    /// blocks, or the run's end) is checksummed and written, then readers waiting on it are told.
+    /// A failed or short GET leaves what it landed (checked bytes of the object) and claims no
+    /// block beyond it.
+    private func land(_ fetch: WholeFetch, segment: Int, run: Range<Int64>, buffer: UnsafeMutableRawBufferPointer,
+                      writer: DiskCache.Writer, reader: RangeStreamer) -> Result<Void, StoreError> {
+        var staged = 0
+        var landed = run.lowerBound
+        var kept = true
+        let received: Int64
+        do throws(StoreError) {
+            received = try reader(run) { bytes in
+                var rest = bytes
+                while !rest.isEmpty {
+                    let n = min(rest.count, buffer.count - staged, Int(run.upperBound - landed) - staged)
+                    guard n > 0 else { return false }  // more than the run: never kept
+                    (buffer.baseAddress! + staged).copyMemory(from: rest.baseAddress!, byteCount: n)
+                    staged += n
+                    rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+                    if staged == buffer.count || landed + Int64(staged) == run.upperBound {
+                        let piece = landed..<(landed + Int64(staged))
+                        kept = writer.write(range: piece, bytes: UnsafeRawBufferPointer(rebasing: buffer[..<staged]))
+                        guard kept else { return false }
+                        landed = piece.upperBound
+                        staged = 0
+                        fetch.progress(segment, to: landed)
+                    }
+                }
+                return !fetch.isFailed
+            }
+        } catch {
+            return .failure(error)
+        }
+        if let failure = fetch.failure { return .failure(failure) }
+        guard kept else { return .failure(StoreError(.io, "the disk cache could not keep the bytes at \(landed)")) }
+        guard received == run.count, landed == run.upperBound else {
+            return .failure(StoreError(.io, "short read: \(received) of \(run.count) bytes at \(run.lowerBound)"))
         }
         return .success(())
     }
@@ -207,6 +255,10 @@ public final class WholeFetch: @unchecked Sendable {
     private enum State { case missing, fetching, landed }
     private let condition = NSCondition()
     private var state: [State]
+    /// Of a segment being fetched: up to where (an offset in the object) its bytes have landed.
+    private var landedTo: [Int64]
+    /// Readers waiting: landing a piece wakes them only then.
+    private var waiting = 0
     private var remaining: Int
     /// Segments readers wait for, first come first fetched.
     private var urgent: [Int] = []
@@ -223,6 +275,7 @@ public final class WholeFetch: @unchecked Sendable {
         self.fd = fd
         segments = Int((size + Int64(segmentSize) - 1) / Int64(segmentSize))
         state = Array(repeating: complete ? .landed : .missing, count: segments)
+        landedTo = Array(repeating: 0, count: segments)
         remaining = complete ? 0 : segments
     }
 
@@ -263,6 +316,23 @@ public final class WholeFetch: @unchecked Sendable {
         }
     }
 
+    /// Records that `segment`'s bytes up to `offset` are on disk and checked.
+    fileprivate func progress(_ segment: Int, to offset: Int64) {
+        condition.withLock {
+            landedTo[segment] = offset
+            if waiting > 0 { condition.broadcast() }
+        }
+    }
+
+    /// Whether `range`'s bytes in `segment` are on disk.
+    private func hasLanded(_ segment: Int, _ range: Range<Int64>) -> Bool {
+        switch state[segment] {
+        case .landed: return true
+        case .missing: return false
+        case .fetching: return landedTo[segment] >= min(range.upperBound, self.range(of: segment).upperBound)
+        }
+    }
+
     /// Records a segment on disk; true when it was the last one.
     fileprivate func landed(_ segment: Int) -> Bool {
         condition.withLock {
@@ -297,13 +367,15 @@ public final class WholeFetch: @unchecked Sendable {
         var asked = false
         while true {
             if stale { throw StoreError(.stale, "the version was deleted while it was open") }
-            if (first...last).allSatisfy({ state[$0] == .landed }) { return true }
+            if (first...last).allSatisfy({ hasLanded($0, wanted) }) { return true }
             if error != nil { return false }
             if !asked {
                 asked = true
                 for s in first...last where state[s] == .missing && !urgent.contains(s) { urgent.append(s) }
             }
+            waiting += 1
             condition.wait()
+            waiting -= 1
         }
     }
 

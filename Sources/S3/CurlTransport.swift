@@ -14,13 +14,26 @@ struct HTTPRequest: Sendable {
     var expectedResponseSize: Int?
     /// Where a successful answer's body goes instead of `HTTPResponse.body`, when it fits.
     var sink: ResponseSink?
+    /// Where a successful answer's body goes piece by piece as it arrives (instead of `sink` or `body`).
+    var stream: ResponseStream?
 
     init(method: String, url: String, headers: [(String, String)], body: [UInt8] = [], expectedResponseSize: Int? = nil,
-         sink: ResponseSink? = nil) {
+         sink: ResponseSink? = nil, stream: ResponseStream? = nil) {
         self.method = method; self.url = url; self.headers = headers; self.body = body
         self.expectedResponseSize = expectedResponseSize
         self.sink = sink
+        self.stream = stream
     }
+}
+
+/// Takes a 2xx body in the pieces curl receives it in, while they are hot in the CPU's cache,
+/// instead of gathering it in memory first. One per request, shared by its attempts; used by one
+/// thread at a time.
+protocol ResponseStream: AnyObject, Sendable {
+    /// A 2xx answer with this status begins (each attempt has its own).
+    func begin(status: Int)
+    /// The next piece of the body; false stops the transfer (the answer then ends where it stopped).
+    func receive(_ bytes: UnsafeRawBufferPointer) -> Bool
 }
 
 /// Caller-owned memory that a 2xx body is written into directly, saving a buffer and a copy per
@@ -34,8 +47,10 @@ struct HTTPResponse: Sendable {
     /// Names lower-cased, values trimmed, in arrival order.
     var headers: [(String, String)]
     var body: [UInt8]
-    /// How many body bytes went to the request's sink rather than `body`.
+    /// How many body bytes went to the request's sink or stream rather than `body`.
     var sinkCount = 0
+    /// The request's stream asked to stop: the body ends early on purpose.
+    var stopped = false
 
     func header(_ name: String) -> String? {
         let lower = name.lowercased()
@@ -83,6 +98,10 @@ private final class Exchange {
     var status = 0
     let sink: UnsafeMutableRawBufferPointer?
     var sinkCount = 0
+    let stream: ResponseStream?
+    var streamBegun = false
+    /// The stream asked to stop.
+    var stopped = false
     /// The blank line that ends a header block arrived: a connection closed inside the headers
     /// is a truncated answer, although curl 7.88 reports it as a success.
     var headersComplete = false
@@ -90,24 +109,37 @@ private final class Exchange {
     let upload: UnsafeRawBufferPointer
     var uploadOffset = 0
 
-    init(wantBody: Bool, upload: UnsafeRawBufferPointer, sink: UnsafeMutableRawBufferPointer?) {
+    init(wantBody: Bool, upload: UnsafeRawBufferPointer, sink: UnsafeMutableRawBufferPointer?, stream: ResponseStream?) {
         self.wantBody = wantBody
         self.upload = upload
         self.sink = sink
+        self.stream = stream
     }
 
-    /// Success bodies go to the sink while they fit; error bodies (and anything larger) to `body`.
-    func receive(_ bytes: UnsafeRawBufferPointer) {
+    /// Success bodies go to the stream, or to the sink while they fit; error bodies (and anything
+    /// larger) to `body`. False stops the transfer.
+    func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if let stream, (200..<300).contains(status) {
+            if !streamBegun {
+                streamBegun = true
+                stream.begin(status: status)
+            }
+            sinkCount += bytes.count
+            if stream.receive(bytes) { return true }
+            stopped = true
+            return false
+        }
         if let sink, (200..<300).contains(status), body.isEmpty, sinkCount + bytes.count <= sink.count {
             sink.baseAddress!.advanced(by: sinkCount).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
             sinkCount += bytes.count
-            return
+            return true
         }
         if sinkCount > 0 {  // it did not fit after all: move what the sink holds into the body
             body.append(contentsOf: UnsafeRawBufferPointer(rebasing: sink![..<sinkCount]))
             sinkCount = 0
         }
         body.append(contentsOf: bytes)
+        return true
     }
 }
 
@@ -169,7 +201,7 @@ final class CurlTransport: Sendable {
         handle.errorBuffer[0] = 0
 
         let method = request.method.uppercased()
-        let exchange = Exchange(wantBody: method != "HEAD", upload: upload, sink: request.sink?.buffer)
+        let exchange = Exchange(wantBody: method != "HEAD", upload: upload, sink: request.sink?.buffer, stream: request.stream)
         if let size = request.expectedResponseSize, size > 0 { exchange.body.reserveCapacity(size) }
         let context = Unmanaged.passUnretained(exchange).toOpaque()
 
@@ -221,7 +253,8 @@ final class CurlTransport: Sendable {
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             exchange.headers.append((name, value))
             if name == "content-length", exchange.wantBody, let length = Int(value), length > exchange.body.capacity,
-               length <= 1 << 33, !(exchange.sink != nil && (200..<300).contains(exchange.status) && length <= exchange.sink!.count) {
+               length <= 1 << 33, !(exchange.stream != nil && (200..<300).contains(exchange.status)),
+               !(exchange.sink != nil && (200..<300).contains(exchange.status) && length <= exchange.sink!.count) {
                 exchange.body.reserveCapacity(length)
             }
             return n
@@ -232,8 +265,8 @@ final class CurlTransport: Sendable {
             let n = size * count
             guard let ptr, let userdata else { return n }
             let exchange = Unmanaged<Exchange>.fromOpaque(userdata).takeUnretainedValue()
-            exchange.receive(UnsafeRawBufferPointer(start: ptr, count: n))
-            return n
+            // Anything but `n` makes curl stop with CURLE_WRITE_ERROR.
+            return exchange.receive(UnsafeRawBufferPointer(start: ptr, count: n)) ? n : 0
         }
         curl_setopt_pointer(h, CURLOPT_WRITEDATA, context)
 
@@ -278,7 +311,7 @@ final class CurlTransport: Sendable {
         }
 
         let rc = withExtendedLifetime(exchange) { curl_easy_perform(h) }
-        if rc != CURLE_OK {
+        if rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && exchange.stopped) {
             let detail = String(cString: handle.errorBuffer)
             let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
             throw TransportError(code: Int(rc.rawValue), message: "\(method) failed: \(text) (curl \(rc.rawValue))")
@@ -288,11 +321,12 @@ final class CurlTransport: Sendable {
         guard exchange.headersComplete else {
             throw TransportError(code: TransportError.truncatedCode, message: "\(method) answer ended inside its headers")
         }
-        let response = HTTPResponse(status: status, headers: exchange.headers, body: exchange.body, sinkCount: exchange.sinkCount)
+        let response = HTTPResponse(status: status, headers: exchange.headers, body: exchange.body, sinkCount: exchange.sinkCount,
+                                    stopped: exchange.stopped)
 
-        // Never hand back a short body as data.
+        // Never hand back a short body as data (one its stream stopped is short on purpose).
         let received = response.body.count + response.sinkCount
-        if exchange.wantBody, let lengthText = response.header("content-length"), let length = Int(lengthText),
+        if exchange.wantBody, !exchange.stopped, let lengthText = response.header("content-length"), let length = Int(lengthText),
            length != received {
             throw TransportError(code: TransportError.truncatedCode,
                                  message: "\(method) answered \(received) of \(length) bytes (Content-Length)")

@@ -123,6 +123,29 @@ public final class S3ObjectStore: ObjectStore {
         }
     }
 
+    public func get(_ key: String, range: Range<Int64>,
+                    streamingTo consume: (UnsafeRawBufferPointer) -> Bool) throws(ObjectStoreError) -> Int64 {
+        let lower = max(range.lowerBound, 0)
+        let wanted = range.upperBound - lower
+        guard wanted > 0 else { return 0 }
+        let outcome = withoutActuallyEscaping(consume) { consume in
+            Result { () throws(ObjectStoreError) -> Int64 in
+                let stream = RangeStream(lower: lower, wanted: wanted, consume: consume)
+                var op = Operation(name: "GET", method: "GET", key: key)
+                op.headers = [("Range", "bytes=\(lower)-\(lower + wanted - 1)")]
+                op.acceptedStatuses = [416]
+                op.stream = stream
+                let response = try send(op)
+                guard response.status != 416 else { return 0 }  // the range starts at or past the end
+                guard response.body.isEmpty else {
+                    throw .other("GET \(key) range \(lower)..<\(lower + wanted) answered \(response.body.count) bytes")
+                }
+                return stream.delivered
+            }
+        }
+        return try outcome.get()
+    }
+
     public func head(_ key: String) throws(ObjectStoreError) -> ObjectInfo? {
         let response: HTTPResponse
         do {
@@ -417,6 +440,8 @@ public final class S3ObjectStore: ObjectStore {
         var expectedResponseSize: Int?
         /// Where the body of a 2xx answer goes.
         var sink: ResponseSink?
+        /// Where the body of a 2xx answer goes as it arrives.
+        var stream: ResponseStream?
         /// Non-2xx statuses handed back as answers rather than errors.
         var acceptedStatuses: Set<Int> = []
         /// A 2xx may carry an `<Error>` body (CompleteMultipartUpload on AWS; set for every
@@ -469,10 +494,15 @@ public final class S3ObjectStore: ObjectStore {
             let remaining = deadline - clock.now
             if remaining <= .zero { break }
             attempts += 1
+            // A streamed GET that failed midway asks for the rest of its range only.
+            if let ranged = op.stream as? RangeStream, let rest = ranged.nextAttemptRange(),
+               let at = headers.firstIndex(where: { $0.0 == "Range" }) {
+                headers[at].1 = rest
+            }
             let signed = signer.sign(SigV4Signer.Request(method: op.method, path: path, query: op.query, headers: headers,
                                                          payloadHash: payloadHash), date: Date())
             let request = HTTPRequest(method: op.method, url: url, headers: signed.headers, body: op.body,
-                                      expectedResponseSize: op.expectedResponseSize, sink: op.sink)
+                                      expectedResponseSize: op.expectedResponseSize, sink: op.sink, stream: op.stream)
             let reason: String
             let response: HTTPResponse
             do {
@@ -585,5 +615,53 @@ public final class S3ObjectStore: ObjectStore {
     static func seconds(_ d: Duration) -> String {
         let ms = CurlTransport.milliseconds(d)
         return "\(ms / 1000).\(String(ms % 1000 / 100)) s"
+    }
+}
+
+/// Hands one ranged GET's bytes on as they arrive, each byte of the range once and in order
+/// across attempts: a retry asks for what is not handed on yet (``nextAttemptRange``), and
+/// whatever an answer repeats is passed over. A server that ignores Range and sends the whole
+/// object has the bytes before the range passed over too, and its transfer stopped once the
+/// range is in.
+final class RangeStream: ResponseStream, @unchecked Sendable {
+    let lower: Int64
+    let wanted: Int64
+    private let consume: (UnsafeRawBufferPointer) -> Bool
+    /// Bytes of the range handed on so far, over every attempt.
+    private(set) var delivered: Int64 = 0
+    /// Where in the range the current attempt's next byte belongs (negative: before it).
+    private var position: Int64 = 0
+    /// The current answer is the whole object, not the range.
+    private var whole = false
+    /// Where in the range the current attempt's Range header starts.
+    private var attemptStart: Int64 = 0
+
+    init(lower: Int64, wanted: Int64, consume: @escaping (UnsafeRawBufferPointer) -> Bool) {
+        self.lower = lower; self.wanted = wanted; self.consume = consume
+    }
+
+    /// The Range header of the next attempt: what is not handed on yet; nil for the first.
+    func nextAttemptRange() -> String? {
+        guard delivered > 0, delivered < wanted else { return nil }
+        attemptStart = delivered
+        return "bytes=\(lower + delivered)-\(lower + wanted - 1)"
+    }
+
+    func begin(status: Int) {
+        whole = status != 206
+        position = whole ? -lower : attemptStart
+    }
+
+    func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let start = position, end = position + Int64(bytes.count)
+        position = end
+        let from = max(start, delivered), to = min(end, wanted)
+        if from < to {
+            delivered = to
+            guard consume(UnsafeRawBufferPointer(rebasing: bytes[Int(from - start)..<Int(to - start)])) else { return false }
+        }
+        // The range is in: the rest of a whole object is not wanted. (A 206 ends there anyway,
+        // and stopping it would cost its connection.)
+        return !whole || end < wanted
     }
 }

@@ -268,4 +268,123 @@ import ModelStore
         let cache = try mount(s)
         #expect(open(s, cache, layout: layout).wholeFile == nil, "no record: checked first, as before")
     }
+
+    // MARK: Landing as bytes arrive
+
+    /// An object behind a ``RangeStreamer`` that hands its bytes on in 48 KiB pieces (not block
+    /// sized) and may, after `blockAfter` bytes in all, wait at a gate, fail, or end short.
+    final class GatedStream: @unchecked Sendable {
+        enum Then { case wait, fail, endShort }
+        let data: [UInt8]
+        let blockAfter: Int
+        let then: Then
+        let gate = DispatchSemaphore(value: 0)
+        private let lock = NSLock()
+        private var handed = 0
+        private var _calls: [Range<Int64>] = []
+        var calls: [Range<Int64>] { lock.withLock { _calls } }
+        /// Waiting at the gate now.
+        let waiting = Locked(false)
+
+        init(_ data: [UInt8], blockAfter: Int = .max, then: Then = .wait) {
+            self.data = data; self.blockAfter = blockAfter; self.then = then
+        }
+
+        var streamer: RangeStreamer {
+            { [self] (range, consume) throws(StoreError) -> Int64 in
+                lock.withLock { _calls.append(range) }
+                var at = Int(range.lowerBound)
+                let end = min(Int(range.upperBound), data.count)
+                while at < end {
+                    if lock.withLock({ handed >= blockAfter }) {
+                        switch then {
+                        case .wait:
+                            waiting.withLock { $0 = true }
+                            gate.wait()
+                            waiting.withLock { $0 = false }
+                            lock.withLock { handed = Int.min }  // once
+                        case .fail: throw StoreError(.io, "injected: the connection broke")
+                        case .endShort: return Int64(at) - range.lowerBound
+                        }
+                    }
+                    let n = min(48 << 10, end - at)
+                    lock.withLock { handed += n }
+                    let more = data.withUnsafeBytes { consume(UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+                    at += n
+                    if !more { break }
+                }
+                return Int64(at) - range.lowerBound
+            }
+        }
+    }
+
+    func wholeFetches(_ disk: DiskCache) -> WholeFetches {
+        WholeFetches(disk: disk, segmentSize: 8 << 20, streams: 1, maxInFlight: 1, pieceSize: 256 << 10)
+    }
+
+    @Test func aReaderOfPartOfASegmentIsServedOnceItsPartHasLandedNotTheWholeSegment() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let disk = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)
+        let fetches = wholeFetches(disk)
+        let source = GatedStream(data, blockAfter: 3 * Self.MiB / 2)
+        let fetch = try #require(fetches.fetch(object: 7, size: Int64(size), reader: source.streamer))
+        #expect(eventually { source.waiting.withLock { $0 } }, "the GET of the first 8 MiB stops after 1.5 MiB")
+        let served = Locked<[UInt8]?>(nil)
+        DispatchQueue.global().async {
+            let reply = try? fetch.read(offset: 100_000, length: 1 << 20)
+            served.withLock { $0 = reply?.bytes }
+        }
+        #expect(eventually(seconds: 10) { served.withLock { $0 } != nil }, "served while its segment is still being fetched")
+        #expect(served.withLock { $0 } == Array(data[100_000..<(100_000 + Self.MiB)]))
+        let later = Locked<[UInt8]?>(nil)
+        DispatchQueue.global().async {
+            let reply = try? fetch.read(offset: Int64(2 * Self.MiB), length: 4096)
+            later.withLock { $0 = reply?.bytes }
+        }
+        usleep(200_000)
+        #expect(later.withLock { $0 } == nil, "a range not landed yet waits")
+        #expect(disk.has(object: 7, range: 0..<Int64(5 * Self.MiB / 4)) && !disk.has(object: 7, range: 0..<Int64(2 * Self.MiB)),
+                "whole pieces are kept as they land, nothing past them")
+        source.gate.signal()
+        #expect(eventually { later.withLock { $0 } != nil })
+        #expect(later.withLock { $0 } == Array(data[(2 * Self.MiB)..<(2 * Self.MiB + 4096)]))
+        #expect(eventually { fetch.isComplete })
+        #expect(contents(of: fetch.fd) == data)
+        #expect(source.calls.count == fetch.segments, "one GET per segment")
+    }
+
+    @Test func aGetFailingMidwayKeepsOnlyWhatLandedAndTheNextFetchGetsTheRest() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let disk = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)
+        let fetches = wholeFetches(disk)
+        let broken = GatedStream(data, blockAfter: 1_000_000, then: .fail)
+        do {
+            let fetch = try #require(fetches.fetch(object: 7, size: Int64(size), reader: broken.streamer))
+            #expect(eventually { fetch.isFailed })
+            #expect(try fetch.read(offset: Int64(Self.MiB), length: 4096) == nil, "its readers read as before")
+            #expect(fetches.counters.failed == 1)
+        }
+        // 1,000,000 bytes arrived: the three whole pieces before them landed, nothing after.
+        #expect(disk.has(object: 7, range: 0..<Int64(768 << 10)))
+        #expect(!disk.has(object: 7, range: Int64(768 << 10)..<Int64(832 << 10)), "no block claimed past what landed")
+        let healthy = GatedStream(data)
+        let again = try #require(fetches.fetch(object: 7, size: Int64(size), reader: healthy.streamer))
+        #expect(eventually { again.isComplete })
+        #expect(contents(of: again.fd) == data)
+        #expect(healthy.calls.first?.lowerBound == Int64(768 << 10), "what landed is checked, not fetched again")
+    }
+
+    @Test func aShortBodyFailsTheFetchAndClaimsNoBlockOfItsTail() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let disk = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)
+        let fetches = wholeFetches(disk)
+        let short = GatedStream(data, blockAfter: 600_000, then: .endShort)
+        let fetch = try #require(fetches.fetch(object: 7, size: Int64(size), reader: short.streamer))
+        #expect(eventually { fetch.isFailed })
+        #expect(fetch.failure?.description.contains("short read") == true, "\(String(describing: fetch.failure))")
+        #expect(disk.has(object: 7, range: 0..<Int64(512 << 10)))
+        #expect(!disk.has(object: 7, range: Int64(512 << 10)..<Int64(576 << 10)))
+        #expect(!disk.isVerified(object: 7))
+    }
 }
+

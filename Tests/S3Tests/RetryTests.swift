@@ -269,13 +269,18 @@ final class CapturingLog: @unchecked Sendable {
             if request.target.contains("flaky"), !flakyAnswered.withLock({ done in defer { done = true }; return done }) {
                 return .respond(status: 503, body: Self.errorXML("SlowDown", "Reduce your request rate."))
             }
-            guard let range = request.headers["range"] else { return .respond(status: 200, body: object) }
-            let parts = range.dropFirst("bytes=".count).split(separator: "-").map { Int($0)! }
-            if parts[0] >= object.count { return .respond(status: 416, body: Self.errorXML("InvalidRange")) }
-            let end = min(parts[1], object.count - 1)
-            return .respond(status: 206, headers: [("Content-Range", "bytes \(parts[0])-\(end)/\(object.count)")],
-                            body: Array(object[parts[0]...end]))
+            return rangeAnswer(object, request)
         }
+    }
+
+    /// What S3 answers a GET of `object` with the request's Range.
+    static func rangeAnswer(_ object: [UInt8], _ request: FakeHTTPServer.Request) -> FakeHTTPServer.Action {
+        guard let range = request.headers["range"] else { return .respond(status: 200, body: object) }
+        let parts = range.dropFirst("bytes=".count).split(separator: "-").map { Int($0)! }
+        if parts[0] >= object.count { return .respond(status: 416, body: Self.errorXML("InvalidRange")) }
+        let end = min(parts[1], object.count - 1)
+        return .respond(status: 206, headers: [("Content-Range", "bytes \(parts[0])-\(end)/\(object.count)")],
+                        body: Array(object[parts[0]...end]))
     }
 
     @Test func rangesAreClampedAndHandled() throws {
@@ -312,6 +317,52 @@ final class CapturingLog: @unchecked Sendable {
         #expect(try get("ignores", 95..<105) == Array(object[95..<100]), "the whole object did not fit: cut from it")
         #expect(try get("ignores", 5..<205) == Array(object[5..<100]), "the whole object fit: moved to the start")
         #expect(try get("ignores", 150..<160) == [])
+    }
+
+    /// GETs streamed piece by piece: the range's bytes are handed on once each and in order —
+    /// from a server that ignores Range (the rest of the object not waited for), across a retry
+    /// after an error answer or a body cut short midway (which asks for the rest) — and a
+    /// consumer may stop early.
+    @Test func streamedRangedGetsHandEachByteOnOnce() throws {
+        let object = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let cutOnce = Locked(false), flakyOnce = Locked(false)
+        let server = try FakeHTTPServer { request, _ in
+            let first = { (flag: Locked<Bool>) in !flag.withLock { done in defer { done = true }; return done } }
+            // The first answer for "cut" has all its headers but only part of its body.
+            if request.target.contains("cut"), first(cutOnce) {
+                let head = "HTTP/1.1 206 X\r\nContent-Length: 3000\r\nContent-Range: bytes 1000-3999/5000\r\n\r\n"
+                return .raw(Array(head.utf8) + Array(object[1000..<2200]))
+            }
+            if request.target.contains("flaky"), first(flakyOnce) {
+                return .respond(status: 503, body: Self.errorXML("SlowDown", "Reduce your request rate."))
+            }
+            if request.target.contains("ignores") { return .respond(status: 200, body: object) }
+            return Self.rangeAnswer(object, request)
+        }
+        defer { server.stop() }
+        let store = try Self.store(server)
+        func stream(_ key: String, _ range: Range<Int64>, stopAfter: Int = .max) throws -> (bytes: [UInt8], pieces: Int, count: Int64) {
+            var out: [UInt8] = []
+            var pieces = 0
+            let n = try store.get(key, range: range) { piece in
+                out += piece
+                pieces += 1
+                return out.count < stopAfter
+            }
+            return (out, pieces, n)
+        }
+        let plain = try stream("k", 10..<4010)
+        #expect(plain.bytes == Array(object[10..<4010]) && plain.count == 4000)
+        #expect(try stream("k", 4990..<6000).bytes == Array(object[4990...]))
+        #expect(try stream("k", 5000..<6000).count == 0)
+        #expect(try stream("ignores", 100..<300).bytes == Array(object[100..<300]), "the range cut out of the whole object")
+        #expect(try stream("flaky", 10..<20).bytes == Array(object[10..<20]), "the 503's body is not data")
+        let cut = try stream("cut", 1000..<4000)
+        #expect(cut.bytes == Array(object[1000..<4000]), "what the first answer brought is not handed on again")
+        #expect(server.requests.filter { $0.target.contains("cut") }.map { $0.headers["range"] } == ["bytes=1000-3999", "bytes=2200-3999"],
+                "the retry asks for the rest only")
+        let stopped = try stream("k", 0..<5000, stopAfter: 1)
+        #expect(stopped.pieces == 1 && stopped.count == Int64(stopped.bytes.count), "stopped at once, and says how much it handed on")
     }
 
     @Test func errorInside200IsAnError() throws {
