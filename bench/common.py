@@ -188,6 +188,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def machine_cpu():
+    """CPU seconds the whole machine has spent busy (every core, user + system + irq), from
+    /proc/stat: the server, the client, the mount and the kernel's copies alike."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def stats(mnt):
     """The mount's counters from its .stats file, {name: int}."""
     with open(os.path.join(mnt, ".stats")) as f:
