@@ -65,13 +65,22 @@ extension Catalog {
 
     // MARK: Writers
 
-    /// Records which process writes a version (see `Writer`).
-    public func setWriter(versionID: Int64, _ writer: String) throws(StoreError) {
-        try database.write { db in _ = try db.execute("UPDATE versions SET writer = ? WHERE id = ?", [.text(writer), .int(versionID)]) }
+    /// Records which process writes a version (see `Writer`). With `node`, that node's lease is
+    /// renewed in the same transaction: a lease that ran out while the catalog was away (and that
+    /// the node's heartbeat has not renewed yet) would otherwise get this new upload failed by
+    /// another node's sweep, as a dead node's.
+    public func setWriter(versionID: Int64, _ writer: String, node: String? = nil) throws(StoreError) {
+        try database.write { db in
+            _ = try db.execute("UPDATE versions SET writer = ? WHERE id = ?", [.text(writer), .int(versionID)])
+            if let node { try touchLease(db, node: node) }
+        }
     }
 
-    public func setWriter(datasetID: Int64, _ writer: String) throws(StoreError) {
-        try database.write { db in _ = try db.execute("UPDATE datasets SET writer = ? WHERE id = ?", [.text(writer), .int(datasetID)]) }
+    public func setWriter(datasetID: Int64, _ writer: String, node: String? = nil) throws(StoreError) {
+        try database.write { db in
+            _ = try db.execute("UPDATE datasets SET writer = ? WHERE id = ?", [.text(writer), .int(datasetID)])
+            if let node { try touchLease(db, node: node) }
+        }
     }
 
     public func writer(versionID: Int64) throws(StoreError) -> String? {

@@ -30,6 +30,12 @@ extension Catalog {
         }
     }
 
+    /// Renews node `id`'s lease (its own length) from now, inside a write transaction; a node
+    /// with no lease row gets none.
+    func touchLease(_ db: Connection, node id: String) throws {
+        _ = try db.execute("UPDATE nodes SET heartbeat = \(database.clockSQL) WHERE id = ?", [.text(id)])
+    }
+
     /// Ends node `id`'s lease now (a clean shutdown of the last process on it).
     public func releaseLease(node id: String) throws(StoreError) {
         let clock = database.clockSQL

@@ -239,8 +239,9 @@ public final class ItemUpload: @unchecked Sendable {
             if let spool { try uploadSpool(spool) }
             result = try upload.finish()
         } catch {
-            fail(error)
-            throw error
+            let failed = ItemUpload.atClose(error)
+            fail(failed)
+            throw failed
         }
         ended = true
         spool?.close()
@@ -265,16 +266,23 @@ public final class ItemUpload: @unchecked Sendable {
             // another row owns the key by now.
             let taken = error.code == .notFound && (try? registry.catalog.objectKeyInUse(item.objectKey)) != false
             if !taken { try? registry.objects.delete(item.objectKey) }
-            failure = error
+            let failed = ItemUpload.atClose(error)
+            failure = failed
             // The catalog did not answer: the row stays `uploading` until this failure is recorded.
             if error.code != .notFound {
                 registry.deferFailure(item, token: token, claimed: claimed.value,
                                       reason: "its completion could not be recorded: \(error.message)", size: result.size,
                                       uploadStillOpen: false)
             }
-            throw error
+            throw failed
         }
         return item
+    }
+
+    /// The file being closed exists: a row or multipart upload taken from this upload while it
+    /// was written (failed by a sweep, deleted) makes the close fail with `EIO`, not `ENOENT`.
+    private static func atClose(_ error: StoreError) -> StoreError {
+        error.code == .notFound ? StoreError(.io, error.message) : error
     }
 
     /// Completes a version's upload and returns the ready version.

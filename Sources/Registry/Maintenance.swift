@@ -20,10 +20,16 @@ extension Registry {
         let uploading = try catalog.versions(status: .uploading)
         let datasets = try catalog.datasets().filter { $0.status == .uploading }
         if uploading.isEmpty && datasets.isEmpty { return 0 }
+        // Writers before leases: a writer is recorded together with its node's lease renewal,
+        // so a lease read after the writer is at least that fresh.
+        var versionWriters: [String?] = []
+        for v in uploading { versionWriters.append(try catalog.writer(versionID: v.id)) }
+        var datasetWriters: [String?] = []
+        for d in datasets { datasetWriters.append(try catalog.writer(datasetID: d.id)) }
         let leases = Dictionary(try catalog.nodes().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        for v in uploading {
+        for (v, writer) in zip(uploading, versionWriters) {
             let record = try catalog.upload(versionID: v.id)
-            if let writer = try catalog.writer(versionID: v.id) {
+            if let writer {
                 if liveness(writer, leases) != .gone { continue }
             } else if record == nil && v.modified > cutoff {
                 continue  // maybe a live import's first part
@@ -37,8 +43,8 @@ extension Registry {
             publishVersionEntry(v.id)
             failed += 1
         }
-        for d in datasets {
-            if let writer = try catalog.writer(datasetID: d.id) {
+        for (d, writer) in zip(datasets, datasetWriters) {
+            if let writer {
                 if liveness(writer, leases) != .gone { continue }
             } else if d.modified > cutoff {
                 continue

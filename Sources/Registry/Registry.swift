@@ -263,7 +263,7 @@ public final class Registry: Sendable {
             try Registry.audit(tx, "version.create", model: m.name, target: v.fileName, lineage.job.map { "by job " + $0 } ?? "")
             return (m, v)
         }
-        try catalog.setWriter(versionID: v.id, writer)
+        try catalog.setWriter(versionID: v.id, writer, node: node)
         // The version's entry in the bucket follows when the upload ends (ready or failed): an
         // uploading version means nothing to recovery.
         return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
@@ -280,12 +280,12 @@ public final class Registry: Sendable {
         case .failed:
             try retryAbandonedUploads()
             try catalog.markVersionUploading(id: v.id)
-            try catalog.setWriter(versionID: v.id, writer)
+            try catalog.setWriter(versionID: v.id, writer, node: node)
             return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
         case .uploading:
             // This process writes it from now on (the one that began it is gone, or its upload is
             // refused below and this one exits, gone too).
-            try catalog.setWriter(versionID: v.id, writer)
+            try catalog.setWriter(versionID: v.id, writer, node: node)
             guard let record = try catalog.upload(versionID: v.id) else {
                 // Interrupted before its first part: nothing to keep.
                 return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
@@ -326,7 +326,7 @@ public final class Registry: Sendable {
             try Registry.audit(tx, "dataset.create", model: nil, target: d.fileName)
             return d
         }
-        try catalog.setWriter(datasetID: d.id, writer)
+        try catalog.setWriter(datasetID: d.id, writer, node: node)
         return ItemUpload(registry: self, item: .dataset(d), resume: nil, source: nil)
     }
 

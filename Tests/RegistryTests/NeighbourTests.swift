@@ -103,6 +103,60 @@ import Catalog
         #expect(try env.catalog.dataset(named: "live")?.status == .ready)
     }
 
+    /// Two nodes of one catalog; `n1`'s lease ran out while the catalog was away and its heartbeat
+    /// has not renewed it yet.
+    static func nodeBack(_ env: Env) throws -> (n1: Registry, n2: Registry) {
+        try env.registry.createModel("m")
+        let n1 = Registry(catalog: try Catalog(path: env.catalog.location), objects: env.objects, node: "n1")
+        let n2 = Registry(catalog: try Catalog(path: env.catalog.location), objects: env.objects, node: "n2")
+        for node in ["n1", "n2"] { try env.catalog.renewLease(node: node, host: "h", pid: 1, role: "mount", seconds: 60) }
+        try env.catalog.releaseLease(node: "n1")
+        return (n1, n2)
+    }
+
+    @Test func anUploadBegunJustAfterTheCatalogCameBackIsNotSweptAsADeadNodes() throws {
+        let env = try Env()
+        let (n1, n2) = try NeighbourTests.nodeBack(env)
+        let upload = try n1.beginVersion(model: "m", fileName: "v1.zip")
+        try env.feed(upload, randomBytes(partSize + 10))
+        #expect(try n2.failInterruptedUploads() == 0, "the node that writes is alive")
+        #expect(try upload.finishVersion().status == .ready)
+        let set = try n1.beginDataset(fileName: "qa.jsonl")
+        try env.catalog.releaseLease(node: "n1")
+        _ = try n1.beginDataset(fileName: "qa2.jsonl")
+        #expect(try n2.failInterruptedUploads() == 0)
+        try env.feed(set, Array("x\n".utf8))
+        _ = try set.finish()
+        #expect(try env.catalog.dataset(named: "qa")?.status == .ready)
+    }
+
+    /// An upload taken from its writer (its node's lease ran out mid-write, and another node failed
+    /// it) fails its close with `EIO`, whether the sweep came before the completion (the multipart
+    /// upload is gone) or between the object's completion and its recording (the row is failed).
+    @Test func anUploadSweptFromUnderItsWriterFailsItsCloseWithEIO() throws {
+        let env = try Env()
+        let (n1, n2) = try NeighbourTests.nodeBack(env)
+        try env.catalog.renewLease(node: "n1", host: "h", pid: 1, role: "mount", seconds: 60)
+        let swept = try n1.beginVersion(model: "m", fileName: "v1.zip")
+        try env.feed(swept, randomBytes(partSize + 10))
+        try env.catalog.releaseLease(node: "n1")
+        #expect(try n2.failInterruptedUploads() == 1)
+        expectStoreError(.io) { try swept.finishVersion() }
+        #expect(swept.failure?.code == .io)
+
+        try env.catalog.renewLease(node: "n1", host: "h", pid: 1, role: "mount", seconds: 60)
+        let late = try n1.beginVersion(model: "m", fileName: "v2.zip")
+        try env.feed(late, [1, 2, 3])
+        env.memory.injectFaults { op, key, _ in
+            // Between the ownership check and the row's completion.
+            if op == .put && key == late.item.objectKey, let id = late.version?.id { try? env.catalog.markVersionFailed(id: id, error: "swept") }
+            return nil
+        }
+        expectStoreError(.io) { try late.finishVersion() }
+        env.memory.injectFaults(nil)
+        #expect(try env.registry.versions(of: "m").map(\.status) == [.failed, .failed], "neither is ever ready")
+    }
+
     @Test func writerLiveness() {
         #expect(Writer.liveness(Writer.current) == .alive)
         #expect(Writer.liveness("\(Writer.hostname()) \(getpid()) 1") == .gone, "a recycled pid is another process")
