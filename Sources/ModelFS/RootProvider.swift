@@ -70,6 +70,8 @@ final class RootProvider: NamespaceProvider {
             "cache.bytes: \(c.bytesCached)",
             "cache.block_hits: \(c.blockHits)",
             "cache.block_misses: \(c.blockMisses)",
+            "cache.chunk_bytes: \(namespace.cache.chunks.bytesAllocated.now)",
+            "cache.chunk_bytes_peak: \(namespace.cache.chunks.bytesAllocated.peak)",
             "disk_cache.bytes: \(c.diskBytesUsed)",
             "disk_cache.bytes_served: \(c.diskBytesServed)",
             "disk_cache.blocks_dropped: \(c.diskBlocksDropped)",

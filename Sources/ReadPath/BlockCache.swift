@@ -54,7 +54,12 @@ public final class BlockCache: @unchecked Sendable {
     private var flights: [Key: Flight] = [:]
     private var head: Node?   // most recently used
     private var tail: Node?   // least recently used
+    /// Memory the cached blocks hold: whole chunks, counted while any block cut from one is
+    /// cached. A block's chunk stays in memory as long as one of its blocks does, so counting
+    /// only the blocks' bytes let chunks pinned by a few recently read blocks (and pooled chunks
+    /// holding less than their size) add ~100 MiB to the budget (issue 21, h-rss).
     private var used = 0
+    private var chunkBlocks: [ObjectIdentifier: Int] = [:]
     private let fetchSlots: DispatchSemaphore
     /// Bytes of fetches in the air, bounded: eight readers each planning their own window would
     /// otherwise have sixteen 16 MiB GETs (256 MiB) landing at once on top of the cache.
@@ -290,9 +295,11 @@ public final class BlockCache: @unchecked Sendable {
     // MARK: LRU list (under the lock)
 
     private func insert(_ node: Node) {
-        if let old = entries[node.key] { unlink(old); used -= old.piece.count }
+        if let old = entries[node.key] { unlink(old); uncount(old) }
         entries[node.key] = node
-        used += node.piece.count
+        let chunk = ObjectIdentifier(node.piece.chunk)
+        if chunkBlocks[chunk, default: 0] == 0 { used += node.piece.chunk.capacity }
+        chunkBlocks[chunk, default: 0] += 1
         node.next = head
         head?.prev = node
         head = node
@@ -317,11 +324,19 @@ public final class BlockCache: @unchecked Sendable {
         node.next = nil
     }
 
+    /// A cached block no longer counts; its chunk's memory stops counting with its last block.
+    private func uncount(_ node: Node) {
+        let chunk = ObjectIdentifier(node.piece.chunk)
+        let left = chunkBlocks[chunk, default: 1] - 1
+        chunkBlocks[chunk] = left == 0 ? nil : left
+        if left == 0 { used -= node.piece.chunk.capacity }
+    }
+
     private func evictOverBudget() {
         while used > budget, let victim = tail {
             unlink(victim)
             entries[victim.key] = nil
-            used -= victim.piece.count
+            uncount(victim)
         }
     }
 
@@ -341,7 +356,7 @@ public final class BlockCache: @unchecked Sendable {
             for (key, node) in entries where key.object == object {
                 unlink(node)
                 entries[key] = nil
-                used -= node.piece.count
+                uncount(node)
             }
         }
     }
@@ -351,7 +366,12 @@ public final class BlockCache: @unchecked Sendable {
 /// request larger than the limit still goes alone).
 final class ByteBudget: @unchecked Sendable {
     let limit: Int
+    /// Memory the cached blocks hold: whole chunks, counted while any block cut from one is
+    /// cached. A block's chunk stays in memory as long as one of its blocks does, so counting
+    /// only the blocks' bytes let chunks pinned by a few recently read blocks (and pooled chunks
+    /// holding less than their size) add ~100 MiB to the budget (issue 21, h-rss).
     private var used = 0
+    private var chunkBlocks: [ObjectIdentifier: Int] = [:]
     private let condition = NSCondition()
 
     init(limit: Int) { self.limit = limit }

@@ -1,22 +1,26 @@
 import Foundation
+import Glibc
 
 /// Memory that fetched bytes are written into, shared by the cache blocks cut from it and freed
 /// (or pooled) when the last of them goes. Its address never moves, so replies can point into it.
 public final class Chunk: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     let capacity: Int
-    private let pool: ChunkPool?
+    private let pool: ChunkPool
+    /// Whether the memory goes back to the pool's free list (a pooled chunk) or is freed.
+    private let pooled: Bool
 
-    fileprivate init(capacity: Int, base: UnsafeMutableRawPointer, pool: ChunkPool?) {
+    fileprivate init(capacity: Int, base: UnsafeMutableRawPointer, pool: ChunkPool, pooled: Bool) {
         self.capacity = capacity
         self.base = base
         self.pool = pool
+        self.pooled = pooled
     }
 
     var buffer: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: capacity) }
 
     deinit {
-        if let pool { pool.giveBack(base) } else { base.deallocate() }
+        if pooled { pool.giveBack(base) } else { pool.release(base, capacity: capacity) }
     }
 }
 
@@ -28,6 +32,8 @@ public final class ChunkPool: @unchecked Sendable {
     public let maxFree: Int
     private let lock = NSLock()
     private var free: [UnsafeMutableRawPointer] = []
+    private var allocated = 0
+    private var allocatedPeak = 0
 
     public init(chunkSize: Int, maxFree: Int = 4) {
         self.chunkSize = chunkSize
@@ -37,10 +43,42 @@ public final class ChunkPool: @unchecked Sendable {
     /// Memory for `count` bytes: a pooled chunk when `count` is a large share of one.
     func take(_ count: Int) -> Chunk {
         guard count > chunkSize / 4, count <= chunkSize else {
-            return Chunk(capacity: count, base: .allocate(byteCount: max(count, 1), alignment: 64), pool: nil)
+            account(count)
+            return Chunk(capacity: count, base: Self.allocate(count), pool: self, pooled: false)
         }
         let reused = lock.withLock { free.popLast() }
-        return Chunk(capacity: chunkSize, base: reused ?? .allocate(byteCount: chunkSize, alignment: 4096), pool: self)
+        if reused == nil { account(chunkSize) }
+        return Chunk(capacity: chunkSize, base: reused ?? Self.allocate(chunkSize), pool: self, pooled: true)
+    }
+
+    /// Memory this large is a mapping of its own, unmapped when freed. From malloc, a freed
+    /// multi-megabyte buffer stays in its arena: glibc raises its mmap threshold after the first
+    /// such free, so later ones come from the heap, and a loader's cold mount kept 60–90 MiB of
+    /// freed chunks resident beyond the cache's budget (issue 21, h-rss).
+    static let mappedFrom = 256 << 10
+
+    private static func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+        guard count >= mappedFrom else { return .allocate(byteCount: max(count, 1), alignment: 64) }
+        guard let p = mmap(nil, count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            fatalError("out of memory: mmap of \(count) bytes failed")
+        }
+        return p
+    }
+
+    private static func deallocate(_ base: UnsafeMutableRawPointer, _ count: Int) {
+        if count >= mappedFrom { munmap(base, count) } else { base.deallocate() }
+    }
+
+    private func account(_ bytes: Int) {
+        lock.withLock {
+            allocated += bytes
+            allocatedPeak = max(allocatedPeak, allocated)
+        }
+    }
+
+    fileprivate func release(_ base: UnsafeMutableRawPointer, capacity: Int) {
+        lock.withLock { allocated -= capacity }
+        Self.deallocate(base, capacity)
     }
 
     fileprivate func giveBack(_ base: UnsafeMutableRawPointer) {
@@ -49,13 +87,17 @@ public final class ChunkPool: @unchecked Sendable {
             free.append(base)
             return true
         }
-        if !kept { base.deallocate() }
+        if !kept { release(base, capacity: chunkSize) }
     }
+
+    /// Bytes of memory this pool handed out and not yet freed (in use or free for reuse), and
+    /// the most there ever were (`.stats`: what the cache's budget does not see).
+    public var bytesAllocated: (now: Int, peak: Int) { lock.withLock { (allocated, allocatedPeak) } }
 
     /// Chunks waiting for reuse (for tests and `.stats`).
     public var freeCount: Int { lock.withLock { free.count } }
 
-    deinit { for base in free { base.deallocate() } }
+    deinit { for base in free { Self.deallocate(base, chunkSize) } }
 }
 
 /// Bytes a read returns straight from the cache: pieces of chunks, in order, without a copy.

@@ -189,6 +189,27 @@ let block = 4 * KiB
         #expect(source.callCount == calls + 1, "block 1 was the least recently used")
     }
 
+    /// The budget is memory: a block keeps the whole chunk it was cut from, so the chunk counts
+    /// whole until its last block goes (counting blocks' bytes let the mount go ~100 MiB past
+    /// the budget during an archive view's load).
+    @Test func aChunkCountsWholeWhileAnyOfItsBlocksIsCached() throws {
+        let bytes = pattern(8 * block, seed: 15)
+        let source = Source(bytes)
+        let cache = BlockCache(budget: 4 * block, blockSize: block, maxRequest: 4 * block)
+        func read(_ blocks: Range<Int>) throws -> [UInt8] {
+            try cache.read(object: 1, size: source.size, range: Int64(blocks.lowerBound * block)..<Int64(blocks.upperBound * block),
+                           fetch: source.fetch)
+        }
+        _ = try read(0..<4)  // one GET, one chunk of 4 blocks
+        _ = try read(3..<4)  // a hit: block 3 becomes the most recent
+        _ = try read(4..<7)  // 3 blocks in a chunk of 4
+        #expect(cache.counters.bytesCached == 4 * block, "the new chunk counts whole, and the first one is gone")
+        let calls = source.callCount
+        expectSame(try read(3..<4), expected(bytes, Int64(3 * block)..<Int64(4 * block)))
+        #expect(source.callCount == calls + 1, "block 3 alone held its chunk's 4 blocks of memory, so it was evicted")
+        #expect(cache.counters.bytesCached <= 4 * block)
+    }
+
     @Test func aReadLargerThanTheBudgetIsServedWhole() throws {
         let bytes = pattern(16 * block + 5, seed: 5)
         let source = Source(bytes)
