@@ -366,12 +366,7 @@ public final class BlockCache: @unchecked Sendable {
 /// request larger than the limit still goes alone).
 final class ByteBudget: @unchecked Sendable {
     let limit: Int
-    /// Memory the cached blocks hold: whole chunks, counted while any block cut from one is
-    /// cached. A block's chunk stays in memory as long as one of its blocks does, so counting
-    /// only the blocks' bytes let chunks pinned by a few recently read blocks (and pooled chunks
-    /// holding less than their size) add ~100 MiB to the budget (issue 21, h-rss).
     private var used = 0
-    private var chunkBlocks: [ObjectIdentifier: Int] = [:]
     private let condition = NSCondition()
 
     init(limit: Int) { self.limit = limit }
