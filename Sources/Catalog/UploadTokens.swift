@@ -7,13 +7,20 @@ extension Catalog {
     static func claimed(_ token: String?) -> String { token == nil ? "" : " AND status = 'uploading' AND upload_token = ?" }
     static func claim(_ token: String?) -> [SQLValue] { token.map { [.text($0)] } ?? [] }
 
-    /// Makes `token` the owner of an uploading version or dataset; false when the row is gone or
-    /// not uploading.
-    public func claimUpload(versionID: Int64? = nil, datasetID: Int64? = nil, token: String) throws(StoreError) -> Bool {
+    /// An upload's claim on its row, made in the transaction that creates (or restarts) the row:
+    /// `token` owns it (only that upload completes or fails it), `writer` writes it (the sweep
+    /// fails the upload once the writer is gone) and, with `node`, that node's lease is renewed
+    /// with them: a lease that ran out while the catalog was away (and that the node's heartbeat
+    /// has not renewed yet) would otherwise get the new upload failed by another node's sweep.
+    /// `notFound` when the row is gone or not uploading.
+    public func claimUpload(_ tx: CatalogTransaction, versionID: Int64? = nil, datasetID: Int64? = nil, token: String,
+                            writer: String, node: String?) throws {
         let (table, id) = versionID.map { ("versions", $0) } ?? ("datasets", datasetID ?? -1)
-        return try database.write { db in
-            try db.execute("UPDATE \(table) SET upload_token = ? WHERE id = ? AND status = 'uploading'", [.text(token), .int(id)]) == 1
+        guard try tx.db.execute("UPDATE \(table) SET upload_token = ?, writer = ? WHERE id = ? AND status = 'uploading'",
+                                [.text(token), .text(writer), .int(id)]) == 1 else {
+            throw StoreError.notFound("the upload's row is gone or no longer uploading")
         }
+        if let node { try touchLease(tx.db, node: node) }
     }
 
     /// Whether `token` still owns the row (checked before an object is completed at its key).
@@ -28,12 +35,11 @@ extension Catalog {
 extension Catalog {
     /// A failed version or dataset becomes `uploading` again, for one writer only: of two racing
     /// copies onto it, one gets true.
-    public func restartFailedUpload(versionID: Int64? = nil, datasetID: Int64? = nil) throws(StoreError) -> Bool {
+    /// Inside `tx`, with the new upload's claim (``claimUpload(_:versionID:datasetID:token:writer:node:)``).
+    public func restartFailedUpload(_ tx: CatalogTransaction, versionID: Int64? = nil, datasetID: Int64? = nil) throws -> Bool {
         let (table, id) = versionID.map { ("versions", $0) } ?? ("datasets", datasetID ?? -1)
-        return try database.write { db in
-            try db.execute("UPDATE \(table) SET status = 'uploading', error = NULL, sha256 = NULL, size = 0, modified = ? WHERE id = ? AND status = 'failed'",
-                           [.date(Date()), .int(id)]) == 1
-        }
+        return try tx.db.execute("UPDATE \(table) SET status = 'uploading', error = NULL, sha256 = NULL, size = 0, modified = ? WHERE id = ? AND status = 'failed'",
+                                 [.date(Date()), .int(id)]) == 1
     }
 }
 

@@ -122,7 +122,8 @@ final class Namespace: Sendable {
     static let shortAttributeSeconds = 1.0
     static let xattrPrefix = "user.modelfs."
 
-    /// The writer of each uploading inode: its size for `stat`, `truncate` by path, unmount.
+    /// The writer of each inode being written: its upload's state for `stat`, `truncate` by path,
+    /// unmount.
     private let writers = Locked<[UInt64: WriterFile]>([:])
     private let probe = Locked<any WriterProbe>(BlindWriterProbe())
 
@@ -167,6 +168,7 @@ final class Namespace: Sendable {
     /// A writer for an upload that has begun, owned by whoever asked.
     func newWriter(_ inode: UInt64, _ upload: ItemUpload, _ ctx: RequestContext) -> Opened {
         let probe = writerProbe
+        upload.useSpool(spool)
         let w = WriterFile(namespace: self, inode: inode, upload: upload, opener: probe.task(ctx.pid)?.process ?? ctx.pid,
                            created: probe.lastProcessID())
         track(w)
@@ -212,8 +214,12 @@ final class Namespace: Sendable {
     /// replaced by a new copy or removed, never read. An `annotatable` one (a version: its owner
     /// sets its note) shows its owner's write bit when ready too: the kernel lets only who may write
     /// a file set its `user.*` attributes; every write to it is still refused here (`EEXIST`, `EPERM`).
+    /// A file this mount is writing is what its upload's state says (read under the upload's lock),
+    /// whatever the row said a moment before.
     func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date, owner: Ownership? = nil,
                       annotatable: Bool = false) -> Attributes {
+        var (status, size) = (status, size)
+        if let upload = writer(for: node.inode)?.upload.current { (status, size) = (upload.status, upload.size) }
         var a: Attributes
         let read = (owner?.mode ?? Ownership.defaultFileMode) & Ownership.readBits
         switch status {
@@ -221,8 +227,7 @@ final class Namespace: Sendable {
             a = file(node, size: size, modified: modified.timeIntervalSince1970, ready: true,
                      permissions: annotatable ? read | 0o200 : read)
         case .uploading:
-            a = file(node, size: writer(for: node.inode)?.upload.bytesWritten ?? size, modified: modified.timeIntervalSince1970,
-                     permissions: read | 0o200)
+            a = file(node, size: size, modified: modified.timeIntervalSince1970, permissions: read | 0o200)
         case .failed: a = file(node, size: size, modified: modified.timeIntervalSince1970, permissions: 0)
         }
         if let owner { a.uid = owner.uid; a.gid = owner.gid }

@@ -213,24 +213,21 @@ final class WriterFile: OpenFile {
     /// In order it streams; holes are zeros; seeks back are patched or spooled (``ItemUpload``).
     func write(offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext) throws(StoreError) -> Int {
         try locked(lock) { () throws(StoreError) -> Int in
-            if upload.isEnded {
-                if let failure = upload.failure { throw failure }
-                throw StoreError(.badDescriptor, "\(upload.item.displayName) is already complete: its last close completed it")
-            }
-            try upload.write(bytes, at: offset, spool: namespace.spool)
+            try upload.write(bytes, at: offset)
             return bytes.count
         }
     }
 
     func resize(to size: Int64) throws(StoreError) {
-        try locked(lock) { () throws(StoreError) in try upload.resize(to: size, spool: namespace.spool) }
+        try locked(lock) { () throws(StoreError) in try upload.resize(to: size) }
     }
 
     func flush(_ ctx: RequestContext) throws(StoreError) {
         let probe = namespace.writerProbe
         try locked(lock) { () throws(StoreError) in
-            if let failure = upload.failure { throw failure }
-            if upload.isEnded { return }
+            let state = upload.current
+            if let failure = state.failure { throw failure }
+            if state.isEnded { return }
             let closer = probe.task(ctx.pid)
             let process = closer?.process ?? ctx.pid
             switch probe.holders(of: inode, among: [opener, process], createdAfter: created) {
@@ -242,11 +239,11 @@ final class WriterFile: OpenFile {
                 // Nobody can tell who else holds it: the creating process's close completes, once
                 // it wrote something (a shell's copy of a redirected descriptor writes nothing).
                 guard process == opener else { return }
-                guard upload.bytesWritten > 0 else { closedEmpty.withLock { $0 = true }; return }
+                guard state.size > 0 else { closedEmpty.withLock { $0 = true }; return }
             }
             if let signal = closer?.killedBy {
-                let reason = "the writer (pid \(process)) was killed by signal \(signal) after \(upload.bytesWritten) bytes: the file is incomplete"
-                namespace.logger.warning("\(upload.item.displayName): \(reason)")
+                let reason = "the writer (pid \(process)) was killed by signal \(signal) after \(state.size) bytes: the file is incomplete"
+                namespace.logger.warning("\(state.item.displayName): \(reason)")
                 upload.abort(reason: reason, code: .io)
                 throw StoreError(.io, reason)
             }

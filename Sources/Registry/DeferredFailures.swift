@@ -9,22 +9,20 @@ import ModelStore
 struct DeferredFailure: Sendable {
     var item: UploadItem
     var token: String
-    var claimed: Bool
     var reason: String
     var size: Int64
     var uploadStillOpen: Bool
 }
 
 extension Registry {
-    func deferFailure(_ item: UploadItem, token: String, claimed: Bool, reason: String, size: Int64,
-                      uploadStillOpen: Bool) {
+    func deferFailure(_ item: UploadItem, token: String, reason: String, size: Int64, uploadStillOpen: Bool) {
         let key: String
         switch item {
         case .version(_, let v): key = "version \(v.id)"
         case .dataset(let d): key = "dataset \(d.id)"
         }
         deferredFailures.withLock {
-            $0[key] = DeferredFailure(item: item, token: token, claimed: claimed, reason: reason, size: size,
+            $0[key] = DeferredFailure(item: item, token: token, reason: reason, size: size,
                                       uploadStillOpen: uploadStillOpen)
         }
     }
@@ -37,12 +35,10 @@ extension Registry {
             do throws(StoreError) {
                 switch f.item {
                 case .version(_, let v):
-                    if !f.claimed { _ = try catalog.claimUpload(versionID: v.id, token: f.token) }
                     try catalog.markVersionFailed(id: v.id, error: f.reason, size: f.size, uploadStillOpen: f.uploadStillOpen,
                                                   token: f.token)
                     publishVersionEntry(v.id)
                 case .dataset(let d):
-                    if !f.claimed { _ = try catalog.claimUpload(datasetID: d.id, token: f.token) }
                     try catalog.markDatasetFailed(id: d.id, error: f.reason, token: f.token)
                 }
                 _ = deferredFailures.withLock { $0.removeValue(forKey: key) }

@@ -26,60 +26,107 @@ public enum UploadItem: Sendable, Equatable {
     }
 }
 
+/// Where a file being written is. Each upload goes `streaming` → (`spooled` →) `completing` →
+/// `ready`, or to `failed` from any of the first three; `ready` and `failed` are the end.
+public enum UploadPhase: String, Sendable {
+    /// Bytes stream out to object storage as they come: parts cut and sent, a hole sent as zeros,
+    /// a patch written into the part not yet sent.
+    case streaming
+    /// The writer sought back into bytes already sent (or resized the file): the file is written
+    /// in a spool file and uploaded whole at the last close.
+    case spooled
+    /// The last close sends what is left and completes the object.
+    case completing
+    /// The object is complete and the row `ready` with its size and sha256.
+    case ready
+    /// The upload failed with a reason: no object and no multipart upload of it stay.
+    case failed
+}
+
+/// A file being written as other threads see it (`stat`, `getfattr`, a second close).
+public struct UploadState: Sendable {
+    public var phase: UploadPhase
+    public var item: UploadItem
+    /// Bytes written so far (the file's size): once ready, the object's.
+    public var size: Int64
+    /// Why it failed, once it did.
+    public var failure: StoreError?
+
+    public var isEnded: Bool { phase == .ready || phase == .failed }
+
+    /// The row's status as this upload knows it.
+    public var status: UploadStatus {
+        switch phase {
+        case .streaming, .spooled, .completing: return .uploading
+        case .ready: return .ready
+        case .failed: return .failed
+        }
+    }
+}
+
 /// One version or dataset being written: bytes stream out through a ``StreamingUpload``;
 /// `finish` makes it `ready` with its size and sha256 (and, for line-based datasets, its record
 /// count); any failure makes it `failed` with the reason and leaves no half object and no open
 /// multipart upload behind.
+///
+/// Its state (``UploadPhase``, size, item, failure) is one value behind one lock, read by any
+/// thread; `write`, `resize`, `finish` and `abort` take turns (the writer's side, which does the
+/// I/O outside that lock, so `stat` never waits for object storage).
 public final class ItemUpload: @unchecked Sendable {
-    public private(set) var item: UploadItem
     private let registry: Registry
-    private var upload: StreamingUpload
     private let hooks: UploadHooks
     private let recordID: LockedBox<Int64?>
     private let lines: LineCounterBox?
     /// The archive's index, built from the bytes as they are sealed (nil for other formats, and
     /// for a resumed upload, whose stream starts part way).
     private let index: IndexBox?
-    /// Set once a writer sought back into bytes already uploaded: the file is written here and
-    /// uploaded whole at `finish`.
-    private var spool: SpoolFile?
-    private var ended = false
-    /// Why the upload failed, once it did.
-    public private(set) var failure: StoreError?
-    /// This upload's claim on its row: only it may complete or fail the row, and a row taken
-    /// from it (deleted, replaced) makes it abort without touching the key.
-    let token = UUID().uuidString
-    /// Whether the claim reached the catalog.
-    private let claimed: LockedBox<Bool>
+    /// This upload's claim on its row, taken in the transaction that created (or restarted) the
+    /// row: only it may complete or fail the row, and a row taken from it (deleted, replaced)
+    /// makes it abort without touching the key.
+    let token: String
+    /// One writer's call at a time.
+    private let turn = NSLock()
+    private let state: Locked<State>
+    /// What was sent, kept for a seek back (a mount with a spool).
+    private let sent = Locked<SentCopy?>(nil)
+    private let space = Locked<SpoolSpace?>(nil)
 
-    init(registry: Registry, item: UploadItem, resume: (ResumePoint, Int64)?, source: (path: String, size: Int64)?) {
+    /// Where the bytes go in each phase: the stream or the spool file, and whether an object
+    /// already stands at the key (put there by a seek back that read the stream back).
+    private enum Sink {
+        case streaming(StreamingUpload)
+        case spooled(SpoolFile, objectAtKey: Bool)
+        case completing(StreamingUpload, spool: SpoolFile?, objectAtKey: Bool)
+        case ended
+    }
+
+    private struct State {
+        var shared: UploadState
+        var sink: Sink
+    }
+
+    init(registry: Registry, item: UploadItem, token: String, resume: (ResumePoint, Int64)?, source: (path: String, size: Int64)?) {
         self.registry = registry
-        self.item = item
+        self.token = token
         let catalog = registry.catalog
         let key = item.objectKey
         var versionID: Int64?
         var datasetID: Int64?
         var lines: LineCounterBox?
+        let format: String
         switch item {
-        case .version(_, let v): versionID = v.id
+        case .version(_, let v):
+            versionID = v.id
+            format = v.format
         case .dataset(let d):
             datasetID = d.id
+            format = d.format
             if Formats.lineRecords.contains(d.format) { lines = LineCounterBox() }
         }
         self.lines = lines
-        let format: String
-        switch item {
-        case .version(_, let v): format = v.format
-        case .dataset(let d): format = d.format
-        }
         index = resume == nil && (ArchiveKind(format: format) != nil || format == "safetensors") ? IndexBox(format: format) : nil
         let recordID = LockedBox<Int64?>(resume?.1)
         self.recordID = recordID
-        let token = self.token
-        // A claim the catalog could not take now is taken before completing (or failing).
-        let claim = try? catalog.claimUpload(versionID: versionID, datasetID: datasetID, token: token)
-        let claimed = LockedBox<Bool>(claim != nil)
-        self.claimed = claimed
         let hooks = UploadHooks(
             created: { [versionID, datasetID] (uploadID, sizing) throws(StoreError) in
                 let record = try catalog.recordUpload(objectKey: key, uploadID: uploadID, partSize: Int64(sizing.base),
@@ -91,16 +138,13 @@ public final class ItemUpload: @unchecked Sendable {
                 try? catalog.recordPart(upload: id, part)
             },
             completing: { [versionID, datasetID] () throws(StoreError) in
-                if !claimed.value {
-                    _ = try catalog.claimUpload(versionID: versionID, datasetID: datasetID, token: token)
-                    claimed.value = true
-                }
                 guard try catalog.ownsUpload(versionID: versionID, datasetID: datasetID, token: token) else {
                     throw StoreError(.io, "\(item.displayName) was deleted or replaced while it was written")
                 }
             })
         self.hooks = hooks
-        upload = ItemUpload.stream(registry, key: key, hooks: hooks, resume: resume?.0, lines: lines, index: index)
+        let stream = ItemUpload.stream(registry, key: key, hooks: hooks, resume: resume?.0, lines: lines, index: index)
+        state = Locked(State(shared: UploadState(phase: .streaming, item: item, size: stream.bytesWritten), sink: .streaming(stream)))
     }
 
     private static func stream(_ registry: Registry, key: String, hooks: UploadHooks, resume: ResumePoint?,
@@ -119,8 +163,31 @@ public final class ItemUpload: @unchecked Sendable {
         return upload
     }
 
-    public var bytesWritten: Int64 { spool?.size ?? upload.bytesWritten }
-    public var isEnded: Bool { ended }
+    /// A mount's spool: where a writer that seeks back into sent bytes goes on, and where what
+    /// the stream sends is kept meanwhile (up to ``keptLimit``), so that move reads nothing back.
+    /// Without one, such a write is refused (`EINVAL`). Set before the first write.
+    public func useSpool(_ spool: SpoolSpace?, keeping limit: Int64 = ItemUpload.keptLimit) {
+        space.withLock { $0 = spool }
+        guard let spool, case .streaming(let stream) = state.withLock({ $0.sink }), stream.bytesWritten == 0 else { return }
+        let copy = SentCopy(space: spool, limit: limit)
+        sent.withLock { $0 = copy }
+        let previous = stream.sealed
+        stream.sealed = { b in
+            previous?(b)
+            copy.append(b)
+        }
+    }
+
+    /// How much of what a stream sent is kept for a seek back: past it, a seek back reads the
+    /// object back from object storage.
+    public static let keptLimit: Int64 = 256 << 20
+
+    /// The upload's state now, as one value.
+    public var current: UploadState { state.withLock { $0.shared } }
+    public var item: UploadItem { current.item }
+    public var bytesWritten: Int64 { current.size }
+    public var isEnded: Bool { current.isEnded }
+    public var failure: StoreError? { current.failure }
 
     private var datasetID: Int64? {
         if case .dataset(let d) = item { return d.id }
@@ -133,27 +200,57 @@ public final class ItemUpload: @unchecked Sendable {
         return nil
     }
 
-    /// Appends bytes; on failure the item is already `failed` when this throws.
-    public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
-        if ended { throw failure ?? StoreError(.badDescriptor, "\(item.displayName) is already complete: its last close completed it") }
-        do { try upload.write(bytes) } catch {
+    /// Runs one of the writer's calls: in turn, on the sink of the phase it finds; the size it
+    /// returns is the file's from now on. A failure fails the upload.
+    private func writerCall(_ body: (Sink) throws(StoreError) -> Int64) throws(StoreError) {
+        turn.lock()
+        defer { turn.unlock() }
+        let (sink, shared) = state.withLock { ($0.sink, $0.shared) }
+        if shared.isEnded {
+            throw shared.failure ?? StoreError(.badDescriptor, "\(shared.item.displayName) is already complete: its last close completed it")
+        }
+        do {
+            let size = try body(sink)
+            state.withLock { $0.shared.size = size }
+        } catch {
             fail(error)
             throw error
         }
     }
 
+    /// Appends bytes; on failure the item is already `failed` when this throws.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
+        try writerCall { (sink) throws(StoreError) -> Int64 in
+            switch sink {
+            case .streaming(let stream):
+                try stream.write(bytes)
+                return stream.bytesWritten
+            case .spooled(let file, _):
+                try file.write(bytes, at: file.size)
+                return file.size
+            case .completing, .ended:
+                preconditionFailure("a write while the upload ends")
+            }
+        }
+    }
+
     /// Writes at any offset: in order it streams; a hole is zero-filled; a seek back into the
-    /// part not yet sent patches it; a seek back further moves the file to `spool` (without one,
+    /// part not yet sent patches it; a seek back further moves the file to the spool (without one,
     /// refused with `EINVAL`). A failure fails the upload.
-    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, spool space: SpoolSpace?) throws(StoreError) {
-        if ended { throw failure ?? StoreError(.badDescriptor, "\(item.displayName) is already complete: its last close completed it") }
-        do throws(StoreError) {
-            if spool == nil, try upload.write(bytes, at: offset) { return }
-            if spool == nil { try moveToSpool(space, seekingTo: offset) }
-            try spool!.write(bytes, at: offset)
-        } catch {
-            fail(error)
-            throw error
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StoreError) {
+        try writerCall { (sink) throws(StoreError) -> Int64 in
+            let file: SpoolFile
+            switch sink {
+            case .streaming(let stream):
+                if try stream.write(bytes, at: offset) { return stream.bytesWritten }
+                file = try moveToSpool(stream, seekingTo: offset)
+            case .spooled(let spooled, _):
+                file = spooled
+            case .completing, .ended:
+                preconditionFailure("a write while the upload ends")
+            }
+            try file.write(bytes, at: offset)
+            return file.size
         }
     }
 
@@ -162,46 +259,81 @@ public final class ItemUpload: @unchecked Sendable {
     /// extension is zeros in the stream, a long one moves the file to the spool, where the hole
     /// costs nothing until written. Shorter is possible only in the spool; otherwise it fails the
     /// upload (`EINVAL`).
-    public func resize(to size: Int64, spool space: SpoolSpace?) throws(StoreError) {
-        if ended { throw failure ?? StoreError(.badDescriptor, "\(item.displayName) is already complete: its last close completed it") }
-        let written = bytesWritten
-        if size == written { return }
-        do throws(StoreError) {
-            if spool == nil && size > written && (size - written <= ItemUpload.zeroFillLimit || space == nil) {
-                _ = try upload.write(UnsafeRawBufferPointer(start: nil, count: 0), at: size)
-                return
-            }
-            if spool == nil {
+    public func resize(to size: Int64) throws(StoreError) {
+        try writerCall { (sink) throws(StoreError) -> Int64 in
+            let file: SpoolFile
+            switch sink {
+            case .streaming(let stream):
+                let written = stream.bytesWritten
+                if size == written { return written }
+                let hasSpool = space.withLock { $0 != nil }
+                if size > written && (size - written <= ItemUpload.zeroFillLimit || !hasSpool) {
+                    _ = try stream.write(UnsafeRawBufferPointer(start: nil, count: 0), at: size)
+                    return stream.bytesWritten
+                }
                 guard size > written else {
                     throw StoreError(.invalidArgument, "truncate to \(size) bytes after \(written) were written: versions are written from start to end")
                 }
-                try moveToSpool(space, seekingTo: size)
+                file = try moveToSpool(stream, seekingTo: size)
+            case .spooled(let spooled, _):
+                if size == spooled.size { return size }
+                file = spooled
+            case .completing, .ended:
+                preconditionFailure("a resize while the upload ends")
             }
-            try spool!.resize(to: size)
-        } catch {
-            fail(error)
-            throw error
+            try file.resize(to: size)
+            return file.size
         }
     }
 
     /// How long a hole may be to go into the stream as zeros rather than move the file to the spool.
     static let zeroFillLimit: Int64 = 64 << 20
 
-    /// Stores what was streamed so far, reads it back into a spool file and goes on there.
-    private func moveToSpool(_ space: SpoolSpace?, seekingTo offset: Int64) throws(StoreError) {
-        guard let space else {
-            throw StoreError(.invalidArgument, "write at offset \(offset) after \(upload.bytesWritten) bytes were sent: this mount has no spool for writers that seek back")
+    /// Leaves the stream for a spool file holding everything written so far. Nothing sent yet (a
+    /// writer that seeks back or resizes within its first part): the part being filled is all.
+    /// Sent parts kept in the spool: those, and the part being filled; the multipart upload is
+    /// aborted. Otherwise (no copy, or too long to keep one): what was streamed is completed as
+    /// the object and read back, and that object is replaced at the end.
+    private func moveToSpool(_ stream: StreamingUpload, seekingTo offset: Int64) throws(StoreError) -> SpoolFile {
+        guard let space = space.withLock({ $0 }) else {
+            throw StoreError(.invalidArgument, "write at offset \(offset) after \(stream.bytesWritten) bytes were sent: this mount has no spool for writers that seek back")
+        }
+        let sentBytes = stream.sentBytes
+        let kept = sent.withLock { $0 }?.take(holding: sentBytes)
+        if sentBytes == 0 || kept != nil {
+            let file: SpoolFile
+            if let kept { file = kept } else { file = try space.create() }
+            do throws(StoreError) {
+                try stream.unsentBytes.withUnsafeBytes { b in
+                    Result { () throws(StoreError) in try file.write(b, at: sentBytes) }
+                }.get()
+            } catch {
+                file.close()
+                throw error
+            }
+            guard stream.abort() else {
+                file.close()
+                throw StoreError(.io, "\(item.displayName): the parts sent before the seek back could not be aborted")
+            }
+            if let id = recordID.value { try? registry.catalog.deleteUpload(id: id); recordID.value = nil }
+            state.withLock { $0.sink = .spooled(file, objectAtKey: false); $0.shared.phase = .spooled }
+            registry.logger.notice("\(item.displayName): the writer sought back to \(offset); spooled \(file.size) bytes (\(sentBytes) kept while sent) to \(space.directory)")
+            return file
         }
         let file = try space.create()
-        spool = file
-        let result = try upload.finish()
+        let result: UploadResult
+        do { result = try stream.finish() } catch {
+            file.close()
+            throw error
+        }
+        state.withLock { $0.sink = .spooled(file, objectAtKey: true); $0.shared.phase = .spooled }
         if let id = recordID.value { try? registry.catalog.deleteUpload(id: id); recordID.value = nil }
         var buffer = [UInt8](repeating: 0, count: 8 << 20)
         var at: Int64 = 0
+        let objects = registry.objects
+        let key = item.objectKey
         while at < result.size {
             let n = Int(min(Int64(buffer.count), result.size - at))
-            let objects = registry.objects
-            let key = item.objectKey
             let got = try buffer.withUnsafeMutableBytes { b in
                 Result { () throws(ObjectStoreError) in
                     try objects.get(key, range: at..<(at + Int64(n)), into: UnsafeMutableRawBufferPointer(rebasing: b[0..<n]))
@@ -211,18 +343,18 @@ public final class ItemUpload: @unchecked Sendable {
             try buffer.withUnsafeBytes { b in Result { () throws(StoreError) in try file.write(UnsafeRawBufferPointer(rebasing: b[0..<n]), at: at) } }.get()
             at += Int64(n)
         }
-        registry.logger.info("\(item.displayName): the writer sought back to \(offset); spooled \(result.size) bytes to \(space.directory)")
+        registry.logger.notice("\(item.displayName): the writer sought back to \(offset); read \(result.size) bytes back into \(space.directory)")
+        return file
     }
 
-    /// Uploads the spool file from its start, replacing what was streamed before the seek.
-    private func uploadSpool(_ file: SpoolFile) throws(StoreError) {
-        upload = ItemUpload.stream(registry, key: item.objectKey, hooks: hooks, resume: nil, lines: lines, index: index)
+    /// Uploads the spool file from its start through `stream`, replacing what was streamed before the seek.
+    private func uploadSpool(_ file: SpoolFile, _ stream: StreamingUpload) throws(StoreError) {
         var buffer = [UInt8](repeating: 0, count: 8 << 20)
         var at: Int64 = 0
         while at < file.size {
             let n = file.read(at: at, into: &buffer)
             guard n > 0 else { throw StoreError(.io, "reading the spool file of \(item.displayName)") }
-            try buffer.withUnsafeBytes { b in Result { () throws(StoreError) in try upload.write(UnsafeRawBufferPointer(rebasing: b[0..<n])) } }.get()
+            try buffer.withUnsafeBytes { b in Result { () throws(StoreError) in try stream.write(UnsafeRawBufferPointer(rebasing: b[0..<n])) } }.get()
             at += Int64(n)
         }
     }
@@ -230,21 +362,39 @@ public final class ItemUpload: @unchecked Sendable {
     /// Completes the upload: the item becomes `ready`.
     @discardableResult
     public func finish() throws(StoreError) -> UploadItem {
-        if ended {
-            if let failure { throw failure }
-            return item
+        turn.lock()
+        defer { turn.unlock() }
+        let (sink, shared) = state.withLock { ($0.sink, $0.shared) }
+        if shared.isEnded {
+            if let failure = shared.failure { throw failure }
+            return shared.item
         }
         let result: UploadResult
+        var spool: SpoolFile?
         do {
-            if let spool { try uploadSpool(spool) }
-            result = try upload.finish()
+            let stream: StreamingUpload
+            switch sink {
+            case .streaming(let streaming):
+                stream = streaming
+                sent.withLock { $0 }?.drop()  // no seek back can come now: its last part need not be kept
+                state.withLock { $0.sink = .completing(stream, spool: nil, objectAtKey: false); $0.shared.phase = .completing }
+            case .spooled(let file, let objectAtKey):
+                spool = file
+                stream = ItemUpload.stream(registry, key: shared.item.objectKey, hooks: hooks, resume: nil, lines: lines, index: index)
+                state.withLock { $0.sink = .completing(stream, spool: file, objectAtKey: objectAtKey); $0.shared.phase = .completing }
+                try uploadSpool(file, stream)
+            case .completing, .ended:
+                preconditionFailure("finish while the upload ends")
+            }
+            result = try stream.finish()
         } catch {
             let failed = ItemUpload.atClose(error)
             fail(failed)
             throw failed
         }
-        ended = true
         spool?.close()
+        sent.withLock { $0 }?.drop()
+        var item = shared.item
         do {
             switch item {
             case .version(let m, var v):
@@ -252,6 +402,7 @@ public final class ItemUpload: @unchecked Sendable {
                 storeIndex(result)
                 v.status = .ready; v.error = nil; v.size = result.size; v.sha256 = result.sha256
                 item = .version(m, v)
+                ended(.ready, item, size: result.size)
                 registry.publishVersionEntry(v.id)
             case .dataset(var d):
                 let records = lines?.records
@@ -259,6 +410,7 @@ public final class ItemUpload: @unchecked Sendable {
                 storeIndex(result)
                 d.status = .ready; d.error = nil; d.size = result.size; d.sha256 = result.sha256; d.records = records
                 item = .dataset(d)
+                ended(.ready, item, size: result.size)
             }
         } catch {
             // The bytes are complete but the catalog could not say so: remove them rather than
@@ -267,16 +419,23 @@ public final class ItemUpload: @unchecked Sendable {
             let taken = error.code == .notFound && (try? registry.catalog.objectKeyInUse(item.objectKey)) != false
             if !taken { try? registry.objects.delete(item.objectKey) }
             let failed = ItemUpload.atClose(error)
-            failure = failed
+            ended(.failed, item, size: result.size, failure: failed)
             // The catalog did not answer: the row stays `uploading` until this failure is recorded.
             if error.code != .notFound {
-                registry.deferFailure(item, token: token, claimed: claimed.value,
-                                      reason: "its completion could not be recorded: \(error.message)", size: result.size,
-                                      uploadStillOpen: false)
+                registry.deferFailure(item, token: token, reason: "its completion could not be recorded: \(error.message)",
+                                      size: result.size, uploadStillOpen: false)
             }
             throw failed
         }
         return item
+    }
+
+    /// The end of the upload, as other threads see it from now on.
+    private func ended(_ phase: UploadPhase, _ item: UploadItem, size: Int64, failure: StoreError? = nil) {
+        state.withLock { s in
+            s.sink = .ended
+            s.shared = UploadState(phase: phase, item: item, size: size, failure: failure)
+        }
     }
 
     /// The file being closed exists: a row or multipart upload taken from this upload while it
@@ -294,6 +453,8 @@ public final class ItemUpload: @unchecked Sendable {
 
     /// Gives up on the upload, recording `reason`.
     public func abort(reason: String, code: StoreError.Code = .io) {
+        turn.lock()
+        defer { turn.unlock() }
         fail(StoreError(code, reason))
     }
 
@@ -324,32 +485,50 @@ public final class ItemUpload: @unchecked Sendable {
         }
     }
 
+    /// Ends the upload `failed` (called in turn): aborts what object storage holds of it, then
+    /// records the failure on the row this upload owns.
     private func fail(_ error: StoreError) {
-        guard !ended else { return }
-        index?.current?.abandon()
-        ended = true
-        failure = error
-        let aborted = upload.abort()
-        if let spool {
-            // What was streamed before the seek was stored at the key: nothing may stay there.
-            spool.close()
-            if (try? registry.catalog.ownsUpload(versionID: version?.id, datasetID: datasetID, token: token)) == true {
-                try? registry.objects.delete(item.objectKey)
-            }
+        let taken: (Sink, UploadState)? = state.withLock { s in
+            guard !s.shared.isEnded else { return nil }
+            let before = (s.sink, s.shared)
+            s.sink = .ended
+            s.shared.phase = .failed
+            s.shared.failure = error
+            return before
         }
+        guard let (sink, shared) = taken else { return }
+        index?.current?.abandon()
+        sent.withLock { $0 }?.drop()
+        var aborted = true
+        var objectAtKey = false
+        switch sink {
+        case .streaming(let stream):
+            aborted = stream.abort()
+        case .spooled(let file, let atKey):
+            file.close()
+            objectAtKey = atKey
+        case .completing(let stream, let file, let atKey):
+            aborted = stream.abort()
+            file?.close()
+            objectAtKey = atKey
+        case .ended:
+            break
+        }
+        // What a seek back completed at the key before the spool: nothing may stay there.
+        if objectAtKey, (try? registry.catalog.ownsUpload(versionID: version?.id, datasetID: datasetID, token: token)) == true {
+            try? registry.objects.delete(shared.item.objectKey)
+        }
+        var item = shared.item
         do {
-            if !claimed.value {
-                _ = try registry.catalog.claimUpload(versionID: version?.id, datasetID: datasetID, token: token)
-                claimed.value = true
-            }
             switch item {
             case .version(let m, var v):
                 let line = Registry.failure("version.fail", model: m.name, target: v.fileName, owner: v.owner,
                                             reason: error.message)
-                try registry.catalog.markVersionFailed(id: v.id, error: error.message, size: upload.bytesWritten,
+                try registry.catalog.markVersionFailed(id: v.id, error: error.message, size: shared.size,
                                                        uploadStillOpen: !aborted, token: token, audit: line)
                 v.status = .failed; v.error = error.message
                 item = .version(m, v)
+                state.withLock { $0.shared.item = item }
                 registry.publishVersionEntry(v.id)
             case .dataset(var d):
                 let line = Registry.failure("dataset.fail", model: nil, target: d.fileName, owner: d.owner,
@@ -357,11 +536,11 @@ public final class ItemUpload: @unchecked Sendable {
                 try registry.catalog.markDatasetFailed(id: d.id, error: error.message, token: token, audit: line)
                 d.status = .failed; d.error = error.message
                 item = .dataset(d)
+                state.withLock { $0.shared.item = item }
             }
-        } catch {
-            registry.logger.error("could not mark \(item.displayName) failed (recorded once the catalog answers): \(error)")
-            registry.deferFailure(item, token: token, claimed: claimed.value, reason: self.failure?.message ?? "\(error)",
-                                  size: upload.bytesWritten, uploadStillOpen: !aborted)
+        } catch let unrecorded {
+            registry.logger.error("could not mark \(item.displayName) failed (recorded once the catalog answers): \(unrecorded)")
+            registry.deferFailure(item, token: token, reason: error.message, size: shared.size, uploadStillOpen: !aborted)
         }
     }
 }

@@ -253,6 +253,8 @@ public final class Registry: Sendable {
         // transaction); then the model, the name's uniqueness (any extension) and the key,
         // checked with the insert.
         let preferred = try freshObjectKey(Rules.versionKey(model: modelName, fileName: fileName), name: "\(modelName)/\(name)", format: format)
+        // The row, its writer and the upload's claim: one transaction.
+        let token = UUID().uuidString
         let (m, v) = try catalog.transaction { tx in
             let m = try Registry.model(tx, modelName)
             let key = try Registry.freshKey(tx, preferred, name: "\(m.name)/\(name)", format: format)
@@ -260,13 +262,13 @@ public final class Registry: Sendable {
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
             try tx.setOwner(.versions, id: v.id, o)
             v.owner = o
+            try catalog.claimUpload(tx, versionID: v.id, token: token, writer: writer, node: node)
             try Registry.audit(tx, "version.create", model: m.name, target: v.fileName, lineage.job.map { "by job " + $0 } ?? "")
             return (m, v)
         }
-        try catalog.setWriter(versionID: v.id, writer, node: node)
         // The version's entry in the bucket follows when the upload ends (ready or failed): an
         // uploading version means nothing to recovery.
-        return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
+        return ItemUpload(registry: self, item: .version(m, v), token: token, resume: nil, source: source)
     }
 
     /// Continues an interrupted upload of a version from the parts the bucket already holds, or
@@ -274,21 +276,22 @@ public final class Registry: Sendable {
     public func resumeVersion(model modelName: String, version versionName: String,
                               source: (path: String, size: Int64)) throws(StoreError) -> ItemUpload {
         let (m, v) = try version(modelName, versionName)
+        if v.status == .ready { throw .exists("\(m.name)/\(v.fileName) is already complete") }
+        if v.status == .failed { try retryAbandonedUploads() }
+        // This process writes it from now on (the one that began it is gone, or its upload is
+        // refused below and this one exits, gone too): the restart and the claim, one transaction.
+        let token = UUID().uuidString
+        try catalog.transaction { tx in
+            if v.status == .failed { _ = try catalog.restartFailedUpload(tx, versionID: v.id) }
+            try catalog.claimUpload(tx, versionID: v.id, token: token, writer: writer, node: node)
+        }
         switch v.status {
-        case .ready:
-            throw .exists("\(m.name)/\(v.fileName) is already complete")
-        case .failed:
-            try retryAbandonedUploads()
-            try catalog.markVersionUploading(id: v.id)
-            try catalog.setWriter(versionID: v.id, writer, node: node)
-            return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
+        case .ready, .failed:
+            return ItemUpload(registry: self, item: .version(m, v), token: token, resume: nil, source: source)
         case .uploading:
-            // This process writes it from now on (the one that began it is gone, or its upload is
-            // refused below and this one exits, gone too).
-            try catalog.setWriter(versionID: v.id, writer, node: node)
             guard let record = try catalog.upload(versionID: v.id) else {
                 // Interrupted before its first part: nothing to keep.
-                return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
+                return ItemUpload(registry: self, item: .version(m, v), token: token, resume: nil, source: source)
             }
             if let size = record.sourceSize, size != source.size {
                 throw .invalid("\(source.path) is \(source.size) bytes but the interrupted upload was of \(size) bytes; import it as a new version")
@@ -297,12 +300,12 @@ public final class Registry: Sendable {
             do { parts = try objects.listParts(record.objectKey, uploadID: record.uploadID) } catch {
                 if case .notFound = error {
                     try catalog.deleteUpload(id: record.id)
-                    return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: source)
+                    return ItemUpload(registry: self, item: .version(m, v), token: token, resume: nil, source: source)
                 }
                 throw error.storeError
             }
             let point = ResumePoint(uploadID: record.uploadID, sizing: PartSizing(base: Int(record.partSize)), parts: parts)
-            return ItemUpload(registry: self, item: .version(m, v), resume: (point, record.id), source: source)
+            return ItemUpload(registry: self, item: .version(m, v), token: token, resume: (point, record.id), source: source)
         }
     }
 
@@ -317,17 +320,18 @@ public final class Registry: Sendable {
     public func beginDataset(fileName: String, note: String = "", owner: Ownership? = nil) throws(StoreError) -> ItemUpload {
         let (name, format) = try Formats.splitDataset(fileName)
         let preferred = try freshObjectKey(Rules.datasetKey(fileName: fileName), name: ".datasets/" + name, format: format)
+        let token = UUID().uuidString
         let d = try catalog.transaction { tx in
             let key = try Registry.freshKey(tx, preferred, name: ".datasets/" + name, format: format)
             var d = try tx.insertDataset(name: name, format: format, objectKey: key, note: note)
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
             try tx.setOwner(.datasets, id: d.id, o)
             d.owner = o
+            try catalog.claimUpload(tx, datasetID: d.id, token: token, writer: writer, node: node)
             try Registry.audit(tx, "dataset.create", model: nil, target: d.fileName)
             return d
         }
-        try catalog.setWriter(datasetID: d.id, writer, node: node)
-        return ItemUpload(registry: self, item: .dataset(d), resume: nil, source: nil)
+        return ItemUpload(registry: self, item: .dataset(d), token: token, resume: nil, source: nil)
     }
 
     /// Deletes a dataset; refused while it uploads or a job uses it (one transaction with the delete).

@@ -1,3 +1,4 @@
+import Foundation
 import ModelStore
 
 /// Temporary files of atomic writers (`safetensors.save_file` writes `.tmpXYZ`, then renames it
@@ -7,14 +8,16 @@ extension Registry {
         guard Names.isScratch(fileName) else { throw .invalid("\(Names.printable(fileName)) is not a temporary file name") }
         let m = try model(modelName)
         let key = try freshObjectKey(Rules.versionKey(model: m.name, fileName: fileName), name: "\(m.name)/\(fileName)", format: "tmp")
+        let token = UUID().uuidString
         let v = try catalog.transaction { tx in
             var v = try tx.insertVersion(modelID: m.id, name: fileName, format: "", objectKey: key, note: "", lineage: Lineage())
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
             try tx.setOwner(.versions, id: v.id, o)
             v.owner = o
+            try catalog.claimUpload(tx, versionID: v.id, token: token, writer: writer, node: node)
             return v
         }
-        return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: nil)
+        return ItemUpload(registry: self, item: .version(m, v), token: token, resume: nil, source: nil)
     }
 
     /// Renames a temporary file to a version's name and format, refused (`EEXIST`) when the model

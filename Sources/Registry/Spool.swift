@@ -42,23 +42,40 @@ public final class SpoolSpace: Sendable {
         }
     }
 
+    /// Reserves bytes for a copy kept in case it is needed (``SentCopy``): only while the spool
+    /// is less than half full, so files that did move to the spool always have the other half.
+    func reserveSpare(_ bytes: Int64) -> Bool {
+        let capacity = self.capacity
+        return used.withLock { used in
+            guard used + bytes <= capacity / 2 else { return false }
+            used += bytes
+            return true
+        }
+    }
+
     func release(_ bytes: Int64) { used.withLock { $0 -= bytes } }
 
     public var bytesUsed: Int64 { used.withLock { $0 } }
 }
 
-/// One spooled file: random writes, then read back in order for the upload.
-final class SpoolFile {
+/// One spooled file: random writes, then read back in order for the upload. Used by its
+/// upload's writer, one call at a time.
+final class SpoolFile: @unchecked Sendable {
     let space: SpoolSpace
     let fd: Int32
     private(set) var size: Int64 = 0
 
     init(space: SpoolSpace, fd: Int32) { self.space = space; self.fd = fd }
 
-    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(StoreError) {
+    /// `spare`: the bytes are a copy kept in case (``SpoolSpace/reserveSpare(_:)``).
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64, spare: Bool = false) throws(StoreError) {
         let end = offset + Int64(bytes.count)
         if end > size {
-            try space.reserve(end - size)
+            if spare {
+                guard space.reserveSpare(end - size) else { throw StoreError(.noSpace, "the spool is half full") }
+            } else {
+                try space.reserve(end - size)
+            }
             size = end
         }
         var done = 0
@@ -99,5 +116,53 @@ final class SpoolFile {
         Glibc.close(fd)
         space.release(size)
         size = 0
+    }
+}
+
+/// What a streaming upload sent to object storage, also kept in a spool file (up to `limit`
+/// bytes, while the spool is less than half full): a writer that then seeks back into sent bytes
+/// goes on in that file rather than completing the object and reading it back. Fed with the
+/// stream's sealed bytes, in order, on the writer's thread.
+final class SentCopy: Sendable {
+    private let space: SpoolSpace
+    private let limit: Int64
+    /// nil once given up (too long, the spool half full, a write failed): then never again.
+    private let file: Locked<SpoolFile??> = Locked(.some(nil))
+
+    init(space: SpoolSpace, limit: Int64) { self.space = space; self.limit = limit }
+
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        file.withLock { file in
+            guard case .some(let kept) = file else { return }
+            do throws(StoreError) {
+                guard (kept?.size ?? 0) + Int64(bytes.count) <= limit else { throw StoreError(.fileTooBig, "past the copy's limit") }
+                let copy: SpoolFile
+                if let kept { copy = kept } else { copy = try space.create() }
+                file = copy
+                try copy.write(bytes, at: copy.size, spare: true)
+            } catch {
+                if case .some(let made?) = file { made.close() }
+                file = .none
+            }
+        }
+    }
+
+    /// The copy, when it holds the first `count` bytes exactly; the caller owns it from now on.
+    func take(holding count: Int64) -> SpoolFile? {
+        file.withLock { file in
+            defer { file = .none }
+            guard case .some(let kept) = file else { return nil }
+            if count == 0 { kept?.close(); return nil }
+            guard let kept, kept.size == count else { kept?.close(); return nil }
+            return kept
+        }
+    }
+
+    /// Drops the copy (the upload ended).
+    func drop() {
+        file.withLock { file in
+            if case .some(let kept?) = file { kept.close() }
+            file = .none
+        }
     }
 }

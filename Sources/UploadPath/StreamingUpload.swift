@@ -96,8 +96,16 @@ public final class StreamingUpload: @unchecked Sendable {
     /// S3's limit for one object.
     public static let maximumObject: Int64 = 5 << 40
 
-    /// Bytes accepted so far (read from other threads: `stat` of a file being written).
+    /// Bytes accepted so far.
     public var bytesWritten: Int64 { lock.withLock { total } }
+
+    /// Bytes cut into parts (each passed to `sealed`, and handed to object storage); the rest
+    /// are held here, in the part being filled.
+    public var sentBytes: Int64 { bytesWritten - Int64(buffer.count) }
+
+    /// The bytes held in the part being filled, which start at `sentBytes`: what a writer that
+    /// leaves the stream for a spool file still needs of it.
+    public var unsentBytes: [UInt8] { buffer }
 
     /// Called with the stream's bytes, in order, once they can no longer change (as parts are
     /// cut): hashing and record counting see the final bytes even when a writer patched some.

@@ -375,7 +375,7 @@ final class CatalogCases: @unchecked Sendable {
         let d = try catalog.insertDataset(name: "qa", format: "jsonl", objectKey: ".datasets/qa.jsonl")
         let line = { (target: String) in AuditEntry(uid: 4242, pid: nil, action: "version.fail", model: "m", target: target, detail: "S3 said no") }
         try catalog.markVersionFailed(id: vs[0].id, error: "S3 said no", audit: line("v1.zip"))
-        #expect(try catalog.claimUpload(versionID: vs[1].id, token: "mine"))
+        try catalog.transaction { try catalog.claimUpload($0, versionID: vs[1].id, token: "mine", writer: "host 1 2", node: nil) }
         try catalog.markVersionFailed(id: vs[1].id, error: "S3 said no", token: "someone else's", audit: line("v2.zip"))
         #expect(try catalog.version(id: vs[1].id)?.status == .uploading)
         try catalog.markDatasetFailed(id: d.id, error: "disk full",

@@ -61,9 +61,8 @@ extension CatalogCases {
     func datasetsAreClaimedCompletedFailedRenamedAndDeleted() throws {
         let d = try catalog.insertDataset(name: "qa", format: "jsonl", objectKey: ".datasets/qa.jsonl")
         expectStoreError(.alreadyExists) { try catalog.insertDataset(name: "qa", format: "csv", objectKey: ".datasets/qa.csv") }
-        #expect(try catalog.claimUpload(datasetID: d.id, token: "t1"))
+        try catalog.transaction { try catalog.claimUpload($0, datasetID: d.id, token: "t1", writer: "host 1 2 n1", node: nil) }
         #expect(try catalog.ownsUpload(datasetID: d.id, token: "t1") && !catalog.ownsUpload(datasetID: d.id, token: "t2"))
-        try catalog.setWriter(datasetID: d.id, "host 1 2 n1")
         #expect(try catalog.writer(datasetID: d.id) == "host 1 2 n1")
         _ = try catalog.recordUpload(objectKey: d.objectKey, uploadID: "u1", partSize: 8, versionID: nil, datasetID: d.id,
                                      sourcePath: nil, sourceSize: nil)
@@ -72,8 +71,12 @@ extension CatalogCases {
         #expect(try catalog.dataset(id: d.id)?.status == .uploading, "another upload's token changes nothing")
         try catalog.markDatasetFailed(id: d.id, error: "x", token: "t1")
         #expect(try catalog.dataset(named: "qa")?.status == .failed && catalog.upload(datasetID: d.id) == nil)
-        #expect(try catalog.restartFailedUpload(datasetID: d.id) && !catalog.restartFailedUpload(datasetID: d.id))
-        #expect(try catalog.claimUpload(datasetID: d.id, token: "t3"))
+        #expect(try catalog.transaction { try catalog.restartFailedUpload($0, datasetID: d.id) })
+        #expect(try !catalog.transaction { try catalog.restartFailedUpload($0, datasetID: d.id) })
+        try catalog.transaction { try catalog.claimUpload($0, datasetID: d.id, token: "t3", writer: "host 3 4 n1", node: nil) }
+        expectStoreError(.notFound, "a row not uploading is not claimed") {
+            try catalog.transaction { try catalog.claimUpload($0, versionID: -1, token: "t4", writer: "host 3 4 n1", node: nil) }
+        }
         try catalog.markDatasetReady(id: d.id, size: 10, sha256: "s", records: 2, token: "t3")
         #expect(try catalog.dataset(id: d.id)?.records == 2)
         try catalog.renameDataset(id: d.id, to: "qa2")
