@@ -233,7 +233,7 @@ public final class Catalog: Sendable {
     }
 
     /// Marks an upload finished: `ready` with its size and sha256; drops its upload record.
-    /// With a `token`, only the upload that claimed the row (``claimUpload(version:token:)``) may.
+    /// With a `token`, only the upload that claimed the row (``claimUpload(_:versionID:datasetID:token:writer:node:)``) may.
     public func markVersionReady(id: Int64, size: Int64, sha256: String, token: String? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE versions SET status = 'ready', size = ?, sha256 = ?, error = NULL, modified = ? WHERE id = ?"

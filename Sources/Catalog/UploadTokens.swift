@@ -16,11 +16,12 @@ extension Catalog {
     public func claimUpload(_ tx: CatalogTransaction, versionID: Int64? = nil, datasetID: Int64? = nil, token: String,
                             writer: String, node: String?) throws {
         let (table, id) = versionID.map { ("versions", $0) } ?? ("datasets", datasetID ?? -1)
-        guard try tx.db.execute("UPDATE \(table) SET upload_token = ?, writer = ? WHERE id = ? AND status = 'uploading'",
+        let db = tx.db
+        guard try db.execute("UPDATE \(table) SET upload_token = ?, writer = ? WHERE id = ? AND status = 'uploading'",
                                 [.text(token), .text(writer), .int(id)]) == 1 else {
             throw StoreError.notFound("the upload's row is gone or no longer uploading")
         }
-        if let node { try touchLease(tx.db, node: node) }
+        if let node { try touchLease(db, node: node) }
     }
 
     /// Whether `token` still owns the row (checked before an object is completed at its key).
@@ -38,8 +39,9 @@ extension Catalog {
     /// Inside `tx`, with the new upload's claim (``claimUpload(_:versionID:datasetID:token:writer:node:)``).
     public func restartFailedUpload(_ tx: CatalogTransaction, versionID: Int64? = nil, datasetID: Int64? = nil) throws -> Bool {
         let (table, id) = versionID.map { ("versions", $0) } ?? ("datasets", datasetID ?? -1)
-        return try tx.db.execute("UPDATE \(table) SET status = 'uploading', error = NULL, sha256 = NULL, size = 0, modified = ? WHERE id = ? AND status = 'failed'",
-                                 [.date(Date()), .int(id)]) == 1
+        let db = tx.db
+        return try db.execute("UPDATE \(table) SET status = 'uploading', error = NULL, sha256 = NULL, size = 0, modified = ? WHERE id = ? AND status = 'failed'",
+                              [.date(Date()), .int(id)]) == 1
     }
 }
 

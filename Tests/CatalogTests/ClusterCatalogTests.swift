@@ -98,15 +98,15 @@ extension CatalogCases {
         try catalog.releaseLease(node: "gone")
         let nodes = try catalog.nodes()
         #expect(nodes.map(\.id) == ["alive", "gone"] && nodes.map(\.expired) == [false, true])
-        // A node that records itself as an upload's writer is alive: the same transaction renews its lease.
+        // A node whose upload claims its row is alive: the claim's transaction renews its lease.
         try catalog.renewLease(node: "back", host: "h3", pid: 3, role: "mount", seconds: 60)
         try catalog.releaseLease(node: "back")
         let (_, written) = try model("w", versions: ["v1"])
         let set = try catalog.insertDataset(name: "w", format: "csv", objectKey: ".datasets/w.csv")
-        try catalog.setWriter(versionID: written[0].id, "h3 3 3 back", node: "back")
+        try catalog.transaction { try catalog.claimUpload($0, versionID: written[0].id, token: "t", writer: "h3 3 3 back", node: "back") }
         #expect(try catalog.nodes().first { $0.id == "back" }?.expired == false)
         try catalog.releaseLease(node: "back")
-        try catalog.setWriter(datasetID: set.id, "h3 3 3 back", node: "back")
+        try catalog.transaction { try catalog.claimUpload($0, datasetID: set.id, token: "t", writer: "h3 3 3 back", node: "back") }
         #expect(try catalog.nodes().first { $0.id == "back" }?.expired == false)
         try catalog.releaseLease(node: "back")
         // Running jobs of each node (and of one without any lease row).
