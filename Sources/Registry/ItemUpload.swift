@@ -110,8 +110,8 @@ public final class ItemUpload: @unchecked Sendable {
         self.token = token
         let catalog = registry.catalog
         let key = item.objectKey
-        var versionID: Int64?
-        var datasetID: Int64?
+        var versionID: VersionID?
+        var datasetID: DatasetID?
         var lines: LineCounterBox?
         let format: String
         switch item {
@@ -189,7 +189,7 @@ public final class ItemUpload: @unchecked Sendable {
     public var isEnded: Bool { current.isEnded }
     public var failure: StoreError? { current.failure }
 
-    private var datasetID: Int64? {
+    private var datasetID: DatasetID? {
         if case .dataset(let d) = item { return d.id }
         return nil
     }

@@ -4,7 +4,7 @@ import ModelStore
 /// A new copy onto a failed version or dataset writes it again, under the same name and key:
 /// the restart and the new upload's claim are one transaction, so of two racing copies one wins.
 extension Registry {
-    public func restartFailedVersion(id: Int64) throws(StoreError) -> ItemUpload {
+    public func restartFailedVersion(id: VersionID) throws(StoreError) -> ItemUpload {
         try retryAbandonedUploads()
         let token = UUID().uuidString
         let restarted = try catalog.transaction { tx in
@@ -18,7 +18,7 @@ extension Registry {
         return ItemUpload(registry: self, item: .version(m, v), token: token, resume: nil, source: nil)
     }
 
-    public func restartFailedDataset(id: Int64) throws(StoreError) -> ItemUpload {
+    public func restartFailedDataset(id: DatasetID) throws(StoreError) -> ItemUpload {
         try retryAbandonedUploads()
         let token = UUID().uuidString
         let restarted = try catalog.transaction { tx in

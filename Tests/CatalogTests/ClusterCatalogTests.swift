@@ -7,7 +7,7 @@ import ModelStore
 /// Cases for what a shared catalog adds (jobs across nodes, leases) and for statements no other
 /// case ran, each on every engine (``StatementCoverage`` checks that nothing is left out).
 extension CatalogCases {
-    func job(_ id: String, model: String = "m", version: String = "v1", dataset: String = "qa", status: JobStatus = .queued) -> Job {
+    func job(_ id: JobID, model: String = "m", version: String = "v1", dataset: String = "qa", status: JobStatus = .queued) -> Job {
         Job(id: id, model: model, version: version, dataset: dataset, params: ["lr": "0.1"], status: status, executor: "local",
             created: Date(timeIntervalSince1970: 1_800_000_000))
     }
@@ -75,7 +75,7 @@ extension CatalogCases {
         #expect(try !catalog.transaction { try catalog.restartFailedUpload($0, datasetID: d.id) })
         try catalog.transaction { try catalog.claimUpload($0, datasetID: d.id, token: "t3", writer: "host 3 4 n1", node: nil) }
         expectStoreError(.notFound, "a row not uploading is not claimed") {
-            try catalog.transaction { try catalog.claimUpload($0, versionID: -1, token: "t4", writer: "host 3 4 n1", node: nil) }
+            try catalog.transaction { try catalog.claimUpload($0, versionID: VersionID(-1), token: "t4", writer: "host 3 4 n1", node: nil) }
         }
         try catalog.markDatasetReady(id: d.id, size: 10, sha256: "s", records: 2, token: "t3")
         #expect(try catalog.dataset(id: d.id)?.records == 2)
@@ -110,7 +110,7 @@ extension CatalogCases {
         #expect(try catalog.nodes().first { $0.id == "back" }?.expired == false)
         try catalog.releaseLease(node: "back")
         // Running jobs of each node (and of one without any lease row).
-        for (id, node) in [("a", "alive"), ("g", "gone"), ("x", "never")] {
+        for (id, node) in [("a", "alive"), ("g", "gone"), ("x", "never")] as [(JobID, String)] {
             try catalog.insertJob(job(id))
             try catalog.transitionJob(id: id, from: [.queued], to: .running, executorID: "1", node: node)
         }
@@ -162,7 +162,7 @@ extension CatalogCases {
         let (alias, removed) = try catalog.transaction { tx in
             let a = try tx.setAlias(modelID: m.id, name: "@prod", versionID: scratch.id)
             #expect(try tx.aliases(modelID: m.id).map(\.name) == ["@prod"] && tx.version(id: a.versionID)?.name == "v2")
-            #expect(try tx.model(id: m.id)?.name == "m" && tx.dataset(id: 12345) == nil)
+            #expect(try tx.model(id: m.id)?.name == "m" && tx.dataset(id: DatasetID(12345)) == nil)
             try tx.deleteAlias(id: a.id)
             return (a, try tx.alias(modelID: m.id, name: "@prod"))
         }
