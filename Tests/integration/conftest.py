@@ -1,6 +1,7 @@
-"""End-to-end fixtures: the built modelfs binary, a fresh data dir per test, both stores
-(the embedded local store and the real S3 test servers that scripts/test starts), and a TCP
-relay that a test can cut to play an S3 outage.
+"""End-to-end fixtures: a fresh data dir per test, both stores (the embedded local store and the
+real S3 test servers that scripts/test starts), a TCP relay that a test can cut to play an S3
+outage, and `mounts`, the mount factory that unmounts every mount a test made (docs/TESTING.md).
+What tests share besides fixtures is in helpers.py.
 
 S3 comes in three implementations (S3_SERVERS): "s3" is the s3api server
 (MODELFS_TEST_S3_ENDPOINT, the AWS_* credentials), "moto" is moto's server
@@ -24,6 +25,7 @@ import pytest
 
 # Test files import these from here too (`from conftest import sh, Mount`): helpers.py holds them.
 from helpers import MODELFS, Mount, Mounts, is_mounted, make_file, sh, sha256_file  # noqa: F401
+
 BUCKET = os.environ.get("MODELFS_TEST_S3_BUCKET", "models")
 
 

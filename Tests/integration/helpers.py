@@ -169,9 +169,9 @@ class Mount:
             self.args = args
         argv = ["mount", self.path, *self.args]
         if self.user:
-            env = self.env or self.store.env()
+            data_dir = (self.env or self.store.env())["MODELFS_DATA_DIR"]
             self.result = subprocess.run(
-                ["runuser", "-u", self.user, "--", "env", f"MODELFS_DATA_DIR={env['MODELFS_DATA_DIR']}", MODELFS, *argv],
+                ["runuser", "-u", self.user, "--", "env", f"MODELFS_DATA_DIR={data_dir}", MODELFS, *argv],
                 capture_output=True, text=True, timeout=self.timeout)
             if check:
                 assert self.result.returncode == 0, self.result.stderr
@@ -181,6 +181,9 @@ class Mount:
             assert is_mounted(self.path), self.result
             self.pid = mount_pid(self.result.stdout) if "(pid " in self.result.stdout else None
         return self
+
+    def __fspath__(self):  # os.path.join(m, "models") takes the mount itself
+        return self.path
 
     @property
     def data_dir(self):

@@ -12,11 +12,10 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import pytest
 
-from helpers import bucket_state, make_file, mount_log, sh, sha256_file, wait_for_parts, xattr
+from helpers import Mount, bucket_state, make_file, mount_log, sh, sha256_file, wait_for_parts, xattr
 from faultproxy import DEFAULT_KINDS, FaultProxy
 
 MiB = 1 << 20
@@ -57,15 +56,10 @@ def proxy_env(store, proxy, timeout=None):
     return store.env(**extra)
 
 
-@pytest.fixture
-def mounted(mounts):
+def mounted(store, path, env):
     """`with mounted(store, path, env) as mnt`: a fresh mount (so an empty block cache and no kernel
     pages) at `path`; no disk cache either, so every read goes to object storage, where the faults are."""
-    @contextmanager
-    def mount(store, path, env):
-        with mounts(store, "--cache-dir", "none", path=path, env=env, timeout=HANG_GUARD) as m:
-            yield m.path
-    return mount
+    return Mount(store, path, ["--cache-dir", "none"], env=env, timeout=HANG_GUARD).start()
 
 
 def timed(cmd, timeout=HANG_GUARD, **kwargs):
@@ -109,7 +103,7 @@ def proxy_figures(proxy):
 # -------------------------------------------------------------------------------------- tests --
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_cp_in_with_10pct_faults_succeeds_or_fails_cleanly(mounted, s3store, proxy, name, tmp_path, figures, seed):
+def test_cp_in_with_10pct_faults_succeeds_or_fails_cleanly(s3store, proxy, name, tmp_path, figures, seed):
     """10% of all requests (PUT parts, POST create/complete, GET, HEAD, DELETE) fail with mixed
     kinds: `cp` either succeeds and the bytes read back (through a fresh mount, faults still on)
     are the source's, or fails with the version `failed` and no multipart upload left."""
@@ -146,7 +140,7 @@ def test_cp_in_with_10pct_faults_succeeds_or_fails_cleanly(mounted, s3store, pro
     assert upload_counters["faults_total"] > 0
 
 
-def test_read_with_10pct_get_faults_returns_the_right_bytes(mounted, s3store, proxy, name, tmp_path, figures):
+def test_read_with_10pct_get_faults_returns_the_right_bytes(s3store, proxy, name, tmp_path, figures):
     """A 300 MiB version uploaded without faults, read through fresh mounts (empty cache) while
     10% of GETs fail (500, 503, reset, stall, truncated body): the bytes are always right. Rounds
     go on until every configured kind was injected at least once (at most 4)."""
@@ -178,7 +172,7 @@ def test_read_with_10pct_get_faults_returns_the_right_bytes(mounted, s3store, pr
 
 @pytest.mark.every_s3
 @pytest.mark.parametrize("mode", ["refuse", "blackhole"])
-def test_s3_down_reads_fail_with_eio_metadata_still_served_and_recovery(mounted, s3store, proxy, name, tmp_path, figures, mode):
+def test_s3_down_reads_fail_with_eio_metadata_still_served_and_recovery(s3store, proxy, name, tmp_path, figures, mode):
     """S3 is down (connections refused, or accepted and never answered) with a 5 s operation
     timeout: a read of a version not in the cache fails with EIO in bounded time; ls, stat,
     getfattr and .stats still answer from SQLite; a cp in fails and leaves the version failed;
@@ -232,7 +226,7 @@ def test_s3_down_reads_fail_with_eio_metadata_still_served_and_recovery(mounted,
 
 @pytest.mark.every_s3
 @pytest.mark.parametrize("mode", ["refuse", "blackhole"])
-def test_s3_down_mid_copy_fails_cleanly_and_gc_aborts_the_upload(mounted, s3store, proxy, name, tmp_path, figures, mode):
+def test_s3_down_mid_copy_fails_cleanly_and_gc_aborts_the_upload(s3store, proxy, name, tmp_path, figures, mode):
     """S3 goes down while `cp` streams a version in: cp fails, the version is failed, and after
     recovery `modelfs gc` aborts the multipart upload that could not be aborted meanwhile."""
     model = name("faults-midcp")
@@ -303,7 +297,7 @@ KNOWN = {}
 @pytest.mark.parametrize("kind,which", [
     pytest.param(k, w, id=f"{k}-{w}", marks=[pytest.mark.xfail(strict=True, reason=KNOWN[k, w])] if (k, w) in KNOWN else [])
     for k in ("lost", "truncate", "truncate_head") for w in sorted(LOST)])
-def test_answer_lost_after_the_server_acted(mounted, s3store, proxy, name, tmp_path, figures, which, kind):
+def test_answer_lost_after_the_server_acted(s3store, proxy, name, tmp_path, figures, which, kind):
     """The server does the request but its answer never arrives whole (reset; cut in its body; cut
     in its head, which libcurl reports as a success with the headers it got and an empty body):
     the retry meets a request already done. The copy still succeeds with the right bytes, and
@@ -334,7 +328,7 @@ def test_answer_lost_after_the_server_acted(mounted, s3store, proxy, name, tmp_p
 
 
 @pytest.mark.parametrize("cut", ["after-status-line", "random", "first-get"])
-def test_read_with_answer_heads_cut_never_returns_wrong_bytes(mounted, s3store, proxy, name, tmp_path, figures, cut):
+def test_read_with_answer_heads_cut_never_returns_wrong_bytes(s3store, proxy, name, tmp_path, figures, cut):
     """10% of GET answers end (FIN) inside their head, after the status line: libcurl then reports
     a 206 with no Content-Length and an empty body. A read must give the right bytes or EIO,
     never short or wrong data."""
@@ -370,7 +364,7 @@ STALLED = {
 
 @pytest.mark.every_s3
 @pytest.mark.parametrize("which", sorted(STALLED))
-def test_a_stalled_request_is_abandoned_and_retried(mounted, s3store, proxy, name, tmp_path, figures, which):
+def test_a_stalled_request_is_abandoned_and_retried(s3store, proxy, name, tmp_path, figures, which):
     """One request gets no answer at all (the connection stays open, silent, for 60 s): the client
     gives up on it (curl's low-speed limit, 10 s) and retries within the 30 s operation budget, so
     the copy in, or the read, still succeeds. How long the client held on is a figure."""

@@ -179,11 +179,11 @@ def test_one_members_read_fetches_its_compressed_bytes_about_once(store, name, t
     # On the local store a deflated zip member is inflated whole by libdeflate straight from
     # the mapped object file, which counts as no fetch: there only the upper bound holds.
     whole = store.kind == "local" and kind == "zip"
-    fetched = mnt.settled(timeout=30)
+    fetched = mnt.settled()
     assert (0 if whole else 0.9 * span) <= fetched <= 1.1 * span, (fetched, span)
     # Then the first: its compressed bytes, and nothing of the second again.
     assert sha256_file(mnt.p("models", m, "v1", "a.bin")) == sha256_file(src / "a.bin")
-    fetched = mnt.settled(timeout=30)
+    fetched = mnt.settled()
     assert (0 if whole else 0.95 * both) <= fetched <= 1.1 * both, (fetched, both)
     if whole:
         stats = mnt.stats()

@@ -2,7 +2,6 @@
 import errno
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import time
@@ -20,17 +19,14 @@ def test_mount_killed_during_copy_in_loses_nothing(store, name, tmp_path, mounts
     big = make_file(tmp_path / "big.pt", 300 * MiB, seed=2)
     m = mounts(store, path=tmp_path / "m")
     path = m.path
-    try:
-        sh("mkdir", os.path.join(path, "models", model))
-        sh("cp", str(ready_src), os.path.join(path, "models", model, "v1.pt"))
-        cp = subprocess.Popen(["cp", str(big), os.path.join(path, "models", model, "v2.pt")], stderr=subprocess.PIPE)
-        # Kill the mount once some parts of v2 are stored.
-        wait_for_parts(store, 2, cp)
-        os.kill(m.pid, signal.SIGKILL)
-        cp.wait(timeout=60)
-        assert cp.returncode != 0
-    finally:
-        m.kill()
+    sh("mkdir", os.path.join(path, "models", model))
+    sh("cp", str(ready_src), os.path.join(path, "models", model, "v1.pt"))
+    cp = subprocess.Popen(["cp", str(big), os.path.join(path, "models", model, "v2.pt")], stderr=subprocess.PIPE)
+    # Kill the mount once some parts of v2 are stored.
+    wait_for_parts(store, 2, cp)
+    m.kill()
+    cp.wait(timeout=60)
+    assert cp.returncode != 0
     with sqlite3.connect(store.db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert c.execute("SELECT status FROM versions WHERE name = 'v2'").fetchone()[0] == "uploading"
@@ -197,26 +193,23 @@ def test_mount_killed_during_reads_and_during_a_job(store, name, tmp_path, mount
     sh(sys.executable, trainer, "--init", str(base))
     sh(sys.executable, trainer, "--make-dataset", str(data), "--records", "60")
     m = mounts(store, "--train-command", command, path=path)
-    try:
-        d = os.path.join(path, "models", model)
-        os.mkdir(d)
-        sh("cp", str(big), os.path.join(d, "w.pt"))
-        sh("cp", str(base), os.path.join(d, "v1.safetensors"))
-        sh("cp", str(data), os.path.join(path, "datasets", dataset + ".jsonl"))
-        fd = os.open(os.path.join(path, "jobs", "submit"), os.O_RDWR)
-        os.write(fd, f"model={model} version=v1 dataset={dataset} epochs=4 sleep=1\n".encode())
-        job = os.pread(fd, 4096, 0).decode().strip()
-        os.close(fd)
-        log = os.path.join(store.data_dir, "jobs", job, "log")
-        deadline = time.time() + 60
-        while time.time() < deadline and "epoch 1/" not in (open(log).read() if os.path.exists(log) else ""):
-            time.sleep(0.1)
-        reader = subprocess.Popen(["dd", f"if={os.path.join(d, 'w.pt')}", "of=/dev/null", "bs=64k"], stderr=subprocess.DEVNULL)
-        time.sleep(0.2)
-        os.kill(m.pid, signal.SIGKILL)
-        reader.wait(timeout=60)
-    finally:
-        m.kill()
+    d = os.path.join(path, "models", model)
+    os.mkdir(d)
+    sh("cp", str(big), os.path.join(d, "w.pt"))
+    sh("cp", str(base), os.path.join(d, "v1.safetensors"))
+    sh("cp", str(data), os.path.join(path, "datasets", dataset + ".jsonl"))
+    fd = os.open(os.path.join(path, "jobs", "submit"), os.O_RDWR)
+    os.write(fd, f"model={model} version=v1 dataset={dataset} epochs=4 sleep=1\n".encode())
+    job = os.pread(fd, 4096, 0).decode().strip()
+    os.close(fd)
+    log = os.path.join(store.data_dir, "jobs", job, "log")
+    deadline = time.time() + 60
+    while time.time() < deadline and "epoch 1/" not in (open(log).read() if os.path.exists(log) else ""):
+        time.sleep(0.1)
+    reader = subprocess.Popen(["dd", f"if={os.path.join(d, 'w.pt')}", "of=/dev/null", "bs=64k"], stderr=subprocess.DEVNULL)
+    time.sleep(0.2)
+    m.kill()
+    reader.wait(timeout=60)
     with sqlite3.connect(store.db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     m.start()

@@ -99,7 +99,8 @@ def test_a_close_on_another_thread_reports_the_failure(store, name, tmp_path, mo
     path = str(tmp_path / "mnt")
     env = store.env(MODELFS_DATA_DIR=str(data), MODELFS_DB=str(tmp_path / "catalog.db"))
     try:
-        m = mounts(store, "--spool-dir", str(tmp_path / "spool"), "--log-file", str(tmp_path / "mount.log"), path=path, env=env)
+        m = mounts(store, "--spool-dir", str(tmp_path / "spool"), "--log-file", str(tmp_path / "mount.log"),
+                   path=path, env=env)
         model = name("full")
         os.mkdir(os.path.join(path, "models", model))
         dst = os.path.join(path, "models", model, "v1.zip")
