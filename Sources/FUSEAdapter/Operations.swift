@@ -14,7 +14,9 @@ extension FUSEAdapter {
     // MARK: Names and attributes
 
     func lookup(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
-        do { replyEntry(req, try fs.lookup(parent: parent, name: bytes(name))) } catch { reply(req, error, "lookup", parent, name) }
+        do {
+            replyEntry(req, try fs.lookup(parent: parent, name: bytes(name)))
+        } catch { reply(req, error, "lookup", parent, name) }
     }
 
     func getattr(_ req: fuse_req_t?, _ ino: fuse_ino_t) {
@@ -28,7 +30,8 @@ extension FUSEAdapter {
             let mode: UInt32? = toSet & FUSE_SET_ATTR_MODE != 0 ? UInt32(asked.st_mode) : nil
             let uid: UInt32? = toSet & FUSE_SET_ATTR_UID != 0 ? UInt32(asked.st_uid) : nil
             let gid: UInt32? = toSet & FUSE_SET_ATTR_GID != 0 ? UInt32(asked.st_gid) : nil
-            replyAttributes(req, try fs.setattr(ino, size: size, mode: mode, uid: uid, gid: gid, FUSEAdapter.context(req)))
+            let ctx = FUSEAdapter.context(req)
+            replyAttributes(req, try fs.setattr(ino, size: size, mode: mode, uid: uid, gid: gid, ctx))
         } catch { reply(req, error, "setattr", ino, nil) }
     }
 
@@ -60,14 +63,17 @@ extension FUSEAdapter {
                 _ newName: UnsafePointer<CChar>?, _ flags: UInt32) {
         if flags & FUSEAdapter.renameExchange != 0 { fuse_reply_err(req, EINVAL); return }
         do {
-            try fs.rename(parent: parent, name: bytes(name), newParent: newParent, newName: bytes(newName), FUSEAdapter.context(req))
+            let ctx = FUSEAdapter.context(req)
+            try fs.rename(parent: parent, name: bytes(name), newParent: newParent, newName: bytes(newName), ctx)
             fuse_reply_err(req, 0)
         } catch { reply(req, error, "rename", parent, name) }
     }
 
-    func symlink(_ req: fuse_req_t?, _ target: UnsafePointer<CChar>?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?) {
+    func symlink(_ req: fuse_req_t?, _ target: UnsafePointer<CChar>?, _ parent: fuse_ino_t,
+                 _ name: UnsafePointer<CChar>?) {
         do {
-            replyEntry(req, try fs.symlink(parent: parent, name: bytes(name), target: bytes(target), FUSEAdapter.context(req)))
+            let ctx = FUSEAdapter.context(req)
+            replyEntry(req, try fs.symlink(parent: parent, name: bytes(name), target: bytes(target), ctx))
         } catch { reply(req, error, "symlink", parent, name) }
     }
 
@@ -85,7 +91,8 @@ extension FUSEAdapter {
             let r = try fs.open(ino, flags: OpenFlags(fi.pointee.flags), FUSEAdapter.context(req))
             // Generated files (direct I/O) are never passed through, nor counted: the kernel
             // keeps them out of an inode's I/O mode, and they have no backing file.
-            let backing = r.directIO ? 0 : passthrough?.opened(inode: ino, handle: r.handle, wholeFile: r.wholeFile) ?? 0
+            let backing = r.directIO
+                ? 0 : passthrough?.opened(inode: ino, handle: r.handle, wholeFile: r.wholeFile) ?? 0
             // Passing through, the kernel reads the backing file's page cache: pages of the
             // FUSE inode's own would be a second copy of the same bytes, so they are dropped.
             cfuse_fi_set_open(fi, r.handle, r.keepCache && backing == 0 ? 1 : 0, r.directIO ? 1 : 0)
@@ -109,7 +116,8 @@ extension FUSEAdapter {
         } catch { reply(req, error, "create", parent, name) }
     }
 
-    func read(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ offset: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
+    func read(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ offset: off_t,
+              _ fi: UnsafeMutablePointer<fuse_file_info>) {
         do {
             switch try fs.readReply(fi.pointee.fh, offset: Int64(offset), size: size) {
             case .bytes(let data):
@@ -117,7 +125,9 @@ extension FUSEAdapter {
             case .cached(let cached):
                 // Straight from the cache's memory: one copy, into the kernel.
                 cached.withBuffers { buffers in
-                    let iov = buffers.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+                    let iov = buffers.map {
+                        iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count)
+                    }
                     _ = fuse_reply_iov(req, iov, Int32(iov.count))
                 }
             case .file(let fd, let offset, let count):
@@ -131,7 +141,8 @@ extension FUSEAdapter {
         // The buffer belongs to this worker thread: the upload copies it before we return.
         do {
             let bytes = UnsafeRawBufferPointer(start: buf, count: size)
-            fuse_reply_write(req, try fs.write(fi.pointee.fh, offset: Int64(offset), bytes: bytes, FUSEAdapter.context(req)))
+            let ctx = FUSEAdapter.context(req)
+            fuse_reply_write(req, try fs.write(fi.pointee.fh, offset: Int64(offset), bytes: bytes, ctx))
         } catch { reply(req, error, "write", ino, nil) }
     }
 
@@ -165,8 +176,8 @@ extension FUSEAdapter {
         } catch { reply(req, error, "opendir", ino, nil) }
     }
 
-    func readdir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ offset: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>,
-                 plus: Bool) {
+    func readdir(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ offset: off_t,
+                 _ fi: UnsafeMutablePointer<fuse_file_info>, plus: Bool) {
         do { replyDirectory(req, try fs.readdir(fi.pointee.fh, offset: Int64(offset)), size: size, plus: plus) }
         catch { reply(req, error, plus ? "readdirplus" : "readdir", ino, nil) }
     }
@@ -199,14 +210,19 @@ extension FUSEAdapter {
     // MARK: Extended attributes and permissions
 
     func getxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ size: Int) {
-        do { replyXattr(req, try fs.getxattr(ino, name: String(cString: name!)), size) } catch { reply(req, error, "getxattr", ino, name) }
+        do {
+            replyXattr(req, try fs.getxattr(ino, name: String(cString: name!)), size)
+        } catch { reply(req, error, "getxattr", ino, name) }
     }
 
     func listxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int) {
-        do { replyXattr(req, try fs.listxattr(ino).flatMap { Array($0.utf8) + [0] }, size) } catch { reply(req, error, "listxattr", ino, nil) }
+        do {
+            replyXattr(req, try fs.listxattr(ino).flatMap { Array($0.utf8) + [0] }, size)
+        } catch { reply(req, error, "listxattr", ino, nil) }
     }
 
-    func setxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?, _ size: Int) {
+    func setxattr(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ value: UnsafePointer<CChar>?,
+                  _ size: Int) {
         do {
             let bytes = Array(UnsafeRawBufferPointer(start: value, count: size))
             try fs.setxattr(ino, name: String(cString: name!), value: bytes, FUSEAdapter.context(req))

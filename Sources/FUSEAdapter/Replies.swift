@@ -9,7 +9,8 @@ import ModelStore
 extension FUSEAdapter {
     /// Replies with the error's errno and logs one line for a refusal a person may wonder about:
     /// the operation, the path, the errno and the reason. Lookups of names that are not there,
-    /// probes for attributes that are not there, and `access` answers, are the everyday business of shells and `ls`.
+    /// probes for attributes that are not there, and `access` answers, are the everyday business
+    /// of shells and `ls`.
     func reply(_ req: fuse_req_t?, _ error: any Error, _ op: String, _ inode: UInt64, _ name: UnsafePointer<CChar>?) {
         let storeError = error as? StoreError ?? StoreError(.io, "\(error)")
         let code = errnoValue(for: storeError.code)
@@ -21,9 +22,12 @@ extension FUSEAdapter {
             return
         default:
             var path = inode == 0 ? "" : fs.describe(inode)
-            if let name { path += (path.isEmpty ? "" : op.hasSuffix("xattr") ? " " : "/") + Names.printable(String(cString: name)) }
+            if let name {
+                path += (path.isEmpty ? "" : op.hasSuffix("xattr") ? " " : "/") + Names.printable(String(cString: name))
+            }
             let who = FUSEAdapter.context(req)
-            logger.notice("\(op) \(path.isEmpty ? "-" : path): \(String(cString: strerror(code))) (\(storeError.code.rawValue)): \(storeError.message) [uid \(who.uid) pid \(who.pid)]")
+            let why = "\(String(cString: strerror(code))) (\(storeError.code.rawValue)): \(storeError.message)"
+            logger.notice("\(op) \(path.isEmpty ? "-" : path): \(why) [uid \(who.uid) pid \(who.pid)]")
         }
     }
 

@@ -22,7 +22,8 @@ extension FUSEAdapter {
 
     /// Mounts at `mountpoint` and serves requests until unmounted (`fusermount3 -u`, SIGINT,
     /// SIGTERM). `ready` runs once the mount is live.
-    public func run(mountpoint: String, options: MountOptions, ready: @escaping @Sendable () -> Void) throws(StoreError) {
+    public func run(mountpoint: String, options: MountOptions,
+                    ready: @escaping @Sendable () -> Void) throws(StoreError) {
         cfuse_tune_allocator()  // before the worker threads exist
         var arguments = ["modelfs", "-o", "fsname=modelfs,subtype=modelfs"]
         if options.allowOther { arguments += ["-o", "allow_other,default_permissions"] }
@@ -50,7 +51,8 @@ extension FUSEAdapter {
         guard fuse_set_signal_handlers(session) == 0 else { throw StoreError(.io, "cannot install signal handlers") }
         defer { fuse_remove_signal_handlers(session) }
         guard fuse_session_mount(session, mountpoint) == 0 else {
-            throw StoreError(.io, "cannot mount at \(mountpoint) (is /dev/fuse there, and the directory empty and not mounted?)")
+            throw StoreError(.io, "cannot mount at \(mountpoint) "
+                                  + "(is /dev/fuse there, and the directory empty and not mounted?)")
         }
         defer { fuse_session_unmount(session) }
 
@@ -91,7 +93,8 @@ extension FUSEAdapter {
             return
         }
         if passthroughGranted {
-            logger.notice("passthrough on: files with a whole local copy are read by the kernel from it (libfuse \(FUSEAdapter.libfuseVersion))")
+            let how = "files with a whole local copy are read by the kernel from it"
+            logger.notice("passthrough on: \(how) (libfuse \(FUSEAdapter.libfuseVersion))")
             return
         }
         let why = cfuse_version() < 317
@@ -153,7 +156,9 @@ final class Notifier: @unchecked Sendable {
         case .inode(let ino):
             return fuse_lowlevel_notify_inval_inode(session, fuse_ino_t(ino), 0, 0)
         case .entry(let parent, let name):
-            return name.withCString { fuse_lowlevel_notify_inval_entry(session, fuse_ino_t(parent), $0, name.utf8.count) }
+            return name.withCString {
+                fuse_lowlevel_notify_inval_entry(session, fuse_ino_t(parent), $0, name.utf8.count)
+            }
         }
     }
 

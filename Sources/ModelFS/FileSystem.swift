@@ -47,7 +47,11 @@ public final class FileSystem: Sendable {
     var watchesChanges: Bool { registry.catalog.database.isShared }
 
     /// Open files and directories, under handles from one counter.
-    private struct Handles { var open: [UInt64: any OpenFile] = [:]; var directories: [UInt64: OpenDirectory] = [:]; var next: UInt64 = 1 }
+    private struct Handles {
+        var open: [UInt64: any OpenFile] = [:]
+        var directories: [UInt64: OpenDirectory] = [:]
+        var next: UInt64 = 1
+    }
     private let handles = Locked(Handles())
 
     public typealias ReadReply = ReadPath.ReadReply

@@ -44,7 +44,8 @@ import ModelFS
         #expect(entries[0].attributes.inode == model && entries[0].attributes.isDirectory)
         #expect(entries[1].attributes.inode == (try env.inode("models")))
         let root = try env.fs.readdir(rootInode)
-        #expect(root[0].attributes.inode == rootInode && root[1].attributes.inode == rootInode, "the root is its own parent")
+        #expect(root[0].attributes.inode == rootInode && root[1].attributes.inode == rootInode,
+                "the root is its own parent")
     }
 
     @Test func offsetsStayValidWhenEntriesChangeBetweenPages() throws {

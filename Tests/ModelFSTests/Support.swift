@@ -128,7 +128,8 @@ final class FSEnv: @unchecked Sendable {
 
 /// Test entry points: the writer as a bare pid (the mount's user), whole reads and listings.
 extension FileSystem {
-    func create(parent: UInt64, name: [UInt8], flags: OpenFlags, pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
+    func create(parent: UInt64, name: [UInt8], flags: OpenFlags,
+                pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
         try create(parent: parent, name: name, flags: flags, RequestContext(uid: getuid(), gid: getgid(), pid: pid))
     }
 
