@@ -14,16 +14,8 @@ public struct UploadRecord: Sendable, Equatable {
     public var created: Date
 }
 
-/// Counts for `.stats` and `modelfs stats`.
-public struct CatalogStats: Sendable, Equatable, Codable {
-    public var models = 0
-    public var modelsByType: [String: Int] = [:]
-    public var versions = 0
-    public var readyVersions = 0
-    public var bytes: Int64 = 0
-    public var datasets = 0
-    public var datasetBytes: Int64 = 0
-}
+/// Counts for `.stats` and `modelfs stats` (``StoreStats``, as the port shows them).
+public typealias CatalogStats = StoreStats
 
 /// The facts about models, versions, datasets and uploads, in SQLite (one node) or PostgreSQL
 /// (many). Enforces uniqueness; the rules of what may happen live in ``Registry``.

@@ -1,4 +1,3 @@
-import Catalog
 import Foundation
 import Glibc
 import Jobs
@@ -44,7 +43,7 @@ public final class FileSystem: Sendable {
     /// What this mount showed, for invalidations after other nodes' changes.
     let shownNames = ShownNames()
     /// Only a shared catalog sends change notices; on one node nothing is recorded.
-    var watchesChanges: Bool { registry.catalog.database.isShared }
+    var watchesChanges: Bool { registry.isShared }
 
     /// Open files and directories, under handles from one counter.
     private struct Handles {
