@@ -43,14 +43,14 @@ final class DatasetsProvider: NamespaceProvider {
         if !flags.wantsWrite { namespace.writer(for: node.inode)?.waitIfClosedEmpty() }
         guard let d = try store.dataset(id) else { throw .notFound("dataset \(id) is gone") }
         return try namespace.openUploaded(node, d, flags: flags, ctx) { () throws(StoreError) in
-            try registry.restartFailedDataset(id: id)
+            try store.restartFailedDataset(id, by: ctx.actor)
         }
     }
 
     func create(in parent: Node, name rawName: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Node, Opened) {
         guard parent == .datasetsDir else { throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/") }
         let owner = Ownership(uid: ctx.uid, gid: ctx.gid, mode: Ownership.fileMode(requested: ctx.mode ?? Ownership.defaultFileMode))
-        let upload = try registry.beginDataset(fileName: try Names.decode(rawName, what: "file name"), owner: owner)
+        let upload = try store.beginDataset(fileName: try Names.decode(rawName, what: "file name"), owner: owner, by: ctx.actor)
         guard case .dataset(let d) = upload.item else { preconditionFailure("a dataset upload") }
         let node = Node.dataset(d.id)
         return (node, namespace.newWriter(node.inode, upload, ctx))

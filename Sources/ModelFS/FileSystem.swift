@@ -60,7 +60,8 @@ public final class FileSystem: Sendable {
         self.registry = registry
         self.cache = cache
         self.jobs = jobs
-        let namespace = Namespace(registry: registry, cache: cache, jobs: jobs, spool: spool, logger: logger)
+        registry.useSpool(spool)
+        let namespace = Namespace(registry: registry, cache: cache, jobs: jobs, logger: logger)
         self.namespace = namespace
         let others: [any NamespaceProvider] = [ModelsProvider(namespace: namespace), DatasetsProvider(namespace: namespace),
                                                JobsProvider(namespace: namespace), ArchivesProvider(namespace: namespace)]

@@ -180,7 +180,7 @@ final class ModelsProvider: NamespaceProvider {
             if !flags.wantsWrite { namespace.writer(for: node.inode)?.waitIfClosedEmpty() }
             guard let v = try store.version(id) else { throw .notFound("version \(id) is gone") }
             return try namespace.openUploaded(node, v, flags: flags, ctx) { () throws(StoreError) in
-                try registry.restartFailedVersion(id: id)
+                try store.restartFailedVersion(id, by: ctx.actor)
             }
         default:
             throw StoreError(.isDirectory, "is a directory")
@@ -197,13 +197,12 @@ final class ModelsProvider: NamespaceProvider {
             throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/")
         }
         if rawName == Array(".next".utf8) { throw StoreError(.notPermitted, ".next is generated") }
-        guard let m = try store.model(modelID) else { throw .notFound("model is gone") }
-        let upload: ItemUpload
+        let upload: any FileUpload
         let owner = Ownership(uid: ctx.uid, gid: ctx.gid, mode: Ownership.fileMode(requested: ctx.mode ?? Ownership.defaultFileMode))
         if let scratch = String(validating: rawName, as: UTF8.self), Names.isScratch(scratch) {
-            upload = try registry.beginScratchVersion(model: m.name, fileName: scratch, owner: owner)
+            upload = try store.beginScratch(in: modelID, fileName: scratch, owner: owner, by: ctx.actor)
         } else {
-            upload = try registry.beginVersion(model: m.name, fileName: try Names.decode(rawName, what: "file name"), owner: owner)
+            upload = try store.beginVersion(in: modelID, fileName: try Names.decode(rawName, what: "file name"), owner: owner, by: ctx.actor)
         }
         let node = Node.version(upload.version!.id)
         return (node, namespace.newWriter(node.inode, upload, ctx))

@@ -109,7 +109,6 @@ final class Namespace: Sendable {
     let registry: Registry
     let cache: BlockCache
     let jobs: JobService?
-    let spool: SpoolSpace?
     let logger: Logger
     let uid = getuid()
     let gid = getgid()
@@ -126,8 +125,8 @@ final class Namespace: Sendable {
     private let writers = Locked<[UInt64: WriterFile]>([:])
     private let probe = Locked<any WriterProbe>(BlindWriterProbe())
 
-    init(registry: Registry, cache: BlockCache, jobs: JobService?, spool: SpoolSpace?, logger: Logger) {
-        self.registry = registry; self.cache = cache; self.jobs = jobs; self.spool = spool; self.logger = logger
+    init(registry: Registry, cache: BlockCache, jobs: JobService?, logger: Logger) {
+        self.registry = registry; self.cache = cache; self.jobs = jobs; self.logger = logger
     }
 
     /// Archive indexes, made on first use (they need the namespace).
@@ -166,9 +165,8 @@ final class Namespace: Sendable {
     func untrack(_ w: WriterFile) { writers.withLock { if $0[w.inode] === w { $0[w.inode] = nil } } }
 
     /// A writer for an upload that has begun, owned by whoever asked.
-    func newWriter(_ inode: UInt64, _ upload: ItemUpload, _ ctx: RequestContext) -> Opened {
+    func newWriter(_ inode: UInt64, _ upload: any FileUpload, _ ctx: RequestContext) -> Opened {
         let probe = writerProbe
-        upload.useSpool(spool)
         let w = WriterFile(namespace: self, inode: inode, upload: upload, opener: probe.task(ctx.pid)?.process ?? ctx.pid,
                            created: probe.lastProcessID())
         track(w)
@@ -251,7 +249,7 @@ final class Namespace: Sendable {
     /// Opens a version or dataset: for reading when ready; a copy onto a failed one (`O_TRUNC`)
     /// writes it again; anything else for writing is refused, as versions never change.
     func openUploaded(_ node: Node, _ file: some StoredFile, flags: OpenFlags, _ ctx: RequestContext,
-                      restart: () throws(StoreError) -> ItemUpload) throws(StoreError) -> Opened {
+                      restart: () throws(StoreError) -> any FileUpload) throws(StoreError) -> Opened {
         let name = file.fileName
         if file.status == .failed && flags.wantsWrite && flags.truncates {
             return newWriter(node.inode, try restart(), ctx)

@@ -188,7 +188,7 @@ public struct BlindWriterProbe: WriterProbe {
 final class WriterFile: OpenFile {
     unowned let namespace: Namespace
     let inode: UInt64
-    let upload: ItemUpload
+    let upload: any FileUpload
     /// The process (thread group) that created the file: its threads are one writer.
     let opener: Int32
     /// The last process id when the file was created: only processes created since can have
@@ -202,7 +202,7 @@ final class WriterFile: OpenFile {
     /// Signalled once the upload ended, for readers that arrive in between.
     private let ended = DispatchSemaphore(value: 0)
 
-    init(namespace: Namespace, inode: UInt64, upload: ItemUpload, opener: Int32, created: Int32) {
+    init(namespace: Namespace, inode: UInt64, upload: any FileUpload, opener: Int32, created: Int32) {
         self.namespace = namespace; self.inode = inode; self.upload = upload; self.opener = opener; self.created = created
     }
 
@@ -210,7 +210,7 @@ final class WriterFile: OpenFile {
         throw StoreError(.notReady, "the file is still being written")
     }
 
-    /// In order it streams; holes are zeros; seeks back are patched or spooled (``ItemUpload``).
+    /// In order it streams; holes are zeros; seeks back are patched or spooled (``FileUpload``).
     func write(offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext) throws(StoreError) -> Int {
         try locked(lock) { () throws(StoreError) -> Int in
             try upload.write(bytes, at: offset)

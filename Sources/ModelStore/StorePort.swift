@@ -85,6 +85,28 @@ public protocol StorePort: Sendable {
     /// when it is gone.
     func deleteVersion(_ id: VersionID, by who: Actor) throws(StoreError) -> Deleted<Version>
 
+    // MARK: Writing files
+    // Each begin is one transaction that creates (or restarts) the row `uploading`, records this
+    // process as its writer (the sweep fails the upload once the writer is gone) and the
+    // returned upload's claim on it (only that upload completes or fails it). The upload then
+    // owns the file's state (``FileUpload/current``) until its end.
+
+    /// A new version of `model` from a file name such as `v2.1.tar.gz`. `EINVAL` for a bad name
+    /// or format, `EEXIST` when the model has a version of that name (any format), `ENOENT` when
+    /// the model is gone.
+    func beginVersion(in model: ModelID, fileName: String, owner: Ownership, by who: Actor) throws(StoreError) -> any FileUpload
+    /// A writer's temporary file `fileName` (``Names/isScratch(_:)``) in `model`, which
+    /// ``adoptScratch(_:as:format:by:)`` turns into a version. Errors as ``beginVersion(in:fileName:owner:by:)``.
+    func beginScratch(in model: ModelID, fileName: String, owner: Ownership, by who: Actor) throws(StoreError) -> any FileUpload
+    /// A new dataset from a file name such as `qa.jsonl`. `EINVAL` for a bad name or format,
+    /// `EEXIST` when the name is taken.
+    func beginDataset(fileName: String, owner: Ownership, by who: Actor) throws(StoreError) -> any FileUpload
+    /// A failed version written again under its name and key (a copy onto it). `EEXIST` when it
+    /// is no longer failed (another copy won, or it is ready), `ENOENT` when it is gone.
+    func restartFailedVersion(_ id: VersionID, by who: Actor) throws(StoreError) -> any FileUpload
+    /// A failed dataset written again. Errors as ``restartFailedVersion(_:by:)``.
+    func restartFailedDataset(_ id: DatasetID, by who: Actor) throws(StoreError) -> any FileUpload
+
     // MARK: Aliases
 
     /// A link `name` in `model` to `version` (its file, or its archive view with `view`): an

@@ -5,65 +5,6 @@ import Catalog
 import UploadPath
 import Archive
 
-/// What an ``ItemUpload`` writes: a model's version or a dataset.
-public enum UploadItem: Sendable, Equatable {
-    case version(Model, Version)
-    case dataset(Dataset)
-
-    public var objectKey: String {
-        switch self {
-        case .version(_, let v): return v.objectKey
-        case .dataset(let d): return d.objectKey
-        }
-    }
-
-    /// `model/v1.zip` or `datasets/qa.jsonl`, for messages.
-    public var displayName: String {
-        switch self {
-        case .version(let m, let v): return m.name + "/" + v.fileName
-        case .dataset(let d): return "datasets/" + d.fileName
-        }
-    }
-}
-
-/// Where a file being written is. Each upload goes `streaming` → (`spooled` →) `completing` →
-/// `ready`, or to `failed` from any of the first three; `ready` and `failed` are the end.
-public enum UploadPhase: String, Sendable {
-    /// Bytes stream out to object storage as they come: parts cut and sent, a hole sent as zeros,
-    /// a patch written into the part not yet sent.
-    case streaming
-    /// The writer sought back into bytes already sent (or resized the file): the file is written
-    /// in a spool file and uploaded whole at the last close.
-    case spooled
-    /// The last close sends what is left and completes the object.
-    case completing
-    /// The object is complete and the row `ready` with its size and sha256.
-    case ready
-    /// The upload failed with a reason: no object and no multipart upload of it stay.
-    case failed
-}
-
-/// A file being written as other threads see it (`stat`, `getfattr`, a second close).
-public struct UploadState: Sendable {
-    public var phase: UploadPhase
-    public var item: UploadItem
-    /// Bytes written so far (the file's size): once ready, the object's.
-    public var size: Int64
-    /// Why it failed, once it did.
-    public var failure: StoreError?
-
-    public var isEnded: Bool { phase == .ready || phase == .failed }
-
-    /// The row's status as this upload knows it.
-    public var status: UploadStatus {
-        switch phase {
-        case .streaming, .spooled, .completing: return .uploading
-        case .ready: return .ready
-        case .failed: return .failed
-        }
-    }
-}
-
 /// One version or dataset being written: bytes stream out through a ``StreamingUpload``;
 /// `finish` makes it `ready` with its size and sha256 (and, for line-based datasets, its record
 /// count); any failure makes it `failed` with the reason and leaves no half object and no open
@@ -72,7 +13,7 @@ public struct UploadState: Sendable {
 /// Its state (``UploadPhase``, size, item, failure) is one value behind one lock, read by any
 /// thread; `write`, `resize`, `finish` and `abort` take turns (the writer's side, which does the
 /// I/O outside that lock, so `stat` never waits for object storage).
-public final class ItemUpload: @unchecked Sendable {
+public final class ItemUpload: FileUpload, @unchecked Sendable {
     private let registry: Registry
     private let hooks: UploadHooks
     private let recordID: LockedBox<Int64?>
@@ -184,19 +125,10 @@ public final class ItemUpload: @unchecked Sendable {
 
     /// The upload's state now, as one value.
     public var current: UploadState { state.withLock { $0.shared } }
-    public var item: UploadItem { current.item }
-    public var bytesWritten: Int64 { current.size }
-    public var isEnded: Bool { current.isEnded }
-    public var failure: StoreError? { current.failure }
 
-    private var datasetID: DatasetID? {
+    /// The dataset being written (nil for a version).
+    var datasetRow: DatasetID? {
         if case .dataset(let d) = item { return d.id }
-        return nil
-    }
-
-    /// The version being written (nil for a dataset).
-    public var version: Version? {
-        if case .version(_, let v) = item { return v }
         return nil
     }
 
@@ -515,7 +447,7 @@ public final class ItemUpload: @unchecked Sendable {
             break
         }
         // What a seek back completed at the key before the spool: nothing may stay there.
-        if objectAtKey, (try? registry.catalog.ownsUpload(versionID: version?.id, datasetID: datasetID, token: token)) == true {
+        if objectAtKey, (try? registry.catalog.ownsUpload(versionID: version?.id, datasetID: datasetRow, token: token)) == true {
             try? registry.objects.delete(shared.item.objectKey)
         }
         var item = shared.item

@@ -230,6 +230,40 @@ extension Registry: StorePort {
         return Deleted(row: v, purge: Purge([v]))
     }
 
+    // MARK: Writing files
+
+    public func beginVersion(in model: ModelID, fileName: String, owner: Ownership, by who: Actor) throws(StoreError) -> any FileUpload {
+        try writing(acting(who) { () throws(StoreError) in
+            guard let m = try catalog.model(id: model) else { throw StoreError.notFound("the model is gone") }
+            return try beginVersion(in: m, fileName: fileName, owner: owner)
+        })
+    }
+
+    public func beginScratch(in model: ModelID, fileName: String, owner: Ownership, by who: Actor) throws(StoreError) -> any FileUpload {
+        try writing(acting(who) { () throws(StoreError) in
+            guard let m = try catalog.model(id: model) else { throw StoreError.notFound("the model is gone") }
+            return try beginScratch(in: m, fileName: fileName, owner: owner)
+        })
+    }
+
+    public func beginDataset(fileName: String, owner: Ownership, by who: Actor) throws(StoreError) -> any FileUpload {
+        try writing(acting(who) { () throws(StoreError) in try beginDataset(fileName: fileName, owner: owner) })
+    }
+
+    public func restartFailedVersion(_ id: VersionID, by who: Actor) throws(StoreError) -> any FileUpload {
+        try writing(acting(who) { () throws(StoreError) in try restartFailedVersion(id) })
+    }
+
+    public func restartFailedDataset(_ id: DatasetID, by who: Actor) throws(StoreError) -> any FileUpload {
+        try writing(acting(who) { () throws(StoreError) in try restartFailedDataset(id) })
+    }
+
+    /// A file written through the port may seek back: it goes on in the writers' spool.
+    private func writing(_ upload: ItemUpload) -> any FileUpload {
+        upload.useSpool(writerSpool.withLock { $0 })
+        return upload
+    }
+
     // MARK: Aliases
 
     public func linkAlias(in model: ModelID, named name: String, to version: VersionID, view: Bool, by who: Actor) throws(StoreError) -> Alias {

@@ -20,6 +20,9 @@ public final class Registry: Sendable {
     /// Uploads that failed while the catalog could not record it, recorded when it is back
     /// (``recordDeferredFailures()``): never `uploading` for good.
     let deferredFailures = Locked<[String: DeferredFailure]>([:])
+    /// Where files written through the port (the mount's) go on when their writer seeks back
+    /// into bytes already sent (``useSpool(_:)``); without one such a write is refused.
+    let writerSpool = Locked<SpoolSpace?>(nil)
 
     public init(catalog: Catalog, objects: any ObjectStore, uploadConcurrency: Int = 4, node: String? = nil,
                 logger: Logger = Logger(label: "modelfs.registry")) {
@@ -29,6 +32,9 @@ public final class Registry: Sendable {
         self.node = node
         self.logger = logger
     }
+
+    /// The mount's spool for its writers (``writerSpool``).
+    public func useSpool(_ spool: SpoolSpace?) { writerSpool.withLock { $0 = spool } }
 
     /// Who writes an upload begun here: this process, and on a shared catalog this node.
     var writer: String { node.map { Writer.current + " " + $0 } ?? Writer.current }
@@ -168,15 +174,22 @@ public final class Registry: Sendable {
     /// Starts a new version from a file name such as `v2.1.tar.gz`; the model must exist.
     public func beginVersion(model modelName: String, fileName: String, note: String = "", lineage: Lineage = Lineage(),
                              source: (path: String, size: Int64)? = nil, owner: Ownership? = nil) throws(StoreError) -> ItemUpload {
+        try beginVersion(in: try model(modelName), fileName: fileName, note: note, lineage: lineage, source: source, owner: owner)
+    }
+
+    /// Starts a new version of `model` (as it was read; the transaction reads it again by id, and
+    /// `ENOENT` when it is gone).
+    func beginVersion(in model: Model, fileName: String, note: String = "", lineage: Lineage = Lineage(),
+                      source: (path: String, size: Int64)? = nil, owner: Ownership? = nil) throws(StoreError) -> ItemUpload {
         let (name, format) = try Formats.splitVersion(fileName)
         // A key no row owns and no object occupies (asked of object storage outside the
         // transaction); then the model, the name's uniqueness (any extension) and the key,
         // checked with the insert.
-        let preferred = try freshObjectKey(Rules.versionKey(model: modelName, fileName: fileName), name: "\(modelName)/\(name)", format: format)
+        let preferred = try freshObjectKey(Rules.versionKey(model: model.name, fileName: fileName), name: "\(model.name)/\(name)", format: format)
         // The row, its writer and the upload's claim: one transaction.
         let token = UUID().uuidString
         let (m, v) = try catalog.transaction { tx in
-            let m = try Registry.model(tx, modelName)
+            let m = try Registry.model(tx, model.id)
             let key = try Registry.freshKey(tx, preferred, name: "\(m.name)/\(name)", format: format)
             var v = try tx.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)

@@ -29,21 +29,59 @@ import Catalog
         #expect(space.bytesUsed == 0, "the spool files are gone", sourceLocation: sourceLocation)
     }
 
-    /// The creating transaction claims the row: its writer and the upload's token are there
-    /// before any byte, and no other call claims it again.
-    @Test func beginClaimsTheRowInItsOwnTransaction() throws {
-        let (env, _) = try UploadStateTests.env()
-        let upload = try env.registry.beginVersion(model: "m", fileName: "v1.zip")
-        let v = try #require(upload.version)
-        #expect(try env.catalog.writer(versionID: v.id) == env.registry.writer)
-        #expect(try env.catalog.ownsUpload(versionID: v.id, token: upload.token))
-        let set = try env.registry.beginDataset(fileName: "qa.jsonl")
-        let d = try #require(try env.catalog.dataset(named: "qa"))
-        #expect(try env.catalog.writer(datasetID: d.id) == env.registry.writer)
-        #expect(try env.catalog.ownsUpload(datasetID: d.id, token: set.token))
-        let scratch = try env.registry.beginScratchVersion(model: "m", fileName: ".tmp1")
-        #expect(try env.catalog.writer(versionID: scratch.version!.id) == env.registry.writer, "a temporary file has its writer too")
-        #expect(try env.catalog.ownsUpload(versionID: scratch.version!.id, token: scratch.token))
+    /// Each begin through the port (a version, a temporary file, a dataset, a restart of a failed
+    /// version) claims its row in its creating transaction: the writer and the upload's token are
+    /// there before any byte, and nothing claims the row again on the way to `ready` (a trigger
+    /// counts every change of the claim's columns).
+    @Test func eachBeginThroughThePortClaimsItsRowOnce() throws {
+        let (env, space) = try UploadStateTests.env()
+        try env.catalog.database.write { db in
+            try db.executeScript("""
+                CREATE TABLE claims (tbl TEXT, id INTEGER);
+                CREATE TRIGGER version_claimed AFTER UPDATE OF upload_token, writer ON versions
+                  BEGIN INSERT INTO claims VALUES ('versions', NEW.id); END;
+                CREATE TRIGGER dataset_claimed AFTER UPDATE OF upload_token, writer ON datasets
+                  BEGIN INSERT INTO claims VALUES ('datasets', NEW.id); END;
+                """)
+        }
+        func claims(_ upload: ItemUpload) throws -> Int {
+            let (tbl, id) = upload.version.map { ("versions", $0.id.rawValue) } ?? ("datasets", upload.datasetRow?.rawValue ?? -1)
+            return try env.catalog.database.read { db in
+                try db.first("SELECT count(*) FROM claims WHERE tbl = ? AND id = ?", [.text(tbl), .int(id)]) { Int($0.int(0)) } ?? 0
+            }
+        }
+        env.registry.useSpool(space)
+        let port: any StorePort = env.registry
+        let m = try #require(try port.model(named: "m"))
+        let owner = Ownership(uid: 1000, gid: 1000, mode: 0o644)
+        let who = Actor(uid: 1000, gid: 1000, pid: 7)
+        let begun = [try port.beginVersion(in: m.id, fileName: "v1.zip", owner: owner, by: who),
+                     try port.beginScratch(in: m.id, fileName: ".tmp1", owner: owner, by: who),
+                     try port.beginDataset(fileName: "qa.jsonl", owner: owner, by: who)]
+        for upload in begun.map({ $0 as! ItemUpload }) {
+            let (v, d) = (upload.version?.id, upload.datasetRow)
+            #expect(try claims(upload) == 1, "\(upload.item.displayName): claimed as it was created")
+            #expect(try (v.map { try env.catalog.writer(versionID: $0) } ?? env.catalog.writer(datasetID: d!)) == env.registry.writer)
+            try env.feed(upload, pattern(2 * partSize + 1))  // parts sent and recorded for a resume
+            try UploadStateTests.write(upload, [1], at: 0)  // a seek back: the spool
+            #expect(try env.catalog.ownsUpload(versionID: v, datasetID: d, token: upload.token))
+            try upload.finish()
+            #expect(upload.current.phase == .ready)
+            #expect(try claims(upload) == 1, "\(upload.item.displayName): claimed once")
+        }
+        // A failed version written again: the restart claims it, once more only.
+        let broken = try env.registry.beginVersion(model: "m", fileName: "v2.zip")
+        broken.abort(reason: "the writer died")
+        let again = try port.restartFailedVersion(broken.version!.id, by: who) as! ItemUpload
+        #expect(try claims(again) == 2, "the first upload's claim and the restart's")
+        #expect(try env.catalog.ownsUpload(versionID: broken.version!.id, token: again.token))
+        #expect(try !env.catalog.ownsUpload(versionID: broken.version!.id, token: broken.token))
+        try env.feed(again, pattern(1000))
+        #expect(try again.finishVersion().status == .ready)
+        #expect(try claims(again) == 2)
+        expectStoreError(.alreadyExists, "a ready version is not restarted") {
+            _ = try port.restartFailedVersion(broken.version!.id, by: who)
+        }
     }
 
     /// A row taken from its upload (claimed by another) makes it end `failed` without an object.
