@@ -78,7 +78,8 @@ final class DatasetsProvider: NamespaceProvider {
     func xattrs(of node: Node) throws(StoreError) -> [(String, String)] {
         guard case .dataset(let id) = node else { return [] }
         guard let d = try store.dataset(id) else { throw .notFound("gone") }
-        var out = [("status", d.status.rawValue), ("size", "\(d.size)"), ("created", d.created.formatted(.iso8601)),
+        let (status, size) = namespace.now(node, status: d.status, size: d.size)
+        var out = [("status", status.rawValue), ("size", "\(size)"), ("created", d.created.formatted(.iso8601)),
                    ("note", d.note), ("format", d.format)]
         if let r = d.records { out.append(("records", "\(r)")) }
         if let sha = d.sha256 { out.append(("sha256", sha)) }

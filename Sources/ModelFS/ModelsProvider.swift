@@ -271,7 +271,8 @@ final class ModelsProvider: NamespaceProvider {
                                      ("versions", "\(try store.versions(of: id).count)")])
         case .version(let id):
             guard let v = try store.version(id) else { throw .notFound("gone") }
-            var out = [("status", v.status.rawValue), ("size", "\(v.size)"), ("created", v.created.formatted(.iso8601)),
+            let (status, size) = namespace.now(node, status: v.status, size: v.size)
+            var out = [("status", status.rawValue), ("size", "\(size)"), ("created", v.created.formatted(.iso8601)),
                        ("note", v.note), ("format", v.format)]
             if let sha = v.sha256 { out.append(("sha256", sha)) }
             if let e = v.error { out.append(("error", e)) }

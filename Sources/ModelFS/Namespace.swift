@@ -212,12 +212,10 @@ final class Namespace: Sendable {
     /// replaced by a new copy or removed, never read. An `annotatable` one (a version: its owner
     /// sets its note) shows its owner's write bit when ready too: the kernel lets only who may write
     /// a file set its `user.*` attributes; every write to it is still refused here (`EEXIST`, `EPERM`).
-    /// A file this mount is writing is what its upload's state says (read under the upload's lock),
-    /// whatever the row said a moment before.
+    /// A file this mount is writing is what its upload's state says (``now(_:status:size:)``).
     func uploadedFile(_ node: Node, status: UploadStatus, size: Int64, modified: Date, owner: Ownership? = nil,
                       annotatable: Bool = false) -> Attributes {
-        var (status, size) = (status, size)
-        if let upload = writer(for: node.inode)?.upload.current { (status, size) = (upload.status, upload.size) }
+        let (status, size) = now(node, status: status, size: size)
         var a: Attributes
         let read = (owner?.mode ?? Ownership.defaultFileMode) & Ownership.readBits
         switch status {
@@ -230,6 +228,13 @@ final class Namespace: Sendable {
         }
         if let owner { a.uid = owner.uid; a.gid = owner.gid }
         return a
+    }
+
+    /// A file's status and size now: a file this mount is writing is what its upload's state says
+    /// (read under the upload's lock, never the row, which says 0 until the end); any other the row's.
+    func now(_ node: Node, status: UploadStatus, size: Int64) -> (UploadStatus, Int64) {
+        guard let upload = writer(for: node.inode)?.upload.current else { return (status, size) }
+        return (upload.status, upload.size)
     }
 
     /// For what keeps its owner and mode: asking for what it has succeeds, anything else is `EPERM`.

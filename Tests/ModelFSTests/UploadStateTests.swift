@@ -90,6 +90,8 @@ import ModelFS
         #expect(env.store.calls(.get) == 0 && env.store.calls(.complete) == 0, "no round trip through object storage")
         #expect(env.store.calls(.abort) == 1 && env.store.pendingUploadCount == 0, "the parts sent are aborted")
         #expect(try env.fs.getattr(inode).size == Int64(expected.count))
+        #expect(try env.xattr(inode, "size") == "\(expected.count)" && env.xattr(inode, "status") == "uploading",
+                "getfattr reads the upload's state as stat does")
         try env.fs.flush(handle, pid: FSEnv.writerPid)
         try env.fs.release(handle)
         #expect(env.store.calls(.get) == 0 && env.store.calls(.complete) == 1)
