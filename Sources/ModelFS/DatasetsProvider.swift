@@ -1,7 +1,6 @@
 import Foundation
 import ModelStore
 import ReadPath
-import Registry
 
 /// `datasets/`: one file per dataset, written and read like versions.
 final class DatasetsProvider: NamespaceProvider {

@@ -2,7 +2,6 @@ import Foundation
 import Dispatch
 import Glibc
 import ModelStore
-import Registry
 import ReadPath
 
 /// Who asks: the uid, gid and pid (a thread id, as the kernel reports it) of the FUSE request.
