@@ -57,7 +57,7 @@ let package = Package(
         ]),
         // The mounted namespace as plain operations: no FUSE types, testable without a mount.
         .target(name: "ModelFS", dependencies: [
-            "ModelStore", "Catalog", "Registry", "ReadPath", "Jobs", "Archive",
+            "ModelStore", "Registry", "ReadPath", "Jobs", "Archive",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // libfuse's low-level callbacks over ModelFS; the only importer of CFuse.
