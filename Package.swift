@@ -1,8 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way: CLI → FUSEAdapter → ModelFS → (Registry, ReadPath) → (UploadPath, Catalog) → ModelStore ← (S3, BlobStore).
-// Only CLI knows which implementations are plugged in.
+// The module table and graph: docs/ARCHITECTURE.md (the one place they are described).
 let package = Package(
     name: "modelfs",
     products: [
