@@ -47,7 +47,7 @@ struct AliasCommand: ParsableCommand {
             try reporting {
                 let rows = try store.openRegistry().aliases(of: model).filter { $0.alias.isNamed }.map {
                     Row(alias: $0.alias.name, version: $0.version.name,
-                        file: Registry.linkTarget($0.version, view: $0.alias.view), modified: $0.alias.modified)
+                        file: $0.version.linkTarget(view: $0.alias.view), modified: $0.alias.modified)
                 }
                 if json { try printJSON(rows) } else { for r in rows { print("\(r.alias) -> \(r.file)") } }
             }

@@ -60,7 +60,7 @@ extension FUSEAdapter {
         let fs = self.fs
         // Changes other nodes make to a shared catalog: the kernel forgets what they touched.
         let notifier = Notifier(session: session)
-        fs.registry.catalog.database.watchChanges { notice in
+        fs.store.watchChanges { notice in
             let changes = fs.catalogChanged(notice)
             for change in changes {
                 let rc = notifier.invalidate(change)

@@ -211,7 +211,7 @@ final class ArchiveViews: Sendable {
 
     /// The whole object's reader: members share its blocks.
     func reader(_ object: ArchiveObject) -> any ObjectReader {
-        ObjectReaders.open(store: namespace.registry.objects, cache: namespace.cache, key: object.key, size: object.size,
+        ObjectReaders.open(store: namespace.objects, cache: namespace.cache, key: object.key, size: object.size,
                            id: object.identity)
     }
 
@@ -238,7 +238,7 @@ final class ArchiveViews: Sendable {
         case .stored where m.path.hasSuffix(".safetensors"):
             // A stored safetensors member: its reads fetch whole tensors, at their place in the object.
             let parsed = tensorHeader(object, m, start: start!, base: base)
-            let tensorReader = ObjectReaders.open(store: namespace.registry.objects, cache: namespace.cache, key: object.key, size: object.size,
+            let tensorReader = ObjectReaders.open(store: namespace.objects, cache: namespace.cache, key: object.key, size: object.size,
                                                   id: object.identity,
                                                   layout: TensorHeaders.layout(parsed, start: start!))
             member = SliceReader(tensorReader, start: start!, size: m.size)

@@ -34,7 +34,8 @@ public struct OpenResult: Sendable {
 /// ``DatasetsProvider``, ``JobsProvider``), and each open file is one ``OpenFile`` kept under a
 /// handle until its last close.
 public final class FileSystem: Sendable {
-    public let registry: Registry
+    /// The store's one door (``StorePort``): everything the mount reads and changes, by id.
+    public let store: any StorePort
     public let cache: BlockCache
     /// Training jobs behind `jobs/`; nil when the mount runs none.
     public let jobs: JobService?
@@ -43,7 +44,7 @@ public final class FileSystem: Sendable {
     /// What this mount showed, for invalidations after other nodes' changes.
     let shownNames = ShownNames()
     /// Only a shared catalog sends change notices; on one node nothing is recorded.
-    var watchesChanges: Bool { registry.isShared }
+    var watchesChanges: Bool { store.isShared }
 
     /// Open files and directories, under handles from one counter.
     private struct Handles {
@@ -57,11 +58,11 @@ public final class FileSystem: Sendable {
 
     public init(registry: Registry, cache: BlockCache, jobs: JobService? = nil, spool: SpoolSpace? = nil,
                 logger: Logger = Logger(label: "modelfs.fs")) {
-        self.registry = registry
+        self.store = registry
         self.cache = cache
         self.jobs = jobs
         registry.useSpool(spool)
-        let namespace = Namespace(registry: registry, cache: cache, jobs: jobs, logger: logger)
+        let namespace = Namespace(store: registry, objects: registry.objects, cache: cache, jobs: jobs, logger: logger)
         self.namespace = namespace
         let others: [any NamespaceProvider] = [ModelsProvider(namespace: namespace), DatasetsProvider(namespace: namespace),
                                                JobsProvider(namespace: namespace), ArchivesProvider(namespace: namespace)]
@@ -341,7 +342,7 @@ public final class FileSystem: Sendable {
     public struct Usage: Sendable { public var bytes: Int64; public var files: Int64 }
 
     public func statfs() throws(StoreError) -> Usage {
-        let s = try registry.stats()
+        let s = try store.stats()
         return Usage(bytes: s.bytes + s.datasetBytes, files: Int64(s.versions + s.datasets + s.models))
     }
 }

@@ -1,7 +1,6 @@
 import Foundation
 import ModelStore
 import ReadPath
-import Registry
 
 /// `models/`: one directory per model, one file per version, `.next`, and atomic writers'
 /// temporary files (`.tmpXYZ`) until they are renamed onto a version's name.
@@ -90,7 +89,7 @@ final class ModelsProvider: NamespaceProvider {
     func readlink(_ node: Node) throws(StoreError) -> String {
         guard case .alias(let id) = node else { throw StoreError(.invalidArgument, "not a symbolic link") }
         guard let a = try alias(id), let v = try store.version(a.versionID) else { throw .notFound("alias \(id) is gone") }
-        return Registry.linkTarget(v, view: a.view)
+        return v.linkTarget(view: a.view)
     }
 
     /// `ln -s v3.safetensors @production` in a model directory: alias `@production` of v3. The
@@ -101,7 +100,7 @@ final class ModelsProvider: NamespaceProvider {
         guard case .model(let modelID) = parent else {
             throw StoreError(.notPermitted, "links can only be made in a model directory, as aliases of its versions (ln -s v3.zip @production)")
         }
-        try Registry.checkLinkName(name)
+        try Names.checkLinkName(name)
         let sameNamed = try store.version(in: modelID, named: name)
         if sameNamed != nil || (try? child(of: parent, named: name)) != nil {
             throw StoreError.exists("\(Names.printable(name)) exists")
@@ -147,7 +146,7 @@ final class ModelsProvider: NamespaceProvider {
             let shown = taken.union(views.map(\.name))
             let links = try store.aliases(of: id).filter { !shown.contains($0.name) }.compactMap { a in
                 byID[a.versionID].map {
-                    DirectoryEntry(name: a.name, attributes: link(a, target: Registry.linkTarget($0, view: a.view)))
+                    DirectoryEntry(name: a.name, attributes: link(a, target: $0.linkTarget(view: a.view)))
                 }
             }
             return files + views + links

@@ -4,7 +4,6 @@ import Jobs
 import Logging
 import ModelStore
 import ReadPath
-import Registry
 
 /// One part of the tree (the root, `models/`, `datasets/`, `jobs/`): the nodes it owns, what
 /// they look like and what may be done to them. ``FileSystem`` routes each operation to the
@@ -43,7 +42,6 @@ protocol NamespaceProvider: AnyObject, Sendable {
 
 extension NamespaceProvider {
     var store: any StorePort { namespace.store }
-    var registry: Registry { namespace.registry }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] { throw StoreError(.notDirectory, "not a directory") }
     func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
@@ -106,7 +104,10 @@ struct Opened {
 
 /// What the providers share: the store, the cache, the mount's user, the files being written.
 final class Namespace: Sendable {
-    let registry: Registry
+    /// The store's door: what providers read and change, by id.
+    let store: any StorePort
+    /// Where the bytes are, for readers.
+    let objects: any ObjectStore
     let cache: BlockCache
     let jobs: JobService?
     let logger: Logger
@@ -125,8 +126,8 @@ final class Namespace: Sendable {
     private let writers = Locked<[UInt64: WriterFile]>([:])
     private let probe = Locked<any WriterProbe>(BlindWriterProbe())
 
-    init(registry: Registry, cache: BlockCache, jobs: JobService?, logger: Logger) {
-        self.registry = registry; self.cache = cache; self.jobs = jobs; self.logger = logger
+    init(store: any StorePort, objects: any ObjectStore, cache: BlockCache, jobs: JobService?, logger: Logger) {
+        self.store = store; self.objects = objects; self.cache = cache; self.jobs = jobs; self.logger = logger
     }
 
     /// Archive indexes, made on first use (they need the namespace).
@@ -150,9 +151,6 @@ final class Namespace: Sendable {
             return made
         }
     }
-
-    /// The store's door: what providers read and change, by id.
-    var store: any StorePort { registry }
 
     var writerProbe: any WriterProbe {
         get { probe.withLock { $0 } }
@@ -272,7 +270,7 @@ final class Namespace: Sendable {
         }
         // A safetensors file's reads fetch whole tensors.
         let layout = file.format == "safetensors" ? TensorHeaders.layout(tensorHeader(of: file)) : nil
-        let reader = ObjectReaders.open(store: registry.objects, cache: cache, key: file.objectKey, size: file.size,
+        let reader = ObjectReaders.open(store: objects, cache: cache, key: file.objectKey, size: file.size,
                                         id: file.objectIdentity, layout: layout, wholeLoads: true)
         return Opened(file: ReaderFile(reader), keepCache: true)
     }

@@ -52,7 +52,7 @@ final class RootProvider: NamespaceProvider {
     func describe(_ node: Node) -> String { node == .root ? "." : ".stats" }
 
     func statsContent() throws(StoreError) -> [UInt8] {
-        let s = try namespace.registry.stats()
+        let s = try namespace.store.stats()
         namespace.cache.drainDisk()  // the disk cache's figures include what is on its way there
         let c = namespace.cache.counters
         let lines = [

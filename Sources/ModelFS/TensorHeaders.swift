@@ -90,7 +90,7 @@ extension Namespace {
     func tensorHeader(of file: some StoredFile) -> TensorHeaders.Parsed {
         let key = file.objectKey, size = file.size
         return tensors.header(key: key, sha256: file.sha256 ?? key, size: size,
-                              source: ReaderSource(reader: ObjectReaders.open(store: self.registry.objects, cache: self.cache, key: key,
+                              source: ReaderSource(reader: ObjectReaders.open(store: self.objects, cache: self.cache, key: key,
                                                                               size: size, id: file.objectIdentity), size: size))
     }
 }

@@ -74,3 +74,21 @@ public enum Names {
         return out
     }
 }
+
+extension Names {
+    /// A link's name: `@something`, or `ln -sfn`'s temporary name. Any other would pass for a
+    /// version, or hide one's archive view (`EINVAL`).
+    public static func checkLinkName(_ name: String) throws(StoreError) {
+        if name.hasPrefix("@") {
+            _ = try Names.alias(name)
+        } else if !Names.isLinkTemporary(name) {
+            throw .invalid("links in a model directory are aliases, named @something: "
+                           + "\(Names.printable(name)) is not (ln -s v3.zip @production)")
+        }
+    }
+}
+
+extension Version {
+    /// What an alias's link says: the version's file (`v3.zip`), or its archive view (`v3`).
+    public func linkTarget(view: Bool) -> String { view ? name : fileName }
+}

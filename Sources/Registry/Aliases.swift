@@ -26,7 +26,7 @@ extension Registry {
             let m = try Registry.model(tx, modelName)
             let (v, view) = try Registry.aliasTarget(tx, m, version)
             try Registry.audit(tx, "alias.set", model: m.name, target: name,
-                               "→ \(Registry.linkTarget(v, view: view))")
+                               "→ \(v.linkTarget(view: view))")
             return try tx.setAlias(modelID: m.id, name: name, versionID: v.id, view: view)
         }
         publishManifest(a.modelID)
@@ -38,7 +38,7 @@ extension Registry {
     /// it onto the alias). Any other name is refused: it would pass for a version or hide a view.
     public func linkAlias(modelID: ModelID, name: String, versionID: VersionID,
                           view: Bool = false) throws(StoreError) -> Alias {
-        try Registry.checkLinkName(name)
+        try Names.checkLinkName(name)
         let a = try catalog.transaction { tx in
             guard let v = try tx.version(id: versionID), v.modelID == modelID, v.status == .ready else {
                 throw StoreError(.invalidArgument, "an alias points at a ready version of its model")
@@ -47,27 +47,13 @@ extension Registry {
             if try tx.alias(modelID: modelID, name: name) != nil { throw StoreError.exists("\(name) exists") }
             if name.hasPrefix("@") {
                 try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name,
-                                   "→ \(Registry.linkTarget(v, view: view))")
+                                   "→ \(v.linkTarget(view: view))")
             }
             return try tx.setAlias(modelID: modelID, name: name, versionID: v.id, view: view)
         }
         publishManifest(modelID)
         return a
     }
-
-    /// A link's name: `@something`, or `ln -sfn`'s temporary name. Any other would pass for a
-    /// version, or hide one's archive view (`EINVAL`).
-    public static func checkLinkName(_ name: String) throws(StoreError) {
-        if name.hasPrefix("@") {
-            _ = try Names.alias(name)
-        } else if !Names.isLinkTemporary(name) {
-            throw .invalid("links in a model directory are aliases, named @something: "
-                           + "\(Names.printable(name)) is not (ln -s v3.zip @production)")
-        }
-    }
-
-    /// What an alias's link says: the version's file (`v3.zip`), or its archive view (`v3`).
-    public static func linkTarget(_ v: Version, view: Bool) -> String { view ? v.name : v.fileName }
 
     /// Only an archive version has a view for an alias to name.
     static func requireView(_ v: Version) throws(StoreError) {

@@ -277,7 +277,7 @@ extension Registry: StorePort {
             try catalog.transaction { tx in
                 let (m, a) = try Registry.alias(tx, id)
                 let renamed = try tx.renameAlias(a, to: checked)
-                let target = try tx.version(id: a.versionID).map { Registry.linkTarget($0, view: a.view) } ?? "?"
+                let target = try tx.version(id: a.versionID).map { $0.linkTarget(view: a.view) } ?? "?"
                 try Registry.audit(tx, "alias.set", model: m.name, target: checked, "→ \(target)")
                 return renamed
             }

@@ -150,7 +150,7 @@ import TestSupport
         let fresh = Registry(catalog: try Catalog(path: env.dir + "/recovered.sqlite"), objects: env.store)
         #expect(try fresh.claimBucket("bucket b", adopt: true) == .claimed)
         #expect(try fresh.recoverFromManifests().problems.isEmpty)
-        let recovered = try fresh.aliases(of: "X").map { a, v in a.name + " " + Registry.linkTarget(v, view: a.view) }
+        let recovered = try fresh.aliases(of: "X").map { a, v in a.name + " " + v.linkTarget(view: a.view) }
         #expect(recovered == ["@copy v4", "@file v4.zip", "@next v4", "@production v4", "@slash v4", "@staging v4"])
     }
 
