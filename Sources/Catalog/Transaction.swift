@@ -148,7 +148,7 @@ public struct CatalogTransaction {
     /// Returns what the caller removes from object storage once this transaction has committed.
     func delete(versions: [Version], dataset: Dataset?, model: Model?) throws -> Removal {
         var removal = Removal()
-        func keep(_ key: String, uploadsOf column: String, _ id: Int64) throws {
+        func keep(_ key: String, uploadsOf column: String, _ id: Int64, sha256: String?, size: Int64) throws {
             removal.uploads += try db.query("SELECT \(Catalog.uploadColumns) FROM uploads WHERE \(column) = ?", [.int(id)], Catalog.upload)
             try db.execute("UPDATE uploads SET \(column) = NULL WHERE \(column) = ?", [.int(id)])
             try db.execute("INSERT INTO pending_deletes (object_key, created) VALUES (?, ?) ON CONFLICT (object_key) DO UPDATE SET created = excluded.created",
@@ -156,15 +156,16 @@ public struct CatalogTransaction {
             removal.keys.append(key)
             try db.execute("DELETE FROM archive_indexes WHERE object_key = ?", [.text(key)])
             try db.execute("DELETE FROM tensor_headers WHERE object_key = ?", [.text(key)])
+            try recordCachePurge(key, sha256: sha256, size: size, column, id)
         }
         // A model's aliases go with it (the registry refuses a version's delete while one points at it).
         if let m = model { try db.execute("DELETE FROM aliases WHERE model_id = ?", [.int(m.id)]) }
         for v in versions {
-            try keep(v.objectKey, uploadsOf: "version_id", v.id)
+            try keep(v.objectKey, uploadsOf: "version_id", v.id, sha256: v.sha256, size: v.size)
             try db.execute("DELETE FROM versions WHERE id = ?", [.int(v.id)])
         }
         if let d = dataset {
-            try keep(d.objectKey, uploadsOf: "dataset_id", d.id)
+            try keep(d.objectKey, uploadsOf: "dataset_id", d.id, sha256: d.sha256, size: d.size)
             try db.execute("DELETE FROM datasets WHERE id = ?", [.int(d.id)])
         }
         if let m = model { try db.execute("DELETE FROM models WHERE id = ?", [.int(m.id)]) }

@@ -1,4 +1,5 @@
 import ModelStore
+import ReadPath
 
 /// What the kernel must forget after another node changed the catalog.
 public enum Invalidation: Equatable, Sendable {
@@ -66,5 +67,18 @@ extension FileSystem {
             for name in shownNames.update(dir.inode, to: now) { out.append(.entry(parent: dir.inode, name: name)) }
         }
         return out
+    }
+}
+
+extension FileSystem {
+    /// Drops what deleted versions and datasets left in this mount's caches: their blocks (memory
+    /// and disk cache, named by content) and their archive views. Called with each delete's
+    /// purges, whichever process or node deleted them (`modelfs version rm` too).
+    public func purge(_ purges: [CachePurge]) {
+        for p in purges {
+            namespace.cache.forget(object: ObjectIdentity.id(sha256: p.sha256 ?? p.objectKey, size: p.size))
+            if let v = p.versionID { namespace.archives.forget(.version(v)) }
+            if let d = p.datasetID { namespace.archives.forget(.dataset(d)) }
+        }
     }
 }
