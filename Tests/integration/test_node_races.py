@@ -63,7 +63,8 @@ def copy(src, dst):
 
 def check_consistent(node):
     """Every version listed reads back whole with the sha256 its catalog row records, and the
-    bucket (this test's own) holds exactly the catalog's objects: nothing lost, nothing left over."""
+    bucket (this test's own) holds exactly the catalog's objects: nothing lost, nothing left over.
+    `node` is node one: its store's CLI runs on the shared catalog."""
     keys = set()
     for model in os.listdir(node.p("models")):
         for version, v in node.store.versions(model).items():
@@ -104,7 +105,7 @@ def test_unlink_against_rename_and_create_of_the_name(two_nodes, name, tmp_path)
         assert "keep.pt" in left and left <= {"keep.pt", "v1.pt", "v1-old.pt"}, left
         if "v1.pt" in left and mv == 0:
             assert sha256_file(two.p("models", model, "v1.pt")) == sha256_file(new)
-        check_consistent(two)
+        check_consistent(one)
 
 
 @pytest.mark.parametrize("store", ["s3"], indirect=True)
@@ -119,7 +120,7 @@ def test_create_against_rename_of_its_model_and_create_of_the_old_name(two_nodes
         assert cp in (0, errno.ENOENT) and mv == 0, (round, cp, mv)
         holders = [m for m in (model, model + "-old") if "v2.pt" in os.listdir(two.p("models", m))]
         assert len(holders) == (1 if cp == 0 else 0), (round, cp, holders)
-        check_consistent(two)
+        check_consistent(one)
 
 
 @pytest.mark.parametrize("store", ["s3"], indirect=True)
@@ -138,4 +139,4 @@ def test_two_nodes_renaming_one_model(two_nodes, name, tmp_path):
         assert len(names) == (2 if second == 0 else 1), (round, names)
         with_v1 = [x for x in names if "v1.pt" in os.listdir(two.p("models", x))]
         assert len(with_v1) == 1, (round, names, with_v1)
-        check_consistent(two)
+        check_consistent(one)
