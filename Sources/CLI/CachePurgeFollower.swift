@@ -3,7 +3,7 @@ import ModelFS
 import ModelStore
 import Registry
 
-/// Applies to this node's mount what deletes left in its caches (``CachePurge``), whoever deleted:
+/// Applies to this node's mount what deletes left in its caches (a `Purge`), whoever deleted:
 /// `modelfs version rm` in another process, a mount on another node. The deletes record their
 /// purges in the catalog, so one follower per mount reads them, on either engine (SQLite sends no
 /// change notices): every second, one query by primary key. Where it got to is kept in
@@ -22,9 +22,9 @@ final class CachePurgeFollower: Sendable {
             defer { finished.signal() }
             var cursor = Self.start(registry, file)
             repeat {
-                guard let purges = try? registry.cachePurges(after: cursor), let last = purges.last else { continue }
-                fs.purge(purges)
-                cursor = last.id
+                guard let (through, purge) = try? registry.cachePurges(after: cursor), through > cursor else { continue }
+                fs.purge(purge)
+                cursor = through
                 try? "\(cursor)\n".write(toFile: file, atomically: true, encoding: .utf8)
             } while stopping.wait(timeout: .now() + interval) == .timedOut
         }

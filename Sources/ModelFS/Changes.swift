@@ -1,5 +1,4 @@
 import ModelStore
-import ReadPath
 
 /// What the kernel must forget after another node changed the catalog.
 public enum Invalidation: Equatable, Sendable {
@@ -41,7 +40,7 @@ final class ShownNames: Sendable {
 extension FileSystem {
     /// The directories a catalog change notice (see ``CatalogEngine/watchChanges(_:)``) touches.
     func directories(for notice: String) -> [Node] {
-        if notice.hasPrefix("versions:"), let id = Int64(notice.dropFirst("versions:".count)) { return [.model(id)] }
+        if notice.hasPrefix("versions:"), let id = Int64(notice.dropFirst("versions:".count)) { return [.model(ModelID(id))] }
         switch notice {
         case "models": return [.modelsDir]
         case "datasets": return [.datasetsDir]
@@ -72,13 +71,11 @@ extension FileSystem {
 
 extension FileSystem {
     /// Drops what deleted versions and datasets left in this mount's caches: their blocks (memory
-    /// and disk cache, named by content) and their archive views. Called with each delete's
-    /// purges, whichever process or node deleted them (`modelfs version rm` too).
-    public func purge(_ purges: [CachePurge]) {
-        for p in purges {
-            namespace.cache.forget(object: ObjectIdentity.id(sha256: p.sha256 ?? p.objectKey, size: p.size))
-            if let v = p.versionID { namespace.archives.forget(.version(v)) }
-            if let d = p.datasetID { namespace.archives.forget(.dataset(d)) }
-        }
+    /// and disk cache, named by content) and their archive views. Applied for every delete,
+    /// whichever process or node made it (`modelfs version rm` too): see the CLI's purge follower.
+    public func purge(_ purge: Purge) {
+        for object in purge.objects { namespace.cache.forget(object: object) }
+        for v in purge.versions { namespace.archives.forget(.version(v)) }
+        for d in purge.datasets { namespace.archives.forget(.dataset(d)) }
     }
 }

@@ -101,7 +101,7 @@ final class DatasetsProvider: NamespaceProvider {
             try Namespace.keepOwnership(try attributes(of: node), mode: mode, uid: uid, gid: gid, "datasets/")
             return
         }
-        try registry.changeOwnership(.datasets, id: id, mode: lenient ? mode.map(Ownership.fileMode(requested:)) : mode,
+        try registry.changeOwnership(.dataset(id), mode: lenient ? mode.map(Ownership.fileMode(requested:)) : mode,
                                      uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true))
     }
 

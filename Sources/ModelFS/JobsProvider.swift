@@ -20,7 +20,7 @@ final class JobsProvider: NamespaceProvider {
         case .jobsDir:
             if name == "submit" { return .submit }
             if name == "evaluate" { return .evaluate }
-            guard let job = try catalog.job(id: name) else { throw missing }
+            guard let job = try catalog.job(id: JobID(name)) else { throw missing }
             return .job(job.number)
         case .job(let number):
             guard let file = JobFile(rawValue: name), try catalog.job(number: number) != nil else { throw missing }
@@ -69,7 +69,7 @@ final class JobsProvider: NamespaceProvider {
             var out = [DirectoryEntry(name: "submit", attributes: try attributes(of: .submit)),
                        DirectoryEntry(name: "evaluate", attributes: try attributes(of: .evaluate))]
             for job in try catalog.jobs() {
-                out.append(DirectoryEntry(name: job.id, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970,
+                out.append(DirectoryEntry(name: job.id.rawValue, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970,
                                                                                         owner: jobOwnership(job, mode: 0o755))))
             }
             return out
@@ -140,7 +140,7 @@ final class JobsProvider: NamespaceProvider {
         switch node {
         case .submit: return "jobs/submit"
         case .evaluate: return "jobs/evaluate"
-        case .job(let number): return "jobs/" + (((try? catalog.job(number: number)) ?? nil)?.id ?? "\(number)")
+        case .job(let number): return "jobs/" + (((try? catalog.job(number: number)) ?? nil)?.id.rawValue ?? "\(number)")
         case .jobFile(let number, let file): return describe(.job(number)) + "/" + file.rawValue
         default: return "jobs"
         }
@@ -163,7 +163,7 @@ final class JobsProvider: NamespaceProvider {
     /// Submits a whole request; its answer (the job's id, or the reason) is what a read returns.
     func submit(_ request: [UInt8], kind: JobKind, owner: JobOwner) throws(StoreError) -> String {
         guard let jobs = namespace.jobs else { throw StoreError(.notSupported, "this mount runs no jobs") }
-        return try jobs.submit(try JobRequest.parse(request), kind: kind, owner: owner).id
+        return try jobs.submit(try JobRequest.parse(request), kind: kind, owner: owner).id.rawValue
     }
 
     /// A job's directory as `ls -l` shows it: its owner's.
@@ -171,7 +171,7 @@ final class JobsProvider: NamespaceProvider {
         job.owner.map { Ownership(uid: $0.uid, gid: $0.gid, mode: mode) }
     }
 
-    func cancel(_ job: String) throws(StoreError) { try namespace.jobs?.cancel(job) }
+    func cancel(_ job: JobID) throws(StoreError) { try namespace.jobs?.cancel(job) }
 }
 
 /// One open of `jobs/submit` or `jobs/evaluate`: the request as it arrives, and the answer a read returns. A
@@ -232,8 +232,8 @@ final class SubmissionFile: OpenFile {
 /// `jobs/<id>/control`: `echo cancel > control`.
 final class ControlFile: OpenFile {
     unowned let provider: JobsProvider
-    let job: String
-    init(provider: JobsProvider, job: String) { self.provider = provider; self.job = job }
+    let job: JobID
+    init(provider: JobsProvider, job: JobID) { self.provider = provider; self.job = job }
 
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply { .bytes([]) }
 

@@ -15,9 +15,9 @@ final class ModelsProvider: NamespaceProvider {
     /// The name each alias had when it was looked up. `ln -sfn` renames a new link onto an
     /// alias, which removes the old one's row; a path walk that found the old one just before
     /// still ends, at the alias of that name now (`alias(_:)`), as a replaced file stays readable.
-    private let lookedUpAliases = Locked([Int64: (model: Int64, name: String)]())
+    private let lookedUpAliases = Locked([AliasID: (model: ModelID, name: String)]())
 
-    func alias(_ id: Int64) throws(StoreError) -> Alias? {
+    func alias(_ id: AliasID) throws(StoreError) -> Alias? {
         if let a = try catalog.alias(id: id) { return a }
         guard let seen = lookedUpAliases.withLock({ $0[id] }) else { return nil }
         return try catalog.alias(modelID: seen.model, name: seen.name)
@@ -110,7 +110,7 @@ final class ModelsProvider: NamespaceProvider {
         var file = target.hasPrefix("./") ? String(target.dropFirst(2)) : target
         if file.hasSuffix("/") { file.removeLast() }
         let refused = StoreError(.invalidArgument, "an alias points at a version of its own model, by its file name: \(Names.printable(target)) is none")
-        var found: (versionID: Int64, view: Bool)?
+        var found: (versionID: VersionID, view: Bool)?
         if let (versionName, format) = try? Formats.splitVersion(file), let v = try catalog.version(modelID: modelID, name: versionName),
            v.format == format {
             found = (v.id, false)
@@ -341,10 +341,10 @@ final class ModelsProvider: NamespaceProvider {
     func changeOwnership(_ node: Node, mode: UInt32?, uid: UInt32?, gid: UInt32?, lenient: Bool, _ ctx: RequestContext) throws(StoreError) {
         switch node {
         case .model(let id):
-            try registry.changeOwnership(.models, id: id, mode: mode, uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: false))
+            try registry.changeOwnership(.model(id), mode: mode, uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: false))
         case .version(let id):
             let scratch = (try catalog.version(id: id))?.isScratch ?? false
-            try registry.changeOwnership(.versions, id: id, mode: (lenient || scratch) ? mode.map(Ownership.fileMode(requested:)) : mode,
+            try registry.changeOwnership(.version(id), mode: (lenient || scratch) ? mode.map(Ownership.fileMode(requested:)) : mode,
                                          uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true))
         default:
             try Namespace.keepOwnership(try attributes(of: node), mode: mode, uid: uid, gid: gid, describe(node))
@@ -375,7 +375,7 @@ final class ModelsProvider: NamespaceProvider {
         }
     }
 
-    func nextContent(_ modelID: Int64) throws(StoreError) -> [UInt8] {
+    func nextContent(_ modelID: ModelID) throws(StoreError) -> [UInt8] {
         guard try catalog.model(id: modelID) != nil else { throw .notFound("model \(modelID) is gone") }
         return Array((Rules.nextVersion(after: try catalog.versions(modelID: modelID).map(\.name)) + "\n").utf8)
     }

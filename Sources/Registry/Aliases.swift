@@ -36,7 +36,7 @@ extension Registry {
     /// A link made by `ln -s` in a model's directory: an alias when its name starts with `@`, or
     /// one under `ln -sfn`'s temporary name on its way to an alias (it makes the link, then renames
     /// it onto the alias). Any other name is refused: it would pass for a version or hide a view.
-    public func linkAlias(modelID: Int64, name: String, versionID: Int64,
+    public func linkAlias(modelID: ModelID, name: String, versionID: VersionID,
                           view: Bool = false) throws(StoreError) -> Alias {
         try Registry.checkLinkName(name)
         let a = try catalog.transaction { tx in
@@ -107,7 +107,7 @@ extension Registry {
 
     /// Renames alias `from` to `to`, replacing the alias of that name if there is one: how
     /// `ln -sfn` and `mv new-link @production` move an alias in one step.
-    public func renameAlias(modelID: Int64, _ from: String, to: String) throws(StoreError) {
+    public func renameAlias(modelID: ModelID, _ from: String, to: String) throws(StoreError) {
         guard to.hasPrefix("@") else { throw .invalid("an alias's name starts with @: \(Names.printable(to)) is not one") }
         let name = try Names.alias(to)
         try catalog.transaction { tx in

@@ -82,7 +82,7 @@ public final class Registry: Sendable {
         let m = try catalog.transaction { tx in
             var m = try tx.insertModel(name: name, type: type, note: note)
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultModelMode)
-            try tx.setOwner(.models, id: m.id, o)
+            try tx.setOwner(.model(m.id), o)
             m.owner = o
             try Registry.audit(tx, "model.create", model: m.name, "type \(type.rawValue), mode \(String(o.mode, radix: 8))")
             return m
@@ -258,7 +258,7 @@ public final class Registry: Sendable {
             let key = try Registry.freshKey(tx, preferred, name: "\(m.name)/\(name)", format: format)
             var v = try tx.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
-            try tx.setOwner(.versions, id: v.id, o)
+            try tx.setOwner(.version(v.id), o)
             v.owner = o
             try Registry.audit(tx, "version.create", model: m.name, target: v.fileName, lineage.job.map { "by job " + $0 } ?? "")
             return (m, v)
@@ -321,7 +321,7 @@ public final class Registry: Sendable {
             let key = try Registry.freshKey(tx, preferred, name: ".datasets/" + name, format: format)
             var d = try tx.insertDataset(name: name, format: format, objectKey: key, note: note)
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
-            try tx.setOwner(.datasets, id: d.id, o)
+            try tx.setOwner(.dataset(d.id), o)
             d.owner = o
             try Registry.audit(tx, "dataset.create", model: nil, target: d.fileName)
             return d

@@ -27,9 +27,9 @@ import ModelFS
         #expect(disk.has(object: object, range: 0..<Int64(data.count)), "read once: on disk")
 
         try cli.registry.deleteVersion("m", "v1")
-        let purges = try mount.registry.cachePurges(after: before)
-        #expect(purges.count == 1)
-        mount.fs.purge(purges)
+        let (_, purge) = try mount.registry.cachePurges(after: before)
+        #expect(purge.objects == [object])
+        mount.fs.purge(purge)
         #expect(!disk.has(object: object, range: 0..<1), "gone from the disk cache")
         #expect(!FileManager.default.fileExists(atPath: disk.wholeFilePath(object)))
         #expect(mount.cache.counters.bytesCached == 0, "and from memory")
