@@ -13,7 +13,7 @@ extension Catalog {
     }
 
     public func alias(id: AliasID) throws(StoreError) -> Alias? {
-        try database.read { try $0.first("SELECT \(Catalog.aliasColumns) FROM aliases WHERE id = ?", [.int(id)], Catalog.alias) }
+        try database.read { try CatalogTransaction(db: $0).alias(id: id) }
     }
 
     public func alias(modelID: ModelID, name: String) throws(StoreError) -> Alias? {
@@ -24,6 +24,10 @@ extension Catalog {
 }
 
 extension CatalogTransaction {
+    public func alias(id: AliasID) throws -> Alias? {
+        try db.first("SELECT \(Catalog.aliasColumns) FROM aliases WHERE id = ?", [.int(id)], Catalog.alias)
+    }
+
     public func version(id: VersionID) throws -> Version? {
         try db.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version)
     }

@@ -41,15 +41,20 @@ extension Catalog {
     /// Gives a temporary file (a version row with no format) its version name and format, checking
     /// in the same transaction that the name is free under any extension.
     public func adoptScratch(id: VersionID, name: String, format: String) throws(StoreError) {
-        try database.write { db in
-            guard let modelID = try db.first("SELECT model_id FROM versions WHERE id = ? AND format = ''", [.int(id)], { $0.int(0) }) else {
-                throw StoreError.notFound("the temporary file is gone")
-            }
-            if let other = try db.first("SELECT format FROM versions WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], { $0.text(0) }) {
-                throw StoreError.exists("version \(name) already exists (as \(name).\(other)); versions never change")
-            }
-            _ = try db.execute("UPDATE versions SET name = ?, format = ?, modified = ? WHERE id = ?",
-                               [.text(name), .text(format), .date(Date()), .int(id)])
+        try transaction { try $0.adoptScratch(id: id, name: name, format: format) }
+    }
+}
+
+extension CatalogTransaction {
+    /// See ``Catalog/adoptScratch(id:name:format:)``.
+    public func adoptScratch(id: VersionID, name: String, format: String) throws {
+        guard let modelID = try db.first("SELECT model_id FROM versions WHERE id = ? AND format = ''", [.int(id)], { $0.int(0) }) else {
+            throw StoreError.notFound("the temporary file is gone")
         }
+        if let other = try db.first("SELECT format FROM versions WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], { $0.text(0) }) {
+            throw StoreError.exists("version \(name) already exists (as \(name).\(other)); versions never change")
+        }
+        _ = try db.execute("UPDATE versions SET name = ?, format = ?, modified = ? WHERE id = ?",
+                           [.text(name), .text(format), .date(Date()), .int(id)])
     }
 }

@@ -1,4 +1,3 @@
-import Catalog
 import Foundation
 import Glibc
 import Jobs
@@ -20,10 +19,10 @@ final class JobsProvider: NamespaceProvider {
         case .jobsDir:
             if name == "submit" { return .submit }
             if name == "evaluate" { return .evaluate }
-            guard let job = try catalog.job(id: JobID(name)) else { throw missing }
+            guard let job = try store.job(JobID(name)) else { throw missing }
             return .job(job.number)
         case .job(let number):
-            guard let file = JobFile(rawValue: name), try catalog.job(number: number) != nil else { throw missing }
+            guard let file = JobFile(rawValue: name), try store.job(number: number) != nil else { throw missing }
             return .jobFile(number, file)
         default:
             throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory")
@@ -35,10 +34,10 @@ final class JobsProvider: NamespaceProvider {
         case .submit, .evaluate:
             return namespace.file(node, size: 0, modified: namespace.mountTime, permissions: 0o666)
         case .job(let number):
-            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            guard let job = try store.job(number: number) else { throw .notFound("job \(number) is gone") }
             return namespace.directory(node, modified: job.created.timeIntervalSince1970, owner: jobOwnership(job, mode: 0o755))
         case .jobFile(let number, let which):
-            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            guard let job = try store.job(number: number) else { throw .notFound("job \(number) is gone") }
             let modified = (job.finished ?? job.started ?? job.created).timeIntervalSince1970
             switch which {
             case .control:
@@ -68,7 +67,7 @@ final class JobsProvider: NamespaceProvider {
         case .jobsDir:
             var out = [DirectoryEntry(name: "submit", attributes: try attributes(of: .submit)),
                        DirectoryEntry(name: "evaluate", attributes: try attributes(of: .evaluate))]
-            for job in try catalog.jobs() {
+            for job in try store.jobs() {
                 out.append(DirectoryEntry(name: job.id.rawValue, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970,
                                                                                         owner: jobOwnership(job, mode: 0o755))))
             }
@@ -105,7 +104,7 @@ final class JobsProvider: NamespaceProvider {
             return Opened(file: SubmissionFile(provider: self, kind: node == .evaluate ? .evaluate : .train,
                                                owner: JobOwner(uid: ctx.uid, gid: ctx.gid)), directIO: true)
         case .jobFile(let number, let which):
-            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            guard let job = try store.job(number: number) else { throw .notFound("job \(number) is gone") }
             switch which {
             case .control:
                 guard flags.wantsWrite else { throw StoreError(.notPermitted, "control is written to: echo cancel > control") }
@@ -140,7 +139,7 @@ final class JobsProvider: NamespaceProvider {
         switch node {
         case .submit: return "jobs/submit"
         case .evaluate: return "jobs/evaluate"
-        case .job(let number): return "jobs/" + (((try? catalog.job(number: number)) ?? nil)?.id.rawValue ?? "\(number)")
+        case .job(let number): return "jobs/" + (((try? store.job(number: number)) ?? nil)?.id.rawValue ?? "\(number)")
         case .jobFile(let number, let file): return describe(.job(number)) + "/" + file.rawValue
         default: return "jobs"
         }

@@ -167,17 +167,25 @@ public enum ObjectIdentity {
         // The top bit stays clear: ids never collide with the inode-like numbers of generated files.
         return digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } & ~(1 << 63)
     }
-
-    /// The object at `key`: by its sha256 once known, else by its key (an upload's bytes).
-    public static func id(key: String, sha256: String?, size: Int64) -> UInt64 { id(sha256: sha256 ?? key, size: size) }
 }
 
-extension Version {
-    /// The cache's name for its bytes.
-    public var objectIdentity: UInt64 { ObjectIdentity.id(key: objectKey, sha256: sha256, size: size) }
+/// A version or a dataset: a file whose bytes are one object.
+public protocol StoredFile: Sendable {
+    var fileName: String { get }
+    var format: String { get }
+    var objectKey: String { get }
+    var size: Int64 { get }
+    var sha256: String? { get }
+    var status: UploadStatus { get }
+    var error: String? { get }
+    var modified: Date { get }
+    var owner: Ownership? { get }
 }
 
-extension Dataset {
-    /// The cache's name for its bytes.
-    public var objectIdentity: UInt64 { ObjectIdentity.id(key: objectKey, sha256: sha256, size: size) }
+extension StoredFile {
+    /// The cache's name for its bytes: by its sha256 once known, else by its key.
+    public var objectIdentity: UInt64 { ObjectIdentity.id(sha256: sha256 ?? objectKey, size: size) }
 }
+
+extension Version: StoredFile {}
+extension Dataset: StoredFile {}

@@ -2,7 +2,6 @@ import Foundation
 import Glibc
 import Testing
 import ModelStore
-import BlobStore
 import Catalog
 import Registry
 import ReadPath
