@@ -1,20 +1,23 @@
 import Foundation
 import ModelStore
 
-/// What each delete leaves in the nodes' caches (a ``Purge``), recorded by the delete's own
-/// transaction so that every mount — whoever deleted, on whichever node — reads it after the last
-/// record it applied. Records are numbered in commit order (one writer at a time).
+/// What each delete leaves in the nodes' caches (its ``Purge``), recorded by the delete's own
+/// transaction so that every mount — whoever deleted, on whichever node, the CLI too — reads it
+/// after the last record it applied. One row per object; records are numbered in commit order.
 extension CatalogTransaction {
     /// How long a record is kept: a mount down for longer misses it, and its disk cache keeps those
     /// bytes until they are evicted (never served for anything else: they are named by content).
     static let cachePurgeSeconds: TimeInterval = 86_400
 
-    /// Records what the delete of the row `id` (`column`: `version_id` or `dataset_id`) leaves
-    /// in the caches, and drops records older than ``cachePurgeSeconds``.
-    func recordCachePurge(_ key: String, sha256: String?, size: Int64, _ column: String, _ id: some RowID) throws {
+    /// Records `purge`, and drops records older than ``cachePurgeSeconds``.
+    func recordCachePurge(_ purge: Purge) throws {
         try db.execute("DELETE FROM cache_purges WHERE created < ?", [.date(Date().addingTimeInterval(-Self.cachePurgeSeconds))])
-        try db.execute("INSERT INTO cache_purges (object_key, sha256, size, \(column), created) VALUES (?, ?, ?, ?, ?)",
-                       [.text(key), .optional(sha256), .int(size), .int(id), .date(Date())])
+        // The objects are in the order of their rows: versions, then a dataset (``Purge/init(_:)``).
+        let rows: [(column: String, id: Int64)] = purge.versions.map { ("version_id", $0.rawValue) } + purge.datasets.map { ("dataset_id", $0.rawValue) }
+        for (object, row) in zip(purge.objects, rows) {
+            try db.execute("INSERT INTO cache_purges (object_id, \(row.column), created) VALUES (?, ?, ?)",
+                           [.int(Int64(bitPattern: object)), .int(row.id), .date(Date())])
+        }
     }
 }
 
@@ -22,10 +25,9 @@ extension Catalog {
     /// Everything the records after `id` purge, and the last record's id (`id` when none came).
     public func cachePurges(after id: Int64) throws(StoreError) -> (through: Int64, purge: Purge) {
         let rows = try database.read {
-            try $0.query("SELECT id, object_key, sha256, size, version_id, dataset_id FROM cache_purges WHERE id > ? ORDER BY id",
-                         [.int(id)]) { r in
-                (id: r.int(0), object: ObjectIdentity.id(key: r.text(1), sha256: r.optionalText(2), size: r.int(3)),
-                 version: r.optionalInt(4).map(VersionID.init), dataset: r.optionalInt(5).map(DatasetID.init))
+            try $0.query("SELECT id, object_id, version_id, dataset_id FROM cache_purges WHERE id > ? ORDER BY id", [.int(id)]) { r in
+                (id: r.int(0), object: UInt64(bitPattern: r.int(1)),
+                 version: r.optionalInt(2).map(VersionID.init), dataset: r.optionalInt(3).map(DatasetID.init))
             }
         }
         let purge = Purge(objects: rows.map(\.object), versions: rows.compactMap(\.version), datasets: rows.compactMap(\.dataset))

@@ -145,10 +145,11 @@ public struct CatalogTransaction {
     /// are gone: each object key in `pending_deletes` (so that no new version or dataset is
     /// given that key while the old object is still there), and each multipart upload left open
     /// in `uploads`, detached from its row (an abandoned upload, aborted by `retryAbandonedUploads`).
-    /// Returns what the caller removes from object storage once this transaction has committed.
+    /// Returns what the caller removes from object storage once this transaction has committed,
+    /// and what the caches forget (also recorded here for the other processes and nodes).
     func delete(versions: [Version], dataset: Dataset?, model: Model?) throws -> Removal {
         var removal = Removal()
-        func keep(_ key: String, uploadsOf column: String, _ id: some RowID, sha256: String?, size: Int64) throws {
+        func keep(_ key: String, uploadsOf column: String, _ id: some RowID) throws {
             removal.uploads += try db.query("SELECT \(Catalog.uploadColumns) FROM uploads WHERE \(column) = ?", [.int(id)], Catalog.upload)
             try db.execute("UPDATE uploads SET \(column) = NULL WHERE \(column) = ?", [.int(id)])
             try db.execute("INSERT INTO pending_deletes (object_key, created) VALUES (?, ?) ON CONFLICT (object_key) DO UPDATE SET created = excluded.created",
@@ -156,19 +157,20 @@ public struct CatalogTransaction {
             removal.keys.append(key)
             try db.execute("DELETE FROM archive_indexes WHERE object_key = ?", [.text(key)])
             try db.execute("DELETE FROM tensor_headers WHERE object_key = ?", [.text(key)])
-            try recordCachePurge(key, sha256: sha256, size: size, column, id)
         }
         // A model's aliases go with it (the registry refuses a version's delete while one points at it).
         if let m = model { try db.execute("DELETE FROM aliases WHERE model_id = ?", [.int(m.id)]) }
         for v in versions {
-            try keep(v.objectKey, uploadsOf: "version_id", v.id, sha256: v.sha256, size: v.size)
+            try keep(v.objectKey, uploadsOf: "version_id", v.id)
             try db.execute("DELETE FROM versions WHERE id = ?", [.int(v.id)])
         }
         if let d = dataset {
-            try keep(d.objectKey, uploadsOf: "dataset_id", d.id, sha256: d.sha256, size: d.size)
+            try keep(d.objectKey, uploadsOf: "dataset_id", d.id)
             try db.execute("DELETE FROM datasets WHERE id = ?", [.int(d.id)])
         }
         if let m = model { try db.execute("DELETE FROM models WHERE id = ?", [.int(m.id)]) }
+        removal.purge = dataset.map(Purge.init) ?? Purge(versions)  // a dataset's delete has no versions
+        try recordCachePurge(removal.purge)
         return removal
     }
 
@@ -181,10 +183,12 @@ public struct CatalogTransaction {
 }
 
 /// What a committed delete left to remove from object storage: the objects, and the multipart
-/// uploads that were still open.
+/// uploads that were still open; and what every node's caches forget (recorded for them in the
+/// same transaction: ``Catalog/cachePurges(after:)``).
 public struct Removal: Sendable, Equatable {
     public var keys: [String] = []
     public var uploads: [UploadRecord] = []
+    public var purge = Purge()
 }
 
 extension Catalog {

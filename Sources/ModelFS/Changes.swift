@@ -70,12 +70,8 @@ extension FileSystem {
 }
 
 extension FileSystem {
-    /// Drops what deleted versions and datasets left in this mount's caches: their blocks (memory
-    /// and disk cache, named by content) and their archive views. Applied for every delete,
-    /// whichever process or node made it (`modelfs version rm` too): see the CLI's purge follower.
-    public func purge(_ purge: Purge) {
-        for object in purge.objects { namespace.cache.forget(object: object) }
-        for v in purge.versions { namespace.archives.forget(.version(v)) }
-        for d in purge.datasets { namespace.archives.forget(.dataset(d)) }
-    }
+    /// Drops what deletes left in this mount's caches (see ``Namespace/purge(_:)``): applied for
+    /// every delete, whichever process or node made it (`modelfs version rm` too), by the mount's
+    /// purge follower; the deletes this mount makes purge at once from the port's answer.
+    public func purge(_ purge: Purge) { namespace.purge(purge) }
 }

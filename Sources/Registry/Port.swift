@@ -144,7 +144,7 @@ extension Registry: StorePort {
         }
         // A model of the same name made meanwhile keeps its manifest.
         if let again = try catalog.model(named: m.name) { publishManifest(again.id) }
-        return Deleted(row: m, purge: Purge(versions))
+        return Deleted(row: m, purge: removal.purge)
     }
 
     // MARK: Versions
@@ -227,7 +227,7 @@ extension Registry: StorePort {
         }
         removeVersionEntries([v])
         remove(removal)
-        return Deleted(row: v, purge: Purge([v]))
+        return Deleted(row: v, purge: removal.purge)
     }
 
     // MARK: Aliases
@@ -297,7 +297,7 @@ extension Registry: StorePort {
         }
         remove(removal)
         publishDatasetsManifest()
-        return Deleted(row: d, purge: Purge(d))
+        return Deleted(row: d, purge: removal.purge)
     }
 
     // MARK: Owners
