@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import Catalog
 import ModelStore
 
@@ -114,6 +115,31 @@ public final class GatedEngine: CatalogEngine, @unchecked Sendable {
         public func waitForWriter(seconds: Double = 30) -> Bool { arrived.wait(timeout: .now() + seconds) == .success }
         public var wasReached: Bool { reached.withLock { $0 } }
         public func open() { opened.signal() }
+    }
+
+    /// Runs `act` on a thread until its write transaction is at the door, then `meanwhile`, then
+    /// lets `act` go on; returns what `act` returned or threw.
+    public func race<T: Sendable>(_ act: @escaping @Sendable () throws -> T, meanwhile: () throws -> Void) throws -> Result<T, StoreError> {
+        let gate = holdNextWrite()
+        let result = Locked<Result<T, StoreError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            let r: Result<T, StoreError>
+            do { r = .success(try act()) } catch { r = .failure(error as? StoreError ?? StoreError(.io, "\(error)")) }
+            result.withLock { $0 = r }
+            done.signal()
+        }
+        guard gate.waitForWriter() else {
+            gate.open()
+            done.wait()
+            Issue.record("the racing operation never wrote: \(String(describing: result.withLock { $0 }))")
+            throw StoreError(.io, "no write to hold")
+        }
+        let changed = Result { try meanwhile() }
+        gate.open()
+        done.wait()
+        try changed.get()
+        return try #require(result.withLock { $0 })
     }
 
     public var location: String { inner.location }
