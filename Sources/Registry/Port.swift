@@ -236,6 +236,20 @@ extension Registry: StorePort {
         try acting(who) { () throws(StoreError) in try linkAlias(modelID: model, name: name, versionID: version, view: view) }
     }
 
+    public func setAlias(in model: ModelID, named name: String, to version: VersionID, view: Bool, by who: Actor) throws(StoreError) -> Alias {
+        let checked = try Names.alias(name)
+        let a = try acting(who) { () throws(StoreError) in
+            try catalog.transaction { tx in
+                let m = try Registry.model(tx, model)
+                let v = try Registry.checkedAliasTarget(tx, m.id, version, view: view)
+                try Registry.audit(tx, "alias.set", model: m.name, target: checked, "→ \(Registry.linkTarget(v, view: view))")
+                return try tx.setAlias(modelID: m.id, name: checked, versionID: v.id, view: view)
+            }
+        }
+        publishManifest(a.modelID)
+        return a
+    }
+
     public func renameAlias(_ id: AliasID, to name: String, by who: Actor) throws(StoreError) -> Alias {
         guard name.hasPrefix("@") else { throw .invalid("an alias's name starts with @: \(Names.printable(name)) is not one") }
         let checked = try Names.alias(name)

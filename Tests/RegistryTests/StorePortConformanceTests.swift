@@ -141,7 +141,15 @@ struct StorePortConformanceTests {
         expectStoreError(.notFound, "the replaced alias is gone") { try n.one.removeAlias(prod.id, by: n.me) }
         #expect(try n.one.removeAlias(next.id, by: n.me).id == next.id)
         expectStoreError(.notFound) { try n.one.renameAlias(next.id, to: "@x", by: n.me) }
-        _ = other
+
+        let set = try n.one.setAlias(in: m.id, named: "@live", to: v1.id, view: false, by: n.me)
+        let moved2 = try n.one.setAlias(in: m.id, named: "@live", to: v2.id, view: false, by: n.me)
+        #expect(moved2.id == set.id, "set moves the alias it made")
+        #expect(try n.two.alias(set.id)?.versionID == v2.id)
+        expectStoreError(.invalidArgument) { try n.one.setAlias(in: m.id, named: "@live", to: elsewhere.id, view: false, by: n.me) }
+        expectStoreError(.invalidArgument) { try n.one.setAlias(in: m.id, named: "a/b", to: v1.id, view: false, by: n.me) }
+        _ = try n.one.deleteModel(other.id, by: n.me)
+        expectStoreError(.notFound, "the model is gone") { try n.one.setAlias(in: other.id, named: "@x", to: elsewhere.id, view: false, by: n.me) }
     }
 
     @Test(arguments: Engine.all)
