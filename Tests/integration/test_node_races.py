@@ -10,29 +10,22 @@ Tests/ModelFSTests/RaceTests.swift, which fails on the code that had them.
 `MODELFS_RACE_ROUNDS=50` for the soak; a few rounds otherwise."""
 import errno
 import os
-import subprocess
 import threading
 
 import pytest
 
-from conftest import Mount, Store, is_mounted, make_file, sha256_file
+from conftest import Store
+from helpers import make_file, sha256_file
 
 ROUNDS = int(os.environ.get("MODELFS_RACE_ROUNDS", "3"))
 
 
 @pytest.fixture
-def two_nodes(mount, tmp_path):
-    """The `mount` fixture's mount (node one) and a second mount of its bucket and catalog."""
-    first = mount.store
-    store = Store(first.kind, str(tmp_path / "node2"), first.endpoint, impl=first.impl, bucket=first.bucket)
-    env = store.env(MODELFS_CATALOG=first.db)
-    path = str(tmp_path / "mnt2")
-    store.run("mount", path, env=env)
-    try:
-        yield mount, Mount(store, path)
-    finally:
-        if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", path])
+def two_nodes(s3store, mounts, tmp_path):
+    """A mount of `s3store` (node one) and a second mount of its bucket and catalog with a data dir of its own."""
+    one = mounts(s3store)
+    node2 = Store(s3store.kind, str(tmp_path / "node2"), s3store.endpoint, impl=s3store.impl, bucket=s3store.bucket)
+    return one, mounts(node2, env=node2.env(MODELFS_CATALOG=s3store.db))
 
 
 def together(*steps):
@@ -84,7 +77,6 @@ def model_names(node):
     return set(os.listdir(node.p("models")))
 
 
-@pytest.mark.parametrize("store", ["s3"], indirect=True)
 def test_unlink_against_rename_and_create_of_the_name(two_nodes, name, tmp_path):
     one, two = two_nodes
     for round in range(ROUNDS):
@@ -108,7 +100,6 @@ def test_unlink_against_rename_and_create_of_the_name(two_nodes, name, tmp_path)
         check_consistent(one)
 
 
-@pytest.mark.parametrize("store", ["s3"], indirect=True)
 def test_create_against_rename_of_its_model_and_create_of_the_old_name(two_nodes, name, tmp_path):
     one, two = two_nodes
     src = make_file(tmp_path / "v2.pt", 250_000, seed=3)
@@ -123,7 +114,6 @@ def test_create_against_rename_of_its_model_and_create_of_the_old_name(two_nodes
         check_consistent(one)
 
 
-@pytest.mark.parametrize("store", ["s3"], indirect=True)
 def test_two_nodes_renaming_one_model(two_nodes, name, tmp_path):
     one, two = two_nodes
     src = make_file(tmp_path / "v1.pt", 100_000, seed=5)
