@@ -73,11 +73,11 @@ let package = Package(
         .executableTarget(name: "modelfs", dependencies: ["CLI"]),
 
         // Helpers every test target shares.
-        .target(name: "TestSupport", dependencies: ["ModelStore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["ModelStore", "Catalog"], path: "Tests/TestSupport"),
         .testTarget(name: "ModelStoreTests", dependencies: ["ModelStore"]),
         .testTarget(name: "BlobStoreTests", dependencies: ["TestSupport", "ModelStore", "BlobStore", "S3"]),
         .testTarget(name: "S3Tests", dependencies: ["S3", "ModelStore", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "ModelStore"]),
+        .testTarget(name: "CatalogTests", dependencies: ["TestSupport", "Catalog", "ModelStore"]),
         .testTarget(name: "UploadPathTests", dependencies: ["TestSupport", "UploadPath", "BlobStore", "ModelStore"]),
         .testTarget(name: "JobsTests", dependencies: ["TestSupport", "Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive"]),

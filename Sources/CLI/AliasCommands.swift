@@ -18,7 +18,10 @@ struct AliasCommand: ParsableCommand {
 
         func run() throws {
             try reporting {
-                let a = try store.openRegistry().setAlias(model, alias, to: version.hasPrefix("@") ? version : VersionCommand.name(version))
+                let port = try store.openPort()
+                let m = try port.model(called: model)
+                let (v, view) = try port.aliasTarget(version, of: m)
+                let a = try port.setAlias(in: m.id, named: alias, to: v.id, view: view, by: .now)
                 print("\(model)/\(a.name) -> \(version.hasSuffix("/") ? version : VersionCommand.name(version))")
             }
         }
@@ -31,7 +34,10 @@ struct AliasCommand: ParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            try reporting { try store.openRegistry().removeAlias(model, alias) }
+            try reporting {
+                let port = try store.openPort()
+                _ = try port.removeAlias(try port.alias(called: alias, of: try port.model(called: model)).id, by: .now)
+            }
         }
     }
 

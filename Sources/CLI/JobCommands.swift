@@ -215,7 +215,10 @@ struct DatasetCommand: ParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            try reporting { try store.openRegistry().deleteDataset((try? Formats.splitDataset(name).name) ?? name) }
+            try reporting {
+                let port = try store.openPort()
+                _ = try port.deleteDataset(try port.dataset(called: name).id, by: .now)
+            }
         }
     }
 }

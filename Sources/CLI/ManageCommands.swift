@@ -33,9 +33,9 @@ struct ModelCommand: ParsableCommand {
 
         func run() throws {
             try reporting {
-                let registry = try store.openRegistry()
+                let port = try store.openPort()
                 let t = try type.map { (t) throws(StoreError) in try ModelType(parsing: t) }
-                try registry.setModel(name, type: t, note: note)
+                _ = try port.setModel(try port.model(called: name).id, type: t, note: note, by: .now)
             }
         }
     }
@@ -47,7 +47,10 @@ struct ModelCommand: ParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            try reporting { try store.openRegistry().renameModel(name, to: newName) }
+            try reporting {
+                let port = try store.openPort()
+                _ = try port.renameModel(try port.model(called: name).id, to: newName, by: .now)
+            }
         }
     }
 
@@ -58,7 +61,8 @@ struct ModelCommand: ParsableCommand {
 
         func run() throws {
             try reporting {
-                try store.openRegistry().deleteModel(name)
+                let port = try store.openPort()
+                _ = try port.deleteModel(try port.model(called: name).id, by: .now)
                 print("deleted model \(name)")
             }
         }
@@ -79,7 +83,8 @@ struct VersionCommand: ParsableCommand {
 
         func run() throws {
             try reporting {
-                try store.openRegistry().deleteVersion(model, VersionCommand.name(version))
+                let port = try store.openPort()
+                _ = try port.deleteVersion(try port.version(called: version, of: model).id, by: .now)
                 print("deleted \(model)/\(version)")
             }
         }
@@ -93,7 +98,10 @@ struct VersionCommand: ParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            try reporting { try store.openRegistry().renameVersion(model, VersionCommand.name(version), to: VersionCommand.name(newName)) }
+            try reporting {
+                let port = try store.openPort()
+                _ = try port.renameVersion(try port.version(called: version, of: model).id, to: VersionCommand.name(newName), by: .now)
+            }
         }
     }
 
@@ -105,7 +113,10 @@ struct VersionCommand: ParsableCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            try reporting { try store.openRegistry().setVersionNote(model, VersionCommand.name(version), note: note) }
+            try reporting {
+                let port = try store.openPort()
+                _ = try port.setVersionNote(try port.version(called: version, of: model).id, note: note, by: .now)
+            }
         }
     }
 

@@ -110,6 +110,8 @@ struct MountCommand: ParsableCommand {
             let spool = try SpoolSpace(directory: spoolDir.map(StoreOptions.absolute) ?? store.resolvedDataDir + "/spool",
                                        capacity: Int64(max(spoolSize, 1)) << 20)
             let fs = FileSystem(registry: registry, cache: cache, jobs: jobs, spool: spool, logger: Log.logger)
+            let purges = CachePurgeFollower(registry: registry, fs: fs, dataDir: store.resolvedDataDir)
+            defer { purges.stop() }
             let adapter = FUSEAdapter(fs: fs, logger: Log.logger)
             var options = FUSEAdapter.MountOptions()
             options.allowOther = allowOther

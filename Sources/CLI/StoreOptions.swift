@@ -101,6 +101,10 @@ struct StoreOptions: ParsableArguments {
     /// bucket (or the local store) belongs to this catalog, claiming it if it belongs to none.
     func openRegistry(adopt: Bool = false, role: String = "cli") throws -> Registry { try openStore(adopt: adopt, role: role).registry }
 
+    /// The store's port: what commands that change a row by its name use, after finding its id
+    /// (``StorePort/model(called:)`` and the like), so that every rule is the port's.
+    func openPort() throws -> any StorePort { try openRegistry() }
+
     /// ``openRegistry(adopt:)``, saying whether the bucket was this catalog's before.
     func openStore(adopt: Bool = false, role: String = "cli") throws -> (registry: Registry, claim: Registry.Claim) {
         Log.setup(verbose: verbose)

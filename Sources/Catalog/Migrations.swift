@@ -331,5 +331,16 @@ enum Migrations {
         """
         ALTER TABLE aliases ADD COLUMN to_view INTEGER NOT NULL DEFAULT 0;
         """,
+        // 15: what each delete leaves in the nodes' caches (its `Purge`: the object's cache
+        // identity and the row whose archive view goes), read by every mount; kept a day.
+        """
+        CREATE TABLE cache_purges (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            object_id INTEGER NOT NULL,
+            version_id INTEGER,
+            dataset_id INTEGER,
+            created REAL NOT NULL
+        );
+        """,
     ]
 }

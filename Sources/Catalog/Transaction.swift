@@ -145,7 +145,8 @@ public struct CatalogTransaction {
     /// are gone: each object key in `pending_deletes` (so that no new version or dataset is
     /// given that key while the old object is still there), and each multipart upload left open
     /// in `uploads`, detached from its row (an abandoned upload, aborted by `retryAbandonedUploads`).
-    /// Returns what the caller removes from object storage once this transaction has committed.
+    /// Returns what the caller removes from object storage once this transaction has committed,
+    /// and what the caches forget (also recorded here for the other processes and nodes).
     func delete(versions: [Version], dataset: Dataset?, model: Model?) throws -> Removal {
         var removal = Removal()
         func keep(_ key: String, uploadsOf column: String, _ id: some RowID) throws {
@@ -168,6 +169,8 @@ public struct CatalogTransaction {
             try db.execute("DELETE FROM datasets WHERE id = ?", [.int(d.id)])
         }
         if let m = model { try db.execute("DELETE FROM models WHERE id = ?", [.int(m.id)]) }
+        removal.purge = dataset.map(Purge.init) ?? Purge(versions)  // a dataset's delete has no versions
+        try recordCachePurge(removal.purge)
         return removal
     }
 
@@ -180,10 +183,12 @@ public struct CatalogTransaction {
 }
 
 /// What a committed delete left to remove from object storage: the objects, and the multipart
-/// uploads that were still open.
+/// uploads that were still open; and what every node's caches forget (recorded for them in the
+/// same transaction: ``Catalog/cachePurges(after:)``).
 public struct Removal: Sendable, Equatable {
     public var keys: [String] = []
     public var uploads: [UploadRecord] = []
+    public var purge = Purge()
 }
 
 extension Catalog {

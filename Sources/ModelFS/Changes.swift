@@ -68,3 +68,10 @@ extension FileSystem {
         return out
     }
 }
+
+extension FileSystem {
+    /// Drops what deletes left in this mount's caches (see ``Namespace/purge(_:)``): applied for
+    /// every delete, whichever process or node made it (`modelfs version rm` too), by the mount's
+    /// purge follower; the deletes this mount makes purge at once from the port's answer.
+    public func purge(_ purge: Purge) { namespace.purge(purge) }
+}

@@ -113,6 +113,9 @@ public protocol StorePort: Sendable {
     /// alias `@name`, or `ln -sfn`'s temporary name. `EINVAL` for another name, a version of
     /// another model or not ready, or a view of no archive; `EEXIST` when the name is taken.
     func linkAlias(in model: ModelID, named name: String, to version: VersionID, view: Bool, by who: Actor) throws(StoreError) -> Alias
+    /// Points the alias `name` (`@something`) of `model` at `version` (its file, or its view with
+    /// `view`), making it if needed (`modelfs alias set`). `EINVAL` as for ``linkAlias(in:named:to:view:by:)``.
+    func setAlias(in model: ModelID, named name: String, to version: VersionID, view: Bool, by who: Actor) throws(StoreError) -> Alias
     /// Renames the alias, replacing the alias of that name if there is one (`ln -sfn`).
     /// `EINVAL` unless the name starts with `@`; `ENOENT` when it is gone.
     func renameAlias(_ id: AliasID, to name: String, by who: Actor) throws(StoreError) -> Alias

@@ -21,16 +21,9 @@ extension Registry {
     /// another alias, whose target it takes now), making the alias if needed. The version must be ready.
     @discardableResult
     public func setAlias(_ modelName: String, _ alias: String, to version: String) throws(StoreError) -> Alias {
-        let name = try Names.alias(alias)
-        let a = try catalog.transaction { tx in
-            let m = try Registry.model(tx, modelName)
-            let (v, view) = try Registry.aliasTarget(tx, m, version)
-            try Registry.audit(tx, "alias.set", model: m.name, target: name,
-                               "→ \(v.linkTarget(view: view))")
-            return try tx.setAlias(modelID: m.id, name: name, versionID: v.id, view: view)
-        }
-        publishManifest(a.modelID)
-        return a
+        let m = try model(modelName)
+        let (v, view) = try catalog.transaction { tx in try Registry.aliasTarget(tx, m, version) }
+        return try setAlias(in: m.id, named: alias, to: v.id, view: view, by: Actor.now)
     }
 
     /// A link made by `ln -s` in a model's directory: an alias when its name starts with `@`, or
@@ -40,10 +33,7 @@ extension Registry {
                           view: Bool = false) throws(StoreError) -> Alias {
         try Names.checkLinkName(name)
         let a = try catalog.transaction { tx in
-            guard let v = try tx.version(id: versionID), v.modelID == modelID, v.status == .ready else {
-                throw StoreError(.invalidArgument, "an alias points at a ready version of its model")
-            }
-            if view { try Registry.requireView(v) }
+            let v = try Registry.checkedAliasTarget(tx, modelID, versionID, view: view)
             if try tx.alias(modelID: modelID, name: name) != nil { throw StoreError.exists("\(name) exists") }
             if name.hasPrefix("@") {
                 try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name,
@@ -53,6 +43,15 @@ extension Registry {
         }
         publishManifest(modelID)
         return a
+    }
+
+    /// What an alias may name: a ready version of its model (its view only for an archive).
+    static func checkedAliasTarget(_ tx: CatalogTransaction, _ modelID: ModelID, _ versionID: VersionID, view: Bool) throws -> Version {
+        guard let v = try tx.version(id: versionID), v.modelID == modelID, v.status == .ready else {
+            throw StoreError(.invalidArgument, "an alias points at a ready version of its model")
+        }
+        if view { try requireView(v) }
+        return v
     }
 
     /// Only an archive version has a view for an alias to name.

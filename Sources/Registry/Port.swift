@@ -144,7 +144,7 @@ extension Registry: StorePort {
         }
         // A model of the same name made meanwhile keeps its manifest.
         if let again = try catalog.model(named: m.name) { publishManifest(again.id) }
-        return Deleted(row: m, purge: Purge(versions))
+        return Deleted(row: m, purge: removal.purge)
     }
 
     // MARK: Versions
@@ -227,7 +227,7 @@ extension Registry: StorePort {
         }
         removeVersionEntries([v])
         remove(removal)
-        return Deleted(row: v, purge: Purge([v]))
+        return Deleted(row: v, purge: removal.purge)
     }
 
     // MARK: Writing files
@@ -268,6 +268,20 @@ extension Registry: StorePort {
 
     public func linkAlias(in model: ModelID, named name: String, to version: VersionID, view: Bool, by who: Actor) throws(StoreError) -> Alias {
         try acting(who) { () throws(StoreError) in try linkAlias(modelID: model, name: name, versionID: version, view: view) }
+    }
+
+    public func setAlias(in model: ModelID, named name: String, to version: VersionID, view: Bool, by who: Actor) throws(StoreError) -> Alias {
+        let checked = try Names.alias(name)
+        let a = try acting(who) { () throws(StoreError) in
+            try catalog.transaction { tx in
+                let m = try Registry.model(tx, model)
+                let v = try Registry.checkedAliasTarget(tx, m.id, version, view: view)
+                try Registry.audit(tx, "alias.set", model: m.name, target: checked, "→ \(v.linkTarget(view: view))")
+                return try tx.setAlias(modelID: m.id, name: checked, versionID: v.id, view: view)
+            }
+        }
+        publishManifest(a.modelID)
+        return a
     }
 
     public func renameAlias(_ id: AliasID, to name: String, by who: Actor) throws(StoreError) -> Alias {
@@ -331,7 +345,7 @@ extension Registry: StorePort {
         }
         remove(removal)
         publishDatasetsManifest()
-        return Deleted(row: d, purge: Purge(d))
+        return Deleted(row: d, purge: removal.purge)
     }
 
     // MARK: Owners

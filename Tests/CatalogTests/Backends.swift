@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Catalog
 import ModelStore
+import TestSupport
 
 /// The catalog engines the conformance suite runs on: SQLite always, PostgreSQL when a test
 /// server is given (`MODELFS_TEST_PG_URL`, which `scripts/test` starts); with
@@ -76,14 +77,7 @@ final class CatalogPlace: @unchecked Sendable {
     }
 
     /// The server URL with its database replaced.
-    static func url(_ server: String, database: String) -> String {
-        var base = server
-        if let q = base.firstIndex(of: "?") { base = String(base[..<q]) }
-        guard let scheme = base.range(of: "://"), let slash = base[scheme.upperBound...].firstIndex(of: "/") else {
-            return base + "/" + database
-        }
-        return String(base[..<slash]) + "/" + database
-    }
+    static func url(_ server: String, database: String) -> String { SharedCatalog.url(server, database: database) }
 
     static func admin(_ server: String, _ body: (Connection) throws -> Void) throws {
         let engine = try PostgresEngine(url: try #require(PostgresURL(server)), poolSize: 1)

@@ -52,6 +52,7 @@ import ModelStore
             c("leases") { try $0.leasesRunOutByTheDatabasesClock() },
             c("indexes") { try $0.archiveIndexesAndTensorHeadersAreKeptPerObject() },
             c("scratch") { try $0.aScratchFileIsAdoptedOnlyUnderAFreeName() },
+            c("purges") { try $0.deletesRecordWhatTheyLeaveInTheCaches() },
             n("catalogID") { try $0.theCatalogIDIsMadeOnceAndKept() },
             n("datasetsManifest") { try $0.everyDatasetChangeMovesTheDatasetsManifestGeneration() },
             n("modelSnapshot") { try $0.aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty() },

@@ -23,18 +23,21 @@ final class Collected<T>: @unchecked Sendable {
 final class FSEnv: @unchecked Sendable {
     let dir: String
     let catalog: Catalog
-    let store = MemoryObjectStore()
+    let store: MemoryObjectStore
     let registry: Registry
     let cache: BlockCache
     let fs: FileSystem
     /// The pid of the process that writes files in these tests.
     static let writerPid: Int32 = 4242
 
-    init(cache: BlockCache = BlockCache(), spoolBytes: Int64? = nil) throws {
+    /// `catalog` and `store` given: another node of a cluster whose catalog and bucket they are.
+    init(cache: BlockCache = BlockCache(), spoolBytes: Int64? = nil, catalog: Catalog? = nil,
+         store: MemoryObjectStore = MemoryObjectStore()) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("modelfs-fs-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        catalog = try Catalog(path: dir + "/catalog.sqlite")
-        registry = Registry(catalog: catalog, objects: store, uploadConcurrency: 2)
+        self.catalog = try catalog ?? Catalog(path: dir + "/catalog.sqlite")
+        self.store = store
+        registry = Registry(catalog: self.catalog, objects: store, uploadConcurrency: 2)
         self.cache = cache
         let spoolDir = dir + "/spool"
         let spool = try spoolBytes.map { (cap) throws(StoreError) in try SpoolSpace(directory: spoolDir, capacity: cap) }
