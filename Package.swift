@@ -24,7 +24,7 @@ let package = Package(
 
         // The domain: names, formats, statuses, rules, errors, the object-store protocol, hashing.
         .target(name: "ModelStore", dependencies: ["CCrypto"]),
-        // Object stores that are not S3: the local directory store and an in-memory one for tests.
+        // The local directory store (the in-memory one for tests is in TestSupport).
         .target(name: "BlobStore", dependencies: ["ModelStore"]),
         // S3 over libcurl with SigV4 signing.
         .target(name: "S3", dependencies: [

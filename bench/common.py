@@ -211,6 +211,25 @@ def fetched(mnt, fn):
     return stats(mnt)["s3.bytes_fetched"] - before
 
 
+def timed_child(cmd, env=None, what=None):
+    """Seconds and CPU seconds (user + system, its own) of one command; raises if it fails."""
+    start = time.perf_counter()
+    p = subprocess.Popen(list(map(str, cmd)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, status, ru = os.wait4(p.pid, 0)
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    secs = time.perf_counter() - start
+    err = p.stderr.read().decode(errors="replace").strip()
+    p.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise RuntimeError(f"{what or ' '.join(map(str, cmd))} exited {code}: {err[-500:]}")
+    return secs, ru.ru_utime + ru.ru_stime
+
+
 def timed(fn):
     start = time.perf_counter()
     fn()

@@ -275,18 +275,7 @@ class Bench(common.Bench):
 
     def curl(self, key, out="/dev/null"):
         """Seconds and CPU seconds (user+sys) of one curl GET."""
-        start = time.perf_counter()
-        p = subprocess.Popen(["curl", "-sf", "-o", out, self.url(key)])
-        try:
-            _, status, ru = os.wait4(p.pid, 0)
-        except BaseException:
-            p.kill()
-            p.wait()
-            raise
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode:
-            raise RuntimeError(f"curl of {key} exited {p.returncode}")
-        return time.perf_counter() - start, ru.ru_utime + ru.ru_stime
+        return common.timed_child(["curl", "-sf", "-o", out, self.url(key)], what=f"curl of {key}")
 
     def dd(self, path, expect):
         return common.dd(path, expect, "4M", self.a.timeout)

@@ -32,7 +32,7 @@ struct CompareCommand: ParsableCommand {
             for name in versions {
                 let plain = name.hasPrefix("@") ? name : ((try? Formats.splitVersion(name).name) ?? name)
                 let v = try registry.resolveVersion(m.name, plain)
-                let params = try v.lineage.job.flatMap { try registry.catalog.job(id: $0) }?.params
+                let params = try v.lineage.job.flatMap { try registry.catalog.job(id: JobID($0)) }?.params
                 compared.append(Compared(
                     name: v.name, file: v.fileName, status: v.status, size: v.size, sha256: v.sha256, created: v.created,
                     lineage: v.lineage.isEmpty ? nil : v.lineage, params: params,

@@ -73,7 +73,7 @@ struct TrainCommand: ParsableCommand {
 }
 
 /// Prints a job's log as it grows until the job ends; `drive` runs the job from this process.
-func follow(_ id: String, service: JobService?, drive: Bool, catalog: Catalog? = nil, logPath: String? = nil) throws {
+func follow(_ id: JobID, service: JobService?, drive: Bool, catalog: Catalog? = nil, logPath: String? = nil) throws {
     let catalog = catalog ?? service!.registry.catalog
     let path = logPath ?? service!.logPath(of: id)
     var offset: UInt64 = 0
@@ -112,12 +112,12 @@ struct JobsCommand: ParsableCommand {
             try refuseAnotherUsersStore()
             let registry = try store.openRegistry()
             let catalog = registry.catalog
-            let logPath = { (id: String) in store.resolvedDataDir + "/jobs/" + id + "/log" }
-            guard let id else {
+            let logPath = { (id: JobID) in store.resolvedDataDir + "/jobs/" + id.rawValue + "/log" }
+            guard let id = id.map({ JobID($0) }) else {
                 let all = try catalog.jobs()
                 if json { return try printJSON(all) }
                 printTable(["JOB", "KIND", "STATUS", "OWNER", "MODEL", "VERSION", "DATASET", "EXECUTOR", "OUTPUTS"],
-                           all.map { [$0.id, $0.kind.rawValue, $0.status.rawValue, $0.owner.map { userName($0.uid) } ?? "-", $0.model,
+                           all.map { [$0.id.rawValue, $0.kind.rawValue, $0.status.rawValue, $0.owner.map { userName($0.uid) } ?? "-", $0.model,
                                       $0.version, $0.dataset, $0.executor, $0.outputs.joined(separator: ",")] })
                 return
             }
@@ -157,7 +157,7 @@ extension JobsCommand {
     }
 }
 
-private func Jobs_follow(_ id: String, catalog: Catalog, logPath: String) throws {
+private func Jobs_follow(_ id: JobID, catalog: Catalog, logPath: String) throws {
     try follow(id, service: nil, drive: false, catalog: catalog, logPath: logPath)
 }
 

@@ -4,19 +4,19 @@ import ModelStore
 extension Catalog {
     static let aliasColumns = "id, model_id, name, version_id, created, modified, to_view"
     static func alias(_ r: Row) -> Alias {
-        Alias(id: r.int(0), modelID: r.int(1), name: r.text(2), versionID: r.int(3), created: r.date(4),
+        Alias(id: AliasID(r.int(0)), modelID: ModelID(r.int(1)), name: r.text(2), versionID: VersionID(r.int(3)), created: r.date(4),
               modified: r.date(5), view: r.int(6) != 0)
     }
 
-    public func aliases(modelID: Int64) throws(StoreError) -> [Alias] {
+    public func aliases(modelID: ModelID) throws(StoreError) -> [Alias] {
         try database.read { try $0.query("SELECT \(Catalog.aliasColumns) FROM aliases WHERE model_id = ? ORDER BY name", [.int(modelID)], Catalog.alias) }
     }
 
-    public func alias(id: Int64) throws(StoreError) -> Alias? {
-        try database.read { try $0.first("SELECT \(Catalog.aliasColumns) FROM aliases WHERE id = ?", [.int(id)], Catalog.alias) }
+    public func alias(id: AliasID) throws(StoreError) -> Alias? {
+        try database.read { try CatalogTransaction(db: $0).alias(id: id) }
     }
 
-    public func alias(modelID: Int64, name: String) throws(StoreError) -> Alias? {
+    public func alias(modelID: ModelID, name: String) throws(StoreError) -> Alias? {
         try database.read {
             try $0.first("SELECT \(Catalog.aliasColumns) FROM aliases WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], Catalog.alias)
         }
@@ -24,27 +24,31 @@ extension Catalog {
 }
 
 extension CatalogTransaction {
-    public func version(id: Int64) throws -> Version? {
+    public func alias(id: AliasID) throws -> Alias? {
+        try db.first("SELECT \(Catalog.aliasColumns) FROM aliases WHERE id = ?", [.int(id)], Catalog.alias)
+    }
+
+    public func version(id: VersionID) throws -> Version? {
         try db.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version)
     }
 
-    public func aliases(modelID: Int64) throws -> [Alias] {
+    public func aliases(modelID: ModelID) throws -> [Alias] {
         try db.query("SELECT \(Catalog.aliasColumns) FROM aliases WHERE model_id = ? ORDER BY name", [.int(modelID)], Catalog.alias)
     }
 
     /// The aliases pointing at a version.
-    public func aliases(versionID: Int64) throws -> [Alias] {
+    public func aliases(versionID: VersionID) throws -> [Alias] {
         try db.query("SELECT \(Catalog.aliasColumns) FROM aliases WHERE version_id = ? ORDER BY name", [.int(versionID)], Catalog.alias)
     }
 
-    public func alias(modelID: Int64, name: String) throws -> Alias? {
+    public func alias(modelID: ModelID, name: String) throws -> Alias? {
         try db.first("SELECT \(Catalog.aliasColumns) FROM aliases WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], Catalog.alias)
     }
 
     /// Points alias `name` of the model at `versionID` (its archive view when `view`), making it
     /// when there is none: one statement, so a reader sees the old target or the new one, never neither.
     @discardableResult
-    public func setAlias(modelID: Int64, name: String, versionID: Int64, view: Bool = false) throws -> Alias {
+    public func setAlias(modelID: ModelID, name: String, versionID: VersionID, view: Bool = false) throws -> Alias {
         let now = Date()
         try db.execute("""
             INSERT INTO aliases (model_id, name, version_id, created, modified, to_view) VALUES (?, ?, ?, ?, ?, ?)
@@ -55,7 +59,7 @@ extension CatalogTransaction {
         return a
     }
 
-    public func deleteAlias(id: Int64) throws {
+    public func deleteAlias(id: AliasID) throws {
         try db.execute("DELETE FROM aliases WHERE id = ?", [.int(id)])
     }
 

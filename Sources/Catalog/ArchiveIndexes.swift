@@ -1,18 +1,6 @@
 import Foundation
 import ModelStore
 
-/// An archive's index as the catalog keeps it: the encoded index, or why there is none.
-public struct StoredArchiveIndex: Sendable, Equatable {
-    public var sha256: String
-    public var size: Int64
-    public var body: String?
-    public var error: String?
-
-    public init(sha256: String, size: Int64, body: String?, error: String?) {
-        self.sha256 = sha256; self.size = size; self.body = body; self.error = error
-    }
-}
-
 extension Catalog {
     /// The index stored for the object at `key`, if it describes these bytes (`sha256`, `size`).
     public func archiveIndex(objectKey key: String, sha256: String, size: Int64) throws(StoreError) -> StoredArchiveIndex? {

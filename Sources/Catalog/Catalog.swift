@@ -7,23 +7,15 @@ public struct UploadRecord: Sendable, Equatable {
     public var objectKey: String
     public var uploadID: String
     public var partSize: Int64
-    public var versionID: Int64?
-    public var datasetID: Int64?
+    public var versionID: VersionID?
+    public var datasetID: DatasetID?
     public var sourcePath: String?
     public var sourceSize: Int64?
     public var created: Date
 }
 
-/// Counts for `.stats` and `modelfs stats`.
-public struct CatalogStats: Sendable, Equatable, Codable {
-    public var models = 0
-    public var modelsByType: [String: Int] = [:]
-    public var versions = 0
-    public var readyVersions = 0
-    public var bytes: Int64 = 0
-    public var datasets = 0
-    public var datasetBytes: Int64 = 0
-}
+/// Counts for `.stats` and `modelfs stats` (``StoreStats``, as the port shows them).
+public typealias CatalogStats = StoreStats
 
 /// The facts about models, versions, datasets and uploads, in SQLite (one node) or PostgreSQL
 /// (many). Enforces uniqueness; the rules of what may happen live in ``Registry``.
@@ -84,7 +76,7 @@ public final class Catalog: Sendable {
 
     static let modelColumns = "id, name, type, note, created, modified, owner_uid, owner_gid, mode"
     static func model(_ r: Row) -> Model {
-        var m = Model(id: r.int(0), name: r.text(1), type: ModelType(rawValue: r.text(2)) ?? .general, note: r.text(3),
+        var m = Model(id: ModelID(r.int(0)), name: r.text(1), type: ModelType(rawValue: r.text(2)) ?? .general, note: r.text(3),
                       created: r.date(4), modified: r.date(5))
         m.owner = ownership(r, 6)
         return m
@@ -112,14 +104,14 @@ public final class Catalog: Sendable {
         } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("model \(name) already exists")
         }
-        return Model(id: id ?? 0, name: name, type: type, note: note, created: now, modified: now)
+        return Model(id: ModelID(id ?? 0), name: name, type: type, note: note, created: now, modified: now)
     }
 
     public func model(named name: String) throws(StoreError) -> Model? {
         try database.read { try $0.first("SELECT \(Catalog.modelColumns) FROM models WHERE name = ?", [.text(name)], Catalog.model) }
     }
 
-    public func model(id: Int64) throws(StoreError) -> Model? {
+    public func model(id: ModelID) throws(StoreError) -> Model? {
         try database.read { try $0.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(id)], Catalog.model) }
     }
 
@@ -136,12 +128,12 @@ public final class Catalog: Sendable {
         return all.filter { $0.name.lowercased().contains(needle) }
     }
 
-    public func updateModel(id: Int64, name: String? = nil, type: ModelType? = nil, note: String? = nil) throws(StoreError) {
+    public func updateModel(id: ModelID, name: String? = nil, type: ModelType? = nil, note: String? = nil) throws(StoreError) {
         try transaction { try $0.updateModel(id: id, name: name, type: type, note: note) }
     }
 
     /// Deletes the model row with its versions and upload records.
-    public func deleteModel(id: Int64) throws(StoreError) {
+    public func deleteModel(id: ModelID) throws(StoreError) {
         try database.write { db in _ = try db.execute("DELETE FROM models WHERE id = ?", [.int(id)]) }
     }
 
@@ -152,7 +144,7 @@ public final class Catalog: Sendable {
         owner_uid, owner_gid, mode
         """
     static func version(_ r: Row) -> Version {
-        var v = Version(id: r.int(0), modelID: r.int(1), name: r.text(2), format: r.text(3), objectKey: r.text(4), size: r.int(5),
+        var v = Version(id: VersionID(r.int(0)), modelID: ModelID(r.int(1)), name: r.text(2), format: r.text(3), objectKey: r.text(4), size: r.int(5),
                         sha256: r.optionalText(6), status: UploadStatus(rawValue: r.text(7)) ?? .failed, error: r.optionalText(8),
                         note: r.text(9), lineage: Lineage(parentVersion: r.optionalText(10), dataset: r.optionalText(11), job: r.optionalText(12)),
                         created: r.date(13), modified: r.date(14))
@@ -160,20 +152,20 @@ public final class Catalog: Sendable {
         return v
     }
 
-    public func versions(modelID: Int64) throws(StoreError) -> [Version] {
+    public func versions(modelID: ModelID) throws(StoreError) -> [Version] {
         try database.read {
             try $0.query("SELECT \(Catalog.versionColumns) FROM versions WHERE model_id = ? ORDER BY name", [.int(modelID)], Catalog.version)
         }
     }
 
-    public func version(modelID: Int64, name: String) throws(StoreError) -> Version? {
+    public func version(modelID: ModelID, name: String) throws(StoreError) -> Version? {
         try database.read {
             try $0.first("SELECT \(Catalog.versionColumns) FROM versions WHERE model_id = ? AND name = ?",
                          [.int(modelID), .text(name)], Catalog.version)
         }
     }
 
-    public func version(id: Int64) throws(StoreError) -> Version? {
+    public func version(id: VersionID) throws(StoreError) -> Version? {
         try database.read { try $0.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version) }
     }
 
@@ -192,14 +184,14 @@ public final class Catalog: Sendable {
 
     /// Adds a version in status `uploading`. Refused with `EEXIST` when the model has a version of
     /// that name under any extension.
-    public func insertVersion(modelID: Int64, name: String, format: String, objectKey: String, note: String = "",
+    public func insertVersion(modelID: ModelID, name: String, format: String, objectKey: String, note: String = "",
                               lineage: Lineage = Lineage()) throws(StoreError) -> Version {
         try database.write { db in
             try Catalog.insertVersion(db, modelID: modelID, name: name, format: format, objectKey: objectKey, note: note, lineage: lineage)
         }
     }
 
-    static func insertVersion(_ db: Connection, modelID: Int64, name: String, format: String, objectKey: String, note: String,
+    static func insertVersion(_ db: Connection, modelID: ModelID, name: String, format: String, objectKey: String, note: String,
                               lineage: Lineage) throws -> Version {
         let now = Catalog.now()
         if let existing = try db.first("SELECT format FROM versions WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], { $0.text(0) }) {
@@ -215,12 +207,12 @@ public final class Catalog: Sendable {
         } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("version \(name) or its object key \(objectKey) already exists")
         }
-        return Version(id: id ?? 0, modelID: modelID, name: name, format: format, objectKey: objectKey, size: 0, sha256: nil,
+        return Version(id: VersionID(id ?? 0), modelID: modelID, name: name, format: format, objectKey: objectKey, size: 0, sha256: nil,
                        status: .uploading, error: nil, note: note, lineage: lineage, created: now, modified: now)
     }
 
     /// Inserts a version as a manifest describes it (recovery).
-    public func restoreVersion(modelID: Int64, name: String, format: String, objectKey: String, size: Int64, sha256: String?,
+    public func restoreVersion(modelID: ModelID, name: String, format: String, objectKey: String, size: Int64, sha256: String?,
                                status: UploadStatus, error: String?, note: String, lineage: Lineage, created: Date, modified: Date) throws(StoreError) {
         try database.write { db in
             try db.execute("""
@@ -234,7 +226,7 @@ public final class Catalog: Sendable {
 
     /// Marks an upload finished: `ready` with its size and sha256; drops its upload record.
     /// With a `token`, only the upload that claimed the row (``claimUpload(version:token:)``) may.
-    public func markVersionReady(id: Int64, size: Int64, sha256: String, token: String? = nil) throws(StoreError) {
+    public func markVersionReady(id: VersionID, size: Int64, sha256: String, token: String? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE versions SET status = 'ready', size = ?, sha256 = ?, error = NULL, modified = ? WHERE id = ?"
                                          + Catalog.claimed(token), [.int(size), .text(sha256), .date(Date()), .int(id)] + Catalog.claim(token))
@@ -247,7 +239,7 @@ public final class Catalog: Sendable {
     /// upload was aborted, and kept (to abort later) when `uploadStillOpen`.
     /// With a `token`, a row that another upload claimed since is left alone.
     /// `audit`: the trail's line for the failure, recorded with it when the row changes.
-    public func markVersionFailed(id: Int64, error: String, size: Int64 = 0, uploadStillOpen: Bool = false,
+    public func markVersionFailed(id: VersionID, error: String, size: Int64 = 0, uploadStillOpen: Bool = false,
                                   token: String? = nil, audit: AuditEntry? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE versions SET status = 'failed', error = ?, size = ?, modified = ? WHERE id = ?" + Catalog.claimed(token),
@@ -259,7 +251,7 @@ public final class Catalog: Sendable {
     }
 
     /// Restarts a failed or interrupted version's upload.
-    public func markVersionUploading(id: Int64) throws(StoreError) {
+    public func markVersionUploading(id: VersionID) throws(StoreError) {
         try database.write { db in
             try db.execute("UPDATE versions SET status = 'uploading', error = NULL, modified = ? WHERE id = ?", [.date(Date()), .int(id)])
         }
@@ -283,18 +275,18 @@ public final class Catalog: Sendable {
 
     /// Marks the model's manifest and entries behind the catalog. The generation moves too, so a
     /// publish already under way cannot mark them written.
-    public func setManifestDirty(modelID: Int64) throws(StoreError) {
+    public func setManifestDirty(modelID: ModelID) throws(StoreError) {
         try database.write { db in
             _ = try db.execute("UPDATE models SET manifest_dirty = 1, manifest_generation = manifest_generation + 1 WHERE id = ?",
                                [.int(modelID)])
         }
     }
 
-    public func updateVersion(id: Int64, name: String? = nil, note: String? = nil) throws(StoreError) {
+    public func updateVersion(id: VersionID, name: String? = nil, note: String? = nil) throws(StoreError) {
         try transaction { try $0.updateVersion(id: id, name: name, note: note) }
     }
 
-    public func deleteVersion(id: Int64) throws(StoreError) {
+    public func deleteVersion(id: VersionID) throws(StoreError) {
         try database.write { db in _ = try db.execute("DELETE FROM versions WHERE id = ?", [.int(id)]) }
     }
 
@@ -302,7 +294,7 @@ public final class Catalog: Sendable {
 
     static let datasetColumns = "id, name, format, object_key, size, records, sha256, status, error, note, created, modified, owner_uid, owner_gid, mode"
     static func dataset(_ r: Row) -> Dataset {
-        var d = Dataset(id: r.int(0), name: r.text(1), format: r.text(2), objectKey: r.text(3), size: r.int(4), records: r.optionalInt(5),
+        var d = Dataset(id: DatasetID(r.int(0)), name: r.text(1), format: r.text(2), objectKey: r.text(3), size: r.int(4), records: r.optionalInt(5),
                         sha256: r.optionalText(6), status: UploadStatus(rawValue: r.text(7)) ?? .failed, error: r.optionalText(8),
                         note: r.text(9), created: r.date(10), modified: r.date(11))
         d.owner = ownership(r, 12)
@@ -321,7 +313,7 @@ public final class Catalog: Sendable {
         try transaction { try $0.insertDataset(name: name, format: format, objectKey: objectKey, note: note) }
     }
 
-    public func markDatasetReady(id: Int64, size: Int64, sha256: String, records: Int64?, token: String? = nil) throws(StoreError) {
+    public func markDatasetReady(id: DatasetID, size: Int64, sha256: String, records: Int64?, token: String? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE datasets SET status = 'ready', size = ?, sha256 = ?, records = ?, error = NULL, modified = ? WHERE id = ?"
                                          + Catalog.claimed(token), [.int(size), .text(sha256), .optional(records), .date(Date()), .int(id)] + Catalog.claim(token))
@@ -330,7 +322,7 @@ public final class Catalog: Sendable {
         }
     }
 
-    public func markDatasetFailed(id: Int64, error: String, token: String? = nil,
+    public func markDatasetFailed(id: DatasetID, error: String, token: String? = nil,
                                   audit: AuditEntry? = nil) throws(StoreError) {
         try database.write { db in
             let changed = try db.execute("UPDATE datasets SET status = 'failed', error = ?, modified = ? WHERE id = ?" + Catalog.claimed(token),
@@ -341,15 +333,15 @@ public final class Catalog: Sendable {
         }
     }
 
-    public func renameDataset(id: Int64, to name: String) throws(StoreError) {
+    public func renameDataset(id: DatasetID, to name: String) throws(StoreError) {
         try transaction { try $0.renameDataset(id: id, to: name) }
     }
 
-    public func dataset(id: Int64) throws(StoreError) -> Dataset? {
+    public func dataset(id: DatasetID) throws(StoreError) -> Dataset? {
         try database.read { try $0.first("SELECT \(Catalog.datasetColumns) FROM datasets WHERE id = ?", [.int(id)], Catalog.dataset) }
     }
 
-    public func deleteDataset(id: Int64) throws(StoreError) {
+    public func deleteDataset(id: DatasetID) throws(StoreError) {
         try database.write { db in _ = try db.execute("DELETE FROM datasets WHERE id = ?", [.int(id)]) }
     }
 
@@ -357,11 +349,11 @@ public final class Catalog: Sendable {
 
     static let uploadColumns = "id, object_key, upload_id, part_size, version_id, dataset_id, source_path, source_size, created"
     static func upload(_ r: Row) -> UploadRecord {
-        UploadRecord(id: r.int(0), objectKey: r.text(1), uploadID: r.text(2), partSize: r.int(3), versionID: r.optionalInt(4),
-                     datasetID: r.optionalInt(5), sourcePath: r.optionalText(6), sourceSize: r.optionalInt(7), created: r.date(8))
+        UploadRecord(id: r.int(0), objectKey: r.text(1), uploadID: r.text(2), partSize: r.int(3), versionID: r.optionalInt(4).map(VersionID.init),
+                     datasetID: r.optionalInt(5).map(DatasetID.init), sourcePath: r.optionalText(6), sourceSize: r.optionalInt(7), created: r.date(8))
     }
 
-    public func recordUpload(objectKey: String, uploadID: String, partSize: Int64, versionID: Int64?, datasetID: Int64?,
+    public func recordUpload(objectKey: String, uploadID: String, partSize: Int64, versionID: VersionID?, datasetID: DatasetID?,
                              sourcePath: String?, sourceSize: Int64?) throws(StoreError) -> UploadRecord {
         try database.write { db in
             let now = Catalog.now()
@@ -377,7 +369,7 @@ public final class Catalog: Sendable {
         }
     }
 
-    public func upload(versionID: Int64) throws(StoreError) -> UploadRecord? {
+    public func upload(versionID: VersionID) throws(StoreError) -> UploadRecord? {
         try database.read { try $0.first("SELECT \(Catalog.uploadColumns) FROM uploads WHERE version_id = ?", [.int(versionID)], Catalog.upload) }
     }
 
@@ -413,7 +405,7 @@ public final class Catalog: Sendable {
     static func job(_ r: Row) -> Job {
         let params = (try? JSONDecoder().decode([String: String].self, from: Data(r.text(4).utf8))) ?? [:]
         let outputs = (try? JSONDecoder().decode([String].self, from: Data(r.text(10).utf8))) ?? []
-        var job = Job(id: r.text(0), model: r.text(1), version: r.text(2), dataset: r.text(3), params: params,
+        var job = Job(id: JobID(r.text(0)), model: r.text(1), version: r.text(2), dataset: r.text(3), params: params,
                       status: JobStatus(rawValue: r.text(5)) ?? .failed, executor: r.text(6), executorID: r.optionalText(7),
                       error: r.optionalText(8), exitCode: r.optionalInt(9).map(Int.init), outputs: outputs, created: r.date(11),
                       started: r.isNull(12) ? nil : r.date(12), finished: r.isNull(13) ? nil : r.date(13))
@@ -439,7 +431,7 @@ public final class Catalog: Sendable {
     }
 
     /// The first free id of the form `<prefix><n>`, n from 1.
-    public func freeJobID(prefix: String) throws(StoreError) -> String {
+    public func freeJobID(prefix: String) throws(StoreError) -> JobID {
         try database.read { try CatalogTransaction(db: $0).freeJobID(prefix: prefix) }
     }
 
@@ -447,7 +439,7 @@ public final class Catalog: Sendable {
         try database.read { try $0.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE rowid = ?", [.int(number)], Catalog.job) }
     }
 
-    public func job(id: String) throws(StoreError) -> Job? {
+    public func job(id: JobID) throws(StoreError) -> Job? {
         try database.read { try $0.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE id = ?", [.text(id)], Catalog.job) }
     }
 
@@ -468,7 +460,7 @@ public final class Catalog: Sendable {
     /// Moves a job from one status to another, only if it is still in one of `from` (so two
     /// runners never both start it). Returns whether it moved.
     @discardableResult
-    public func transitionJob(id: String, from: [JobStatus], to: JobStatus, executorID: String? = nil, error: String? = nil,
+    public func transitionJob(id: JobID, from: [JobStatus], to: JobStatus, executorID: String? = nil, error: String? = nil,
                               exitCode: Int? = nil, outputs: [String]? = nil, node: String? = nil) throws(StoreError) -> Bool {
         try database.write { db in
             guard let current = try db.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE id = ?", [.text(id)], Catalog.job),

@@ -69,29 +69,29 @@ extension Catalog {
     /// renewed in the same transaction: a lease that ran out while the catalog was away (and that
     /// the node's heartbeat has not renewed yet) would otherwise get this new upload failed by
     /// another node's sweep, as a dead node's.
-    public func setWriter(versionID: Int64, _ writer: String, node: String? = nil) throws(StoreError) {
+    public func setWriter(versionID: VersionID, _ writer: String, node: String? = nil) throws(StoreError) {
         try database.write { db in
             _ = try db.execute("UPDATE versions SET writer = ? WHERE id = ?", [.text(writer), .int(versionID)])
             if let node { try touchLease(db, node: node) }
         }
     }
 
-    public func setWriter(datasetID: Int64, _ writer: String, node: String? = nil) throws(StoreError) {
+    public func setWriter(datasetID: DatasetID, _ writer: String, node: String? = nil) throws(StoreError) {
         try database.write { db in
             _ = try db.execute("UPDATE datasets SET writer = ? WHERE id = ?", [.text(writer), .int(datasetID)])
             if let node { try touchLease(db, node: node) }
         }
     }
 
-    public func writer(versionID: Int64) throws(StoreError) -> String? {
+    public func writer(versionID: VersionID) throws(StoreError) -> String? {
         try database.read { try $0.first("SELECT writer FROM versions WHERE id = ?", [.int(versionID)], { $0.optionalText(0) }) ?? nil }
     }
 
-    public func writer(datasetID: Int64) throws(StoreError) -> String? {
+    public func writer(datasetID: DatasetID) throws(StoreError) -> String? {
         try database.read { try $0.first("SELECT writer FROM datasets WHERE id = ?", [.int(datasetID)], { $0.optionalText(0) }) ?? nil }
     }
 
-    public func upload(datasetID: Int64) throws(StoreError) -> UploadRecord? {
+    public func upload(datasetID: DatasetID) throws(StoreError) -> UploadRecord? {
         try database.read { try $0.first("SELECT \(Catalog.uploadColumns) FROM uploads WHERE dataset_id = ?", [.int(datasetID)], Catalog.upload) }
     }
 
@@ -99,7 +99,7 @@ extension Catalog {
 
     /// The model and its versions as one transaction sees them, with the model's manifest
     /// generation bumped in that same transaction: snapshots of one model are totally ordered.
-    public func modelSnapshot(id: Int64) throws(StoreError) -> ModelSnapshot? {
+    public func modelSnapshot(id: ModelID) throws(StoreError) -> ModelSnapshot? {
         try database.write { db in
             guard try db.execute("UPDATE models SET manifest_generation = manifest_generation + 1 WHERE id = ?", [.int(id)]) == 1,
                   let m = try db.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(id)], Catalog.model),
@@ -113,7 +113,7 @@ extension Catalog {
     }
 
     /// The version and its model, with the version's entry generation bumped; nil when it is gone.
-    public func versionSnapshot(id: Int64) throws(StoreError) -> VersionSnapshot? {
+    public func versionSnapshot(id: VersionID) throws(StoreError) -> VersionSnapshot? {
         try database.write { db in
             guard try db.execute("UPDATE versions SET manifest_generation = manifest_generation + 1 WHERE id = ?", [.int(id)]) == 1,
                   let v = try db.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version),
@@ -126,13 +126,13 @@ extension Catalog {
     }
 
     /// The version's latest entry generation, nil when the version is gone.
-    public func versionEntryGeneration(id: Int64) throws(StoreError) -> Int64? {
+    public func versionEntryGeneration(id: VersionID) throws(StoreError) -> Int64? {
         try database.read { try $0.first("SELECT manifest_generation FROM versions WHERE id = ?", [.int(id)], { $0.int(0) }) }
     }
 
     /// Marks the model's manifest written, if no snapshot was taken after `generation`; returns
     /// false when a newer one was (the manifest must be written again).
-    public func markManifestWritten(modelID: Int64, generation: Int64) throws(StoreError) -> Bool {
+    public func markManifestWritten(modelID: ModelID, generation: Int64) throws(StoreError) -> Bool {
         try database.write { db in
             if try db.first("SELECT 1 FROM models WHERE id = ?", [.int(modelID)], { _ in true }) == nil { return true }
             return try db.execute("UPDATE models SET manifest_dirty = 0 WHERE id = ? AND manifest_generation = ?",

@@ -5,16 +5,16 @@ extension Catalog {
     static let evaluationColumns = "version_id, dataset, job_id, metrics, created"
     static func evaluation(_ r: Row) -> Evaluation {
         let metrics = (try? JSONDecoder().decode([String: Double].self, from: Data(r.text(3).utf8))) ?? [:]
-        return Evaluation(versionID: r.int(0), dataset: r.text(1), job: r.optionalText(2), metrics: metrics, created: r.date(4))
+        return Evaluation(versionID: VersionID(r.int(0)), dataset: r.text(1), job: r.optionalText(2), metrics: metrics, created: r.date(4))
     }
 
     /// A version's evaluations, oldest first (the last is the one its xattrs show).
-    public func evaluations(versionID: Int64) throws(StoreError) -> [Evaluation] {
+    public func evaluations(versionID: VersionID) throws(StoreError) -> [Evaluation] {
         try database.read { try CatalogTransaction(db: $0).evaluations(versionID: versionID) }
     }
 
     /// The evaluations of every version of a model, by version id.
-    public func evaluations(modelID: Int64) throws(StoreError) -> [Int64: [Evaluation]] {
+    public func evaluations(modelID: ModelID) throws(StoreError) -> [VersionID: [Evaluation]] {
         try database.read { db in
             let all = try db.query("""
                 SELECT \(Catalog.evaluationColumns.split(separator: ",").map { "e." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
@@ -26,7 +26,7 @@ extension Catalog {
 }
 
 extension CatalogTransaction {
-    public func evaluations(versionID: Int64) throws -> [Evaluation] {
+    public func evaluations(versionID: VersionID) throws -> [Evaluation] {
         try db.query("SELECT \(Catalog.evaluationColumns) FROM evaluations WHERE version_id = ? ORDER BY created, dataset",
                      [.int(versionID)], Catalog.evaluation)
     }

@@ -39,7 +39,7 @@ extension Catalog {
 
     /// Takes back a job of `node` failed for its lease: `running` again, as it was. False when it
     /// is not such a job (any more).
-    public func reclaimJob(id: String, node: String) throws(StoreError) -> Bool {
+    public func reclaimJob(id: JobID, node: String) throws(StoreError) -> Bool {
         try database.write { db in
             try db.execute("""
                 UPDATE jobs SET status = 'running', error = NULL, finished = NULL
@@ -49,7 +49,7 @@ extension Catalog {
     }
 
     /// Claims the import of a running job's checkpoints: true for exactly one caller, ever.
-    public func claimJobImport(id: String) throws(StoreError) -> Bool {
+    public func claimJobImport(id: JobID) throws(StoreError) -> Bool {
         try database.write { db in
             try db.execute("UPDATE jobs SET exit_code = 0 WHERE id = ? AND status = 'running' AND exit_code IS NULL",
                            [.text(id)]) == 1
@@ -57,7 +57,7 @@ extension Catalog {
     }
 
     /// The versions a job's checkpoints became (ready ones), in the order they were made.
-    public func versionsMade(byJob id: String) throws(StoreError) -> [Version] {
+    public func versionsMade(byJob id: JobID) throws(StoreError) -> [Version] {
         try database.read {
             try $0.query("SELECT \(Catalog.versionColumns) FROM versions WHERE job_id = ? AND status = 'ready' ORDER BY id",
                          [.text(id)], Catalog.version)

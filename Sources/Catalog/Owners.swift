@@ -1,11 +1,6 @@
 import Foundation
 import ModelStore
 
-/// What owns rows: models, versions and datasets have an owner and a mode.
-public enum OwnedTable: String, Sendable {
-    case models, versions, datasets
-}
-
 /// One line of the audit trail: who did what to which model or dataset, and when.
 public struct AuditEntry: Sendable, Equatable, Codable {
     public var id: Int64
@@ -49,12 +44,17 @@ extension Catalog {
 }
 
 extension CatalogTransaction {
-    public func setOwner(_ table: OwnedTable, id: Int64, _ o: Ownership) throws {
-        try db.execute("UPDATE \(table.rawValue) SET owner_uid = ?, owner_gid = ?, mode = ? WHERE id = ?",
+    public func setOwner(_ row: OwnedRow, _ o: Ownership) throws {
+        let (table, id) = switch row {
+        case .model(let id): ("models", id.rawValue)
+        case .version(let id): ("versions", id.rawValue)
+        case .dataset(let id): ("datasets", id.rawValue)
+        }
+        try db.execute("UPDATE \(table) SET owner_uid = ?, owner_gid = ?, mode = ? WHERE id = ?",
                        [.int(Int64(o.uid)), .int(Int64(o.gid)), .int(Int64(o.mode)), .int(id)])
     }
 
-    public func setJobOwner(id: String, uid: UInt32, gid: UInt32) throws {
+    public func setJobOwner(id: JobID, uid: UInt32, gid: UInt32) throws {
         try db.execute("UPDATE jobs SET owner_uid = ?, owner_gid = ? WHERE id = ?", [.int(Int64(uid)), .int(Int64(gid)), .text(id)])
     }
 
@@ -67,11 +67,11 @@ extension CatalogTransaction {
 }
 
 extension CatalogTransaction {
-    public func model(id: Int64) throws -> Model? {
+    public func model(id: ModelID) throws -> Model? {
         try db.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(id)], Catalog.model)
     }
 
-    public func dataset(id: Int64) throws -> Dataset? {
+    public func dataset(id: DatasetID) throws -> Dataset? {
         try db.first("SELECT \(Catalog.datasetColumns) FROM datasets WHERE id = ?", [.int(id)], Catalog.dataset)
     }
 }

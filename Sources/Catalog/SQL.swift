@@ -11,6 +11,10 @@ public enum SQLValue: Sendable, Equatable {
     static func optional(_ s: String?) -> SQLValue { s.map(SQLValue.text) ?? .null }
     static func optional(_ i: Int64?) -> SQLValue { i.map(SQLValue.int) ?? .null }
     static func date(_ d: Date) -> SQLValue { .double(d.timeIntervalSince1970) }
+    static func int(_ id: some RowID) -> SQLValue { .int(id.rawValue) }
+    static func optional(_ id: (some RowID)?) -> SQLValue { id.map { .int($0.rawValue) } ?? .null }
+    static func text(_ id: JobID) -> SQLValue { .text(id.rawValue) }
+    static func optional(_ id: JobID?) -> SQLValue { id.map { .text($0.rawValue) } ?? .null }
 }
 
 /// How an engine hands out the columns of the current row.

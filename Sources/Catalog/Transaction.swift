@@ -16,11 +16,11 @@ public struct CatalogTransaction {
         try db.first("SELECT \(Catalog.modelColumns) FROM models WHERE name = ?", [.text(name)], Catalog.model)
     }
 
-    public func versions(modelID: Int64) throws -> [Version] {
+    public func versions(modelID: ModelID) throws -> [Version] {
         try db.query("SELECT \(Catalog.versionColumns) FROM versions WHERE model_id = ? ORDER BY name", [.int(modelID)], Catalog.version)
     }
 
-    public func version(modelID: Int64, name: String) throws -> Version? {
+    public func version(modelID: ModelID, name: String) throws -> Version? {
         try db.first("SELECT \(Catalog.versionColumns) FROM versions WHERE model_id = ? AND name = ?", [.int(modelID), .text(name)], Catalog.version)
     }
 
@@ -28,7 +28,7 @@ public struct CatalogTransaction {
         try db.first("SELECT \(Catalog.datasetColumns) FROM datasets WHERE name = ?", [.text(name)], Catalog.dataset)
     }
 
-    public func job(id: String) throws -> Job? {
+    public func job(id: JobID) throws -> Job? {
         try db.first("SELECT \(Catalog.jobColumns) FROM jobs WHERE id = ?", [.text(id)], Catalog.job)
     }
 
@@ -55,16 +55,16 @@ public struct CatalogTransaction {
     }
 
     /// The first free job id of the form `<prefix><n>`, n from 1.
-    public func freeJobID(prefix: String) throws -> String {
+    public func freeJobID(prefix: String) throws -> JobID {
         let taken = Set(try db.query("SELECT id FROM jobs WHERE substr(id, 1, length(?1)) = ?1", [.text(prefix)]) { $0.text(0) })
         var n = 1
         while taken.contains(prefix + "\(n)") { n += 1 }
-        return prefix + "\(n)"
+        return JobID(prefix + "\(n)")
     }
 
     // MARK: Changing
 
-    public func insertVersion(modelID: Int64, name: String, format: String, objectKey: String, note: String,
+    public func insertVersion(modelID: ModelID, name: String, format: String, objectKey: String, note: String,
                               lineage: Lineage) throws -> Version {
         try Catalog.insertVersion(db, modelID: modelID, name: name, format: format, objectKey: objectKey, note: note, lineage: lineage)
     }
@@ -82,12 +82,12 @@ public struct CatalogTransaction {
         } catch let e as any SQLFailure where e.isConstraint {
             throw StoreError.exists("dataset \(name) or its object key already exists")
         }
-        return Dataset(id: id ?? 0, name: name, format: format, objectKey: objectKey, size: 0, records: nil, sha256: nil,
+        return Dataset(id: DatasetID(id ?? 0), name: name, format: format, objectKey: objectKey, size: 0, records: nil, sha256: nil,
                        status: .uploading, error: nil, note: note, created: now, modified: now)
     }
 
     /// Changes a model's name, type or note; `EEXIST` when the new name is taken.
-    public func updateModel(id: Int64, name: String? = nil, type: ModelType? = nil, note: String? = nil) throws {
+    public func updateModel(id: ModelID, name: String? = nil, type: ModelType? = nil, note: String? = nil) throws {
         guard let current = try db.first("SELECT \(Catalog.modelColumns) FROM models WHERE id = ?", [.int(id)], Catalog.model) else {
             throw StoreError.notFound("no such model")
         }
@@ -104,7 +104,7 @@ public struct CatalogTransaction {
 
     /// Changes a version's name or note; `EEXIST` when the model has a version of the new name
     /// under any extension.
-    public func updateVersion(id: Int64, name: String? = nil, note: String? = nil) throws {
+    public func updateVersion(id: VersionID, name: String? = nil, note: String? = nil) throws {
         guard let v = try db.first("SELECT \(Catalog.versionColumns) FROM versions WHERE id = ?", [.int(id)], Catalog.version) else {
             throw StoreError.notFound("no such version")
         }
@@ -116,7 +116,7 @@ public struct CatalogTransaction {
                        [.text(name ?? v.name), .text(note ?? v.note), .date(Date()), .int(id)])
     }
 
-    public func renameDataset(id: Int64, to name: String) throws {
+    public func renameDataset(id: DatasetID, to name: String) throws {
         if try db.first("SELECT 1 FROM datasets WHERE name = ? AND id != ?", [.text(name), .int(id)], { _ in true }) != nil {
             throw StoreError.exists("dataset \(name) already exists")
         }
@@ -148,7 +148,7 @@ public struct CatalogTransaction {
     /// Returns what the caller removes from object storage once this transaction has committed.
     func delete(versions: [Version], dataset: Dataset?, model: Model?) throws -> Removal {
         var removal = Removal()
-        func keep(_ key: String, uploadsOf column: String, _ id: Int64) throws {
+        func keep(_ key: String, uploadsOf column: String, _ id: some RowID) throws {
             removal.uploads += try db.query("SELECT \(Catalog.uploadColumns) FROM uploads WHERE \(column) = ?", [.int(id)], Catalog.upload)
             try db.execute("UPDATE uploads SET \(column) = NULL WHERE \(column) = ?", [.int(id)])
             try db.execute("INSERT INTO pending_deletes (object_key, created) VALUES (?, ?) ON CONFLICT (object_key) DO UPDATE SET created = excluded.created",

@@ -29,7 +29,8 @@ public final class PassthroughTable: @unchecked Sendable {
     private let say: (String) -> Void
 
     /// `off`: why passthrough is not used at all on this mount (nil: it may be).
-    public init(off: String?, register: @escaping Register, unregister: @escaping Unregister, say: @escaping (String) -> Void) {
+    public init(off: String?, register: @escaping Register, unregister: @escaping Unregister,
+                say: @escaping (String) -> Void) {
         self.offReason = off
         self.register = register
         self.unregister = unregister

@@ -62,16 +62,16 @@ public final class JobService: @unchecked Sendable {
 
     var catalog: Catalog { registry.catalog }
 
-    public func directory(of id: String) -> String { configuration.directory + "/" + id }
+    public func directory(of id: JobID) -> String { configuration.directory + "/" + id.rawValue }
     /// The log `jobs/<id>/log` serves: the mount's file, in the mount's directory.
-    public func logPath(of id: String) -> String { directory(of: id) + "/log" }
+    public func logPath(of id: JobID) -> String { directory(of: id) + "/log" }
     /// The job's own directory (its user's): its working directory and its exit code.
-    public func workPath(of id: String) -> String { directory(of: id) + "/work" }
+    public func workPath(of id: JobID) -> String { directory(of: id) + "/work" }
     /// Where an evaluation job writes its metrics (`MODELFS_METRICS_FILE`).
-    public func metricsPath(of id: String) -> String { directory(of: id) + "/output/metrics.json" }
+    public func metricsPath(of id: JobID) -> String { directory(of: id) + "/output/metrics.json" }
     /// Where a job writes when its executor opens the output as the job's user (Slurm): the
     /// mount copies it into the log as it grows.
-    func outputPath(of id: String) -> String { workPath(of: id) + "/output.log" }
+    func outputPath(of id: JobID) -> String { workPath(of: id) + "/output.log" }
 
     // MARK: Submitting
 
@@ -119,14 +119,14 @@ public final class JobService: @unchecked Sendable {
             } else {
                 try JobService.checkMayStoreMetrics(on: m, v, by: who.uid, mountOwner: mountOwner(file: true))
             }
-            var job = Job(id: "", model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
+            var job = Job(id: JobID(""), model: m.name, version: v.name, dataset: d.name, params: request.params, status: .queued,
                           executor: executor.name, created: Date(timeIntervalSince1970: Date().timeIntervalSince1970))
             job.kind = kind
             job.evaluate = evaluateName
             job.owner = asker
-            job.id = try request.name ?? tx.freeJobID(prefix: "\(m.name)-\(v.name)-\(kind == .train ? "ft" : "eval")-")
+            job.id = try request.name.map { JobID($0) } ?? tx.freeJobID(prefix: "\(m.name)-\(v.name)-\(kind == .train ? "ft" : "eval")-")
             try tx.insertJob(job)
-            try tx.record(AuditEntry(uid: job.owner!.uid, pid: Actor.now.pid, action: "job.submit", model: m.name, target: job.id,
+            try tx.record(AuditEntry(uid: job.owner!.uid, pid: Actor.now.pid, action: "job.submit", model: m.name, target: job.id.rawValue,
                                      detail: "\(kind.rawValue) \(v.fileName) on \(d.fileName)"))
             return (try tx.job(id: job.id) ?? job, v, d)
         }
@@ -288,7 +288,7 @@ public final class JobService: @unchecked Sendable {
 
     /// What `spec.json` says.
     public struct JobSpec: Codable, Sendable {
-        public var id: String
+        public var id: JobID
         public var model: String
         public var version: String
         public var dataset: String
@@ -304,7 +304,7 @@ public final class JobService: @unchecked Sendable {
     /// Asks the executor to stop a job; it becomes `cancelled`.
     /// A job that already ended is refused with `EINVAL` and what became of it ("job X already
     /// succeeded"), also when it ends while the cancel is on its way.
-    public func cancel(_ id: String) throws(StoreError) {
+    public func cancel(_ id: JobID) throws(StoreError) {
         guard let job = try catalog.job(id: id) else { throw .notFound("no job \(id)") }
         guard try catalog.transitionJob(id: id, from: [.queued, .running], to: .cancelled, error: "cancelled") else {
             let now = try catalog.job(id: id)?.status ?? job.status
@@ -406,7 +406,7 @@ public final class JobService: @unchecked Sendable {
             // A cancel may land while inputs are fetched: look again before and after starting.
             guard try catalog.job(id: job.id)?.status == .running else { return false }
             let log = executor.copiesOutput ? outputPath(of: job.id) : logPath(of: job.id)
-            let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: log, jobID: job.id,
+            let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: log, jobID: job.id.rawValue,
                                          user: job.owner)
             guard try catalog.transitionJob(id: job.id, from: [.running], to: .running, executorID: eid) else {
                 executor.cancel(eid)
@@ -442,7 +442,7 @@ public final class JobService: @unchecked Sendable {
         var env: [String: String] = [
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
             "HOME": JobService.home(of: job.owner) ?? ProcessInfo.processInfo.environment["HOME"] ?? "/",
-            "MODELFS_JOB_ID": job.id, "MODELFS_JOB_DIR": dir,
+            "MODELFS_JOB_ID": job.id.rawValue, "MODELFS_JOB_DIR": dir,
             "MODELFS_MODEL": m.name, "MODELFS_VERSION": v.name, "MODELFS_DATASET": d.name,
             "MODELFS_MODEL_PATH": modelPath, "MODELFS_DATASET_PATH": datasetPath,
             "MODELFS_OUTPUT_DIR": dir + "/output", "MODELFS_PARAMS": dir + "/params.json",
@@ -470,7 +470,7 @@ public final class JobService: @unchecked Sendable {
     }
 
     /// Appends a line of modelfs's own to the job's log, so `cat log` tells the whole story.
-    func note(_ id: String, _ line: String) {
+    func note(_ id: JobID, _ line: String) {
         logLock.withLock {
             copyOutput(of: id)
             // O_APPEND: the job writes to the same file, and a seek to the end followed by a write
@@ -498,7 +498,7 @@ public final class JobService: @unchecked Sendable {
     }
 
     /// The log's size, as `ls -l jobs/<id>/log` shows it (`lstat`: neither follows nor waits).
-    public func logSize(of id: String) -> Int64 {
+    public func logSize(of id: JobID) -> Int64 {
         var st = stat()
         guard lstat(logPath(of: id), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return 0 }
         return Int64(st.st_size)
@@ -508,7 +508,7 @@ public final class JobService: @unchecked Sendable {
     /// job's user: Slurm) into the mount's log, from where the last copy ended (kept beside the
     /// log, so a remount does not copy it twice); at most 8 MiB per call, so that no job holds
     /// the jobs' thread for long. The file is opened as ``JobFiles`` opens anything of the job's.
-    func copyOutput(of id: String) {
+    func copyOutput(of id: JobID) {
         guard executor.copiesOutput else { return }
         let dir = directory(of: id)
         let markPath = dir + "/log.copied"
@@ -596,14 +596,14 @@ public final class JobService: @unchecked Sendable {
         }
         let metrics = try Evaluation.parseMetrics(bytes)
         try checkMayStoreMetrics(job)
-        return try registry.recordEvaluation(model: job.model, version: job.version, dataset: job.dataset, job: job.id, metrics: metrics)
+        return try registry.recordEvaluation(model: job.model, version: job.version, dataset: job.dataset, job: job.id.rawValue, metrics: metrics)
     }
 
     /// A training job that asked for it (`evaluate=D`): one evaluation job per checkpoint it made.
     func evaluateOutputs(of job: Job, _ outputs: [String], on dataset: String) {
         for (i, file) in outputs.enumerated() {
             let version = (try? Formats.splitVersion(file).name) ?? file
-            let name = job.id + "-eval" + (outputs.count > 1 ? "-\(i + 1)" : "")
+            let name = job.id.rawValue + "-eval" + (outputs.count > 1 ? "-\(i + 1)" : "")
             do throws(StoreError) {
                 let e = try submit(JobRequest(model: job.model, version: version, dataset: dataset, name: name), kind: .evaluate,
                                    owner: job.owner)
@@ -635,7 +635,7 @@ public final class JobService: @unchecked Sendable {
                 let upload = try registry.beginVersion(
                     model: job.model, fileName: next + "." + format,
                     note: "fine-tuned from \(job.version) on \(job.dataset) by job \(job.id)",
-                    lineage: Lineage(parentVersion: job.version, dataset: job.dataset, job: job.id), owner: owner)
+                    lineage: Lineage(parentVersion: job.version, dataset: job.dataset, job: job.id.rawValue), owner: owner)
                 while true {
                     let data: Data
                     do { data = try handle.read(upToCount: 1 << 20) ?? Data() } catch {

@@ -1,5 +1,4 @@
 import Archive
-import Catalog
 import Foundation
 import ModelStore
 import ReadPath
@@ -74,6 +73,13 @@ struct ArchiveObject: Sendable {
     var modified: Date
     /// The version's or dataset's owner and mode, for the view's top.
     var ownership: Ownership? = nil
+    /// The cache's name for its bytes.
+    var identity: UInt64
+
+    init(owner: ArchiveOwner, file: some StoredFile, kind: ArchiveKind) {
+        self.owner = owner; name = file.fileName; self.kind = kind; key = file.objectKey; size = file.size
+        sha256 = file.sha256 ?? file.objectKey; modified = file.modified; ownership = file.owner; identity = file.objectIdentity
+    }
 }
 
 /// Reads through an object reader as a ``ByteSource``, a MiB at a time.
@@ -115,16 +121,14 @@ final class ArchiveViews: Sendable {
 
     /// The ready archive behind `owner`, or nil when it is not one (any more).
     func object(_ owner: ArchiveOwner) throws(StoreError) -> ArchiveObject? {
-        let catalog = namespace.catalog
+        let store = namespace.store
         switch owner {
         case .version(let id):
-            guard let v = try catalog.version(id: id), v.status == .ready, let kind = ArchiveKind(format: v.format) else { return nil }
-            return ArchiveObject(owner: owner, name: v.fileName, kind: kind, key: v.objectKey, size: v.size,
-                                 sha256: v.sha256 ?? v.objectKey, modified: v.modified, ownership: v.owner)
+            guard let v = try store.version(id), v.status == .ready, let kind = ArchiveKind(format: v.format) else { return nil }
+            return ArchiveObject(owner: owner, file: v, kind: kind)
         case .dataset(let id):
-            guard let d = try catalog.dataset(id: id), d.status == .ready, let kind = ArchiveKind(format: d.format) else { return nil }
-            return ArchiveObject(owner: owner, name: d.fileName, kind: kind, key: d.objectKey, size: d.size,
-                                 sha256: d.sha256 ?? d.objectKey, modified: d.modified, ownership: d.owner)
+            guard let d = try store.dataset(id), d.status == .ready, let kind = ArchiveKind(format: d.format) else { return nil }
+            return ArchiveObject(owner: owner, file: d, kind: kind)
         }
     }
 
@@ -165,7 +169,7 @@ final class ArchiveViews: Sendable {
     func known(_ owner: ArchiveOwner) throws(StoreError) -> LoadedArchive? {
         guard let object = try object(owner) else { return nil }
         if let hit = loaded.withLock({ $0[owner] }), hit.objectKey == object.key, hit.sha256 == object.sha256 { return hit }
-        guard let stored = try namespace.catalog.archiveIndex(objectKey: object.key, sha256: object.sha256, size: object.size) else { return nil }
+        guard let stored = try namespace.store.archiveIndex(objectKey: object.key, sha256: object.sha256, size: object.size) else { return nil }
         let index = stored.body.flatMap { ArchiveIndex.decodeCurrent(Array($0.utf8)) }
         if index == nil && stored.body != nil { return nil }  // of an older format: the next access builds it again
         return LoadedArchive(owner: owner, objectKey: object.key, sha256: object.sha256, size: object.size, index: index, error: stored.error)
@@ -178,8 +182,8 @@ final class ArchiveViews: Sendable {
     }
 
     private func load(_ object: ArchiveObject) throws(StoreError) -> LoadedArchive {
-        let catalog = namespace.catalog
-        if let stored = try catalog.archiveIndex(objectKey: object.key, sha256: object.sha256, size: object.size) {
+        let store = namespace.store
+        if let stored = try store.archiveIndex(objectKey: object.key, sha256: object.sha256, size: object.size) {
             // An index of an older format is built again (and replaces it) by the rules of this one.
             let index = stored.body.flatMap { ArchiveIndex.decodeCurrent(Array($0.utf8)) }
             if index != nil || (stored.error != nil && stored.body == nil) {
@@ -197,7 +201,7 @@ final class ArchiveViews: Sendable {
         }
         let body = index.map { String(decoding: $0.encoded(), as: UTF8.self) }
         do {
-            try catalog.storeArchiveIndex(objectKey: object.key, StoredArchiveIndex(sha256: object.sha256, size: object.size, body: body, error: failure))
+            try store.storeArchiveIndex(objectKey: object.key, StoredArchiveIndex(sha256: object.sha256, size: object.size, body: body, error: failure))
         } catch {
             namespace.logger.warning("index of \(object.name) not stored: \(error)")
         }
@@ -208,7 +212,7 @@ final class ArchiveViews: Sendable {
     /// The whole object's reader: members share its blocks.
     func reader(_ object: ArchiveObject) -> any ObjectReader {
         ObjectReaders.open(store: namespace.registry.objects, cache: namespace.cache, key: object.key, size: object.size,
-                           id: ObjectIdentity.id(sha256: object.sha256, size: object.size))
+                           id: object.identity)
     }
 
     /// A reader of one member's bytes, checked as it is read (``VerifyingReader``).
@@ -235,7 +239,7 @@ final class ArchiveViews: Sendable {
             // A stored safetensors member: its reads fetch whole tensors, at their place in the object.
             let parsed = tensorHeader(object, m, start: start!, base: base)
             let tensorReader = ObjectReaders.open(store: namespace.registry.objects, cache: namespace.cache, key: object.key, size: object.size,
-                                                  id: ObjectIdentity.id(sha256: object.sha256, size: object.size),
+                                                  id: object.identity,
                                                   layout: TensorHeaders.layout(parsed, start: start!))
             member = SliceReader(tensorReader, start: start!, size: m.size)
         case .stored: member = SliceReader(base, start: start!, size: m.size)

@@ -83,7 +83,7 @@ final class ArchivesProvider: NamespaceProvider {
     func parent(of node: Node) throws(StoreError) -> Node {
         switch node {
         case .archive(.version(let id)):
-            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            guard let v = try store.version(id) else { throw .notFound("version \(id) is gone") }
             return .model(v.modelID)
         case .archive(.dataset): return .datasetsDir
         case .member(let o, let i):
@@ -156,11 +156,11 @@ final class ArchivesProvider: NamespaceProvider {
         let top: String
         switch o {
         case .version(let id):
-            if let v = (try? catalog.version(id: id)) ?? nil, let m = (try? catalog.model(id: v.modelID)) ?? nil {
+            if let v = (try? store.version(id)) ?? nil, let m = (try? store.model(v.modelID)) ?? nil {
                 top = "models/\(Names.printable(m.name))/\(Names.printable(v.name))"
             } else { top = "models/?/version \(id)" }
         case .dataset(let id):
-            top = "datasets/" + ((((try? catalog.dataset(id: id)) ?? nil).map { Names.printable($0.name) }) ?? "?")
+            top = "datasets/" + ((((try? store.dataset(id)) ?? nil).map { Names.printable($0.name) }) ?? "?")
         }
         if case .member(_, let i) = node, let (_, archive) = try? views.archive(o), let m = archive.member(i) {
             return top + "/" + Names.printable(m.path)

@@ -40,7 +40,7 @@ final class ShownNames: Sendable {
 extension FileSystem {
     /// The directories a catalog change notice (see ``CatalogEngine/watchChanges(_:)``) touches.
     func directories(for notice: String) -> [Node] {
-        if notice.hasPrefix("versions:"), let id = Int64(notice.dropFirst("versions:".count)) { return [.model(id)] }
+        if notice.hasPrefix("versions:"), let id = Int64(notice.dropFirst("versions:".count)) { return [.model(ModelID(id))] }
         switch notice {
         case "models": return [.modelsDir]
         case "datasets": return [.datasetsDir]

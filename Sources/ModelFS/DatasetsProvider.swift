@@ -1,4 +1,3 @@
-import Catalog
 import Foundation
 import ModelStore
 import ReadPath
@@ -14,20 +13,20 @@ final class DatasetsProvider: NamespaceProvider {
     func child(of parent: Node, named name: String) throws(StoreError) -> Node {
         guard parent == .datasetsDir else { throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory") }
         if let (datasetName, format) = try? Formats.splitDataset(name),
-           let d = try catalog.dataset(named: datasetName), d.format == format { return .dataset(d.id) }
-        if let d = try catalog.dataset(named: name), d.hasArchiveView { return .archive(.dataset(d.id)) }
+           let d = try store.dataset(named: datasetName), d.format == format { return .dataset(d.id) }
+        if let d = try store.dataset(named: name), d.hasArchiveView { return .archive(.dataset(d.id)) }
         throw .notFound("no such file: \(Names.printable(name))")
     }
 
     func attributes(of node: Node) throws(StoreError) -> Attributes {
         guard case .dataset(let id) = node else { return namespace.directory(node) }
-        guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
+        guard let d = try store.dataset(id) else { throw .notFound("dataset \(id) is gone") }
         return namespace.uploadedFile(node, status: d.status, size: d.size, modified: d.modified, owner: d.owner)
     }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
         guard node == .datasetsDir else { throw StoreError(.notDirectory, "not a directory") }
-        let datasets = try catalog.datasets()
+        let datasets = try store.datasets()
         let files = datasets.map { d in
             DirectoryEntry(name: d.fileName, attributes: namespace.uploadedFile(.dataset(d.id), status: d.status, size: d.size, modified: d.modified, owner: d.owner))
         }
@@ -42,9 +41,8 @@ final class DatasetsProvider: NamespaceProvider {
     func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
         guard case .dataset(let id) = node else { throw StoreError(.isDirectory, "is a directory") }
         if !flags.wantsWrite { namespace.writer(for: node.inode)?.waitIfClosedEmpty() }
-        guard let d = try catalog.dataset(id: id) else { throw .notFound("dataset \(id) is gone") }
-        return try namespace.openUploaded(node, status: d.status, error: d.error, name: d.fileName, key: d.objectKey, size: d.size,
-                                          sha256: d.sha256, format: d.format, flags: flags, ctx) { () throws(StoreError) in
+        guard let d = try store.dataset(id) else { throw .notFound("dataset \(id) is gone") }
+        return try namespace.openUploaded(node, d, flags: flags, ctx) { () throws(StoreError) in
             try registry.restartFailedDataset(id: id)
         }
     }
@@ -61,19 +59,16 @@ final class DatasetsProvider: NamespaceProvider {
     func remove(_ node: Node, named name: String, in parent: Node, directory: Bool, _ ctx: RequestContext) throws(StoreError) {
         guard case .dataset(let id) = node else { throw StoreError(.notPermitted, "\(Names.printable(name)) is part of the mount's layout") }
         if directory { throw StoreError(.notDirectory, "\(Names.printable(name)) is a file") }
-        guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
-        try registry.deleteDataset(d.name)
-        namespace.archives.forget(.dataset(d.id))
-        namespace.cache.forget(object: ObjectIdentity.id(sha256: d.sha256 ?? d.objectKey, size: d.size))
+        namespace.purge(try store.deleteDataset(id, by: ctx.actor).purge)
     }
 
     func rename(_ node: Node, from: Node, to: Node, newName: String, _ ctx: RequestContext) throws(StoreError) {
         guard case .dataset(let id) = node else { throw StoreError(.notPermitted, "datasets/ cannot be renamed") }
         guard to == .datasetsDir else { throw StoreError(.crossDevice, "\(describe(node)) cannot move there") }
-        guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
+        guard let d = try store.dataset(id) else { throw .notFound("the dataset is gone") }
         let (newDataset, format) = try Formats.splitDataset(newName)
         guard format == d.format else { throw StoreError(.invalidArgument, "a dataset keeps its format") }
-        try registry.renameDataset(d.name, to: newDataset)
+        _ = try store.renameDataset(id, to: newDataset, by: ctx.actor)
     }
 
     func truncate(_ node: Node, to size: Int64, _ ctx: RequestContext) throws(StoreError) {
@@ -82,7 +77,7 @@ final class DatasetsProvider: NamespaceProvider {
 
     func xattrs(of node: Node) throws(StoreError) -> [(String, String)] {
         guard case .dataset(let id) = node else { return [] }
-        guard let d = try catalog.dataset(id: id) else { throw .notFound("gone") }
+        guard let d = try store.dataset(id) else { throw .notFound("gone") }
         var out = [("status", d.status.rawValue), ("size", "\(d.size)"), ("created", d.created.formatted(.iso8601)),
                    ("note", d.note), ("format", d.format)]
         if let r = d.records { out.append(("records", "\(r)")) }
@@ -101,21 +96,21 @@ final class DatasetsProvider: NamespaceProvider {
             try Namespace.keepOwnership(try attributes(of: node), mode: mode, uid: uid, gid: gid, "datasets/")
             return
         }
-        try registry.changeOwnership(.datasets, id: id, mode: lenient ? mode.map(Ownership.fileMode(requested:)) : mode,
-                                     uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true))
+        _ = try store.changeOwnership(.dataset(id), mode: lenient ? mode.map(Ownership.fileMode(requested:)) : mode,
+                                      uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true), by: ctx.actor)
     }
 
     /// datasets/ takes new entries; a dataset only until it is ready.
     func acceptsWrites(_ node: Node) throws(StoreError) -> Bool {
         switch node {
         case .datasetsDir: return true
-        case .dataset(let id): return try catalog.dataset(id: id).map { $0.status != .ready } ?? false
+        case .dataset(let id): return try store.dataset(id).map { $0.status != .ready } ?? false
         default: return false
         }
     }
 
     func describe(_ node: Node) -> String {
         guard case .dataset(let id) = node else { return "datasets" }
-        return "datasets/" + (((try? catalog.dataset(id: id)) ?? nil).map { Names.printable($0.fileName) } ?? "?")
+        return "datasets/" + (((try? store.dataset(id)) ?? nil).map { Names.printable($0.fileName) } ?? "?")
     }
 }

@@ -1,4 +1,3 @@
-import Catalog
 import Foundation
 import Glibc
 import Jobs
@@ -44,9 +43,14 @@ public final class FileSystem: Sendable {
     /// What this mount showed, for invalidations after other nodes' changes.
     let shownNames = ShownNames()
     /// Only a shared catalog sends change notices; on one node nothing is recorded.
-    var watchesChanges: Bool { registry.catalog.database.isShared }
+    var watchesChanges: Bool { registry.isShared }
 
-    private struct Handles { var open: [UInt64: any OpenFile] = [:]; var next: UInt64 = 1 }
+    /// Open files and directories, under handles from one counter.
+    private struct Handles {
+        var open: [UInt64: any OpenFile] = [:]
+        var directories: [UInt64: OpenDirectory] = [:]
+        var next: UInt64 = 1
+    }
     private let handles = Locked(Handles())
 
     public typealias ReadReply = ReadPath.ReadReply
@@ -118,7 +122,8 @@ public final class FileSystem: Sendable {
         return try provider(n).entries(of: n)
     }
 
-    public func readdir(_ inode: UInt64) throws(StoreError) -> [DirectoryEntry] {
+    /// What `ls -a` of directory `inode` shows now: `.`, `..`, then its entries.
+    private func entries(_ inode: UInt64) throws(StoreError) -> [DirectoryEntry] {
         let n = try node(inode)
         let p = provider(n)
         let listed = try p.entries(of: n)
@@ -126,6 +131,38 @@ public final class FileSystem: Sendable {
         if watchesChanges { shownNames.record(inode, listed) }
         return [DirectoryEntry(name: ".", attributes: try p.attributes(of: n)), DirectoryEntry(name: "..", attributes: try attributes(of: up))]
             + listed
+    }
+
+    /// Opens directory `inode` for reading; its listing is taken now (see ``OpenDirectory``).
+    public func opendir(_ inode: UInt64) throws(StoreError) -> UInt64 {
+        let directory = OpenDirectory(inode: inode, entries: try entries(inode))
+        return handles.withLock {
+            let h = $0.next
+            $0.next += 1
+            $0.directories[h] = directory
+            return h
+        }
+    }
+
+    /// The entries of open directory `handle` from `offset` on (0 first, then the index after the
+    /// last entry taken): the caller takes as many as fit its reply. A read from 0 after the first
+    /// is a rewind and lists the directory again.
+    public func readdir(_ handle: UInt64, offset: Int64) throws(StoreError) -> ArraySlice<DirectoryEntry> {
+        guard var directory = handles.withLock({ $0.directories[handle] }) else {
+            throw StoreError(.badDescriptor, "no open directory \(handle)")
+        }
+        if offset == 0 {
+            // Listed outside the lock, which guards every handle: a listing asks the catalog. The
+            // kernel reads an open directory one call at a time, so no other read races this one.
+            if directory.read { directory.entries = try entries(directory.inode) }
+            directory.read = true
+            handles.withLock { $0.directories[handle] = directory }
+        }
+        return directory.page(from: offset)
+    }
+
+    public func releasedir(_ handle: UInt64) {
+        _ = handles.withLock { $0.directories.removeValue(forKey: handle) }
     }
 
     // MARK: Open files
@@ -152,20 +189,12 @@ public final class FileSystem: Sendable {
         return register(try provider(n).open(n, flags: flags, ctx))
     }
 
-    public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
-        try create(parent: parent, name: rawName, flags: flags, RequestContext(uid: namespace.uid, gid: namespace.gid, pid: pid))
-    }
-
     /// Creates a version (in a model directory) or a dataset (in `datasets/`) and opens it for writing.
     public func create(parent: UInt64, name rawName: [UInt8], flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> (Attributes, OpenResult) {
         let p = try node(parent)
         let (created, opened) = try Actor.acting(ctx.actor) { () throws(StoreError) in try provider(p).create(in: p, name: rawName, flags: flags, ctx) }
         let result = register(opened)
         return (try attributes(of: created), result)
-    }
-
-    public func read(_ handle: UInt64, offset: Int64, size: Int) throws(StoreError) -> [UInt8] {
-        try readReply(handle, offset: offset, size: size).bytes
     }
 
     public func readReply(_ handle: UInt64, offset: Int64, size: Int) throws(StoreError) -> ReadReply {
@@ -179,10 +208,6 @@ public final class FileSystem: Sendable {
     /// `close()` of one file descriptor (also the kernel closing the files of a process that exits).
     public func flush(_ handle: UInt64, _ ctx: RequestContext) throws(StoreError) {
         try openFile(handle).flush(ctx)
-    }
-
-    public func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {
-        try flush(handle, RequestContext(uid: namespace.uid, gid: namespace.gid, pid: pid))
     }
 
     /// The last close of an open file.

@@ -3,8 +3,8 @@ import ModelStore
 
 /// The version or dataset whose archive a view shows.
 public enum ArchiveOwner: Hashable, Sendable {
-    case version(Int64)
-    case dataset(Int64)
+    case version(VersionID)
+    case dataset(DatasetID)
 }
 
 /// What an inode names. Inode numbers are derived from catalog ids, so they are stable across
@@ -15,19 +15,19 @@ public enum Node: Equatable, Sendable {
     case root, modelsDir, datasetsDir, jobsDir, stats, submit
     /// `jobs/evaluate`: the control file of evaluation requests.
     case evaluate
-    case model(Int64)
+    case model(ModelID)
     /// `jobs/<id>/`, by the job's number.
     case job(Int64)
     case jobFile(Int64, JobFile)
-    case version(Int64)
-    case next(Int64)
-    case dataset(Int64)
+    case version(VersionID)
+    case next(ModelID)
+    case dataset(DatasetID)
     /// `models/X/v1/` of `v1.zip` (or `datasets/D/` of `D.tar`): the archive's top directory.
     case archive(ArchiveOwner)
     /// A file or directory inside an archive's view, by its index in the archive's index.
     case member(ArchiveOwner, Int)
     /// `models/X/@production`: a symbolic link to the version it names.
-    case alias(Int64)
+    case alias(AliasID)
 
     private static let shift: UInt64 = 56
     private static let memberBits: UInt64 = 24
@@ -47,18 +47,18 @@ public enum Node: Equatable, Sendable {
         default:
             let id = Int64(inode & ((1 << Node.shift) - 1))
             switch inode >> Node.shift {
-            case 1: self = .model(id)
-            case 2: self = .version(id)
-            case 3: self = .next(id)
-            case 4: self = .dataset(id)
+            case 1: self = .model(ModelID(id))
+            case 2: self = .version(VersionID(id))
+            case 3: self = .next(ModelID(id))
+            case 4: self = .dataset(DatasetID(id))
             case 5: self = .job(id)
             case 6...9: self = .jobFile(id, JobFile.allCases[Int(inode >> Node.shift) - 6])
-            case 10: self = .archive(.version(id))
-            case 11: self = .archive(.dataset(id))
+            case 10: self = .archive(.version(VersionID(id)))
+            case 11: self = .archive(.dataset(DatasetID(id)))
             case 12, 13:
                 let owner = id >> Int64(Node.memberBits), index = Int(id & ((1 << Int64(Node.memberBits)) - 1))
-                self = .member(inode >> Node.shift == 12 ? .version(owner) : .dataset(owner), index)
-            case 14: self = .alias(id)
+                self = .member(inode >> Node.shift == 12 ? .version(VersionID(owner)) : .dataset(DatasetID(owner)), index)
+            case 14: self = .alias(AliasID(id))
             default: return nil
             }
         }
@@ -75,15 +75,15 @@ public enum Node: Equatable, Sendable {
         case .evaluate: return 7
         case .job(let id): return 5 << Node.shift | UInt64(id)
         case .jobFile(let id, let file): return UInt64(6 + JobFile.allCases.firstIndex(of: file)!) << Node.shift | UInt64(id)
-        case .model(let id): return 1 << Node.shift | UInt64(id)
-        case .version(let id): return 2 << Node.shift | UInt64(id)
-        case .next(let id): return 3 << Node.shift | UInt64(id)
-        case .dataset(let id): return 4 << Node.shift | UInt64(id)
-        case .archive(.version(let id)): return 10 << Node.shift | UInt64(id)
-        case .archive(.dataset(let id)): return 11 << Node.shift | UInt64(id)
-        case .member(.version(let id), let index): return 12 << Node.shift | UInt64(id) << Node.memberBits | UInt64(index)
-        case .member(.dataset(let id), let index): return 13 << Node.shift | UInt64(id) << Node.memberBits | UInt64(index)
-        case .alias(let id): return 14 << Node.shift | UInt64(id)
+        case .model(let id): return 1 << Node.shift | UInt64(id.rawValue)
+        case .version(let id): return 2 << Node.shift | UInt64(id.rawValue)
+        case .next(let id): return 3 << Node.shift | UInt64(id.rawValue)
+        case .dataset(let id): return 4 << Node.shift | UInt64(id.rawValue)
+        case .archive(.version(let id)): return 10 << Node.shift | UInt64(id.rawValue)
+        case .archive(.dataset(let id)): return 11 << Node.shift | UInt64(id.rawValue)
+        case .member(.version(let id), let index): return 12 << Node.shift | UInt64(id.rawValue) << Node.memberBits | UInt64(index)
+        case .member(.dataset(let id), let index): return 13 << Node.shift | UInt64(id.rawValue) << Node.memberBits | UInt64(index)
+        case .alias(let id): return 14 << Node.shift | UInt64(id.rawValue)
         }
     }
 

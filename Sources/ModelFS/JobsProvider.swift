@@ -1,4 +1,3 @@
-import Catalog
 import Foundation
 import Glibc
 import Jobs
@@ -20,10 +19,10 @@ final class JobsProvider: NamespaceProvider {
         case .jobsDir:
             if name == "submit" { return .submit }
             if name == "evaluate" { return .evaluate }
-            guard let job = try catalog.job(id: name) else { throw missing }
+            guard let job = try store.job(JobID(name)) else { throw missing }
             return .job(job.number)
         case .job(let number):
-            guard let file = JobFile(rawValue: name), try catalog.job(number: number) != nil else { throw missing }
+            guard let file = JobFile(rawValue: name), try store.job(number: number) != nil else { throw missing }
             return .jobFile(number, file)
         default:
             throw StoreError(.notDirectory, "\(Names.printable(name)): the parent is a file, not a directory")
@@ -35,10 +34,10 @@ final class JobsProvider: NamespaceProvider {
         case .submit, .evaluate:
             return namespace.file(node, size: 0, modified: namespace.mountTime, permissions: 0o666)
         case .job(let number):
-            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            guard let job = try store.job(number: number) else { throw .notFound("job \(number) is gone") }
             return namespace.directory(node, modified: job.created.timeIntervalSince1970, owner: jobOwnership(job, mode: 0o755))
         case .jobFile(let number, let which):
-            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            guard let job = try store.job(number: number) else { throw .notFound("job \(number) is gone") }
             let modified = (job.finished ?? job.started ?? job.created).timeIntervalSince1970
             switch which {
             case .control:
@@ -68,8 +67,8 @@ final class JobsProvider: NamespaceProvider {
         case .jobsDir:
             var out = [DirectoryEntry(name: "submit", attributes: try attributes(of: .submit)),
                        DirectoryEntry(name: "evaluate", attributes: try attributes(of: .evaluate))]
-            for job in try catalog.jobs() {
-                out.append(DirectoryEntry(name: job.id, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970,
+            for job in try store.jobs() {
+                out.append(DirectoryEntry(name: job.id.rawValue, attributes: namespace.directory(.job(job.number), modified: job.created.timeIntervalSince1970,
                                                                                         owner: jobOwnership(job, mode: 0o755))))
             }
             return out
@@ -105,7 +104,7 @@ final class JobsProvider: NamespaceProvider {
             return Opened(file: SubmissionFile(provider: self, kind: node == .evaluate ? .evaluate : .train,
                                                owner: JobOwner(uid: ctx.uid, gid: ctx.gid)), directIO: true)
         case .jobFile(let number, let which):
-            guard let job = try catalog.job(number: number) else { throw .notFound("job \(number) is gone") }
+            guard let job = try store.job(number: number) else { throw .notFound("job \(number) is gone") }
             switch which {
             case .control:
                 guard flags.wantsWrite else { throw StoreError(.notPermitted, "control is written to: echo cancel > control") }
@@ -140,7 +139,7 @@ final class JobsProvider: NamespaceProvider {
         switch node {
         case .submit: return "jobs/submit"
         case .evaluate: return "jobs/evaluate"
-        case .job(let number): return "jobs/" + (((try? catalog.job(number: number)) ?? nil)?.id ?? "\(number)")
+        case .job(let number): return "jobs/" + (((try? store.job(number: number)) ?? nil)?.id.rawValue ?? "\(number)")
         case .jobFile(let number, let file): return describe(.job(number)) + "/" + file.rawValue
         default: return "jobs"
         }
@@ -163,7 +162,7 @@ final class JobsProvider: NamespaceProvider {
     /// Submits a whole request; its answer (the job's id, or the reason) is what a read returns.
     func submit(_ request: [UInt8], kind: JobKind, owner: JobOwner) throws(StoreError) -> String {
         guard let jobs = namespace.jobs else { throw StoreError(.notSupported, "this mount runs no jobs") }
-        return try jobs.submit(try JobRequest.parse(request), kind: kind, owner: owner).id
+        return try jobs.submit(try JobRequest.parse(request), kind: kind, owner: owner).id.rawValue
     }
 
     /// A job's directory as `ls -l` shows it: its owner's.
@@ -171,7 +170,7 @@ final class JobsProvider: NamespaceProvider {
         job.owner.map { Ownership(uid: $0.uid, gid: $0.gid, mode: mode) }
     }
 
-    func cancel(_ job: String) throws(StoreError) { try namespace.jobs?.cancel(job) }
+    func cancel(_ job: JobID) throws(StoreError) { try namespace.jobs?.cancel(job) }
 }
 
 /// One open of `jobs/submit` or `jobs/evaluate`: the request as it arrives, and the answer a read returns. A
@@ -232,8 +231,8 @@ final class SubmissionFile: OpenFile {
 /// `jobs/<id>/control`: `echo cancel > control`.
 final class ControlFile: OpenFile {
     unowned let provider: JobsProvider
-    let job: String
-    init(provider: JobsProvider, job: String) { self.provider = provider; self.job = job }
+    let job: JobID
+    init(provider: JobsProvider, job: JobID) { self.provider = provider; self.job = job }
 
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply { .bytes([]) }
 

@@ -1,4 +1,3 @@
-import Catalog
 import Foundation
 import ModelStore
 import ReadPath
@@ -15,37 +14,37 @@ final class ModelsProvider: NamespaceProvider {
     /// The name each alias had when it was looked up. `ln -sfn` renames a new link onto an
     /// alias, which removes the old one's row; a path walk that found the old one just before
     /// still ends, at the alias of that name now (`alias(_:)`), as a replaced file stays readable.
-    private let lookedUpAliases = Locked([Int64: (model: Int64, name: String)]())
+    private let lookedUpAliases = Locked([AliasID: (model: ModelID, name: String)]())
 
-    func alias(_ id: Int64) throws(StoreError) -> Alias? {
-        if let a = try catalog.alias(id: id) { return a }
+    func alias(_ id: AliasID) throws(StoreError) -> Alias? {
+        if let a = try store.alias(id) { return a }
         guard let seen = lookedUpAliases.withLock({ $0[id] }) else { return nil }
-        return try catalog.alias(modelID: seen.model, name: seen.name)
+        return try store.alias(in: seen.model, named: seen.name)
     }
 
     func child(of parent: Node, named name: String) throws(StoreError) -> Node {
         let missing = StoreError.notFound("no such file: \(Names.printable(name))")
         switch parent {
         case .modelsDir:
-            guard let m = try catalog.model(named: name) else { throw missing }
+            guard let m = try store.model(named: name) else { throw missing }
             return .model(m.id)
         case .model(let modelID):
             if name == ".next" {
-                guard try catalog.model(id: modelID) != nil else { throw missing }
+                guard try store.model(modelID) != nil else { throw missing }
                 return .next(modelID)
             }
             if Names.isScratch(name) {
-                guard let v = try catalog.version(modelID: modelID, name: name), v.isScratch else { throw missing }
+                guard let v = try store.version(in: modelID, named: name), v.isScratch else { throw missing }
                 return .version(v.id)
             }
             if let (versionName, format) = try? Formats.splitVersion(name),
-               let v = try catalog.version(modelID: modelID, name: versionName), v.format == format { return .version(v.id) }
+               let v = try store.version(in: modelID, named: versionName), v.format == format { return .version(v.id) }
             // `v1/` beside `v1.zip`: the archive's view. Before links: no link hides a version's view
             // (version names never start with @; a link from before @-only names may be called `v8`).
-            if !name.hasPrefix("@"), let v = try catalog.version(modelID: modelID, name: name), v.hasArchiveView {
+            if !name.hasPrefix("@"), let v = try store.version(in: modelID, named: name), v.hasArchiveView {
                 return .archive(.version(v.id))
             }
-            if let a = try catalog.alias(modelID: modelID, name: name) {
+            if let a = try store.alias(in: modelID, named: name) {
                 lookedUpAliases.withLock { seen in
                     if seen.count > 4096 { seen.removeAll() }  // bounded: only the last moments matter
                     seen[a.id] = (modelID, name)
@@ -61,12 +60,12 @@ final class ModelsProvider: NamespaceProvider {
     func attributes(of node: Node) throws(StoreError) -> Attributes {
         switch node {
         case .model(let id):
-            guard let m = try catalog.model(id: id) else { throw .notFound("model \(id) is gone") }
+            guard let m = try store.model(id) else { throw .notFound("model \(id) is gone") }
             return namespace.directory(node, modified: m.modified.timeIntervalSince1970, owner: m.owner)
         case .next(let modelID):
             return namespace.file(node, size: Int64(try nextContent(modelID).count), modified: Date().timeIntervalSince1970)
         case .version(let id):
-            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            guard let v = try store.version(id) else { throw .notFound("version \(id) is gone") }
             return namespace.uploadedFile(node, status: v.status, size: v.size, modified: v.modified, owner: v.owner,
                                           annotatable: true)
         case .alias(let id):
@@ -90,7 +89,7 @@ final class ModelsProvider: NamespaceProvider {
 
     func readlink(_ node: Node) throws(StoreError) -> String {
         guard case .alias(let id) = node else { throw StoreError(.invalidArgument, "not a symbolic link") }
-        guard let a = try alias(id), let v = try catalog.version(id: a.versionID) else { throw .notFound("alias \(id) is gone") }
+        guard let a = try alias(id), let v = try store.version(a.versionID) else { throw .notFound("alias \(id) is gone") }
         return Registry.linkTarget(v, view: a.view)
     }
 
@@ -103,36 +102,36 @@ final class ModelsProvider: NamespaceProvider {
             throw StoreError(.notPermitted, "links can only be made in a model directory, as aliases of its versions (ln -s v3.zip @production)")
         }
         try Registry.checkLinkName(name)
-        let sameNamed = try catalog.version(modelID: modelID, name: name)
+        let sameNamed = try store.version(in: modelID, named: name)
         if sameNamed != nil || (try? child(of: parent, named: name)) != nil {
             throw StoreError.exists("\(Names.printable(name)) exists")
         }
         var file = target.hasPrefix("./") ? String(target.dropFirst(2)) : target
         if file.hasSuffix("/") { file.removeLast() }
         let refused = StoreError(.invalidArgument, "an alias points at a version of its own model, by its file name: \(Names.printable(target)) is none")
-        var found: (versionID: Int64, view: Bool)?
-        if let (versionName, format) = try? Formats.splitVersion(file), let v = try catalog.version(modelID: modelID, name: versionName),
+        var found: (versionID: VersionID, view: Bool)?
+        if let (versionName, format) = try? Formats.splitVersion(file), let v = try store.version(in: modelID, named: versionName),
            v.format == format {
             found = (v.id, false)
-        } else if file.hasPrefix("@"), let a = try catalog.alias(modelID: modelID, name: file) {
+        } else if file.hasPrefix("@"), let a = try store.alias(in: modelID, named: file) {
             found = (a.versionID, a.view)
-        } else if let v = try catalog.version(modelID: modelID, name: file), v.hasArchiveView {
+        } else if let v = try store.version(in: modelID, named: file), v.hasArchiveView {
             found = (v.id, true)
         }
         guard let found else { throw refused }
-        let made = try registry.linkAlias(modelID: modelID, name: name, versionID: found.versionID, view: found.view)
+        let made = try store.linkAlias(in: modelID, named: name, to: found.versionID, view: found.view, by: ctx.actor)
         return .alias(made.id)
     }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] {
         switch node {
         case .modelsDir:
-            return try catalog.models().map { m in
+            return try store.models().map { m in
                 DirectoryEntry(name: m.name, attributes: namespace.directory(.model(m.id), modified: m.modified.timeIntervalSince1970, owner: m.owner))
             }
         case .model(let id):
             // One query for the whole listing: `ls -l` of 1,000 versions stays one SQLite read.
-            let versions = try catalog.versions(modelID: id)
+            let versions = try store.versions(of: id)
             let files = versions.map { v in
                 var a = namespace.uploadedFile(.version(v.id), status: v.status, size: v.size, modified: v.modified,
                                                owner: v.owner, annotatable: true)
@@ -146,7 +145,7 @@ final class ModelsProvider: NamespaceProvider {
             let byID = Dictionary(versions.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             // A name once: a link from before @-only names never lists over a version's view.
             let shown = taken.union(views.map(\.name))
-            let links = try catalog.aliases(modelID: id).filter { !shown.contains($0.name) }.compactMap { a in
+            let links = try store.aliases(of: id).filter { !shown.contains($0.name) }.compactMap { a in
                 byID[a.versionID].map {
                     DirectoryEntry(name: a.name, attributes: link(a, target: Registry.linkTarget($0, view: a.view)))
                 }
@@ -163,10 +162,10 @@ final class ModelsProvider: NamespaceProvider {
         case .model: return .modelsDir
         case .next(let modelID): return .model(modelID)
         case .version(let id):
-            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
+            guard let v = try store.version(id) else { throw .notFound("version \(id) is gone") }
             return .model(v.modelID)
         case .alias(let id):
-            guard let a = try catalog.alias(id: id) else { throw .notFound("alias \(id) is gone") }
+            guard let a = try store.alias(id) else { throw .notFound("alias \(id) is gone") }
             return .model(a.modelID)
         default: return .root
         }
@@ -179,9 +178,8 @@ final class ModelsProvider: NamespaceProvider {
             return Opened(file: ContentFile(try nextContent(modelID)), directIO: true)
         case .version(let id):
             if !flags.wantsWrite { namespace.writer(for: node.inode)?.waitIfClosedEmpty() }
-            guard let v = try catalog.version(id: id) else { throw .notFound("version \(id) is gone") }
-            return try namespace.openUploaded(node, status: v.status, error: v.error, name: v.fileName, key: v.objectKey, size: v.size,
-                                              sha256: v.sha256, format: v.format, flags: flags, ctx) { () throws(StoreError) in
+            guard let v = try store.version(id) else { throw .notFound("version \(id) is gone") }
+            return try namespace.openUploaded(node, v, flags: flags, ctx) { () throws(StoreError) in
                 try registry.restartFailedVersion(id: id)
             }
         default:
@@ -199,7 +197,7 @@ final class ModelsProvider: NamespaceProvider {
             throw StoreError(.notPermitted, "files can only be created in a model directory or in datasets/")
         }
         if rawName == Array(".next".utf8) { throw StoreError(.notPermitted, ".next is generated") }
-        guard let m = try catalog.model(id: modelID) else { throw .notFound("model is gone") }
+        guard let m = try store.model(modelID) else { throw .notFound("model is gone") }
         let upload: ItemUpload
         let owner = Ownership(uid: ctx.uid, gid: ctx.gid, mode: Ownership.fileMode(requested: ctx.mode ?? Ownership.defaultFileMode))
         if let scratch = String(validating: rawName, as: UTF8.self), Names.isScratch(scratch) {
@@ -215,27 +213,17 @@ final class ModelsProvider: NamespaceProvider {
         guard parent == .modelsDir else { throw StoreError(.notPermitted, "directories can only be created in models/ (one per model)") }
         try Names.validate(name, what: "model name")
         let owner = Ownership(uid: ctx.uid, gid: ctx.gid, mode: ctx.mode ?? Ownership.defaultModelMode)
-        return .model(try registry.createModel(name, owner: owner).id)
+        return .model(try store.createModel(named: name, type: .general, note: "", owner: owner, by: ctx.actor).id)
     }
 
     func remove(_ node: Node, named name: String, in parent: Node, directory: Bool, _ ctx: RequestContext) throws(StoreError) {
         switch (node, directory) {
         case (.model(let id), true):
-            guard let m = try catalog.model(id: id) else { throw .notFound("no model named \(Names.printable(name))") }
-            let versions = try catalog.versions(modelID: m.id)
-            try registry.deleteModel(m.name)
-            for v in versions {
-                namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
-                namespace.archives.forget(.version(v.id))
-            }
+            namespace.purge(try store.deleteModel(id, by: ctx.actor).purge)
         case (.version(let id), false):
-            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
-            try registry.deleteVersion(m.name, v.name)
-            namespace.cache.forget(object: ObjectIdentity.id(sha256: v.sha256 ?? v.objectKey, size: v.size))
-            namespace.archives.forget(.version(v.id))
+            namespace.purge(try store.deleteVersion(id, by: ctx.actor).purge)
         case (.alias(let id), false):
-            guard let a = try alias(id), let m = try catalog.model(id: a.modelID) else { throw .notFound("gone") }
-            try registry.removeAlias(m.name, a.name)
+            _ = try store.removeAlias(id, by: ctx.actor)
         case (.model, false): throw StoreError(.isDirectory, "\(Names.printable(name)) is a model directory: rmdir it")
         case (.version, true), (.next, true): throw StoreError(.notDirectory, "\(Names.printable(name)) is a file")
         default: throw StoreError(.notPermitted, "\(Names.printable(name)) cannot be removed")
@@ -247,26 +235,24 @@ final class ModelsProvider: NamespaceProvider {
     func rename(_ node: Node, from: Node, to: Node, newName: String, _ ctx: RequestContext) throws(StoreError) {
         switch (node, from, to) {
         case (.model(let id), .modelsDir, .modelsDir):
-            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
-            try registry.renameModel(m.name, to: newName)
+            _ = try store.renameModel(id, to: newName, by: ctx.actor)
         case (.version(let id), .model(let fromModel), .model(let toModel)):
             guard fromModel == toModel else { throw StoreError(.crossDevice, "a version cannot move to another model") }
-            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            guard let v = try store.version(id) else { throw .notFound("the version is gone") }
             let (newVersion, format) = try Formats.splitVersion(newName)
             if v.isScratch {
                 // An atomic writer's temporary file renamed onto the name it meant: now a version.
-                try registry.adoptScratch(m.name, v.name, as: newVersion, format: format)
+                _ = try store.adoptScratch(id, as: newVersion, format: format, by: ctx.actor)
                 return
             }
             guard format == v.format else {
                 throw StoreError(.invalidArgument, "a version keeps its format: \(v.fileName) cannot become \(Names.printable(newName))")
             }
-            try registry.renameVersion(m.name, v.name, to: newVersion)
+            _ = try store.renameVersion(id, to: newVersion, by: ctx.actor)
         case (.alias(let id), .model(let fromModel), .model(let toModel)):
             guard fromModel == toModel else { throw StoreError(.crossDevice, "an alias cannot move to another model") }
-            guard let a = try catalog.alias(id: id) else { throw .notFound("gone") }
             // Onto another alias: that one is replaced, in the same transaction (ln -sfn, mv link @name).
-            try registry.renameAlias(modelID: a.modelID, a.name, to: newName)
+            _ = try store.renameAlias(id, to: newName, by: ctx.actor)
         case (.version, _, _), (.model, _, _), (.alias, _, _):
             throw StoreError(.crossDevice, "\(describe(node)) cannot move there")
         default:
@@ -281,11 +267,11 @@ final class ModelsProvider: NamespaceProvider {
     func xattrs(of node: Node) throws(StoreError) -> [(String, String)] {
         switch node {
         case .model(let id):
-            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
+            guard let m = try store.model(id) else { throw .notFound("gone") }
             return namespace.common([("type", m.type.rawValue), ("note", m.note), ("created", m.created.formatted(.iso8601)),
-                                     ("versions", "\(try catalog.versions(modelID: id).count)")])
+                                     ("versions", "\(try store.versions(of: id).count)")])
         case .version(let id):
-            guard let v = try catalog.version(id: id) else { throw .notFound("gone") }
+            guard let v = try store.version(id) else { throw .notFound("gone") }
             var out = [("status", v.status.rawValue), ("size", "\(v.size)"), ("created", v.created.formatted(.iso8601)),
                        ("note", v.note), ("format", v.format)]
             if let sha = v.sha256 { out.append(("sha256", sha)) }
@@ -294,14 +280,14 @@ final class ModelsProvider: NamespaceProvider {
             if let d = v.lineage.dataset { out.append(("dataset", d)) }
             if let j = v.lineage.job { out.append(("job", j)) }
             // The latest evaluation: all its numbers as one JSON object, and one xattr each.
-            if let e = try catalog.evaluations(versionID: v.id).last {
+            if let e = try store.evaluations(of: v.id).last {
                 out.append(("metrics", Evaluation.json(e.metrics)))
                 out += e.metrics.sorted { $0.key < $1.key }.map { ("metric." + $0.key, Evaluation.text($0.value)) }
                 out.append(("metrics_dataset", e.dataset))
                 if let job = e.job { out.append(("metrics_job", job)) }
             }
             if v.format == "safetensors" && v.status == .ready {
-                out += TensorHeaders.xattrs(namespace.tensorHeader(key: v.objectKey, size: v.size, sha256: v.sha256))
+                out += TensorHeaders.xattrs(namespace.tensorHeader(of: v))
             }
             // What its view leaves out, or why it has none, on the file too.
             if v.hasArchiveView, let archive = try? namespace.archives.known(.version(v.id)), let e = archive.error {
@@ -317,13 +303,12 @@ final class ModelsProvider: NamespaceProvider {
     func setxattr(_ node: Node, name: String, value: String, _ ctx: RequestContext) throws(StoreError) {
         switch (node, name) {
         case (.model(let id), Namespace.xattrPrefix + "type"):
-            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
-            try registry.setModel(m.name, type: try ModelType(parsing: value.trimmingCharacters(in: .whitespacesAndNewlines)))
+            let type = try ModelType(parsing: value.trimmingCharacters(in: .whitespacesAndNewlines))
+            _ = try store.setModel(id, type: type, note: nil, by: ctx.actor)
         case (.model(let id), Namespace.xattrPrefix + "note"):
-            guard let m = try catalog.model(id: id) else { throw .notFound("gone") }
-            try registry.setModel(m.name, note: value)
+            _ = try store.setModel(id, type: nil, note: value, by: ctx.actor)
         case (.version(let id), Namespace.xattrPrefix + "note"):
-            guard let v = try catalog.version(id: id), let m = try catalog.model(id: v.modelID) else { throw .notFound("gone") }
+            guard let v = try store.version(id), let m = try store.model(v.modelID) else { throw .notFound("gone") }
             // Its owner's (or root's) to annotate, as the write bit it shows says (the kernel checks
             // that bit first on an --allow-other mount; this holds without one too).
             let owner = v.owner ?? namespace.defaultOwner(file: true)
@@ -331,7 +316,7 @@ final class ModelsProvider: NamespaceProvider {
                 throw StoreError(.accessDenied,
                                  "only its owner (uid \(owner.uid)) or root sets the note of \(m.name)/\(v.fileName)")
             }
-            try registry.setVersionNote(m.name, v.name, note: value)
+            _ = try store.setVersionNote(id, note: value, by: ctx.actor)
         default:
             if try xattrs(of: node).contains(where: { $0.0 == name }) { throw StoreError(.notPermitted, "\(name) is read-only") }
             throw StoreError(.notSupported, "only user.modelfs.type and user.modelfs.note can be set")
@@ -341,11 +326,12 @@ final class ModelsProvider: NamespaceProvider {
     func changeOwnership(_ node: Node, mode: UInt32?, uid: UInt32?, gid: UInt32?, lenient: Bool, _ ctx: RequestContext) throws(StoreError) {
         switch node {
         case .model(let id):
-            try registry.changeOwnership(.models, id: id, mode: mode, uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: false))
+            _ = try store.changeOwnership(.model(id), mode: mode, uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: false),
+                                          by: ctx.actor)
         case .version(let id):
-            let scratch = (try catalog.version(id: id))?.isScratch ?? false
-            try registry.changeOwnership(.versions, id: id, mode: (lenient || scratch) ? mode.map(Ownership.fileMode(requested:)) : mode,
-                                         uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true))
+            let scratch = (try store.version(id))?.isScratch ?? false
+            _ = try store.changeOwnership(.version(id), mode: (lenient || scratch) ? mode.map(Ownership.fileMode(requested:)) : mode,
+                                          uid: uid, gid: gid, defaultOwner: namespace.defaultOwner(file: true), by: ctx.actor)
         default:
             try Namespace.keepOwnership(try attributes(of: node), mode: mode, uid: uid, gid: gid, describe(node))
         }
@@ -356,27 +342,27 @@ final class ModelsProvider: NamespaceProvider {
     func acceptsWrites(_ node: Node) throws(StoreError) -> Bool {
         switch node {
         case .modelsDir, .model: return true
-        case .version(let id): return try catalog.version(id: id).map { $0.status != .ready } ?? false
+        case .version(let id): return try store.version(id).map { $0.status != .ready } ?? false
         default: return false
         }
     }
 
     func describe(_ node: Node) -> String {
         switch node {
-        case .model(let id): return "models/" + (((try? catalog.model(id: id)) ?? nil).map { Names.printable($0.name) } ?? "?")
+        case .model(let id): return "models/" + (((try? store.model(id)) ?? nil).map { Names.printable($0.name) } ?? "?")
         case .next(let id): return describe(.model(id)) + "/.next"
         case .alias(let id):
-            guard let a = (try? catalog.alias(id: id)) ?? nil else { return "models/?/alias \(id)" }
+            guard let a = (try? store.alias(id)) ?? nil else { return "models/?/alias \(id)" }
             return describe(.model(a.modelID)) + "/" + Names.printable(a.name)
         case .version(let id):
-            guard let v = (try? catalog.version(id: id)) ?? nil else { return "models/?/version \(id)" }
+            guard let v = (try? store.version(id)) ?? nil else { return "models/?/version \(id)" }
             return describe(.model(v.modelID)) + "/" + Names.printable(v.fileName)
         default: return "models"
         }
     }
 
-    func nextContent(_ modelID: Int64) throws(StoreError) -> [UInt8] {
-        guard try catalog.model(id: modelID) != nil else { throw .notFound("model \(modelID) is gone") }
-        return Array((Rules.nextVersion(after: try catalog.versions(modelID: modelID).map(\.name)) + "\n").utf8)
+    func nextContent(_ modelID: ModelID) throws(StoreError) -> [UInt8] {
+        guard try store.model(modelID) != nil else { throw .notFound("model \(modelID) is gone") }
+        return Array((Rules.nextVersion(after: try store.versions(of: modelID).map(\.name)) + "\n").utf8)
     }
 }

@@ -1,4 +1,3 @@
-import Catalog
 import Foundation
 import Glibc
 import Jobs
@@ -43,7 +42,7 @@ protocol NamespaceProvider: AnyObject, Sendable {
 }
 
 extension NamespaceProvider {
-    var catalog: Catalog { namespace.catalog }
+    var store: any StorePort { namespace.store }
     var registry: Registry { namespace.registry }
 
     func entries(of node: Node) throws(StoreError) -> [DirectoryEntry] { throw StoreError(.notDirectory, "not a directory") }
@@ -152,7 +151,8 @@ final class Namespace: Sendable {
         }
     }
 
-    var catalog: Catalog { registry.catalog }
+    /// The store's door: what providers read and change, by id.
+    var store: any StorePort { registry }
 
     var writerProbe: any WriterProbe {
         get { probe.withLock { $0 } }
@@ -245,10 +245,10 @@ final class Namespace: Sendable {
 
     /// Opens a version or dataset: for reading when ready; a copy onto a failed one (`O_TRUNC`)
     /// writes it again; anything else for writing is refused, as versions never change.
-    func openUploaded(_ node: Node, status: UploadStatus, error: String?, name: String, key: String, size: Int64, sha256: String?,
-                      format: String, flags: OpenFlags, _ ctx: RequestContext,
+    func openUploaded(_ node: Node, _ file: some StoredFile, flags: OpenFlags, _ ctx: RequestContext,
                       restart: () throws(StoreError) -> ItemUpload) throws(StoreError) -> Opened {
-        if status == .failed && flags.wantsWrite && flags.truncates {
+        let name = file.fileName
+        if file.status == .failed && flags.wantsWrite && flags.truncates {
             return newWriter(node.inode, try restart(), ctx)
         }
         // O_TRUNC asks to write even with O_RDONLY (the kernel checks write permission for it; a
@@ -257,16 +257,23 @@ final class Namespace: Sendable {
             if flags.truncates { throw StoreError(.alreadyExists, "\(name) exists; versions never change: write a new version") }
             throw StoreError(.notPermitted, "\(name) cannot be opened for writing: versions never change")
         }
-        switch status {
+        switch file.status {
         case .ready: break
         case .uploading: throw StoreError(.notReady, "\(name) is still uploading")
-        case .failed: throw StoreError(.io, "\(name) failed to upload: \(error ?? "unknown error")")
+        case .failed: throw StoreError(.io, "\(name) failed to upload: \(file.error ?? "unknown error")")
         }
         // A safetensors file's reads fetch whole tensors.
-        let layout = format == "safetensors" ? TensorHeaders.layout(tensorHeader(key: key, size: size, sha256: sha256)) : nil
-        let reader = ObjectReaders.open(store: registry.objects, cache: cache, key: key, size: size,
-                                        id: ObjectIdentity.id(sha256: sha256 ?? key, size: size), layout: layout, wholeLoads: true)
+        let layout = file.format == "safetensors" ? TensorHeaders.layout(tensorHeader(of: file)) : nil
+        let reader = ObjectReaders.open(store: registry.objects, cache: cache, key: file.objectKey, size: file.size,
+                                        id: file.objectIdentity, layout: layout, wholeLoads: true)
         return Opened(file: ReaderFile(reader), keepCache: true)
+    }
+
+    /// What a delete answered the node must forget: the cached bytes and the archive views.
+    func purge(_ p: Purge) {
+        for object in p.objects { cache.forget(object: object) }
+        for v in p.versions { archives.forget(.version(v)) }
+        for d in p.datasets { archives.forget(.dataset(d)) }
     }
 
     /// `ftruncate` of a file being written (its writer decides); anything else never changes.

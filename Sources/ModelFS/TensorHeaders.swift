@@ -1,5 +1,4 @@
 import Archive
-import Catalog
 import Foundation
 import ModelStore
 import ReadPath
@@ -31,10 +30,10 @@ final class TensorHeaders: Sendable {
         let id = key + "\u{0}" + member
         if let hit = loaded.withLock({ $0[id] }), hit.sha256 == sha256 { return hit }
         var parsed: Parsed
-        if let stored = try? namespace.catalog.tensorHeader(objectKey: key, member: member, sha256: sha256, size: size),
+        if let stored = try? namespace.store.tensorHeader(objectKey: key, member: member, sha256: sha256, size: size),
            let header = stored.body.flatMap({ try? SafetensorsHeader.decode(Array($0.utf8)) }) {
             parsed = Parsed(sha256: sha256, header: header)
-        } else if let stored = try? namespace.catalog.tensorHeader(objectKey: key, member: member, sha256: sha256, size: size),
+        } else if let stored = try? namespace.store.tensorHeader(objectKey: key, member: member, sha256: sha256, size: size),
                   let error = stored.error {
             parsed = Parsed(sha256: sha256, error: error)
         } else {
@@ -46,7 +45,7 @@ final class TensorHeaders: Sendable {
             }
             let body = parsed.header.map { String(decoding: $0.encoded(), as: UTF8.self) }
             do {
-                try namespace.catalog.storeTensorHeader(objectKey: key, member: member,
+                try namespace.store.storeTensorHeader(objectKey: key, member: member,
                                                         StoredArchiveIndex(sha256: sha256, size: size, body: body, error: parsed.error))
             } catch {
                 namespace.logger.warning("safetensors header of \(key) \(member) not stored: \(error)")
@@ -88,11 +87,11 @@ final class TensorHeaders: Sendable {
 
 extension Namespace {
     /// The header of a ready safetensors version or dataset, read through its object.
-    func tensorHeader(key: String, size: Int64, sha256: String?) -> TensorHeaders.Parsed {
-        let id = ObjectIdentity.id(sha256: sha256 ?? key, size: size)
-        return tensors.header(key: key, sha256: sha256 ?? key, size: size,
+    func tensorHeader(of file: some StoredFile) -> TensorHeaders.Parsed {
+        let key = file.objectKey, size = file.size
+        return tensors.header(key: key, sha256: file.sha256 ?? key, size: size,
                               source: ReaderSource(reader: ObjectReaders.open(store: self.registry.objects, cache: self.cache, key: key,
-                                                                              size: size, id: id), size: size))
+                                                                              size: size, id: file.objectIdentity), size: size))
     }
 }
 

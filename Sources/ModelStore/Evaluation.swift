@@ -3,14 +3,14 @@ import Foundation
 /// The metrics an evaluation job measured of one version on one dataset. A version has at most
 /// one per dataset: evaluating it again on the same dataset replaces it.
 public struct Evaluation: Sendable, Equatable, Codable {
-    public var versionID: Int64
+    public var versionID: VersionID
     public var dataset: String
     /// The job that measured them; nil when they came back from a manifest without one.
     public var job: String?
     public var metrics: [String: Double]
     public var created: Date
 
-    public init(versionID: Int64, dataset: String, job: String?, metrics: [String: Double], created: Date) {
+    public init(versionID: VersionID, dataset: String, job: String?, metrics: [String: Double], created: Date) {
         self.versionID = versionID; self.dataset = dataset; self.job = job; self.metrics = metrics; self.created = created
     }
 

@@ -23,7 +23,7 @@ public struct JobOwner: Sendable, Equatable, Codable {
 /// A job: a model version, a dataset, free hyper-parameters, and what became of it.
 public struct Job: Sendable, Equatable, Codable {
     /// Also its name and its directory under `jobs/`.
-    public var id: String
+    public var id: JobID
     /// A stable number for the job (its inode), never reused.
     public var number: Int64 = 0
     /// The node that started and follows it (a shared catalog); nil on one node or until it starts.
@@ -50,7 +50,7 @@ public struct Job: Sendable, Equatable, Codable {
     public var started: Date?
     public var finished: Date?
 
-    public init(id: String, model: String, version: String, dataset: String, params: [String: String], status: JobStatus,
+    public init(id: JobID, model: String, version: String, dataset: String, params: [String: String], status: JobStatus,
                 executor: String, executorID: String? = nil, error: String? = nil, exitCode: Int? = nil, outputs: [String] = [],
                 created: Date, started: Date? = nil, finished: Date? = nil) {
         self.id = id; self.model = model; self.version = version; self.dataset = dataset; self.params = params

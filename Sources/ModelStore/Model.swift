@@ -18,7 +18,7 @@ public enum UploadStatus: String, Sendable, Codable {
 }
 
 public struct Model: Sendable, Equatable, Codable {
-    public var id: Int64
+    public var id: ModelID
     public var name: String
     public var type: ModelType
     public var note: String
@@ -27,7 +27,7 @@ public struct Model: Sendable, Equatable, Codable {
     /// Nil for a model from before owners: the mount's user's.
     public var owner: Ownership? = nil
 
-    public init(id: Int64, name: String, type: ModelType, note: String, created: Date, modified: Date) {
+    public init(id: ModelID, name: String, type: ModelType, note: String, created: Date, modified: Date) {
         self.id = id; self.name = name; self.type = type; self.note = note; self.created = created; self.modified = modified
     }
 }
@@ -46,8 +46,8 @@ public struct Lineage: Sendable, Equatable, Codable {
 }
 
 public struct Version: Sendable, Equatable, Codable {
-    public var id: Int64
-    public var modelID: Int64
+    public var id: VersionID
+    public var modelID: ModelID
     public var name: String
     public var format: String
     /// Fixed when the version is created, so renames touch no bytes.
@@ -62,7 +62,7 @@ public struct Version: Sendable, Equatable, Codable {
     public var modified: Date
     public var owner: Ownership? = nil
 
-    public init(id: Int64, modelID: Int64, name: String, format: String, objectKey: String, size: Int64,
+    public init(id: VersionID, modelID: ModelID, name: String, format: String, objectKey: String, size: Int64,
                 sha256: String?, status: UploadStatus, error: String?, note: String, lineage: Lineage,
                 created: Date, modified: Date) {
         self.id = id; self.modelID = modelID; self.name = name; self.format = format; self.objectKey = objectKey
@@ -77,7 +77,7 @@ public struct Version: Sendable, Equatable, Codable {
 }
 
 public struct Dataset: Sendable, Equatable, Codable {
-    public var id: Int64
+    public var id: DatasetID
     public var name: String
     public var format: String
     public var objectKey: String
@@ -92,7 +92,7 @@ public struct Dataset: Sendable, Equatable, Codable {
     public var modified: Date
     public var owner: Ownership? = nil
 
-    public init(id: Int64, name: String, format: String, objectKey: String, size: Int64, records: Int64?,
+    public init(id: DatasetID, name: String, format: String, objectKey: String, size: Int64, records: Int64?,
                 sha256: String?, status: UploadStatus, error: String?, note: String, created: Date, modified: Date) {
         self.id = id; self.name = name; self.format = format; self.objectKey = objectKey; self.size = size
         self.records = records; self.sha256 = sha256; self.status = status; self.error = error; self.note = note
@@ -106,16 +106,16 @@ public struct Dataset: Sendable, Equatable, Codable {
 /// Its name starts with `@` — so it never collides with a version — except while `ln -sf`
 /// makes it under a temporary name and renames it into place.
 public struct Alias: Sendable, Equatable, Codable {
-    public var id: Int64
-    public var modelID: Int64
+    public var id: AliasID
+    public var modelID: ModelID
     public var name: String
-    public var versionID: Int64
+    public var versionID: VersionID
     public var created: Date
     public var modified: Date
     /// It names the version's archive view (`@production -> v1`, a directory) rather than its file.
     public var view: Bool
 
-    public init(id: Int64, modelID: Int64, name: String, versionID: Int64, created: Date, modified: Date,
+    public init(id: AliasID, modelID: ModelID, name: String, versionID: VersionID, created: Date, modified: Date,
                 view: Bool = false) {
         self.id = id; self.modelID = modelID; self.name = name; self.versionID = versionID; self.created = created; self.modified = modified
         self.view = view

@@ -444,16 +444,6 @@ public final class DiskCache: @unchecked Sendable {
     }
 }
 
-/// What a cached object is named by: its content (sha256) and size, so the same name always means
-/// the same bytes, whichever mount, catalog or bucket they were read from.
-public enum ObjectIdentity {
-    public static func id(sha256: String, size: Int64) -> UInt64 {
-        let digest = Digest.sha256("modelfs-object\0\(sha256)\0\(size)")
-        // The top bit stays clear: ids never collide with the inode-like numbers of generated files.
-        return digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) } & ~(1 << 63)
-    }
-}
-
 // MARK: Whole files beside the blocks (added for archive members inflated whole; additive only)
 
 extension DiskCache {

@@ -36,7 +36,7 @@ extension Registry {
     /// A link made by `ln -s` in a model's directory: an alias when its name starts with `@`, or
     /// one under `ln -sfn`'s temporary name on its way to an alias (it makes the link, then renames
     /// it onto the alias). Any other name is refused: it would pass for a version or hide a view.
-    public func linkAlias(modelID: Int64, name: String, versionID: Int64,
+    public func linkAlias(modelID: ModelID, name: String, versionID: VersionID,
                           view: Bool = false) throws(StoreError) -> Alias {
         try Registry.checkLinkName(name)
         let a = try catalog.transaction { tx in
@@ -93,30 +93,13 @@ extension Registry {
 
     public func removeAlias(_ modelName: String, _ alias: String) throws(StoreError) {
         let raw = alias.hasPrefix("@") ? alias : "@" + alias
-        let m = try catalog.transaction { tx in
-            let m = try Registry.model(tx, modelName)
-            guard let a = try tx.alias(modelID: m.id, name: raw) ?? tx.alias(modelID: m.id, name: alias) else {
-                throw StoreError.notFound("model \(m.name) has no alias \(raw)")
-            }
-            try tx.deleteAlias(id: a.id)
-            try Registry.audit(tx, "alias.remove", model: m.name, target: a.name)
-            return m
+        let m = try model(modelName)
+        var found = try catalog.alias(modelID: m.id, name: raw)
+        if found == nil { found = try catalog.alias(modelID: m.id, name: alias) }
+        guard let a = found else {
+            throw StoreError.notFound("model \(m.name) has no alias \(raw)")
         }
-        publishManifest(m.id)
-    }
-
-    /// Renames alias `from` to `to`, replacing the alias of that name if there is one: how
-    /// `ln -sfn` and `mv new-link @production` move an alias in one step.
-    public func renameAlias(modelID: Int64, _ from: String, to: String) throws(StoreError) {
-        guard to.hasPrefix("@") else { throw .invalid("an alias's name starts with @: \(Names.printable(to)) is not one") }
-        let name = try Names.alias(to)
-        try catalog.transaction { tx in
-            guard let a = try tx.alias(modelID: modelID, name: from) else { throw StoreError.notFound("no alias \(from)") }
-            _ = try tx.renameAlias(a, to: name)
-            let target = try tx.version(id: a.versionID).map { Registry.linkTarget($0, view: a.view) } ?? "?"
-            try Registry.audit(tx, "alias.set", model: try tx.model(id: modelID)?.name, target: name, "→ \(target)")
-        }
-        publishManifest(modelID)
+        _ = try removeAlias(a.id, by: Actor.now)
     }
 
     /// A version by name, or by an alias's name (`@production`).

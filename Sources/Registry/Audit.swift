@@ -38,41 +38,52 @@ extension Registry {
     /// Sets the owner and mode of a model, version or dataset (`chmod`, `chown`, `chgrp`), by
     /// the rules of ``Ownership/changed(mode:uid:gid:by:isFile:what:)``, in one transaction.
     @discardableResult
-    public func changeOwnership(_ table: OwnedTable, id: Int64, mode: UInt32?, uid: UInt32?, gid: UInt32?,
+    public func changeOwnership(_ row: OwnedRow, mode: UInt32?, uid: UInt32?, gid: UInt32?,
                                 defaultOwner: Ownership) throws(StoreError) -> Ownership {
         let who = Actor.now
-        let (changed, entry, modelID) = try catalog.transaction { tx -> (Ownership, Bool, Int64?) in
+        let (changed, entry, modelID) = try catalog.transaction { tx -> (Ownership, Bool, ModelID?) in
             let current: Ownership
             let what: String
             var model: String?
             var target: String?
-            var modelID: Int64?
-            switch table {
-            case .models:
+            var modelID: ModelID?
+            switch row {
+            case .model(let id):
                 guard let m = try tx.model(id: id) else { throw StoreError.notFound("the model is gone") }
                 current = m.owner ?? defaultOwner; what = "models/\(m.name)"; model = m.name; modelID = m.id
-            case .versions:
+            case .version(let id):
                 guard let v = try tx.version(id: id), let m = try tx.model(id: v.modelID) else { throw StoreError.notFound("the version is gone") }
                 current = v.owner ?? defaultOwner; what = "\(m.name)/\(v.fileName)"; model = m.name; target = v.fileName; modelID = m.id
-            case .datasets:
+            case .dataset(let id):
                 guard let d = try tx.dataset(id: id) else { throw StoreError.notFound("the dataset is gone") }
                 current = d.owner ?? defaultOwner; what = "datasets/\(d.fileName)"; target = d.fileName
             }
-            let next = try current.changed(mode: mode, uid: uid, gid: gid, by: who.requester, isFile: table != .models, what: what)
+            let next = try current.changed(mode: mode, uid: uid, gid: gid, by: who.requester, isFile: row.isFile, what: what)
             guard next != current else { return (current, false, nil) }
-            try tx.setOwner(table, id: id, next)
-            try Registry.audit(tx, table == .datasets ? "dataset.chown" : (table == .models ? "model.chown" : "version.chown"),
+            try tx.setOwner(row, next)
+            try Registry.audit(tx, row.auditAction,
                                model: model, target: target,
                                "uid \(current.uid)→\(next.uid) gid \(current.gid)→\(next.gid) mode \(String(current.mode, radix: 8))→\(String(next.mode, radix: 8))")
             return (next, true, modelID)
         }
         if entry {
-            switch table {
-            case .models: if let modelID { publishManifest(modelID) }
-            case .versions: publishVersionEntry(id)
-            case .datasets: publishDatasetsManifest()
+            switch row {
+            case .model: if let modelID { publishManifest(modelID) }
+            case .version(let id): publishVersionEntry(id)
+            case .dataset: publishDatasetsManifest()
             }
         }
         return changed
+    }
+}
+
+extension OwnedRow {
+    var isFile: Bool { if case .model = self { false } else { true } }
+    var auditAction: String {
+        switch self {
+        case .model: "model.chown"
+        case .version: "version.chown"
+        case .dataset: "dataset.chown"
+        }
     }
 }

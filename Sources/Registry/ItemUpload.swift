@@ -57,8 +57,8 @@ public final class ItemUpload: @unchecked Sendable {
         self.item = item
         let catalog = registry.catalog
         let key = item.objectKey
-        var versionID: Int64?
-        var datasetID: Int64?
+        var versionID: VersionID?
+        var datasetID: DatasetID?
         var lines: LineCounterBox?
         switch item {
         case .version(_, let v): versionID = v.id
@@ -122,7 +122,7 @@ public final class ItemUpload: @unchecked Sendable {
     public var bytesWritten: Int64 { spool?.size ?? upload.bytesWritten }
     public var isEnded: Bool { ended }
 
-    private var datasetID: Int64? {
+    private var datasetID: DatasetID? {
         if case .dataset(let d) = item { return d.id }
         return nil
     }

@@ -166,11 +166,11 @@ extension Registry {
         for name in Set(entries.keys).subtracting(manifests.map(\.model)).sorted() {
             problems.append("\(name): version entries but no manifest; restored as a general model")
             let now = Date()
-            manifests.append(Manifest(model: Model(id: 0, name: name, type: .general, note: "", created: now, modified: now)))
+            manifests.append(Manifest(model: Model(id: ModelID(0), name: name, type: .general, note: "", created: now, modified: now)))
         }
         for manifest in manifests {
             let m = try catalog.createModel(name: manifest.model, type: manifest.type, note: manifest.note)
-            if let owner = manifest.owner { try catalog.transaction { tx in try tx.setOwner(.models, id: m.id, owner) } }
+            if let owner = manifest.owner { try catalog.transaction { tx in try tx.setOwner(.model(m.id), owner) } }
             models += 1
             var byKey: [String: Manifest.Entry] = [:]
             for e in (manifest.versions ?? []) + (entries[manifest.model] ?? []) { byKey[e.key] = e }
@@ -194,7 +194,7 @@ extension Registry {
                 if e.owner != nil || evaluations[e.key]?.isEmpty == false {
                     try catalog.transaction { tx in
                         guard let v = try tx.version(modelID: m.id, name: e.name) else { return }
-                        if let owner = e.owner { try tx.setOwner(.versions, id: v.id, owner) }
+                        if let owner = e.owner { try tx.setOwner(.version(v.id), owner) }
                         for x in evaluations[e.key] ?? [] {
                             try tx.setEvaluation(Evaluation(versionID: v.id, dataset: x.dataset, job: x.job, metrics: x.metrics, created: x.created))
                         }
@@ -224,7 +224,7 @@ extension Registry {
                                                created: e.created, modified: e.modified)
                     if let owner = e.owner {
                         try catalog.transaction { tx in
-                            if let d = try tx.dataset(named: e.name) { try tx.setOwner(.datasets, id: d.id, owner) }
+                            if let d = try tx.dataset(named: e.name) { try tx.setOwner(.dataset(d.id), owner) }
                         }
                     }
                     datasets += 1

@@ -40,7 +40,7 @@ extension Registry {
     /// catalog says the bucket is behind on them (a failed PUT, a rename, a model from before
     /// entries). When object storage is down the model stays marked dirty and is written by a
     /// later ``retryPending()``; metadata operations still succeed from the catalog.
-    func publishManifest(_ modelID: Int64) {
+    func publishManifest(_ modelID: ModelID) {
         manifestLocks.withLock("model \(modelID)") {
             do {
                 for _ in 0..<20 {
@@ -79,9 +79,9 @@ extension Registry {
     /// Writes one version's entry (`.catalog/.versions/<object key>.json`). Returns false when
     /// it could not be written; the model is then marked dirty, for ``retryPending()``.
     @discardableResult
-    func publishVersionEntry(_ versionID: Int64) -> Bool {
+    func publishVersionEntry(_ versionID: VersionID) -> Bool {
         manifestLocks.withLock("version \(versionID)") {
-            var modelID: Int64?
+            var modelID: ModelID?
             do {
                 for _ in 0..<20 {
                     guard let snapshot = try catalog.versionSnapshot(id: versionID) else { return true }

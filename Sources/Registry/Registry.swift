@@ -82,7 +82,7 @@ public final class Registry: Sendable {
         let m = try catalog.transaction { tx in
             var m = try tx.insertModel(name: name, type: type, note: note)
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultModelMode)
-            try tx.setOwner(.models, id: m.id, o)
+            try tx.setOwner(.model(m.id), o)
             m.owner = o
             try Registry.audit(tx, "model.create", model: m.name, "type \(type.rawValue), mode \(String(o.mode, radix: 8))")
             return m
@@ -93,66 +93,19 @@ public final class Registry: Sendable {
 
     /// Sets a model's type or note; each change that changes something is in the audit trail.
     public func setModel(_ name: String, type: ModelType? = nil, note: String? = nil) throws(StoreError) {
-        let m = try catalog.transaction { tx in
-            let m = try Registry.model(tx, name)
-            try tx.updateModel(id: m.id, type: type, note: note)
-            if let type, type != m.type {
-                try Registry.audit(tx, "model.type", model: m.name, "\(m.type.rawValue) → \(type.rawValue)")
-            }
-            if let note, note != m.note { try Registry.audit(tx, "model.note", model: m.name, Registry.quoted(note)) }
-            return m
-        }
-        publishManifest(m.id)
+        _ = try setModel(try model(name).id, type: type, note: note, by: Actor.now)
     }
 
     /// Renames a model: metadata only, its versions keep their object keys. Refused while a job
-    /// uses it; the check and the rename are one transaction.
+    /// uses it (``renameModel(_:to:by:)``).
     public func renameModel(_ from: String, to: String) throws(StoreError) {
-        try Names.validate(to, what: "model name")
-        let renamed: Model? = try catalog.transaction { tx in
-            let m = try Registry.model(tx, from)
-            try Registry.refuseIfUsed(try tx.activeJobs(model: m.name), "model \(m.name)")
-            if from == to { return nil }
-            try tx.updateModel(id: m.id, name: to)
-            try Registry.audit(tx, "model.rename", model: to, "from \(m.name)")
-            return m
-        }
-        guard let m = renamed else { return }
-        publishManifest(m.id)
-        do { try objects.delete(Rules.manifestKey(model: from)) } catch {
-            logger.warning("could not delete the old manifest of \(from): \(error)")
-        }
+        _ = try renameModel(try model(from).id, to: to, by: Actor.now)
     }
 
-    /// Deletes a model with all its versions. Refused while a job uses it or one of its versions
-    /// is still uploading (its writer would complete into a model that is gone).
-    ///
-    /// Order, for the bytes' sake: the rules and the rows go in one transaction, and the objects
-    /// after it commits. A failure after the commit leaves objects no row owns, whose keys stay
-    /// reserved (`pending_deletes`) until ``retryPending()`` or `gc` removes them; the other way
-    /// round a failure would leave rows whose bytes are gone, which nothing can repair.
-    public func deleteModel(_ name: String) throws(StoreError) {
-        let (m, versions, removal) = try catalog.transaction { tx in
-            let m = try Registry.model(tx, name)
-            try Registry.refuseIfUsed(try tx.activeJobs(model: m.name), "model \(m.name)")
-            let versions = try tx.versions(modelID: m.id)
-            if let uploading = versions.first(where: { $0.status == .uploading }) {
-                throw StoreError(.busy, "\(m.name)/\(uploading.fileName) is still uploading: wait for it to end (or finish it with import --resume)")
-            }
-            try Registry.audit(tx, "model.delete", model: m.name, "\(versions.count) versions")
-            return (m, versions, try tx.deleteModel(m, versions: versions))
-        }
-        removeVersionEntries(versions)
-        remove(removal)
-        let manifest = Rules.manifestKey(model: m.name)
-        // Under the model's manifest lock: a publish in flight cannot put the manifest back.
-        manifestLocks.withLock("model \(m.id)") {
-            do { try objects.delete(manifest) } catch {
-                logger.warning("could not delete the manifest of \(m.name) (gc --delete-orphans removes it): \(error)")
-            }
-        }
-        // A model of the same name made meanwhile keeps its manifest.
-        if let again = try catalog.model(named: m.name) { publishManifest(again.id) }
+    /// Deletes a model with all its versions (``deleteModel(_:by:)``). Returns what the caches forget.
+    @discardableResult
+    public func deleteModel(_ name: String) throws(StoreError) -> Purge {
+        try deleteModel(try model(name).id, by: Actor.now).purge
     }
 
     // MARK: Versions
@@ -172,27 +125,11 @@ public final class Registry: Sendable {
         Rules.nextVersion(after: try versions(of: modelName).map(\.name))
     }
 
-    /// Deletes a version's row and bytes; refused for the last ready version of its model, for
-    /// a version still uploading, and for one a job uses. The rules and the row's delete are one
-    /// transaction, so two deletes racing for a model's last two ready versions cannot both pass;
-    /// the object goes after the commit (see ``deleteModel(_:)`` for why in that order).
-    public func deleteVersion(_ modelName: String, _ versionName: String) throws(StoreError) {
-        let (v, removal) = try catalog.transaction { tx in
-            let (m, v) = try Registry.version(tx, modelName, versionName)
-            let what = "\(m.name)/\(v.fileName)"
-            if v.status == .uploading { throw StoreError(.busy, "\(what) is still uploading") }
-            try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), what)
-            try Rules.checkDeletable(version: v, siblings: try tx.versions(modelID: m.id), modelName: m.name)
-            let aliases = try tx.aliases(versionID: v.id)
-            if let named = aliases.first(where: \.isNamed) {
-                throw StoreError(.busy, "\(what) is what \(named.name) points at: move or remove the alias first")
-            }
-            for pending in aliases { try tx.deleteAlias(id: pending.id) }
-            if !v.isScratch { try Registry.audit(tx, "version.delete", model: m.name, target: v.fileName, v.sha256.map { "sha256 " + $0 } ?? "") }
-            return (v, try tx.deleteVersion(v))
-        }
-        removeVersionEntries([v])
-        remove(removal)
+    /// Deletes a version's row and bytes (``deleteVersion(_:by:)``); `versionName` may be an alias.
+    /// Returns what the caches forget.
+    @discardableResult
+    public func deleteVersion(_ modelName: String, _ versionName: String) throws(StoreError) -> Purge {
+        try deleteVersion(try version(modelName, versionName).1.id, by: Actor.now).purge
     }
 
     /// Removes from object storage what a committed delete left: the multipart uploads still
@@ -217,30 +154,13 @@ public final class Registry: Sendable {
         }
     }
 
-    /// Renames a version within its model: metadata only. Refused while a job uses it; the
-    /// check, the name's uniqueness and the rename are one transaction.
+    /// Renames a version within its model: metadata only (``renameVersion(_:to:by:)``).
     public func renameVersion(_ modelName: String, _ from: String, to: String) throws(StoreError) {
-        try Names.validate(to, what: "version name")
-        try Names.validateVersion(to)
-        let renamed: Version? = try catalog.transaction { tx in
-            let (m, v) = try Registry.version(tx, modelName, from)
-            if from == to { return nil }
-            try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), "\(m.name)/\(v.fileName)")
-            try tx.updateVersion(id: v.id, name: to)
-            try Registry.audit(tx, "version.rename", model: m.name, target: to + (v.format.isEmpty ? "" : "." + v.format), "from \(v.fileName)")
-            return v
-        }
-        if let v = renamed { publishVersionEntry(v.id) }
+        _ = try renameVersion(try version(modelName, from).1.id, to: to, by: Actor.now)
     }
 
     public func setVersionNote(_ modelName: String, _ versionName: String, note: String) throws(StoreError) {
-        let v = try catalog.transaction { tx in
-            let (m, v) = try Registry.version(tx, modelName, versionName)
-            try tx.updateVersion(id: v.id, note: note)
-            if note != v.note { try Registry.audit(tx, "version.note", model: m.name, target: v.fileName, Registry.quoted(note)) }
-            return v
-        }
-        publishVersionEntry(v.id)
+        _ = try setVersionNote(try version(modelName, versionName).1.id, note: note, by: Actor.now)
     }
 
     // MARK: Uploads
@@ -258,7 +178,7 @@ public final class Registry: Sendable {
             let key = try Registry.freshKey(tx, preferred, name: "\(m.name)/\(name)", format: format)
             var v = try tx.insertVersion(modelID: m.id, name: name, format: format, objectKey: key, note: note, lineage: lineage)
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
-            try tx.setOwner(.versions, id: v.id, o)
+            try tx.setOwner(.version(v.id), o)
             v.owner = o
             try Registry.audit(tx, "version.create", model: m.name, target: v.fileName, lineage.job.map { "by job " + $0 } ?? "")
             return (m, v)
@@ -321,7 +241,7 @@ public final class Registry: Sendable {
             let key = try Registry.freshKey(tx, preferred, name: ".datasets/" + name, format: format)
             var d = try tx.insertDataset(name: name, format: format, objectKey: key, note: note)
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
-            try tx.setOwner(.datasets, id: d.id, o)
+            try tx.setOwner(.dataset(d.id), o)
             d.owner = o
             try Registry.audit(tx, "dataset.create", model: nil, target: d.fileName)
             return d
@@ -330,30 +250,14 @@ public final class Registry: Sendable {
         return ItemUpload(registry: self, item: .dataset(d), resume: nil, source: nil)
     }
 
-    /// Deletes a dataset; refused while it uploads or a job uses it (one transaction with the delete).
-    public func deleteDataset(_ name: String) throws(StoreError) {
-        let removal = try catalog.transaction { tx in
-            let d = try Registry.dataset(tx, name)
-            try Registry.refuseIfUsed(try tx.activeJobs(dataset: d.name), "dataset \(d.fileName)")
-            if d.status == .uploading { throw StoreError(.busy, "datasets/\(d.fileName) is still uploading") }
-            try Registry.audit(tx, "dataset.delete", model: nil, target: d.fileName)
-            return try tx.deleteDataset(d)
-        }
-        remove(removal)
-        publishDatasetsManifest()
+    /// Deletes a dataset (``deleteDataset(_:by:)``). Returns what the caches forget.
+    @discardableResult
+    public func deleteDataset(_ name: String) throws(StoreError) -> Purge {
+        try deleteDataset(try dataset(name).id, by: Actor.now).purge
     }
 
     public func renameDataset(_ from: String, to: String) throws(StoreError) {
-        try Names.validate(to, what: "dataset name")
-        let renamed: Bool = try catalog.transaction { tx in
-            let d = try Registry.dataset(tx, from)
-            if from == to { return false }
-            try Registry.refuseIfUsed(try tx.activeJobs(dataset: d.name), "dataset \(d.fileName)")
-            try tx.renameDataset(id: d.id, to: to)
-            try Registry.audit(tx, "dataset.rename", model: nil, target: to + "." + d.format, "from \(d.fileName)")
-            return true
-        }
-        if renamed { publishDatasetsManifest() }
+        _ = try renameDataset(try dataset(from).id, to: to, by: Actor.now)
     }
 
     /// The uploading version of `model` that was interrupted while importing `path`, if any.

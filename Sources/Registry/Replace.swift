@@ -2,7 +2,7 @@ import ModelStore
 
 /// A new copy onto a failed version or dataset writes it again, under the same name and key.
 extension Registry {
-    public func restartFailedVersion(id: Int64) throws(StoreError) -> ItemUpload {
+    public func restartFailedVersion(id: VersionID) throws(StoreError) -> ItemUpload {
         try retryAbandonedUploads()
         guard try catalog.restartFailedUpload(versionID: id), let v = try catalog.version(id: id),
               let m = try catalog.model(id: v.modelID) else {
@@ -11,7 +11,7 @@ extension Registry {
         return ItemUpload(registry: self, item: .version(m, v), resume: nil, source: nil)
     }
 
-    public func restartFailedDataset(id: Int64) throws(StoreError) -> ItemUpload {
+    public func restartFailedDataset(id: DatasetID) throws(StoreError) -> ItemUpload {
         try retryAbandonedUploads()
         guard try catalog.restartFailedUpload(datasetID: id), let d = try catalog.dataset(id: id) else {
             throw StoreError(.alreadyExists, "the dataset is no longer failed: datasets never change once written")

@@ -10,7 +10,7 @@ extension Registry {
         let v = try catalog.transaction { tx in
             var v = try tx.insertVersion(modelID: m.id, name: fileName, format: "", objectKey: key, note: "", lineage: Lineage())
             let o = owner ?? Ownership(uid: Actor.now.uid, gid: Actor.now.gid, mode: Ownership.defaultFileMode)
-            try tx.setOwner(.versions, id: v.id, o)
+            try tx.setOwner(.version(v.id), o)
             v.owner = o
             return v
         }

@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 import ModelStore
-import BlobStore
 
 /// One contract, every store: what the upload and read paths rely on, checked against the local
 /// directory store, the in-memory test double and (when configured) a real S3 endpoint.

@@ -147,7 +147,7 @@ final class CatalogCases: @unchecked Sendable {
 
         expectStoreError(.alreadyExists) { try catalog.updateModel(id: a.id, name: "b") }
         #expect(try catalog.model(id: a.id)?.name == "a2")
-        expectStoreError(.notFound) { try catalog.updateModel(id: 9999, name: "z") }
+        expectStoreError(.notFound) { try catalog.updateModel(id: ModelID(9999), name: "z") }
     }
 
     func deleteModelCascadesToVersionsUploadsAndParts() throws {
@@ -230,7 +230,7 @@ final class CatalogCases: @unchecked Sendable {
 
     func markVersionFailedAbortedOrStillOpen() throws {
         let (_, vs) = try model("m", versions: ["aborted", "open", "uploading"])
-        var records: [Int64: UploadRecord] = [:]
+        var records: [VersionID: UploadRecord] = [:]
         for v in vs {
             records[v.id] = try catalog.recordUpload(objectKey: v.objectKey, uploadID: "id-\(v.name)", partSize: 5 << 20, versionID: v.id,
                                                      datasetID: nil, sourcePath: nil, sourceSize: nil)
@@ -294,7 +294,7 @@ final class CatalogCases: @unchecked Sendable {
         // Renaming to its own name, or only changing the note, is fine.
         try catalog.updateVersion(id: vs[1].id, name: "v2", note: "same name")
         #expect(try catalog.version(id: vs[1].id)?.note == "same name")
-        expectStoreError(.notFound) { try catalog.updateVersion(id: 9999, name: "x") }
+        expectStoreError(.notFound) { try catalog.updateVersion(id: VersionID(9999), name: "x") }
         // The old name is free again, for a version with a new key.
         let v1 = try catalog.insertVersion(modelID: m.id, name: "v1", format: "zip", objectKey: "m/v1~1.zip")
         #expect(try catalog.versions(modelID: m.id).map(\.name) == ["v1", "v1.1", "v2"])
@@ -348,8 +348,8 @@ final class CatalogCases: @unchecked Sendable {
         let (m, vs) = try model("m", versions: ["v1"])
         #expect(try catalog.model(id: m.id)?.owner == nil, "a row from before owners")
         try catalog.transaction { tx in
-            try tx.setOwner(.models, id: m.id, Ownership(uid: 4242, gid: 4343, mode: 0o750))
-            try tx.setOwner(.versions, id: vs[0].id, Ownership(uid: 4242, gid: 4343, mode: 0o440))
+            try tx.setOwner(.model(m.id), Ownership(uid: 4242, gid: 4343, mode: 0o750))
+            try tx.setOwner(.version(vs[0].id), Ownership(uid: 4242, gid: 4343, mode: 0o440))
             try tx.record(AuditEntry(uid: 4242, pid: 7, action: "model.chown", model: "m", target: nil, detail: "mode 755→750"))
             try tx.record(AuditEntry(uid: 0, pid: nil, action: "dataset.create", model: nil, target: "d.csv"))
         }

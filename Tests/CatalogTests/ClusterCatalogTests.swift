@@ -7,7 +7,7 @@ import ModelStore
 /// Cases for what a shared catalog adds (jobs across nodes, leases) and for statements no other
 /// case ran, each on every engine (``StatementCoverage`` checks that nothing is left out).
 extension CatalogCases {
-    func job(_ id: String, model: String = "m", version: String = "v1", dataset: String = "qa", status: JobStatus = .queued) -> Job {
+    func job(_ id: JobID, model: String = "m", version: String = "v1", dataset: String = "qa", status: JobStatus = .queued) -> Job {
         Job(id: id, model: model, version: version, dataset: dataset, params: ["lr": "0.1"], status: status, executor: "local",
             created: Date(timeIntervalSince1970: 1_800_000_000))
     }
@@ -107,7 +107,7 @@ extension CatalogCases {
         #expect(try catalog.nodes().first { $0.id == "back" }?.expired == false)
         try catalog.releaseLease(node: "back")
         // Running jobs of each node (and of one without any lease row).
-        for (id, node) in [("a", "alive"), ("g", "gone"), ("x", "never")] {
+        for (id, node) in [("a", "alive"), ("g", "gone"), ("x", "never")] as [(JobID, String)] {
             try catalog.insertJob(job(id))
             try catalog.transitionJob(id: id, from: [.queued], to: .running, executorID: "1", node: node)
         }
@@ -159,7 +159,7 @@ extension CatalogCases {
         let (alias, removed) = try catalog.transaction { tx in
             let a = try tx.setAlias(modelID: m.id, name: "@prod", versionID: scratch.id)
             #expect(try tx.aliases(modelID: m.id).map(\.name) == ["@prod"] && tx.version(id: a.versionID)?.name == "v2")
-            #expect(try tx.model(id: m.id)?.name == "m" && tx.dataset(id: 12345) == nil)
+            #expect(try tx.model(id: m.id)?.name == "m" && tx.dataset(id: DatasetID(12345)) == nil)
             try tx.deleteAlias(id: a.id)
             return (a, try tx.alias(modelID: m.id, name: "@prod"))
         }

@@ -62,7 +62,7 @@ final class NeighbourCases: @unchecked Sendable {
         #expect(c.dirty && c.generation > b.generation)
         #expect(try catalog.markManifestWritten(modelID: m.id, generation: c.generation))
         #expect(try catalog.dirtyManifestModels().isEmpty)
-        #expect(try catalog.modelSnapshot(id: 999) == nil)
+        #expect(try catalog.modelSnapshot(id: ModelID(999)) == nil)
         // A rename leaves every version entry behind (they name the model): the model is dirty.
         try catalog.transaction { tx in try tx.updateModel(id: m.id, name: "m2") }
         #expect(try catalog.dirtyManifestModels().map(\.name) == ["m2"])

@@ -20,7 +20,7 @@ struct EvaluationJobTests {
         #expect(done.outputs.isEmpty, "an evaluation makes no version")
         let (_, v1) = try env.registry.version("m", "v1")
         let e = try #require(try env.catalog.evaluations(versionID: v1.id).first)
-        #expect(e.dataset == "qa" && e.job == job.id && e.metrics == ["accuracy": 0.75, "loss": 0.5, "records": 2])
+        #expect(e.dataset == "qa" && e.job == job.id.rawValue && e.metrics == ["accuracy": 0.75, "loss": 0.5, "records": 2])
         let log = env.text(s.logPath(of: job.id))
         #expect(log.contains("on qa") && log.contains("metrics of m/v1 on qa: accuracy=0.75 loss=0.5 records=2"), "\(log)")
         #expect(try env.versionNames() == ["v1.safetensors"])
@@ -88,7 +88,7 @@ struct EvaluationJobTests {
         #expect(train.evaluate == "held-out" && train.params["evaluate"] == nil, "not a hyper-parameter")
         let trained = try env.finish(s, train.id)
         #expect(trained.status == .succeeded && trained.outputs == ["v2.safetensors"], "\(trained.error ?? "")")
-        let evalID = train.id + "-eval"
+        let evalID = JobID(train.id.rawValue + "-eval")
         let evaluation = try env.finish(s, evalID)
         #expect(evaluation.kind == .evaluate && evaluation.version == "v2" && evaluation.dataset == "held-out")
         #expect(evaluation.status == .succeeded, "\(evaluation.error ?? "")")
@@ -161,7 +161,7 @@ struct JobOwnerTests {
         let s = env.service(#"id -u > uid.txt; id -g >> uid.txt; "# + writeCheckpoint)
         let nobody = JobOwner(uid: 65534, gid: 65534)
         // Their model: its checkpoints may become versions of it.
-        try env.registry.changeOwnership(.models, id: try env.registry.version("m", "v1").0.id, mode: nil, uid: 65534, gid: 65534,
+        try env.registry.changeOwnership(.model(try env.registry.version("m", "v1").0.id), mode: nil, uid: 65534, gid: 65534,
                                          defaultOwner: Ownership(uid: 0, gid: 0, mode: 0o755))
         let job = try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa"), owner: nobody)
         #expect(job.owner == nobody)
@@ -180,7 +180,7 @@ struct JobOwnerTests {
         #expect(done.outputs == ["v2.safetensors"], "its checkpoint became a version")
         #expect(try env.registry.version("m", "v2").1.owner?.uid == 65534, "… of theirs")
         let audit = try env.catalog.audit(model: "m").filter { $0.action == "job.submit" }
-        #expect(audit.map(\.uid) == [65534] && audit.first?.target == job.id)
+        #expect(audit.map(\.uid) == [65534] && audit.first?.target == job.id.rawValue)
     }
 
     @Test func withoutAnOwnerAJobRunsAsTheMountsUser() throws {

@@ -27,7 +27,7 @@ struct JobLeaseTests {
     }
 
     /// Starts a job on a, lets a's lease run out, ends the job meanwhile; b fails it.
-    func jobFailedForALeaseThatRanOut() throws -> String {
+    func jobFailedForALeaseThatRanOut() throws -> JobID {
         let job = try a.submit(JobRequest(model: "m", version: "v1", dataset: "qa"))
         try env.drive(a, job.id) { $0.status == .running && $0.executorID != nil }
         try env.catalog.releaseLease(node: "a")
@@ -53,7 +53,7 @@ struct JobLeaseTests {
         try env.drive(a, job.id) { $0.status == .running && $0.executorID != nil }
         // Its import claimed and done, then the catalog went away before the job was marked succeeded.
         #expect(try env.catalog.claimJobImport(id: job.id))
-        let made = try env.registry.beginVersion(model: "m", fileName: "v2.safetensors", lineage: Lineage(parentVersion: "v1", job: job.id))
+        let made = try env.registry.beginVersion(model: "m", fileName: "v2.safetensors", lineage: Lineage(parentVersion: "v1", job: job.id.rawValue))
         try env.feed(made, Array("imported".utf8))
         try made.finishVersion()
         try env.catalog.releaseLease(node: "a")

@@ -2,7 +2,6 @@ import Foundation
 import Glibc
 import Testing
 import ModelStore
-import BlobStore
 import Catalog
 import Registry
 import Jobs
@@ -105,7 +104,7 @@ struct JobSubmitTests {
         let s = env.service("true")
         let job = try env.submit(s, params: ["epochs": "3", "lr": "0.5"])
         let dir = s.directory(of: job.id)
-        #expect(dir == env.jobsDir + "/" + job.id)
+        #expect(dir == env.jobsDir + "/" + job.id.rawValue)
         var isDir: ObjCBool = false
         #expect(FileManager.default.fileExists(atPath: dir + "/output", isDirectory: &isDir) && isDir.boolValue)
         #expect(FileManager.default.fileExists(atPath: s.logPath(of: job.id)))
@@ -136,8 +135,8 @@ struct JobRunTests {
         #expect(job.started != nil && job.finished != nil)
         let (_, v2) = try env.registry.version("m", "v2")
         #expect(v2.status == .ready && v2.format == "safetensors")
-        #expect(v2.lineage == Lineage(parentVersion: "v1", dataset: "qa", job: id))
-        #expect(v2.note.contains(id) && v2.note.contains("v1") && v2.note.contains("qa"), "\(v2.note)")
+        #expect(v2.lineage == Lineage(parentVersion: "v1", dataset: "qa", job: id.rawValue))
+        #expect(v2.note.contains(id.rawValue) && v2.note.contains("v1") && v2.note.contains("qa"), "\(v2.note)")
         let stored = try env.objects.get(v2.objectKey, range: nil)
         #expect(stored == bytes("fine-tuned \(id)"))
         #expect(v2.size == Int64(stored.count))
@@ -164,7 +163,7 @@ struct JobRunTests {
         #expect(try env.versionNames() == ["v1.safetensors", "v2.safetensors", "v3.pt"])
         #expect(try env.objects.get(try env.registry.version("m", "v2").1.objectKey, range: nil) == bytes("A"))
         #expect(try env.objects.get(try env.registry.version("m", "v3").1.objectKey, range: nil) == bytes("B"))
-        #expect(try env.registry.version("m", "v3").1.lineage.job == id)
+        #expect(try env.registry.version("m", "v3").1.lineage.job == id.rawValue)
     }
 
     @Test
@@ -342,7 +341,7 @@ struct JobRunTests {
             guard let eq = line.firstIndex(of: "=") else { continue }
             vars[String(line[..<eq])] = String(line[line.index(after: eq)...])
         }
-        #expect(vars["MODELFS_JOB_ID"] == id)
+        #expect(vars["MODELFS_JOB_ID"] == id.rawValue)
         #expect(vars["MODELFS_JOB_DIR"] == dir)
         #expect(vars["MODELFS_MODEL"] == "m")
         #expect(vars["MODELFS_VERSION"] == "v1")
@@ -421,7 +420,7 @@ struct JobRunTests {
             #expect(job.status == .succeeded, "\(job.error ?? "")")
             #expect(env.text(s.directory(of: id) + "/output/seen.log").contains("$(touch PWNED2)"))
         }
-        #expect(generated.id == model + "-v1-ft-1")
+        #expect(generated.id.rawValue == model + "-v1-ft-1")
         #expect(try env.versionNames(model) == ["v1.safetensors", "v2.safetensors", "v3.safetensors"])
         var found: [String] = []
         if let walker = FileManager.default.enumerator(atPath: env.dir) {
@@ -481,7 +480,7 @@ struct JobRunTests {
         env.go(second, a)
         let done = try env.finish(second, a)
         #expect(done.status == .succeeded && done.outputs == ["v2.safetensors"], "\(done.error ?? "")")
-        #expect(try registry.version("m", "v2").1.lineage.job == a)
+        #expect(try registry.version("m", "v2").1.lineage.job == a.rawValue)
         let (_, pidB) = try env.running(second, b)
         #expect(pidB != pid)
         env.go(second, b)
@@ -508,7 +507,7 @@ struct JobConcurrencyTests {
     @Test func simultaneousRequestsGetDistinctGeneratedIds() throws {
         let env = try JobsEnv()
         let s = env.service("true")
-        let results = LockedList<Result<String, StoreError>>()
+        let results = LockedList<Result<JobID, StoreError>>()
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
             do throws(StoreError) {
                 results.append(.success(try s.submit(JobRequest(model: "m", version: "v1", dataset: "qa")).id))
@@ -577,7 +576,7 @@ struct JobProtectionTests {
         // Running.
         try env.running(s, id)
         let e = storeError { try env.registry.deleteVersion("m", "v1") }
-        #expect(e?.code == .busy && e?.message.contains(id) == true, "\(e?.message ?? "")")
+        #expect(e?.code == .busy && e?.message.contains(id.rawValue) == true, "\(e?.message ?? "")")
         expectStoreError(.busy) { try env.registry.deleteModel("m") }
         #expect(try env.versionNames() == ["v1.safetensors"])
         // Finished: allowed again.
@@ -692,7 +691,7 @@ struct JobPermissionTests {
         #expect(e?.code == .accessDenied && e?.message.contains("may not store metrics on m/v1.safetensors") == true, "\(e?.message ?? "")")
         try env.registry.createModel("theirs", owner: Ownership(uid: 65534, gid: 65534, mode: 0o755))
         try env.putVersion("theirs", "v1.pt", [1, 2, 3])
-        try env.registry.changeOwnership(.versions, id: try env.registry.version("theirs", "v1").1.id, mode: nil, uid: 65534, gid: 65534,
+        try env.registry.changeOwnership(.version(try env.registry.version("theirs", "v1").1.id), mode: nil, uid: 65534, gid: 65534,
                                          defaultOwner: Ownership(uid: 0, gid: 0, mode: 0o444))
         let job = try s.submit(JobRequest(model: "theirs", version: "v1", dataset: "qa"), kind: .evaluate, owner: nobody)
         #expect(try env.finish(s, job.id).status == .succeeded)

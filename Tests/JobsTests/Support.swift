@@ -42,7 +42,7 @@ func liveMembers(ofGroup pgid: pid_t) -> [pid_t] {
 
 /// Live processes whose environment holds `MODELFS_JOB_DIR=<jobsDir>/…` (any job of one test's
 /// service), or exactly `MODELFS_JOB_DIR=<jobsDir>/<id>` when `id` is given.
-func liveJobProcesses(jobsDir: String, id: String? = nil) -> [pid_t] {
+func liveJobProcesses(jobsDir: String, id: JobID? = nil) -> [pid_t] {
     let prefix = Array("MODELFS_JOB_DIR=\(jobsDir)/\(id ?? "")".utf8)
     return procPids().filter { pid in
         guard let stat = procStat(pid), stat.state != "Z",
@@ -110,7 +110,7 @@ final class JobsEnv: @unchecked Sendable {
         return JobService(registry: registry, executor: executor, configuration: configuration)
     }
 
-    func job(_ id: String) throws -> Job {
+    func job(_ id: JobID) throws -> Job {
         guard let job = try catalog.job(id: id) else { throw StoreError.notFound("no job \(id) in the test catalog") }
         return job
     }
@@ -123,7 +123,7 @@ final class JobsEnv: @unchecked Sendable {
 
     /// Ticks `service` until job `id` satisfies `condition` (bounded); returns the job as it is then.
     @discardableResult
-    func drive(_ service: JobService, _ id: String, until condition: (Job) -> Bool) throws -> Job {
+    func drive(_ service: JobService, _ id: JobID, until condition: (Job) -> Bool) throws -> Job {
         _ = try eventually {
             try tick(service)
             return condition(try job(id))
@@ -135,13 +135,13 @@ final class JobsEnv: @unchecked Sendable {
 
     /// Ticks until the job ended.
     @discardableResult
-    func finish(_ service: JobService, _ id: String) throws -> Job {
+    func finish(_ service: JobService, _ id: JobID) throws -> Job {
         try drive(service, id) { !$0.status.isActive }
     }
 
     /// Ticks until the job runs under a known process.
     @discardableResult
-    func running(_ service: JobService, _ id: String) throws -> (Job, pid_t) {
+    func running(_ service: JobService, _ id: JobID) throws -> (Job, pid_t) {
         let job = try drive(service, id) { $0.status == .running && $0.executorID != nil }
         return (job, pid_t(job.executorID ?? "") ?? 0)
     }
@@ -151,7 +151,7 @@ final class JobsEnv: @unchecked Sendable {
     }
 
     /// Opens the gate of a ``gated(_:)`` command.
-    func go(_ service: JobService, _ id: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    func go(_ service: JobService, _ id: JobID, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(FileManager.default.createFile(atPath: service.directory(of: id) + "/go", contents: nil), sourceLocation: sourceLocation)
     }
 

@@ -44,11 +44,11 @@ struct TrainExampleTests {
         #expect(job.status == .succeeded, "\(job.error ?? "") \(env.text(s.logPath(of: id)))")
         #expect(job.outputs == ["v2.safetensors"])
         let (_, v2) = try env.registry.version("clf", "v2")
-        #expect(v2.lineage == Lineage(parentVersion: "v1", dataset: "reviews", job: id))
+        #expect(v2.lineage == Lineage(parentVersion: "v1", dataset: "reviews", job: id.rawValue))
         let stored = try env.objects.get(v2.objectKey, range: nil)
         // A safetensors file: an 8-byte little-endian header length, then a JSON header naming the job.
         #expect(stored.count > 8 && stored[8] == UInt8(ascii: "{"))
-        #expect(String(decoding: stored.prefix(4096), as: UTF8.self).contains(id))
+        #expect(String(decoding: stored.prefix(4096), as: UTF8.self).contains(id.rawValue))
         let log = env.text(s.logPath(of: id))
         #expect(log.contains("epoch 1/2") && log.contains("epoch 2/2"), "\(log)")
     }

@@ -3,7 +3,6 @@ import Foundation
 import Glibc
 import Testing
 import ModelStore
-import BlobStore
 import Registry
 import ReadPath
 import ModelFS

@@ -2,7 +2,6 @@ import Foundation
 import Glibc
 import Testing
 import ModelStore
-import BlobStore
 import Catalog
 import Registry
 import ReadPath
@@ -98,7 +97,7 @@ private final class JobsFSEnv: @unchecked Sendable {
         return try readText(handle)
     }
 
-    func job(_ id: String) throws -> Job { try #require(try catalog.job(id: id)) }
+    func job(_ id: String) throws -> Job { try #require(try catalog.job(id: JobID(id))) }
 
     @discardableResult
     func drive(_ id: String, until condition: (Job) -> Bool) throws -> Job {
@@ -278,7 +277,7 @@ struct JobsNamespaceTests {
         let env = try JobsFSEnv()
         let alice = RequestContext(uid: 5001, gid: 5002, pid: getpid())
         // Her model: a training job's checkpoints become versions of it.
-        try env.registry.changeOwnership(.models, id: try env.registry.version("m", "v1").0.id, mode: nil, uid: 5001, gid: 5002,
+        try env.registry.changeOwnership(.model(try env.registry.version("m", "v1").0.id), mode: nil, uid: 5001, gid: 5002,
                                          defaultOwner: Ownership(uid: 0, gid: 0, mode: 0o755))
         let handle = try env.fs.open(JobsFSEnv.submitInode, flags: OpenFlags(O_RDWR), alice).handle
         _ = try env.write(handle, "model=m version=v1 dataset=qa\n")
@@ -374,7 +373,7 @@ struct JobsNamespaceTests {
         let handle = try env.fs.open(try env.inode("jobs/\(id)/log"), flags: OpenFlags(O_RDONLY)).handle
         defer { try? env.fs.release(handle) }
         #expect(try env.readText(handle) == early)
-        #expect(FileManager.default.createFile(atPath: env.jobs.directory(of: id) + "/go", contents: nil))
+        #expect(FileManager.default.createFile(atPath: env.jobs.directory(of: JobID(id)) + "/go", contents: nil))
         #expect(try env.drive(id) { !$0.status.isActive }.status == .succeeded)
         let late = try env.readText(handle)
         #expect(late.hasPrefix(early) && late.count > early.count)

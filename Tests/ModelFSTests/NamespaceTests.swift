@@ -29,12 +29,13 @@ import ModelFS
 
     @Test func inodeNumbersRoundTrip() {
         let nodes: [Node] = [.root, .modelsDir, .datasetsDir, .jobsDir, .stats, .submit, .evaluate]
-            + [1, 2, 42, 1 << 40, (1 << 56) - 1].flatMap { id -> [Node] in
-                [.model(id), .version(id), .next(id), .dataset(id), .job(id), .archive(.version(id)), .archive(.dataset(id)), .alias(id)]
-                    + JobFile.allCases.map { Node.jobFile(id, $0) }
+            + ([1, 2, 42, 1 << 40, (1 << 56) - 1] as [Int64]).flatMap { id -> [Node] in
+                let nodes: [Node] = [.model(ModelID(id)), .version(VersionID(id)), .next(ModelID(id)), .dataset(DatasetID(id)), .job(id),
+                                     .archive(.version(VersionID(id))), .archive(.dataset(DatasetID(id))), .alias(AliasID(id))]
+                return nodes + JobFile.allCases.map { Node.jobFile(id, $0) }
             }
-            + [0, 1, 42, Node.maxMemberOwner].flatMap { id -> [Node] in
-                [0, 1, Node.maxMemberIndex].flatMap { i in [Node.member(.version(id), i), Node.member(.dataset(id), i)] }
+            + ([0, 1, 42, Node.maxMemberOwner] as [Int64]).flatMap { id -> [Node] in
+                [0, 1, Node.maxMemberIndex].flatMap { i in [Node.member(.version(VersionID(id)), i), Node.member(.dataset(DatasetID(id)), i)] }
             }
         for node in nodes {
             #expect(Node(inode: node.inode) == node, "\(node)")
@@ -43,7 +44,7 @@ import ModelFS
         for bogus: UInt64 in [0, 8, 99, 15 << 56, UInt64.max] {
             #expect(Node(inode: bogus) == nil, "\(bogus)")
         }
-        #expect(Node.model(1).isDirectory && Node.root.isDirectory && !Node.version(1).isDirectory && !Node.stats.isDirectory)
+        #expect(Node.model(ModelID(1)).isDirectory && Node.root.isDirectory && !Node.version(VersionID(1)).isDirectory && !Node.stats.isDirectory)
     }
 
     @Test func inodesAreStableAcrossLookupsRenamesAndRemounts() throws {

@@ -3,7 +3,6 @@ import Glibc
 import Testing
 @_exported import TestSupport
 import ModelStore
-import BlobStore
 import Catalog
 import Registry
 import ReadPath
@@ -124,5 +123,33 @@ final class FSEnv: @unchecked Sendable {
     /// A generated file's content (`.stats`, `.next`).
     func content(_ path: String) throws -> String {
         String(decoding: try readAll(try inode(path), chunk: 64 * KiB), as: UTF8.self)
+    }
+}
+
+/// Test entry points: the writer as a bare pid (the mount's user), whole reads and listings.
+extension FileSystem {
+    func create(parent: UInt64, name: [UInt8], flags: OpenFlags,
+                pid: Int32) throws(StoreError) -> (Attributes, OpenResult) {
+        try create(parent: parent, name: name, flags: flags, RequestContext(uid: getuid(), gid: getgid(), pid: pid))
+    }
+
+    func flush(_ handle: UInt64, pid: Int32) throws(StoreError) {
+        try flush(handle, RequestContext(uid: getuid(), gid: getgid(), pid: pid))
+    }
+
+    func read(_ handle: UInt64, offset: Int64, size: Int) throws(StoreError) -> [UInt8] {
+        try readReply(handle, offset: offset, size: size).bytes
+    }
+
+    /// What `ls -a` reads of directory `inode`: opendir, pages of `pageSize` entries, releasedir.
+    func readdir(_ inode: UInt64, pageSize: Int = 1_000) throws(StoreError) -> [DirectoryEntry] {
+        let handle = try opendir(inode)
+        defer { releasedir(handle) }
+        var entries: [DirectoryEntry] = []
+        while true {
+            let page = try readdir(handle, offset: Int64(entries.count)).prefix(pageSize)
+            if page.isEmpty { return entries }
+            entries += page
+        }
     }
 }

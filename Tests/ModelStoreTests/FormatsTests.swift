@@ -97,7 +97,7 @@ struct SplitCase: Sendable, CustomTestStringConvertible {
     }
 
     static func version(_ id: Int64, _ status: UploadStatus, name: String? = nil) -> Version {
-        Version(id: id, modelID: 1, name: name ?? "v\(id)", format: "zip", objectKey: "m/v\(id).zip", size: 1, sha256: nil,
+        Version(id: VersionID(id), modelID: ModelID(1), name: name ?? "v\(id)", format: "zip", objectKey: "m/v\(id).zip", size: 1, sha256: nil,
                 status: status, error: nil, note: "", lineage: Lineage(), created: .now, modified: .now)
     }
 

@@ -1,5 +1,4 @@
 import Archive
-import BlobStore
 import Foundation
 import Testing
 @testable import ReadPath

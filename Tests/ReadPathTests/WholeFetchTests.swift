@@ -1,4 +1,3 @@
-import BlobStore
 import Foundation
 import Glibc
 import Testing

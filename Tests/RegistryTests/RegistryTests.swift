@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 import ModelStore
-import BlobStore
 import Catalog
 import UploadPath
 @testable import Registry

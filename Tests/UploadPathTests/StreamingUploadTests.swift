@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 import ModelStore
-import BlobStore
 @testable import UploadPath
 
 @Suite struct StreamingUploadTests {

@@ -1,6 +1,7 @@
-"""End-to-end fixtures: the built modelfs binary, a fresh data dir per test, both stores
-(the embedded local store and the real S3 test servers that scripts/test starts), and a TCP
-relay that a test can cut to play an S3 outage.
+"""End-to-end fixtures: a fresh data dir per test, both stores (the embedded local store and the
+real S3 test servers that scripts/test starts), a TCP relay that a test can cut to play an S3
+outage, and `mounts`, the mount factory that unmounts every mount a test made (docs/TESTING.md).
+What tests share besides fixtures is in helpers.py.
 
 S3 comes in three implementations (S3_SERVERS): "s3" is the s3api server
 (MODELFS_TEST_S3_ENDPOINT, the AWS_* credentials), "moto" is moto's server
@@ -14,17 +15,17 @@ marked `moto` is an error, so a branch written before the rename cannot lose its
 A server that is not configured skips its cases; when it must be there (MODELFS_REQUIRE_S3=1 for
 s3api and moto, MODELFS_REQUIRE_RGW=1 for RGW, both set by scripts/test) its cases fail instead,
 with the reason it did not start (MODELFS_*_START_ERROR, set by scripts/test)."""
-import hashlib
 import os
 import socket
 import subprocess
 import threading
-import time
 import uuid
 
 import pytest
 
-MODELFS = os.environ.get("MODELFS_BIN") or os.path.join(os.path.dirname(__file__), "../../.build/debug/modelfs")
+# Test files import these from here too (`from conftest import sh, Mount`): helpers.py holds them.
+from helpers import MODELFS, Mount, Mounts, is_mounted, make_file, sh, sha256_file  # noqa: F401
+
 BUCKET = os.environ.get("MODELFS_TEST_S3_BUCKET", "models")
 
 
@@ -53,27 +54,6 @@ def s3_credentials(impl):
     """(access key id, secret) for one S3 implementation; None: the environment's AWS_* ones."""
     keys = S3_SERVERS[impl].keys if impl else None
     return tuple(os.environ.get(k) for k in keys) if keys else None
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def make_file(path, size, seed=0):
-    """A file of `size` pseudo-random bytes (fast: repeats a 1 MiB random block with a counter)."""
-    block = hashlib.sha256(str(seed).encode()).digest() * (1 << 15)  # 1 MiB
-    with open(path, "wb") as f:
-        written, i = 0, 0
-        while written < size:
-            chunk = (i.to_bytes(8, "little") + block)[: min(len(block), size - written)]
-            f.write(chunk)
-            written += len(chunk)
-            i += 1
-    return path
 
 
 def new_bucket(client=None):
@@ -318,50 +298,17 @@ def relay(s3store):
     r.cut()
 
 
-class Mount:
-    """A real mount of one store, driven with the tools users use."""
-
-    def __init__(self, store, path):
-        self.store = store
-        self.path = str(path)
-
-    def p(self, *parts):
-        return os.path.join(self.path, *parts)
-
-    def stats(self):
-        out = {}
-        with open(self.p(".stats")) as f:
-            for line in f:
-                k, v = line.split(":", 1)
-                out[k.strip()] = int(v)
-        return out
-
-
-def sh(*cmd, check=True, **kwargs):
-    """Runs a shell tool; returns the CompletedProcess (text)."""
-    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=600, **kwargs)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}: {p.stderr}")
-    return p
-
-
-def is_mounted(path):
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == path for line in f)
+@pytest.fixture
+def mounts(tmp_path):
+    """The mount factory (helpers.Mounts): `mounts(store, *args, path=, env=, user=, check=)` runs
+    `modelfs mount PATH ARGS…` and returns its `Mount`; every mount it made or adopted is
+    unmounted when the test ends, even when the test failed."""
+    factory = Mounts(tmp_path)
+    yield factory
+    factory.unmount_all()
 
 
 @pytest.fixture
-def mount(store, tmp_path):
-    path = str(tmp_path / "mnt")
-    store.run("mount", path)
-    assert is_mounted(path)
-    m = Mount(store, path)
-    try:
-        yield m
-    finally:
-        # Leave no mount behind, even when the test failed.
-        if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", path])
-        deadline = time.time() + 10
-        while is_mounted(path) and time.time() < deadline:
-            time.sleep(0.05)
+def mount(store, mounts):
+    """A mount of `store` with the default options, at tmp_path/mnt."""
+    return mounts(store)

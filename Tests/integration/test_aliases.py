@@ -11,7 +11,7 @@ import zipfile
 
 import pytest
 
-from conftest import is_mounted, make_file, sh, sha256_file
+from helpers import make_file, sh, sha256_file
 
 # The registry is the same whatever S3 holds the bytes: on every S3 implementation the suite starts.
 pytestmark = pytest.mark.every_s3
@@ -97,9 +97,7 @@ def test_aliases_survive_a_remount(mount, model, tmp_path):
     m, files = model
     d = mount.p("models", m)
     sh("ln", "-s", "v1.pt", os.path.join(d, "@production"))
-    sh("fusermount3", "-u", mount.path)
-    mount.store.run("mount", mount.path)
-    assert is_mounted(mount.path)
+    mount.remount()
     assert os.readlink(os.path.join(d, "@production")) == "v1.pt"
     assert sha256_file(os.path.join(d, "@production")) == sha256_file(files["v1"])
 
@@ -194,9 +192,7 @@ def test_an_alias_names_a_zip_versions_view_the_directory_from_pretrained_loads(
         os.symlink("v3", os.path.join(d, "@weights"))
     assert e.value.errno == errno.EINVAL
     # A remount keeps what each alias names.
-    sh("fusermount3", "-u", mount.path)
-    mount.store.run("mount", mount.path)
-    assert is_mounted(mount.path)
+    mount.remount()
     assert os.readlink(production) == "v2" and os.path.isdir(production) and os.path.isfile(os.path.join(d, "@file"))
 
 

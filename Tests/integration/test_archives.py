@@ -2,7 +2,6 @@
 mount with the tools training code uses: os.walk, open, mmap, safetensors.safe_open, sha256sum,
 8 readers at once. On every store (local directory, s3api, moto)."""
 import errno
-import hashlib
 import io
 import json
 import mmap
@@ -14,7 +13,7 @@ import zipfile
 
 import pytest
 
-from conftest import sh, sha256_file
+from helpers import sh, sha256_file, xattr
 
 
 def hf_model_dir(root):
@@ -186,10 +185,6 @@ def test_a_dataset_packed_as_a_tar_is_a_directory_too(mount, name, tmp_path):
     sh("cp", str(pack_tar(src, tmp_path / "d.tar")), mount.p("datasets", f"{d}.tar"))
     assert sorted(os.listdir(mount.p("datasets", d))) == ["test.jsonl", "train.jsonl"]
     assert sha256_file(mount.p("datasets", d, "train.jsonl")) == sha256_file(src / "train.jsonl")
-
-
-def xattr(path, name):
-    return sh("getfattr", "--only-values", "-n", f"user.modelfs.{name}", path).stdout
 
 
 def test_safetensors_headers_as_xattrs_on_files_and_members(mount, model, name, tmp_path):

@@ -2,13 +2,12 @@
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
-import time
 
 import pytest
 
-from conftest import MODELFS, make_file, sha256_file
+from conftest import Store
+from helpers import MODELFS, make_file, sha256_file, wait_for_parts
 
 # Every CLI test runs on every S3 implementation (s3api, moto, RGW), beside the local store.
 pytestmark = pytest.mark.every_s3
@@ -126,29 +125,12 @@ def test_next_version_and_listing_filters(store, name, tmp_path):
     assert stats["versions"] == 2 and stats["bytes"] == 20
 
 
-def wait_for_parts(data_dir, db, at_least, proc, timeout=120):
-    path = os.path.join(data_dir, db)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"import ended before it could be interrupted: {proc.communicate()}")
-        try:
-            with sqlite3.connect(path, timeout=5) as c:
-                if c.execute("SELECT count(*) FROM upload_parts").fetchone()[0] >= at_least:
-                    return
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("no parts were recorded")
-
-
 def test_killed_import_resumes_from_uploaded_parts(store, name, tmp_path):
     model = name()
     src = make_file(tmp_path / "big.ckpt", 200 * MiB, seed=7)
-    db = store.db_file
     proc = store.popen("import", str(src), "--model", model, "--quiet")
     try:
-        wait_for_parts(store.data_dir, db, 2, proc)
+        wait_for_parts(store, 2, proc)
     finally:
         proc.kill()
         proc.wait()
@@ -171,10 +153,9 @@ def test_killed_import_resumes_from_uploaded_parts(store, name, tmp_path):
 def test_resume_refuses_a_different_file(store, name, tmp_path):
     model = name()
     src = make_file(tmp_path / "big.ckpt", 60 * MiB)
-    db = store.db_file
     proc = store.popen("import", str(src), "--model", model, "--quiet")
     try:
-        wait_for_parts(store.data_dir, db, 1, proc)
+        wait_for_parts(store, 1, proc)
     finally:
         proc.kill()
         proc.wait()
@@ -192,7 +173,7 @@ def test_s3_outage_mid_upload_fails_cleanly_and_leaves_no_orphan(s3store, relay,
     env = s3store.env(MODELFS_ENDPOINT=relay.endpoint, MODELFS_S3_TIMEOUT="5")
     proc = s3store.popen("import", str(src), "--model", model, "--quiet", env=env)
     try:
-        wait_for_parts(s3store.data_dir, s3store.db_file, 1, proc)
+        wait_for_parts(s3store, 1, proc)
         relay.cut()
         # A hang guard, not a performance threshold: the operation timeout is 5 s.
         _, err = proc.communicate(timeout=120)
@@ -233,13 +214,8 @@ def test_notes_print_escaped_in_listings(store, name, tmp_path):
     assert store.versions(model)["v1"]["note"] == note
 
 
-def _unmount(path):
-    if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
-        subprocess.run(["fusermount3", "-uz", path])
-
-
 @pytest.mark.parametrize("option", ["--data-dir", "--cache-dir", "--spool-dir", "--log-file"])
-def test_relative_paths_in_mount_options(s3store, name, tmp_path, option):
+def test_relative_paths_in_mount_options(s3store, name, tmp_path, mounts, option):
     """`modelfs mount M --data-dir d` (one character, relative) crashed with SIGILL in Foundation's
     path arithmetic: every path option is taken from the directory the command runs in."""
     env = s3store.env()
@@ -248,29 +224,27 @@ def test_relative_paths_in_mount_options(s3store, name, tmp_path, option):
     args = ["mount", "m"]
     if option == "--data-dir":
         # The store's catalog and state are made afresh in ./d (its own bucket claim).
-        from conftest import Store
         fresh = Store("s3", str(work / "d"), s3store.endpoint, impl=s3store.impl)
         env = fresh.env()
         env.pop("MODELFS_DATA_DIR")
         args += ["--data-dir", "d"]
     else:
         args += [option, "x"]
+    m = mounts(s3store, path=work / "m", start=False)  # mounted here, from `work`
+    mountpoint = m.path
     p = subprocess.run([MODELFS, *args], cwd=work, env=env, capture_output=True, text=True, timeout=120)
-    mountpoint = str(work / "m")
-    try:
-        assert p.returncode == 0, p.stderr
-        model = name()
-        os.mkdir(os.path.join(mountpoint, "models", model))
-        src = make_file(tmp_path / "w.pth", 3 * MiB + 1, seed=4)
-        subprocess.run(["cp", str(src), os.path.join(mountpoint, "models", model, "v1.pth")], check=True)
-        assert sha256_file(os.path.join(mountpoint, "models", model, "v1.pth")) == sha256_file(src)
-    finally:
-        _unmount(mountpoint)
+    assert p.returncode == 0, p.stderr
+    model = name()
+    os.mkdir(os.path.join(mountpoint, "models", model))
+    src = make_file(tmp_path / "w.pth", 3 * MiB + 1, seed=4)
+    subprocess.run(["cp", str(src), os.path.join(mountpoint, "models", model, "v1.pth")], check=True)
+    assert sha256_file(os.path.join(mountpoint, "models", model, "v1.pth")) == sha256_file(src)
+    m.unmount()
     made = {"--data-dir": "d/mount.log", "--cache-dir": "x/objects", "--spool-dir": "x", "--log-file": "x"}[option]
     assert (work / made).exists(), os.listdir(work)
 
 
-def test_a_cache_dir_the_mount_cannot_write_is_a_warning_not_a_failure(s3store, name, tmp_path):
+def test_a_cache_dir_the_mount_cannot_write_is_a_warning_not_a_failure(s3store, name, tmp_path, mounts):
     """A read-only cache dir (a read-only tmpfs: root ignores modes) does not stop the mount: it
     starts, logs one warning naming the dir, and reads from object storage without a disk cache."""
     model = name()
@@ -283,21 +257,17 @@ def test_a_cache_dir_the_mount_cannot_write_is_a_warning_not_a_failure(s3store, 
         pytest.skip(f"cannot mount a read-only tmpfs here: {r.stderr}")
     path, log = str(tmp_path / "m"), str(tmp_path / "mount.log")
     try:
-        s3store.run("mount", path, "--cache-dir", str(cache), "--log-file", log)
-        try:
-            assert sha256_file(os.path.join(path, "models", model, "v1.pth")) == sha256_file(src)
-            with open(os.path.join(path, ".stats")) as f:
-                stats = {k.strip(): int(v) for k, v in (line.split(":", 1) for line in f)}
+        with mounts(s3store, "--cache-dir", str(cache), "--log-file", log, path=path) as m:
+            assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
+            stats = m.stats()
             assert stats["disk_cache.bytes"] == 0 and stats["s3.bytes_fetched"] >= 5 * MiB, stats
-        finally:
-            _unmount(path)
         warnings = [line for line in open(log) if "no disk cache" in line]
         assert len(warnings) == 1 and str(cache) in warnings[0], open(log).read()
     finally:
         subprocess.run(["umount", str(cache)])
 
 
-def test_the_hints_scripts_run_prints_name_a_modelfs_that_runs(tmp_path):
+def test_the_hints_scripts_run_prints_name_a_modelfs_that_runs(tmp_path, mounts):
     """scripts/run is the README's first command: every command its hints give runs as printed in
     a fresh shell, where `modelfs` is not on the PATH."""
     root = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -305,16 +275,13 @@ def test_the_hints_scripts_run_prints_name_a_modelfs_that_runs(tmp_path):
                PATH="/usr/local/bin:/usr/bin:/bin")
     for k in ("MODELFS_DATA_DIR", "MODELFS_BUCKET", "MODELFS_CATALOG", "MODELFS_DB", "XDG_DATA_HOME"):
         env.pop(k, None)
-    mountpoint = str(tmp_path / "mnt")
+    mountpoint = mounts(None, path=tmp_path / "mnt", start=False).path  # scripts/run mounts it
     p = subprocess.run([os.path.join(root, "scripts", "run"), mountpoint], env=env, capture_output=True, text=True, timeout=300)
-    try:
-        assert p.returncode == 0, p.stderr
-        hints = p.stdout.split("Try it:", 1)[1]
-        commands = {c.split()[0] for line in hints.splitlines() if line.startswith("  ") for c in line.split(";") if c.strip()}
-        assert {"mkdir", "cp", "cat"} <= commands, hints
-        for c in commands:
-            assert shutil.which(c, path=env["PATH"]), (c, hints)
-        modelfs = [c for c in commands if os.path.basename(c) == "modelfs"]
-        assert modelfs and subprocess.run([modelfs[0], "models"], env=env, capture_output=True).returncode == 0, hints
-    finally:
-        _unmount(mountpoint)
+    assert p.returncode == 0, p.stderr
+    hints = p.stdout.split("Try it:", 1)[1]
+    commands = {c.split()[0] for line in hints.splitlines() if line.startswith("  ") for c in line.split(";") if c.strip()}
+    assert {"mkdir", "cp", "cat"} <= commands, hints
+    for c in commands:
+        assert shutil.which(c, path=env["PATH"]), (c, hints)
+    modelfs = [c for c in commands if os.path.basename(c) == "modelfs"]
+    assert modelfs and subprocess.run([modelfs[0], "models"], env=env, capture_output=True).returncode == 0, hints

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from conftest import MODELFS, S3_ENDPOINT, Mount, Store, is_mounted, make_file, new_bucket, s3_client, sha256_file, sh
+from conftest import S3_ENDPOINT, Store, new_bucket, s3_client
+from helpers import make_file, sh, sha256_file
 
 PG_URL = os.environ.get("MODELFS_TEST_PG_URL")
 PG_SERVER = os.environ.get("MODELFS_TEST_PG_SERVER")
@@ -33,46 +34,21 @@ def new_database():
     return f"{base}/{name}"
 
 
-class Node(Mount):
-    def __init__(self, store, path):
-        super().__init__(store, path)
-        self.pid = None
-
-    def unmount(self):
-        if is_mounted(self.path):
-            if subprocess.run(["fusermount3", "-u", self.path]).returncode != 0:
-                subprocess.run(["fusermount3", "-uz", self.path])
-        deadline = time.time() + 10
-        while is_mounted(self.path) and time.time() < deadline:
-            time.sleep(0.05)
-
-
-def mount_nodes(tmp_path, count, lease=LEASE):
-    """`count` mounts of one new bucket and one new PostgreSQL database; unmounted by the caller."""
+def mount_nodes(mounts, tmp_path, count, lease=LEASE):
+    """`count` mounts of one new bucket and one new PostgreSQL database (unmounted by `mounts`)."""
     url = new_database()
     bucket = new_bucket(s3_client(S3_ENDPOINT))
     nodes = []
     for i in range(count):
         store = Store("s3", str(tmp_path / f"node{i + 1}"), S3_ENDPOINT, bucket=bucket)
         store.env_extra = {"MODELFS_CATALOG": url, "MODELFS_NODE_LEASE": str(lease)}
-        env = store.env(**store.env_extra)
-        path = str(tmp_path / f"mnt{i + 1}")
-        out = store.run("mount", path, env=env).stdout
-        node = Node(store, path)
-        node.pid = int(out.split("(pid ")[1].split(",")[0])
-        nodes.append(node)
+        nodes.append(mounts(store, path=tmp_path / f"mnt{i + 1}", env=store.env(**store.env_extra)))
     return nodes
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    nodes = []
-    try:
-        nodes = mount_nodes(tmp_path, 3)
-        yield nodes
-    finally:
-        for n in nodes:
-            n.unmount()
+def cluster(tmp_path, mounts):
+    return mount_nodes(mounts, tmp_path, 3)
 
 
 def cli(node, *args, check=True):
@@ -253,25 +229,19 @@ def hashlib_of(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def test_a_password_in_the_catalog_url_reaches_no_command_line_and_no_log(tmp_path):
+def test_a_password_in_the_catalog_url_reaches_no_command_line_and_no_log(tmp_path, mounts):
     url = new_database()
     secret = "pw-" + uuid.uuid4().hex[:12]
     with_password = url.replace("://modelfs@", f"://modelfs:{secret}@")
     store = Store("s3", str(tmp_path / "node"), S3_ENDPOINT)
-    path = str(tmp_path / "mnt")
-    out = store.run("mount", path, "--catalog", with_password).stdout
-    node = Node(store, path)
-    try:
-        pid = int(out.split("(pid ")[1].split(",")[0])
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
+    with mounts(store, "--catalog", with_password) as node:
+        with open(f"/proc/{node.pid}/cmdline", "rb") as f:
             cmdline = f.read().decode()
         assert secret not in cmdline and "--catalog" not in cmdline
         os.mkdir(node.p("models", "m"))
         assert os.listdir(node.p("models")) == ["m"]
         ps = sh("ps", "axww", "-o", "args").stdout
         assert secret not in ps
-    finally:
-        node.unmount()
     with open(os.path.join(store.data_dir, "mount.log")) as f:
         log = f.read()
     assert "catalog postgresql://modelfs:***@" in log, log
@@ -281,32 +251,27 @@ def test_a_password_in_the_catalog_url_reaches_no_command_line_and_no_log(tmp_pa
     assert bad.returncode != 0 and "***" in bad.stderr and secret not in bad.stderr, bad.stderr
 
 
-def test_a_job_submitted_on_one_node_is_listed_on_another_and_makes_one_version(tmp_path):
-    from test_jobs import JobMount, wait_status, wait_succeeded
+def test_a_job_submitted_on_one_node_is_listed_on_another_and_makes_one_version(tmp_path, mounts):
+    from test_jobs import JobMount, wait_succeeded
     url = new_database()
     bucket = new_bucket(s3_client(S3_ENDPOINT))
     env = {"MODELFS_CATALOG": url, "MODELFS_NODE_LEASE": str(LEASE)}
     nodes = []
-    try:
-        for i in (1, 2):
-            (tmp_path / f"n{i}").mkdir()
-            m = JobMount(Store("s3", str(tmp_path / f"n{i}" / "data"), S3_ENDPOINT, bucket=bucket), tmp_path / f"n{i}", env=env)
-            m.mount()
-            nodes.append(m)
-        a, b = nodes
-        a.seed("tiny", "qa")
-        err, job = a.submit("model=tiny version=v1 dataset=qa epochs=2\n")
-        assert err == 0, job
-        job = job.split()[0] if job else "tiny-v1-ft-1"
-        assert eventually(lambda: "tiny-v1-ft-1" in os.listdir(b.p("jobs")))
-        wait_succeeded(b.p(), "tiny-v1-ft-1")
-        # Both mounts saw it finish; its checkpoint became exactly one version.
-        time.sleep(2 * LEASE / 3 + 1)
-        for n in nodes:
-            assert sorted(os.listdir(n.p("models", "tiny"))) == ["v1.safetensors", "v2.safetensors"]
-    finally:
-        for n in nodes:
-            n.unmount()
+    for i in (1, 2):
+        (tmp_path / f"n{i}").mkdir()
+        m = JobMount(Store("s3", str(tmp_path / f"n{i}" / "data"), S3_ENDPOINT, bucket=bucket), tmp_path / f"n{i}", env=env)
+        nodes.append(mounts.adopt(m).start())
+    a, b = nodes
+    a.seed("tiny", "qa")
+    err, job = a.submit("model=tiny version=v1 dataset=qa epochs=2\n")
+    assert err == 0, job
+    job = job.split()[0] if job else "tiny-v1-ft-1"
+    assert eventually(lambda: "tiny-v1-ft-1" in os.listdir(b.p("jobs")))
+    wait_succeeded(b.p(), "tiny-v1-ft-1")
+    # Both mounts saw it finish; its checkpoint became exactly one version.
+    time.sleep(2 * LEASE / 3 + 1)
+    for n in nodes:
+        assert sorted(os.listdir(n.p("models", "tiny"))) == ["v1.safetensors", "v2.safetensors"]
 
 
 def test_recover_rebuilds_a_postgresql_catalog_from_the_bucket(cluster, tmp_path):
@@ -387,14 +352,12 @@ def _listdir_in_thread(path, bound):
 
 
 @pytest.mark.skipif(not PG_SERVER or not PG_STATE, reason="needs scripts/pg-server to freeze and thaw PostgreSQL")
-def test_a_stalled_catalog_gives_eio_in_bounded_time_and_the_mount_recovers(tmp_path):
+def test_a_stalled_catalog_gives_eio_in_bounded_time_and_the_mount_recovers(tmp_path, mounts):
     """PostgreSQL stopped by SIGSTOP (a stalled host: the kernel accepts, nothing answers): `ls`
     answers EIO in bounded time instead of hanging, an open file keeps reading, and everything
     works again after SIGCONT without a remount."""
-    nodes = []
     try:
-        nodes = mount_nodes(tmp_path, 2, lease=30)
-        n1, n2 = nodes
+        n1, n2 = mount_nodes(mounts, tmp_path, 2, lease=30)
         src = make_file(tmp_path / "w.bin", 4 << 20, seed=7)
         os.mkdir(n1.p("models", "m"))
         sh("cp", str(src), n1.p("models", "m", "v1.pt"))
@@ -442,20 +405,16 @@ def test_a_stalled_catalog_gives_eio_in_bounded_time_and_the_mount_recovers(tmp_
         assert eventually(lambda: _lists(n1.p("models", "after")) == ["v1.pt"], timeout=30)
     finally:
         sh(PG_SERVER, "thaw", PG_STATE)
-        for n in nodes:
-            n.unmount()
 
 
 @pytest.mark.skipif(not PG_SERVER or not PG_STATE, reason="needs scripts/pg-server to stop and start PostgreSQL")
 @pytest.mark.parametrize("away,back", [("pause", "resume"), ("freeze", "thaw")])
-def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp_path, away, back):
+def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp_path, mounts, away, back):
     """A copy under way when PostgreSQL goes away for 6 s (refusing, or stalled; shorter than the
     nodes' lease): a failure that could not be recorded then is recorded when the catalog is back,
     on every node, and the name can be written again; a copy that waited the stall out is ready."""
-    nodes = []
     try:
-        nodes = mount_nodes(tmp_path, 2, lease=30)
-        n1, n2 = nodes
+        n1, n2 = mount_nodes(mounts, tmp_path, 2, lease=30)
         os.mkdir(n1.p("models", "w"))
         writer = subprocess.Popen(["dd", "of=" + n1.p("models", "w", "v1.pt"), "bs=1M"], stdin=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL)
@@ -496,12 +455,10 @@ def test_a_write_across_a_catalog_pause_ends_failed_never_uploading_for_good(tmp
     finally:
         sh(PG_SERVER, "thaw", PG_STATE)
         sh(PG_SERVER, "resume", PG_STATE)
-        for n in nodes:
-            n.unmount()
 
 
 @pytest.mark.skipif(not PG_SERVER or not PG_STATE, reason="needs scripts/pg-server to stop and start PostgreSQL")
-def test_a_job_running_across_an_outage_longer_than_the_lease_is_imported_once(tmp_path):
+def test_a_job_running_across_an_outage_longer_than_the_lease_is_imported_once(tmp_path, mounts):
     """PostgreSQL away for longer than the nodes' lease while a job runs: the other node may fail
     the job for its node's lease, but the node was only cut off; it takes the job back, and its
     checkpoint becomes exactly one version."""
@@ -516,8 +473,7 @@ def test_a_job_running_across_an_outage_longer_than_the_lease_is_imported_once(t
             # The job lingers after its checkpoint: it ends (exit 0) while PostgreSQL is away.
             m = JobMount(Store("s3", str(tmp_path / f"n{i}" / "data"), S3_ENDPOINT, bucket=bucket), tmp_path / f"n{i}", env=env,
                          train_command=TRAIN_COMMAND + " && sleep 10")
-            m.mount()
-            nodes.append(m)
+            nodes.append(mounts.adopt(m).start())
         a, b = nodes
         a.seed("tiny", "qa")
         err, answer = a.submit("model=tiny version=v1 dataset=qa epochs=1\n")
@@ -544,5 +500,3 @@ def test_a_job_running_across_an_outage_longer_than_the_lease_is_imported_once(t
             assert sorted(os.listdir(n.p("models", "tiny"))) == ["v1.safetensors", "v2.safetensors"]
     finally:
         sh(PG_SERVER, "resume", PG_STATE)
-        for n in nodes:
-            n.unmount()

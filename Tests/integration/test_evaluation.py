@@ -5,13 +5,12 @@ winner and a job starts from the alias; metrics survive a remount and `recover`.
 import errno
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
-from conftest import sh
-from test_jobs import EVAL_COMMAND, JobMount, TRAINER, wait_status, wait_succeeded, xattrs
+from helpers import sh, xattrs
+from test_jobs import EVAL_COMMAND, JobMount, TRAINER, wait_status, wait_succeeded
 
 # The registry is the same whatever S3 holds the bytes: on every S3 implementation the suite starts.
 pytestmark = pytest.mark.every_s3
@@ -19,12 +18,8 @@ pytestmark = pytest.mark.every_s3
 
 @pytest.fixture
 def evaluating(store, tmp_path):
-    m = JobMount(store, tmp_path, eval_command=EVAL_COMMAND)
-    m.mount()
-    try:
+    with JobMount(store, tmp_path, eval_command=EVAL_COMMAND).start() as m:
         yield m
-    finally:
-        m.unmount()
 
 
 def seed_held_out(m, name):
@@ -100,8 +95,7 @@ def test_train_evaluate_compare_and_alias_the_winner(evaluating, name):
 
 def test_bad_evaluation_requests_and_evaluators_say_why(store, tmp_path, name):
     broken = JobMount(store, tmp_path, eval_command="echo '{\"accuracy\": \"high\"}' > \"$MODELFS_METRICS_FILE\"")
-    broken.mount()
-    try:
+    with broken.start():
         model, dataset = name("tiny"), name("qa")
         broken.seed(model, dataset)
         err, answer = broken.submit(f"model={model} version=v1 dataset={dataset} evaluate={dataset}\n", control="evaluate")
@@ -115,23 +109,18 @@ def test_bad_evaluation_requests_and_evaluators_say_why(store, tmp_path, name):
         out = json.loads(broken.store.run("jobs", job, "--json", env=broken.env).stdout)
         assert "not one flat JSON object" in out["error"], out
         assert not any("metric" in k for k in xattrs(broken.p("models", model, "v1.safetensors")))
-    finally:
-        broken.unmount()
 
     # A mount without --eval-command refuses evaluations, and says which flag is missing.
     plain = JobMount(store, tmp_path / "plain")
     os.makedirs(tmp_path / "plain", exist_ok=True)
-    plain.mount()
-    try:
+    with plain.start():
         err, answer = plain.submit(f"model={model} version=v1 dataset={dataset}\n", control="evaluate")
         assert err == errno.EINVAL and "--eval-command" in answer, answer
         err, answer = plain.submit(f"model={model} version=v1 dataset={dataset} evaluate={dataset}\n")
         assert err == errno.EINVAL and "--eval-command" in answer, answer
-    finally:
-        plain.unmount()
 
 
-def test_recover_restores_metrics_owners_modes_and_aliases(evaluating, name, tmp_path):
+def test_recover_restores_metrics_owners_modes_and_aliases(evaluating, name, tmp_path, mounts):
     m = evaluating
     model, dataset = name("tiny"), name("qa")
     m.seed(model, dataset)
@@ -156,11 +145,8 @@ def test_recover_restores_metrics_owners_modes_and_aliases(evaluating, name, tmp
     assert (row["uid"], row["gid"], row["mode"]) == (4242, 4343, "750")
     back = tmp_path / "back"
     os.makedirs(back)
-    m.store.run("mount", str(back), env=fresh)
-    try:
-        st = os.stat(os.path.join(back, "models", model, "v1.safetensors"))
-        assert st.st_mode & 0o777 == 0o640, "its read bits, and its owner's write bit (the note)"
-        assert os.stat(os.path.join(back, "datasets", dataset + ".jsonl")).st_uid == 4242
-        assert os.readlink(os.path.join(back, "models", model, "@production")) == "v1.safetensors"
-    finally:
-        subprocess.run(["fusermount3", "-u", str(back)])
+    mounts(m.store, path=back, env=fresh)
+    st = os.stat(os.path.join(back, "models", model, "v1.safetensors"))
+    assert st.st_mode & 0o777 == 0o640, "its read bits, and its owner's write bit (the note)"
+    assert os.stat(os.path.join(back, "datasets", dataset + ".jsonl")).st_uid == 4242
+    assert os.readlink(os.path.join(back, "models", model, "@production")) == "v1.safetensors"

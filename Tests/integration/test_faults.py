@@ -9,15 +9,13 @@ even without `-s`, and appended as JSON lines to $MODELFS_FAULT_FIGURES when it 
 import errno
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import pytest
 
-from conftest import is_mounted, make_file, sha256_file, sh
+from helpers import Mount, bucket_state, make_file, mount_log, sh, sha256_file, wait_for_parts, xattr
 from faultproxy import DEFAULT_KINDS, FaultProxy
 
 MiB = 1 << 20
@@ -58,33 +56,10 @@ def proxy_env(store, proxy, timeout=None):
     return store.env(**extra)
 
 
-def unmount(path):
-    if is_mounted(path) and subprocess.run(["fusermount3", "-u", path]).returncode != 0:
-        subprocess.run(["fusermount3", "-uz", path])
-    deadline = time.time() + 10
-    while is_mounted(path) and time.time() < deadline:
-        time.sleep(0.05)
-
-
-@contextmanager
 def mounted(store, path, env):
-    """A fresh mount (so an empty block cache and no kernel pages) at `path`; no disk cache
-    either, so every read goes to object storage, where the faults are."""
-    path = str(path)
-    store.run("mount", path, "--cache-dir", "none", env=env, timeout=HANG_GUARD)
-    assert is_mounted(path)
-    try:
-        yield path
-    finally:
-        unmount(path)
-
-
-def mount_log(store, lines=40):
-    try:
-        with open(os.path.join(store.data_dir, "mount.log"), errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return "(no mount.log)"
+    """`with mounted(store, path, env) as mnt`: a fresh mount (so an empty block cache and no kernel
+    pages) at `path`; no disk cache either, so every read goes to object storage, where the faults are."""
+    return Mount(store, path, ["--cache-dir", "none"], env=env, timeout=HANG_GUARD).start()
 
 
 def timed(cmd, timeout=HANG_GUARD, **kwargs):
@@ -92,10 +67,6 @@ def timed(cmd, timeout=HANG_GUARD, **kwargs):
     start = time.monotonic()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
     return p, round(time.monotonic() - start, 2)
-
-
-def xattr(path, attr):
-    return sh("getfattr", "-n", f"user.modelfs.{attr}", "--only-values", "--absolute-names", path).stdout
 
 
 # A read in a child process, so a hang is caught by the guard; prints the errno (0 on success),
@@ -121,26 +92,6 @@ def read_in_child(path, with_count=False):
     if with_count:
         return int(err), digest if int(err) == 0 else "", seconds, int(count)
     return int(err), digest if int(err) == 0 else "", seconds
-
-
-def s3_state(store, model):
-    """Objects and multipart uploads under `model/`, asked of the real server (not through the proxy)."""
-    return store.keys(model + "/"), store.multipart_uploads(model + "/")
-
-
-def wait_for_parts(store, at_least, proc, timeout=HANG_GUARD):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the copy ended before the outage: {proc.communicate()}")
-        try:
-            with sqlite3.connect(store.db, timeout=5) as c:
-                if c.execute("SELECT count(*) FROM upload_parts").fetchone()[0] >= at_least:
-                    return
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("no part was recorded")
 
 
 def proxy_figures(proxy):
@@ -171,15 +122,15 @@ def test_cp_in_with_10pct_faults_succeeds_or_fails_cleanly(s3store, proxy, name,
         upload_counters = proxy.counters()
     figures.update(seed=seed, cp_exit=cp.returncode, cp_seconds=cp_seconds, status=status, error=error,
                    upload=proxy_figures(proxy))
-    keys, uploads = s3_state(s3store, model)
-    assert uploads == [], f"multipart uploads left behind: {uploads}\n{mount_log(s3store)}"
+    keys, uploads = bucket_state(s3store, model)
+    assert uploads == [], f"multipart uploads left behind: {uploads}\n{mount_log(s3store.data_dir)}"
     if cp.returncode == 0:
-        assert status == "ready", mount_log(s3store)
+        assert status == "ready", mount_log(s3store.data_dir)
         assert keys == [f"{model}/v1.safetensors"]
         proxy.reset_counters()
         with mounted(s3store, tmp_path / "mnt2", env) as mnt:
             err, got, seconds = read_in_child(os.path.join(mnt, *target_rel))
-            assert (err, got) == (0, want), mount_log(s3store)
+            assert (err, got) == (0, want), mount_log(s3store.data_dir)
             assert xattr(os.path.join(mnt, *target_rel), "sha256") == want
         figures.update(read_back_seconds=seconds, bytes_verified=BIG, read_back=proxy_figures(proxy))
     else:
@@ -208,7 +159,7 @@ def test_read_with_10pct_get_faults_returns_the_right_bytes(s3store, proxy, name
             before = proxy.counters()["requests_by_method"].get("GET", 0)
             err, got, seconds = read_in_child(os.path.join(mnt, "models", model, "v1.pt"))
             stats = {k: v for k, v in (line.split(": ") for line in open(os.path.join(mnt, ".stats")).read().splitlines())}
-        assert (err, got) == (0, want), f"round {i}: errno {err}\n{mount_log(s3store)}"
+        assert (err, got) == (0, want), f"round {i}: errno {err}\n{mount_log(s3store.data_dir)}"
         rounds.append({"seconds": seconds, "gets": proxy.counters()["requests_by_method"]["GET"] - before,
                        "s3.get_requests": int(stats["s3.get_requests"]), "s3.bytes_fetched": int(stats["s3.bytes_fetched"])})
         if all(proxy.counters()["faults"].get(k, 0) > 0 for k in kinds):
@@ -239,7 +190,7 @@ def test_s3_down_reads_fail_with_eio_metadata_still_served_and_recovery(s3store,
         proxy.down(mode)
 
         err, _, fig["read_seconds"] = read_in_child(v1)
-        assert err == errno.EIO, f"read while down gave errno {err}\n{mount_log(s3store)}"
+        assert err == errno.EIO, f"read while down gave errno {err}\n{mount_log(s3store.data_dir)}"
         cat, fig["cat_seconds"] = timed(["sh", "-c", 'cat "$1" >/dev/null', "sh", v1])
         assert cat.returncode != 0 and "Input/output error" in cat.stderr, cat.stderr
 
@@ -263,10 +214,10 @@ def test_s3_down_reads_fail_with_eio_metadata_still_served_and_recovery(s3store,
 
         proxy.up()
         err, got, fig["read_after_recovery_seconds"] = read_in_child(v1)
-        assert (err, got) == (0, want), f"errno {err} after recovery\n{mount_log(s3store)}"
+        assert (err, got) == (0, want), f"errno {err} after recovery\n{mount_log(s3store.data_dir)}"
     gc = s3store.run("gc", env=env, timeout=HANG_GUARD)
     fig["gc_stdout"] = gc.stdout.strip()
-    keys, uploads = s3_state(s3store, model)
+    keys, uploads = bucket_state(s3store, model)
     assert uploads == []
     assert keys == [f"{model}/v1.zip"]
     fig.update(bytes_verified=24 * MiB + 5, proxy=proxy_figures(proxy))
@@ -288,7 +239,7 @@ def test_s3_down_mid_copy_fails_cleanly_and_gc_aborts_the_upload(s3store, proxy,
         start = time.monotonic()
         cp = subprocess.Popen(["cp", str(src), target], stderr=subprocess.PIPE, text=True)
         try:
-            wait_for_parts(s3store, 1, cp)
+            wait_for_parts(s3store, 1, cp, HANG_GUARD)
             proxy.down(mode)
             down_at = time.monotonic()
             _, err = cp.communicate(timeout=HANG_GUARD)
@@ -304,7 +255,7 @@ def test_s3_down_mid_copy_fails_cleanly_and_gc_aborts_the_upload(s3store, proxy,
     fig["uploads_before_gc"] = len(s3store.multipart_uploads(model + "/"))
     gc = s3store.run("gc", env=env, timeout=HANG_GUARD)
     fig["gc_stdout"] = gc.stdout.strip()
-    keys, uploads = s3_state(s3store, model)
+    keys, uploads = bucket_state(s3store, model)
     assert uploads == [], gc.stdout
     assert keys == []
     fig["proxy"] = proxy_figures(proxy)
@@ -363,9 +314,9 @@ def test_answer_lost_after_the_server_acted(s3store, proxy, name, tmp_path, figu
         status = xattr(target, "status")
         error = xattr(target, "error") if status == "failed" else ""
         right = cp.returncode == 0 and sha256_file(target) == sha256_file(src)
-        log = mount_log(s3store, 10)
+        log = mount_log(s3store.data_dir, 10)
     c = proxy.counters()
-    keys, uploads = s3_state(s3store, model)
+    keys, uploads = bucket_state(s3store, model)
     figures.update(which=which, kind=kind, cp_exit=cp.returncode, status=status, error=error, cp_seconds=seconds,
                    fault_details=c["fault_details"], objects_left=keys, uploads_left=uploads)
     assert c["faults"].get(kind) == 1, "the request was not faulted"
@@ -395,7 +346,7 @@ def test_read_with_answer_heads_cut_never_returns_wrong_bytes(s3store, proxy, na
     with mounted(s3store, tmp_path / "mnt", proxy_env(s3store, proxy)) as mnt:
         err, got, seconds, count = read_in_child(os.path.join(mnt, "models", model, "v1.pt"), with_count=True)
     figures.update(errno=err, read_seconds=seconds, bytes_read=count, size=size, right_bytes=got == want,
-                   proxy=proxy_figures(proxy), mount_log=mount_log(s3store, 6))
+                   proxy=proxy_figures(proxy), mount_log=mount_log(s3store.data_dir, 6))
     assert proxy.counters()["faults"].get("truncate_head", 0) > 0
     assert err in (0, errno.EIO)
     if err == 0:
@@ -436,7 +387,7 @@ def test_a_stalled_request_is_abandoned_and_retried(s3store, proxy, name, tmp_pa
     c = proxy.counters()
     figures.update(which=which, seconds=seconds, fault_details=c["fault_details"])
     assert c["faults"].get("stall") == 1
-    assert ok, mount_log(s3store)
+    assert ok, mount_log(s3store.data_dir)
     figures["bytes_verified"] = 20 * MiB + 7
 
 

@@ -13,14 +13,13 @@ import signal
 import struct
 import subprocess
 import tarfile
-import tempfile
 import shutil
 import time
 import zipfile
 
 import pytest
 
-from conftest import is_mounted, sh
+from helpers import sh, shared_top, xattr
 import json
 from test_sharing import BOB, EVE, as_user, ensure_users
 
@@ -31,27 +30,16 @@ MOUNT_PIDS = {}  # each hostile mount's process, for its memory
 
 
 @pytest.fixture
-def hostile(store, tmp_path):
+def hostile(store, tmp_path, mounts):
     if os.geteuid() != 0:
         pytest.skip("needs root: useradd, and a mount others may use")
     bob, eve, team = ensure_users()
-    top = tempfile.mkdtemp(prefix="modelfs-hostile-", dir="/tmp")
-    os.chmod(top, 0o711)
-    store.data_dir = os.path.join(top, "data")
-    mnt = os.path.join(top, "mnt")
-    os.makedirs(mnt)
-    os.chmod(mnt, 0o755)
-    out = store.run("mount", mnt, "--allow-other").stdout
+    top, mnt = shared_top(store, "modelfs-hostile-")
     try:
-        assert is_mounted(mnt)
-        MOUNT_PIDS[mnt] = int(out.split("(pid ")[1].split(",")[0])
-        yield mnt, bob, eve, team, tmp_path, top
+        with mounts(store, "--allow-other", path=mnt) as m:
+            MOUNT_PIDS[mnt] = m.pid
+            yield mnt, bob, eve, team, tmp_path, top
     finally:
-        if subprocess.run(["fusermount3", "-u", mnt]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", mnt])
-        deadline = time.time() + 10
-        while is_mounted(mnt) and time.time() < deadline:
-            time.sleep(0.05)
         shutil.rmtree(top, ignore_errors=True)
 
 
@@ -99,10 +87,6 @@ def read_errno(path):
             return f.read()
     except OSError as e:
         return e.errno
-
-
-def xattr(path, name):
-    return os.getxattr(path, "user.modelfs." + name).decode()
 
 
 A, B = b"a" * 300_000, bytes(range(256)) * 400

@@ -8,13 +8,12 @@ import os
 import shutil
 import subprocess
 import tarfile
-import time
 import zipfile
 import zlib
 
 import pytest
 
-from conftest import is_mounted, sh, sha256_file
+from helpers import sh, sha256_file
 
 MiB = 1 << 20
 
@@ -102,15 +101,10 @@ def test_a_remount_reads_the_inflated_files_again(mount, packed):
     m, src = packed
     shard = "model-00002-of-00003.safetensors"
     assert sha256_file(mount.p("models", m, "v1", shard)) == sha256_file(src / shard)
-    subprocess.run(["fusermount3", "-u", mount.path], check=True)
-    try:
-        mount.store.run("mount", mount.path)
-        assert is_mounted(mount.path)
-        assert sha256_file(mount.p("models", m, "v1", shard)) == sha256_file(src / shard)
-        s = mount.stats()
-        assert s["archives.files_reused"] == 1 and s["archives.bytes_inflated"] == 0
-    finally:
-        pass  # the fixture unmounts
+    mount.remount()
+    assert sha256_file(mount.p("models", m, "v1", shard)) == sha256_file(src / shard)
+    s = mount.stats()
+    assert s["archives.files_reused"] == 1 and s["archives.bytes_inflated"] == 0
 
 
 def test_a_damaged_member_is_eio_and_no_file_is_kept(mount, name, tmp_path):
@@ -148,24 +142,9 @@ def gz_compressed_end(tgz, end):
     raise AssertionError("the stream ends first")
 
 
-def settled_fetched(store, path):
-    """Bytes fetched once what was prefetched has landed."""
-    def fetched():
-        with open(os.path.join(path, ".stats")) as f:
-            return next(int(line.split(":")[1]) for line in f if line.startswith("s3.bytes_fetched:"))
-    last = fetched()
-    for _ in range(60):
-        time.sleep(0.5)
-        now = fetched()
-        if now == last:
-            return now
-        last = now
-    return last
-
-
 @pytest.mark.every_s3
 @pytest.mark.parametrize("kind,cache", [("tar.gz", "disk"), ("tar.gz", "none"), ("zip", "disk")])
-def test_one_members_read_fetches_its_compressed_bytes_about_once(store, name, tmp_path, kind, cache):
+def test_one_members_read_fetches_its_compressed_bytes_about_once(store, name, tmp_path, mounts, kind, cache):
     """The run prefetcher read half again a .tar.gz member's compressed bytes past its end (1.5-1.8x
     on S3); a member's reader now prefetches no further than its compressed end. A member after
     the first starts from the access point the index keeps just before it."""
@@ -189,31 +168,23 @@ def test_one_members_read_fetches_its_compressed_bytes_about_once(store, name, t
             span = both - gz_compressed_end(arc, b)
     m = name()
     store.run("import", str(arc), "--model", m, "--version", "v1")
-    path = str(tmp_path / "mnt")
-    store.run("mount", path)
-    try:
-        assert sorted(os.listdir(os.path.join(path, "models", m, "v1"))) == ["a.bin", "b.bin"]  # the index, built once
-    finally:
-        subprocess.run(["fusermount3", "-u", path], check=True)
+    with mounts(store) as mnt:
+        assert sorted(os.listdir(mnt.p("models", m, "v1"))) == ["a.bin", "b.bin"]  # the index, built once
     # Cold: nothing of the archive in the disk cache the index was read through.
     shutil.rmtree(os.path.join(store.data_dir, "cache"), ignore_errors=True)
-    store.run("mount", path, *(["--cache-dir", "none"] if cache == "none" else []))
-    try:
-        # The second member first: it starts from the access point the index keeps just before
-        # it, not from the last 8 MiB step (8 MiB more of the first member's bytes).
-        assert sha256_file(os.path.join(path, "models", m, "v1", "b.bin")) == sha256_file(src / "b.bin")
-        # On the local store a deflated zip member is inflated whole by libdeflate straight from
-        # the mapped object file, which counts as no fetch: there only the upper bound holds.
-        whole = store.kind == "local" and kind == "zip"
-        fetched = settled_fetched(store, path)
-        assert (0 if whole else 0.9 * span) <= fetched <= 1.1 * span, (fetched, span)
-        # Then the first: its compressed bytes, and nothing of the second again.
-        assert sha256_file(os.path.join(path, "models", m, "v1", "a.bin")) == sha256_file(src / "a.bin")
-        fetched = settled_fetched(store, path)
-        assert (0 if whole else 0.95 * both) <= fetched <= 1.1 * both, (fetched, both)
-        if whole:
-            with open(os.path.join(path, ".stats")) as f:
-                stats = dict(line.strip().split(": ", 1) for line in f if ": " in line)
-            assert int(stats["archives.whole_inflates"]) == 2, stats
-    finally:
-        subprocess.run(["fusermount3", "-u", path])
+    mnt.start(*(["--cache-dir", "none"] if cache == "none" else []))
+    # The second member first: it starts from the access point the index keeps just before
+    # it, not from the last 8 MiB step (8 MiB more of the first member's bytes).
+    assert sha256_file(mnt.p("models", m, "v1", "b.bin")) == sha256_file(src / "b.bin")
+    # On the local store a deflated zip member is inflated whole by libdeflate straight from
+    # the mapped object file, which counts as no fetch: there only the upper bound holds.
+    whole = store.kind == "local" and kind == "zip"
+    fetched = mnt.settled()
+    assert (0 if whole else 0.9 * span) <= fetched <= 1.1 * span, (fetched, span)
+    # Then the first: its compressed bytes, and nothing of the second again.
+    assert sha256_file(mnt.p("models", m, "v1", "a.bin")) == sha256_file(src / "a.bin")
+    fetched = mnt.settled()
+    assert (0 if whole else 0.95 * both) <= fetched <= 1.1 * both, (fetched, both)
+    if whole:
+        stats = mnt.stats()
+        assert stats["archives.whole_inflates"] == 2, stats

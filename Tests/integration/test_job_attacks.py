@@ -10,13 +10,11 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
-import threading
 import time
 
 import pytest
 
-from conftest import MODELFS, is_mounted, sh
+from helpers import MODELFS, sh, shared_top
 from test_sharing import BOB, EVE, as_user, ensure_users, refused
 
 # On the local store and s3api only: the attacks are on the job runner and the mount's files; what
@@ -106,7 +104,7 @@ def sha(data):
 
 
 @pytest.fixture(params=["local", "slurm"])
-def hostile(request, store):
+def hostile(request, store, mounts):
     """A mount with --allow-other running the hostile trainer; Bob owns a model with v1 and a
     dataset; a root-only directory holds a secret checkpoint."""
     if os.geteuid() != 0:
@@ -117,11 +115,9 @@ def hostile(request, store):
             pytest.fail("SLURM_CONF is not set. " + os.environ.get("MODELFS_SLURM_START_ERROR", ""))
         pytest.skip("no Slurm cluster (scripts/test starts one)")
     bob, eve, team = ensure_users()
-    top = tempfile.mkdtemp(prefix="modelfs-attack-", dir="/tmp")
-    os.chmod(top, 0o711)
-    store.data_dir = os.path.join(top, "data")
-    mnt, gate, secret = (os.path.join(top, d) for d in ("mnt", "gate", "secret"))
-    for d, mode in ((mnt, 0o755), (gate, 0o755), (secret, 0o700)):
+    top, mnt = shared_top(store, "modelfs-attack-")
+    gate, secret = (os.path.join(top, d) for d in ("gate", "secret"))
+    for d, mode in ((gate, 0o755), (secret, 0o700)):
         os.makedirs(d)
         os.chmod(d, mode)
     with open(os.path.join(secret, "stolen.pt"), "wb") as f:
@@ -135,9 +131,8 @@ def hostile(request, store):
     with open(weights, "wb") as f:
         f.write(os.urandom(64 << 10))
     os.chmod(weights, 0o644)
-    store.run("mount", mnt, "--allow-other", "--executor", executor,
-              "--train-command", f"python3 {top}/trainer.py", "--eval-command", f"python3 {top}/evaluator.py")
-    assert is_mounted(mnt)
+    m = mounts(store, "--allow-other", "--executor", executor, "--train-command", f"python3 {top}/trainer.py",
+               "--eval-command", f"python3 {top}/evaluator.py", path=mnt)
     ctx = Hostile(store, top, mnt, gate, secret, weights, bob, eve, executor)
     try:
         yield ctx
@@ -147,11 +142,7 @@ def hostile(request, store):
         for job in os.listdir(jobs) if os.path.isdir(jobs) else []:
             open(os.path.join(gate, job), "w").close()
             open(os.path.join(gate, job + ".stop"), "w").close()
-        if subprocess.run(["fusermount3", "-u", mnt]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", mnt])
-        deadline = time.time() + 10
-        while is_mounted(mnt) and time.time() < deadline:
-            time.sleep(0.05)
+        m.unmount()
         # A swapper still between two passes writes into output/ until it sees its stop file.
         deadline = time.time() + 30
         while os.path.exists(top) and time.time() < deadline:

@@ -10,17 +10,12 @@ import time
 
 import pytest
 
-from conftest import MODELFS, is_mounted, sh
+from helpers import Mount, sh, xattrs
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 TRAINER = os.path.join(ROOT, "scripts", "train_example.py")
 TRAIN_COMMAND = f"{sys.executable} {TRAINER}"
 EVAL_COMMAND = f"{sys.executable} {os.path.join(ROOT, 'scripts', 'eval_example.py')}"
-
-
-def xattrs(path):
-    out = sh("getfattr", "-d", "-e", "text", "--absolute-names", path).stdout
-    return {k: v.strip('"') for k, v in (l.split("=", 1) for l in out.splitlines() if "=" in l)}
 
 
 def wait_status(mnt, job, wanted, timeout=120):
@@ -45,28 +40,18 @@ def wait_succeeded(mnt, job, timeout=120):
     return status
 
 
-class JobMount:
+class JobMount(Mount):
+    """A mount that runs jobs (`--train-command`, `--eval-command`) on one executor; `inputs` is
+    where the example trainer's files are made. `with JobMount(…).start() as m` unmounts at the end."""
+
     def __init__(self, store, tmp_path, executor="local", env=None, train_command=TRAIN_COMMAND, eval_command=None):
-        self.store, self.path, self.executor = store, str(tmp_path / "mnt"), executor
-        self.env = store.env(**(env or {}))
-        self.inputs = tmp_path
-        self.train_command = train_command
-        self.eval_command = eval_command
+        more = ["--eval-command", eval_command] if eval_command else []
+        super().__init__(store, tmp_path / "mnt", ["--train-command", train_command, *more, "--executor", executor],
+                         env=store.env(**(env or {})))
+        self.executor, self.inputs = executor, tmp_path
 
     def mount(self):
-        more = ["--eval-command", self.eval_command] if self.eval_command else []
-        self.store.run("mount", self.path, "--train-command", self.train_command, *more, "--executor", self.executor, env=self.env)
-        assert is_mounted(self.path)
-
-    def unmount(self):
-        if subprocess.run(["fusermount3", "-u", self.path]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", self.path])
-        deadline = time.time() + 10
-        while is_mounted(self.path) and time.time() < deadline:
-            time.sleep(0.05)
-
-    def p(self, *parts):
-        return os.path.join(self.path, *parts)
+        return self.start()
 
     def seed(self, model, dataset):
         """A model with base weights v1 and a dataset, both made by the example trainer."""
@@ -97,12 +82,8 @@ class JobMount:
 
 @pytest.fixture
 def jobs(store, tmp_path):
-    m = JobMount(store, tmp_path)
-    m.mount()
-    try:
+    with JobMount(store, tmp_path).start() as m:
         yield m
-    finally:
-        m.unmount()
 
 
 def test_a_local_job_makes_a_new_version_with_lineage(jobs, name):
@@ -266,15 +247,11 @@ def assert_only_job_variables(env, job, mount_env, allowed=()):
 
 
 def test_a_local_job_gets_only_its_environment_and_private_files(store, tmp_path, name):
-    m = JobMount(store, tmp_path, env={CANARY: "leaked", "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "x")},
-                 train_command=ENV_COMMAND)
-    m.mount()
-    try:
+    with JobMount(store, tmp_path, env={CANARY: "leaked", "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "x")},
+                 train_command=ENV_COMMAND).start() as m:
         _, job = one_successful_job(m, name)
         assert_only_job_variables(job_environment(m.p(), job), job, m.env)
         assert_private_job_files(store, job)
-    finally:
-        m.unmount()
 
 
 def test_a_failing_job_creates_nothing(jobs, name):
@@ -303,24 +280,20 @@ def test_jobs_are_reconciled_after_a_remount(jobs, name):
     assert "v2.safetensors" in os.listdir(jobs.p("models", model))
 
 
-def test_a_mount_without_a_train_command_refuses_jobs(store, tmp_path, name):
-    path = str(tmp_path / "m")
-    store.run("mount", path)
+def test_a_mount_without_a_train_command_refuses_jobs(store, name, mounts):
+    path = mounts(store).path
+    fd = os.open(os.path.join(path, "jobs", "submit"), os.O_RDWR)
     try:
-        fd = os.open(os.path.join(path, "jobs", "submit"), os.O_RDWR)
-        try:
-            os.write(fd, b"model=a version=v1 dataset=b\n")
-            raise AssertionError("accepted")
-        except OSError as e:
-            assert e.errno == errno.EINVAL
-            assert "--train-command" in os.pread(fd, 4096, 0).decode()
-        finally:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        os.write(fd, b"model=a version=v1 dataset=b\n")
+        raise AssertionError("accepted")
+    except OSError as e:
+        assert e.errno == errno.EINVAL
+        assert "--train-command" in os.pread(fd, 4096, 0).decode()
     finally:
-        subprocess.run(["fusermount3", "-u", path])
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def test_train_from_the_cli_without_a_mount(store, tmp_path, name):
@@ -346,12 +319,8 @@ def slurm_jobs(s3store, tmp_path):
         if os.environ.get("MODELFS_REQUIRE_SLURM") == "1":
             pytest.fail("SLURM_CONF is not set. " + os.environ.get("MODELFS_SLURM_START_ERROR", ""))
         pytest.skip("no Slurm test cluster (run scripts/test)")
-    m = JobMount(s3store, tmp_path, executor="slurm")
-    m.mount()
-    try:
+    with JobMount(s3store, tmp_path, executor="slurm").start() as m:
         yield m
-    finally:
-        m.unmount()
 
 
 def test_a_slurm_job_makes_a_new_version(slurm_jobs, name):
@@ -395,9 +364,7 @@ def test_a_slurm_job_gets_only_its_environment_and_private_files(s3store, tmp_pa
             pytest.fail("SLURM_CONF is not set. " + os.environ.get("MODELFS_SLURM_START_ERROR", ""))
         pytest.skip("no Slurm test cluster (run scripts/test)")
     assert os.environ.get("AWS_SECRET_ACCESS_KEY"), "the S3 mount has credentials in its environment"
-    m = JobMount(s3store, tmp_path, executor="slurm", env={CANARY: "leaked"}, train_command=ENV_COMMAND)
-    m.mount()
-    try:
+    with JobMount(s3store, tmp_path, executor="slurm", env={CANARY: "leaked"}, train_command=ENV_COMMAND).start() as m:
         _, job = one_successful_job(m, name)  # it found python3 through the PATH it was given
         env = job_environment(m.p(), job)
         assert env["SLURM_JOB_ID"] == json.load(open(m.p("jobs", job, "spec.json")))["executorID"]
@@ -408,5 +375,3 @@ def test_a_slurm_job_gets_only_its_environment_and_private_files(s3store, tmp_pa
         assert_only_job_variables(env, job, m.env, allowed=slurm | {l.split("=", 1)[0] for l in login.splitlines() if "=" in l})
         assert env["SLURM_EXPORT_ENV"].split(",") == sorted(k for k in env if k.startswith("MODELFS_") or k in ("PATH", "HOME"))
         assert_private_job_files(s3store, job)
-    finally:
-        m.unmount()

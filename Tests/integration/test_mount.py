@@ -9,27 +9,10 @@ import zipfile
 
 import pytest
 
-from conftest import make_file, sha256_file, sh
+from conftest import Store
+from helpers import errno_of, make_file, process_ended, sha256_file, sh, wait_for, xattrs
 
 MiB = 1 << 20
-
-
-def xattrs(path):
-    out = sh("getfattr", "-d", "-e", "text", "--absolute-names", path).stdout
-    attrs = {}
-    for line in out.splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            attrs[k] = v.strip('"')
-    return attrs
-
-
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return 0
 
 
 def test_layout_and_generated_files(mount, name):
@@ -244,28 +227,22 @@ def test_eight_readers_fetch_the_version_once(mount, name, tmp_path):
     assert (mount.store.kind == "local" or size <= fetched) and fetched <= 1.1 * size, fetched
 
 
-def test_the_local_store_is_read_straight_from_its_files(tmp_path, name):
-    from conftest import Mount, Store
+def test_the_local_store_is_read_straight_from_its_files(tmp_path, name, mounts):
     store = Store("local", str(tmp_path / "data"), None)
-    path = str(tmp_path / "m")
     # The daemon's path (with passthrough the kernel reads the file: test_passthrough.py).
-    store.run("mount", path, "--passthrough", "off")
-    try:
-        m = Mount(store, path)
-        model = name()
-        size = 24 * MiB + 5
-        src = make_file(tmp_path / "w.pth", size, seed=5)
-        sh("mkdir", m.p("models", model))
-        sh("cp", str(src), m.p("models", model, "v1.pth"))
-        assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
-        with open(m.p("models", model, "v1.pth"), "rb") as f:
-            assert os.pread(f.fileno(), 100, size - 50) == open(src, "rb").read()[-50:]
-        stats = m.stats()
-        # Served from the object's file (spliced), never copied into the block cache.
-        assert stats["cache.bytes"] == 0
-        assert size <= stats["s3.bytes_fetched"] <= 1.1 * size
-    finally:
-        subprocess.run(["fusermount3", "-u", path])
+    m = mounts(store, "--passthrough", "off", path=tmp_path / "m")
+    model = name()
+    size = 24 * MiB + 5
+    src = make_file(tmp_path / "w.pth", size, seed=5)
+    sh("mkdir", m.p("models", model))
+    sh("cp", str(src), m.p("models", model, "v1.pth"))
+    assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
+    with open(m.p("models", model, "v1.pth"), "rb") as f:
+        assert os.pread(f.fileno(), 100, size - 50) == open(src, "rb").read()[-50:]
+    stats = m.stats()
+    # Served from the object's file (spliced), never copied into the block cache.
+    assert stats["cache.bytes"] == 0
+    assert size <= stats["s3.bytes_fetched"] <= 1.1 * size
 
 
 def test_datasets_copy_in_with_records(mount, tmp_path, name):
@@ -279,18 +256,10 @@ def test_datasets_copy_in_with_records(mount, tmp_path, name):
     assert errno_of(os.open, mount.p("datasets", ds + ".exe"), os.O_WRONLY | os.O_CREAT) == errno.EINVAL
 
 
-def test_unmount_with_fusermount_ends_the_process(store, tmp_path):
-    path = str(tmp_path / "m")
-    out = store.run("mount", path).stdout
-    pid = int(out.split("(pid ")[1].split(",")[0])
-    sh("fusermount3", "-u", path)
-    for _ in range(200):
-        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
-            break
-        import time
-        time.sleep(0.05)
-    else:
-        pytest.fail("the mount process outlived its unmount")
+def test_unmount_with_fusermount_ends_the_process(store, mounts):
+    m = mounts(store)
+    sh("fusermount3", "-u", m.path)
+    wait_for(lambda: process_ended(m.pid), 10, "the mount process to end after its unmount")
 
 
 def test_dup_descriptors_and_rsync_inplace(mount, name, tmp_path):
@@ -325,107 +294,89 @@ def drop_page_cache():
         return False
 
 
-def test_disk_cache_serves_re_reads_beyond_the_memory_budget(s3store, name, tmp_path):
+def test_disk_cache_serves_re_reads_beyond_the_memory_budget(s3store, name, tmp_path, mounts):
     # The disk cache is for remote object storage; the local store reads its own files.
     store = s3store
-    path = str(tmp_path / "m")
-    store.run("mount", path, "--cache-memory", "16", "--cache-dir", str(tmp_path / "cache"), "--cache-size", "512")
-    try:
-        from conftest import Mount
-        m = Mount(store, path)
-        model = name()
-        size = 48 * MiB
-        src = make_file(tmp_path / "w.pth", size, seed=11)
-        sh("mkdir", m.p("models", model))
-        sh("cp", str(src), m.p("models", model, "v1.pth"))
-        assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
-        first = m.stats()
-        assert first["s3.bytes_fetched"] >= size and first["disk_cache.bytes"] >= size
-        if not drop_page_cache():
-            pytest.skip("cannot drop the page cache here")
-        assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
-        second = m.stats()
-        # 48 MiB does not fit in 16 MiB of memory: the re-read came from disk, not object storage.
-        assert second["s3.bytes_fetched"] == first["s3.bytes_fetched"]
-        # Served from the disk copy by the daemon, or — once that copy is whole and checked — by
-        # the kernel from it directly (passthrough), which no daemon counter sees.
-        served = second["disk_cache.bytes_served"] - first["disk_cache.bytes_served"]
-        assert served >= size or second["whole.complete"] >= 1, second
-    finally:
-        subprocess.run(["fusermount3", "-u", path])
+    m = mounts(store, "--cache-memory", "16", "--cache-dir", str(tmp_path / "cache"), "--cache-size", "512")
+    model = name()
+    size = 48 * MiB
+    src = make_file(tmp_path / "w.pth", size, seed=11)
+    sh("mkdir", m.p("models", model))
+    sh("cp", str(src), m.p("models", model, "v1.pth"))
+    assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
+    first = m.stats()
+    assert first["s3.bytes_fetched"] >= size and first["disk_cache.bytes"] >= size
+    if not drop_page_cache():
+        pytest.skip("cannot drop the page cache here")
+    assert sha256_file(m.p("models", model, "v1.pth")) == sha256_file(src)
+    second = m.stats()
+    # 48 MiB does not fit in 16 MiB of memory: the re-read came from disk, not object storage.
+    assert second["s3.bytes_fetched"] == first["s3.bytes_fetched"]
+    # Served from the disk copy by the daemon, or — once that copy is whole and checked — by
+    # the kernel from it directly (passthrough), which no daemon counter sees.
+    served = second["disk_cache.bytes_served"] - first["disk_cache.bytes_served"]
+    assert served >= size or second["whole.complete"] >= 1, second
 
 
-def test_refusals_say_what_posix_tools_expect_and_are_logged(store, name, tmp_path):
+def test_refusals_say_what_posix_tools_expect_and_are_logged(store, name, tmp_path, mounts):
     """`cat` of a model is EISDIR, a path under a version ENOTDIR (the kernel answers both), a
     201-byte name ENAMETOOLONG; each refusal that reaches the mount is one line in its log with the
     operation, the path, the errno and the reason."""
     path = str(tmp_path / "m")
     log = str(tmp_path / "mount.log")
-    store.run("mount", path, "--log-file", log)
-    try:
-        model = name()
-        d = os.path.join(path, "models", model)
-        os.mkdir(d)
-        sh("cp", make_file(str(tmp_path / "w.zip"), 1000), os.path.join(d, "v1.zip"))
-        r = sh("cat", d, check=False)
-        assert r.returncode != 0 and "Is a directory" in r.stderr, r.stderr
-        assert errno_of(os.stat, os.path.join(d, "v1.zip", "inside")) == errno.ENOTDIR
-        assert errno_of(os.mkdir, os.path.join(path, "models", "x" * 201)) == errno.ENAMETOOLONG
-        r = sh("cp", os.path.join(d, "v1.zip"), os.path.join(d, "v2.exe"), check=False)
-        assert r.returncode != 0 and "Invalid argument" in r.stderr
-        text = open(log).read()
-        assert f"create models/{model}/v2.exe: Invalid argument" in text and "unsupported" in text, text
-        assert "mkdir models/" + "x" * 201 + ": File name too long" in text, text
-    finally:
-        subprocess.run(["fusermount3", "-u", path])
+    mounts(store, "--log-file", log, path=path)
+    model = name()
+    d = os.path.join(path, "models", model)
+    os.mkdir(d)
+    sh("cp", make_file(str(tmp_path / "w.zip"), 1000), os.path.join(d, "v1.zip"))
+    r = sh("cat", d, check=False)
+    assert r.returncode != 0 and "Is a directory" in r.stderr, r.stderr
+    assert errno_of(os.stat, os.path.join(d, "v1.zip", "inside")) == errno.ENOTDIR
+    assert errno_of(os.mkdir, os.path.join(path, "models", "x" * 201)) == errno.ENAMETOOLONG
+    r = sh("cp", os.path.join(d, "v1.zip"), os.path.join(d, "v2.exe"), check=False)
+    assert r.returncode != 0 and "Invalid argument" in r.stderr
+    text = open(log).read()
+    assert f"create models/{model}/v2.exe: Invalid argument" in text and "unsupported" in text, text
+    assert "mkdir models/" + "x" * 201 + ": File name too long" in text, text
 
 
-def test_a_version_deleted_under_an_open_reader_is_stale(s3store, name, tmp_path):
+def test_a_version_deleted_under_an_open_reader_is_stale(s3store, name, tmp_path, mounts):
     """`modelfs version rm` from the CLI while the mount reads the version: the next read that
     needs object storage says ESTALE, not ENOENT."""
-    path = str(tmp_path / "m")
-    s3store.run("mount", path, "--cache-memory", "16")
+    path = mounts(s3store, "--cache-memory", "16", path=tmp_path / "m").path
+    model = name()
+    d = os.path.join(path, "models", model)
+    os.mkdir(d)
+    src = make_file(str(tmp_path / "w.zip"), 40 * MiB)
+    sh("cp", src, os.path.join(d, "v1.zip"))
+    sh("cp", src, os.path.join(d, "v2.zip"))
+    fd = os.open(os.path.join(d, "v1.zip"), os.O_RDONLY)
     try:
-        model = name()
-        d = os.path.join(path, "models", model)
-        os.mkdir(d)
-        src = make_file(str(tmp_path / "w.zip"), 40 * MiB)
-        sh("cp", src, os.path.join(d, "v1.zip"))
-        sh("cp", src, os.path.join(d, "v2.zip"))
-        fd = os.open(os.path.join(d, "v1.zip"), os.O_RDONLY)
-        try:
-            os.pread(fd, 4096, 0)
-            s3store.run("version", "rm", model, "v1")
-            assert errno_of(os.pread, fd, 1 << 20, 30 * MiB) == errno.ESTALE
-        finally:
-            os.close(fd)
+        os.pread(fd, 4096, 0)
+        s3store.run("version", "rm", model, "v1")
+        assert errno_of(os.pread, fd, 1 << 20, 30 * MiB) == errno.ESTALE
     finally:
-        subprocess.run(["fusermount3", "-u", path])
+        os.close(fd)
 
 
-def _read_through_a_mount(store, path, model, cache_dir, env=None):
+def _read_through_a_mount(mounts, store, path, model, cache_dir, env=None):
     """Mounts, reads models/<model>/v1.pth whole, unmounts; returns (sha256, .stats)."""
-    from conftest import Mount
-    store.run("mount", path, "--cache-memory", "16", "--cache-dir", cache_dir, env=env or store.env())
-    try:
-        m = Mount(store, path)
+    with mounts(store, "--cache-memory", "16", "--cache-dir", cache_dir, path=path, env=env) as m:
         digest = sha256_file(m.p("models", model, "v1.pth"))
         return digest, m.stats()
-    finally:
-        subprocess.run(["fusermount3", "-u", path])
 
 
-def test_the_disk_cache_is_reused_after_a_remount_and_never_serves_a_bad_block(s3store, name, tmp_path):
+def test_the_disk_cache_is_reused_after_a_remount_and_never_serves_a_bad_block(s3store, name, tmp_path, mounts):
     store = s3store
     model = name()
     size = 40 * MiB
     src = make_file(tmp_path / "w.pth", size, seed=5)
     store.run("import", str(src), "--model", model, "--version", "v1", "--quiet")
     cache = str(tmp_path / "cache")
-    digest, first = _read_through_a_mount(store, str(tmp_path / "m"), model, cache)
+    digest, first = _read_through_a_mount(mounts, store, str(tmp_path / "m"), model, cache)
     assert digest == sha256_file(src) and first["s3.bytes_fetched"] >= size
     # A remount (or a restart of the node) reads it from the cache: under 10% from object storage.
-    digest, second = _read_through_a_mount(store, str(tmp_path / "m"), model, cache)
+    digest, second = _read_through_a_mount(mounts, store, str(tmp_path / "m"), model, cache)
     assert digest == sha256_file(src)
     assert second["s3.bytes_fetched"] < size // 10, second
     # A byte flipped in the cached copy: that block is dropped and fetched again, never served.
@@ -436,15 +387,14 @@ def test_the_disk_cache_is_reused_after_a_remount_and_never_serves_a_bad_block(s
         b = f.read(1)
         f.seek(7 * MiB + 3)
         f.write(bytes([b[0] ^ 0xFF]))
-    digest, third = _read_through_a_mount(store, str(tmp_path / "m"), model, cache)
+    digest, third = _read_through_a_mount(mounts, store, str(tmp_path / "m"), model, cache)
     assert digest == sha256_file(src)
     assert third["disk_cache.blocks_dropped"] >= 1 and 0 < third["s3.bytes_fetched"] < size // 10, third
 
 
-def test_two_catalogs_sharing_a_cache_dir_each_read_their_own_bytes(s3store, name, tmp_path):
+def test_two_catalogs_sharing_a_cache_dir_each_read_their_own_bytes(s3store, name, tmp_path, mounts):
     """Two stores (own data dir, own bucket) with the same model and version names and different
     bytes, one node-wide cache dir: a re-read of each returns its own weights."""
-    from conftest import Store
     first = s3store
     second = Store("s3", str(tmp_path / "data2"), first.endpoint)  # a bucket of its own
     second_env = second.env()
@@ -455,8 +405,8 @@ def test_two_catalogs_sharing_a_cache_dir_each_read_their_own_bytes(s3store, nam
     second.run("import", str(b), "--model", model, "--version", "v1", "--quiet", env=second_env)
     cache = str(tmp_path / "cache")
     for _ in range(2):
-        assert _read_through_a_mount(first, str(tmp_path / "m1"), model, cache)[0] == sha256_file(a)
-        assert _read_through_a_mount(second, str(tmp_path / "m2"), model, cache, env=second_env)[0] == sha256_file(b)
+        assert _read_through_a_mount(mounts, first, str(tmp_path / "m1"), model, cache)[0] == sha256_file(a)
+        assert _read_through_a_mount(mounts, second, str(tmp_path / "m2"), model, cache, env=second_env)[0] == sha256_file(b)
 
 
 def _cache_name(sha256, size):
@@ -465,7 +415,7 @@ def _cache_name(sha256, size):
     return format(int.from_bytes(digest[:8], "big") & ~(1 << 63), "x")
 
 
-def test_a_cached_block_moved_under_another_versions_name_is_refused(s3store, name, tmp_path):
+def test_a_cached_block_moved_under_another_versions_name_is_refused(s3store, name, tmp_path, mounts):
     """The attack: the cache files of version A moved under version B's name (same size). A read
     of B through a new mount returns B's bytes (sha256sum), the moved blocks dropped and fetched again."""
     store = s3store
@@ -477,23 +427,17 @@ def test_a_cached_block_moved_under_another_versions_name_is_refused(s3store, na
     store.run("import", str(b), "--model", model, "--version", "v2", "--quiet")
     cache = str(tmp_path / "cache")
     objects = os.path.join(cache, "objects")
-    digest, _ = _read_through_a_mount(store, str(tmp_path / "m"), model, cache)
+    digest, _ = _read_through_a_mount(mounts, store, str(tmp_path / "m"), model, cache)
     assert digest == sha256_file(a)
     a_name, b_name = _cache_name(sha256_file(a), size), _cache_name(sha256_file(b), size)
     assert sorted(os.listdir(objects)) == [a_name + ".data", a_name + ".idx"]
     for ext in (".data", ".idx"):
         os.rename(os.path.join(objects, a_name + ext), os.path.join(objects, b_name + ext))
-    path = str(tmp_path / "m")
-    store.run("mount", path, "--cache-memory", "16", "--cache-dir", cache)
-    try:
-        from conftest import Mount
-        m = Mount(store, path)
-        out = sh("sha256sum", m.p("models", model, "v2.pth")).stdout.split()[0]
-        assert out == sha256_file(b)
-        stats = m.stats()
-        assert stats["disk_cache.blocks_dropped"] >= 1 and stats["s3.bytes_fetched"] >= size, stats
-    finally:
-        subprocess.run(["fusermount3", "-u", path])
+    m = mounts(store, "--cache-memory", "16", "--cache-dir", cache, path=tmp_path / "m")
+    out = sh("sha256sum", m.p("models", model, "v2.pth")).stdout.split()[0]
+    assert out == sha256_file(b)
+    stats = m.stats()
+    assert stats["disk_cache.blocks_dropped"] >= 1 and stats["s3.bytes_fetched"] >= size, stats
 
 
 def _access(path, mode):

@@ -10,50 +10,24 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import Store, is_mounted, make_file, new_bucket, s3_client, sha256_file, sh
+from conftest import Store, new_bucket, s3_client
+from helpers import is_mounted, make_file, mounts_at, sha256_file, sh, xattr
 
 MiB = 1 << 20
-
-
-def mount_pid(out):
-    return int(out.split("(pid ")[1].split(",")[0])
-
-
-def unmount(path, pid=None):
-    """Unmounts (lazily if need be) and, given its pid, waits for the mount process to end: it
-    writes the last manifests on its way out."""
-    if is_mounted(path) and subprocess.run(["fusermount3", "-u", path]).returncode != 0:
-        subprocess.run(["fusermount3", "-uz", path])
-    deadline = time.time() + 60
-    while pid and time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-
-
-def mounts_at(path):
-    with open("/proc/self/mounts") as f:
-        return sum(1 for line in f if line.split()[1] == path)
-
-
-def xattr(path, name):
-    return sh("getfattr", "-n", f"user.modelfs.{name}", "--only-values", path).stdout
 
 
 def owner(store):
     return json.loads(store.get_object(".catalog/.owner.json"))
 
 
-def test_second_mount_is_refused_naming_the_pid_and_the_live_upload_is_unharmed(store, name, tmp_path):
-    first, second = str(tmp_path / "m1"), str(tmp_path / "m2")
-    pid = mount_pid(store.run("mount", first).stdout)
+def test_second_mount_is_refused_naming_the_pid_and_the_live_upload_is_unharmed(store, name, tmp_path, mounts):
+    first = mounts(store, path=tmp_path / "m1")
+    pid = first.pid
     writer = None
     try:
         model = name()
-        os.mkdir(os.path.join(first, "models", model))
-        target = os.path.join(first, "models", model, "v1.pt")
+        os.mkdir(first.p("models", model))
+        target = first.p("models", model, "v1.pt")
         # A slow writer: dd from a pipe, 10 MiB in (a multipart upload with a part stored), then waiting.
         head, tail = os.urandom(10 * MiB), os.urandom(5 * MiB + 7)
         writer = subprocess.Popen(["dd", f"of={target}", "bs=1M", "iflag=fullblock"], stdin=subprocess.PIPE,
@@ -65,7 +39,8 @@ def test_second_mount_is_refused_naming_the_pid_and_the_live_upload_is_unharmed(
             time.sleep(0.05)
         assert xattr(target, "status") == "uploading"
 
-        again = store.run("mount", second, check=False)
+        second = str(tmp_path / "m2")
+        again = mounts(store, path=second, check=False).result
         assert again.returncode == 1
         assert f"pid {pid}" in again.stderr and "in use" in again.stderr, again.stderr
         assert not is_mounted(second) and not os.path.exists(second), "refused before anything changed"
@@ -88,39 +63,31 @@ def test_second_mount_is_refused_naming_the_pid_and_the_live_upload_is_unharmed(
     finally:
         if writer:
             writer.kill()
-        unmount(first, pid)
-        unmount(second)
+        first.unmount()
     # With the mount gone, the lock is free again.
     store.run("gc", "--older-than", "0")
 
 
-def test_mounting_onto_or_inside_a_live_mount_is_refused(store, tmp_path):
-    path = str(tmp_path / "m")
-    pid = mount_pid(store.run("mount", path).stdout)
-    try:
-        other = dict(store.env(), MODELFS_DATA_DIR=str(tmp_path / "other"))
-        onto = store.run("mount", path, env=other, check=False)
-        assert onto.returncode == 1 and "already a modelfs mount" in onto.stderr, onto.stderr
-        inside = store.run("mount", os.path.join(path, "models"), env=other, check=False)
-        assert inside.returncode == 1 and "inside the modelfs mount" in inside.stderr, inside.stderr
-        assert mounts_at(path) == 1
-        assert not os.path.exists(str(tmp_path / "other")), "refused before anything changed"
-    finally:
-        unmount(path, pid)
+def test_mounting_onto_or_inside_a_live_mount_is_refused(store, tmp_path, mounts):
+    m = mounts(store, path=tmp_path / "m")
+    other = dict(store.env(), MODELFS_DATA_DIR=str(tmp_path / "other"))
+    onto = mounts(store, path=m.path, env=other, check=False).result
+    assert onto.returncode == 1 and "already a modelfs mount" in onto.stderr, onto.stderr
+    inside = mounts(store, path=m.p("models"), env=other, check=False).result
+    assert inside.returncode == 1 and "inside the modelfs mount" in inside.stderr, inside.stderr
+    assert mounts_at(m.path) == 1
+    assert not os.path.exists(str(tmp_path / "other")), "refused before anything changed"
 
 
-def test_a_data_dir_inside_the_mountpoint_is_refused(store, tmp_path):
+def test_a_data_dir_inside_the_mountpoint_is_refused(store, tmp_path, mounts):
     path = str(tmp_path / "m")
     env = dict(store.env(), MODELFS_DATA_DIR=os.path.join(path, "data"))
-    p = store.run("mount", path, env=env, check=False)
-    try:
-        assert p.returncode == 1 and "is inside the mountpoint" in p.stderr, p.stderr
-        assert not is_mounted(path) and not os.path.exists(path)
-    finally:
-        unmount(path)
+    p = mounts(store, path=path, env=env, check=False).result
+    assert p.returncode == 1 and "is inside the mountpoint" in p.stderr, p.stderr
+    assert not is_mounted(path) and not os.path.exists(path)
 
 
-def test_two_catalogs_on_one_bucket_the_second_is_refused_and_deletes_nothing(s3store, name, tmp_path):
+def test_two_catalogs_on_one_bucket_the_second_is_refused_and_deletes_nothing(s3store, name, tmp_path, mounts):
     model = name()
     src = make_file(tmp_path / "a.zip", 3 * MiB, seed=1)
     s3store.run("import", str(src), "--model", model, "--quiet")
@@ -133,13 +100,9 @@ def test_two_catalogs_on_one_bucket_the_second_is_refused_and_deletes_nothing(s3
         p = second.run(*args, check=False)
         assert p.returncode == 1, (args, p.stdout)
         assert f"bucket {s3store.bucket} belongs to catalog {claim['catalog']}" in p.stderr, (args, p.stderr)
-    path = str(tmp_path / "m")
-    p = second.run("mount", path, check=False)
-    try:
-        assert p.returncode == 1 and not is_mounted(path)
-        assert f"belongs to catalog {claim['catalog']}" in open(os.path.join(second.data_dir, "mount.log")).read()
-    finally:
-        unmount(path)
+    refused = mounts(second, path=tmp_path / "m", check=False)
+    assert refused.result.returncode == 1 and not is_mounted(refused.path)
+    assert f"belongs to catalog {claim['catalog']}" in refused.log()
     assert s3store.keys() == keys, "nothing written, nothing deleted"
     assert owner(s3store) == claim
     assert s3store.versions(model)["v1"]["status"] == "ready"
@@ -171,7 +134,7 @@ def test_an_object_at_the_natural_key_is_not_overwritten(store, name, tmp_path):
     assert store.get_object(f"{model}/v1.zip") == b"not modelfs's"
 
 
-def test_sixteen_parallel_copies_and_datasets_then_recover_loses_nothing(s3store, name, tmp_path):
+def test_sixteen_parallel_copies_and_datasets_then_recover_loses_nothing(s3store, name, tmp_path, mounts):
     """Three models, each with 16 copies through one mount at once (some multipart, some not),
     datasets copied, renamed and deleted; unmount; recover into an empty data dir: every version
     ready with its sha256, the datasets as they were; then gc --delete-orphans deletes nothing."""
@@ -181,8 +144,7 @@ def test_sixteen_parallel_copies_and_datasets_then_recover_loses_nothing(s3store
     srcs = {i: make_file(tmp_path / f"s{i}.pt", (9 * MiB if i % 8 == 0 else (i % 3 + 1) * MiB // 2) + i, seed=i) for i in range(16)}
     want = {i: sha256_file(p) for i, p in srcs.items()}
     data = {n: make_file(tmp_path / f"{n}.jsonl", 100_000 + n, seed=100 + n) for n in range(3)}
-    pid = mount_pid(s3store.run("mount", path).stdout)
-    try:
+    with mounts(s3store, path=path):
         for model in models:
             os.mkdir(os.path.join(path, "models", model))
             with ThreadPoolExecutor(16) as pool:
@@ -193,8 +155,6 @@ def test_sixteen_parallel_copies_and_datasets_then_recover_loses_nothing(s3store
             sh("cp", str(src), os.path.join(path, "datasets", f"qa{n}.jsonl"))
         os.rename(os.path.join(path, "datasets", "qa1.jsonl"), os.path.join(path, "datasets", "renamed.jsonl"))
         os.remove(os.path.join(path, "datasets", "qa2.jsonl"))
-    finally:
-        unmount(path, pid)
     keys = s3store.keys()
     claim = owner(s3store)
 
@@ -223,7 +183,7 @@ def test_sixteen_parallel_copies_and_datasets_then_recover_loses_nothing(s3store
     assert owner(s3store) == claim
 
 
-def test_a_mount_starting_spares_an_upload_whose_writer_still_runs(store, tmp_path):
+def test_a_mount_starting_spares_an_upload_whose_writer_still_runs(store, tmp_path, mounts):
     """`modelfs dataset add` reading a pipe beside the store, for what looks like an hour (its row
     made older by hand): a mount starting meanwhile sweeps interrupted uploads, and must leave this
     one alone; the writer then finishes and the dataset is ready with its sha256."""
@@ -231,7 +191,6 @@ def test_a_mount_starting_spares_an_upload_whose_writer_still_runs(store, tmp_pa
     os.mkfifo(fifo)
     adder = store.popen("dataset", "add", fifo, "--name", "slow")
     path = str(tmp_path / "m")
-    pid = None
     try:
         lines = b"".join(b'{"q": %d}\n' % i for i in range(200_000))
         with open(fifo, "wb") as pipe:
@@ -244,7 +203,7 @@ def test_a_mount_starting_spares_an_upload_whose_writer_still_runs(store, tmp_pa
             assert status() == "uploading"
             with sqlite3.connect(store.db) as c:
                 c.execute("UPDATE datasets SET modified = modified - 3600 WHERE name = 'slow'")
-            pid = mount_pid(store.run("mount", path).stdout)
+            mounts(store, path=path)
             assert xattr(os.path.join(path, "datasets", "slow.jsonl"), "status") == "uploading"
             pipe.write(lines[len(lines) // 2:])
         out, err = adder.communicate(timeout=120)
@@ -254,4 +213,3 @@ def test_a_mount_starting_spares_an_upload_whose_writer_still_runs(store, tmp_pa
     finally:
         if adder.poll() is None:
             adder.kill()
-        unmount(path, pid)

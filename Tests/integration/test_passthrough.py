@@ -4,16 +4,15 @@ through the daemon. Passthrough on and off give the same bytes (sha256sum, mmap,
 `.stats`' read counter shows which path served them (the local store counts every byte the daemon
 reads from its files); several opens of one file at once share its backing file; a version deleted
 while open; a mount by a user who is not root falls back to the daemon path."""
-import errno
 import hashlib
 import mmap
 import os
 import subprocess
-import time
 
 import pytest
 
-from conftest import Mount, is_mounted, make_file, sh, sha256_file
+from conftest import Store
+from helpers import MODELFS, make_file, sh, sha256_file
 
 MiB = 1 << 20
 
@@ -28,30 +27,16 @@ def weights(path, seed=0):
     return tensors
 
 
-class Mounted:
-    """A mount of `store` with `--passthrough MODE`, unmounted on exit whatever happens."""
-
-    def __init__(self, store, path, mode, *extra):
-        self.store, self.path, self.mode, self.extra = store, str(path), mode, extra
-        self.log = self.path + ".log"
-
-    def __enter__(self):
-        self.store.run("mount", self.path, "--passthrough", self.mode, "--log-file", self.log, *self.extra)
-        assert is_mounted(self.path)
-        m = Mount(self.store, self.path)
-        m.said = self.said  # what the mount logged
+@pytest.fixture
+def mounted(mounts):
+    """`with mounted(store, path, mode, *extra) as m`: a mount of `store` with `--passthrough MODE`,
+    unmounted on exit whatever happens; `m.said()` is what it logged."""
+    def mount(store, path, mode, *extra):
+        log = str(path) + ".log"
+        m = mounts(store, "--passthrough", mode, "--log-file", log, *extra, path=path)
+        m.said = lambda: open(log).read()
         return m
-
-    def __exit__(self, *_):
-        if subprocess.run(["fusermount3", "-u", self.path]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", self.path])
-        deadline = time.time() + 10
-        while is_mounted(self.path) and time.time() < deadline:
-            time.sleep(0.05)
-
-    def said(self):
-        with open(self.log) as f:
-            return f.read()
+    return mount
 
 
 def require_passthrough(m):
@@ -77,8 +62,7 @@ def read_all_ways(m, rel, tensors):
     return digest, mapped
 
 
-def test_passthrough_on_and_off_read_the_same_bytes_and_on_the_daemon_reads_none(tmp_path, name):
-    from conftest import Store
+def test_passthrough_on_and_off_read_the_same_bytes_and_on_the_daemon_reads_none(tmp_path, name, mounted):
     store = Store("local", str(tmp_path / "data"))
     model = name()
     src = tmp_path / "w.safetensors"
@@ -88,24 +72,23 @@ def test_passthrough_on_and_off_read_the_same_bytes_and_on_the_daemon_reads_none
     size = os.path.getsize(src)
     rel = ("models", model, "v1.safetensors")
 
-    with Mounted(store, tmp_path / "on", "auto") as m:
+    with mounted(store, tmp_path / "on", "auto") as m:
         require_passthrough(m)
         before = m.stats()["s3.bytes_fetched"]
         assert read_all_ways(m, rel, tensors) == (expected, expected)
         # The kernel read the store's file itself: not one byte came through the daemon.
         assert m.stats()["s3.bytes_fetched"] == before
 
-    with Mounted(store, tmp_path / "off", "off") as m:
+    with mounted(store, tmp_path / "off", "off") as m:
         before = m.stats()["s3.bytes_fetched"]
         assert read_all_ways(m, rel, tensors) == (expected, expected)
         assert m.stats()["s3.bytes_fetched"] - before >= size
         assert "passthrough on" not in m.said() and "passthrough off" not in m.said()
 
 
-def test_opens_of_one_file_at_once_share_its_backing_file(tmp_path, name):
+def test_opens_of_one_file_at_once_share_its_backing_file(tmp_path, name, mounted):
     """The kernel passes an inode through to one backing file: a second open registering its own
     would fail with EIO. Opens overlap, close in any order, and the file opens again afterwards."""
-    from conftest import Store
     store = Store("local", str(tmp_path / "data"))
     model = name()
     src = make_file(str(tmp_path / "w.pth"), 24 * MiB, seed=3)
@@ -113,7 +96,7 @@ def test_opens_of_one_file_at_once_share_its_backing_file(tmp_path, name):
     expected = sha256_file(src)
     with open(src, "rb") as f:
         want = f.read()
-    with Mounted(store, tmp_path / "m", "auto") as m:
+    with mounted(store, tmp_path / "m", "auto") as m:
         require_passthrough(m)
         p = m.p("models", model, "v1.pth")
         before = m.stats()["s3.bytes_fetched"]
@@ -138,12 +121,11 @@ def test_opens_of_one_file_at_once_share_its_backing_file(tmp_path, name):
 
 
 @pytest.mark.parametrize("mode", ["auto", "off"])
-def test_a_local_version_deleted_while_open_keeps_its_bytes_for_that_open(tmp_path, name, mode):
+def test_a_local_version_deleted_while_open_keeps_its_bytes_for_that_open(tmp_path, name, mode, mounted):
     """The local store's reader holds the object's file open: a version deleted under it keeps
     answering with its bytes, through the daemon or passing through (the kernel holds the same
     file); a new open finds no file. (On S3 a read that needs the store says ESTALE:
     test_mount.py's test_a_version_deleted_under_an_open_reader_is_stale.)"""
-    from conftest import Store
     store = Store("local", str(tmp_path / "data"))
     model = name()
     src = make_file(str(tmp_path / "w.pth"), 40 * MiB, seed=4)
@@ -151,7 +133,7 @@ def test_a_local_version_deleted_while_open_keeps_its_bytes_for_that_open(tmp_pa
     store.run("import", src, "--model", model, "--version", "v2", "--quiet")
     with open(src, "rb") as f:
         want = f.read()
-    with Mounted(store, tmp_path / "m", mode) as m:
+    with mounted(store, tmp_path / "m", mode) as m:
         p = m.p("models", model, "v1.pth")
         fd = os.open(p, os.O_RDONLY)
         mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)  # mapped before, its pages faulted in after
@@ -168,7 +150,7 @@ def test_a_local_version_deleted_while_open_keeps_its_bytes_for_that_open(tmp_pa
 
 
 @pytest.mark.every_s3
-def test_s3_versions_read_the_same_with_passthrough_on_and_off(s3store, name, tmp_path):
+def test_s3_versions_read_the_same_with_passthrough_on_and_off(s3store, name, tmp_path, mounted):
     """Through the disk cache, cold then after a remount (the copy complete: passthrough where the
     read path offers its file), with passthrough on and off: the same bytes, mapped or read."""
     model = name()
@@ -180,17 +162,16 @@ def test_s3_versions_read_the_same_with_passthrough_on_and_off(s3store, name, tm
     for mode in ("auto", "off"):
         cache = str(tmp_path / f"cache-{mode}")
         for run in range(2):
-            with Mounted(s3store, tmp_path / f"m-{mode}-{run}", mode, "--cache-dir", cache) as m:
+            with mounted(s3store, tmp_path / f"m-{mode}-{run}", mode, "--cache-dir", cache) as m:
                 assert read_all_ways(m, rel, tensors) == (expected, expected)
 
 
-def test_a_mount_by_a_user_who_is_not_root_reads_through_the_daemon(tmp_path, name):
+def test_a_mount_by_a_user_who_is_not_root_reads_through_the_daemon(tmp_path, name, mounts):
     """Only a server with CAP_SYS_ADMIN may hand files to the kernel: a user's mount says once that
     passthrough is off, and reads the same bytes through the daemon (mounted with Debian's
     fusermount3, beside the newer libfuse linked into modelfs)."""
     import pwd
     import tempfile
-    from conftest import MODELFS, Store
     if os.geteuid() != 0:
         pytest.skip("needs root to make a user")
     if not os.access("/dev/fuse", os.R_OK | os.W_OK) or os.stat("/dev/fuse").st_mode & 0o006 != 0o006:
@@ -212,15 +193,11 @@ def test_a_mount_by_a_user_who_is_not_root_reads_through_the_daemon(tmp_path, na
     model = name()
     r = as_user(*env, MODELFS, "import", src, "--model", model, "--version", "v1", "--quiet")
     assert r.returncode == 0, r.stderr
-    r = as_user(*env, MODELFS, "mount", mnt)
-    assert r.returncode == 0, r.stderr
     try:
-        r = as_user("sha256sum", os.path.join(mnt, "models", model, "v1.pth"))
-        assert r.returncode == 0 and r.stdout.split()[0] == sha256_file(src), r.stderr
-        log = open(os.path.join(store.data_dir, "mount.log")).read()
-        assert log.count("passthrough off") == 1 and "CAP_SYS_ADMIN" in log, log
+        with mounts(store, path=mnt, user=user, timeout=120) as m:
+            r = as_user("sha256sum", m.p("models", model, "v1.pth"))
+            assert r.returncode == 0 and r.stdout.split()[0] == sha256_file(src), r.stderr
+            log = m.log()
+            assert log.count("passthrough off") == 1 and "CAP_SYS_ADMIN" in log, log
     finally:
-        as_user("fusermount3", "-u", mnt)
-        if is_mounted(mnt):
-            subprocess.run(["fusermount3", "-uz", mnt])
         subprocess.run(["rm", "-rf", top])

@@ -3,13 +3,11 @@ checking signatures): what the issue's "Done means" asks of them. A 40 MiB impor
 finished with --resume (also after a --resume that failed), a 40 MiB cp through the mount: ready,
 with no multipart upload left. A CompleteMultipartUpload that S3 carried out but whose answer was
 lost ends ready; one answered 200 with an <Error> body ends failed with no object and no upload."""
-import os
 
 import pytest
 
-from conftest import make_file, sha256_file, sh
-from test_cli import wait_for_parts
-from test_faults import mounted, proxy  # noqa: F401 (proxy is a fixture)
+from helpers import bucket_state, make_file, sh, sha256_file, wait_for_parts, xattr
+from test_faults import proxy  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.every_s3
 
@@ -23,11 +21,6 @@ def is_complete(method, target, headers):
 
 def via(store, proxy, **extra):
     return store.env(MODELFS_ENDPOINT=proxy.endpoint, **extra)
-
-
-def bucket_state(store, model):
-    """Objects and multipart uploads under `model/`, asked of the server itself."""
-    return store.keys(model + "/"), store.multipart_uploads(model + "/")
 
 
 def test_a_40mib_import_is_ready_and_byte_identical(s3store, name, tmp_path):
@@ -49,7 +42,7 @@ def test_an_interrupted_import_finishes_with_resume_even_after_a_failed_resume(s
     src = make_file(tmp_path / "w.ckpt", SIZE, seed=4)
     proc = s3store.popen("import", str(src), "--model", model, "--quiet")
     try:
-        wait_for_parts(s3store.data_dir, s3store.db_file, 2, proc)
+        wait_for_parts(s3store, 2, proc)
     finally:
         proc.kill()
         proc.wait()
@@ -66,14 +59,14 @@ def test_an_interrupted_import_finishes_with_resume_even_after_a_failed_resume(s
     assert bucket_state(s3store, model) == ([f"{model}/v1.ckpt"], [])
 
 
-def test_a_40mib_cp_through_the_mount_is_ready(s3store, name, tmp_path):
+def test_a_40mib_cp_through_the_mount_is_ready(s3store, name, tmp_path, mounts):
     model = name("compat")
     src = make_file(tmp_path / "w.zip", SIZE, seed=5)
-    with mounted(s3store, tmp_path / "mnt", s3store.env()) as path:  # unmounts whatever happens
-        sh("mkdir", os.path.join(path, "models", model))
-        target = os.path.join(path, "models", model, "v1.zip")
+    with mounts(s3store, "--cache-dir", "none") as m:
+        sh("mkdir", m.p("models", model))
+        target = m.p("models", model, "v1.zip")
         sh("cp", str(src), target)
-        assert os.getxattr(target, "user.modelfs.status").decode() == "ready"
+        assert xattr(target, "status") == "ready"
         assert sha256_file(target) == sha256_file(src)
     assert s3store.versions(model)["v1"]["status"] == "ready"
     assert bucket_state(s3store, model) == ([f"{model}/v1.zip"], [])

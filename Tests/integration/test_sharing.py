@@ -3,19 +3,17 @@ what a user may read, change and run is decided by owners and modes (the kernel 
 default_permissions); chmod, chown and chgrp follow Unix rules; jobs run as the user who asked;
 rsync -a and cp -p into the mount exit 0; owners, modes and aliases survive a remount; the
 audit trail says who did what."""
-import errno
 import grp
 import json
 import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
-from conftest import is_mounted, make_file, sh, sha256_file
+from helpers import make_file, sh, sha256_file, shared_top
 
 # The registry is the same whatever S3 holds the bytes: on every S3 implementation the suite starts.
 pytestmark = pytest.mark.every_s3
@@ -70,34 +68,17 @@ def refused(p, *reasons):
 
 
 @pytest.fixture
-def shared(store, tmp_path):
+def shared(store, tmp_path, mounts):
     if os.geteuid() != 0:
         pytest.skip("needs root: useradd, and a mount others may use")
     bob, eve, team = ensure_users()
-    # Somewhere every user can reach (pytest's own temp dirs are private to root).
-    top = tempfile.mkdtemp(prefix="modelfs-share-", dir="/tmp")
-    os.chmod(top, 0o711)
-    store.data_dir = os.path.join(top, "data")
-    mnt = os.path.join(top, "mnt")
-    os.makedirs(mnt)
-    os.chmod(mnt, 0o755)
-
-    def mount(*extra):
-        store.run("mount", mnt, "--allow-other", "--train-command", TRAIN, *extra)
-        assert is_mounted(mnt)
-
-    def unmount():
-        if subprocess.run(["fusermount3", "-u", mnt]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", mnt])
-        deadline = time.time() + 10
-        while is_mounted(mnt) and time.time() < deadline:
-            time.sleep(0.05)
-
-    mount()
+    top, mnt = shared_top(store, "modelfs-share-")
     try:
-        yield store, mnt, bob, eve, team, (mount, unmount), tmp_path
+        with mounts(store, "--allow-other", "--train-command", TRAIN, path=mnt) as m:
+            def mount(*extra):
+                m.start("--allow-other", "--train-command", TRAIN, *extra)
+            yield store, mnt, bob, eve, team, (mount, m.unmount), tmp_path
     finally:
-        unmount()
         shutil.rmtree(top, ignore_errors=True)
 
 

@@ -1,6 +1,5 @@
 """A full disk, and many writers, readers and listings at once."""
 import concurrent.futures
-import hashlib
 import os
 import sqlite3
 import subprocess
@@ -8,7 +7,8 @@ import time
 
 import pytest
 
-from conftest import Store, is_mounted, make_file, sha256_file, sh
+from conftest import Store
+from helpers import make_file, sha256_file, sh
 
 MiB = 1 << 20
 
@@ -26,11 +26,11 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(d)])
 
 
-def test_a_full_disk_gives_a_clear_error_and_a_sound_catalog(small_disk, tmp_path, name):
+def test_a_full_disk_gives_a_clear_error_and_a_sound_catalog(small_disk, tmp_path, name, mounts):
     store = Store("local", os.path.join(small_disk, "data"))
     path = str(tmp_path / "m")
-    store.run("mount", path)
-    try:
+    m = mounts(store, path=path)
+    with m:
         model = name()
         d = os.path.join(path, "models", model)
         os.mkdir(d)
@@ -45,29 +45,22 @@ def test_a_full_disk_gives_a_clear_error_and_a_sound_catalog(small_disk, tmp_pat
         status = subprocess.run(["getfattr", "-n", "user.modelfs.status", "--only-values", os.path.join(d, "v2.pt")],
                                 capture_output=True, text=True).stdout
         assert status in ("failed", "")  # failed, or never recorded
-    finally:
-        if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", path])
     with sqlite3.connect(os.path.join(store.data_dir, "catalog.db")) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert c.execute("SELECT status FROM versions WHERE name = 'v1'").fetchone()[0] == "ready"
         assert c.execute("SELECT count(*) FROM versions WHERE status = 'ready' AND name = 'v2'").fetchone()[0] == 0
     # Space comes back: the next copy works.
     store.run("version", "rm", model, "v2", check=False)
-    store.run("mount", path)
-    try:
-        sh("cp", str(small), os.path.join(path, "models", model, "v3.pt"))
-        assert sha256_file(os.path.join(path, "models", model, "v3.pt")) == sha256_file(small)
-    finally:
-        subprocess.run(["fusermount3", "-u", path])
+    m.start()
+    sh("cp", str(small), os.path.join(path, "models", model, "v3.pt"))
+    assert sha256_file(os.path.join(path, "models", model, "v3.pt")) == sha256_file(small)
 
 
-def test_sixteen_writers_sixteen_readers_and_listings_for_a_while(store, name, tmp_path):
+def test_sixteen_writers_sixteen_readers_and_listings_for_a_while(store, name, tmp_path, mounts):
     seconds = float(os.environ.get("MODELFS_STRESS_SECONDS", "60" if store.kind == "s3" else "20"))
     path = str(tmp_path / "m")
-    store.run("mount", path)
     errors = []
-    try:
+    with mounts(store, path=path):
         model = name()
         d = os.path.join(path, "models", model)
         os.mkdir(d)
@@ -123,9 +116,6 @@ def test_sixteen_writers_sixteen_readers_and_listings_for_a_while(store, name, t
         assert not errors, errors[:5]
         assert not any("database is locked" in e for e in errors)
         assert sum(done[:16]) >= 16
-    finally:
-        if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
-            subprocess.run(["fusermount3", "-uz", path])
     db = store.db
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -5,11 +5,10 @@ On every S3 implementation: a fast one (RGW) lets the kernel's readahead run fur
 import hashlib
 import os
 import subprocess
-import time
 
 import pytest
 
-from conftest import Mount, is_mounted, sh
+from helpers import sh
 
 pytestmark = pytest.mark.every_s3
 
@@ -31,75 +30,35 @@ def model_file(tmp_path):
     return tensors_file(tmp_path, 48, 2)  # 96 MiB
 
 
-def mounted(store, path):
-    store.run("mount", path)
-    assert is_mounted(path)
-    return Mount(store, path)
-
-
-def unmount(path):
-    if subprocess.run(["fusermount3", "-u", path]).returncode != 0:
-        subprocess.run(["fusermount3", "-uz", path])
-    deadline = time.time() + 10
-    while is_mounted(path) and time.time() < deadline:
-        time.sleep(0.05)
-
-
 def load_sums(path):
     from safetensors.numpy import load_file
     return {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in load_file(path).items()}
 
 
-def settled(m, key="s3.bytes_fetched"):
-    """The counter once the kernel's asynchronous readahead (which a reader does not wait for) has landed."""
-    last, deadline = m.stats().get(key), time.time() + 30
-    while time.time() < deadline:
-        time.sleep(0.5)
-        now = m.stats().get(key)
-        if now == last:
-            return now
-        last = now
-    return last
-
-
-def wait_for(m, key, value):
-    deadline = time.time() + 60
-    while m.stats().get(key) != value and time.time() < deadline:
-        time.sleep(0.1)
-    return m.stats().get(key)
-
-
-def test_load_file_fetches_the_version_once_and_a_remount_fetches_nothing(s3store, name, tmp_path, model_file):
+def test_load_file_fetches_the_version_once_and_a_remount_fetches_nothing(s3store, name, mounts, model_file):
     src, sums = model_file
-    path = str(tmp_path / "mnt")
     model = name()
     s3store.run("import", str(src), "--model", model, "--version", "v1")
-    m = mounted(s3store, path)
-    try:
-        target = m.p("models", model, "v1.safetensors")
-        assert load_sums(target) == sums
-        st = m.stats()
-        assert st["whole.fetches"] == 1
-        assert wait_for(m, "whole.complete", 1) == 1
-        size = os.path.getsize(src)
-        fetched = m.stats()["s3.bytes_fetched"]
-        assert size <= fetched <= 1.1 * size, fetched
-        # Read again by a second loader in the same mount: nothing more is fetched.
-        assert hashlib.sha256(open(target, "rb").read()).hexdigest() == hashlib.sha256(src.read_bytes()).hexdigest()
-        assert m.stats()["s3.bytes_fetched"] == fetched
-    finally:
-        unmount(path)
-    m = mounted(s3store, path)
-    try:
-        sh("sh", "-c", "echo 3 > /proc/sys/vm/drop_caches", check=False)
-        assert load_sums(m.p("models", model, "v1.safetensors")) == sums
-        assert m.stats()["s3.bytes_fetched"] == 0, "the disk cache's copy is not fetched again"
-        assert m.stats()["disk_cache.blocks_dropped"] == 0
-        # Its complete record is trusted at the first open: whole at once (passthrough when the
-        # kernel offers it), not re-read block by block to check it first.
-        assert m.stats()["disk_cache.bytes_served"] == 0
-    finally:
-        unmount(path)
+    m = mounts(s3store)
+    target = m.p("models", model, "v1.safetensors")
+    assert load_sums(target) == sums
+    st = m.stats()
+    assert st["whole.fetches"] == 1
+    assert m.wait_stat("whole.complete", 1) == 1
+    size = os.path.getsize(src)
+    fetched = m.stats()["s3.bytes_fetched"]
+    assert size <= fetched <= 1.1 * size, fetched
+    # Read again by a second loader in the same mount: nothing more is fetched.
+    assert hashlib.sha256(open(target, "rb").read()).hexdigest() == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert m.stats()["s3.bytes_fetched"] == fetched
+    m.remount()
+    sh("sh", "-c", "echo 3 > /proc/sys/vm/drop_caches", check=False)
+    assert load_sums(m.p("models", model, "v1.safetensors")) == sums
+    assert m.stats()["s3.bytes_fetched"] == 0, "the disk cache's copy is not fetched again"
+    assert m.stats()["disk_cache.blocks_dropped"] == 0
+    # Its complete record is trusted at the first open: whole at once (passthrough when the
+    # kernel offers it), not re-read block by block to check it first.
+    assert m.stats()["disk_cache.bytes_served"] == 0
 
 
 # What the kernel reads around one tensor read through mmap, with the mount's 512 KiB readahead: the
@@ -111,45 +70,37 @@ KERNEL_READS = 512 * 1024 + 256 * 1024 + 1 * MiB
 
 
 @pytest.mark.parametrize("count,mib", [(48, 2), (6, 16)], ids=["2MiB", "16MiB"])
-def test_one_tensor_with_safe_open_does_not_fetch_the_file(s3store, name, tmp_path, count, mib):
+def test_one_tensor_with_safe_open_does_not_fetch_the_file(s3store, name, tmp_path, mounts, count, mib):
     pytest.importorskip("numpy")
     from safetensors import safe_open
     src, sums = tensors_file(tmp_path, count, mib)
-    path = str(tmp_path / "mnt")
     model = name()
     s3store.run("import", str(src), "--model", model, "--version", "v1")
-    m = mounted(s3store, path)
-    try:
-        tensor = f"layer{count * 29 // 48:02d}.weight"  # in the middle, neighbours on both sides
-        with safe_open(m.p("models", model, "v1.safetensors"), framework="numpy") as f:
-            t = f.get_tensor(tensor)
-        assert hashlib.sha256(t.tobytes()).hexdigest() == sums[tensor]
-        fetched = settled(m)
-        assert m.stats()["whole.fetches"] == 0
-        assert fetched <= mib * MiB + KERNEL_READS, fetched
-        if mib >= 16:
-            assert fetched <= 1.2 * mib * MiB, fetched  # issue 21's goal
-    finally:
-        unmount(path)
+    m = mounts(s3store)
+    tensor = f"layer{count * 29 // 48:02d}.weight"  # in the middle, neighbours on both sides
+    with safe_open(m.p("models", model, "v1.safetensors"), framework="numpy") as f:
+        t = f.get_tensor(tensor)
+    assert hashlib.sha256(t.tobytes()).hexdigest() == sums[tensor]
+    fetched = m.settled()
+    assert m.stats()["whole.fetches"] == 0
+    assert fetched <= mib * MiB + KERNEL_READS, fetched
+    if mib >= 16:
+        assert fetched <= 1.2 * mib * MiB, fetched  # issue 21's goal
 
 
-def test_eight_loaders_at_once_fetch_the_version_once(s3store, name, tmp_path, model_file):
+def test_eight_loaders_at_once_fetch_the_version_once(s3store, name, mounts, model_file):
     src, sums = model_file
-    path = str(tmp_path / "mnt")
     model = name()
     s3store.run("import", str(src), "--model", model, "--version", "v1")
-    m = mounted(s3store, path)
-    try:
-        target = m.p("models", model, "v1.safetensors")
-        script = "import sys, hashlib\nfrom safetensors.numpy import load_file\n" \
-                 "print(hashlib.sha256(b''.join(v.tobytes() for _, v in sorted(load_file(sys.argv[1]).items()))).hexdigest())"
-        procs = [subprocess.Popen(["python3", "-c", script, target], stdout=subprocess.PIPE, text=True) for _ in range(8)]
-        outs = {p.communicate(timeout=600)[0].strip() for p in procs}
-        from safetensors.numpy import load_file
-        want = hashlib.sha256(b"".join(v.tobytes() for _, v in sorted(load_file(str(src)).items()))).hexdigest()
-        assert outs == {want}
-        assert m.stats()["whole.fetches"] == 1
-        fetched = m.stats()["s3.bytes_fetched"]
-        assert fetched <= 1.1 * os.path.getsize(src), fetched
-    finally:
-        unmount(path)
+    m = mounts(s3store)
+    target = m.p("models", model, "v1.safetensors")
+    script = "import sys, hashlib\nfrom safetensors.numpy import load_file\n" \
+             "print(hashlib.sha256(b''.join(v.tobytes() for _, v in sorted(load_file(sys.argv[1]).items()))).hexdigest())"
+    procs = [subprocess.Popen(["python3", "-c", script, target], stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    outs = {p.communicate(timeout=600)[0].strip() for p in procs}
+    from safetensors.numpy import load_file
+    want = hashlib.sha256(b"".join(v.tobytes() for _, v in sorted(load_file(str(src)).items()))).hexdigest()
+    assert outs == {want}
+    assert m.stats()["whole.fetches"] == 1
+    fetched = m.stats()["s3.bytes_fetched"]
+    assert fetched <= 1.1 * os.path.getsize(src), fetched

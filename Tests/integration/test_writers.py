@@ -4,34 +4,18 @@ numpy, sparse cp), touching, retrying a failed copy, a stale writer behind rmdir
 stopped under a writer, and a second user. A version is `ready` only with every byte its writer
 meant to store."""
 import hashlib
-import json
 import os
 import stat
-import pwd
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
-from conftest import MODELFS, is_mounted, make_file, sh, sha256_file
+from helpers import make_file, sh, sha256_file, wait_for, xattr
 
 MiB = 1 << 20
-
-
-def xattr(path, name):
-    return os.getxattr(path, "user.modelfs." + name).decode()
-
-
-def wait_for(predicate, timeout=60, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def default_signals():
@@ -104,7 +88,7 @@ def test_a_descriptor_shared_with_a_child_completes_when_the_child_is_done(mount
     assert open(dst, "rb").read() == expected
 
 
-def test_a_close_on_another_thread_reports_the_failure(store, name, tmp_path):
+def test_a_close_on_another_thread_reports_the_failure(store, name, tmp_path, mounts):
     """Writes on one thread, the close on another, on a full disk (local store on a small tmpfs):
     the close fails, whichever thread makes it."""
     if store.kind != "local":
@@ -115,7 +99,8 @@ def test_a_close_on_another_thread_reports_the_failure(store, name, tmp_path):
     path = str(tmp_path / "mnt")
     env = store.env(MODELFS_DATA_DIR=str(data), MODELFS_DB=str(tmp_path / "catalog.db"))
     try:
-        store.run("mount", path, "--spool-dir", str(tmp_path / "spool"), "--log-file", str(tmp_path / "mount.log"), env=env)
+        m = mounts(store, "--spool-dir", str(tmp_path / "spool"), "--log-file", str(tmp_path / "mount.log"),
+                   path=path, env=env)
         model = name("full")
         os.mkdir(os.path.join(path, "models", model))
         dst = os.path.join(path, "models", model, "v1.zip")
@@ -145,8 +130,7 @@ def test_a_close_on_another_thread_reports_the_failure(store, name, tmp_path):
         assert close_error, "the close (on another thread) reports the failed upload"
         assert xattr(dst, "status") == "failed"
     finally:
-        subprocess.run(["fusermount3", "-u", path])
-        wait_for(lambda: not is_mounted(path), 10, "unmount")
+        m.unmount()
         subprocess.run(["umount", str(data)])
 
 
@@ -262,24 +246,20 @@ def test_rmdir_while_a_version_is_written_is_busy_and_the_stale_writer_touches_n
     assert store.versions(model)["v1"]["status"] == "ready"
 
 
-def test_stopping_the_mount_fails_the_upload_it_was_writing(store, name, tmp_path):
-    path = str(tmp_path / "mnt")
-    store.run("mount", path)
+def test_stopping_the_mount_fails_the_upload_it_was_writing(store, name, mounts):
+    m = mounts(store)
     model = name("stopped")
-    try:
-        os.mkdir(os.path.join(path, "models", model))
-        dst = os.path.join(path, "models", model, "v1.zip")
-        cp = subprocess.Popen(["cp", "/dev/stdin", dst], stdin=subprocess.PIPE)
-        cp.stdin.write(os.urandom(3 * MiB))
-        cp.stdin.flush()
-        wait_for(lambda: os.path.exists(dst) and os.stat(dst).st_size >= 2 * MiB, what="bytes written")
-        pid = int(sh("pgrep", "-f", f"modelfs mount --foreground {path}").stdout.split()[0])
-        os.kill(pid, signal.SIGTERM)
-        wait_for(lambda: subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0, 30, "the mount to exit")
-        cp.kill()
-        cp.wait()
-    finally:
-        subprocess.run(["fusermount3", "-uz", path], capture_output=True)
+    os.mkdir(m.p("models", model))
+    dst = m.p("models", model, "v1.zip")
+    cp = subprocess.Popen(["cp", "/dev/stdin", dst], stdin=subprocess.PIPE)
+    cp.stdin.write(os.urandom(3 * MiB))
+    cp.stdin.flush()
+    wait_for(lambda: os.path.exists(dst) and os.stat(dst).st_size >= 2 * MiB, what="bytes written")
+    os.kill(m.pid, signal.SIGTERM)
+    wait_for(lambda: subprocess.run(["kill", "-0", str(m.pid)], capture_output=True).returncode != 0, 30, "the mount to exit")
+    cp.kill()
+    cp.wait()
+    m.unmount()
     v = store.versions(model)["v1"]
     assert v["status"] == "failed", v
     assert store.multipart_uploads(model + "/") == []
