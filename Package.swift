@@ -1,8 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way: CLI → FUSEAdapter → ModelFS → (Registry, ReadPath) → (UploadPath, Catalog) → ModelStore ← (S3, BlobStore).
-// Only CLI knows which implementations are plugged in.
+// The module table and graph: docs/ARCHITECTURE.md (the one place they are described).
 let package = Package(
     name: "modelfs",
     products: [
@@ -57,7 +56,7 @@ let package = Package(
         ]),
         // The mounted namespace as plain operations: no FUSE types, testable without a mount.
         .target(name: "ModelFS", dependencies: [
-            "ModelStore", "Catalog", "Registry", "ReadPath", "Jobs", "Archive",
+            "ModelStore", "Registry", "ReadPath", "Jobs", "Archive",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // libfuse's low-level callbacks over ModelFS; the only importer of CFuse.

@@ -30,7 +30,7 @@ def test_import_and_download_are_byte_identical(store, name, tmp_path, size):
     back = tmp_path / "back.bin"
     store.run("download", model, "v1", "-o", str(back), "--quiet")
     assert sha256_file(back) == sha256_file(src)
-    # The bytes are where DESIGN says, under <model>/<version>.<ext>, and nothing is left half-done.
+    # The bytes are where docs/SEMANTICS.md says, under <model>/<version>.<ext>, and nothing is left half-done.
     assert f"{model}/v1.safetensors" in store.keys(model + "/")
     assert store.multipart_uploads(model + "/") == []
 
