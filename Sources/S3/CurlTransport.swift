@@ -137,7 +137,7 @@ private final class Exchange {
 
     /// A streamed body arrives in packets of at most 64 KiB, and curl's thread is woken for
     /// each. With SO_RCVLOWAT the kernel wakes it once `lowWaterWanted` bytes wait: a cold 1 GiB
-    /// whole load costs the mount a third fewer thread switches (bench/RESULTS.md). The mark is
+    /// whole load cost the mount 15–35% fewer thread switches (bench/RESULTS.md). The mark is
     /// lowered to what is left of the body as it ends, so the last bytes never wait for more
     /// (TLS only adds bytes to what is to come), and is 1 again once the body is in; a transfer
     /// cut short resets it too, for the connection's next request.
