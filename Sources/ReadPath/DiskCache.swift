@@ -207,8 +207,11 @@ public final class DiskCache: @unchecked Sendable {
                 guard index >= 0 else { throw Refusal() }
                 if data < 0 { data = open(cache.dataPath(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600) }
                 guard data >= 0 else { throw Refusal() }
-                // One writer at a time per object, across mounts: data first, then the records that vouch for it.
-                flock(index, LOCK_EX)
+                // Data first, then the records that vouch for it. Writers of one object share the lock
+                // (their blocks are other blocks or the same bytes, and each append of records is one
+                // write): a whole fetch's streams copy in parallel, not one after another. Flushing a
+                // complete copy and removing one take it alone.
+                flock(index, LOCK_SH)
                 defer { flock(index, LOCK_UN) }
                 let written = pwrite(data, bytes.baseAddress, bytes.count, off_t(range.lowerBound))
                 guard written == bytes.count else { throw Refusal() }  // a full disk just means less cache

@@ -250,15 +250,20 @@ public final class WholeFetch: @unchecked Sendable {
     /// The data file, for reading: replies splice from it, and once complete it is the object's
     /// whole file.
     let fd: Int32
-    private unowned let owner: WholeFetches
+    /// Held strongly: a stream may let go of the last fetch after the registry went (tests).
+    private let owner: WholeFetches
 
     private enum State { case missing, fetching, landed }
-    private let condition = NSCondition()
+    private let lock = NSLock()
     private var state: [State]
     /// Of a segment being fetched: up to where (an offset in the object) its bytes have landed.
     private var landedTo: [Int64]
-    /// Readers waiting: landing a piece wakes them only then.
-    private var waiting = 0
+    /// Readers waiting, each for its own range: woken once, when all of it has landed (or the
+    /// fetch failed), not by every piece of every stream. A wake-up per landed piece cost each
+    /// waiting 512 KiB read several thread switches (8 streams land pieces at once).
+    private var waiters: [Waiter] = []
+    /// Waiters woken so far (tests).
+    private var wakeups = 0
     private var remaining: Int
     /// Segments readers wait for, first come first fetched.
     private var urgent: [Int] = []
@@ -284,9 +289,11 @@ public final class WholeFetch: @unchecked Sendable {
         owner.release(object: object)
     }
 
-    var isComplete: Bool { condition.withLock { remaining == 0 && error == nil } }
-    var isFailed: Bool { condition.withLock { error != nil } }
-    var failure: StoreError? { condition.withLock { error } }
+    var isComplete: Bool { lock.withLock { remaining == 0 && error == nil } }
+    var isFailed: Bool { lock.withLock { error != nil } }
+    var failure: StoreError? { lock.withLock { error } }
+    /// Readers waiting now, and how many times a waiting reader was woken (tests).
+    var waitersAndWakeups: (waiting: Int, woken: Int) { lock.withLock { (waiters.count, wakeups) } }
 
     func range(of segment: Int) -> Range<Int64> {
         Int64(segment) * segmentSize..<min(Int64(segment + 1) * segmentSize, size)
@@ -294,7 +301,7 @@ public final class WholeFetch: @unchecked Sendable {
 
     /// The next segment to fetch, or nil when none is left (or the fetch failed).
     fileprivate func next() -> Int? {
-        condition.withLock {
+        lock.withLock {
             guard error == nil else { return nil }
             while let s = urgent.first {
                 urgent.removeFirst()
@@ -318,10 +325,46 @@ public final class WholeFetch: @unchecked Sendable {
 
     /// Records that `segment`'s bytes up to `offset` are on disk and checked.
     fileprivate func progress(_ segment: Int, to offset: Int64) {
-        condition.withLock {
+        wake(lock.withLock {
             landedTo[segment] = offset
-            if waiting > 0 { condition.broadcast() }
+            return takeReady()
+        })
+    }
+
+    /// One reader waiting for `range` (segments `first...last`).
+    private final class Waiter {
+        let range: Range<Int64>
+        let segments: ClosedRange<Int>
+        let woken = DispatchSemaphore(value: 0)
+        init(range: Range<Int64>, segments: ClosedRange<Int>) { self.range = range; self.segments = segments }
+    }
+
+    /// Whether all of `range` (in `segments`) is on disk.
+    private func hasLanded(_ segments: ClosedRange<Int>, _ range: Range<Int64>) -> Bool {
+        segments.allSatisfy { hasLanded($0, range) }
+    }
+
+    /// Under the lock: the waiters that can go on now (their range landed, or the fetch failed),
+    /// taken off the list.
+    private func takeReady() -> [Waiter] {
+        guard !waiters.isEmpty else { return [] }
+        if error != nil || stale {
+            defer { waiters = [] }
+            return waiters
         }
+        var ready: [Waiter] = []
+        waiters.removeAll { w in
+            guard hasLanded(w.segments, w.range) else { return false }
+            ready.append(w)
+            return true
+        }
+        wakeups += ready.count
+        return ready
+    }
+
+    /// Outside the lock, so a woken reader does not block on it at once.
+    private func wake(_ ready: [Waiter]) {
+        for w in ready { w.woken.signal() }
     }
 
     /// Whether `range`'s bytes in `segment` are on disk.
@@ -335,25 +378,27 @@ public final class WholeFetch: @unchecked Sendable {
 
     /// Records a segment on disk; true when it was the last one.
     fileprivate func landed(_ segment: Int) -> Bool {
-        condition.withLock {
-            guard state[segment] != .landed else { return false }
+        let (last, ready) = lock.withLock { () -> (Bool, [Waiter]) in
+            guard state[segment] != .landed else { return (false, []) }
             state[segment] = .landed
             remaining -= 1
-            condition.broadcast()
-            return remaining == 0 && error == nil
+            return (remaining == 0 && error == nil, takeReady())
         }
+        wake(ready)
+        return last
     }
 
     /// Stops the fetch; true the first time.
     @discardableResult
     fileprivate func fail(_ error: StoreError, stale: Bool = false) -> Bool {
-        condition.withLock {
+        let (first, ready) = lock.withLock { () -> (Bool, [Waiter]) in
             if stale { self.stale = true }
-            guard self.error == nil else { return false }
-            self.error = error
-            condition.broadcast()
-            return true
+            let first = self.error == nil
+            if first { self.error = error }
+            return (first, takeReady())
         }
+        wake(ready)
+        return first
     }
 
     /// Waits until `range` has landed, asking for it first; false when the fetch failed (the
@@ -361,21 +406,27 @@ public final class WholeFetch: @unchecked Sendable {
     func wait(for range: Range<Int64>) throws(StoreError) -> Bool {
         let wanted = range.clamped(to: 0..<size)
         guard !wanted.isEmpty else { return true }
-        let first = Int(wanted.lowerBound / segmentSize), last = Int((wanted.upperBound - 1) / segmentSize)
-        condition.lock()
-        defer { condition.unlock() }
+        let segments = Int(wanted.lowerBound / segmentSize)...Int((wanted.upperBound - 1) / segmentSize)
         var asked = false
         while true {
-            if stale { throw StoreError(.stale, "the version was deleted while it was open") }
-            if (first...last).allSatisfy({ hasLanded($0, wanted) }) { return true }
-            if error != nil { return false }
+            lock.lock()
+            if stale {
+                lock.unlock()
+                throw StoreError(.stale, "the version was deleted while it was open")
+            }
+            let landed = hasLanded(segments, wanted), failed = error != nil
+            if landed || failed {
+                lock.unlock()
+                return landed
+            }
             if !asked {
                 asked = true
-                for s in first...last where state[s] == .missing && !urgent.contains(s) { urgent.append(s) }
+                for s in segments where state[s] == .missing && !urgent.contains(s) { urgent.append(s) }
             }
-            waiting += 1
-            condition.wait()
-            waiting -= 1
+            let waiter = Waiter(range: wanted, segments: segments)
+            waiters.append(waiter)
+            lock.unlock()
+            waiter.woken.wait()
         }
     }
 

@@ -123,6 +123,11 @@ public final class S3ObjectStore: ObjectStore {
         }
     }
 
+    /// A streamed GET's receiving thread is woken once this much of its body waits in the socket
+    /// (256 KiB: a whole-load piece), not at every packet. `MODELFS_S3_LOW_WATER_KIB` sets
+    /// another (0: off), for benchmarks.
+    static let streamLowWater = (ProcessInfo.processInfo.environment["MODELFS_S3_LOW_WATER_KIB"].flatMap { Int($0) } ?? 256) << 10
+
     public func get(_ key: String, range: Range<Int64>,
                     streamingTo consume: (UnsafeRawBufferPointer) -> Bool) throws(ObjectStoreError) -> Int64 {
         let lower = max(range.lowerBound, 0)
@@ -501,8 +506,10 @@ public final class S3ObjectStore: ObjectStore {
             }
             let signed = signer.sign(SigV4Signer.Request(method: op.method, path: path, query: op.query, headers: headers,
                                                          payloadHash: payloadHash), date: Date())
-            let request = HTTPRequest(method: op.method, url: url, headers: signed.headers, body: op.body,
+            var request = HTTPRequest(method: op.method, url: url, headers: signed.headers, body: op.body,
                                       expectedResponseSize: op.expectedResponseSize, sink: op.sink, stream: op.stream)
+            // Not on a retry: a server slower than 256 KiB per low-speed window would stall every attempt.
+            request.streamLowWater = attempts == 1 ? Self.streamLowWater : 0
             let reason: String
             let response: HTTPResponse
             do {

@@ -119,6 +119,33 @@ import ModelStore
         #expect(read(a, two, 0..<Int64(block)) == y)
     }
 
+    /// Another writer of the same object in the middle of its write (a whole fetch's other stream,
+    /// another mount) holds the object's lock shared: this write goes on beside it, not after it.
+    @Test func writersOfOneObjectDoNotWaitForEachOther() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cache = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: block)
+        let id = ObjectIdentity.id(sha256: "shared", size: 2 * Int64(block))
+        let data = bytes(2 * block, seed: 5)
+        data.withUnsafeBytes { cache.write(object: id, range: 0..<Int64(block), bytes: UnsafeRawBufferPointer(rebasing: $0[0..<block])) }
+        let other = open(dir + "/objects/" + String(id, radix: 16) + ".idx", O_RDONLY | O_CLOEXEC)
+        #expect(other >= 0)
+        defer { close(other) }
+        #expect(flock(other, LOCK_SH) == 0)
+        let written = DispatchSemaphore(value: 0)
+        Thread {
+            data.withUnsafeBytes {
+                _ = cache.write(object: id, range: Int64(block)..<Int64(2 * block), bytes: UnsafeRawBufferPointer(rebasing: $0[block...]))
+            }
+            written.signal()
+        }.start()
+        // Not a timing: a writer that took the lock alone would wait here for ever.
+        let finished = written.wait(timeout: .now() + 30) == .success
+        flock(other, LOCK_UN)
+        if !finished { written.wait() }
+        #expect(finished, "the write went on while another writer held the lock")
+        #expect(read(cache, id, 0..<Int64(2 * block)) == data)
+    }
+
     @Test func theCapEvictsTheLeastRecentlyUsed() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let cache = try DiskCache(directory: dir, capacity: 2 * Int64(block), blockSize: block)

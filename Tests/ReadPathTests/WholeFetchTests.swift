@@ -352,6 +352,27 @@ import ModelStore
         #expect(source.calls.count == fetch.segments, "one GET per segment")
     }
 
+    @Test func aWaitingReaderIsWokenOnceWhenItsRangeHasLandedNotByEveryPiece() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let disk = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)
+        let fetches = wholeFetches(disk)
+        let source = GatedStream(data, blockAfter: Self.MiB)
+        let fetch = try #require(fetches.fetch(object: 7, size: Int64(size), reader: source.streamer))
+        #expect(eventually { source.waiting.withLock { $0 } })
+        let served = Locked<[UInt8]?>(nil)
+        DispatchQueue.global().async {
+            let reply = try? fetch.read(offset: Int64(4 * Self.MiB), length: 512 << 10)
+            served.withLock { $0 = reply?.bytes }
+        }
+        #expect(eventually { fetch.waitersAndWakeups.waiting == 1 })
+        // 3.5 MiB more land in 14 pieces before the reader's range is in.
+        source.gate.signal()
+        #expect(eventually(seconds: 10) { served.withLock { $0 } != nil })
+        #expect(served.withLock { $0 } == Array(data[(4 * Self.MiB)..<(4 * Self.MiB + (512 << 10))]))
+        #expect(fetch.waitersAndWakeups.woken == 1, "woken once, for its range")
+        #expect(eventually { fetch.isComplete })
+    }
+
     @Test func aGetFailingMidwayKeepsOnlyWhatLandedAndTheNextFetchGetsTheRest() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let disk = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)

@@ -16,6 +16,8 @@ final class FakeHTTPServer: @unchecked Sendable {
     enum Action: Sendable {
         /// Answer with a status, headers and a body; Content-Length is added unless given.
         case respond(status: Int, headers: [(String, String)] = [], body: [UInt8] = [])
+        /// The same, the body sent `piece` bytes at a time a millisecond apart: it arrives in parts.
+        case trickle(status: Int, headers: [(String, String)] = [], body: [UInt8], piece: Int)
         /// Send these raw bytes, then close the connection.
         case raw([UInt8])
         /// Close the connection without answering.
@@ -135,17 +137,25 @@ final class FakeHTTPServer: @unchecked Sendable {
             let request = Request(method: String(requestLine[0]), target: String(requestLine[1]), headers: headers, body: body)
             let index: Int = lock.withLock { _requests.append(request); return _requests.count - 1 }
 
-            switch handler(request, index) {
-            case .respond(let status, let extra, let body):
+            func responseHead(_ status: Int, _ extra: [(String, String)], _ body: [UInt8]) -> [UInt8] {
                 var text = "HTTP/1.1 \(status) X\r\n"
                 for (name, value) in extra { text += "\(name): \(value)\r\n" }
                 if !extra.contains(where: { $0.0.lowercased() == "content-length" }) {
                     text += "Content-Length: \(body.count)\r\n"
                 }
-                text += "\r\n"
-                var out = Array(text.utf8)
+                return Array((text + "\r\n").utf8)
+            }
+            switch handler(request, index) {
+            case .respond(let status, let extra, let body):
+                var out = responseHead(status, extra, body)
                 if request.method != "HEAD" { out += body }
                 if !send(conn, out) { return }
+            case .trickle(let status, let extra, let body, let piece):
+                if !send(conn, responseHead(status, extra, body)) { return }
+                for start in stride(from: 0, to: request.method == "HEAD" ? 0 : body.count, by: max(1, piece)) {
+                    Thread.sleep(forTimeInterval: 0.001)
+                    if !send(conn, Array(body[start..<min(start + piece, body.count)])) { return }
+                }
             case .raw(let bytes):
                 _ = send(conn, bytes)
                 return

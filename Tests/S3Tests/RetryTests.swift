@@ -365,6 +365,31 @@ final class CapturingLog: @unchecked Sendable {
         #expect(stopped.pieces == 1 && stopped.count == Int64(stopped.bytes.count), "stopped at once, and says how much it handed on")
     }
 
+    /// A streamed GET wakes its thread once 256 KiB wait in the socket (SO_RCVLOWAT), lowered to
+    /// what is left as the body ends and set back after. Bodies arriving in parts of 100 KB (the
+    /// client drains the socket between them) of every length end without a stall, and the
+    /// connection's next requests (streamed or not) are answered at once, on one connection, each
+    /// in one attempt: a mark left above what is still to come would wait until the timeout.
+    @Test func streamedGetsWaitForWholePiecesYetNeverStallAtTheEnd() throws {
+        let object = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
+        let server = try FakeHTTPServer { request, _ in
+            guard case .respond(let status, let headers, let body) = Self.rangeAnswer(object, request) else { return .close }
+            return .trickle(status: status, headers: headers, body: body, piece: 100_000)
+        }
+        defer { server.stop() }
+        let store = try Self.store(server, maxAttempts: 1)
+        func stream(_ range: Range<Int64>) throws -> [UInt8] {
+            var out: [UInt8] = []
+            _ = try store.get("k", range: range) { out += $0; return true }
+            return out
+        }
+        for range: Range<Int64> in [0..<(3 << 20), 5..<(300 << 10), 1000..<1100, (1 << 20)..<((1 << 20) + (256 << 10) + 1)] {
+            #expect(try stream(range) == Array(object[Int(range.lowerBound)..<Int(range.upperBound)]))
+            #expect(try store.get("k", range: 7..<107) == Array(object[7..<107]), "a plain GET after a stream")
+        }
+        #expect(server.requests.count == 8 && server.connections == 1)
+    }
+
     @Test func errorInside200IsAnError() throws {
         let server = try FakeHTTPServer { request, i in
             if i == 0 { return .respond(status: 200, body: Self.errorXML("InternalError", "We encountered an internal error.")) }
