@@ -120,8 +120,9 @@ public final class ItemUpload: FileUpload, @unchecked Sendable {
     }
 
     /// How much of what a stream sent is kept for a seek back: past it, a seek back reads the
-    /// object back from object storage.
-    public static let keptLimit: Int64 = 256 << 20
+    /// object back from object storage. Small, because every writer pays for the copy and few
+    /// seek back: at 256 MiB a `cp` of 256 MiB cost the mount twice the CPU (bench/ops.py).
+    public static let keptLimit: Int64 = 32 << 20
 
     /// The upload's state now, as one value.
     public var current: UploadState { state.withLock { $0.shared } }
