@@ -311,9 +311,10 @@ def main():
 def empty_bucket(s3, bucket):
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            # One DELETE per object: s3api wants a Content-MD5 on a multi-object delete, which
+            # newer boto3 no longer sends (it sends a CRC instead).
+            for o in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=o["Key"])
         for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
             s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
         s3.delete_bucket(Bucket=bucket)
