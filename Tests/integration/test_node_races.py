@@ -4,7 +4,7 @@
 two nodes renaming one model).
 
 Real mounts cannot hold one node between its read and its write, so these rounds check what must
-hold whatever the interleaving: only the errno DESIGN.md names, nothing lost, every name listed
+hold whatever the interleaving: only the errno docs/SEMANTICS.md names, nothing lost, every name listed
 reads its own bytes, bucket and catalog agree. The interleavings the races are about are forced in
 Tests/ModelFSTests/RaceTests.swift, which fails on the code that had them.
 `MODELFS_RACE_ROUNDS=50` for the soak; a few rounds otherwise."""
