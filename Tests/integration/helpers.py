@@ -117,6 +117,13 @@ def bucket_state(store, model):
     return store.keys(model + "/"), store.multipart_uploads(model + "/")
 
 
+def disk_cache_file(mount, sha256, size):
+    """The disk cache's data file of the object with these bytes (ModelStore's ObjectIdentity)."""
+    digest = hashlib.sha256(f"modelfs-object\0{sha256}\0{size}".encode()).digest()
+    ident = int.from_bytes(digest[:8], "big") & ~(1 << 63)
+    return os.path.join(mount.data_dir, "cache", "objects", f"{ident:x}.data")
+
+
 def mounts_at(path):
     """How many mounts /proc/self/mounts lists at `path`."""
     with open("/proc/self/mounts") as f:

@@ -2,19 +2,14 @@
 mount's caches: the delete's transaction records what it leaves there, the mount's follower reads
 the record and drops the blocks (memory and disk cache) within a second or so, and the next
 version under the reused name reads its own bytes."""
-import hashlib
 import os
 
-from helpers import make_file, sha256_file, wait_for
+import pytest
+
+from helpers import disk_cache_file, make_file, sha256_file, wait_for
 
 
-def disk_cache_file(mount, sha256, size):
-    """The disk cache's data file of the object with these bytes (ModelStore's ObjectIdentity)."""
-    digest = hashlib.sha256(f"modelfs-object\0{sha256}\0{size}".encode()).digest()
-    ident = int.from_bytes(digest[:8], "big") & ~(1 << 63)
-    return os.path.join(mount.data_dir, "cache", "objects", f"{ident:x}.data")
-
-
+@pytest.mark.every_s3
 def test_version_rm_from_the_cli_purges_the_mounts_caches_and_the_reused_name_reads_new_bytes(s3store, mounts, name, tmp_path):
     m = mounts(s3store)
     model = name("purge")

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from conftest import S3_ENDPOINT, Store, new_bucket, s3_client
-from helpers import make_file, sh, sha256_file
+from helpers import disk_cache_file, make_file, sh, sha256_file, wait_for
 
 PG_URL = os.environ.get("MODELFS_TEST_PG_URL")
 PG_SERVER = os.environ.get("MODELFS_TEST_PG_SERVER")
@@ -500,3 +500,26 @@ def test_a_job_running_across_an_outage_longer_than_the_lease_is_imported_once(t
             assert sorted(os.listdir(n.p("models", "tiny"))) == ["v1.safetensors", "v2.safetensors"]
     finally:
         sh(PG_SERVER, "resume", PG_STATE)
+
+
+def test_version_rm_from_the_cli_on_one_node_purges_another_nodes_caches(mounts, tmp_path):
+    """The purge a delete records in PostgreSQL reaches a mount on another node: node two cached
+    v1, the CLI of node one removes it, node two's disk and memory caches drop it, and a new v1
+    of the same size under the reused name reads its own bytes there."""
+    n1, n2 = mount_nodes(mounts, tmp_path, 2)
+    old = make_file(tmp_path / "old.pt", 3 << 20, seed=1)
+    new = make_file(tmp_path / "new.pt", 3 << 20, seed=2)
+    cli(n1, "import", str(make_file(tmp_path / "keep.pt", 1000, seed=3)), "--model", "p", "--version", "keep", "--quiet")
+    cli(n1, "import", str(old), "--model", "p", "--version", "v1", "--quiet")
+    path = n2.p("models", "p", "v1.pt")
+    assert eventually(lambda: os.path.exists(path))
+    assert sha256_file(path) == sha256_file(old)
+    cached = disk_cache_file(n2, sha256_file(old), os.path.getsize(old))
+    wait_for(lambda: os.path.exists(cached), 30, "node two's read landing in its disk cache")
+
+    cli(n1, "version", "rm", "p", "v1")
+    wait_for(lambda: not os.path.exists(cached), 30, "the deleted version leaving node two's disk cache")
+    assert n2.wait_stat("cache.bytes", 0) == 0, "and its memory"
+    cli(n1, "import", str(new), "--model", "p", "--version", "v1", "--quiet")
+    assert eventually(lambda: os.path.exists(path), 30)
+    assert sha256_file(path) == sha256_file(new), "node two reads the new v1, not its cached old one"
