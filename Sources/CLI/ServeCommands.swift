@@ -103,7 +103,8 @@ struct ServeCommand: ParsableCommand {
             try reporting {
                 let registry = try store.openRegistry()
                 let rows = try registry.services().map { s -> [String: Any] in
-                    let (m, v) = (try? registry.served(s)) ?? (nil, nil)
+                    // Each looked up alone: a stopped service's version may be gone, its model not.
+                    let m = (try? registry.model(s.modelID)) ?? nil, v = (try? registry.version(s.versionID)) ?? nil
                     return ["name": s.id.rawValue, "model": m?.name ?? "", "version": v?.fileName ?? "", "alias": s.alias ?? NSNull(),
                             "status": s.status.rawValue, "reason": s.reason ?? NSNull(), "endpoint": s.endpoint ?? NSNull(),
                             "executor": s.executor, "node": s.node ?? NSNull(), "owner": ["uid": s.owner.uid, "gid": s.owner.gid],

@@ -350,7 +350,8 @@ enum Migrations {
         """,
         // 16: inference services on model versions (`services/`), each run by the node that took
         // it; a service started from an alias follows it (`next_*`: the new version's instance
-        // while it starts; `refused_version_id`: a switch that failed, not tried again).
+        // while it starts; `old_*`: the server switched from, still serving until `drain_until`,
+        // its version held; `refused_version_id`: a switch that failed, not tried again).
         """
         CREATE TABLE services (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -372,6 +373,9 @@ enum Migrations {
             next_executor_id TEXT,
             next_instance INTEGER,
             refused_version_id INTEGER,
+            old_version_id INTEGER,
+            old_executor_id TEXT,
+            drain_until REAL,
             generation INTEGER NOT NULL DEFAULT 0,
             running_generation INTEGER NOT NULL DEFAULT -1,
             created REAL NOT NULL,

@@ -7,7 +7,7 @@ extension Catalog {
     static let serviceColumns = """
         id, name, model_id, version_id, alias, params, owner_uid, owner_gid, status, reason, endpoint, executor, executor_id, \
         instance, node, next_version_id, next_executor_id, next_instance, refused_version_id, generation, running_generation, \
-        created, modified
+        created, modified, old_version_id, old_executor_id, drain_until
         """
     static func service(_ r: Row) -> Service {
         let params = (try? JSONDecoder().decode([String: String].self, from: Data(r.text(5).utf8))) ?? [:]
@@ -27,6 +27,9 @@ extension Catalog {
         s.generation = r.int(19)
         s.runningGeneration = r.int(20)
         s.modified = r.date(22)
+        s.oldVersionID = r.optionalInt(23).map(VersionID.init)
+        s.oldExecutorID = r.optionalText(24)
+        s.drainUntil = r.isNull(25) ? nil : r.date(25)
         return s
     }
 
@@ -49,12 +52,12 @@ extension CatalogTransaction {
     }
 
     /// Services that hold a version of the model (`versionID` nil) or that one version: starting,
-    /// ready or stopping on it, or switching to it.
+    /// ready or stopping on it, switching to it, or still draining the server switched from.
     public func servicesHolding(modelID: ModelID, versionID: VersionID? = nil) throws -> [Service] {
         try db.query("""
             SELECT \(Catalog.serviceColumns) FROM services
             WHERE status IN ('starting', 'ready', 'stopping') AND model_id = ?1
-              AND (CAST(?2 AS BIGINT) IS NULL OR version_id = ?2 OR next_version_id = ?2)
+              AND (CAST(?2 AS BIGINT) IS NULL OR version_id = ?2 OR next_version_id = ?2 OR old_version_id = ?2)
             ORDER BY id
             """, [.int(modelID), .optional(versionID)], Catalog.service)
     }
@@ -81,10 +84,11 @@ extension CatalogTransaction {
         try db.execute("""
             UPDATE services SET version_id = ?, status = ?, reason = ?, endpoint = ?, executor_id = ?, instance = ?, node = ?,
               next_version_id = ?, next_executor_id = ?, next_instance = ?, refused_version_id = ?, generation = ?,
-              running_generation = ?, modified = ?
+              running_generation = ?, old_version_id = ?, old_executor_id = ?, drain_until = ?, modified = ?
             WHERE id = ?
             """, [.int(s.versionID), .text(s.status.rawValue), .optional(s.reason), .optional(s.endpoint), .optional(s.executorID),
                   .int(s.instance), .optional(s.node), .optional(s.nextVersionID), .optional(s.nextExecutorID), .optional(s.nextInstance),
-                  .optional(s.refusedVersionID), .int(s.generation), .int(s.runningGeneration), .date(Date()), .int(s.number)])
+                  .optional(s.refusedVersionID), .int(s.generation), .int(s.runningGeneration), .optional(s.oldVersionID), .optional(s.oldExecutorID),
+                  s.drainUntil.map(SQLValue.date) ?? .null, .date(Date()), .int(s.number)])
     }
 }

@@ -42,8 +42,6 @@ public final class ServiceRunner: @unchecked Sendable {
     private var launched: [String: Date] = [:]
     /// Whether the last pass saw a server starting (a service's, or a switch's).
     private var awaiting = false
-    /// Old servers to stop once their drain is over.
-    private var draining: [(id: String, dir: String, due: Date)] = []
 
     public init(registry: Registry, executor: any JobExecutor, configuration: Configuration,
                 logger: Logger = Logger(label: "modelfs.services")) {
@@ -99,7 +97,10 @@ public final class ServiceRunner: @unchecked Sendable {
     public func tick() throws(StoreError) {
         var leases: [String: NodeLease]? = nil
         let all = try registry.services()
-        lock.withLock { awaiting = all.contains { $0.node == me && ($0.status == .starting || $0.nextInstance != nil) } }
+        // Starting here, switching here, or not taken yet (taken by this very pass).
+        lock.withLock {
+            awaiting = all.contains { ($0.node == me || ($0.node == nil && runsServices)) && ($0.status == .starting || $0.nextInstance != nil) }
+        }
         for s in all {
             if let node = s.node, node != me {
                 if s.status.holdsVersion {
@@ -109,6 +110,7 @@ public final class ServiceRunner: @unchecked Sendable {
                 continue
             }
             do throws(StoreError) {
+                try endDrain(s)
                 switch s.status {
                 case .starting: try advanceStarting(s)
                 case .ready: try advanceReady(s)
@@ -120,13 +122,17 @@ public final class ServiceRunner: @unchecked Sendable {
                 logger.warning("service \(s.id): \(error.message)")
             }
         }
-        let due = lock.withLock { () -> [(id: String, dir: String, due: Date)] in
-            let now = Date()
-            let ready = draining.filter { $0.due <= now }
-            draining.removeAll { $0.due <= now }
-            return ready
+    }
+
+    /// The server a switch moved away from, once its drain is over (or its service ended).
+    private func endDrain(_ s: Service) throws(StoreError) {
+        guard let old = s.oldExecutorID, let until = s.drainUntil, until <= Date() || !s.status.holdsVersion else { return }
+        executor.cancel(old)
+        try registry.changeService(s.id) { (row) throws(StoreError) in
+            guard row.oldExecutorID == old else { return }
+            row.oldVersionID = nil; row.oldExecutorID = nil; row.drainUntil = nil
         }
-        for old in due { executor.cancel(old.id) }
+        note(s.id, "the server switched from stopped")
     }
 
     /// A service of a node that stopped renewing its lease: nobody follows it any more.
@@ -293,9 +299,14 @@ public final class ServiceRunner: @unchecked Sendable {
             return
         }
         let (_, old) = try registry.served(s)
-        let oldEID = s.executorID, oldEndpoint = s.endpoint ?? "", oldDir = instanceDirectory(s.id, s.instance)
-        let switched = try registry.changeService(s.id, audit: "service.switch") { (row) throws(StoreError) in
+        let oldEndpoint = s.endpoint ?? ""
+        // A drain still running (the alias moved twice in a row) ends now: one old server at a time.
+        if let earlier = s.oldExecutorID { executor.cancel(earlier) }
+        let switched = try registry.changeService(s.id, audit: "service.switch", detail: "\(old.fileName) -> \(v.fileName)") { (row) throws(StoreError) in
             guard row.status == .ready, row.nextInstance == instance, row.nextExecutorID == eid else { return }
+            row.oldVersionID = row.versionID
+            row.oldExecutorID = row.executorID
+            row.drainUntil = Date().addingTimeInterval(configuration.drain)
             row.versionID = nextVersion
             row.instance = instance
             row.executorID = eid
@@ -306,9 +317,6 @@ public final class ServiceRunner: @unchecked Sendable {
         guard switched.instance == instance, switched.executorID == eid else { return }
         note(s.id, "switched from \(old.fileName) to \(v.fileName) (\(oldEndpoint) -> \(endpoint)); the old server stops in \(configuration.drain) s")
         logger.info("service \(s.id) switched from \(old.fileName) to \(v.fileName)")
-        if let oldEID {
-            lock.withLock { draining.append((oldEID, oldDir, Date().addingTimeInterval(configuration.drain))) }
-        }
     }
 
     /// The new version's server did not become ready: the old one keeps serving, and the alias's
@@ -325,13 +333,13 @@ public final class ServiceRunner: @unchecked Sendable {
     }
 
     private func finishStopping(_ s: Service) throws(StoreError) {
-        if let eid = s.executorID { executor.cancel(eid) }
-        if let eid = s.nextExecutorID { executor.cancel(eid) }
-        let done = try registry.changeService(s.id) { (row) throws(StoreError) in
+        for eid in [s.executorID, s.nextExecutorID, s.oldExecutorID].compactMap({ $0 }) { executor.cancel(eid) }
+        let done = try registry.changeService(s.id, audit: "service.stopped") { (row) throws(StoreError) in
             guard row.status == .stopping else { return }
             row.status = .stopped
             row.endpoint = nil
             row.nextVersionID = nil; row.nextInstance = nil; row.nextExecutorID = nil
+            row.oldVersionID = nil; row.oldExecutorID = nil; row.drainUntil = nil
         }
         if done.status == .stopped { note(s.id, "stopped") }
     }
@@ -346,7 +354,7 @@ public final class ServiceRunner: @unchecked Sendable {
             row.endpoint = nil
         }
         if row?.status == .failed {
-            if let eid = s.nextExecutorID { executor.cancel(eid) }
+            for eid in [s.nextExecutorID, s.oldExecutorID].compactMap({ $0 }) { executor.cancel(eid) }
             note(s.id, "failed: \(why)")
             logger.notice("service \(s.id) failed: \(why)")
         }

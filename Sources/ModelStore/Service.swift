@@ -28,7 +28,7 @@ public struct Service: Sendable, Equatable, Codable {
     public var modelID: ModelID
     /// The version served now.
     public var versionID: VersionID
-    /// The alias followed (its name without `@`), nil for a service of one version.
+    /// The alias followed, as its link is named (`@production`); nil for a service of one version.
     public var alias: String?
     public var params: [String: String]
     public var owner: JobOwner
@@ -50,6 +50,10 @@ public struct Service: Sendable, Equatable, Codable {
     public var nextInstance: Int64?
     /// The version a switch failed to; not tried again until the alias moves elsewhere.
     public var refusedVersionID: VersionID?
+    /// The server a switch moved away from: it serves until `drainUntil`, and its version is held until then.
+    public var oldVersionID: VersionID?
+    public var oldExecutorID: String?
+    public var drainUntil: Date?
     /// Incremented by each restart: the runner starts a new instance when it differs from the one running.
     public var generation: Int64 = 0
     public var runningGeneration: Int64 = -1

@@ -87,7 +87,7 @@ extension Registry {
     /// transaction and changes it (or throws, or returns `false` to leave it); the row is written
     /// and the step recorded in the audit trail (when `audit` names it) in that transaction.
     @discardableResult
-    public func changeService(_ name: ServiceID, audit: String? = nil,
+    public func changeService(_ name: ServiceID, audit: String? = nil, detail: String? = nil,
                               _ change: (inout Service, CatalogTransaction) throws(StoreError) -> Void) throws(StoreError) -> Service {
         try catalog.transaction { tx in
             guard var s = try tx.service(named: name) else { throw StoreError.notFound("no service \(name)") }
@@ -96,15 +96,15 @@ extension Registry {
             guard s != before else { return s }
             try tx.updateService(s)
             if let audit, let m = try tx.model(id: s.modelID) {
-                try Registry.audit(tx, audit, model: m.name, target: s.id.rawValue, s.reason ?? s.status.rawValue)
+                try Registry.audit(tx, audit, model: m.name, target: s.id.rawValue, detail ?? s.reason ?? s.status.rawValue)
             }
             return s
         }
     }
 
-    public func changeService(_ name: ServiceID, audit: String? = nil,
+    public func changeService(_ name: ServiceID, audit: String? = nil, detail: String? = nil,
                               _ change: (inout Service) throws(StoreError) -> Void) throws(StoreError) -> Service {
-        try changeService(name, audit: audit) { (s: inout Service, _: CatalogTransaction) throws(StoreError) in try change(&s) }
+        try changeService(name, audit: audit, detail: detail) { (s: inout Service, _: CatalogTransaction) throws(StoreError) in try change(&s) }
     }
 
     /// The version a service following an alias should serve now: the alias's, if it moved to a

@@ -22,6 +22,7 @@ extension CatalogCases {
         changed.status = .ready; changed.endpoint = "http://127.0.0.1:1"; changed.executorID = "99"; changed.instance = 2
         changed.node = "n1"; changed.nextVersionID = vs[1].id; changed.nextExecutorID = "100"; changed.nextInstance = 3
         changed.refusedVersionID = vs[2].id; changed.generation = 4; changed.runningGeneration = 4; changed.reason = "why"
+        changed.oldVersionID = vs[2].id; changed.oldExecutorID = "98"; changed.drainUntil = Date(timeIntervalSince1970: 1_900_000_000)
         try catalog.transaction { tx in try tx.updateService(changed) }
         let read = try #require(try catalog.service(named: "m-v1-1"))
         changed.modified = read.modified
@@ -31,8 +32,12 @@ extension CatalogCases {
              try tx.servicesHolding(modelID: m.id, versionID: vs[1].id), try tx.servicesHolding(modelID: m.id, versionID: vs[2].id)]
                 .map { $0.map(\.id) }
         }
-        // The model, the version it serves, the one it switches to; a refused version is not held.
-        #expect(held == [[s.id], [s.id], [s.id], []])
+        // The model, the version it serves, the one it switches to, the one it drains.
+        #expect(held == [[s.id], [s.id], [s.id], [s.id]])
+        changed.oldVersionID = nil
+        try catalog.transaction { tx in try tx.updateService(changed) }
+        #expect(try catalog.transaction { tx in try tx.servicesHolding(modelID: m.id, versionID: vs[2].id) }.isEmpty,
+                "a refused version is not held")
         changed.status = .stopped
         try catalog.transaction { tx in try tx.updateService(changed) }
         #expect(try catalog.transaction { tx in try tx.servicesHolding(modelID: m.id) }.isEmpty, "a stopped service holds nothing")

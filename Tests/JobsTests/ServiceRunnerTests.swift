@@ -137,8 +137,13 @@ final class ServiceRunnerTests {
         try env.registry.setAlias("m", "@production", to: "v3")
         let moved = try drive(r, s.id) { $0.versionID == v[2].id }
         #expect(moved.status == .ready && moved.reason == nil && moved.endpoint != first.endpoint && answers(moved.endpoint))
+        // The server switched from drains with its version held; once it is stopped the version is free.
+        #expect(moved.oldVersionID == v[0].id && moved.oldExecutorID == first.executorID)
+        #expect(storeError { try self.env.registry.deleteVersion("m", "v1") }?.code == .busy, "v1's server still drains")
         #expect(try eventually { try withSIGTERMUnblocked { try r.tick() }; return !self.answers(first.endpoint) },
                 "the old server stops after the drain")
+        #expect(try env.registry.service(named: s.id)?.oldExecutorID == nil)
+        _ = try env.registry.deleteVersion("m", "v1")
         let log = env.text(r.logPath(of: s.id))
         #expect(log.contains("switched from v1.safetensors to v3.safetensors") && log.contains("v2 is broken"), "\(log)")
         let trail = try env.catalog.audit(model: "m").map(\.action)
