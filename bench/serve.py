@@ -10,9 +10,10 @@ spawn to its `/health` answering 200. Round by round, interleaved (hand, mount, 
   alias switch        a service following @production: from `ln -sfn vN.safetensors @production`
                       until `endpoint` names another address and its /health answers 200 (and it
                       then classifies as vN does: checked, not timed)
-  stop                `stop` written to `control` until `status` says `stopped`, against SIGTERM to
-                      the hand-started server until it exits
-  serve start --wait  the CLI (`modelfs serve start --model tiny --version v1 --wait`) until it returns
+  stop                `stop` written to `control` until `status` says `stopped` and the server's port
+                      is closed, against SIGTERM to the hand-started server until its port is closed
+  serve start --wait  the CLI (`modelfs serve start --model tiny --version v1 --wait`) until it returns:
+                      the mount finds the catalog's new row at its next look
 
 Medians of --runs rounds; ratio = modelfs / by hand (> 1: modelfs takes longer). The mount's CPU
 seconds over each modelfs figure (/proc/PID/stat, 10 ms ticks) show what its polling costs. Every
@@ -101,16 +102,20 @@ class HandServer:
             raise
 
     def stop(self):
-        """Seconds from SIGTERM to its exit."""
+        """Seconds from SIGTERM until its port is closed (as the services' stop is measured); then
+        waits for its exit."""
         start = time.perf_counter()
+        took = 0.0
         if self.proc.poll() is None:
             self.proc.terminate()
+            wait_until(lambda: http(self.base + "/health", timeout=1)[0] is None, 10, 0.01)
+            took = time.perf_counter() - start
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        return time.perf_counter() - start
+        return took
 
 
 # ------------------------------------------------------------------------- the services --
@@ -151,6 +156,14 @@ class Services:
         with open(os.path.join(self.dir, name, "control"), "w") as f:
             f.write(word + "\n")
 
+    def stop(self, name, base):
+        """`stop` written to control, until status says `stopped` and nothing answers at base (the
+        server has exited: `stopped` alone means it was sent SIGTERM)."""
+        self.control(name, "stop")
+        self.wait(name, "stopped")
+        if not wait_until(lambda: http(base + "/health", timeout=1)[0] is None, self.timeout, self.step):
+            raise RuntimeError(f"{name} is stopped but {base} still answers after {self.timeout} s")
+
     def wait(self, name, want):
         """Polls status until its first line is `want`; raises on `failed` (with the reason) or timeout."""
         deadline = time.monotonic() + self.timeout
@@ -186,12 +199,12 @@ ROWS = [  # (key, modelfs, its baseline)
     ("submit_ready_mnt", "services/submit → status ready", "hand_mount"),
     ("switch", "alias move: ln -sfn → new endpoint answering", "hand_local"),
     ("cli_start", "modelfs serve start --wait", "hand_local"),
-    ("stop", "control stop → status stopped", "hand_stop"),
+    ("stop", "control stop → status stopped, the port closed", "hand_stop"),
 ]
 BASELINES = {
     "hand_local": "the example server by hand on a local copy: spawn → /health 200",
     "hand_mount": "the same on the version's file in the mount",
-    "hand_stop": "SIGTERM to the server started by hand → exit",
+    "hand_stop": "SIGTERM to the server started by hand → its port closed",
 }
 
 
@@ -260,7 +273,7 @@ class Store:
                 base = svc.endpoint(name)
                 if not healthy(base) or probabilities(base) != answers["v1"]:
                     raise RuntimeError(f"{name} is ready but {base} does not serve v1")
-                self.measure(m, "stop", lambda: (svc.control(name, "stop"), svc.wait(name, "stopped")))
+                self.measure(m, "stop", lambda: svc.stop(name, base))
                 if svc.endpoint(name):
                     raise RuntimeError(f"{name} is stopped but its endpoint still reads {svc.endpoint(name)!r}")
 
@@ -269,12 +282,11 @@ class Store:
                 self.measure(m, "cli_start", lambda: out.append(run(
                     [os.environ["MODELFS_BIN"], "serve", "start", "--model", "tiny", "--version", "v1",
                      "--name", self.name("cli"), "--wait"], env=self.env, timeout=a.timeout + 30).stdout.strip()))
-                name = out[0].splitlines()[-1].strip()
+                name = out[0].splitlines()[0].strip()  # then, with --wait, the endpoint
                 state, why = svc.status(name)
                 if state != "ready":
                     raise RuntimeError(f"modelfs serve start --wait returned with {name} {state!r}: {why}")
-                svc.control(name, "stop")
-                svc.wait(name, "stopped")
+                svc.stop(name, svc.endpoint(name))
 
             mine = {
                 "hand_local": lambda: hand("hand_local", os.path.join(local, "v1.safetensors")),
@@ -290,9 +302,11 @@ class Store:
                 log(f"  {self.kind}: round {r + 1} of {a.runs}")
 
             self.attempt("alias switches", lambda: self.switches(m, svc, model, answers))
+            # A stopped server was sent SIGTERM, and SIGKILL 5 s later if it was still there.
+            wait_until(lambda: not service_processes(self.tag), 8, 0.1)
             left = service_processes(self.tag)
             if left:
-                self.failures.append(f"{self.kind}: services still running before unmount (stopped here): {left}")
+                self.failures.append(f"{self.kind}: service processes still running 8 s after their stop: {left}")
         left = service_processes(self.tag)
         if left:
             self.failures.append(f"{self.kind}: service processes left after unmount (killed here): {left}")
@@ -336,8 +350,7 @@ class Store:
                 time.sleep(self.a.drain + 0.5)
                 log(f"  {self.kind}: alias switch {r + 1} of {self.a.runs}")
         finally:
-            svc.control(name, "stop")
-            svc.wait(name, "stopped")
+            svc.stop(name, svc.endpoint(name))
 
 
 # ------------------------------------------------------------------------------------- the table --
