@@ -268,6 +268,21 @@ def s3_client(endpoint=None):
                         config=Config(s3={"addressing_style": "path"}))
 
 
+def empty_bucket(s3, bucket):
+    """Deletes a bucket made for one run, objects and unfinished uploads first. Never raises."""
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            # One DELETE per object: s3api wants a Content-MD5 on a multi-object delete, which
+            # newer boto3 no longer sends (it sends a CRC instead).
+            for o in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=o["Key"])
+        for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+        s3.delete_bucket(Bucket=bucket)
+    except Exception as e:
+        log(f"bench: emptying s3://{bucket}: {e}")
+
+
 # --------------------------------------------------------------------------------- results --
 
 class Table:
@@ -327,6 +342,36 @@ def maxo(xs):
 
 # ---------------------------------------------------------------------------- a benchmark --
 
+def attempt(what, fn, failures, verbose=False):
+    """fn() or None; a failure is printed and added to failures, and the suite goes on."""
+    try:
+        return fn()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:
+        msg = f"{what}: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
+        print(f"  FAILED {msg}", flush=True)
+        if verbose:
+            traceback.print_exc()
+        failures.append(msg)
+        return None
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def report(md, failures, markdown=None, heading="Failed measurements"):
+    """Prints a benchmark's markdown with its failures, and appends it to the file markdown names."""
+    if failures:
+        md += f"\n\n{heading}:\n" + "\n".join(f"- {f}" for f in failures)
+    print("\n" + md, flush=True)
+    if markdown:
+        with open(markdown, "a") as f:
+            f.write(md + "\n\n")
+
+
 class Bench:
     """One run of a suite of scenarios on one bucket: its S3 client, a work dir, the modelfs
     environment of its catalog, the table it fills; every model and key it makes starts with
@@ -347,17 +392,7 @@ class Bench:
 
     def attempt(self, what, fn):
         """fn() or None, logging the failure; a failing tool never stops the suite."""
-        try:
-            return fn()
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:
-            msg = f"{what}: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
-            print(f"  FAILED {msg}", flush=True)
-            if self.args.verbose:
-                traceback.print_exc()
-            self.table.failures.append(msg)
-            return None
+        return attempt(what, fn, self.table.failures, self.args.verbose)
 
     def imp(self, path, model, env=None):
         run([self.modelfs, "import", path, "--model", model, "--quiet"], env=env or self.env, timeout=self.import_timeout)

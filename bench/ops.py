@@ -36,8 +36,8 @@ import uuid
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
-from common import (MiB, ModelfsMount, cleanup, cpu_seconds, drop_caches, fmt, log, med, modelfs_env,  # noqa: E402
-                    run, s3_client, timed_child)
+from common import (MiB, ModelfsMount, cleanup, cpu_seconds, drop_caches, empty_bucket, fmt, loadavg, log,  # noqa: E402
+                    med, modelfs_env, report, run, s3_client, timed_child)
 
 
 # ------------------------------------------------------------------------------ the binaries --
@@ -193,11 +193,6 @@ def table(stores, a):
     return "\n".join(out)
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
 # ---------------------------------------------------------------------------------- the run --
 
 def main():
@@ -299,27 +294,7 @@ def main():
               " 10 ms ticks; for import, the import process's), for mount its CPU until up. ls -l warm: each sample is"
               f" {a.ls_repeat} ls -l in a row, divided by {a.ls_repeat}; 3 samples a round, as for mount and ls -l"
               " after a remount. Baseline and head each have a catalog (and a bucket) of their own.")
-    md = header + "\n\n" + table(sides, a)
-    if failures:
-        md += "\n\nFailed rounds:\n" + "\n".join(f"- {f}" for f in failures)
-    print("\n" + md, flush=True)
-    if a.markdown:
-        with open(a.markdown, "a") as f:
-            f.write(md + "\n\n")
-
-
-def empty_bucket(s3, bucket):
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            # One DELETE per object: s3api wants a Content-MD5 on a multi-object delete, which
-            # newer boto3 no longer sends (it sends a CRC instead).
-            for o in page.get("Contents", []):
-                s3.delete_object(Bucket=bucket, Key=o["Key"])
-        for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
-        s3.delete_bucket(Bucket=bucket)
-    except Exception as e:
-        log(f"ops: emptying s3://{bucket}: {e}")
+    report(header + "\n\n" + table(sides, a), failures, a.markdown, "Failed rounds")
 
 
 if __name__ == "__main__":
