@@ -87,16 +87,19 @@ final class ServicesProvider: NamespaceProvider {
     func open(_ node: Node, flags: OpenFlags, _ ctx: RequestContext) throws(StoreError) -> Opened {
         switch node {
         case .serviceSubmit:
-            guard let runner = namespace.services, runner.runsServices else {
-                throw StoreError(.notSupported, "this mount runs no services: mount it with --serve-command")
-            }
             // A service runs as the user who asks: only a mount run by root can become anyone.
             guard ctx.uid == namespace.uid || namespace.uid == 0 else {
                 throw StoreError(.accessDenied, "services run as the user who asks, and this mount (uid \(namespace.uid), not root) cannot run them as uid \(ctx.uid)")
             }
             let owner = JobOwner(uid: ctx.uid, gid: ctx.gid), requester = ctx.actor.requester
+            let runner = namespace.services
+            // A mount without a serve command refuses the request itself (ENOTSUP on its write),
+            // so that the reason can be read back from the same open, as any refusal's.
             return Opened(file: SubmissionFile(what: "service", logger: namespace.logger) { (bytes) throws(StoreError) in
-                try runner.submit(try ServiceRequest.parse(bytes), owner: owner, requester: requester).id.rawValue
+                guard let runner, runner.runsServices else {
+                    throw StoreError(.notSupported, "this mount runs no services: mount it with --serve-command")
+                }
+                return try runner.submit(try ServiceRequest.parse(bytes), owner: owner, requester: requester).id.rawValue
             }, directIO: true)
         case .serviceFile(let number, let which):
             let s = try service(number)
