@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "Spawn"),
         // Training jobs: requests, executors (local, Slurm), checkpoints into versions.
         .target(name: "Jobs", dependencies: [
-            "ModelStore", "Catalog", "Registry", "Spawn",
+            "ModelStore", "Catalog", "Registry", "Spawn", "CCurl",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The mounted namespace as plain operations: no FUSE types, testable without a mount.

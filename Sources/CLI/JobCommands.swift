@@ -56,13 +56,7 @@ struct TrainCommand: ParsableCommand {
             // The same checks as the control file: the request goes through JobRequest.parse as JSON.
             var fields = ["model": model, "version": version, "dataset": dataset]
             if let name { fields["name"] = name }
-            for p in params {
-                guard let eq = p.firstIndex(of: "="), eq != p.startIndex else { throw CLIError("'\(p)' is not KEY=VALUE") }
-                let key = String(p[..<eq])
-                guard fields[key] == nil else { throw CLIError("\(key) is given twice") }
-                fields[key] = String(p[p.index(after: eq)...])
-            }
-            let request = try JobRequest.parse(Array(try JSONSerialization.data(withJSONObject: fields)))
+            let request = try JobRequest.parse(try requestBytes(fields, params))
             let service = try jobOptions.service(registry, dataDir: store.resolvedDataDir, mountpoint: nil)
             let job = try service.submit(request)
             print("job \(job.id) queued")
@@ -70,6 +64,18 @@ struct TrainCommand: ParsableCommand {
             try follow(job.id, service: service, drive: true)
         }
     }
+}
+
+/// A request as a control file takes it (one JSON object): the named fields and `KEY=VALUE` parameters.
+func requestBytes(_ fields: [String: String], _ params: [String]) throws -> [UInt8] {
+    var fields = fields
+    for p in params {
+        guard let eq = p.firstIndex(of: "="), eq != p.startIndex else { throw CLIError("'\(p)' is not KEY=VALUE") }
+        let key = String(p[..<eq])
+        guard fields[key] == nil else { throw CLIError("\(key) is given twice") }
+        fields[key] = String(p[p.index(after: eq)...])
+    }
+    return Array(try JSONSerialization.data(withJSONObject: fields))
 }
 
 /// Prints a job's log as it grows until the job ends; `drive` runs the job from this process.

@@ -54,6 +54,7 @@ struct MountCommand: ParsableCommand {
     var logFile: String?
 
     @OptionGroup var jobOptions: JobOptions
+    @OptionGroup var serveOptions: ServeOptions
     @OptionGroup var store: StoreOptions
 
     func run() throws {
@@ -109,7 +110,8 @@ struct MountCommand: ParsableCommand {
             let jobs = try jobOptions.service(registry, dataDir: store.resolvedDataDir, mountpoint: mountpoint)
             let spool = try SpoolSpace(directory: spoolDir.map(StoreOptions.absolute) ?? store.resolvedDataDir + "/spool",
                                        capacity: Int64(max(spoolSize, 1)) << 20)
-            let fs = FileSystem(registry: registry, cache: cache, jobs: jobs, spool: spool, logger: Log.logger)
+            let services = serveOptions.runner(registry, executor: jobs.executor, dataDir: store.resolvedDataDir, mountpoint: mountpoint)
+            let fs = FileSystem(registry: registry, cache: cache, jobs: jobs, services: services, spool: spool, logger: Log.logger)
             let purges = CachePurgeFollower(registry: registry, fs: fs, dataDir: store.resolvedDataDir)
             defer { purges.stop() }
             let adapter = FUSEAdapter(fs: fs, logger: Log.logger)
@@ -125,9 +127,11 @@ struct MountCommand: ParsableCommand {
                 // Jobs read their inputs through the mount: follow them once it is live, picking
                 // up where an earlier mount left off.
                 jobs.start()
+                services.start()
             }
             flusher.stop()
             jobs.stop()
+            services.stop()
             // Dataset changes of the last moments reach the bucket before the process ends.
             registry.publishDatasetsManifestIfBehind()
             Log.logger.notice("unmounted \(mountpoint)")

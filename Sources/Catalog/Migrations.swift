@@ -63,6 +63,12 @@ enum Migrations {
         CREATE TRIGGER aliases_notify AFTER INSERT OR DELETE OR UPDATE ON aliases
             FOR EACH ROW EXECUTE FUNCTION modelfs_notify_alias();
         """,
+        15: """
+
+        -- Every node lists the services (`services/`).
+        CREATE TRIGGER services_notify AFTER INSERT OR DELETE OR UPDATE ON services
+            FOR EACH STATEMENT EXECUTE FUNCTION modelfs_notify();
+        """,
         12: """
 
         -- A chmod, chown or chgrp changes what `ls -l` shows on every node.
@@ -341,6 +347,37 @@ enum Migrations {
             dataset_id INTEGER,
             created REAL NOT NULL
         );
+        """,
+        // 16: inference services on model versions (`services/`), each run by the node that took
+        // it; a service started from an alias follows it (`next_*`: the new version's instance
+        // while it starts; `refused_version_id`: a switch that failed, not tried again).
+        """
+        CREATE TABLE services (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            model_id INTEGER NOT NULL,
+            version_id INTEGER NOT NULL,
+            alias TEXT,
+            params TEXT NOT NULL DEFAULT '{}',
+            owner_uid INTEGER NOT NULL,
+            owner_gid INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            endpoint TEXT,
+            executor TEXT NOT NULL,
+            executor_id TEXT,
+            instance INTEGER NOT NULL DEFAULT 0,
+            node TEXT,
+            next_version_id INTEGER,
+            next_executor_id TEXT,
+            next_instance INTEGER,
+            refused_version_id INTEGER,
+            generation INTEGER NOT NULL DEFAULT 0,
+            running_generation INTEGER NOT NULL DEFAULT -1,
+            created REAL NOT NULL,
+            modified REAL NOT NULL
+        );
+        CREATE INDEX services_by_model ON services (model_id, status);
         """,
     ]
 }

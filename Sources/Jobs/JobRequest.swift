@@ -24,40 +24,7 @@ public struct JobRequest: Sendable, Equatable {
 
     /// Parses a request; every refusal is `EINVAL` with a reason a person can act on.
     public static func parse(_ bytes: [UInt8]) throws(StoreError) -> JobRequest {
-        guard bytes.count <= maxBytes else { throw .invalid("the request is \(bytes.count) bytes; at most \(maxBytes) are allowed") }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw .invalid("the request is not UTF-8 text") }
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty else { throw .invalid("the request is empty; write e.g. model=NAME version=v1 dataset=NAME epochs=3") }
-        var fields: [String: String] = [:]
-        if trimmed.hasPrefix("{") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
-                throw .invalid("the request is not a complete JSON object")
-            }
-            for (key, value) in object {
-                switch value {
-                case let s as String: fields[key] = s
-                case let n as NSNumber: fields[key] = n.stringValue
-                default: throw .invalid("the value of \(key) must be a string or a number")
-                }
-            }
-        } else {
-            for token in try tokens(trimmed) {
-                guard let eq = token.firstIndex(of: "="), eq != token.startIndex else {
-                    throw .invalid("'\(Names.printable(token))' is not key=value")
-                }
-                let key = String(token[..<eq])
-                if fields[key] != nil { throw .invalid("\(key) is given twice") }
-                fields[key] = String(token[token.index(after: eq)...])
-            }
-        }
-        for key in fields.keys where key.isEmpty || !key.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" || $0 == ".") }) {
-            throw .invalid("'\(Names.printable(key))' is not a valid parameter name (letters, digits, _ - .)")
-        }
-        // A value reaches the trainer's environment, spec.json and listings: NUL would cut it
-        // short in the environment, and newlines or escapes would forge lines in a log or a table.
-        for (key, value) in fields where key != "name" && Names.hasControlCharacter(value) {  // name: see validateName
-            throw .invalid("the value of \(key) contains a control character: '\(Names.printable(value))'")
-        }
+        var fields = try RequestFields.parse(bytes, example: "model=NAME version=v1 dataset=NAME epochs=3")
         func take(_ key: String) throws(StoreError) -> String {
             guard let v = fields.removeValue(forKey: key), !v.isEmpty else { throw .invalid("the request names no \(key)") }
             return v
@@ -69,14 +36,7 @@ public struct JobRequest: Sendable, Equatable {
         if let name { try validateName(name) }
         let evaluate = fields.removeValue(forKey: "evaluate")
         if evaluate == "" { throw .invalid("evaluate= names no dataset") }
-        // Each parameter is a variable of its own: `a-b`, `a_b` and `A_B` would all be
-        // MODELFS_PARAM_A_B, and the trainer would see one of them silently.
-        var seen: [String: String] = [:]
-        for key in fields.keys.sorted() {
-            let v = variable(for: key)
-            if let other = seen[v] { throw .invalid("parameters \(other) and \(key) would both be \(v); name them apart") }
-            seen[v] = key
-        }
+        try RequestFields.checkDistinctVariables(fields)
         return JobRequest(model: model, version: version, dataset: dataset, name: name, evaluate: evaluate, params: fields)
     }
 
@@ -117,5 +77,59 @@ public struct JobRequest: Sendable, Equatable {
         if quoted { throw .invalid("a quote is not closed") }
         if any || !current.isEmpty { out.append(current) }
         return out
+    }
+}
+
+/// The `key=value` pairs of a request written to a control file (`jobs/submit`,
+/// `services/submit`): separated by spaces or newlines (double quotes keep spaces in a value), or
+/// one JSON object of strings and numbers. Keys are checked; values hold no control character.
+public enum RequestFields {
+    public static func parse(_ bytes: [UInt8], example: String) throws(StoreError) -> [String: String] {
+        guard bytes.count <= JobRequest.maxBytes else { throw .invalid("the request is \(bytes.count) bytes; at most \(JobRequest.maxBytes) are allowed") }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw .invalid("the request is not UTF-8 text") }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty else { throw .invalid("the request is empty; write e.g. \(example)") }
+        var fields: [String: String] = [:]
+        if trimmed.hasPrefix("{") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(trimmed.utf8)) as? [String: Any] else {
+                throw .invalid("the request is not a complete JSON object")
+            }
+            for (key, value) in object {
+                switch value {
+                case let s as String: fields[key] = s
+                case let n as NSNumber: fields[key] = n.stringValue
+                default: throw .invalid("the value of \(key) must be a string or a number")
+                }
+            }
+        } else {
+            for token in try JobRequest.tokens(trimmed) {
+                guard let eq = token.firstIndex(of: "="), eq != token.startIndex else {
+                    throw .invalid("'\(Names.printable(token))' is not key=value")
+                }
+                let key = String(token[..<eq])
+                if fields[key] != nil { throw .invalid("\(key) is given twice") }
+                fields[key] = String(token[token.index(after: eq)...])
+            }
+        }
+        for key in fields.keys where key.isEmpty || !key.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" || $0 == ".") }) {
+            throw .invalid("'\(Names.printable(key))' is not a valid parameter name (letters, digits, _ - .)")
+        }
+        // A value reaches the trainer's environment, spec.json and listings: NUL would cut it
+        // short in the environment, and newlines or escapes would forge lines in a log or a table.
+        for (key, value) in fields where key != "name" && Names.hasControlCharacter(value) {  // name: see validateName
+            throw .invalid("the value of \(key) contains a control character: '\(Names.printable(value))'")
+        }
+        return fields
+    }
+
+    /// Each parameter is a variable of its own: `a-b`, `a_b` and `A_B` would all be
+    /// MODELFS_PARAM_A_B, and the command would see one of them silently.
+    public static func checkDistinctVariables(_ params: [String: String]) throws(StoreError) {
+        var seen: [String: String] = [:]
+        for key in params.keys.sorted() {
+            let v = JobRequest.variable(for: key)
+            if let other = seen[v] { throw .invalid("parameters \(other) and \(key) would both be \(v); name them apart") }
+            seen[v] = key
+        }
     }
 }

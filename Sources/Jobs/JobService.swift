@@ -46,9 +46,7 @@ public final class JobService: @unchecked Sendable {
     public let executor: any JobExecutor
     public let configuration: Configuration
     let logger: Logger
-    private let lock = NSLock()
-    private var stopped = false
-    private let wake = DispatchSemaphore(value: 0)
+    private let loop = PollingLoop()
     /// Serializes what goes into jobs' logs (modelfs's lines and copied output).
     private let logLock = NSLock()
 
@@ -136,7 +134,7 @@ public final class JobService: @unchecked Sendable {
             _ = try? catalog.transitionJob(id: job.id, from: [.queued], to: .failed, error: error.message)
             throw error
         }
-        wake.signal()
+        loop.poke()
         return job
     }
 
@@ -313,7 +311,7 @@ public final class JobService: @unchecked Sendable {
         // The executor id as it is now: the job may have started since it was read.
         if let eid = try catalog.job(id: id)?.executorID ?? job.executorID { executor.cancel(eid) }
         note(id, "job cancelled")
-        wake.signal()
+        loop.poke()
     }
 
     // MARK: Running
@@ -321,20 +319,12 @@ public final class JobService: @unchecked Sendable {
     /// Follows jobs until `stop()`: starts queued ones, notices finished ones. Jobs left running
     /// by an earlier process are picked up where they are (reconciled with the executor).
     public func start() {
-        let thread = Thread { [self] in
-            while !lock.withLock({ stopped }) {
-                do { try tick() } catch { logger.warning("jobs: \(error)") }
-                _ = wake.wait(timeout: .now() + configuration.pollInterval)
-            }
+        loop.start(name: "modelfs-jobs", interval: configuration.pollInterval) { [self] in
+            do { try tick() } catch { logger.warning("jobs: \(error)") }
         }
-        thread.name = "modelfs-jobs"
-        thread.start()
     }
 
-    public func stop() {
-        lock.withLock { stopped = true }
-        wake.signal()
-    }
+    public func stop() { loop.stop() }
 
     /// One pass over active jobs. Public so that `modelfs train` can drive one job in the foreground.
     public func tick() throws(StoreError) {
@@ -473,15 +463,7 @@ public final class JobService: @unchecked Sendable {
     func note(_ id: JobID, _ line: String) {
         logLock.withLock {
             copyOutput(of: id)
-            // O_APPEND: the job writes to the same file, and a seek to the end followed by a write
-            // would overwrite whatever it wrote in between (its first lines, lost).
-            let fd = open(logPath(of: id), O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            guard fd >= 0 else { return }
-            defer { close(fd) }
-            var st = stat()
-            guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return }
-            let bytes = Array("modelfs: \(line)\n".utf8)
-            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            Logs.note(logPath(of: id), line)
         }
     }
 
@@ -490,47 +472,17 @@ public final class JobService: @unchecked Sendable {
     /// before that was its user's): never through a link, never waiting, a regular file of the
     /// mount's or the job's user with no other name. Empty when there is none such.
     public func readLog(of job: Job, offset: Int64, size: Int) -> [UInt8] {
-        (try? JobFiles.withDirectory(directory(of: job.id)) { (d) throws(StoreError) -> [UInt8] in
-            let (fd, _) = try JobFiles.openFile("log", in: d, owners: jobUsers(job).union([getuid()]), singleLink: true)
-            defer { close(fd) }
-            return JobFiles.read(fd, offset: offset, size: size)
-        }) ?? []
+        Logs.read(directory(of: job.id), owners: jobUsers(job).union([getuid()]), offset: offset, size: size)
     }
 
-    /// The log's size, as `ls -l jobs/<id>/log` shows it (`lstat`: neither follows nor waits).
-    public func logSize(of id: JobID) -> Int64 {
-        var st = stat()
-        guard lstat(logPath(of: id), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return 0 }
-        return Int64(st.st_size)
-    }
+    /// The log's size, as `ls -l jobs/<id>/log` shows it.
+    public func logSize(of id: JobID) -> Int64 { Logs.size(logPath(of: id)) }
 
     /// Copies what a job wrote to its own output file (an executor that opens the output as the
-    /// job's user: Slurm) into the mount's log, from where the last copy ended (kept beside the
-    /// log, so a remount does not copy it twice); at most 8 MiB per call, so that no job holds
-    /// the jobs' thread for long. The file is opened as ``JobFiles`` opens anything of the job's.
+    /// job's user: Slurm) into the mount's log (see ``Logs/copyOutput(of:owners:into:)``).
     func copyOutput(of id: JobID) {
-        guard executor.copiesOutput else { return }
-        let dir = directory(of: id)
-        let markPath = dir + "/log.copied"
-        var copied = Int64(String(decoding: (try? JobFiles.withDirectory(dir) { (d) throws(StoreError) in
-            try JobFiles.contents("log.copied", in: d, limit: 32, owners: [getuid()]) }) ?? [], as: UTF8.self)) ?? 0
-        guard let job = try? catalog.job(id: id) else { return }
-        let chunk = try? JobFiles.withDirectory(dir, "work") { (work) throws(StoreError) -> [UInt8] in
-            // The job's user's (Slurm opens it as them), with no other name: not a hard link.
-            let (fd, st) = try JobFiles.openFile("output.log", in: work, owners: jobUsers(job), singleLink: true)
-            defer { close(fd) }
-            if Int64(st.st_size) < copied { copied = 0 }  // truncated by the job: start again
-            return JobFiles.read(fd, offset: copied, size: Int(min(Int64(st.st_size) - copied, 8 << 20)))
-        }
-        guard let chunk, !chunk.isEmpty else { return }
-        let fd = open(logPath(of: id), O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        let written = chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written > 0 else { return }
-        copied += Int64(written)
-        try? JobService.writePrivate(markPath + ".tmp", Data("\(copied)\n".utf8))
-        rename(markPath + ".tmp", markPath)
+        guard executor.copiesOutput, let job = try? catalog.job(id: id) else { return }
+        Logs.copyOutput(of: directory(of: id), owners: jobUsers(job), into: logPath(of: id))
     }
 
     /// The user a job acts for in the audit trail: the one who asked for it.

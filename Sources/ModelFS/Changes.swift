@@ -45,7 +45,8 @@ extension FileSystem {
         case "models": return [.modelsDir]
         case "datasets": return [.datasetsDir]
         case "jobs": return [.jobsDir]
-        default: return shownNames.parents.compactMap { Node(inode: $0) } + [.modelsDir, .datasetsDir, .jobsDir]
+        case "services": return [.servicesDir]
+        default: return shownNames.parents.compactMap { Node(inode: $0) } + [.modelsDir, .datasetsDir, .jobsDir, .servicesDir]
         }
     }
 

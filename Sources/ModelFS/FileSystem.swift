@@ -56,16 +56,17 @@ public final class FileSystem: Sendable {
 
     public typealias ReadReply = ReadPath.ReadReply
 
-    public init(registry: Registry, cache: BlockCache, jobs: JobService? = nil, spool: SpoolSpace? = nil,
+    public init(registry: Registry, cache: BlockCache, jobs: JobService? = nil, services: ServiceRunner? = nil, spool: SpoolSpace? = nil,
                 logger: Logger = Logger(label: "modelfs.fs")) {
         self.store = registry
         self.cache = cache
         self.jobs = jobs
         registry.useSpool(spool)
-        let namespace = Namespace(store: registry, objects: registry.objects, cache: cache, jobs: jobs, logger: logger)
+        let namespace = Namespace(store: registry, objects: registry.objects, cache: cache, jobs: jobs, services: services, logger: logger)
         self.namespace = namespace
         let others: [any NamespaceProvider] = [ModelsProvider(namespace: namespace), DatasetsProvider(namespace: namespace),
-                                               JobsProvider(namespace: namespace), ArchivesProvider(namespace: namespace)]
+                                               JobsProvider(namespace: namespace), ArchivesProvider(namespace: namespace),
+                                               ServicesProvider(namespace: namespace)]
         // The root lists the other parts' top directories, with their providers' attributes.
         let root = RootProvider(namespace: namespace) { (node) throws(StoreError) -> Attributes in
             guard let p = others.first(where: { $0.parts.contains(node.part) }) else { throw .notFound("no provider") }

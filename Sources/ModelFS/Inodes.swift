@@ -28,6 +28,11 @@ public enum Node: Equatable, Sendable {
     case member(ArchiveOwner, Int)
     /// `models/X/@production`: a symbolic link to the version it names.
     case alias(AliasID)
+    /// `services/` and its `submit` control file.
+    case servicesDir, serviceSubmit
+    /// `services/<name>/`, by the service's number.
+    case service(Int64)
+    case serviceFile(Int64, ServiceFile)
 
     private static let shift: UInt64 = 56
     private static let memberBits: UInt64 = 24
@@ -44,6 +49,8 @@ public enum Node: Equatable, Sendable {
         case 5: self = .stats
         case 6: self = .submit
         case 7: self = .evaluate
+        case 8: self = .servicesDir
+        case 9: self = .serviceSubmit
         default:
             let id = Int64(inode & ((1 << Node.shift) - 1))
             switch inode >> Node.shift {
@@ -59,6 +66,8 @@ public enum Node: Equatable, Sendable {
                 let owner = id >> Int64(Node.memberBits), index = Int(id & ((1 << Int64(Node.memberBits)) - 1))
                 self = .member(inode >> Node.shift == 12 ? .version(VersionID(owner)) : .dataset(DatasetID(owner)), index)
             case 14: self = .alias(AliasID(id))
+            case 15: self = .service(id)
+            case 16..<(16 + UInt64(ServiceFile.allCases.count)): self = .serviceFile(id, ServiceFile.allCases[Int(inode >> Node.shift) - 16])
             default: return nil
             }
         }
@@ -84,12 +93,16 @@ public enum Node: Equatable, Sendable {
         case .member(.version(let id), let index): return 12 << Node.shift | UInt64(id.rawValue) << Node.memberBits | UInt64(index)
         case .member(.dataset(let id), let index): return 13 << Node.shift | UInt64(id.rawValue) << Node.memberBits | UInt64(index)
         case .alias(let id): return 14 << Node.shift | UInt64(id.rawValue)
+        case .servicesDir: return 8
+        case .serviceSubmit: return 9
+        case .service(let id): return 15 << Node.shift | UInt64(id)
+        case .serviceFile(let id, let file): return UInt64(16 + ServiceFile.allCases.firstIndex(of: file)!) << Node.shift | UInt64(id)
         }
     }
 
     public var isDirectory: Bool {
         switch self {
-        case .root, .modelsDir, .datasetsDir, .jobsDir, .model, .job, .archive: return true
+        case .root, .modelsDir, .datasetsDir, .jobsDir, .model, .job, .archive, .servicesDir, .service: return true
         default: return false
         }
     }
@@ -98,6 +111,11 @@ public enum Node: Equatable, Sendable {
 /// The files of a job's directory.
 public enum JobFile: String, CaseIterable, Sendable {
     case spec = "spec.json", status, log, control
+}
+
+/// The files of a service's directory.
+public enum ServiceFile: String, CaseIterable, Sendable {
+    case spec = "spec.json", status, endpoint, log, control
 }
 
 /// A file's attributes as `stat` shows them, without FUSE types.

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Jobs
+import Logging
 import ModelStore
 import ReadPath
 
@@ -101,8 +102,10 @@ final class JobsProvider: NamespaceProvider {
                 namespace.logger.warning("job request from uid \(ctx.uid) (pid \(ctx.pid)) refused: this mount runs as uid \(namespace.uid), not root")
                 throw StoreError(.accessDenied, "jobs run as the user who asks, and this mount (uid \(namespace.uid), not root) cannot run them as uid \(ctx.uid)")
             }
-            return Opened(file: SubmissionFile(provider: self, kind: node == .evaluate ? .evaluate : .train,
-                                               owner: JobOwner(uid: ctx.uid, gid: ctx.gid)), directIO: true)
+            let kind: JobKind = node == .evaluate ? .evaluate : .train, owner = JobOwner(uid: ctx.uid, gid: ctx.gid)
+            return Opened(file: SubmissionFile(what: "job", logger: namespace.logger) { [self] (request) throws(StoreError) in
+                try submit(request, kind: kind, owner: owner)
+            }, directIO: true)
         case .jobFile(let number, let which):
             guard let job = try store.job(number: number) else { throw .notFound("job \(number) is gone") }
             switch which {
@@ -173,17 +176,21 @@ final class JobsProvider: NamespaceProvider {
     func cancel(_ job: JobID) throws(StoreError) { try namespace.jobs?.cancel(job) }
 }
 
-/// One open of `jobs/submit` or `jobs/evaluate`: the request as it arrives, and the answer a read returns. A
-/// complete request (ending in a newline, or a whole JSON object) is submitted at once, so a bad
-/// one fails this very `write()`; one without a final newline is taken when the file is closed.
+/// One open of a control file that takes requests (`jobs/submit`, `jobs/evaluate`,
+/// `services/submit`): the request as it arrives, and the answer a read returns. A complete
+/// request (ending in a newline, or a whole JSON object) is submitted at once, so a bad one fails
+/// this very `write()`; one without a final newline is taken when the file is closed.
 final class SubmissionFile: OpenFile {
-    unowned let provider: JobsProvider
-    let kind: JobKind
-    let owner: JobOwner
+    let what: String
+    let logger: Logger
+    /// Submits the request's bytes; returns the name of what it started.
+    let submit: @Sendable ([UInt8]) throws(StoreError) -> String
     private struct State { var request: [UInt8] = []; var answer: [UInt8] = []; var done = false }
     private let state = Locked(State())
 
-    init(provider: JobsProvider, kind: JobKind, owner: JobOwner) { self.provider = provider; self.kind = kind; self.owner = owner }
+    init(what: String, logger: Logger, submit: @escaping @Sendable ([UInt8]) throws(StoreError) -> String) {
+        self.what = what; self.logger = logger; self.submit = submit
+    }
 
     func read(offset: Int64, size: Int) throws(StoreError) -> ReadReply {
         .bytes(ContentFile.slice(state.withLock { $0.answer }, offset, size))
@@ -191,7 +198,7 @@ final class SubmissionFile: OpenFile {
 
     func write(offset: Int64, bytes: UnsafeRawBufferPointer, _ ctx: RequestContext) throws(StoreError) -> Int {
         try state.withLock { (s) throws(StoreError) -> Int in
-            guard !s.done else { throw StoreError(.invalidArgument, "one request per open: open jobs/submit again") }
+            guard !s.done else { throw StoreError(.invalidArgument, "one request per open: open the file again") }
             s.request.append(contentsOf: bytes)
             if s.request.count > JobRequest.maxBytes {
                 s.done = true
@@ -218,11 +225,11 @@ final class SubmissionFile: OpenFile {
         s.done = true
         do throws(StoreError) {
             let request = s.request
-            let id = try Actor.acting(ctx.actor) { () throws(StoreError) in try provider.submit(request, kind: kind, owner: owner) }
-            s.answer = Array((id + "\n").utf8)
+            let name = try Actor.acting(ctx.actor) { () throws(StoreError) in try submit(request) }
+            s.answer = Array((name + "\n").utf8)
         } catch {
             s.answer = Array("error: \(error.message)\n".utf8)
-            provider.namespace.logger.info("job request refused: \(error.message)")
+            logger.info("\(what) request refused: \(error.message)")
             throw error
         }
     }

@@ -79,7 +79,7 @@ extension NamespaceProvider {
 }
 
 /// The parts of the tree, each owned by one provider.
-enum TreePart: Hashable, Sendable { case root, models, datasets, jobs, archives }
+enum TreePart: Hashable, Sendable { case root, models, datasets, jobs, archives, services }
 
 extension Node {
     var part: TreePart {
@@ -89,6 +89,7 @@ extension Node {
         case .datasetsDir, .dataset: return .datasets
         case .jobsDir, .submit, .evaluate, .job, .jobFile: return .jobs
         case .archive, .member: return .archives
+        case .servicesDir, .serviceSubmit, .service, .serviceFile: return .services
         }
     }
 }
@@ -110,6 +111,8 @@ final class Namespace: Sendable {
     let objects: any ObjectStore
     let cache: BlockCache
     let jobs: JobService?
+    /// Inference services behind `services/`; nil when the mount runs none (it still lists them).
+    let services: ServiceRunner?
     let logger: Logger
     let uid = getuid()
     let gid = getgid()
@@ -126,8 +129,9 @@ final class Namespace: Sendable {
     private let writers = Locked<[UInt64: WriterFile]>([:])
     private let probe = Locked<any WriterProbe>(BlindWriterProbe())
 
-    init(store: any StorePort, objects: any ObjectStore, cache: BlockCache, jobs: JobService?, logger: Logger) {
-        self.store = store; self.objects = objects; self.cache = cache; self.jobs = jobs; self.logger = logger
+    init(store: any StorePort, objects: any ObjectStore, cache: BlockCache, jobs: JobService?, services: ServiceRunner? = nil,
+         logger: Logger) {
+        self.store = store; self.objects = objects; self.cache = cache; self.jobs = jobs; self.services = services; self.logger = logger
     }
 
     /// Archive indexes, made on first use (they need the namespace).

@@ -13,7 +13,7 @@ final class RootProvider: NamespaceProvider {
         self.attributes = attributes
     }
 
-    static let children: [(String, Node)] = [("models", .modelsDir), ("datasets", .datasetsDir), ("jobs", .jobsDir), (".stats", .stats)]
+    static let children: [(String, Node)] = [("models", .modelsDir), ("datasets", .datasetsDir), ("jobs", .jobsDir), ("services", .servicesDir), (".stats", .stats)]
 
     func child(of parent: Node, named name: String) throws(StoreError) -> Node {
         guard parent == .root else { throw StoreError(.notDirectory, "\(Names.printable(name)): .stats is a file, not a directory") }
@@ -24,7 +24,7 @@ final class RootProvider: NamespaceProvider {
     }
 
     func attributes(of node: Node) throws(StoreError) -> Attributes {
-        if node == .root { return namespace.directory(node, links: 5) }
+        if node == .root { return namespace.directory(node, links: 6) }
         return namespace.file(node, size: Int64(try statsContent().count), modified: Date().timeIntervalSince1970)
     }
 

@@ -35,6 +35,17 @@ public protocol StorePort: Sendable {
     func job(number: Int64) throws(StoreError) -> Job?
     /// All jobs, oldest first.
     func jobs() throws(StoreError) -> [Job]
+    func service(_ id: ServiceID) throws(StoreError) -> Service?
+    /// A service by its number (its directory's inode), which is never reused.
+    func service(number: Int64) throws(StoreError) -> Service?
+    /// All services, oldest first.
+    func services() throws(StoreError) -> [Service]
+    /// Asks a service to stop (its owner or root: `EACCES` otherwise); the node running it stops it.
+    @discardableResult
+    func stopService(_ id: ServiceID, requester: Ownership.Requester) throws(StoreError) -> Service
+    /// Starts a service again, on its alias's version now for one that follows an alias.
+    @discardableResult
+    func restartService(_ id: ServiceID, requester: Ownership.Requester) throws(StoreError) -> Service
     /// A version's evaluations, oldest first (the last is the one its xattrs show).
     func evaluations(of version: VersionID) throws(StoreError) -> [Evaluation]
     /// Counts for `.stats`.

@@ -27,6 +27,7 @@ extension Registry: StorePort {
     public func job(_ id: JobID) throws(StoreError) -> Job? { try catalog.job(id: id) }
     public func job(number: Int64) throws(StoreError) -> Job? { try catalog.job(number: number) }
     public func jobs() throws(StoreError) -> [Job] { try catalog.jobs() }
+    public func service(_ id: ServiceID) throws(StoreError) -> Service? { try catalog.service(named: id) }
     public func evaluations(of version: VersionID) throws(StoreError) -> [Evaluation] { try catalog.evaluations(versionID: version) }
 
     public func archiveIndex(objectKey key: String, sha256: String, size: Int64) throws(StoreError) -> StoredArchiveIndex? {
@@ -125,6 +126,7 @@ extension Registry: StorePort {
             try catalog.transaction { tx in
                 let m = try Registry.model(tx, id)
                 try Registry.refuseIfUsed(try tx.activeJobs(model: m.name), "model \(m.name)")
+                try Registry.refuseIfServed(try tx.servicesHolding(modelID: m.id), "model \(m.name)")
                 let versions = try tx.versions(modelID: m.id)
                 if let uploading = versions.first(where: { $0.status == .uploading }) {
                     throw StoreError(.busy, "\(m.name)/\(uploading.fileName) is still uploading: wait for it to end (or finish it with import --resume)")
@@ -213,6 +215,7 @@ extension Registry: StorePort {
                 let what = "\(m.name)/\(v.fileName)"
                 if v.status == .uploading { throw StoreError(.busy, "\(what) is still uploading") }
                 try Registry.refuseIfUsed(try tx.activeJobs(model: m.name, version: v.name), what)
+                try Registry.refuseIfServed(try tx.servicesHolding(modelID: m.id, versionID: v.id), what)
                 try Rules.checkDeletable(version: v, siblings: try tx.versions(modelID: m.id), modelName: m.name)
                 let aliases = try tx.aliases(versionID: v.id)
                 if let named = aliases.first(where: \.isNamed) {

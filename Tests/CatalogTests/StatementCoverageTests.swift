@@ -53,6 +53,7 @@ import ModelStore
             c("indexes") { try $0.archiveIndexesAndTensorHeadersAreKeptPerObject() },
             c("scratch") { try $0.aScratchFileIsAdoptedOnlyUnderAFreeName() },
             c("purges") { try $0.deletesRecordWhatTheyLeaveInTheCaches() },
+            c("services") { try $0.servicesKeepEveryColumnAndAreFoundByTheVersionsTheyHold() },
             n("catalogID") { try $0.theCatalogIDIsMadeOnceAndKept() },
             n("datasetsManifest") { try $0.everyDatasetChangeMovesTheDatasetsManifestGeneration() },
             n("modelSnapshot") { try $0.aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty() },
