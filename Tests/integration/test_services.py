@@ -208,8 +208,9 @@ def stop_services(mnt, timeout=60):
 
 class Serving:
     """`mounts` with --serve-command: `serving(store, *args, command=SERVE)`. At the end every
-    service still up is stopped, the mounts unmounted, and a server that outlived its mount is
-    killed (and reported), so that no test leaves one behind."""
+    service still up is stopped, the mounts unmounted, and a server still running 30 s later is
+    killed (and reported), so that no test leaves one behind (a mount that goes leaves its
+    servers running, for the next mount to follow)."""
 
     def __init__(self, mounts):
         self.mounts = mounts
@@ -226,8 +227,11 @@ class Serving:
                 print(f"stopping the services of {m.path}: {e}")
         self.mounts.unmount_all()
         for m in self.mounts.made:
+            deadline = time.time() + 30
+            while service_processes(m.path) and time.time() < deadline:
+                time.sleep(0.2)
             for pid in service_processes(m.path):
-                print(f"a server of {m.path} outlived the mount: killing pid {pid}")
+                print(f"a server of {m.path} still runs 30 s after its service stopped: killing pid {pid}")
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -457,6 +461,22 @@ def test_rm_of_a_served_version_is_ebusy_until_the_service_stops(local_store, se
     assert os.listdir(m.p("models", model)) == ["v2.safetensors"]
 
 
+def test_a_remount_follows_the_services_it_runs(local_store, serving, name, tmp_path):
+    m = serving(local_store)
+    model = name("tiny")
+    files = seed_model(m.path, model, tmp_path, v1=2)
+    err, svc = submit(m.path, f"model={model} version=v1")
+    assert err == 0
+    url = wait_ready(m.path, svc)
+    m.remount()
+    assert wait_ready(m.path, svc) == url
+    assert same(classify(url), expected(files["v1"], TEXTS, tmp_path))
+    assert errno_of(os.remove, m.p("models", model, "v1.safetensors")) == errno.EBUSY
+    assert control(m.path, svc, "stop") == 0
+    wait_status(m.path, svc, {"stopped"})
+    wait_for(lambda: not answers(url), 60, f"{url} to stop answering")
+
+
 # -- following an alias ---------------------------------------------------------------------------
 
 class Client(threading.Thread):
@@ -528,6 +548,9 @@ def alias_switch(m, model, files, tmp_path, timeout=180):
     assert s["alias"] in ("production", "@production") and s["version"] == "v2.safetensors", s
     wait_log(m.path, svc, f"modelfs: switched from v1.safetensors to v2.safetensors ({old} -> {new})")
     wait_log(m.path, svc, f"loaded from {m.p('models', model, 'v2.safetensors')}")
+    # v1 is no longer served (nor aliased): it may go; v2 may not.
+    os.remove(m.p("models", model, "v1.safetensors"))
+    assert errno_of(os.remove, m.p("models", model, "v2.safetensors")) == errno.EBUSY
     return svc
 
 
