@@ -107,7 +107,8 @@ public final class ServiceRunner: @unchecked Sendable {
                 case .starting: try advanceStarting(s)
                 case .ready: try advanceReady(s)
                 case .stopping: try finishStopping(s)
-                case .stopped, .failed: continue
+                case .failed: try reclaimIfRunning(s)
+                case .stopped: continue
                 }
             } catch {
                 logger.warning("service \(s.id): \(error.message)")
@@ -127,9 +128,27 @@ public final class ServiceRunner: @unchecked Sendable {
         _ = try? registry.changeService(s.id, audit: "service.fail") { (row) throws(StoreError) in
             guard row.node == node, row.status.holdsVersion else { return }
             row.status = .failed
-            row.reason = "node \(node), which ran it, stopped renewing its lease"
+            row.reason = "node \(node), which ran it, \(ServiceRunner.orphanReason)"
             row.endpoint = nil
         }
+    }
+
+    static let orphanReason = "stopped renewing its lease"
+
+    /// A service of this node that another node failed while this one was away (its lease ran
+    /// out, or it was unmounted and mounted again) and whose server still runs: followed again.
+    private func reclaimIfRunning(_ s: Service) throws(StoreError) {
+        guard s.reason?.hasSuffix(ServiceRunner.orphanReason) == true, let eid = s.executorID else { return }
+        let dir = instanceDirectory(s.id, s.instance)
+        guard case .running = executor.state(of: eid, directory: dir), let endpoint = endpoint(of: s, dir),
+              HealthProbe.status(of: endpoint + configuration.healthPath) == 200 else { return }
+        let back = try registry.changeService(s.id, audit: "service.reclaim") { (row) throws(StoreError) in
+            guard row.status == .failed, row.node == me, row.instance == s.instance, row.executorID == eid else { return }
+            row.status = .ready
+            row.endpoint = endpoint
+            row.reason = nil
+        }
+        if back.status == .ready { note(s.id, "taken back: its server ran on while this node was away") }
     }
 
     private func key(_ id: ServiceID, _ instance: Int64) -> String { "\(id.rawValue)#\(instance)" }

@@ -8,11 +8,6 @@ import Catalog
 import Registry
 import Jobs
 
-/// The error `body` throws, or nil (and an issue) when it throws none.
-func storeError<R>(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) -> StoreError? {
-    #expect(throws: StoreError.self, sourceLocation: sourceLocation) { _ = try body() }
-}
-
 /// The numeric entries of /proc, read with readdir (an error is not taken for "no processes").
 func procPids() -> [pid_t] {
     guard let d = opendir("/proc") else { preconditionFailure("cannot list /proc") }

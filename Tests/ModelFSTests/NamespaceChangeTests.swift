@@ -76,11 +76,11 @@ import ModelFS
 
     @Test func theLayoutCannotBeRemoved() throws {
         let env = try FSEnv()
-        for name in ["models", "datasets", "jobs", ".stats"] {
+        for name in ["models", "datasets", "jobs", "services", ".stats"] {
             expectStoreError(.notPermitted, "\(name)") { try env.fs.rmdir(parent: rootInode, name: bytes(name)) }
         }
         expectStoreError(.notPermitted) { try env.fs.unlink(parent: rootInode, name: bytes(".stats")) }
-        #expect(try env.names(rootInode) == [".", "..", "models", "datasets", "jobs", ".stats"])
+        #expect(try env.names(rootInode) == [".", "..", "models", "datasets", "jobs", "services", ".stats"])
     }
 }
 

@@ -8,10 +8,11 @@ import ModelFS
     @Test func rootListsTheLayout() throws {
         let env = try FSEnv()
         let entries = try env.fs.readdir(rootInode)
-        #expect(entries.map(\.name) == [".", "..", "models", "datasets", "jobs", ".stats"])
+        #expect(entries.map(\.name) == [".", "..", "models", "datasets", "jobs", "services", ".stats"])
         #expect(entries[0].attributes.inode == rootInode && entries[1].attributes.inode == rootInode)
         let expectedKinds: [String: (Node, Bool)] = [
-            "models": (.modelsDir, true), "datasets": (.datasetsDir, true), "jobs": (.jobsDir, true), ".stats": (.stats, false),
+            "models": (.modelsDir, true), "datasets": (.datasetsDir, true), "jobs": (.jobsDir, true), "services": (.servicesDir, true),
+            ".stats": (.stats, false),
         ]
         for entry in entries.dropFirst(2) {
             let (node, isDirectory) = try #require(expectedKinds[entry.name])
@@ -24,15 +25,16 @@ import ModelFS
         #expect(try env.fs.getattr(rootInode).isDirectory)
         expectStoreError(.notFound) { try env.fs.lookup(parent: rootInode, name: bytes("nope")) }
         expectStoreError(.notFound) { try env.fs.lookup(parent: rootInode, name: [0xff]) }
-        expectStoreError(.notFound) { try env.fs.getattr(8) }
+        expectStoreError(.notFound) { try env.fs.getattr(10) }
     }
 
     @Test func inodeNumbersRoundTrip() {
-        let nodes: [Node] = [.root, .modelsDir, .datasetsDir, .jobsDir, .stats, .submit, .evaluate]
+        let nodes: [Node] = [.root, .modelsDir, .datasetsDir, .jobsDir, .stats, .submit, .evaluate, .servicesDir, .serviceSubmit]
             + ([1, 2, 42, 1 << 40, (1 << 56) - 1] as [Int64]).flatMap { id -> [Node] in
                 let nodes: [Node] = [.model(ModelID(id)), .version(VersionID(id)), .next(ModelID(id)), .dataset(DatasetID(id)), .job(id),
                                      .archive(.version(VersionID(id))), .archive(.dataset(DatasetID(id))), .alias(AliasID(id))]
-                return nodes + JobFile.allCases.map { Node.jobFile(id, $0) }
+                return nodes + JobFile.allCases.map { Node.jobFile(id, $0) } + [.service(id)]
+                    + ServiceFile.allCases.map { Node.serviceFile(id, $0) }
             }
             + ([0, 1, 42, Node.maxMemberOwner] as [Int64]).flatMap { id -> [Node] in
                 [0, 1, Node.maxMemberIndex].flatMap { i in [Node.member(.version(VersionID(id)), i), Node.member(.dataset(DatasetID(id)), i)] }
@@ -41,7 +43,7 @@ import ModelFS
             #expect(Node(inode: node.inode) == node, "\(node)")
         }
         #expect(Set(nodes.map(\.inode)).count == nodes.count, "every node has its own inode")
-        for bogus: UInt64 in [0, 8, 99, 15 << 56, UInt64.max] {
+        for bogus: UInt64 in [0, 10, 99, 21 << 56, UInt64.max] {
             #expect(Node(inode: bogus) == nil, "\(bogus)")
         }
         #expect(Node.model(ModelID(1)).isDirectory && Node.root.isDirectory && !Node.version(VersionID(1)).isDirectory && !Node.stats.isDirectory)

@@ -267,4 +267,44 @@ struct StorePortConformanceTests {
             #expect(try n.two.versions(of: m.id).map(\.name) == ["v1"], "round \(round): the first model keeps its version")
         }
     }
+
+    /// A service's start and a delete of its version race across nodes: whichever commits first
+    /// wins, and the other is refused with the rule's errno — a version is never deleted under a
+    /// service, nor a service started on a version deleted meanwhile.
+    @Test(arguments: Engine.all)
+    func aServiceAndADeleteOfItsVersionRacing(_ engine: Engine) throws {
+        let n = try Nodes(engine)
+        let owner = JobOwner(uid: 1000, gid: 1000), asker = Ownership.Requester(uid: 1000, groups: [1000])
+        for round in 0..<raceRounds() {
+            let name = "m\(round)"
+            try n.model(name)
+            try n.put(name, "keep.pt", pattern(10, seed: 7))
+            let a = try n.put(name, "v1.pt", pattern(1_000, seed: UInt64(round)))
+            // Node one's delete is held; node two's service starts on v1 and commits first.
+            let one = n.oneRegistry, two = n.twoRegistry, me = n.me
+            let deleting = try n.gated.race({ try one.deleteVersion(a.id, by: me) }) {
+                _ = try two.startService(Registry.ServiceStart(model: name, version: "v1", name: ServiceID("s\(round)")),
+                                         executor: "local", owner: owner, requester: asker)
+            }
+            #expect(throws: StoreError.self, "round \(round)") { _ = try deleting.get() }
+            if case .failure(let e) = deleting { #expect(e.code == .busy && e.message.contains("served by service s\(round)")) }
+            // Node one's start is held; node two stops that service and deletes v1 first.
+            let starting = try n.gated.race({
+                try one.startService(Registry.ServiceStart(model: name, version: "v1", name: ServiceID("t\(round)")),
+                                     executor: "local", owner: owner, requester: asker)
+            }) {
+                try two.stopService(ServiceID("s\(round)"), requester: asker)
+                _ = try two.deleteVersion(a.id, by: me)
+            }
+            #expect(throws: StoreError.self, "round \(round)") { _ = try starting.get() }
+            if case .failure(let e) = starting { #expect(e.code == .notFound) }
+            #expect(try two.service(named: ServiceID("t\(round)")) == nil, "round \(round): nothing recorded")
+            // Only the owner or root stops a service, on every engine.
+            let stranger = Ownership.Requester(uid: 2000, groups: [2000])
+            _ = try two.startService(Registry.ServiceStart(model: name, version: "keep"), executor: "local", owner: owner, requester: asker)
+            let s = try #require(try two.services().last)
+            #expect(throws: StoreError.self) { try one.stopService(s.id, requester: stranger) }
+            #expect(try one.stopService(s.id, requester: Ownership.Requester(uid: 0, groups: [0])).status == .stopped)
+        }
+    }
 }

@@ -84,3 +84,8 @@ public func eventually(seconds: Double = 60, _ condition: () throws -> Bool) ret
     }
     return try condition()
 }
+
+/// The error `body` throws, or nil (and an issue) when it throws none.
+public func storeError<R>(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R) -> StoreError? {
+    #expect(throws: StoreError.self, sourceLocation: sourceLocation) { _ = try body() }
+}
