@@ -319,8 +319,9 @@ public final class JobService: @unchecked Sendable {
     /// Follows jobs until `stop()`: starts queued ones, notices finished ones. Jobs left running
     /// by an earlier process are picked up where they are (reconciled with the executor).
     public func start() {
-        loop.start(name: "modelfs-jobs", interval: configuration.pollInterval) { [self] in
+        loop.start(name: "modelfs-jobs") { [self] in
             do { try tick() } catch { logger.warning("jobs: \(error)") }
+            return configuration.pollInterval
         }
     }
 

@@ -62,16 +62,17 @@ enum Logs {
     }
 }
 
-/// A thread that runs `tick` every `interval` seconds, or at once when woken, until stopped.
+/// A thread that runs `tick` again after the interval it asks for, or at once when woken, until stopped.
 final class PollingLoop: @unchecked Sendable {
     private let lock = NSLock()
     private var stopped = false
     private let wake = DispatchSemaphore(value: 0)
 
-    func start(name: String, interval: Double, _ tick: @escaping @Sendable () -> Void) {
+    /// `tick` returns how long to wait before the next one.
+    func start(name: String, _ tick: @escaping @Sendable () -> Double) {
         let thread = Thread { [self] in
             while !lock.withLock({ stopped }) {
-                tick()
+                let interval = tick()
                 _ = wake.wait(timeout: .now() + interval)
             }
         }

@@ -40,6 +40,8 @@ public final class ServiceRunner: @unchecked Sendable {
     private let logLock = NSLock()
     /// When each instance (service, instance number) was launched here: its readiness deadline.
     private var launched: [String: Date] = [:]
+    /// Whether the last pass saw a server starting (a service's, or a switch's).
+    private var awaiting = false
     /// Old servers to stop once their drain is over.
     private var draining: [(id: String, dir: String, due: Date)] = []
 
@@ -83,8 +85,10 @@ public final class ServiceRunner: @unchecked Sendable {
     // MARK: Following
 
     public func start() {
-        loop.start(name: "modelfs-services", interval: configuration.pollInterval) { [self] in
+        loop.start(name: "modelfs-services") { [self] in
             do { try tick() } catch { logger.warning("services: \(error)") }
+            // A server on its way up is asked often, so that ready is seen soon after it is.
+            return lock.withLock { awaiting } ? min(0.1, configuration.pollInterval) : configuration.pollInterval
         }
     }
 
@@ -94,7 +98,9 @@ public final class ServiceRunner: @unchecked Sendable {
     /// One pass over the services: each step of each is one change of its row.
     public func tick() throws(StoreError) {
         var leases: [String: NodeLease]? = nil
-        for s in try registry.services() {
+        let all = try registry.services()
+        lock.withLock { awaiting = all.contains { $0.node == me && ($0.status == .starting || $0.nextInstance != nil) } }
+        for s in all {
             if let node = s.node, node != me {
                 if s.status.holdsVersion {
                     if leases == nil { leases = Dictionary(try registry.catalog.nodes().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
