@@ -6,7 +6,9 @@ Configured by environment variables only, as a service command will be (issue 23
 
     MODELFS_MODEL_PATH    required  the weights: a .safetensors file, or a directory holding exactly
                                     one (an archive version's view)
-    MODELFS_PORT          required  the port to listen on, on 127.0.0.1
+    MODELFS_PORT          required  the port to listen on
+    MODELFS_HOST          optional  the address to bind; default 127.0.0.1 (a Slurm node's service
+                                    gets 0.0.0.0, to be reachable from the mount's host)
     MODELFS_MODEL         optional  the model's name in answers; default: the weights file's stem
     MODELFS_SERVE_EXAMPLE_DELAY
                           optional  seconds to wait before loading (tests watch /health say 503)
@@ -182,10 +184,11 @@ def main():
     try:
         path = weights_file(t.require_env("MODELFS_MODEL_PATH"))
         port = int(t.require_env("MODELFS_PORT"))
+        host = os.environ.get("MODELFS_HOST") or "127.0.0.1"
         delay = float(os.environ.get("MODELFS_SERVE_EXAMPLE_DELAY") or 0)
         name = os.environ.get("MODELFS_MODEL") or os.path.splitext(os.path.basename(path))[0]
         model = Model(path, name)
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server = ThreadingHTTPServer((host, port), Handler)
     except (t.InputError, OSError, ValueError) as e:
         say(f"error: {e}")
         return 1
@@ -196,7 +199,7 @@ def main():
         try:
             time.sleep(delay)
             model.load()
-            say(f"{name} loaded from {path}, ready on 127.0.0.1:{port}")
+            say(f"{name} loaded from {path}, ready on {host}:{port}")
         except Exception as e:  # whatever stops the load stops the server: it can never be ready
             failure.append(e)
             server.shutdown()
@@ -206,7 +209,7 @@ def main():
     stop = lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    say(f"listening on 127.0.0.1:{port}, loading {path}")
+    say(f"listening on {host}:{port}, loading {path}")
     threading.Thread(target=load, daemon=True).start()
     server.serve_forever()
     server.server_close()

@@ -181,3 +181,13 @@ def test_sigterm_while_loading_and_bad_weights(weights, servers, tmp_path):
     s.proc.wait(timeout=30)  # it ends by itself
     code, err = s.stop()
     assert code == 1 and "not a valid safetensors file" in err, err
+
+
+def test_binds_the_address_in_modelfs_host(weights, servers):
+    """MODELFS_HOST (0.0.0.0 for a service on a Slurm node) is where it listens, and only there."""
+    s = servers(weights, MODELFS_HOST="127.0.0.2")
+    s.url = f"http://127.0.0.2:{s.port}"
+    s.wait_ready()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{s.port}/health", timeout=10)
+    assert s.stop()[0] == 0
