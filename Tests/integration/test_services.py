@@ -523,8 +523,8 @@ def alias_switch(m, model, files, tmp_path, timeout=180):
     assert (err, svc) == (0, f"{model}-production-1")
     old = wait_ready(m.path, svc, timeout)
     s = spec(m.path, svc)
-    # spec-23 says "production"; the mount says "@production", as the request and the link do.
-    assert s["alias"] in ("production", "@production") and s["version"] == "v1.safetensors", s
+    # The alias as the request and the link name it.
+    assert s["alias"] == "@production" and s["version"] == "v1.safetensors", s
     assert same(classify(old), want["v1"])
 
     client = Client(m.p("services", svc, "endpoint"))
@@ -545,7 +545,7 @@ def alias_switch(m, model, files, tmp_path, timeout=180):
         assert url in (old, new) and same(got, want["v1" if url == old else "v2"]), url
     assert status(m.path, svc) == ["ready"]
     s = spec(m.path, svc)
-    assert s["alias"] in ("production", "@production") and s["version"] == "v2.safetensors", s
+    assert s["alias"] == "@production" and s["version"] == "v2.safetensors", s
     wait_log(m.path, svc, f"modelfs: switched from v1.safetensors to v2.safetensors ({old} -> {new})")
     wait_log(m.path, svc, f"loaded from {m.p('models', model, 'v2.safetensors')}")
     # v1 is no longer served (nor aliased): it may go; v2 may not.
