@@ -192,4 +192,38 @@ final class ServiceRunnerTests {
             #expect(e?.code == .invalidArgument && e?.message.contains(why) == true, "\(bad): \(e?.message ?? "")")
         }
     }
+
+    /// As Slurm does: the command's output goes to its own file, and the mount learns where the
+    /// server is from the `work/host` the command's script writes — a file its user controls.
+    final class HostReportingExecutor: JobExecutor, @unchecked Sendable {
+        let local = LocalExecutor()
+        let name = "local"
+        let copiesOutput = true
+        func start(script: String, directory: String, environment: [String: String], log: String, jobID: String,
+                   user: JobOwner?) throws(StoreError) -> String {
+            try local.start(script: script, directory: directory, environment: environment, log: log, jobID: jobID, user: user)
+        }
+        func state(of id: String, directory: String) -> ExecutorState { local.state(of: id, directory: directory) }
+        func cancel(_ id: String) { local.cancel(id) }
+    }
+
+    /// A command that plants a link or a FIFO where the mount reads the server's host is not
+    /// followed or waited on: the service never becomes ready there and fails at its deadline,
+    /// and the runner's thread is never held.
+    @Test(arguments: [#"ln -s /etc/hostname host.x && mv -f host.x host"#, #"rm -f host && mkfifo host"#])
+    func aPlantedHostFileIsNeitherFollowedNorWaitedOn(plant: String) throws {
+        var c = ServiceRunner.Configuration(directory: servicesDir, command: "\(plant); " + httpServer)
+        c.healthPath = "/"; c.timeout = 3; c.mountpoint = "/mnt/modelfs"; c.pollInterval = 0.05
+        let r = ServiceRunner(registry: env.registry, executor: HostReportingExecutor(), configuration: c)
+        let s = try start(r)
+        let failed = try drive(r, s.id) { $0.status == .failed }
+        #expect(failed.reason?.contains("not ready within 3 s") == true, "\(failed.reason ?? "")")
+        // The same executor with an honest host file: ready.
+        var honest = c
+        honest.command = httpServer
+        let good = ServiceRunner(registry: env.registry, executor: HostReportingExecutor(), configuration: honest)
+        let t = try start(good, name: "honest")
+        let ready = try drive(good, t.id) { $0.status == .ready }
+        #expect(answers(ready.endpoint) && ready.endpoint?.hasPrefix("http://127.0.0.1:") == false, "\(ready.endpoint ?? "")")
+    }
 }
