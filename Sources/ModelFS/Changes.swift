@@ -53,6 +53,8 @@ extension FileSystem {
     /// What the kernel must forget after `notice`: each touched directory, and each name in it
     /// that was shown and now names nothing or another file.
     public func catalogChanged(_ notice: String) -> [Invalidation] {
+        // Another node moved an alias or changed a service: the services this mount runs look now.
+        if notice.hasPrefix("versions:") || notice == "services" { namespace.services?.poke() }
         var out: [Invalidation] = []
         var seen = Set<UInt64>()
         for dir in directories(for: notice) where seen.insert(dir.inode).inserted {

@@ -119,6 +119,7 @@ final class ModelsProvider: NamespaceProvider {
         }
         guard let found else { throw refused }
         let made = try store.linkAlias(in: modelID, named: name, to: found.versionID, view: found.view, by: ctx.actor)
+        namespace.services?.poke()  // a service following the alias moves now, not at its next look
         return .alias(made.id)
     }
 
@@ -251,6 +252,7 @@ final class ModelsProvider: NamespaceProvider {
             guard fromModel == toModel else { throw StoreError(.crossDevice, "an alias cannot move to another model") }
             // Onto another alias: that one is replaced, in the same transaction (ln -sfn, mv link @name).
             _ = try store.renameAlias(id, to: newName, by: ctx.actor)
+            namespace.services?.poke()
         case (.version, _, _), (.model, _, _), (.alias, _, _):
             throw StoreError(.crossDevice, "\(describe(node)) cannot move there")
         default:
