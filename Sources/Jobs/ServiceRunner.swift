@@ -442,7 +442,8 @@ public final class ServiceRunner: @unchecked Sendable {
         let log = executor.copiesOutput ? dir + "/work/output.log" : logPath(of: s.id)
         let eid = try executor.start(script: dir + "/run.sh", directory: dir, environment: env, log: log,
                                      jobID: "serve-" + s.id.rawValue, user: owner)
-        lock.withLock { launched[key(s.id, instance)] = Date() }
+        // A server on its way up: the next look comes soon (this pass began without it).
+        lock.withLock { launched[key(s.id, instance)] = Date(); awaiting = true }
         note(s.id, "started \(m.name)/\(v.fileName) on \(executor.name) as \(eid), port \(port)")
         return eid
     }
