@@ -64,7 +64,7 @@ struct ServeCommand: ParsableCommand {
                     switch now.status {
                     case .ready: print(now.endpoint ?? ""); return
                     case .failed, .stopped: throw CLIError("service \(s.id) \(now.status.rawValue)\(now.reason.map { ": " + $0 } ?? "")")
-                    default: usleep(200_000)
+                    default: usleep(50_000)
                     }
                 }
             }
