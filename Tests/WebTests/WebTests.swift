@@ -1,0 +1,92 @@
+import Foundation
+import Glibc
+import Hummingbird
+import Testing
+@testable import Web
+import ModelStore
+
+/// Each store error's HTTP status follows the errno the mount gives for it.
+@Test(arguments: [
+    (StoreError.Code.notFound, HTTPResponse.Status.notFound, "ENOENT"),
+    (.alreadyExists, .conflict, "EEXIST"),
+    (.busy, .conflict, "EBUSY"),
+    (.accessDenied, .forbidden, "EACCES"),
+    (.notPermitted, .forbidden, "EPERM"),
+    (.invalidArgument, .badRequest, "EINVAL"),
+    (.notSupported, .notImplemented, "ENOTSUP"),
+    (.io, .internalServerError, "EIO"),
+    (.stale, .internalServerError, "ESTALE"),
+    (.noSpace, .internalServerError, "ENOSPC"),
+])
+func statusOf(_ code: StoreError.Code, _ status: HTTPResponse.Status, _ errno: String) {
+    let e = WebError(StoreError(code, "the message"))
+    #expect(e.status == status)
+    #expect(e.errno == errno)
+    #expect(e.message == "the message")
+}
+
+@Test func everyCodeHasAStatusAndItsErrnosName() {
+    for code in StoreError.Code.allCases {
+        #expect(errnoName(for: code).hasPrefix("E"))
+        #expect(httpStatus(for: code).code >= 400)
+    }
+}
+
+// MARK: The tokens file
+
+let me = String(cString: getpwuid(getuid())!.pointee.pw_name)
+
+@Test func tokensNameUsersByNameOrNumber() throws {
+    let tokens = try Tokens.parse("""
+        # the admin's tokens
+        aaaaaaaaaaaaaaaaaaaa \(me)
+
+        bbbbbbbbbbbbbbbbbbbb\t4242
+        """)
+    #expect(tokens.count == 2)
+    #expect(tokens.user(for: "aaaaaaaaaaaaaaaaaaaa") == WebUser(name: me, uid: getuid(), gid: getpwuid(getuid())!.pointee.pw_gid))
+    #expect(tokens.user(for: "bbbbbbbbbbbbbbbbbbbb")?.uid == 4242)
+    #expect(tokens.user(for: "bbbbbbbbbbbbbbbbbbb") == nil)
+    #expect(tokens.user(for: "") == nil)
+}
+
+@Test(arguments: [
+    ("tooshort \(me)", "line 1: the token is shorter than 16 characters"),
+    ("aaaaaaaaaaaaaaaaaaaa", "line 1: expected 'TOKEN USER'"),
+    ("aaaaaaaaaaaaaaaaaaaa \(me) extra", "line 1: expected 'TOKEN USER'"),
+    ("aaaaaaaaaaaaaaaaaaaa \(me)\naaaaaaaaaaaaaaaaaaaa root", "line 2: the same token as an earlier line"),
+    ("aaaaaaaaaaaaaaaaaaaa no-such-user-here", "line 1: no user no-such-user-here"),
+])
+func badTokenLinesAreRefusedWithoutTheToken(_ text: String, _ message: String) {
+    #expect(throws: TokensError.self) { try Tokens.parse(text) }
+    do { _ = try Tokens.parse(text) } catch {
+        #expect(error.description.hasSuffix(message))
+        #expect(!error.description.contains("aaaaaaaaaaaaaaaaaaaa"))
+    }
+}
+
+@Test func aTokensFileOthersCanReadIsRefused() throws {
+    let path = NSTemporaryDirectory() + "modelfs-tokens-\(getpid())"
+    defer { unlink(path) }
+    try "aaaaaaaaaaaaaaaaaaaa \(me)\n".write(toFile: path, atomically: false, encoding: .utf8)
+    chmod(path, 0o644)
+    #expect(throws: TokensError.self) { try Tokens.load(path: path) }
+    chmod(path, 0o600)
+    #expect(try Tokens.load(path: path).user(for: "aaaaaaaaaaaaaaaaaaaa")?.uid == getuid())
+    #expect(throws: TokensError.self) { try Tokens.load(path: path + ".missing") }
+}
+
+// MARK: The OpenAPI document
+
+@Test func theDocumentIsJSONAndDescribesEveryRoute() throws {
+    let doc = try #require(try JSONSerialization.jsonObject(with: Data(OpenAPI.document.utf8)) as? [String: Any])
+    #expect(doc["openapi"] as? String == "3.1.0")
+    let paths = try #require(doc["paths"] as? [String: [String: Any]])
+    let routes = WebServer.routes
+    #expect(routes.count > 20)
+    for (method, path) in routes {
+        #expect(paths[path]?[method.lowercased()] != nil, "\(method) \(path) is not in the OpenAPI document")
+    }
+    let described = paths.flatMap { path, ops in ops.keys.filter { $0 != "parameters" }.map { "\($0.uppercased()) \(path)" } }
+    #expect(Set(described) == Set(routes.map { "\($0.0) \($0.1)" }), "the document describes routes the server does not have")
+}
