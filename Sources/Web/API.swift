@@ -21,6 +21,8 @@ struct API: Sendable {
         var query: [String: String]
         var body: [UInt8]
         var user: WebUser?
+        /// The `Range` header, for a download.
+        var range: String?
 
         func parameter(_ name: String) -> String { parameters[name] ?? "" }
 
@@ -63,10 +65,11 @@ struct API: Sendable {
         }
         return [
             e(.get, "/models", API.listModels), e(.post, "/models", API.createModel),
-            e(.patch, "/models/{model}", API.changeModel), e(.delete, "/models/{model}", API.deleteModel),
+            e(.get, "/models/{model}", API.getModel), e(.patch, "/models/{model}", API.changeModel), e(.delete, "/models/{model}", API.deleteModel),
             e(.get, "/models/{model}/versions", API.listVersions), e(.get, "/models/{model}/next", API.nextVersion),
             e(.get, "/models/{model}/versions/{version}", API.getVersion), e(.patch, "/models/{model}/versions/{version}", API.changeVersion),
             e(.delete, "/models/{model}/versions/{version}", API.deleteVersion),
+            e(.get, "/models/{model}/versions/{version}/download", API.download),
             e(.get, "/models/{model}/aliases", API.listAliases), e(.put, "/models/{model}/aliases/{alias}", API.setAlias),
             e(.delete, "/models/{model}/aliases/{alias}", API.removeAlias),
             e(.get, "/datasets", API.listDatasets), e(.get, "/jobs", API.listJobs), e(.get, "/jobs/{job}", API.getJob),
@@ -103,6 +106,8 @@ struct API: Sendable {
         let search = call.query["search"].flatMap { $0.isEmpty ? nil : $0 }
         return (.ok, try registry.catalog.models(type: type, search: search).map(modelRow))
     }
+
+    func getModel(_ call: Call) throws -> Answer { (.ok, try modelRow(try port.model(called: call.parameter("model")))) }
 
     struct NewModel: Decodable { var name: String; var type: String?; var note: String? }
 
@@ -200,6 +205,20 @@ struct API: Sendable {
         try rights.checkEntryChange(m, entryOwner: v.owner, by: user, "delete \(m.name)/\(v.fileName)")
         let gone = try port.deleteVersion(v.id, by: actor(user)).row
         return (.ok, versionRow(gone, aliases: [], evaluations: []))
+    }
+
+    /// Its bytes (a ``Download``): for whoever may read them through the mount (someone without
+    /// a user as nobody: what others may read), once ready.
+    func download(_ call: Call) throws -> Answer {
+        let m = try port.model(called: call.parameter("model"))
+        let v = try port.version(called: call.parameter("version"), in: m)
+        try rights.checkRead(m, v, by: call.user)
+        guard v.status == .ready else {
+            throw StoreError(.notReady, "\(m.name)/\(v.fileName) is \(v.status.rawValue)\(v.error.map { ": " + $0 } ?? "")")
+        }
+        let range = try Download.range(call.range, size: v.size)
+        return (range == nil ? .ok : .partialContent,
+                Download(objects: registry.objects, key: v.objectKey, fileName: v.fileName, size: v.size, sha256: v.sha256, range: range))
     }
 
     // MARK: Aliases

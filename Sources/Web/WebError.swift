@@ -26,7 +26,8 @@ public struct WebError: Error, Sendable, Equatable {
 public func httpStatus(for code: StoreError.Code) -> HTTPResponse.Status {
     switch errnoValue(for: code) {
     case ENOENT: return .notFound
-    case EEXIST, EBUSY, ENOTEMPTY: return .conflict
+    // EAGAIN: a version still uploading, not yet what was asked for.
+    case EEXIST, EBUSY, ENOTEMPTY, EAGAIN: return .conflict
     case EACCES, EPERM: return .forbidden
     case EINVAL: return .badRequest
     case ENOTSUP: return .notImplemented

@@ -74,8 +74,9 @@ public struct WebServer: Sendable {
             }
             var query: [String: String] = [:]
             for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
-            let call = API.Call(parameters: parameters, query: query, body: body, user: user)
+            let call = API.Call(parameters: parameters, query: query, body: body, user: user, range: request.headers[.range])
             let (status, value) = try await offloaded { try endpoint.handler(api)(call) }
+            if let download = value as? Download { return download.response() }
             return json(status, value)
         } catch let e as WebError {
             return json(e.status, ErrorBody(e))

@@ -10,6 +10,7 @@ import ModelStore
     (StoreError.Code.notFound, HTTPResponse.Status.notFound, "ENOENT"),
     (.alreadyExists, .conflict, "EEXIST"),
     (.busy, .conflict, "EBUSY"),
+    (.notReady, .conflict, "EAGAIN"),
     (.accessDenied, .forbidden, "EACCES"),
     (.notPermitted, .forbidden, "EPERM"),
     (.invalidArgument, .badRequest, "EINVAL"),
@@ -89,4 +90,22 @@ func badTokenLinesAreRefusedWithoutTheToken(_ text: String, _ message: String) {
     }
     let described = paths.flatMap { path, ops in ops.keys.filter { $0 != "parameters" }.map { "\($0.uppercased()) \(path)" } }
     #expect(Set(described) == Set(routes.map { "\($0.0) \($0.1)" }), "the document describes routes the server does not have")
+}
+
+// MARK: Ranges of a download
+
+@Test(arguments: [
+    ("bytes=0-99", Optional(0..<100)), ("bytes=100-", Optional(100..<1000)), ("bytes=-10", Optional(990..<1000)),
+    ("bytes=990-5000", Optional(990..<1000)), ("bytes=-5000", Optional(0..<1000)),
+    // Not taken (the whole file then): several ranges, other units, nonsense.
+    ("bytes=0-1,5-6", nil), ("items=0-1", nil), ("bytes=5-2", nil), ("bytes=x-", nil), ("bytes=", nil),
+] as [(String, Range<Int64>?)])
+func rangeOf(_ header: String, _ expected: Range<Int64>?) throws {
+    #expect(try Download.range(header, size: 1000) == expected)
+}
+
+@Test func aRangePastTheEndIsUnsatisfiable() {
+    #expect(throws: WebError.self) { try Download.range("bytes=1000-", size: 1000) }
+    #expect(throws: WebError.self) { try Download.range("bytes=-1", size: 0) }
+    #expect((try? Download.range(nil, size: 1000)) == .some(nil))
 }

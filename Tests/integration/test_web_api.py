@@ -4,6 +4,7 @@ a user (401); a second user's token refused where the mount refuses them (403, E
 version changed through one of the web, the CLI and the mount and read through the others; the
 OpenAPI document valid and describing the routes."""
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -68,6 +69,15 @@ class Web:
             status, answer = e.code, e.read()
         return status, json.loads(answer)
 
+    def fetch(self, path, headers=None):
+        """(status, headers, bytes) of a GET without a user."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers or {})
+        try:
+            with HTTP.open(request, timeout=60) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
     def ok(self, method, path, body=None, token=OWNER_TOKEN, status=200):
         got, answer = self.call(method, path, body, token)
         assert got == status, (method, path, got, answer)
@@ -126,6 +136,7 @@ def test_models_versions_and_aliases_through_the_web_the_cli_and_the_mount(store
     model = name("web")
     made = web.ok("POST", "/api/v1/models", {"name": model, "type": "text", "note": "from the web"}, status=201)
     assert (made["name"], made["type"], made["note"], made["owner"]["uid"]) == (model, "text", "from the web", os.getuid())
+    assert web.ok("GET", f"/api/v1/models/{model}") == made
     assert os.path.isdir(m.p("models", model))
     assert xattr(m.p("models", model), "type") == "text"
 
@@ -143,6 +154,16 @@ def test_models_versions_and_aliases_through_the_web_the_cli_and_the_mount(store
     v1 = web.ok("GET", f"/api/v1/models/{model}/versions/v1")
     assert (v1["sha256"], v1["owner"]["uid"], v1["aliases"], v1.get("metrics")) == (sha1, os.getuid(), [], None)
     assert web.ok("GET", f"/api/v1/models/{model}/versions/v1.pt")["sha256"] == sha1
+
+    # Its bytes, whole or one range, are the mount's.
+    with open(m.p("models", model, "v2.pt"), "rb") as f:
+        through_mount = f.read()
+    status, headers, body = web.fetch(f"/api/v1/models/{model}/versions/v2/download")
+    assert (status, headers["ETag"], hashlib.sha256(body).hexdigest(), body) == (200, f'"{sha2}"', sha2, through_mount)
+    status, headers, body = web.fetch(f"/api/v1/models/{model}/versions/v2.pt/download", {"Range": "bytes=100-5099"})
+    assert (status, headers["Content-Range"], body) == (206, "bytes 100-5099/8192", through_mount[100:5100])
+    assert web.fetch(f"/api/v1/models/{model}/versions/v2/download", {"Range": "bytes=-10"})[2] == through_mount[-10:]
+    assert web.fetch(f"/api/v1/models/{model}/versions/v2/download", {"Range": "bytes=8192-"})[0] == 416
 
     # A note: set through the web, read through the mount and the CLI; set through the mount and
     # the CLI, read through the web.
@@ -307,6 +328,15 @@ def test_a_second_users_token_is_refused_where_the_mount_refuses_them(store, nam
         assert refusal(web, "DELETE", f"/api/v1/models/{model}", token=EVE_TOKEN)[:2] == (403, "EACCES")
         assert sorted(os.listdir(m.p("models", model))) == ["v1.pt", "v2.pt"]
 
+        # Bytes: what others may read (0444) anyone downloads; a version made 0400 only its owner,
+        # through the web as through the mount.
+        assert web.fetch(f"/api/v1/models/{model}/versions/v1/download")[0] == 200
+        os.chmod(m.p("models", model, "v2.pt"), 0o400)
+        assert sh(*eve, "cat", m.p("models", model, "v2.pt"), check=False).returncode != 0
+        assert web.fetch(f"/api/v1/models/{model}/versions/v2/download")[0] == 403
+        assert web.fetch(f"/api/v1/models/{model}/versions/v2/download", {"Authorization": f"Bearer {EVE_TOKEN}"})[0] == 403
+        assert web.fetch(f"/api/v1/models/{model}/versions/v2/download", {"Authorization": f"Bearer {OWNER_TOKEN}"})[0] == 200
+
         # Her own model (models/ is 1777 on such a mount): hers in the mount and in the audit trail.
         hers = name("eve")
         assert web.ok("POST", "/api/v1/models", {"name": hers}, token=EVE_TOKEN, status=201)["owner"]["uid"] == EVE_UID
@@ -330,9 +360,9 @@ def test_the_openapi_document_is_valid_and_describes_every_route(store, webs):
     doc = web.ok("GET", "/api/v1/openapi.json", token=None)
     validate(doc)
     assert doc["openapi"].startswith("3.1")
-    wanted = {("get", "/api/v1/models"), ("post", "/api/v1/models"), ("patch", "/api/v1/models/{model}"), ("delete", "/api/v1/models/{model}"),
+    wanted = {("get", "/api/v1/models"), ("post", "/api/v1/models"), ("get", "/api/v1/models/{model}"), ("patch", "/api/v1/models/{model}"), ("delete", "/api/v1/models/{model}"),
               ("get", "/api/v1/models/{model}/versions"), ("get", "/api/v1/models/{model}/versions/{version}"),
-              ("patch", "/api/v1/models/{model}/versions/{version}"), ("delete", "/api/v1/models/{model}/versions/{version}"),
+              ("patch", "/api/v1/models/{model}/versions/{version}"), ("delete", "/api/v1/models/{model}/versions/{version}"), ("get", "/api/v1/models/{model}/versions/{version}/download"),
               ("get", "/api/v1/models/{model}/next"), ("get", "/api/v1/models/{model}/aliases"),
               ("put", "/api/v1/models/{model}/aliases/{alias}"), ("delete", "/api/v1/models/{model}/aliases/{alias}"),
               ("get", "/api/v1/datasets"), ("get", "/api/v1/jobs"), ("get", "/api/v1/jobs/{job}"), ("get", "/api/v1/services"),
