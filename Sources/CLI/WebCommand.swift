@@ -23,6 +23,9 @@ struct WebCommand: ParsableCommand {
             options.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             options.port = port
             do { options.tokens = try tokens.map(Tokens.load(path:)) } catch { throw CLIError("\(error)") }
+            if let trustProxyHeader, !WebServer.isHeaderName(trustProxyHeader) {
+                throw CLIError("--trust-proxy-header: '\(trustProxyHeader)' is not a header's name")
+            }
             options.trustedProxyHeader = trustProxyHeader
         }
         let registry = try reporting { try store.openRegistry(role: "web") }

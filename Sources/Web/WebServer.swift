@@ -29,6 +29,9 @@ public struct WebServer: Sendable {
         self.logger = logger
     }
 
+    /// Whether `name` can be a header's name (for `--trust-proxy-header`).
+    public static func isHeaderName(_ name: String) -> Bool { HTTPField.Name(name) != nil }
+
     /// Every route the server has (`GET /api/v1/models`…): what the OpenAPI document must describe.
     public static var routes: [(method: String, path: String)] {
         router { _, _, _ in Response(status: .ok) }.routes.map { ($0.method.rawValue, $0.path.description) }

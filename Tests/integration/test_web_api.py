@@ -78,8 +78,8 @@ class Web:
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read()
 
-    def ok(self, method, path, body=None, token=OWNER_TOKEN, status=200):
-        got, answer = self.call(method, path, body, token)
+    def ok(self, method, path, body=None, token=OWNER_TOKEN, status=200, headers=None):
+        got, answer = self.call(method, path, body, token, headers=headers)
         assert got == status, (method, path, got, answer)
         return answer
 
@@ -107,9 +107,9 @@ def webs(tmp_path):
         w.stop()
 
 
-def refusal(web, method, path, body=None, token=OWNER_TOKEN, raw=None):
+def refusal(web, method, path, body=None, token=OWNER_TOKEN, raw=None, headers=None):
     """(status, errno, message) of a request the API refuses."""
-    status, answer = web.call(method, path, body, token, raw=raw)
+    status, answer = web.call(method, path, body, token, raw=raw, headers=headers)
     assert status >= 400, (method, path, status, answer)
     return status, answer["error"].get("errno"), answer["error"]["message"]
 
@@ -374,6 +374,24 @@ def test_the_openapi_document_is_valid_and_describes_every_route(store, webs):
     for method, path in sorted(wanted):
         if method == "get" and "{" not in path and path != "/health":
             assert web.call("GET", path, token=None)[0] == 200, path
+
+
+def test_a_trusted_proxys_header_names_the_user_only_when_trusted(store, name, tmp_path, webs):
+    trusting = webs(store, "--trust-proxy-header", "X-Remote-User")
+    model = name("proxy")
+    made = trusting.ok("POST", "/api/v1/models", {"name": model}, token=None, status=201, headers={"X-Remote-User": str(EVE_UID)})
+    assert made["owner"]["uid"] == EVE_UID
+    assert [(e["action"], e["uid"]) for e in trusting.ok("GET", f"/api/v1/audit?model={model}")] == [("model.create", EVE_UID)]
+    assert refusal(trusting, "DELETE", f"/api/v1/models/{model}", token=None)[0] == 401
+    assert refusal(trusting, "DELETE", f"/api/v1/models/{model}", token=None, headers={"X-Remote-User": "no-such-user-here"})[0] == 401
+    # A bearer token names its own user, whatever the header says.
+    other = name("proxy")
+    assert trusting.ok("POST", "/api/v1/models", {"name": other}, status=201, headers={"X-Remote-User": str(EVE_UID)})["owner"]["uid"] == os.getuid()
+    assert trusting.ok("DELETE", f"/api/v1/models/{model}", token=None, headers={"X-Remote-User": str(EVE_UID)})["name"] == model
+    # A server that trusts no header ignores it.
+    (tmp_path / "plain").mkdir()
+    plain = webs(store, directory=str(tmp_path / "plain"))
+    assert refusal(plain, "POST", "/api/v1/models", {"name": name("proxy")}, token=None, headers={"X-Remote-User": "0"})[0] == 401
 
 
 def test_a_tokens_file_others_may_read_is_refused(store, tmp_path):
