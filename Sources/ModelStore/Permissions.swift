@@ -44,3 +44,15 @@ extension Ownership {
         return who.uid == uid || who.uid == entryOwner
     }
 }
+
+extension Version {
+    /// A version's note is its owner's (or root's) to set, as the write bit it shows says (the
+    /// kernel checks that bit first on an `--allow-other` mount; this holds without one, and
+    /// over HTTP). `defaultOwner`: whose a row from before owners is.
+    public func checkMayAnnotate(uid: UInt32, defaultOwner: Ownership, model: String) throws(StoreError) {
+        let owner = self.owner ?? defaultOwner
+        guard uid == 0 || uid == owner.uid else {
+            throw StoreError(.accessDenied, "only its owner (uid \(owner.uid)) or root sets the note of \(model)/\(fileName)")
+        }
+    }
+}

@@ -50,11 +50,7 @@ struct Rights {
 
     static let nobody: UInt32 = 65534
 
-    /// A version's note is its owner's (or root's) to set, as the mount's setxattr says.
     func checkNote(_ m: Model, _ v: Version, by user: WebUser) throws(StoreError) {
-        let owner = v.owner?.uid ?? getuid()
-        guard user.uid == 0 || user.uid == owner else {
-            throw StoreError(.accessDenied, "only its owner (uid \(owner)) or root sets the note of \(m.name)/\(v.fileName)")
-        }
+        try v.checkMayAnnotate(uid: user.uid, defaultOwner: Ownership(uid: getuid(), gid: getgid(), mode: Ownership.defaultFileMode), model: m.name)
     }
 }

@@ -39,7 +39,9 @@ public struct WebServer: Sendable {
 
     /// Serves until SIGINT or SIGTERM.
     public func run() async throws {
+        let address = "http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(options.port)"
         let app = Application(router: router(), configuration: .init(address: .hostname(options.host, port: options.port), serverName: "modelfs"),
+                              onServerRunning: { _ in FileHandle.standardError.write(Data("modelfs web: serving \(address)/api/v1\n".utf8)) },
                               logger: logger)
         try await app.runService()
     }
