@@ -1,6 +1,8 @@
 import Foundation
 import Glibc
+import HTTPTypes
 import Hummingbird
+import NIOCore
 import Testing
 @testable import Web
 import ModelStore
@@ -108,4 +110,41 @@ func rangeOf(_ header: String, _ expected: Range<Int64>?) throws {
     #expect(throws: WebError.self) { try Download.range("bytes=1000-", size: 1000) }
     #expect(throws: WebError.self) { try Download.range("bytes=-1", size: 0) }
     #expect((try? Download.range(nil, size: 1000)) == .some(nil))
+}
+
+// MARK: Who asks
+
+func request(_ method: HTTPRequest.Method, _ headers: HTTPFields = [:]) -> Request {
+    Request(head: HTTPRequest(method: method, scheme: "http", authority: "localhost", path: "/api/v1/models", headerFields: headers),
+            body: RequestBody(buffer: ByteBuffer()))
+}
+
+@Test func readsFromLoopbackNeedNoUserWritesAndOtherHostsDo() throws {
+    let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
+    let auth = Authentication(tokens: tokens, trustedHeader: nil)
+    #expect(try auth.user(of: request(.get), peerIsLoopback: true, writing: false) == nil)
+    #expect(throws: WebError.self) { try auth.user(of: request(.get), peerIsLoopback: false, writing: false) }
+    #expect(throws: WebError.self) { try auth.user(of: request(.post), peerIsLoopback: true, writing: true) }
+    let bearer = request(.post, [.authorization: "Bearer aaaaaaaaaaaaaaaaaaaa"])
+    #expect(try auth.user(of: bearer, peerIsLoopback: false, writing: true)?.uid == 4242)
+    // A wrong token is refused even for a read that needs none, and not echoed.
+    do {
+        _ = try auth.user(of: request(.get, [.authorization: "Bearer bbbbbbbbbbbbbbbbbbbb"]), peerIsLoopback: true, writing: false)
+        Issue.record("a wrong token was taken")
+    } catch {
+        #expect(error.status == .unauthorized)
+        #expect(!error.message.contains("bbbbbbbbbbbbbbbbbbbb"))
+    }
+    // Without --trust-proxy-header the header names nobody.
+    #expect(throws: WebError.self) {
+        try auth.user(of: request(.post, [HTTPField.Name("X-Remote-User")!: "4242"]), peerIsLoopback: true, writing: true)
+    }
+    let trusting = Authentication(tokens: nil, trustedHeader: HTTPField.Name("X-Remote-User"))
+    #expect(try trusting.user(of: request(.post, [HTTPField.Name("X-Remote-User")!: "4242"]), peerIsLoopback: true, writing: true)?.uid == 4242)
+}
+
+@Test(arguments: [("127.0.0.1", true), ("127.1.2.3", true), ("::1", true), ("::ffff:127.0.0.1", true),
+                  ("10.0.0.1", false), ("192.168.1.1", false), ("::ffff:10.0.0.1", false), ("2001:db8::1", false)])
+func loopback(_ ip: String, _ expected: Bool) throws {
+    #expect(WebContext.isLoopback(try SocketAddress(ipAddress: ip, port: 80)) == expected)
 }
