@@ -55,6 +55,7 @@ public struct WebServer: Sendable {
     /// The routes, each answered by `respond`.
     static func router(_ respond: @escaping @Sendable (Request, WebContext, API.Endpoint) async -> Response) -> Router<WebContext> {
         let router = Router(context: WebContext.self)
+        router.add(middleware: NoSuchRoute())
         router.get("/health") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
         router.get("/api/v1/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document)))
@@ -105,6 +106,17 @@ public struct WebServer: Sendable {
         encoder.dateEncodingStrategy = .iso8601
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// A path or method the API does not have: a JSON error too (Hummingbird's own is an empty 404).
+struct NoSuchRoute: RouterMiddleware {
+    func handle(_ request: Request, context: WebContext, next: (Request, WebContext) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as HTTPError where e.status == .notFound {
+            return WebServer.json(.notFound, WebServer.ErrorBody(WebError(.notFound, "no \(request.method) \(request.uri.path) here: see /api/v1/openapi.json")))
+        }
     }
 }
 

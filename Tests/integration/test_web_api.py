@@ -228,6 +228,8 @@ def test_bad_input_is_refused_with_its_status_and_the_clis_message(store, name, 
     assert message == cli_message(store, "versions", missing) == f"no model named {missing}"
     assert refusal(web, "DELETE", f"/api/v1/models/{missing}")[:2] == (404, "ENOENT")
     assert refusal(web, "GET", "/api/v1/jobs/no-such-job")[:2] == (404, "ENOENT")
+    status, code, message = refusal(web, "GET", "/api/v1/no-such-thing")
+    assert (status, code) == (404, None) and "/api/v1/openapi.json" in message
 
     web.ok("POST", "/api/v1/models", {"name": model}, status=201)
     status, code, message = refusal(web, "POST", "/api/v1/models", {"name": model})
