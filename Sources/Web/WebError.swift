@@ -23,8 +23,10 @@ public struct WebError: Error, Sendable, Equatable {
 }
 
 /// The one place a store error becomes an HTTP status: by the errno the mount answers with.
-public func httpStatus(for code: StoreError.Code) -> HTTPResponse.Status {
-    switch errnoValue(for: code) {
+public func httpStatus(for code: StoreError.Code) -> HTTPResponse.Status { httpStatus(forErrno: errnoValue(for: code)) }
+
+public func httpStatus(forErrno errno: Int32) -> HTTPResponse.Status {
+    switch errno {
     case ENOENT: return .notFound
     // EAGAIN: a version still uploading, not yet what was asked for.
     case EEXIST, EBUSY, ENOTEMPTY, EAGAIN: return .conflict

@@ -28,6 +28,15 @@ func statusOf(_ code: StoreError.Code, _ status: HTTPResponse.Status, _ errno: S
     #expect(e.message == "the message")
 }
 
+@Test(arguments: [
+    (ENOENT, HTTPResponse.Status.notFound), (EEXIST, .conflict), (EBUSY, .conflict), (ENOTEMPTY, .conflict), (EAGAIN, .conflict),
+    (EACCES, .forbidden), (EPERM, .forbidden), (EINVAL, .badRequest), (ENOTSUP, .notImplemented),
+    (EIO, .internalServerError), (ESTALE, .internalServerError), (EXDEV, .internalServerError),
+])
+func statusOfErrno(_ errno: Int32, _ status: HTTPResponse.Status) {
+    #expect(httpStatus(forErrno: errno) == status)
+}
+
 @Test func everyCodeHasAStatusAndItsErrnosName() {
     for code in StoreError.Code.allCases {
         #expect(errnoName(for: code).hasPrefix("E"))

@@ -293,12 +293,19 @@ def test_a_served_version_is_not_deleted_and_services_stop_and_restart(store, na
 def test_datasets_jobs_and_stats(store, name, mounts, webs):
     m = mounts(store)
     web = webs(store)
-    data = name("qa")
+    data, model = name("qa"), name("web")
     with open(m.p("datasets", f"{data}.jsonl"), "w") as f:
         f.write('{"q": 1}\n{"q": 2}\n{"q": 3}\n')
     row = next(d for d in web.ok("GET", "/api/v1/datasets") if d["name"] == data)
     assert (row["file"], row["size"], row["records"], row["status"]) == (f"{data}.jsonl", 27, 3, "ready")
-    assert isinstance(web.ok("GET", "/api/v1/jobs"), list)
+    web.ok("POST", "/api/v1/models", {"name": model}, status=201)
+    put_version(m, model, "v1.pt")
+    # A job queued while no mount runs jobs stays queued: what the API says of it is the catalog's.
+    m.unmount()
+    job = store.run("train", "--model", model, "--version", "v1", "--dataset", data, "--detach", "--train-command", "true", "epochs=2").stdout.split()[1]
+    assert job in [j["id"] for j in web.ok("GET", "/api/v1/jobs")]
+    got = web.ok("GET", f"/api/v1/jobs/{job}")
+    assert (got["id"], got["model"], got["version"], got["dataset"], got["status"], got["params"]) == (job, model, "v1", data, "queued", {"epochs": "2"})
     stats = web.ok("GET", "/api/v1/stats")
     assert stats["datasets"] >= 1 and stats == json.loads(store.run("stats", "--json").stdout)
 
