@@ -10,6 +10,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // C libraries from Debian, each wrapped in a system-library target with a small shim.
@@ -64,9 +67,17 @@ let package = Package(
             "CFuse", "ModelFS", "ModelStore",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The store over HTTP: the JSON API of `modelfs web`, its users, errors as HTTP statuses.
+        .target(name: "Web", dependencies: [
+            "ModelStore", "Catalog", "Registry", "Jobs",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Commands and the composition root.
         .target(name: "CLI", dependencies: [
-            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter", "Spawn",
+            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter", "Spawn", "Web",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -84,6 +95,10 @@ let package = Package(
         .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore", "Archive", "CDeflate"]),
         .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
+        .testTarget(name: "WebTests", dependencies: [
+            "Web", "ModelStore", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
         .testTarget(name: "RegistryTests", dependencies: ["TestSupport", "Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),
     ]
 )
