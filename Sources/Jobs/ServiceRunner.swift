@@ -62,7 +62,8 @@ public final class ServiceRunner: @unchecked Sendable {
         guard runsServices else {
             throw StoreError(.notSupported, "this mount runs no services: mount it with --serve-command")
         }
-        let s = try registry.startService(request, executor: executor.name, owner: owner, requester: requester)
+        // Asked of this mount: this node runs it (another mount hearing of it does not take it).
+        let s = try registry.startService(request, executor: executor.name, owner: owner, requester: requester, node: me)
         loop.poke()
         return s
     }
@@ -220,7 +221,8 @@ public final class ServiceRunner: @unchecked Sendable {
             row.endpoint = nil
             row.nextVersionID = nil; row.nextExecutorID = nil; row.nextInstance = nil
         }
-        guard claimed.runningGeneration == claimed.generation, claimed.instance == s.instance + 1 else { return }
+        // Another node's claim won (the row answered is theirs): nothing to start here.
+        guard claimed.node == me, claimed.runningGeneration == claimed.generation, claimed.instance == s.instance + 1 else { return }
         do throws(StoreError) {
             let (m, v) = try registry.served(claimed)
             let eid = try launch(claimed, instance: claimed.instance, model: m, version: v)
@@ -258,7 +260,7 @@ public final class ServiceRunner: @unchecked Sendable {
             row.nextVersionID = v.id
             row.nextInstance = instance
         }
-        guard claimed.nextInstance == instance else { return }
+        guard claimed.nextInstance == instance, claimed.nextVersionID == v.id else { return }
         let (_, old) = try registry.served(s)
         note(s.id, "\(s.alias ?? "the alias") moved to \(v.fileName): starting it beside \(old.fileName)")
         do throws(StoreError) {

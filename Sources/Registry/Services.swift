@@ -26,8 +26,9 @@ extension Registry {
     /// Records a new service, `starting`, for a mount with a serve command to take. `ENOENT` for an
     /// unknown model, version or alias, `EBUSY` for a version not ready, `EACCES` when the asker
     /// may not read it, `EEXIST` for a name taken.
+    /// `node`: the node that takes it (a mount's own request); nil leaves it to any mount with a serve command.
     public func startService(_ request: ServiceStart, executor: String, owner: JobOwner,
-                             requester: Ownership.Requester) throws(StoreError) -> Service {
+                             requester: Ownership.Requester, node: String? = nil) throws(StoreError) -> Service {
         if let name = request.name { try Registry.validateServiceName(name.rawValue) }
         let versionName = request.version.hasPrefix("@") ? request.version
             : (try? Formats.splitVersion(request.version).name) ?? request.version
@@ -36,8 +37,12 @@ extension Registry {
             try Registry.checkMayServe(m, v, by: requester)
             let alias = versionName.hasPrefix("@") ? versionName : nil
             let id = try request.name ?? Registry.freeServiceName(tx, prefix: "\(m.name)-\(alias.map { String($0.dropFirst()) } ?? v.name)-")
-            let s = try tx.insertService(Service(id: id, modelID: m.id, versionID: v.id, alias: alias, params: request.params, owner: owner,
+            var s = try tx.insertService(Service(id: id, modelID: m.id, versionID: v.id, alias: alias, params: request.params, owner: owner,
                                                  status: .starting, executor: executor, created: Date()))
+            if let node {
+                s.node = node
+                try tx.updateService(s)
+            }
             try Registry.audit(tx, "service.start", model: m.name, target: id.rawValue, "\(alias.map { $0 + " → " } ?? "")\(v.fileName) on \(executor)")
             return s
         }

@@ -70,7 +70,7 @@ final class ServiceRunnerTests {
     @Test func aServiceIsReadyWhenItsServerAnswersAndStopsAndRestarts() throws {
         let r = runner(httpServer)
         let s = try start(r)
-        #expect(s.id == "m-v1-1" && s.status == .starting && s.node == nil)
+        #expect(s.id == "m-v1-1" && s.status == .starting && s.node == "local", "asked of this mount: this node runs it")
         let ready = try drive(r, s.id) { $0.status == .ready }
         #expect(answers(ready.endpoint), "the endpoint is the server's")
         #expect(ready.node == "local" && ready.instance == 1 && ready.executorID != nil)
@@ -175,10 +175,17 @@ final class ServiceRunnerTests {
             try r.submit(Registry.ServiceStart(model: "m", version: "v2"), owner: JobOwner(uid: 4242, gid: 4242), requester: stranger)
         }
         #expect(denied?.code == .accessDenied, "\(denied?.message ?? "")")
-        // Not taken by a mount yet: stopped at once, and the version is free.
+        // Stopping holds the version until the node running it has stopped it; then it is free.
         try r.stop(s.id, requester: me)
-        #expect(try env.registry.service(named: s.id)?.status == .stopped)
+        #expect(try env.registry.service(named: s.id)?.status == .stopping)
+        #expect(storeError { try self.env.registry.deleteVersion("m", "v1") }?.code == .busy)
+        try drive(r, s.id) { $0.status == .stopped }
         _ = try env.registry.deleteVersion("m", "v1")
+        // One no mount has taken (the CLI's, the web's) is stopped at once.
+        let cli = try env.registry.startService(Registry.ServiceStart(model: "m", version: "v2", name: "cli"), executor: "local",
+                                                owner: owner, requester: me)
+        #expect(cli.node == nil)
+        #expect(try env.registry.stopService(cli.id, requester: me).status == .stopped)
     }
 
     @Test func aRequestIsParsedAsJobRequestsAre() throws {
