@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian, each wrapped in a system-library target with a small shim.
@@ -31,7 +33,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The catalog: schema, migrations and queries, on SQLite (one node) or PostgreSQL (many).
-        .target(name: "Catalog", dependencies: ["ModelStore", "CSQLite", "CPostgres"]),
+        .target(name: "Catalog", dependencies: ["ModelStore", "CSQLite", "CPostgres", .product(name: "Metrics", package: "swift-metrics")]),
         // Streaming multipart uploads: parts, parallelism, sha256, abort.
         .target(name: "UploadPath", dependencies: [
             "ModelStore",
@@ -40,10 +42,10 @@ let package = Package(
         // The store's operations with their rules, shared by the CLI and the mount.
         .target(name: "Registry", dependencies: [
             "ModelStore", "Catalog", "UploadPath", "Archive",
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
-        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive", "CDeflate"]),
+        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive", "CDeflate", .product(name: "Metrics", package: "swift-metrics")]),
         // What modelfs looks inside: zip, tar and tar.gz indexes (zlib), safetensors headers, out
         // of any ranged byte source; no I/O of its own.
         .target(name: "Archive", dependencies: ["CZlib", "CDeflate"]),
@@ -52,7 +54,7 @@ let package = Package(
         // Training jobs: requests, executors (local, Slurm), checkpoints into versions.
         .target(name: "Jobs", dependencies: [
             "ModelStore", "Catalog", "Registry", "Spawn", "CCurl",
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The mounted namespace as plain operations: no FUSE types, testable without a mount.
         .target(name: "ModelFS", dependencies: [
@@ -62,11 +64,17 @@ let package = Package(
         // libfuse's low-level callbacks over ModelFS; the only importer of CFuse.
         .target(name: "FUSEAdapter", dependencies: [
             "CFuse", "ModelFS", "ModelStore",
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+        ]),
+        // The process's metrics: swift-metrics bootstrapped onto one Prometheus registry, its text
+        // exposition, and the mount's `--metrics` endpoint. The modules that record import only Metrics.
+        .target(name: "Telemetry", dependencies: [
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // Commands and the composition root.
         .target(name: "CLI", dependencies: [
-            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter", "Spawn",
+            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter", "Spawn", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -84,6 +92,7 @@ let package = Package(
         .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore", "Archive", "CDeflate"]),
         .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["TestSupport", "Telemetry", "FUSEAdapter", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "RegistryTests", dependencies: ["TestSupport", "Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),
     ]
 )

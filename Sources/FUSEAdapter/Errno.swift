@@ -25,3 +25,32 @@ public func errnoValue(for code: StoreError.Code) -> Int32 {
     case .stale: return ESTALE
     }
 }
+
+/// An errno's symbolic name, as a metric's label (Glibc does not export `strerrorname_np`): the
+/// errnos this adapter answers with, else the number.
+public func errnoName(_ code: Int32) -> String {
+    switch code {
+    case EINVAL: return "EINVAL"
+    case EEXIST: return "EEXIST"
+    case ENOENT: return "ENOENT"
+    case EPERM: return "EPERM"
+    case EBUSY: return "EBUSY"
+    case EAGAIN: return "EAGAIN"
+    case EXDEV: return "EXDEV"
+    case EROFS: return "EROFS"
+    case EIO: return "EIO"
+    case ENOSPC: return "ENOSPC"
+    case ENOTSUP: return "ENOTSUP"
+    case ENODATA: return "ENODATA"
+    case EACCES: return "EACCES"
+    case EISDIR: return "EISDIR"
+    case ENOTDIR: return "ENOTDIR"
+    case EBADF: return "EBADF"
+    case ENAMETOOLONG: return "ENAMETOOLONG"
+    case EFBIG: return "EFBIG"
+    case ESTALE: return "ESTALE"
+    case ENOTEMPTY: return "ENOTEMPTY"
+    case ERANGE: return "ERANGE"
+    default: return "\(code)"
+    }
+}

@@ -14,6 +14,7 @@ extension FUSEAdapter {
     func reply(_ req: fuse_req_t?, _ error: any Error, _ op: String, _ inode: UInt64, _ name: UnsafePointer<CChar>?) {
         let storeError = error as? StoreError ?? StoreError(.io, "\(error)")
         let code = errnoValue(for: storeError.code)
+        metrics.refused(op, errno: code)
         defer { fuse_reply_err(req, code) }  // last: the reply frees the request
         switch (op, storeError.code) {
         case (_, .notFound) where op == "lookup" || op == "getattr", (_, .noAttribute),
