@@ -92,7 +92,7 @@ let package = Package(
         .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore", "Archive", "CDeflate"]),
         .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
-        .testTarget(name: "TelemetryTests", dependencies: ["TestSupport", "Telemetry", "FUSEAdapter", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["TestSupport", "Telemetry", "FUSEAdapter", "ModelFS", "Registry", "Catalog", "ReadPath", "Jobs", "ModelStore"]),
         .testTarget(name: "RegistryTests", dependencies: ["TestSupport", "Registry", "Catalog", "BlobStore", "UploadPath", "ModelStore"]),
     ]
 )

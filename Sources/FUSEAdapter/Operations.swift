@@ -93,6 +93,7 @@ extension FUSEAdapter {
             // keeps them out of an inode's I/O mode, and they have no backing file.
             let backing = r.directIO
                 ? 0 : passthrough?.opened(inode: ino, handle: r.handle, wholeFile: r.wholeFile) ?? 0
+            if backing > 0 { metrics.passthroughOpens.increment() }
             // Passing through, the kernel reads the backing file's page cache: pages of the
             // FUSE inode's own would be a second copy of the same bytes, so they are dropped.
             cfuse_fi_set_open(fi, r.handle, r.keepCache && backing == 0 ? 1 : 0, r.directIO ? 1 : 0)

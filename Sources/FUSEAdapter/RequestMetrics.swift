@@ -15,6 +15,9 @@ final class RequestMetrics: Sendable {
 
     private let requests: [Counter]
     private let seconds: [Timer]
+    /// Opens the kernel reads through passthrough: their bytes never reach this process, so
+    /// they are in no read counter.
+    let passthroughOpens = Counter(label: "modelfs_passthrough_opens_total")
 
     init() {
         requests = Operation.allCases.map { Counter(label: "modelfs_fuse_requests_total", dimensions: [("op", "\($0)")]) }
