@@ -7,7 +7,8 @@ import ModelStore
 /// libfuse's low-level callbacks over a ``FileSystem``: one method per operation (Operations.swift),
 /// named as the operation is, gathered in one table below, as libfuse's `passthrough_ll.c` has one
 /// `lo_*` function each and one `lo_oper`. Each translates its arguments, calls the file system and
-/// replies exactly once, with the result or with the errno of the ``StoreError`` (Replies.swift).
+/// replies exactly once, with the result or with the errno of the ``StoreError`` (Replies.swift);
+/// the table serves each through ``serve(_:_:_:)``, which counts and times it (RequestMetrics.swift).
 /// The session's life, mount to unmount, is in Session.swift.
 public final class FUSEAdapter: @unchecked Sendable {
     public let fs: FileSystem
