@@ -12,6 +12,10 @@ passthrough (the default: the kernel reads the store's file, the daemon sees onl
   direct 4k  dd iflag=direct bs=4k of the version through the daemon: one FUSE request per 4 KiB,
              the most requests per byte a reader can make (the worst case for per-request costs)
 
+With AWS_ENDPOINT_URL set (e.g. `scripts/rgw-server start DIR` then its exports), the version is
+on that S3 server instead (a bucket per binary, made and removed here; no disk cache): reads go
+through the memory cache, whose counters (bytes by source, hits and misses) run on every read.
+
 Each row: the median CPU seconds of the mount (/proc/PID/stat) per dd, with min-max over the
 rounds, and the ratio to the baseline. Needs root (drop_caches).
   bench/metrics.py --modelfs .build/release/modelfs --baseline /path/to/main/modelfs [--size-mib 256] [--rounds 5]"""
@@ -24,7 +28,8 @@ import urllib.request
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import MiB, ModelfsMount, cleanup, cpu_seconds, dd, drop_caches, fmt, loadavg, log, med, modelfs_env, run  # noqa: E402
+from common import (MiB, ModelfsMount, cleanup, cpu_seconds, dd, drop_caches, empty_bucket, fmt, loadavg, log, med,  # noqa: E402
+                    modelfs_env, run, s3_client)
 
 
 PHASES = {"off": ("cold", "warm", "direct 4k"), "auto": ("cold", "warm")}
@@ -62,9 +67,17 @@ def main():
         variants.append(("baseline", args.baseline, False))
     # One data dir per binary: the same store layout, imported once.
     envs = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    s3 = s3_client() if endpoint else None
+    buckets = []
     for _, binary, _ in variants:
         if binary not in envs:
-            env = modelfs_env(os.path.join(work, f"data{len(envs)}"))
+            bucket = None
+            if s3:
+                bucket = f"bench-metrics-{len(envs)}-{os.getpid()}"
+                s3.create_bucket(Bucket=bucket)
+                buckets.append(bucket)
+            env = modelfs_env(os.path.join(work, f"data{len(envs)}"), bucket, endpoint)
             run([binary, "import", src, "--model", "m", "--version", "v1", "--quiet"], env=env)
             envs[binary] = env
     cpu = {}  # (variant, mode, phase) -> [seconds]
@@ -92,8 +105,11 @@ def main():
                         checked = True
         log(f"round {r + 1}/{args.rounds} done (load {loadavg()})")
     cleanup()
+    for bucket in buckets:
+        empty_bucket(s3, bucket)
 
-    print(f"\n{args.size_mib} MiB version on the local store, {args.rounds} rounds; CPU seconds of the mount per dd "
+    where = f"S3 ({endpoint})" if endpoint else "the local store"
+    print(f"\n{args.size_mib} MiB version on {where}, {args.rounds} rounds; CPU seconds of the mount per dd "
           f"(median, min-max), ratio to {'the baseline' if args.baseline else 'no --metrics'}\n")
     print("| reads | dd | " + " | ".join(label for label, _, _ in variants) + " | --metrics / base |")
     print("|---|---|" + "---|" * len(variants) + "---|")

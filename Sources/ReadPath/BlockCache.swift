@@ -225,8 +225,10 @@ public final class BlockCache: @unchecked Sendable {
         var fromMemory = 0
         for b in neededBlocks {
             let block: CachedBytes.Piece
+            var inMemory = false
             if let cached = have[b] {
                 block = cached
+                inMemory = true
             } else if let flight = waitOn[b] {
                 flight.done.wait()
                 flight.done.signal()  // let the next waiter through
@@ -242,7 +244,7 @@ public final class BlockCache: @unchecked Sendable {
             if upper > lower {
                 pieces.append(CachedBytes.Piece(chunk: block.chunk, offset: block.offset + lower, count: upper - lower))
                 total += upper - lower
-                if have[b] != nil { fromMemory += upper - lower }
+                if inMemory { fromMemory += upper - lower }
             }
         }
         if fromMemory > 0 { metrics.memoryBytes.increment(by: fromMemory) }
