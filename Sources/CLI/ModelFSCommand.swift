@@ -9,7 +9,7 @@ public struct ModelFSCommand: ParsableCommand {
             MountCommand.self, ImportCommand.self, DownloadCommand.self,
             ModelsCommand.self, VersionsCommand.self, StatsCommand.self,
             ModelCommand.self, VersionCommand.self, DatasetsCommand.self, DatasetCommand.self,
-            AliasCommand.self, CompareCommand.self, LogCommand.self, TrainCommand.self, JobsCommand.self, ServeCommand.self, VerifyCommand.self, GCCommand.self, RecoverCommand.self,
+            AliasCommand.self, CompareCommand.self, LogCommand.self, TrainCommand.self, JobsCommand.self, ServeCommand.self, WebCommand.self, VerifyCommand.self, GCCommand.self, RecoverCommand.self,
         ])
 
     public init() {}

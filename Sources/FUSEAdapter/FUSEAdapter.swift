@@ -41,9 +41,9 @@ public final class FUSEAdapter: @unchecked Sendable {
     }
 
     /// Refuses a request the store has no operation for.
-    func refuse(_ req: fuse_req_t?, _ code: Int32, _ op: String) {
-        metrics.refused(op, errno: code)
-        fuse_reply_err(req, code)
+    func refuse(_ req: fuse_req_t?, _ code: StoreError.Code, _ op: String) {
+        metrics.refused(op, code)
+        fuse_reply_err(req, errnoValue(for: code))
     }
 
     /// Who asks, as the kernel tells it.
@@ -71,8 +71,8 @@ public final class FUSEAdapter: @unchecked Sendable {
             FUSEAdapter.serve(req, .rename) { $0.rename(req, parent, name, newParent, newName, flags) }
         }
         // Hard links and device files have no place in a model store; symbolic links are aliases.
-        ops.link = { req, _, _, _ in FUSEAdapter.serve(req, .link) { $0.refuse(req, EPERM, "link") } }
-        ops.mknod = { req, _, _, _, _ in FUSEAdapter.serve(req, .mknod) { $0.refuse(req, EPERM, "mknod") } }
+        ops.link = { req, _, _, _ in FUSEAdapter.serve(req, .link) { $0.refuse(req, .notPermitted, "link") } }
+        ops.mknod = { req, _, _, _, _ in FUSEAdapter.serve(req, .mknod) { $0.refuse(req, .notPermitted, "mknod") } }
         ops.symlink = { req, target, parent, name in FUSEAdapter.serve(req, .symlink) { $0.symlink(req, target, parent, name) } }
         ops.readlink = { req, ino in FUSEAdapter.serve(req, .readlink) { $0.readlink(req, ino) } }
         ops.open = { req, ino, fi in FUSEAdapter.serve(req, .open) { $0.open(req, ino, fi!) } }
@@ -92,7 +92,7 @@ public final class FUSEAdapter: @unchecked Sendable {
         ops.getxattr = { req, ino, name, size in FUSEAdapter.serve(req, .getxattr) { $0.getxattr(req, ino, name, size) } }
         ops.listxattr = { req, ino, size in FUSEAdapter.serve(req, .listxattr) { $0.listxattr(req, ino, size) } }
         ops.setxattr = { req, ino, name, value, size, _ in FUSEAdapter.serve(req, .setxattr) { $0.setxattr(req, ino, name, value, size) } }
-        ops.removexattr = { req, _, _ in FUSEAdapter.serve(req, .removexattr) { $0.refuse(req, EPERM, "removexattr") } }
+        ops.removexattr = { req, _, _ in FUSEAdapter.serve(req, .removexattr) { $0.refuse(req, .notPermitted, "removexattr") } }
         ops.access = { req, ino, mask in FUSEAdapter.serve(req, .access) { $0.access(req, ino, mask) } }
         return ops
     }

@@ -61,7 +61,7 @@ extension FUSEAdapter {
 
     func rename(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ newParent: fuse_ino_t,
                 _ newName: UnsafePointer<CChar>?, _ flags: UInt32) {
-        if flags & FUSEAdapter.renameExchange != 0 { refuse(req, EINVAL, "rename"); return }
+        if flags & FUSEAdapter.renameExchange != 0 { refuse(req, .invalidArgument, "rename"); return }
         do {
             let ctx = FUSEAdapter.context(req)
             try fs.rename(parent: parent, name: bytes(name), newParent: newParent, newName: bytes(newName), ctx)

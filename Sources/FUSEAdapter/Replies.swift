@@ -34,7 +34,7 @@ extension FUSEAdapter {
     func refusal(_ error: any Error, _ op: String) -> (StoreError, Int32) {
         let storeError = error as? StoreError ?? StoreError(.io, "\(error)")
         let code = errnoValue(for: storeError.code)
-        metrics.refused(op, errno: code)
+        metrics.refused(op, storeError.code)
         return (storeError, code)
     }
 

@@ -1,5 +1,6 @@
 import Dispatch
 import Metrics
+import ModelStore
 
 /// What the adapter counts of the requests it serves: each operation's requests and latency
 /// (`modelfs_fuse_requests_total{op}`, `modelfs_fuse_request_seconds{op}`), and its refusals by
@@ -31,8 +32,8 @@ final class RequestMetrics: Sendable {
         seconds[op.rawValue].recordNanoseconds(Int64(RequestMetrics.now() &- start))
     }
 
-    /// A request answered with an errno. Made per refusal: refusals are not the hot path.
-    func refused(_ op: String, errno: Int32) {
-        Counter(label: "modelfs_fuse_errors_total", dimensions: [("op", op), ("errno", errnoName(errno))]).increment()
+    /// A request refused with `code`'s errno. Made per refusal: refusals are not the hot path.
+    func refused(_ op: String, _ code: StoreError.Code) {
+        Counter(label: "modelfs_fuse_errors_total", dimensions: [("op", op), ("errno", errnoName(for: code))]).increment()
     }
 }

@@ -310,13 +310,7 @@ final class ModelsProvider: NamespaceProvider {
             _ = try store.setModel(id, type: nil, note: value, by: ctx.actor)
         case (.version(let id), Namespace.xattrPrefix + "note"):
             guard let v = try store.version(id), let m = try store.model(v.modelID) else { throw .notFound("gone") }
-            // Its owner's (or root's) to annotate, as the write bit it shows says (the kernel checks
-            // that bit first on an --allow-other mount; this holds without one too).
-            let owner = v.owner ?? namespace.defaultOwner(file: true)
-            guard ctx.uid == 0 || ctx.uid == owner.uid else {
-                throw StoreError(.accessDenied,
-                                 "only its owner (uid \(owner.uid)) or root sets the note of \(m.name)/\(v.fileName)")
-            }
+            try v.checkMayAnnotate(uid: ctx.uid, defaultOwner: namespace.defaultOwner(file: true), model: m.name)
             _ = try store.setVersionNote(id, note: value, by: ctx.actor)
         default:
             if try xattrs(of: node).contains(where: { $0.0 == name }) { throw StoreError(.notPermitted, "\(name) is read-only") }

@@ -32,3 +32,27 @@ extension Ownership.Requester {
         return Ownership.Requester(uid: uid, groups: groups)
     }
 }
+
+extension Ownership {
+    /// What the kernel asks of a directory before an entry in it is made, removed or renamed (as
+    /// `default_permissions` does on an `--allow-other` mount), for those who change the store
+    /// without the kernel (the HTTP API): write and search on it and, when it is sticky, that the
+    /// one asking owns it or the entry, or is root.
+    public func allowsEntryChange(entryOwner: UInt32?, by who: Requester) -> Bool {
+        guard allows(W_OK | X_OK, by: who, isDirectory: true) else { return false }
+        guard mode & 0o1000 != 0, !who.isRoot else { return true }
+        return who.uid == uid || who.uid == entryOwner
+    }
+}
+
+extension Version {
+    /// A version's note is its owner's (or root's) to set, as the write bit it shows says (the
+    /// kernel checks that bit first on an `--allow-other` mount; this holds without one, and
+    /// over HTTP). `defaultOwner`: whose a row from before owners is.
+    public func checkMayAnnotate(uid: UInt32, defaultOwner: Ownership, model: String) throws(StoreError) {
+        let owner = self.owner ?? defaultOwner
+        guard uid == 0 || uid == owner.uid else {
+            throw StoreError(.accessDenied, "only its owner (uid \(owner.uid)) or root sets the note of \(model)/\(fileName)")
+        }
+    }
+}

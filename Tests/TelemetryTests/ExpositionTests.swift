@@ -142,7 +142,6 @@ final class MountParts: @unchecked Sendable {
         let bound = #"modelfs_fuse_request_seconds_bucket{op="getattr",le="0.0005"}"#
         #expect((sample(after, bound) ?? 0) - (sample(before, bound) ?? 0) >= 1)
         #expect(sample(after, slow) != nil)
-        #expect(errnoName(ENOTEMPTY) == "ENOTEMPTY" && errnoName(EBUSY) == "EBUSY" && errnoName(4095) == "4095")
     }
 
     @Test func runnersRecordJobsAndServicesByState() throws {

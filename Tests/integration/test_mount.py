@@ -16,7 +16,7 @@ MiB = 1 << 20
 
 
 def test_layout_and_generated_files(mount, name):
-    assert sorted(os.listdir(mount.path)) == [".stats", "datasets", "jobs", "models"]
+    assert sorted(os.listdir(mount.path)) == [".stats", "datasets", "jobs", "models", "services"]
     model = name()
     sh("mkdir", mount.p("models", model))
     assert open(mount.p("models", model, ".next")).read() == "v1\n"

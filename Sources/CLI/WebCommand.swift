@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import Web
+
+/// `modelfs web`: the store's JSON API over HTTP (docs/WEB.md).
+struct WebCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "web", abstract: "Serve the store's JSON API over HTTP (/api/v1, described at /api/v1/openapi.json).",
+        discussion: "Reads from loopback need no user; changes need a bearer token from --tokens (lines 'TOKEN USER', mode 600) or a trusted proxy's header, and run as that user. See docs/WEB.md.")
+
+    @Option(help: ArgumentHelp("The address to listen on.", valueName: "host:port")) var listen = "127.0.0.1:8080"
+    @Option(help: ArgumentHelp("The tokens file: 'TOKEN USER' lines, the process owner's, mode 600.", valueName: "file")) var tokens: String?
+    @Option(help: ArgumentHelp("Take the user from this header (X-Remote-User), set by a reverse proxy you trust; off by default.", valueName: "name"))
+    var trustProxyHeader: String?
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        var options = WebServer.Options()
+        try reporting {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+                throw CLIError("--listen is HOST:PORT, not \(listen)")
+            }
+            options.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            options.port = port
+            do { options.tokens = try tokens.map(Tokens.load(path:)) } catch { throw CLIError("\(error)") }
+            if let trustProxyHeader, !WebServer.isHeaderName(trustProxyHeader) {
+                throw CLIError("--trust-proxy-header: '\(trustProxyHeader)' is not a header's name")
+            }
+            options.trustedProxyHeader = trustProxyHeader
+        }
+        let registry = try reporting { try store.openRegistry(role: "web") }
+        let server = WebServer(registry: registry, options: options, logger: Log.logger)
+        // ArgumentParser's commands here are synchronous: the server runs on the concurrency pool.
+        let finished = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var failure: (any Error)?
+        Task {
+            do { try await server.run() } catch { failure = error }
+            finished.signal()
+        }
+        finished.wait()
+        if let failure { throw CLIError("web: \(failure)") }
+    }
+}

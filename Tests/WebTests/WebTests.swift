@@ -1,0 +1,159 @@
+import Foundation
+import Glibc
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Testing
+@testable import Web
+import ModelStore
+
+/// Each store error's HTTP status follows the errno the mount gives for it.
+@Test(arguments: [
+    (StoreError.Code.notFound, HTTPResponse.Status.notFound, "ENOENT"),
+    (.alreadyExists, .conflict, "EEXIST"),
+    (.busy, .conflict, "EBUSY"),
+    (.notReady, .conflict, "EAGAIN"),
+    (.accessDenied, .forbidden, "EACCES"),
+    (.notPermitted, .forbidden, "EPERM"),
+    (.invalidArgument, .badRequest, "EINVAL"),
+    (.notSupported, .notImplemented, "ENOTSUP"),
+    (.io, .internalServerError, "EIO"),
+    (.stale, .internalServerError, "ESTALE"),
+    (.noSpace, .internalServerError, "ENOSPC"),
+])
+func statusOf(_ code: StoreError.Code, _ status: HTTPResponse.Status, _ errno: String) {
+    let e = WebError(StoreError(code, "the message"))
+    #expect(e.status == status)
+    #expect(e.errno == errno)
+    #expect(e.message == "the message")
+}
+
+@Test(arguments: [
+    (ENOENT, HTTPResponse.Status.notFound), (EEXIST, .conflict), (EBUSY, .conflict), (ENOTEMPTY, .conflict), (EAGAIN, .conflict),
+    (EACCES, .forbidden), (EPERM, .forbidden), (EINVAL, .badRequest), (ENOTSUP, .notImplemented),
+    (EIO, .internalServerError), (ESTALE, .internalServerError), (EXDEV, .internalServerError),
+])
+func statusOfErrno(_ errno: Int32, _ status: HTTPResponse.Status) {
+    #expect(httpStatus(forErrno: errno) == status)
+}
+
+@Test func everyCodeHasAStatusAndItsErrnosName() {
+    for code in StoreError.Code.allCases {
+        #expect(errnoName(for: code).hasPrefix("E"))
+        #expect(httpStatus(for: code).code >= 400)
+    }
+}
+
+// MARK: The tokens file
+
+let me = String(cString: getpwuid(getuid())!.pointee.pw_name)
+
+@Test func tokensNameUsersByNameOrNumber() throws {
+    let tokens = try Tokens.parse("""
+        # the admin's tokens
+        aaaaaaaaaaaaaaaaaaaa \(me)
+
+        bbbbbbbbbbbbbbbbbbbb\t4242
+        """)
+    #expect(tokens.count == 2)
+    #expect(tokens.user(for: "aaaaaaaaaaaaaaaaaaaa") == WebUser(name: me, uid: getuid(), gid: getpwuid(getuid())!.pointee.pw_gid))
+    #expect(tokens.user(for: "bbbbbbbbbbbbbbbbbbbb")?.uid == 4242)
+    #expect(tokens.user(for: "bbbbbbbbbbbbbbbbbbb") == nil)
+    #expect(tokens.user(for: "") == nil)
+}
+
+@Test(arguments: [
+    ("tooshort \(me)", "line 1: the token is shorter than 16 characters"),
+    ("aaaaaaaaaaaaaaaaaaaa", "line 1: expected 'TOKEN USER'"),
+    ("aaaaaaaaaaaaaaaaaaaa \(me) extra", "line 1: expected 'TOKEN USER'"),
+    ("aaaaaaaaaaaaaaaaaaaa \(me)\naaaaaaaaaaaaaaaaaaaa root", "line 2: the same token as an earlier line"),
+    ("aaaaaaaaaaaaaaaaaaaa no-such-user-here", "line 1: no user no-such-user-here"),
+])
+func badTokenLinesAreRefusedWithoutTheToken(_ text: String, _ message: String) {
+    #expect(throws: TokensError.self) { try Tokens.parse(text) }
+    do { _ = try Tokens.parse(text) } catch {
+        #expect(error.description.hasSuffix(message))
+        #expect(!error.description.contains("aaaaaaaaaaaaaaaaaaaa"))
+    }
+}
+
+@Test func aTokensFileOthersCanReadIsRefused() throws {
+    let path = NSTemporaryDirectory() + "modelfs-tokens-\(getpid())"
+    defer { unlink(path) }
+    try "aaaaaaaaaaaaaaaaaaaa \(me)\n".write(toFile: path, atomically: false, encoding: .utf8)
+    chmod(path, 0o644)
+    #expect(throws: TokensError.self) { try Tokens.load(path: path) }
+    chmod(path, 0o600)
+    #expect(try Tokens.load(path: path).user(for: "aaaaaaaaaaaaaaaaaaaa")?.uid == getuid())
+    #expect(throws: TokensError.self) { try Tokens.load(path: path + ".missing") }
+}
+
+// MARK: The OpenAPI document
+
+@Test func theDocumentIsJSONAndDescribesEveryRoute() throws {
+    let doc = try #require(try JSONSerialization.jsonObject(with: Data(OpenAPI.document.utf8)) as? [String: Any])
+    #expect(doc["openapi"] as? String == "3.1.0")
+    let paths = try #require(doc["paths"] as? [String: [String: Any]])
+    let routes = WebServer.routes
+    #expect(routes.count > 20)
+    for (method, path) in routes {
+        #expect(paths[path]?[method.lowercased()] != nil, "\(method) \(path) is not in the OpenAPI document")
+    }
+    let described = paths.flatMap { path, ops in ops.keys.filter { $0 != "parameters" }.map { "\($0.uppercased()) \(path)" } }
+    #expect(Set(described) == Set(routes.map { "\($0.0) \($0.1)" }), "the document describes routes the server does not have")
+}
+
+// MARK: Ranges of a download
+
+@Test(arguments: [
+    ("bytes=0-99", Optional(0..<100)), ("bytes=100-", Optional(100..<1000)), ("bytes=-10", Optional(990..<1000)),
+    ("bytes=990-5000", Optional(990..<1000)), ("bytes=-5000", Optional(0..<1000)),
+    // Not taken (the whole file then): several ranges, other units, nonsense.
+    ("bytes=0-1,5-6", nil), ("items=0-1", nil), ("bytes=5-2", nil), ("bytes=x-", nil), ("bytes=", nil),
+] as [(String, Range<Int64>?)])
+func rangeOf(_ header: String, _ expected: Range<Int64>?) throws {
+    #expect(try Download.range(header, size: 1000) == expected)
+}
+
+@Test func aRangePastTheEndIsUnsatisfiable() {
+    #expect(throws: WebError.self) { try Download.range("bytes=1000-", size: 1000) }
+    #expect(throws: WebError.self) { try Download.range("bytes=-1", size: 0) }
+    #expect((try? Download.range(nil, size: 1000)) == .some(nil))
+}
+
+// MARK: Who asks
+
+func request(_ method: HTTPRequest.Method, _ headers: HTTPFields = [:]) -> Request {
+    Request(head: HTTPRequest(method: method, scheme: "http", authority: "localhost", path: "/api/v1/models", headerFields: headers),
+            body: RequestBody(buffer: ByteBuffer()))
+}
+
+@Test func readsFromLoopbackNeedNoUserWritesAndOtherHostsDo() throws {
+    let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
+    let auth = Authentication(tokens: tokens, trustedHeader: nil)
+    #expect(try auth.user(of: request(.get), peerIsLoopback: true, writing: false) == nil)
+    #expect(throws: WebError.self) { try auth.user(of: request(.get), peerIsLoopback: false, writing: false) }
+    #expect(throws: WebError.self) { try auth.user(of: request(.post), peerIsLoopback: true, writing: true) }
+    let bearer = request(.post, [.authorization: "Bearer aaaaaaaaaaaaaaaaaaaa"])
+    #expect(try auth.user(of: bearer, peerIsLoopback: false, writing: true)?.uid == 4242)
+    // A wrong token is refused even for a read that needs none, and not echoed.
+    do {
+        _ = try auth.user(of: request(.get, [.authorization: "Bearer bbbbbbbbbbbbbbbbbbbb"]), peerIsLoopback: true, writing: false)
+        Issue.record("a wrong token was taken")
+    } catch {
+        #expect(error.status == .unauthorized)
+        #expect(!error.message.contains("bbbbbbbbbbbbbbbbbbbb"))
+    }
+    // Without --trust-proxy-header the header names nobody.
+    #expect(throws: WebError.self) {
+        try auth.user(of: request(.post, [HTTPField.Name("X-Remote-User")!: "4242"]), peerIsLoopback: true, writing: true)
+    }
+    let trusting = Authentication(tokens: nil, trustedHeader: HTTPField.Name("X-Remote-User"))
+    #expect(try trusting.user(of: request(.post, [HTTPField.Name("X-Remote-User")!: "4242"]), peerIsLoopback: true, writing: true)?.uid == 4242)
+}
+
+@Test(arguments: [("127.0.0.1", true), ("127.1.2.3", true), ("::1", true), ("::ffff:127.0.0.1", true),
+                  ("10.0.0.1", false), ("192.168.1.1", false), ("::ffff:10.0.0.1", false), ("2001:db8::1", false)])
+func loopback(_ ip: String, _ expected: Bool) throws {
+    #expect(WebContext.isLoopback(try SocketAddress(ipAddress: ip, port: 80)) == expected)
+}
