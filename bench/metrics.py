@@ -21,6 +21,7 @@ rounds, and the ratio to the baseline. Needs root (drop_caches).
   bench/metrics.py --modelfs .build/release/modelfs --baseline /path/to/main/modelfs [--size-mib 256] [--rounds 5]"""
 import argparse
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -107,6 +108,7 @@ def main():
     cleanup()
     for bucket in buckets:
         empty_bucket(s3, bucket)
+    shutil.rmtree(work, ignore_errors=True)  # the version's file and the data dirs
 
     where = f"S3 ({endpoint})" if endpoint else "the local store"
     print(f"\n{args.size_mib} MiB version on {where}, {args.rounds} rounds; CPU seconds of the mount per dd "
