@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian, each wrapped in a system-library target with a small shim.
@@ -34,7 +36,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The catalog: schema, migrations and queries, on SQLite (one node) or PostgreSQL (many).
-        .target(name: "Catalog", dependencies: ["ModelStore", "CSQLite", "CPostgres"]),
+        .target(name: "Catalog", dependencies: ["ModelStore", "CSQLite", "CPostgres", .product(name: "Metrics", package: "swift-metrics")]),
         // Streaming multipart uploads: parts, parallelism, sha256, abort.
         .target(name: "UploadPath", dependencies: [
             "ModelStore",
@@ -43,10 +45,10 @@ let package = Package(
         // The store's operations with their rules, shared by the CLI and the mount.
         .target(name: "Registry", dependencies: [
             "ModelStore", "Catalog", "UploadPath", "Archive",
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The read path: a node-wide block cache with single-flight fetches, and per-file prefetch.
-        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive", "CDeflate"]),
+        .target(name: "ReadPath", dependencies: ["ModelStore", "Archive", "CDeflate", .product(name: "Metrics", package: "swift-metrics")]),
         // What modelfs looks inside: zip, tar and tar.gz indexes (zlib), safetensors headers, out
         // of any ranged byte source; no I/O of its own.
         .target(name: "Archive", dependencies: ["CZlib", "CDeflate"]),
@@ -55,7 +57,7 @@ let package = Package(
         // Training jobs: requests, executors (local, Slurm), checkpoints into versions.
         .target(name: "Jobs", dependencies: [
             "ModelStore", "Catalog", "Registry", "Spawn", "CCurl",
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The mounted namespace as plain operations: no FUSE types, testable without a mount.
         .target(name: "ModelFS", dependencies: [
@@ -65,7 +67,13 @@ let package = Package(
         // libfuse's low-level callbacks over ModelFS; the only importer of CFuse.
         .target(name: "FUSEAdapter", dependencies: [
             "CFuse", "ModelFS", "ModelStore",
-            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics"),
+        ]),
+        // The process's metrics: swift-metrics bootstrapped onto one Prometheus registry, its text
+        // exposition, and the mount's `--metrics` endpoint. The modules that record import only Metrics.
+        .target(name: "Telemetry", dependencies: [
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // The store over HTTP: the JSON API of `modelfs web`, its users, errors as HTTP statuses.
         .target(name: "Web", dependencies: [
@@ -77,7 +85,7 @@ let package = Package(
         ]),
         // Commands and the composition root.
         .target(name: "CLI", dependencies: [
-            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter", "Spawn", "Web",
+            "ModelStore", "BlobStore", "S3", "Catalog", "UploadPath", "Registry", "ReadPath", "Jobs", "ModelFS", "FUSEAdapter", "Spawn", "Web", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -95,6 +103,7 @@ let package = Package(
         .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore", "Archive", "CDeflate"]),
         .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["TestSupport", "Telemetry", "FUSEAdapter", "ModelFS", "Registry", "Catalog", "ReadPath", "Jobs", "ModelStore"]),
         .testTarget(name: "WebTests", dependencies: [
             "Web", "ModelStore", .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -9,6 +9,7 @@ import Spawn
 import ModelStore
 import ReadPath
 import Registry
+import Telemetry
 
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,6 +54,10 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Where the background mount logs; default <data-dir>/mount.log.")
     var logFile: String?
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464); see docs/OPERATIONS.md.",
+                               valueName: "host:port"))
+    var metrics: String?
+
     @OptionGroup var jobOptions: JobOptions
     @OptionGroup var serveOptions: ServeOptions
     @OptionGroup var store: StoreOptions
@@ -63,6 +68,7 @@ struct MountCommand: ParsableCommand {
         let lock = try reporting { () throws -> DataDirLock? in
             try MountChecks.check(mountpoint: mountpoint, dataDir: store.resolvedDataDir, db: store.resolvedDB)
             _ = try resolvedPassthrough()
+            _ = try metricsAddress()
             let refused = { (holder: String) in
                 "the data dir \(store.resolvedDataDir) is in use by \(holder): one data dir has one mount; unmount it first"
             }
@@ -84,6 +90,14 @@ struct MountCommand: ParsableCommand {
     private func serve(_ mountpoint: String) throws {
         try reporting {
             Log.setup(verbose: store.verbose, level: .notice)
+            // Before anything that records is made: an instrument made earlier records nothing.
+            var endpoint: MetricsEndpoint?
+            if let address = try metricsAddress() {
+                Telemetry.bootstrap()
+                do { endpoint = try MetricsEndpoint(address) } catch { throw CLIError("\(error)") }
+                Log.logger.notice("metrics at http://\(address)/metrics")
+            }
+            defer { endpoint?.stop() }
             let registry = try store.openRegistry(role: "mount")
             try? registry.retryPending()
             // Uploads a crashed mount left half-done become failed, their multipart uploads aborted;
@@ -139,6 +153,12 @@ struct MountCommand: ParsableCommand {
     }
 
     enum PassthroughMode: String, ExpressibleByArgument, CaseIterable { case auto, off }
+
+    /// `--metrics`, checked before the mount starts.
+    func metricsAddress() throws -> MetricsEndpoint.Address? {
+        guard let metrics else { return nil }
+        do { return try MetricsEndpoint.Address(parsing: metrics) } catch { throw CLIError("\(error)") }
+    }
 
     /// `--passthrough`, else `MODELFS_PASSTHROUGH`, else auto.
     func resolvedPassthrough() throws(StoreError) -> PassthroughMode {

@@ -323,6 +323,7 @@ private func withOptionalCStrings<R>(_ strings: [String?], _ body: (UnsafePointe
 /// a transaction holds across nodes as it holds across processes, and UNIQUE constraints back
 /// it up. Reads need no lock. A few connections are pooled; a lost one is replaced at next use.
 public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
+    private let transactions = TransactionClock()
     public let url: PostgresURL
     public var location: String { url.redacted }
     public var dialect: SQLDialect { .postgres }
@@ -404,6 +405,10 @@ public final class PostgresEngine: CatalogEngine, @unchecked Sendable {
 
     @discardableResult
     public func write<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
+        try transactions.timed { () throws(StoreError) -> T in try transaction(body) }
+    }
+
+    private func transaction<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
         let c: PostgresConnection
         do { c = try checkout() } catch { throw storeError(error) }
         defer { checkin(c) }

@@ -129,6 +129,7 @@ final class SQLiteConnection: SQLConnection {
 /// Other processes (the CLI next to a mount) share the file through WAL and a busy timeout;
 /// `BEGIN IMMEDIATE` lets one writer in at a time.
 public final class SQLiteEngine: CatalogEngine, @unchecked Sendable {
+    private let transactions = TransactionClock()
     private let lock = NSLock()
     private let connection: SQLiteConnection
     public let path: String
@@ -182,6 +183,10 @@ public final class SQLiteEngine: CatalogEngine, @unchecked Sendable {
 
     @discardableResult
     public func write<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
+        try transactions.timed { () throws(StoreError) -> T in try transaction(body) }
+    }
+
+    private func transaction<T>(_ body: (Connection) throws -> T) throws(StoreError) -> T {
         lock.lock()
         defer { lock.unlock() }
         do {

@@ -61,7 +61,7 @@ extension FUSEAdapter {
 
     func rename(_ req: fuse_req_t?, _ parent: fuse_ino_t, _ name: UnsafePointer<CChar>?, _ newParent: fuse_ino_t,
                 _ newName: UnsafePointer<CChar>?, _ flags: UInt32) {
-        if flags & FUSEAdapter.renameExchange != 0 { fuse_reply_err(req, EINVAL); return }
+        if flags & FUSEAdapter.renameExchange != 0 { refuse(req, .invalidArgument, "rename"); return }
         do {
             let ctx = FUSEAdapter.context(req)
             try fs.rename(parent: parent, name: bytes(name), newParent: newParent, newName: bytes(newName), ctx)
@@ -93,6 +93,7 @@ extension FUSEAdapter {
             // keeps them out of an inode's I/O mode, and they have no backing file.
             let backing = r.directIO
                 ? 0 : passthrough?.opened(inode: ino, handle: r.handle, wholeFile: r.wholeFile) ?? 0
+            if backing > 0 { metrics.passthroughOpens.increment() }
             // Passing through, the kernel reads the backing file's page cache: pages of the
             // FUSE inode's own would be a second copy of the same bytes, so they are dropped.
             cfuse_fi_set_open(fi, r.handle, r.keepCache && backing == 0 ? 1 : 0, r.directIO ? 1 : 0)

@@ -12,8 +12,7 @@ extension FUSEAdapter {
     /// probes for attributes that are not there, and `access` answers, are the everyday business
     /// of shells and `ls`.
     func reply(_ req: fuse_req_t?, _ error: any Error, _ op: String, _ inode: UInt64, _ name: UnsafePointer<CChar>?) {
-        let storeError = error as? StoreError ?? StoreError(.io, "\(error)")
-        let code = errnoValue(for: storeError.code)
+        let (storeError, code) = refusal(error, op)
         defer { fuse_reply_err(req, code) }  // last: the reply frees the request
         switch (op, storeError.code) {
         case (_, .notFound) where op == "lookup" || op == "getattr", (_, .noAttribute),
@@ -29,6 +28,14 @@ extension FUSEAdapter {
             let why = "\(String(cString: strerror(code))) (\(storeError.code.rawValue)): \(storeError.message)"
             logger.notice("\(op) \(path.isEmpty ? "-" : path): \(why) [uid \(who.uid) pid \(who.pid)]")
         }
+    }
+
+    /// The errno `error` refuses `op` with, counted by errno for `/metrics`.
+    func refusal(_ error: any Error, _ op: String) -> (StoreError, Int32) {
+        let storeError = error as? StoreError ?? StoreError(.io, "\(error)")
+        let code = errnoValue(for: storeError.code)
+        metrics.refused(op, storeError.code)
+        return (storeError, code)
     }
 
     /// From linux/fs.h, which Glibc does not export.

@@ -333,7 +333,8 @@ public final class JobService: @unchecked Sendable {
         var leases: [String: NodeLease]? = nil
         var swept = false
         if let me = registry.node { try reclaimJobs(of: me) }
-        for job in try catalog.jobs(status: .running) {
+        let runningJobs = try catalog.jobs(status: .running)
+        for job in runningJobs {
             // Another node's job (a shared catalog) is that node's to follow, unless the node is gone.
             if let owner = job.node, owner != registry.node {
                 if leases == nil { leases = Dictionary(try catalog.nodes().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a }) }
@@ -362,7 +363,9 @@ public final class JobService: @unchecked Sendable {
                 note(job.id, "job failed: it ended without an exit code")
             }
         }
-        for job in try catalog.jobs(status: .queued) where running < max(1, configuration.maxRunning) || executor.name == "slurm" {
+        let queued = try catalog.jobs(status: .queued)
+        StateGauges.jobs(queued: queued.count, running: runningJobs.count)
+        for job in queued where running < max(1, configuration.maxRunning) || executor.name == "slurm" {
             if try launch(job) { running += 1 }
         }
     }

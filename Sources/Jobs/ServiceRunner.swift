@@ -98,6 +98,7 @@ public final class ServiceRunner: @unchecked Sendable {
     public func tick() throws(StoreError) {
         var leases: [String: NodeLease]? = nil
         let all = try registry.services()
+        StateGauges.services(all)
         // Starting here, switching here, or not taken yet (taken by this very pass).
         lock.withLock {
             awaiting = all.contains { ($0.node == me || ($0.node == nil && runsServices)) && ($0.status == .starting || $0.nextInstance != nil) }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Metrics
 import ModelStore
 
 /// Fetches a byte range of one object: a ranged GET, or `pread` on the local store.
@@ -76,6 +77,8 @@ public final class BlockCache: @unchecked Sendable {
     private var fetchRequests: Int64 = 0
     private var hitBlocks: Int64 = 0
     private var missBlocks: Int64 = 0
+    /// The same and more, for `/metrics`.
+    let metrics: ReadMetrics
 
     /// Where fetched bytes also go, when the mount has `--cache-dir`.
     public let disk: DiskCache?
@@ -98,8 +101,10 @@ public final class BlockCache: @unchecked Sendable {
         let env = ProcessInfo.processInfo.environment
         let streams = env["MODELFS_WHOLE_STREAMS"].flatMap { Int($0) } ?? 8
         let segment = (env["MODELFS_WHOLE_SEGMENT_MIB"].flatMap { Int($0) } ?? 8) << 20
+        let metrics = ReadMetrics()
+        self.metrics = metrics
         whole = env["MODELFS_WHOLE_LOADS"] == "0" ? nil
-            : disk.map { WholeFetches(disk: $0, segmentSize: segment, streams: streams, maxInFlight: streams) }
+            : disk.map { WholeFetches(disk: $0, segmentSize: segment, streams: streams, maxInFlight: streams, served: metrics.diskBytes) }
     }
 
     public struct Counters: Sendable, Equatable, Codable {
@@ -128,6 +133,7 @@ public final class BlockCache: @unchecked Sendable {
             fetchRequests += 1
             fetchedBytes += Int64(bytes)
         }
+        metrics.objectStoreBytes.increment(by: bytes)
     }
 
     /// Reads `range` of object `object` (of `size` bytes) into an array, fetching with `fetch`.
@@ -160,6 +166,7 @@ public final class BlockCache: @unchecked Sendable {
         var have: [Int64: CachedBytes.Piece] = [:]
         var waitOn: [Int64: Flight] = [:]
         var toStart: [Flight] = []
+        var hits = 0, misses = 0
         lock.withLock {
             var run: [Int64] = []
             func flushRun() {
@@ -195,27 +202,33 @@ public final class BlockCache: @unchecked Sendable {
                         have[b] = node.piece
                         touch(node)
                         hitBlocks += 1
+                        hits += 1
                     }
                 } else if let flight = flights[key] {
                     flushRun()
                     if needed { waitOn[b] = flight }
                 } else {
-                    if needed { missBlocks += 1 }
+                    if needed { missBlocks += 1; misses += 1 }
                     run.append(b)
                 }
             }
             flushRun()
         }
 
+        if hits > 0 { metrics.memoryHits.increment(by: hits) }
+        if misses > 0 { metrics.memoryMisses.increment(by: misses) }
         for flight in toStart { start(flight, object: object, size: size, reader: reader) }
 
         var pieces: [CachedBytes.Piece] = []
         pieces.reserveCapacity(neededBlocks.count)
         var total = 0
+        var fromMemory = 0
         for b in neededBlocks {
             let block: CachedBytes.Piece
+            var inMemory = false
             if let cached = have[b] {
                 block = cached
+                inMemory = true
             } else if let flight = waitOn[b] {
                 flight.done.wait()
                 flight.done.signal()  // let the next waiter through
@@ -231,8 +244,10 @@ public final class BlockCache: @unchecked Sendable {
             if upper > lower {
                 pieces.append(CachedBytes.Piece(chunk: block.chunk, offset: block.offset + lower, count: upper - lower))
                 total += upper - lower
+                if inMemory { fromMemory += upper - lower }
             }
         }
+        if fromMemory > 0 { metrics.memoryBytes.increment(by: fromMemory) }
         guard total == wanted.count else {
             throw StoreError(.io, "object \(object): read \(total) of \(wanted.count) bytes")
         }
@@ -253,11 +268,15 @@ public final class BlockCache: @unchecked Sendable {
             do throws(StoreError) {
                 if disk?.read(object: object, range: range, into: target) == true {
                     fromDisk = true
+                    metrics.diskHits.increment()
+                    metrics.diskBytes.increment(by: range.count)
                 } else {
+                    if disk != nil { metrics.diskMisses.increment() }
                     let n = try reader(range, target)
                     guard n == range.count else {
                         throw StoreError(.io, "short read: \(n) of \(range.count) bytes at \(range.lowerBound)")
                     }
+                    metrics.objectStoreBytes.increment(by: n)
                     if let disk {
                         diskBacklog.wait()
                         // The chunk is captured: its memory stays until the copy is written.

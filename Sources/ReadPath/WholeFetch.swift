@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Metrics
 import Glibc
 import ModelStore
 
@@ -43,10 +44,13 @@ public final class WholeFetches: @unchecked Sendable {
     private var completed: Int64 = 0
     private var failed: Int64 = 0
     private var served: Int64 = 0
+    /// `modelfs_read_bytes_total{source="disk"}`: a whole copy is in the disk cache.
+    private let servedMetric: Counter?
 
     public init(disk: DiskCache, segmentSize: Int = 8 << 20, streams: Int = 8, maxInFlight: Int = 8,
-                pieceSize: Int = WholeFetches.defaultPieceSize) {
+                pieceSize: Int = WholeFetches.defaultPieceSize, served: Counter? = nil) {
         self.disk = disk
+        servedMetric = served
         let block = Int(disk.blockSize)
         self.segmentSize = max(block, segmentSize / block * block)
         self.streams = max(1, streams)
@@ -221,7 +225,10 @@ public final class WholeFetches: @unchecked Sendable {
     /// Waits until every complete copy is recorded (unmount, `.stats`, tests).
     public func drain() { recording.wait() }
 
-    func countServed(_ bytes: Int) { lock.withLock { served += Int64(bytes) } }
+    func countServed(_ bytes: Int) {
+        lock.withLock { served += Int64(bytes) }
+        servedMetric?.increment(by: bytes)
+    }
 
     /// The object's version was deleted: its fetch stops and its readers answer `ESTALE`.
     public func forget(object: UInt64) {

@@ -86,6 +86,7 @@ public final class ItemUpload: FileUpload, @unchecked Sendable {
         self.hooks = hooks
         let stream = ItemUpload.stream(registry, key: key, hooks: hooks, resume: resume?.0, lines: lines, index: index)
         state = Locked(State(shared: UploadState(phase: .streaming, item: item, size: stream.bytesWritten), sink: .streaming(stream)))
+        UploadMetrics.started()
     }
 
     private static func stream(_ registry: Registry, key: String, hooks: UploadHooks, resume: ResumePoint?,
@@ -369,6 +370,7 @@ public final class ItemUpload: FileUpload, @unchecked Sendable {
             s.sink = .ended
             s.shared = UploadState(phase: phase, item: item, size: size, failure: failure)
         }
+        UploadMetrics.ended(item, ready: phase == .ready)
     }
 
     /// The file being closed exists: a row or multipart upload taken from this upload while it
@@ -430,6 +432,7 @@ public final class ItemUpload: FileUpload, @unchecked Sendable {
             return before
         }
         guard let (sink, shared) = taken else { return }
+        UploadMetrics.ended(shared.item, ready: false)
         index?.current?.abandon()
         sent.withLock { $0 }?.drop()
         var aborted = true
