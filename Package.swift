@@ -77,7 +77,7 @@ let package = Package(
         ]),
         // The store over HTTP: the JSON API of `modelfs web`, its users, errors as HTTP statuses.
         .target(name: "Web", dependencies: [
-            "ModelStore", "Catalog", "Registry", "Jobs",
+            "ModelStore", "Catalog", "Registry", "Jobs", "Telemetry",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Telemetry
 import Web
 
 /// `modelfs web`: the store's JSON API over HTTP (docs/WEB.md).
@@ -28,6 +29,8 @@ struct WebCommand: ParsableCommand {
             }
             options.trustedProxyHeader = trustProxyHeader
         }
+        // Before the registry opens: its catalog's transactions are timed from the first.
+        Telemetry.bootstrap()
         let registry = try reporting { try store.openRegistry(role: "web") }
         let server = WebServer(registry: registry, options: options, logger: Log.logger)
         // ArgumentParser's commands here are synchronous: the server runs on the concurrency pool.

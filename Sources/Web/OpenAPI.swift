@@ -9,6 +9,9 @@ enum OpenAPI {
   "/health": {
    "get": {"summary": "Whether the server answers.", "security": [], "responses": {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}}}
   },
+  "/metrics": {
+   "get": {"summary": "The process's metrics in Prometheus's text format (docs/OPERATIONS.md).", "security": [], "responses": {"200": {"description": "Prometheus text exposition 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}}}
+  },
   "/api/v1/openapi.json": {
    "get": {"summary": "This document.", "security": [], "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}
   },

@@ -1,4 +1,5 @@
 import Foundation
+import Telemetry
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -57,6 +58,10 @@ public struct WebServer: Sendable {
         let router = Router(context: WebContext.self)
         router.add(middleware: NoSuchRoute())
         router.get("/health") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+        // The process's metrics for Prometheus (catalog latency, jobs and services by state…).
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: Telemetry.contentType], body: .init(byteBuffer: ByteBuffer(string: Telemetry.exposition())))
+        }
         router.get("/api/v1/openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document)))
         }

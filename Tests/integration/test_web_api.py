@@ -6,6 +6,7 @@ OpenAPI document valid and describing the routes."""
 import errno
 import hashlib
 import json
+import re
 import os
 import shutil
 import socket
@@ -308,6 +309,11 @@ def test_datasets_jobs_and_stats(store, name, mounts, webs):
     assert (got["id"], got["model"], got["version"], got["dataset"], got["status"], got["params"]) == (job, model, "v1", data, "queued", {"epochs": "2"})
     stats = web.ok("GET", "/api/v1/stats")
     assert stats["datasets"] >= 1 and stats == json.loads(store.run("stats", "--json").stdout)
+    # The server's own metrics: its catalog transactions (the model it created) were timed.
+    status, headers, body = web.fetch("/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain"), (status, headers)
+    count = re.search(rb"^modelfs_catalog_transaction_seconds_count(?:\{[^}]*\})? (\d+)", body, re.M)
+    assert count and int(count.group(1)) >= 1, body[:2000]
 
 
 def test_a_second_users_token_is_refused_where_the_mount_refuses_them(store, name, mounts, webs):
@@ -376,12 +382,13 @@ def test_the_openapi_document_is_valid_and_describes_every_route(store, webs):
               ("put", "/api/v1/models/{model}/aliases/{alias}"), ("delete", "/api/v1/models/{model}/aliases/{alias}"),
               ("get", "/api/v1/datasets"), ("get", "/api/v1/jobs"), ("get", "/api/v1/jobs/{job}"), ("get", "/api/v1/services"),
               ("post", "/api/v1/services"), ("post", "/api/v1/services/{service}/stop"), ("post", "/api/v1/services/{service}/restart"),
-              ("get", "/api/v1/audit"), ("get", "/api/v1/stats"), ("get", "/api/v1/openapi.json"), ("get", "/health")}
+              ("get", "/api/v1/audit"), ("get", "/api/v1/stats"), ("get", "/api/v1/openapi.json"), ("get", "/health"),
+              ("get", "/metrics")}
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops if method != "parameters"}
     assert described == wanted
     # Each documented read without parameters answers 200 with JSON (health with text).
     for method, path in sorted(wanted):
-        if method == "get" and "{" not in path and path != "/health":
+        if method == "get" and "{" not in path and path not in ("/health", "/metrics"):
             assert web.call("GET", path, token=None)[0] == 200, path
 
 
