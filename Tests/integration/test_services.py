@@ -265,6 +265,7 @@ def audit(store, svc):
 
 # -- the local executor ---------------------------------------------------------------------------
 
+@pytest.mark.every_s3  # the server reads its version through the mount: on s3api, moto and RGW
 def test_a_service_from_a_version_answers_as_the_model_does(store, serving, name, tmp_path):
     m = serving(store)
     model = name("tiny")
