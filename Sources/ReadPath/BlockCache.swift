@@ -105,6 +105,31 @@ public final class BlockCache: @unchecked Sendable {
         self.metrics = metrics
         whole = env["MODELFS_WHOLE_LOADS"] == "0" ? nil
             : disk.map { WholeFetches(disk: $0, segmentSize: segment, streams: streams, maxInFlight: streams, served: metrics.diskBytes) }
+        whole?.settle = { [weak self] object, range in self?.settle(object: object, range: range) }
+    }
+
+    /// Waits for this cache's GETs of `range` of `object` in the air, and for their copies to the
+    /// disk cache: a whole fetch starting while readers still fetched through memory then finds
+    /// those bytes on disk instead of fetching them again (eight readers fetch a version once).
+    func settle(object: UInt64, range: Range<Int64>) {
+        guard !range.isEmpty else { return }
+        let bs = Int64(blockSize)
+        let pending: [Flight] = lock.withLock {
+            var seen = Set<ObjectIdentifier>()
+            var pending: [Flight] = []
+            for b in (range.lowerBound / bs)...((range.upperBound - 1) / bs) {
+                if let flight = flights[Key(object: object, block: b)], seen.insert(ObjectIdentifier(flight)).inserted {
+                    pending.append(flight)
+                }
+            }
+            return pending
+        }
+        for flight in pending {
+            flight.done.wait()
+            flight.done.signal()  // let the next waiter through
+        }
+        // A GET that landed just before is queued for the disk (queued before its flight ended).
+        diskQueue.sync {}
     }
 
     public struct Counters: Sendable, Equatable, Codable {

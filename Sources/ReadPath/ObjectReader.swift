@@ -247,6 +247,11 @@ public final class CachedObjectReader: ObjectReader {
 
     public func read(offset: Int64, size length: Int, aheadEnd: Int64) throws(StoreError) -> ReadReply {
         if let w = whole.withLock({ $0 }), let reply = try w.read(offset: offset, length: length) { return reply }
+        // Another reader of the object started its whole fetch: this one's bytes come with it.
+        if wholeLoads, whole.withLock({ $0 }) == nil, let live = cache.whole!.live(object: id) {
+            whole.withLock { $0 = live }
+            if let reply = try live.read(offset: offset, length: length) { return reply }
+        }
         if let recent = lastFailure.withLock({ $0 }), ContinuousClock.now - recent.at < CachedObjectReader.failFastWindow {
             throw recent.error
         }

@@ -38,6 +38,10 @@ public final class WholeFetches: @unchecked Sendable {
     private struct Weak { weak var fetch: WholeFetch? }
     private let lock = NSLock()
     private var fetches: [UInt64: Weak] = [:]
+    /// Waits until reads of a range already in the air by another path (the memory cache's
+    /// ranged GETs and their copies to disk) have landed: a segment is then read back from disk,
+    /// not fetched a second time. Set once, by the cache that owns this.
+    var settle: (@Sendable (_ object: UInt64, _ range: Range<Int64>) -> Void)?
 
     // Counters for `.stats`.
     private var started: Int64 = 0
@@ -85,6 +89,15 @@ public final class WholeFetches: @unchecked Sendable {
     /// cannot be held in the disk cache (larger than what is free of other held objects).
     func fetch(object: UInt64, size: Int64, reader: @escaping RangeStreamer) -> WholeFetch? {
         attach(object: object, size: size, reader: reader)
+    }
+
+    /// The fetch of `object` under way (or done) in this process: a reader that has not yet
+    /// shown a whole load joins it rather than fetching the same bytes through memory.
+    func live(object: UInt64) -> WholeFetch? {
+        lock.withLock {
+            guard let live = fetches[object]?.fetch, !live.isFailed else { return nil }
+            return live
+        }
     }
 
     /// Whether `object`'s every block is on disk by the index (a warm cache after a remount): its
@@ -154,6 +167,7 @@ public final class WholeFetches: @unchecked Sendable {
     private func fill(_ fetch: WholeFetch, segment: Int, buffer: UnsafeMutableRawBufferPointer, writer: DiskCache.Writer,
                       reader: RangeStreamer) -> Result<Void, StoreError> {
         let range = fetch.range(of: segment)
+        settle?(fetch.object, range)
         var at = range.lowerBound
         var retried: Int64 = -1
         while at < range.upperBound {
