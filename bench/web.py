@@ -47,10 +47,21 @@ def run(*cmd, env):
 
 
 def seed(env, catalog, models, versions):
-    """`models` models and a model of `versions` versions, in the catalog the CLI made."""
+    """`models` models and a model of `versions` versions, in the catalog the CLI made (a SQLite
+    file, or a PostgreSQL URL)."""
     run(MODELFS, "model", "create", BIG, "--type", "text", env=env)
     now = time.time()
     uid, gid = os.getuid(), os.getgid()
+    if catalog.startswith("postgresql://"):
+        run("psql", catalog, "-q", "-v", "ON_ERROR_STOP=1", "-c", f"""
+            INSERT INTO models (name, type, note, created, modified, owner_uid, owner_gid, mode)
+              SELECT 'model-' || lpad(i::text, 4, '0'), (ARRAY['text', 'image', 'general'])[i % 3 + 1], '', {now}, {now}, {uid}, {gid}, 493
+              FROM generate_series(0, {models - 2}) i;
+            INSERT INTO versions (model_id, name, format, object_key, size, sha256, status, note, created, modified, owner_uid, owner_gid, mode)
+              SELECT (SELECT id FROM models WHERE name = '{BIG}'), 'v' || i, 'zip', '{BIG}/v' || i || '.zip', 1000 + i,
+                     lpad(to_hex(i), 64, '0'), 'ready', 'a note', {now}, {now}, {uid}, {gid}, 292
+              FROM generate_series(1, {versions}) i;""", env=env)
+        return
     db = sqlite3.connect(catalog)
     with db:
         big = db.execute("SELECT id FROM models WHERE name = ?", (BIG,)).fetchone()[0]
@@ -124,6 +135,8 @@ def main():
     ap.add_argument("--versions", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="5 repeats")
+    ap.add_argument("--postgres", action="store_true", help="the catalog on a PostgreSQL server started here (scripts/pg-server)")
+    ap.add_argument("--before", metavar="BIN", help="also time this modelfs's `models --json` and `versions --json` (main's, say)")
     args = ap.parse_args()
     repeats = 5 if args.quick else args.repeats
 
@@ -131,9 +144,23 @@ def main():
     env = dict(os.environ, MODELFS_DATA_DIR=os.path.join(top, "data"))
     env.pop("MODELFS_BUCKET", None)
     env.pop("MODELFS_CATALOG", None)
-    seed(env, os.path.join(top, "data", "catalog.db"), args.models, args.versions)
-    assert len(json.loads(run(MODELFS, "models", "--json", env=env).stdout)) == args.models
+    pg_state = os.path.join(top, "pg")
+    os.chmod(top, 0o755)  # the postgres user enters it (scripts/pg-server runs the server as postgres when root)
+    try:
+        if args.postgres:
+            exports = run(os.path.join(ROOT, "scripts", "pg-server"), "start", pg_state, env=env).stdout
+            server_url = re.search(r"MODELFS_TEST_PG_URL=(\S+)", exports).group(1)
+            run("psql", server_url, "-q", "-c", "CREATE DATABASE bench_web", env=env)
+            env["MODELFS_CATALOG"] = server_url.rsplit("/", 1)[0] + "/bench_web"
+        seed(env, env.get("MODELFS_CATALOG") or os.path.join(top, "data", "catalog.db"), args.models, args.versions)
+        assert len(json.loads(run(MODELFS, "models", "--json", env=env).stdout)) == args.models
+        bench(args, env, top, repeats)
+    finally:
+        if args.postgres:
+            subprocess.run([os.path.join(ROOT, "scripts", "pg-server"), "stop", pg_state], capture_output=True)
 
+
+def bench(args, env, top, repeats):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(os.path.join(top, "web.log"), "w")
@@ -163,9 +190,9 @@ def main():
                 return size, f"{rows} rows in {n} pages"
             return body
 
-        def cli(*cmd):
+        def cli(*cmd, binary=MODELFS):
             def body():
-                out = run(MODELFS, *cmd, env=env).stdout
+                out = run(binary, *cmd, env=env).stdout
                 return len(out), f"{len(json.loads(out))} rows"
             return body
 
@@ -179,6 +206,9 @@ def main():
             measure(f"modelfs versions {BIG} --json (baseline)", cli("versions", BIG, "--json"), repeats),
             measure("GET /api/v1/stats", lambda: (len(get(base, "/api/v1/stats")[2]), "counts"), repeats, server.pid),
         ]
+        if args.before:
+            rows += [measure("modelfs models --json (--before)", cli("models", "--json", binary=args.before), repeats),
+                     measure(f"modelfs versions {BIG} --json (--before)", cli("versions", BIG, "--json", binary=args.before), repeats)]
         for path in PAGES:
             status, _, _ = get(base, path)
             if status != 200:
@@ -190,7 +220,7 @@ def main():
         server.wait(timeout=30)
         log.close()
 
-    print(f"modelfs web at {args.models} models and a model of {args.versions} versions (SQLite, local store); "
+    print(f"modelfs web at {args.models} models and a model of {args.versions} versions ({'PostgreSQL' if args.postgres else 'SQLite'}, local store); "
           f"median of {repeats}; server CPU per request from /proc")
     baseline = {"models": rows[3]["ms"], "versions": rows[6]["ms"]}
     print(f"{'what':48} {'ms':>9} {'server CPU ms':>14} {'bytes':>10} {'vs CLI':>7}  rows")
