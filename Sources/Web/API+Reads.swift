@@ -51,12 +51,8 @@ extension API {
             next = after.map { last in
                 var fields = query.filter { $0.key != "after" }.sorted { $0.key < $1.key }
                 fields.append(("after", last))
-                return path + "?" + fields.map { "\(Page.encoded($0.key))=\(Page.encoded($0.value))" }.joined(separator: "&")
+                return path + "?" + fields.map { "\(API.encoded($0.key))=\(API.encoded($0.value))" }.joined(separator: "&")
             }
-        }
-
-        static func encoded(_ s: String) -> String {
-            s.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")) ?? s
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -69,6 +65,11 @@ extension API {
             if let next { r.headers[Page.link] = "<\(next)>; rel=\"next\"" }
             return r
         }
+    }
+
+    /// A name as a part of a path or a query: everything but RFC 3986's unreserved characters escaped.
+    static func encoded(_ s: String) -> String {
+        s.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")) ?? s
     }
 
     func modelRow(_ s: ModelSummary) -> ModelRow {
@@ -101,7 +102,7 @@ extension API {
             try registry.catalog.evaluations(modelID: m.id, after: paging.after, through: last.name)
         } ?? [:]
         return (.ok, Page(page.items.map { versionRow($0, aliases: aliases, evaluations: evaluations[$0.id] ?? []) }, next: page.next,
-                          path: "/api/v1/models/\(Page<VersionRow>.encoded(m.name))/versions", query: call.query))
+                          path: "/api/v1/models/\(API.encoded(m.name))/versions", query: call.query))
     }
 
     // MARK: The duplicate check
