@@ -16,40 +16,18 @@ struct CompareCommand: ParsableCommand {
     @Flag(help: "JSON output.") var json = false
     @OptionGroup var store: StoreOptions
 
-    struct Compared: Encodable {
-        var name: String; var file: String; var status: UploadStatus; var size: Int64; var sha256: String?
-        var created: Date; var lineage: Lineage?; var params: [String: String]?; var aliases: [String]
-        var evaluations: [EvaluationRow]
-    }
-
     func run() throws {
         try reporting {
             guard !versions.isEmpty else { throw CLIError("name at least one version: modelfs compare \(model) v1 v2") }
-            let registry = try store.openRegistry()
-            let m = try registry.model(model)
-            let aliases = try registry.aliases(of: m.name)
-            var compared: [Compared] = []
-            for name in versions {
-                let plain = name.hasPrefix("@") ? name : ((try? Formats.splitVersion(name).name) ?? name)
-                let v = try registry.resolveVersion(m.name, plain)
-                let params = try v.lineage.job.flatMap { try registry.catalog.job(id: JobID($0)) }?.params
-                compared.append(Compared(
-                    name: v.name, file: v.fileName, status: v.status, size: v.size, sha256: v.sha256, created: v.created,
-                    lineage: v.lineage.isEmpty ? nil : v.lineage, params: params,
-                    aliases: aliases.filter { $0.version.id == v.id && $0.alias.isNamed }.map(\.alias.name),
-                    evaluations: try registry.catalog.evaluations(versionID: v.id).map(EvaluationRow.init)))
-            }
-            if json {
-                struct Out: Encodable { var model: String; var versions: [Compared] }
-                return try printJSON(Out(model: m.name, versions: compared))
-            }
-            printTable([""] + compared.map(\.name), CompareCommand.rows(compared))
+            let comparison = try store.openRegistry().compare(model, versions)
+            if json { return try printJSON(comparison) }
+            printTable([""] + comparison.versions.map(\.name), CompareCommand.rows(comparison.versions))
         }
     }
 
     /// One row per fact; a dash where a version has none.
-    static func rows(_ c: [Compared]) -> [[String]] {
-        func row(_ label: String, _ cell: (Compared) -> String?) -> [String] { [label] + c.map { cell($0) ?? "-" } }
+    static func rows(_ c: [Comparison.Compared]) -> [[String]] {
+        func row(_ label: String, _ cell: (Comparison.Compared) -> String?) -> [String] { [label] + c.map { cell($0) ?? "-" } }
         var out = [
             row("file") { $0.file }, row("status") { $0.status.rawValue }, row("size") { "\($0.size)" },
             row("sha256") { $0.sha256.map { String($0.prefix(16)) } }, row("created") { dateFormat.string(from: $0.created) },

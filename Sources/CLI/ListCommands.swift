@@ -48,10 +48,9 @@ struct ModelsCommand: ParsableCommand {
         try reporting {
             let registry = try store.openRegistry()
             let filter = try type.map { (t) throws(StoreError) in try ModelType(parsing: t) }
-            let rows = try registry.catalog.models(type: filter, search: search).map { m in
-                let versions = try registry.catalog.versions(modelID: m.id)
-                return Row(name: m.name, type: m.type, note: m.note, versions: versions.count,
-                           bytes: versions.filter { $0.status == .ready }.reduce(0) { $0 + $1.size }, created: m.created, modified: m.modified,
+            let rows = try registry.catalog.modelSummaries(type: filter, search: search).items.map { s in
+                let m = s.model
+                return Row(name: m.name, type: m.type, note: m.note, versions: s.versions, bytes: s.readyBytes, created: m.created, modified: m.modified,
                            owner: ownerText(m.owner), uid: m.owner?.uid, gid: m.owner?.gid, mode: m.owner.map { String($0.mode, radix: 8) })
             }
             if json { return try printJSON(rows) }
@@ -133,12 +132,6 @@ struct VersionsCommand: ParsableCommand {
                             shown(v).map(metricsText) ?? "-", Names.printable(r.error.map { "error: " + $0 } ?? r.note)] })
         }
     }
-}
-
-/// One evaluation as `versions --json` and `compare --json` give it.
-struct EvaluationRow: Encodable {
-    var dataset: String; var job: String?; var metrics: [String: Double]; var created: Date
-    init(_ e: Evaluation) { dataset = e.dataset; job = e.job; metrics = e.metrics; created = e.created }
 }
 
 /// `accuracy=0.91 loss=0.27 (qa-test)`.

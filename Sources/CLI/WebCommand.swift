@@ -28,6 +28,7 @@ struct WebCommand: ParsableCommand {
                 throw CLIError("--trust-proxy-header: '\(trustProxyHeader)' is not a header's name")
             }
             options.trustedProxyHeader = trustProxyHeader
+            options.dataDirectory = store.resolvedDataDir
         }
         // Before the registry opens: its catalog's transactions are timed from the first.
         Telemetry.bootstrap()

@@ -17,7 +17,7 @@ extension Catalog {
     public func evaluations(modelID: ModelID) throws(StoreError) -> [VersionID: [Evaluation]] {
         try database.read { db in
             let all = try db.query("""
-                SELECT \(Catalog.evaluationColumns.split(separator: ",").map { "e." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                SELECT \(Catalog.qualified(Catalog.evaluationColumns, by: "e"))
                 FROM evaluations e JOIN versions v ON v.id = e.version_id WHERE v.model_id = ? ORDER BY e.created, e.dataset
                 """, [.int(modelID)], Catalog.evaluation)
             return Dictionary(grouping: all, by: \.versionID)

@@ -14,6 +14,8 @@ struct API: Sendable {
 
     let registry: Registry
     var port: any StorePort { registry }
+    /// The data dir, where the logs of the services this node runs are; nil: none here.
+    var dataDirectory: String?
 
     /// What one request brings to its handler.
     struct Call: Sendable {
@@ -76,7 +78,7 @@ struct API: Sendable {
             e(.get, "/services", API.listServices), e(.post, "/services", API.startService),
             e(.post, "/services/{service}/stop", API.stopService), e(.post, "/services/{service}/restart", API.restartService),
             e(.get, "/audit", API.audit), e(.get, "/stats", API.stats),
-        ]
+        ] + API.readEndpoints
     }()
 
     var rights: Rights { Rights(port: port) }
@@ -93,18 +95,6 @@ struct API: Sendable {
     struct ModelRow: Encodable, Sendable {
         var name: String; var type: ModelType; var note: String; var versions: Int; var bytes: Int64; var created: Date; var modified: Date
         var owner: Ownership?
-    }
-
-    func modelRow(_ m: Model) throws(StoreError) -> ModelRow {
-        let versions = try port.versions(of: m.id)
-        return ModelRow(name: m.name, type: m.type, note: m.note, versions: versions.count,
-                        bytes: versions.filter { $0.status == .ready }.reduce(0) { $0 + $1.size }, created: m.created, modified: m.modified, owner: m.owner)
-    }
-
-    func listModels(_ call: Call) throws -> Answer {
-        let type = try call.query["type"].flatMap { $0.isEmpty ? nil : $0 }.map { (t) throws(StoreError) in try ModelType(parsing: t) }
-        let search = call.query["search"].flatMap { $0.isEmpty ? nil : $0 }
-        return (.ok, try registry.catalog.models(type: type, search: search).map(modelRow))
     }
 
     func getModel(_ call: Call) throws -> Answer { (.ok, try modelRow(try port.model(called: call.parameter("model")))) }
@@ -160,13 +150,6 @@ struct API: Sendable {
                           note: v.note, owner: v.owner, lineage: v.lineage,
                           aliases: aliases.filter { $0.isNamed && $0.versionID == v.id }.map(\.name).sorted(),
                           metrics: latest?.metrics, metricsDataset: latest?.dataset, created: v.created, modified: v.modified)
-    }
-
-    func listVersions(_ call: Call) throws -> Answer {
-        let m = try port.model(called: call.parameter("model"))
-        let aliases = try port.aliases(of: m.id)
-        let evaluations = try registry.catalog.evaluations(modelID: m.id)
-        return (.ok, try port.versions(of: m.id).filter { !$0.isScratch }.map { versionRow($0, aliases: aliases, evaluations: evaluations[$0.id] ?? []) })
     }
 
     func getVersion(_ call: Call) throws -> Answer {

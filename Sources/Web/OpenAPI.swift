@@ -16,7 +16,7 @@ enum OpenAPI {
    "get": {"summary": "This document.", "security": [], "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}
   },
   "/api/v1/models": {
-   "get": {"summary": "List models (modelfs models).", "parameters": [{"name": "type", "in": "query", "required": false, "schema": {"type": "string"}, "description": "text, image or general."}, {"name": "search", "in": "query", "required": false, "schema": {"type": "string"}, "description": "A part of the name, case-insensitive."}], "responses": {"200": {"description": "Models in name order.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}}}, "400": {"$ref": "#/components/responses/BadInput"}, "404": {"$ref": "#/components/responses/NotFound"}}},
+   "get": {"summary": "List models (modelfs models).", "parameters": [{"name": "type", "in": "query", "required": false, "schema": {"type": "string"}, "description": "text, image or general."}, {"name": "search", "in": "query", "required": false, "schema": {"type": "string"}, "description": "A part of the name, case-insensitive."}, {"$ref": "#/components/parameters/limit"}, {"$ref": "#/components/parameters/after"}], "responses": {"200": {"description": "Models in name order, a page of them.", "headers": {"Link": {"$ref": "#/components/headers/Link"}}, "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}}}, "400": {"$ref": "#/components/responses/BadInput"}, "404": {"$ref": "#/components/responses/NotFound"}}},
    "post": {"summary": "Create a model (modelfs model create).", "security": [{"bearer": []}], "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "type": {"type": "string", "enum": ["text", "image", "general"]}, "note": {"type": "string"}}}}}}, "responses": {"201": {"description": "The new model.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Model"}}}}, "400": {"$ref": "#/components/responses/BadInput"}, "404": {"$ref": "#/components/responses/NotFound"}, "401": {"$ref": "#/components/responses/NoUser"}, "403": {"$ref": "#/components/responses/Forbidden"}, "409": {"$ref": "#/components/responses/Conflict"}}}
   },
   "/api/v1/models/{model}": {
@@ -27,7 +27,7 @@ enum OpenAPI {
   },
   "/api/v1/models/{model}/versions": {
    "parameters": [{"name": "model", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The model's name."}],
-   "get": {"summary": "A model's versions, in name order.", "responses": {"200": {"description": "Versions.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Version"}}}}}, "400": {"$ref": "#/components/responses/BadInput"}, "404": {"$ref": "#/components/responses/NotFound"}}}
+   "get": {"summary": "A model's versions, in name order (writers' temporary files left out), for whoever may list the model's directory.", "parameters": [{"$ref": "#/components/parameters/limit"}, {"$ref": "#/components/parameters/after"}], "responses": {"200": {"description": "Versions, a page of them.", "headers": {"Link": {"$ref": "#/components/headers/Link"}}, "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Version"}}}}}, "400": {"$ref": "#/components/responses/BadInput"}, "403": {"$ref": "#/components/responses/Forbidden"}, "404": {"$ref": "#/components/responses/NotFound"}}}
   },
   "/api/v1/models/{model}/next": {
    "parameters": [{"name": "model", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The model's name."}],
@@ -77,11 +77,33 @@ enum OpenAPI {
   "/api/v1/audit": {
    "get": {"summary": "The audit trail, oldest first (modelfs log).", "parameters": [{"name": "model", "in": "query", "required": false, "schema": {"type": "string"}, "description": "Only this model's lines."}], "responses": {"200": {"description": "Entries.", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}}}}}}
   },
+  "/api/v1/versions": {
+   "get": {"summary": "The duplicate check before an upload: ready versions with this content, in models the asker may list.", "parameters": [{"name": "sha256", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "description": "The content's sha256, 64 hexadecimal digits."}], "responses": {"200": {"description": "Versions by model and version name.", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object", "properties": {"model": {"type": "string"}, "version": {"type": "string"}, "size": {"type": "integer"}}}}}}}, "400": {"$ref": "#/components/responses/BadInput"}}}
+  },
+  "/api/v1/models/{model}/compare": {
+   "parameters": [{"name": "model", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The model's name."}],
+   "get": {"summary": "Versions side by side: lineage, job parameters, aliases, metrics per dataset (modelfs compare --json).", "parameters": [{"name": "versions", "in": "query", "required": true, "schema": {"type": "string"}, "description": "Versions separated by commas: v1,v2.zip,@production."}], "responses": {"200": {"description": "The comparison.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Comparison"}}}}, "400": {"$ref": "#/components/responses/BadInput"}, "403": {"$ref": "#/components/responses/Forbidden"}, "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Conflict"}}}
+  },
+  "/api/v1/models/{model}/evaluations": {
+   "parameters": [{"name": "model", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The model's name."}],
+   "get": {"summary": "Every evaluation of the model's versions, by version name, oldest first.", "responses": {"200": {"description": "Evaluations.", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object", "properties": {"version": {"type": "string"}, "file": {"type": "string"}, "dataset": {"type": "string"}, "job": {"type": ["string", "null"]}, "metrics": {"type": "object", "additionalProperties": {"type": "number"}}, "created": {"type": "string", "format": "date-time"}}}}}}}, "403": {"$ref": "#/components/responses/Forbidden"}, "404": {"$ref": "#/components/responses/NotFound"}}}
+  },
+  "/api/v1/services/{service}/log": {
+   "parameters": [{"name": "service", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The service's name."}],
+   "get": {"summary": "The service's log from a byte offset (at most 1 MiB an answer), for its owner or root, on the node that runs it.", "parameters": [{"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0}, "description": "The first byte (default 0)."}], "responses": {"200": {"description": "The bytes from the offset (none at or past the end).", "headers": {"X-Log-Size": {"description": "The log's size so far.", "schema": {"type": "integer"}}}, "content": {"text/plain": {"schema": {"type": "string"}}}}, "400": {"$ref": "#/components/responses/BadInput"}, "403": {"$ref": "#/components/responses/Forbidden"}, "404": {"$ref": "#/components/responses/NotFound"}}}
+  },
   "/api/v1/stats": {
    "get": {"summary": "Counts: models by type, versions, datasets, bytes.", "responses": {"200": {"description": "Counts.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Stats"}}}}}}
   }
  },
  "components": {
+  "parameters": {
+   "limit": {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "description": "At most this many rows."},
+   "after": {"name": "after", "in": "query", "required": false, "schema": {"type": "string"}, "description": "The rows after this name (the last of the previous page; one no longer there pages on from where it would be)."}
+  },
+  "headers": {
+   "Link": {"description": "When more rows exist: <the same query with after=LAST>; rel=\"next\".", "schema": {"type": "string"}}
+  },
   "securitySchemes": {
    "bearer": {"type": "http", "scheme": "bearer"}
   },
@@ -94,6 +116,7 @@ enum OpenAPI {
    "Job": {"type": "object", "description": "A job as the catalog keeps it (see docs/JOBS.md).", "properties": {"id": {"type": "string"}, "model": {"type": "string"}, "version": {"type": "string"}, "dataset": {"type": "string"}, "status": {"type": "string"}, "params": {"type": "object", "additionalProperties": {"type": "string"}}, "outputs": {"type": "array", "items": {"type": "string"}}}},
    "Service": {"type": "object", "properties": {"name": {"type": "string"}, "model": {"type": "string"}, "version": {"type": "string"}, "alias": {"type": ["string", "null"]}, "status": {"type": "string", "enum": ["starting", "ready", "stopping", "stopped", "failed"]}, "reason": {"type": ["string", "null"]}, "endpoint": {"type": ["string", "null"]}, "executor": {"type": "string"}, "node": {"type": ["string", "null"]}, "owner": {"type": "object", "properties": {"uid": {"type": "integer"}, "gid": {"type": "integer"}}}, "params": {"type": "object", "additionalProperties": {"type": "string"}}, "created": {"type": "string", "format": "date-time"}}},
    "AuditEntry": {"type": "object", "properties": {"id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"}, "uid": {"type": "integer"}, "pid": {"type": ["integer", "null"]}, "action": {"type": "string"}, "model": {"type": ["string", "null"]}, "target": {"type": ["string", "null"]}, "detail": {"type": "string"}}},
+   "Comparison": {"type": "object", "properties": {"model": {"type": "string"}, "versions": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "file": {"type": "string"}, "status": {"type": "string"}, "size": {"type": "integer"}, "sha256": {"type": ["string", "null"]}, "created": {"type": "string", "format": "date-time"}, "lineage": {"type": ["object", "null"]}, "params": {"type": ["object", "null"], "additionalProperties": {"type": "string"}}, "aliases": {"type": "array", "items": {"type": "string"}}, "evaluations": {"type": "array", "items": {"type": "object", "properties": {"dataset": {"type": "string"}, "job": {"type": ["string", "null"]}, "metrics": {"type": "object", "additionalProperties": {"type": "number"}}, "created": {"type": "string", "format": "date-time"}}}}}}}}},
    "Stats": {"type": "object", "properties": {"models": {"type": "integer"}, "modelsByType": {"type": "object", "additionalProperties": {"type": "integer"}}, "versions": {"type": "integer"}, "readyVersions": {"type": "integer"}, "bytes": {"type": "integer"}, "datasets": {"type": "integer"}, "datasetBytes": {"type": "integer"}}}
   },
   "responses": {

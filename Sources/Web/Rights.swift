@@ -41,7 +41,7 @@ struct Rights {
 
     /// Reading a version's bytes: search on its model, read on the file; without a user, as nobody.
     func checkRead(_ m: Model, _ v: Version, by user: WebUser?) throws(StoreError) {
-        let who = user.map(Rights.requester) ?? Ownership.Requester(uid: Rights.nobody, groups: [Rights.nobody])
+        let who = Rights.asker(user)
         let file = v.owner ?? Ownership(uid: getuid(), gid: getgid(), mode: Ownership.defaultFileMode)
         guard Rights.directory(m).allows(.search, to: who), file.allows(.read, to: who) else {
             throw StoreError(.accessDenied, "\(user?.name ?? "a request without a user") may not read \(m.name)/\(v.fileName)")

@@ -17,6 +17,8 @@ public struct WebServer: Sendable {
         public var tokens: Tokens?
         /// The header a trusted reverse proxy names the user in (`X-Remote-User`); off when nil.
         public var trustedProxyHeader: String?
+        /// The data dir of the store (the logs of its services); nil: no logs here.
+        public var dataDirectory: String?
         public init() {}
     }
 
@@ -25,7 +27,7 @@ public struct WebServer: Sendable {
     let logger: Logger
 
     public init(registry: Registry, options: Options, logger: Logger) {
-        api = API(registry: registry)
+        api = API(registry: registry, dataDirectory: options.dataDirectory)
         self.options = options
         self.logger = logger
     }
@@ -87,7 +89,7 @@ public struct WebServer: Sendable {
             for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
             let call = API.Call(parameters: parameters, query: query, body: body, user: user, range: request.headers[.range])
             let (status, value) = try await offloaded { try endpoint.handler(api)(call) }
-            if let download = value as? Download { return download.response() }
+            if let own = value as? any OwnResponse { return own.response() }
             return json(status, value)
         } catch let e as WebError {
             return json(e.status, ErrorBody(e))

@@ -54,6 +54,7 @@ import ModelStore
             c("scratch") { try $0.aScratchFileIsAdoptedOnlyUnderAFreeName() },
             c("purges") { try $0.deletesRecordWhatTheyLeaveInTheCaches() },
             c("services") { try $0.servicesKeepEveryColumnAndAreFoundByTheVersionsTheyHold() },
+            c("listings") { try $0.listingsComeAPageAtATimeWithTheirCounts() },
             n("catalogID") { try $0.theCatalogIDIsMadeOnceAndKept() },
             n("datasetsManifest") { try $0.everyDatasetChangeMovesTheDatasetsManifestGeneration() },
             n("modelSnapshot") { try $0.aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty() },

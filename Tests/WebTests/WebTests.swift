@@ -157,3 +157,41 @@ func request(_ method: HTTPRequest.Method, _ headers: HTTPFields = [:]) -> Reque
 func loopback(_ ip: String, _ expected: Bool) throws {
     #expect(WebContext.isLoopback(try SocketAddress(ipAddress: ip, port: 80)) == expected)
 }
+
+// MARK: Pages of a list, logs from an offset
+
+@Test func pagingTakesALimitFromOneToAThousandAndAnyAfter() throws {
+    #expect(try API.Paging([:]).limit == 100)
+    #expect(try API.Paging(["limit": "1000", "after": "bert"]).limit == 1000)
+    #expect(try API.Paging(["after": "bert"]).after == "bert")
+    #expect(try API.Paging(["after": ""]).after == nil)
+    for bad in ["0", "1001", "-1", "ten", "1e3"] {
+        #expect(throws: StoreError.self) { try API.Paging(["limit": bad]) }
+    }
+}
+
+@Test func aPagesLinkIsTheSameQueryAfterItsLastRow() {
+    let page = API.Page([1, 2], next: "b é&c", path: "/api/v1/models", query: ["search": "a b", "limit": "2", "after": "a"])
+    #expect(page.next == "/api/v1/models?limit=2&search=a%20b&after=b%20%C3%A9%26c")
+    #expect(page.response().headers[HTTPField.Name("Link")!] == "</api/v1/models?limit=2&search=a%20b&after=b%20%C3%A9%26c>; rel=\"next\"")
+    #expect(API.Page([1], next: nil, path: "/x", query: [:]).response().headers[HTTPField.Name("Link")!] == nil)
+}
+
+@Test func aLogIsReadFromAnOffsetWithItsSize() throws {
+    let path = NSTemporaryDirectory() + "modelfs-log-\(getpid())"
+    defer { unlink(path) }
+    try "0123456789".write(toFile: path, atomically: false, encoding: .utf8)
+    let whole = try #require(LogTail.read(path, from: 0))
+    #expect(whole.bytes == Array("0123456789".utf8) && whole.size == 10)
+    #expect(LogTail.read(path, from: 7)?.bytes == Array("789".utf8))
+    #expect(LogTail.read(path, from: 50).map { ($0.bytes, $0.size) } ?? ([1], 0) == ([], 10))
+    #expect(LogTail.read(path + ".missing", from: 0) == nil)
+    // Never through a link.
+    symlink(path, path + ".link")
+    defer { unlink(path + ".link") }
+    #expect(LogTail.read(path + ".link", from: 0) == nil)
+    #expect(try LogTail.offset(["offset": "12"]) == 12 && LogTail.offset([:]) == 0)
+    #expect(throws: StoreError.self) { try LogTail.offset(["offset": "-1"]) }
+    let response = whole.response()
+    #expect(response.headers[HTTPField.Name("X-Log-Size")!] == "10" && response.headers[.contentType]?.hasPrefix("text/plain") == true)
+}

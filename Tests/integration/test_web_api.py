@@ -383,12 +383,13 @@ def test_the_openapi_document_is_valid_and_describes_every_route(store, webs):
               ("get", "/api/v1/datasets"), ("get", "/api/v1/jobs"), ("get", "/api/v1/jobs/{job}"), ("get", "/api/v1/services"),
               ("post", "/api/v1/services"), ("post", "/api/v1/services/{service}/stop"), ("post", "/api/v1/services/{service}/restart"),
               ("get", "/api/v1/audit"), ("get", "/api/v1/stats"), ("get", "/api/v1/openapi.json"), ("get", "/health"),
-              ("get", "/metrics")}
+              ("get", "/metrics"), ("get", "/api/v1/versions"), ("get", "/api/v1/models/{model}/compare"),
+              ("get", "/api/v1/models/{model}/evaluations"), ("get", "/api/v1/services/{service}/log")}
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops if method != "parameters"}
     assert described == wanted
     # Each documented read without parameters answers 200 with JSON (health with text).
     for method, path in sorted(wanted):
-        if method == "get" and "{" not in path and path not in ("/health", "/metrics"):
+        if method == "get" and "{" not in path and path not in ("/health", "/metrics", "/api/v1/versions"):
             assert web.call("GET", path, token=None)[0] == 200, path
 
 
@@ -421,3 +422,168 @@ def test_a_tokens_file_others_may_read_is_refused(store, tmp_path):
     os.chmod(tokens, 0o600)
     p = store.run("web", "--listen", "127.0.0.1:1", "--tokens", str(tokens), check=False, timeout=60)
     assert p.returncode == 1 and "line 1: the token is shorter than 16 characters" in p.stderr, p
+
+
+# -- the reads the pages need: pages of a list, the duplicate check, compare, evaluations, logs --
+
+def next_link(headers):
+    """The path of `Link: <…>; rel="next"`, or None."""
+    link = headers.get("Link")
+    if link is None:
+        return None
+    found = re.fullmatch(r'<([^>]+)>; rel="next"', link)
+    assert found, link
+    return found.group(1)
+
+
+def walk(web, path, token=None):
+    """Every page from `path` on, following the Link headers: (rows, number of pages)."""
+    rows, pages = [], 0
+    while path:
+        status, headers, body = web.fetch(path, {"Authorization": f"Bearer {token}"} if token else None)
+        assert status == 200, (path, status, body)
+        page = json.loads(body)
+        rows += page
+        pages += 1
+        path = next_link(headers)
+        assert path is None or page, "a next link after an empty page"
+    return rows, pages
+
+
+def test_lists_come_a_page_at_a_time_to_the_end(store, name, mounts, webs):
+    web = webs(store)
+    prefix = name("page")
+    made = sorted(f"{prefix}-{i:03d}" for i in range(250))
+    for model in made:
+        web.ok("POST", "/api/v1/models", {"name": model}, status=201)
+
+    # 250 models, 100 a page: every one once, in order, in three pages; the last has no link.
+    rows, pages = walk(web, f"/api/v1/models?search={prefix}&limit=100")
+    assert [r["name"] for r in rows] == made and pages == 3
+    status, headers, body = web.fetch(f"/api/v1/models?search={prefix}&limit=100")
+    assert next_link(headers) == f"/api/v1/models?limit=100&search={prefix}&after={made[99]}"
+    assert len(json.loads(body)) == 100
+    # The default page is 100; the rows are what `modelfs models --json` counts.
+    assert [r["name"] for r in web.ok("GET", f"/api/v1/models?search={prefix}")] == made[:100]
+    cli = {r["name"]: r for r in json.loads(store.run("models", "--search", prefix, "--json").stdout)}
+    assert all((r["versions"], r["bytes"]) == (cli[r["name"]]["versions"], cli[r["name"]]["bytes"]) for r in rows)
+    # An `after` that is no model (deleted since the link was made) pages on from where it would be.
+    assert [r["name"] for r in web.ok("GET", f"/api/v1/models?search={prefix}&limit=2&after={made[10]}x")] == made[11:13]
+    assert web.ok("GET", f"/api/v1/models?search={prefix}&after={made[-1]}") == []
+    # A bad limit: 400 with what is wrong.
+    for bad in ("0", "1001", "ten", "-5"):
+        status, code, message = refusal(web, "GET", f"/api/v1/models?limit={bad}")
+        assert (status, code) == (400, "EINVAL") and message == f"limit is a number from 1 to 1000, not {bad}", message
+
+    # A model's versions, a page at a time, in their listing order; counts and bytes as the CLI's.
+    m = mounts(store)
+    model = made[0]
+    shas = {f"v{i}": put_version(m, model, f"v{i}.pt", size=1000 + i) for i in range(1, 6)}
+    rows, pages = walk(web, f"/api/v1/models/{model}/versions?limit=2")
+    assert [(r["name"], r["sha256"]) for r in rows] == sorted(shas.items()) and pages == 3
+    status, headers, _ = web.fetch(f"/api/v1/models/{model}/versions?limit=2&after=v2")
+    assert next_link(headers) == f"/api/v1/models/{model}/versions?limit=2&after=v4"
+    assert [v["name"] for v in web.ok("GET", f"/api/v1/models/{model}/versions?after=v3")] == ["v4", "v5"]
+    assert refusal(web, "GET", f"/api/v1/models/{model}/versions?limit=x")[:2] == (400, "EINVAL")
+    got = web.ok("GET", f"/api/v1/models/{model}")
+    assert (got["versions"], got["bytes"]) == (5, sum(1000 + i for i in range(1, 6)))
+    assert web.ok("GET", f"/api/v1/models?search={model}&limit=1")[0]["versions"] == 5
+
+
+def test_the_duplicate_check_finds_ready_versions_the_asker_may_list(store, name, mounts, webs):
+    m = mounts(store)
+    web = webs(store)
+    mine, private = name("dup"), name("private")
+    for model in (mine, private):
+        web.ok("POST", "/api/v1/models", {"name": model}, status=201)
+    sha = put_version(m, mine, "v1.pt", size=5000)
+    shutil.copy(m.p("models", mine, "v1.pt"), m.p("models", private, "v3.pt"))
+    put_version(m, mine, "v2.pt")
+
+    found = web.ok("GET", f"/api/v1/versions?sha256={sha}")
+    assert found == [{"model": mine, "version": "v1", "size": 5000}, {"model": private, "version": "v3", "size": 5000}]
+    assert web.ok("GET", f"/api/v1/versions?sha256={sha.upper()}", token=None) == found
+    assert web.ok("GET", f"/api/v1/versions?sha256={'0' * 64}") == []
+    for bad in ("", "xyz", sha[:63], sha + "0", "g" * 64):
+        status, code, message = refusal(web, "GET", f"/api/v1/versions?sha256={bad}")
+        assert (status, code) == (400, "EINVAL") and "64 hexadecimal digits" in message, message
+
+    # A model its owner made 0700: others (a token's user, or nobody) may not list it, as `ls` on the mount.
+    os.chmod(m.p("models", private), 0o700)
+    assert web.ok("GET", f"/api/v1/models/{private}")["owner"]["mode"] == 0o700
+    assert web.ok("GET", f"/api/v1/versions?sha256={sha}", token=EVE_TOKEN) == found[:1]
+    assert web.ok("GET", f"/api/v1/versions?sha256={sha}", token=None) == found[:1]
+    assert web.ok("GET", f"/api/v1/versions?sha256={sha}") == found
+    status, code, message = refusal(web, "GET", f"/api/v1/models/{private}/versions", token=EVE_TOKEN)
+    assert (status, code) == (403, "EACCES") and f"may not list model {private}" in message
+    assert refusal(web, "GET", f"/api/v1/models/{private}/versions", token=None)[:2] == (403, "EACCES")
+    assert refusal(web, "GET", f"/api/v1/models/{private}/evaluations", token=EVE_TOKEN)[:2] == (403, "EACCES")
+    assert refusal(web, "GET", f"/api/v1/models/{private}/compare?versions=v3", token=EVE_TOKEN)[:2] == (403, "EACCES")
+    assert [v["name"] for v in web.ok("GET", f"/api/v1/models/{private}/versions")] == ["v3"]
+
+
+def test_compare_and_evaluations_are_the_clis(store, name, tmp_path, webs):
+    from test_jobs import EVAL_COMMAND, JobMount, wait_succeeded
+    with JobMount(store, tmp_path, eval_command=EVAL_COMMAND).start() as m:
+        model, data = name("tiny"), name("qa")
+        m.seed(model, data)
+        shutil.copy(m.p("models", model, "v1.safetensors"), m.p("models", model, "v2.safetensors"))
+        err, job = m.submit(f"model={model} version=v1 dataset={data}\n", control="evaluate")
+        assert err == 0, job
+        wait_succeeded(m.p(), job)
+        web = webs(store)
+        # What `modelfs compare --json` prints, aliases and plain names alike.
+        os.symlink("v2.safetensors", m.p("models", model, "@production"))
+        got = web.ok("GET", f"/api/v1/models/{model}/compare?versions=v1,@production")
+        assert got == json.loads(store.run("compare", model, "v1", "@production", "--json").stdout)
+        assert [v["name"] for v in got["versions"]] == ["v1", "v2"] and got["versions"][1]["aliases"] == ["@production"]
+        metrics = got["versions"][0]["evaluations"][0]["metrics"]
+        assert set(metrics) == {"accuracy", "loss", "records"}
+        # The evaluations of its versions, as `versions --json` has them.
+        evaluations = web.ok("GET", f"/api/v1/models/{model}/evaluations")
+        assert [(e["version"], e["file"], e["dataset"], e["job"], e["metrics"]) for e in evaluations] == [("v1", "v1.safetensors", data, job, metrics)]
+        cli = {r["name"]: r for r in json.loads(store.run("versions", model, "--json").stdout)}
+        assert [{k: e[k] for k in ("dataset", "job", "metrics", "created")} for e in evaluations] == cli["v1"]["evaluations"]
+
+        # An unknown version: 404 with the CLI's message; none named: 400.
+        status, code, message = refusal(web, "GET", f"/api/v1/models/{model}/compare?versions=v1,v9")
+        assert (status, code) == (404, "ENOENT") and message == cli_message(store, "compare", model, "v1", "v9")
+        assert refusal(web, "GET", f"/api/v1/models/{model}/compare")[:2] == (400, "EINVAL")
+        assert refusal(web, "GET", f"/api/v1/models/{name('missing')}/evaluations")[:2] == (404, "ENOENT")
+        other = name("plain")
+        web.ok("POST", "/api/v1/models", {"name": other}, status=201)
+        assert web.ok("GET", f"/api/v1/models/{other}/evaluations") == []
+
+
+def test_a_services_log_from_an_offset(store, name, mounts, webs):
+    from test_services import WHOAMI_SERVE, stop_services, submit
+    m = mounts(store, "--serve-command", WHOAMI_SERVE)
+    try:
+        web = webs(store)
+        model = name("web")
+        web.ok("POST", "/api/v1/models", {"name": model}, status=201)
+        put_version(m, model, "v1.pt")
+        err, svc = submit(m.path, f"model={model} version=v1")
+        assert err == 0, svc
+        log = m.p("services", svc, "log")
+        wait_for(lambda: b"uid " in open(log, "rb").read(), 60, "the server's first line in its log")
+        status, headers, body = web.fetch(f"/api/v1/services/{svc}/log", {"Authorization": f"Bearer {OWNER_TOKEN}"})
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        # What the mount's services/<name>/log holds (the log only grows: a prefix of it now).
+        assert open(log, "rb").read().startswith(body) and f"uid {os.getuid()}".encode() in body
+        assert int(headers["X-Log-Size"]) >= len(body) > 10
+        status, headers, rest = web.fetch(f"/api/v1/services/{svc}/log?offset=5", {"Authorization": f"Bearer {OWNER_TOKEN}"})
+        assert status == 200 and rest.startswith(body[5:])
+        size = int(headers["X-Log-Size"])
+        status, headers, nothing = web.fetch(f"/api/v1/services/{svc}/log?offset={size + 100}", {"Authorization": f"Bearer {OWNER_TOKEN}"})
+        assert (status, nothing) == (200, b"") and int(headers["X-Log-Size"]) >= size
+
+        # Its owner's (the mount's file is 0400): not another user's, not nobody's.
+        for token in (EVE_TOKEN, None):
+            assert refusal(web, "GET", f"/api/v1/services/{svc}/log", token=token)[:2] == (403, "EACCES")
+        for bad in ("-1", "x"):
+            assert refusal(web, "GET", f"/api/v1/services/{svc}/log?offset={bad}")[:2] == (400, "EINVAL")
+        status, code, message = refusal(web, "GET", f"/api/v1/services/{name('nosuch')}/log")
+        assert (status, code) == (404, "ENOENT") and message.startswith("no service ")
+    finally:
+        stop_services(m.path)
