@@ -112,7 +112,7 @@ def sign_in(page, world, token=OWNER_TOKEN):
 
 
 def shoot(page, shots, name):
-    page.screenshot(path=os.path.join(shots, f"web-{name}.png"), full_page=True)
+    page.screenshot(path=os.path.join(shots, f"web-{name}.png"))
 
 
 def has_route(world, method, path):

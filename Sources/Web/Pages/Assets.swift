@@ -261,6 +261,9 @@ if (jobSection) {
     last = await response.json();
     $("#job-status").replaceChildren(statusBadge(last.status));
     $("#job-error").textContent = last.error || "";
+    for (const key of ["started", "finished"]) {
+      if (last[key]) $("#job-" + key).textContent = last[key].slice(0, 16).replace("T", " ");
+    }
     $("#job-outputs").replaceChildren(...last.outputs.flatMap((v) => {
       const a = document.createElement("a");
       a.href = "/models/" + seg(model) + "#version-" + v;
@@ -338,7 +341,7 @@ if (services) {
         .bar { display: flex; gap: 8px; align-items: center; }
         #search { flex: 1; padding: 8px 10px; border: 1px solid var(--line); border-radius: 6px; font-size: 14px; }
         .button, button { display: inline-block; padding: 7px 12px; border-radius: 6px; border: 1px solid var(--accent); background: var(--accent);
-          color: #fff; font-size: 13px; text-decoration: none; cursor: pointer; }
+          color: #fff; font: inherit; font-size: 13px; line-height: 18px; text-decoration: none; cursor: pointer; }
         button.danger { background: #fff; color: var(--bad); border-color: var(--bad); }
         button.more, .who button { background: #fff; color: var(--accent); }
         button:disabled { opacity: .5; cursor: default; }

@@ -39,7 +39,7 @@ extension Pages {
             <h1>Job \(HTML.escape(j.id.rawValue))</h1>
             <section id="job" data-job="\(HTML.escape(j.id.rawValue))" data-model="\(HTML.escape(j.model))">
             <p>Status: <span id="job-status">\(HTML.status(j.status.rawValue))</span> <span id="job-error" class="error">\(HTML.escape(j.error ?? ""))</span></p>
-            <table class="facts">\(facts.map { "<tr><th>\($0.0)</th><td>\(HTML.escape($0.1))</td></tr>" }.joined())\
+            <table class="facts">\(facts.map { "<tr><th>\($0.0)</th><td id=\"job-\($0.0.replacingOccurrences(of: " ", with: "-"))\">\(HTML.escape($0.1))</td></tr>" }.joined())\
             <tr><th>versions made</th><td id="job-outputs">\(outputs)</td></tr></table>
             <h2>Log</h2><pre id="log" class="log" data-url="/api/v1/jobs/\(HTML.segment(j.id.rawValue))/log"></pre>
             </section>

@@ -184,27 +184,27 @@ enum Lineages {
         }
         var nodes: [Version] = []
         for e in edges { for v in [e.parent, e.child] where !nodes.contains(where: { $0.id == v.id }) { nodes.append(v) } }
-        let boxW = 120, boxH = 30, colW = 300, rowH = 54
+        let boxW = 120, boxH = 30, colW = 360, rowH = 64
         var rowsUsed: [Int: Int] = [:], place: [VersionID: (x: Int, y: Int)] = [:]
         for v in nodes {
             let column = depth(v)
             let row = rowsUsed[column, default: 0]
             rowsUsed[column] = row + 1
-            place[v.id] = (10 + column * colW, 10 + row * rowH)
+            place[v.id] = (10 + column * colW, 24 + row * rowH)
         }
         var body = ""
         for e in edges {
             guard let a = place[e.parent.id], let b = place[e.child.id] else { continue }
             let label = [e.child.lineage.dataset, e.child.lineage.job].compactMap { $0 }.joined(separator: " · ")
             body += "<path class=\"edge\" d=\"M\(a.x + boxW) \(a.y + boxH / 2) C\(a.x + boxW + 60) \(a.y + boxH / 2) \(b.x - 60) \(b.y + boxH / 2) \(b.x) \(b.y + boxH / 2)\" marker-end=\"url(#arrow)\"/>"
-                + "<text class=\"edge-label\" x=\"\((a.x + boxW + b.x) / 2)\" y=\"\((a.y + b.y) / 2 + boxH / 2 - 4)\" text-anchor=\"middle\">\(HTML.escape(label))</text>"
+                + "<text class=\"edge-label\" x=\"\((a.x + boxW + b.x) / 2)\" y=\"\((a.y + b.y) / 2 + boxH / 2 - 8)\" text-anchor=\"middle\">\(HTML.escape(label))</text>"
         }
         for v in nodes {
             guard let p = place[v.id] else { continue }
             body += "<g class=\"node \(v.status.rawValue)\" data-version=\"\(HTML.escape(v.name))\"><rect x=\"\(p.x)\" y=\"\(p.y)\" width=\"\(boxW)\" height=\"\(boxH)\" rx=\"6\"/>"
                 + "<text x=\"\(p.x + boxW / 2)\" y=\"\(p.y + 20)\" text-anchor=\"middle\">\(HTML.escape(v.name))</text></g>"
         }
-        let width = (rowsUsed.keys.max() ?? 0) * colW + boxW + 20, height = (rowsUsed.values.max() ?? 1) * rowH + 10
+        let width = (rowsUsed.keys.max() ?? 0) * colW + boxW + 20, height = (rowsUsed.values.max() ?? 1) * rowH + 24
         return """
             \(hidden > 0 ? "<p class=\"facts\">The newest \(maximumEdges) of \(edges.count + hidden) trainings are drawn.</p>" : "")
             <svg class="lineage" id="lineage" role="img" aria-label="lineage of \(HTML.escape(model))" width="\(width)" height="\(height)" viewBox="0 0 \(width) \(height)">\
