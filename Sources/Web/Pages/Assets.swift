@@ -221,7 +221,8 @@ if (trainForm) {
     }
     const dataset = $('input[name="dataset"]:checked');
     if (!dataset) return show($("#message"), "pick a dataset");
-    const r = await api("POST", "/api/v1/jobs", {model: trainForm.dataset.model, version: $("#from").value, dataset: dataset.value, params});
+    // (trainForm.dataset is its radio buttons named "dataset": a form's controls shadow its properties.)
+    const r = await api("POST", "/api/v1/jobs", {model: trainForm.getAttribute("data-model"), version: $("#from").value, dataset: dataset.value, params});
     if (r.ok) location.href = "/jobs/" + seg(r.data.id);
     else show($("#message"), r.message);
   });
@@ -242,8 +243,10 @@ function follow(pre, url, finished) {
       pre.textContent += decoder.decode(bytes, {stream: true});
       pre.scrollTop = pre.scrollHeight;
     } else if (response && offset === 0) {
+      let why = String(response.status);
+      try { why = (await response.json()).error.message; } catch (e) { /* not JSON */ }
       pre.dataset.missing = String(response.status);
-      pre.textContent = "(no log: " + response.status + ")";
+      pre.textContent = "(no log: " + why + (response.status === 401 ? "; sign in to read it" : "") + ")";
     }
     if (got > 0 || !(await finished())) setTimeout(tick, 1000);
   };
@@ -362,7 +365,7 @@ if (services) {
         .drop { border: 2px dashed var(--line); border-radius: 8px; padding: 28px; text-align: center; background: #fff; }
         .drop.over, .drop.chosen { border-color: var(--accent); }
         .progress { height: 10px; background: #e4e7ec; border-radius: 5px; overflow: hidden; }
-        .progress .fill { height: 100%; width: 0; background: var(--accent); transition: width .2s; }
+        .progress .fill { height: 100%; width: 0; background: var(--accent); }
         pre.log { background: #10141c; color: #d0d5dd; padding: 12px; border-radius: 6px; max-height: 420px; overflow: auto; white-space: pre-wrap; }
         svg.lineage { background: #fff; border: 1px solid var(--line); border-radius: 8px; }
         svg.lineage .node rect { fill: #e8eefb; stroke: var(--accent); } svg.lineage .node.failed rect { fill: #fde8e6; stroke: var(--bad); }
