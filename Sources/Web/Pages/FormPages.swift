@@ -35,8 +35,9 @@ extension Pages {
     }
 
     func addVersionPage(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let m = try port.model(called: Pages.parameter(context, "model"))
-        let next = try api.registry.nextVersionName(of: m.name)
+        let named = Pages.call(viewer, ["model": Pages.parameter(context, "model")])
+        let m = try Pages.rows(try api.getModel(named), API.ModelRow.self)
+        let next = try Pages.rows(try api.nextVersion(named), API.Next.self).version
         return HTML.page("Add a version of \(m.name)", viewer, """
             <h1>Add a version of <a href="/models/\(HTML.segment(m.name))">\(HTML.escape(m.name))</a></h1>
             <form id="upload-form" class="card form" data-mode="add" data-model="\(HTML.escape(m.name))" data-check-limit="\(Pages.duplicateCheckLimit)">
@@ -47,15 +48,17 @@ extension Pages {
     }
 
     func trainPage(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let m = try port.model(called: Pages.parameter(context, "model"))
+        let named = Pages.call(viewer, ["model": Pages.parameter(context, "model")])
+        let m = try Pages.rows(try api.getModel(named), API.ModelRow.self)
         // The newest first, a page of them: the version a training starts from is a recent one.
-        let ready = try port.versions(of: m.id).filter { $0.status == .ready }.sorted { $0.created > $1.created }.prefix(Pages.pageSize)
-        let datasets = try port.datasets().filter { $0.status == .ready }
-        let options = ready.map { "<option value=\"\(HTML.escape($0.name))\">\(HTML.escape($0.fileName)) · \(HTML.bytes($0.size))</option>" }.joined()
+        let ready = try Pages.rows(try api.listVersions(named), [API.VersionRow].self).filter { $0.status == .ready }
+            .sorted { $0.created > $1.created }.prefix(Pages.pageSize)
+        let datasets = try Pages.rows(try api.listDatasets(named), [API.DatasetRow].self).filter { $0.status == .ready }
+        let options = ready.map { "<option value=\"\(HTML.escape($0.name))\">\(HTML.escape($0.file)) · \(HTML.bytes($0.size))</option>" }.joined()
         let rows = datasets.enumerated().map { i, d in
             """
             <tr><td><input type="radio" name="dataset" value="\(HTML.escape(d.name))" id="dataset-\(i)"\(i == 0 ? " checked" : "")></td>\
-            <td><label for="dataset-\(i)">\(HTML.escape(d.fileName))</label></td><td>\(HTML.bytes(d.size))</td>\
+            <td><label for="dataset-\(i)">\(HTML.escape(d.file))</label></td><td>\(HTML.bytes(d.size))</td>\
             <td>\(d.records.map(String.init) ?? "-")</td><td>\(HTML.escape(d.note))</td></tr>
             """
         }.joined(separator: "\n")

@@ -6,7 +6,7 @@ import ModelStore
 /// API's status and `…/log?offset=N`).
 extension Pages {
     func jobsPage(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let all = try port.jobs().sorted { $0.created > $1.created }
+        let all = try Pages.rows(try api.listJobs(Pages.call(viewer)), [Job].self).sorted { $0.created > $1.created }
         let after = Pages.query(request, "after")
         let page = Pages.page(all, after: after, name: \.id.rawValue)
         let rows = page.rows.map { j in
@@ -26,8 +26,7 @@ extension Pages {
     }
 
     func jobPage(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let name = Pages.parameter(context, "job")
-        guard let j = try port.job(JobID(name)) else { throw StoreError.notFound("no job \(Names.printable(name))") }
+        let j = try Pages.rows(try api.getJob(Pages.call(viewer, ["job": Pages.parameter(context, "job")])), Job.self)
         let facts: [(String, String)] = [
             ("kind", j.kind.rawValue), ("model", j.model), ("from version", j.version), ("dataset", j.dataset),
             ("hyper-parameters", j.params.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")),
@@ -47,7 +46,8 @@ extension Pages {
     }
 
     func servicesPage(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let services = try port.services().sorted { $0.created > $1.created }.prefix(Pages.pageSize).map(api.serviceRow)
+        let services = try Pages.rows(try api.listServices(Pages.call(viewer)), [API.ServiceRow].self).sorted { $0.created > $1.created }
+            .prefix(Pages.pageSize)
         let rows = services.map { s in
             let name = HTML.escape(s.name)
             return """

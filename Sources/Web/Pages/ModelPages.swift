@@ -9,13 +9,13 @@ extension Pages {
     // MARK: The model list
 
     func modelList(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let stats = try port.stats()
+        let stats = try Pages.rows(try api.stats(Pages.call(viewer)), StoreStats.self)
         let type = Pages.query(request, "type"), search = Pages.query(request, "search") ?? ""
         let card = { (label: String, count: Int, filter: String?) in
             let on = filter == type ? " on" : ""
             return "<a class=\"card stat\(on)\" href=\"/\(filter.map { "?type=\($0)" } ?? "")\" data-type=\"\(filter ?? "")\"><b>\(count)</b><span>\(label)</span></a>"
         }
-        let (rows, next) = try modelPage(type: type, search: search, after: nil)
+        let (rows, next) = try modelPage(viewer, type: type, search: search, after: nil)
         return HTML.page("Models", viewer, """
             <h1>Models</h1>
             <section class="stats">\(card("all models", stats.models, nil))\(card("text", stats.modelsByType["text"] ?? 0, "text"))\
@@ -30,18 +30,17 @@ extension Pages {
     }
 
     func modelRows(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let (rows, next) = try modelPage(type: Pages.query(request, "type"), search: Pages.query(request, "search") ?? "",
+        let (rows, next) = try modelPage(viewer, type: Pages.query(request, "type"), search: Pages.query(request, "search") ?? "",
                                          after: Pages.query(request, "after"))
         return Pages.fragment(rows, next: next)
     }
 
     /// The rows of one page of models, as `GET /api/v1/models` filters them.
-    func modelPage(type: String?, search: String, after: String?) throws -> (String, String?) {
-        let parsed = try type.map { (t) throws(StoreError) in try ModelType(parsing: t) }
-        let page = Pages.page(try api.registry.catalog.models(type: parsed, search: search.isEmpty ? nil : search), after: after, name: \.name)
-        let rows = try page.rows.map { m in
-            let row = try api.modelRow(m)
-            return "<tr><td><a href=\"/models/\(HTML.segment(row.name))\">\(HTML.escape(row.name))</a></td><td>\(row.type.rawValue)</td>"
+    func modelPage(_ viewer: Viewer, type: String?, search: String, after: String?) throws -> (String, String?) {
+        let answer = try api.listModels(Pages.call(viewer, [:], ["type": type ?? "", "search": search]))
+        let page = try Pages.listed(answer, after: after, name: \API.ModelRow.name)
+        let rows = page.rows.map { row in
+            "<tr><td><a href=\"/models/\(HTML.segment(row.name))\">\(HTML.escape(row.name))</a></td><td>\(row.type.rawValue)</td>"
                 + "<td>\(row.versions)</td><td>\(HTML.bytes(row.bytes))</td><td>\(HTML.date(row.modified))</td><td>\(HTML.escape(row.note))</td></tr>"
         }.joined(separator: "\n")
         return (rows.isEmpty && after == nil ? "<tr class=\"empty\"><td colspan=\"6\">No model matches.</td></tr>" : rows, page.next)
@@ -50,10 +49,10 @@ extension Pages {
     // MARK: A model's page
 
     func modelPage(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let m = try port.model(called: Pages.parameter(context, "model"))
-        let row = try api.modelRow(m)
-        let versions = try port.versions(of: m.id).filter { !$0.isScratch }
-        let (rows, next) = try versionPage(m, versions, after: nil)
+        let named = Pages.call(viewer, ["model": Pages.parameter(context, "model")])
+        let row = try Pages.rows(try api.getModel(named), API.ModelRow.self)
+        let (rows, next) = try versionPage(viewer, row.name, after: nil)
+        let m = try port.model(called: row.name)
         let link = "/models/\(HTML.segment(m.name))"
         return HTML.page(m.name, viewer, """
             <h1>\(HTML.escape(m.name)) <span class="tag">\(m.type.rawValue)</span></h1>
@@ -68,23 +67,19 @@ extension Pages {
             <tbody id="versions">\(rows)</tbody></table>
             \(Pages.more("more-versions", from: "/fragments\(link)/versions", next: next))
             <h2>Lineage</h2>
-            \(Lineages.svg(model: m.name, versions))
+            \(Lineages.svg(model: m.name, try port.versions(of: m.id).filter { !$0.isScratch }))
             """)
     }
 
     func versionRows(_ request: Request, _ context: WebContext, _ viewer: Viewer) throws -> Response {
-        let m = try port.model(called: Pages.parameter(context, "model"))
-        let (rows, next) = try versionPage(m, try port.versions(of: m.id).filter { !$0.isScratch }, after: Pages.query(request, "after"))
+        let (rows, next) = try versionPage(viewer, Pages.parameter(context, "model"), after: Pages.query(request, "after"))
         return Pages.fragment(rows, next: next)
     }
 
-    /// One page of a model's versions with the facts `GET …/versions` gives them.
-    func versionPage(_ m: Model, _ versions: [Version], after: String?) throws -> (String, String?) {
-        let page = Pages.page(versions, after: after, name: \.name)
-        let aliases = try port.aliases(of: m.id)
-        let evaluations = try api.registry.catalog.evaluations(modelID: m.id)
-        let rows = page.rows.map { v in
-            let row = api.versionRow(v, aliases: aliases, evaluations: evaluations[v.id] ?? [])
+    /// One page of a model's versions as `GET …/versions` gives them.
+    func versionPage(_ viewer: Viewer, _ model: String, after: String?) throws -> (String, String?) {
+        let page = try Pages.listed(try api.listVersions(Pages.call(viewer, ["model": model])), after: after, name: \API.VersionRow.name)
+        let rows = page.rows.map { row in
             let metrics = (row.metrics ?? [:]).sorted { $0.key < $1.key }.map { "\(HTML.escape($0.key)) \(HTML.number($0.value))" }
                 .joined(separator: ", ")
             let name = HTML.escape(row.name)
@@ -107,10 +102,11 @@ extension Pages {
         let names = (Pages.query(request, "versions") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw StoreError.invalid("name the versions to compare: ?versions=v1,v2") }
         guard names.count <= 20 else { throw StoreError.invalid("at most 20 versions are compared at once") }
-        let versions = try names.map { (name) throws(StoreError) in try port.version(called: name, in: m) }
-        let aliases = try port.aliases(of: m.id)
-        let evaluations = try versions.map { (v) throws(StoreError) in try port.evaluations(of: v.id) }
-        let rows = zip(versions, evaluations).map { api.versionRow($0, aliases: aliases, evaluations: $1) }
+        let rows = try names.map { name in
+            try Pages.rows(try api.getVersion(Pages.call(viewer, ["model": m.name, "version": name])), API.VersionRow.self)
+        }
+        // Every evaluation of each, not only the latest its row names.
+        let evaluations = try rows.map { (row) throws(StoreError) in try port.evaluations(of: try port.version(called: row.name, in: m).id) }
         var facts: [(String, [String])] = [
             ("status", rows.map(\.status.rawValue)), ("size", rows.map { HTML.bytes($0.size) }),
             ("sha256", rows.map { String(($0.sha256 ?? "-").prefix(16)) }), ("created", rows.map { HTML.date($0.created) }),

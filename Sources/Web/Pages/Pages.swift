@@ -143,6 +143,22 @@ struct Pages: Sendable {
         return raw.removingPercentEncoding ?? raw
     }
 
+    /// A call of a JSON API handler as the viewer: a page shows what the API answers them, with its rules.
+    static func call(_ viewer: Viewer, _ parameters: [String: String] = [:], _ query: [String: String] = [:]) -> API.Call {
+        API.Call(parameters: parameters, query: query, body: [], user: viewer.user)
+    }
+
+    /// What an API handler answered, as the rows it is made of.
+    static func rows<Row>(_ answer: API.Answer, _ type: Row.Type = Row.self) throws -> Row {
+        guard let rows = answer.1 as? Row else { throw WebError(.internalServerError, "the API answered with \(Swift.type(of: answer.1)), not \(Row.self)") }
+        return rows
+    }
+
+    /// One page of a list the API answered with in full.
+    static func listed<Row>(_ answer: API.Answer, after: String?, name: (Row) -> String) throws -> (rows: ArraySlice<Row>, next: String?) {
+        page(try rows(answer, [Row].self), after: after, name: name)
+    }
+
     /// One page of `rows` after the one named `after` (in their order), and the name to ask the next after.
     static func page<T>(_ rows: [T], after: String?, name: (T) -> String) -> (rows: ArraySlice<T>, next: String?) {
         var start = rows.startIndex
