@@ -56,7 +56,8 @@ def shots(tmp_path_factory):
 
 
 class World:
-    """One local store, mounted with the example trainer and evaluator, served by `modelfs web`:
+    """One local store, mounted with the example trainer and evaluator, served over HTTP by that mount
+    (`mount --web`) or, where the mount cannot, by `modelfs web`:
     `model` has v1 (base weights), v2 trained from it on `dataset`, both evaluated on `held_out`."""
 
     def __init__(self, tmp):
@@ -65,6 +66,10 @@ class World:
         # The sleep keeps a training job queued or running for a moment, long enough for a page to
         # show it live before it ends.
         self.mount = JobMount(self.store, tmp, train_command=f"sleep 2; {TRAIN_COMMAND}", eval_command=EVAL_COMMAND)
+        self.web = None
+
+    def start(self):
+        tmp = self.tmp
         if "--web " in sh(MODELFS, "mount", "--help").stdout:
             # The mount serves the pages and runs the jobs they submit (`mount --web`).
             self.web = Web.__new__(Web)  # a client of the mount's server: no process of its own
@@ -78,6 +83,9 @@ class World:
         else:
             self.mount.start()
             self.web = Web(self.store, str(tmp))
+
+    def populate(self):
+        tmp = self.tmp
         tag = uuid.uuid4().hex[:6]
         self.model, self.dataset, self.held_out = f"tiny-{tag}", f"qa-{tag}", f"held-{tag}"
         self.mount.seed(self.model, self.dataset)
@@ -97,7 +105,7 @@ class World:
         return f"http://127.0.0.1:{self.web.port}{path}"
 
     def close(self):
-        if self.web.proc:
+        if self.web and self.web.proc:
             self.web.stop()
         self.mount.unmount()
 
@@ -113,8 +121,12 @@ def free_port():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     w = World(tmp_path_factory.mktemp("web-pages"))
-    yield w
-    w.close()
+    try:
+        w.start()
+        w.populate()
+        yield w
+    finally:
+        w.close()
 
 
 @pytest.fixture
