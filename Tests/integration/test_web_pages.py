@@ -427,3 +427,16 @@ def test_train_from_v1_on_a_ready_dataset_and_watch_v3_appear(page, world, shots
     page.goto(world.url(f"/models/{model}"))
     expect(page.locator("#version-v3")).to_contain_text("ready")
     assert world.web.ok("GET", f"/api/v1/models/{model}/versions/v3")["lineage"]["parentVersion"] == "v1"
+
+
+def test_names_and_notes_are_shown_as_text_never_as_markup(page, world):
+    model = f"note-{uuid.uuid4().hex[:6]}"
+    note = '<img src=x onerror="window.injected = 1"><script>window.injected = 2</script> & more'
+    world.web.ok("POST", "/api/v1/models", {"name": model, "note": note}, status=201)
+    page.goto(world.url(f"/models/{model}"))
+    expect(page.locator("p.note")).to_have_text(note)
+    page.goto(world.url(f"/?search={model}"))
+    expect(page.locator("#models tr")).to_have_count(1)
+    expect(page.locator("#models tr td").last).to_have_text(note)
+    assert page.evaluate("window.injected") is None
+    assert page.locator("main img, main script").count() == 0
