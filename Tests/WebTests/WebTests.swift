@@ -248,3 +248,20 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     #expect(last.rows.count == 50 && last.next == nil)
     #expect(Array(Pages.page(["a", "c", "e"], after: "b") { $0 }.rows) == ["c", "e"], "b was deleted meanwhile")
 }
+
+@Test func lineageDrawsEachTrainingAsAnArrowFromItsParent() {
+    let now = Date()
+    func version(_ id: Int64, _ name: String, parent: String? = nil) -> Version {
+        Version(id: VersionID(id), modelID: ModelID(1), name: name, format: "pt", objectKey: "k\(id)", size: 1, sha256: nil, status: .ready,
+                error: nil, note: "", lineage: Lineage(parentVersion: parent, dataset: parent.map { _ in "qa<1>" }, job: parent.map { "job-\($0)" }),
+                created: now + Double(id), modified: now)
+    }
+    let svg = Lineages.svg(model: "m", [version(1, "v1"), version(2, "v2", parent: "v1"), version(3, "v3", parent: "v2.pt"),
+                                        version(4, "v4", parent: "v1"), version(5, "v5")])
+    #expect(svg.components(separatedBy: "<g class=\"node").count - 1 == 4, "v5 has no parent nor child: not drawn")
+    #expect(svg.components(separatedBy: "<path class=\"edge\"").count - 1 == 3)
+    #expect(svg.contains("qa&lt;1&gt; · job-v1") && !svg.contains("qa<1>"))
+    // v3 is two generations from v1: its box is in the third column.
+    #expect(svg.contains("<rect x=\"\(10 + 2 * 360)\""))
+    #expect(Lineages.svg(model: "m", [version(1, "v1")]).contains("No version of m was trained"))
+}

@@ -440,3 +440,20 @@ def test_names_and_notes_are_shown_as_text_never_as_markup(page, world):
     expect(page.locator("#models tr td").last).to_have_text(note)
     assert page.evaluate("window.injected") is None
     assert page.locator("main img, main script").count() == 0
+
+
+def test_a_model_of_many_versions_shows_a_page_of_them_at_a_time(page, world):
+    model = f"many-{uuid.uuid4().hex[:6]}"
+    world.web.ok("POST", "/api/v1/models", {"name": model}, status=201)
+    for i in range(1, 106):
+        with open(world.mount.p("models", model, f"v{i}.pt"), "wb") as f:
+            f.write(i.to_bytes(2, "big") * 8)
+    page.goto(world.url(f"/models/{model}"))
+    rows = page.locator("#versions tr")
+    expect(rows).to_have_count(100)
+    page.click("#more-versions")
+    expect(rows).to_have_count(105)
+    expect(page.locator("#more-versions")).to_be_hidden()
+    # Each version once, in the API's order.
+    listed = [v["name"] for v in world.web.ok("GET", f"/api/v1/models/{model}/versions?limit=1000")]
+    assert [r.get_attribute("data-version") for r in rows.all()] == listed
