@@ -76,7 +76,7 @@ public struct Tokens: Sendable {
         return found
     }
 
-    private static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var diff: UInt8 = 0
         for i in a.indices { diff |= a[i] ^ b[i] }

@@ -52,7 +52,9 @@ public struct WebServer: Sendable {
     func router() -> Router<WebContext> {
         let auth = Authentication(tokens: options.tokens, trustedHeader: options.trustedProxyHeader.flatMap { HTTPField.Name($0) })
         let api = api
-        return Self.router { request, context, endpoint in await Self.answer(request, context, api, endpoint, auth) }
+        let router = Self.router { request, context, endpoint in await Self.answer(request, context, api, endpoint, auth) }
+        Pages(api: api, auth: auth).register(on: router)
+        return router
     }
 
     /// The routes, each answered by `respond`.

@@ -149,7 +149,7 @@ func request(_ method: HTTPRequest.Method, _ headers: HTTPFields = [:]) -> Reque
         try auth.user(of: request(.post, [HTTPField.Name("X-Remote-User")!: "4242"]), peerIsLoopback: true, writing: true)
     }
     let trusting = Authentication(tokens: nil, trustedHeader: HTTPField.Name("X-Remote-User"))
-    #expect(try trusting.user(of: request(.post, [HTTPField.Name("X-Remote-User")!: "4242"]), peerIsLoopback: true, writing: true)?.uid == 4242)
+    #expect(try trusting.user(of: request(.get, [HTTPField.Name("X-Remote-User")!: "4242"]), peerIsLoopback: false, writing: false)?.uid == 4242)
 }
 
 @Test(arguments: [("127.0.0.1", true), ("127.1.2.3", true), ("::1", true), ("::ffff:127.0.0.1", true),
@@ -194,4 +194,112 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     #expect(throws: StoreError.self) { try LogTail.offset(["offset": "-1"]) }
     let response = whole.response()
     #expect(response.headers[HTTPField.Name("X-Log-Size")!] == "10" && response.headers[.contentType]?.hasPrefix("text/plain") == true)
+}
+
+// MARK: Browser sessions and CSRF
+
+@Test func aSessionCookieNamesItsUserAndAWriteNeedsThePagesCSRFToken() throws {
+    let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
+    let auth = Authentication(tokens: tokens, trustedHeader: nil)
+    let id = auth.sessions.open(for: try auth.user(ofToken: "aaaaaaaaaaaaaaaaaaaa"))
+    #expect(!id.contains("aaaaaaaaaaaaaaaaaaaa") && id.count == 64)
+    let cookie: HTTPFields = [.cookie: "theme=dark; \(Sessions.cookieName)=\(id)"]
+    // A read: the session's user, no token needed.
+    #expect(try auth.user(of: request(.get, cookie), peerIsLoopback: false, writing: false)?.uid == 4242)
+    // A write without the token, or with another's, is refused (403) saying what is missing.
+    do {
+        _ = try auth.user(of: request(.delete, cookie), peerIsLoopback: true, writing: true)
+        Issue.record("a write from a session without its CSRF token was taken")
+    } catch {
+        #expect(error.status == .forbidden)
+        #expect(error.message.contains("X-CSRF-Token"))
+    }
+    var forged = cookie
+    forged[Authentication.csrfHeader] = String(repeating: "0", count: 64)
+    #expect(throws: WebError.self) { try auth.user(of: request(.delete, forged), peerIsLoopback: true, writing: true) }
+    // With the token the page embeds, the write is the session's user's.
+    let asker = try #require(try auth.asker(of: request(.get, cookie)))
+    #expect(asker.means == .session(id))
+    var signed = cookie
+    signed[Authentication.csrfHeader] = auth.csrfToken(of: asker)
+    #expect(try auth.user(of: request(.delete, signed), peerIsLoopback: true, writing: true)?.uid == 4242)
+    // Logged out, the cookie names no one: a write needs a user again (401).
+    auth.sessions.close(id)
+    do {
+        _ = try auth.user(of: request(.delete, signed), peerIsLoopback: true, writing: true)
+        Issue.record("a closed session was taken")
+    } catch {
+        #expect(error.status == .unauthorized)
+    }
+}
+
+@Test func csrfTokensDifferBySessionAndProcessAndBearerTokensNeedNone() throws {
+    let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
+    let auth = Authentication(tokens: tokens, trustedHeader: HTTPField.Name("X-Remote-User"))
+    let user = try auth.user(ofToken: "aaaaaaaaaaaaaaaaaaaa")
+    let one = Authentication.Asker(user: user, means: .session(auth.sessions.open(for: user)))
+    let two = Authentication.Asker(user: user, means: .session(auth.sessions.open(for: user)))
+    #expect(auth.csrfToken(of: one) != auth.csrfToken(of: two))
+    let restarted = Authentication(tokens: tokens, trustedHeader: nil)
+    #expect(restarted.csrfToken(of: one) != auth.csrfToken(of: one), "another process's secret")
+    // A bearer token is sent by a client that holds it, never by a browser on its own: no CSRF token.
+    #expect(try auth.user(of: request(.post, [.authorization: "Bearer aaaaaaaaaaaaaaaaaaaa"]), peerIsLoopback: false, writing: true)?.uid == 4242)
+    // The proxy's header is added to whatever the browser sends: a write needs the token too.
+    let proxied: HTTPFields = [HTTPField.Name("X-Remote-User")!: "4242"]
+    #expect(throws: WebError.self) { try auth.user(of: request(.post, proxied), peerIsLoopback: true, writing: true) }
+    let asker = try #require(try auth.asker(of: request(.get, proxied)))
+    var signed = proxied
+    signed[Authentication.csrfHeader] = auth.csrfToken(of: asker)
+    #expect(try auth.user(of: request(.post, signed), peerIsLoopback: true, writing: true)?.uid == 4242)
+}
+
+@Test func sessionsExpireAndUnknownCookiesNameNoOne() throws {
+    let sessions = Sessions(secret: Array("a fixed secret for the test".utf8))
+    let user = WebUser(name: "eve", uid: 4242, gid: 4242)
+    let now = Date()
+    let id = sessions.open(for: user, now: now)
+    #expect(sessions.user(of: id, now: now + 60) == user)
+    #expect(sessions.user(of: id, now: now + Sessions.lifetime + 1) == nil)
+    #expect(sessions.user(of: "not-a-session") == nil)
+    #expect(Sessions.id(inCookies: ["a=b", "\(Sessions.cookieName)=xyz; c=d"]) == "xyz")
+    #expect(Sessions.id(inCookies: ["\(Sessions.cookieName)="]) == nil)
+    let cookie = Sessions.cookie(id)
+    #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"))
+    #expect(Sessions.cookie("").contains("Max-Age=0"))
+}
+
+// MARK: Pages
+
+@Test func markupEscapesEveryValue() {
+    #expect(HTML.escape(#"<script>alert("x")</script> & 'y'"#) == "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;")
+    #expect(HTML.segment("a b/c?d") == "a%20b%2Fc%3Fd")
+    #expect(Pages.localPath("https://evil.example/") == "/" && Pages.localPath("//evil.example") == "/" && Pages.localPath("/models/x") == "/models/x")
+}
+
+@Test func aPageOfRowsStartsAfterTheOneNamed() {
+    let names = (1...250).map { "m\($0)" }
+    let first = Pages.page(names, after: nil) { $0 }
+    #expect(first.rows.count == Pages.pageSize && first.rows.first == "m1" && first.next == "m100")
+    let second = Pages.page(names, after: first.next) { $0 }
+    #expect(second.rows.first == "m101" && second.next == "m200")
+    let last = Pages.page(names, after: second.next) { $0 }
+    #expect(last.rows.count == 50 && last.next == nil)
+    #expect(Array(Pages.page(["a", "c", "e"], after: "b") { $0 }.rows) == ["c", "e"], "b was deleted meanwhile")
+}
+
+@Test func lineageDrawsEachTrainingAsAnArrowFromItsParent() {
+    let now = Date()
+    func version(_ id: Int64, _ name: String, parent: String? = nil) -> Version {
+        Version(id: VersionID(id), modelID: ModelID(1), name: name, format: "pt", objectKey: "k\(id)", size: 1, sha256: nil, status: .ready,
+                error: nil, note: "", lineage: Lineage(parentVersion: parent, dataset: parent.map { _ in "qa<1>" }, job: parent.map { "job-\($0)" }),
+                created: now + Double(id), modified: now)
+    }
+    let svg = Lineages.svg(model: "m", [version(1, "v1"), version(2, "v2", parent: "v1"), version(3, "v3", parent: "v2.pt"),
+                                        version(4, "v4", parent: "v1"), version(5, "v5")])
+    #expect(svg.components(separatedBy: "<g class=\"node").count - 1 == 4, "v5 has no parent nor child: not drawn")
+    #expect(svg.components(separatedBy: "<path class=\"edge\"").count - 1 == 3)
+    #expect(svg.contains("qa&lt;1&gt; · job-v1") && !svg.contains("qa<1>"))
+    // v3 is two generations from v1: its box is in the third column.
+    #expect(svg.contains("<rect x=\"\(10 + 2 * 360)\""))
+    #expect(Lineages.svg(model: "m", [version(1, "v1")]).contains("No version of m was trained"))
 }

@@ -396,7 +396,14 @@ def test_the_openapi_document_is_valid_and_describes_every_route(store, webs):
 def test_a_trusted_proxys_header_names_the_user_only_when_trusted(store, name, tmp_path, webs):
     trusting = webs(store, "--trust-proxy-header", "X-Remote-User")
     model = name("proxy")
-    made = trusting.ok("POST", "/api/v1/models", {"name": model}, token=None, status=201, headers={"X-Remote-User": str(EVE_UID)})
+    # The proxy adds its header to whatever a browser sends, whichever site asked: a write needs
+    # the CSRF token the pages embed for that user too (403 without it; docs/WEB.md).
+    eve = {"X-Remote-User": str(EVE_UID)}
+    status, _, message = refusal(trusting, "POST", "/api/v1/models", {"name": model}, token=None, headers=eve)
+    assert status == 403 and "X-CSRF-Token" in message
+    page = trusting.fetch("/", headers=eve)[2].decode()
+    eve["X-CSRF-Token"] = re.search(r'<meta name="csrf-token" content="([0-9a-f]{64})">', page).group(1)
+    made = trusting.ok("POST", "/api/v1/models", {"name": model}, token=None, status=201, headers=eve)
     assert made["owner"]["uid"] == EVE_UID
     assert [(e["action"], e["uid"]) for e in trusting.ok("GET", f"/api/v1/audit?model={model}")] == [("model.create", EVE_UID)]
     assert refusal(trusting, "DELETE", f"/api/v1/models/{model}", token=None)[0] == 401
@@ -404,7 +411,7 @@ def test_a_trusted_proxys_header_names_the_user_only_when_trusted(store, name, t
     # A bearer token names its own user, whatever the header says.
     other = name("proxy")
     assert trusting.ok("POST", "/api/v1/models", {"name": other}, status=201, headers={"X-Remote-User": str(EVE_UID)})["owner"]["uid"] == os.getuid()
-    assert trusting.ok("DELETE", f"/api/v1/models/{model}", token=None, headers={"X-Remote-User": str(EVE_UID)})["name"] == model
+    assert trusting.ok("DELETE", f"/api/v1/models/{model}", token=None, headers=eve)["name"] == model
     # A server that trusts no header ignores it.
     (tmp_path / "plain").mkdir()
     plain = webs(store, directory=str(tmp_path / "plain"))
