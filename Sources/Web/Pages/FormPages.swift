@@ -51,7 +51,8 @@ extension Pages {
         let named = Pages.call(viewer, ["model": Pages.parameter(context, "model")])
         let m = try Pages.rows(try api.getModel(named), API.ModelRow.self)
         // The newest first, a page of them: the version a training starts from is a recent one.
-        let ready = try Pages.rows(try api.listVersions(named), [API.VersionRow].self).filter { $0.status == .ready }
+        let listed = try api.listVersions(Pages.call(viewer, named.parameters, ["limit": String(API.Paging.maximumLimit)]))
+        let ready = try Pages.listed(listed, name: \API.VersionRow.name).rows.filter { $0.status == .ready }
             .sorted { $0.created > $1.created }.prefix(Pages.pageSize)
         let datasets = try Pages.rows(try api.listDatasets(named), [API.DatasetRow].self).filter { $0.status == .ready }
         let options = ready.map { "<option value=\"\(HTML.escape($0.name))\">\(HTML.escape($0.file)) · \(HTML.bytes($0.size))</option>" }.joined()

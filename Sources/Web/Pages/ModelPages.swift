@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import ModelStore
+import Registry
 
 /// The model list, a model's page (versions, lineage) and the comparison of versions.
 extension Pages {
@@ -37,8 +38,8 @@ extension Pages {
 
     /// The rows of one page of models, as `GET /api/v1/models` filters them.
     func modelPage(_ viewer: Viewer, type: String?, search: String, after: String?) throws -> (String, String?) {
-        let answer = try api.listModels(Pages.call(viewer, [:], ["type": type ?? "", "search": search]))
-        let page = try Pages.listed(answer, after: after, name: \API.ModelRow.name)
+        let query = ["type": type ?? "", "search": search, "after": after ?? "", "limit": String(Pages.pageSize)]
+        let page = try Pages.listed(try api.listModels(Pages.call(viewer, [:], query)), name: \API.ModelRow.name)
         let rows = page.rows.map { row in
             "<tr><td><a href=\"/models/\(HTML.segment(row.name))\">\(HTML.escape(row.name))</a></td><td>\(row.type.rawValue)</td>"
                 + "<td>\(row.versions)</td><td>\(HTML.bytes(row.bytes))</td><td>\(HTML.date(row.modified))</td><td>\(HTML.escape(row.note))</td></tr>"
@@ -78,7 +79,8 @@ extension Pages {
 
     /// One page of a model's versions as `GET …/versions` gives them.
     func versionPage(_ viewer: Viewer, _ model: String, after: String?) throws -> (String, String?) {
-        let page = try Pages.listed(try api.listVersions(Pages.call(viewer, ["model": model])), after: after, name: \API.VersionRow.name)
+        let query = ["after": after ?? "", "limit": String(Pages.pageSize)]
+        let page = try Pages.listed(try api.listVersions(Pages.call(viewer, ["model": model], query)), name: \API.VersionRow.name)
         let rows = page.rows.map { row in
             let metrics = (row.metrics ?? [:]).sorted { $0.key < $1.key }.map { "\(HTML.escape($0.key)) \(HTML.number($0.value))" }
                 .joined(separator: ", ")
@@ -102,17 +104,19 @@ extension Pages {
         let names = (Pages.query(request, "versions") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !names.isEmpty else { throw StoreError.invalid("name the versions to compare: ?versions=v1,v2") }
         guard names.count <= 20 else { throw StoreError.invalid("at most 20 versions are compared at once") }
-        let rows = try names.map { name in
-            try Pages.rows(try api.getVersion(Pages.call(viewer, ["model": m.name, "version": name])), API.VersionRow.self)
-        }
-        // Every evaluation of each, not only the latest its row names.
-        let evaluations = try rows.map { (row) throws(StoreError) in try port.evaluations(of: try port.version(called: row.name, in: m).id) }
+        // What `modelfs compare --json` prints, read as GET …/compare answers it.
+        let query = ["versions": names.joined(separator: ",")]
+        let rows = try Pages.rows(try api.compare(Pages.call(viewer, ["model": m.name], query)), Comparison.self).versions
+        let evaluations = rows.map(\.evaluations)
         var facts: [(String, [String])] = [
             ("status", rows.map(\.status.rawValue)), ("size", rows.map { HTML.bytes($0.size) }),
             ("sha256", rows.map { String(($0.sha256 ?? "-").prefix(16)) }), ("created", rows.map { HTML.date($0.created) }),
-            ("aliases", rows.map { $0.aliases.joined(separator: " ") }), ("parent", rows.map { $0.lineage.parentVersion ?? "-" }),
-            ("dataset", rows.map { $0.lineage.dataset ?? "-" }), ("job", rows.map { $0.lineage.job ?? "-" }), ("note", rows.map(\.note)),
+            ("aliases", rows.map { $0.aliases.joined(separator: " ") }), ("parent", rows.map { $0.lineage?.parentVersion ?? "-" }),
+            ("dataset", rows.map { $0.lineage?.dataset ?? "-" }), ("job", rows.map { $0.lineage?.job ?? "-" }),
         ]
+        for key in Set(rows.flatMap { ($0.params ?? [:]).keys }).sorted() {
+            facts.append(("param " + key, rows.map { $0.params?[key] ?? "-" }))
+        }
         // Metrics by dataset, then by name: each row compares like with like (as `modelfs compare`).
         let pairs = Set(evaluations.flatMap { $0.flatMap { e in e.metrics.keys.map { Metric(dataset: e.dataset, name: $0) } } }).sorted()
         let values = pairs.map { p in evaluations.map { $0.first { $0.dataset == p.dataset }?.metrics[p.name] } }

@@ -154,9 +154,10 @@ struct Pages: Sendable {
         return rows
     }
 
-    /// One page of a list the API answered with in full.
-    static func listed<Row>(_ answer: API.Answer, after: String?, name: (Row) -> String) throws -> (rows: ArraySlice<Row>, next: String?) {
-        page(try rows(answer, [Row].self), after: after, name: name)
+    /// One page of a list as the API pages it (`limit`, `after`): its rows, and the last one's name when more follow.
+    static func listed<Row: Encodable & Sendable>(_ answer: API.Answer, name: (Row) -> String) throws -> (rows: [Row], next: String?) {
+        let page = try rows(answer, API.Page<Row>.self)
+        return (page.items, page.next == nil ? nil : page.items.last.map(name))
     }
 
     /// One page of `rows` after the one named `after` (in their order), and the name to ask the next after.
