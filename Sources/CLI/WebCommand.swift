@@ -15,23 +15,15 @@ struct WebCommand: ParsableCommand {
     var trustProxyHeader: String?
     @OptionGroup var store: StoreOptions
 
+    @OptionGroup var jobOptions: JobOptions
+
     func run() throws {
-        var options = WebServer.Options()
-        try reporting {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-                throw CLIError("--listen is HOST:PORT, not \(listen)")
-            }
-            options.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-            options.port = port
-            do { options.tokens = try tokens.map(Tokens.load(path:)) } catch { throw CLIError("\(error)") }
-            if let trustProxyHeader, !WebServer.isHeaderName(trustProxyHeader) {
-                throw CLIError("--trust-proxy-header: '\(trustProxyHeader)' is not a header's name")
-            }
-            options.trustedProxyHeader = trustProxyHeader
-        }
+        var options = try reporting { try WebCommand.options(listen: listen, tokens: tokens, trustProxyHeader: trustProxyHeader) }
         // Before the registry opens: its catalog's transactions are timed from the first.
         Telemetry.bootstrap()
         let registry = try reporting { try store.openRegistry(role: "web") }
+        // Jobs are recorded here, as by `modelfs train --detach`: a mount of the store runs them.
+        options.jobs = try reporting { try jobOptions.service(registry, dataDir: store.resolvedDataDir, mountpoint: nil) }
         let server = WebServer(registry: registry, options: options, logger: Log.logger)
         // ArgumentParser's commands here are synchronous: the server runs on the concurrency pool.
         let finished = DispatchSemaphore(value: 0)
@@ -42,5 +34,21 @@ struct WebCommand: ParsableCommand {
         }
         finished.wait()
         if let failure { throw CLIError("web: \(failure)") }
+    }
+
+    /// `--listen`, `--tokens` and `--trust-proxy-header` (`mount`'s `--web…`), checked.
+    static func options(listen: String, tokens: String?, trustProxyHeader: String?, prefix: String = "") throws -> WebServer.Options {
+        var options = WebServer.Options()
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw CLIError("--\(prefix.isEmpty ? "listen" : prefix) is HOST:PORT, not \(listen)")
+        }
+        options.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        options.port = port
+        do { options.tokens = try tokens.map(Tokens.load(path:)) } catch { throw CLIError("\(error)") }
+        if let trustProxyHeader, !WebServer.isHeaderName(trustProxyHeader) {
+            throw CLIError("--\(prefix.isEmpty ? "" : prefix + "-")trust-proxy-header: '\(trustProxyHeader)' is not a header's name")
+        }
+        options.trustedProxyHeader = trustProxyHeader
+        return options
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Telemetry
 import HTTPTypes
 import Hummingbird
+import Jobs
 import Logging
 import ModelStore
 import NIOCore
@@ -17,6 +18,10 @@ public struct WebServer: Sendable {
         public var tokens: Tokens?
         /// The header a trusted reverse proxy names the user in (`X-Remote-User`); off when nil.
         public var trustedProxyHeader: String?
+        /// What submits and cancels jobs: the mount's runner (`mount --web`), or one that only records them.
+        public var jobs: JobService?
+        /// Stop on SIGINT and SIGTERM (`modelfs web`); a mount stops it by cancelling its task instead.
+        public var stopsOnSignals = true
         public init() {}
     }
 
@@ -25,7 +30,7 @@ public struct WebServer: Sendable {
     let logger: Logger
 
     public init(registry: Registry, options: Options, logger: Logger) {
-        api = API(registry: registry)
+        api = API(registry: registry, jobs: options.jobs)
         self.options = options
         self.logger = logger
     }
@@ -44,7 +49,7 @@ public struct WebServer: Sendable {
         let app = Application(router: router(), configuration: .init(address: .hostname(options.host, port: options.port), serverName: "modelfs"),
                               onServerRunning: { _ in FileHandle.standardError.write(Data("modelfs web: serving \(address)/api/v1\n".utf8)) },
                               logger: logger)
-        try await app.runService()
+        try await app.runService(gracefulShutdownSignals: options.stopsOnSignals ? [.sigterm, .sigint] : [])
     }
 
     func router() -> Router<WebContext> {
@@ -77,7 +82,7 @@ public struct WebServer: Sendable {
         var request = request
         do {
             let user = try auth.user(of: request, peerIsLoopback: context.peerIsLoopback, writing: endpoint.method != .get)
-            let body = endpoint.method == .get ? [] : Array(buffer: try await request.collectBody(upTo: API.maximumBody))
+            let body = endpoint.method == .get || endpoint.streamed != nil ? [] : Array(buffer: try await request.collectBody(upTo: API.maximumBody))
             var parameters: [String: String] = [:]
             for name in endpoint.parameters {
                 let raw = context.parameters.get(name) ?? ""
@@ -85,9 +90,11 @@ public struct WebServer: Sendable {
             }
             var query: [String: String] = [:]
             for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
-            let call = API.Call(parameters: parameters, query: query, body: body, user: user, range: request.headers[.range])
-            let (status, value) = try await offloaded { try endpoint.handler(api)(call) }
-            if let download = value as? Download { return download.response() }
+            let call = API.Call(parameters: parameters, query: query, body: body, user: user, range: request.headers[.range], headers: request.headers)
+            let (status, value) = if let streamed = endpoint.streamed { try await streamed(api, call, request.body) } else {
+                try await offloaded { try endpoint.handler(api)(call) }
+            }
+            if let raw = value as? any RawAnswer { return raw.response() }
             return json(status, value)
         } catch let e as WebError {
             return json(e.status, ErrorBody(e))
