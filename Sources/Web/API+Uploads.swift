@@ -80,12 +80,21 @@ extension API {
     /// the ready version (201). A body that ends short (the client went away) leaves the version
     /// `uploading`, resumable from its last whole part.
     func upload(_ call: Call, _ body: RequestBody) async throws -> Answer {
-        let user = try call.who
-        guard let length = call.headers[.contentLength].flatMap({ Int64($0) }), length >= 0 else {
-            throw WebError(.lengthRequired, "an upload needs Content-Length: the number of bytes of the body")
+        let length: Int64, range: UploadRange, upload: ItemUpload, versionID: VersionID
+        do {
+            let user = try call.who
+            guard let given = call.headers[.contentLength].flatMap({ Int64($0) }), given >= 0 else {
+                throw WebError(.lengthRequired, "an upload needs Content-Length: the number of bytes of the body")
+            }
+            length = given
+            range = try UploadRange.parse(call.headers[.contentRange], length: length)
+            (upload, versionID) = try await offloaded { [range] in try beginUpload(call, user: user, range: range) }
+        } catch {
+            // The client is still sending: the body is read to its end (and dropped) so that it
+            // reads the refusal instead of stalling on a full socket.
+            do { for try await _ in body {} } catch {}
+            throw error
         }
-        let range = try UploadRange.parse(call.headers[.contentRange], length: length)
-        let (upload, versionID) = try await offloaded { try beginUpload(call, user: user, range: range) }
         defer { _ = API.uploadsInFlight.withLock { $0.remove(versionID) } }
         var received: Int64 = 0
         do {

@@ -384,6 +384,9 @@ def test_the_openapi_document_is_valid_and_describes_every_route(store, webs):
               ("post", "/api/v1/services"), ("post", "/api/v1/services/{service}/stop"), ("post", "/api/v1/services/{service}/restart"),
               ("get", "/api/v1/audit"), ("get", "/api/v1/stats"), ("get", "/api/v1/openapi.json"), ("get", "/health"),
               ("get", "/metrics")}
+    # Uploads and jobs (test_web_uploads.py).
+    wanted |= {("put", "/api/v1/models/{model}/versions/{version}/content"), ("get", "/api/v1/models/{model}/versions/{version}/upload"),
+               ("post", "/api/v1/jobs"), ("get", "/api/v1/jobs/{job}/log"), ("post", "/api/v1/jobs/{job}/cancel")}
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops if method != "parameters"}
     assert described == wanted
     # Each documented read without parameters answers 200 with JSON (health with text).

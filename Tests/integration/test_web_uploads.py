@@ -87,7 +87,7 @@ def test_an_upload_cut_off_mid_body_stays_uploading_and_resumes_with_content_ran
     rest = data[16 * MiB:]
     status, answer = put(web, path, data[8 * MiB:], headers={"Content-Range": f"bytes {8 * MiB}-{len(data) - 1}/{len(data)}"})
     assert status == 409 and f"bytes {16 * MiB}-{len(data) - 1}/{len(data)}" in answer["error"]["message"], answer
-    status, _, message = refusal(web, "PUT", path, raw=rest, headers={"Content-Range": f"bytes {16 * MiB}-{len(data)}/{len(data) + 1}"})
+    status, _, message = refusal(web, "PUT", path, raw=rest + b"x", headers={"Content-Range": f"bytes {16 * MiB}-{len(data)}/{len(data) + 1}"})
     assert status == 400 and "begun as" in message, message
     status, _, message = refusal(web, "PUT", path, raw=rest, headers={"Content-Range": "bytes 16777216-/*"})
     assert status == 400 and "Content-Range is" in message, message
