@@ -5,7 +5,7 @@ round, interleaved (import, PUT, PUT, import, …):
 
   modelfs import     `modelfs import FILE --model M --version vN --quiet`, until it exits
   PUT …/content      Python's http.client streaming the file in 1 MiB pieces to `modelfs web`
-                     (`PUT /api/v1/models/M/versions/vN.bin/content`, Content-Length, a bearer
+                     (`PUT /api/v1/models/M/versions/vN.pt/content`, Content-Length, a bearer
                      token) until the 201 with the ready version
 
 Both end `ready` with the same sha256 (checked). Medians of --runs rounds; ratio = PUT / import
@@ -22,7 +22,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import uuid
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
-from common import (attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med, modelfs_env,  # noqa: E402
+from common import (bench_setup, attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med, modelfs_env,  # noqa: E402
                     report, run, s3_client, timed_child, wait_until)
 
 MiB = 1 << 20
@@ -102,7 +101,7 @@ class Store:
         web_before, client_before = cpu_seconds(self.web.pid), resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1800)
-        c.putrequest("PUT", f"/api/v1/models/{model}/versions/{version}.bin/content")
+        c.putrequest("PUT", f"/api/v1/models/{model}/versions/{version}.pt/content")
         c.putheader("Authorization", f"Bearer {TOKEN}")
         c.putheader("Content-Length", str(size))
         c.endheaders()
@@ -133,7 +132,7 @@ class Store:
             raise RuntimeError(f"POST /models answered {status}: {answer}")
         # An anchor version: the rounds' versions are deleted after each, never the last one.
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        c.request("PUT", f"/api/v1/models/{model}/versions/v0.bin/content", body=b"anchor", headers={"Authorization": f"Bearer {TOKEN}"})
+        c.request("PUT", f"/api/v1/models/{model}/versions/v0.pt/content", body=b"anchor", headers={"Authorization": f"Bearer {TOKEN}"})
         assert c.getresponse().status == 201
         order = ["import", "put", "put", "import"]
         for i in range(self.a.runs):
@@ -185,19 +184,7 @@ def main():
     a = ap.parse_args()
     a.runs = a.runs or (1 if a.quick else 3)
     size = (a.size_mib or (256 if a.quick else 1024)) * MiB
-    stores = [s.strip() for s in (a.stores or ("local,s3" if a.server in ("rgw", "s3api") else "local")).split(",")]
-    if set(stores) - {"local", "s3"} or not stores:
-        sys.exit("--stores: local, s3 or local,s3")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if "s3" in stores and not endpoint:
-        sys.exit("--stores s3 needs AWS_ENDPOINT_URL and credentials (bench/run web-upload --server rgw starts a server)")
-    if not os.environ.get("MODELFS_BIN"):
-        sys.exit("MODELFS_BIN: the release binary (bench/run builds it)")
-
-    def on_term(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    stores, endpoint = bench_setup(a, "web-upload")
 
     work = tempfile.mkdtemp(prefix="modelfs-web-upload-", dir=a.work_dir)
     s3 = s3_client(endpoint) if "s3" in stores else None
@@ -205,7 +192,7 @@ def main():
     started, load_before = time.time(), loadavg()
     done = []
     try:
-        path = os.path.join(work, "file.bin")
+        path = os.path.join(work, "file.pt")
         h = hashlib.sha256()
         with open(path, "wb") as f:
             for _ in range(size // MiB):
