@@ -10,7 +10,8 @@ round, interleaved (import, PUT, PUT, import, …):
 
 Both end `ready` with the same sha256 (checked). Medians of --runs rounds; ratio = PUT / import
 (> 1: the API takes longer). CPU s: the import's own CPU seconds, and the web server's over the
-PUT (/proc/PID/stat), beside the client's (Python reading the file and writing the socket). On the
+PUT (/proc/PID/stat), beside the client's (Python reading the file and writing the socket); the
+web server's peak RSS (VmHWM) shows the body is streamed, not held. On the
 embedded local store and, with --server rgw|s3api (bench/run starts it), on that S3 server too (a
 bucket made for the run).
   bench/run web-upload [--server rgw|s3api] [--runs N] [--quick] [--size-mib N]"""
@@ -33,7 +34,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
 from common import (bench_setup, attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med, modelfs_env,  # noqa: E402
-                    report, run, s3_client, timed_child, wait_until)
+                    peak_rss_mib, report, run, s3_client, timed_child, wait_until)
 
 MiB = 1 << 20
 TOKEN = "bench-" + uuid.uuid4().hex
@@ -57,6 +58,7 @@ class Store:
         self.imports, self.puts, self.import_cpu, self.web_cpu, self.client_cpu = [], [], [], [], []
         self.failures = []
         self.web = None
+        self.web_rss = None
 
     def attempt(self, what, fn):
         return attempt(f"{self.kind}: {what}", fn, self.failures)
@@ -155,16 +157,17 @@ class Store:
                     raise RuntimeError(f"{how}: {model}/{version} is {got['status']} with sha256 {got['sha256']}")
                 log(f"web-upload: {self.kind} round {i + 1} {how}: {secs:.2f} s")
                 self.remove(model, version)
+        self.web_rss = peak_rss_mib(self.web.pid)
 
 
 def table(stores, size):
-    rows = ["| store | modelfs import s | PUT …/content s | PUT / import | MB/s import | MB/s PUT | import CPU s | web server CPU s | client CPU s |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| store | modelfs import s | PUT …/content s | PUT / import | MB/s import | MB/s PUT | import CPU s | web server CPU s | client CPU s | web server peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for st in stores:
         i, p = med(st.imports), med(st.puts)
         ratio = p / i if i and p else None
         rows.append(f"| {st.kind} | {fmt(i, 2)} | {fmt(p, 2)} | {fmt(ratio, 2)} | {fmt(size / MiB / i if i else None, 0)} | "
-                    f"{fmt(size / MiB / p if p else None, 0)} | {fmt(med(st.import_cpu), 2)} | {fmt(med(st.web_cpu), 2)} | {fmt(med(st.client_cpu), 2)} |")
+                    f"{fmt(size / MiB / p if p else None, 0)} | {fmt(med(st.import_cpu), 2)} | {fmt(med(st.web_cpu), 2)} | {fmt(med(st.client_cpu), 2)} | {fmt(st.web_rss, 0)} |")
     return "\n".join(rows)
 
 
@@ -221,7 +224,8 @@ def main():
               f" stores: {where}; {size // MiB} MiB, {a.runs} round(s) of each, interleaved; {os.cpu_count()} cores,"
               f" load average {load_before} before, {loadavg()} after; {time.time() - started:.0f} s\n\n"
               "PUT / import > 1: the API takes longer. Both end ready with the file's sha256 (checked). CPU s:"
-              " the import's own; the web server's over the PUT; the Python client's (reading the file, writing the socket).")
+              " the import's own; the web server's over the PUT; the Python client's (reading the file, writing the socket). Peak RSS:"
+              " the web server's VmHWM over all its rounds (the body is streamed, never held whole).")
     report(header + "\n\n" + table(done, size), [f for st in done for f in st.failures], a.markdown)
 
 
