@@ -68,7 +68,7 @@ def test_an_upload_is_the_version_the_mount_and_the_cli_see(store, name, mounts,
 
 
 @pytest.mark.every_s3
-def test_an_upload_cut_off_mid_body_stays_uploading_and_resumes_with_content_range(store, name, webs):
+def test_an_upload_cut_off_mid_body_stays_uploading_and_resumes_with_content_range(store, name, mounts, webs):
     web = webs(store)
     model = name("resume")
     web.ok("POST", "/api/v1/models", {"name": model}, status=201)
@@ -93,6 +93,14 @@ def test_an_upload_cut_off_mid_body_stays_uploading_and_resumes_with_content_ran
     assert status == 400 and "Content-Range is" in message, message
     # Without Content-Range the name is taken: 409, EEXIST.
     assert refusal(web, "PUT", path, raw=data)[:2] == (409, "EEXIST")
+    assert upload_state(web, model, "v1") == {"received": 16 * MiB, "size": len(data), "status": "uploading"}
+
+    # The server stopped, and a mount started meanwhile (which fails the uploads of writers that
+    # are gone, but not those that can be resumed, as an import's): still resumable, by a new server.
+    web.stop()
+    mounts(store).unmount()
+    assert store.versions(model)["v1"]["status"] == "uploading"
+    web = webs(store)
     assert upload_state(web, model, "v1") == {"received": 16 * MiB, "size": len(data), "status": "uploading"}
 
     # The rest, as the contract says: ready with the whole file's sha256, no multipart upload left.
