@@ -1,3 +1,4 @@
+import Foundation
 import ModelStore
 import UploadPath
 
@@ -14,5 +15,29 @@ extension Registry {
         }
         let point = ResumePoint(uploadID: record.uploadID, sizing: PartSizing(base: Int(record.partSize)), parts: parts)
         return (point.wholeParts.reduce(0) { $0 + $1.size }, record.sourceSize)
+    }
+}
+
+extension Registry {
+    /// Gives up a version's interrupted upload: its multipart upload is aborted and the version
+    /// `failed` (then deletable as any failed version). Refused (`EBUSY`) while another process
+    /// that runs still writes it (an import, a mount, another node); the caller makes sure no
+    /// writer of its own process is on it.
+    public func abandonUpload(of v: Version, model: String, reason: String) throws(StoreError) {
+        if let other = try catalog.writer(versionID: v.id), other != writer {
+            let leases = Dictionary(try catalog.nodes().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            if liveness(other, leases) == .alive {
+                throw StoreError(.busy, "\(model)/\(v.fileName) is still uploading: another process writes it now")
+            }
+        }
+        let token = UUID().uuidString
+        try catalog.transaction { tx in try catalog.claimUpload(tx, versionID: v.id, token: token, writer: writer, node: node) }
+        var stillOpen = false
+        if let record = try catalog.upload(versionID: v.id) {
+            do { try objects.abortMultipartUpload(record.objectKey, uploadID: record.uploadID) } catch { stillOpen = true }
+        }
+        let line = Registry.failure("version.fail", model: model, target: v.fileName, owner: v.owner, reason: reason)
+        try catalog.markVersionFailed(id: v.id, error: reason, uploadStillOpen: stillOpen, token: token, audit: line)
+        publishVersionEntry(v.id)
     }
 }

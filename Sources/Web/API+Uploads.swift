@@ -15,6 +15,7 @@ extension API {
         Endpoint(method: .put, path: "/api/v1/models/{model}/versions/{version}/content", handler: { _ in { _ in throw WebError(.notFound, "streamed") } },
                  streamed: { api, call, body in try await api.upload(call, body) }),
         Endpoint(method: .get, path: "/api/v1/models/{model}/versions/{version}/upload", handler: API.uploadState),
+        Endpoint(method: .delete, path: "/api/v1/models/{model}/versions/{version}/upload", handler: API.abandonUpload),
     ]
 
     /// Where an upload over HTTP comes from, in the catalog's record of its multipart upload:
@@ -38,6 +39,26 @@ extension API {
         if v.status == .ready { return (.ok, UploadProgress(received: v.size, size: v.size, status: v.status)) }
         let (received, size) = try registry.storedPrefix(of: v)
         return (.ok, UploadProgress(received: received, size: size, status: v.status))
+    }
+
+    /// Gives up an interrupted upload, as `rm` of the version would once it had ended: the parts
+    /// stored are dropped (the multipart upload aborted) and the version deleted. Not while a
+    /// request or another process writes it (`EBUSY`).
+    func abandonUpload(_ call: Call) throws -> Answer {
+        let user = try call.who
+        let m = try port.model(called: call.parameter("model"))
+        let v = try port.version(called: call.parameter("version"), in: m)
+        guard v.status == .uploading else {
+            throw StoreError.invalid("\(m.name)/\(v.fileName) is \(v.status.rawValue), not uploading: DELETE the version itself")
+        }
+        try rights.checkEntryChange(m, entryOwner: v.owner, by: user, "delete \(m.name)/\(v.fileName)")
+        guard API.uploadsInFlight.withLock({ $0.insert(v.id).inserted }) else {
+            throw StoreError(.busy, "\(m.name)/\(v.fileName) is being uploaded by another request now")
+        }
+        defer { _ = API.uploadsInFlight.withLock { $0.remove(v.id) } }
+        try acting(user) { () throws(StoreError) in try registry.abandonUpload(of: v, model: m.name, reason: "its upload was given up by \(user.name)") }
+        let gone = try port.deleteVersion(v.id, by: actor(user)).row
+        return (.ok, versionRow(gone, aliases: [], evaluations: []))
     }
 
     /// `Content-Range: bytes A-B/S` of an upload: the body holds bytes A…B of an S-byte file.

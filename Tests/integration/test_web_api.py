@@ -386,6 +386,7 @@ def test_the_openapi_document_is_valid_and_describes_every_route(store, webs):
               ("get", "/metrics")}
     # Uploads and jobs (test_web_uploads.py).
     wanted |= {("put", "/api/v1/models/{model}/versions/{version}/content"), ("get", "/api/v1/models/{model}/versions/{version}/upload"),
+               ("delete", "/api/v1/models/{model}/versions/{version}/upload"),
                ("post", "/api/v1/jobs"), ("get", "/api/v1/jobs/{job}/log"), ("post", "/api/v1/jobs/{job}/cancel")}
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops if method != "parameters"}
     assert described == wanted

@@ -119,6 +119,17 @@ def test_an_upload_cut_off_mid_body_stays_uploading_and_resumes_with_content_ran
     status, row = put(web, f"/api/v1/models/{model}/versions/v2.pt/content", data[:3 * MiB], headers={"Content-Range": f"bytes 0-{3 * MiB - 1}/{3 * MiB}"})
     assert (status, row.get("sha256")) == (201, hashlib.sha256(data[:3 * MiB]).hexdigest()), row
 
+    # Given up: the parts stored are dropped and the version deleted; nothing stays in the bucket.
+    cut_off(web, f"/api/v1/models/{model}/versions/v3.pt/content", len(data), data[:12 * MiB])
+    wait_for(lambda: upload_state(web, model, "v3")["received"] == 8 * MiB, 60, "v3's first part stored")
+    assert len(store.multipart_uploads(model)) == 1
+    assert refusal(web, "DELETE", f"/api/v1/models/{model}/versions/v3/upload", token=EVE_TOKEN)[:2] == (403, "EACCES")
+    assert web.ok("DELETE", f"/api/v1/models/{model}/versions/v3/upload")["file"] == "v3.pt"
+    assert "v3" not in store.versions(model)
+    assert store.multipart_uploads(model) == []
+    status, code, message = refusal(web, "DELETE", f"/api/v1/models/{model}/versions/v1/upload")
+    assert (status, code) == (400, "EINVAL") and "not uploading" in message, message
+
 
 def test_uploads_refused_with_their_status_and_message(store, name, webs):
     web = webs(store)
