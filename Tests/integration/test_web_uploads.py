@@ -3,7 +3,7 @@ and the CLI show; a client cut off mid-body leaves the version `uploading`, resu
 `Content-Range` from the whole parts the store holds, and ends `ready` with the right sha256 and
 no multipart upload left; every refusal with its status and message; a training job submitted to
 a mount serving the API (`mount --web`) runs there, its log read over HTTP, and another user may
-not cancel it."""
+not cancel it; one submitted to `modelfs web` is recorded for a mount of the store to run."""
 import hashlib
 import json
 import os
@@ -231,3 +231,31 @@ def _answers(port):
         return True
     except OSError:
         return False
+
+
+def test_a_job_submitted_to_modelfs_web_is_recorded_for_a_mount_to_run(store, name, mounts, webs, tmp_path):
+    model, data = name("rec"), name("qa")
+    base, records = tmp_path / "base.safetensors", tmp_path / "qa.jsonl"
+    sh(sys.executable, TRAINER, "--init", str(base))
+    sh(sys.executable, TRAINER, "--make-dataset", str(records), "--records", "40")
+    store.run("dataset", "add", str(records), "--name", data)
+    train = f"{sys.executable} {TRAINER}"
+    web = webs(store, "--train-command", train)
+    web.ok("POST", "/api/v1/models", {"name": model}, status=201)
+    with open(base, "rb") as f:
+        assert put(web, f"/api/v1/models/{model}/versions/v1.safetensors/content", f.read())[0] == 201
+    # As `modelfs train --detach`: queued here, with the command this server was given.
+    job = web.ok("POST", "/api/v1/jobs", {"model": model, "version": "v1", "dataset": data, "epochs": 1}, status=201)
+    assert (job["status"], job["params"]) == ("queued", {"epochs": "1"})
+    time.sleep(1)
+    assert web.ok("GET", f"/api/v1/jobs/{job['id']}")["status"] == "queued"  # nobody runs it yet
+    # A mount of the store runs it.
+    mounts(store, "--train-command", train)
+    wait_for(lambda: web.ok("GET", f"/api/v1/jobs/{job['id']}")["status"] in ("succeeded", "failed"), 180, "the mount to run the job")
+    assert web.ok("GET", f"/api/v1/jobs/{job['id']}")["status"] == "succeeded"
+    assert len(web.ok("GET", f"/api/v1/models/{model}/versions")) >= 2
+    # A server without a training command refuses, as `modelfs train` does.
+    os.makedirs(tmp_path / "bare")
+    bare = webs(store, directory=str(tmp_path / "bare"))
+    status, code, message = refusal(bare, "POST", "/api/v1/jobs", {"model": model, "version": "v1", "dataset": data})
+    assert (status, code) == (400, "EINVAL") and "no training command" in message, message
