@@ -13,7 +13,7 @@ struct API: Sendable {
     static let maximumBody = 1 << 20
 
     let registry: Registry
-    /// Who submits, cancels and logs jobs (API+Jobs.swift): a mount's runner, or nil.
+    /// Who submits, cancels and logs jobs (API+Jobs.swift): a mount's runner (`mount --web`), one that queues them for a mount (`modelfs web`), or nil.
     var jobs: JobService?
     var port: any StorePort { registry }
 
