@@ -111,9 +111,7 @@ extension API {
             range = try UploadRange.parse(call.headers[.contentRange], length: length)
             (upload, versionID) = try await offloaded { [range] in try beginUpload(call, user: user, range: range) }
         } catch {
-            // The client is still sending: the body is read to its end (and dropped) so that it
-            // reads the refusal instead of stalling on a full socket.
-            do { for try await _ in body {} } catch {}
+            await API.discard(body)
             throw error
         }
         defer { _ = API.uploadsInFlight.withLock { $0.remove(versionID) } }
@@ -149,6 +147,13 @@ extension API {
             let v = try upload.finishVersion()
             return (.created, api.versionRow(v, aliases: try api.port.aliases(of: v.modelID), evaluations: []))
         }
+    }
+
+    /// The body of an upload refused before it started, read to its end and dropped: the client
+    /// is still sending, and reads the refusal only once it has sent it all (a browser, curl,
+    /// urllib), instead of stalling on a full socket.
+    static func discard(_ body: RequestBody) async {
+        do { for try await _ in body {} } catch {}
     }
 
     private func leave(_ upload: ItemUpload, _ reason: String) async {

@@ -81,7 +81,11 @@ public struct WebServer: Sendable {
                        _ auth: Authentication) async -> Response {
         var request = request
         do {
-            let user = try auth.user(of: request, peerIsLoopback: context.peerIsLoopback, writing: endpoint.method != .get)
+            let user: WebUser?
+            do { user = try auth.user(of: request, peerIsLoopback: context.peerIsLoopback, writing: endpoint.method != .get) } catch {
+                if endpoint.streamed != nil { await API.discard(request.body) }  // an upload refused: read to its end, answered
+                throw error
+            }
             let body = endpoint.method == .get || endpoint.streamed != nil ? [] : Array(buffer: try await request.collectBody(upTo: API.maximumBody))
             var parameters: [String: String] = [:]
             for name in endpoint.parameters {
