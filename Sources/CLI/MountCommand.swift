@@ -80,7 +80,7 @@ struct MountCommand: ParsableCommand {
             try MountChecks.check(mountpoint: mountpoint, dataDir: store.resolvedDataDir, db: store.resolvedDB)
             _ = try resolvedPassthrough()
             _ = try metricsAddress()
-            _ = try webOptions()
+            if let web = try webOptions() { try WebCommand.checkFree(web, flag: "--web") }
             let refused = { (holder: String) in
                 "the data dir \(store.resolvedDataDir) is in use by \(holder): one data dir has one mount; unmount it first"
             }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Glibc
 import Telemetry
 import Web
 
@@ -50,5 +51,26 @@ struct WebCommand: ParsableCommand {
         }
         options.trustedProxyHeader = trustProxyHeader
         return options
+    }
+
+    /// Refuses an address something already listens on: `mount --web` binds it only once the
+    /// mount is live, so it is probed before, while the refusal can still reach the terminal.
+    static func checkFree(_ options: WebServer.Options, flag: String) throws {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE
+        var found: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(options.host, String(options.port), &hints, &found) == 0, let address = found else {
+            throw CLIError("\(flag): no address \(options.host)")
+        }
+        defer { freeaddrinfo(found) }
+        let fd = socket(address.pointee.ai_family, address.pointee.ai_socktype, address.pointee.ai_protocol)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var on: Int32 = 1  // as the server binds: a port left in TIME_WAIT is free
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        if bind(fd, address.pointee.ai_addr, address.pointee.ai_addrlen) != 0 {
+            throw CLIError("\(flag) \(options.host):\(options.port): \(String(cString: strerror(errno)))")
+        }
     }
 }

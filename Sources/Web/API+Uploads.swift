@@ -101,15 +101,15 @@ extension API {
     /// the ready version (201). A body that ends short (the client went away) leaves the version
     /// `uploading`, resumable from its last whole part.
     func upload(_ call: Call, _ body: RequestBody) async throws -> Answer {
-        let length: Int64, range: UploadRange, upload: ItemUpload, versionID: VersionID
+        let length: Int64, range: UploadRange, upload: ItemUpload, versionID: VersionID, user: WebUser
         do {
-            let user = try call.who
+            user = try call.who
             guard let given = call.headers[.contentLength].flatMap({ Int64($0) }), given >= 0 else {
                 throw WebError(.lengthRequired, "an upload needs Content-Length: the number of bytes of the body")
             }
             length = given
             range = try UploadRange.parse(call.headers[.contentRange], length: length)
-            (upload, versionID) = try await offloaded { [range] in try beginUpload(call, user: user, range: range) }
+            (upload, versionID) = try await offloaded { [range, user] in try beginUpload(call, user: user, range: range) }
         } catch {
             await API.discard(body)
             throw error
@@ -144,7 +144,9 @@ extension API {
         }
         let api = self
         return try await offloaded {
-            let v = try upload.finishVersion()
+            var v = try upload.finishVersion()
+            // A resumed upload's note: the one its first request gave, unless this one gives another.
+            if let note = call.query["note"], note != v.note { v = try api.port.setVersionNote(v.id, note: note, by: api.actor(user)) }
             return (.created, api.versionRow(v, aliases: try api.port.aliases(of: v.modelID), evaluations: []))
         }
     }

@@ -104,8 +104,8 @@ def test_an_upload_cut_off_mid_body_stays_uploading_and_resumes_with_content_ran
     assert upload_state(web, model, "v1") == {"received": 16 * MiB, "size": len(data), "status": "uploading"}
 
     # The rest, as the contract says: ready with the whole file's sha256, no multipart upload left.
-    status, row = put(web, path, rest, headers={"Content-Range": f"bytes {16 * MiB}-{len(data) - 1}/{len(data)}"})
-    assert (status, row.get("status"), row.get("size"), row.get("sha256")) == (201, "ready", len(data), sha), row
+    status, row = put(web, path + "?note=resumed", rest, headers={"Content-Range": f"bytes {16 * MiB}-{len(data) - 1}/{len(data)}"})
+    assert (status, row.get("status"), row.get("size"), row.get("sha256"), row.get("note")) == (201, "ready", len(data), sha, "resumed"), row
     assert store.versions(model)["v1"]["sha256"] == sha
     assert hashlib.sha256(web.fetch(f"/api/v1/models/{model}/versions/v1/download")[2]).hexdigest() == sha
     assert store.multipart_uploads(model) == []
@@ -261,3 +261,16 @@ def test_a_job_submitted_to_modelfs_web_is_recorded_for_a_mount_to_run(store, na
     bare = webs(store, directory=str(tmp_path / "bare"))
     status, code, message = refusal(bare, "POST", "/api/v1/jobs", {"model": model, "version": "v1", "dataset": data})
     assert (status, code) == (400, "EINVAL") and "no training command" in message, message
+
+
+def test_mount_web_refuses_an_address_in_use_before_mounting(store, mounts, tmp_path):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        m = mounts(store, "--web", f"127.0.0.1:{taken.getsockname()[1]}", check=False)
+        assert m.result.returncode != 0 and "--web 127.0.0.1:" in m.result.stderr and "in use" in m.result.stderr, m.result
+        assert not os.path.ismount(m.path)
+    finally:
+        taken.close()
+
