@@ -419,3 +419,24 @@ class Bench:
     @staticmethod
     def peer_label(name):
         return "s3fs" if name == "s3fs" else f"rclone (--vfs-cache-mode {name.split('-', 1)[1]})"
+
+
+def bench_setup(a, command):
+    """Checks a run's --stores (default local, and s3 too with --server rgw|s3api) and MODELFS_BIN,
+    and makes SIGTERM and SIGHUP end it through its `finally` blocks (servers stopped, buckets
+    emptied). Returns the stores and the S3 endpoint (None without one)."""
+    stores = [s.strip() for s in (a.stores or ("local,s3" if a.server in ("rgw", "s3api") else "local")).split(",")]
+    if set(stores) - {"local", "s3"} or not stores:
+        sys.exit("--stores: local, s3 or local,s3")
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if "s3" in stores and not endpoint:
+        sys.exit(f"--stores s3 needs AWS_ENDPOINT_URL and credentials (bench/run {command} --server rgw starts a server)")
+    if not os.environ.get("MODELFS_BIN"):
+        sys.exit("MODELFS_BIN: the release binary (bench/run builds it)")
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    return stores, endpoint
+

@@ -39,7 +39,7 @@ import uuid
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
-from common import (ModelfsMount, attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med,  # noqa: E402
+from common import (bench_setup, ModelfsMount, attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med,  # noqa: E402
                     modelfs_env, report, run, s3_client, wait_until)
 
 EXAMPLE = os.path.join(ROOT, "scripts", "serve_example.py")
@@ -390,19 +390,7 @@ def main():
     ap.add_argument("--markdown", help="also append the markdown table to this file")
     a = ap.parse_args()
     a.runs = a.runs or (3 if a.quick else 7)
-    stores = [s.strip() for s in (a.stores or ("local,s3" if a.server in ("rgw", "s3api") else "local")).split(",")]
-    if set(stores) - {"local", "s3"} or not stores:
-        sys.exit("--stores: local, s3 or local,s3")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if "s3" in stores and not endpoint:
-        sys.exit("--stores s3 needs AWS_ENDPOINT_URL and credentials (bench/run serve --server rgw starts a server)")
-    if not os.environ.get("MODELFS_BIN"):
-        sys.exit("MODELFS_BIN: the release binary (bench/run builds it)")
-
-    def on_term(signum, frame):
-        raise SystemExit(128 + signum)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    stores, endpoint = bench_setup(a, "serve")
 
     tag = uuid.uuid4().hex[:6]
     work = tempfile.mkdtemp(prefix="modelfs-serve-", dir=a.work_dir)

@@ -10,6 +10,7 @@ import ModelStore
 import ReadPath
 import Registry
 import Telemetry
+import Web
 
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,6 +59,16 @@ struct MountCommand: ParsableCommand {
                                valueName: "host:port"))
     var metrics: String?
 
+    @Option(help: ArgumentHelp("Also serve the store's HTTP API and pages from this process (as `modelfs web --listen`); jobs submitted over it run on this mount; see docs/WEB.md.",
+                               valueName: "host:port"))
+    var web: String?
+
+    @Option(help: ArgumentHelp("The tokens file of --web (as `modelfs web --tokens`).", valueName: "file"))
+    var webTokens: String?
+
+    @Option(help: ArgumentHelp("Take --web's user from this header, set by a reverse proxy you trust (as `modelfs web --trust-proxy-header`).", valueName: "name"))
+    var webTrustProxyHeader: String?
+
     @OptionGroup var jobOptions: JobOptions
     @OptionGroup var serveOptions: ServeOptions
     @OptionGroup var store: StoreOptions
@@ -69,6 +80,7 @@ struct MountCommand: ParsableCommand {
             try MountChecks.check(mountpoint: mountpoint, dataDir: store.resolvedDataDir, db: store.resolvedDB)
             _ = try resolvedPassthrough()
             _ = try metricsAddress()
+            if let web = try webOptions() { try WebCommand.checkFree(web, flag: "--web") }
             let refused = { (holder: String) in
                 "the data dir \(store.resolvedDataDir) is in use by \(holder): one data dir has one mount; unmount it first"
             }
@@ -98,6 +110,7 @@ struct MountCommand: ParsableCommand {
                 Log.logger.notice("metrics at http://\(address)/metrics")
             }
             defer { endpoint?.stop() }
+            if web != nil { Telemetry.bootstrap() }  // --web serves /metrics too
             let registry = try store.openRegistry(role: "mount")
             try? registry.retryPending()
             // Uploads a crashed mount left half-done become failed, their multipart uploads aborted;
@@ -136,12 +149,30 @@ struct MountCommand: ParsableCommand {
             let where_ = "catalog \(registry.catalog.location), bytes in \(registry.objects.location)"
             let logger = Log.logger
             let flusher = DatasetsManifestFlusher(registry: registry)
+            let web = try webOptions().map { (o) -> WebServer in
+                var o = o
+                o.jobs = jobs
+                o.dataDirectory = store.resolvedDataDir
+                o.stopsOnSignals = false  // the mount's signals unmount; the server stops with it
+                return WebServer(registry: registry, options: o, logger: logger)
+            }
+            let serving = Locked<Task<Void, Never>?>(nil)
             try adapter.run(mountpoint: mountpoint, options: options) {
                 logger.notice("mounted at \(mountpoint): \(where_); jobs run \(jobs.executor.name)\(jobs.configuration.trainCommand == nil ? " (no --train-command: training refused)" : "")\(jobs.configuration.evalCommand == nil ? " (no --eval-command: evaluation refused)" : "")")
                 // Jobs read their inputs through the mount: follow them once it is live, picking
                 // up where an earlier mount left off.
                 jobs.start()
                 services.start()
+                // Once the mount is live: jobs submitted over HTTP read their inputs through it.
+                if let web {
+                    serving.withLock { $0 = Task { do { try await web.run() } catch { logger.error("web: \(error)") } } }
+                }
+            }
+            if let task = serving.withLock({ $0 }) {
+                task.cancel()
+                let stopped = DispatchSemaphore(value: 0)
+                Task { await task.value; stopped.signal() }
+                _ = stopped.wait(timeout: .now() + 10)
             }
             flusher.stop()
             jobs.stop()
@@ -150,6 +181,12 @@ struct MountCommand: ParsableCommand {
             registry.publishDatasetsManifestIfBehind()
             Log.logger.notice("unmounted \(mountpoint)")
         }
+    }
+
+    /// `--web`, `--web-tokens`, `--web-trust-proxy-header`, checked (tokens read) before the mount starts.
+    func webOptions() throws -> WebServer.Options? {
+        guard let web else { return nil }
+        return try WebCommand.options(listen: web, tokens: webTokens.map(StoreOptions.absolute), trustProxyHeader: webTrustProxyHeader, prefix: "web")
     }
 
     enum PassthroughMode: String, ExpressibleByArgument, CaseIterable { case auto, off }

@@ -386,6 +386,39 @@ public final class ItemUpload: FileUpload, @unchecked Sendable {
         return v
     }
 
+    /// Continues a resumed upload after the whole parts object storage holds, for a writer that
+    /// sends only the rest (``StreamingUpload/continueAfterStoredParts()``). Returns the offset
+    /// of the next byte the upload takes. Call before the first write.
+    public func continueAfterStoredParts() -> Int64 {
+        turn.lock()
+        defer { turn.unlock() }
+        guard case .streaming(let stream) = state.withLock({ $0.sink }) else { return 0 }
+        let offset = stream.continueAfterStoredParts()
+        state.withLock { $0.shared.size = offset }
+        return offset
+    }
+
+    /// The writer is gone before the end (a client whose connection closed mid-body): unlike
+    /// ``abort(reason:code:)`` the row stays `uploading` and the multipart upload open with the
+    /// parts it holds (those in flight waited for), for a resume from the last whole part. Only
+    /// a stream can be left so; anything else fails as an abort does.
+    public func leaveForResume(reason: String) {
+        turn.lock()
+        defer { turn.unlock() }
+        let left: StreamingUpload? = state.withLock { s in
+            guard !s.shared.isEnded, case .streaming(let stream) = s.sink else { return nil }
+            s.sink = .ended
+            s.shared.phase = .failed
+            s.shared.failure = StoreError(.io, reason)
+            return stream
+        }
+        guard let left else { return fail(StoreError(.io, reason)) }
+        UploadMetrics.ended(item, ready: false)
+        index?.current?.abandon()
+        sent.withLock { $0 }?.drop()
+        left.leave()
+    }
+
     /// Gives up on the upload, recording `reason`.
     public func abort(reason: String, code: StoreError.Code = .io) {
         turn.lock()

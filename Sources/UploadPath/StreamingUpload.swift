@@ -41,6 +41,14 @@ public struct ResumePoint: Sendable {
         self.sizing = sizing
         self.parts = Dictionary(parts.map { ($0.number, $0) }, uniquingKeysWith: { a, _ in a })
     }
+
+    /// The longest run of parts 1, 2, … each of the size the schedule gives it: what a writer
+    /// that cannot send those bytes again continues after.
+    public var wholeParts: [UploadedPart] {
+        var run: [UploadedPart] = []
+        while let part = parts[run.count + 1], part.size == Int64(sizing.size(ofPart: run.count + 1)) { run.append(part) }
+        return run
+    }
 }
 
 /// Streams bytes of unknown length into one object: cuts parts, uploads several in parallel
@@ -67,6 +75,9 @@ public final class StreamingUpload: @unchecked Sendable {
     private var uploadID: String?
     private var resume: ResumePoint?
     private var finished = false
+    /// Continued after the parts object storage holds (``continueAfterStoredParts()``): the hasher
+    /// never saw those bytes, so the digest is read back from the completed object.
+    private var headUnhashed = false
 
     // Shared with part uploads.
     private let lock = NSLock()
@@ -163,6 +174,49 @@ public final class StreamingUpload: @unchecked Sendable {
         return true
     }
 
+    /// Continues an interrupted upload from its stored parts rather than from byte 0: the
+    /// writer's next byte follows the longest run of whole parts 1, 2, … that object storage
+    /// holds (as ListParts said, each of the size the schedule gives it). For a writer that cannot
+    /// send those bytes again (a client over HTTP); ``finish()`` then reads the object back for its
+    /// sha256. Returns that offset. Call before the first write.
+    public func continueAfterStoredParts() -> Int64 {
+        precondition(bytesWritten == 0 && nextPart == 1, "continue before the first write")
+        guard let resume else { return 0 }
+        var offset: Int64 = 0
+        for part in resume.wholeParts {
+            lock.withLock { done[part.number] = part }
+            offset += part.size
+            nextPart += 1
+        }
+        lock.withLock { total = offset }
+        headUnhashed = offset > 0
+        buffer.reserveCapacity(sizing.size(ofPart: nextPart))
+        return offset
+    }
+
+    /// The writer went away for good before the end: parts in flight are waited for, and the
+    /// multipart upload stays open with what it holds, for a resume. Nothing is aborted.
+    public func leave() {
+        finished = true
+        inFlight.wait()
+        buffer = []
+    }
+
+    /// The sha256 of the completed object, read back in 8 MiB pieces.
+    private func digestReadBack(size: Int64) throws(StoreError) -> String {
+        let h = SHA256Hasher()
+        var at: Int64 = 0
+        while at < size {
+            let piece = at..<min(at + (8 << 20), size)
+            let bytes: [UInt8]
+            do { bytes = try store.get(key, range: piece) } catch { throw error.storeError }
+            guard bytes.count == piece.count else { throw StoreError(.io, "reading \(key) back for its sha256: \(bytes.count) of \(piece.count) bytes") }
+            h.update(bytes)
+            at = piece.upperBound
+        }
+        return Digest.hex(h.finalize())
+    }
+
     /// Hashes bytes that are final.
     private func seal(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { b in
@@ -250,7 +304,7 @@ public final class StreamingUpload: @unchecked Sendable {
             }
             // A resumed upload may have nothing left but the last part, or nothing at all.
             if !buffer.isEmpty || nextPart == 1 { try flushPart() }
-            let digest = Digest.hex(hasher.finalize())
+            var digest = Digest.hex(hasher.finalize())
             inFlight.wait()
             if let error { throw error }
             let parts = lock.withLock { done.values.sorted { $0.number < $1.number } }
@@ -261,6 +315,7 @@ public final class StreamingUpload: @unchecked Sendable {
             let etag: String
             do { etag = try store.completeMultipartUpload(key, uploadID: uploadID!, parts: parts) } catch { throw error.storeError }
             abortStrays()
+            if headUnhashed { digest = try digestReadBack(size: total) }
             return UploadResult(size: total, sha256: digest, etag: etag, parts: parts.count)
         } catch {
             abortQuietly()

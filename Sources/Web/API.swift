@@ -13,6 +13,8 @@ struct API: Sendable {
     static let maximumBody = 1 << 20
 
     let registry: Registry
+    /// Who submits, cancels and logs jobs (API+Jobs.swift): a mount's runner (`mount --web`), one that queues them for a mount (`modelfs web`), or nil.
+    var jobs: JobService?
     var port: any StorePort { registry }
     /// The data dir, where the logs of the services this node runs are; nil: none here.
     var dataDirectory: String?
@@ -25,6 +27,8 @@ struct API: Sendable {
         var user: WebUser?
         /// The `Range` header, for a download.
         var range: String?
+        /// All the request's headers (an upload's `Content-Length` and `Content-Range`).
+        var headers: HTTPFields = [:]
 
         func parameter(_ name: String) -> String { parameters[name] ?? "" }
 
@@ -55,6 +59,8 @@ struct API: Sendable {
         var method: HTTPRequest.Method
         var path: String
         var handler: @Sendable (API) -> (Call) throws -> Answer
+        /// A route that takes its body as it comes (an upload) instead of collected up to ``API/maximumBody``.
+        var streamed: (@Sendable (API, Call, RequestBody) async throws -> Answer)?
         /// The `{names}` of its path.
         var parameters: [String] {
             path.split(separator: "/").filter { $0.hasPrefix("{") }.map { String($0.dropFirst().dropLast()) }
@@ -78,7 +84,7 @@ struct API: Sendable {
             e(.get, "/services", API.listServices), e(.post, "/services", API.startService),
             e(.post, "/services/{service}/stop", API.stopService), e(.post, "/services/{service}/restart", API.restartService),
             e(.get, "/audit", API.audit), e(.get, "/stats", API.stats),
-        ] + API.readEndpoints
+        ] + API.readEndpoints + API.uploadEndpoints + API.jobEndpoints
     }()
 
     var rights: Rights { Rights(port: port) }

@@ -2,6 +2,7 @@ import Foundation
 import Telemetry
 import HTTPTypes
 import Hummingbird
+import Jobs
 import Logging
 import ModelStore
 import NIOCore
@@ -19,6 +20,10 @@ public struct WebServer: Sendable {
         public var trustedProxyHeader: String?
         /// The data dir of the store (the logs of its services); nil: no logs here.
         public var dataDirectory: String?
+        /// What submits and cancels jobs: the mount's runner (`mount --web`), or one that only records them.
+        public var jobs: JobService?
+        /// Stop on SIGINT and SIGTERM (`modelfs web`); a mount stops it by cancelling its task instead.
+        public var stopsOnSignals = true
         public init() {}
     }
 
@@ -27,7 +32,7 @@ public struct WebServer: Sendable {
     let logger: Logger
 
     public init(registry: Registry, options: Options, logger: Logger) {
-        api = API(registry: registry, dataDirectory: options.dataDirectory)
+        api = API(registry: registry, jobs: options.jobs, dataDirectory: options.dataDirectory)
         self.options = options
         self.logger = logger
     }
@@ -46,7 +51,7 @@ public struct WebServer: Sendable {
         let app = Application(router: router(), configuration: .init(address: .hostname(options.host, port: options.port), serverName: "modelfs"),
                               onServerRunning: { _ in FileHandle.standardError.write(Data("modelfs web: serving \(address)/api/v1\n".utf8)) },
                               logger: logger)
-        try await app.runService()
+        try await app.runService(gracefulShutdownSignals: options.stopsOnSignals ? [.sigterm, .sigint] : [])
     }
 
     func router() -> Router<WebContext> {
@@ -80,8 +85,12 @@ public struct WebServer: Sendable {
                        _ auth: Authentication) async -> Response {
         var request = request
         do {
-            let user = try auth.user(of: request, peerIsLoopback: context.peerIsLoopback, writing: endpoint.method != .get)
-            let body = endpoint.method == .get ? [] : Array(buffer: try await request.collectBody(upTo: API.maximumBody))
+            let user: WebUser?
+            do { user = try auth.user(of: request, peerIsLoopback: context.peerIsLoopback, writing: endpoint.method != .get) } catch {
+                if endpoint.streamed != nil { await API.discard(request.body) }  // an upload refused: read to its end, answered
+                throw error
+            }
+            let body = endpoint.method == .get || endpoint.streamed != nil ? [] : Array(buffer: try await request.collectBody(upTo: API.maximumBody))
             var parameters: [String: String] = [:]
             for name in endpoint.parameters {
                 let raw = context.parameters.get(name) ?? ""
@@ -89,9 +98,11 @@ public struct WebServer: Sendable {
             }
             var query: [String: String] = [:]
             for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
-            let call = API.Call(parameters: parameters, query: query, body: body, user: user, range: request.headers[.range])
-            let (status, value) = try await offloaded { try endpoint.handler(api)(call) }
-            if let own = value as? any OwnResponse { return own.response() }
+            let call = API.Call(parameters: parameters, query: query, body: body, user: user, range: request.headers[.range], headers: request.headers)
+            let (status, value) = if let streamed = endpoint.streamed { try await streamed(api, call, request.body) } else {
+                try await offloaded { try endpoint.handler(api)(call) }
+            }
+            if let raw = value as? any OwnResponse { return raw.response() }
             return json(status, value)
         } catch let e as WebError {
             return json(e.status, ErrorBody(e))

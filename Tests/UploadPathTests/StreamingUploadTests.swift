@@ -344,4 +344,43 @@ import ModelStore
         #expect(r.parts == 2)
         #expect(same(try store.get(key, range: nil), data))
     }
+
+    /// A writer that cannot send the stored parts again (a client over HTTP) goes on after them:
+    /// only the rest is uploaded, and the sha256 (read back) is the whole file's.
+    @Test func continueAfterStoredPartsTakesOnlyTheRest() throws {
+        let data = randomBytes(4 * partSize + 1000)
+        let point = try interruptedUpload(data, parts: 3)
+        #expect(point.wholeParts.map(\.number) == [1, 2, 3])
+        let second = makeUpload(resume: point)
+        #expect(second.continueAfterStoredParts() == Int64(3 * partSize))
+        #expect(second.bytesWritten == Int64(3 * partSize))
+        try write(Array(data[(3 * partSize)...]), to: second, chunks: [MiB + 3])
+        let r = try second.finish()
+        #expect(store.calls(.uploadPart) == 3 + 2, "parts 4 and 5 only")
+        #expect(r.size == Int64(data.count))
+        #expect(r.sha256 == sha256Hex(data))
+        #expect(same(try store.get(key, range: nil), data))
+        #expect(store.pendingUploadCount == 0)
+    }
+
+    /// A part missing in the middle (its upload failed) ends the run of whole parts there.
+    @Test func wholePartsStopAtTheFirstGapOrShortPart() {
+        let full = Int64(partSize)
+        let gap = ResumePoint(uploadID: "u", sizing: sizing, parts: [UploadedPart(number: 1, etag: "a", size: full), UploadedPart(number: 3, etag: "c", size: full)])
+        #expect(gap.wholeParts.map(\.number) == [1])
+        let short = ResumePoint(uploadID: "u", sizing: sizing, parts: [UploadedPart(number: 1, etag: "a", size: full - 1)])
+        #expect(short.wholeParts.isEmpty)
+    }
+
+    /// A writer gone mid-stream: the multipart upload stays open with its parts, nothing aborted.
+    @Test func leaveKeepsTheMultipartUploadForAResume() throws {
+        let data = randomBytes(2 * partSize + 5000)
+        let up = makeUpload()
+        try up.write(data)
+        up.leave()
+        let id = try #require(up.multipartUploadID)
+        #expect(try store.listParts(key, uploadID: id).map(\.number) == [1, 2])
+        #expect(store.pendingUploadCount == 1)
+        #expect(store.calls(.abort) == 0)
+    }
 }

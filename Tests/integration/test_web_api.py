@@ -385,6 +385,10 @@ def test_the_openapi_document_is_valid_and_describes_every_route(store, webs):
               ("get", "/api/v1/audit"), ("get", "/api/v1/stats"), ("get", "/api/v1/openapi.json"), ("get", "/health"),
               ("get", "/metrics"), ("get", "/api/v1/versions"), ("get", "/api/v1/models/{model}/compare"),
               ("get", "/api/v1/models/{model}/evaluations"), ("get", "/api/v1/services/{service}/log")}
+    # Uploads and jobs (test_web_uploads.py).
+    wanted |= {("put", "/api/v1/models/{model}/versions/{version}/content"), ("get", "/api/v1/models/{model}/versions/{version}/upload"),
+               ("delete", "/api/v1/models/{model}/versions/{version}/upload"),
+               ("post", "/api/v1/jobs"), ("get", "/api/v1/jobs/{job}/log"), ("post", "/api/v1/jobs/{job}/cancel")}
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops if method != "parameters"}
     assert described == wanted
     # Each documented read without parameters answers 200 with JSON (health with text).
