@@ -4,8 +4,7 @@ the token in no page), the model list's stat cards and search as you type, a mod
 its versions and lineage, the last version's delete refused with its reason, compare of two
 evaluated versions, the jobs pages live; and the three quick-start flows (import a model with a
 file, add a version with the suggested name and a note, train from v1 on a ready dataset and
-watch the job make v3), which need the upload and job endpoints (skipped, saying so, on a server
-without them). A screenshot of each page is saved under the pytest temp dir (printed), or under
+watch the job make v3). A screenshot of each page is saved under the pytest temp dir (printed), or under
 $MODELFS_SCREENSHOTS when it is set."""
 import json
 import os
@@ -13,16 +12,14 @@ import pwd
 import re
 import socket
 import sys
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 
 from conftest import Store
-from helpers import MODELFS, sh, wait_for
+from helpers import sh, wait_for
 from test_jobs import EVAL_COMMAND, TRAIN_COMMAND, TRAINER, JobMount, wait_succeeded
-from test_web_api import HTTP, OWNER_TOKEN, Web, cli_message
+from test_web_api import OWNER_TOKEN, Web, cli_message
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -57,7 +54,7 @@ def shots(tmp_path_factory):
 
 class World:
     """One local store, mounted with the example trainer and evaluator, served over HTTP by that mount
-    (`mount --web`) or, where the mount cannot, by `modelfs web`:
+    (`mount --web`):
     `model` has v1 (base weights), v2 trained from it on `dataset`, both evaluated on `held_out`."""
 
     def __init__(self, tmp):
@@ -70,19 +67,15 @@ class World:
 
     def start(self):
         tmp = self.tmp
-        if "--web " in sh(MODELFS, "mount", "--help").stdout:
-            # The mount serves the pages and runs the jobs they submit (`mount --web`).
-            self.web = Web.__new__(Web)  # a client of the mount's server: no process of its own
-            self.web.proc, self.web.port = None, free_port()
-            tokens = tmp / "tokens"
-            tokens.write_text(f"{OWNER_TOKEN} {os.getuid()}\n")
-            os.chmod(tokens, 0o600)
-            self.mount.args += ("--web", f"127.0.0.1:{self.web.port}", "--web-tokens", str(tokens))
-            self.mount.start()
-            wait_for(lambda: self.web.fetch("/health")[0] == 200, 60, "the mount's web server")
-        else:
-            self.mount.start()
-            self.web = Web(self.store, str(tmp))
+        # The mount serves the pages and runs the jobs they submit (`mount --web`).
+        self.web = Web.__new__(Web)  # a client of the mount's server: no process of its own
+        self.web.proc, self.web.port = None, free_port()
+        tokens = tmp / "tokens"
+        tokens.write_text(f"{OWNER_TOKEN} {os.getuid()}\n")
+        os.chmod(tokens, 0o600)
+        self.mount.args += ("--web", f"127.0.0.1:{self.web.port}", "--web-tokens", str(tokens))
+        self.mount.start()
+        wait_for(lambda: self.web.fetch("/health")[0] == 200, 60, "the mount's web server")
 
     def populate(self):
         tmp = self.tmp
@@ -149,16 +142,6 @@ def sign_in(page, world, token=OWNER_TOKEN):
 
 def shoot(page, shots, name):
     page.screenshot(path=os.path.join(shots, f"web-{name}.png"))
-
-
-def has_route(world, method, path):
-    """Whether the server has a route (its 404 for a missing route names no errno)."""
-    request = urllib.request.Request(world.url(path), data=b"" if method != "GET" else None, method=method)
-    try:
-        with HTTP.open(request, timeout=30):
-            return True
-    except urllib.error.HTTPError as e:
-        return not (e.code == 404 and json.loads(e.read())["error"].get("errno") is None)
 
 
 def test_sign_in_gives_an_httponly_session_and_writes_need_its_csrf_token(page, world, shots):
@@ -312,16 +295,13 @@ def test_the_jobs_pages_follow_a_job_live(page, world, shots):
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=120_000)
     made = world.web.ok("GET", f"/api/v1/jobs/{job}")["outputs"]
     expect(page.locator("#job-outputs")).to_contain_text(made[0])
-    if has_route(world, "GET", f"/api/v1/jobs/{job}/log"):
-        expect(page.locator("#log")).to_contain_text("job succeeded", timeout=30_000)
+    expect(page.locator("#log")).to_contain_text("job succeeded", timeout=30_000)
     shoot(page, shots, "job")
     page.goto(world.url("/services"))
     expect(page.locator("h1")).to_have_text("Services")
 
 
 def test_a_job_log_is_followed_from_its_offset(page, world):
-    if not has_route(world, "GET", f"/api/v1/jobs/{world.train}/log"):
-        pytest.skip("GET /api/v1/jobs/{job}/log is not on this server yet (h-upload's part of issue 24)")
     page.goto(world.url(f"/jobs/{world.train}"))
     expect(page.locator("#log")).to_contain_text("sign in to read it")
     sign_in(page, world)
@@ -331,12 +311,7 @@ def test_a_job_log_is_followed_from_its_offset(page, world):
     assert text.count("job succeeded") == 1, "each byte once: the page asks from the offset it has"
 
 
-# The quick-start flows: they need PUT …/content and POST /api/v1/jobs (the contract of issue 24).
-
-def need_uploads(world):
-    if not has_route(world, "PUT", "/api/v1/models/m/versions/v1.pt/content"):
-        pytest.skip("PUT /api/v1/models/{model}/versions/{version}/content is not on this server yet (h-upload's part of issue 24)")
-
+# The quick-start flows.
 
 def pick(page, path):
     page.set_input_files("#file", str(path))
@@ -351,7 +326,6 @@ def upload_and_wait(page):
 
 
 def test_import_a_model_with_a_file(page, world, shots):
-    need_uploads(world)
     sign_in(page, world)
     model = f"imported-{uuid.uuid4().hex[:6]}"
     weights = world.tmp / f"{model}.safetensors"
@@ -371,7 +345,6 @@ def test_import_a_model_with_a_file(page, world, shots):
 
 
 def test_add_a_version_with_the_suggested_name_and_a_note(page, world, shots):
-    need_uploads(world)
     sign_in(page, world)
     model = f"added-{uuid.uuid4().hex[:6]}"
     world.web.ok("POST", "/api/v1/models", {"name": model}, status=201)
@@ -381,11 +354,10 @@ def test_add_a_version_with_the_suggested_name_and_a_note(page, world, shots):
     page.goto(world.url(f"/models/{model}/add"))
     expect(page.locator("#version")).to_have_value(world.web.ok("GET", f"/api/v1/models/{model}/next")["version"])
     assert page.locator("#version").input_value() == "v2"
-    if has_route(world, "GET", "/api/v1/versions?sha256=" + "0" * 64):
-        # The same bytes as v1: the page says so before sending them.
-        pick(page, first)
-        page.click("#upload")
-        expect(page.locator("#duplicate")).to_contain_text(f"{model}/v1")
+    # The same bytes as v1: the page says so before sending them.
+    pick(page, first)
+    page.click("#upload")
+    expect(page.locator("#duplicate")).to_contain_text(f"{model}/v1")
     second = world.tmp / f"{model}-2.safetensors"
     sh(sys.executable, TRAINER, "--init", str(second), "--seed", "5")
     pick(page, second)
@@ -399,9 +371,6 @@ def test_add_a_version_with_the_suggested_name_and_a_note(page, world, shots):
 
 
 def test_train_from_v1_on_a_ready_dataset_and_watch_v3_appear(page, world, shots):
-    need_uploads(world)
-    if not has_route(world, "POST", "/api/v1/jobs"):
-        pytest.skip("POST /api/v1/jobs is not on this server yet (h-upload's part of issue 24)")
     sign_in(page, world)
     model = f"trained-{uuid.uuid4().hex[:6]}"
     world.web.ok("POST", "/api/v1/models", {"name": model}, status=201)
