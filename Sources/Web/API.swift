@@ -159,14 +159,17 @@ struct API: Sendable {
     }
 
     func getVersion(_ call: Call) throws -> Answer {
-        let v = try port.version(called: call.parameter("version"), of: call.parameter("model"))
+        let m = try port.model(called: call.parameter("model"))
+        try rights.checkSearch(m, by: call.user)
+        let v = try port.version(called: call.parameter("version"), in: m)
         return (.ok, versionRow(v, aliases: try port.aliases(of: v.modelID), evaluations: try port.evaluations(of: v.id)))
     }
 
     struct Next: Encodable, Sendable { var version: String }
 
     func nextVersion(_ call: Call) throws -> Answer {
-        (.ok, Next(version: try registry.nextVersionName(of: call.parameter("model"))))
+        try rights.checkSearch(try port.model(called: call.parameter("model")), by: call.user)
+        return (.ok, Next(version: try registry.nextVersionName(of: call.parameter("model"))))
     }
 
     struct VersionChange: Decodable { var name: String?; var note: String? }
@@ -219,7 +222,8 @@ struct API: Sendable {
     }
 
     func listAliases(_ call: Call) throws -> Answer {
-        (.ok, try registry.aliases(of: call.parameter("model")).filter { $0.alias.isNamed }.map { aliasRow($0.alias, $0.version) })
+        try rights.checkList(try port.model(called: call.parameter("model")), by: call.user)
+        return (.ok, try registry.aliases(of: call.parameter("model")).filter { $0.alias.isNamed }.map { aliasRow($0.alias, $0.version) })
     }
 
     struct AliasTarget: Decodable { var version: String }

@@ -48,6 +48,15 @@ struct Rights {
         }
     }
 
+    /// Looking a version or an alias up by name (`stat models/<m>/<v>`): search on the model's
+    /// directory; without a user, as nobody.
+    func checkSearch(_ m: Model, by user: WebUser?) throws(StoreError) {
+        let dir = Rights.directory(m)
+        guard dir.allows(.search, to: Rights.asker(user)) else {
+            throw StoreError(.accessDenied, "\(user?.name ?? "a request without a user") may not look inside model \(m.name): mode \(String(dir.mode, radix: 8)) of uid \(dir.uid) says no")
+        }
+    }
+
     static let nobody: UInt32 = 65534
 
     func checkNote(_ m: Model, _ v: Version, by user: WebUser) throws(StoreError) {

@@ -531,6 +531,11 @@ def test_the_duplicate_check_finds_ready_versions_the_asker_may_list(store, name
     assert refusal(web, "GET", f"/api/v1/models/{private}/evaluations", token=EVE_TOKEN)[:2] == (403, "EACCES")
     assert refusal(web, "GET", f"/api/v1/models/{private}/compare?versions=v3", token=EVE_TOKEN)[:2] == (403, "EACCES")
     assert [v["name"] for v in web.ok("GET", f"/api/v1/models/{private}/versions")] == ["v3"]
+    # Nor look a version, an alias or the next name up in it, as `stat` and `cat .next` on the mount.
+    for path in (f"/api/v1/models/{private}/versions/v3", f"/api/v1/models/{private}/aliases", f"/api/v1/models/{private}/next"):
+        for token in (EVE_TOKEN, None):
+            assert refusal(web, "GET", path, token=token)[:2] == (403, "EACCES"), (path, token)
+        web.ok("GET", path)
 
 
 def test_compare_and_evaluations_are_the_clis(store, name, tmp_path, webs):
