@@ -137,17 +137,12 @@ final class Sessions: Sendable {
 
     /// The `Set-Cookie` of a session (an empty id: the one that ends it in the browser).
     static func cookie(_ id: String) -> String {
-        "\(cookieName)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(id.isEmpty ? 0 : Int(lifetime))"
+        Cookie(name: cookieName, value: id, maxAge: id.isEmpty ? 0 : Int(lifetime), path: "/", httpOnly: true, sameSite: .strict).description
     }
 
     /// The session id among a request's `Cookie` headers.
     static func id(inCookies headers: [String]) -> String? {
-        for header in headers {
-            for pair in header.split(separator: ";") {
-                let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                if kv.count == 2, kv[0] == cookieName, !kv[1].isEmpty { return kv[1] }
-            }
-        }
-        return nil
+        guard let value = Cookies(from: headers)[cookieName]?.value, !value.isEmpty else { return nil }
+        return value
     }
 }
