@@ -383,5 +383,10 @@ enum Migrations {
         );
         CREATE INDEX services_by_model ON services (model_id, status);
         """,
+        // 17: the duplicate check before an upload (`GET /api/v1/versions?sha256=`) finds a
+        // version by its content without reading every version.
+        """
+        CREATE INDEX versions_by_sha256 ON versions (sha256);
+        """,
     ]
 }

@@ -63,6 +63,13 @@ extension CatalogCases {
         #expect(same.map { "\($0.0.name)/\($0.1.name)" } == ["a/v1", "c-Émile/v1"])
         #expect(same.first?.0 == a && same.first?.1.size == 1000)
         #expect(try catalog.readyVersions(sha256: String(repeating: "c", count: 64)).isEmpty)
+        // …by an index of the content's hash, not by reading every version (migration 17).
+        let indexes = try catalog.database.read { db in
+            try db.query(catalog.database.isShared
+                ? "SELECT indexname FROM pg_indexes WHERE tablename = 'versions'"
+                : "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'versions'") { $0.text(0) }
+        }
+        #expect(indexes.contains("versions_by_sha256"), "\(indexes)")
     }
 }
 
