@@ -135,9 +135,11 @@ final class Sessions: Sendable {
 
     func close(_ id: String) { live.withLock { _ = $0.removeValue(forKey: id) } }
 
-    /// The `Set-Cookie` of a session (an empty id: the one that ends it in the browser).
-    static func cookie(_ id: String) -> String {
-        Cookie(name: cookieName, value: id, maxAge: id.isEmpty ? 0 : Int(lifetime), path: "/", httpOnly: true, sameSite: .strict).description
+    /// The `Set-Cookie` of a session (an empty id: the one that ends it in the browser); `secure`
+    /// behind a TLS proxy.
+    static func cookie(_ id: String, secure: Bool = false) -> String {
+        Cookie(name: cookieName, value: id, maxAge: id.isEmpty ? 0 : Int(lifetime), path: "/", secure: secure, httpOnly: true,
+               sameSite: .strict).description
     }
 
     /// The session id among a request's `Cookie` headers.

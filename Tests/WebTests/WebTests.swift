@@ -266,6 +266,7 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     let cookie = Sessions.cookie(id)
     #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"))
     #expect(Sessions.cookie("").contains("Max-Age=0"))
+    #expect(!cookie.contains("Secure") && Sessions.cookie(id, secure: true).contains("Secure"))
 }
 
 // MARK: Pages

@@ -45,7 +45,8 @@ class Web:
         wait_for(self.up, timeout=60, what="modelfs web to answer /health")
 
     def up(self):
-        assert self.proc.poll() is None, self.output()
+        """Whether /health answers (not yet while it is not listening); a server of its own must still run."""
+        assert self.proc is None or self.proc.poll() is None, self.output()
         try:
             with HTTP.open(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
                 return r.status == 200

@@ -6,12 +6,14 @@ evaluated versions, the jobs pages live; and the three quick-start flows (import
 file, add a version with the suggested name and a note, train from v1 on a ready dataset and
 watch the job make v3). A screenshot of each page is saved under the pytest temp dir (printed), or under
 $MODELFS_SCREENSHOTS when it is set."""
+import http.client
 import json
 import os
 import pwd
 import re
 import socket
 import sys
+import urllib.parse
 import uuid
 
 import pytest
@@ -75,7 +77,7 @@ class World:
         os.chmod(tokens, 0o600)
         self.mount.args += ("--web", f"127.0.0.1:{self.web.port}", "--web-tokens", str(tokens))
         self.mount.start()
-        wait_for(lambda: self.web.fetch("/health")[0] == 200, 60, "the mount's web server")
+        wait_for(self.web.up, 60, "the mount's web server")
 
     def populate(self):
         tmp = self.tmp
@@ -177,6 +179,23 @@ def test_sign_in_gives_an_httponly_session_and_writes_need_its_csrf_token(page, 
     page.click("header .who button")
     assert not [c for c in page.context.cookies() if c["name"] == "modelfs_session" and c["value"]]
     expect(page.locator("header a.who")).to_have_text("Sign in")
+
+
+def test_behind_a_tls_proxy_the_session_cookie_is_secure(world):
+    """A proxy that ends TLS says so (`X-Forwarded-Proto: https`): the cookie is then never sent over plain HTTP."""
+    def set_cookie(headers):
+        c = http.client.HTTPConnection("127.0.0.1", world.web.port, timeout=30)
+        c.request("POST", "/login", urllib.parse.urlencode({"token": OWNER_TOKEN}),
+                  {"Content-Type": "application/x-www-form-urlencoded", **headers})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.status == 303, r.status
+        return r.getheader("Set-Cookie")
+    plain, tls = set_cookie({}), set_cookie({"X-Forwarded-Proto": "https"})
+    assert "HttpOnly" in plain and "SameSite=Strict" in plain and "Secure" not in plain, plain
+    assert "Secure" in tls and "HttpOnly" in tls, tls
+    assert OWNER_TOKEN not in plain + tls
 
 
 def test_the_model_list_pages_and_filters_as_you_type(page, world, shots):

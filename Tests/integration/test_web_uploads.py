@@ -175,8 +175,8 @@ def test_a_job_submitted_to_a_mount_serving_the_api_runs_there(store, name, moun
     probe.close()
     m = mounts(store, "--train-command", f"{sys.executable} {TRAINER}", "--web", f"127.0.0.1:{port}", "--web-tokens", str(tokens))
     web = Web.__new__(Web)  # a client of the mount's server: no process of its own
-    web.port = port
-    wait_for(lambda: web.fetch("/health")[0] == 200, 30, "the mount's web server")
+    web.proc, web.port = None, port
+    wait_for(web.up, 30, "the mount's web server")
     model, data = name("job"), name("qa")
     base, records = tmp_path / "base.safetensors", tmp_path / "qa.jsonl"
     sh(sys.executable, TRAINER, "--init", str(base))

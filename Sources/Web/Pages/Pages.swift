@@ -101,6 +101,13 @@ struct Pages: Sendable {
         return URL(string: origin).map { url in url.host.map { $0 + (url.port.map { ":\($0)" } ?? "") } != host } ?? true
     }
 
+    /// Whether the browser reached a TLS proxy in front (`X-Forwarded-Proto: https`): its session
+    /// cookie is then `Secure`, never sent over plain HTTP. A client that claims it falsely only
+    /// keeps its own cookie off plain HTTP.
+    static func cameOverTLS(_ request: Request) -> Bool {
+        request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
+    }
+
     func login(_ request: Request, _ context: WebContext) async -> Response {
         var request = request
         guard !Pages.isCrossSite(request) else { return errorPage(WebError(.forbidden, "a sign-in from another site is refused"), .nobody) }
@@ -109,7 +116,7 @@ struct Pages: Sendable {
         do {
             let user = try auth.user(ofToken: (fields["token"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
             let id = auth.sessions.open(for: user)
-            return HTML.respond(.seeOther, "", headers: [.location: next, .setCookie: Sessions.cookie(id)])
+            return HTML.respond(.seeOther, "", headers: [.location: next, .setCookie: Sessions.cookie(id, secure: Pages.cameOverTLS(request))])
         } catch {
             var response = (try? loginForm(next: next, .nobody, message: error.message)) ?? HTML.respond(.unauthorized, error.message)
             response.status = .unauthorized
@@ -128,7 +135,7 @@ struct Pages: Sendable {
         } catch {
             return errorPage(error, .nobody)
         }
-        return HTML.respond(.seeOther, "", headers: [.location: "/", .setCookie: Sessions.cookie("")])
+        return HTML.respond(.seeOther, "", headers: [.location: "/", .setCookie: Sessions.cookie("", secure: Pages.cameOverTLS(request))])
     }
 
     // MARK: Reading a request
