@@ -1,13 +1,15 @@
 """The CLI end to end, on the embedded local store and on a real S3 server that checks SigV4."""
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 
 import pytest
 
 from conftest import Store
-from helpers import MODELFS, make_file, sha256_file, wait_for_parts
+from helpers import MODELFS, make_file, sha256_file, wait_for, wait_for_parts
 
 # Every CLI test runs on every S3 implementation (s3api, moto, RGW), beside the local store.
 pytestmark = pytest.mark.every_s3
@@ -275,9 +277,19 @@ def test_the_hints_scripts_run_prints_name_a_modelfs_that_runs(tmp_path, mounts)
                PATH="/usr/local/bin:/usr/bin:/bin")
     for k in ("MODELFS_DATA_DIR", "MODELFS_BUCKET", "MODELFS_CATALOG", "MODELFS_DB", "XDG_DATA_HOME"):
         env.pop(k, None)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    env["MODELFS_WEB"] = f"127.0.0.1:{probe.getsockname()[1]}"
+    probe.close()
     mountpoint = mounts(None, path=tmp_path / "mnt", start=False).path  # scripts/run mounts it
     p = subprocess.run([os.path.join(root, "scripts", "run"), mountpoint], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
+    # The mount serves the pages, and made its owner a tokens file no one else reads.
+    url, tokens = re.search(r"Pages and the JSON API: (http://\S+) \(.* token in (\S+)\)", p.stdout).groups()
+    assert url == f"http://{env['MODELFS_WEB']}/" and os.stat(tokens).st_mode & 0o777 == 0o600, p.stdout
+    wait_for(lambda: subprocess.run(["curl", "-sf", "-o", "/dev/null", url]).returncode == 0, 30, "the mount's pages")
+    assert "modelfs" in subprocess.run(["curl", "-s", url], capture_output=True, text=True).stdout
+    assert open(tokens).read().split()[0] not in p.stdout + p.stderr, "the token is in the file, not on the terminal"
     hints = p.stdout.split("Try it:", 1)[1]
     commands = {c.split()[0] for line in hints.splitlines() if line.startswith("  ") for c in line.split(";") if c.strip()}
     assert {"mkdir", "cp", "cat"} <= commands, hints
