@@ -21,6 +21,7 @@ import pytest
 from conftest import Store
 from helpers import sh, wait_for
 from test_jobs import EVAL_COMMAND, TRAIN_COMMAND, TRAINER, JobMount, wait_succeeded
+from test_services import SERVE
 from test_web_api import OWNER_TOKEN, Web, cli_message
 
 try:
@@ -75,7 +76,7 @@ class World:
         tokens = tmp / "tokens"
         tokens.write_text(f"{OWNER_TOKEN} {os.getuid()}\n")
         os.chmod(tokens, 0o600)
-        self.mount.args += ("--web", f"127.0.0.1:{self.web.port}", "--web-tokens", str(tokens))
+        self.mount.args += ("--web", f"127.0.0.1:{self.web.port}", "--web-tokens", str(tokens), "--serve-command", SERVE)
         self.mount.start()
         wait_for(self.web.up, 60, "the mount's web server")
 
@@ -316,8 +317,29 @@ def test_the_jobs_pages_follow_a_job_live(page, world, shots):
     expect(page.locator("#job-outputs")).to_contain_text(made[0])
     expect(page.locator("#log")).to_contain_text("job succeeded", timeout=30_000)
     shoot(page, shots, "job")
+
+
+def test_the_services_page_follows_a_service_and_stops_it(page, world, shots):
+    """A service of the example server on v2 (its weights held back 2 s): the page follows its log
+    and status live to `ready`, shows its endpoint, and its Stop button stops it."""
+    name = f"svc-{uuid.uuid4().hex[:6]}"
+    world.web.ok("POST", "/api/v1/services", {"model": world.model, "version": "v2", "name": name, "params": {"delay": "2"}}, status=201)
+    sign_in(page, world)
     page.goto(world.url("/services"))
-    expect(page.locator("h1")).to_have_text("Services")
+    row = page.locator(f'tr[data-service="{name}"]')
+    expect(row).to_contain_text(world.model)
+    row.locator("button.service-log").click()
+    expect(page.locator("#log")).to_contain_text("serve_example: listening on", timeout=60_000)
+    expect(row.locator(".service-status")).to_have_text("ready", timeout=60_000)
+    page.reload()
+    endpoint = world.web.ok("GET", "/api/v1/services")
+    endpoint = next(s for s in endpoint if s["name"] == name)["endpoint"]
+    expect(row).to_contain_text(endpoint)
+    shoot(page, shots, "services")
+    row.locator('button.service-action[data-action="stop"]').click()
+    expect(row.locator(".service-status")).to_have_text(re.compile("stopping|stopped"), timeout=30_000)
+    wait_for(lambda: next(s for s in world.web.ok("GET", "/api/v1/services") if s["name"] == name)["status"] == "stopped", 60,
+             "the service to stop")
 
 
 def test_a_job_log_is_followed_from_its_offset(page, world):
