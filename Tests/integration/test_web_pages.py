@@ -132,8 +132,12 @@ def page(browser, world):
     p = context.new_page()
     p.on("dialog", lambda dialog: dialog.accept())
     p.set_default_timeout(30_000)
+    # Every page runs under its Content-Security-Policy: nothing of it may be refused by it.
+    refused = []
+    p.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     yield p
     context.close()
+    assert not refused, refused
 
 
 def sign_in(page, world, token=OWNER_TOKEN):
@@ -192,6 +196,8 @@ def test_behind_a_tls_proxy_the_session_cookie_is_secure(world):
         r.read()
         c.close()
         assert r.status == 303, r.status
+        # Pages load only this server's script and style, in no other site's frame.
+        assert "script-src 'self'" in r.getheader("Content-Security-Policy") and "frame-ancestors 'none'" in r.getheader("Content-Security-Policy")
         return r.getheader("Set-Cookie")
     plain, tls = set_cookie({}), set_cookie({"X-Forwarded-Proto": "https"})
     assert "HttpOnly" in plain and "SameSite=Strict" in plain and "Secure" not in plain, plain
