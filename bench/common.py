@@ -4,6 +4,7 @@ stops what is left), the environment of a modelfs command on a store, the S3 cli
 page cache, the mount's CPU seconds and peak RSS from /proc, bytes fetched from the mount's .stats,
 and the table of figures against their baselines (medians, ratios, peak RSS)."""
 import os
+import socket
 import shlex
 import signal
 import statistics
@@ -18,6 +19,13 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 _live = []  # mounts and servers not yet stopped, newest last
+
+
+def free_port():
+    """A port of 127.0.0.1 free now (a server started next binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def log(msg):

@@ -22,24 +22,17 @@ rounds, and the ratio to the baseline. Needs root (drop_caches).
 import argparse
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import urllib.request
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH)
-from common import (MiB, ModelfsMount, cleanup, cpu_seconds, dd, drop_caches, empty_bucket, fmt, loadavg, log, med,  # noqa: E402
+from common import (free_port, MiB, ModelfsMount, cleanup, cpu_seconds, dd, drop_caches, empty_bucket, fmt, loadavg, log, med,  # noqa: E402
                     modelfs_env, run, s3_client)
 
 
 PHASES = {"off": ("cold", "warm", "direct 4k"), "auto": ("cold", "warm")}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port):

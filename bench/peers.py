@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Managed, log_tail, wait_mounted, peak_rss_mib, unmount, wait_until  # noqa: E402
+from common import free_port, log_tail, Managed, peak_rss_mib, unmount, wait_mounted, wait_until  # noqa: E402
 
 READ = 64 << 10
 
@@ -113,12 +113,6 @@ class RcloneMount(Managed):
 
     def peak_rss_mib(self):
         return peak_rss_mib(self.proc.pid)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Nginx(Managed):

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import uuid
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
-from common import (bench_setup, ModelfsMount, attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med,  # noqa: E402
+from common import (free_port, bench_setup, ModelfsMount, attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med,  # noqa: E402
                     modelfs_env, report, run, s3_client, wait_until)
 
 EXAMPLE = os.path.join(ROOT, "scripts", "serve_example.py")
@@ -70,12 +69,6 @@ def probabilities(base):
     if status != 200:
         raise RuntimeError(f"POST {base}/v1/classify answered {status}")
     return [d["probabilities"] for d in answer["data"]]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------- by hand --

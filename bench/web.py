@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -30,12 +29,13 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from common import free_port  # noqa: E402
 MODELFS = os.environ.get("MODELFS_BIN") or os.path.join(ROOT, ".build/release/modelfs")
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 TICKS = os.sysconf("SC_CLK_TCK")
 BIG = "big-model"
-# The HTML pages, measured when the server answers them with 200 (not yet on this branch: the
-# pages' branch lands them; nothing else to change here).
+# The HTML pages, measured as the API is (a model list's first page, a model's first page of versions).
 PAGES = ["/", f"/models/{BIG}"]
 
 
@@ -73,14 +73,6 @@ def seed(env, catalog, models, versions):
             "VALUES (?, ?, 'zip', ?, ?, ?, 'ready', 'a note', ?, ?, ?, ?, 292)",
             [(big, f"v{i}", f"{BIG}/v{i}.zip", 1000 + i, f"{i:064x}", now, now, uid, gid) for i in range(1, versions + 1)])
     db.close()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def cpu_seconds(pid):

@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,17 +32,11 @@ import uuid
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
-from common import (bench_setup, attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med, modelfs_env,  # noqa: E402
+from common import (free_port, bench_setup, attempt, cleanup, cpu_seconds, empty_bucket, fmt, loadavg, log, med, modelfs_env,  # noqa: E402
                     peak_rss_mib, report, run, s3_client, timed_child, wait_until)
 
 MiB = 1 << 20
 TOKEN = "bench-" + uuid.uuid4().hex
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Store:

@@ -3,6 +3,7 @@ reading a mount's extended attributes and `.stats`, and `Mount`, one real mount 
 the `mounts` fixture (conftest.py) starts and always unmounts. docs/TESTING.md shows how to use them."""
 import hashlib
 import os
+import socket
 import signal
 import sqlite3
 import subprocess
@@ -70,6 +71,13 @@ def xattr(path, name):
 def xattrs(path):
     """Every `user.*` attribute of `path`, by full name, as `getfattr -d` lists them."""
     return {k: os.getxattr(path, k).decode() for k in os.listxattr(path) if k.startswith("user.")}
+
+
+def free_port():
+    """A port of 127.0.0.1 free now (a server started next binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout=60, what="condition", poll=0.05):

@@ -3,13 +3,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 
 import pytest
 
 from conftest import Store
-from helpers import MODELFS, make_file, sha256_file, wait_for, wait_for_parts
+from helpers import MODELFS, free_port, make_file, sha256_file, wait_for, wait_for_parts
 
 # Every CLI test runs on every S3 implementation (s3api, moto, RGW), beside the local store.
 pytestmark = pytest.mark.every_s3
@@ -277,10 +276,7 @@ def test_the_hints_scripts_run_prints_name_a_modelfs_that_runs(tmp_path, mounts)
                PATH="/usr/local/bin:/usr/bin:/bin")
     for k in ("MODELFS_DATA_DIR", "MODELFS_BUCKET", "MODELFS_CATALOG", "MODELFS_DB", "XDG_DATA_HOME"):
         env.pop(k, None)
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    env["MODELFS_WEB"] = f"127.0.0.1:{probe.getsockname()[1]}"
-    probe.close()
+    env["MODELFS_WEB"] = f"127.0.0.1:{free_port()}"
     mountpoint = mounts(None, path=tmp_path / "mnt", start=False).path  # scripts/run mounts it
     p = subprocess.run([os.path.join(root, "scripts", "run"), mountpoint], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr

@@ -9,15 +9,9 @@ import urllib.request
 
 import pytest
 
-from helpers import MODELFS, make_file, sh, sha256_file
+from helpers import free_port, make_file, sh, sha256_file
 
 MiB = 1 << 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port):

@@ -5,7 +5,6 @@ from the server's code."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -14,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from helpers import wait_for
+from helpers import free_port, wait_for
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../scripts")
 sys.path.insert(0, SCRIPTS)
@@ -47,12 +46,6 @@ def expected(path, texts, tmp_path):
     data_path.write_text("".join(json.dumps({"text": x, "label": 0}) + "\n" for x in texts))
     data = t.load_dataset(str(data_path), t.Featurizer(w["w1"].shape[0]), w["w2"].shape[1])
     return t.forward(w, t.densify(data, np.arange(len(texts)), w["w1"].shape[0]))[1]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -9,15 +9,13 @@ import json
 import re
 import os
 import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from helpers import MODELFS, errno_of, sh, sha256_file, shared_top, wait_for, xattr
+from helpers import MODELFS, errno_of, free_port, sh, sha256_file, shared_top, wait_for, xattr
 
 OWNER_TOKEN = "owner-token-0123456789abcdef"
 # A second user by number: no account needed, the web and the kernel both go by uid.
@@ -35,10 +33,7 @@ class Web:
         with open(self.tokens, "w") as f:
             f.write(f"# token user\n{OWNER_TOKEN} {os.getuid()}\n{EVE_TOKEN} {EVE_UID}\n")
         os.chmod(self.tokens, 0o600)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         self.log = open(os.path.join(directory, "web.log"), "w+")
         self.proc = subprocess.Popen([MODELFS, "web", "--listen", f"127.0.0.1:{self.port}", "--tokens", self.tokens, *args],
                                      env=store.env(), stdout=self.log, stderr=subprocess.STDOUT)

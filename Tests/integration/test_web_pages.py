@@ -11,7 +11,6 @@ import json
 import os
 import pwd
 import re
-import socket
 import sys
 import urllib.parse
 import uuid
@@ -19,7 +18,7 @@ import uuid
 import pytest
 
 from conftest import Store
-from helpers import sh, wait_for
+from helpers import free_port, sh, wait_for
 from test_jobs import EVAL_COMMAND, TRAIN_COMMAND, TRAINER, JobMount, wait_succeeded
 from test_services import SERVE
 from test_web_api import OWNER_TOKEN, Web, cli_message
@@ -104,14 +103,6 @@ class World:
         if self.web and self.web.proc:
             self.web.stop()
         self.mount.unmount()
-
-
-def free_port():
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
-    return port
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import sh, sha256_file, wait_for
+from helpers import free_port, sh, sha256_file, wait_for
 from test_web_api import EVE_TOKEN, OWNER_TOKEN, EVE_UID, Web, refusal, webs  # noqa: F401 (webs: the fixture)
 
 MiB = 1 << 20
@@ -169,10 +169,7 @@ def test_a_job_submitted_to_a_mount_serving_the_api_runs_there(store, name, moun
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{OWNER_TOKEN} {os.getuid()}\n{EVE_TOKEN} {EVE_UID}\n")
     os.chmod(tokens, 0o600)
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = free_port()
     m = mounts(store, "--train-command", f"{sys.executable} {TRAINER}", "--web", f"127.0.0.1:{port}", "--web-tokens", str(tokens))
     web = Web.__new__(Web)  # a client of the mount's server: no process of its own
     web.proc, web.port = None, port
