@@ -5,7 +5,7 @@ import ModelStore
 /// The logs of jobs and services: files of the mount's, in directories of the mount's, that the
 /// command writes to (a local child) or that the mount copies the command's own output into
 /// (Slurm). Opened as ``JobFiles`` opens anything: never through a link, never waiting.
-enum Logs {
+public enum Logs {
     /// Appends one line of modelfs's own, `modelfs: <line>`. O_APPEND: the command writes to the
     /// same file, and a seek to the end followed by a write would overwrite what it wrote between.
     static func note(_ path: String, _ line: String) {
@@ -46,7 +46,7 @@ enum Logs {
 
     /// Bytes of the log `log` in `dir`: a regular file of one of `owners` with no other name;
     /// empty when there is none such.
-    static func read(_ dir: String, owners: Set<UInt32>, offset: Int64, size: Int) -> [UInt8] {
+    public static func read(_ dir: String, owners: Set<UInt32>, offset: Int64, size: Int) -> [UInt8] {
         (try? JobFiles.withDirectory(dir) { (d) throws(StoreError) -> [UInt8] in
             let (fd, _) = try JobFiles.openFile("log", in: d, owners: owners, singleLink: true)
             defer { close(fd) }
@@ -55,7 +55,7 @@ enum Logs {
     }
 
     /// The log's size, as `ls -l` shows it (`lstat`: neither follows nor waits).
-    static func size(_ path: String) -> Int64 {
+    public static func size(_ path: String) -> Int64 {
         var st = stat()
         guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return 0 }
         return Int64(st.st_size)

@@ -17,9 +17,6 @@ extension API {
         Endpoint(method: .post, path: "/api/v1/jobs/{job}/cancel", handler: API.cancelJob),
     ]
 
-    /// The most of a log one answer carries: a tail asks again from where it got to.
-    static let logPiece = 4 << 20
-
     var runner: JobService {
         get throws(StoreError) {
             guard let jobs else { throw StoreError(.notSupported, "this server takes no jobs: serve it from a mount (modelfs mount … --web)") }
@@ -81,7 +78,7 @@ extension API {
         return (.ok, try port.job(job.id) ?? job)
     }
 
-    /// The log from byte `offset` (at most ``logPiece``), `text/plain`, with `X-Log-Size`: the
+    /// The log from byte `offset` (at most ``LogTail/piece``), `text/plain`, with `X-Log-Size`: the
     /// bytes so far. Its owner's and root's, as `jobs/<id>/log` is (0400) on the mount.
     func jobLog(_ call: Call) throws -> Answer {
         let job = try job(call)
@@ -96,24 +93,7 @@ extension API {
         let offset = try LogTail.offset(call.query)
         let jobs = try runner
         let size = jobs.logSize(of: job.id)
-        let bytes = offset < size ? jobs.readLog(of: job, offset: offset, size: Int(min(size - offset, Int64(API.logPiece)))) : []
-        return (.ok, PlainText(bytes: bytes, headers: [HTTPField.Name("X-Log-Size")!: String(size)]))
-    }
-}
-
-/// Text as it is (a log), with headers of its own.
-struct PlainText: OwnResponse, Encodable {
-    var bytes: [UInt8]
-    var headers: HTTPFields = [:]
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(String(decoding: bytes, as: UTF8.self))
-    }
-
-    func response() -> Response {
-        var headers = headers
-        headers[.contentType] = "text/plain; charset=utf-8"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        let bytes = offset < size ? jobs.readLog(of: job, offset: offset, size: Int(min(size - offset, Int64(LogTail.piece)))) : []
+        return (.ok, LogTail(bytes: bytes, size: size))
     }
 }

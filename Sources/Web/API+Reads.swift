@@ -160,7 +160,7 @@ extension API {
             throw StoreError(.accessDenied, "\(call.user?.name ?? "a request without a user") may not read the log of service \(s.id.rawValue): it is uid \(s.owner.uid)'s")
         }
         let offset = try LogTail.offset(call.query)
-        guard let dataDirectory, let tail = LogTail.read(dataDirectory + "/services/" + s.id.rawValue + "/log", from: offset) else {
+        guard let dataDirectory, let tail = LogTail.read(directory: dataDirectory + "/services/" + s.id.rawValue, from: offset) else {
             throw StoreError.notFound("no log of service \(s.id.rawValue) here: it is on the node that runs it")
         }
         return (.ok, tail)

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import HTTPTypes
 import Hummingbird
+import Jobs
 import ModelStore
 
 /// A log file read from a byte offset, for a live tail over HTTP: `text/plain`, the bytes from
@@ -14,19 +15,15 @@ struct LogTail: Encodable, Sendable {
     let bytes: [UInt8]
     let size: Int64
 
-    /// The log at `path` from `offset`; nil when there is no such regular file. Never follows a
-    /// link nor waits on a FIFO: a command may have put anything in its directory.
-    static func read(_ path: String, from offset: Int64) -> LogTail? {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+    /// The log of the mount's directory `dir` (a service's) from `offset`; nil when it has none.
+    /// Read as the mount reads it (``Logs``): never through a link, never waiting on a FIFO, only
+    /// a file of this process's user.
+    static func read(directory dir: String, from offset: Int64) -> LogTail? {
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard lstat(dir + "/log", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         let size = Int64(st.st_size)
-        let count = Int(max(0, min(size - offset, Int64(piece))))
-        var bytes = [UInt8](repeating: 0, count: count)
-        let got = count == 0 ? 0 : bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
-        return LogTail(bytes: Array(bytes.prefix(max(0, got))), size: size)
+        return LogTail(bytes: offset < size ? Logs.read(dir, owners: [getuid()], offset: offset, size: Int(min(size - offset, Int64(piece)))) : [],
+                       size: size)
     }
 
     /// `?offset=N`: a byte offset, 0 when not given.

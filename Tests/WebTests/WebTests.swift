@@ -178,18 +178,20 @@ func loopback(_ ip: String, _ expected: Bool) throws {
 }
 
 @Test func aLogIsReadFromAnOffsetWithItsSize() throws {
-    let path = NSTemporaryDirectory() + "modelfs-log-\(getpid())"
-    defer { unlink(path) }
-    try "0123456789".write(toFile: path, atomically: false, encoding: .utf8)
-    let whole = try #require(LogTail.read(path, from: 0))
+    let dir = NSTemporaryDirectory() + "modelfs-log-\(getpid())"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try "0123456789".write(toFile: dir + "/log", atomically: false, encoding: .utf8)
+    let whole = try #require(LogTail.read(directory: dir, from: 0))
     #expect(whole.bytes == Array("0123456789".utf8) && whole.size == 10)
-    #expect(LogTail.read(path, from: 7)?.bytes == Array("789".utf8))
-    #expect(LogTail.read(path, from: 50).map { ($0.bytes, $0.size) } ?? ([1], 0) == ([], 10))
-    #expect(LogTail.read(path + ".missing", from: 0) == nil)
+    #expect(LogTail.read(directory: dir, from: 7)?.bytes == Array("789".utf8))
+    #expect(LogTail.read(directory: dir, from: 50).map { ($0.bytes, $0.size) } ?? ([1], 0) == ([], 10))
+    #expect(LogTail.read(directory: dir + "/none", from: 0) == nil)
     // Never through a link.
-    symlink(path, path + ".link")
-    defer { unlink(path + ".link") }
-    #expect(LogTail.read(path + ".link", from: 0) == nil)
+    let linked = dir + "/linked"
+    try FileManager.default.createDirectory(atPath: linked, withIntermediateDirectories: true)
+    symlink(dir + "/log", linked + "/log")
+    #expect(LogTail.read(directory: linked, from: 0) == nil)
     #expect(try LogTail.offset(["offset": "12"]) == 12 && LogTail.offset([:]) == 0)
     #expect(throws: StoreError.self) { try LogTail.offset(["offset": "-1"]) }
     let response = whole.response()
