@@ -205,6 +205,22 @@ def machine_cpu():
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def server_cpu():
+    """CPU seconds spent so far by the S3 server that scripts/rgw-server or scripts/s3-server
+    started (their recorded pids, threads included), or None when neither names its state dir:
+    what is left of the machine's CPU is the client's (the mount or curl, the reader, the kernel)."""
+    state = os.environ.get("MODELFS_RGW_STATE_DIR") or os.environ.get("MODELFS_S3_STATE_DIR")
+    if not state or not os.path.exists(os.path.join(state, "run", "pids")):
+        return None
+    total = 0.0
+    with open(os.path.join(state, "run", "pids")) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 1 and fields[1].isdigit() and pid_alive(int(fields[1])):
+                total += cpu_seconds(int(fields[1]))
+    return total
+
+
 def stats(mnt):
     """The mount's counters from its .stats file, {name: int}."""
     with open(os.path.join(mnt, ".stats")) as f:

@@ -97,14 +97,16 @@ public final class BlockCache: @unchecked Sendable {
         chunks = ChunkPool(chunkSize: self.maxRequest, maxFree: 2)
         inFlight = ByteBudget(limit: max(maxBytesInFlight, self.maxRequest))
         // `MODELFS_WHOLE_LOADS=0`: the read path without whole-object fetches (for benchmarks).
-        // `MODELFS_WHOLE_STREAMS` and `MODELFS_WHOLE_SEGMENT_MIB` tune its GETs (for benchmarks).
+        // `MODELFS_WHOLE_STREAMS`, `MODELFS_WHOLE_SEGMENT_MIB` and `MODELFS_WHOLE_RUN_MIB` tune its
+        // GETs (for benchmarks).
         let env = ProcessInfo.processInfo.environment
         let streams = env["MODELFS_WHOLE_STREAMS"].flatMap { Int($0) } ?? 8
         let segment = (env["MODELFS_WHOLE_SEGMENT_MIB"].flatMap { Int($0) } ?? 8) << 20
+        let run = (env["MODELFS_WHOLE_RUN_MIB"].flatMap { Int($0) } ?? 32) << 20
         let metrics = ReadMetrics()
         self.metrics = metrics
         whole = env["MODELFS_WHOLE_LOADS"] == "0" ? nil
-            : disk.map { WholeFetches(disk: $0, segmentSize: segment, streams: streams, maxInFlight: streams, served: metrics.diskBytes) }
+            : disk.map { WholeFetches(disk: $0, segmentSize: segment, runSize: run, streams: streams, maxInFlight: streams, served: metrics.diskBytes) }
         whole?.settle = { [weak self] object, range in self?.settle(object: object, range: range) }
     }
 

@@ -318,8 +318,13 @@ import ModelStore
         }
     }
 
+    /// One stream, 8 MiB segments, runs of four (one GET asks for up to 32 MiB).
     func wholeFetches(_ disk: DiskCache) -> WholeFetches {
-        WholeFetches(disk: disk, segmentSize: 8 << 20, streams: 1, maxInFlight: 1, pieceSize: 256 << 10)
+        WholeFetches(disk: disk, segmentSize: 8 << 20, runSize: 32 << 20, streams: 1, maxInFlight: 1, pieceSize: 256 << 10)
+    }
+
+    func MiBs(_ range: Range<Int>) -> Range<Int64> {
+        Int64(range.lowerBound * Self.MiB)..<min(Int64(range.upperBound * Self.MiB), Int64(size))
     }
 
     @Test func aReaderOfPartOfASegmentIsServedOnceItsPartHasLandedNotTheWholeSegment() throws {
@@ -350,7 +355,7 @@ import ModelStore
         #expect(later.withLock { $0 } == Array(data[(2 * Self.MiB)..<(2 * Self.MiB + 4096)]))
         #expect(eventually { fetch.isComplete })
         #expect(contents(of: fetch.fd) == data)
-        #expect(source.calls.count == fetch.segments, "one GET per segment")
+        #expect(source.calls == [MiBs(0..<32), MiBs(32..<64), MiBs(64..<72)], "one GET per run of four segments")
     }
 
     @Test func aWaitingReaderIsWokenOnceWhenItsRangeHasLandedNotByEveryPiece() throws {
@@ -407,5 +412,37 @@ import ModelStore
         #expect(!disk.has(object: 7, range: Int64(512 << 10)..<Int64(576 << 10)))
         #expect(!disk.isVerified(object: 7))
     }
-}
 
+    // MARK: Runs
+
+    /// A reader who jumps ahead has its segment fetched next, and that GET carries on from there;
+    /// a run stops before a segment another reader waits for, which the next GET takes.
+    @Test func readersWhoJumpAreFetchedNextAndARunStopsBeforeAnotherReadersSegment() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let disk = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)
+        let fetches = wholeFetches(disk)
+        let source = GatedStream(data, blockAfter: Self.MiB)
+        let fetch = try #require(fetches.fetch(object: 7, size: Int64(size), reader: source.streamer))
+        #expect(eventually { source.waiting.withLock { $0 } }, "the first run's GET stops after 1 MiB")
+        // While it waits: a reader at 40 MiB (segment 5), then one at 56 MiB (segment 7).
+        let served = Locked<[Int: [UInt8]]>([:])
+        for (n, offset) in [40, 56].enumerated() {
+            DispatchQueue.global().async {
+                let reply = try? fetch.read(offset: Int64(offset * Self.MiB + 100), length: 4096)
+                served.withLock { $0[offset] = reply?.bytes }
+            }
+            #expect(eventually { fetch.waitersAndWakeups.waiting == n + 1 })
+        }
+        source.gate.signal()
+        #expect(eventually(seconds: 10) { served.withLock { $0.count } == 2 })
+        for offset in [40, 56] {
+            let at = offset * Self.MiB + 100
+            #expect(served.withLock { $0[offset] } == Array(data[at..<(at + 4096)]))
+        }
+        #expect(eventually { fetch.isComplete })
+        #expect(contents(of: fetch.fd) == data)
+        // The first run; segment 5 and on, up to segment 7 that another reader waits for;
+        // segment 7 and on to the end; then what is left, from where the last reader asked.
+        #expect(source.calls == [MiBs(0..<32), MiBs(40..<56), MiBs(56..<72), MiBs(32..<40)], "\(source.calls)")
+    }
+}
