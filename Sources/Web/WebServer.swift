@@ -48,7 +48,8 @@ public struct WebServer: Sendable {
     /// Serves until SIGINT or SIGTERM.
     public func run() async throws {
         let address = "http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(options.port)"
-        let app = Application(router: router(), configuration: .init(address: .hostname(options.host, port: options.port), serverName: "modelfs"),
+        let app = Application(router: router(), server: .http1(configuration: .init(additionalChannelHandlers: [ContinueHandler()])),
+                              configuration: .init(address: .hostname(options.host, port: options.port), serverName: "modelfs"),
                               onServerRunning: { _ in FileHandle.standardError.write(Data("modelfs web: serving \(address)/api/v1\n".utf8)) },
                               logger: logger)
         try await app.runService(gracefulShutdownSignals: options.stopsOnSignals ? [.sigterm, .sigint] : [])

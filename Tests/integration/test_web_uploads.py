@@ -131,6 +131,37 @@ def test_an_upload_cut_off_mid_body_stays_uploading_and_resumes_with_content_ran
     assert (status, code) == (400, "EINVAL") and "not uploading" in message, message
 
 
+def test_curl_uploading_a_file_gets_100_continue_and_sends_its_body_at_once(store, name, webs, tmp_path):
+    """`curl -T` of more than 1 MiB sends `Expect: 100-continue` and holds the body back until the
+    server answers `100 Continue` (or its own 1 s timeout passes); the server answers it on the
+    head, and a refused upload gets its refusal, not a hang."""
+    web = webs(store)
+    model = name("cont")
+    web.ok("POST", "/api/v1/models", {"name": model, "type": "text"}, status=201)
+    data = os.urandom(3 * MiB + 7)
+    path = tmp_path / "v1.safetensors"
+    path.write_bytes(data)
+    url = f"http://127.0.0.1:{web.port}/api/v1/models/{model}/versions"
+
+    def curl(version, token):
+        auth = tmp_path / "auth"  # the token in a file, not on curl's command line (ps)
+        auth.write_text(f"Authorization: Bearer {token}\n")
+        p = sh("curl", "-sS", "-v", "-T", str(path), "-H", f"@{auth}", "-H", "Content-Type: application/octet-stream",
+                "-o", str(tmp_path / "answer"), "-w", "%{http_code}", f"{url}/{version}/content", check=False)
+        return p.stdout.strip(), p.stderr, (tmp_path / "answer").read_text()
+
+    status, trace, answer = curl("v1.safetensors", OWNER_TOKEN)
+    assert "> Expect: 100-continue" in trace, trace
+    assert "< HTTP/1.1 100 Continue" in trace, trace
+    assert status == "201", answer
+    row = json.loads(answer)
+    assert (row["size"], row["sha256"], row["status"]) == (len(data), hashlib.sha256(data).hexdigest(), "ready")
+    # Eve may not write the owner's model: 100 Continue, her body is read and dropped, then 403.
+    status, trace, answer = curl("v2.safetensors", EVE_TOKEN)
+    assert status == "403", answer
+    assert "v2" not in json.dumps(web.ok("GET", f"/api/v1/models/{model}/versions"))
+
+
 def test_uploads_refused_with_their_status_and_message(store, name, webs):
     web = webs(store)
     model = name("refuse")
