@@ -20,6 +20,8 @@ unmounted in a finally.
   7 local store: cold dd vs dd of the blob file; warm re-read vs a local file in the page cache
   8 one tensor via safe_open: bytes fetched / its size; 8 readers of one file: fetched / file size
   9 peak RSS (VmHWM) of the mount during load_file of a --big-mib file vs the 256 MiB target
+ 10 cold dd with runs of 32 MiB per GET (the default) vs one GET per 8 MiB segment, interleaved:
+    the time and the S3 server's CPU per GiB
 
 The Run:ai streamer's Python package imports torch (too heavy here) for its tensor wrappers; its
 engine (libstreamer: C++ threads reading ranges in chunks, RUNAI_STREAMER_CONCURRENCY, the S3
@@ -289,7 +291,7 @@ def say(msg):
 
 def sc_load(b, st):
     """1, 2 (and 6's dd, and the CPU figures): the single file, cold and after a remount."""
-    a, model, path, key, size = b.a, st["model"], st["path"], st["key"], st["size"]
+    a, model, key, size = b.a, st["model"], st["key"], st["size"]
     r = {k: [] for k in ("load", "curl", "curl_load", "warm", "local_warm", "dd", "dd_curl", "cpu", "curl_cpu", "rss",
                          "fetched", "curl_machine", "dd_machine", "curl_server", "dd_server")}
     local = os.path.join(b.work, "download.safetensors")
@@ -606,6 +608,31 @@ def sc_big(b, block):
                 "the target, 256 MiB", [256], False, maxo(r["rss"]))
 
 
+def sc_runs(b, st):
+    """10: how much one GET asks for. Cold dd of the single file with runs of 32 MiB per GET (the
+    default) and with one GET per 8 MiB segment (MODELFS_WHOLE_RUN_MIB=8), interleaved, at least
+    3 rounds: the time, and the S3 server's CPU per GiB (on a machine whose cores it shares, the
+    reader's time)."""
+    a, model, size = b.a, st["model"], st["size"]
+    say(f"[10] cold dd of {size // MiB} MiB: runs of 32 MiB per GET vs one GET per 8 MiB segment, interleaved")
+    r = {k: [] for k in ("dd", "dd8", "server", "server8")}
+    for i in range(max(a.runs, 3)):
+        for run_mib, suffix in ((32, ""), (8, "8")):
+            def one():
+                with b.cold_mount(env=dict(b.env, MODELFS_WHOLE_RUN_MIB=str(run_mib))) as m:
+                    s0 = server_cpu()
+                    r["dd" + suffix].append(b.dd(m.version(model, "v1.safetensors"), size))
+                    if s0 is not None:
+                        r["server" + suffix].append((server_cpu() - s0) / (size / GiB))
+            b.attempt(f"dd with runs of {run_mib} MiB", one)
+        say(f"  round {i + 1}: runs of 32 MiB {fmt(med(r['dd'][-1:]))} s, 8 MiB GETs {fmt(med(r['dd8'][-1:]))} s")
+    b.table.add(f"10. cold dd bs=4M, {size // MiB} MiB, runs of 32 MiB per GET", "s", r["dd"],
+                "one GET per 8 MiB segment", r["dd8"], False)
+    if r["server"] and r["server8"]:
+        b.table.add("10. the S3 server's CPU per GiB, runs of 32 MiB per GET", "CPU s/GiB", r["server"],
+                    "one GET per 8 MiB segment", r["server8"], False)
+
+
 # -------------------------------------------------------------------------------------- main --
 
 def main():
@@ -619,7 +646,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="--size-mib 256 --runs 1 --big-mib 1024, unless given")
     ap.add_argument("--rss-gib", type=int, metavar="G",
                     help="only 9, with a G GiB file: --scenarios 9 --big-mib G*1024 (the issue's goal: G=4)")
-    ap.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9")
+    ap.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9,10")
     ap.add_argument("--peers", default="s3fs,rclone-off", help="for 5: s3fs, rclone-off, rclone-full ('' for none)")
     ap.add_argument("--readers", type=int, default=8)
     ap.add_argument("--server", default=os.environ.get("MODELFS_BENCH_SERVER", "s3"),
@@ -650,7 +677,7 @@ def main():
         block = block_bytes(21)
         size = a.size_mib * MiB
         st = {}
-        if a.scenarios & {"1", "2", "4", "5", "6", "7", "8"}:
+        if a.scenarios & {"1", "2", "4", "5", "6", "7", "8", "10"}:
             path = os.path.join(b.work, "weights.safetensors")
             tensor, per = single_file(path, size, block)
             size = os.path.getsize(path)
@@ -665,6 +692,8 @@ def main():
             b.attempt("scenario 5", lambda: sc_peers(b, st))
         if "8" in a.scenarios:
             b.attempt("scenario 8", lambda: sc_fetched(b, st))
+        if "10" in a.scenarios:
+            b.attempt("scenario 10", lambda: sc_runs(b, st))
         if "7" in a.scenarios:
             b.attempt("scenario 7", lambda: sc_local(b, st["path"], st["size"]))
         if st:
