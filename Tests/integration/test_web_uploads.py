@@ -131,6 +131,52 @@ def test_an_upload_cut_off_mid_body_stays_uploading_and_resumes_with_content_ran
     assert (status, code) == (400, "EINVAL") and "not uploading" in message, message
 
 
+def test_a_put_and_a_cp_of_the_same_new_version_racing_leave_one_winner(store, name, mounts, webs, tmp_path):
+    """The web server and the mount are two processes on one catalog: a PUT through the API and a
+    `cp` into the mount of the same new version, started together, round after round. Exactly one
+    wins; the other gets `EEXIST` (`cp` fails, the PUT answers 409); the version is ready with the
+    winner's bytes, and no multipart upload is left open."""
+    import threading
+    m = mounts(store)
+    web = webs(store)
+    model = name("race")
+    web.ok("POST", "/api/v1/models", {"name": model, "type": "text"}, status=201)
+    ours, theirs = os.urandom(9 * MiB + 1), os.urandom(9 * MiB + 2)  # two parts each: multipart
+    src = tmp_path / "cp.safetensors"
+    src.write_bytes(theirs)
+    winners = []
+    for round_ in range(6):
+        version = f"v{round_ + 1}.safetensors"
+        start = threading.Barrier(2)
+        result = {}
+
+        def http():
+            start.wait()
+            result["put"] = put(web, f"/api/v1/models/{model}/versions/{version}/content", ours)
+
+        def copy():
+            start.wait()
+            result["cp"] = sh("cp", str(src), m.p("models", model, version), check=False)
+        threads = [threading.Thread(target=http), threading.Thread(target=copy)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        (status, row), cp = result["put"], result["cp"]
+        put_won, cp_won = status == 201, cp.returncode == 0
+        assert put_won != cp_won, f"round {round_}: PUT {status} {row}, cp {cp.returncode} {cp.stderr}"
+        if put_won:
+            assert "File exists" in cp.stderr, cp.stderr
+        else:
+            assert (status, row["error"].get("errno")) == (409, "EEXIST"), row
+        want = ours if put_won else theirs
+        assert sha256_file(m.p("models", model, version)) == hashlib.sha256(want).hexdigest()
+        assert web.ok("GET", f"/api/v1/models/{model}/versions/{version.split('.')[0]}")["status"] == "ready"
+        winners.append("put" if put_won else "cp")
+    assert store.multipart_uploads(model) == []
+    print("RACE WINNERS", winners)
+
+
 def test_curl_uploading_a_file_gets_100_continue_and_sends_its_body_at_once(store, name, webs, tmp_path):
     """`curl -T` of more than 1 MiB sends `Expect: 100-continue` and holds the body back until the
     server answers `100 Continue` (or its own 1 s timeout passes); the server answers it on the
