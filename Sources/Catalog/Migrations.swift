@@ -388,5 +388,17 @@ enum Migrations {
         """
         CREATE INDEX versions_by_sha256 ON versions (sha256);
         """,
+        // 18: the web servers' browser sessions, in the catalog rather than in one process: every
+        // `modelfs web` and `mount --web` of a shared catalog knows them, and they outlive a
+        // restart. A row is found by the SHA-256 of the cookie's id, never by the id itself.
+        """
+        CREATE TABLE web_sessions (
+            id_hash TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            uid INTEGER NOT NULL,
+            gid INTEGER NOT NULL,
+            expires REAL NOT NULL
+        );
+        """,
     ]
 }

@@ -57,7 +57,7 @@ struct Authentication: Sendable {
     }
 
     /// The token a page embeds for its writes: a keyed hash of the session (or of the proxy's
-    /// user), so that no other site can know it and a new session or process changes it.
+    /// user), so that no other site can know it and a new session changes it.
     func csrfToken(of asker: Asker) -> String {
         switch asker.means {
         case .session(let id): return sessions.sign("csrf session \(id)")
@@ -75,8 +75,8 @@ struct Authentication: Sendable {
             }
             return Asker(user: user, means: .proxy)
         }
-        // A cookie that names no live session (expired, from before a restart) is no one.
-        if let id = Sessions.id(inCookies: request.headers[values: .cookie]), let user = sessions.user(of: id) {
+        // A cookie that names no live session (expired, signed out) is no one.
+        if let id = Sessions.id(inCookies: request.headers[values: .cookie]), let user = try sessions.user(of: id) {
             return Asker(user: user, means: .session(id))
         }
         return nil
@@ -96,55 +96,5 @@ struct Authentication: Sendable {
             throw WebError.unauthorized(tokens == nil ? "this server has no tokens file (--tokens)" : "the token is not in this server's tokens file")
         }
         return user
-    }
-}
-
-/// The browser sessions of this process: a random id in an HttpOnly, SameSite=Strict cookie names
-/// a user who logged in with a token; the token itself is kept nowhere. Sessions end after
-/// ``lifetime``, at logout, or when the process stops (the secret that signs CSRF tokens goes too).
-final class Sessions: Sendable {
-    static let cookieName = "modelfs_session"
-    static let lifetime: TimeInterval = 12 * 3600
-
-    private let secret: [UInt8]
-    private let live = Locked<[String: (user: WebUser, expires: Date)]>([:])
-
-    init(secret: [UInt8] = Sessions.random(32)) { self.secret = secret }
-
-    static func random(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-    }
-
-    /// HMAC-SHA256 of `message` with this process's secret, in hex.
-    func sign(_ message: String) -> String { Digest.hex(Digest.hmacSHA256(key: secret, message)) }
-
-    /// A new session for `user`: its id, for the cookie.
-    func open(for user: WebUser, now: Date = Date()) -> String {
-        let id = Digest.hex(Sessions.random(32))
-        live.withLock { table in
-            table = table.filter { $0.value.expires > now }
-            table[id] = (user, now + Sessions.lifetime)
-        }
-        return id
-    }
-
-    func user(of id: String, now: Date = Date()) -> WebUser? {
-        live.withLock { table in table[id].flatMap { $0.expires > now ? $0.user : nil } }
-    }
-
-    func close(_ id: String) { live.withLock { _ = $0.removeValue(forKey: id) } }
-
-    /// The `Set-Cookie` of a session (an empty id: the one that ends it in the browser); `secure`
-    /// behind a TLS proxy.
-    static func cookie(_ id: String, secure: Bool = false) -> String {
-        Cookie(name: cookieName, value: id, maxAge: id.isEmpty ? 0 : Int(lifetime), path: "/", secure: secure, httpOnly: true,
-               sameSite: .strict).description
-    }
-
-    /// The session id among a request's `Cookie` headers.
-    static func id(inCookies headers: [String]) -> String? {
-        guard let value = Cookies(from: headers)[cookieName]?.value, !value.isEmpty else { return nil }
-        return value
     }
 }

@@ -48,15 +48,19 @@ public struct WebServer: Sendable {
     /// Serves until SIGINT or SIGTERM.
     public func run() async throws {
         let address = "http://\(options.host.contains(":") ? "[\(options.host)]" : options.host):\(options.port)"
-        let app = Application(router: router(), server: .http1(configuration: .init(additionalChannelHandlers: [ContinueHandler()])),
+        // Sessions live in the catalog: every server of a shared catalog knows them, and a
+        // restart keeps them.
+        let sessions = try Sessions(catalog: api.registry.catalog)
+        let app = Application(router: router(sessions: sessions), server: .http1(configuration: .init(additionalChannelHandlers: [ContinueHandler()])),
                               configuration: .init(address: .hostname(options.host, port: options.port), serverName: "modelfs"),
                               onServerRunning: { _ in FileHandle.standardError.write(Data("modelfs web: serving \(address)/api/v1\n".utf8)) },
                               logger: logger)
         try await app.runService(gracefulShutdownSignals: options.stopsOnSignals ? [.sigterm, .sigint] : [])
     }
 
-    func router() -> Router<WebContext> {
-        let auth = Authentication(tokens: options.tokens, trustedHeader: options.trustedProxyHeader.flatMap { HTTPField.Name($0) })
+    func router(sessions: Sessions) -> Router<WebContext> {
+        let auth = Authentication(tokens: options.tokens, trustedHeader: options.trustedProxyHeader.flatMap { HTTPField.Name($0) },
+                                  sessions: sessions)
         let api = api
         let router = Self.router { request, context, endpoint in await Self.answer(request, context, api, endpoint, auth) }
         Pages(api: api, auth: auth).register(on: router)

@@ -55,6 +55,7 @@ import ModelStore
             c("purges") { try $0.deletesRecordWhatTheyLeaveInTheCaches() },
             c("services") { try $0.servicesKeepEveryColumnAndAreFoundByTheVersionsTheyHold() },
             c("listings") { try $0.listingsComeAPageAtATimeWithTheirCounts() },
+            c("webSessions") { try $0.webSessionsAreSharedEndAtTheirTimeAndTheSecretIsMadeOnce() },
             n("catalogID") { try $0.theCatalogIDIsMadeOnceAndKept() },
             n("datasetsManifest") { try $0.everyDatasetChangeMovesTheDatasetsManifestGeneration() },
             n("modelSnapshot") { try $0.aModelSnapshotTakesANewGenerationAndOnlyTheNewestClearsDirty() },

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import Testing
+import Catalog
 @testable import Web
 import ModelStore
 
@@ -203,7 +204,7 @@ func loopback(_ ip: String, _ expected: Bool) throws {
 @Test func aSessionCookieNamesItsUserAndAWriteNeedsThePagesCSRFToken() throws {
     let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
     let auth = Authentication(tokens: tokens, trustedHeader: nil)
-    let id = auth.sessions.open(for: try auth.user(ofToken: "aaaaaaaaaaaaaaaaaaaa"))
+    let id = try auth.sessions.open(for: try auth.user(ofToken: "aaaaaaaaaaaaaaaaaaaa"))
     #expect(!id.contains("aaaaaaaaaaaaaaaaaaaa") && id.count == 64)
     let cookie: HTTPFields = [.cookie: "theme=dark; \(Sessions.cookieName)=\(id)"]
     // A read: the session's user, no token needed.
@@ -226,7 +227,7 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     signed[Authentication.csrfHeader] = auth.csrfToken(of: asker)
     #expect(try auth.user(of: request(.delete, signed), peerIsLoopback: true, writing: true)?.uid == 4242)
     // Logged out, the cookie names no one: a write needs a user again (401).
-    auth.sessions.close(id)
+    try auth.sessions.close(id)
     do {
         _ = try auth.user(of: request(.delete, signed), peerIsLoopback: true, writing: true)
         Issue.record("a closed session was taken")
@@ -239,11 +240,11 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
     let auth = Authentication(tokens: tokens, trustedHeader: HTTPField.Name("X-Remote-User"))
     let user = try auth.user(ofToken: "aaaaaaaaaaaaaaaaaaaa")
-    let one = Authentication.Asker(user: user, means: .session(auth.sessions.open(for: user)))
-    let two = Authentication.Asker(user: user, means: .session(auth.sessions.open(for: user)))
+    let one = Authentication.Asker(user: user, means: .session(try auth.sessions.open(for: user)))
+    let two = Authentication.Asker(user: user, means: .session(try auth.sessions.open(for: user)))
     #expect(auth.csrfToken(of: one) != auth.csrfToken(of: two))
     let restarted = Authentication(tokens: tokens, trustedHeader: nil)
-    #expect(restarted.csrfToken(of: one) != auth.csrfToken(of: one), "another process's secret")
+    #expect(restarted.csrfToken(of: one) != auth.csrfToken(of: one), "another store's secret")
     // A bearer token is sent by a client that holds it, never by a browser on its own: no CSRF token.
     #expect(try auth.user(of: request(.post, [.authorization: "Bearer aaaaaaaaaaaaaaaaaaaa"]), peerIsLoopback: false, writing: true)?.uid == 4242)
     // The proxy's header is added to whatever the browser sends: a write needs the token too.
@@ -259,16 +260,46 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     let sessions = Sessions(secret: Array("a fixed secret for the test".utf8))
     let user = WebUser(name: "eve", uid: 4242, gid: 4242)
     let now = Date()
-    let id = sessions.open(for: user, now: now)
-    #expect(sessions.user(of: id, now: now + 60) == user)
-    #expect(sessions.user(of: id, now: now + Sessions.lifetime + 1) == nil)
-    #expect(sessions.user(of: "not-a-session") == nil)
+    let id = try sessions.open(for: user, now: now)
+    #expect(try sessions.user(of: id, now: now + 60) == user)
+    #expect(try sessions.user(of: id, now: now + Sessions.lifetime + 1) == nil)
+    #expect(try sessions.user(of: "not-a-session") == nil)
     #expect(Sessions.id(inCookies: ["a=b", "\(Sessions.cookieName)=xyz; c=d"]) == "xyz")
     #expect(Sessions.id(inCookies: ["\(Sessions.cookieName)="]) == nil)
     let cookie = Sessions.cookie(id)
     #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"))
     #expect(Sessions.cookie("").contains("Max-Age=0"))
     #expect(!cookie.contains("Secure") && Sessions.cookie(id, secure: true).contains("Secure"))
+}
+
+/// Two web servers on one catalog (two processes on one SQLite file; two nodes on PostgreSQL run
+/// the same statements in CatalogTests): a session opened by one is known to the other and to a
+/// server started later, a logout on one ends it everywhere, both sign CSRF tokens alike, and the
+/// catalog holds no id a browser could send.
+@Test func serversOnOneCatalogShareSessionsAndTheirSecret() throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("web-sessions-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
+    func server() throws -> Authentication {
+        Authentication(tokens: tokens, trustedHeader: nil, sessions: try Sessions(catalog: try Catalog(path: dir + "/catalog.db")))
+    }
+    let one = try server(), two = try server()
+    let id = try one.sessions.open(for: try one.user(ofToken: "aaaaaaaaaaaaaaaaaaaa"))
+    let cookie: HTTPFields = [.cookie: "\(Sessions.cookieName)=\(id)"]
+    let asker = try #require(try two.asker(of: request(.get, cookie)), "the other server knows the session")
+    #expect(asker.user.uid == 4242 && asker.means == .session(id))
+    #expect(one.csrfToken(of: asker) == two.csrfToken(of: asker), "one secret for the catalog")
+    var signed = cookie
+    signed[Authentication.csrfHeader] = one.csrfToken(of: asker)
+    #expect(try two.user(of: request(.delete, signed), peerIsLoopback: true, writing: true)?.uid == 4242)
+    let later = try server()
+    #expect(try later.asker(of: request(.get, cookie))?.user.uid == 4242, "a restart keeps the session")
+    // The database and its write-ahead log, as bytes.
+    let db = ["", "-wal"].compactMap { try? String(contentsOfFile: dir + "/catalog.db" + $0, encoding: .isoLatin1) }.joined()
+    #expect(!db.contains(id) && db.contains(Sessions.key(id)), "kept by its hash, never by the id")
+    try two.sessions.close(id)
+    #expect(try one.asker(of: request(.get, cookie)) == nil, "logged out on one, gone on all")
 }
 
 // MARK: Pages

@@ -599,3 +599,52 @@ def test_a_services_log_from_an_offset(store, name, mounts, webs):
         assert (status, code) == (404, "ENOENT") and message.startswith("no service ")
     finally:
         stop_services(m.path)
+
+
+def test_a_browser_session_is_known_to_every_server_of_the_catalog_and_outlives_a_restart(store, name, webs, tmp_path):
+    """Sessions live in the catalog: signed in on one `modelfs web`, the browser's cookie and its
+    page's CSRF token work on another server of the same catalog, and on one started after the
+    first stopped; signed out on one, the cookie names no one on any."""
+    import http.client
+    import pwd
+    import urllib.parse
+
+    def ask(web, method, path, cookie=None, body=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", web.port, timeout=30)
+        c.request(method, path, body, {**({"Cookie": cookie} if cookie else {}), **(headers or {})})
+        r = c.getresponse()
+        data = r.read().decode()
+        c.close()
+        return r, data
+
+    def page_of(web, cookie):
+        r, html = ask(web, "GET", "/", cookie)
+        assert r.status == 200, html
+        return html
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    for d in ("one", "two", "three"):
+        os.makedirs(tmp_path / d)
+    one, two = webs(store, directory=str(tmp_path / "one")), webs(store, directory=str(tmp_path / "two"))
+    r, _ = ask(one, "POST", "/login", body=urllib.parse.urlencode({"token": OWNER_TOKEN}),
+               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 303
+    cookie = r.getheader("Set-Cookie").split(";")[0]
+    assert cookie.startswith("modelfs_session=") and OWNER_TOKEN not in cookie
+    # The other server knows the session, and takes the first server's page token for a change.
+    assert f"<span>{me}</span>" in page_of(two, cookie)
+    csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]{64})">', page_of(one, cookie)).group(1)
+    model = name("sess")
+    r, answer = ask(two, "POST", "/api/v1/models", cookie, json.dumps({"name": model}),
+                    {"Content-Type": "application/json", "X-CSRF-Token": csrf})
+    assert r.status == 201 and json.loads(answer)["owner"]["uid"] == os.getuid(), answer
+    # The first server stops; one started after it knows the session too.
+    one.stop()
+    three = webs(store, directory=str(tmp_path / "three"))
+    assert f"<span>{me}</span>" in page_of(three, cookie)
+    # Signed out on that one: the cookie names no one on the other either.
+    r, _ = ask(three, "POST", "/logout", cookie, urllib.parse.urlencode({"csrf": csrf}),
+               {"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 303
+    html = page_of(two, cookie)
+    assert ">Sign in<" in html and f"<span>{me}</span>" not in html

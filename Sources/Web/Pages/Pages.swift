@@ -113,13 +113,13 @@ struct Pages: Sendable {
         guard !Pages.isCrossSite(request) else { return errorPage(WebError(.forbidden, "a sign-in from another site is refused"), .nobody) }
         let fields = await Pages.formFields(&request)
         let next = Pages.localPath(fields["next"] ?? "/")
-        do {
+        do throws(WebError) {
             let user = try auth.user(ofToken: (fields["token"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
-            let id = auth.sessions.open(for: user)
+            let id = try auth.sessions.open(for: user)
             return HTML.respond(.seeOther, "", headers: [.location: next, .setCookie: Sessions.cookie(id, secure: Pages.cameOverTLS(request))])
         } catch {
-            var response = (try? loginForm(next: next, .nobody, message: error.message)) ?? HTML.respond(.unauthorized, error.message)
-            response.status = .unauthorized
+            var response = (try? loginForm(next: next, .nobody, message: error.message)) ?? HTML.respond(error.status, error.message)
+            response.status = error.status  // 401 for a token not in the file; the catalog's own when it fails
             return response
         }
     }
@@ -127,10 +127,10 @@ struct Pages: Sendable {
     func logout(_ request: Request, _ context: WebContext) async -> Response {
         var request = request
         let fields = await Pages.formFields(&request)
-        do {
+        do throws(WebError) {
             if let asker = try auth.asker(of: request), case .session(let id) = asker.means {
                 try auth.checkCSRF(fields["csrf"], of: asker)
-                auth.sessions.close(id)
+                try auth.sessions.close(id)
             }
         } catch {
             return errorPage(error, .nobody)
