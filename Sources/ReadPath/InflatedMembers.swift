@@ -20,8 +20,10 @@ import ModelStore
 /// A zip member whose compressed bytes lie whole in a local file (the local store's object, a
 /// complete copy in the disk cache) is streamed by zlib only while readers peek at its first
 /// `peek` bytes: once they want more, libdeflate inflates all of it in one call (several times
-/// zlib's pace), the compressed range and the member's file both mapped, and its CRC-32 is checked
-/// before any byte past what zlib wrote is readable. Anything libdeflate does not take (damage, a
+/// zlib's pace), the compressed range and a new file for the member both mapped, and its CRC-32
+/// is checked before any byte past what zlib wrote is readable. The new file, not the one readers
+/// are reading: libdeflate's fast loop writes words past where it is and puts the right bytes
+/// there later, so bytes readers were already given would be wrong for a moment. Anything libdeflate does not take (damage, a
 /// size that does not match) goes on with zlib, which names the damage as before. A `.tar.gz`
 /// member streams: libdeflate cannot start at an access point (no window, no bit offset).
 public final class InflatedMembers: @unchecked Sendable {
@@ -113,10 +115,7 @@ public final class InflatedMembers: @unchecked Sendable {
                 return f
             }
             guard disk.reserve(object: member.id, bytes: member.size) else { return nil }
-            let n = InflatedMembers.serial.withLock { $0 += 1; return $0 }
-            let partial = disk.directory + "/" + String(member.id, radix: 16) + ".partial-\(getpid())-\(n)"
-            let fd = Glibc.open(partial, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { disk.forget(object: member.id); return nil }
+            guard let (fd, partial) = newPartialFile(member.id) else { disk.forget(object: member.id); return nil }
             let f = InflatedFile(member: member, fd: fd, partial: partial)
             f.users = 1
             all[member.id] = f
@@ -127,6 +126,14 @@ public final class InflatedMembers: @unchecked Sendable {
             return f
         }
         return file.map { InflatedFileReader($0, owner: self) }
+    }
+
+    /// A new file to fill `id` into, named for this process (a later mount removes it if this one dies).
+    private func newPartialFile(_ id: UInt64) -> (fd: Int32, path: String)? {
+        let n = InflatedMembers.serial.withLock { $0 += 1; return $0 }
+        let path = disk.directory + "/" + String(id, radix: 16) + ".partial-\(getpid())-\(n)"
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        return fd >= 0 ? (fd, path) : nil
     }
 
     /// A complete file of `member` left by this or an earlier mount, checked: its size, and its
@@ -257,16 +264,20 @@ public final class InflatedMembers: @unchecked Sendable {
         }
     }
 
-    /// The whole member inflated in one call from its compressed bytes at `local`, into its file
-    /// (blocks reserved first: a write fault on a full disk would be SIGBUS), and checked; returns
-    /// its CRC-32, or nil when libdeflate could not (damage, a size that does not match, no
-    /// mapping): the streaming inflate goes on from where it is and gives the verdict. The bytes
-    /// readers may already read are the same either way (one deflate stream decodes one way).
+    /// The whole member inflated in one call from its compressed bytes at `local`, into a new
+    /// file (blocks reserved first: a write fault on a full disk would be SIGBUS), and checked;
+    /// the member's file from then on. Returns its CRC-32, or nil when libdeflate could not
+    /// (damage, a size that does not match, no mapping): the streaming inflate goes on in the old
+    /// file from where it is and gives the verdict. Readers of the old file keep reading it until
+    /// the switch: what they were given is the new file's bytes too (one stream decodes one way).
     private func inflateWhole(_ f: InflatedFile, from local: (fd: Int32, offset: Int64), compressedSize: Int64) throws(ArchiveError) -> UInt32? {
         let m = f.member
         var st = stat()
         guard m.size > 0, compressedSize > 0, fstat(local.fd, &st) == 0, Int64(st.st_size) >= local.offset + compressedSize,
-              posix_fallocate(f.fd, 0, off_t(m.size)) == 0 else { return nil }
+              let (fd, partial) = newPartialFile(m.id) else { return nil }
+        var switched = false
+        defer { if !switched { close(fd); unlink(partial) } }
+        guard posix_fallocate(fd, 0, off_t(m.size)) == 0 else { return nil }
         let page = Int64(sysconf(Int32(_SC_PAGESIZE)))
         let mapStart = local.offset / page * page
         let inLength = Int(local.offset - mapStart + compressedSize)
@@ -276,7 +287,7 @@ public final class InflatedMembers: @unchecked Sendable {
         _ = madvise(input, inLength, MADV_SEQUENTIAL)
         _ = madvise(input, inLength, MADV_WILLNEED)
         let outLength = Int(m.size)
-        guard let output = mmap(nil, outLength, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0), output != failed else { return nil }
+        guard let output = mmap(nil, outLength, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), output != failed else { return nil }
         defer { munmap(output, outLength) }
         let outcome = WholeInflate.raw(UnsafeRawBufferPointer(start: input + Int(local.offset - mapStart), count: Int(compressedSize)),
                                        into: UnsafeMutableRawBufferPointer(start: output, count: outLength))
@@ -284,6 +295,8 @@ public final class InflatedMembers: @unchecked Sendable {
         counters.withLock { $0.whole += 1 }
         let crc = CRCCoverage.crc(UnsafeRawBufferPointer(start: output, count: outLength))
         try InflatedMembers.check(crc, m)
+        unlink(f.switchTo(fd: fd, partial: partial))
+        switched = true
         return crc
     }
 
@@ -366,8 +379,13 @@ public final class InflatedMembers: @unchecked Sendable {
 /// readers want, and the verdict.
 final class InflatedFile: @unchecked Sendable {
     let member: InflatedMembers.Member
-    let fd: Int32
-    let partial: String
+    /// The file readers read, and its name while it is filled.
+    var fd: Int32 { cond.withLock { current.fd } }
+    var partial: String { cond.withLock { current.partial } }
+    private var current: (fd: Int32, partial: String)
+    /// Files this one was filled in before a switch: open until the last reader is gone, since
+    /// a reply may still be spliced from one.
+    private var retired: [Int32] = []
     /// Under `InflatedMembers.open`'s lock.
     var users = 0
     private let cond = NSCondition()
@@ -379,16 +397,30 @@ final class InflatedFile: @unchecked Sendable {
     static let stopped = "stopped: no reader is left"
 
     init(member: InflatedMembers.Member, fd: Int32, partial: String) {
-        self.member = member; self.fd = fd; self.partial = partial
+        self.member = member; current = (fd, partial)
     }
 
     init(complete member: InflatedMembers.Member, fd: Int32) {
-        self.member = member; self.fd = fd; partial = ""
+        self.member = member; current = (fd, "")
         ready = member.size
         complete = true
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(current.fd)
+        retired.forEach { close($0) }
+    }
+
+    /// From now on readers read `fd` (filled whole, holding every byte the old file had);
+    /// returns the old file's name.
+    func switchTo(fd: Int32, partial: String) -> String {
+        cond.withLock {
+            let old = current
+            retired.append(old.fd)
+            current = (fd, partial)
+            return old.partial
+        }
+    }
 
     var isComplete: Bool { cond.withLock { complete } }
     /// The furthest byte readers asked for.
