@@ -46,7 +46,7 @@ struct WebCommand: ParsableCommand {
         }
         options.host = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         options.port = port
-        do { options.tokens = try tokens.map(Tokens.load(path:)) } catch { throw CLIError("\(error)") }
+        do { options.tokens = try tokens.map { path throws(TokensError) in try TokensFile(path: path) } } catch { throw CLIError("\(error)") }
         if let trustProxyHeader, !WebServer.isHeaderName(trustProxyHeader) {
             throw CLIError("--\(prefix.isEmpty ? "" : prefix + "-")trust-proxy-header: '\(trustProxyHeader)' is not a header's name")
         }

@@ -400,5 +400,11 @@ enum Migrations {
             expires REAL NOT NULL
         );
         """,
+        // 19: a session keeps the mark of the token it was signed in with (a keyed hash), so that
+        // removing the token from the tokens file ends it. Sessions from before have none: they
+        // end, and their users sign in once more.
+        """
+        ALTER TABLE web_sessions ADD COLUMN token_mark TEXT NOT NULL DEFAULT '';
+        """,
     ]
 }

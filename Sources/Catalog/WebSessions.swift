@@ -1,12 +1,16 @@
 import Foundation
 import ModelStore
 
-/// Who a browser session of a web server is (`/login` made it from a token of the tokens file).
+/// Who a browser session of a web server is (`/login` made it from a token of the tokens file),
+/// and the mark of that token (a keyed hash: the session ends when the token leaves the file).
 public struct WebSessionUser: Sendable, Equatable {
     public var name: String
     public var uid: UInt32
     public var gid: UInt32
-    public init(name: String, uid: UInt32, gid: UInt32) { self.name = name; self.uid = uid; self.gid = gid }
+    public var tokenMark: String
+    public init(name: String, uid: UInt32, gid: UInt32, tokenMark: String) {
+        self.name = name; self.uid = uid; self.gid = gid; self.tokenMark = tokenMark
+    }
 }
 
 /// The browser sessions of the web servers on this catalog, shared by all of them and kept across
@@ -27,17 +31,19 @@ extension Catalog {
     public func openWebSession(idHash: String, user: WebSessionUser, expires: Date, now: Date = Date()) throws(StoreError) {
         try database.write { db in
             try db.execute("DELETE FROM web_sessions WHERE expires <= ?", [.date(now)])
-            try db.execute("INSERT INTO web_sessions (id_hash, user_name, uid, gid, expires) VALUES (?, ?, ?, ?, ?)",
-                           [.text(idHash), .text(user.name), .int(Int64(user.uid)), .int(Int64(user.gid)), .date(expires)])
+            try db.execute("INSERT INTO web_sessions (id_hash, user_name, uid, gid, expires, token_mark) VALUES (?, ?, ?, ?, ?, ?)",
+                           [.text(idHash), .text(user.name), .int(Int64(user.uid)), .int(Int64(user.gid)), .date(expires),
+                            .text(user.tokenMark)])
         }
     }
 
     /// The user of a session that has not ended by `now`; nil for any other.
     public func webSession(idHash: String, now: Date = Date()) throws(StoreError) -> WebSessionUser? {
         try database.read { db in
-            try db.first("SELECT user_name, uid, gid FROM web_sessions WHERE id_hash = ? AND expires > ?",
+            try db.first("SELECT user_name, uid, gid, token_mark FROM web_sessions WHERE id_hash = ? AND expires > ?",
                          [.text(idHash), .date(now)]) { row in
-                WebSessionUser(name: row.text(0), uid: UInt32(truncatingIfNeeded: row.int(1)), gid: UInt32(truncatingIfNeeded: row.int(2)))
+                WebSessionUser(name: row.text(0), uid: UInt32(truncatingIfNeeded: row.int(1)), gid: UInt32(truncatingIfNeeded: row.int(2)),
+                               tokenMark: row.text(3))
             }
         }
     }

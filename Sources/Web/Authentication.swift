@@ -9,14 +9,25 @@ import ModelStore
 /// user (401 otherwise). A browser sends its cookie and goes through its proxy whichever site
 /// made the request, so a write it authenticates must also carry the page's CSRF token (403
 /// otherwise); a bearer token is sent only by a client that holds it, so it needs none. A token
-/// is never logged nor echoed.
+/// is never logged nor echoed. The tokens are the file's as it is now: a token removed from it
+/// stops working, and so do the sessions signed in with it.
 struct Authentication: Sendable {
-    let tokens: Tokens?
+    let tokens: (any TokenSource)?
     let trustedHeader: HTTPField.Name?
     let sessions: Sessions
+    /// The current tokens' users by mark, for the reading of the file they were computed for.
+    private let marks = Locked<(serial: Int, users: [String: WebUser])>((0, [:]))
 
-    init(tokens: Tokens?, trustedHeader: HTTPField.Name?, sessions: Sessions = Sessions()) {
+    init(tokens: (any TokenSource)?, trustedHeader: HTTPField.Name?, sessions: Sessions = Sessions()) {
         self.tokens = tokens; self.trustedHeader = trustedHeader; self.sessions = sessions
+    }
+
+    /// The tokens now; a changed file that is refused refuses every token (and session) until fixed.
+    private func currentTokens() throws(WebError) -> Tokens? {
+        guard let tokens else { return nil }
+        do { return try tokens.current() } catch {
+            throw WebError(.serviceUnavailable, "tokens are refused until the tokens file is fixed: \(error)")
+        }
     }
 
     static let csrfHeader = HTTPField.Name("X-CSRF-Token")!
@@ -75,11 +86,22 @@ struct Authentication: Sendable {
             }
             return Asker(user: user, means: .proxy)
         }
-        // A cookie that names no live session (expired, signed out) is no one.
-        if let id = Sessions.id(inCookies: request.headers[values: .cookie]), let user = try sessions.user(of: id) {
-            return Asker(user: user, means: .session(id))
+        // A cookie that names no live session (expired, signed out, its token removed) is no one.
+        if let id = Sessions.id(inCookies: request.headers[values: .cookie]), let session = try sessions.session(of: id),
+           try stillHolds(session) {
+            return Asker(user: session.user, means: .session(id))
         }
         return nil
+    }
+
+    /// Whether the token `session` was signed in with is still in the tokens file, for its user.
+    private func stillHolds(_ session: Session) throws(WebError) -> Bool {
+        guard let tokens = try currentTokens() else { return false }
+        let users = marks.withLock { marks in
+            if marks.serial != tokens.serial { marks = (tokens.serial, tokens.users(byMark: sessions.mark(ofToken:))) }
+            return marks.users
+        }
+        return users[session.tokenMark] == session.user
     }
 
     private func bearer(_ authorization: String) throws(WebError) -> WebUser {
@@ -90,9 +112,14 @@ struct Authentication: Sendable {
         return try user(ofToken: String(parts[1]).trimmingCharacters(in: .whitespaces))
     }
 
+    /// A new session signed in with `token` (pasted into `/login`): its id, for the cookie.
+    func signIn(token: String) throws(WebError) -> String {
+        try sessions.open(for: try user(ofToken: token), tokenMark: sessions.mark(ofToken: token))
+    }
+
     /// The user of a token of the tokens file: a bearer's, or one pasted into `/login`.
     func user(ofToken token: String) throws(WebError) -> WebUser {
-        guard let user = tokens?.user(for: token) else {
+        guard let user = try currentTokens()?.user(for: token) else {
             throw WebError.unauthorized(tokens == nil ? "this server has no tokens file (--tokens)" : "the token is not in this server's tokens file")
         }
         return user

@@ -4,7 +4,8 @@ import Hummingbird
 import ModelStore
 
 /// Browser sessions: a random id in an HttpOnly, SameSite=Strict cookie names a user who logged
-/// in with a token; the token itself is kept nowhere. Sessions end after ``lifetime`` or at
+/// in with a token; the token itself is kept nowhere, only its mark (``mark(ofToken:)``), which
+/// ends the session when the token leaves the tokens file. Sessions end after ``lifetime`` or at
 /// logout. Where they are kept is a ``SessionStorage``: the catalog for a server (every server
 /// of a shared catalog knows them, and a restart keeps them), this process for tests.
 final class Sessions: Sendable {
@@ -33,15 +34,21 @@ final class Sessions: Sendable {
     /// HMAC-SHA256 of `message` with the servers' secret, in hex.
     func sign(_ message: String) -> String { Digest.hex(Digest.hmacSHA256(key: secret, message)) }
 
-    /// A new session for `user`: its id, for the cookie.
-    func open(for user: WebUser, now: Date = Date()) throws(WebError) -> String {
+    /// What a session keeps of the token it was signed in with: a keyed hash, the same on every
+    /// server of the catalog.
+    func mark(ofToken token: String) -> String { sign("session token \(token)") }
+
+    /// A new session for `user`, signed in with the token of `tokenMark`: its id, for the cookie.
+    func open(for user: WebUser, tokenMark: String, now: Date = Date()) throws(WebError) -> String {
         let id = Digest.hex(Sessions.random(32))
-        try answer { () throws(StoreError) in try storage.open(Self.key(id), user, expires: now + Sessions.lifetime, now: now) }
+        try answer { () throws(StoreError) in
+            try storage.open(Self.key(id), Session(user: user, tokenMark: tokenMark), expires: now + Sessions.lifetime, now: now)
+        }
         return id
     }
 
-    func user(of id: String, now: Date = Date()) throws(WebError) -> WebUser? {
-        try answer { () throws(StoreError) in try storage.user(Self.key(id), now: now) }
+    func session(of id: String, now: Date = Date()) throws(WebError) -> Session? {
+        try answer { () throws(StoreError) in try storage.session(Self.key(id), now: now) }
     }
 
     func close(_ id: String) throws(WebError) {
@@ -70,11 +77,17 @@ final class Sessions: Sendable {
     }
 }
 
+/// Who a session is, and the mark of the token it was signed in with.
+struct Session: Sendable, Equatable {
+    var user: WebUser
+    var tokenMark: String
+}
+
 /// Where sessions are kept, each under its key (``Sessions/key(_:)``).
 protocol SessionStorage: Sendable {
-    func open(_ key: String, _ user: WebUser, expires: Date, now: Date) throws(StoreError)
-    /// The user of a session that has not ended by `now`.
-    func user(_ key: String, now: Date) throws(StoreError) -> WebUser?
+    func open(_ key: String, _ session: Session, expires: Date, now: Date) throws(StoreError)
+    /// A session that has not ended by `now`.
+    func session(_ key: String, now: Date) throws(StoreError) -> Session?
     func close(_ key: String) throws(StoreError)
 }
 
@@ -82,13 +95,14 @@ protocol SessionStorage: Sendable {
 struct CatalogSessions: SessionStorage {
     let catalog: Catalog
 
-    func open(_ key: String, _ user: WebUser, expires: Date, now: Date) throws(StoreError) {
-        try catalog.openWebSession(idHash: key, user: WebSessionUser(name: user.name, uid: user.uid, gid: user.gid),
+    func open(_ key: String, _ session: Session, expires: Date, now: Date) throws(StoreError) {
+        let user = session.user
+        try catalog.openWebSession(idHash: key, user: WebSessionUser(name: user.name, uid: user.uid, gid: user.gid, tokenMark: session.tokenMark),
                                    expires: expires, now: now)
     }
 
-    func user(_ key: String, now: Date) throws(StoreError) -> WebUser? {
-        try catalog.webSession(idHash: key, now: now).map { WebUser(name: $0.name, uid: $0.uid, gid: $0.gid) }
+    func session(_ key: String, now: Date) throws(StoreError) -> Session? {
+        try catalog.webSession(idHash: key, now: now).map { Session(user: WebUser(name: $0.name, uid: $0.uid, gid: $0.gid), tokenMark: $0.tokenMark) }
     }
 
     func close(_ key: String) throws(StoreError) { try catalog.closeWebSession(idHash: key) }
@@ -96,17 +110,17 @@ struct CatalogSessions: SessionStorage {
 
 /// In this process only (tests): gone when it stops.
 final class ProcessSessions: SessionStorage {
-    private let live = Locked<[String: (user: WebUser, expires: Date)]>([:])
+    private let live = Locked<[String: (session: Session, expires: Date)]>([:])
 
-    func open(_ key: String, _ user: WebUser, expires: Date, now: Date) {
+    func open(_ key: String, _ session: Session, expires: Date, now: Date) {
         live.withLock { table in
             table = table.filter { $0.value.expires > now }
-            table[key] = (user, expires)
+            table[key] = (session, expires)
         }
     }
 
-    func user(_ key: String, now: Date) -> WebUser? {
-        live.withLock { table in table[key].flatMap { $0.expires > now ? $0.user : nil } }
+    func session(_ key: String, now: Date) -> Session? {
+        live.withLock { table in table[key].flatMap { $0.expires > now ? $0.session : nil } }
     }
 
     func close(_ key: String) { live.withLock { _ = $0.removeValue(forKey: key) } }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import ModelStore
 
 /// Someone the API acts for: a user of this machine, so that the owner rules of the mount and the
 /// audit trail apply to them as to a process of theirs.
@@ -33,8 +34,21 @@ public struct Tokens: Sendable {
     /// Shorter tokens could be guessed over the network.
     public static let minimumLength = 16
     private let users: [String: WebUser]
+    /// Which reading of a file these are: marks computed for one serve until the file changes.
+    let serial: Int
+    private static let readings = Locked(0)
+
+    init(users: [String: WebUser]) {
+        self.users = users
+        serial = Tokens.readings.withLock { $0 += 1; return $0 }
+    }
 
     public var count: Int { users.count }
+
+    /// Each token's user under the token's `mark` (what a session keeps of the token it was signed in with).
+    func users(byMark mark: (String) -> String) -> [String: WebUser] {
+        Dictionary(users.map { (mark($0.key), $0.value) }, uniquingKeysWith: { first, _ in first })
+    }
 
     /// Reads and checks the file at `path`.
     public static func load(path: String) throws(TokensError) -> Tokens {

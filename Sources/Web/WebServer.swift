@@ -14,8 +14,9 @@ public struct WebServer: Sendable {
     public struct Options: Sendable {
         public var host = "127.0.0.1"
         public var port = 8080
-        /// Who a bearer token is; nil: no tokens, so writes need the proxy's header.
-        public var tokens: Tokens?
+        /// Who a bearer token is (the tokens file, read again when it changes); nil: no tokens, so
+        /// writes need the proxy's header.
+        public var tokens: (any TokenSource)?
         /// The header a trusted reverse proxy names the user in (`X-Remote-User`); off when nil.
         public var trustedProxyHeader: String?
         /// The data dir of the store (the logs of its services); nil: no logs here.

@@ -13,13 +13,13 @@ extension CatalogCases {
         #expect(secret == "first" && again == "first", "made once, then the same for all")
 
         let now = Date(timeIntervalSince1970: 1_800_000_000)
-        let eve = WebSessionUser(name: "eve", uid: 4242, gid: 100)
+        let eve = WebSessionUser(name: "eve", uid: 4242, gid: 100, tokenMark: "mark-of-eves-token")
         try catalog.openWebSession(idHash: "h1", user: eve, expires: now + 60, now: now)
-        #expect(try other.webSession(idHash: "h1", now: now + 1) == eve)
+        #expect(try other.webSession(idHash: "h1", now: now + 1) == eve, "with the mark of the token it was signed in with")
         #expect(try other.webSession(idHash: "h1", now: now + 61) == nil, "ended at its time")
         #expect(try other.webSession(idHash: "h2", now: now) == nil)
         // Opening a session drops the ones already ended; a logout ends one on every connection.
-        try other.openWebSession(idHash: "h2", user: WebSessionUser(name: "bob", uid: 1001, gid: 1001), expires: now + 200, now: now + 100)
+        try other.openWebSession(idHash: "h2", user: WebSessionUser(name: "bob", uid: 1001, gid: 1001, tokenMark: ""), expires: now + 200, now: now + 100)
         let rows = try catalog.database.read { db in try db.query("SELECT id_hash FROM web_sessions", []) { $0.text(0) } }
         #expect(rows == ["h2"], "\(rows)")
         try catalog.closeWebSession(idHash: "h2")

@@ -204,7 +204,7 @@ func loopback(_ ip: String, _ expected: Bool) throws {
 @Test func aSessionCookieNamesItsUserAndAWriteNeedsThePagesCSRFToken() throws {
     let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
     let auth = Authentication(tokens: tokens, trustedHeader: nil)
-    let id = try auth.sessions.open(for: try auth.user(ofToken: "aaaaaaaaaaaaaaaaaaaa"))
+    let id = try auth.signIn(token: "aaaaaaaaaaaaaaaaaaaa")
     #expect(!id.contains("aaaaaaaaaaaaaaaaaaaa") && id.count == 64)
     let cookie: HTTPFields = [.cookie: "theme=dark; \(Sessions.cookieName)=\(id)"]
     // A read: the session's user, no token needed.
@@ -240,8 +240,8 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     let tokens = try Tokens.parse("aaaaaaaaaaaaaaaaaaaa 4242\n")
     let auth = Authentication(tokens: tokens, trustedHeader: HTTPField.Name("X-Remote-User"))
     let user = try auth.user(ofToken: "aaaaaaaaaaaaaaaaaaaa")
-    let one = Authentication.Asker(user: user, means: .session(try auth.sessions.open(for: user)))
-    let two = Authentication.Asker(user: user, means: .session(try auth.sessions.open(for: user)))
+    let one = Authentication.Asker(user: user, means: .session(try auth.signIn(token: "aaaaaaaaaaaaaaaaaaaa")))
+    let two = Authentication.Asker(user: user, means: .session(try auth.signIn(token: "aaaaaaaaaaaaaaaaaaaa")))
     #expect(auth.csrfToken(of: one) != auth.csrfToken(of: two))
     let restarted = Authentication(tokens: tokens, trustedHeader: nil)
     #expect(restarted.csrfToken(of: one) != auth.csrfToken(of: one), "another store's secret")
@@ -260,16 +260,63 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     let sessions = Sessions(secret: Array("a fixed secret for the test".utf8))
     let user = WebUser(name: "eve", uid: 4242, gid: 4242)
     let now = Date()
-    let id = try sessions.open(for: user, now: now)
-    #expect(try sessions.user(of: id, now: now + 60) == user)
-    #expect(try sessions.user(of: id, now: now + Sessions.lifetime + 1) == nil)
-    #expect(try sessions.user(of: "not-a-session") == nil)
+    let id = try sessions.open(for: user, tokenMark: sessions.mark(ofToken: "aaaaaaaaaaaaaaaaaaaa"), now: now)
+    #expect(try sessions.session(of: id, now: now + 60) == Session(user: user, tokenMark: sessions.mark(ofToken: "aaaaaaaaaaaaaaaaaaaa")))
+    #expect(try sessions.session(of: id, now: now + Sessions.lifetime + 1) == nil)
+    #expect(try sessions.session(of: "not-a-session") == nil)
     #expect(Sessions.id(inCookies: ["a=b", "\(Sessions.cookieName)=xyz; c=d"]) == "xyz")
     #expect(Sessions.id(inCookies: ["\(Sessions.cookieName)="]) == nil)
     let cookie = Sessions.cookie(id)
     #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"))
     #expect(Sessions.cookie("").contains("Max-Age=0"))
     #expect(!cookie.contains("Secure") && Sessions.cookie(id, secure: true).contains("Secure"))
+}
+
+/// The tokens file is read again when it changes: a removed token stops working as a bearer, the
+/// sessions signed in with it end (those of another token go on), and a file changed into one
+/// that is refused refuses every token and session (503) until it is fixed, naming no token.
+@Test func removingATokenFromTheFileEndsItAndItsSessions() throws {
+    let path = NSTemporaryDirectory() + "modelfs-tokens-\(getpid())-\(UUID().uuidString)"
+    defer { unlink(path) }
+    func write(_ text: String, mode: mode_t = 0o600) throws {
+        // A new file renamed over the old, as editors and config management do.
+        try text.write(toFile: path + ".new", atomically: false, encoding: .utf8)
+        chmod(path + ".new", mode)
+        #expect(rename(path + ".new", path) == 0)
+    }
+    let kept = "bbbbbbbbbbbbbbbbbbbb", removed = "aaaaaaaaaaaaaaaaaaaa"
+    try write("\(removed) 4242\n\(kept) 4243\n")
+    let auth = Authentication(tokens: try TokensFile(path: path), trustedHeader: nil)
+    let gone = try auth.signIn(token: removed), stays = try auth.signIn(token: kept)
+    func asker(_ id: String) throws(WebError) -> WebUser? { try auth.asker(of: request(.get, [.cookie: "\(Sessions.cookieName)=\(id)"]))?.user }
+    #expect(try asker(gone)?.uid == 4242 && asker(stays)?.uid == 4243)
+    #expect(try auth.user(ofToken: removed).uid == 4242)
+
+    try write("\(kept) 4243\n")
+    #expect(try asker(gone) == nil, "its token left the file")
+    #expect(try asker(stays)?.uid == 4243)
+    #expect(throws: WebError.self) { try auth.user(ofToken: removed) }
+    // The same token given to another user is not the same sign-in.
+    try write("\(kept) 4243\n\(removed) 4244\n")
+    #expect(try asker(gone) == nil)
+    #expect(try auth.user(ofToken: removed).uid == 4244)
+
+    // Edited in place into a file others can read: every token is refused until it is fixed.
+    try write("\(kept) 4243\n")
+    chmod(path, 0o644)
+    func expectRefused(_ what: String, _ outcome: Result<WebUser?, WebError>) {
+        switch outcome {
+        case .success: Issue.record("\(what) was taken from a refused tokens file")
+        case .failure(let error):
+            #expect(error.status == .serviceUnavailable && error.message.contains("mode 644") && !error.message.contains(kept), "\(error)")
+        }
+    }
+    expectRefused("a session", Result { () throws(WebError) in try asker(stays) })
+    expectRefused("a bearer token", Result { () throws(WebError) in try auth.user(ofToken: kept) })
+    chmod(path, 0o600)
+    #expect(try asker(stays)?.uid == 4243, "fixed, the session goes on")
+    unlink(path)
+    #expect(throws: WebError.self) { try auth.user(ofToken: kept) }
 }
 
 /// Two web servers on one catalog (two processes on one SQLite file; two nodes on PostgreSQL run
@@ -285,7 +332,7 @@ func loopback(_ ip: String, _ expected: Bool) throws {
         Authentication(tokens: tokens, trustedHeader: nil, sessions: try Sessions(catalog: try Catalog(path: dir + "/catalog.db")))
     }
     let one = try server(), two = try server()
-    let id = try one.sessions.open(for: try one.user(ofToken: "aaaaaaaaaaaaaaaaaaaa"))
+    let id = try one.signIn(token: "aaaaaaaaaaaaaaaaaaaa")
     let cookie: HTTPFields = [.cookie: "\(Sessions.cookieName)=\(id)"]
     let asker = try #require(try two.asker(of: request(.get, cookie)), "the other server knows the session")
     #expect(asker.user.uid == 4242 && asker.means == .session(id))

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
+from urllib.parse import urlencode
 
 import pytest
 
@@ -601,36 +602,43 @@ def test_a_services_log_from_an_offset(store, name, mounts, webs):
         stop_services(m.path)
 
 
+def ask(web, method, path, cookie=None, body=None, headers=None):
+    """(response, text) of one request, with a browser's cookie."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", web.port, timeout=30)
+    c.request(method, path, body, {**({"Cookie": cookie} if cookie else {}), **(headers or {})})
+    r = c.getresponse()
+    data = r.read().decode()
+    c.close()
+    return r, data
+
+
+def page_of(web, cookie):
+    r, html = ask(web, "GET", "/", cookie)
+    assert r.status == 200, html
+    return html
+
+
+def sign_in(web, token):
+    """The session cookie `/login` gives for `token`."""
+    r, _ = ask(web, "POST", "/login", body=urlencode({"token": token}), headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 303
+    cookie = r.getheader("Set-Cookie").split(";")[0]
+    assert cookie.startswith("modelfs_session=") and token not in cookie
+    return cookie
+
+
 def test_a_browser_session_is_known_to_every_server_of_the_catalog_and_outlives_a_restart(store, name, webs, tmp_path):
     """Sessions live in the catalog: signed in on one `modelfs web`, the browser's cookie and its
     page's CSRF token work on another server of the same catalog, and on one started after the
     first stopped; signed out on one, the cookie names no one on any."""
-    import http.client
     import pwd
-    import urllib.parse
-
-    def ask(web, method, path, cookie=None, body=None, headers=None):
-        c = http.client.HTTPConnection("127.0.0.1", web.port, timeout=30)
-        c.request(method, path, body, {**({"Cookie": cookie} if cookie else {}), **(headers or {})})
-        r = c.getresponse()
-        data = r.read().decode()
-        c.close()
-        return r, data
-
-    def page_of(web, cookie):
-        r, html = ask(web, "GET", "/", cookie)
-        assert r.status == 200, html
-        return html
 
     me = pwd.getpwuid(os.getuid()).pw_name
     for d in ("one", "two", "three"):
         os.makedirs(tmp_path / d)
     one, two = webs(store, directory=str(tmp_path / "one")), webs(store, directory=str(tmp_path / "two"))
-    r, _ = ask(one, "POST", "/login", body=urllib.parse.urlencode({"token": OWNER_TOKEN}),
-               headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert r.status == 303
-    cookie = r.getheader("Set-Cookie").split(";")[0]
-    assert cookie.startswith("modelfs_session=") and OWNER_TOKEN not in cookie
+    cookie = sign_in(one, OWNER_TOKEN)
     # The other server knows the session, and takes the first server's page token for a change.
     assert f"<span>{me}</span>" in page_of(two, cookie)
     csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]{64})">', page_of(one, cookie)).group(1)
@@ -643,8 +651,41 @@ def test_a_browser_session_is_known_to_every_server_of_the_catalog_and_outlives_
     three = webs(store, directory=str(tmp_path / "three"))
     assert f"<span>{me}</span>" in page_of(three, cookie)
     # Signed out on that one: the cookie names no one on the other either.
-    r, _ = ask(three, "POST", "/logout", cookie, urllib.parse.urlencode({"csrf": csrf}),
+    r, _ = ask(three, "POST", "/logout", cookie, urlencode({"csrf": csrf}),
                {"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status == 303
     html = page_of(two, cookie)
     assert ">Sign in<" in html and f"<span>{me}</span>" not in html
+
+
+def test_a_token_removed_from_the_tokens_file_ends_its_sessions_without_a_restart(store, webs, tmp_path):
+    """The server reads its tokens file again when it changes: a token taken out of it is refused
+    as a bearer and the browser sessions signed in with it end, while another token's go on; a
+    file changed into one that is refused (mode 644) refuses every token (503, naming none) until
+    it is fixed."""
+    import pwd
+    me = pwd.getpwuid(os.getuid()).pw_name
+    web = webs(store, directory=str(tmp_path))
+    owners, eves = sign_in(web, OWNER_TOKEN), sign_in(web, EVE_TOKEN)
+    assert "<span>4242</span>" in page_of(web, eves) and f"<span>{me}</span>" in page_of(web, owners)
+    assert web.call("GET", "/api/v1/models", token=EVE_TOKEN)[0] == 200
+    # The admin takes eve's line out, as an editor does: a new file renamed over the old.
+    with open(web.tokens + ".new", "w") as f:
+        f.write(f"{OWNER_TOKEN} {os.getuid()}\n")
+    os.chmod(web.tokens + ".new", 0o600)
+    os.rename(web.tokens + ".new", web.tokens)
+    html = page_of(web, eves)
+    assert ">Sign in<" in html and "<span>4242</span>" not in html
+    status, code, message = refusal(web, "GET", "/api/v1/models", token=EVE_TOKEN)
+    assert status == 401 and "not in this server's tokens file" in message and EVE_TOKEN not in message
+    assert f"<span>{me}</span>" in page_of(web, owners)
+    assert web.call("GET", "/api/v1/models")[0] == 200
+    # Made readable by others: nothing is taken until it is fixed, and nothing says a token.
+    os.chmod(web.tokens, 0o644)
+    status, code, message = refusal(web, "GET", "/api/v1/models")
+    assert status == 503 and "mode 644" in message and OWNER_TOKEN not in message, message
+    r, html = ask(web, "GET", "/", owners)
+    assert r.status == 503 and OWNER_TOKEN not in html
+    os.chmod(web.tokens, 0o600)
+    assert f"<span>{me}</span>" in page_of(web, owners)
+    assert OWNER_TOKEN not in web.output() and EVE_TOKEN not in web.output()

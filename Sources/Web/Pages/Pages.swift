@@ -114,8 +114,7 @@ struct Pages: Sendable {
         let fields = await Pages.formFields(&request)
         let next = Pages.localPath(fields["next"] ?? "/")
         do throws(WebError) {
-            let user = try auth.user(ofToken: (fields["token"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
-            let id = try auth.sessions.open(for: user)
+            let id = try auth.signIn(token: (fields["token"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines))
             return HTML.respond(.seeOther, "", headers: [.location: next, .setCookie: Sessions.cookie(id, secure: Pages.cameOverTLS(request))])
         } catch {
             var response = (try? loginForm(next: next, .nobody, message: error.message)) ?? HTML.respond(error.status, error.message)
