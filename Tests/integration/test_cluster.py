@@ -3,11 +3,13 @@ bucket of the s3api server and one PostgreSQL catalog (scripts/pg-server)."""
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 
@@ -523,3 +525,37 @@ def test_version_rm_from_the_cli_on_one_node_purges_another_nodes_caches(mounts,
     cli(n1, "import", str(new), "--model", "p", "--version", "v1", "--quiet")
     assert eventually(lambda: os.path.exists(path), 30)
     assert sha256_file(path) == sha256_file(new), "node two reads the new v1, not its cached old one"
+
+
+def test_browser_sessions_are_shared_on_a_postgresql_catalog_and_end_with_their_token(tmp_path):
+    """Two `modelfs web` on nodes of one PostgreSQL catalog (each its own data dir and tokens file):
+    a session signed in on one is known to the other, a token removed from one server's file ends
+    its sessions there while the other, whose file still has it, goes on, and a sign-out on one
+    ends the session on both."""
+    from test_web_api import EVE_TOKEN, OWNER_TOKEN, Web, ask, page_of, sign_in
+    url = new_database()
+    bucket = new_bucket(s3_client(S3_ENDPOINT))
+    webs = []
+    try:
+        for i in (1, 2):
+            store = Store("s3", str(tmp_path / f"node{i}"), S3_ENDPOINT, bucket=bucket)
+            store.env = lambda store=store, **extra: Store.env(store, MODELFS_CATALOG=url, **extra)
+            os.makedirs(tmp_path / f"web{i}")
+            webs.append(Web(store, str(tmp_path / f"web{i}")))
+        one, two = webs
+        owners, eves = sign_in(one, OWNER_TOKEN), sign_in(one, EVE_TOKEN)
+        assert "<span>4242</span>" in page_of(two, eves), "the other node knows the session"
+        sessions = sh("psql", url, "-tAc", "SELECT count(*) FROM web_sessions").stdout.strip()
+        assert sessions == "2", sessions
+        # Eve's token leaves the second node's file only.
+        with open(two.tokens, "w") as f:
+            f.write(f"{OWNER_TOKEN} {os.getuid()}\n")
+        assert ">Sign in<" in page_of(two, eves)
+        assert "<span>4242</span>" in page_of(one, eves), "the first node's file still has it"
+        csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]{64})">', page_of(two, owners)).group(1)
+        r, _ = ask(two, "POST", "/logout", owners, urlencode({"csrf": csrf}), {"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 303
+        assert ">Sign in<" in page_of(one, owners), "signed out on one node, gone on the other"
+    finally:
+        for w in webs:
+            w.stop()
