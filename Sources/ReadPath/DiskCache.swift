@@ -37,9 +37,25 @@ public final class DiskCache: @unchecked Sendable {
     /// Objects a whole-object fetch is filling or serving (``WholeFetch``): never evicted while
     /// one is open, since their readers serve straight from the data file. Count of holders.
     private var pinned: [UInt64: Int] = [:]
-    /// Objects whose every block landed and checked out in this process: their data file may be
-    /// handed to the kernel whole.
-    private var verified: Set<UInt64> = []
+    /// Objects whose every block landed and checked out in this process, and the data file that
+    /// holds them: that file may be handed to the kernel whole. The file, not the name: another
+    /// mount of a shared directory may evict the object and write some of it again under it.
+    private var verified: [UInt64: FileID] = [:]
+
+    /// Which file a descriptor or a path is.
+    struct FileID: Equatable {
+        var device: UInt64, inode: UInt64
+        init?(fd: Int32) {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { return nil }
+            device = UInt64(st.st_dev); inode = UInt64(st.st_ino)
+        }
+        init?(path: String) {
+            var st = stat()
+            guard stat(path, &st) == 0 else { return nil }
+            device = UInt64(st.st_dev); inode = UInt64(st.st_ino)
+        }
+    }
 
     public init(directory: String, capacity: Int64, blockSize: Int) throws(StoreError) {
         self.directory = directory + "/objects"
@@ -139,13 +155,14 @@ public final class DiskCache: @unchecked Sendable {
     }
 
     /// Fills `buffer` with `range` when every block of it is on disk and checks out; false
-    /// otherwise (a bad block is forgotten, so it is fetched again).
-    public func read(object: UInt64, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+    /// otherwise (a bad block is forgotten, so it is fetched again). Read from `file` when given
+    /// (a whole fetch's data file: what its readers will read), else from the object's data file.
+    public func read(object: UInt64, range: Range<Int64>, into buffer: UnsafeMutableRawBufferPointer, file: Int32? = nil) -> Bool {
         guard !range.isEmpty else { return true }
         guard let e = entry(object), blocks(range).allSatisfy({ e.blocks[$0] != nil }) else { return false }
-        let fd = open(dataPath(object), O_RDONLY | O_CLOEXEC)
+        let fd = file ?? open(dataPath(object), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { forget(object: object); return false }
-        defer { close(fd) }
+        defer { if file == nil { close(fd) } }
         let count = min(Int(range.count), buffer.count)
         var done = 0
         while done < count {
@@ -190,11 +207,19 @@ public final class DiskCache: @unchecked Sendable {
         let object: UInt64
         private var data: Int32 = -1
         private var index: Int32 = -1
+        /// The data file was given (a whole fetch's, which its readers read): written, never closed here.
+        private let borrowed: Bool
 
-        init(cache: DiskCache, object: UInt64) { self.cache = cache; self.object = object }
+        /// Writes into `data` when given (a whole fetch's data file, open for writing), else into
+        /// the object's data file, opened at the first write.
+        init(cache: DiskCache, object: UInt64, data: Int32? = nil) {
+            self.cache = cache; self.object = object
+            self.data = data ?? -1
+            borrowed = data != nil
+        }
 
         deinit {
-            if data >= 0 { close(data) }
+            if data >= 0 && !borrowed { close(data) }
             if index >= 0 { close(index) }
         }
 
@@ -304,21 +329,24 @@ public final class DiskCache: @unchecked Sendable {
         evict(keeping: nil)
     }
 
-    /// Records that every block of `object` landed and checked out in this process.
-    public func markVerified(object: UInt64) { lock.withLock { _ = verified.insert(object) } }
+    /// Records that every block of `object` landed and checked out in this process, in `file`.
+    private func markVerified(object: UInt64, file: FileID) { lock.withLock { verified[object] = file } }
 
     /// Whether every block of `object` checked out in this process, and it is still kept.
-    public func isVerified(object: UInt64) -> Bool { lock.withLock { verified.contains(object) && entries[object] != nil } }
+    public func isVerified(object: UInt64) -> Bool { lock.withLock { verified[object] != nil && entries[object] != nil } }
 
-    /// Whether `object` (of `size` bytes) is a checked whole copy: checked in this process, or
-    /// checked by an earlier mount that left its complete record (``markComplete``) and the data
-    /// file and index are still as that record saw them. Then it is trusted without reading it,
-    /// as passthrough trusts a copy checked earlier in the same mount.
-    public func isVerified(object: UInt64, size: Int64) -> Bool {
-        if isVerified(object: object) { return true }
+    /// Whether `object` (of `size` bytes) is a checked whole copy in `fd` (its data file, open):
+    /// checked in this process in that very file, or checked by an earlier mount that left its
+    /// complete record (``markComplete``) and the file and index are still as that record saw
+    /// them. Then it is trusted without reading it, as passthrough trusts a copy checked earlier
+    /// in the same mount. Without `fd`, of the file under the object's name now (a first look:
+    /// ``WholeFetches`` asks again of the file it opened).
+    public func isVerified(object: UInt64, size: Int64, fd: Int32? = nil) -> Bool {
+        guard let file = fd.flatMap(FileID.init(fd:)) ?? FileID(path: dataPath(object)) else { return false }
+        if lock.withLock({ verified[object] == file && entries[object] != nil }) { return true }
         guard lock.withLock({ entries[object] != nil }), let record = readComplete(object),
-              record == completeRecord(object: object, size: size) else { return false }
-        markVerified(object: object)
+              record == completeRecord(object: object, size: size, fd: fd) else { return false }
+        markVerified(object: object, file: file)
         return true
     }
 
@@ -330,19 +358,21 @@ public final class DiskCache: @unchecked Sendable {
     /// on the disk changes neither; that is the trust a whole copy handed to the kernel already
     /// has (nothing checks what passthrough reads), and a daemon-path read that finds a bad block
     /// drops the record.
-    public func markComplete(object: UInt64, size: Int64) {
-        markVerified(object: object)
+    ///
+    /// `fd` is the data file the blocks were written to. Should another mount have evicted the
+    /// object and written some of it again under its name meanwhile, the file under the name is
+    /// not that one: nothing is recorded (and only `fd` is checked, for this process).
+    public func markComplete(object: UInt64, size: Int64, fd: Int32) {
+        guard let file = FileID(fd: fd) else { return }
+        markVerified(object: object, file: file)
         let index = open(indexPath(object), O_WRONLY | O_CLOEXEC)
         guard index >= 0 else { return }
         defer { close(index) }
         // Under the object's lock: no other mount's write lands between the flush and the record.
         flock(index, LOCK_EX)
         defer { flock(index, LOCK_UN) }
-        let data = open(dataPath(object), O_RDONLY | O_CLOEXEC)
-        guard data >= 0 else { return }
-        let flushed = fsync(data) == 0 && fsync(index) == 0
-        close(data)
-        guard flushed, let record = completeRecord(object: object, size: size) else { return }
+        let flushed = fsync(fd) == 0 && fsync(index) == 0
+        guard flushed, let record = completeRecord(object: object, size: size, fd: fd) else { return }
         let temporary = completePath(object) + ".\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return }
@@ -356,7 +386,7 @@ public final class DiskCache: @unchecked Sendable {
 
     /// Drops the complete record of `object`: a block of it no longer checks out.
     public func dropComplete(object: UInt64) {
-        lock.withLock { _ = verified.remove(object) }
+        lock.withLock { _ = verified.removeValue(forKey: object) }
         unlink(completePath(object))
     }
 
@@ -367,10 +397,14 @@ public final class DiskCache: @unchecked Sendable {
     }
 
     /// The complete record `object` would have now: nil unless its data file is `size` bytes and
-    /// its index vouches for every block.
-    private func completeRecord(object: UInt64, size: Int64) -> String? {
+    /// its index vouches for every block. With `fd`, of that file, and nil unless it is still the
+    /// one under the object's name.
+    private func completeRecord(object: UInt64, size: Int64, fd: Int32? = nil) -> String? {
         var st = stat()
-        guard size > 0, stat(dataPath(object), &st) == 0, Int64(st.st_size) == size else { return nil }
+        guard size > 0, (fd.map { fstat($0, &st) } ?? stat(dataPath(object), &st)) == 0, Int64(st.st_size) == size else { return nil }
+        if fd != nil {
+            guard let named = FileID(path: dataPath(object)), named.device == UInt64(st.st_dev), named.inode == UInt64(st.st_ino) else { return nil }
+        }
         let blocks = loadIndex(object)
         let count = (size + blockSize - 1) / blockSize
         guard blocks.count == count else { return nil }
@@ -385,10 +419,10 @@ public final class DiskCache: @unchecked Sendable {
             + "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(String(digest, radix: 16))\n"
     }
 
-    /// The object's data file, opened for reading (nil when it is not there), made empty first
-    /// when `create` and there is none.
+    /// The object's data file, opened for reading (nil when it is not there); with `create`, for
+    /// reading and writing, made empty first when there is none (a whole fetch writes it).
     public func openData(object: UInt64, create: Bool = false) -> Int32? {
-        let fd = open(dataPath(object), O_RDONLY | O_CLOEXEC | (create ? O_CREAT : 0), 0o600)
+        let fd = open(dataPath(object), (create ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC, 0o600)
         return fd >= 0 ? fd : nil
     }
 
@@ -403,7 +437,7 @@ public final class DiskCache: @unchecked Sendable {
             while used + adding > capacity,
                   let (victim, entry) = entries.filter({ $0.key != object && pinned[$0.key] == nil }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 entries[victim] = nil
-                verified.remove(victim)
+                verified[victim] = nil
                 used -= entry.bytes
                 victims.append(victim)
             }
@@ -419,7 +453,7 @@ public final class DiskCache: @unchecked Sendable {
             while used > capacity,
                   let (victim, entry) = entries.filter({ $0.key != keeping && pinned[$0.key] == nil }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 entries[victim] = nil
-                verified.remove(victim)
+                verified[victim] = nil
                 used -= entry.bytes
                 victims.append(victim)
             }
@@ -441,7 +475,7 @@ public final class DiskCache: @unchecked Sendable {
     public func forget(object: UInt64) {
         lock.withLock {
             if let e = entries.removeValue(forKey: object) { used -= e.bytes }
-            verified.remove(object)
+            verified[object] = nil
         }
         remove(object)
     }
@@ -488,12 +522,9 @@ extension DiskCache {
     /// extents that exist instead of allocating them page by page (about a third less of the
     /// write's kernel CPU measured here). The bytes were counted already when the object was
     /// pinned. Best effort: a file system without `fallocate` just allocates as it writes.
-    public func preallocate(object: UInt64, size: Int64) {
+    public func preallocate(fd: Int32, size: Int64) {
         guard size > 0, let call = Self.fallocateCall else { return }
-        let fd = open(dataPath(object), O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
         _ = call(fd, 0x01 /* FALLOC_FL_KEEP_SIZE */, 0, off_t(size))
-        close(fd)
     }
 
     /// glibc's `fallocate(2)`, which Swift's Glibc module does not import (it needs `_GNU_SOURCE`).

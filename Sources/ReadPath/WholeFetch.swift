@@ -120,14 +120,22 @@ public final class WholeFetches: @unchecked Sendable {
         }
         lock.unlock()
         guard size > 0, disk.pin(object: object, size: size) else { return nil }
-        let verified = disk.isVerified(object: object, size: size)
+        // One descriptor for all of it: readers, the streams' writes, the blocks found on disk, and
+        // the check of a complete copy. Another mount of the directory may evict the object and
+        // write some of it again under its name meanwhile: this fetch goes on in the file it opened.
+        guard let fd = disk.openData(object: object, create: reader != nil) else {
+            disk.unpin(object: object)
+            return nil
+        }
+        let verified = disk.isVerified(object: object, size: size, fd: fd)
         // Without a reader to fetch with, only a checked copy will do (it may have gone meanwhile).
-        guard verified || reader != nil, let readFD = disk.openData(object: object, create: !verified) else {
+        guard verified || reader != nil else {
+            close(fd)
             disk.unpin(object: object)
             return nil
         }
         let fetch = WholeFetch(owner: self, object: object, size: size, segmentSize: segmentSize,
-                               runSegments: runSize / segmentSize, fd: readFD, complete: verified)
+                               runSegments: runSize / segmentSize, fd: fd, complete: verified)
         lock.lock()
         // Another reader may have attached meanwhile: one fetch per object.
         if let live = fetches[object]?.fetch, !live.isFailed {
@@ -138,7 +146,7 @@ public final class WholeFetches: @unchecked Sendable {
         if !verified { started += 1 }
         lock.unlock()
         if !verified, let reader {
-            disk.preallocate(object: object, size: size)
+            disk.preallocate(fd: fetch.fd, size: size)
             for _ in 0..<min(streams, fetch.segments) { queue.async { self.work(fetch, reader: reader) } }
         }
         return fetch
@@ -146,7 +154,7 @@ public final class WholeFetches: @unchecked Sendable {
 
     /// One stream: takes runs of segments (a waiting reader's first) until none is left.
     private func work(_ fetch: WholeFetch, reader: RangeStreamer) {
-        let writer = DiskCache.Writer(cache: disk, object: fetch.object)
+        let writer = DiskCache.Writer(cache: disk, object: fetch.object, data: fetch.fd)
         while let run = fetch.next() {
             slots.wait()
             let chunk = buffers.take(pieceSize)
@@ -158,7 +166,7 @@ public final class WholeFetches: @unchecked Sendable {
                 // Counted before the last segment wakes its readers: one who then unmounts waits.
                 recording.enter()
                 if fetch.landed(run) {
-                    disk.markComplete(object: fetch.object, size: fetch.size)
+                    disk.markComplete(object: fetch.object, size: fetch.size, fd: fetch.fd)
                     lock.withLock { completed += 1 }
                 }
                 recording.leave()
@@ -186,7 +194,7 @@ public final class WholeFetches: @unchecked Sendable {
                 // is split around it next time (or, failing again, fetched).
                 let upTo = min(end, at + Int64(buffer.count))
                 let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[..<Int(upTo - at)])
-                if disk.read(object: fetch.object, range: at..<upTo, into: piece) {
+                if disk.read(object: fetch.object, range: at..<upTo, into: piece, file: fetch.fd) {
                     at = upTo
                     fetch.progress(segments, to: at)
                 } else {
@@ -277,8 +285,8 @@ public final class WholeFetch: @unchecked Sendable {
     let segments: Int
     /// The most segments one GET takes on.
     let runSegments: Int
-    /// The data file, for reading: replies splice from it, and once complete it is the object's
-    /// whole file.
+    /// The data file: the streams write it, replies splice from it, and once complete it is the
+    /// object's whole file. Only ever this descriptor, never the name again.
     let fd: Int32
     /// Held strongly: a stream may let go of the last fetch after the registry went (tests).
     private let owner: WholeFetches

@@ -413,6 +413,56 @@ import ModelStore
         #expect(!disk.isVerified(object: 7))
     }
 
+    // MARK: A directory shared by several mounts
+
+    /// Another mount of the cache directory evicts the object while this one fetches it, before
+    /// the stream's first write: the stream writes the file the fetch's readers read (the one it
+    /// opened), not a new one under the object's name, and no complete record vouches for the
+    /// name's file.
+    @Test func aFetchsReadersReadTheFileItsStreamsWriteWhenAnotherMountEvictsTheObject() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let disk = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)
+        let fetches = wholeFetches(disk)
+        let source = GatedStream(data, blockAfter: 0)  // waits before its first byte
+        let fetch = try #require(fetches.fetch(object: 7, size: Int64(size), reader: source.streamer))
+        #expect(eventually { source.waiting.withLock { $0 } })
+        try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10).forget(object: 7)
+        source.gate.signal()
+        #expect(eventually { fetch.isComplete })
+        fetches.drain()
+        // Bools first: a failed comparison of 64 MiB arrays would print them.
+        let served = try fetch.read(offset: 0, length: 1 << 20)?.bytes == Array(data[0..<(1 << 20)])
+        let whole = contents(of: fetch.fd) == data
+        #expect(served && whole, "served the first MiB: \(served), the file whole: \(whole)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/objects/7.done"), "no record for a file that is not the one checked")
+    }
+
+    /// A copy checked by this mount, evicted by another that then wrote some of it again under its
+    /// name: this mount no longer trusts the name's file as the whole object.
+    @Test func aCopyCheckedHereIsNotTrustedOnceAnotherMountReplacedItsFile() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let disk = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)
+        let fetches = wholeFetches(disk)
+        do {
+            let first = try #require(fetches.fetch(object: 7, size: Int64(size), reader: GatedStream(data).streamer))
+            #expect(eventually { first.isComplete })
+        }
+        fetches.drain()
+        #expect(eventually { fetches.live(object: 7) == nil })
+        let other = try DiskCache(directory: dir, capacity: 1 << 30, blockSize: 64 << 10)
+        other.forget(object: 7)
+        #expect(Array(data[0..<(64 << 10)]).withUnsafeBytes { other.write(object: 7, range: 0..<Int64(64 << 10), bytes: $0) })
+        if let again = fetches.complete(object: 7, size: Int64(size)) {
+            let whole = contents(of: again.fd) == data
+            #expect(whole, "a partial file taken for the whole object")
+        }
+        // Fetched again, it is whole.
+        let again = try #require(fetches.fetch(object: 7, size: Int64(size), reader: GatedStream(data).streamer))
+        #expect(eventually { again.isComplete })
+        let whole = contents(of: again.fd) == data
+        #expect(whole)
+    }
+
     // MARK: Runs
 
     /// A reader who jumps ahead has its segment fetched next, and that GET carries on from there;
