@@ -9,28 +9,36 @@ extension CatalogTransaction {
     /// bytes until they are evicted (never served for anything else: they are named by content).
     static let cachePurgeSeconds: TimeInterval = 86_400
 
-    /// Records `purge`, and drops records older than ``cachePurgeSeconds``.
-    func recordCachePurge(_ purge: Purge) throws {
+    /// Records what a delete leaves in the caches, and drops records older than ``cachePurgeSeconds``.
+    func recordCachePurge(_ entries: [CachePurgeEntry]) throws {
         try db.execute("DELETE FROM cache_purges WHERE created < ?", [.date(Date().addingTimeInterval(-Self.cachePurgeSeconds))])
-        // The objects are in the order of their rows: versions, then a dataset (``Purge/init(_:)``).
-        let rows: [(column: String, id: Int64)] = purge.versions.map { ("version_id", $0.rawValue) } + purge.datasets.map { ("dataset_id", $0.rawValue) }
-        for (object, row) in zip(purge.objects, rows) {
-            try db.execute("INSERT INTO cache_purges (object_id, \(row.column), created) VALUES (?, ?, ?)",
-                           [.int(Int64(bitPattern: object)), .int(row.id), .date(Date())])
+        for e in entries {
+            try db.execute("INSERT INTO cache_purges (object_id, \(e.column), object_kept, created) VALUES (?, ?, ?, ?)",
+                           [.int(Int64(bitPattern: e.object)), .int(e.row), .int(e.kept ? 1 : 0), .date(Date())])
         }
     }
+}
+
+/// One deleted version's or dataset's record: its object, and whether another row still has
+/// those bytes (then only its views are forgotten).
+struct CachePurgeEntry {
+    var object: UInt64
+    var column: String
+    var row: Int64
+    var kept: Bool
 }
 
 extension Catalog {
     /// Everything the records after `id` purge, and the last record's id (`id` when none came).
     public func cachePurges(after id: Int64) throws(StoreError) -> (through: Int64, purge: Purge) {
         let rows = try database.read {
-            try $0.query("SELECT id, object_id, version_id, dataset_id FROM cache_purges WHERE id > ? ORDER BY id", [.int(id)]) { r in
+            try $0.query("SELECT id, object_id, version_id, dataset_id, object_kept FROM cache_purges WHERE id > ? ORDER BY id", [.int(id)]) { r in
                 (id: r.int(0), object: UInt64(bitPattern: r.int(1)),
-                 version: r.optionalInt(2).map(VersionID.init), dataset: r.optionalInt(3).map(DatasetID.init))
+                 version: r.optionalInt(2).map(VersionID.init), dataset: r.optionalInt(3).map(DatasetID.init), kept: r.int(4) != 0)
             }
         }
-        let purge = Purge(objects: rows.map(\.object), versions: rows.compactMap(\.version), datasets: rows.compactMap(\.dataset))
+        let purge = Purge(objects: rows.filter { !$0.kept }.map(\.object), versions: rows.compactMap(\.version),
+                          datasets: rows.compactMap(\.dataset))
         return (rows.last?.id ?? id, purge)
     }
 

@@ -406,5 +406,10 @@ enum Migrations {
         """
         ALTER TABLE web_sessions ADD COLUMN token_mark TEXT NOT NULL DEFAULT '';
         """,
+        // 20: a deleted version whose bytes another version or dataset still has (a `cp` of a
+        // version) leaves those bytes in the caches: its record says so, and only its views go.
+        """
+        ALTER TABLE cache_purges ADD COLUMN object_kept INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 }

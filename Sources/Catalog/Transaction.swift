@@ -169,9 +169,30 @@ public struct CatalogTransaction {
             try db.execute("DELETE FROM datasets WHERE id = ?", [.int(d.id)])
         }
         if let m = model { try db.execute("DELETE FROM models WHERE id = ?", [.int(m.id)]) }
-        removal.purge = dataset.map(Purge.init) ?? Purge(versions)  // a dataset's delete has no versions
-        try recordCachePurge(removal.purge)
+        // Bytes another version or dataset still has (a `cp` of a version, one file imported
+        // twice) stay in the caches: named by their content they are still right, and that
+        // version's readers, who share their fetch, read on rather than get ESTALE.
+        var entries: [CachePurgeEntry] = []
+        for v in versions {
+            entries.append(CachePurgeEntry(object: v.objectIdentity, column: "version_id", row: v.id.rawValue,
+                                           kept: try stillHeld(sha256: v.sha256, size: v.size)))
+        }
+        if let d = dataset {
+            entries.append(CachePurgeEntry(object: d.objectIdentity, column: "dataset_id", row: d.id.rawValue,
+                                           kept: try stillHeld(sha256: d.sha256, size: d.size)))
+        }
+        removal.purge = Purge(objects: entries.filter { !$0.kept }.map(\.object), versions: versions.map(\.id), datasets: dataset.map { [$0.id] } ?? [])
+        try recordCachePurge(entries)
         return removal
+    }
+
+    /// Whether a version or dataset left has these bytes (by content: the cache's name for them).
+    private func stillHeld(sha256: String?, size: Int64) throws -> Bool {
+        guard let sha256 else { return false }  // no content name yet: the object is the row's own
+        return try db.first("""
+            SELECT 1 FROM versions WHERE sha256 = ? AND size = ?
+            UNION ALL SELECT 1 FROM datasets WHERE sha256 = ? AND size = ? LIMIT 1
+            """, [.text(sha256), .int(size), .text(sha256), .int(size)]) { _ in true } ?? false
     }
 
     public func deleteVersion(_ v: Version) throws -> Removal { try delete(versions: [v], dataset: nil, model: nil) }

@@ -158,7 +158,8 @@ public struct Deleted<Row: Sendable>: Sendable {
 }
 
 /// What the node's caches must forget after a delete: the cached bytes of each object that went
-/// (by ``ObjectIdentity``), and the archive views of the versions and datasets that went.
+/// (by ``ObjectIdentity``; not those another version or dataset still has), and the archive views
+/// of the versions and datasets that went.
 public struct Purge: Sendable, Equatable {
     public var objects: [UInt64] = []
     public var versions: [VersionID] = []
@@ -166,8 +167,6 @@ public struct Purge: Sendable, Equatable {
     public init(objects: [UInt64] = [], versions: [VersionID] = [], datasets: [DatasetID] = []) {
         self.objects = objects; self.versions = versions; self.datasets = datasets
     }
-    public init(_ versions: [Version]) { self.init(objects: versions.map(\.objectIdentity), versions: versions.map(\.id)) }
-    public init(_ dataset: Dataset) { self.init(objects: [dataset.objectIdentity], datasets: [dataset.id]) }
 }
 
 /// An archive's index (or a safetensors header) as the catalog keeps it: the encoded index, or

@@ -53,6 +53,7 @@ import ModelStore
             c("indexes") { try $0.archiveIndexesAndTensorHeadersAreKeptPerObject() },
             c("scratch") { try $0.aScratchFileIsAdoptedOnlyUnderAFreeName() },
             c("purges") { try $0.deletesRecordWhatTheyLeaveInTheCaches() },
+            c("purgesKeepSharedBytes") { try $0.aDeleteKeepsTheBytesAnotherRowStillHas() },
             c("services") { try $0.servicesKeepEveryColumnAndAreFoundByTheVersionsTheyHold() },
             c("listings") { try $0.listingsComeAPageAtATimeWithTheirCounts() },
             c("webSessions") { try $0.webSessionsAreSharedEndAtTheirTimeAndTheSecretIsMadeOnce() },

@@ -359,6 +359,34 @@ def test_a_version_deleted_under_an_open_reader_is_stale(s3store, name, tmp_path
         os.close(fd)
 
 
+def test_deleting_a_copy_of_a_version_leaves_the_other_loading(s3store, name, tmp_path, mounts):
+    """Two versions with the same bytes (a `cp` of one) share their cached bytes, named by content:
+    deleting one while the other is loaded whole leaves that load reading on, byte for byte (each
+    read after the delete was ESTALE)."""
+    m = mounts(s3store, path=tmp_path / "m")
+    model = name()
+    d = m.p("models", model)
+    os.mkdir(d)
+    src = make_file(str(tmp_path / "w.pth"), 64 * MiB, seed=9)
+    # Both from the local file: no whole copy of them is in the cache yet, so v2's reads go
+    # through its fetch, not through a copy the kernel reads directly (passthrough).
+    sh("cp", src, os.path.join(d, "v1.pth"))
+    sh("cp", src, os.path.join(d, "v2.pth"))
+    with open(os.path.join(d, "v2.pth"), "rb") as f:
+        f.read(40 * MiB)  # a long sequential run: loaded whole
+        assert m.stats()["whole.fetches"] == 1
+        os.remove(os.path.join(d, "v1.pth"))
+        # What the kernel read ahead is dropped: the rest is read through the mount after the delete.
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        f.seek(0)
+        h = hashlib.sha256()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    assert h.hexdigest() == sha256_file(src)
+    assert sha256_file(os.path.join(d, "v2.pth")) == sha256_file(src)
+    assert not os.path.exists(os.path.join(d, "v1.pth"))
+
+
 def _read_through_a_mount(mounts, store, path, model, cache_dir, env=None):
     """Mounts, reads models/<model>/v1.pth whole, unmounts; returns (sha256, .stats)."""
     with mounts(store, "--cache-memory", "16", "--cache-dir", cache_dir, path=path, env=env) as m:
