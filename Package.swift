@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "JobsTests", dependencies: ["TestSupport", "Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive"]),
         .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore", "Archive", "CDeflate"]),
-        .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
+        .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "Archive", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),
         .testTarget(name: "FUSEAdapterTests", dependencies: ["FUSEAdapter", "ModelStore"]),
         .testTarget(name: "TelemetryTests", dependencies: ["TestSupport", "Telemetry", "FUSEAdapter", "ModelFS", "Registry", "Catalog", "ReadPath", "Jobs", "ModelStore"]),
         .testTarget(name: "WebTests", dependencies: [

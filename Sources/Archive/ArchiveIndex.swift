@@ -81,8 +81,9 @@ public struct ArchiveMember: Codable, Equatable, Sendable {
 /// implied ones added), sorted by path, and why anything was left out.
 public struct ArchiveIndex: Codable, Equatable, Sendable {
     /// Indexes of an older format were built by rules since changed (duplicates, `..`, stubs,
-    /// gzip members, local header checks): they are built again rather than used.
-    public static let currentFormat = 2
+    /// gzip members, local header checks; 3: tar's pax sizes and data-less entries, zip's end
+    /// record and entries past its count, paths' length and depth): they are built again rather than used.
+    public static let currentFormat = 3
     public var formatVersion = ArchiveIndex.currentFormat
     public var kind: ArchiveKind
     public var members: [ArchiveMember]
@@ -114,11 +115,16 @@ public struct ArchiveIndex: Codable, Equatable, Sendable {
             }
             all.append(m)
         }
-        // A file whose path another member uses as a directory cannot be both.
+        // A file whose path another member uses as a directory cannot be both. Each directory's
+        // first member under it gives an implied directory its time (one walk, not a scan each).
         var usedAsDirectory = Set<String>()
+        var firstUnder: [String: Double] = [:]
         for m in all {
             var parent = m.parent
-            while !parent.isEmpty && usedAsDirectory.insert(parent).inserted { parent = ArchiveMember.parent(of: parent) }
+            while !parent.isEmpty && usedAsDirectory.insert(parent).inserted {
+                firstUnder[parent] = m.modified
+                parent = ArchiveMember.parent(of: parent)
+            }
         }
         all = all.filter { m in
             if !m.isDirectory && usedAsDirectory.contains(m.path) {
@@ -130,8 +136,7 @@ public struct ArchiveIndex: Codable, Equatable, Sendable {
         // Directories the paths imply but the archive does not list.
         let listed = Set(all.filter(\.isDirectory).map(\.path))
         for path in usedAsDirectory.subtracting(listed) {
-            let child = all.first { $0.parent == path || $0.path.hasPrefix(path + "/") }
-            all.append(ArchiveMember(path: path, isDirectory: true, size: 0, mode: 0o755, modified: child?.modified ?? 0,
+            all.append(ArchiveMember(path: path, isDirectory: true, size: 0, mode: 0o755, modified: firstUnder[path] ?? 0,
                                      dataOffset: nil, storedSize: 0))
         }
         self.members = all.sorted { $0.path < $1.path }
@@ -192,9 +197,17 @@ public struct ArchiveError: Error, Equatable, Sendable, CustomStringConvertible 
 
 /// Member names as the view can show them: relative, `/`-separated, every segment a real name.
 enum MemberPaths {
+    /// Linux's PATH_MAX, and a depth no model's files reach.
+    static let maxPath = 4096
+    static let maxDepth = 256
+
     /// The normalized path, or why it cannot be shown. `..` is resolved by name (`a/../b` is `b`,
     /// which stays inside); only one that climbs above the top leaves the archive.
     static func normalize(_ raw: String) -> Result<String, ArchiveError> {
+        // No file system takes a longer path, and every prefix of a member's path becomes a
+        // directory of the view: a deep one (`a/a/…`, 800 KB in a pax record) would cost the
+        // square of its length.
+        if raw.utf8.count > maxPath { return .failure(ArchiveError("\(printable(String(raw.prefix(64))))…: a path longer than \(maxPath) bytes, left out")) }
         if raw.hasPrefix("/") { return .failure(ArchiveError("\(printable(raw)): an absolute path, left out")) }
         var segments: [Substring] = []
         for s in raw.split(separator: "/", omittingEmptySubsequences: true) {
@@ -207,6 +220,7 @@ enum MemberPaths {
             if s.utf8.count > 255 { return .failure(ArchiveError("\(printable(raw)): a name longer than 255 bytes, left out")) }
             segments.append(s)
         }
+        if segments.count > maxDepth { return .failure(ArchiveError("\(printable(String(raw.prefix(64))))…: deeper than \(maxDepth) directories, left out")) }
         if segments.isEmpty { return .failure(ArchiveError("\(printable(raw)): an empty name, left out")) }
         if raw.utf8.contains(0) || raw.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) {
             return .failure(ArchiveError("\(printable(raw)): a control character in the name, left out"))

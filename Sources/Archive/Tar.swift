@@ -33,8 +33,31 @@ public enum TarReader {
                 break
             }
             let dataStart = at + Int64(block)
-            let next = dataStart + (length + Int64(block) - 1) / Int64(block) * Int64(block)
             let type = header[156]
+            // Where the next header starts: after this entry's data. tar and Python take its
+            // length from a pax `size` record when there is one, and give links and directories
+            // none whatever their size field says; a view that skipped otherwise would read other
+            // headers than they do, and show other bytes under a name.
+            var dataLength = length
+            if ![UInt8(ascii: "x"), UInt8(ascii: "L"), UInt8(ascii: "g"), UInt8(ascii: "K")].contains(type) {
+                if let recorded = pax["size"] {
+                    guard let v = Int64(String(decoding: recorded, as: UTF8.self)), v >= 0, v <= Int64.max / 4 else {
+                        problems.append("a pax size at \(at) that is not a size; the rest is left out")
+                        break
+                    }
+                    dataLength = v
+                }
+                let named = pax["path"] ?? longName ?? field(header, 0, 100)
+                // A directory of old tars: type NUL and a name ending in `/` (Python's reading).
+                if [UInt8(ascii: "1"), UInt8(ascii: "2"), UInt8(ascii: "5")].contains(type) || (type == 0 && named.last == UInt8(ascii: "/")) {
+                    dataLength = 0
+                }
+                if [UInt8(ascii: "3"), UInt8(ascii: "4"), UInt8(ascii: "6")].contains(type) && dataLength > 0 {
+                    // GNU tar skips a device's data, Python does not: no one reading of what follows.
+                    throw ArchiveError("a device or FIFO entry with \(dataLength) bytes of data at \(at): tar tools disagree on where the next header is")
+                }
+            }
+            let next = dataStart + (dataLength + Int64(block) - 1) / Int64(block) * Int64(block)
             defer { at = next }
             switch type {
             case UInt8(ascii: "x"), UInt8(ascii: "L"):
@@ -53,8 +76,19 @@ public enum TarReader {
                     pax = paxRecords(body)
                 }
                 continue
-            case UInt8(ascii: "g"), UInt8(ascii: "K"):
-                continue  // global pax headers and GNU long link names: nothing a view shows
+            case UInt8(ascii: "g"):
+                // A global header naming or sizing members: GNU tar applies it to every member after
+                // it, Python to the next one only; no one reading of the archive exists.
+                guard length <= Int64(maxExtendedHeader), dataStart + length <= size else {
+                    throw ArchiveError("a global pax header of \(length) bytes at \(at) that cannot be read")
+                }
+                let global = paxRecords(try ZipReader.read(source, dataStart, Int(length)))
+                if let key = ["path", "size", "linkpath"].first(where: { global[$0] != nil }) {
+                    throw ArchiveError("a global pax header at \(at) sets \(key): tar tools disagree on what it applies to")
+                }
+                continue  // times, comments: nothing a view shows
+            case UInt8(ascii: "K"):
+                continue  // GNU long link names: links are left out
             default:
                 break
             }
@@ -80,10 +114,11 @@ public enum TarReader {
                 problems.append("\(MemberPaths.printable(path)): a sparse file (stored packed), left out")
                 continue
             }
+            let oldDirectory = type == 0 && rawName.last == UInt8(ascii: "/")
             switch type {
-            case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
-                let memberSize = entryPax["size"].flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? length
-                guard memberSize == length else { problems.append("\(MemberPaths.printable(path)): sizes disagree, left out"); continue }
+            case 0, UInt8(ascii: "0"), UInt8(ascii: "7") where !oldDirectory:
+                // A pax size is the member's (a file over 8 GiB has no other); `dataLength` is it.
+                let length = dataLength
                 guard dataStart + length <= size else {
                     problems.append("\(MemberPaths.printable(path)): cut short by the end of the archive (\(size - dataStart) of its "
                                     + "\(length) bytes), left out")
@@ -92,7 +127,7 @@ public enum TarReader {
                 members.append(ArchiveMember(path: path, isDirectory: false, size: length, mode: mode == 0 ? 0o644 : mode,
                                              modified: modified, method: source is GzipStream ? .inflatedStream : .stored,
                                              dataOffset: dataStart, storedSize: length))
-            case UInt8(ascii: "5"):
+            case UInt8(ascii: "5"), 0:
                 members.append(ArchiveMember(path: path, isDirectory: true, size: 0, mode: mode == 0 ? 0o755 : mode,
                                              modified: modified, dataOffset: nil, storedSize: 0))
             case UInt8(ascii: "1"): problems.append("\(path): a hard link, left out")

@@ -21,19 +21,13 @@ public enum ZipReader {
         let tailStart = size - Int64(tailLength)
         let tail = try read(source, tailStart, tailLength)
         guard tail.count == tailLength else { throw ArchiveError("the archive could not be read whole") }
-        // The end record is the last signature whose comment length reaches the end exactly; a
-        // comment that happens to hold the signature loses to it.
+        // The end record is where unzip and Python find it: the last 22 bytes when they are one
+        // with no comment, else the last signature in the tail. Any other choice (the record
+        // whose comment reaches the end, say) can read another archive hidden in a comment than
+        // the one those tools extract.
         var eocd: Int?
         var i = tail.count - 22
-        while i >= 0 {
-            let f = Fields(tail, at: i)
-            if f.u32(0) == eocdSignature && i + 22 + Int(f.u16(20)) == tail.count { eocd = i; break }
-            i -= 1
-        }
-        if eocd == nil {
-            i = tail.count - 22
-            while i >= 0 { if Fields(tail, at: i).u32(0) == eocdSignature { eocd = i; break }; i -= 1 }
-        }
+        while i >= 0 { if Fields(tail, at: i).u32(0) == eocdSignature { eocd = i; break }; i -= 1 }
         guard let eocd else { throw ArchiveError("not a zip archive: no end of central directory record") }
         let end = Fields(tail, at: eocd)
         var entries = UInt64(end.u16(10))
@@ -77,10 +71,19 @@ public enum ZipReader {
         /// Every entry's local header, left out or not: a member's data ends before the next one.
         var headers: [Int64] = [directoryStart]
         var at = 0
-        for n in 0..<Int(entries) {
+        // Entries are read to the directory's end, as Python does (and unzip goes on past the
+        // count): an end record counting fewer (a count that wrapped at 65,536, or a hostile one)
+        // must not hide a later entry of a name, whose copy those tools extract.
+        var n = 0
+        while n < Int(entries) || (at < directory.count && n < maxMembers) {
+            defer { n += 1 }
             let f = Fields(directory, at: at)
             guard at + 46 <= directory.count, f.u32(0) == centralSignature else {
-                problems.append("central directory entry \(n) is damaged; the \(Int(entries) - n) from there are left out")
+                if n < Int(entries) || at + 4 > directory.count || Fields(directory, at: at).u32(0) == centralSignature {
+                    problems.append("central directory entry \(n) is damaged; the entries from there are left out")
+                } else {
+                    problems.append("\(directory.count - at) bytes after the central directory's entries, ignored")
+                }
                 break
             }
             let nameLength = Int(f.u16(28)), extraLength = Int(f.u16(30)), commentLength = Int(f.u16(32))

@@ -16,6 +16,7 @@ import tarfile
 import shutil
 import time
 import zipfile
+import zlib
 
 import pytest
 
@@ -389,3 +390,135 @@ def test_hostile_safetensors_headers_do_not_stay_in_the_mounts_memory(hostile, n
         xattr(os.path.join(d, "v4.safetensors"), "safetensors_header")  # 10 MiB: no xattr can hold it
     grown = rss_mib(MOUNT_PIDS[mnt]) - before
     assert grown < 150, f"the mount kept {grown:.0f} MiB more after 4 hostile headers"
+
+
+# Raw tar and zip records, to build what no library writes (sizes on directories, hidden records).
+def tar_header(name, size, kind=b"0"):
+    h = bytearray(512)
+    h[0:len(name)] = name
+    h[100:108] = b"0000644\0"
+    h[108:116] = h[116:124] = b"0000000\0"
+    h[124:136] = b"%011o\0" % size
+    h[136:148] = b"%011o\0" % 1715949010
+    h[156:157] = kind
+    h[257:265] = b"ustar\x0000"
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def tar_pad(b):
+    return b + b"\0" * (-len(b) % 512)
+
+
+def pax_header(records, kind=b"x"):
+    body = b""
+    for k, v in records:
+        r = b" %s=%s\n" % (k, v)
+        n = len(r) + 1
+        while len(str(n)) + len(r) != n:
+            n += 1
+        body += str(n).encode() + r
+    return tar_header(b"PaxHeader", len(body), kind) + tar_pad(body)
+
+
+def tar_file(name, data):
+    return tar_header(name, len(data)) + tar_pad(data)
+
+
+def zip_local(name, data):
+    return struct.pack("<IHHHHHIIIHH", 0x04034b50, 20, 0, 0, 0, 0x58a0, zlib.crc32(data), len(data), len(data), len(name), 0) + name + data
+
+
+def zip_central(name, data, offset):
+    return struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 0x031e, 20, 0, 0, 0, 0x58a0, zlib.crc32(data), len(data), len(data),
+                       len(name), 0, 0, 0, 0, 0o100644 << 16, offset) + name
+
+
+def zip_end(count, size, offset, comment_length):
+    return struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, count, count, size, offset, comment_length)
+
+
+def misread_archives():
+    """name -> bytes: archives where a view that reads headers otherwise than GNU tar, unzip and
+    Python would show config.json as EVIL, while those tools extract GOOD (or refuse)."""
+    end = b"\0" * 1024
+    out = {
+        # A pax size overrides the header's: tar skips 2048 bytes, past a hidden config.json.
+        "paxsize.tar": tar_file(b"config.json", b"GOOD") + pax_header([(b"size", b"2048")]) + tar_header(b"blob", 0)
+        + tar_file(b"config.json", b"EVIL") + end,
+        # Directories and links have no data whatever their size says: the next header follows.
+        "dirsize.tar": tar_file(b"config.json", b"EVIL") + tar_header(b"d/", 1024, b"5") + tar_file(b"config.json", b"GOOD") + end,
+        "linksize.tar": tar_file(b"config.json", b"EVIL") + tar_header(b"l", 1024, b"2") + tar_file(b"config.json", b"GOOD") + end,
+        "oldslash.tar": tar_file(b"config.json", b"EVIL") + tar_header(b"d/", 1024, b"\0") + tar_file(b"config.json", b"GOOD") + end,
+        # A global header naming members: GNU tar and Python apply it differently; refused.
+        "globalpath.tar": tar_file(b"config.json", b"EVIL") + pax_header([(b"path", b"config.json")], b"g")
+        + tar_file(b"decoy.txt", b"GOOD") + end,
+    }
+    # The end record unzip and Python read is the last one, here inside another's comment.
+    o = bytearray()
+    evil_at = len(o)
+    o += zip_local(b"config.json", b"EVIL")
+    good_at = len(o)
+    o += zip_local(b"config.json", b"GOOD")
+    cd_evil = zip_central(b"config.json", b"EVIL", evil_at)
+    cd_at = len(o)
+    o += cd_evil
+    cd_good = zip_central(b"config.json", b"GOOD", good_at)
+    comment = cd_good + zip_end(1, len(cd_good), len(o) + 22, 0) + b"X"
+    o += zip_end(1, len(cd_evil), cd_at, len(comment)) + comment
+    out["eocd.zip"] = bytes(o)
+    # An end record counting one entry of a directory that holds two: the second is read too.
+    o = bytearray()
+    first = len(o)
+    o += zip_local(b"config.json", b"EVIL")
+    second = len(o)
+    o += zip_local(b"config.json", b"GOOD")
+    cd = zip_central(b"config.json", b"EVIL", first) + zip_central(b"config.json", b"GOOD", second)
+    at = len(o)
+    o += cd + zip_end(1, len(cd), at, 0)
+    out["count.zip"] = bytes(o)
+    return out
+
+
+def test_headers_are_read_where_tar_unzip_and_python_read_them(hostile, name, tmp_path):
+    """Archives built so that reading their headers otherwise than GNU tar, unzip and Python do shows
+    other bytes under a name: config.json through the view is what those tools extract (GOOD), or
+    is left out, or the view is refused with its reason; never EVIL."""
+    mnt = hostile[0]
+    model = name("misread")
+    d = os.path.join(mnt, "models", model)
+    os.mkdir(d)
+    for i, (what, data) in enumerate(misread_archives().items()):
+        (tmp_path / what).write_bytes(data)
+        if what.endswith(".tar"):
+            out = tmp_path / f"x{i}"
+            out.mkdir()
+            if subprocess.run(["tar", "-xf", str(tmp_path / what), "-C", str(out)], capture_output=True).returncode == 0:
+                assert (out / "config.json").read_bytes() == b"GOOD", what
+        else:
+            assert python_reads(str(tmp_path / what), "config.json") == b"GOOD", what
+        version = f"v{i}." + what.split(".", 1)[1]
+        sh("cp", str(tmp_path / what), os.path.join(d, version))
+        got = read_errno(os.path.join(d, f"v{i}", "config.json"))
+        assert got in (b"GOOD", errno.ENOENT, errno.EIO, errno.ENOTDIR), (what, got)
+        if what in ("dirsize.tar", "linksize.tar", "oldslash.tar", "paxsize.tar", "eocd.zip", "count.zip"):
+            assert got == b"GOOD", (what, got)
+    assert "global pax header" in xattr(os.path.join(d, "v4"), "archive_error")
+
+
+def test_a_path_of_a_million_segments_is_left_out_and_costs_nothing(hostile, name, tmp_path):
+    """A 947-byte .tar.gz whose pax path is `a/` 400,000 times: every prefix would be a directory of
+    the view (1.6e11 bytes of names); it is left out, the rest is listed, the mount stays small."""
+    mnt = hostile[0]
+    model = name("deep")
+    d = os.path.join(mnt, "models", model)
+    os.mkdir(d)
+    t = pax_header([(b"path", b"a/" * 400_000 + b"f")]) + tar_file(b"deep", b"x") + tar_file(b"ok.txt", b"ok") + b"\0" * 1024
+    (tmp_path / "deep.tar.gz").write_bytes(gzip.compress(t))
+    assert (tmp_path / "deep.tar.gz").stat().st_size < 4096
+    sh("cp", str(tmp_path / "deep.tar.gz"), os.path.join(d, "v1.tar.gz"))
+    assert os.listdir(os.path.join(d, "v1")) == ["ok.txt"]
+    assert "a path longer than 4096 bytes" in xattr(os.path.join(d, "v1"), "archive_error")
+    rss = int(next(l for l in open(f"/proc/{MOUNT_PIDS[mnt]}/status") if l.startswith("VmHWM")).split()[1])
+    assert rss < 1 << 20, f"the mount's peak RSS reached {rss} KiB"
