@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "S3Tests", dependencies: ["S3", "ModelStore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "CatalogTests", dependencies: ["TestSupport", "Catalog", "ModelStore"]),
         .testTarget(name: "UploadPathTests", dependencies: ["TestSupport", "UploadPath", "BlobStore", "ModelStore"]),
-        .testTarget(name: "JobsTests", dependencies: ["TestSupport", "Jobs", "Registry", "Catalog", "BlobStore", "ModelStore"]),
+        .testTarget(name: "JobsTests", dependencies: ["TestSupport", "Jobs", "Spawn", "Registry", "Catalog", "BlobStore", "ModelStore"]),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive"]),
         .testTarget(name: "ReadPathTests", dependencies: ["TestSupport", "ReadPath", "ModelStore", "BlobStore", "Archive", "CDeflate"]),
         .testTarget(name: "ModelFSTests", dependencies: ["TestSupport", "Archive", "ModelFS", "Registry", "Catalog", "BlobStore", "ReadPath", "ModelStore"]),

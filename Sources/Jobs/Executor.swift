@@ -26,9 +26,14 @@ public protocol JobExecutor: Sendable {
                user: JobOwner?) throws(StoreError) -> String
     func state(of id: String, directory: String) -> ExecutorState
     func cancel(_ id: String)
+    /// Whether an id of it means the same job on every node (Slurm's), not one machine's process:
+    /// then any node may cancel it.
+    var idsReachEveryNode: Bool { get }
 }
 
 extension JobExecutor {
+    public var idsReachEveryNode: Bool { false }
+
     func start(script: String, directory: String, environment: [String: String], log: String, jobID: String) throws(StoreError) -> String {
         try start(script: script, directory: directory, environment: environment, log: log, jobID: jobID, user: nil)
     }
@@ -65,14 +70,37 @@ func runProgram(_ argv: [String], environment: [String: String]? = nil) -> (stat
 public final class LocalExecutor: JobExecutor, @unchecked Sendable {
     public let name = "local"
     public let copiesOutput = false
+    /// When each leader this process started began (`/proc/PID/stat`'s start time): a pid is
+    /// that leader only while it still has that start time, not once the number went to another.
+    private let leaders = Locked<[pid_t: UInt64]>([:])
     public init() {}
+
+    /// Whether `pid` is still the leader of a job or service: one this process started, by its
+    /// start time; one an earlier mount started, by the job's or service's environment. Never a
+    /// process that took a recorded pid since (a daemon, another user's shell): root signals
+    /// only what it started.
+    func isLeader(_ pid: pid_t) -> Bool {
+        guard pid > 0 else { return false }
+        if let started = leaders.withLock({ $0[pid] }) { return LocalExecutor.startTime(of: pid) == started }
+        guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+        return environ.split(separator: 0).contains { $0.starts(with: Data("MODELFS_JOB_DIR=".utf8)) || $0.starts(with: Data("MODELFS_SERVICE_DIR=".utf8)) }
+    }
+
+    /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks after boot.
+    static func startTime(of pid: pid_t) -> UInt64? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil  // fields from the state (3rd) on: the 22nd is the 20th
+    }
 
     public func start(script: String, directory: String, environment: [String: String], log: String, jobID: String,
                       user: JobOwner?) throws(StoreError) -> String {
         // Its own session, so a cancel reaches everything it starts.
         let argv = (switchingUser(user) ?? []) + ["/bin/sh", script]
         switch Spawn.detached(argv[0], argv, environment: environment, log: log, followingLinks: false) {
-        case .success(let pid): return String(pid)
+        case .success(let pid):
+            if let started = LocalExecutor.startTime(of: pid) { leaders.withLock { $0[pid] = started } }
+            return String(pid)
         case .failure(let e): throw StoreError(.io, "cannot start job \(jobID): \(e.message)")
         }
     }
@@ -83,7 +111,7 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
         let reaped = waitpid(pid, &status, WNOHANG) == pid  // our child: reap it
         // The process first, its exit code second: a job that ends between the two looks is
         // then seen as running (and as exited at the next look), never as gone without a code.
-        let alive = !reaped && kill(pid, 0) == 0 && !isZombie(pid)
+        let alive = !reaped && kill(pid, 0) == 0 && !isZombie(pid) && isLeader(pid)
         if let code = exitCode(in: directory) {
             // The script writes its exit code just before it exits: reap it, or it would stay a
             // zombie of the mount for good (nothing looks at a job again once it has exited).
@@ -111,7 +139,7 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
     }
 
     public func cancel(_ id: String) {
-        guard let pid = pid_t(id) else { return }
+        guard let pid = pid_t(id), isLeader(pid) else { return }
         kill(-pid, SIGTERM)
         // Reap it (it is our child unless an earlier mount started it), and SIGKILL the group if
         // it is still there after 5 s — only while the leader is unreaped, so the pid is still its.
@@ -122,6 +150,7 @@ public final class LocalExecutor: JobExecutor, @unchecked Sendable {
                 if r == pid || (r < 0 && kill(pid, 0) != 0) { return }
                 usleep(100_000)
             }
+            guard self.isLeader(pid) else { return }
             kill(-pid, SIGKILL)
             var status: Int32 = 0
             _ = waitpid(pid, &status, 0)
@@ -201,4 +230,6 @@ public final class SlurmExecutor: JobExecutor, @unchecked Sendable {
     public func cancel(_ id: String) {
         _ = runProgram(["scancel", id])
     }
+
+    public var idsReachEveryNode: Bool { true }
 }

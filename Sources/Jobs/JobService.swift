@@ -308,8 +308,14 @@ public final class JobService: @unchecked Sendable {
             let now = try catalog.job(id: id)?.status ?? job.status
             throw StoreError(.invalidArgument, "job \(id) already \(now.rawValue)")
         }
-        // The executor id as it is now: the job may have started since it was read.
-        if let eid = try catalog.job(id: id)?.executorID ?? job.executorID { executor.cancel(eid) }
+        // The executor id as it is now: the job may have started since it was read. A local job
+        // of another node is a process there: that node stops it (``tick``), never this one,
+        // whatever has that number here.
+        let now = try catalog.job(id: id) ?? job
+        if let eid = now.executorID, now.node == nil || now.node == registry.node || executor.idsReachEveryNode {
+            cancelledHere.withLock { _ = $0.insert(id) }
+            executor.cancel(eid)
+        }
         note(id, "job cancelled")
         loop.poke()
     }
@@ -334,6 +340,7 @@ public final class JobService: @unchecked Sendable {
         var swept = false
         if let me = registry.node { try reclaimJobs(of: me) }
         let runningJobs = try catalog.jobs(status: .running)
+        try stopJobsCancelledElsewhere(running: runningJobs)
         for job in runningJobs {
             // Another node's job (a shared catalog) is that node's to follow, unless the node is gone.
             if let owner = job.node, owner != registry.node {
@@ -366,7 +373,30 @@ public final class JobService: @unchecked Sendable {
         let queued = try catalog.jobs(status: .queued)
         StateGauges.jobs(queued: queued.count, running: runningJobs.count)
         for job in queued where running < max(1, configuration.maxRunning) || executor.name == "slurm" {
-            if try launch(job) { running += 1 }
+            if try launch(job) {
+                running += 1
+                seenRunning.withLock { _ = $0.insert(job.id) }
+            }
+        }
+    }
+
+    /// This node's jobs it saw running at its last look, and the ones it cancelled itself.
+    private let seenRunning = Locked<Set<JobID>>([])
+    private let cancelledHere = Locked<Set<JobID>>([])
+
+    /// Stops this node's jobs that another node cancelled since the last look (it only recorded
+    /// the cancel: the process is this node's to signal).
+    private func stopJobsCancelledElsewhere(running: [Job]) throws(StoreError) {
+        let mine = Set(running.filter { $0.node == nil || $0.node == registry.node }.map(\.id))
+        let gone = seenRunning.withLock { seen in defer { seen = mine }; return seen.subtracting(mine) }
+        for id in gone where !cancelledHere.withLock({ $0.remove(id) != nil }) {
+            guard let job = try catalog.job(id: id), job.status == .cancelled, let eid = job.executorID else { continue }
+            switch executor.state(of: eid, directory: directory(of: id)) {
+            case .queued, .running:
+                executor.cancel(eid)
+                note(id, "job stopped: it was cancelled on another node")
+            default: break
+            }
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import ModelStore
+import Spawn
 @testable import Jobs
 
 /// LocalExecutor on its own: a script in a directory, no service.
@@ -31,6 +32,23 @@ final class LocalExecutorTests {
     }
 
     var log: String { (try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? "" }
+
+    /// A recorded number that is no longer a job's leader (a reboot, a restarted mount, pid reuse):
+    /// root signals nothing, and the job is not taken for running.
+    @Test func aNumberThatIsNoLongerALeaderIsNeitherSignalledNorRunning() throws {
+        // Another process, in a session of its own as a job's would be, with no job's environment.
+        let other = try #require(try? Spawn.detached("/bin/sleep", ["/bin/sleep", "30"], environment: [:], log: dir + "/other.log").get())
+        defer { kill(other, SIGKILL); var s: Int32 = 0; waitpid(other, &s, 0) }
+        #expect(eventually { (try? String(contentsOfFile: "/proc/\(other)/cmdline", encoding: .utf8))?.contains("sleep") == true })
+        executor.cancel(String(other))
+        usleep(300_000)
+        #expect(kill(other, 0) == 0, "a process that is not a job's was signalled")
+        #expect(executor.state(of: String(other), directory: dir) == .lost)
+        // A leader it started is signalled.
+        let id = try run("sleep 30\n", environment: ["MODELFS_JOB_DIR": dir])
+        executor.cancel(id)
+        #expect(ended(id) == .lost)
+    }
 
     @Test func theExitCodeFileIsTheOutcome() throws {
         let id = try run("echo out; echo err >&2; echo 5 > exit_code.tmp && mv exit_code.tmp exit_code; exit 5\n")

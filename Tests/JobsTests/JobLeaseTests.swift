@@ -67,6 +67,21 @@ struct JobLeaseTests {
         #expect(try env.registry.versions(of: "m").map(\.name) == ["v1", "v2"], "the checkpoint was not imported a second time")
     }
 
+    /// A cancel on node b of a job node a runs: b records it and signals nothing (a local job's
+    /// number is a process of a's, and here of whatever has it); a stops its job at its next look.
+    @Test func aJobCancelledOnAnotherNodeIsStoppedByItsOwnNode() throws {
+        let job = try a.submit(JobRequest(model: "m", version: "v1", dataset: "qa"))
+        let running = try env.drive(a, job.id) { $0.status == .running && $0.executorID != nil }
+        let pid = try #require(pid_t(running.executorID ?? ""))
+        try withSIGTERMUnblocked { try b.cancel(job.id) }
+        #expect(try env.job(job.id).status == .cancelled)
+        usleep(500_000)
+        #expect(kill(pid, 0) == 0 && !liveJobProcesses(jobsDir: env.jobsDir, id: job.id).isEmpty, "b signalled a's process")
+        try env.tick(a)
+        #expect(eventually { liveJobProcesses(jobsDir: env.jobsDir, id: job.id).isEmpty }, "a stopped its cancelled job")
+        #expect(try env.job(job.id).status == .cancelled)
+    }
+
     @Test func aJobWhoseProcessIsGoneWithoutAnExitCodeStaysFailed() throws {
         let job = try a.submit(JobRequest(model: "m", version: "v1", dataset: "qa"))
         let running = try env.drive(a, job.id) { $0.status == .running && $0.executorID != nil }
