@@ -521,7 +521,8 @@ public final class JobService: @unchecked Sendable {
 
     /// The user a job acts for in the audit trail: the one who asked for it.
     func actor(of job: Job) -> Actor {
-        job.owner.map { Actor(uid: $0.uid, gid: $0.gid, pid: getpid()) } ?? Actor.process
+        // The mount's pid for the trail, never its groups: the user's primary group alone.
+        job.owner.map { Actor(uid: $0.uid, gid: $0.gid, pid: getpid(), groups: [$0.gid]) } ?? Actor.process
     }
 
     /// A job ended: on success its checkpoints become the model's next versions, with lineage,

@@ -8,8 +8,13 @@ public struct Actor: Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
     public var pid: Int32
+    /// Groups known otherwise than from the process: a web user's (the process is the server's,
+    /// whose own groups are not theirs). Nil: the process's.
+    public var knownGroups: Set<UInt32>?
 
-    public init(uid: UInt32, gid: UInt32, pid: Int32) { self.uid = uid; self.gid = gid; self.pid = pid }
+    public init(uid: UInt32, gid: UInt32, pid: Int32, groups: Set<UInt32>? = nil) {
+        self.uid = uid; self.gid = gid; self.pid = pid; knownGroups = groups
+    }
 
     /// This process: the CLI, and the mount's own work (sweeps, jobs' checkpoints).
     public static var process: Actor { Actor(uid: getuid(), gid: getgid(), pid: getpid()) }
@@ -33,6 +38,7 @@ public struct Actor: Sendable, Equatable {
     /// The primary and supplementary groups of the process, from `/proc/<pid>/status`; the
     /// primary alone when it cannot be read (the process has gone).
     public var groups: Set<UInt32> {
+        if let knownGroups { return knownGroups.union([gid]) }
         var out: Set<UInt32> = [gid]
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return out }
         for line in status.split(separator: "\n") where line.hasPrefix("Groups:") {

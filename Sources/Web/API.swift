@@ -91,10 +91,16 @@ struct API: Sendable {
 
     /// `body` as `user` (the audit trail's), their rights checked by the caller.
     func acting<R>(_ user: WebUser, _ body: () throws(StoreError) -> R) throws(StoreError) -> R {
-        try ModelStore.Actor.acting(ModelStore.Actor(uid: user.uid, gid: user.gid, pid: getpid()), body)
+        try ModelStore.Actor.acting(actor(user), body)
     }
 
-    func actor(_ user: WebUser) -> ModelStore.Actor { ModelStore.Actor(uid: user.uid, gid: user.gid, pid: getpid()) }
+    /// A web user: this process (the audit trail's pid), with the user's primary group only, as
+    /// every other check of the API has it: never the server's own supplementary groups.
+    func actor(_ user: WebUser) -> ModelStore.Actor { API.actor(for: user) }
+
+    static func actor(for user: WebUser) -> ModelStore.Actor {
+        ModelStore.Actor(uid: user.uid, gid: user.gid, pid: getpid(), groups: [user.gid])
+    }
 
     // MARK: Models
 

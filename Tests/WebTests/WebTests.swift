@@ -7,6 +7,7 @@ import Testing
 import Catalog
 @testable import Web
 import ModelStore
+import Spawn
 
 /// Each store error's HTTP status follows the errno the mount gives for it.
 @Test(arguments: [
@@ -197,6 +198,28 @@ func loopback(_ ip: String, _ expected: Bool) throws {
     #expect(throws: StoreError.self) { try LogTail.offset(["offset": "-1"]) }
     let response = whole.response()
     #expect(response.headers[HTTPField.Name("X-Log-Size")!] == "10" && response.headers[.contentType]?.hasPrefix("text/plain") == true)
+}
+
+/// A web user acts with their primary group alone, never with the server's own supplementary
+/// groups (a server started from a shell of root's has group 0, say): a process's actor has its
+/// process's groups, a web user's does not.
+@Test func aWebUserActsWithTheirGroupNotTheServersGroups() throws {
+    let path = NSTemporaryDirectory() + "modelfs-groups-\(UUID().uuidString).log"
+    defer { unlink(path) }
+    // A process with a supplementary group, as a server started with one would be.
+    let pid = try #require(try? Spawn.detached("/usr/bin/setpriv", ["/usr/bin/setpriv", "--groups=4343", "/bin/sleep", "30"],
+                                               environment: [:], log: path).get())
+    defer { kill(pid, SIGKILL); var s: Int32 = 0; waitpid(pid, &s, 0) }
+    var probed = false
+    for _ in 0..<100 where !probed {
+        probed = ModelStore.Actor(uid: 4242, gid: 4242, pid: pid).groups.contains(4343)
+        if !probed { usleep(20_000) }
+    }
+    #expect(probed, "the probe has the group")
+    var web = API.actor(for: WebUser(name: "eve", uid: 4242, gid: 4242))
+    #expect(web.groups == [4242] && web.requester == .user(uid: 4242, gid: 4242))
+    web.pid = pid  // even with the server's process named
+    #expect(web.groups == [4242])
 }
 
 // MARK: Browser sessions and CSRF
