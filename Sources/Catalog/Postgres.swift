@@ -34,16 +34,25 @@ public struct PostgresURL: Sendable, Equatable {
         url = text
     }
 
-    /// The URL with any password replaced by `***`: safe for logs, errors and the bucket's owner record.
+    /// The URL with any password replaced by `***`, in its user part (`user:pw@`) and in its
+    /// parameters (`?password=pw`, as libpq also takes it): safe for logs, errors and the bucket's
+    /// owner record.
     public var redacted: String {
-        guard let scheme = url.range(of: "://") else { return url }
-        let rest = url[scheme.upperBound...]
-        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
-        let authority = rest[..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@") else { return url }
-        let userinfo = authority[..<at]
-        guard let colon = userinfo.firstIndex(of: ":") else { return url }
-        return String(url[..<scheme.upperBound]) + userinfo[..<colon] + ":***" + String(url[at...])
+        var out = url
+        if let scheme = out.range(of: "://") {
+            let rest = out[scheme.upperBound...]
+            let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+            let authority = rest[..<authorityEnd]
+            if let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") {
+                out = String(out[..<scheme.upperBound]) + authority[..<colon] + ":***" + String(out[at...])
+            }
+        }
+        guard let question = out.firstIndex(of: "?") else { return out }
+        let parameters = out[out.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false).map { p -> String in
+            let key = p.prefix { $0 != "=" }
+            return key.lowercased() == "password" && p.contains("=") ? key + "=***" : String(p)
+        }
+        return String(out[...question]) + parameters.joined(separator: "&")
     }
 }
 
