@@ -559,3 +559,47 @@ def test_browser_sessions_are_shared_on_a_postgresql_catalog_and_end_with_their_
     finally:
         for w in webs:
             w.stop()
+
+
+def test_a_chmod_on_one_node_takes_access_away_on_another(mounts):
+    """Two --allow-other nodes of one catalog: eve reads a version on node B (its attributes now in
+    B's kernel, which may keep a ready file's an hour); its owner makes it 0600 on node A; within
+    seconds eve is refused on B too (the kernel keeps a name at most a second, and looks it up
+    again with fresh attributes), and gets it back when it is 0644 again."""
+    import shutil
+    from helpers import shared_top
+    from test_sharing import EVE, as_user, ensure_users
+    if os.geteuid() != 0:
+        pytest.skip("needs root: useradd, and mounts others may use")
+    ensure_users()
+    eve = EVE
+    url = new_database()
+    bucket = new_bucket(s3_client(S3_ENDPOINT))
+    tops, nodes = [], []
+    try:
+        for i in (1, 2):
+            store = Store("s3", "/nonexistent", S3_ENDPOINT, bucket=bucket)
+            top, mnt = shared_top(store, f"modelfs-chmod-{i}-")
+            tops.append(top)
+            store.env_extra = {"MODELFS_CATALOG": url}
+            nodes.append(mounts(store, "--allow-other", path=mnt, env=store.env(**store.env_extra)))
+        a, b = nodes
+        model = f"chmod-{uuid.uuid4().hex[:6]}"
+        os.mkdir(a.p("models", model))
+        os.chmod(a.p("models", model), 0o755)
+        src = os.path.join(tops[0], "w.pt")
+        with open(src, "wb") as f:
+            f.write(b"weights" * 1000)
+        sh("cp", src, a.p("models", model, "v1.pt"))
+        os.chmod(a.p("models", model, "v1.pt"), 0o644)
+        on_b = b.p("models", model, "v1.pt")
+        wait_for(lambda: as_user(eve, "cat", on_b).returncode == 0, 10, "eve reads v1 on node B")
+        os.chmod(a.p("models", model, "v1.pt"), 0o600)
+        wait_for(lambda: "Permission denied" in as_user(eve, "cat", on_b).stderr, 10, "eve refused on node B")
+        os.chmod(a.p("models", model, "v1.pt"), 0o644)
+        wait_for(lambda: as_user(eve, "cat", on_b).returncode == 0, 10, "eve reads v1 on node B again")
+    finally:
+        for n in nodes:
+            n.unmount()
+        for t in tops:
+            shutil.rmtree(t, ignore_errors=True)
