@@ -82,13 +82,13 @@ extension API {
     /// bytes so far. Its owner's and root's, as `jobs/<id>/log` is (0400) on the mount.
     func jobLog(_ call: Call) throws -> Answer {
         let job = try job(call)
-        if let owner = job.owner {
-            guard let user = call.user else {
-                throw WebError.unauthorized("the log of job \(job.id) is its owner's to read: it needs a user")
-            }
-            guard user.uid == owner.uid || user.uid == 0 else {
-                throw StoreError(.accessDenied, "\(user.name) may not read the log of job \(job.id): it is uid \(owner.uid)'s")
-            }
+        // A job from before owners were recorded is the mount's user's, as its log file is (0400).
+        let owner = job.owner?.uid ?? getuid()
+        guard let user = call.user else {
+            throw WebError.unauthorized("the log of job \(job.id) is its owner's to read: it needs a user")
+        }
+        guard user.uid == owner || user.uid == 0 else {
+            throw StoreError(.accessDenied, "\(user.name) may not read the log of job \(job.id): it is uid \(owner)'s")
         }
         let offset = try LogTail.offset(call.query)
         let jobs = try runner

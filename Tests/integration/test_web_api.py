@@ -689,3 +689,17 @@ def test_a_token_removed_from_the_tokens_file_ends_its_sessions_without_a_restar
     os.chmod(web.tokens, 0o600)
     assert f"<span>{me}</span>" in page_of(web, owners)
     assert OWNER_TOKEN not in web.output() and EVE_TOKEN not in web.output()
+
+
+def test_the_log_of_a_job_from_before_owners_is_the_stores_users(store, webs):
+    """A job row without an owner (recorded before owners were) has a log the mount keeps 0400 as
+    its own user's: over HTTP too, only that user or root reads it, not anyone who asks."""
+    import sqlite3
+    web = webs(store)
+    with sqlite3.connect(store.db) as db:
+        db.execute("INSERT INTO jobs (id, model, version, dataset, status, executor, created) "
+                   "VALUES ('before-owners-1', 'm', 'v1', 'qa', 'succeeded', 'local', 0)")
+    assert web.fetch("/api/v1/jobs/before-owners-1/log", {"Authorization": f"Bearer {OWNER_TOKEN}"})[0] == 200  # the store's user
+    status, code, message = refusal(web, "GET", "/api/v1/jobs/before-owners-1/log", token=EVE_TOKEN)
+    assert (status, code) == (403, "EACCES") and "may not read the log" in message, message
+    assert refusal(web, "GET", "/api/v1/jobs/before-owners-1/log", token=None)[0] == 401
