@@ -116,7 +116,7 @@ public enum TarReader {
             }
             let oldDirectory = type == 0 && rawName.last == UInt8(ascii: "/")
             switch type {
-            case 0, UInt8(ascii: "0"), UInt8(ascii: "7") where !oldDirectory:
+            case 0 where !oldDirectory, UInt8(ascii: "0"), UInt8(ascii: "7"):
                 // A pax size is the member's (a file over 8 GiB has no other); `dataLength` is it.
                 let length = dataLength
                 guard dataStart + length <= size else {
