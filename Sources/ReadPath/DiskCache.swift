@@ -42,18 +42,25 @@ public final class DiskCache: @unchecked Sendable {
     /// mount of a shared directory may evict the object and write some of it again under it.
     private var verified: [UInt64: FileID] = [:]
 
-    /// Which file a descriptor or a path is.
+    /// Which file a descriptor or a path is, as it was: its inode, and its size and mtime, since
+    /// a file system gives a removed file's inode number to the next file made (another mount's
+    /// partial copy under the same name). A complete copy is never written again (``keep``), so
+    /// its size and mtime stay.
     struct FileID: Equatable {
-        var device: UInt64, inode: UInt64
+        var device: UInt64, inode: UInt64, size: Int64, modified: Int64, modifiedNanoseconds: Int64
+        init(_ st: stat) {
+            device = UInt64(st.st_dev); inode = UInt64(st.st_ino); size = Int64(st.st_size)
+            modified = Int64(st.st_mtim.tv_sec); modifiedNanoseconds = Int64(st.st_mtim.tv_nsec)
+        }
         init?(fd: Int32) {
             var st = stat()
             guard fstat(fd, &st) == 0 else { return nil }
-            device = UInt64(st.st_dev); inode = UInt64(st.st_ino)
+            self.init(st)
         }
         init?(path: String) {
             var st = stat()
             guard stat(path, &st) == 0 else { return nil }
-            device = UInt64(st.st_dev); inode = UInt64(st.st_ino)
+            self.init(st)
         }
     }
 
@@ -403,7 +410,7 @@ public final class DiskCache: @unchecked Sendable {
         var st = stat()
         guard size > 0, (fd.map { fstat($0, &st) } ?? stat(dataPath(object), &st)) == 0, Int64(st.st_size) == size else { return nil }
         if fd != nil {
-            guard let named = FileID(path: dataPath(object)), named.device == UInt64(st.st_dev), named.inode == UInt64(st.st_ino) else { return nil }
+            guard FileID(path: dataPath(object)) == FileID(st) else { return nil }
         }
         let blocks = loadIndex(object)
         let count = (size + blockSize - 1) / blockSize
